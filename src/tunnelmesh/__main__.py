@@ -1,0 +1,3 @@
+from tunnelmesh.cli.main import main
+
+main()

@@ -1,0 +1,187 @@
+"""coordinator.yaml -> typed settings, with one-line errors that name the offending key."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(Exception):
+    """A bad configuration value; the message names the key."""
+
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "k": 2**10,
+    "m": 2**20,
+    "g": 2**30,
+    "t": 2**40,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+    "ki": 2**10,
+    "mi": 2**20,
+    "gi": 2**30,
+    "ti": 2**40,
+}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(value: str | int) -> int:
+    """`10GB` is decimal, `10GiB`/`10Gi` binary, a bare number is bytes."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a size: {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"size must not be negative: {value}")
+        return value
+    m = _SIZE.match(str(value))
+    if not m or m.group(2).lower() not in _UNITS:
+        raise ValueError(f"not a size: {value!r} (use e.g. 500MB, 10GB, 1GiB or plain bytes)")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: Listen = field(default_factory=lambda: Listen("127.0.0.1", 8080))
+    s3_listen: Listen | None = field(default_factory=lambda: Listen("127.0.0.1", 9000))
+    data_dir: Path = Path("tunnelmesh-data")
+    max_size: int = 10 * 10**9
+    region: str = "us-east-1"
+    workers: int = 0  # 0: one per core
+    allow_public: bool = False
+    log_level: str = "info"
+
+    def to_json(self) -> str:
+        d = dataclasses.asdict(self)
+        d["data_dir"] = str(self.data_dir)
+        return json.dumps(d)
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        d = json.loads(text)
+        d["listen"] = Listen(**d["listen"])
+        d["s3_listen"] = Listen(**d["s3_listen"]) if d["s3_listen"] else None
+        d["data_dir"] = Path(d["data_dir"])
+        return cls(**d)
+
+
+def parse_listen(key: str, value: Any) -> Listen:
+    text = str(value).strip()
+    m = re.match(r"^\[([^\]]+)\]:(\d+)$", text) or re.match(r"^([^:]*):(\d+)$", text)
+    if not m:
+        raise ConfigError(f"{key}: expected HOST:PORT, got {value!r}")
+    host, port = m.group(1) or "127.0.0.1", int(m.group(2))
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{key}: port {port} out of range")
+    return Listen(host, port)
+
+
+def check_bind_address(key: str, listen: Listen, allow_public: bool) -> None:
+    """Refuse wildcard and public addresses unless the operator explicitly allows them."""
+    if allow_public:
+        return
+    try:
+        ip = ipaddress.ip_address(listen.host)
+    except ValueError:
+        if listen.host == "localhost":
+            return
+        raise ConfigError(
+            f"{key}: {listen.host!r} is not an IP address; bind to the coordinator's mesh IP "
+            "(or pass --allow-public to bind a name)"
+        ) from None
+    if ip.is_unspecified:
+        raise ConfigError(
+            f"{key}: {listen} listens on every interface; bind to the mesh IP, "
+            "or pass --allow-public if you really mean it"
+        )
+    if not (ip.is_loopback or ip.is_private or ip.is_link_local):
+        raise ConfigError(
+            f"{key}: {listen.host} is a public address; bind to the mesh IP, "
+            "or pass --allow-public if you really mean it"
+        )
+
+
+_TOP_KEYS = {"listen", "s3", "workers", "log_level", "region"}
+_S3_KEYS = {"data_dir", "max_size", "listen"}
+
+
+def load(path: Path | None, *, allow_public: bool = False) -> Settings:
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+    for k in raw:
+        if k not in _TOP_KEYS:
+            raise ConfigError(f"{k}: unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
+    s3 = raw.get("s3") or {}
+    if not isinstance(s3, dict):
+        raise ConfigError("s3: expected a mapping")
+    for k in s3:
+        if k not in _S3_KEYS:
+            raise ConfigError(f"s3.{k}: unknown key (known: {', '.join(sorted(_S3_KEYS))})")
+
+    defaults = Settings()
+    listen = parse_listen("listen", raw["listen"]) if "listen" in raw else defaults.listen
+    s3_listen = defaults.s3_listen
+    if "listen" in s3:
+        s3_listen = None if s3["listen"] in (None, "", False) else parse_listen("s3.listen", s3["listen"])
+    try:
+        max_size = parse_size(s3["max_size"]) if "max_size" in s3 else defaults.max_size
+    except ValueError as e:
+        raise ConfigError(f"s3.max_size: {e}") from None
+    workers = raw.get("workers", 0)
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+        raise ConfigError(f"workers: expected a whole number >= 0, got {workers!r}")
+    log_level = str(raw.get("log_level", "info")).lower()
+    if log_level not in {"debug", "info", "warning", "error"}:
+        raise ConfigError(f"log_level: expected debug, info, warning or error, got {log_level!r}")
+    region = str(raw.get("region", defaults.region))
+    if not re.fullmatch(r"[a-z0-9-]{1,32}", region):
+        raise ConfigError(f"region: invalid region name {region!r}")
+    data_dir = Path(os.path.expanduser(str(s3.get("data_dir", defaults.data_dir))))
+
+    check_bind_address("listen", listen, allow_public)
+    if s3_listen is not None:
+        check_bind_address("s3.listen", s3_listen, allow_public)
+        if (s3_listen.host, s3_listen.port) == (listen.host, listen.port) and listen.port != 0:
+            raise ConfigError("s3.listen: must differ from listen")
+    return Settings(
+        listen=listen,
+        s3_listen=s3_listen,
+        data_dir=data_dir,
+        max_size=max_size,
+        region=region,
+        workers=workers,
+        allow_public=allow_public,
+        log_level=log_level,
+    )

@@ -1,0 +1,141 @@
+"""The HTTP edge of the S3 API: ASGI in, one operation, S3 XML (or bytes, or a file) out.
+
+This is the only place that knows about status lines and the only place errors are rendered.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from typing import Any
+from urllib.parse import unquote
+
+from tunnelmesh.s3 import xml
+from tunnelmesh.s3.auth import authenticate
+from tunnelmesh.s3.auth.credentials import Credentials
+from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.s3.ops.common import Context, check_system_bucket_access
+from tunnelmesh.s3.request import Receive, Request, parse_query, split_path
+from tunnelmesh.s3.response import Response, read_slices
+from tunnelmesh.s3.router import route
+
+log = logging.getLogger("tunnelmesh.s3")
+Send = Any
+
+_NO_BODY_STATUS = {204, 304}
+
+
+class S3Api:
+    def __init__(self, ctx: Context, credentials: Credentials) -> None:
+        self.ctx = ctx
+        self.credentials = credentials
+
+    async def handle(self, scope: dict[str, Any], receive: Receive, send: Send, prefix: str) -> None:
+        started = time.perf_counter()
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        req = Request(
+            method=scope["method"],
+            raw_path=raw_path.decode("latin-1"),
+            raw_query=(scope.get("query_string") or b"").decode("latin-1"),
+            headers=_headers(scope["headers"]),
+            receive=receive,
+            prefix=prefix,
+        )
+        try:
+            resp = await self._dispatch(req)
+        except S3Error as err:
+            resp = self.error_response(err, req)
+        except Exception:  # noqa: BLE001 - never leak a traceback to a client
+            log.error("request %s failed:\n%s", req.request_id, traceback.format_exc())
+            resp = self.error_response(
+                S3Error("InternalError", "We encountered an internal error. Please try again."), req
+            )
+        sent = await self._send(scope, send, req, resp)
+        log.info(
+            "id=%s peer=%s op=%s status=%d bytes=%d ms=%.1f",
+            req.request_id,
+            req.principal.peer_id if req.principal else "-",
+            req.operation,
+            resp.status,
+            sent,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    async def _dispatch(self, req: Request) -> Response:
+        try:
+            path = unquote(req.raw_path[len(req.prefix) :] or "/", errors="strict")
+            req.query_items = parse_query(req.raw_query)
+        except UnicodeDecodeError:
+            raise S3Error("InvalidURI", "Couldn't parse the specified URI.") from None
+        req.query = {name: value for name, value, _, _ in req.query_items}
+        req.bucket, req.key = split_path(path)
+        authenticate(req, self.credentials)
+        r = route(req)
+        req.operation = r.name
+        if req.bucket:
+            check_system_bucket_access(req, req.bucket, r.read_only)
+        return await r.handler(self.ctx, req)
+
+    def error_response(self, err: S3Error, req: Request) -> Response:
+        if err.status >= 500:
+            log.warning("request %s: %s %s", req.request_id, err.code, err.message)
+        resource = req.raw_path
+        body = xml.error_document(err.code, err.message, resource, req.request_id, err.fields)
+        headers = [("content-type", "application/xml"), *err.headers]
+        return Response(err.status, headers, body)
+
+    async def _send(self, scope: dict[str, Any], send: Send, req: Request, resp: Response) -> int:
+        headers = [(k.encode("latin-1"), v.encode("latin-1", "replace")) for k, v in resp.headers]
+        headers.append((b"x-amz-request-id", req.request_id.encode()))
+        headers.append((b"x-amz-id-2", req.request_id.encode()))
+        head_only = req.method == "HEAD" or resp.status in _NO_BODY_STATUS
+        if resp.slices is None and not any(k == b"content-length" for k, _ in headers):
+            if not head_only:
+                headers.append((b"content-length", str(len(resp.body)).encode()))
+            elif resp.status >= 400:
+                headers.append((b"content-length", b"0"))
+        try:
+            await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+            if head_only:
+                await send({"type": "http.response.body", "body": b""})
+                return 0
+            if resp.slices is None:
+                await send({"type": "http.response.body", "body": resp.body})
+                return len(resp.body)
+            return await self._send_slices(scope, send, resp)
+        finally:
+            resp.close()
+
+    async def _send_slices(self, scope: dict[str, Any], send: Send, resp: Response) -> int:
+        slices = resp.slices or []
+        total = sum(s.length for s in slices)
+        extensions = scope.get("extensions") or {}
+        if (
+            len(slices) == 1
+            and slices[0].whole
+            and slices[0].length > 256 * 1024
+            and "http.response.pathsend" in extensions
+        ):
+            # zero-copy: the server sends the file itself; the blob outlives the send (unlinks are deferred)
+            await send({"type": "http.response.pathsend", "path": slices[0].path})
+            return total
+        if total <= 256 * 1024:
+            body = b"".join([c async for c in read_slices(slices)])
+            await send({"type": "http.response.body", "body": body})
+            return total
+        sent = 0
+        async for chunk in read_slices(slices):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            sent += len(chunk)
+        await send({"type": "http.response.body", "body": b""})
+        return sent
+
+
+def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in raw:
+        name = k.decode("latin-1").lower()
+        value = v.decode("latin-1")
+        out[name] = f"{out[name]},{value}" if name in out else value
+    return out

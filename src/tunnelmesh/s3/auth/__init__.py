@@ -1,0 +1,145 @@
+"""Choose the authentication scheme, verify it, and hand back a verified, de-framed body stream."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+
+from tunnelmesh.s3.auth import sigv2, sigv4
+from tunnelmesh.s3.auth.chunked import ChunkedBody, ChunkSigning
+from tunnelmesh.s3.auth.credentials import Credentials, Identity
+from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.s3.request import Request, raw_body
+
+STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+STREAMING_SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
+STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+UNSIGNED = "UNSIGNED-PAYLOAD"
+
+
+def _identity(creds: Credentials, access_key: str) -> Identity:
+    ident = creds.by_access_key(access_key)
+    if ident is None:
+        raise S3Error(
+            "InvalidAccessKeyId",
+            "The AWS Access Key Id you provided does not exist in our records.",
+            AWSAccessKeyId=access_key,
+        )
+    return ident
+
+
+async def _verify_sha256(body: AsyncIterator[bytes], expected: str) -> AsyncIterator[bytes]:
+    h = hashlib.sha256()
+    async for chunk in body:
+        h.update(chunk)
+        yield chunk
+    if not hmac.compare_digest(h.hexdigest(), expected):
+        raise S3Error(
+            "XAmzContentSHA256Mismatch",
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        )
+
+
+def _declared_length(req: Request) -> int | None:
+    value = req.header("x-amz-decoded-content-length") if req.has_body_framing else req.header("content-length")
+    if not value:
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise S3Error("InvalidArgument", "Content-Length is not a number.") from None
+    if n < 0:
+        raise S3Error("InvalidArgument", "Content-Length must not be negative.")
+    return n
+
+
+def _sigv4_body(req: Request, payload: str, key: bytes, sr: sigv4.SignedRequest) -> AsyncIterator[bytes]:
+    raw = raw_body(req.receive)
+    if payload in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER):
+        if payload == STREAMING_UNSIGNED_TRAILER:
+            signing = None
+        else:
+            signing = ChunkSigning(key, sr.amz_date, sr.scope.text, sr.signature)
+        return ChunkedBody(raw, req.content_length, signing, payload == STREAMING_SIGNED_TRAILER)
+    if payload.startswith("STREAMING-"):
+        raise S3Error("InvalidRequest", f"x-amz-content-sha256 value {payload} is not supported.")
+    if payload == UNSIGNED:
+        return raw
+    return _verify_sha256(raw, payload)
+
+
+def authenticate(req: Request, creds: Credentials) -> None:
+    """Sets req.principal and req.body, or raises an S3Error."""
+    auth = req.header("authorization")
+    q = req.query
+    presigned_v4 = "X-Amz-Algorithm" in q or "X-Amz-Signature" in q
+    presigned_v2 = "AWSAccessKeyId" in q and "Signature" in q
+    if auth and (presigned_v4 or presigned_v2):
+        raise S3Error(
+            "InvalidArgument",
+            "Only one auth mechanism allowed; only the X-Amz-Algorithm query "
+            "parameter, Signature query string parameter or the Authorization header should be specified",
+        )
+    req.content_length = _declared_length(req)
+
+    if auth.startswith("AWS4-HMAC-SHA256"):
+        sr = sigv4.header_request(req)
+        payload = req.header("x-amz-content-sha256")
+        if not payload:
+            raise S3Error("InvalidRequest", "Missing required header for this request: x-amz-content-sha256")
+        if not (payload in (UNSIGNED,) or payload.startswith("STREAMING-")) and (
+            len(payload) != 64 or any(c not in "0123456789abcdef" for c in payload)
+        ):
+            raise S3Error(
+                "InvalidArgument",
+                "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, a STREAMING- value, or a valid sha256 value.",
+            )
+        ident = _identity(creds, sr.scope.access_key)
+        key = sigv4.verify(req, sr, ident.secret, payload)
+        req.principal = ident.principal
+        req.body = _sigv4_body(req, payload, key, sr)
+    elif presigned_v4:
+        sr = sigv4.presigned_request(req)
+        payload = q.get("X-Amz-Content-Sha256") or UNSIGNED
+        ident = _identity(creds, sr.scope.access_key)
+        key = sigv4.verify(req, sr, ident.secret, payload)
+        req.principal = ident.principal
+        req.body = _sigv4_body(req, payload, key, sr)
+    elif auth.startswith("AWS "):
+        access_key, _, signature = auth[4:].strip().rpartition(":")
+        date_line = sigv2.header_date(req)
+        ident = _identity(creds, access_key)
+        sigv2.verify(req, ident.secret, signature, date_line)
+        req.principal = ident.principal
+        req.body = raw_body(req.receive)
+    elif presigned_v2:
+        expires = sigv2.query_expires(req)
+        ident = _identity(creds, q["AWSAccessKeyId"])
+        sigv2.verify(req, ident.secret, q["Signature"], expires)
+        req.principal = ident.principal
+        req.body = raw_body(req.receive)
+    elif auth[:6].lower() == "basic ":
+        try:
+            peer, sep, token = base64.b64decode(auth[6:].strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise S3Error("AccessDenied", "Malformed Basic credentials.") from None
+        ident = creds.by_access_key(peer)
+        # compare even for an unknown peer so timing does not reveal which peers exist
+        secret = ident.secret if ident else "\x00" * 32
+        if not sep or not hmac.compare_digest(secret.encode(), token.encode()) or ident is None:
+            raise S3Error("AccessDenied", "Invalid peer id or token.")
+        req.principal = ident.principal
+        req.body = raw_body(req.receive)
+    elif auth[:7].lower() == "bearer ":
+        ident = creds.by_token(auth[7:].strip())
+        if ident is None:
+            raise S3Error("AccessDenied", "Invalid token.")
+        req.principal = ident.principal
+        req.body = raw_body(req.receive)
+    elif auth:
+        raise S3Error("AccessDenied", "Unsupported Authorization scheme.")
+    else:
+        raise S3Error("AccessDenied", "Access Denied. Anonymous requests are not allowed.")

@@ -1,0 +1,96 @@
+"""Conditional requests (RFC 7232 order) and single byte ranges, as S3 evaluates them."""
+
+from __future__ import annotations
+
+import re
+
+from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.s3.response import parse_http_date
+from tunnelmesh.store.records import ObjectRecord
+
+
+def etags_of(header: str) -> list[str]:
+    return [t.strip().removeprefix("W/").strip('"') for t in header.split(",") if t.strip()]
+
+
+def etag_matches(header: str, etag: str) -> bool:
+    tags = etags_of(header)
+    return "*" in tags or etag in tags
+
+
+def check_read(headers: dict[str, str], obj: ObjectRecord, prefix: str = "") -> None:
+    """Raise PreconditionFailed (412) or NotModified (304) per If-* headers.
+
+    With prefix "x-amz-copy-source-" the same rules apply to a copy source, where a failed
+    If-None-Match / If-Modified-Since is a 412, not a 304.
+    """
+    mtime = int(obj.mtime)
+    if_match = headers.get(prefix + "if-match")
+    if_none_match = headers.get(prefix + "if-none-match")
+    if_unmod = headers.get(prefix + "if-unmodified-since")
+    if_mod = headers.get(prefix + "if-modified-since")
+    if if_match is not None:
+        if not etag_matches(if_match, obj.etag):
+            raise S3Error(
+                "PreconditionFailed",
+                "At least one of the pre-conditions you specified did not hold",
+                Condition=f"{prefix}If-Match",
+            )
+    elif if_unmod is not None:
+        t = parse_http_date(if_unmod)
+        if t is not None and mtime > t:
+            raise S3Error(
+                "PreconditionFailed",
+                "At least one of the pre-conditions you specified did not hold",
+                Condition=f"{prefix}If-Unmodified-Since",
+            )
+    not_modified = "NotModified" if not prefix else "PreconditionFailed"
+    if if_none_match is not None:
+        if etag_matches(if_none_match, obj.etag):
+            raise S3Error(not_modified, "Not Modified", Condition=f"{prefix}If-None-Match")
+    elif if_mod is not None:
+        t = parse_http_date(if_mod)
+        if t is not None and mtime <= t:
+            raise S3Error(not_modified, "Not Modified", Condition=f"{prefix}If-Modified-Since")
+
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(value: str, size: int) -> tuple[int, int] | None:
+    """A satisfiable (first, last) byte range, None to ignore the header, or InvalidRange."""
+    m = _RANGE.match(value.strip())
+    if not m or (not m.group(1) and not m.group(2)):
+        return None  # malformed, multi-range or another unit: S3 sends the whole object
+    first, last = m.group(1), m.group(2)
+    if not first:
+        n = int(last)
+        if n == 0 or size == 0:
+            raise invalid_range(size)
+        return max(0, size - n), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if last and end < start:
+        return None
+    if start >= size:
+        raise invalid_range(size)
+    return start, min(end, size - 1)
+
+
+def invalid_range(size: int) -> S3Error:
+    err = S3Error("InvalidRange", "The requested range is not satisfiable", ActualObjectSize=str(size))
+    err.headers.append(("content-range", f"bytes */{size}"))
+    return err
+
+
+def parse_copy_range(value: str, size: int) -> tuple[int, int]:
+    """x-amz-copy-source-range takes closed ranges only."""
+    m = re.match(r"^bytes=(\d+)-(\d+)$", value.strip())
+    if not m:
+        raise S3Error("InvalidArgument", "The x-amz-copy-source-range value must be of the form bytes=first-last.")
+    first, last = int(m.group(1)), int(m.group(2))
+    if last < first:
+        raise S3Error("InvalidArgument", "The x-amz-copy-source-range value must be of the form bytes=first-last.")
+    if last >= size:
+        raise S3Error("InvalidRange", "The requested range is not satisfiable", ActualObjectSize=str(size))
+    return first, last

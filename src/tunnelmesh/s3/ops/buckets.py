@@ -1,0 +1,105 @@
+"""ListBuckets, CreateBucket, DeleteBucket, HeadBucket, GetBucketLocation, ACL and versioning reads."""
+
+from __future__ import annotations
+
+from tunnelmesh.s3 import xml
+from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.s3.ops.common import Context, require_no_framing, validate_bucket_name
+from tunnelmesh.s3.request import Request, read_small_body
+from tunnelmesh.s3.response import Response, xml_response
+from tunnelmesh.store.engine import SYSTEM_BUCKET
+
+
+def _owner(peer_id: str) -> str:
+    return f"<Owner><ID>{xml.e(peer_id)}</ID><DisplayName>{xml.e(peer_id)}</DisplayName></Owner>"
+
+
+async def list_buckets(ctx: Context, req: Request) -> Response:
+    assert req.principal is not None
+    prefix = req.query.get("prefix", "")
+    items = [
+        f"<Bucket><Name>{xml.e(b.name)}</Name><CreationDate>{xml.iso8601(b.created)}</CreationDate>"
+        f"<BucketRegion>{xml.e(b.region or ctx.region)}</BucketRegion></Bucket>"
+        for b in ctx.store.buckets()
+        if (b.name != SYSTEM_BUCKET or req.principal.is_admin) and b.name.startswith(prefix)
+    ]
+    return xml_response(
+        xml.document(
+            "ListAllMyBucketsResult",
+            [
+                _owner(req.principal.peer_id),
+                "<Buckets>",
+                *items,
+                "</Buckets>",
+                xml.element("Prefix", prefix) if prefix else "",
+            ],
+        )
+    )
+
+
+async def create_bucket(ctx: Context, req: Request) -> Response:
+    assert req.principal is not None
+    require_no_framing(req)
+    if req.bucket == SYSTEM_BUCKET:
+        raise S3Error("AccessDenied", "The bucket name is reserved for the coordinator.", BucketName=req.bucket)
+    validate_bucket_name(req.bucket)
+    body = await read_small_body(req)
+    if body.strip():
+        doc = xml.parse(body, "CreateBucketConfiguration")
+        location = xml.text(doc, "LocationConstraint", "") or ""
+        if location not in ("", ctx.region) and not (ctx.region == "us-east-1" and location == "US"):
+            raise S3Error(
+                "IllegalLocationConstraintException",
+                f"The {location} location constraint is incompatible for the region specific endpoint "
+                "this request was sent to.",
+            )
+    await ctx.store.create_bucket(req.bucket, req.principal.peer_id, ctx.region)
+    return Response(200, [("location", f"/{req.bucket}")])
+
+
+async def delete_bucket(ctx: Context, req: Request) -> Response:
+    await ctx.store.delete_bucket(req.bucket)
+    return Response(204)
+
+
+async def head_bucket(ctx: Context, req: Request) -> Response:
+    b = ctx.store.require_bucket(req.bucket)
+    return Response(200, [("x-amz-bucket-region", b.region or ctx.region)])
+
+
+async def get_bucket_location(ctx: Context, req: Request) -> Response:
+    b = ctx.store.require_bucket(req.bucket)
+    region = b.region or ctx.region
+    value = "" if region == "us-east-1" else region
+    return xml_response(
+        (xml.HEAD + f'<LocationConstraint xmlns="{xml.NS}">{xml.e(value)}</LocationConstraint>').encode()
+    )
+
+
+def _acl(owner: str) -> Response:
+    grant = (
+        '<Grant><Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser">'
+        f"<ID>{xml.e(owner)}</ID><DisplayName>{xml.e(owner)}</DisplayName></Grantee>"
+        "<Permission>FULL_CONTROL</Permission></Grant>"
+    )
+    return xml_response(
+        xml.document("AccessControlPolicy", [_owner(owner), "<AccessControlList>", grant, "</AccessControlList>"])
+    )
+
+
+async def get_bucket_acl(ctx: Context, req: Request) -> Response:
+    b = ctx.store.require_bucket(req.bucket)
+    return _acl(b.owner)
+
+
+async def get_object_acl(ctx: Context, req: Request) -> Response:
+    ctx.store.require_bucket(req.bucket)
+    obj = ctx.store.get_object(req.bucket, req.key)
+    if obj is None:
+        raise S3Error("NoSuchKey", "The specified key does not exist.", Key=req.key)
+    return _acl(obj.owner)
+
+
+async def get_bucket_versioning(ctx: Context, req: Request) -> Response:
+    ctx.store.require_bucket(req.bucket)
+    return xml_response(xml.document("VersioningConfiguration", []))

@@ -1,0 +1,130 @@
+"""What the operation handlers share: the request context, name rules, stored headers."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.s3.request import Request
+from tunnelmesh.s3.response import Response, http_date
+from tunnelmesh.store.engine import SYSTEM_BUCKET, Store
+from tunnelmesh.store.records import ObjectRecord
+
+MAX_KEY_BYTES = 1024
+MAX_USER_METADATA = 2048
+MAX_OBJECT_SIZE = 5 * 1024**4
+MAX_PART_SIZE = 5 * 1024**3
+MIN_PART_SIZE = 5 * 1024 * 1024
+DEFAULT_CONTENT_TYPE = "binary/octet-stream"
+
+# system headers an object keeps and returns on GET/HEAD
+STORED_HEADERS = (
+    "content-type",
+    "content-encoding",
+    "content-disposition",
+    "cache-control",
+    "content-language",
+    "expires",
+    "x-amz-website-redirect-location",
+)
+
+
+@dataclass(slots=True)
+class Context:
+    store: Store
+    region: str
+
+
+Handler = Callable[[Context, Request], Awaitable[Response]]
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def validate_bucket_name(name: str) -> None:
+    bad = (
+        not _BUCKET_RE.match(name)
+        or ".." in name
+        or ".-" in name
+        or "-." in name
+        or name.startswith("xn--")
+        or name.endswith("-s3alias")
+        or _is_ip(name)
+    )
+    if bad:
+        raise S3Error("InvalidBucketName", "The specified bucket is not valid.", BucketName=name)
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def validate_key(key: str) -> None:
+    if not key:
+        raise S3Error("InvalidArgument", "An object key must not be empty.")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise S3Error("KeyTooLongError", "Your key is too long", MaxSizeAllowed=str(MAX_KEY_BYTES))
+
+
+def object_headers_from_request(req: Request) -> dict[str, str]:
+    """System headers and x-amz-meta-* to store with an object; aws-chunked is framing, not data."""
+    out: dict[str, str] = {}
+    for name in STORED_HEADERS:
+        value = req.headers.get(name)
+        if value is None:
+            continue
+        if name == "content-encoding":
+            value = ",".join(t.strip() for t in value.split(",") if t.strip() and t.strip().lower() != "aws-chunked")
+            if not value:
+                continue
+        out[name] = value
+    meta_size = 0
+    for name, value in req.headers.items():
+        if name.startswith("x-amz-meta-"):
+            out[name] = value
+            meta_size += len(name) - len("x-amz-meta-") + len(value.encode())
+    if meta_size > MAX_USER_METADATA:
+        raise S3Error(
+            "MetadataTooLarge",
+            "Your metadata headers exceed the maximum allowed metadata size.",
+            MaxSizeAllowed=str(MAX_USER_METADATA),
+        )
+    out.setdefault("content-type", DEFAULT_CONTENT_TYPE)
+    return out
+
+
+def object_response_headers(obj: ObjectRecord, with_checksums: bool) -> list[tuple[str, str]]:
+    h = [
+        ("etag", f'"{obj.etag}"'),
+        ("last-modified", http_date(obj.mtime)),
+        ("accept-ranges", "bytes"),
+    ]
+    h.extend(obj.headers.items())
+    if with_checksums:
+        for alg, value in obj.checksums.items():
+            h.append((f"x-amz-checksum-{alg}", value))
+            h.append(("x-amz-checksum-type", "COMPOSITE" if "-" in value else "FULL_OBJECT"))
+    return h
+
+
+def check_system_bucket_access(req: Request, bucket: str, read_only_op: bool) -> None:
+    """Only the coordinator writes _tunnelmesh; admins may read it, peers may not touch it."""
+    if bucket != SYSTEM_BUCKET:
+        return
+    assert req.principal is not None
+    if not req.principal.is_admin or not read_only_op:
+        raise S3Error("AccessDenied", "Access Denied", BucketName=bucket)
+
+
+def require_no_framing(req: Request) -> None:
+    if req.has_body_framing:
+        raise S3Error(
+            "InvalidRequest",
+            f"x-amz-content-sha256 {req.header('x-amz-content-sha256')} is only valid for PutObject and UploadPart.",
+        )

@@ -1,0 +1,123 @@
+"""CopyObject, and the copy-source handling UploadPartCopy shares with it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from tunnelmesh.s3 import checksums, conditions, xml
+from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.s3.ops.common import (
+    MAX_PART_SIZE,
+    Context,
+    check_system_bucket_access,
+    object_headers_from_request,
+    require_no_framing,
+    validate_key,
+)
+from tunnelmesh.s3.ops.objects import open_slices, write_conditions
+from tunnelmesh.s3.request import Request
+from tunnelmesh.s3.response import Response, read_slices, xml_response
+from tunnelmesh.store.records import ObjectRecord, Segment
+
+
+@dataclass(slots=True)
+class CopiedBlob:
+    blob: str
+    size: int
+    md5_hex: str
+    checksums: dict[str, str]
+
+
+def copy_source(ctx: Context, req: Request) -> ObjectRecord:
+    raw = req.header("x-amz-copy-source")
+    path, _, version = unquote(raw).partition("?")
+    bucket, _, key = path.lstrip("/").partition("/")
+    if not bucket or not key:
+        raise S3Error(
+            "InvalidArgument",
+            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+            ArgumentName="x-amz-copy-source",
+            ArgumentValue=raw,
+        )
+    if version and version not in ("versionId=null",):
+        raise S3Error("InvalidArgument", "Invalid version id specified", ArgumentName="x-amz-copy-source")
+    check_system_bucket_access(req, bucket, read_only_op=True)
+    obj = ctx.store.get_object(bucket, key)
+    if obj is None:
+        ctx.store.require_bucket(bucket)
+        raise S3Error("NoSuchKey", "The specified key does not exist.", Key=key)
+    conditions.check_read(req.headers, obj, prefix="x-amz-copy-source-")
+    return obj
+
+
+async def copy_bytes(ctx: Context, src: ObjectRecord, offset: int, length: int, algorithms: list[str]) -> CopiedBlob:
+    slices = open_slices(ctx.store, src.segments, offset, length)
+    md5 = hashlib.md5()
+    hashers = {a: checksums.new_hasher(a) for a in algorithms}
+
+    async def stream() -> AsyncIterator[bytes]:
+        async for chunk in read_slices(slices):
+            md5.update(chunk)
+            for h in hashers.values():
+                h.update(chunk)
+            yield chunk
+
+    try:
+        writer = await ctx.store.ingest(stream(), length)
+    finally:
+        for s in slices:
+            os.close(s.fd)
+    return CopiedBlob(
+        writer.blob_id, writer.size, md5.hexdigest(), {a: checksums.b64(h.digest()) for a, h in hashers.items()}
+    )
+
+
+async def copy_object(ctx: Context, req: Request) -> Response:
+    assert req.principal is not None
+    require_no_framing(req)
+    validate_key(req.key)
+    bucket = ctx.store.require_bucket(req.bucket)
+    src = copy_source(ctx, req)
+    directive = req.header("x-amz-metadata-directive", "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise S3Error("InvalidArgument", "Unknown metadata directive.", ArgumentName="x-amz-metadata-directive")
+    if src.bucket == req.bucket and src.key == req.key and directive == "COPY":
+        raise S3Error(
+            "InvalidRequest",
+            "This copy request is illegal because it is trying to copy an object to itself without changing "
+            "the object's metadata, storage class, website redirect location or encryption attributes.",
+        )
+    if src.size > MAX_PART_SIZE:
+        raise S3Error(
+            "InvalidRequest",
+            f"The specified copy source is larger than the maximum allowable size for a copy source: {MAX_PART_SIZE}",
+        )
+    headers = src.headers if directive == "COPY" else object_headers_from_request(req)
+    cond = write_conditions(req)
+    old = ctx.store.get_object(req.bucket, req.key)
+    ctx.store.admit(bucket, src.size - (old.size if old else 0))
+    wanted = req.header("x-amz-checksum-algorithm").lower()
+    algorithms = (
+        [checksums.normalise_algorithm(wanted)] if wanted else [a for a in src.checksums if a in checksums.ALGORITHMS]
+    )
+    copied = await copy_bytes(ctx, src, 0, src.size, algorithms)
+    rec = ObjectRecord(
+        bucket=req.bucket,
+        key=req.key,
+        size=copied.size,
+        etag=copied.md5_hex,
+        mtime=time.time(),
+        headers=dict(headers),
+        checksums=copied.checksums,
+        segments=[Segment(copied.blob, copied.size)],
+        owner=req.principal.peer_id,
+    )
+    await ctx.store.put_object(rec, cond)
+    body = [xml.element("LastModified", xml.iso8601(rec.mtime)), f"<ETag>&quot;{rec.etag}&quot;</ETag>"]
+    body.extend(xml.element(f"Checksum{a.upper()}", v) for a, v in rec.checksums.items())
+    return xml_response(xml.document("CopyObjectResult", body))

@@ -1,0 +1,144 @@
+"""ListObjects (v1, markers) and ListObjectsV2 (continuation tokens), sharing one page engine."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from urllib.parse import quote_plus
+
+from tunnelmesh.s3 import xml
+from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.s3.ops.common import Context
+from tunnelmesh.s3.request import Request
+from tunnelmesh.s3.response import Response, xml_response
+from tunnelmesh.store.records import Listing, ObjectRecord
+
+
+def max_keys_param(req: Request, name: str = "max-keys", cap: int = 1000) -> int:
+    value = req.query.get(name)
+    if value is None:
+        return cap
+    try:
+        n = int(value)
+    except ValueError:
+        raise S3Error(
+            "InvalidArgument",
+            f"Provided {name} not an integer or within integer range",
+            ArgumentName=name,
+            ArgumentValue=value,
+        ) from None
+    if n < 0:
+        raise S3Error(
+            "InvalidArgument",
+            f"Argument {name} must be an integer between 0 and 2147483647",
+            ArgumentName=name,
+            ArgumentValue=value,
+        )
+    return min(n, cap)
+
+
+def encoder(req: Request):  # noqa: ANN201
+    et = req.query.get("encoding-type")
+    if et is None:
+        return None, (lambda s: s)
+    if et.lower() != "url":
+        raise S3Error(
+            "InvalidArgument",
+            "Invalid Encoding Method specified in Request",
+            ArgumentName="encoding-type",
+            ArgumentValue=et,
+        )
+    return "url", (lambda s: quote_plus(s, safe="/"))
+
+
+def _contents(o: ObjectRecord, enc, owner: bool) -> str:  # noqa: ANN001
+    own = f"<Owner><ID>{xml.e(o.owner)}</ID><DisplayName>{xml.e(o.owner)}</DisplayName></Owner>" if owner else ""
+    return (
+        f"<Contents><Key>{xml.e(enc(o.key))}</Key><LastModified>{xml.iso8601(o.mtime)}</LastModified>"
+        f"<ETag>&quot;{o.etag}&quot;</ETag><Size>{o.size}</Size>{own}<StorageClass>STANDARD</StorageClass></Contents>"
+    )
+
+
+def _body(page: Listing, enc, owner: bool) -> list[str]:  # noqa: ANN001
+    parts = [_contents(o, enc, owner) for o in page.objects]
+    parts.extend(f"<CommonPrefixes><Prefix>{xml.e(enc(p))}</Prefix></CommonPrefixes>" for p in page.prefixes)
+    return parts
+
+
+def _page(ctx: Context, req: Request, after: str | None, after_is_prefix: bool, max_keys: int) -> Listing:
+    ctx.store.require_bucket(req.bucket)
+    if max_keys == 0:
+        return Listing([], [], False, None, False)
+    return ctx.store.list_objects(
+        req.bucket, req.query.get("prefix", ""), req.query.get("delimiter", ""), after, after_is_prefix, max_keys
+    )
+
+
+async def list_objects_v1(ctx: Context, req: Request) -> Response:
+    enc_name, enc = encoder(req)
+    max_keys = max_keys_param(req)
+    marker = req.query.get("marker", "")
+    delimiter = req.query.get("delimiter", "")
+    page = _page(ctx, req, marker or None, False, max_keys)
+    head = [
+        xml.element("Name", req.bucket),
+        xml.element("Prefix", enc(req.query.get("prefix", ""))),
+        xml.element("Marker", enc(marker)),
+        xml.element("MaxKeys", max_keys),
+    ]
+    if delimiter:
+        head.append(xml.element("Delimiter", enc(delimiter)))
+    if enc_name:
+        head.append(xml.element("EncodingType", enc_name))
+    head.append(xml.element("IsTruncated", "true" if page.truncated else "false"))
+    if page.truncated and delimiter and page.last is not None:
+        head.append(xml.element("NextMarker", enc(page.last)))
+    return xml_response(xml.document("ListBucketResult", head + _body(page, enc, owner=True)))
+
+
+def _token(last: str, is_prefix: bool) -> str:
+    return base64.urlsafe_b64encode((("p" if is_prefix else "k") + last).encode()).decode()
+
+
+def _untoken(token: str) -> tuple[str, bool]:
+    try:
+        raw = base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raw = ""
+    if not raw or raw[0] not in "kp":
+        raise S3Error(
+            "InvalidArgument", "The continuation token provided is incorrect", ArgumentName="continuation-token"
+        )
+    return raw[1:], raw[0] == "p"
+
+
+async def list_objects_v2(ctx: Context, req: Request) -> Response:
+    enc_name, enc = encoder(req)
+    max_keys = max_keys_param(req)
+    token = req.query.get("continuation-token")
+    start_after = req.query.get("start-after", "")
+    delimiter = req.query.get("delimiter", "")
+    if token is not None:
+        after, after_is_prefix = _untoken(token)
+    else:
+        after, after_is_prefix = (start_after or None), False
+    page = _page(ctx, req, after, after_is_prefix, max_keys)
+    head = [
+        xml.element("Name", req.bucket),
+        xml.element("Prefix", enc(req.query.get("prefix", ""))),
+        xml.element("MaxKeys", max_keys),
+        xml.element("KeyCount", len(page.objects) + len(page.prefixes)),
+    ]
+    if delimiter:
+        head.append(xml.element("Delimiter", enc(delimiter)))
+    if enc_name:
+        head.append(xml.element("EncodingType", enc_name))
+    head.append(xml.element("IsTruncated", "true" if page.truncated else "false"))
+    if token is not None:
+        head.append(xml.element("ContinuationToken", token))
+    if page.truncated and page.last is not None:
+        head.append(xml.element("NextContinuationToken", _token(page.last, page.last_is_prefix)))
+    if start_after:
+        head.append(xml.element("StartAfter", enc(start_after)))
+    owner = req.query.get("fetch-owner", "").lower() == "true"
+    return xml_response(xml.document("ListBucketResult", head + _body(page, enc, owner)))

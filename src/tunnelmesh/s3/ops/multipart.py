@@ -1,0 +1,306 @@
+"""Multipart upload: Create, UploadPart, UploadPartCopy, Complete, Abort, ListParts, ListMultipartUploads.
+
+Parts are blobs of their own; Complete is a metadata-only commit that makes the chosen parts the
+object's segments, so completing a 5 TB upload copies nothing.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from tunnelmesh.s3 import checksums, conditions, xml
+from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.s3.integrity import UploadDigest
+from tunnelmesh.s3.ops.common import (
+    MAX_PART_SIZE,
+    MIN_PART_SIZE,
+    Context,
+    object_headers_from_request,
+    require_no_framing,
+    validate_key,
+)
+from tunnelmesh.s3.ops.copy import copy_bytes, copy_source
+from tunnelmesh.s3.ops.listing import encoder, max_keys_param
+from tunnelmesh.s3.ops.objects import store_body, upload_length, write_conditions
+from tunnelmesh.s3.request import Request, read_small_body
+from tunnelmesh.s3.response import Response, xml_response
+from tunnelmesh.store.records import ObjectRecord, Part, Segment, Upload
+
+
+def _part_number(req: Request) -> int:
+    value = req.query.get("partNumber", "")
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 10000:
+        raise S3Error(
+            "InvalidArgument",
+            "Part number must be an integer between 1 and 10000, inclusive",
+            ArgumentName="partNumber",
+            ArgumentValue=value,
+        )
+    return n
+
+
+async def create_upload(ctx: Context, req: Request) -> Response:
+    assert req.principal is not None
+    require_no_framing(req)
+    validate_key(req.key)
+    ctx.store.require_bucket(req.bucket)
+    alg = req.header("x-amz-checksum-algorithm")
+    algorithm = checksums.normalise_algorithm(alg) if alg else None
+    ctype = req.header("x-amz-checksum-type").upper()
+    if ctype == "FULL_OBJECT":
+        raise S3Error("NotImplemented", "FULL_OBJECT multipart checksums are not supported; use COMPOSITE.")
+    up = Upload(
+        upload_id=secrets.token_urlsafe(24),
+        bucket=req.bucket,
+        key=req.key,
+        initiated=time.time(),
+        owner=req.principal.peer_id,
+        headers=object_headers_from_request(req),
+        checksum_algorithm=algorithm,
+    )
+    await ctx.store.create_upload(up)
+    headers = []
+    if algorithm:
+        headers = [("x-amz-checksum-algorithm", algorithm.upper()), ("x-amz-checksum-type", "COMPOSITE")]
+    body = xml.document(
+        "InitiateMultipartUploadResult",
+        [xml.element("Bucket", req.bucket), xml.element("Key", req.key), xml.element("UploadId", up.upload_id)],
+    )
+    resp = xml_response(body)
+    resp.headers.extend(headers)
+    return resp
+
+
+async def upload_part(ctx: Context, req: Request) -> Response:
+    number = _part_number(req)
+    up = ctx.store.require_upload(req.bucket, req.key, req.query["uploadId"])
+    bucket = ctx.store.require_bucket(req.bucket)
+    declared = upload_length(req, MAX_PART_SIZE)
+    if declared is not None:
+        ctx.store.admit(bucket, declared)
+    digest = UploadDigest(req, up.checksum_algorithm)
+    blob = await store_body(ctx.store, req, digest, declared, MAX_PART_SIZE)
+    part = Part(number, digest.size, digest.md5_hex, time.time(), blob, digest.checksums)
+    await ctx.store.put_part(req.bucket, req.key, up.upload_id, part)
+    out = [("etag", f'"{part.etag}"')]
+    out.extend((f"x-amz-checksum-{a}", v) for a, v in part.checksums.items())
+    return Response(200, out)
+
+
+async def upload_part_copy(ctx: Context, req: Request) -> Response:
+    require_no_framing(req)
+    number = _part_number(req)
+    up = ctx.store.require_upload(req.bucket, req.key, req.query["uploadId"])
+    bucket = ctx.store.require_bucket(req.bucket)
+    src = copy_source(ctx, req)
+    rng = req.header("x-amz-copy-source-range")
+    first, last = conditions.parse_copy_range(rng, src.size) if rng else (0, src.size - 1)
+    length = last - first + 1 if src.size else 0
+    if length > MAX_PART_SIZE:
+        raise S3Error("InvalidRequest", "The specified copy range is larger than the maximum part size.")
+    ctx.store.admit(bucket, length)
+    algorithms = [up.checksum_algorithm] if up.checksum_algorithm else []
+    copied = await copy_bytes(ctx, src, first, length, algorithms)
+    part = Part(number, copied.size, copied.md5_hex, time.time(), copied.blob, copied.checksums)
+    await ctx.store.put_part(req.bucket, req.key, up.upload_id, part)
+    body = [xml.element("LastModified", xml.iso8601(part.mtime)), f"<ETag>&quot;{part.etag}&quot;</ETag>"]
+    body.extend(xml.element(f"Checksum{a.upper()}", v) for a, v in part.checksums.items())
+    return xml_response(xml.document("CopyPartResult", body))
+
+
+def _complete_result(req: Request, etag: str, extra: list[str]) -> Response:
+    return xml_response(
+        xml.document(
+            "CompleteMultipartUploadResult",
+            [
+                xml.element("Location", f"/{req.bucket}/{req.key}"),
+                xml.element("Bucket", req.bucket),
+                xml.element("Key", req.key),
+                f"<ETag>&quot;{xml.e(etag)}&quot;</ETag>",
+                *extra,
+            ],
+        )
+    )
+
+
+async def complete_upload(ctx: Context, req: Request) -> Response:
+    assert req.principal is not None
+    require_no_framing(req)
+    upload_id = req.query["uploadId"]
+    doc = xml.parse(await read_small_body(req), "CompleteMultipartUpload")
+    requested: list[tuple[int, str]] = []
+    for p in doc.findall("Part"):
+        try:
+            num = int(xml.text(p, "PartNumber", "") or "")
+        except ValueError:
+            raise S3Error("MalformedXML", "PartNumber must be an integer.") from None
+        requested.append((num, (xml.text(p, "ETag", "") or "").strip().strip('"')))
+    if not requested:
+        raise S3Error("MalformedXML", "You must specify at least one part.")
+    signature = ",".join(f"{n}:{e}" for n, e in requested)
+    up = ctx.store.read.get_upload(req.bucket, req.key, upload_id)
+    if up is None:
+        done = ctx.store.completed_upload(req.bucket, req.key, upload_id)
+        if done is not None and done[1] == signature:
+            # a retry after a lost response: answer as the first Complete did
+            return _complete_result(req, done[0], [])
+        ctx.store.require_upload(req.bucket, req.key, upload_id)
+    assert up is not None
+    for (a, _), (b, _) in zip(requested, requested[1:], strict=False):
+        if b <= a:
+            raise S3Error(
+                "InvalidPartOrder",
+                "The list of parts was not in ascending order. "
+                "The parts list must be specified in order by part number.",
+            )
+    stored = {p.part_number: p for p in ctx.store.parts(upload_id)}
+    chosen: list[Part] = []
+    for i, (num, etag) in enumerate(requested):
+        part = stored.get(num)
+        if part is None or part.etag != etag:
+            raise S3Error(
+                "InvalidPart",
+                "One or more of the specified parts could not be found. The part may "
+                "not have been uploaded, or the specified entity tag may not match the part's entity tag.",
+                PartNumber=str(num),
+                ETag=etag,
+            )
+        if i < len(requested) - 1 and part.size < MIN_PART_SIZE:
+            raise S3Error(
+                "EntityTooSmall",
+                "Your proposed upload is smaller than the minimum allowed size",
+                ProposedSize=str(part.size),
+                MinSizeAllowed=str(MIN_PART_SIZE),
+                PartNumber=str(num),
+                ETag=etag,
+            )
+        chosen.append(part)
+    etag = checksums.md5_of_parts([p.etag for p in chosen])
+    sums: dict[str, str] = {}
+    alg = up.checksum_algorithm
+    if alg and all(alg in p.checksums for p in chosen):
+        sums[alg] = checksums.composite(alg, [p.checksums[alg] for p in chosen])
+    rec = ObjectRecord(
+        bucket=req.bucket,
+        key=req.key,
+        size=sum(p.size for p in chosen),
+        etag=etag,
+        mtime=time.time(),
+        headers=up.headers,
+        checksums=sums,
+        segments=[Segment(p.blob, p.size) for p in chosen],
+        owner=req.principal.peer_id,
+    )
+    await ctx.store.complete_upload(upload_id, rec, [p.part_number for p in chosen], signature, write_conditions(req))
+    extra = [xml.element(f"Checksum{a.upper()}", v) for a, v in sums.items()]
+    if sums:
+        extra.append(xml.element("ChecksumType", "COMPOSITE"))
+    return _complete_result(req, etag, extra)
+
+
+async def abort_upload(ctx: Context, req: Request) -> Response:
+    await ctx.store.abort_upload(req.bucket, req.key, req.query["uploadId"])
+    return Response(204)
+
+
+async def list_parts(ctx: Context, req: Request) -> Response:
+    up = ctx.store.require_upload(req.bucket, req.key, req.query["uploadId"])
+    max_parts = max_keys_param(req, "max-parts")
+    marker_text = req.query.get("part-number-marker", "0") or "0"
+    try:
+        marker = int(marker_text)
+    except ValueError:
+        raise S3Error("InvalidArgument", "part-number-marker must be an integer.") from None
+    parts = ctx.store.parts(up.upload_id, marker, max_parts + 1)
+    truncated = len(parts) > max_parts
+    parts = parts[:max_parts]
+    body = [
+        xml.element("Bucket", req.bucket),
+        xml.element("Key", req.key),
+        xml.element("UploadId", up.upload_id),
+        f"<Initiator><ID>{xml.e(up.owner)}</ID><DisplayName>{xml.e(up.owner)}</DisplayName></Initiator>",
+        f"<Owner><ID>{xml.e(up.owner)}</ID><DisplayName>{xml.e(up.owner)}</DisplayName></Owner>",
+        "<StorageClass>STANDARD</StorageClass>",
+        xml.element("PartNumberMarker", marker),
+        xml.element("NextPartNumberMarker", parts[-1].part_number if parts else marker),
+        xml.element("MaxParts", max_parts),
+        xml.element("IsTruncated", "true" if truncated else "false"),
+    ]
+    if up.checksum_algorithm:
+        body.append(xml.element("ChecksumAlgorithm", up.checksum_algorithm.upper()))
+    for p in parts:
+        sums = "".join(xml.element(f"Checksum{a.upper()}", v) for a, v in p.checksums.items())
+        body.append(
+            f"<Part><PartNumber>{p.part_number}</PartNumber><LastModified>{xml.iso8601(p.mtime)}</LastModified>"
+            f"<ETag>&quot;{p.etag}&quot;</ETag><Size>{p.size}</Size>{sums}</Part>"
+        )
+    return xml_response(xml.document("ListPartsResult", body))
+
+
+async def list_uploads(ctx: Context, req: Request) -> Response:
+    ctx.store.require_bucket(req.bucket)
+    enc_name, enc = encoder(req)
+    max_uploads = max_keys_param(req, "max-uploads")
+    prefix = req.query.get("prefix", "")
+    delimiter = req.query.get("delimiter", "")
+    key_marker = req.query.get("key-marker", "")
+    id_marker = req.query.get("upload-id-marker", "") if key_marker else ""
+    entries: list[str] = []
+    prefixes: list[str] = []
+    truncated = False
+    next_key = next_id = ""
+    pos_key, pos_id = key_marker, id_marker
+    count = 0
+    while count <= max_uploads:
+        batch = ctx.store.list_uploads(req.bucket, prefix, pos_key, pos_id, max_uploads + 1)
+        if not batch:
+            break
+        for up in batch:
+            cp = None
+            if delimiter:
+                i = up.key.find(delimiter, len(prefix))
+                if i >= 0:
+                    cp = up.key[: i + len(delimiter)]
+            if cp is not None and prefixes and prefixes[-1] == cp:
+                pos_key, pos_id = up.key, up.upload_id
+                continue
+            if count == max_uploads:
+                truncated = True
+                break
+            count += 1
+            if cp is not None:
+                prefixes.append(cp)
+                entries.append(f"<CommonPrefixes><Prefix>{xml.e(enc(cp))}</Prefix></CommonPrefixes>")
+                next_key, next_id = up.key, up.upload_id
+            else:
+                entries.append(
+                    f"<Upload><Key>{xml.e(enc(up.key))}</Key><UploadId>{xml.e(up.upload_id)}</UploadId>"
+                    f"<Initiator><ID>{xml.e(up.owner)}</ID><DisplayName>{xml.e(up.owner)}</DisplayName></Initiator>"
+                    f"<Owner><ID>{xml.e(up.owner)}</ID><DisplayName>{xml.e(up.owner)}</DisplayName></Owner>"
+                    f"<StorageClass>STANDARD</StorageClass><Initiated>{xml.iso8601(up.initiated)}</Initiated></Upload>"
+                )
+                next_key, next_id = up.key, up.upload_id
+            pos_key, pos_id = up.key, up.upload_id
+        if truncated or len(batch) <= max_uploads:
+            break
+    head = [
+        xml.element("Bucket", req.bucket),
+        xml.element("KeyMarker", enc(key_marker)),
+        xml.element("UploadIdMarker", id_marker),
+        xml.element("Prefix", enc(prefix)),
+        xml.element("MaxUploads", max_uploads),
+        xml.element("IsTruncated", "true" if truncated else "false"),
+    ]
+    if delimiter:
+        head.append(xml.element("Delimiter", enc(delimiter)))
+    if enc_name:
+        head.append(xml.element("EncodingType", enc_name))
+    if truncated:
+        head.append(xml.element("NextKeyMarker", enc(next_key)))
+        head.append(xml.element("NextUploadIdMarker", next_id))
+    return xml_response(xml.document("ListMultipartUploadsResult", head + entries))

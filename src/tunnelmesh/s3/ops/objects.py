@@ -1,0 +1,217 @@
+"""PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from tunnelmesh.s3 import conditions, xml
+from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.s3.integrity import UploadDigest
+from tunnelmesh.s3.ops.common import (
+    MAX_OBJECT_SIZE,
+    Context,
+    object_headers_from_request,
+    object_response_headers,
+    require_no_framing,
+    validate_key,
+)
+from tunnelmesh.s3.request import Request
+from tunnelmesh.s3.response import BlobSlice, Response, http_date, xml_response
+from tunnelmesh.store.engine import Store
+from tunnelmesh.store.records import ObjectRecord, Segment, WriteConditions
+
+_RESPONSE_OVERRIDES = {
+    "response-content-type": "content-type",
+    "response-content-language": "content-language",
+    "response-expires": "expires",
+    "response-cache-control": "cache-control",
+    "response-content-disposition": "content-disposition",
+    "response-content-encoding": "content-encoding",
+}
+
+
+def write_conditions(req: Request) -> WriteConditions:
+    inm = req.headers.get("if-none-match")
+    if inm is not None and inm.strip() != "*":
+        raise S3Error("NotImplemented", "If-None-Match on writes supports only '*'.", Header="If-None-Match")
+    im = req.headers.get("if-match")
+    return WriteConditions(
+        if_none_match_any=inm is not None,
+        if_match=None if im is None else (im.strip() if im.strip() == "*" else im.strip().strip('"')),
+    )
+
+
+def check_version_id(req: Request) -> None:
+    vid = req.query.get("versionId")
+    if vid is not None and vid != "null":
+        raise S3Error("InvalidArgument", "Invalid version id specified", ArgumentName="versionId", ArgumentValue=vid)
+
+
+def upload_length(req: Request, limit: int) -> int | None:
+    """The declared body length; plain bodies without one are refused, as S3 does."""
+    n = req.content_length
+    if n is None and "transfer-encoding" not in req.headers and not req.has_body_framing:
+        raise S3Error("MissingContentLength", "You must provide the Content-Length HTTP header.")
+    if n is not None and n > limit:
+        raise S3Error(
+            "EntityTooLarge",
+            "Your proposed upload exceeds the maximum allowed size",
+            ProposedSize=str(n),
+            MaxSizeAllowed=str(limit),
+        )
+    return n
+
+
+async def store_body(store: Store, req: Request, digest: UploadDigest, declared: int | None, limit: int) -> str:
+    """Stream the verified body into a sealed blob; returns its id."""
+    assert req.body is not None
+    writer = await store.ingest(digest.wrap(req.body), declared if declared is not None else limit)
+    if declared is not None and writer.size != declared:
+        store.discard([writer.blob_id])
+        raise S3Error(
+            "IncompleteBody", "You did not provide the number of bytes specified by the Content-Length HTTP header."
+        )
+    return writer.blob_id
+
+
+async def put_object(ctx: Context, req: Request) -> Response:
+    assert req.principal is not None
+    validate_key(req.key)
+    bucket = ctx.store.require_bucket(req.bucket)
+    headers = object_headers_from_request(req)
+    cond = write_conditions(req)
+    declared = upload_length(req, MAX_OBJECT_SIZE)
+    if declared is not None:
+        old = ctx.store.get_object(req.bucket, req.key)
+        ctx.store.admit(bucket, declared - (old.size if old else 0))
+    digest = UploadDigest(req)
+    blob = await store_body(ctx.store, req, digest, declared, MAX_OBJECT_SIZE)
+    rec = ObjectRecord(
+        bucket=req.bucket,
+        key=req.key,
+        size=digest.size,
+        etag=digest.md5_hex,
+        mtime=time.time(),
+        headers=headers,
+        checksums=digest.checksums,
+        segments=[Segment(blob, digest.size)],
+        owner=req.principal.peer_id,
+    )
+    await ctx.store.put_object(rec, cond)
+    out = [("etag", f'"{rec.etag}"')]
+    out.extend((f"x-amz-checksum-{alg}", v) for alg, v in rec.checksums.items())
+    return Response(200, out)
+
+
+def _lookup(ctx: Context, req: Request) -> ObjectRecord:
+    check_version_id(req)
+    obj = ctx.store.get_object(req.bucket, req.key)
+    if obj is None:
+        ctx.store.require_bucket(req.bucket)
+        raise S3Error("NoSuchKey", "The specified key does not exist.", Key=req.key)
+    return obj
+
+
+def _read_response(ctx: Context, req: Request, with_body: bool) -> Response:
+    obj = _lookup(ctx, req)
+    try:
+        conditions.check_read(req.headers, obj)
+    except S3Error as err:
+        if err.code != "NotModified":
+            raise
+        return Response(304, [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime))])
+    rng = conditions.parse_range(req.headers["range"], obj.size) if "range" in req.headers else None
+    full = rng is None
+    headers = object_response_headers(
+        obj, with_checksums=full and req.header("x-amz-checksum-mode").upper() == "ENABLED"
+    )
+    for param, header in _RESPONSE_OVERRIDES.items():
+        value = req.query.get(param)
+        if value is not None:
+            headers = [(n, v) for n, v in headers if n != header]
+            headers.append((header, value))
+    first, last = (0, obj.size - 1) if rng is None else rng
+    length = last - first + 1 if obj.size else 0
+    headers.append(("content-length", str(length)))
+    status = 200
+    if rng is not None:
+        status = 206
+        headers.append(("content-range", f"bytes {first}-{last}/{obj.size}"))
+    resp = Response(status, headers)
+    if with_body and length:
+        resp.slices = open_slices(ctx.store, obj.segments, first, length)
+    return resp
+
+
+def open_slices(store: Store, segments: list[Segment], offset: int, length: int) -> list[BlobSlice]:
+    """Open the blob files covering [offset, offset+length) now, so a concurrent overwrite cannot pull them away."""
+    out: list[BlobSlice] = []
+    try:
+        pos = 0
+        for seg in segments:
+            seg_end = pos + seg.size
+            if seg_end > offset and length > 0:
+                start = max(offset - pos, 0)
+                n = min(seg.size - start, length)
+                fd = store.open_blob(seg.blob)
+                out.append(BlobSlice(fd, store.blob_path(seg.blob), start, n, start == 0 and n == seg.size))
+                offset += n
+                length -= n
+            pos = seg_end
+    except FileNotFoundError:
+        for s in out:
+            os.close(s.fd)
+        raise S3Error("InternalError", "A blob of this object is missing; run a scrub.") from None
+    return out
+
+
+async def get_object(ctx: Context, req: Request) -> Response:
+    return _read_response(ctx, req, with_body=True)
+
+
+async def head_object(ctx: Context, req: Request) -> Response:
+    return _read_response(ctx, req, with_body=False)
+
+
+async def delete_object(ctx: Context, req: Request) -> Response:
+    require_no_framing(req)
+    check_version_id(req)
+    await ctx.store.delete_objects(req.bucket, [req.key])
+    return Response(204)
+
+
+async def delete_objects(ctx: Context, req: Request) -> Response:
+    require_no_framing(req)
+    assert req.body is not None
+    ctx.store.require_bucket(req.bucket)
+    digest = UploadDigest(req)
+    if digest.expected_md5 is None and not digest.expected and not digest.trailer_algorithm:
+        raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5 or x-amz-checksum-*")
+    buf = bytearray()
+    async for chunk in digest.wrap(req.body):
+        buf += chunk
+        if len(buf) > 2 * 1024 * 1024:
+            raise S3Error("MalformedXML", "The DeleteObjects document is too large.")
+    doc = xml.parse(bytes(buf), "Delete")
+    quiet = (xml.text(doc, "Quiet", "false") or "").strip().lower() == "true"
+    objs = doc.findall("Object")
+    if not objs or len(objs) > 1000:
+        raise S3Error("MalformedXML", "A DeleteObjects request names between 1 and 1000 keys.")
+    keys: list[str] = []
+    errors: list[str] = []
+    for o in objs:
+        key = xml.text(o, "Key")
+        if key is None:
+            raise S3Error("MalformedXML", "Every Object needs a Key.")
+        vid = xml.text(o, "VersionId")
+        if vid not in (None, "", "null"):
+            errors.append(
+                f"<Error>{xml.element('Key', key)}{xml.element('VersionId', vid)}"
+                "<Code>NoSuchVersion</Code><Message>The specified version does not exist.</Message></Error>"
+            )
+            continue
+        keys.append(key)
+    await ctx.store.delete_objects(req.bucket, keys)
+    deleted = [] if quiet else [f"<Deleted>{xml.element('Key', k)}</Deleted>" for k in keys]
+    return xml_response(xml.document("DeleteResult", deleted + errors))

@@ -1,0 +1,94 @@
+"""The framework-neutral request the S3 layer works on, built from an ASGI scope."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from tunnelmesh.s3.errors import S3Error
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+@dataclass(slots=True)
+class Principal:
+    peer_id: str
+    is_admin: bool
+
+
+def parse_query(raw: str) -> list[tuple[str, str, str, str]]:
+    """(name, value, raw name, raw value) for each parameter; `+` stays a plus (S3 semantics)."""
+    out = []
+    if not raw:
+        return out
+    for part in raw.split("&"):
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        out.append((unquote(name, errors="strict"), unquote(value, errors="strict"), name, value))
+    return out
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    raw_path: str  # percent-encoded, exactly as sent (SigV4 signs it)
+    raw_query: str
+    headers: dict[str, str]
+    receive: Receive
+    prefix: str  # the endpoint path prefix, "/s3" or ""
+    bucket: str = ""
+    key: str = ""
+    query_items: list[tuple[str, str, str, str]] = field(default_factory=list)
+    query: dict[str, str] = field(default_factory=dict)
+    request_id: str = field(default_factory=lambda: secrets.token_hex(8).upper())
+    principal: Principal | None = None
+    # the verified, de-framed request body; set by authentication
+    body: AsyncIterator[bytes] | None = None
+    # the decoded length of the body when known (Content-Length or X-Amz-Decoded-Content-Length)
+    content_length: int | None = None
+    operation: str = "-"
+    host: str = ""
+
+    def header(self, name: str, default: str = "") -> str:
+        return self.headers.get(name, default)
+
+    @property
+    def has_body_framing(self) -> bool:
+        return self.header("x-amz-content-sha256").startswith("STREAMING-")
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """'/bucket/key/with/slashes' -> ('bucket', 'key/with/slashes'); the key keeps every byte."""
+    if not path.startswith("/"):
+        raise S3Error("InvalidURI", "Couldn't parse the specified URI.")
+    rest = path[1:]
+    bucket, _, key = rest.partition("/")
+    return bucket, key
+
+
+async def raw_body(receive: Receive) -> AsyncIterator[bytes]:
+    """The HTTP body (already de-chunked by the server) as a stream of chunks."""
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise S3Error("IncompleteBody", "The client closed the connection before sending the whole body.")
+        chunk = msg.get("body", b"")
+        if chunk:
+            yield chunk
+        if not msg.get("more_body", False):
+            return
+
+
+async def read_small_body(req: Request, limit: int = 2 * 1024 * 1024) -> bytes:
+    """Read a request document (XML) fully; these are small and capped."""
+    assert req.body is not None
+    buf = bytearray()
+    async for chunk in req.body:
+        buf += chunk
+        if len(buf) > limit:
+            raise S3Error("MaxMessageLengthExceeded", "Your request was too big.", status=400)
+    return bytes(buf)

@@ -1,0 +1,136 @@
+"""Immutable blob files named by random ids: the only code that writes object bytes to disk.
+
+A blob is written to tmp/, fsynced, and renamed into blobs/<xx>/<id>; the directory is fsynced so
+the name survives power loss. Object keys never become file names, so no key can reach a path
+outside the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from tunnelmesh.s3.errors import S3Error
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+def new_blob_id() -> str:
+    return secrets.token_hex(16)
+
+
+class BlobWriter:
+    """A blob being written. Not visible to anyone until the metadata commit names it."""
+
+    __slots__ = ("_store", "blob_id", "_tmp", "_fd", "size")
+
+    def __init__(self, store: BlobStore) -> None:
+        self._store = store
+        self.blob_id = new_blob_id()
+        self._tmp = store.tmp_dir / self.blob_id
+        self._fd: int | None = os.open(self._tmp, _WRITE_FLAGS, 0o600)
+        self.size = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        assert self._fd is not None
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+                self.size += n
+        except OSError as e:
+            raise _disk_error(e) from e
+
+    def seal(self) -> str:
+        """fsync and move into place (blocking: call from a worker thread). Returns the blob id."""
+        assert self._fd is not None
+        try:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+            final = self._store.path(self.blob_id)
+            os.rename(self._tmp, final)
+            self._store.fsync_dir(final.parent)
+        except OSError as e:
+            self.abort()
+            raise _disk_error(e) from e
+        return self.blob_id
+
+    def abort(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
+
+
+def _disk_error(e: OSError) -> S3Error:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return S3Error("InsufficientStorage", "The coordinator's disk is full.")
+    return S3Error("InternalError", "The object could not be stored.")
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blob_dir = root / "blobs"
+        self.tmp_dir = root / "tmp"
+        self._dir_fds: dict[Path, int] = {}
+
+    def prepare(self) -> None:
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        for i in range(256):
+            (self.blob_dir / f"{i:02x}").mkdir(parents=True, exist_ok=True)
+
+    def path(self, blob_id: str) -> Path:
+        return self.blob_dir / blob_id[:2] / blob_id
+
+    def writer(self) -> BlobWriter:
+        try:
+            return BlobWriter(self)
+        except OSError as e:
+            raise _disk_error(e) from e
+
+    def fsync_dir(self, d: Path) -> None:
+        fd = self._dir_fds.get(d)
+        if fd is None:
+            fd = self._dir_fds[d] = os.open(d, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        os.fsync(fd)
+
+    def open(self, blob_id: str) -> int:
+        return os.open(self.path(blob_id), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+
+    def unlink(self, blob_ids: list[str]) -> None:
+        for b in blob_ids:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path(b))
+
+    def sweep_tmp(self) -> int:
+        """Remove temporaries left by a crash mid-upload. Only safe while no writer runs."""
+        n = 0
+        for entry in os.scandir(self.tmp_dir):
+            os.unlink(entry.path)
+            n += 1
+        return n
+
+    def blob_ids_older_than(self, t: float) -> Iterator[str]:
+        for sub in os.scandir(self.blob_dir):
+            if not sub.is_dir():
+                continue
+            for entry in os.scandir(sub.path):
+                if entry.stat().st_mtime < t:
+                    yield entry.name
+
+    def disk_free(self) -> int:
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
+
+
+def now() -> float:
+    return time.time()

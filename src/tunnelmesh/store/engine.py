@@ -1,0 +1,218 @@
+"""The Store API: the only door to metadata and blobs.
+
+Reads run inline on the event loop (indexed SQLite lookups take microseconds); writes run on one
+writer thread per worker process, because a commit fsyncs the WAL. Blobs freed by an overwrite or
+delete are unlinked after a grace period, so a reader that looked up the old version a moment
+earlier can still open it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.store import meta as meta_mod
+from tunnelmesh.store.blobs import BlobStore, BlobWriter
+from tunnelmesh.store.meta import Meta
+from tunnelmesh.store.records import Bucket, Listing, ObjectRecord, Part, Upload, WriteConditions
+
+log = logging.getLogger("tunnelmesh.store")
+
+T = TypeVar("T")
+
+SYSTEM_BUCKET = "_tunnelmesh"
+UNLINK_GRACE_SECONDS = 30.0
+
+
+def prepare_data_dir(data_dir: Path) -> None:
+    """Create the layout, sweep crash leftovers. Runs once, before any worker starts."""
+    blobs = BlobStore(data_dir)
+    blobs.prepare()
+    swept = blobs.sweep_tmp()
+    conn = meta_mod.connect(data_dir / "meta.sqlite3")
+    try:
+        meta_mod.init_schema(conn)
+        m = Meta(conn)
+        started = time.time()
+        refs = m.referenced_blobs()
+        orphans = [b for b in blobs.blob_ids_older_than(started) if b not in refs]
+        blobs.unlink(orphans)
+        if swept or orphans:
+            log.info("start-up sweep: removed %d temporary files and %d orphan blobs", swept, len(orphans))
+        if m.bucket(SYSTEM_BUCKET) is None:
+            m.create_bucket(SYSTEM_BUCKET, "coordinator", "", started)
+    finally:
+        conn.close()
+
+
+class Store:
+    def __init__(self, data_dir: Path, max_size: int) -> None:
+        self.data_dir = data_dir
+        self.max_size = max_size
+        self.blobs = BlobStore(data_dir)
+        db = data_dir / "meta.sqlite3"
+        self.read = Meta(meta_mod.connect(db))
+        self._writer_local = threading.local()
+        self._db = db
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store-io")
+        self._pending_unlink: dict[int, list[str]] = {}
+
+    def _writer(self) -> Meta:
+        m = getattr(self._writer_local, "meta", None)
+        if m is None:
+            m = self._writer_local.meta = Meta(meta_mod.connect(self._db))
+        return m
+
+    async def _write(self, fn: Callable[[Meta], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(self._writer()))
+
+    def _free_later(self, blob_ids: list[str]) -> None:
+        if not blob_ids:
+            return
+        token = id(blob_ids)
+        self._pending_unlink[token] = blob_ids
+
+        def unlink() -> None:
+            self.blobs.unlink(self._pending_unlink.pop(token, []))
+
+        asyncio.get_running_loop().call_later(UNLINK_GRACE_SECONDS, unlink)
+
+    def close(self) -> None:
+        # on a clean shutdown nobody reads any more: free everything still waiting
+        for ids in self._pending_unlink.values():
+            self.blobs.unlink(ids)
+        self._pending_unlink.clear()
+        self._pool.shutdown(wait=True)
+        self._io.shutdown(wait=True)
+
+    # ---- buckets -------------------------------------------------------------------------
+
+    def bucket(self, name: str) -> Bucket | None:
+        return self.read.bucket(name)
+
+    def require_bucket(self, name: str) -> Bucket:
+        return self.read.require_bucket(name)
+
+    def buckets(self) -> list[Bucket]:
+        return self.read.buckets()
+
+    async def create_bucket(self, name: str, owner: str, region: str) -> None:
+        now = time.time()
+        await self._write(lambda m: m.create_bucket(name, owner, region, now))
+
+    async def delete_bucket(self, name: str) -> None:
+        await self._write(lambda m: m.delete_bucket(name))
+
+    async def set_quota(self, name: str, quota: int | None) -> None:
+        await self._write(lambda m: m.set_quota(name, quota))
+
+    # ---- blobs ---------------------------------------------------------------------------
+
+    async def ingest(self, body: AsyncIterator[bytes], limit: int) -> BlobWriter:
+        """Stream a body into a new sealed blob. Nothing is visible until a commit names it."""
+        w = self.blobs.writer()
+        try:
+            async for chunk in body:
+                if w.size + len(chunk) > limit:
+                    raise S3Error("EntityTooLarge", "Your proposed upload exceeds the maximum allowed size")
+                w.write(chunk)
+            await asyncio.get_running_loop().run_in_executor(self._io, w.seal)
+        except BaseException:
+            w.abort()
+            raise
+        return w
+
+    def discard(self, blob_ids: list[str]) -> None:
+        self.blobs.unlink(blob_ids)
+
+    def open_blob(self, blob_id: str) -> int:
+        return self.blobs.open(blob_id)
+
+    def blob_path(self, blob_id: str) -> str:
+        return os.fspath(self.blobs.path(blob_id))
+
+    def admit(self, bucket: Bucket, delta: int) -> None:
+        """An early, advisory quota check before a body is read; the commit re-checks exactly."""
+        self.read._admit(bucket, delta, self.max_size)  # noqa: SLF001
+
+    # ---- objects -------------------------------------------------------------------------
+
+    def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
+        return self.read.get_object(bucket, key)
+
+    async def put_object(self, rec: ObjectRecord, cond: WriteConditions) -> None:
+        try:
+            freed = await self._write(lambda m: m.put_object(rec, cond, self.max_size))
+        except BaseException:
+            self.discard([s.blob for s in rec.segments])
+            raise
+        self._free_later(freed)
+
+    async def delete_objects(self, bucket: str, keys: list[str]) -> None:
+        freed = await self._write(lambda m: m.delete_objects(bucket, keys))
+        self._free_later(freed)
+
+    def list_objects(
+        self,
+        bucket: str,
+        prefix: str,
+        delimiter: str,
+        after: str | None,
+        after_is_prefix: bool,
+        max_keys: int,
+    ) -> Listing:
+        return self.read.list_objects(bucket, prefix, delimiter, after, after_is_prefix, max_keys)
+
+    # ---- multipart -----------------------------------------------------------------------
+
+    async def create_upload(self, up: Upload) -> None:
+        await self._write(lambda m: m.create_upload(up))
+
+    def require_upload(self, bucket: str, key: str, upload_id: str) -> Upload:
+        return self.read.require_upload(bucket, key, upload_id)
+
+    async def put_part(self, bucket: str, key: str, upload_id: str, part: Part) -> None:
+        try:
+            freed = await self._write(lambda m: m.put_part(bucket, key, upload_id, part, self.max_size))
+        except BaseException:
+            self.discard([part.blob])
+            raise
+        self._free_later(freed)
+
+    def parts(self, upload_id: str, after: int = 0, limit: int = 10001) -> list[Part]:
+        return self.read.parts(upload_id, after, limit)
+
+    def list_uploads(
+        self, bucket: str, prefix: str, key_marker: str, upload_id_marker: str, limit: int
+    ) -> list[Upload]:
+        return self.read.list_uploads(bucket, prefix, key_marker, upload_id_marker, limit)
+
+    async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        freed = await self._write(lambda m: m.abort_upload(bucket, key, upload_id))
+        self._free_later(freed)
+
+    def completed_upload(self, bucket: str, key: str, upload_id: str) -> tuple[str, str] | None:
+        return self.read.completed_upload(bucket, key, upload_id)
+
+    async def complete_upload(
+        self,
+        upload_id: str,
+        rec: ObjectRecord,
+        used_parts: list[int],
+        parts_sig: str,
+        cond: WriteConditions,
+    ) -> None:
+        freed = await self._write(
+            lambda m: m.complete_upload(upload_id, rec, used_parts, parts_sig, cond, self.max_size)
+        )
+        self._free_later(freed)

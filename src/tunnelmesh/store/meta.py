@@ -1,0 +1,483 @@
+"""SQLite metadata: buckets, objects, multipart uploads and parts, usage counters.
+
+Keys are TEXT compared with SQLite's BINARY collation, i.e. by their UTF-8 bytes, which is the
+order S3 lists in; listing is an index range scan. Every write runs in one BEGIN IMMEDIATE
+transaction, which is the commit point for objects and the place where quotas are enforced, so
+concurrent writers in any number of worker processes can never overshoot a limit.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.store.records import (
+    Bucket,
+    Listing,
+    ObjectRecord,
+    Part,
+    Segment,
+    Upload,
+    WriteConditions,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS buckets(
+    name TEXT PRIMARY KEY, owner TEXT NOT NULL, created REAL NOT NULL, region TEXT NOT NULL,
+    quota INTEGER, used INTEGER NOT NULL DEFAULT 0, objects INTEGER NOT NULL DEFAULT 0,
+    mpu_used INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS objects(
+    bucket TEXT NOT NULL, key TEXT NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL,
+    mtime REAL NOT NULL, headers TEXT NOT NULL, checksums TEXT NOT NULL, segments TEXT NOT NULL,
+    owner TEXT NOT NULL, PRIMARY KEY(bucket, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uploads(
+    upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, initiated REAL NOT NULL,
+    owner TEXT NOT NULL, headers TEXT NOT NULL, checksum_algorithm TEXT);
+CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads(bucket, key, upload_id);
+CREATE TABLE IF NOT EXISTS parts(
+    upload_id TEXT NOT NULL, part_number INTEGER NOT NULL, size INTEGER NOT NULL,
+    etag TEXT NOT NULL, mtime REAL NOT NULL, blob TEXT NOT NULL, checksums TEXT NOT NULL,
+    PRIMARY KEY(upload_id, part_number)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS completed_uploads(
+    upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, etag TEXT NOT NULL,
+    parts TEXT NOT NULL, mtime REAL NOT NULL);
+"""
+
+_OBJ_COLS = "bucket, key, size, etag, mtime, headers, checksums, segments, owner"
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: the WAL is fsynced at every commit, so an acknowledged write survives power loss
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def init_schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(SCHEMA)
+
+
+def _segments_to_json(segments: list[Segment]) -> str:
+    return json.dumps([[s.blob, s.size] for s in segments])
+
+
+def _row_to_object(r: tuple) -> ObjectRecord:
+    return ObjectRecord(
+        bucket=r[0],
+        key=r[1],
+        size=r[2],
+        etag=r[3],
+        mtime=r[4],
+        headers=json.loads(r[5]),
+        checksums=json.loads(r[6]),
+        segments=[Segment(b, s) for b, s in json.loads(r[7])],
+        owner=r[8],
+    )
+
+
+def _row_to_bucket(r: tuple) -> Bucket:
+    return Bucket(*r)
+
+
+def prefix_successor(p: str) -> str:
+    """The smallest string greater than every string that starts with p."""
+    while p:
+        last = ord(p[-1])
+        if last < 0x10FFFF:
+            nxt = last + 1
+            if 0xD800 <= nxt <= 0xDFFF:  # skip surrogates: they are not valid in keys
+                nxt = 0xE000
+            return p[:-1] + chr(nxt)
+        p = p[:-1]
+    return "\U0010ffff" * 2  # everything
+
+
+class Meta:
+    """All SQL lives here. One instance per connection; not shared between threads."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.c = conn
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        self.c.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.c
+        except BaseException:
+            self.c.execute("ROLLBACK")
+            raise
+        else:
+            self.c.execute("COMMIT")
+
+    # ---- buckets -------------------------------------------------------------------------
+
+    def bucket(self, name: str) -> Bucket | None:
+        r = self.c.execute("SELECT * FROM buckets WHERE name=?", (name,)).fetchone()
+        return _row_to_bucket(r) if r else None
+
+    def require_bucket(self, name: str) -> Bucket:
+        b = self.bucket(name)
+        if b is None:
+            raise S3Error("NoSuchBucket", "The specified bucket does not exist", BucketName=name)
+        return b
+
+    def buckets(self) -> list[Bucket]:
+        return [_row_to_bucket(r) for r in self.c.execute("SELECT * FROM buckets ORDER BY name")]
+
+    def create_bucket(self, name: str, owner: str, region: str, now: float) -> None:
+        with self.tx() as c:
+            row = c.execute("SELECT owner FROM buckets WHERE name=?", (name,)).fetchone()
+            if row is not None:
+                if row[0] == owner:
+                    raise S3Error(
+                        "BucketAlreadyOwnedByYou",
+                        "Your previous request to create the named bucket succeeded and you already own it.",
+                        BucketName=name,
+                    )
+                raise S3Error(
+                    "BucketAlreadyExists",
+                    "The requested bucket name is not available. Please select a different name and try again.",
+                    BucketName=name,
+                )
+            c.execute(
+                "INSERT INTO buckets(name, owner, created, region) VALUES (?,?,?,?)",
+                (name, owner, now, region),
+            )
+
+    def delete_bucket(self, name: str) -> None:
+        with self.tx() as c:
+            self.require_bucket(name)
+            if (
+                c.execute("SELECT 1 FROM objects WHERE bucket=? LIMIT 1", (name,)).fetchone()
+                or c.execute("SELECT 1 FROM uploads WHERE bucket=? LIMIT 1", (name,)).fetchone()
+            ):
+                raise S3Error("BucketNotEmpty", "The bucket you tried to delete is not empty", BucketName=name)
+            c.execute("DELETE FROM completed_uploads WHERE bucket=?", (name,))
+            c.execute("DELETE FROM buckets WHERE name=?", (name,))
+
+    def set_quota(self, name: str, quota: int | None) -> None:
+        with self.tx() as c:
+            self.require_bucket(name)
+            c.execute("UPDATE buckets SET quota=? WHERE name=?", (quota, name))
+
+    # ---- space accounting ----------------------------------------------------------------
+
+    def _admit(self, bucket: Bucket, delta: int, max_size: int) -> None:
+        """Refuse a write that adds `delta` bytes past the bucket quota or the store limit."""
+        if delta <= 0:
+            return
+        b_used = bucket.used + bucket.mpu_used
+        if bucket.quota is not None and b_used + delta > bucket.quota:
+            raise S3Error(
+                "QuotaExceeded",
+                f"Bucket {bucket.name} quota exceeded: quota {bucket.quota} bytes, "
+                f"used {b_used} bytes, this write needs {delta} more.",
+                BucketName=bucket.name,
+            )
+        total = self.c.execute("SELECT COALESCE(SUM(used + mpu_used), 0) FROM buckets").fetchone()[0]
+        if total + delta > max_size:
+            raise S3Error(
+                "QuotaExceeded",
+                f"Store size limit exceeded: max_size {max_size} bytes, used {total} bytes, "
+                f"this write needs {delta} more (bucket {bucket.name}).",
+                BucketName=bucket.name,
+            )
+
+    def store_used(self) -> int:
+        return self.c.execute("SELECT COALESCE(SUM(used + mpu_used), 0) FROM buckets").fetchone()[0]
+
+    # ---- objects -------------------------------------------------------------------------
+
+    def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
+        r = self.c.execute(f"SELECT {_OBJ_COLS} FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+        return _row_to_object(r) if r else None
+
+    def put_object(self, rec: ObjectRecord, cond: WriteConditions, max_size: int) -> list[str]:
+        """Commit an object; returns blob ids that are no longer referenced."""
+        with self.tx() as c:
+            bucket = self.require_bucket(rec.bucket)
+            old = c.execute(
+                "SELECT size, etag, segments FROM objects WHERE bucket=? AND key=?", (rec.bucket, rec.key)
+            ).fetchone()
+            _check_write_conditions(cond, old[1] if old else None)
+            old_size = old[0] if old else 0
+            self._admit(bucket, rec.size - old_size, max_size)
+            c.execute(
+                f"INSERT OR REPLACE INTO objects({_OBJ_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    rec.bucket,
+                    rec.key,
+                    rec.size,
+                    rec.etag,
+                    rec.mtime,
+                    json.dumps(rec.headers),
+                    json.dumps(rec.checksums),
+                    _segments_to_json(rec.segments),
+                    rec.owner,
+                ),
+            )
+            c.execute(
+                "UPDATE buckets SET used = used + ?, objects = objects + ? WHERE name=?",
+                (rec.size - old_size, 0 if old else 1, rec.bucket),
+            )
+        return [b for b, _ in json.loads(old[2])] if old else []
+
+    def delete_objects(self, bucket: str, keys: list[str]) -> list[str]:
+        """Delete keys that exist (absent keys are fine); returns freed blob ids."""
+        freed: list[str] = []
+        with self.tx() as c:
+            self.require_bucket(bucket)
+            size = count = 0
+            for key in keys:
+                r = c.execute(
+                    "DELETE FROM objects WHERE bucket=? AND key=? RETURNING size, segments", (bucket, key)
+                ).fetchone()
+                if r:
+                    size += r[0]
+                    count += 1
+                    freed.extend(b for b, _ in json.loads(r[1]))
+            if count:
+                c.execute(
+                    "UPDATE buckets SET used = used - ?, objects = objects - ? WHERE name=?",
+                    (size, count, bucket),
+                )
+        return freed
+
+    def list_objects(
+        self,
+        bucket: str,
+        prefix: str,
+        delimiter: str,
+        after: str | None,
+        after_is_prefix: bool,
+        max_keys: int,
+    ) -> Listing:
+        """One page. `after` excludes itself (and, if a prefix, everything under it)."""
+        objects: list[ObjectRecord] = []
+        prefixes: list[str] = []
+        last: str | None = None
+        last_is_prefix = False
+        if after is not None and after_is_prefix:
+            pos, inclusive = prefix_successor(after), True
+        elif after is not None and after >= prefix:
+            pos, inclusive = after, False
+        else:
+            pos, inclusive = prefix, True
+        end = prefix_successor(prefix) if prefix else None
+        taken = 0
+        while True:
+            want = max_keys - taken + 1
+            sql = f"SELECT {_OBJ_COLS} FROM objects WHERE bucket=? AND key {'>=' if inclusive else '>'} ?"
+            args: list = [bucket, pos]
+            if end is not None:
+                sql += " AND key < ?"
+                args.append(end)
+            sql += " ORDER BY key LIMIT ?"
+            args.append(want)
+            rows = self.c.execute(sql, args).fetchall()
+            if not rows:
+                return Listing(objects, prefixes, False, last, last_is_prefix)
+            jumped = False
+            for r in rows:
+                key = r[1]
+                if delimiter:
+                    i = key.find(delimiter, len(prefix))
+                    if i >= 0:
+                        cp = key[: i + len(delimiter)]
+                        if not (after is not None and cp == after):
+                            if taken == max_keys:
+                                return Listing(objects, prefixes, True, last, last_is_prefix)
+                            prefixes.append(cp)
+                            taken += 1
+                            last, last_is_prefix = cp, True
+                        pos, inclusive, jumped = prefix_successor(cp), True, True
+                        break
+                if taken == max_keys:
+                    return Listing(objects, prefixes, True, last, last_is_prefix)
+                objects.append(_row_to_object(r))
+                taken += 1
+                last, last_is_prefix = key, False
+            if not jumped:
+                if len(rows) < want:
+                    return Listing(objects, prefixes, False, last, last_is_prefix)
+                pos, inclusive = rows[-1][1], False
+
+    # ---- multipart -----------------------------------------------------------------------
+
+    def create_upload(self, up: Upload) -> None:
+        with self.tx() as c:
+            self.require_bucket(up.bucket)
+            c.execute(
+                "INSERT INTO uploads VALUES (?,?,?,?,?,?,?)",
+                (
+                    up.upload_id,
+                    up.bucket,
+                    up.key,
+                    up.initiated,
+                    up.owner,
+                    json.dumps(up.headers),
+                    up.checksum_algorithm,
+                ),
+            )
+
+    def get_upload(self, bucket: str, key: str, upload_id: str) -> Upload | None:
+        r = self.c.execute(
+            "SELECT * FROM uploads WHERE upload_id=? AND bucket=? AND key=?", (upload_id, bucket, key)
+        ).fetchone()
+        if not r:
+            return None
+        return Upload(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6])
+
+    def require_upload(self, bucket: str, key: str, upload_id: str) -> Upload:
+        up = self.get_upload(bucket, key, upload_id)
+        if up is None:
+            self.require_bucket(bucket)
+            raise S3Error(
+                "NoSuchUpload",
+                "The specified upload does not exist. The upload ID may be invalid, or the upload "
+                "may have been aborted or completed.",
+                UploadId=upload_id,
+            )
+        return up
+
+    def put_part(self, bucket: str, key: str, upload_id: str, part: Part, max_size: int) -> list[str]:
+        with self.tx() as c:
+            self.require_upload(bucket, key, upload_id)
+            b = self.require_bucket(bucket)
+            old = c.execute(
+                "SELECT size, blob FROM parts WHERE upload_id=? AND part_number=?", (upload_id, part.part_number)
+            ).fetchone()
+            old_size = old[0] if old else 0
+            self._admit(b, part.size - old_size, max_size)
+            c.execute(
+                "INSERT OR REPLACE INTO parts VALUES (?,?,?,?,?,?,?)",
+                (upload_id, part.part_number, part.size, part.etag, part.mtime, part.blob, json.dumps(part.checksums)),
+            )
+            c.execute("UPDATE buckets SET mpu_used = mpu_used + ? WHERE name=?", (part.size - old_size, bucket))
+        return [old[1]] if old else []
+
+    def parts(self, upload_id: str, after: int = 0, limit: int = 10001) -> list[Part]:
+        return [
+            Part(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]))
+            for r in self.c.execute(
+                "SELECT part_number, size, etag, mtime, blob, checksums FROM parts "
+                "WHERE upload_id=? AND part_number > ? ORDER BY part_number LIMIT ?",
+                (upload_id, after, limit),
+            )
+        ]
+
+    def list_uploads(
+        self, bucket: str, prefix: str, key_marker: str, upload_id_marker: str, limit: int
+    ) -> list[Upload]:
+        end = prefix_successor(prefix) if prefix else "\U0010ffff" * 2
+        rows = self.c.execute(
+            "SELECT * FROM uploads WHERE bucket=? AND key >= ? AND key < ? "
+            "AND (key > ? OR (key = ? AND upload_id > ?)) ORDER BY key, upload_id LIMIT ?",
+            (bucket, prefix, end, key_marker, key_marker, upload_id_marker, limit),
+        ).fetchall()
+        return [Upload(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+
+    def abort_upload(self, bucket: str, key: str, upload_id: str) -> list[str]:
+        with self.tx() as c:
+            self.require_upload(bucket, key, upload_id)
+            rows = c.execute("DELETE FROM parts WHERE upload_id=? RETURNING size, blob", (upload_id,)).fetchall()
+            c.execute("DELETE FROM uploads WHERE upload_id=?", (upload_id,))
+            c.execute("UPDATE buckets SET mpu_used = mpu_used - ? WHERE name=?", (sum(r[0] for r in rows), bucket))
+        return [r[1] for r in rows]
+
+    def completed_upload(self, bucket: str, key: str, upload_id: str) -> tuple[str, str] | None:
+        r = self.c.execute(
+            "SELECT etag, parts FROM completed_uploads WHERE upload_id=? AND bucket=? AND key=?",
+            (upload_id, bucket, key),
+        ).fetchone()
+        return (r[0], r[1]) if r else None
+
+    def complete_upload(
+        self,
+        upload_id: str,
+        rec: ObjectRecord,
+        used_parts: list[int],
+        parts_sig: str,
+        cond: WriteConditions,
+        max_size: int,
+    ) -> list[str]:
+        """Turn the chosen parts into the object; returns blob ids no longer referenced."""
+        with self.tx() as c:
+            self.require_upload(rec.bucket, rec.key, upload_id)
+            bucket = self.require_bucket(rec.bucket)
+            old = c.execute(
+                "SELECT size, etag, segments FROM objects WHERE bucket=? AND key=?", (rec.bucket, rec.key)
+            ).fetchone()
+            _check_write_conditions(cond, old[1] if old else None)
+            all_parts = c.execute(
+                "SELECT part_number, size, blob FROM parts WHERE upload_id=?", (upload_id,)
+            ).fetchall()
+            used = set(used_parts)
+            mpu_bytes = sum(p[1] for p in all_parts)
+            unused = [p[2] for p in all_parts if p[0] not in used]
+            old_size = old[0] if old else 0
+            # parts move from "in progress" to the object; only a growth of the total needs admission
+            self._admit(bucket, rec.size - old_size - mpu_bytes, max_size)
+            c.execute(
+                f"INSERT OR REPLACE INTO objects({_OBJ_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    rec.bucket,
+                    rec.key,
+                    rec.size,
+                    rec.etag,
+                    rec.mtime,
+                    json.dumps(rec.headers),
+                    json.dumps(rec.checksums),
+                    _segments_to_json(rec.segments),
+                    rec.owner,
+                ),
+            )
+            c.execute("DELETE FROM parts WHERE upload_id=?", (upload_id,))
+            c.execute("DELETE FROM uploads WHERE upload_id=?", (upload_id,))
+            c.execute(
+                "INSERT OR REPLACE INTO completed_uploads VALUES (?,?,?,?,?,?)",
+                (upload_id, rec.bucket, rec.key, rec.etag, parts_sig, rec.mtime),
+            )
+            # keep the retry record small: only recent completions are remembered
+            c.execute("DELETE FROM completed_uploads WHERE mtime < ?", (rec.mtime - 3600,))
+            c.execute(
+                "UPDATE buckets SET used = used + ?, objects = objects + ?, mpu_used = mpu_used - ? WHERE name=?",
+                (rec.size - old_size, 0 if old else 1, mpu_bytes, rec.bucket),
+            )
+        freed = unused
+        if old:
+            freed += [b for b, _ in json.loads(old[2])]
+        return freed
+
+    # ---- recovery ------------------------------------------------------------------------
+
+    def referenced_blobs(self) -> set[str]:
+        refs: set[str] = set()
+        for (segs,) in self.c.execute("SELECT segments FROM objects"):
+            refs.update(b for b, _ in json.loads(segs))
+        refs.update(b for (b,) in self.c.execute("SELECT blob FROM parts"))
+        return refs
+
+
+def _check_write_conditions(cond: WriteConditions, current_etag: str | None) -> None:
+    if cond.if_none_match_any and current_etag is not None:
+        raise S3Error(
+            "PreconditionFailed",
+            "At least one of the pre-conditions you specified did not hold",
+            Condition="If-None-Match",
+        )
+    if cond.if_match is not None:
+        if current_etag is None:
+            raise S3Error("NoSuchKey", "The specified key does not exist.")
+        if cond.if_match != "*" and cond.if_match != current_etag:
+            raise S3Error(
+                "PreconditionFailed",
+                "At least one of the pre-conditions you specified did not hold",
+                Condition="If-Match",
+            )

@@ -1,0 +1,75 @@
+"""Plain records the store hands to the layers above."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    name: str
+    owner: str
+    created: float
+    region: str
+    quota: int | None
+    used: int
+    objects: int
+    mpu_used: int
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    blob: str
+    size: int
+
+
+@dataclass(slots=True)
+class ObjectRecord:
+    bucket: str
+    key: str
+    size: int
+    etag: str  # unquoted
+    mtime: float
+    headers: dict[str, str]  # content-type, cache-control, ..., x-amz-meta-*
+    checksums: dict[str, str]  # algorithm (lower case, e.g. "crc32") -> base64 value
+    segments: list[Segment]
+    owner: str
+
+
+@dataclass(slots=True)
+class Upload:
+    upload_id: str
+    bucket: str
+    key: str
+    initiated: float
+    owner: str
+    headers: dict[str, str]
+    checksum_algorithm: str | None
+
+
+@dataclass(slots=True)
+class Part:
+    part_number: int
+    size: int
+    etag: str
+    mtime: float
+    blob: str
+    checksums: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Listing:
+    objects: list[ObjectRecord]
+    prefixes: list[str]
+    truncated: bool
+    # the last key or common prefix returned, and which of the two it was
+    last: str | None
+    last_is_prefix: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WriteConditions:
+    """Preconditions evaluated atomically with the commit (If-None-Match: *, If-Match)."""
+
+    if_none_match_any: bool = False
+    if_match: str | None = None

@@ -1,0 +1,127 @@
+"""Fixtures: a real coordinator process on free loopback ports, and real S3 clients pointed at it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Coordinator:
+    proc: subprocess.Popen
+    data_dir: Path
+    port: int
+    s3_port: int
+    token: str
+    config_path: Path
+    log_path: Path
+
+    @property
+    def endpoint(self) -> str:
+        """The S3 API under the /s3 path of the main listener."""
+        return f"http://127.0.0.1:{self.port}/s3"
+
+    @property
+    def root_endpoint(self) -> str:
+        """The S3 API at the root of the second listener."""
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    def client(self, endpoint: str | None = None, **config: object) -> object:
+        return boto3.client(
+            "s3",
+            endpoint_url=endpoint or self.endpoint,
+            aws_access_key_id="admin",
+            aws_secret_access_key=self.token,
+            region_name="us-east-1",
+            config=Config(retries={"max_attempts": 1}, **config),
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, log_path: Path, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"coordinator exited with {proc.returncode}:\n{log_path.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"coordinator did not listen on {port}:\n{log_path.read_text()}")
+
+
+def start_coordinator(tmp: Path, extra_yaml: str = "", token: str | None = None, data_dir: Path | None = None,
+                      workers: int = 2) -> Coordinator:
+    port, s3_port = free_port(), free_port()
+    data_dir = data_dir or tmp / "data"
+    token = token or secrets.token_urlsafe(24)
+    config = tmp / f"coordinator-{port}.yaml"
+    config.write_text(
+        f"listen: 127.0.0.1:{port}\nworkers: {workers}\ns3:\n  data_dir: {data_dir}\n  listen: 127.0.0.1:{s3_port}\n"
+        + extra_yaml
+    )
+    log_path = tmp / f"coordinator-{port}.log"
+    env = dict(os.environ, TUNNELMESH_ADMIN_TOKEN=token)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunnelmesh", "coordinator", "--config", str(config)],
+        stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env=env,
+    )
+    c = Coordinator(proc, data_dir, port, s3_port, token, config, log_path)
+    try:
+        wait_for_port(port, proc, log_path)
+        wait_for_port(s3_port, proc, log_path)
+    except Exception:
+        c.stop()
+        raise
+    return c
+
+
+@pytest.fixture(scope="module")
+def coordinator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coordinator]:
+    c = start_coordinator(tmp_path_factory.mktemp("coord"))
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def s3(coordinator: Coordinator):  # noqa: ANN201
+    """boto3 at its current defaults (CRC32 request checksums, response validation)."""
+    return coordinator.client()
+
+
+@pytest.fixture
+def bucket(s3) -> str:  # noqa: ANN001
+    name = f"t-{uuid.uuid4().hex[:16]}"
+    s3.create_bucket(Bucket=name)
+    return name
