@@ -81,8 +81,9 @@ def wait_for_port(port: int, proc: subprocess.Popen, log_path: Path, timeout: fl
     raise RuntimeError(f"coordinator did not listen on {port}:\n{log_path.read_text()}")
 
 
-def start_coordinator(tmp: Path, extra_yaml: str = "", token: str | None = None, data_dir: Path | None = None,
-                      workers: int = 2) -> Coordinator:
+def start_coordinator(
+    tmp: Path, extra_yaml: str = "", token: str | None = None, data_dir: Path | None = None, workers: int = 2
+) -> Coordinator:
     port, s3_port = free_port(), free_port()
     data_dir = data_dir or tmp / "data"
     token = token or secrets.token_urlsafe(24)
@@ -95,7 +96,9 @@ def start_coordinator(tmp: Path, extra_yaml: str = "", token: str | None = None,
     env = dict(os.environ, TUNNELMESH_ADMIN_TOKEN=token)
     proc = subprocess.Popen(
         [sys.executable, "-m", "tunnelmesh", "coordinator", "--config", str(config)],
-        stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     c = Coordinator(proc, data_dir, port, s3_port, token, config, log_path)
     try:

@@ -1,0 +1,353 @@
+"""The AWS CLI v1 (`aws s3 ...` and `aws s3api ...`) against a real coordinator.
+
+The CLI runs as a subprocess configured only through environment variables; the developer's
+~/.aws is never read (AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE point at empty files).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from botocore.exceptions import ClientError
+
+MiB = 1024 * 1024
+
+
+def new_bucket_name() -> str:
+    return f"cli-{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture(scope="module")
+def aws_env(tmp_path_factory: pytest.TempPathFactory, coordinator) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("awscli-home")
+    config_file = home / "config"
+    credentials_file = home / "credentials"
+    config_file.write_text("")
+    credentials_file.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ACCESS_KEY_ID="admin",
+        AWS_SECRET_ACCESS_KEY=coordinator.token,
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_CONFIG_FILE=str(config_file),
+        AWS_SHARED_CREDENTIALS_FILE=str(credentials_file),
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_PAGER="",
+        HOME=str(home),
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def aws(coordinator, aws_env):
+    """Run `aws --endpoint-url <endpoint> ARGS...`; returns the CompletedProcess (text mode)."""
+
+    def run(
+        *args: str,
+        endpoint: str | None = None,
+        check: bool = True,
+        cwd: Path | None = None,
+    ) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "awscli", "--endpoint-url", endpoint or coordinator.endpoint, *args]
+        proc = subprocess.run(cmd, env=aws_env, capture_output=True, text=True, timeout=300, cwd=cwd)
+        if check:
+            assert proc.returncode == 0, (
+                f"{' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+                f"\ncoordinator log tail:\n{coordinator.log()[-4000:]}"
+            )
+        return proc
+
+    return run
+
+
+def list_keys(s3, bucket: str) -> list[str]:
+    keys: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys.extend(o["Key"] for o in page.get("Contents", []))
+    return keys
+
+
+def bucket_exists(s3, bucket: str) -> bool:
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as e:
+        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 404, e.response
+        return False
+    return True
+
+
+def test_s3_ls_lists_an_existing_bucket(aws, bucket: str) -> None:
+    out = aws("s3", "ls").stdout
+    names = [line.split()[-1] for line in out.splitlines() if line.strip()]
+    assert bucket in names
+
+
+def test_s3_mb_creates_a_bucket_and_rb_removes_it(aws, s3) -> None:
+    name = new_bucket_name()
+    proc = aws("s3", "mb", f"s3://{name}")
+    assert proc.stdout.strip() == f"make_bucket: {name}"
+    assert bucket_exists(s3, name)
+    assert name in aws("s3", "ls").stdout
+
+    proc = aws("s3", "rb", f"s3://{name}")
+    assert proc.stdout.strip() == f"remove_bucket: {name}"
+    assert not bucket_exists(s3, name)
+    assert name not in aws("s3", "ls").stdout
+
+
+def test_s3_mb_of_an_existing_bucket_fails(aws, bucket: str) -> None:
+    proc = aws("s3", "mb", f"s3://{bucket}", check=False)
+    assert proc.returncode != 0
+    assert "make_bucket failed" in proc.stderr
+    assert "BucketAlreadyOwnedByYou" in proc.stderr or "BucketAlreadyExists" in proc.stderr
+
+
+def test_s3_cp_45mb_file_uploads_multipart_and_downloads_identical_bytes(aws, s3, bucket: str, tmp_path: Path) -> None:
+    src = tmp_path / "big.bin"
+    data = os.urandom(45 * MiB)
+    src.write_bytes(data)
+
+    proc = aws("s3", "cp", "--no-progress", "big.bin", f"s3://{bucket}/dir/big.bin", cwd=tmp_path)
+    assert proc.stdout.strip() == f"upload: ./big.bin to s3://{bucket}/dir/big.bin"
+
+    head = s3.head_object(Bucket=bucket, Key="dir/big.bin")
+    assert head["ContentLength"] == len(data)
+    # 45 MiB in the CLI's default 8 MiB parts -> a 6-part multipart ETag
+    assert head["ETag"].strip('"').endswith("-6"), head["ETag"]
+
+    listing = aws("s3", "ls", f"s3://{bucket}/").stdout
+    assert "PRE dir/" in listing
+    listing = aws("s3", "ls", f"s3://{bucket}/dir/").stdout
+    fields = listing.split()
+    assert fields[-1] == "big.bin"
+    assert fields[-2] == str(len(data))
+
+    dst = tmp_path / "back.bin"
+    proc = aws("s3", "cp", "--no-progress", f"s3://{bucket}/dir/big.bin", "back.bin", cwd=tmp_path)
+    assert proc.stdout.strip() == f"download: s3://{bucket}/dir/big.bin to ./back.bin"
+    assert dst.stat().st_size == len(data)
+    assert dst.read_bytes() == data
+
+
+def test_s3_cp_small_file_round_trips_through_root_listener(aws, coordinator, s3, bucket: str, tmp_path: Path) -> None:
+    src = tmp_path / "small.txt"
+    data = os.urandom(300 * 1024)
+    src.write_bytes(data)
+
+    aws("s3", "cp", str(src), f"s3://{bucket}/small.txt", endpoint=coordinator.root_endpoint)
+    assert s3.get_object(Bucket=bucket, Key="small.txt")["Body"].read() == data
+
+    dst = tmp_path / "small.back"
+    aws("s3", "cp", f"s3://{bucket}/small.txt", str(dst), endpoint=coordinator.root_endpoint)
+    assert dst.read_bytes() == data
+
+
+def test_s3_cp_between_buckets_copies_object_server_side(aws, s3, bucket: str) -> None:
+    other = new_bucket_name()
+    aws("s3", "mb", f"s3://{other}")
+    data = os.urandom(1000)
+    s3.put_object(Bucket=bucket, Key="orig.bin", Body=data)
+
+    proc = aws("s3", "cp", "--no-progress", f"s3://{bucket}/orig.bin", f"s3://{other}/copy.bin")
+    assert proc.stdout.strip() == f"copy: s3://{bucket}/orig.bin to s3://{other}/copy.bin"
+    assert s3.get_object(Bucket=other, Key="copy.bin")["Body"].read() == data
+    assert s3.get_object(Bucket=bucket, Key="orig.bin")["Body"].read() == data
+
+    aws("s3", "rb", "--force", f"s3://{other}")
+    assert not bucket_exists(s3, other)
+
+
+SYNC_FILES = {
+    "plain.txt": b"plain file\n",
+    "with space.txt": b"a key with a space\n",
+    "plus+sign.txt": b"a key with a plus\n",
+    "sub dir/both + here.bin": bytes(range(256)) * 40,
+    "sub dir/nested/deep.txt": b"deep\n",
+}
+
+
+def test_s3_sync_uploads_directory_with_space_and_plus_names_then_rm_recursive_and_rb(aws, s3, tmp_path: Path) -> None:
+    name = new_bucket_name()
+    aws("s3", "mb", f"s3://{name}")
+
+    src = tmp_path / "src"
+    for rel, content in SYNC_FILES.items():
+        p = src / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(content)
+
+    proc = aws("s3", "sync", "--no-progress", "src", f"s3://{name}/tree", cwd=tmp_path)
+    assert sorted(proc.stdout.splitlines()) == sorted(
+        f"upload: src/{rel} to s3://{name}/tree/{rel}" for rel in SYNC_FILES
+    )
+
+    assert sorted(list_keys(s3, name)) == sorted(f"tree/{rel}" for rel in SYNC_FILES)
+    for rel, content in SYNC_FILES.items():
+        assert s3.get_object(Bucket=name, Key=f"tree/{rel}")["Body"].read() == content
+
+    # Nothing changed: a second sync transfers nothing.
+    proc = aws("s3", "sync", "--no-progress", "src", f"s3://{name}/tree", cwd=tmp_path)
+    assert proc.stdout.strip() == ""
+
+    # `aws s3 ls --recursive` shows the exact keys, spaces and plus signs included.
+    listing = aws("s3", "ls", "--recursive", f"s3://{name}/").stdout
+    for rel, content in SYNC_FILES.items():
+        assert any(line.endswith(f" tree/{rel}") and f" {len(content)} " in line for line in listing.splitlines()), (
+            rel,
+            listing,
+        )
+
+    # And back down into an empty directory.
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    proc = aws("s3", "sync", "--no-progress", f"s3://{name}/tree", "dst", cwd=tmp_path)
+    assert sorted(proc.stdout.splitlines()) == sorted(
+        f"download: s3://{name}/tree/{rel} to dst/{rel}" for rel in SYNC_FILES
+    )
+    for rel, content in SYNC_FILES.items():
+        assert (dst / rel).read_bytes() == content
+    downloaded = sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())
+    assert downloaded == sorted(SYNC_FILES)
+
+    proc = aws("s3", "rm", "--recursive", "--no-progress", f"s3://{name}/")
+    assert sorted(proc.stdout.splitlines()) == sorted(f"delete: s3://{name}/tree/{rel}" for rel in SYNC_FILES)
+    assert list_keys(s3, name) == []
+
+    proc = aws("s3", "rb", f"s3://{name}")
+    assert proc.stdout.strip() == f"remove_bucket: {name}"
+    assert not bucket_exists(s3, name)
+
+
+def test_s3_rb_refuses_a_non_empty_bucket_unless_forced(aws, s3) -> None:
+    name = new_bucket_name()
+    aws("s3", "mb", f"s3://{name}")
+    s3.put_object(Bucket=name, Key="keep.txt", Body=b"x")
+
+    proc = aws("s3", "rb", f"s3://{name}", check=False)
+    assert proc.returncode != 0
+    assert "BucketNotEmpty" in proc.stderr
+    assert bucket_exists(s3, name)
+
+    proc = aws("s3", "rb", "--force", f"s3://{name}")
+    assert f"delete: s3://{name}/keep.txt" in proc.stdout
+    assert f"remove_bucket: {name}" in proc.stdout
+    assert not bucket_exists(s3, name)
+
+
+@pytest.mark.parametrize("key", ["presigned.bin", "dir/with space + plus.bin"])
+def test_s3_presign_url_downloads_object_bytes_with_requests(aws, s3, bucket: str, key: str) -> None:
+    data = os.urandom(70_000)
+    s3.put_object(Bucket=bucket, Key=key, Body=data)
+
+    url = aws("s3", "presign", f"s3://{bucket}/{key}", "--expires-in", "600").stdout.strip()
+    assert url.startswith("http://127.0.0.1:")
+    assert "X-Amz-Signature=" in url
+
+    resp = requests.get(url, timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert resp.content == data
+    assert resp.headers["Content-Length"] == str(len(data))
+
+
+def test_s3_presign_url_with_tampered_signature_is_rejected(aws, s3, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="secret.bin", Body=b"secret")
+    url = aws("s3", "presign", f"s3://{bucket}/secret.bin").stdout.strip()
+    sig_start = url.index("X-Amz-Signature=") + len("X-Amz-Signature=")
+    flipped = "0" if url[sig_start] != "0" else "1"
+    bad = url[:sig_start] + flipped + url[sig_start + 1 :]
+
+    resp = requests.get(bad, timeout=30)
+    assert resp.status_code == 403
+    assert b"SignatureDoesNotMatch" in resp.content
+    assert b"secret" not in resp.content.replace(b"SignatureDoesNotMatch", b"")
+
+
+def test_s3api_put_head_list_get_delete_object(aws, bucket: str, tmp_path: Path) -> None:
+    body = tmp_path / "body.bin"
+    data = os.urandom(12_345)
+    body.write_bytes(data)
+
+    put = json.loads(
+        aws(
+            "s3api",
+            "put-object",
+            "--bucket",
+            bucket,
+            "--key",
+            "api/one.bin",
+            "--body",
+            str(body),
+            "--content-type",
+            "application/x-test",
+            "--metadata",
+            "color=blue,shape=round",
+        ).stdout
+    )
+    assert put["ETag"].startswith('"') and put["ETag"].endswith('"')
+    etag = put["ETag"]
+
+    head = json.loads(aws("s3api", "head-object", "--bucket", bucket, "--key", "api/one.bin").stdout)
+    assert head["ContentLength"] == len(data)
+    assert head["ETag"] == etag
+    assert head["ContentType"] == "application/x-test"
+    assert head["Metadata"] == {"color": "blue", "shape": "round"}
+    assert "LastModified" in head
+
+    aws("s3api", "put-object", "--bucket", bucket, "--key", "api/two.txt", "--body", str(body))
+    aws("s3api", "put-object", "--bucket", bucket, "--key", "other.txt", "--body", str(body))
+
+    listed = json.loads(aws("s3api", "list-objects-v2", "--bucket", bucket, "--prefix", "api/").stdout)
+    assert [o["Key"] for o in listed["Contents"]] == ["api/one.bin", "api/two.txt"]
+    assert listed["KeyCount"] == 2
+    assert listed["Contents"][0]["Size"] == len(data)
+    assert listed["Contents"][0]["ETag"] == etag
+
+    delimited = json.loads(aws("s3api", "list-objects-v2", "--bucket", bucket, "--delimiter", "/").stdout)
+    assert [p["Prefix"] for p in delimited["CommonPrefixes"]] == ["api/"]
+    assert [o["Key"] for o in delimited["Contents"]] == ["other.txt"]
+
+    out = tmp_path / "out.bin"
+    got = json.loads(aws("s3api", "get-object", "--bucket", bucket, "--key", "api/one.bin", str(out)).stdout)
+    assert got["ContentLength"] == len(data)
+    assert got["ETag"] == etag
+    assert got["Metadata"] == {"color": "blue", "shape": "round"}
+    assert out.read_bytes() == data
+
+    ranged_out = tmp_path / "range.bin"
+    ranged = json.loads(
+        aws(
+            "s3api",
+            "get-object",
+            "--bucket",
+            bucket,
+            "--key",
+            "api/one.bin",
+            "--range",
+            "bytes=100-199",
+            str(ranged_out),
+        ).stdout
+    )
+    assert ranged["ContentLength"] == 100
+    assert ranged["ContentRange"] == f"bytes 100-199/{len(data)}"
+    assert ranged_out.read_bytes() == data[100:200]
+
+    aws("s3api", "delete-object", "--bucket", bucket, "--key", "api/one.bin")
+    proc = aws("s3api", "head-object", "--bucket", bucket, "--key", "api/one.bin", check=False)
+    assert proc.returncode != 0
+    assert "404" in proc.stderr or "Not Found" in proc.stderr
+
+    listed = json.loads(aws("s3api", "list-objects-v2", "--bucket", bucket, "--prefix", "api/").stdout)
+    assert [o["Key"] for o in listed["Contents"]] == ["api/two.txt"]
+
+
+def test_s3api_get_object_of_missing_key_reports_no_such_key(aws, bucket: str, tmp_path: Path) -> None:
+    proc = aws("s3api", "get-object", "--bucket", bucket, "--key", "absent", str(tmp_path / "x"), check=False)
+    assert proc.returncode != 0
+    assert "NoSuchKey" in proc.stderr
