@@ -89,6 +89,10 @@ class S3Api:
         headers = [(k.encode("latin-1"), v.encode("latin-1", "replace")) for k, v in resp.headers]
         headers.append((b"x-amz-request-id", req.request_id.encode()))
         headers.append((b"x-amz-id-2", req.request_id.encode()))
+        if req.has_body and not req.body_done:
+            # answered before the body was read (an early error): the unread bytes would be taken for the
+            # next request, so say that this connection ends here
+            headers.append((b"connection", b"close"))
         head_only = req.method == "HEAD" or resp.status in _NO_BODY_STATUS
         if resp.slices is None and not any(k == b"content-length" for k, _ in headers):
             if not head_only:

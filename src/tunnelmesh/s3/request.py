@@ -51,7 +51,12 @@ class Request:
     # the decoded length of the body when known (Content-Length or X-Amz-Decoded-Content-Length)
     content_length: int | None = None
     operation: str = "-"
-    host: str = ""
+    # set once the last body message has been received
+    body_done: bool = False
+
+    @property
+    def has_body(self) -> bool:
+        return "transfer-encoding" in self.headers or self.headers.get("content-length", "0") not in ("", "0")
 
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name, default)
@@ -70,8 +75,9 @@ def split_path(path: str) -> tuple[str, str]:
     return bucket, key
 
 
-async def raw_body(receive: Receive) -> AsyncIterator[bytes]:
+async def raw_body(req: Request) -> AsyncIterator[bytes]:
     """The HTTP body (already de-chunked by the server) as a stream of chunks."""
+    receive = req.receive
     while True:
         msg = await receive()
         if msg["type"] == "http.disconnect":
@@ -80,6 +86,7 @@ async def raw_body(receive: Receive) -> AsyncIterator[bytes]:
         if chunk:
             yield chunk
         if not msg.get("more_body", False):
+            req.body_done = True
             return
 
 

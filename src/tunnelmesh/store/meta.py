@@ -280,11 +280,13 @@ class Meta:
                 args.append(end)
             sql += " ORDER BY key LIMIT ?"
             args.append(want)
-            rows = self.c.execute(sql, args).fetchall()
-            if not rows:
-                return Listing(objects, prefixes, False, last, last_is_prefix)
+            # iterate the cursor lazily: after a jump past a common prefix the rest of the batch is never read
             jumped = False
-            for r in rows:
+            seen = 0
+            last_row_key = None
+            for r in self.c.execute(sql, args):
+                seen += 1
+                last_row_key = r[1]
                 key = r[1]
                 if delimiter:
                     i = key.find(delimiter, len(prefix))
@@ -304,9 +306,9 @@ class Meta:
                 taken += 1
                 last, last_is_prefix = key, False
             if not jumped:
-                if len(rows) < want:
+                if seen < want:
                     return Listing(objects, prefixes, False, last, last_is_prefix)
-                pos, inclusive = rows[-1][1], False
+                pos, inclusive = last_row_key, False
 
     # ---- multipart -----------------------------------------------------------------------
 

@@ -57,7 +57,7 @@ def _declared_length(req: Request) -> int | None:
 
 
 def _sigv4_body(req: Request, payload: str, key: bytes, sr: sigv4.SignedRequest) -> AsyncIterator[bytes]:
-    raw = raw_body(req.receive)
+    raw = raw_body(req)
     if payload in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER):
         if payload == STREAMING_UNSIGNED_TRAILER:
             signing = None
@@ -114,13 +114,13 @@ def authenticate(req: Request, creds: Credentials) -> None:
         ident = _identity(creds, access_key)
         sigv2.verify(req, ident.secret, signature, date_line)
         req.principal = ident.principal
-        req.body = raw_body(req.receive)
+        req.body = raw_body(req)
     elif presigned_v2:
         expires = sigv2.query_expires(req)
         ident = _identity(creds, q["AWSAccessKeyId"])
         sigv2.verify(req, ident.secret, q["Signature"], expires)
         req.principal = ident.principal
-        req.body = raw_body(req.receive)
+        req.body = raw_body(req)
     elif auth[:6].lower() == "basic ":
         try:
             peer, sep, token = base64.b64decode(auth[6:].strip(), validate=True).decode().partition(":")
@@ -132,13 +132,13 @@ def authenticate(req: Request, creds: Credentials) -> None:
         if not sep or not hmac.compare_digest(secret.encode(), token.encode()) or ident is None:
             raise S3Error("AccessDenied", "Invalid peer id or token.")
         req.principal = ident.principal
-        req.body = raw_body(req.receive)
+        req.body = raw_body(req)
     elif auth[:7].lower() == "bearer ":
         ident = creds.by_token(auth[7:].strip())
         if ident is None:
             raise S3Error("AccessDenied", "Invalid token.")
         req.principal = ident.principal
-        req.body = raw_body(req.receive)
+        req.body = raw_body(req)
     elif auth:
         raise S3Error("AccessDenied", "Unsupported Authorization scheme.")
     else:

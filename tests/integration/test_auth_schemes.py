@@ -1,0 +1,413 @@
+"""Every way a client can authenticate, over raw HTTP: Basic, Bearer, SigV4 (header and presigned),
+SigV2 (header and presigned), and the ways each is refused.
+
+Requests are built by hand (requests + botocore's signers) so the exact bytes on the wire are known.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from urllib.parse import urlsplit, urlunsplit
+
+import botocore.auth
+import pytest
+import requests
+from botocore.auth import HmacV1Auth, S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+REGION = "us-east-1"
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+class FixedPayloadSigV4(S3SigV4Auth):
+    """botocore's S3 SigV4 signer, optionally claiming a chosen x-amz-content-sha256 value."""
+
+    def __init__(self, credentials: Credentials, payload_hash: str | None = None) -> None:
+        super().__init__(credentials, "s3", REGION)
+        self._payload_hash = payload_hash
+
+    def payload(self, request: AWSRequest) -> str:
+        if self._payload_hash is not None:
+            return self._payload_hash
+        return super().payload(request)
+
+
+def sigv4_headers(
+    method: str,
+    url: str,
+    secret: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    access_key: str = "admin",
+    payload_hash: str | None = None,
+) -> dict[str, str]:
+    req = AWSRequest(method=method, url=url, data=body, headers=dict(headers or {}))
+    FixedPayloadSigV4(Credentials(access_key, secret), payload_hash).add_auth(req)
+    return dict(req.headers.items())
+
+
+def sigv2_headers(
+    method: str, url: str, secret: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> dict[str, str]:
+    req = AWSRequest(method=method, url=url, data=body, headers=dict(headers or {}))
+    HmacV1Auth(Credentials("admin", secret)).add_auth(req)
+    return dict(req.headers.items())
+
+
+def assert_s3_error(resp: requests.Response, status: int, code: str) -> ET.Element:
+    """The response is an S3 XML error document with this status and code, and a matching request id."""
+    assert resp.status_code == status, (resp.status_code, resp.text)
+    assert "Traceback" not in resp.text
+    assert resp.headers.get("content-type", "").startswith("application/xml")
+    root = ET.fromstring(resp.content)
+    assert root.tag == "Error"
+    assert root.findtext("Code") == code, resp.text
+    assert root.findtext("Message")
+    request_id = root.findtext("RequestId")
+    assert request_id
+    assert resp.headers.get("x-amz-request-id") == request_id
+    return root
+
+
+def admin_get(coordinator, url: str) -> requests.Response:  # noqa: ANN001
+    return requests.get(url, auth=("admin", coordinator.token), timeout=30)
+
+
+def assert_absent(coordinator, url: str) -> None:  # noqa: ANN001
+    assert_s3_error(admin_get(coordinator, url), 404, "NoSuchKey")
+
+
+@pytest.fixture(params=["prefix", "root"])
+def endpoint(request: pytest.FixtureRequest, coordinator) -> str:  # noqa: ANN001
+    """The S3 API under /s3 of the main listener, and at the root of the S3 listener."""
+    return coordinator.endpoint if request.param == "prefix" else coordinator.root_endpoint
+
+
+def new_key() -> str:
+    return f"obj-{uuid.uuid4().hex[:12]}"
+
+
+# --- HTTP Basic ----------------------------------------------------------------------------------
+
+
+def test_basic_auth_puts_gets_and_lists_objects(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+    key = new_key()
+    auth = ("admin", coordinator.token)
+    put = requests.put(f"{endpoint}/{bucket}/{key}", data=b"basic body", auth=auth, timeout=30)
+    assert put.status_code == 200, put.text
+    assert put.headers["etag"] == f'"{hashlib.md5(b"basic body").hexdigest()}"'
+
+    got = requests.get(f"{endpoint}/{bucket}/{key}", auth=auth, timeout=30)
+    assert got.status_code == 200
+    assert got.content == b"basic body"
+
+    listed = requests.get(f"{endpoint}/{bucket}?list-type=2", auth=auth, timeout=30)
+    assert listed.status_code == 200
+    ns = {"s3": "http://s3.amazonaws.com/doc/2006-03-01/"}
+    keys = [k.text for k in ET.fromstring(listed.content).findall("s3:Contents/s3:Key", ns)]
+    assert keys == [key]
+
+
+def test_basic_auth_with_wrong_token_is_access_denied(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+    key = new_key()
+    resp = requests.put(f"{endpoint}/{bucket}/{key}", data=b"nope", auth=("admin", coordinator.token + "x"), timeout=30)
+    assert_s3_error(resp, 403, "AccessDenied")
+    assert_absent(coordinator, f"{endpoint}/{bucket}/{key}")
+
+
+def test_basic_auth_with_unknown_user_is_access_denied(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+    resp = requests.get(f"{endpoint}/{bucket}?list-type=2", auth=("nobody", coordinator.token), timeout=30)
+    assert_s3_error(resp, 403, "AccessDenied")
+
+
+# --- Bearer --------------------------------------------------------------------------------------
+
+
+def test_bearer_token_puts_gets_and_lists_objects(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+    key = new_key()
+    headers = {"Authorization": f"Bearer {coordinator.token}"}
+    put = requests.put(f"{endpoint}/{bucket}/{key}", data=b"bearer body", headers=headers, timeout=30)
+    assert put.status_code == 200, put.text
+    got = requests.get(f"{endpoint}/{bucket}/{key}", headers=headers, timeout=30)
+    assert got.status_code == 200
+    assert got.content == b"bearer body"
+    listed = requests.get(f"{endpoint}/{bucket}", headers=headers, timeout=30)
+    assert listed.status_code == 200
+    assert f"<Key>{key}</Key>" in listed.text
+
+
+def test_bearer_with_wrong_token_is_access_denied(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+    key = new_key()
+    resp = requests.put(
+        f"{endpoint}/{bucket}/{key}",
+        data=b"nope",
+        headers={"Authorization": f"Bearer {coordinator.token[:-1]}"},
+        timeout=30,
+    )
+    assert_s3_error(resp, 403, "AccessDenied")
+    assert_absent(coordinator, f"{endpoint}/{bucket}/{key}")
+
+
+def test_bearer_with_the_access_key_instead_of_the_secret_is_access_denied(coordinator, bucket) -> None:  # noqa: ANN001
+    resp = requests.get(f"{coordinator.endpoint}/{bucket}", headers={"Authorization": "Bearer admin"}, timeout=30)
+    assert_s3_error(resp, 403, "AccessDenied")
+
+
+# --- anonymous -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_anonymous_request_is_access_denied(coordinator, bucket, endpoint, method) -> None:  # noqa: ANN001
+    key = new_key()
+    resp = requests.request(method, f"{endpoint}/{bucket}/{key}", data=b"x" if method == "PUT" else None, timeout=30)
+    assert_s3_error(resp, 403, "AccessDenied")
+    assert_absent(coordinator, f"{endpoint}/{bucket}/{key}")
+
+
+def test_anonymous_list_buckets_is_access_denied(endpoint) -> None:  # noqa: ANN001
+    assert_s3_error(requests.get(f"{endpoint}/", timeout=30), 403, "AccessDenied")
+
+
+# --- SigV4 header auth ---------------------------------------------------------------------------
+
+
+def test_sigv4_signed_put_and_get_round_trip(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+    key = new_key()
+    url = f"{endpoint}/{bucket}/{key}"
+    body = b"signed with sigv4"
+    put = requests.put(url, data=body, headers=sigv4_headers("PUT", url, coordinator.token, body), timeout=30)
+    assert put.status_code == 200, put.text
+    got = requests.get(url, headers=sigv4_headers("GET", url, coordinator.token), timeout=30)
+    assert got.status_code == 200, got.text
+    assert got.content == body
+
+
+def test_sigv4_with_wrong_secret_is_signature_mismatch_and_stores_nothing(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+    key = new_key()
+    url = f"{endpoint}/{bucket}/{key}"
+    body = b"should not be stored"
+    resp = requests.put(url, data=body, headers=sigv4_headers("PUT", url, "not-the-secret", body), timeout=30)
+    err = assert_s3_error(resp, 403, "SignatureDoesNotMatch")
+    assert err.findtext("AWSAccessKeyId") == "admin"
+    assert_absent(coordinator, url)
+
+
+def test_sigv4_with_unknown_access_key_is_invalid_access_key_id(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+    key = new_key()
+    url = f"{endpoint}/{bucket}/{key}"
+    body = b"x"
+    headers = sigv4_headers("PUT", url, coordinator.token, body, access_key="no-such-peer")
+    resp = requests.put(url, data=body, headers=headers, timeout=30)
+    err = assert_s3_error(resp, 403, "InvalidAccessKeyId")
+    assert err.findtext("AWSAccessKeyId") == "no-such-peer"
+    assert_absent(coordinator, url)
+
+
+def test_sigv4_request_dated_twenty_minutes_ago_is_request_time_too_skewed(
+    coordinator,
+    bucket,
+    endpoint,
+    monkeypatch,  # noqa: ANN001
+) -> None:
+    key = new_key()
+    url = f"{endpoint}/{bucket}/{key}"
+    past = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(minutes=20)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: past)
+    headers = sigv4_headers("PUT", url, coordinator.token, b"late")
+    monkeypatch.undo()
+    assert headers["X-Amz-Date"] == past.strftime("%Y%m%dT%H%M%SZ")
+    resp = requests.put(url, data=b"late", headers=headers, timeout=30)
+    err = assert_s3_error(resp, 403, "RequestTimeTooSkewed")
+    assert err.findtext("RequestTime") == headers["X-Amz-Date"]
+    assert err.findtext("ServerTime")
+    assert err.findtext("MaxAllowedSkewMilliseconds") == "900000"
+    assert_absent(coordinator, url)
+
+
+def test_sigv4_payload_hash_not_matching_the_body_is_rejected_and_stores_nothing(
+    coordinator,
+    bucket,
+    endpoint,  # noqa: ANN001
+) -> None:
+    key = new_key()
+    url = f"{endpoint}/{bucket}/{key}"
+    body = b"the bytes actually sent"
+    claimed = hashlib.sha256(b"some other bytes").hexdigest()
+    headers = sigv4_headers("PUT", url, coordinator.token, body, payload_hash=claimed)
+    assert headers["X-Amz-Content-SHA256"] == claimed
+    resp = requests.put(url, data=body, headers=headers, timeout=30)
+    assert_s3_error(resp, 400, "XAmzContentSHA256Mismatch")
+    assert_absent(coordinator, url)
+
+
+def test_sigv4_unsigned_payload_put_is_accepted(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+    key = new_key()
+    url = f"{endpoint}/{bucket}/{key}"
+    headers = sigv4_headers("PUT", url, coordinator.token, b"unsigned", payload_hash="UNSIGNED-PAYLOAD")
+    resp = requests.put(url, data=b"unsigned", headers=headers, timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert admin_get(coordinator, url).content == b"unsigned"
+
+
+# --- SigV4 presigned URLs ------------------------------------------------------------------------
+
+
+def test_sigv4_presigned_get_url_downloads_the_object(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+    key = new_key()
+    coordinator.client(endpoint).put_object(Bucket=bucket, Key=key, Body=b"presigned get")
+    client = coordinator.client(endpoint, signature_version="s3v4")
+    url = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=300)
+    assert "X-Amz-Signature=" in url
+    resp = requests.get(url, timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert resp.content == b"presigned get"
+
+
+def test_sigv4_presigned_put_url_uploads_the_object(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+    key = new_key()
+    client = coordinator.client(endpoint, signature_version="s3v4")
+    url = client.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=300)
+    assert "X-Amz-Signature=" in url
+    resp = requests.put(url, data=b"presigned put", timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert admin_get(coordinator, f"{endpoint}/{bucket}/{key}").content == b"presigned put"
+
+
+def test_expired_sigv4_presigned_url_is_access_denied(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+    key = new_key()
+    coordinator.client(endpoint).put_object(Bucket=bucket, Key=key, Body=b"soon gone")
+    client = coordinator.client(endpoint, signature_version="s3v4")
+    url = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=1)
+    time.sleep(2.5)
+    resp = requests.get(url, timeout=30)
+    err = assert_s3_error(resp, 403, "AccessDenied")
+    assert "expired" in (err.findtext("Message") or "").lower()
+    assert "soon gone" not in resp.text
+
+
+def test_sigv4_presigned_url_with_tampered_key_is_rejected(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+    signed_key, other_key = new_key(), new_key()
+    s3 = coordinator.client(endpoint)
+    s3.put_object(Bucket=bucket, Key=signed_key, Body=b"signed one")
+    s3.put_object(Bucket=bucket, Key=other_key, Body=b"secret other")
+    client = coordinator.client(endpoint, signature_version="s3v4")
+    url = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": signed_key}, ExpiresIn=300)
+    parts = urlsplit(url)
+    tampered = urlunsplit(parts._replace(path=parts.path.replace(signed_key, other_key)))
+    assert tampered != url
+    resp = requests.get(tampered, timeout=30)
+    assert_s3_error(resp, 403, "SignatureDoesNotMatch")
+    assert b"secret other" not in resp.content
+
+
+def test_sigv4_presigned_put_url_used_for_another_key_stores_nothing(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+    signed_key, other_key = new_key(), new_key()
+    client = coordinator.client(endpoint, signature_version="s3v4")
+    url = client.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": signed_key}, ExpiresIn=300)
+    tampered = url.replace(f"/{signed_key}?", f"/{other_key}?")
+    assert tampered != url
+    resp = requests.put(tampered, data=b"smuggled", timeout=30)
+    assert_s3_error(resp, 403, "SignatureDoesNotMatch")
+    assert_absent(coordinator, f"{endpoint}/{bucket}/{other_key}")
+    assert_absent(coordinator, f"{endpoint}/{bucket}/{signed_key}")
+
+
+def test_sigv4_presigned_url_with_extended_expiry_is_rejected(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+    key = new_key()
+    coordinator.client(endpoint).put_object(Bucket=bucket, Key=key, Body=b"x")
+    client = coordinator.client(endpoint, signature_version="s3v4")
+    url = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=60)
+    assert "X-Amz-Expires=60" in url
+    resp = requests.get(url.replace("X-Amz-Expires=60", "X-Amz-Expires=600"), timeout=30)
+    assert_s3_error(resp, 403, "SignatureDoesNotMatch")
+
+
+def test_presigned_url_plus_authorization_header_is_rejected(coordinator, bucket) -> None:  # noqa: ANN001
+    key = new_key()
+    coordinator.client().put_object(Bucket=bucket, Key=key, Body=b"x")
+    client = coordinator.client(signature_version="s3v4")
+    url = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=60)
+    resp = requests.get(url, auth=("admin", coordinator.token), timeout=30)
+    assert_s3_error(resp, 400, "InvalidArgument")
+
+
+# --- SigV2 ---------------------------------------------------------------------------------------
+
+
+def test_default_boto3_presigned_get_url_is_sigv2_and_works(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+    key = new_key()
+    client = coordinator.client(endpoint)
+    client.put_object(Bucket=bucket, Key=key, Body=b"v2 presigned")
+    url = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=300)
+    # this botocore still presigns S3 with SigV2 unless told otherwise
+    assert "AWSAccessKeyId=admin" in url
+    assert "Signature=" in url
+    assert "X-Amz-Signature" not in url
+    resp = requests.get(url, timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert resp.content == b"v2 presigned"
+
+
+def test_default_boto3_presigned_put_url_is_sigv2_and_works(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+    key = new_key()
+    client = coordinator.client(endpoint)
+    url = client.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=300)
+    assert "AWSAccessKeyId=admin" in url
+    resp = requests.put(url, data=b"v2 presigned put", timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert admin_get(coordinator, f"{endpoint}/{bucket}/{key}").content == b"v2 presigned put"
+
+
+def test_sigv2_presigned_url_with_tampered_key_is_rejected(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+    signed_key, other_key = new_key(), new_key()
+    client = coordinator.client(endpoint)
+    client.put_object(Bucket=bucket, Key=other_key, Body=b"other")
+    url = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": signed_key}, ExpiresIn=300)
+    tampered = url.replace(f"/{signed_key}?", f"/{other_key}?")
+    assert tampered != url
+    assert_s3_error(requests.get(tampered, timeout=30), 403, "SignatureDoesNotMatch")
+
+
+def test_expired_sigv2_presigned_url_is_access_denied(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+    key = new_key()
+    client = coordinator.client(endpoint)
+    client.put_object(Bucket=bucket, Key=key, Body=b"old")
+    url = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=1)
+    time.sleep(2.5)
+    assert_s3_error(requests.get(url, timeout=30), 403, "AccessDenied")
+
+
+def test_sigv2_header_auth_puts_and_gets(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+    key = new_key()
+    url = f"{endpoint}/{bucket}/{key}"
+    body = b"hmac v1 body"
+    headers = sigv2_headers("PUT", url, coordinator.token, body, {"Content-Type": "text/plain"})
+    assert headers["Authorization"].startswith("AWS admin:")
+    put = requests.put(url, data=body, headers=headers, timeout=30)
+    assert put.status_code == 200, put.text
+    got = requests.get(url, headers=sigv2_headers("GET", url, coordinator.token), timeout=30)
+    assert got.status_code == 200, got.text
+    assert got.content == body
+    assert got.headers["content-type"] == "text/plain"
+
+
+def test_sigv2_header_auth_with_wrong_secret_is_signature_mismatch(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+    key = new_key()
+    url = f"{endpoint}/{bucket}/{key}"
+    headers = sigv2_headers("PUT", url, "wrong-secret", b"v2")
+    assert_s3_error(requests.put(url, data=b"v2", headers=headers, timeout=30), 403, "SignatureDoesNotMatch")
+    assert_absent(coordinator, url)
+
+
+def test_unsupported_authorization_scheme_is_access_denied(coordinator, bucket) -> None:  # noqa: ANN001
+    resp = requests.get(
+        f"{coordinator.endpoint}/{bucket}", headers={"Authorization": f"Token {coordinator.token}"}, timeout=30
+    )
+    assert_s3_error(resp, 403, "AccessDenied")
