@@ -102,6 +102,7 @@ class Connection:
         status = int(status_line.split()[1])
         clen = 0
         chunked = False
+        close = False
         while True:
             line = await self.reader.readline()
             if line in (b"\r\n", b"\n", b""):
@@ -112,6 +113,16 @@ class Connection:
                 clen = int(value)
             elif name == "transfer-encoding" and "chunked" in value:
                 chunked = True
+            elif name == "connection" and "close" in value.lower():
+                close = True
+        try:
+            return await self._read_body(method, status, clen, chunked)
+        finally:
+            if close:
+                self.close()
+
+    async def _read_body(self, method: str, status: int, clen: int, chunked: bool) -> tuple[int, int]:
+        assert self.reader is not None
         received = 0
         if method == "HEAD" or status in (204, 304):
             return status, 0

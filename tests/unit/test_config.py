@@ -1,0 +1,84 @@
+"""Size parsing and configuration validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tunnelmesh.config import ConfigError, load, parse_size
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("10GB", 10 * 10**9),
+        ("500MB", 500 * 10**6),
+        ("1GiB", 2**30),
+        ("1Gi", 2**30),
+        ("4096", 4096),
+        (4096, 4096),
+        ("1.5GB", 1_500_000_000),
+        ("2 TiB", 2 * 2**40),
+        ("1kb", 1000),
+        ("1K", 1024),
+    ],
+)
+def test_sizes(text, expected) -> None:
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["lots", "10XB", "-5", "", "GB", True])
+def test_bad_sizes(text) -> None:
+    with pytest.raises(ValueError):
+        parse_size(text)
+
+
+def test_defaults_without_a_file() -> None:
+    s = load(None)
+    assert str(s.listen) == "127.0.0.1:8080"
+    assert s.s3_listen is not None and str(s.s3_listen) == "127.0.0.1:9000"
+    assert s.data_dir == Path("tunnelmesh-data")
+    assert s.max_size == 10 * 10**9
+
+
+@pytest.mark.parametrize(
+    ("yaml", "key"),
+    [
+        ("listen: '[::]:8080'\n", "listen"),
+        ("listen: 0.0.0.0:1\n", "listen"),
+        ("listen: 1.1.1.1:1\n", "listen"),
+        ("s3:\n  listen: 0.0.0.0:1\n", "s3.listen"),
+        ("s3:\n  unknown: 1\n", "s3.unknown"),
+        ("workers: -1\n", "workers"),
+        ("log_level: loud\n", "log_level"),
+        ("listen: 127.0.0.1:99999\n", "listen"),
+        ("- a list\n", "mapping"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, yaml, key) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml)
+    with pytest.raises(ConfigError) as e:
+        load(p)
+    assert key in str(e.value)
+
+
+def test_private_mesh_addresses_are_allowed(tmp_path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("listen: 10.99.0.1:8080\ns3:\n  listen: '[fd00::1]:9000'\n")
+    s = load(p)
+    assert s.listen.host == "10.99.0.1" and s.s3_listen is not None and s.s3_listen.host == "fd00::1"
+
+
+def test_public_address_allowed_when_asked(tmp_path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("listen: 0.0.0.0:8080\n")
+    assert load(p, allow_public=True).listen.host == "0.0.0.0"
+
+
+def test_settings_survive_the_trip_to_workers() -> None:
+    from tunnelmesh.config import Settings
+
+    s = load(None)
+    assert Settings.from_json(s.to_json()) == s
