@@ -118,13 +118,19 @@ class Store:
 
     # ---- blobs ---------------------------------------------------------------------------
 
-    async def ingest(self, body: AsyncIterator[bytes], limit: int) -> BlobWriter:
-        """Stream a body into a new sealed blob. Nothing is visible until a commit names it."""
+    async def ingest(self, body: AsyncIterator[bytes], limit: int, limit_error: S3Error | None = None) -> BlobWriter:
+        """Stream a body into a new sealed blob. Nothing is visible until a commit names it.
+
+        A body that grows past `limit` is cut off at once (raising `limit_error`), so a client
+        with no declared length cannot fill the disk past a quota before the commit refuses it.
+        """
         w = self.blobs.writer()
         try:
             async for chunk in body:
                 if w.size + len(chunk) > limit:
-                    raise S3Error("EntityTooLarge", "Your proposed upload exceeds the maximum allowed size")
+                    raise limit_error or S3Error(
+                        "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size"
+                    )
                 w.write(chunk)
             await asyncio.get_running_loop().run_in_executor(self._io, w.seal)
         except BaseException:
@@ -140,6 +146,9 @@ class Store:
 
     def blob_path(self, blob_id: str) -> str:
         return os.fspath(self.blobs.path(blob_id))
+
+    def room(self, bucket: Bucket) -> int:
+        return self.read.room(bucket, self.max_size)
 
     def admit(self, bucket: Bucket, delta: int) -> None:
         """An early, advisory quota check before a body is read; the commit re-checks exactly."""

@@ -189,6 +189,14 @@ class Meta:
                 BucketName=bucket.name,
             )
 
+    def room(self, bucket: Bucket, max_size: int) -> int:
+        """How many more bytes the bucket may take now, under its quota and the store limit."""
+        total = self.c.execute("SELECT COALESCE(SUM(used + mpu_used), 0) FROM buckets").fetchone()[0]
+        room = max_size - total
+        if bucket.quota is not None:
+            room = min(room, bucket.quota - bucket.used - bucket.mpu_used)
+        return max(room, 0)
+
     def store_used(self) -> int:
         return self.c.execute("SELECT COALESCE(SUM(used + mpu_used), 0) FROM buckets").fetchone()[0]
 

@@ -81,10 +81,9 @@ async def upload_part(ctx: Context, req: Request) -> Response:
     up = ctx.store.require_upload(req.bucket, req.key, req.query["uploadId"])
     bucket = ctx.store.require_bucket(req.bucket)
     declared = upload_length(req, MAX_PART_SIZE)
-    if declared is not None:
-        ctx.store.admit(bucket, declared)
     digest = UploadDigest(req, up.checksum_algorithm)
-    blob = await store_body(ctx.store, req, digest, declared, MAX_PART_SIZE)
+    replaced = next((p.size for p in ctx.store.parts(up.upload_id, number - 1, 1) if p.part_number == number), 0)
+    blob = await store_body(ctx.store, req, digest, declared, MAX_PART_SIZE, bucket, replaced)
     part = Part(number, digest.size, digest.md5_hex, time.time(), blob, digest.checksums)
     await ctx.store.put_part(req.bucket, req.key, up.upload_id, part)
     out = [("etag", f'"{part.etag}"')]

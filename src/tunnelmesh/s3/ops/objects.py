@@ -19,7 +19,7 @@ from tunnelmesh.s3.ops.common import (
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import BlobSlice, Response, http_date, xml_response
 from tunnelmesh.store.engine import Store
-from tunnelmesh.store.records import ObjectRecord, Segment, WriteConditions
+from tunnelmesh.store.records import Bucket, ObjectRecord, Segment, WriteConditions
 
 _RESPONSE_OVERRIDES = {
     "response-content-type": "content-type",
@@ -63,10 +63,29 @@ def upload_length(req: Request, limit: int) -> int | None:
     return n
 
 
-async def store_body(store: Store, req: Request, digest: UploadDigest, declared: int | None, limit: int) -> str:
-    """Stream the verified body into a sealed blob; returns its id."""
+async def store_body(
+    store: Store, req: Request, digest: UploadDigest, declared: int | None, limit: int, bucket: Bucket, credit: int
+) -> str:
+    """Stream the verified body into a sealed blob; returns its id.
+
+    `credit` is what the write frees (the size of the object or part it replaces). A declared
+    length is checked against the quota before any byte is read; an undeclared one while streaming.
+    """
     assert req.body is not None
-    writer = await store.ingest(digest.wrap(req.body), declared if declared is not None else limit)
+    if declared is not None:
+        store.admit(bucket, declared - credit)
+        cap, error = declared, None
+    else:
+        room = store.room(bucket) + credit
+        cap, error = min(limit, room), None
+        if room < limit:
+            error = S3Error(
+                "QuotaExceeded",
+                f"Bucket {bucket.name}: this upload would exceed the bucket quota or the store size limit "
+                f"(room for {room} bytes).",
+                BucketName=bucket.name,
+            )
+    writer = await store.ingest(digest.wrap(req.body), cap, error)
     if declared is not None and writer.size != declared:
         store.discard([writer.blob_id])
         raise S3Error(
@@ -82,11 +101,9 @@ async def put_object(ctx: Context, req: Request) -> Response:
     headers = object_headers_from_request(req)
     cond = write_conditions(req)
     declared = upload_length(req, MAX_OBJECT_SIZE)
-    if declared is not None:
-        old = ctx.store.get_object(req.bucket, req.key)
-        ctx.store.admit(bucket, declared - (old.size if old else 0))
+    old = ctx.store.get_object(req.bucket, req.key)
     digest = UploadDigest(req)
-    blob = await store_body(ctx.store, req, digest, declared, MAX_OBJECT_SIZE)
+    blob = await store_body(ctx.store, req, digest, declared, MAX_OBJECT_SIZE, bucket, old.size if old else 0)
     rec = ObjectRecord(
         bucket=req.bucket,
         key=req.key,
