@@ -67,6 +67,40 @@ def admin_token(data_dir: Path, create: bool) -> tuple[str, str]:
     return token, f"{path} (generated)"
 
 
+def report_state(settings: Settings, token: str) -> None:
+    """Load the coordinator's records from _tunnelmesh (and only from there) and say what was found.
+
+    A corrupt record is reported by key and skipped; the others load.
+    """
+    from tunnelmesh.coordinator.network import NetworkConfig
+    from tunnelmesh.coordinator.peers import PeerRegistry
+    from tunnelmesh.coordinator.shares import Shares
+    from tunnelmesh.coordinator.state import CorruptRecord, SystemState
+    from tunnelmesh.s3.auth.credentials import Identity
+    from tunnelmesh.s3.request import Principal
+    from tunnelmesh.store.engine import Store
+
+    store = Store(settings.data_dir, settings.max_size)
+    try:
+        state = SystemState(store)
+        peers = PeerRegistry(state, Identity(Principal(ADMIN_ACCESS_KEY, is_admin=True), token)).peers()
+        try:
+            network = NetworkConfig(state).show()
+        except CorruptRecord as e:
+            log.warning("%s", e)
+            network = {}
+        shares = Shares(state).list()
+        log.info(
+            "state from _tunnelmesh: %d peers (%d revoked), %d shares, network %s",
+            len(peers),
+            sum(1 for p in peers if p.revoked),
+            len(shares),
+            network.get("mesh_name") or "(unset)",
+        )
+    finally:
+        store.close()
+
+
 def _granian_cmd(listen: Listen, workers: int, log_level: str) -> list[str]:
     return [
         sys.executable,
@@ -93,7 +127,8 @@ def run(settings: Settings) -> int:
     """Start the coordinator and block until it is stopped. Returns the exit code."""
     check_data_dir(settings.data_dir)
     prepare_data_dir(settings.data_dir)
-    _, source = admin_token(settings.data_dir, create=True)
+    token, source = admin_token(settings.data_dir, create=True)
+    report_state(settings, token)
     workers = settings.workers or (os.cpu_count() or 1)
     env = dict(os.environ, **{SETTINGS_ENV: settings.to_json()})
     listeners: list[tuple[str, Listen, str]] = [("main", settings.listen, f"http://{settings.listen}/s3")]

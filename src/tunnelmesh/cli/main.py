@@ -1,13 +1,21 @@
-"""The `tunnelmesh` command line."""
+"""The `tunnelmesh` command line: run a coordinator, or manage a running one."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import click
+from defusedxml import ElementTree
 
 from tunnelmesh import __version__
+from tunnelmesh.cli.client import CliError, Coordinator, ProgressReader, resolve
 from tunnelmesh.config import ConfigError
 
 
@@ -40,5 +48,377 @@ def coordinator(config_path: Path | None, allow_public: bool) -> None:
     sys.exit(code)
 
 
+def connection(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds --endpoint/--token/--config and passes a resolved Coordinator as `c`."""
+
+    @click.option("--endpoint", envvar="TUNNELMESH_ENDPOINT", help="coordinator base URL, e.g. http://10.0.0.1:8080")
+    @click.option("--token", envvar="TUNNELMESH_TOKEN", help="an admin's mesh token")
+    @click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="on the coordinator host: find the endpoint and the admin token from coordinator.yaml",
+    )
+    @click.pass_context
+    def wrapper(
+        ctx: click.Context, endpoint: str | None, token: str | None, config_path: Path | None, **kw: Any
+    ) -> Any:
+        return ctx.invoke(f, resolve(endpoint, token, config_path), **kw)
+
+    wrapper.__name__ = f.__name__
+    wrapper.__doc__ = f.__doc__
+    return wrapper
+
+
+def emit(data: Any, as_json: bool, table: Callable[[Any], list[list[str]]], headers: list[str]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    rows = table(data)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for r in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+
+
+def human(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)
+
+
+# ---- bucket --------------------------------------------------------------------------------
+
+
+@cli.group()
+def bucket() -> None:
+    """Create, delete and list buckets."""
+
+
+@bucket.command("create")
+@click.argument("name")
+@connection
+def bucket_create(c: Coordinator, name: str) -> None:
+    """Create bucket NAME."""
+    c.api("POST", "buckets", {"name": name})
+    click.echo(f"created bucket {name}")
+
+
+@bucket.command("delete")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="delete every object and pending upload first")
+@connection
+def bucket_delete(c: Coordinator, name: str, force: bool) -> None:
+    """Delete bucket NAME (it must be empty unless --force)."""
+    c.api("DELETE", f"buckets/{quote(name, safe='')}" + ("?force=true" if force else ""))
+    click.echo(f"deleted bucket {name}")
+
+
+@bucket.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@connection
+def bucket_list(c: Coordinator, as_json: bool) -> None:
+    """List buckets with their usage."""
+    data = c.api("GET", "buckets")
+    emit(
+        data,
+        as_json,
+        lambda d: [
+            [b["name"], b["owner"], str(b["objects"]), human(b["used"]), human(b["quota"])] for b in d["buckets"]
+        ],
+        ["name", "owner", "objects", "used", "quota"],
+    )
+
+
+# ---- peer ----------------------------------------------------------------------------------
+
+
+@cli.group()
+def peer() -> None:
+    """Add, list and revoke peers."""
+
+
+@peer.command("add")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="the peer may also manage the coordinator")
+@click.option("--json", "as_json", is_flag=True)
+@connection
+def peer_add(c: Coordinator, name: str, admin: bool, as_json: bool) -> None:
+    """Add a peer; prints its id and token (shown only this once)."""
+    p = c.api("POST", "peers", {"name": name, "admin": admin})
+    if as_json:
+        click.echo(json.dumps({"peer_id": p["peer_id"], "token": p["token"]}))
+        return
+    click.echo(
+        f"peer id: {p['peer_id']}\ntoken:   {p['token']}\n"
+        "The token is shown only now: it is the peer's S3 secret key (access key = peer id)."
+    )
+
+
+@peer.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@connection
+def peer_list(c: Coordinator, as_json: bool) -> None:
+    """List peers (never their tokens)."""
+    data = c.api("GET", "peers")
+    emit(
+        data,
+        as_json,
+        lambda d: [[p["id"], p["name"], p["role"], p["created"], p["revoked"] or "-"] for p in d["peers"]],
+        ["id", "name", "role", "created", "revoked"],
+    )
+
+
+@peer.command("revoke")
+@click.argument("peer_id")
+@connection
+def peer_revoke(c: Coordinator, peer_id: str) -> None:
+    """Revoke a peer: every request it makes is refused from now on."""
+    c.api("POST", f"peers/{quote(peer_id, safe='')}/revoke")
+    click.echo(f"revoked {peer_id}")
+
+
+# ---- object --------------------------------------------------------------------------------
+
+
+@cli.group("object")
+def object_() -> None:
+    """Put, get, list and delete objects."""
+
+
+def _split(target: str) -> tuple[str, str]:
+    b, _, k = target.partition("/")
+    if not b or not k:
+        raise CliError(f"expected BUCKET/KEY, got {target!r}")
+    return b, k
+
+
+def _s3_error(r: Any) -> CliError:
+    try:
+        doc = ElementTree.fromstring(r.content)
+        return CliError(f"{doc.findtext('Code')}: {doc.findtext('Message')}")
+    except Exception:  # noqa: BLE001 - any unparsable error body
+        return CliError(f"HTTP {r.status_code}")
+
+
+def _url(c: Coordinator, b: str, k: str = "") -> str:
+    return f"{c.s3}/{quote(b, safe='')}" + (f"/{quote(k, safe='/')}" if k else "")
+
+
+@object_.command("put")
+@click.argument("target")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@connection
+def object_put(c: Coordinator, target: str, file: Path) -> None:
+    """Upload FILE to BUCKET/KEY."""
+    b, k = _split(target)
+    size = file.stat().st_size
+    with (
+        file.open("rb") as f,
+        click.progressbar(length=size, label=k, file=sys.stderr, hidden=not sys.stderr.isatty()) as bar,
+    ):
+        r = c.request(
+            "PUT", _url(c, b, k), data=ProgressReader(f, bar) if size else b"", headers={"content-length": str(size)}
+        )
+    if r.status_code != 200:
+        raise _s3_error(r)
+    click.echo(f"uploaded {file} to {b}/{k} ({size} bytes)")
+
+
+@object_.command("get")
+@click.argument("target")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@connection
+def object_get(c: Coordinator, target: str, file: Path) -> None:
+    """Download BUCKET/KEY to FILE."""
+    b, k = _split(target)
+    r = c.request("GET", _url(c, b, k), stream=True)
+    if r.status_code != 200:
+        raise _s3_error(r)
+    size = int(r.headers.get("content-length", 0))
+    tmp = file.with_name(f".{file.name}.part")
+    try:
+        with (
+            tmp.open("wb") as f,
+            click.progressbar(length=size, label=k, file=sys.stderr, hidden=not sys.stderr.isatty()) as bar,
+        ):
+            for chunk in r.iter_content(1024 * 1024):
+                f.write(chunk)
+                bar.update(len(chunk))
+        os.replace(tmp, file)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    click.echo(f"downloaded {b}/{k} to {file} ({size} bytes)")
+
+
+@object_.command("list")
+@click.argument("bucket_name")
+@click.option("--prefix", default="")
+@click.option("--json", "as_json", is_flag=True)
+@connection
+def object_list(c: Coordinator, bucket_name: str, prefix: str, as_json: bool) -> None:
+    """List the objects of BUCKET_NAME."""
+    ns = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+    objects: list[dict[str, Any]] = []
+    token = None
+    while True:
+        params = {"list-type": "2", "prefix": prefix}
+        if token:
+            params["continuation-token"] = token
+        r = c.request("GET", _url(c, bucket_name), params=params)
+        if r.status_code != 200:
+            raise _s3_error(r)
+        doc = ElementTree.fromstring(r.content)
+        for el in doc.iter(f"{ns}Contents"):
+            objects.append(
+                {
+                    "key": el.findtext(f"{ns}Key"),
+                    "size": int(el.findtext(f"{ns}Size") or 0),
+                    "last_modified": el.findtext(f"{ns}LastModified"),
+                }
+            )
+        token = doc.findtext(f"{ns}NextContinuationToken")
+        if doc.findtext(f"{ns}IsTruncated") != "true" or not token:
+            break
+    emit(
+        {"objects": objects},
+        as_json,
+        lambda d: [[o["key"], str(o["size"]), o["last_modified"]] for o in d["objects"]],
+        ["key", "size", "last modified"],
+    )
+
+
+@object_.command("delete")
+@click.argument("target")
+@connection
+def object_delete(c: Coordinator, target: str) -> None:
+    """Delete BUCKET/KEY."""
+    b, k = _split(target)
+    r = c.request("DELETE", _url(c, b, k))
+    if r.status_code not in (200, 204):
+        raise _s3_error(r)
+    click.echo(f"deleted {b}/{k}")
+
+
+# ---- network and shares ---------------------------------------------------------------------
+
+
+@cli.group()
+def network() -> None:
+    """Show and change the network configuration."""
+
+
+@network.command("show")
+@click.option("--json", "as_json", is_flag=True)
+@connection
+def network_show(c: Coordinator, as_json: bool) -> None:
+    """Show the network configuration."""
+    data = c.api("GET", "network")
+
+    def rows(d: dict[str, Any]) -> list[list[str]]:
+        fixed = [[k, "" if d[k] is None else str(d[k])] for k in d if k != "extra"]
+        return fixed + [[f"extra.{k}", str(v)] for k, v in sorted(d["extra"].items())]
+
+    emit(data, as_json, rows, ["key", "value"])
+
+
+@network.command("set")
+@click.argument("key")
+@click.argument("value")
+@connection
+def network_set(c: Coordinator, key: str, value: str) -> None:
+    """Set KEY (mesh_name, cidr, coordinator_ip, dns_name or extra.NAME) to VALUE."""
+    c.api("PUT", "network", {"key": key, "value": value})
+    click.echo(f"{key} = {value}")
+
+
+@cli.group()
+def share() -> None:
+    """Add, list and remove NFS shares."""
+
+
+@share.command("add")
+@click.argument("name")
+@click.option("--bucket", "bucket_name", required=True)
+@click.option("--path", default="", help="the folder within the bucket")
+@click.option("--peer", "peers", multiple=True, help="a peer id allowed to mount it (repeatable)")
+@click.option("--read-only", is_flag=True)
+@connection
+def share_add(c: Coordinator, name: str, bucket_name: str, path: str, peers: tuple[str, ...], read_only: bool) -> None:
+    """Add (or replace) share NAME."""
+    c.api(
+        "POST",
+        "shares",
+        {"name": name, "bucket": bucket_name, "path": path, "peers": list(peers), "read_only": read_only},
+    )
+    click.echo(f"added share {name}")
+
+
+@share.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@connection
+def share_list(c: Coordinator, as_json: bool) -> None:
+    """List shares."""
+    emit(
+        c.api("GET", "shares"),
+        as_json,
+        lambda d: [
+            [s["name"], s["bucket"], s["path"] or "/", ",".join(s["peers"]) or "-", "yes" if s["read_only"] else "no"]
+            for s in d["shares"]
+        ],
+        ["name", "bucket", "path", "peers", "read only"],
+    )
+
+
+@share.command("remove")
+@click.argument("name")
+@connection
+def share_remove(c: Coordinator, name: str) -> None:
+    """Remove share NAME."""
+    c.api("DELETE", f"shares/{quote(name, safe='')}")
+    click.echo(f"removed share {name}")
+
+
+# ---- system --------------------------------------------------------------------------------
+
+
+@cli.group()
+def system() -> None:
+    """Back up and restore the coordinator's state (the _tunnelmesh bucket)."""
+
+
+@system.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@connection
+def system_backup(c: Coordinator, file: Path) -> None:
+    """Write the whole _tunnelmesh bucket to FILE (tar.gz with a checksummed manifest)."""
+    data = c.api("GET", "system/backup")
+    tmp = file.with_name(f".{file.name}.part")
+    tmp.write_bytes(data)
+    os.chmod(tmp, 0o600)  # it holds the peers' tokens
+    os.replace(tmp, file)
+    click.echo(f"backed up the coordinator's state to {file} ({len(data)} bytes)")
+
+
+@system.command("restore")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@connection
+def system_restore(c: Coordinator, file: Path) -> None:
+    """Restore the _tunnelmesh bucket from FILE; nothing changes unless every checksum matches."""
+    with file.open("rb") as f:
+        res = c.api("POST", "system/restore", data=f)
+    click.echo(f"restored {res['restored']} records from {file}")
+
+
 def main() -> None:
-    cli()
+    try:
+        cli(standalone_mode=True)
+    except KeyboardInterrupt:
+        click.echo("tunnelmesh: interrupted", err=True)
+        sys.exit(130)

@@ -113,6 +113,14 @@ class Store:
     async def delete_bucket(self, name: str) -> None:
         await self._write(lambda m: m.delete_bucket(name))
 
+    async def empty_bucket(self, name: str) -> None:
+        """Delete every object and abort every upload in a bucket (for a forced bucket delete)."""
+        while page := self.list_objects(name, "", "", None, False, 1000).objects:
+            await self.delete_objects(name, [o.key for o in page])
+        while uploads := self.list_uploads(name, "", "", "", 1000):
+            for up in uploads:
+                await self.abort_upload(name, up.key, up.upload_id)
+
     async def set_quota(self, name: str, quota: int | None) -> None:
         await self._write(lambda m: m.set_quota(name, quota))
 
@@ -143,6 +151,17 @@ class Store:
 
     def open_blob(self, blob_id: str) -> int:
         return self.blobs.open(blob_id)
+
+    def read_all(self, rec: ObjectRecord) -> bytes:
+        """The whole content of a small object (coordinator records); blocking."""
+        parts = []
+        for seg in rec.segments:
+            fd = self.blobs.open(seg.blob)
+            try:
+                parts.append(os.pread(fd, seg.size, 0))
+            finally:
+                os.close(fd)
+        return b"".join(parts)
 
     def blob_path(self, blob_id: str) -> str:
         return os.fspath(self.blobs.path(blob_id))

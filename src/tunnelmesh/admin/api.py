@@ -1,0 +1,253 @@
+"""The admin API: JSON over HTTP under /api/ on the main listener, for the `tunnelmesh` CLI.
+
+Authenticated exactly like the S3 API (SigV4, Basic, Bearer), allowed to admins only.
+
+    GET    /api/peers                      list peers (never their tokens)
+    POST   /api/peers                      {"name": str, "admin": bool} -> the peer with its token, once
+    POST   /api/peers/{id}/revoke
+    GET    /api/buckets                    buckets with usage
+    POST   /api/buckets                    {"name": str}
+    DELETE /api/buckets/{name}[?force=true]
+    GET    /api/network                    network configuration
+    PUT    /api/network                    {"key": str, "value": str}
+    GET    /api/shares
+    POST   /api/shares                     {"name", "bucket", "path", "peers": [..], "read_only": bool}
+    DELETE /api/shares/{name}
+    GET    /api/system/backup              tar.gz of the whole _tunnelmesh bucket
+    POST   /api/system/restore             body: such an archive; verified before anything changes
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import unquote
+
+from tunnelmesh.admin import backup
+from tunnelmesh.coordinator.network import NetworkConfig
+from tunnelmesh.coordinator.peers import PeerRegistry
+from tunnelmesh.coordinator.shares import Shares
+from tunnelmesh.coordinator.state import SystemState
+from tunnelmesh.s3.auth import authenticate
+from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.s3.ops.common import validate_bucket_name
+from tunnelmesh.s3.request import Request, parse_query
+from tunnelmesh.store.engine import SYSTEM_BUCKET
+
+log = logging.getLogger("tunnelmesh.admin")
+MAX_JSON = 1024 * 1024
+MAX_ARCHIVE = 1024**3
+
+Handler = Callable[["AdminApi", Request, dict[str, str]], Awaitable[tuple[int, Any]]]
+
+
+class AdminApi:
+    def __init__(self, state: SystemState, peers: PeerRegistry, region: str) -> None:
+        self.state = state
+        self.store = state.store
+        self.peers = peers
+        self.network = NetworkConfig(state)
+        self.shares = Shares(state)
+        self.region = region
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        started = time.perf_counter()
+        raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        req = Request(
+            method=scope["method"],
+            raw_path=raw_path,
+            raw_query=(scope.get("query_string") or b"").decode("latin-1"),
+            headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
+            receive=receive,
+            prefix="",
+        )
+        status, body, ctype = 500, b"", "application/json"
+        try:
+            req.query_items = parse_query(req.raw_query)
+            req.query = {n: v for n, v, _, _ in req.query_items}
+            authenticate(req, self.peers)
+            assert req.principal is not None
+            if not req.principal.is_admin:
+                raise S3Error("AccessDenied", "The admin API is for admins only.")
+            handler, params = self._route(req.method, unquote(raw_path))
+            req.operation = handler.__name__
+            status, result = await handler(self, req, params)
+            if isinstance(result, bytes):
+                body, ctype = result, "application/gzip"
+            else:
+                body = (json.dumps(result, indent=2) + "\n").encode()
+        except S3Error as e:
+            status = e.status
+            body = (json.dumps({"error": e.code, "message": e.message}) + "\n").encode()
+        except Exception:  # noqa: BLE001 - never leak a traceback to a client
+            log.exception("admin request %s failed", req.request_id)
+            status = 500
+            body = (json.dumps({"error": "InternalError", "message": "internal error"}) + "\n").encode()
+        headers = [
+            (b"content-type", ctype.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", req.request_id.encode()),
+        ]
+        if req.has_body and not req.body_done:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        log.info(
+            "id=%s peer=%s admin=%s status=%d ms=%.1f",
+            req.request_id,
+            req.principal.peer_id if req.principal else "-",
+            req.operation,
+            status,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    def _route(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        for m, pattern, handler in ROUTES:
+            match = pattern.fullmatch(path)
+            if match and m == method:
+                return handler, match.groupdict()
+        raise S3Error("NotFound", f"No admin endpoint {method} {path}", status=404)
+
+    # ---- peers ---------------------------------------------------------------------------
+
+    async def list_peers(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        return 200, {"peers": [peer.public for peer in self.peers.peers()]}
+
+    async def add_peer(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        doc = await _json(req)
+        peer = await self.peers.add(str(doc.get("name", "")), bool(doc.get("admin", False)))
+        return 201, {"peer_id": peer.id, "token": peer.token, **peer.public}
+
+    async def revoke_peer(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        return 200, (await self.peers.revoke(p["id"])).public
+
+    # ---- buckets -------------------------------------------------------------------------
+
+    async def list_buckets(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        return 200, {"buckets": [_bucket_doc(b) for b in self.store.buckets()]}
+
+    async def create_bucket(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        name = str((await _json(req)).get("name", ""))
+        if name == SYSTEM_BUCKET:
+            raise S3Error("AccessDenied", "The bucket name is reserved for the coordinator.")
+        validate_bucket_name(name)
+        assert req.principal is not None
+        await self.store.create_bucket(name, req.principal.peer_id, self.region)
+        return 201, _bucket_doc(self.store.require_bucket(name))
+
+    async def delete_bucket(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        name = p["name"]
+        if name == SYSTEM_BUCKET:
+            raise S3Error("AccessDenied", "The coordinator's own bucket cannot be deleted.")
+        self.store.require_bucket(name)
+        if req.query.get("force", "").lower() in ("1", "true", "yes"):
+            await self.store.empty_bucket(name)
+        await self.store.delete_bucket(name)
+        return 200, {"deleted": name}
+
+    # ---- network and shares --------------------------------------------------------------
+
+    async def show_network(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        return 200, self.network.show()
+
+    async def set_network(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        doc = await _json(req)
+        return 200, await self.network.set(str(doc.get("key", "")), str(doc.get("value", "")))
+
+    async def list_shares(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        return 200, {"shares": self.shares.list()}
+
+    async def add_share(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        d = await _json(req)
+        peers = d.get("peers") or []
+        if not isinstance(peers, list):
+            raise S3Error("InvalidArgument", "peers must be a list of peer ids")
+        share = await self.shares.add(
+            str(d.get("name", "")),
+            str(d.get("bucket", "")),
+            str(d.get("path", "")),
+            [str(x) for x in peers],
+            bool(d.get("read_only", False)),
+        )
+        return 201, share
+
+    async def remove_share(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        await self.shares.remove(p["name"])
+        return 200, {"deleted": p["name"]}
+
+    # ---- backup and restore --------------------------------------------------------------
+
+    async def backup(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        with tempfile.TemporaryFile(dir=self.store.blobs.tmp_dir) as f:
+            backup.write_backup(self.state, f)
+            f.seek(0)
+            return 200, f.read()
+
+    async def restore(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        assert req.body is not None
+        with tempfile.TemporaryFile(dir=self.store.blobs.tmp_dir) as f:
+            size = 0
+            async for chunk in req.body:
+                size += len(chunk)
+                if size > MAX_ARCHIVE:
+                    raise S3Error("EntityTooLarge", "The archive is too large.")
+                f.write(chunk)
+            f.seek(0)
+            verified = backup.verify_backup(f)
+        restored = await backup.apply_backup(self.state, verified)
+        return 200, {"restored": restored}
+
+
+def _bucket_doc(b: Any) -> dict[str, Any]:
+    return {
+        "name": b.name,
+        "owner": b.owner,
+        "created": b.created,
+        "objects": b.objects,
+        "used": b.used,
+        "multipart_used": b.mpu_used,
+        "quota": b.quota,
+    }
+
+
+async def _json(req: Request) -> dict[str, Any]:
+    assert req.body is not None
+    buf = bytearray()
+    async for chunk in req.body:
+        buf += chunk
+        if len(buf) > MAX_JSON:
+            raise S3Error("EntityTooLarge", "The request document is too large.")
+    try:
+        doc = json.loads(buf or b"{}")
+    except ValueError:
+        raise S3Error("MalformedJSON", "The request body is not valid JSON.") from None
+    if not isinstance(doc, dict):
+        raise S3Error("MalformedJSON", "The request body must be a JSON object.")
+    return doc
+
+
+_ID = r"(?P<id>[A-Za-z0-9_.-]+)"
+_NAME = r"(?P<name>[^/]+)"
+ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
+    (m, re.compile(path), h)
+    for m, path, h in [
+        ("GET", r"/api/peers", AdminApi.list_peers),
+        ("POST", r"/api/peers", AdminApi.add_peer),
+        ("POST", rf"/api/peers/{_ID}/revoke", AdminApi.revoke_peer),
+        ("GET", r"/api/buckets", AdminApi.list_buckets),
+        ("POST", r"/api/buckets", AdminApi.create_bucket),
+        ("DELETE", rf"/api/buckets/{_NAME}", AdminApi.delete_bucket),
+        ("GET", r"/api/network", AdminApi.show_network),
+        ("PUT", r"/api/network", AdminApi.set_network),
+        ("GET", r"/api/shares", AdminApi.list_shares),
+        ("POST", r"/api/shares", AdminApi.add_share),
+        ("DELETE", rf"/api/shares/{_NAME}", AdminApi.remove_share),
+        ("GET", r"/api/system/backup", AdminApi.backup),
+        ("POST", r"/api/system/restore", AdminApi.restore),
+    ]
+]

@@ -1,0 +1,50 @@
+"""Network configuration (`_tunnelmesh/network/config.json`): mesh name, CIDR, the coordinator's
+mesh IP and DNS name, and a free-form map operators extend with `network set extra.KEY VALUE`."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from tunnelmesh.coordinator.state import SystemState
+from tunnelmesh.s3.errors import S3Error
+
+KEY = "network/config.json"
+FIELDS = ("mesh_name", "cidr", "coordinator_ip", "dns_name")
+
+
+def _validate(field: str, value: str) -> str:
+    try:
+        if field == "cidr":
+            return str(ipaddress.ip_network(value, strict=False))
+        if field == "coordinator_ip":
+            return str(ipaddress.ip_address(value))
+    except ValueError as e:
+        raise S3Error("InvalidArgument", f"{field}: {e}") from None
+    return value
+
+
+class NetworkConfig:
+    def __init__(self, state: SystemState) -> None:
+        self.state = state
+
+    def show(self) -> dict[str, Any]:
+        doc = self.state.get(KEY) or {}
+        if not isinstance(doc, dict):
+            doc = {}
+        out: dict[str, Any] = {f: doc.get(f) for f in FIELDS}
+        out["extra"] = dict(doc.get("extra") or {})
+        return out
+
+    async def set(self, key: str, value: str) -> dict[str, Any]:
+        doc = self.show()
+        if key in FIELDS:
+            doc[key] = _validate(key, value)
+        elif key.startswith("extra.") and len(key) > len("extra."):
+            doc["extra"][key[len("extra.") :]] = value
+        else:
+            raise S3Error(
+                "InvalidArgument", f"unknown network key {key!r}; use one of {', '.join(FIELDS)} or extra.NAME"
+            )
+        await self.state.put(KEY, doc)
+        return doc

@@ -1,0 +1,155 @@
+"""Peers: who may use the store. Records live in `_tunnelmesh/peers/<id>.json`.
+
+Every authentication looks the peer's record up again (one indexed SQLite read); the parsed
+record is cached by its ETag, so an add or a revocation made by any worker process takes effect
+at the very next request everywhere, including for presigned URLs signed earlier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from dataclasses import asdict, dataclass
+
+from tunnelmesh.coordinator.state import CorruptRecord, SystemState
+from tunnelmesh.s3.auth.credentials import Identity
+from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.s3.request import Principal
+
+log = logging.getLogger("tunnelmesh.peers")
+
+PREFIX = "peers/"
+ROLES = ("admin", "peer")
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    id: str
+    name: str
+    token: str
+    role: str
+    created: str
+    revoked: str | None = None
+
+    @property
+    def public(self) -> dict:
+        """The record without its secret, for listings."""
+        d = asdict(self)
+        del d["token"]
+        return d
+
+    @classmethod
+    def from_record(cls, d: dict) -> Peer:
+        peer = cls(
+            id=str(d["id"]),
+            name=str(d["name"]),
+            token=str(d["token"]),
+            role=str(d["role"]),
+            created=str(d["created"]),
+            revoked=d.get("revoked"),
+        )
+        if peer.role not in ROLES or len(peer.token) < 16:
+            raise ValueError("bad role or token")
+        return peer
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+class PeerRegistry:
+    """The Credentials the S3 and admin APIs authenticate against."""
+
+    def __init__(self, state: SystemState, bootstrap: Identity) -> None:
+        self.state = state
+        self.bootstrap = bootstrap
+        self._cache: dict[str, tuple[str, Peer]] = {}  # id -> (etag, peer)
+        self._by_token: dict[bytes, str] = {}  # sha256(token) -> id
+
+    # ---- Credentials ---------------------------------------------------------------------
+
+    def _load(self, peer_id: str) -> Peer | None:
+        key = f"{PREFIX}{peer_id}.json"
+        etag = self.state.etag(key)
+        if etag is None:
+            self._cache.pop(peer_id, None)
+            return None
+        cached = self._cache.get(peer_id)
+        if cached and cached[0] == etag:
+            return cached[1]
+        try:
+            peer = Peer.from_record(self.state.get(key))
+        except (CorruptRecord, KeyError, TypeError, ValueError) as e:
+            log.warning("peer record %s%s unreadable: %s", PREFIX, peer_id, e)
+            return None
+        self._cache[peer_id] = (etag, peer)
+        self._by_token[_token_digest(peer.token)] = peer_id
+        return peer
+
+    def _identity(self, peer: Peer | None) -> Identity | None:
+        if peer is None or peer.revoked:
+            return None
+        return Identity(Principal(peer.id, is_admin=peer.role == "admin"), peer.token)
+
+    def by_access_key(self, access_key: str) -> Identity | None:
+        if access_key == self.bootstrap.principal.peer_id:
+            return self.bootstrap
+        if not access_key or "/" in access_key or len(access_key) > 64:
+            return None
+        return self._identity(self._load(access_key))
+
+    def by_token(self, token: str) -> Identity | None:
+        if hmac.compare_digest(_token_digest(token), _token_digest(self.bootstrap.secret)):
+            return self.bootstrap
+        digest = _token_digest(token)
+        peer_id = self._by_token.get(digest)
+        if peer_id is None:
+            self.peers()  # a peer added since this worker last looked
+            peer_id = self._by_token.get(digest)
+        if peer_id is None:
+            return None
+        ident = self._identity(self._load(peer_id))
+        if ident is None or not hmac.compare_digest(_token_digest(ident.secret), digest):
+            return None
+        return ident
+
+    # ---- management ----------------------------------------------------------------------
+
+    def peers(self) -> list[Peer]:
+        out = []
+        for key in self.state.keys(PREFIX):
+            if key.endswith(".json"):
+                peer = self._load(key[len(PREFIX) : -len(".json")])
+                if peer is not None:
+                    out.append(peer)
+        return out
+
+    async def add(self, name: str, admin: bool) -> Peer:
+        name = name.strip()
+        if not name or len(name) > 128:
+            raise S3Error("InvalidArgument", "A peer name is 1 to 128 characters.")
+        peer = Peer(
+            id=f"peer-{secrets.token_hex(6)}",
+            name=name,
+            token=secrets.token_urlsafe(32),
+            role="admin" if admin else "peer",
+            created=_now(),
+        )
+        await self.state.put(f"{PREFIX}{peer.id}.json", asdict(peer))
+        return peer
+
+    async def revoke(self, peer_id: str) -> Peer:
+        peer = self._load(peer_id)
+        if peer is None:
+            raise S3Error("NoSuchPeer", f"No peer {peer_id}.", status=404)
+        if not peer.revoked:
+            peer = Peer(**{**asdict(peer), "revoked": _now()})
+            await self.state.put(f"{PREFIX}{peer.id}.json", asdict(peer))
+        return peer

@@ -1,0 +1,53 @@
+"""NFS share metadata (`_tunnelmesh/shares/<name>.json`): which bucket path is shared, with whom."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from tunnelmesh.coordinator.state import CorruptRecord, SystemState
+from tunnelmesh.s3.errors import S3Error
+
+log = logging.getLogger("tunnelmesh.shares")
+PREFIX = "shares/"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+class Shares:
+    def __init__(self, state: SystemState) -> None:
+        self.state = state
+
+    def list(self) -> list[dict[str, Any]]:
+        out = []
+        for key in self.state.keys(PREFIX):
+            try:
+                doc = self.state.get(key)
+            except CorruptRecord as e:
+                log.warning("%s", e)
+                continue
+            if isinstance(doc, dict) and "name" in doc:
+                out.append(doc)
+            else:
+                log.warning("share record %s is not a share", key)
+        return out
+
+    async def add(self, name: str, bucket: str, path: str, peers: list[str], read_only: bool) -> dict[str, Any]:
+        if not _NAME.match(name):
+            raise S3Error("InvalidArgument", f"invalid share name {name!r}")
+        if self.state.store.bucket(bucket) is None:
+            raise S3Error("NoSuchBucket", f"no bucket {bucket}", status=404)
+        doc = {
+            "name": name,
+            "bucket": bucket,
+            "path": path.strip("/"),
+            "peers": sorted(set(peers)),
+            "read_only": read_only,
+        }
+        await self.state.put(f"{PREFIX}{name}.json", doc)
+        return doc
+
+    async def remove(self, name: str) -> None:
+        if self.state.etag(f"{PREFIX}{name}.json") is None:
+            raise S3Error("NoSuchShare", f"no share {name}", status=404)
+        await self.state.delete([f"{PREFIX}{name}.json"])

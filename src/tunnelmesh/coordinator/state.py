@@ -1,0 +1,81 @@
+"""The coordinator's own records: JSON objects in the `_tunnelmesh` bucket, written through the store.
+
+Keeping state as ordinary objects means one bucket holds everything the coordinator needs to
+come back after a restart or a move, and backing up that bucket backs up the coordinator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from tunnelmesh.store.engine import SYSTEM_BUCKET, Store
+from tunnelmesh.store.records import ObjectRecord, Segment, WriteConditions
+
+COORDINATOR = "coordinator"
+
+
+class CorruptRecord(Exception):
+    """A record that exists but cannot be read as JSON; the message names its key."""
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+class SystemState:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def etag(self, key: str) -> str | None:
+        rec = self.store.get_object(SYSTEM_BUCKET, key)
+        return rec.etag if rec else None
+
+    def read_bytes(self, key: str) -> bytes | None:
+        rec = self.store.get_object(SYSTEM_BUCKET, key)
+        if rec is None:
+            return None
+        return self.store.read_all(rec)
+
+    def get(self, key: str) -> Any:
+        data = self.read_bytes(key)
+        if data is None:
+            return None
+        try:
+            return json.loads(data)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise CorruptRecord(f"{SYSTEM_BUCKET}/{key}: not valid JSON ({e})") from None
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str = "application/json") -> None:
+        writer = await self.store.ingest(_once(data), len(data))
+        rec = ObjectRecord(
+            bucket=SYSTEM_BUCKET,
+            key=key,
+            size=len(data),
+            etag=hashlib.md5(data).hexdigest(),
+            mtime=time.time(),
+            headers={"content-type": content_type},
+            checksums={},
+            segments=[Segment(writer.blob_id, len(data))],
+            owner=COORDINATOR,
+        )
+        await self.store.put_object(rec, WriteConditions())
+
+    async def put(self, key: str, value: Any) -> None:
+        await self.put_bytes(key, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
+
+    async def delete(self, keys: list[str]) -> None:
+        await self.store.delete_objects(SYSTEM_BUCKET, keys)
+
+    def keys(self, prefix: str = "") -> list[str]:
+        out: list[str] = []
+        after: str | None = None
+        while True:
+            page = self.store.list_objects(SYSTEM_BUCKET, prefix, "", after, False, 1000)
+            out.extend(o.key for o in page.objects)
+            if not page.truncated:
+                return out
+            after = page.last
