@@ -8,6 +8,10 @@ Authenticated exactly like the S3 API (SigV4, Basic, Bearer), allowed to admins 
     GET    /api/buckets                    buckets with usage
     POST   /api/buckets                    {"name": str}
     DELETE /api/buckets/{name}[?force=true]
+    PUT    /api/buckets/{name}/quota       {"quota": bytes or null}
+    GET    /api/buckets/{name}/usage       bytes used, objects, in-progress multipart bytes, quota, percent
+    GET    /api/storage                    the whole store against max_size, the disk's free space, per bucket
+    GET    /api/storage/verify             recount usage from the metadata and report any difference
     GET    /api/network                    network configuration
     PUT    /api/network                    {"key": str, "value": str}
     GET    /api/shares
@@ -150,6 +154,30 @@ class AdminApi:
         await self.store.delete_bucket(name)
         return 200, {"deleted": name}
 
+    async def set_quota(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        quota = (await _json(req)).get("quota")
+        if quota is not None and (not isinstance(quota, int) or isinstance(quota, bool) or quota < 0):
+            raise S3Error("InvalidArgument", "quota must be a whole number of bytes, or null to clear it")
+        await self.store.set_quota(p["name"], quota)
+        return 200, _bucket_doc(self.store.require_bucket(p["name"]))
+
+    async def bucket_usage(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        return 200, _bucket_doc(self.store.require_bucket(p["name"]))
+
+    async def storage_status(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        used = self.store.store_used()
+        return 200, {
+            "max_size": self.store.max_size,
+            "used": used,
+            "percent": round(100 * used / self.store.max_size, 2) if self.store.max_size else None,
+            "disk_free": self.store.blobs.disk_free(),
+            "buckets": [_bucket_doc(b) for b in self.store.buckets()],
+        }
+
+    async def storage_verify(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        rows = self.store.verify_usage()
+        return 200, {"ok": all(r["ok"] for r in rows), "buckets": rows}
+
     # ---- network and shares --------------------------------------------------------------
 
     async def show_network(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
@@ -204,6 +232,7 @@ class AdminApi:
 
 
 def _bucket_doc(b: Any) -> dict[str, Any]:
+    total = b.used + b.mpu_used
     return {
         "name": b.name,
         "owner": b.owner,
@@ -212,6 +241,7 @@ def _bucket_doc(b: Any) -> dict[str, Any]:
         "used": b.used,
         "multipart_used": b.mpu_used,
         "quota": b.quota,
+        "percent": round(100 * total / b.quota, 2) if b.quota else None,
     }
 
 
@@ -242,6 +272,10 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("GET", r"/api/buckets", AdminApi.list_buckets),
         ("POST", r"/api/buckets", AdminApi.create_bucket),
         ("DELETE", rf"/api/buckets/{_NAME}", AdminApi.delete_bucket),
+        ("PUT", rf"/api/buckets/{_NAME}/quota", AdminApi.set_quota),
+        ("GET", rf"/api/buckets/{_NAME}/usage", AdminApi.bucket_usage),
+        ("GET", r"/api/storage", AdminApi.storage_status),
+        ("GET", r"/api/storage/verify", AdminApi.storage_verify),
         ("GET", r"/api/network", AdminApi.show_network),
         ("PUT", r"/api/network", AdminApi.set_network),
         ("GET", r"/api/shares", AdminApi.list_shares),

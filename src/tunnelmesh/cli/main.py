@@ -16,7 +16,7 @@ from defusedxml import ElementTree
 
 from tunnelmesh import __version__
 from tunnelmesh.cli.client import CliError, Coordinator, ProgressReader, resolve
-from tunnelmesh.config import ConfigError
+from tunnelmesh.config import ConfigError, parse_size
 
 
 @click.group()
@@ -133,6 +133,110 @@ def bucket_list(c: Coordinator, as_json: bool) -> None:
         ],
         ["name", "owner", "objects", "used", "quota"],
     )
+
+
+@bucket.group("quota")
+def bucket_quota() -> None:
+    """Set or clear a bucket's quota."""
+
+
+@bucket_quota.command("set")
+@click.argument("name")
+@click.argument("size")
+@connection
+def bucket_quota_set(c: Coordinator, name: str, size: str) -> None:
+    """Limit bucket NAME to SIZE (1GB, 500MB, 1GiB, 1Gi or plain bytes)."""
+    try:
+        quota = parse_size(size)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    c.api("PUT", f"buckets/{quote(name, safe='')}/quota", {"quota": quota})
+    click.echo(f"quota of {name}: {human(quota)} ({quota} bytes)")
+
+
+@bucket_quota.command("clear")
+@click.argument("name")
+@connection
+def bucket_quota_clear(c: Coordinator, name: str) -> None:
+    """Remove the quota of bucket NAME."""
+    c.api("PUT", f"buckets/{quote(name, safe='')}/quota", {"quota": None})
+    click.echo(f"quota of {name} cleared")
+
+
+@bucket.command("usage")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@connection
+def bucket_usage(c: Coordinator, name: str, as_json: bool) -> None:
+    """Bytes used, objects, in-progress multipart bytes and quota of bucket NAME."""
+    d = c.api("GET", f"buckets/{quote(name, safe='')}/usage")
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+        return
+    click.echo(
+        f"bucket:     {d['name']}\nused:       {human(d['used'])} ({d['used']} bytes)\n"
+        f"objects:    {d['objects']}\nmultipart:  {human(d['multipart_used'])} ({d['multipart_used']} bytes)\n"
+        f"quota:      {human(d['quota'])}" + (f" ({d['percent']}% used)" if d["quota"] else "")
+    )
+
+
+@cli.group()
+def storage() -> None:
+    """The whole store: status against s3.max_size, and an exact recount."""
+
+
+@storage.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@connection
+def storage_status(c: Coordinator, as_json: bool) -> None:
+    """The store against s3.max_size, the disk's free space, one line per bucket."""
+    d = c.api("GET", "storage")
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+        return
+    click.echo(
+        f"store: {human(d['used'])} of {human(d['max_size'])} ({d['percent']}%), disk free {human(d['disk_free'])}"
+    )
+    emit(
+        d,
+        False,
+        lambda x: [
+            [
+                b["name"],
+                str(b["objects"]),
+                human(b["used"]),
+                human(b["multipart_used"]),
+                human(b["quota"]),
+                "-" if b["percent"] is None else f"{b['percent']}%",
+            ]
+            for b in x["buckets"]
+        ],
+        ["bucket", "objects", "used", "multipart", "quota", "percent"],
+    )
+
+
+@storage.command("verify")
+@click.option("--json", "as_json", is_flag=True)
+@connection
+def storage_verify(c: Coordinator, as_json: bool) -> None:
+    """Recount usage from the metadata; exit 1 if any counter differs."""
+    d = c.api("GET", "storage/verify")
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+    else:
+        for b in d["buckets"]:
+            if b["ok"]:
+                click.echo(
+                    f"ok        {b['bucket']}: {b['used']} bytes, {b['objects']} objects, "
+                    f"{b['multipart_used']} multipart bytes"
+                )
+            else:
+                click.echo(
+                    f"MISMATCH  {b['bucket']}: counters {b['used']}/{b['objects']}/{b['multipart_used']}, "
+                    f"recount {b['counted_used']}/{b['counted_objects']}/{b['counted_multipart_used']}"
+                )
+    if not d["ok"]:
+        sys.exit(1)
 
 
 # ---- peer ----------------------------------------------------------------------------------
@@ -422,3 +526,6 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("tunnelmesh: interrupted", err=True)
         sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - one line, never a traceback
+        click.echo(f"tunnelmesh: unexpected error: {e.__class__.__name__}: {e}", err=True)
+        sys.exit(1)

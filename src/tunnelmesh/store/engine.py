@@ -169,6 +169,12 @@ class Store:
     def room(self, bucket: Bucket) -> int:
         return self.read.room(bucket, self.max_size)
 
+    def verify_usage(self) -> list[dict[str, object]]:
+        return self.read.verify_usage()
+
+    def store_used(self) -> int:
+        return self.read.store_used()
+
     def admit(self, bucket: Bucket, delta: int) -> None:
         """An early, advisory quota check before a body is read; the commit re-checks exactly."""
         self.read._admit(bucket, delta, self.max_size)  # noqa: SLF001

@@ -465,6 +465,34 @@ class Meta:
             freed += [b for b, _ in json.loads(old[2])]
         return freed
 
+    def verify_usage(self) -> list[dict[str, object]]:
+        """Recount every bucket from the object and part rows, in one snapshot, against its counters."""
+        self.c.execute("BEGIN")
+        try:
+            rows = self.c.execute(
+                "SELECT b.name, b.used, b.objects, b.mpu_used, COALESCE(o.s, 0), COALESCE(o.c, 0), COALESCE(p.s, 0) "
+                "FROM buckets b "
+                "LEFT JOIN (SELECT bucket, SUM(size) s, COUNT(*) c FROM objects GROUP BY bucket) o "
+                "ON o.bucket = b.name "
+                "LEFT JOIN (SELECT u.bucket, SUM(p.size) s FROM parts p JOIN uploads u USING (upload_id) "
+                "GROUP BY u.bucket) p ON p.bucket = b.name ORDER BY b.name"
+            ).fetchall()
+        finally:
+            self.c.execute("COMMIT")
+        return [
+            {
+                "bucket": r[0],
+                "used": r[1],
+                "objects": r[2],
+                "multipart_used": r[3],
+                "counted_used": r[4],
+                "counted_objects": r[5],
+                "counted_multipart_used": r[6],
+                "ok": (r[1], r[2], r[3]) == (r[4], r[5], r[6]),
+            }
+            for r in rows
+        ]
+
     # ---- recovery ------------------------------------------------------------------------
 
     def referenced_blobs(self) -> set[str]:
