@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from tunnelmesh.s3.ops.common import INLINE_MAX
 from tunnelmesh.store.engine import SYSTEM_BUCKET, Store
 from tunnelmesh.store.records import ObjectRecord, Segment, WriteConditions
 
@@ -50,7 +51,11 @@ class SystemState:
             raise CorruptRecord(f"{SYSTEM_BUCKET}/{key}: not valid JSON ({e})") from None
 
     async def put_bytes(self, key: str, data: bytes, content_type: str = "application/json") -> None:
-        writer = await self.store.ingest(_once(data), len(data))
+        segments: list[Segment] = []
+        inline: bytes | None = data
+        if len(data) > INLINE_MAX:
+            writer = await self.store.ingest(_once(data), len(data))
+            segments, inline = [Segment(writer.blob_id, len(data))], None
         rec = ObjectRecord(
             bucket=SYSTEM_BUCKET,
             key=key,
@@ -59,8 +64,9 @@ class SystemState:
             mtime=time.time(),
             headers={"content-type": content_type},
             checksums={},
-            segments=[Segment(writer.blob_id, len(data))],
+            segments=segments,
             owner=COORDINATOR,
+            data=inline,
         )
         await self.store.put_object(rec, WriteConditions())
 

@@ -1,7 +1,7 @@
 """The Store API: the only door to metadata and blobs.
 
-Reads run inline on the event loop (indexed SQLite lookups take microseconds); writes run on one
-writer thread per worker process, because a commit fsyncs the WAL. Blobs freed by an overwrite or
+Reads run inline on the event loop (indexed SQLite lookups take microseconds); writes go to one
+writer thread per worker process, which commits them in groups (a commit fsyncs the WAL). Blobs freed by an overwrite or
 delete are unlinked after a grace period, so a reader that looked up the old version a moment
 earlier can still open it.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from tunnelmesh.store import meta as meta_mod
 from tunnelmesh.store.blobs import BlobStore, BlobWriter
 from tunnelmesh.store.meta import Meta
 from tunnelmesh.store.records import Bucket, Listing, ObjectRecord, Part, Upload, WriteConditions
+from tunnelmesh.store.writer import GroupWriter
 
 log = logging.getLogger("tunnelmesh.store")
 
@@ -60,21 +60,12 @@ class Store:
         self.blobs = BlobStore(data_dir)
         db = data_dir / "meta.sqlite3"
         self.read = Meta(meta_mod.connect(db))
-        self._writer_local = threading.local()
-        self._db = db
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._writer = GroupWriter(db)
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store-io")
         self._pending_unlink: dict[int, list[str]] = {}
 
-    def _writer(self) -> Meta:
-        m = getattr(self._writer_local, "meta", None)
-        if m is None:
-            m = self._writer_local.meta = Meta(meta_mod.connect(self._db))
-        return m
-
     async def _write(self, fn: Callable[[Meta], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: fn(self._writer()))
+        return await self._writer.submit(fn)
 
     def _free_later(self, blob_ids: list[str]) -> None:
         if not blob_ids:
@@ -92,7 +83,7 @@ class Store:
         for ids in self._pending_unlink.values():
             self.blobs.unlink(ids)
         self._pending_unlink.clear()
-        self._pool.shutdown(wait=True)
+        self._writer.close()
         self._io.shutdown(wait=True)
 
     # ---- buckets -------------------------------------------------------------------------
@@ -154,6 +145,8 @@ class Store:
 
     def read_all(self, rec: ObjectRecord) -> bytes:
         """The whole content of a small object (coordinator records); blocking."""
+        if rec.data is not None:
+            return rec.data
         parts = []
         for seg in rec.segments:
             fd = self.blobs.open(seg.blob)

@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS buckets(
 CREATE TABLE IF NOT EXISTS objects(
     bucket TEXT NOT NULL, key TEXT NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL,
     mtime REAL NOT NULL, headers TEXT NOT NULL, checksums TEXT NOT NULL, segments TEXT NOT NULL,
-    owner TEXT NOT NULL, PRIMARY KEY(bucket, key)) WITHOUT ROWID;
+    owner TEXT NOT NULL, data BLOB, PRIMARY KEY(bucket, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS uploads(
     upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, initiated REAL NOT NULL,
     owner TEXT NOT NULL, headers TEXT NOT NULL, checksum_algorithm TEXT);
@@ -47,7 +47,9 @@ CREATE TABLE IF NOT EXISTS completed_uploads(
     parts TEXT NOT NULL, mtime REAL NOT NULL);
 """
 
-_OBJ_COLS = "bucket, key, size, etag, mtime, headers, checksums, segments, owner"
+_OBJ_COLS = "bucket, key, size, etag, mtime, headers, checksums, segments, owner, data"
+# what a listing needs; no JSON to parse and no inline bytes to copy
+_LIST_COLS = "bucket, key, size, etag, mtime, owner"
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -61,10 +63,31 @@ def connect(path: Path) -> sqlite3.Connection:
 
 def init_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(SCHEMA)
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(objects)")}
+    if "data" not in cols:  # data dirs made before small objects were stored inline
+        conn.execute("ALTER TABLE objects ADD COLUMN data BLOB")
 
 
 def _segments_to_json(segments: list[Segment]) -> str:
     return json.dumps([[s.blob, s.size] for s in segments])
+
+
+def _insert_object(c: sqlite3.Connection, rec: ObjectRecord) -> None:
+    c.execute(
+        f"INSERT OR REPLACE INTO objects({_OBJ_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (
+            rec.bucket,
+            rec.key,
+            rec.size,
+            rec.etag,
+            rec.mtime,
+            json.dumps(rec.headers),
+            json.dumps(rec.checksums),
+            _segments_to_json(rec.segments),
+            rec.owner,
+            rec.data,
+        ),
+    )
 
 
 def _row_to_object(r: tuple) -> ObjectRecord:
@@ -78,6 +101,13 @@ def _row_to_object(r: tuple) -> ObjectRecord:
         checksums=json.loads(r[6]),
         segments=[Segment(b, s) for b, s in json.loads(r[7])],
         owner=r[8],
+        data=r[9],
+    )
+
+
+def _row_to_listed(r: tuple) -> ObjectRecord:
+    return ObjectRecord(
+        bucket=r[0], key=r[1], size=r[2], etag=r[3], mtime=r[4], headers={}, checksums={}, segments=[], owner=r[5]
     )
 
 
@@ -106,6 +136,18 @@ class Meta:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
+        """One write. Inside a batch (group commit) it is a savepoint: it fails alone, commits with the rest."""
+        if self.c.in_transaction:
+            self.c.execute("SAVEPOINT op")
+            try:
+                yield self.c
+            except BaseException:
+                self.c.execute("ROLLBACK TO op")
+                self.c.execute("RELEASE op")
+                raise
+            else:
+                self.c.execute("RELEASE op")
+            return
         self.c.execute("BEGIN IMMEDIATE")
         try:
             yield self.c
@@ -216,20 +258,7 @@ class Meta:
             _check_write_conditions(cond, old[1] if old else None)
             old_size = old[0] if old else 0
             self._admit(bucket, rec.size - old_size, max_size)
-            c.execute(
-                f"INSERT OR REPLACE INTO objects({_OBJ_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    rec.bucket,
-                    rec.key,
-                    rec.size,
-                    rec.etag,
-                    rec.mtime,
-                    json.dumps(rec.headers),
-                    json.dumps(rec.checksums),
-                    _segments_to_json(rec.segments),
-                    rec.owner,
-                ),
-            )
+            _insert_object(c, rec)
             c.execute(
                 "UPDATE buckets SET used = used + ?, objects = objects + ? WHERE name=?",
                 (rec.size - old_size, 0 if old else 1, rec.bucket),
@@ -281,7 +310,7 @@ class Meta:
         taken = 0
         while True:
             want = max_keys - taken + 1
-            sql = f"SELECT {_OBJ_COLS} FROM objects WHERE bucket=? AND key {'>=' if inclusive else '>'} ?"
+            sql = f"SELECT {_LIST_COLS} FROM objects WHERE bucket=? AND key {'>=' if inclusive else '>'} ?"
             args: list = [bucket, pos]
             if end is not None:
                 sql += " AND key < ?"
@@ -310,7 +339,7 @@ class Meta:
                         break
                 if taken == max_keys:
                     return Listing(objects, prefixes, True, last, last_is_prefix)
-                objects.append(_row_to_object(r))
+                objects.append(_row_to_listed(r))
                 taken += 1
                 last, last_is_prefix = key, False
             if not jumped:
@@ -434,20 +463,7 @@ class Meta:
             old_size = old[0] if old else 0
             # parts move from "in progress" to the object; only a growth of the total needs admission
             self._admit(bucket, rec.size - old_size - mpu_bytes, max_size)
-            c.execute(
-                f"INSERT OR REPLACE INTO objects({_OBJ_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    rec.bucket,
-                    rec.key,
-                    rec.size,
-                    rec.etag,
-                    rec.mtime,
-                    json.dumps(rec.headers),
-                    json.dumps(rec.checksums),
-                    _segments_to_json(rec.segments),
-                    rec.owner,
-                ),
-            )
+            _insert_object(c, rec)
             c.execute("DELETE FROM parts WHERE upload_id=?", (upload_id,))
             c.execute("DELETE FROM uploads WHERE upload_id=?", (upload_id,))
             c.execute(

@@ -34,6 +34,8 @@ class ObjectRecord:
     checksums: dict[str, str]  # algorithm (lower case, e.g. "crc32") -> base64 value
     segments: list[Segment]
     owner: str
+    # small objects live in the metadata row itself: no blob file, no extra fsync
+    data: bytes | None = None
 
 
 @dataclass(slots=True)

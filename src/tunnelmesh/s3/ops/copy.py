@@ -12,6 +12,7 @@ from urllib.parse import unquote
 from tunnelmesh.s3 import checksums, conditions, xml
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import (
+    INLINE_MAX,
     MAX_PART_SIZE,
     Context,
     check_system_bucket_access,
@@ -27,10 +28,11 @@ from tunnelmesh.store.records import ObjectRecord, Segment
 
 @dataclass(slots=True)
 class CopiedBlob:
-    blob: str
+    blob: str | None
     size: int
     md5_hex: str
     checksums: dict[str, str]
+    data: bytes | None = None
 
 
 def copy_source(ctx: Context, req: Request) -> ObjectRecord:
@@ -55,26 +57,40 @@ def copy_source(ctx: Context, req: Request) -> ObjectRecord:
     return obj
 
 
-async def copy_bytes(ctx: Context, src: ObjectRecord, offset: int, length: int, algorithms: list[str]) -> CopiedBlob:
+async def source_bytes(ctx: Context, src: ObjectRecord, offset: int, length: int) -> AsyncIterator[bytes]:
+    """A byte range of a stored object, inline or in blobs."""
+    if src.data is not None:
+        yield src.data[offset : offset + length]
+        return
     slices = open_slices(ctx.store, src.segments, offset, length)
+    try:
+        async for chunk in read_slices(slices):
+            yield chunk
+    finally:
+        for s in slices:
+            os.close(s.fd)
+
+
+async def copy_bytes(
+    ctx: Context, src: ObjectRecord, offset: int, length: int, algorithms: list[str], inline: bool
+) -> CopiedBlob:
+    """Copy a range into a new blob (or, for a small object copy, into memory for an inline row)."""
     md5 = hashlib.md5()
     hashers = {a: checksums.new_hasher(a) for a in algorithms}
 
     async def stream() -> AsyncIterator[bytes]:
-        async for chunk in read_slices(slices):
+        async for chunk in source_bytes(ctx, src, offset, length):
             md5.update(chunk)
             for h in hashers.values():
                 h.update(chunk)
             yield chunk
 
-    try:
-        writer = await ctx.store.ingest(stream(), length)
-    finally:
-        for s in slices:
-            os.close(s.fd)
-    return CopiedBlob(
-        writer.blob_id, writer.size, md5.hexdigest(), {a: checksums.b64(h.digest()) for a, h in hashers.items()}
-    )
+    sums = lambda: {a: checksums.b64(h.digest()) for a, h in hashers.items()}  # noqa: E731
+    if inline:
+        data = b"".join([c async for c in stream()])
+        return CopiedBlob(None, len(data), md5.hexdigest(), sums(), data)
+    writer = await ctx.store.ingest(stream(), length)
+    return CopiedBlob(writer.blob_id, writer.size, md5.hexdigest(), sums())
 
 
 async def copy_object(ctx: Context, req: Request) -> Response:
@@ -105,7 +121,7 @@ async def copy_object(ctx: Context, req: Request) -> Response:
     algorithms = (
         [checksums.normalise_algorithm(wanted)] if wanted else [a for a in src.checksums if a in checksums.ALGORITHMS]
     )
-    copied = await copy_bytes(ctx, src, 0, src.size, algorithms)
+    copied = await copy_bytes(ctx, src, 0, src.size, algorithms, inline=src.size <= INLINE_MAX)
     rec = ObjectRecord(
         bucket=req.bucket,
         key=req.key,
@@ -114,7 +130,8 @@ async def copy_object(ctx: Context, req: Request) -> Response:
         mtime=time.time(),
         headers=dict(headers),
         checksums=copied.checksums,
-        segments=[Segment(copied.blob, copied.size)],
+        segments=[Segment(copied.blob, copied.size)] if copied.blob else [],
+        data=copied.data,
         owner=req.principal.peer_id,
     )
     await ctx.store.put_object(rec, cond)

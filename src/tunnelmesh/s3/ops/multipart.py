@@ -104,7 +104,8 @@ async def upload_part_copy(ctx: Context, req: Request) -> Response:
         raise S3Error("InvalidRequest", "The specified copy range is larger than the maximum part size.")
     ctx.store.admit(bucket, length)
     algorithms = [up.checksum_algorithm] if up.checksum_algorithm else []
-    copied = await copy_bytes(ctx, src, first, length, algorithms)
+    copied = await copy_bytes(ctx, src, first, length, algorithms, inline=False)
+    assert copied.blob is not None
     part = Part(number, copied.size, copied.md5_hex, time.time(), copied.blob, copied.checksums)
     await ctx.store.put_part(req.bucket, req.key, up.upload_id, part)
     body = [xml.element("LastModified", xml.iso8601(part.mtime)), f"<ETag>&quot;{part.etag}&quot;</ETag>"]

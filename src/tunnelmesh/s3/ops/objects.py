@@ -9,6 +9,7 @@ from tunnelmesh.s3 import conditions, xml
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.integrity import UploadDigest
 from tunnelmesh.s3.ops.common import (
+    INLINE_MAX,
     MAX_OBJECT_SIZE,
     Context,
     object_headers_from_request,
@@ -88,10 +89,27 @@ async def store_body(
     writer = await store.ingest(digest.wrap(req.body), cap, error)
     if declared is not None and writer.size != declared:
         store.discard([writer.blob_id])
-        raise S3Error(
-            "IncompleteBody", "You did not provide the number of bytes specified by the Content-Length HTTP header."
-        )
+        raise _incomplete()
     return writer.blob_id
+
+
+def _incomplete() -> S3Error:
+    return S3Error(
+        "IncompleteBody", "You did not provide the number of bytes specified by the Content-Length HTTP header."
+    )
+
+
+async def read_inline(req: Request, digest: UploadDigest, declared: int) -> bytes:
+    """A small body, whole: it will be stored in the metadata row."""
+    assert req.body is not None
+    buf = bytearray()
+    async for chunk in digest.wrap(req.body):
+        buf += chunk
+        if len(buf) > declared:
+            break
+    if len(buf) != declared:
+        raise _incomplete()
+    return bytes(buf)
 
 
 async def put_object(ctx: Context, req: Request) -> Response:
@@ -103,7 +121,14 @@ async def put_object(ctx: Context, req: Request) -> Response:
     declared = upload_length(req, MAX_OBJECT_SIZE)
     old = ctx.store.get_object(req.bucket, req.key)
     digest = UploadDigest(req)
-    blob = await store_body(ctx.store, req, digest, declared, MAX_OBJECT_SIZE, bucket, old.size if old else 0)
+    data: bytes | None = None
+    segments: list[Segment] = []
+    if declared is not None and declared <= INLINE_MAX:
+        ctx.store.admit(bucket, declared - (old.size if old else 0))
+        data = await read_inline(req, digest, declared)
+    else:
+        blob = await store_body(ctx.store, req, digest, declared, MAX_OBJECT_SIZE, bucket, old.size if old else 0)
+        segments = [Segment(blob, digest.size)]
     rec = ObjectRecord(
         bucket=req.bucket,
         key=req.key,
@@ -112,8 +137,9 @@ async def put_object(ctx: Context, req: Request) -> Response:
         mtime=time.time(),
         headers=headers,
         checksums=digest.checksums,
-        segments=[Segment(blob, digest.size)],
+        segments=segments,
         owner=req.principal.peer_id,
+        data=data,
     )
     await ctx.store.put_object(rec, cond)
     out = [("etag", f'"{rec.etag}"')]
@@ -157,7 +183,10 @@ def _read_response(ctx: Context, req: Request, with_body: bool) -> Response:
         headers.append(("content-range", f"bytes {first}-{last}/{obj.size}"))
     resp = Response(status, headers)
     if with_body and length:
-        resp.slices = open_slices(ctx.store, obj.segments, first, length)
+        if obj.data is not None:
+            resp.body = obj.data[first : first + length]
+        else:
+            resp.slices = open_slices(ctx.store, obj.segments, first, length)
     return resp
 
 

@@ -1,0 +1,98 @@
+"""The metadata writer: one thread per worker process that commits writes in groups.
+
+Every write is a function run inside a savepoint; whatever is queued while one commit fsyncs the
+WAL goes into the next transaction together, so N concurrent uploads cost one fsync, not N, and
+each write still succeeds or fails on its own. A write is acknowledged only after its group's
+COMMIT has returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.store import meta as meta_mod
+from tunnelmesh.store.meta import Meta
+
+T = TypeVar("T")
+MAX_GROUP = 128
+
+_Item = tuple[Callable[[Meta], Any], asyncio.Future, asyncio.AbstractEventLoop]
+
+
+def _commit_error(e: sqlite3.Error) -> S3Error:
+    if "full" in str(e).lower():
+        return S3Error("InsufficientStorage", "The coordinator's disk is full.")
+    return S3Error("InternalError", "The metadata could not be committed.")
+
+
+class GroupWriter:
+    def __init__(self, db: Path) -> None:
+        self._db = db
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread.start()
+
+    async def submit(self, fn: Callable[[Meta], T]) -> T:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queue.put((fn, fut, loop))
+        return await fut
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        meta = Meta(meta_mod.connect(self._db))
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            group = [first]
+            while len(group) < MAX_GROUP:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+            self._commit(meta, group)
+        meta.c.close()
+
+    @staticmethod
+    def _commit(meta: Meta, group: list[_Item]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            meta.c.execute("BEGIN IMMEDIATE")
+            for fn, _, _ in group:
+                try:
+                    outcomes.append((True, fn(meta)))
+                except Exception as e:  # noqa: BLE001 - this write fails alone (its savepoint rolled back)
+                    outcomes.append((False, e))
+            meta.c.execute("COMMIT")
+        except sqlite3.Error as e:
+            if meta.c.in_transaction:
+                meta.c.execute("ROLLBACK")
+            err = _commit_error(e)
+            outcomes = [(False, err)] * len(group)
+        for (_, fut, loop), (ok, value) in zip(group, outcomes, strict=True):
+            loop.call_soon_threadsafe(_settle, fut, ok, value)
+
+
+def _settle(fut: asyncio.Future, ok: bool, value: Any) -> None:
+    if fut.cancelled():
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
