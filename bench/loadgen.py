@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass, field
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -39,7 +39,7 @@ class Signer:
         scope = f"{date}/{self.region}/s3/aws4_request"
         canonical_query = "&".join(
             sorted(
-                f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}"
+                f"{quote(unquote(k), safe='-_.~')}={quote(unquote(v), safe='-_.~')}"
                 for k, _, v in (p.partition("=") for p in query.split("&") if p)
             )
         )

@@ -1,27 +1,35 @@
-"""Benchmark: tunnelmesh and moto's server side by side, in one run, on the same disk.
+"""Benchmark: tunnelmesh, moto's server and the raw limits, side by side, in one run, on one disk.
 
-    python bench/run.py [--seconds 5] [--large-count 6] [--write-readme]
+    python bench/run.py [--seconds 5] [--large-count 6] [--million] [--write-readme]
 
-Starts each server on a free loopback port, runs the same workloads against both with the same
-load generator (SigV4-signed requests, payload hashes verified by the server), and prints ops/s,
-MB/s, p50/p99 latency and the server's peak RSS (summed over its process tree).
+Each S3 server is started on a free loopback port and driven by the same load generator
+(SigV4-signed requests, payload hashes verified by the server). The limits are measured in the
+same run: nginx serving the same files from the same disk for GET/HEAD, and the disk's own
+write rate with fsync for PUT. Every figure is printed as a ratio to moto and to the limit.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import contextlib
 import hashlib
+import json
 import os
 import platform
+import random
 import secrets
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -29,6 +37,9 @@ from loadgen import Result, Signer, run_load  # noqa: E402
 
 SMALL = 4096
 LARGE = 64 * 1024 * 1024
+PART = 16 * 1024 * 1024
+GIB = 1024**3
+EMPTY = hashlib.sha256(b"").hexdigest()
 
 
 def free_port() -> int:
@@ -37,93 +48,132 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, timeout: float = 30) -> None:
+def wait_port(port: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
         except OSError:
-            time.sleep(0.05)
+            time.sleep(0.01)
     raise RuntimeError(f"nothing listening on {port}")
 
 
-def tree_rss(pid: int) -> int:
-    """Resident memory of a process and all its descendants, in bytes."""
+def tree(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry))
+                    children.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
             except (OSError, IndexError, ValueError):
                 pass
-    total, stack = 0, [pid]
+    out, stack = [], [pid]
     while stack:
         p = stack.pop()
+        out.append(p)
         stack.extend(children.get(p, []))
+    return out
+
+
+def tree_stats(pid: int) -> tuple[int, float]:
+    """(resident bytes, CPU seconds) of a process and all its descendants."""
+    rss, cpu = 0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for p in tree(pid):
         try:
             with open(f"/proc/{p}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-        except OSError:
+                rss += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+                cpu += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, StopIteration, IndexError, ValueError):
             pass
-    return total
+    return rss, cpu
 
 
-class RssSampler:
+class Monitor:
+    """Peak RSS and CPU seconds of a process tree while a workload runs."""
+
     def __init__(self, pid: int) -> None:
-        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self.pid, self.peak, self.cpu, self._stop = pid, 0, 0.0, threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, tree_rss(self.pid))
-            self._stop.wait(0.1)
+            self.peak = max(self.peak, tree_stats(self.pid)[0])
+            self._stop.wait(0.05)
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> Monitor:
+        self._cpu0 = tree_stats(self.pid)[1]
         self._t.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._t.join()
+        self.cpu = tree_stats(self.pid)[1] - self._cpu0
 
 
 @dataclass
 class Server:
     name: str
     proc: subprocess.Popen
-    base: str  # http://host:port
-    prefix: str  # path prefix of the S3 API
-    signer: Signer
+    base: str
+    prefix: str
+    signer: Signer | None
+    data_dir: Path | None = None
+    restart: Callable[[], float] | None = None
+
+    def headers(self, method: str, path: str, payload_hash: str, query: str = "") -> list[tuple[str, str]]:
+        if self.signer is None:
+            return []
+        return self.signer.headers(method, self.base.removeprefix("http://"), path, query, payload_hash)
 
     def stop(self) -> None:
+        """SIGTERM to the server's main process (a clean stop), then kill whatever is left."""
+        family = tree(self.proc.pid)
         self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=20)
+        for p in family:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, 9)
 
 
 def start_tunnelmesh(tmp: Path) -> Server:
     port, s3_port = free_port(), free_port()
     token = secrets.token_urlsafe(24)
+    data = tmp / "tm-data"
     cfg = tmp / "coordinator.yaml"
     cfg.write_text(
-        f"listen: 127.0.0.1:{port}\nlog_level: warning\ns3:\n  data_dir: {tmp / 'tm-data'}\n"
+        f"listen: 127.0.0.1:{port}\nlog_level: warning\ns3:\n  data_dir: {data}\n"
         f"  listen: 127.0.0.1:{s3_port}\n  max_size: 1TB\n"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tunnelmesh", "coordinator", "--config", str(cfg)],
-        env=dict(os.environ, TUNNELMESH_ADMIN_TOKEN=token),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    env = dict(os.environ, TUNNELMESH_ADMIN_TOKEN=token)
+
+    def spawn() -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tunnelmesh", "coordinator", "--config", str(cfg)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    server = Server("tunnelmesh", spawn(), f"http://127.0.0.1:{port}", "/s3", Signer("admin", token), data)
     wait_port(port)
-    return Server("tunnelmesh", proc, f"http://127.0.0.1:{port}", "/s3", Signer("admin", token))
+    wait_port(s3_port)
+
+    def restart() -> float:
+        server.stop()
+        t0 = time.perf_counter()
+        server.proc = spawn()
+        wait_port(port)
+        wait_port(s3_port)
+        return time.perf_counter() - t0
+
+    server.restart = restart
+    return server
 
 
 def start_moto(tmp: Path) -> Server:
@@ -137,119 +187,368 @@ def start_moto(tmp: Path) -> Server:
     return Server("moto", proc, f"http://127.0.0.1:{port}", "", Signer("testing", "testing"))
 
 
-def workloads(server: Server, seconds: float, large_count: int, large_file: Path) -> dict[str, Result]:
-    host = server.base.removeprefix("http://")
-    small_body = os.urandom(SMALL)
-    small_hash = hashlib.sha256(small_body).hexdigest()
-    large_hash = hashlib.sha256(large_file.read_bytes()).hexdigest()
-    bucket = f"{server.prefix}/bench"
-    put_count = 0
-
-    def signed(method: str, path: str, payload_hash: str, query: str = "") -> list[tuple[str, str]]:
-        return server.signer.headers(method, host, path, query, payload_hash)
-
-    def small_put(i: int):  # noqa: ANN202
-        nonlocal put_count
-        put_count = max(put_count, i + 1)
-        path = f"{bucket}/small/{i}"
-        return "PUT", path, signed("PUT", path, small_hash), small_body, None, SMALL
-
-    def small_get(i: int):  # noqa: ANN202
-        path = f"{bucket}/small/{i % put_count}"
-        return "GET", path, signed("GET", path, hashlib.sha256(b"").hexdigest()), None, None, 0
-
-    def small_head(i: int):  # noqa: ANN202
-        path = f"{bucket}/small/{i % put_count}"
-        return "HEAD", path, signed("HEAD", path, hashlib.sha256(b"").hexdigest()), None, None, 0
-
-    fd = os.open(large_file, os.O_RDONLY)
-
-    def large_put(i: int):  # noqa: ANN202
-        path = f"{bucket}/large/{i}"
-        return "PUT", path, signed("PUT", path, large_hash), None, (fd, LARGE), LARGE
-
-    def large_get(i: int):  # noqa: ANN202
-        path = f"{bucket}/large/{i % large_count}"
-        return "GET", path, signed("GET", path, hashlib.sha256(b"").hexdigest()), None, None, 0
-
-    async def go() -> dict[str, Result]:
-        create = await run_load(
-            server.base,
-            1,
-            lambda i: ("PUT", bucket, signed("PUT", bucket, hashlib.sha256(b"").hexdigest()), b"", None, 0),
-            total=1,
-        )
-        assert create.errors == 0, "bucket creation failed"
-        out = {}
-        out["4 KiB PUT c16"] = await run_load(server.base, 16, small_put, duration=seconds)
-        out["4 KiB GET c16"] = await run_load(server.base, 16, small_get, duration=seconds)
-        out["4 KiB HEAD c16"] = await run_load(server.base, 16, small_head, duration=seconds)
-        out["64 MiB PUT c2"] = await run_load(server.base, 2, large_put, total=large_count)
-        out["64 MiB GET c2"] = await run_load(server.base, 2, large_get, total=large_count)
-        return out
-
-    try:
-        return asyncio.run(go())
-    finally:
-        os.close(fd)
-
-
-def fmt_row(name: str, a: Result, b: Result, large: bool) -> str:
-    if large:
-        ratio = a.mb_per_s / b.mb_per_s if b.mb_per_s else float("nan")
-        return (
-            f"| {name} | {a.mb_per_s:.0f} MB/s | {a.pct(50):.0f} / {a.pct(99):.0f} ms | "
-            f"{b.mb_per_s:.0f} MB/s | {b.pct(50):.0f} / {b.pct(99):.0f} ms | {ratio:.2f}x | {a.errors}/{b.errors} |"
-        )
-    ratio = a.ops_per_s / b.ops_per_s if b.ops_per_s else float("nan")
-    return (
-        f"| {name} | {a.ops_per_s:.0f} ops/s | {a.pct(50):.1f} / {a.pct(99):.1f} ms | "
-        f"{b.ops_per_s:.0f} ops/s | {b.pct(50):.1f} / {b.pct(99):.1f} ms | {ratio:.2f}x | {a.errors}/{b.errors} |"
+def start_nginx(tmp: Path, root: Path) -> Server | None:
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if nginx is None:
+        return None
+    port = free_port()
+    conf = tmp / "nginx.conf"
+    conf.write_text(
+        f"daemon off; worker_processes auto; pid {tmp}/nginx.pid; error_log {tmp}/nginx.err;\n"
+        "events { worker_connections 1024; }\n"
+        f"http {{ access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;\n"
+        f"  client_body_temp_path {tmp}/ngx-body; proxy_temp_path {tmp}/ngx-proxy;\n"
+        f"  fastcgi_temp_path {tmp}/ngx-fcgi; uwsgi_temp_path {tmp}/ngx-uwsgi; scgi_temp_path {tmp}/ngx-scgi;\n"
+        f"  server {{ listen 127.0.0.1:{port}; root {root}; }} }}\n"
     )
+    proc = subprocess.Popen([nginx, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return Server("nginx", proc, f"http://127.0.0.1:{port}", "", None)
+
+
+def disk_fsync_rate(tmp: Path, size: int = LARGE, rounds: int = 4) -> float:
+    """MB/s of writing `size` bytes in 1 MiB chunks and fsyncing, on the benchmark's disk."""
+    chunk = os.urandom(1 << 20)
+    best = []
+    for i in range(rounds):
+        path = tmp / f"disk-probe-{i}"
+        t0 = time.perf_counter()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        for _ in range(size // len(chunk)):
+            os.write(fd, chunk)
+        os.fsync(fd)
+        os.close(fd)
+        best.append(size / (time.perf_counter() - t0) / 1e6)
+        path.unlink()
+    return sorted(best)[len(best) // 2]
+
+
+@dataclass
+class Row:
+    name: str
+    unit: str  # "ops" or "MB"
+    results: dict[str, Result] = field(default_factory=dict)
+    rss: dict[str, int] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
+    limit: float | None = None  # the raw limit in the same unit
+
+
+def value(r: Result, unit: str) -> float:
+    return r.ops_per_s if unit == "ops" else r.mb_per_s
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
+        self.args, self.tmp = args, tmp
+        self.rows: dict[str, Row] = {}
+        self.extra: dict[str, dict[str, str]] = {}
+        self.large_file = tmp / "large.bin"
+        self.part_file = tmp / "part.bin"
+        with self.large_file.open("wb") as f:
+            for _ in range(LARGE // (1 << 20)):
+                f.write(os.urandom(1 << 20))
+        self.part_file.write_bytes(self.large_file.read_bytes()[:PART])
+        self.large_hash = hashlib.sha256(self.large_file.read_bytes()).hexdigest()
+        self.part_hash = hashlib.sha256(self.part_file.read_bytes()).hexdigest()
+        self.part_md5 = hashlib.md5(self.part_file.read_bytes()).hexdigest()
+        self.small = os.urandom(SMALL)
+        self.small_hash = hashlib.sha256(self.small).hexdigest()
+
+    def record(self, name: str, unit: str, server: str, result: Result, mon: Monitor | None) -> None:
+        row = self.rows.setdefault(name, Row(name, unit))
+        row.results[server] = result
+        if mon is not None:
+            row.rss[server], row.cpu[server] = mon.peak, mon.cpu
+
+    async def load(self, s: Server, name: str, unit: str, conc: int, make, total=None, duration=None) -> Result:  # noqa: ANN001
+        mon = Monitor(s.proc.pid)
+        with mon:
+            r = await run_load(s.base, conc, make, total=total, duration=duration)
+        if r.errors:
+            print(f"  {s.name} {name}: {r.errors} errors", file=sys.stderr)
+        self.record(name, unit, s.name, r, mon)
+        return r
+
+    def req(
+        self,
+        s: Server,
+        method: str,
+        path: str,
+        payload_hash: str = EMPTY,
+        query: str = "",
+        body=None,  # noqa: ANN001
+        body_file=None,
+        payload: int = 0,
+        extra: list[tuple[str, str]] | None = None,
+    ):  # noqa: ANN001, ANN201
+        target = path + (f"?{query}" if query else "")
+        return method, target, s.headers(method, path, payload_hash, query) + (extra or []), body, body_file, payload
+
+    async def s3_server(self, s: Server) -> None:
+        a = self.args
+        b = f"{s.prefix}/bench"
+        await run_load(s.base, 1, lambda i: self.req(s, "PUT", b), total=1)
+        count = 0
+
+        def small_put(i: int):  # noqa: ANN202
+            nonlocal count
+            count = max(count, i + 1)
+            return self.req(s, "PUT", f"{b}/small/{i}", self.small_hash, body=self.small, payload=SMALL)
+
+        await self.load(s, "4 KiB PUT c16", "ops", 16, small_put, duration=a.seconds)
+        await self.load(
+            s, "4 KiB GET c16", "ops", 16, lambda i: self.req(s, "GET", f"{b}/small/{i % count}"), duration=a.seconds
+        )
+        await self.load(
+            s, "4 KiB HEAD c16", "ops", 16, lambda i: self.req(s, "HEAD", f"{b}/small/{i % count}"), duration=a.seconds
+        )
+        fd = os.open(self.large_file, os.O_RDONLY)
+        try:
+            await self.load(
+                s,
+                "64 MiB PUT c2",
+                "MB",
+                2,
+                lambda i: self.req(s, "PUT", f"{b}/large/{i}", self.large_hash, body_file=(fd, LARGE), payload=LARGE),
+                total=a.large_count,
+            )
+        finally:
+            os.close(fd)
+        await self.load(
+            s,
+            "64 MiB GET c2",
+            "MB",
+            2,
+            lambda i: self.req(s, "GET", f"{b}/large/{i % a.large_count}"),
+            total=a.large_count,
+        )
+        await self.multipart(s, b)
+        await self.listing(s, b)
+        await self.delete_objects(s, b)
+        if s.name == "tunnelmesh":
+            await self.gib_transfers(s, b)
+            if a.million:
+                await self.million(s)
+
+    async def multipart(self, s: Server, b: str) -> None:
+        import urllib.request
+
+        key = f"{b}/multipart-1gib"
+        req = urllib.request.Request(
+            s.base + key + "?uploads=", method="POST", headers=dict(s.headers("POST", key, EMPTY, "uploads="))
+        )
+        body = urllib.request.urlopen(req).read().decode()
+        upload_id = body.split("<UploadId>")[1].split("</UploadId>")[0]
+        parts = GIB // PART
+        fd = os.open(self.part_file, os.O_RDONLY)
+        q = lambda n: f"partNumber={n}&uploadId={upload_id}"  # noqa: E731
+        try:
+            mon = Monitor(s.proc.pid)
+            with mon:
+                t0 = time.perf_counter()
+                r = await run_load(
+                    s.base,
+                    4,
+                    lambda i: self.req(s, "PUT", key, self.part_hash, q(i + 1), body_file=(fd, PART), payload=PART),
+                    total=parts,
+                )
+                doc = (
+                    "<CompleteMultipartUpload>"
+                    + "".join(
+                        f'<Part><PartNumber>{n}</PartNumber><ETag>"{self.part_md5}"</ETag></Part>'
+                        for n in range(1, parts + 1)
+                    )
+                    + "</CompleteMultipartUpload>"
+                )
+                data = doc.encode()
+                done = await run_load(
+                    s.base,
+                    1,
+                    lambda i: self.req(
+                        s, "POST", key, hashlib.sha256(data).hexdigest(), f"uploadId={upload_id}", body=data
+                    ),
+                    total=1,
+                )
+                r.seconds = time.perf_counter() - t0
+                r.errors += done.errors
+        finally:
+            os.close(fd)
+        self.record("1 GiB multipart PUT, 16 MiB parts c4", "MB", s.name, r, mon)
+
+    async def listing(self, s: Server, b: str) -> None:
+        n = 10_000
+        await run_load(s.base, 16, lambda i: self.req(s, "PUT", f"{b}/list/{i:07d}", EMPTY, body=b""), total=n)
+        rnd = random.Random(1)
+
+        def page(i: int):  # noqa: ANN202
+            start = f"list/{rnd.randrange(n - 1000):07d}"
+            query = f"delimiter=%2F&list-type=2&max-keys=1000&prefix=list%2F&start-after={start.replace('/', '%2F')}"
+            return self.req(s, "GET", b, EMPTY, query)
+
+        await self.load(s, "ListObjectsV2 page of 1000, 10k keys", "ops", 1, page, total=30)
+
+    async def delete_objects(self, s: Server, b: str) -> None:
+        n = 3000
+        await run_load(s.base, 16, lambda i: self.req(s, "PUT", f"{b}/del/{i}", EMPTY, body=b""), total=n)
+
+        def batch(i: int):  # noqa: ANN202
+            doc = (
+                "<Delete>"
+                + "".join(f"<Object><Key>del/{k}</Key></Object>" for k in range(i * 1000, i * 1000 + 1000))
+                + "</Delete>"
+            ).encode()
+            md5 = base64.b64encode(hashlib.md5(doc).digest()).decode()
+            return self.req(
+                s, "POST", b, hashlib.sha256(doc).hexdigest(), "delete=", body=doc, extra=[("content-md5", md5)]
+            )
+
+        await self.load(s, "DeleteObjects of 1000 keys", "ops", 1, batch, total=3)
+
+    async def gib_transfers(self, s: Server, b: str) -> None:
+        """Peak RSS while two 1 GiB objects go up and two come down at once."""
+        size = GIB
+        big = self.tmp / "gib.bin"
+        with big.open("wb") as f:
+            chunk = os.urandom(1 << 20)
+            for _ in range(size >> 20):
+                f.write(chunk)
+        h = hashlib.sha256(big.read_bytes()).hexdigest()
+        fd = os.open(big, os.O_RDONLY)
+        try:
+            await run_load(
+                s.base, 2, lambda i: self.req(s, "PUT", f"{b}/gib/{i}", h, body_file=(fd, size), payload=size), total=2
+            )
+
+            def mixed(i: int):  # noqa: ANN202
+                if i < 2:
+                    return self.req(s, "PUT", f"{b}/gib/up{i}", h, body_file=(fd, size), payload=size)
+                return self.req(s, "GET", f"{b}/gib/{i - 2}")
+
+            await self.load(s, "2x1 GiB PUT + 2x1 GiB GET at once", "MB", 4, mixed, total=4)
+        finally:
+            os.close(fd)
+            big.unlink()
+
+    async def million(self, s: Server) -> None:
+        """List-page cost and start-up time with 1,000,000 objects (rows written straight to SQLite)."""
+        assert s.data_dir is not None and s.restart is not None
+        db = sqlite3.connect(s.data_dir / "meta.sqlite3", timeout=60)
+        now = time.time()
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany(
+            "INSERT OR REPLACE INTO objects(bucket, key, size, etag, mtime, headers, checksums, segments, owner, data) "
+            "VALUES ('bench', ?, 0, 'd41d8cd98f00b204e9800998ecf8427e', ?, '{}', '{}', '[]', 'admin', x'')",
+            ((f"million/{i:07d}", now) for i in range(1_000_000)),
+        )
+        db.execute("UPDATE buckets SET objects = objects + 1000000 WHERE name = 'bench'")
+        db.execute("COMMIT")
+        db.close()
+        startup = s.restart()
+        self.extra["start-up with 1,000,000 objects"] = {"tunnelmesh": f"{startup:.2f} s"}
+        rnd = random.Random(2)
+
+        def page(i: int):  # noqa: ANN202
+            start = f"million%2F{rnd.randrange(999_000):07d}"
+            query = f"delimiter=%2F&list-type=2&max-keys=1000&prefix=million%2F&start-after={start}"
+            return self.req(s, "GET", f"{s.prefix}/bench", EMPTY, query)
+
+        await self.load(s, "ListObjectsV2 page of 1000, 1M keys", "ops", 1, page, total=30)
+
+    async def limits(self, nginx: Server | None) -> None:
+        rate = disk_fsync_rate(self.tmp)
+        for name in ("64 MiB PUT c2", "1 GiB multipart PUT, 16 MiB parts c4"):
+            self.rows.setdefault(name, Row(name, "MB")).limit = rate
+        self.extra["disk write + fsync, 64 MiB"] = {"limit": f"{rate:.0f} MB/s"}
+        if nginx is None:
+            return
+        await run_load(nginx.base, 1, lambda i: ("GET", "/small/0", [], None, None, 0), total=1)
+        for name, path, conc, kw in (
+            ("4 KiB GET c16", lambda i: f"/small/{i % 1000}", 16, {"duration": self.args.seconds}),
+            ("4 KiB HEAD c16", lambda i: f"/small/{i % 1000}", 16, {"duration": self.args.seconds}),
+            ("64 MiB GET c2", lambda i: f"/large/{i % self.args.large_count}", 2, {"total": self.args.large_count}),
+        ):
+            method = "HEAD" if "HEAD" in name else "GET"
+            r = await run_load(nginx.base, conc, lambda i, p=path, m=method: (m, p(i), [], None, None, 0), **kw)
+            row = self.rows[name]
+            row.limit = value(r, row.unit)
+
+    def report(self) -> str:
+        a = self.args
+        lines = [
+            f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()}, "
+            f"{os.cpu_count()} cores, Python {platform.python_version()}; "
+            f"`python bench/run.py --seconds {a.seconds:g} --large-count {a.large_count}"
+            f"{' --million' if a.million else ''}`.",
+            "",
+            "| workload | tunnelmesh | p50 / p99 ms | moto | tm / moto | limit | tm / limit | tm peak RSS | tm CPU s |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in self.rows.values():
+            tm, moto = row.results.get("tunnelmesh"), row.results.get("moto")
+            if tm is None:
+                continue
+            unit = "ops/s" if row.unit == "ops" else "MB/s"
+            v = value(tm, row.unit)
+            mv = value(moto, row.unit) if moto else None
+            cells = [
+                row.name,
+                f"{v:,.0f} {unit}" + (f" ({tm.errors} errors)" if tm.errors else ""),
+                f"{tm.pct(50):.1f} / {tm.pct(99):.1f}",
+                f"{mv:,.0f} {unit}" if mv is not None else "n/a",
+                f"{v / mv:.2f}x" if mv else "n/a",
+                f"{row.limit:,.0f} {unit}" if row.limit else "n/a",
+                f"{v / row.limit:.0%}" if row.limit else "n/a",
+                f"{row.rss.get('tunnelmesh', 0) / 2**20:.0f} MiB",
+                f"{row.cpu.get('tunnelmesh', 0):.1f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+        for name, vals in self.extra.items():
+            lines.append(f"- {name}: " + ", ".join(f"{k} {v}" for k, v in vals.items()))
+        moto_rss = max((r.rss.get("moto", 0) for r in self.rows.values()), default=0)
+        tm_rss = max((r.rss.get("tunnelmesh", 0) for r in self.rows.values()), default=0)
+        lines.append(
+            f"- peak RSS over the whole run (whole process tree): tunnelmesh {tm_rss / 2**20:.0f} MiB, "
+            f"moto {moto_rss / 2**20:.0f} MiB"
+        )
+        return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=5.0, help="duration of each small-object workload")
     ap.add_argument("--large-count", type=int, default=6, help="64 MiB objects per large workload")
+    ap.add_argument("--million", action="store_true", help="also list and restart with 1,000,000 objects")
+    ap.add_argument("--skip-moto", action="store_true")
     ap.add_argument("--write-readme", action="store_true", help="replace the results section of bench/README.md")
     args = ap.parse_args()
-
-    results: dict[str, dict[str, Result]] = {}
-    peaks: dict[str, int] = {}
     with tempfile.TemporaryDirectory(dir=Path(__file__).parent.parent) as d:
         tmp = Path(d)
-        large_file = tmp / "large.bin"
-        with large_file.open("wb") as f:
-            for _ in range(LARGE // (1 << 20)):
-                f.write(os.urandom(1 << 20))
-        for start in (start_tunnelmesh, start_moto):
+        bench = Bench(args, tmp)
+        starters = [start_tunnelmesh] + ([] if args.skip_moto else [start_moto])
+        for start in starters:
             server = start(tmp)
             try:
-                with RssSampler(server.proc.pid) as rss:
-                    results[server.name] = workloads(server, args.seconds, args.large_count, large_file)
-                peaks[server.name] = rss.peak
+                asyncio.run(bench.s3_server(server))
             finally:
                 server.stop()
-
-    tm, moto = results["tunnelmesh"], results["moto"]
-    lines = [
-        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}; `python bench/run.py --seconds {args.seconds:g} "
-        f"--large-count {args.large_count}`.",
-        "",
-        "| workload | tunnelmesh | p50 / p99 | moto server | p50 / p99 | tunnelmesh / moto | errors (tm/moto) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name in tm:
-        lines.append(fmt_row(name, tm[name], moto[name], large=name.startswith("64")))
-    lines.append("")
-    lines.append(
-        f"Peak RSS of the whole server process tree: tunnelmesh {peaks['tunnelmesh'] / 2**20:.0f} MiB, "
-        f"moto {peaks['moto'] / 2**20:.0f} MiB."
-    )
-    text = "\n".join(lines)
+        root = tmp / "www"
+        (root / "small").mkdir(parents=True)
+        (root / "large").mkdir()
+        for i in range(1000):
+            (root / "small" / str(i)).write_bytes(bench.small)
+        for i in range(args.large_count):
+            os.link(bench.large_file, root / "large" / str(i))
+        nginx = start_nginx(tmp, root)
+        try:
+            asyncio.run(bench.limits(nginx))
+        finally:
+            if nginx:
+                nginx.stop()
+        text = bench.report()
     print(text)
+    Path(__file__).parent.joinpath("results").mkdir(exist_ok=True)
+    Path(__file__).parent.joinpath("results", "latest.json").write_text(json.dumps({"text": text}))
     if args.write_readme:
         readme = Path(__file__).parent / "README.md"
         content = readme.read_text()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tunnelmesh.config import ConfigError, Listen, Settings
-from tunnelmesh.store.engine import prepare_data_dir
+from tunnelmesh.store.engine import mark_clean_shutdown, prepare_data_dir
 
 log = logging.getLogger("tunnelmesh")
 
@@ -165,9 +165,13 @@ def run(settings: Settings) -> int:
         if c.poll() is None:
             c.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 10
+    clean = True
     for c in children:
         try:
             c.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             c.kill()
+            clean = False
+    if clean and code == 0:
+        mark_clean_shutdown(settings.data_dir)
     return code

@@ -32,25 +32,43 @@ SYSTEM_BUCKET = "_tunnelmesh"
 UNLINK_GRACE_SECONDS = 30.0
 
 
+CLEAN_SHUTDOWN = ".clean-shutdown"
+
+
 def prepare_data_dir(data_dir: Path) -> None:
-    """Create the layout, sweep crash leftovers. Runs once, before any worker starts."""
+    """Create the layout, sweep crash leftovers. Runs once, before any worker starts.
+
+    Temporaries are always removed. Orphan blobs (sealed, but never named by a commit) can only
+    exist after a crash, so the full scan for them runs only when the last stop was not clean;
+    that keeps start-up fast with millions of objects.
+    """
     blobs = BlobStore(data_dir)
     blobs.prepare()
     swept = blobs.sweep_tmp()
+    marker = data_dir / CLEAN_SHUTDOWN
+    clean = marker.exists()
+    if clean:
+        marker.unlink()
     conn = meta_mod.connect(data_dir / "meta.sqlite3")
     try:
         meta_mod.init_schema(conn)
         m = Meta(conn)
         started = time.time()
-        refs = m.referenced_blobs()
-        orphans = [b for b in blobs.blob_ids_older_than(started) if b not in refs]
-        blobs.unlink(orphans)
+        orphans: list[str] = []
+        if not clean:
+            refs = m.referenced_blobs()
+            orphans = [b for b in blobs.blob_ids_older_than(started) if b not in refs]
+            blobs.unlink(orphans)
         if swept or orphans:
             log.info("start-up sweep: removed %d temporary files and %d orphan blobs", swept, len(orphans))
         if m.bucket(SYSTEM_BUCKET) is None:
             m.create_bucket(SYSTEM_BUCKET, "coordinator", "", started)
     finally:
         conn.close()
+
+
+def mark_clean_shutdown(data_dir: Path) -> None:
+    (data_dir / CLEAN_SHUTDOWN).write_bytes(b"")
 
 
 class Store:
