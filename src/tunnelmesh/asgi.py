@@ -1,8 +1,8 @@
-"""The ASGI application each worker process runs (granian factory target)."""
+"""The ASGI applications a worker process serves: one per listener, over one shared Store."""
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 from typing import Any
 
 from tunnelmesh.admin.api import AdminApi
@@ -13,53 +13,49 @@ from tunnelmesh.s3.app import S3Api
 from tunnelmesh.s3.auth.credentials import Identity
 from tunnelmesh.s3.ops.common import Context
 from tunnelmesh.s3.request import Principal
-from tunnelmesh.server import ADMIN_ACCESS_KEY, LISTENER_ENV, SETTINGS_ENV, admin_token, configure_logging
+from tunnelmesh.server import ADMIN_ACCESS_KEY
 from tunnelmesh.store.engine import Store
 
 S3_PREFIX = b"/s3"
 API_PREFIX = b"/api/"
 
+App = Any
 
-def create_app() -> Any:
-    settings = Settings.from_json(os.environ[SETTINGS_ENV])
-    configure_logging(settings.log_level)
-    serves_root = os.environ.get(LISTENER_ENV) == "s3"
+
+@dataclass
+class Apps:
+    main: App  # the S3 API under /s3 and the admin API under /api/
+    root: App  # the S3 API at the root, for clients that cannot take an endpoint path
+    store: Store
+
+
+def build(settings: Settings, admin_token: str) -> Apps:
     store = Store(settings.data_dir, settings.max_size)
-    token, _ = admin_token(settings.data_dir, create=False)
     state = SystemState(store)
-    peers = PeerRegistry(state, Identity(Principal(ADMIN_ACCESS_KEY, is_admin=True), token))
+    peers = PeerRegistry(state, Identity(Principal(ADMIN_ACCESS_KEY, is_admin=True), admin_token))
     api = S3Api(Context(store, settings.region), peers)
     admin = AdminApi(state, peers, settings.region)
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            if serves_root:
-                await api.handle(scope, receive, send, "")
-                return
-            raw = scope.get("raw_path") or scope["path"].encode()
-            if raw == S3_PREFIX or raw.startswith(S3_PREFIX + b"/"):
-                await api.handle(scope, receive, send, S3_PREFIX.decode())
-                return
-            if raw.startswith(API_PREFIX):
-                await admin.handle(scope, receive, send)
-                return
+    async def main(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        raw = scope.get("raw_path") or scope["path"].encode()
+        if raw == S3_PREFIX or raw.startswith(S3_PREFIX + b"/"):
+            await api.handle(scope, receive, send, S3_PREFIX.decode())
+        elif raw.startswith(API_PREFIX):
+            await admin.handle(scope, receive, send)
+        else:
             await _not_found(send)
-        elif kind == "lifespan":
-            while True:
-                msg = await receive()
-                if msg["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif msg["type"] == "lifespan.shutdown":
-                    store.close()
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
 
-    return app
+    async def root(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await api.handle(scope, receive, send, "")
+
+    return Apps(main, root, store)
 
 
 async def _not_found(send: Any) -> None:
-    body = b"tunnelmesh coordinator: the S3 API is under /s3\n"
+    body = b"tunnelmesh coordinator: the S3 API is under /s3, the admin API under /api/\n"
     await send(
         {
             "type": "http.response.start",

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -74,19 +72,6 @@ class Settings:
     workers: int = 0  # 0: one per core
     allow_public: bool = False
     log_level: str = "info"
-
-    def to_json(self) -> str:
-        d = dataclasses.asdict(self)
-        d["data_dir"] = str(self.data_dir)
-        return json.dumps(d)
-
-    @classmethod
-    def from_json(cls, text: str) -> Settings:
-        d = json.loads(text)
-        d["listen"] = Listen(**d["listen"])
-        d["s3_listen"] = Listen(**d["s3_listen"]) if d["s3_listen"] else None
-        d["data_dir"] = Path(d["data_dir"])
-        return cls(**d)
 
 
 def parse_listen(key: str, value: Any) -> Listen:

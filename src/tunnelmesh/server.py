@@ -1,24 +1,26 @@
 """Process start-up: prepare the data dir, resolve the admin credential, run the listeners.
 
-The coordinator process is a small supervisor. It validates everything first, then runs one
-granian server per listener (the main one serves the S3 API under /s3, the second one serves it
-at the root for clients that cannot take an endpoint path). Each server runs worker processes
-that share the SQLite metadata and the blob directory.
+The coordinator process is a small supervisor. It validates everything first, then forks worker
+processes (one per core by default); each serves both listeners (the main one: the S3 API under
+/s3 and the admin API under /api/; the second one: the S3 API at the root, for clients that
+cannot take an endpoint path). Workers share the SQLite metadata and the blob directory; the
+supervisor restarts a worker that dies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
 import signal
-import subprocess
+import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from tunnelmesh.config import ConfigError, Listen, Settings
+from tunnelmesh.config import ConfigError, Settings
 from tunnelmesh.store.engine import mark_clean_shutdown, prepare_data_dir
 
 log = logging.getLogger("tunnelmesh")
@@ -26,8 +28,6 @@ log = logging.getLogger("tunnelmesh")
 ADMIN_ACCESS_KEY = "admin"
 ADMIN_TOKEN_ENV = "TUNNELMESH_ADMIN_TOKEN"
 ADMIN_TOKEN_FILE = "admin.token"
-SETTINGS_ENV = "TUNNELMESH_SETTINGS"
-LISTENER_ENV = "TUNNELMESH_LISTENER"
 
 
 def configure_logging(level: str) -> None:
@@ -101,48 +101,43 @@ def report_state(settings: Settings, token: str) -> None:
         store.close()
 
 
-def _granian_cmd(listen: Listen, workers: int, log_level: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "granian",
-        "--interface",
-        "asgi",
-        "--factory",
-        "--no-ws",
-        "--host",
-        listen.host,
-        "--port",
-        str(listen.port),
-        "--workers",
-        str(workers),
-        "--log-level",
-        "warning" if log_level == "info" else log_level,
-        "--respawn-failed-workers",
-        "tunnelmesh.asgi:create_app",
-    ]
+def check_ports_free(settings: Settings) -> None:
+    """Bind each address once without SO_REUSEPORT: a port held by anyone (another coordinator
+    included) fails here with a clear message instead of being silently shared."""
+    listens = [("listen", settings.listen)] + ([("s3.listen", settings.s3_listen)] if settings.s3_listen else [])
+    for key, listen in listens:
+        family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((listen.host, listen.port))
+            except OSError as e:
+                raise ConfigError(f"{key}: cannot listen on {listen}: {e.strerror}") from None
+
+
+def _spawn_worker(settings: Settings, token: str) -> int:
+    pid = os.fork()
+    if pid == 0:  # the child: serve until told to stop, never return into the supervisor's code
+        code = 1
+        try:
+            from tunnelmesh import worker
+
+            code = worker.serve(settings, token)
+        except BaseException:  # noqa: BLE001 - a worker must end here, whatever happened
+            log.exception("worker failed")
+        finally:
+            logging.shutdown()
+            os._exit(code)
+    return pid
 
 
 def run(settings: Settings) -> int:
     """Start the coordinator and block until it is stopped. Returns the exit code."""
     check_data_dir(settings.data_dir)
+    check_ports_free(settings)
     prepare_data_dir(settings.data_dir)
     token, source = admin_token(settings.data_dir, create=True)
     report_state(settings, token)
-    workers = settings.workers or (os.cpu_count() or 1)
-    env = dict(os.environ, **{SETTINGS_ENV: settings.to_json()})
-    listeners: list[tuple[str, Listen, str]] = [("main", settings.listen, f"http://{settings.listen}/s3")]
-    if settings.s3_listen is not None:
-        listeners.append(("s3", settings.s3_listen, f"http://{settings.s3_listen}"))
-    children: list[subprocess.Popen[bytes]] = []
-    for name, listen, _ in listeners:
-        children.append(
-            subprocess.Popen(_granian_cmd(listen, workers, settings.log_level), env=dict(env, **{LISTENER_ENV: name}))
-        )
-    log.info("admin credential: access key %r, secret from %s", ADMIN_ACCESS_KEY, source)
-    for _, _, url in listeners:
-        log.info("S3 API at %s", url)
-    log.info("data in %s, max_size %d bytes", settings.data_dir.resolve(), settings.max_size)
+    count = settings.workers or (os.cpu_count() or 1)
 
     stopping = False
 
@@ -152,26 +147,53 @@ def run(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # the supervisor has no threads and no open database here, so forking is safe; the workers
+    # share the supervisor's imported code copy-on-write
+    workers = {_spawn_worker(settings, token) for _ in range(count)}
+    log.info("admin credential: access key %r, secret from %s", ADMIN_ACCESS_KEY, source)
+    log.info("S3 API at http://%s/s3 (admin API under /api/)", settings.listen)
+    if settings.s3_listen is not None:
+        log.info("S3 API at http://%s", settings.s3_listen)
+    log.info("%d workers; data in %s, max_size %d bytes", count, settings.data_dir.resolve(), settings.max_size)
+
     code = 0
+    respawns: list[float] = []
     while not stopping:
-        for c in children:
-            rc = c.poll()
-            if rc is not None:
-                log.error("a listener exited with code %s (is the port in use?); stopping", rc)
-                stopping, code = True, 1
-                break
-        time.sleep(0.2)
-    for c in children:
-        if c.poll() is None:
-            c.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    clean = True
-    for c in children:
         try:
-            c.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            c.kill()
-            clean = False
-    if clean and code == 0:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = 0, 0
+        if pid == 0:
+            time.sleep(0.1)
+            continue
+        workers.discard(pid)
+        rc = os.waitstatus_to_exitcode(status)
+        if stopping:
+            break
+        now = time.monotonic()
+        respawns = [t for t in respawns if now - t < 60] + [now]
+        if rc == 3 or len(respawns) > 5:  # cannot bind, or crashing in a loop: give up
+            log.error("a worker exited with code %s; stopping", rc)
+            code = 1
+            break
+        log.error("a worker exited with code %s; starting a new one", rc)
+        workers.add(_spawn_worker(settings, token))
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    clean = code == 0
+    while workers and time.monotonic() < deadline:
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid:
+            workers.discard(pid)
+            clean = clean and os.waitstatus_to_exitcode(status) == 0
+        else:
+            time.sleep(0.05)
+    for pid in workers:
+        clean = False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if clean:
         mark_clean_shutdown(settings.data_dir)
     return code

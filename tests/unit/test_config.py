@@ -75,10 +75,3 @@ def test_public_address_allowed_when_asked(tmp_path) -> None:
     p = tmp_path / "c.yaml"
     p.write_text("listen: 0.0.0.0:8080\n")
     assert load(p, allow_public=True).listen.host == "0.0.0.0"
-
-
-def test_settings_survive_the_trip_to_workers() -> None:
-    from tunnelmesh.config import Settings
-
-    s = load(None)
-    assert Settings.from_json(s.to_json()) == s

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
-import requests
 
 from tunnelmesh import config
 from tunnelmesh.server import ADMIN_TOKEN_ENV, ADMIN_TOKEN_FILE
@@ -34,7 +33,10 @@ class Coordinator:
     def _headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.token}"}
 
-    def request(self, method: str, url: str, **kw: Any) -> requests.Response:
+    def request(self, method: str, url: str, **kw: Any) -> Any:
+        # imported here: the coordinator process never needs an HTTP client (and saves its memory)
+        import requests
+
         try:
             r = requests.request(method, url, headers={**self._headers(), **kw.pop("headers", {})}, timeout=60, **kw)
         except requests.ConnectionError:

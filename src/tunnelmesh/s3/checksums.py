@@ -7,8 +7,6 @@ import hashlib
 import zlib
 from typing import Protocol
 
-from awscrt import checksums as crt
-
 from tunnelmesh.s3.errors import S3Error
 
 
@@ -36,10 +34,17 @@ def _crc32(data: bytes, prev: int) -> int:
     return zlib.crc32(data, prev)
 
 
+def _crt(name: str):  # noqa: ANN202
+    """awscrt's CRC32C / CRC64NVME, imported on first use (it costs a worker several MB)."""
+    from awscrt import checksums as crt
+
+    return getattr(crt, name)
+
+
 ALGORITHMS: dict[str, object] = {
     "crc32": lambda: _Crc(_crc32, 4),
-    "crc32c": lambda: _Crc(crt.crc32c, 4),
-    "crc64nvme": lambda: _Crc(crt.crc64nvme, 8),
+    "crc32c": lambda: _Crc(_crt("crc32c"), 4),
+    "crc64nvme": lambda: _Crc(_crt("crc64nvme"), 8),
     "sha1": hashlib.sha1,
     "sha256": hashlib.sha256,
 }

@@ -103,6 +103,11 @@ class BlobStore:
             fd = self._dir_fds[d] = os.open(d, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         os.fsync(fd)
 
+    def close(self) -> None:
+        for fd in self._dir_fds.values():
+            os.close(fd)
+        self._dir_fds.clear()
+
     def open(self, blob_id: str) -> int:
         return os.open(self.path(blob_id), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
 

@@ -103,6 +103,8 @@ class Store:
         self._pending_unlink.clear()
         self._writer.close()
         self._io.shutdown(wait=True)
+        self.read.c.close()
+        self.blobs.close()
 
     # ---- buckets -------------------------------------------------------------------------
 
