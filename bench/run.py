@@ -469,6 +469,8 @@ class Bench:
         ):
             method = "HEAD" if "HEAD" in name else "GET"
             r = await run_load(nginx.base, conc, lambda i, p=path, m=method: (m, p(i), [], None, None, 0), **kw)
+            if r.errors:
+                raise RuntimeError(f"nginx answered {r.errors} errors on {name}: the limit would be wrong")
             row = self.rows[name]
             row.limit = value(r, row.unit)
 
@@ -524,6 +526,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(dir=Path(__file__).parent.parent) as d:
         tmp = Path(d)
+        os.chmod(tmp, 0o755)  # nginx's workers run as an unprivileged user and must read the files
         bench = Bench(args, tmp)
         starters = [start_tunnelmesh] + ([] if args.skip_moto else [start_moto])
         for start in starters:

@@ -80,6 +80,8 @@ def resolve(endpoint: str | None, token: str | None, config_path: Path | None) -
                 raise CliError(f"no admin token: set {ADMIN_TOKEN_ENV} or make {path} readable") from None
     if not endpoint:
         raise CliError("no coordinator: pass --endpoint (or set TUNNELMESH_ENDPOINT), or --config")
+    if not endpoint.startswith(("http://", "https://")):
+        raise CliError(f"the endpoint must be a URL such as http://10.0.0.1:8080, not {endpoint!r}")
     if not token:
         raise CliError("no admin token: pass --token (or set TUNNELMESH_TOKEN)")
     return Coordinator(endpoint, token)

@@ -29,22 +29,30 @@ class NetworkConfig:
         self.state = state
 
     def show(self) -> dict[str, Any]:
-        doc = self.state.get(KEY) or {}
-        if not isinstance(doc, dict):
-            doc = {}
-        out: dict[str, Any] = {f: doc.get(f) for f in FIELDS}
-        out["extra"] = dict(doc.get("extra") or {})
-        return out
+        return _normalise(self.state.get(KEY))
 
     async def set(self, key: str, value: str) -> dict[str, Any]:
-        doc = self.show()
         if key in FIELDS:
-            doc[key] = _validate(key, value)
-        elif key.startswith("extra.") and len(key) > len("extra."):
-            doc["extra"][key[len("extra.") :]] = value
-        else:
+            value = _validate(key, value)
+        elif not (key.startswith("extra.") and len(key) > len("extra.")):
             raise S3Error(
                 "InvalidArgument", f"unknown network key {key!r}; use one of {', '.join(FIELDS)} or extra.NAME"
             )
-        await self.state.put(KEY, doc)
-        return doc
+
+        def change(current: Any) -> dict[str, Any]:
+            doc = _normalise(current)
+            if key in FIELDS:
+                doc[key] = value
+            else:
+                doc["extra"][key[len("extra.") :]] = value
+            return doc
+
+        return await self.state.update(KEY, change)
+
+
+def _normalise(doc: Any) -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        doc = {}
+    out: dict[str, Any] = {f: doc.get(f) for f in FIELDS}
+    out["extra"] = dict(doc.get("extra") or {})
+    return out

@@ -13,6 +13,7 @@ import logging
 import secrets
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from tunnelmesh.coordinator.state import CorruptRecord, SystemState
 from tunnelmesh.s3.auth.credentials import Identity
@@ -146,10 +147,12 @@ class PeerRegistry:
         return peer
 
     async def revoke(self, peer_id: str) -> Peer:
-        peer = self._load(peer_id)
-        if peer is None:
+        if self._load(peer_id) is None:
             raise S3Error("NoSuchPeer", f"No peer {peer_id}.", status=404)
-        if not peer.revoked:
-            peer = Peer(**{**asdict(peer), "revoked": _now()})
-            await self.state.put(f"{PREFIX}{peer.id}.json", asdict(peer))
-        return peer
+
+        def change(current: Any) -> dict:
+            doc = dict(current)
+            doc["revoked"] = doc.get("revoked") or _now()
+            return doc
+
+        return Peer.from_record(await self.state.update(f"{PREFIX}{peer_id}.json", change))

@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import INLINE_MAX
 from tunnelmesh.store.engine import SYSTEM_BUCKET, Store
 from tunnelmesh.store.records import ObjectRecord, Segment, WriteConditions
@@ -50,7 +51,9 @@ class SystemState:
         except (ValueError, UnicodeDecodeError) as e:
             raise CorruptRecord(f"{SYSTEM_BUCKET}/{key}: not valid JSON ({e})") from None
 
-    async def put_bytes(self, key: str, data: bytes, content_type: str = "application/json") -> None:
+    async def put_bytes(
+        self, key: str, data: bytes, content_type: str = "application/json", cond: WriteConditions | None = None
+    ) -> None:
         segments: list[Segment] = []
         inline: bytes | None = data
         if len(data) > INLINE_MAX:
@@ -68,10 +71,32 @@ class SystemState:
             owner=COORDINATOR,
             data=inline,
         )
-        await self.store.put_object(rec, WriteConditions())
+        await self.store.put_object(rec, cond or WriteConditions())
 
-    async def put(self, key: str, value: Any) -> None:
-        await self.put_bytes(key, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
+    async def put(self, key: str, value: Any, cond: WriteConditions | None = None) -> None:
+        await self.put_bytes(key, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode(), cond=cond)
+
+    async def update(self, key: str, change: Callable[[Any], Any]) -> Any:
+        """Read-modify-write of one record as a compare-and-swap on its ETag, retried on conflict,
+        so concurrent updates from any worker process are never lost."""
+        for _ in range(50):
+            rec = self.store.get_object(SYSTEM_BUCKET, key)
+            current = None
+            if rec is not None:
+                try:
+                    current = json.loads(self.store.read_all(rec))
+                except ValueError as e:
+                    raise CorruptRecord(f"{SYSTEM_BUCKET}/{key}: not valid JSON ({e})") from None
+            new = change(current)
+            cond = WriteConditions(if_match=rec.etag) if rec else WriteConditions(if_none_match_any=True)
+            try:
+                await self.put(key, new, cond)
+            except S3Error as e:
+                if e.code in ("PreconditionFailed", "NoSuchKey"):
+                    continue  # someone else wrote it first: read again and reapply
+                raise
+            return new
+        raise S3Error("ConditionalRequestConflict", f"{key} kept changing; try again.", status=409)
 
     async def delete(self, keys: list[str]) -> None:
         await self.store.delete_objects(SYSTEM_BUCKET, keys)
