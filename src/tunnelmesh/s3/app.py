@@ -75,6 +75,8 @@ class S3Api:
         req.operation = r.name
         if req.bucket:
             check_system_bucket_access(req, req.bucket, r.read_only)
+        if not r.takes_body and req.has_body:
+            await _drain_verified(req)
         return await r.handler(self.ctx, req)
 
     def error_response(self, err: S3Error, req: Request) -> Response:
@@ -134,6 +136,17 @@ class S3Api:
             sent += len(chunk)
         await send({"type": "http.response.body", "body": b""})
         return sent
+
+
+async def _drain_verified(req: Request, cap: int = 64 * 1024) -> None:
+    """An operation that takes no body still must not run with a body its signature does not cover:
+    reading it through the verified stream raises XAmzContentSHA256Mismatch (or a chunk error)."""
+    assert req.body is not None
+    size = 0
+    async for chunk in req.body:
+        size += len(chunk)
+        if size > cap:
+            raise S3Error("InvalidRequest", f"{req.operation} does not take a request body.")
 
 
 def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:

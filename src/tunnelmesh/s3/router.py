@@ -26,6 +26,7 @@ class Route:
     name: str
     handler: Handler
     read_only: bool
+    takes_body: bool = False
 
 
 R = Route
@@ -38,21 +39,21 @@ ROUTES: tuple[Route, ...] = (
     R("GET", BUCKET, ("list-type",), None, "ListObjectsV2", listing.list_objects_v2, True),
     R("GET", BUCKET, (), None, "ListObjects", listing.list_objects_v1, True),
     R("HEAD", BUCKET, (), None, "HeadBucket", buckets.head_bucket, True),
-    R("PUT", BUCKET, (), None, "CreateBucket", buckets.create_bucket, False),
+    R("PUT", BUCKET, (), None, "CreateBucket", buckets.create_bucket, False, True),
     R("DELETE", BUCKET, (), None, "DeleteBucket", buckets.delete_bucket, False),
-    R("POST", BUCKET, ("delete",), None, "DeleteObjects", objects.delete_objects, False),
+    R("POST", BUCKET, ("delete",), None, "DeleteObjects", objects.delete_objects, False, True),
     R("GET", OBJECT, ("uploadId",), None, "ListParts", multipart.list_parts, True),
     R("GET", OBJECT, ("acl",), None, "GetObjectAcl", buckets.get_object_acl, True),
     R("GET", OBJECT, (), None, "GetObject", objects.get_object, True),
     R("HEAD", OBJECT, (), None, "HeadObject", objects.head_object, True),
     R("PUT", OBJECT, ("partNumber", "uploadId"), True, "UploadPartCopy", multipart.upload_part_copy, False),
-    R("PUT", OBJECT, ("partNumber", "uploadId"), False, "UploadPart", multipart.upload_part, False),
+    R("PUT", OBJECT, ("partNumber", "uploadId"), False, "UploadPart", multipart.upload_part, False, True),
     R("PUT", OBJECT, (), True, "CopyObject", copy.copy_object, False),
-    R("PUT", OBJECT, (), False, "PutObject", objects.put_object, False),
+    R("PUT", OBJECT, (), False, "PutObject", objects.put_object, False, True),
     R("DELETE", OBJECT, ("uploadId",), None, "AbortMultipartUpload", multipart.abort_upload, False),
     R("DELETE", OBJECT, (), None, "DeleteObject", objects.delete_object, False),
     R("POST", OBJECT, ("uploads",), None, "CreateMultipartUpload", multipart.create_upload, False),
-    R("POST", OBJECT, ("uploadId",), None, "CompleteMultipartUpload", multipart.complete_upload, False),
+    R("POST", OBJECT, ("uploadId",), None, "CompleteMultipartUpload", multipart.complete_upload, False, True),
 )
 
 # Query parameters that select an S3 sub-resource (an operation of its own).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from xml.etree.ElementTree import Element
@@ -24,7 +25,7 @@ def parse(body: bytes, root: str) -> Element:
         )
     try:
         doc = SafeET.fromstring(body, forbid_dtd=True)
-    except (SafeET.ParseError, DefusedXmlException, ValueError):
+    except (SafeET.ParseError, DefusedXmlException, ValueError, LookupError):  # LookupError: unknown encoding
         raise S3Error(
             "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema."
         ) from None
@@ -47,12 +48,18 @@ def iso8601(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
 
 
+# characters XML 1.0 cannot carry at all, not even as character references
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def e(value: object) -> str:
-    return escape(str(value))
+    """Escape text for XML; characters XML cannot hold become U+FFFD so the document stays
+    well-formed (clients that need such keys exactly ask for encoding-type=url)."""
+    return escape(_NOT_XML.sub("\ufffd", str(value)))
 
 
 def element(name: str, value: object) -> str:
-    return f"<{name}>{escape(str(value))}</{name}>"
+    return f"<{name}>{e(value)}</{name}>"
 
 
 def document(root: str, parts: Iterable[str]) -> bytes:

@@ -21,7 +21,8 @@ from tunnelmesh.s3.request import Request
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW_SECONDS = 15 * 60
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-_WS = re.compile(r"\s+")
+# SigV4 folds only spaces and tabs; \s would also fold U+0085 and U+00A0, letting unsigned bytes in
+_WS = re.compile(r"[ \t]+")
 _AUTH_RE = re.compile(
     r"^AWS4-HMAC-SHA256\s+Credential\s*=\s*([^,\s]+)\s*,\s*SignedHeaders\s*=\s*([^,\s]+)\s*,\s*"
     r"Signature\s*=\s*([0-9a-fA-F]+)\s*$"
@@ -85,7 +86,8 @@ def canonical_headers(req: Request, names: list[str]) -> str:
         value = req.headers.get(name)
         if value is None:
             raise S3Error("SignatureDoesNotMatch", f"Signed header {name} is missing from the request.")
-        lines.append(f"{name}:{_WS.sub(' ', value.strip())}\n")
+        folded = _WS.sub(" ", value.strip(" \t"))
+        lines.append(f"{name}:{folded}\n")
     return "".join(lines)
 
 
