@@ -11,7 +11,6 @@ import contextlib
 import errno
 import os
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -135,7 +134,3 @@ class BlobStore:
     def disk_free(self) -> int:
         st = os.statvfs(self.root)
         return st.f_bavail * st.f_frsize
-
-
-def now() -> float:
-    return time.time()
