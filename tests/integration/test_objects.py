@@ -298,3 +298,23 @@ def test_root_listener_serves_the_same_store(coordinator, s3, bucket) -> None:
     s3.put_object(Bucket=bucket, Key="k", Body=b"via prefix")
     root = coordinator.client(endpoint=coordinator.root_endpoint)
     assert root.get_object(Bucket=bucket, Key="k")["Body"].read() == b"via prefix"
+
+
+def test_empty_put_with_expect_continue_does_not_break_the_next_request(coordinator, bucket) -> None:
+    # botocore sends Expect: 100-continue even for an empty body; answered without a 100, it used to
+    # misread the next response on the same connection (boto/botocore#3755) and stall
+    import boto3
+    from botocore.config import Config
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=coordinator.endpoint,
+        aws_access_key_id="admin",
+        aws_secret_access_key=coordinator.token,
+        region_name="us-east-1",
+        config=Config(read_timeout=3, max_pool_connections=1, retries={"mode": "legacy", "max_attempts": 0}),
+    )
+    s3.put_object(Bucket=bucket, Key="empty", Body=b"")
+    second = s3.put_object(Bucket=bucket, Key="next", Body=b"x")
+    assert second["ETag"] == f'"{hashlib.md5(b"x").hexdigest()}"'
+    assert s3.get_object(Bucket=bucket, Key="next")["Body"].read() == b"x"

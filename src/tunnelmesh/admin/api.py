@@ -37,6 +37,7 @@ from tunnelmesh.coordinator.network import NetworkConfig
 from tunnelmesh.coordinator.peers import PeerRegistry
 from tunnelmesh.coordinator.shares import Shares
 from tunnelmesh.coordinator.state import SystemState
+from tunnelmesh.s3.app import close_after
 from tunnelmesh.s3.auth import authenticate
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import validate_bucket_name
@@ -97,7 +98,7 @@ class AdminApi:
             (b"content-length", str(len(body)).encode()),
             (b"x-request-id", req.request_id.encode()),
         ]
-        if req.has_body and not req.body_done:
+        if close_after(req):
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

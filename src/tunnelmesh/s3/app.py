@@ -91,9 +91,7 @@ class S3Api:
         headers = [(k.encode("latin-1"), v.encode("latin-1", "replace")) for k, v in resp.headers]
         headers.append((b"x-amz-request-id", req.request_id.encode()))
         headers.append((b"x-amz-id-2", req.request_id.encode()))
-        if req.has_body and not req.body_done:
-            # answered before the body was read (an early error): the unread bytes would be taken for the
-            # next request, so say that this connection ends here
+        if close_after(req):
             headers.append((b"connection", b"close"))
         head_only = req.method == "HEAD" or resp.status in _NO_BODY_STATUS
         if resp.slices is None and not any(k == b"content-length" for k, _ in headers):
@@ -136,6 +134,20 @@ class S3Api:
             sent += len(chunk)
         await send({"type": "http.response.body", "body": b""})
         return sent
+
+
+def close_after(req: Request) -> bool:
+    """Whether this connection must end with this response.
+
+    - Answered before the body was read (an early error): the unread bytes would be taken for the
+      next request.
+    - `Expect: 100-continue` answered without a `100 Continue` (an empty body): botocore then
+      misreads the next response on the same connection and stalls for its read timeout
+      (boto/botocore#3755).
+    """
+    if req.has_body and not req.body_done:
+        return True
+    return req.headers.get("expect", "").lower() == "100-continue" and not req.has_body
 
 
 async def _drain_verified(req: Request, cap: int = 64 * 1024) -> None:

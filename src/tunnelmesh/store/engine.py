@@ -85,6 +85,19 @@ class Store:
     async def _write(self, fn: Callable[[Meta], T]) -> T:
         return await self._writer.submit(fn)
 
+    async def _commit(self, fn: Callable[[Meta], list[str]], new_blobs: list[str] | None = None) -> None:
+        """A write whose result is the blobs it freed: those are unlinked after the grace period, and
+        `new_blobs` are discarded if the write fails. Both happen when the outcome is known, whether
+        or not the request that asked for the write is still waiting."""
+
+        def settle(ok: bool, value: object) -> None:
+            if ok:
+                self._free_later(value)  # type: ignore[arg-type]
+            elif new_blobs:
+                self.discard(new_blobs)
+
+        await self._writer.submit(fn, settle)
+
     def _free_later(self, blob_ids: list[str]) -> None:
         if not blob_ids:
             return
@@ -198,16 +211,10 @@ class Store:
         return self.read.get_object(bucket, key)
 
     async def put_object(self, rec: ObjectRecord, cond: WriteConditions) -> None:
-        try:
-            freed = await self._write(lambda m: m.put_object(rec, cond, self.max_size))
-        except BaseException:
-            self.discard([s.blob for s in rec.segments])
-            raise
-        self._free_later(freed)
+        await self._commit(lambda m: m.put_object(rec, cond, self.max_size), [s.blob for s in rec.segments])
 
     async def delete_objects(self, bucket: str, keys: list[str]) -> None:
-        freed = await self._write(lambda m: m.delete_objects(bucket, keys))
-        self._free_later(freed)
+        await self._commit(lambda m: m.delete_objects(bucket, keys))
 
     def list_objects(
         self,
@@ -229,12 +236,7 @@ class Store:
         return self.read.require_upload(bucket, key, upload_id)
 
     async def put_part(self, bucket: str, key: str, upload_id: str, part: Part) -> None:
-        try:
-            freed = await self._write(lambda m: m.put_part(bucket, key, upload_id, part, self.max_size))
-        except BaseException:
-            self.discard([part.blob])
-            raise
-        self._free_later(freed)
+        await self._commit(lambda m: m.put_part(bucket, key, upload_id, part, self.max_size), [part.blob])
 
     def parts(self, upload_id: str, after: int = 0, limit: int = 10001) -> list[Part]:
         return self.read.parts(upload_id, after, limit)
@@ -245,8 +247,7 @@ class Store:
         return self.read.list_uploads(bucket, prefix, key_marker, upload_id_marker, limit)
 
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        freed = await self._write(lambda m: m.abort_upload(bucket, key, upload_id))
-        self._free_later(freed)
+        await self._commit(lambda m: m.abort_upload(bucket, key, upload_id))
 
     def completed_upload(self, bucket: str, key: str, upload_id: str) -> tuple[str, str] | None:
         return self.read.completed_upload(bucket, key, upload_id)
@@ -259,7 +260,4 @@ class Store:
         parts_sig: str,
         cond: WriteConditions,
     ) -> None:
-        freed = await self._write(
-            lambda m: m.complete_upload(upload_id, rec, used_parts, parts_sig, cond, self.max_size)
-        )
-        self._free_later(freed)
+        await self._commit(lambda m: m.complete_upload(upload_id, rec, used_parts, parts_sig, cond, self.max_size))

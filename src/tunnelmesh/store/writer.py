@@ -23,7 +23,8 @@ from tunnelmesh.store.meta import Meta
 T = TypeVar("T")
 MAX_GROUP = 128
 
-_Item = tuple[Callable[[Meta], Any], asyncio.Future, asyncio.AbstractEventLoop]
+Settle = Callable[[bool, Any], None]
+_Item = tuple[Callable[[Meta], Any], asyncio.Future, asyncio.AbstractEventLoop, Settle | None]
 
 
 def _commit_error(e: sqlite3.Error) -> S3Error:
@@ -39,10 +40,13 @@ class GroupWriter:
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 
-    async def submit(self, fn: Callable[[Meta], T]) -> T:
+    async def submit(self, fn: Callable[[Meta], T], settle: Settle | None = None) -> T:
+        """Queue a write and wait for its group's commit. `settle(ok, result)` runs on the event loop
+        once the outcome is known, even if the awaiting request was cancelled in the meantime (a
+        queued write may still commit after its client went away)."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._queue.put((fn, fut, loop))
+        self._queue.put((fn, fut, loop, settle))
         return await fut
 
     def close(self) -> None:
@@ -74,7 +78,7 @@ class GroupWriter:
         outcomes: list[tuple[bool, Any]] = []
         try:
             meta.c.execute("BEGIN IMMEDIATE")
-            for fn, _, _ in group:
+            for fn, _, _, _ in group:
                 try:
                     outcomes.append((True, fn(meta)))
                 except Exception as e:  # noqa: BLE001 - this write fails alone (its savepoint rolled back)
@@ -85,11 +89,13 @@ class GroupWriter:
                 meta.c.execute("ROLLBACK")
             err = _commit_error(e)
             outcomes = [(False, err)] * len(group)
-        for (_, fut, loop), (ok, value) in zip(group, outcomes, strict=True):
-            loop.call_soon_threadsafe(_settle, fut, ok, value)
+        for (_, fut, loop, settle), (ok, value) in zip(group, outcomes, strict=True):
+            loop.call_soon_threadsafe(_settle, fut, ok, value, settle)
 
 
-def _settle(fut: asyncio.Future, ok: bool, value: Any) -> None:
+def _settle(fut: asyncio.Future, ok: bool, value: Any, settle: Settle | None) -> None:
+    if settle is not None:
+        settle(ok, value)
     if fut.cancelled():
         return
     if ok:
