@@ -108,6 +108,9 @@ def check_ports_free(settings: Settings) -> None:
     for key, listen in listens:
         family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as sock:
+            # SO_REUSEADDR tolerates connections still in TIME_WAIT after a restart; without
+            # SO_REUSEPORT the bind still fails if anything is listening there
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((listen.host, listen.port))
             except OSError as e:
