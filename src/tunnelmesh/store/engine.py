@@ -29,7 +29,9 @@ log = logging.getLogger("tunnelmesh.store")
 T = TypeVar("T")
 
 SYSTEM_BUCKET = "_tunnelmesh"
-UNLINK_GRACE_SECONDS = 30.0
+# long enough for a reader that just looked a blob up to open it (and for granian to open a
+# pathsend file); short enough that deleting frees space promptly
+UNLINK_GRACE_SECONDS = 5.0
 
 
 CLEAN_SHUTDOWN = ".clean-shutdown"
