@@ -419,9 +419,9 @@ def check_disk(data_dir: Path) -> dict:
             if inline_len is not None:
                 if inline_len != size or segs:
                     problems.append(f"object {bucket}/{key}: size {size}, {inline_len} inline bytes, segments {segs}")
-            elif sum(s for _, s in segs) != size:
+            elif sum(seg[1] for seg in segs) != size:
                 problems.append(f"object {bucket}/{key}: size {size} but segments {segs}")
-            for blob, s in segs:
+            for blob, s, *_ in segs:
                 if refs.setdefault(blob, s) != s:
                     problems.append(f"blob {blob} referenced with sizes {refs[blob]} and {s}")
         uploads = {u: b for u, b in conn.execute("SELECT upload_id, bucket FROM uploads")}

@@ -12,6 +12,7 @@ Authenticated exactly like the S3 API (SigV4, Basic, Bearer), allowed to admins 
     GET    /api/buckets/{name}/usage       bytes used, objects, in-progress multipart bytes, quota, percent
     GET    /api/storage                    the whole store against max_size, the disk's free space, per bucket
     GET    /api/storage/verify             recount usage from the metadata and report any difference
+    POST   /api/storage/scrub[?repair=true] re-hash every object; with repair, quarantine the rotten ones
     GET    /api/network                    network configuration
     PUT    /api/network                    {"key": str, "value": str}
     GET    /api/shares
@@ -23,6 +24,7 @@ Authenticated exactly like the S3 API (SigV4, Basic, Bearer), allowed to admins 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -42,6 +44,7 @@ from tunnelmesh.s3.auth import authenticate
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import validate_bucket_name
 from tunnelmesh.s3.request import Request, parse_query
+from tunnelmesh.store import scrub
 from tunnelmesh.store.engine import SYSTEM_BUCKET
 
 log = logging.getLogger("tunnelmesh.admin")
@@ -179,6 +182,25 @@ class AdminApi:
         rows = self.store.verify_usage()
         return 200, {"ok": all(r["ok"] for r in rows), "buckets": rows}
 
+    async def storage_scrub(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        repair = req.query.get("repair", "").lower() in ("1", "true", "yes")
+        loop = asyncio.get_running_loop()
+        report = await loop.run_in_executor(None, scrub.scrub, self.store.data_dir, repair)
+        if repair:
+            by_bucket: dict[str, list[str]] = {}
+            for rot in report.rotten:
+                by_bucket.setdefault(rot.bucket, []).append(rot.key)
+            for bucket, keys in by_bucket.items():
+                await self.store.delete_objects(bucket, keys)
+        return 200, {
+            "ok": not report.rotten,
+            "objects": report.objects,
+            "bytes": report.bytes,
+            "rotten": [{"bucket": r.bucket, "key": r.key, "problem": r.problem} for r in report.rotten],
+            "repaired": repair,
+            "quarantined_blobs": report.quarantined,
+        }
+
     # ---- network and shares --------------------------------------------------------------
 
     async def show_network(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
@@ -277,6 +299,7 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("GET", rf"/api/buckets/{_NAME}/usage", AdminApi.bucket_usage),
         ("GET", r"/api/storage", AdminApi.storage_status),
         ("GET", r"/api/storage/verify", AdminApi.storage_verify),
+        ("POST", r"/api/storage/scrub", AdminApi.storage_scrub),
         ("GET", r"/api/network", AdminApi.show_network),
         ("PUT", r"/api/network", AdminApi.set_network),
         ("GET", r"/api/shares", AdminApi.list_shares),

@@ -38,7 +38,10 @@ class Coordinator:
         import requests
 
         try:
-            r = requests.request(method, url, headers={**self._headers(), **kw.pop("headers", {})}, timeout=60, **kw)
+            timeout = kw.pop("timeout", 60)
+            r = requests.request(
+                method, url, headers={**self._headers(), **kw.pop("headers", {})}, timeout=timeout, **kw
+            )
         except requests.ConnectionError:
             raise CliError(f"cannot reach the coordinator at {self.endpoint}") from None
         except requests.Timeout:

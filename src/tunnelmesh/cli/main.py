@@ -239,6 +239,23 @@ def storage_verify(c: Coordinator, as_json: bool) -> None:
         sys.exit(1)
 
 
+@storage.command("scrub")
+@click.option("--repair", is_flag=True, help="move the blobs of rotten objects to quarantine/ and delete the objects")
+@click.option("--json", "as_json", is_flag=True)
+@connection
+def storage_scrub(c: Coordinator, repair: bool, as_json: bool) -> None:
+    """Re-hash every stored object against its recorded MD5; exit 1 if any rotted."""
+    d = c.api("POST", "storage/scrub" + ("?repair=true" if repair else ""), timeout=None)
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+    else:
+        click.echo(f"checked {d['objects']} objects ({human(d['bytes'])})")
+        for r in d["rotten"]:
+            click.echo(f"ROTTEN  {r['bucket']}/{r['key']}: {r['problem']}" + ("  (quarantined)" if repair else ""))
+    if d["rotten"]:
+        sys.exit(1)
+
+
 # ---- peer ----------------------------------------------------------------------------------
 
 

@@ -58,7 +58,7 @@ class SystemState:
         inline: bytes | None = data
         if len(data) > INLINE_MAX:
             writer = await self.store.ingest(_once(data), len(data))
-            segments, inline = [Segment(writer.blob_id, len(data))], None
+            segments, inline = [Segment(writer.blob_id, len(data), hashlib.md5(data).hexdigest())], None
         rec = ObjectRecord(
             bucket=SYSTEM_BUCKET,
             key=key,

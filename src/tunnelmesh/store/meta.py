@@ -69,7 +69,7 @@ def init_schema(conn: sqlite3.Connection) -> None:
 
 
 def _segments_to_json(segments: list[Segment]) -> str:
-    return json.dumps([[s.blob, s.size] for s in segments])
+    return json.dumps([[s.blob, s.size, s.md5] for s in segments])
 
 
 def _insert_object(c: sqlite3.Connection, rec: ObjectRecord) -> None:
@@ -99,7 +99,7 @@ def _row_to_object(r: tuple) -> ObjectRecord:
         mtime=r[4],
         headers=json.loads(r[5]),
         checksums=json.loads(r[6]),
-        segments=[Segment(b, s) for b, s in json.loads(r[7])],
+        segments=[Segment(*seg) for seg in json.loads(r[7])],
         owner=r[8],
         data=r[9],
     )
@@ -263,7 +263,7 @@ class Meta:
                 "UPDATE buckets SET used = used + ?, objects = objects + ? WHERE name=?",
                 (rec.size - old_size, 0 if old else 1, rec.bucket),
             )
-        return [b for b, _ in json.loads(old[2])] if old else []
+        return [seg[0] for seg in json.loads(old[2])] if old else []
 
     def delete_objects(self, bucket: str, keys: list[str]) -> list[str]:
         """Delete keys that exist (absent keys are fine); returns freed blob ids."""
@@ -278,7 +278,7 @@ class Meta:
                 if r:
                     size += r[0]
                     count += 1
-                    freed.extend(b for b, _ in json.loads(r[1]))
+                    freed.extend(seg[0] for seg in json.loads(r[1]))
             if count:
                 c.execute(
                     "UPDATE buckets SET used = used - ?, objects = objects - ? WHERE name=?",
@@ -478,7 +478,7 @@ class Meta:
             )
         freed = unused
         if old:
-            freed += [b for b, _ in json.loads(old[2])]
+            freed += [seg[0] for seg in json.loads(old[2])]
         return freed
 
     def verify_usage(self) -> list[dict[str, object]]:
@@ -514,7 +514,7 @@ class Meta:
     def referenced_blobs(self) -> set[str]:
         refs: set[str] = set()
         for (segs,) in self.c.execute("SELECT segments FROM objects"):
-            refs.update(b for b, _ in json.loads(segs))
+            refs.update(seg[0] for seg in json.loads(segs))
         refs.update(b for (b,) in self.c.execute("SELECT blob FROM parts"))
         return refs
 

@@ -21,6 +21,7 @@ class Bucket:
 class Segment:
     blob: str
     size: int
+    md5: str = ""  # hex MD5 of the blob's bytes, for scrubbing ("" in rows written before it was kept)
 
 
 @dataclass(slots=True)

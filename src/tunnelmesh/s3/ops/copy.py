@@ -130,7 +130,7 @@ async def copy_object(ctx: Context, req: Request) -> Response:
         mtime=time.time(),
         headers=dict(headers),
         checksums=copied.checksums,
-        segments=[Segment(copied.blob, copied.size)] if copied.blob else [],
+        segments=[Segment(copied.blob, copied.size, copied.md5_hex)] if copied.blob else [],
         data=copied.data,
         owner=req.principal.peer_id,
     )

@@ -193,7 +193,7 @@ async def complete_upload(ctx: Context, req: Request) -> Response:
         mtime=time.time(),
         headers=up.headers,
         checksums=sums,
-        segments=[Segment(p.blob, p.size) for p in chosen],
+        segments=[Segment(p.blob, p.size, p.etag) for p in chosen],
         owner=req.principal.peer_id,
     )
     await ctx.store.complete_upload(upload_id, rec, [p.part_number for p in chosen], signature, write_conditions(req))

@@ -128,7 +128,7 @@ async def put_object(ctx: Context, req: Request) -> Response:
         data = await read_inline(req, digest, declared)
     else:
         blob = await store_body(ctx.store, req, digest, declared, MAX_OBJECT_SIZE, bucket, old.size if old else 0)
-        segments = [Segment(blob, digest.size)]
+        segments = [Segment(blob, digest.size, digest.md5_hex)]
     rec = ObjectRecord(
         bucket=req.bucket,
         key=req.key,
