@@ -63,6 +63,17 @@ class Listen:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Protection against clients that are slow, huge or many; the defaults suit a mesh coordinator."""
+
+    max_object_size: int = 5 * 2**40  # S3's own limit
+    max_header_size: int = 64 * 1024  # the request line plus headers
+    header_timeout: float = 30.0  # seconds to receive the request head
+    body_timeout: float = 60.0  # seconds a request body may stall between two chunks
+    max_connections: int = 256  # requests in flight per worker; more wait in the listen backlog
+
+
+@dataclass(frozen=True)
 class Settings:
     listen: Listen = field(default_factory=lambda: Listen("127.0.0.1", 8080))
     s3_listen: Listen | None = field(default_factory=lambda: Listen("127.0.0.1", 9000))
@@ -72,6 +83,7 @@ class Settings:
     workers: int = 0  # 0: one per core
     allow_public: bool = False
     log_level: str = "info"
+    limits: Limits = field(default_factory=Limits)
 
 
 def parse_listen(key: str, value: Any) -> Listen:
@@ -110,7 +122,35 @@ def check_bind_address(key: str, listen: Listen, allow_public: bool) -> None:
         )
 
 
-_TOP_KEYS = {"listen", "s3", "workers", "log_level", "region"}
+_TOP_KEYS = {"listen", "s3", "workers", "log_level", "region", "limits"}
+_LIMIT_KEYS = {f for f in Limits.__dataclass_fields__}
+
+
+def parse_limits(raw: Any) -> Limits:
+    if raw is None:
+        return Limits()
+    if not isinstance(raw, dict):
+        raise ConfigError("limits: expected a mapping")
+    values: dict[str, Any] = {}
+    for k, v in raw.items():
+        if k not in _LIMIT_KEYS:
+            raise ConfigError(f"limits.{k}: unknown key (known: {', '.join(sorted(_LIMIT_KEYS))})")
+        try:
+            if k.endswith("_size"):
+                values[k] = parse_size(v)
+            elif k.endswith("_timeout"):
+                values[k] = float(str(v).removesuffix("s"))
+            else:
+                values[k] = int(v)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"limits.{k}: {e}") from None
+        if values[k] <= 0:
+            raise ConfigError(f"limits.{k}: must be greater than zero")
+    if values.get("max_header_size", Limits.max_header_size) < 8192:
+        raise ConfigError("limits.max_header_size: must be at least 8KiB")
+    return Limits(**values)
+
+
 _S3_KEYS = {"data_dir", "max_size", "listen"}
 
 
@@ -160,7 +200,9 @@ def load(path: Path | None, *, allow_public: bool = False) -> Settings:
         check_bind_address("s3.listen", s3_listen, allow_public)
         if (s3_listen.host, s3_listen.port) == (listen.host, listen.port) and listen.port != 0:
             raise ConfigError("s3.listen: must differ from listen")
+    limits = parse_limits(raw.get("limits"))
     return Settings(
+        limits=limits,
         listen=listen,
         s3_listen=s3_listen,
         data_dir=data_dir,

@@ -13,18 +13,19 @@ import logging
 import signal
 
 from granian.constants import Interfaces
+from granian.http import HTTP1Settings
 from granian.log import LogLevels
 from granian.server.embed import Server
 
 from tunnelmesh.asgi import build
-from tunnelmesh.config import Listen, Settings
+from tunnelmesh.config import Limits, Listen, Settings
 
 log = logging.getLogger("tunnelmesh.worker")
 
 BIND_FAILED = 3
 
 
-def _server(app: object, listen: Listen) -> Server:
+def _server(app: object, listen: Listen, limits: Limits) -> Server:
     return Server(
         app,
         address=listen.host,
@@ -33,6 +34,12 @@ def _server(app: object, listen: Listen) -> Server:
         websockets=False,
         backlog=1024,
         log_level=LogLevels.error,
+        # requests in flight per worker; beyond it connections wait in the backlog, so one greedy
+        # client cannot make a worker take on unbounded work
+        backpressure=limits.max_connections,
+        http1_settings=HTTP1Settings(
+            header_read_timeout=int(limits.header_timeout * 1000), max_buffer_size=limits.max_header_size
+        ),
     )
 
 
@@ -62,9 +69,9 @@ def serve(settings: Settings, admin_token: str) -> int:
     signal.signal(signal.SIGINT, _request_stop)
     _die_with_parent()
     apps = build(settings, admin_token)
-    servers = [_server(apps.main, settings.listen)]
+    servers = [_server(apps.main, settings.listen, settings.limits)]
     if settings.s3_listen is not None:
-        servers.append(_server(apps.root, settings.s3_listen))
+        servers.append(_server(apps.root, settings.s3_listen, settings.limits))
 
     async def run() -> None:
         loop = asyncio.get_running_loop()

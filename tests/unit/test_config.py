@@ -75,3 +75,34 @@ def test_public_address_allowed_when_asked(tmp_path) -> None:
     p = tmp_path / "c.yaml"
     p.write_text("listen: 0.0.0.0:8080\n")
     assert load(p, allow_public=True).listen.host == "0.0.0.0"
+
+
+def test_limits_parse_sizes_and_seconds(tmp_path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text(
+        "limits:\n  max_object_size: 1GiB\n  max_header_size: 32KiB\n  body_timeout: 15s\n  max_connections: 64\n"
+    )
+    limits = load(p).limits
+    assert (limits.max_object_size, limits.max_header_size, limits.body_timeout, limits.max_connections) == (
+        2**30,
+        32 * 1024,
+        15.0,
+        64,
+    )
+
+
+@pytest.mark.parametrize(
+    "yaml",
+    [
+        "limits:\n  nope: 1\n",
+        "limits:\n  body_timeout: -1\n",
+        "limits:\n  max_header_size: 1KiB\n",
+        "limits:\n  max_connections: many\n",
+    ],
+)
+def test_bad_limits_name_the_key(tmp_path, yaml) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml)
+    with pytest.raises(ConfigError) as e:
+        load(p)
+    assert "limits." in str(e.value)

@@ -38,6 +38,7 @@ STATUS: dict[str, int] = {
     "NotModified": 304,
     "PreconditionFailed": 412,
     "QuotaExceeded": 403,
+    "RequestTimeout": 400,
     "RequestTimeTooSkewed": 403,
     "SignatureDoesNotMatch": 403,
     "XAmzContentSHA256Mismatch": 400,

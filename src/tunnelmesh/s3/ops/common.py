@@ -39,6 +39,11 @@ STORED_HEADERS = (
 class Context:
     store: Store
     region: str
+    max_object_size: int = MAX_OBJECT_SIZE
+
+    @property
+    def max_part_size(self) -> int:
+        return min(MAX_PART_SIZE, self.max_object_size)
 
 
 Handler = Callable[[Context, Request], Awaitable[Response]]

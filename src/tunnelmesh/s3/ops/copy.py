@@ -13,7 +13,6 @@ from tunnelmesh.s3 import checksums, conditions, xml
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import (
     INLINE_MAX,
-    MAX_PART_SIZE,
     Context,
     check_system_bucket_access,
     object_headers_from_request,
@@ -108,10 +107,11 @@ async def copy_object(ctx: Context, req: Request) -> Response:
             "This copy request is illegal because it is trying to copy an object to itself without changing "
             "the object's metadata, storage class, website redirect location or encryption attributes.",
         )
-    if src.size > MAX_PART_SIZE:
+    if src.size > ctx.max_part_size:
         raise S3Error(
             "InvalidRequest",
-            f"The specified copy source is larger than the maximum allowable size for a copy source: {MAX_PART_SIZE}",
+            "The specified copy source is larger than the maximum allowable size for a copy source: "
+            f"{ctx.max_part_size}",
         )
     headers = src.headers if directive == "COPY" else object_headers_from_request(req)
     cond = write_conditions(req)

@@ -13,7 +13,6 @@ from tunnelmesh.s3 import checksums, conditions, xml
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.integrity import UploadDigest
 from tunnelmesh.s3.ops.common import (
-    MAX_PART_SIZE,
     MIN_PART_SIZE,
     Context,
     object_headers_from_request,
@@ -80,10 +79,10 @@ async def upload_part(ctx: Context, req: Request) -> Response:
     number = _part_number(req)
     up = ctx.store.require_upload(req.bucket, req.key, req.query["uploadId"])
     bucket = ctx.store.require_bucket(req.bucket)
-    declared = upload_length(req, MAX_PART_SIZE)
+    declared = upload_length(req, ctx.max_part_size)
     digest = UploadDigest(req, up.checksum_algorithm)
     replaced = next((p.size for p in ctx.store.parts(up.upload_id, number - 1, 1) if p.part_number == number), 0)
-    blob = await store_body(ctx.store, req, digest, declared, MAX_PART_SIZE, bucket, replaced)
+    blob = await store_body(ctx.store, req, digest, declared, ctx.max_part_size, bucket, replaced)
     part = Part(number, digest.size, digest.md5_hex, time.time(), blob, digest.checksums)
     await ctx.store.put_part(req.bucket, req.key, up.upload_id, part)
     out = [("etag", f'"{part.etag}"')]
@@ -100,7 +99,7 @@ async def upload_part_copy(ctx: Context, req: Request) -> Response:
     rng = req.header("x-amz-copy-source-range")
     first, last = conditions.parse_copy_range(rng, src.size) if rng else (0, src.size - 1)
     length = last - first + 1 if src.size else 0
-    if length > MAX_PART_SIZE:
+    if length > ctx.max_part_size:
         raise S3Error("InvalidRequest", "The specified copy range is larger than the maximum part size.")
     ctx.store.admit(bucket, length)
     algorithms = [up.checksum_algorithm] if up.checksum_algorithm else []
@@ -180,6 +179,14 @@ async def complete_upload(ctx: Context, req: Request) -> Response:
                 ETag=etag,
             )
         chosen.append(part)
+    total = sum(p.size for p in chosen)
+    if total > ctx.max_object_size:
+        raise S3Error(
+            "EntityTooLarge",
+            "Your proposed upload exceeds the maximum allowed size",
+            ProposedSize=str(total),
+            MaxSizeAllowed=str(ctx.max_object_size),
+        )
     etag = checksums.md5_of_parts([p.etag for p in chosen])
     sums: dict[str, str] = {}
     alg = up.checksum_algorithm

@@ -10,7 +10,6 @@ from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.integrity import UploadDigest
 from tunnelmesh.s3.ops.common import (
     INLINE_MAX,
-    MAX_OBJECT_SIZE,
     Context,
     object_headers_from_request,
     object_response_headers,
@@ -118,7 +117,7 @@ async def put_object(ctx: Context, req: Request) -> Response:
     bucket = ctx.store.require_bucket(req.bucket)
     headers = object_headers_from_request(req)
     cond = write_conditions(req)
-    declared = upload_length(req, MAX_OBJECT_SIZE)
+    declared = upload_length(req, ctx.max_object_size)
     old = ctx.store.get_object(req.bucket, req.key)
     digest = UploadDigest(req)
     data: bytes | None = None
@@ -127,7 +126,7 @@ async def put_object(ctx: Context, req: Request) -> Response:
         ctx.store.admit(bucket, declared - (old.size if old else 0))
         data = await read_inline(req, digest, declared)
     else:
-        blob = await store_body(ctx.store, req, digest, declared, MAX_OBJECT_SIZE, bucket, old.size if old else 0)
+        blob = await store_body(ctx.store, req, digest, declared, ctx.max_object_size, bucket, old.size if old else 0)
         segments = [Segment(blob, digest.size, digest.md5_hex)]
     rec = ObjectRecord(
         bucket=req.bucket,
