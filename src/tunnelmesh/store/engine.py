@@ -1,9 +1,9 @@
 """The Store API: the only door to metadata and blobs.
 
 Reads run inline on the event loop (indexed SQLite lookups take microseconds); writes go to one
-writer thread per worker process, which commits them in groups (a commit fsyncs the WAL). Blobs freed by an overwrite or
-delete are unlinked after a grace period, so a reader that looked up the old version a moment
-earlier can still open it.
+writer thread per worker process, which commits them in groups (a commit fsyncs the WAL). Blobs
+freed by an overwrite or delete are unlinked after a grace period, so a reader that looked up the
+old version a moment earlier can still open it.
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ SYSTEM_BUCKET = "_tunnelmesh"
 # long enough for a reader that just looked a blob up to open it (and for granian to open a
 # pathsend file); short enough that deleting frees space promptly
 UNLINK_GRACE_SECONDS = 5.0
-
-
 CLEAN_SHUTDOWN = ".clean-shutdown"
 
 
