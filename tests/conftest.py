@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -66,6 +67,16 @@ class Coordinator:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def tunnelmesh_exe() -> str:
+    """The installed `tunnelmesh` console script (next to this interpreter, else on PATH)."""
+    beside = Path(sys.executable).with_name("tunnelmesh")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("tunnelmesh")
+    assert found, "the tunnelmesh console script is not installed"
+    return found
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, log_path: Path, timeout: float = 20.0) -> None:

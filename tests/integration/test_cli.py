@@ -23,22 +23,12 @@ import pytest
 import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from conftest import Coordinator, free_port, start_coordinator, wait_for_port
+from conftest import Coordinator, free_port, start_coordinator, tunnelmesh_exe, wait_for_port
 
 REGION = "us-east-1"
 
 
 # ---- helpers -----------------------------------------------------------------------------------
-
-
-def tunnelmesh_exe() -> str:
-    """The installed `tunnelmesh` console script (next to this interpreter, else on PATH)."""
-    beside = Path(sys.executable).with_name("tunnelmesh")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("tunnelmesh")
-    assert found, "the tunnelmesh console script is not installed"
-    return found
 
 
 def base_env(**extra: str) -> dict[str, str]:

@@ -8,33 +8,22 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import boto3
 import pytest
 import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from conftest import tunnelmesh_exe
 
 SYSTEM = "_tunnelmesh"
 REGION = "us-east-1"
 
 
 # ---- helpers -----------------------------------------------------------------------------------
-
-
-def tunnelmesh_exe() -> str:
-    """The installed `tunnelmesh` console script (next to this interpreter, else on PATH)."""
-    beside = Path(sys.executable).with_name("tunnelmesh")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("tunnelmesh")
-    assert found, "the tunnelmesh console script is not installed"
-    return found
 
 
 def cli_env() -> dict[str, str]:
