@@ -18,6 +18,7 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 
 def free_port() -> int:
@@ -77,6 +78,15 @@ def tunnelmesh_exe() -> str:
     found = shutil.which("tunnelmesh")
     assert found, "the tunnelmesh console script is not installed"
     return found
+
+
+def bucket_exists(s3, bucket: str) -> bool:
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as e:
+        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 404, e.response
+        return False
+    return True
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, log_path: Path, timeout: float = 20.0) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 from awscrt import checksums as crt_checksums
-from botocore.exceptions import ClientError
+from conftest import bucket_exists
 
 MiB = 1024 * 1024
 
@@ -85,15 +85,6 @@ def list_keys(s3, bucket: str) -> list[str]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         keys.extend(o["Key"] for o in page.get("Contents", []))
     return keys
-
-
-def bucket_exists(s3, bucket: str) -> bool:
-    try:
-        s3.head_bucket(Bucket=bucket)
-    except ClientError as e:
-        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 404, e.response
-        return False
-    return True
 
 
 def test_s3_ls_lists_an_existing_bucket(aws, bucket: str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from botocore.exceptions import ClientError
+from conftest import bucket_exists
 
 MiB = 1024 * 1024
 S3CMD = Path(sys.executable).with_name("s3cmd")
@@ -77,15 +77,6 @@ def s3cmd(coordinator, tmp_path_factory: pytest.TempPathFactory) -> S3cmd:
 @pytest.fixture(scope="module")
 def s3cmd_v2(coordinator, tmp_path_factory: pytest.TempPathFactory) -> S3cmd:
     return S3cmd(coordinator, tmp_path_factory.mktemp("s3cmd-home-v2"), signature_v2=True)
-
-
-def bucket_exists(s3, bucket: str) -> bool:
-    try:
-        s3.head_bucket(Bucket=bucket)
-    except ClientError as e:
-        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 404, e.response
-        return False
-    return True
 
 
 def ls_lines(stdout: str) -> list[list[str]]:

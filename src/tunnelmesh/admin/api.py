@@ -43,7 +43,7 @@ from tunnelmesh.s3.app import close_after
 from tunnelmesh.s3.auth import authenticate
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import validate_bucket_name
-from tunnelmesh.s3.request import Request, parse_query
+from tunnelmesh.s3.request import Request, headers_from_asgi, parse_query
 from tunnelmesh.store import scrub
 from tunnelmesh.store.engine import SYSTEM_BUCKET
 
@@ -70,7 +70,7 @@ class AdminApi:
             method=scope["method"],
             raw_path=raw_path,
             raw_query=(scope.get("query_string") or b"").decode("latin-1"),
-            headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
+            headers=headers_from_asgi(scope["headers"]),
             receive=receive,
             prefix="",
         )

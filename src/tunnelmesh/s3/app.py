@@ -16,7 +16,7 @@ from tunnelmesh.s3.auth import authenticate
 from tunnelmesh.s3.auth.credentials import Credentials
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import Context, check_system_bucket_access
-from tunnelmesh.s3.request import Receive, Request, parse_query, split_path
+from tunnelmesh.s3.request import Receive, Request, headers_from_asgi, parse_query, split_path
 from tunnelmesh.s3.response import Response, read_slices
 from tunnelmesh.s3.router import route
 
@@ -38,7 +38,7 @@ class S3Api:
             method=scope["method"],
             raw_path=raw_path.decode("latin-1"),
             raw_query=(scope.get("query_string") or b"").decode("latin-1"),
-            headers=_headers(scope["headers"]),
+            headers=headers_from_asgi(scope["headers"]),
             receive=receive,
             prefix=prefix,
         )
@@ -159,12 +159,3 @@ async def _drain_verified(req: Request, cap: int = 64 * 1024) -> None:
         size += len(chunk)
         if size > cap:
             raise S3Error("InvalidRequest", f"{req.operation} does not take a request body.")
-
-
-def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in raw:
-        name = k.decode("latin-1").lower()
-        value = v.decode("latin-1")
-        out[name] = f"{out[name]},{value}" if name in out else value
-    return out

@@ -99,3 +99,13 @@ async def read_small_body(req: Request, limit: int = 2 * 1024 * 1024) -> bytes:
         if len(buf) > limit:
             raise S3Error("MaxMessageLengthExceeded", "Your request was too big.", status=400)
     return bytes(buf)
+
+
+def headers_from_asgi(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Lower-case names; repeated headers joined with commas, as SigV4 canonicalises them."""
+    out: dict[str, str] = {}
+    for k, v in raw:
+        name = k.decode("latin-1").lower()
+        value = v.decode("latin-1")
+        out[name] = f"{out[name]},{value}" if name in out else value
+    return out
