@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -11,6 +13,25 @@ from urllib.parse import unquote
 from tunnelmesh.s3.errors import S3Error
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class _RequestIds:
+    """16 hex digits: a random prefix per process and a counter. Unique across workers and
+    restarts, and far cheaper than 8 fresh random bytes per request (a getrandom call each)."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self._prefix = secrets.token_hex(4).upper()
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFF:08X}"
+
+
+new_request_id = _RequestIds()
 
 
 @dataclass(slots=True)
@@ -44,7 +65,7 @@ class Request:
     key: str = ""
     query_items: list[tuple[str, str, str, str]] = field(default_factory=list)
     query: dict[str, str] = field(default_factory=dict)
-    request_id: str = field(default_factory=lambda: secrets.token_hex(8).upper())
+    request_id: str = field(default_factory=new_request_id)
     principal: Principal | None = None
     # the verified, de-framed request body; set by authentication
     body: AsyncIterator[bytes] | None = None

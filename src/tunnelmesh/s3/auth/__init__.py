@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import AsyncIterator
 
 from tunnelmesh.s3.auth import sigv2, sigv4
@@ -18,6 +19,7 @@ STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
 STREAMING_SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
 STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
 UNSIGNED = "UNSIGNED-PAYLOAD"
+_SHA256_HEX = re.compile("[0-9a-f]{64}")
 
 
 def _identity(creds: Credentials, access_key: str) -> Identity:
@@ -90,9 +92,7 @@ def authenticate(req: Request, creds: Credentials) -> None:
         payload = req.header("x-amz-content-sha256")
         if not payload:
             raise S3Error("InvalidRequest", "Missing required header for this request: x-amz-content-sha256")
-        if not (payload in (UNSIGNED,) or payload.startswith("STREAMING-")) and (
-            len(payload) != 64 or any(c not in "0123456789abcdef" for c in payload)
-        ):
+        if not (payload == UNSIGNED or payload.startswith("STREAMING-") or _SHA256_HEX.fullmatch(payload)):
             raise S3Error(
                 "InvalidArgument",
                 "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, a STREAMING- value, or a valid sha256 value.",

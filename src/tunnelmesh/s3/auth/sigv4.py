@@ -125,11 +125,16 @@ def sign(key: bytes, text: str) -> str:
     return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
 
 
+_AMZ_DATE = re.compile(r"(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z", re.ASCII)
+
+
 def parse_amz_date(value: str) -> float:
-    try:
-        return float(timegm(time.strptime(value, "%Y%m%dT%H%M%SZ")))
-    except ValueError:
-        raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header") from None
+    # by hand: time.strptime took about 15 us of a 4 KiB PUT's CPU
+    m = _AMZ_DATE.fullmatch(value)
+    fields = tuple(map(int, m.groups())) if m else ()
+    if not fields or not (1 <= fields[1] <= 12 and 1 <= fields[2] <= 31 and fields[3] <= 23 and fields[4] <= 59):
+        raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
+    return float(timegm(fields + (0, 0, 0)))
 
 
 def check_skew(req_time: float, amz_date: str) -> None:

@@ -114,18 +114,19 @@ async def read_inline(req: Request, digest: UploadDigest, declared: int) -> byte
 async def put_object(ctx: Context, req: Request) -> Response:
     assert req.principal is not None
     validate_key(req.key)
-    bucket = ctx.store.require_bucket(req.bucket)
     headers = object_headers_from_request(req)
     cond = write_conditions(req)
     declared = upload_length(req, ctx.max_object_size)
-    old = ctx.store.get_object(req.bucket, req.key)
     digest = UploadDigest(req)
     data: bytes | None = None
     segments: list[Segment] = []
     if declared is not None and declared <= INLINE_MAX:
-        ctx.store.admit(bucket, declared - (old.size if old else 0))
+        # No lookups before a small body: reading it costs less than the bucket and quota reads
+        # would, and the commit checks the bucket, the conditions and the quota exactly anyway.
         data = await read_inline(req, digest, declared)
     else:
+        bucket = ctx.store.require_bucket(req.bucket)
+        old = ctx.store.get_object(req.bucket, req.key)
         blob = await store_body(ctx.store, req, digest, declared, ctx.max_object_size, bucket, old.size if old else 0)
         segments = [Segment(blob, digest.size, digest.md5_hex)]
     rec = ObjectRecord(
