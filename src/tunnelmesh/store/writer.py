@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
 import queue
 import sqlite3
@@ -27,6 +28,7 @@ from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.store import meta as meta_mod
 from tunnelmesh.store.meta import Meta
 
+log = logging.getLogger("tunnelmesh.store")
 T = TypeVar("T")
 MAX_GROUP = 128
 
@@ -118,7 +120,10 @@ def _hand_back(group: list[_Item], outcomes: list[tuple[bool, Any]]) -> None:
 def _settle_all(results: list[tuple[asyncio.Future, bool, Any, Settle | None]]) -> None:
     for fut, ok, value, settle in results:
         if settle is not None:
-            settle(ok, value)
+            try:
+                settle(ok, value)
+            except Exception:  # noqa: BLE001 - cleanup failing must not strand the other writers' requests
+                log.exception("cleanup after a commit failed")
         if fut.cancelled():
             continue
         if ok:
