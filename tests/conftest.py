@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -59,6 +60,14 @@ class Coordinator:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, pattern: str, timeout: float = 60.0) -> re.Match[str]:
+        """The first match of `pattern` in the log, once it appears."""
+        deadline = time.monotonic() + timeout
+        while (m := re.search(pattern, self.log())) is None:
+            assert time.monotonic() < deadline, f"{pattern!r} not logged within {timeout} s:\n{self.log()[-3000:]}"
+            time.sleep(0.05)
+        return m
 
     def stop(self) -> None:
         if self.proc.poll() is None:

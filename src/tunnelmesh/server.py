@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tunnelmesh.config import ConfigError, Settings
-from tunnelmesh.store.engine import mark_clean_shutdown, prepare_data_dir
+from tunnelmesh.store.engine import mark_clean_shutdown, prepare_data_dir, sweep_orphans
 
 log = logging.getLogger("tunnelmesh")
 
@@ -133,11 +133,28 @@ def _spawn_worker(settings: Settings, token: str) -> int:
     return pid
 
 
+def _spawn_sweeper(settings: Settings, before: float) -> int:
+    """The orphan sweep after a crash, in its own process: the workers serve meanwhile, and the
+    supervisor stays free of threads (it forks workers)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            sweep_orphans(settings.data_dir, before)
+            code = 0
+        except BaseException:  # noqa: BLE001 - report, never return into the supervisor's code
+            log.exception("orphan sweep failed")
+        finally:
+            logging.shutdown()
+            os._exit(code)
+    return pid
+
+
 def run(settings: Settings) -> int:
     """Start the coordinator and block until it is stopped. Returns the exit code."""
     check_data_dir(settings.data_dir)
     check_ports_free(settings)
-    prepare_data_dir(settings.data_dir)
+    sweep_before = prepare_data_dir(settings.data_dir)
     token, source = admin_token(settings.data_dir, create=True)
     report_state(settings, token)
     count = settings.workers or (os.cpu_count() or 1)
@@ -158,6 +175,10 @@ def run(settings: Settings) -> int:
     if settings.s3_listen is not None:
         log.info("S3 API at http://%s", settings.s3_listen)
     log.info("%d workers; data in %s, max_size %d bytes", count, settings.data_dir.resolve(), settings.max_size)
+    # after a crash an orphan sweep runs beside the workers; until it has finished, no stop is
+    # clean (the next start must sweep again)
+    sweeper = _spawn_sweeper(settings, sweep_before) if sweep_before is not None else None
+    swept = sweeper is None
 
     code = 0
     respawns: list[float] = []
@@ -168,6 +189,9 @@ def run(settings: Settings) -> int:
             pid, status = 0, 0
         if pid == 0:
             time.sleep(0.1)
+            continue
+        if pid == sweeper:
+            swept, sweeper = os.waitstatus_to_exitcode(status) == 0, None
             continue
         workers.discard(pid)
         rc = os.waitstatus_to_exitcode(status)
@@ -181,11 +205,18 @@ def run(settings: Settings) -> int:
             break
         log.error("a worker exited with code %s; starting a new one", rc)
         workers.add(_spawn_worker(settings, token))
+    if sweeper is not None:
+        pid, status = os.waitpid(sweeper, os.WNOHANG)
+        if pid:
+            swept = os.waitstatus_to_exitcode(status) == 0
+        else:  # an unfinished sweep is simply run again at the next start
+            os.kill(sweeper, signal.SIGKILL)
+            os.waitpid(sweeper, 0)
     for pid in workers:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
-    clean = code == 0
+    clean = code == 0 and swept
     while workers and time.monotonic() < deadline:
         pid, status = os.waitpid(-1, os.WNOHANG)
         if pid:

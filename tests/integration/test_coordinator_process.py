@@ -108,10 +108,15 @@ def test_startup_sweeps_temporaries_and_orphan_blobs(tmp_path) -> None:
     os.utime(orphan, (old, old))
     c2 = start_coordinator(tmp_path, token=c.token, data_dir=c.data_dir)
     try:
-        assert not tmp_file.exists()
+        assert not tmp_file.exists()  # before any worker serves
+        # the orphan sweep runs beside the workers, which serve meanwhile
+        assert c2.client().list_buckets()["ResponseMetadata"]["HTTPStatusCode"] == 200
+        assert c2.wait_for_log(r"orphan sweep: removed (\d+) orphan blobs")[1] == "1"
         assert not orphan.exists()
     finally:
         c2.stop()
+    # the sweep finished, so that stop was clean and the next start has nothing to sweep
+    assert marker.exists()
 
 
 def test_max_size_rejects_a_put_that_would_pass_it_and_stores_nothing(tmp_path) -> None:

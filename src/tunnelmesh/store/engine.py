@@ -35,36 +35,53 @@ UNLINK_GRACE_SECONDS = 5.0
 CLEAN_SHUTDOWN = ".clean-shutdown"
 
 
-def prepare_data_dir(data_dir: Path) -> None:
-    """Create the layout, sweep crash leftovers. Runs once, before any worker starts.
+def prepare_data_dir(data_dir: Path) -> float | None:
+    """Create the layout and remove crash leftovers that would be in the way. Runs once, before
+    any worker starts, and takes constant time however many objects are stored.
 
     Temporaries are always removed. Orphan blobs (sealed, but never named by a commit) can only
-    exist after a crash, so the full scan for them runs only when the last stop was not clean;
-    that keeps start-up fast with millions of objects.
+    exist after a crash; finding them means reading every row, so that is left to
+    `sweep_orphans`, which runs beside the workers. Returns the time to pass it, or None after a
+    clean stop (nothing to sweep).
     """
     blobs = BlobStore(data_dir)
     blobs.prepare()
     swept = blobs.sweep_tmp()
     marker = data_dir / CLEAN_SHUTDOWN
-    clean = marker.exists()
-    if clean:
-        marker.unlink()
-    conn = meta_mod.connect(data_dir / "meta.sqlite3")
+    db = data_dir / "meta.sqlite3"
+    clean = marker.exists() or not db.exists()  # a new store has nothing to sweep
+    marker.unlink(missing_ok=True)
+    started = time.time()
+    conn = meta_mod.connect(db)
     try:
         meta_mod.init_schema(conn)
         m = Meta(conn)
-        started = time.time()
-        orphans: list[str] = []
-        if not clean:
-            refs = m.referenced_blobs()
-            orphans = [b for b in blobs.blob_ids_older_than(started) if b not in refs]
-            blobs.unlink(orphans)
-        if swept or orphans:
-            log.info("start-up sweep: removed %d temporary files and %d orphan blobs", swept, len(orphans))
         if m.bucket(SYSTEM_BUCKET) is None:
             m.create_bucket(SYSTEM_BUCKET, "coordinator", "", started)
     finally:
         conn.close()
+    if swept:
+        log.info("start-up sweep: removed %d temporary files", swept)
+    return None if clean else started
+
+
+def sweep_orphans(data_dir: Path, before: float) -> int:
+    """Remove the blobs sealed before `before` that no commit names; returns how many.
+
+    Safe while workers serve: the references are read in one snapshot, and a blob unnamed in it
+    that was sealed before this start can never be named later (every write seals new blobs, and
+    Complete only names parts that the snapshot already shows).
+    """
+    conn = meta_mod.connect(data_dir / "meta.sqlite3")
+    try:
+        refs = Meta(conn).referenced_blobs()
+    finally:
+        conn.close()
+    blobs = BlobStore(data_dir)
+    orphans = [b for b in blobs.blob_ids_older_than(before) if b not in refs]
+    blobs.unlink(orphans)
+    log.info("orphan sweep: removed %d orphan blobs", len(orphans))
+    return len(orphans)
 
 
 def mark_clean_shutdown(data_dir: Path) -> None:

@@ -512,10 +512,16 @@ class Meta:
     # ---- recovery ------------------------------------------------------------------------
 
     def referenced_blobs(self) -> set[str]:
+        """Every blob named by an object or a part, in one snapshot (a Complete moves blobs from
+        parts to an object, so two separate reads could miss them)."""
         refs: set[str] = set()
-        for (segs,) in self.c.execute("SELECT segments FROM objects"):
-            refs.update(seg[0] for seg in json.loads(segs))
-        refs.update(b for (b,) in self.c.execute("SELECT blob FROM parts"))
+        self.c.execute("BEGIN")
+        try:
+            for (segs,) in self.c.execute("SELECT segments FROM objects WHERE segments != '[]'"):
+                refs.update(seg[0] for seg in json.loads(segs))
+            refs.update(b for (b,) in self.c.execute("SELECT blob FROM parts"))
+        finally:
+            self.c.execute("COMMIT")
         return refs
 
 
