@@ -215,6 +215,26 @@ def start_nginx(tmp: Path, root: Path) -> Server | None:
     return Server("nginx", proc, f"http://127.0.0.1:{port}", "", None)
 
 
+def start_null(tmp: Path) -> Server:
+    """The framework floor (bench/null_server.py): the coordinator's HTTP stack with nothing behind it."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "null_server.py"), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_port(port)
+    return Server("null", proc, f"http://127.0.0.1:{port}", "", Signer("null", "null"))
+
+
+def hashing_rate(data: bytes) -> float:
+    """MB/s of MD5 (the ETag) plus SHA-256 (the signed payload) of `data` on one core."""
+    t0 = time.perf_counter()
+    hashlib.md5(data).digest()
+    hashlib.sha256(data).digest()
+    return len(data) / (time.perf_counter() - t0) / 1e6
+
+
 def disk_fsync_rate(tmp: Path, size: int = LARGE, rounds: int = 4) -> float:
     """MB/s of writing `size` bytes in 1 MiB chunks and fsyncing, on the benchmark's disk."""
     chunk = os.urandom(1 << 20)
@@ -466,11 +486,27 @@ class Bench:
 
         await self.load(s, "ListObjectsV2 page of 1000, 1M keys", "ops", 1, page, total=30)
 
-    async def limits(self, nginx: Server | None) -> None:
+    async def limits(self, nginx: Server | None, null: Server) -> None:
         rate = disk_fsync_rate(self.tmp)
         for name in ("64 MiB PUT c2", "1 GiB multipart PUT, 16 MiB parts c4"):
             self.rows.setdefault(name, Row(name, "MB")).limit = rate
         self.extra["disk write + fsync, 64 MiB"] = {"limit": f"{rate:.0f} MB/s"}
+        hashing = hashing_rate(self.large_file.read_bytes())
+        cores = os.cpu_count() or 1
+        self.extra["MD5 + SHA-256 of a signed PUT, one core"] = {
+            "limit": f"{hashing:.0f} MB/s; {cores} cores at most {cores * hashing:.0f} MB/s, "
+            f"{cores * hashing / rate:.0%} of the disk, before any I/O"
+        }
+        r = await run_load(
+            null.base,
+            16,
+            lambda i: ("PUT", f"/n/{i}", null.headers("PUT", f"/n/{i}", self.small_hash), self.small, None, SMALL),
+            duration=self.args.seconds,
+        )
+        self.rows["4 KiB PUT c16"].limit = r.ops_per_s
+        self.extra["4 KiB PUT c16, limit"] = {
+            "null": "granian and an ASGI app that reads the body and answers 200 (bench/null_server.py)"
+        }
         if nginx is None:
             return
         await run_load(nginx.base, 1, lambda i: ("GET", "/small/0", [], None, None, 0), total=1)
@@ -534,7 +570,7 @@ def main() -> None:
     ap.add_argument("--large-count", type=int, default=6, help="64 MiB objects per large workload")
     ap.add_argument("--million", action="store_true", help="also list and restart with 1,000,000 objects")
     ap.add_argument("--skip-moto", action="store_true")
-    ap.add_argument("--write-readme", action="store_true", help="replace the results section of bench/README.md")
+    ap.add_argument("--write-readme", action="store_true", help="replace the results in bench/README.md and README.md")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(dir=Path(__file__).parent.parent) as d:
         tmp = Path(d)
@@ -555,22 +591,24 @@ def main() -> None:
         for i in range(args.large_count):
             os.link(bench.large_file, root / "large" / str(i))
         nginx = start_nginx(tmp, root)
+        null = start_null(tmp)
         try:
-            asyncio.run(bench.limits(nginx))
+            asyncio.run(bench.limits(nginx, null))
         finally:
+            null.stop()
             if nginx:
                 nginx.stop()
         text = bench.report()
     print(text)
     Path(__file__).parent.joinpath("results").mkdir(exist_ok=True)
     Path(__file__).parent.joinpath("results", "latest.json").write_text(json.dumps({"text": text}))
-    if args.write_readme:
-        readme = Path(__file__).parent / "README.md"
-        content = readme.read_text()
-        start, end = "<!-- results -->", "<!-- /results -->"
-        head, _, rest = content.partition(start)
-        _, _, tail = rest.partition(end)
-        readme.write_text(f"{head}{start}\n{text}\n{end}{tail}")
+    if args.write_readme:  # bench/README.md and the project README quote the same table
+        for readme in (Path(__file__).parent / "README.md", Path(__file__).parent.parent / "README.md"):
+            content = readme.read_text()
+            start, end = "<!-- results -->", "<!-- /results -->"
+            head, _, rest = content.partition(start)
+            _, _, tail = rest.partition(end)
+            readme.write_text(f"{head}{start}\n{text}\n{end}{tail}")
 
 
 if __name__ == "__main__":
