@@ -42,37 +42,82 @@ def build(settings: Settings, admin_token: str) -> Apps:
     async def main(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        receive = _with_timeout(receive, body_timeout)
-        raw = scope.get("raw_path") or scope["path"].encode()
-        if raw == S3_PREFIX or raw.startswith(S3_PREFIX + b"/"):
-            await api.handle(scope, receive, send, S3_PREFIX.decode())
-        elif raw.startswith(API_PREFIX):
-            await admin.handle(scope, receive, send)
-        else:
-            await _not_found(send)
+        guard = _StallGuard(receive, body_timeout)
+        try:
+            raw = scope.get("raw_path") or scope["path"].encode()
+            if raw == S3_PREFIX or raw.startswith(S3_PREFIX + b"/"):
+                await api.handle(scope, guard, send, S3_PREFIX.decode())
+            elif raw.startswith(API_PREFIX):
+                await admin.handle(scope, guard, send)
+            else:
+                await _not_found(send)
+        finally:
+            guard.close()
 
     async def root(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            await api.handle(scope, _with_timeout(receive, body_timeout), send, "")
+        if scope["type"] != "http":
+            return
+        guard = _StallGuard(receive, body_timeout)
+        try:
+            await api.handle(scope, guard, send, "")
+        finally:
+            guard.close()
 
     return Apps(main, root, store)
 
 
-def _with_timeout(receive: Any, seconds: float) -> Any:
-    """A body that stalls longer than `seconds` between two chunks ends the request (and frees the
-    worker's resources) instead of holding them for as long as the client likes."""
+class _StallGuard:
+    """The request's `receive`, ending a request whose body stalls longer than `seconds` between
+    two chunks (and so freeing the worker's resources) instead of waiting as long as the client likes.
 
-    async def timed() -> Any:
+    One timer per request, re-armed only when it fires while a receive is still waiting: a large
+    upload arrives in thousands of 64 KiB chunks, and a timer per chunk (asyncio.timeout) took
+    about a tenth of the event loop's time.
+    """
+
+    __slots__ = ("_receive", "_seconds", "_loop", "_task", "_since", "_timer", "_fired")
+
+    def __init__(self, receive: Any, seconds: float) -> None:
+        self._receive = receive
+        self._seconds = seconds
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._since: float | None = None  # when the pending receive began
+        self._timer: asyncio.TimerHandle | None = None
+        self._fired = False
+
+    async def __call__(self) -> Any:
+        self._since = now = self._loop.time()
+        if self._timer is None:
+            self._timer = self._loop.call_at(now + self._seconds, self._check)
         try:
-            async with asyncio.timeout(seconds):
-                return await receive()
-        except TimeoutError:
-            raise S3Error(
-                "RequestTimeout",
-                "Your socket connection to the server was not read from or written to within the timeout period.",
-            ) from None
+            return await self._receive()
+        except asyncio.CancelledError:
+            # only this guard's own cancellation becomes a timeout; any other one goes on
+            if self._fired and self._task is not None and self._task.uncancel() == 0:
+                raise S3Error(
+                    "RequestTimeout",
+                    "Your socket connection to the server was not read from or written to within the timeout period.",
+                ) from None
+            raise
+        finally:
+            self._since = None
 
-    return timed
+    def _check(self) -> None:
+        self._timer = None
+        if self._since is None or self._task is None:
+            return
+        due = self._since + self._seconds
+        if self._loop.time() >= due:
+            self._fired = True
+            self._task.cancel()  # lands in the receive above, the only place the task waits now
+        else:
+            self._timer = self._loop.call_at(due, self._check)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 async def _not_found(send: Any) -> None:
