@@ -215,11 +215,14 @@ def start_nginx(tmp: Path, root: Path) -> Server | None:
     return Server("nginx", proc, f"http://127.0.0.1:{port}", "", None)
 
 
-def start_null(tmp: Path) -> Server:
-    """The framework floor (bench/null_server.py): the coordinator's HTTP stack with nothing behind it."""
+def start_null(tmp: Path, store: bool = False) -> Server:
+    """The framework floor (bench/null_server.py): the coordinator's HTTP stack with nothing behind
+    it, or (store=True) with only the hashing and the write + fsync that a signed PUT needs."""
     port = free_port()
+    (tmp / "null-store").mkdir(exist_ok=True)
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).parent / "null_server.py"), str(port)],
+        [sys.executable, str(Path(__file__).parent / "null_server.py"), str(port)]
+        + ([str(tmp / "null-store")] if store else []),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -486,7 +489,7 @@ class Bench:
 
         await self.load(s, "ListObjectsV2 page of 1000, 1M keys", "ops", 1, page, total=30)
 
-    async def limits(self, nginx: Server | None, null: Server) -> None:
+    async def limits(self, nginx: Server | None) -> None:
         rate = disk_fsync_rate(self.tmp)
         for name in ("64 MiB PUT c2", "1 GiB multipart PUT, 16 MiB parts c4"):
             self.rows.setdefault(name, Row(name, "MB")).limit = rate
@@ -496,16 +499,6 @@ class Bench:
         self.extra["MD5 + SHA-256 of a signed PUT, one core"] = {
             "limit": f"{hashing:.0f} MB/s; {cores} cores at most {cores * hashing:.0f} MB/s, "
             f"{cores * hashing / rate:.0%} of the disk, before any I/O"
-        }
-        r = await run_load(
-            null.base,
-            16,
-            lambda i: ("PUT", f"/n/{i}", null.headers("PUT", f"/n/{i}", self.small_hash), self.small, None, SMALL),
-            duration=self.args.seconds,
-        )
-        self.rows["4 KiB PUT c16"].limit = r.ops_per_s
-        self.extra["4 KiB PUT c16, limit"] = {
-            "null": "granian and an ASGI app that reads the body and answers 200 (bench/null_server.py)"
         }
         if nginx is None:
             return
@@ -521,6 +514,35 @@ class Bench:
                 raise RuntimeError(f"nginx answered {r.errors} errors on {name}: the limit would be wrong")
             row = self.rows[name]
             row.limit = value(r, row.unit)
+
+    async def bare_stack(self, null: Server, hashing: Server) -> None:
+        """The same HTTP stack with nothing behind it (the small-PUT limit), and with only the work
+        a signed, durable PUT cannot skip (the ceiling for large PUTs)."""
+        r = await run_load(
+            null.base,
+            16,
+            lambda i: ("PUT", f"/n/{i}", null.headers("PUT", f"/n/{i}", self.small_hash), self.small, None, SMALL),
+            duration=self.args.seconds,
+        )
+        self.rows["4 KiB PUT c16"].limit = r.ops_per_s
+        self.extra["4 KiB PUT c16, limit"] = {
+            "null": "granian and an ASGI app that reads the body and answers 200 (bench/null_server.py)"
+        }
+        fd = os.open(self.large_file, os.O_RDONLY)
+        try:
+            r = await run_load(
+                hashing.base,
+                2,
+                lambda i: ("PUT", f"/n/{i}", [], None, (fd, LARGE), LARGE),
+                total=self.args.large_count,
+            )
+        finally:
+            os.close(fd)
+        tm = self.rows["64 MiB PUT c2"].results["tunnelmesh"].mb_per_s
+        self.extra["64 MiB PUT c2 on the bare stack"] = {
+            "ceiling": f"{r.mb_per_s:.0f} MB/s (granian, MD5 + SHA-256, write + fsync, nothing else; "
+            f"tunnelmesh reaches {tm / r.mb_per_s:.0%} of it)"
+        }
 
     def report(self) -> str:
         a = self.args
@@ -591,13 +613,17 @@ def main() -> None:
         for i in range(args.large_count):
             os.link(bench.large_file, root / "large" / str(i))
         nginx = start_nginx(tmp, root)
-        null = start_null(tmp)
         try:
-            asyncio.run(bench.limits(nginx, null))
+            asyncio.run(bench.limits(nginx))
         finally:
-            null.stop()
             if nginx:
                 nginx.stop()
+        null, hashing = start_null(tmp), start_null(tmp, store=True)
+        try:
+            asyncio.run(bench.bare_stack(null, hashing))
+        finally:
+            null.stop()
+            hashing.stop()
         text = bench.report()
     print(text)
     Path(__file__).parent.joinpath("results").mkdir(exist_ok=True)
