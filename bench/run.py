@@ -525,8 +525,9 @@ class Bench:
             duration=self.args.seconds,
         )
         self.rows["4 KiB PUT c16"].limit = r.ops_per_s
-        self.extra["4 KiB PUT c16, limit"] = {
-            "null": "granian and an ASGI app that reads the body and answers 200 (bench/null_server.py)"
+        self.extra["4 KiB PUT limit"] = {
+            "": "the same HTTP stack with nothing behind it: granian and an ASGI app that reads the body "
+            "and answers 200 (bench/null_server.py)"
         }
         fd = os.open(self.large_file, os.O_RDONLY)
         try:
@@ -576,7 +577,7 @@ class Bench:
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         for name, vals in self.extra.items():
-            lines.append(f"- {name}: " + ", ".join(f"{k} {v}" for k, v in vals.items()))
+            lines.append(f"- {name}: " + ", ".join(f"{k} {v}".strip() for k, v in vals.items()))
         moto_rss = max((r.rss.get("moto", 0) for r in self.rows.values()), default=0)
         tm_rss = max((r.rss.get("tunnelmesh", 0) for r in self.rows.values()), default=0)
         lines.append(
