@@ -209,9 +209,10 @@ def run(settings: Settings) -> int:
         pid, status = os.waitpid(sweeper, os.WNOHANG)
         if pid:
             swept = os.waitstatus_to_exitcode(status) == 0
-        else:  # an unfinished sweep is simply run again at the next start
+        else:
             os.kill(sweeper, signal.SIGKILL)
             os.waitpid(sweeper, 0)
+            log.info("orphan sweep interrupted; the next start sweeps again")
     for pid in workers:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -117,6 +118,34 @@ def test_startup_sweeps_temporaries_and_orphan_blobs(tmp_path) -> None:
         c2.stop()
     # the sweep finished, so that stop was clean and the next start has nothing to sweep
     assert marker.exists()
+
+
+def test_a_stop_is_clean_only_if_the_orphan_sweep_finished(tmp_path) -> None:
+    c = start_coordinator(tmp_path)
+    c.stop()
+    (c.data_dir / ".clean-shutdown").unlink()
+    # enough blob references that the sweep is still reading them when the stop comes
+    db = sqlite3.connect(c.data_dir / "meta.sqlite3")
+    with db:
+        db.execute("INSERT INTO buckets(name, owner, created, region) VALUES ('big', 'admin', 0, '')")
+        db.executemany(
+            "INSERT INTO objects(bucket, key, size, etag, mtime, headers, checksums, segments, owner) "
+            "VALUES ('big', ?, 1, 'e', 0, '{}', '{}', ?, 'admin')",
+            ((f"k{i:07d}", f'[["{i:032x}", 1, ""]]') for i in range(400_000)),
+        )
+    db.close()
+    c2 = start_coordinator(tmp_path, token=c.token, data_dir=c.data_dir)
+    c2.stop()
+    interrupted = "orphan sweep interrupted" in c2.log()
+    assert interrupted != ("orphan sweep: removed" in c2.log()), c2.log()
+    assert (c.data_dir / ".clean-shutdown").exists() == (not interrupted)
+    if interrupted:  # the next start sweeps again, to the end this time, and then stops clean
+        c3 = start_coordinator(tmp_path, token=c.token, data_dir=c.data_dir)
+        try:
+            c3.wait_for_log(r"orphan sweep: removed 0 orphan blobs")
+        finally:
+            c3.stop()
+        assert (c.data_dir / ".clean-shutdown").exists()
 
 
 def test_max_size_rejects_a_put_that_would_pass_it_and_stores_nothing(tmp_path) -> None:
