@@ -219,10 +219,12 @@ def start_null(tmp: Path, store: bool = False) -> Server:
     """The framework floor (bench/null_server.py): the coordinator's HTTP stack with nothing behind
     it, or (store=True) with only the hashing and the write + fsync that a signed PUT needs."""
     port = free_port()
-    (tmp / "null-store").mkdir(exist_ok=True)
+    args = [str(port)]
+    if store:
+        (tmp / "null-store").mkdir(exist_ok=True)
+        args.append(str(tmp / "null-store"))
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).parent / "null_server.py"), str(port)]
-        + ([str(tmp / "null-store")] if store else []),
+        [sys.executable, str(Path(__file__).parent / "null_server.py"), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
