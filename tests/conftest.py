@@ -61,6 +61,18 @@ class Coordinator:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def cli_command(self, *args: str, token: str | None = None) -> list[str]:
+        """The real `tunnelmesh` executable, pointed at this coordinator by explicit flags."""
+        endpoint = ["--endpoint", f"http://127.0.0.1:{self.port}", "--token", token or self.token]
+        return [tunnelmesh_exe(), *args, *endpoint]
+
+    def cli(self, *args: str, token: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run a CLI command; no TUNNELMESH_* variables leak in from the test's environment."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TUNNELMESH_")}
+        return subprocess.run(
+            self.cli_command(*args, token=token), capture_output=True, text=True, timeout=timeout, env=env
+        )
+
     def wait_for_log(self, pattern: str, timeout: float = 60.0) -> re.Match[str]:
         """The first match of `pattern` in the log, once it appears."""
         deadline = time.monotonic() + timeout

@@ -46,7 +46,7 @@ def conn(c: Coordinator, token: str | None = None) -> list[str]:
 
 
 def tm(c: Coordinator, *args: str, token: str | None = None) -> subprocess.CompletedProcess:
-    return run(*args, *conn(c, token))
+    return c.cli(*args, token=token, timeout=60)
 
 
 def ok(res: subprocess.CompletedProcess) -> str:

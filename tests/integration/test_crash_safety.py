@@ -53,7 +53,6 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -458,21 +457,7 @@ def check_disk(data_dir: Path) -> dict:
 
 def verify_cli(c: Coordinator) -> subprocess.Popen:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tunnelmesh",
-            "storage",
-            "verify",
-            "--json",
-            "--endpoint",
-            f"http://127.0.0.1:{c.port}",
-            "--token",
-            c.token,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        c.cli_command("storage", "verify", "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,21 +73,7 @@ def test_full_disk_is_507_keeps_existing_objects_and_recovers(small_disk: Path, 
                     raise
                 time.sleep(0.5)
         assert len(s3.get_object(Bucket="full", Key="after")["Body"].read()) == MIB
-        r = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tunnelmesh",
-                "storage",
-                "verify",
-                "--endpoint",
-                f"http://127.0.0.1:{c.port}",
-                "--token",
-                c.token,
-            ],
-            capture_output=True,
-            text=True,
-        )
+        r = c.cli("storage", "verify")
         assert r.returncode == 0, r.stdout + r.stderr
     finally:
         c.stop()

@@ -17,7 +17,6 @@ import pytest
 import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from conftest import tunnelmesh_exe
 
 SYSTEM = "_tunnelmesh"
 REGION = "us-east-1"
@@ -26,26 +25,9 @@ REGION = "us-east-1"
 # ---- helpers -----------------------------------------------------------------------------------
 
 
-def cli_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("TUNNELMESH_")}
-
-
 def tm(coordinator, *args: str, token: str | None = None) -> subprocess.CompletedProcess:
     """Run the real `tunnelmesh` executable against `coordinator` with an explicit endpoint and token."""
-    return subprocess.run(
-        [
-            tunnelmesh_exe(),
-            *args,
-            "--endpoint",
-            f"http://127.0.0.1:{coordinator.port}",
-            "--token",
-            token or coordinator.token,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=cli_env(),
-    )
+    return coordinator.cli(*args, token=token, timeout=60)
 
 
 def add_peer(coordinator, name: str, admin: bool = False) -> dict[str, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,12 +17,7 @@ MIB = 1024 * 1024
 
 
 def cli(c: Coordinator, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tunnelmesh", *args, "--endpoint", f"http://127.0.0.1:{c.port}", "--token", c.token],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return c.cli(*args, timeout=60)
 
 
 def usage(c: Coordinator, bucket: str) -> dict:

@@ -6,7 +6,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 from conftest import Coordinator, start_coordinator
@@ -15,23 +14,7 @@ MIB = 1024 * 1024
 
 
 def scrub(c: Coordinator, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tunnelmesh",
-            "storage",
-            "scrub",
-            *args,
-            "--endpoint",
-            f"http://127.0.0.1:{c.port}",
-            "--token",
-            c.token,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return c.cli("storage", "scrub", *args)
 
 
 def blob_path(data_dir: Path, bucket: str, key: str, segment: int = 0) -> Path:
