@@ -28,7 +28,7 @@ log = logging.getLogger("tunnelmesh.store")
 
 T = TypeVar("T")
 
-SYSTEM_BUCKET = "_tunnelmesh"
+SYSTEM_BUCKET = meta_mod.SYSTEM_BUCKET
 # long enough for a reader that just looked a blob up to open it (and for granian to open a
 # pathsend file); short enough that deleting frees space promptly
 UNLINK_GRACE_SECONDS = 5.0
