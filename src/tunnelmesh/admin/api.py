@@ -244,8 +244,13 @@ class AdminApi:
                     raise S3Error("EntityTooLarge", "The archive is too large.")
                 f.write(chunk)
             f.seek(0)
-            verified = backup.verify_backup(f)
-        restored = await backup.apply_backup(self.state, verified)
+            loop = asyncio.get_running_loop()
+            verified = await loop.run_in_executor(None, backup.verify_backup, f, self.store.blobs.tmp_dir)
+        try:
+            restored = await backup.apply_backup(self.state, verified)
+        finally:
+            verified.close()
+        log.info("restored %d records of %s from an archive", restored, SYSTEM_BUCKET)
         return 200, {"restored": restored}
 
 

@@ -77,3 +77,26 @@ def _error(e: ValidationError) -> S3Error:
     if first["type"] == "json_invalid":
         return S3Error("MalformedJSON", f"body: {first['msg']}")
     return S3Error("InvalidRequest", f"{where}: {first['msg']}{more}")
+
+
+# ---- the manifest of a backup archive (validated like a request document) -----------------------
+
+
+class ManifestEntry(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    key: Annotated[str, Field(min_length=1, max_length=1024)]
+    member: Annotated[str, Field(min_length=1, max_length=100)]
+    size: Annotated[int, Field(ge=0, le=MAX_BYTES)]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    content_type: Annotated[str, Field(max_length=256, pattern=_LINE)] = "application/json"
+
+
+class Manifest(BaseModel):
+    # extra keys ignored: a later format may add informational fields without breaking old restores
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    format: int
+    bucket: str
+    created: float
+    objects: list[ManifestEntry]

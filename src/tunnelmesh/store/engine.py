@@ -233,6 +233,11 @@ class Store:
     async def delete_objects(self, bucket: str, keys: list[str]) -> None:
         await self._commit(lambda m: m.delete_objects(bucket, keys))
 
+    async def replace_bucket(self, bucket: str, records: list[ObjectRecord]) -> None:
+        """One commit that leaves `bucket` holding exactly `records` (their blobs already ingested)."""
+        new_blobs = [s.blob for rec in records for s in rec.segments]
+        await self._commit(lambda m: m.replace_bucket(bucket, records), new_blobs)
+
     def list_objects(
         self,
         bucket: str,

@@ -492,6 +492,26 @@ class Meta:
             freed += [seg[0] for seg in json.loads(old[2])]
         return freed
 
+    def replace_bucket(self, bucket: str, records: list[ObjectRecord]) -> list[str]:
+        """Make `bucket` hold exactly `records`, in one transaction (a restore is all or nothing, even
+        across a crash); no space check (only for the coordinator's own bucket). Returns the blobs
+        that no longer have a name."""
+        with self.tx() as c:
+            self.require_bucket(bucket)
+            old: set[str] = set()
+            for (segs,) in c.execute("SELECT segments FROM objects WHERE bucket=? AND segments != '[]'", (bucket,)):
+                old.update(seg[0] for seg in json.loads(segs))
+            c.execute("DELETE FROM objects WHERE bucket=?", (bucket,))
+            for rec in records:
+                _insert_object(c, rec)
+            c.execute(
+                "UPDATE buckets SET used = (SELECT COALESCE(SUM(size), 0) FROM objects WHERE bucket=?), "
+                "objects = (SELECT COUNT(*) FROM objects WHERE bucket=?) WHERE name=?",
+                (bucket, bucket, bucket),
+            )
+        kept = {seg.blob for rec in records for seg in rec.segments}
+        return sorted(old - kept)
+
     def verify_usage(self) -> list[dict[str, object]]:
         """Recount every bucket from the object and part rows, in one snapshot, against its counters."""
         self.c.execute("BEGIN")
