@@ -49,7 +49,9 @@ from tunnelmesh.store.engine import SYSTEM_BUCKET
 
 log = logging.getLogger("tunnelmesh.admin")
 MAX_JSON = 1024 * 1024
-MAX_ARCHIVE = 1024**3
+# gzip never grows data by more than a fraction of a percent, so an archive larger than its
+# uncompressed cap (with room for that) cannot be a valid one: refuse it before spooling it all
+MAX_ARCHIVE = backup.MAX_TOTAL + backup.MAX_TOTAL // 64
 
 Handler = Callable[["AdminApi", Request, dict[str, str]], Awaitable[tuple[int, Any]]]
 
@@ -241,7 +243,7 @@ class AdminApi:
             async for chunk in req.body:
                 size += len(chunk)
                 if size > MAX_ARCHIVE:
-                    raise S3Error("EntityTooLarge", "The archive is too large.")
+                    raise S3Error("EntityTooLarge", f"The archive is larger than {MAX_ARCHIVE} bytes.")
                 f.write(chunk)
             f.seek(0)
             loop = asyncio.get_running_loop()

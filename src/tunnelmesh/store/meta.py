@@ -496,6 +496,8 @@ class Meta:
         """Make `bucket` hold exactly `records`, in one transaction (a restore is all or nothing, even
         across a crash); no space check (only for the coordinator's own bucket). Returns the blobs
         that no longer have a name."""
+        if bucket != SYSTEM_BUCKET:  # it skips quota and max_size, which only that bucket may
+            raise ValueError(f"replace_bucket is for {SYSTEM_BUCKET} only")
         with self.tx() as c:
             self.require_bucket(bucket)
             old: set[str] = set()
