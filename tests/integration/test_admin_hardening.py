@@ -281,3 +281,19 @@ def test_restore_refuses_a_member_past_the_member_cap_even_when_the_total_is_sma
     assert res.returncode != 0
     assert "InvalidArchive" in res.stderr and "larger than 16 MiB" in res.stderr
     assert snapshot(coordinator) == before
+
+
+def test_restore_refuses_tar_extension_headers_before_reading_them(coordinator, tmp_path) -> None:
+    # tarfile reads a pax header whole into memory; the archive is refused before it gets the chance
+    archive = tmp_path / "pax.tar.gz"
+    with tarfile.open(archive, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("manifest.json")
+        info.pax_headers = {"comment": "z" * 2_000_000}
+        data = b"{}"
+        info.size = len(data)
+        tar.addfile(info, _Ball(data))
+    before = snapshot(coordinator)
+    res = coordinator.cli("system", "restore", str(archive))
+    assert res.returncode != 0
+    assert "InvalidArchive" in res.stderr and "not a plain file" in res.stderr
+    assert snapshot(coordinator) == before
