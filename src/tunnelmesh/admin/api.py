@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
-from tunnelmesh.admin import backup
+from tunnelmesh.admin import backup, schemas
 from tunnelmesh.coordinator.network import NetworkConfig
 from tunnelmesh.coordinator.peers import PeerRegistry
 from tunnelmesh.coordinator.shares import Shares
@@ -49,7 +49,9 @@ from tunnelmesh.store.engine import SYSTEM_BUCKET
 
 log = logging.getLogger("tunnelmesh.admin")
 MAX_JSON = 1024 * 1024
-MAX_ARCHIVE = 1024**3
+# gzip never grows data by more than a fraction of a percent, so an archive larger than its
+# uncompressed cap (with room for that) cannot be a valid one: refuse it before spooling it all
+MAX_ARCHIVE = backup.MAX_TOTAL + backup.MAX_TOTAL // 64
 
 Handler = Callable[["AdminApi", Request, dict[str, str]], Awaitable[tuple[int, Any]]]
 
@@ -127,11 +129,12 @@ class AdminApi:
         return 200, {"peers": [peer.public for peer in self.peers.peers()]}
 
     async def add_peer(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
-        doc = await _json(req)
-        peer = await self.peers.add(str(doc.get("name", "")), bool(doc.get("admin", False)))
+        doc = await _json(req, schemas.AddPeer)
+        peer = await self.peers.add(doc.name, doc.admin)
         return 201, {"peer_id": peer.id, "token": peer.token, **peer.public}
 
     async def revoke_peer(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        await _json(req, schemas.NoBody)
         return 200, (await self.peers.revoke(p["id"])).public
 
     # ---- buckets -------------------------------------------------------------------------
@@ -140,7 +143,7 @@ class AdminApi:
         return 200, {"buckets": [_bucket_doc(b) for b in self.store.buckets()]}
 
     async def create_bucket(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
-        name = str((await _json(req)).get("name", ""))
+        name = (await _json(req, schemas.CreateBucket)).name
         if name == SYSTEM_BUCKET:
             raise S3Error("AccessDenied", "The bucket name is reserved for the coordinator.")
         validate_bucket_name(name)
@@ -159,9 +162,9 @@ class AdminApi:
         return 200, {"deleted": name}
 
     async def set_quota(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
-        quota = (await _json(req)).get("quota")
-        if quota is not None and (not isinstance(quota, int) or isinstance(quota, bool) or quota < 0):
-            raise S3Error("InvalidArgument", "quota must be a whole number of bytes, or null to clear it")
+        quota = (await _json(req, schemas.SetQuota)).quota
+        if p["name"] == SYSTEM_BUCKET:
+            raise S3Error("InvalidArgument", "The coordinator's own bucket cannot have a quota.")
         await self.store.set_quota(p["name"], quota)
         return 200, _bucket_doc(self.store.require_bucket(p["name"]))
 
@@ -170,9 +173,11 @@ class AdminApi:
 
     async def storage_status(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
         used = self.store.store_used()
+        system = self.store.require_bucket(SYSTEM_BUCKET)
         return 200, {
             "max_size": self.store.max_size,
-            "used": used,
+            "used": used,  # what max_size limits: every bucket but the coordinator's own
+            "system_used": system.used + system.mpu_used,
             "percent": round(100 * used / self.store.max_size, 2) if self.store.max_size else None,
             "disk_free": self.store.blobs.disk_free(),
             "buckets": [_bucket_doc(b) for b in self.store.buckets()],
@@ -183,6 +188,7 @@ class AdminApi:
         return 200, {"ok": all(r["ok"] for r in rows), "buckets": rows}
 
     async def storage_scrub(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        await _json(req, schemas.NoBody)
         repair = req.query.get("repair", "").lower() in ("1", "true", "yes")
         loop = asyncio.get_running_loop()
         report = await loop.run_in_executor(None, scrub.scrub, self.store.data_dir, repair)
@@ -207,24 +213,15 @@ class AdminApi:
         return 200, self.network.show()
 
     async def set_network(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
-        doc = await _json(req)
-        return 200, await self.network.set(str(doc.get("key", "")), str(doc.get("value", "")))
+        doc = await _json(req, schemas.SetNetwork)
+        return 200, await self.network.set(doc.key, doc.value)
 
     async def list_shares(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
         return 200, {"shares": self.shares.list()}
 
     async def add_share(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
-        d = await _json(req)
-        peers = d.get("peers") or []
-        if not isinstance(peers, list):
-            raise S3Error("InvalidArgument", "peers must be a list of peer ids")
-        share = await self.shares.add(
-            str(d.get("name", "")),
-            str(d.get("bucket", "")),
-            str(d.get("path", "")),
-            [str(x) for x in peers],
-            bool(d.get("read_only", False)),
-        )
+        d = await _json(req, schemas.AddShare)
+        share = await self.shares.add(d.name, d.bucket, d.path, list(d.peers), d.read_only)
         return 201, share
 
     async def remove_share(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
@@ -246,11 +243,16 @@ class AdminApi:
             async for chunk in req.body:
                 size += len(chunk)
                 if size > MAX_ARCHIVE:
-                    raise S3Error("EntityTooLarge", "The archive is too large.")
+                    raise S3Error("EntityTooLarge", f"The archive is larger than {MAX_ARCHIVE} bytes.")
                 f.write(chunk)
             f.seek(0)
-            verified = backup.verify_backup(f)
-        restored = await backup.apply_backup(self.state, verified)
+            loop = asyncio.get_running_loop()
+            verified = await loop.run_in_executor(None, backup.verify_backup, f, self.store.blobs.tmp_dir)
+        try:
+            restored = await backup.apply_backup(self.state, verified)
+        finally:
+            verified.close()
+        log.info("restored %d records of %s from an archive", restored, SYSTEM_BUCKET)
         return 200, {"restored": restored}
 
 
@@ -268,20 +270,15 @@ def _bucket_doc(b: Any) -> dict[str, Any]:
     }
 
 
-async def _json(req: Request) -> dict[str, Any]:
+async def _json(req: Request, model: type[schemas.M]) -> schemas.M:
+    """The body, read up to MAX_JSON and validated against `model` (400 naming the field otherwise)."""
     assert req.body is not None
     buf = bytearray()
     async for chunk in req.body:
         buf += chunk
         if len(buf) > MAX_JSON:
-            raise S3Error("EntityTooLarge", "The request document is too large.")
-    try:
-        doc = json.loads(buf or b"{}")
-    except ValueError:
-        raise S3Error("MalformedJSON", "The request body is not valid JSON.") from None
-    if not isinstance(doc, dict):
-        raise S3Error("MalformedJSON", "The request body must be a JSON object.")
-    return doc
+            raise S3Error("EntityTooLarge", f"The request document is larger than {MAX_JSON} bytes.")
+    return schemas.parse(model, bytes(buf))
 
 
 _ID = r"(?P<id>[A-Za-z0-9_.-]+)"

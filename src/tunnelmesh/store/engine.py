@@ -28,7 +28,7 @@ log = logging.getLogger("tunnelmesh.store")
 
 T = TypeVar("T")
 
-SYSTEM_BUCKET = "_tunnelmesh"
+SYSTEM_BUCKET = meta_mod.SYSTEM_BUCKET
 # long enough for a reader that just looked a blob up to open it (and for granian to open a
 # pathsend file); short enough that deleting frees space promptly
 UNLINK_GRACE_SECONDS = 5.0
@@ -232,6 +232,11 @@ class Store:
 
     async def delete_objects(self, bucket: str, keys: list[str]) -> None:
         await self._commit(lambda m: m.delete_objects(bucket, keys))
+
+    async def replace_bucket(self, bucket: str, records: list[ObjectRecord]) -> None:
+        """One commit that leaves `bucket` holding exactly `records` (their blobs already ingested)."""
+        new_blobs = [s.blob for rec in records for s in rec.segments]
+        await self._commit(lambda m: m.replace_bucket(bucket, records), new_blobs)
 
     def list_objects(
         self,

@@ -47,6 +47,13 @@ CREATE TABLE IF NOT EXISTS completed_uploads(
     parts TEXT NOT NULL, mtime REAL NOT NULL);
 """
 
+# The coordinator's own bucket (engine.SYSTEM_BUCKET re-exports it). Its records are tiny and bounded by
+# the admin's own actions, and it must stay writable when peers fill the store, or a full store would
+# lock the admin out (no revoke, no new peer); so it is outside max_size and can have no quota.
+SYSTEM_BUCKET = "_tunnelmesh"
+# what max_size limits: every bucket but the coordinator's own
+_PEERS_USED = "SELECT COALESCE(SUM(used + mpu_used), 0) FROM buckets WHERE name != ?"
+
 _OBJ_COLS = "bucket, key, size, etag, mtime, headers, checksums, segments, owner, data"
 # what a listing needs; no JSON to parse and no inline bytes to copy
 _LIST_COLS = "bucket, key, size, etag, mtime, owner"
@@ -204,6 +211,8 @@ class Meta:
             c.execute("DELETE FROM buckets WHERE name=?", (name,))
 
     def set_quota(self, name: str, quota: int | None) -> None:
+        if name == SYSTEM_BUCKET:
+            raise S3Error("InvalidArgument", "The coordinator's own bucket cannot have a quota.", BucketName=name)
         with self.tx() as c:
             self.require_bucket(name)
             c.execute("UPDATE buckets SET quota=? WHERE name=?", (quota, name))
@@ -212,7 +221,7 @@ class Meta:
 
     def _admit(self, bucket: Bucket, delta: int, max_size: int) -> None:
         """Refuse a write that adds `delta` bytes past the bucket quota or the store limit."""
-        if delta <= 0:
+        if delta <= 0 or bucket.name == SYSTEM_BUCKET:
             return
         b_used = bucket.used + bucket.mpu_used
         if bucket.quota is not None and b_used + delta > bucket.quota:
@@ -222,7 +231,7 @@ class Meta:
                 f"used {b_used} bytes, this write needs {delta} more.",
                 BucketName=bucket.name,
             )
-        total = self.c.execute("SELECT COALESCE(SUM(used + mpu_used), 0) FROM buckets").fetchone()[0]
+        total = self.store_used()
         if total + delta > max_size:
             raise S3Error(
                 "QuotaExceeded",
@@ -233,14 +242,16 @@ class Meta:
 
     def room(self, bucket: Bucket, max_size: int) -> int:
         """How many more bytes the bucket may take now, under its quota and the store limit."""
-        total = self.c.execute("SELECT COALESCE(SUM(used + mpu_used), 0) FROM buckets").fetchone()[0]
-        room = max_size - total
+        if bucket.name == SYSTEM_BUCKET:
+            return max_size  # never refused for space (see SYSTEM_BUCKET); records are far smaller anyway
+        room = max_size - self.store_used()
         if bucket.quota is not None:
             room = min(room, bucket.quota - bucket.used - bucket.mpu_used)
         return max(room, 0)
 
     def store_used(self) -> int:
-        return self.c.execute("SELECT COALESCE(SUM(used + mpu_used), 0) FROM buckets").fetchone()[0]
+        """The bytes that count against max_size: all buckets but the coordinator's own."""
+        return self.c.execute(_PEERS_USED, (SYSTEM_BUCKET,)).fetchone()[0]
 
     # ---- objects -------------------------------------------------------------------------
 
@@ -480,6 +491,28 @@ class Meta:
         if old:
             freed += [seg[0] for seg in json.loads(old[2])]
         return freed
+
+    def replace_bucket(self, bucket: str, records: list[ObjectRecord]) -> list[str]:
+        """Make `bucket` hold exactly `records`, in one transaction (a restore is all or nothing, even
+        across a crash); no space check (only for the coordinator's own bucket). Returns the blobs
+        that no longer have a name."""
+        if bucket != SYSTEM_BUCKET:  # it skips quota and max_size, which only that bucket may
+            raise ValueError(f"replace_bucket is for {SYSTEM_BUCKET} only")
+        with self.tx() as c:
+            self.require_bucket(bucket)
+            old: set[str] = set()
+            for (segs,) in c.execute("SELECT segments FROM objects WHERE bucket=? AND segments != '[]'", (bucket,)):
+                old.update(seg[0] for seg in json.loads(segs))
+            c.execute("DELETE FROM objects WHERE bucket=?", (bucket,))
+            for rec in records:
+                _insert_object(c, rec)
+            c.execute(
+                "UPDATE buckets SET used = (SELECT COALESCE(SUM(size), 0) FROM objects WHERE bucket=?), "
+                "objects = (SELECT COUNT(*) FROM objects WHERE bucket=?) WHERE name=?",
+                (bucket, bucket, bucket),
+            )
+        kept = {seg.blob for rec in records for seg in rec.segments}
+        return sorted(old - kept)
 
     def verify_usage(self) -> list[dict[str, object]]:
         """Recount every bucket from the object and part rows, in one snapshot, against its counters."""

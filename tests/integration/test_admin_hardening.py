@@ -1,0 +1,299 @@
+"""The admin API against hostile documents: every JSON body is checked by a strict schema (wrong types,
+unknown or missing fields, nested junk, huge strings, deep nesting) and refused with a 400 that names
+the field, never a 500, changing nothing; and a restore archive that inflates to far more than it
+weighs (a gzip bomb) is refused without the coordinator's memory growing by it."""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+DEEP = 100_000  # far past any recursion limit of a recursive-descent parser
+HUGE = "x" * 200_000
+
+
+@pytest.fixture(scope="module")
+def target(coordinator) -> dict[str, str]:
+    """A bucket and a peer the endpoints with a name in their path act on."""
+    bucket = f"h-{uuid.uuid4().hex[:12]}"
+    coordinator.client().create_bucket(Bucket=bucket)
+    res = coordinator.cli("peer", "add", "target", "--json")
+    assert res.returncode == 0, res.stderr
+    return {"bucket": bucket, "peer": json.loads(res.stdout)["peer_id"]}
+
+
+def call(coordinator, method: str, path: str, body: bytes) -> requests.Response:
+    return requests.request(
+        method,
+        f"http://127.0.0.1:{coordinator.port}/api/{path}",
+        data=body,
+        headers={"content-type": "application/json"},
+        auth=("admin", coordinator.token),
+        timeout=60,
+    )
+
+
+def snapshot(coordinator) -> dict:
+    auth = ("admin", coordinator.token)
+    base = f"http://127.0.0.1:{coordinator.port}/api"
+    return {
+        "peers": requests.get(f"{base}/peers", auth=auth).json(),
+        "buckets": sorted(
+            (b["name"], b["quota"]) for b in requests.get(f"{base}/buckets", auth=auth).json()["buckets"]
+        ),
+        "network": requests.get(f"{base}/network", auth=auth).json(),
+        "shares": requests.get(f"{base}/shares", auth=auth).json(),
+    }
+
+
+# endpoint -> (method, path template, a valid document, bad documents with the field the error must name)
+ENDPOINTS: dict[str, tuple[str, str]] = {
+    "add peer": ("POST", "peers"),
+    "create bucket": ("POST", "buckets"),
+    "set quota": ("PUT", "buckets/{bucket}/quota"),
+    "set network": ("PUT", "network"),
+    "add share": ("POST", "shares"),
+    "revoke peer": ("POST", "peers/{peer}/revoke"),
+    "scrub": ("POST", "storage/scrub"),
+}
+
+BAD: list[tuple[str, object, str]] = [
+    # (endpoint, document, what the message must name)
+    ("add peer", {"name": "sneaky", "admin": "false"}, "admin"),
+    ("add peer", {"name": "sneaky", "admin": 1}, "admin"),
+    ("add peer", {"name": 12}, "name"),
+    ("add peer", {"admin": True}, "name"),
+    ("add peer", {"name": "sneaky", "role": "admin"}, "role"),
+    ("add peer", {"name": ["sneaky"]}, "name"),
+    ("add peer", {"name": {"a": {"b": [1, 2, {"c": None}]}}}, "name"),
+    ("add peer", {"name": HUGE}, "name"),
+    ("add peer", {"name": "line\nforged"}, "name"),
+    ("add peer", {"name": ""}, "name"),
+    ("create bucket", {"name": 5}, "name"),
+    ("create bucket", {}, "name"),
+    ("create bucket", {"name": "ok-name", "acl": "public"}, "acl"),
+    ("create bucket", {"name": HUGE}, "name"),
+    ("set quota", {"quota": "1000"}, "quota"),
+    ("set quota", {"quota": True}, "quota"),
+    ("set quota", {"quota": 1.5}, "quota"),
+    ("set quota", {"quota": -1}, "quota"),
+    ("set quota", {"quota": 2**70}, "quota"),
+    ("set quota", {}, "quota"),
+    ("set quota", {"quota": 10, "hard": True}, "hard"),
+    ("set network", {"key": "mesh_name"}, "value"),
+    ("set network", {"key": "mesh_name", "value": 7}, "value"),
+    ("set network", {"key": ["mesh_name"], "value": "x"}, "key"),
+    ("set network", {"key": "mesh_name", "value": HUGE}, "value"),
+    ("set network", {"key": "mesh_name", "value": "x", "force": True}, "force"),
+    ("add share", {"name": "s", "bucket": "b", "peers": "peer-1"}, "peers"),
+    ("add share", {"name": "s", "bucket": "b", "peers": [1]}, "peers.0"),
+    ("add share", {"name": "s", "bucket": "b", "read_only": "yes"}, "read_only"),
+    ("add share", {"name": "s"}, "bucket"),
+    ("add share", {"name": "s", "bucket": "b", "path": {"deep": [[["x"]]]}}, "path"),
+    ("add share", {"name": "s", "bucket": "b", "peers": ["p"] * 5000}, "peers"),
+    ("revoke peer", {"really": True}, "really"),
+    ("scrub", {"repair": True}, "repair"),
+]
+
+
+def _assert_refused(r: requests.Response, field: str | None, before: dict, coordinator) -> None:
+    assert r.status_code == 400, (r.status_code, r.text[:500])
+    doc = r.json()
+    assert doc["error"] in ("InvalidRequest", "MalformedJSON"), doc
+    if field is not None:
+        assert doc["message"].startswith(f"{field}: "), doc
+    assert len(doc["message"]) < 300, "the error must not echo the document back"
+    assert snapshot(coordinator) == before
+
+
+@pytest.mark.parametrize(("endpoint", "doc", "field"), BAD, ids=[f"{e}-{f}-{i}" for i, (e, _, f) in enumerate(BAD)])
+def test_a_body_that_breaks_the_schema_is_a_400_naming_the_field(coordinator, target, endpoint, doc, field) -> None:
+    method, path = ENDPOINTS[endpoint]
+    before = snapshot(coordinator)
+    r = call(coordinator, method, path.format(**target), json.dumps(doc).encode())
+    _assert_refused(r, field, before, coordinator)
+
+
+def test_admin_false_as_a_string_creates_no_admin_and_no_peer(coordinator) -> None:
+    name = f"string-false-{uuid.uuid4().hex[:6]}"
+    r = call(coordinator, "POST", "peers", json.dumps({"name": name, "admin": "false"}).encode())
+    assert r.status_code == 400
+    assert r.json() == {"error": "InvalidRequest", "message": "admin: Input should be a valid boolean"}
+    assert "token" not in r.text
+    listed = requests.get(f"http://127.0.0.1:{coordinator.port}/api/peers", auth=("admin", coordinator.token))
+    assert name not in listed.text
+    # the real boolean still works, and makes an ordinary peer
+    r = call(coordinator, "POST", "peers", json.dumps({"name": name, "admin": False}).encode())
+    assert r.status_code == 201 and r.json()["role"] == "peer"
+
+
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS))
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * DEEP + b"]" * DEEP,
+        b'{"name": ' + b"[" * DEEP + b"]" * DEEP + b"}",
+        b'{"a":' * DEEP + b"1" + b"}" * DEEP,
+        b"{not json",
+        b"\xff\xfe",
+        b'["a list", "not an object"]',
+        b"42",
+        b"null",
+    ],
+    ids=["deep-list", "deep-in-field", "deep-object", "broken", "not-utf8", "list", "number", "null"],
+)
+def test_malformed_or_deeply_nested_json_is_a_400_never_a_500(coordinator, target, endpoint, body) -> None:
+    method, path = ENDPOINTS[endpoint]
+    before = snapshot(coordinator)
+    r = call(coordinator, method, path.format(**target), body)
+    _assert_refused(r, None, before, coordinator)
+
+
+def test_a_body_past_the_size_limit_is_refused_with_400(coordinator) -> None:
+    before = snapshot(coordinator)
+    r = call(coordinator, "POST", "peers", json.dumps({"name": "x" * (2 * 1024 * 1024)}).encode())
+    assert r.status_code == 400 and r.json()["error"] == "EntityTooLarge"
+    assert snapshot(coordinator) == before
+
+
+def test_no_hostile_document_reached_a_handler_as_an_internal_error(coordinator) -> None:
+    # runs after the tests above in this module: not one of them was logged as a failure
+    assert "InternalError" not in coordinator.log()
+    assert "Traceback" not in coordinator.log()
+    assert "RecursionError" not in coordinator.log()
+
+
+# ---- a gzip bomb given to restore ---------------------------------------------------------------
+
+
+class _Zeros:
+    """A file-like source of `size` zero bytes, so the test never holds them in memory."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        self.left -= n
+        return b"\0" * n
+
+
+def _bomb(path: Path, member_size: int) -> None:
+    manifest = {
+        "format": 1,
+        "bucket": "_tunnelmesh",
+        "created": time.time(),
+        "objects": [{"key": "peers/bomb.json", "member": "objects/000001", "size": member_size, "sha256": "0" * 64}],
+    }
+    with tarfile.open(path, "w:gz", compresslevel=9) as tar:
+        info = tarfile.TarInfo("objects/000001")
+        info.size = member_size
+        tar.addfile(info, _Zeros(member_size))
+        data = json.dumps(manifest).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        tar.addfile(info, _Ball(data))
+
+
+class _Ball:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def read(self, n: int = -1) -> bytes:
+        out, self.data = (self.data, b"") if n < 0 else (self.data[:n], self.data[n:])
+        return out
+
+
+def _tree_rss(root: int) -> int:
+    """The resident memory of `root` and all its descendants, in bytes."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+def _peak_during(root: int, run) -> tuple[int, object]:  # noqa: ANN001
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _tree_rss(root))
+            time.sleep(0.01)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        result = run()
+    finally:
+        done.set()
+        t.join()
+    return peak[0], result
+
+
+def test_restore_of_a_gzip_bomb_is_refused_without_inflating_it_in_memory(coordinator, tmp_path) -> None:
+    archive = tmp_path / "bomb.tar.gz"
+    _bomb(archive, 400 * 1024 * 1024)
+    assert archive.stat().st_size < 1024 * 1024  # 400 MB of zeros in well under 1 MB
+    before = snapshot(coordinator)
+    baseline = _tree_rss(coordinator.proc.pid)
+    peak, res = _peak_during(coordinator.proc.pid, lambda: coordinator.cli("system", "restore", str(archive)))
+    grew = peak - baseline
+    print(f"RSS baseline {baseline / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB, grew {grew / 2**20:.1f} MiB")
+    assert grew < 64 * 1024 * 1024, f"the coordinator grew by {grew / 2**20:.0f} MiB while refusing the bomb"
+    assert res.returncode != 0
+    assert "InvalidArchive" in res.stderr and "Nothing was changed" in res.stderr
+    assert "inflates to more than 256 MiB" in res.stderr  # it names the cap that was crossed
+    assert "Traceback" not in res.stderr
+    assert snapshot(coordinator) == before
+
+
+def test_restore_refuses_a_member_past_the_member_cap_even_when_the_total_is_small(coordinator, tmp_path) -> None:
+    archive = tmp_path / "big-member.tar.gz"
+    _bomb(archive, 17 * 1024 * 1024)
+    before = snapshot(coordinator)
+    res = coordinator.cli("system", "restore", str(archive))
+    assert res.returncode != 0
+    assert "InvalidArchive" in res.stderr and "larger than 16 MiB" in res.stderr
+    assert snapshot(coordinator) == before
+
+
+def test_restore_refuses_tar_extension_headers_before_reading_them(coordinator, tmp_path) -> None:
+    # tarfile reads a pax header whole into memory; the archive is refused before it gets the chance
+    archive = tmp_path / "pax.tar.gz"
+    with tarfile.open(archive, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("manifest.json")
+        info.pax_headers = {"comment": "z" * 2_000_000}
+        data = b"{}"
+        info.size = len(data)
+        tar.addfile(info, _Ball(data))
+    before = snapshot(coordinator)
+    res = coordinator.cli("system", "restore", str(archive))
+    assert res.returncode != 0
+    assert "InvalidArchive" in res.stderr and "not a plain file" in res.stderr
+    assert snapshot(coordinator) == before
