@@ -78,7 +78,7 @@ class AdminApi:
         try:
             req.query_items = parse_query(req.raw_query)
             req.query = {n: v for n, v, _, _ in req.query_items}
-            authenticate(req, self.peers)
+            authenticate(req, self.peers, self.region)
             assert req.principal is not None
             if not req.principal.is_admin:
                 raise S3Error("AccessDenied", "The admin API is for admins only.")
@@ -251,6 +251,7 @@ class AdminApi:
             f.seek(0)
             verified = backup.verify_backup(f)
         restored = await backup.apply_backup(self.state, verified)
+        await self.peers.reindex()  # the archive may predate the token index
         return 200, {"restored": restored}
 
 

@@ -11,7 +11,7 @@ import hmac
 import time
 from email.utils import parsedate_to_datetime
 
-from tunnelmesh.s3.auth.sigv4 import MAX_SKEW_SECONDS
+from tunnelmesh.s3.auth.sigv4 import MAX_PRESIGNED_SECONDS, MAX_SKEW_SECONDS
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.request import Request
 
@@ -118,6 +118,9 @@ def query_expires(req: Request) -> str:
         t = int(expires)
     except ValueError:
         raise S3Error("AccessDenied", "Query-string authentication requires the Expires parameter") from None
-    if time.time() > t:
+    now = time.time()
+    # AWS takes any Expires for SigV2; capping it like SigV4 keeps a leaked URL from working for years
+    # (the skew allowance lets a 7-day URL from a client whose clock runs a little ahead through)
+    if now > t or t - now > MAX_PRESIGNED_SECONDS + MAX_SKEW_SECONDS:
         raise S3Error("AccessDenied", "Request has expired", Expires=expires)
     return expires
