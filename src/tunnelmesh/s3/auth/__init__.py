@@ -130,6 +130,7 @@ def authenticate(req: Request, creds: Credentials, region: str) -> None:
         expires = sigv2.query_expires(req)
         ident = _identity(creds, q["AWSAccessKeyId"])
         sigv2.verify(req, ident.secret, q["Signature"], expires)
+        sigv2.check_lifetime(expires)
         req.principal = ident.principal
         req.body = raw_body(req)
     elif auth[:6].lower() == "basic ":
