@@ -173,9 +173,9 @@ class PeerRegistry:
         or a restored archive from before the index existed); returns how many were written."""
         written = 0
         for peer in self.peers():
-            key = _index_key(_token_digest(peer.token))
-            if self._indexed(_token_digest(peer.token)) != peer.id:
-                await self.state.put(key, {"id": peer.id})
+            digest = _token_digest(peer.token)
+            if self._indexed(digest) != peer.id:
+                await self.state.put(_index_key(digest), {"id": peer.id})
                 written += 1
         return written
 
