@@ -9,6 +9,7 @@ supervisor restarts a worker that dies.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -83,7 +84,11 @@ def report_state(settings: Settings, token: str) -> None:
     store = Store(settings.data_dir, settings.max_size)
     try:
         state = SystemState(store)
-        peers = PeerRegistry(state, Identity(Principal(ADMIN_ACCESS_KEY, is_admin=True), token)).peers()
+        registry = PeerRegistry(state, Identity(Principal(ADMIN_ACCESS_KEY, is_admin=True), token))
+        peers = registry.peers()
+        # a data dir from before the token index gets one, before any worker authenticates
+        if indexed := asyncio.run(registry.reindex()):
+            log.info("token index: %d entries written", indexed)
         try:
             network = NetworkConfig(state).show()
         except CorruptRecord as e:

@@ -13,12 +13,15 @@ import uuid
 import xml.etree.ElementTree as ET
 from urllib.parse import urlsplit, urlunsplit
 
+import boto3
 import botocore.auth
 import pytest
 import requests
 from botocore.auth import HmacV1Auth, S3SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.config import Config
 from botocore.credentials import Credentials
+from conftest import start_coordinator
 
 REGION = "us-east-1"
 
@@ -411,3 +414,116 @@ def test_unsupported_authorization_scheme_is_access_denied(coordinator, bucket) 
         f"{coordinator.endpoint}/{bucket}", headers={"Authorization": f"Token {coordinator.token}"}, timeout=30
     )
     assert_s3_error(resp, 403, "AccessDenied")
+
+
+# --- SigV4 credential scope: service s3, the coordinator's region or us-east-1 --------------------
+
+
+def scoped_sigv4_headers(coordinator, url: str, region: str, service: str = "s3") -> dict[str, str]:  # noqa: ANN001
+    req = AWSRequest(method="GET", url=url)
+    S3SigV4Auth(Credentials("admin", coordinator.token), service, region).add_auth(req)
+    return dict(req.headers.items())
+
+
+def scoped_presigned_url(coordinator, url: str, region: str, service: str = "s3") -> str:  # noqa: ANN001
+    req = AWSRequest(method="GET", url=url)
+    botocore.auth.S3SigV4QueryAuth(Credentials("admin", coordinator.token), service, region, expires=300).add_auth(req)
+    return req.url
+
+
+@pytest.fixture(scope="module")
+def eu_coordinator(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    c = start_coordinator(tmp_path_factory.mktemp("coord-eu"), extra_yaml="region: eu-central-1\n")
+    yield c
+    c.stop()
+
+
+def test_sigv4_signed_for_another_region_names_the_expected_one(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+    url = f"{endpoint}/{bucket}?list-type=2"
+    resp = requests.get(url, headers=scoped_sigv4_headers(coordinator, url, "eu-west-1"), timeout=30)
+    err = assert_s3_error(resp, 400, "AuthorizationHeaderMalformed")
+    assert err.findtext("Region") == REGION
+    assert "eu-west-1" in (err.findtext("Message") or "")
+    resp = requests.get(scoped_presigned_url(coordinator, url, "eu-west-1"), timeout=30)
+    err = assert_s3_error(resp, 400, "AuthorizationQueryParametersError")
+    assert err.findtext("Region") == REGION
+
+
+@pytest.mark.parametrize("service", ["iam", "s3-object-lambda", "execute-api"])
+def test_sigv4_signed_for_another_service_is_refused(coordinator, bucket, service: str) -> None:  # noqa: ANN001
+    key = new_key()
+    coordinator.client().put_object(Bucket=bucket, Key=key, Body=b"private")
+    url = f"{coordinator.endpoint}/{bucket}/{key}"
+    resp = requests.get(url, headers=scoped_sigv4_headers(coordinator, url, REGION, service), timeout=30)
+    err = assert_s3_error(resp, 400, "AuthorizationHeaderMalformed")
+    assert service in (err.findtext("Message") or "")
+    resp = requests.get(scoped_presigned_url(coordinator, url, REGION, service), timeout=30)
+    assert_s3_error(resp, 400, "AuthorizationQueryParametersError")
+    assert b"private" not in resp.content
+
+
+def test_a_coordinator_in_another_region_takes_its_region_and_us_east_1(eu_coordinator) -> None:  # noqa: ANN001
+    c = eu_coordinator
+    url = f"{c.endpoint}/"
+    for region in ("eu-central-1", "us-east-1"):
+        resp = requests.get(url, headers=scoped_sigv4_headers(c, url, region), timeout=30)
+        assert resp.status_code == 200, (region, resp.text)
+        assert requests.get(scoped_presigned_url(c, url, region), timeout=30).status_code == 200, region
+    resp = requests.get(url, headers=scoped_sigv4_headers(c, url, "eu-west-1"), timeout=30)
+    err = assert_s3_error(resp, 400, "AuthorizationHeaderMalformed")
+    assert err.findtext("Region") == "eu-central-1"
+    # the admin API checks the same scope
+    api = f"http://127.0.0.1:{c.port}/api/peers"
+    assert requests.get(api, headers=scoped_sigv4_headers(c, api, "eu-central-1"), timeout=30).status_code == 200
+    assert requests.get(api, headers=scoped_sigv4_headers(c, api, "ap-south-1"), timeout=30).status_code == 400
+
+
+def test_boto3_configured_for_the_wrong_region_follows_the_region_in_the_error(eu_coordinator) -> None:  # noqa: ANN001
+    """botocore reads <Region> from AuthorizationHeaderMalformed and signs again for it."""
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=eu_coordinator.endpoint,
+        aws_access_key_id="admin",
+        aws_secret_access_key=eu_coordinator.token,
+        region_name="ap-south-1",
+        config=Config(retries={"max_attempts": 1}),
+    )
+    name = f"t-{uuid.uuid4().hex[:16]}"
+    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+    s3.put_object(Bucket=name, Key="k", Body=b"redirected")
+    assert s3.get_object(Bucket=name, Key="k")["Body"].read() == b"redirected"
+
+
+# --- SigV2 presigned URLs are capped at seven days, like SigV4 -----------------------------------
+
+
+def sigv2_presigned_url(coordinator, url: str, expires_in: int) -> str:  # noqa: ANN001
+    req = AWSRequest(method="GET", url=url)
+    botocore.auth.HmacV1QueryAuth(Credentials("admin", coordinator.token), expires=expires_in).add_auth(req)
+    return req.url
+
+
+def test_sigv2_presigned_url_valid_for_seven_days_works(coordinator, bucket) -> None:  # noqa: ANN001
+    key = new_key()
+    coordinator.client().put_object(Bucket=bucket, Key=key, Body=b"a week")
+    url = sigv2_presigned_url(coordinator, f"{coordinator.endpoint}/{bucket}/{key}", 7 * 24 * 3600)
+    resp = requests.get(url, timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert resp.content == b"a week"
+
+
+@pytest.mark.parametrize("expires_in", [8 * 24 * 3600, 10 * 365 * 24 * 3600])
+def test_sigv2_presigned_url_valid_beyond_seven_days_is_refused(coordinator, bucket, expires_in: int) -> None:  # noqa: ANN001
+    key = new_key()
+    coordinator.client().put_object(Bucket=bucket, Key=key, Body=b"secret")
+    url = sigv2_presigned_url(coordinator, f"{coordinator.endpoint}/{bucket}/{key}", expires_in)
+    resp = requests.get(url, timeout=30)
+    err = assert_s3_error(resp, 403, "AccessDenied")
+    assert err.findtext("Message") == "Request has expired"
+    assert b"secret" not in resp.content
+    # boto3's default presigner (SigV2 against this endpoint) gets the same answer
+    url = coordinator.client().generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
+    )
+    assert "Expires=" in url and "X-Amz-" not in url
+    assert_s3_error(requests.get(url, timeout=30), 403, "AccessDenied")

@@ -165,3 +165,78 @@ def test_malformed_or_short_aws_chunked_bodies_fail(framed) -> None:
     with pytest.raises(S3Error) as e:
         _decode(framed, 6)
     assert e.value.code == "IncompleteBody"
+
+
+# ---- SigV4: credential scope, unsigned headers, presigned query headers --------------------------
+
+
+@pytest.mark.parametrize(
+    ("region", "service", "presigned", "code"),
+    [
+        ("eu-west-1", "s3", False, "AuthorizationHeaderMalformed"),
+        ("eu-west-1", "s3", True, "AuthorizationQueryParametersError"),
+        ("eu-central-1", "iam", False, "AuthorizationHeaderMalformed"),
+        ("us-east-1", "sts", True, "AuthorizationQueryParametersError"),
+    ],
+)
+def test_a_scope_for_another_region_or_service_is_refused(region, service, presigned, code) -> None:  # noqa: ANN001
+    scope = sigv4.parse_scope(f"AKID/20260101/{region}/{service}/aws4_request")
+    with pytest.raises(S3Error) as e:
+        sigv4.check_scope(scope, "eu-central-1", presigned)
+    assert e.value.code == code and e.value.status == 400
+    if service == "s3":
+        assert e.value.fields == {"Region": "eu-central-1"}
+
+
+def test_a_scope_for_the_coordinator_region_or_us_east_1_is_accepted() -> None:
+    for region in ("eu-central-1", "us-east-1"):
+        sigv4.check_scope(sigv4.parse_scope(f"AKID/20260101/{region}/s3/aws4_request"), "eu-central-1", False)
+
+
+def _signed(signed_headers: list[str]) -> sigv4.SignedRequest:
+    scope = sigv4.parse_scope("AKID/20260101/us-east-1/s3/aws4_request")
+    return sigv4.SignedRequest(scope, signed_headers, "0" * 64, "20260101T000000Z", True)
+
+
+def test_every_x_amz_header_must_be_signed_and_only_those() -> None:
+    headers = {
+        "host": "h",
+        "range": "bytes=0-1",
+        "content-md5": "x",
+        "x-amz-date": "20260101T000000Z",
+        "x-amz-meta-a": "1",
+        "x-amz-copy-source": "/b/k",
+    }
+    req = make_request("PUT", "/b/k", "", headers)
+    with pytest.raises(S3Error) as e:
+        sigv4.check_headers_signed(req, _signed(["host", "x-amz-date"]))
+    assert e.value.code == "AccessDenied"
+    assert e.value.fields == {"HeadersNotSigned": "x-amz-copy-source, x-amz-meta-a"}
+    # range and content-md5 need no signature; signed x-amz-* headers pass
+    sigv4.check_headers_signed(req, _signed(["host", "x-amz-copy-source", "x-amz-date", "x-amz-meta-a"]))
+
+
+def test_presigned_query_x_amz_parameters_become_headers_but_auth_parameters_do_not() -> None:
+    query = (
+        "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=a%2Fb&X-Amz-Date=20260101T000000Z&X-Amz-Expires=60"
+        "&X-Amz-SignedHeaders=host&X-Amz-Signature=00&X-Amz-Security-Token=t&X-Amz-Content-Sha256=UNSIGNED-PAYLOAD"
+        "&x-amz-meta-foo=bar&X-Amz-Meta-Two=1&X-Amz-Meta-Two=2&x-amz-checksum-crc32=AAAAAA%3D%3D&x-id=PutObject"
+    )
+    req = make_request("PUT", "/b/k", query, {"host": "h"})
+    sigv4.apply_query_headers(req)
+    assert req.headers == {
+        "host": "h",
+        "x-amz-meta-foo": "bar",
+        "x-amz-meta-two": "1,2",
+        "x-amz-checksum-crc32": "AAAAAA==",
+    }
+
+
+def test_a_query_header_that_contradicts_the_header_is_refused() -> None:
+    req = make_request("PUT", "/b/k", "x-amz-meta-foo=query", {"host": "h", "x-amz-meta-foo": "header"})
+    with pytest.raises(S3Error) as e:
+        sigv4.apply_query_headers(req)
+    assert e.value.code == "InvalidArgument"
+    same = make_request("PUT", "/b/k", "x-amz-meta-foo=v", {"host": "h", "x-amz-meta-foo": "v"})
+    sigv4.apply_query_headers(same)
+    assert same.headers["x-amz-meta-foo"] == "v"

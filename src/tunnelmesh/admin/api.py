@@ -80,7 +80,7 @@ class AdminApi:
         try:
             req.query_items = parse_query(req.raw_query)
             req.query = {n: v for n, v, _, _ in req.query_items}
-            authenticate(req, self.peers)
+            authenticate(req, self.peers, self.region)
             assert req.principal is not None
             if not req.principal.is_admin:
                 raise S3Error("AccessDenied", "The admin API is for admins only.")
@@ -252,6 +252,7 @@ class AdminApi:
             restored = await backup.apply_backup(self.state, verified)
         finally:
             verified.close()
+        await self.peers.reindex()  # the archive may predate the token index
         log.info("restored %d records of %s from an archive", restored, SYSTEM_BUCKET)
         return 200, {"restored": restored}
 

@@ -3,6 +3,13 @@
 Every authentication looks the peer's record up again (one indexed SQLite read); the parsed
 record is cached by its ETag, so an add or a revocation made by any worker process takes effect
 at the very next request everywhere, including for presigned URLs signed earlier.
+
+A Bearer token is found through `_tunnelmesh/peer-tokens/<sha256 of the token>`, which names the
+peer: a lookup costs a fixed few reads however many peers exist, for a wrong token too (reading
+every record on a miss let anyone make the coordinator do work in proportion to its peers). The
+index is derived data: written before the record at `add`, and rebuilt from the records by
+`reindex` at start-up and after a restore (an archive may predate it). A stale or wrong entry
+is harmless: the record it names must still hold a token with the same digest.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from tunnelmesh.s3.request import Principal
 log = logging.getLogger("tunnelmesh.peers")
 
 PREFIX = "peers/"
+# outside PREFIX, so listing the peers never meets an index entry
+TOKEN_INDEX = "peer-tokens/"
 ROLES = ("admin", "peer")
 
 
@@ -63,6 +72,10 @@ def _now() -> str:
 
 def _token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
+
+
+def _index_key(digest: bytes) -> str:
+    return f"{TOKEN_INDEX}{digest.hex()}"
 
 
 class PeerRegistry:
@@ -110,16 +123,23 @@ class PeerRegistry:
         if hmac.compare_digest(_token_digest(token), _token_digest(self.bootstrap.secret)):
             return self.bootstrap
         digest = _token_digest(token)
-        peer_id = self._by_token.get(digest)
-        if peer_id is None:
-            self.peers()  # a peer added since this worker last looked
-            peer_id = self._by_token.get(digest)
+        peer_id = self._by_token.get(digest) or self._indexed(digest)
         if peer_id is None:
             return None
         ident = self._identity(self._load(peer_id))
         if ident is None or not hmac.compare_digest(_token_digest(ident.secret), digest):
             return None
         return ident
+
+    def _indexed(self, digest: bytes) -> str | None:
+        """The peer id the token index names for this digest: one keyed read, hit or miss."""
+        try:
+            doc = self.state.get(_index_key(digest))
+        except CorruptRecord as e:
+            log.warning("%s", e)
+            return None
+        peer_id = doc.get("id") if isinstance(doc, dict) else None
+        return peer_id if isinstance(peer_id, str) and peer_id and "/" not in peer_id else None
 
     # ---- management ----------------------------------------------------------------------
 
@@ -143,8 +163,21 @@ class PeerRegistry:
             role="admin" if admin else "peer",
             created=_now(),
         )
+        # the index entry first: a record is never without one (an entry without a record finds nothing)
+        await self.state.put(_index_key(_token_digest(peer.token)), {"id": peer.id})
         await self.state.put(f"{PREFIX}{peer.id}.json", asdict(peer))
         return peer
+
+    async def reindex(self) -> int:
+        """Write the token index entries the peer records call for and the index lacks (a data dir
+        or a restored archive from before the index existed); returns how many were written."""
+        written = 0
+        for peer in self.peers():
+            digest = _token_digest(peer.token)
+            if self._indexed(digest) != peer.id:
+                await self.state.put(_index_key(digest), {"id": peer.id})
+                written += 1
+        return written
 
     async def revoke(self, peer_id: str) -> Peer:
         if self._load(peer_id) is None:

@@ -70,7 +70,7 @@ class S3Api:
             raise S3Error("InvalidURI", "Couldn't parse the specified URI.") from None
         req.query = {name: value for name, value, _, _ in req.query_items}
         req.bucket, req.key = split_path(path)
-        authenticate(req, self.credentials)
+        authenticate(req, self.credentials, self.ctx.region)
         r = route(req)
         req.operation = r.name
         if req.bucket:

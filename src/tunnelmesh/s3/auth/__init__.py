@@ -73,8 +73,14 @@ def _sigv4_body(req: Request, payload: str, key: bytes, sr: sigv4.SignedRequest)
     return _verify_sha256(raw, payload)
 
 
-def authenticate(req: Request, creds: Credentials) -> None:
-    """Sets req.principal and req.body, or raises an S3Error."""
+def authenticate(req: Request, creds: Credentials, region: str) -> None:
+    """Sets req.principal and req.body, or raises an S3Error.
+
+    A signature authorises only what it covers: SigV4 refuses any x-amz-* header it does not sign
+    (SigV2 signs every x-amz-* header by construction). Basic and Bearer carry the secret itself
+    and so authorise the whole request. `region` is the coordinator's; SigV4 scopes must name it
+    or us-east-1.
+    """
     auth = req.header("authorization")
     q = req.query
     presigned_v4 = "X-Amz-Algorithm" in q or "X-Amz-Signature" in q
@@ -89,6 +95,8 @@ def authenticate(req: Request, creds: Credentials) -> None:
 
     if auth.startswith("AWS4-HMAC-SHA256"):
         sr = sigv4.header_request(req)
+        sigv4.check_scope(sr.scope, region, presigned=False)
+        sigv4.check_headers_signed(req, sr)
         payload = req.header("x-amz-content-sha256")
         if not payload:
             raise S3Error("InvalidRequest", "Missing required header for this request: x-amz-content-sha256")
@@ -103,9 +111,12 @@ def authenticate(req: Request, creds: Credentials) -> None:
         req.body = _sigv4_body(req, payload, key, sr)
     elif presigned_v4:
         sr = sigv4.presigned_request(req)
+        sigv4.check_scope(sr.scope, region, presigned=True)
+        sigv4.check_headers_signed(req, sr)
         payload = q.get("X-Amz-Content-Sha256") or UNSIGNED
         ident = _identity(creds, sr.scope.access_key)
         key = sigv4.verify(req, sr, ident.secret, payload)
+        sigv4.apply_query_headers(req)
         req.principal = ident.principal
         req.body = _sigv4_body(req, payload, key, sr)
     elif auth.startswith("AWS "):
@@ -119,6 +130,7 @@ def authenticate(req: Request, creds: Credentials) -> None:
         expires = sigv2.query_expires(req)
         ident = _identity(creds, q["AWSAccessKeyId"])
         sigv2.verify(req, ident.secret, q["Signature"], expires)
+        sigv2.check_lifetime(expires)
         req.principal = ident.principal
         req.body = raw_body(req)
     elif auth[:6].lower() == "basic ":

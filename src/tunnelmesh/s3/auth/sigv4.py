@@ -19,7 +19,25 @@ from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.request import Request
 
 ALGORITHM = "AWS4-HMAC-SHA256"
+SERVICE = "s3"
+# what most tools sign with when no region is configured; accepted beside the coordinator's own
+DEFAULT_REGION = "us-east-1"
 MAX_SKEW_SECONDS = 15 * 60
+MAX_PRESIGNED_SECONDS = 7 * 24 * 3600
+# the query parameters of presigned-URL authentication itself; any other x-amz-* parameter is a
+# header carried in the query (SDK presigners put x-amz-meta-*, checksums, ... there)
+AUTH_QUERY_PARAMS = frozenset(
+    {
+        "x-amz-algorithm",
+        "x-amz-credential",
+        "x-amz-date",
+        "x-amz-expires",
+        "x-amz-signedheaders",
+        "x-amz-signature",
+        "x-amz-security-token",
+        "x-amz-content-sha256",
+    }
+)
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 # SigV4 folds only spaces and tabs; \s would also fold U+0085 and U+00A0, letting unsigned bytes in
 _WS = re.compile(r"[ \t]+")
@@ -57,6 +75,57 @@ def parse_scope(credential: str) -> Scope:
             "AuthorizationHeaderMalformed", "The authorization header is malformed; the Credential is mal-formed."
         )
     return Scope(parts[0], parts[1], parts[2], parts[3])
+
+
+def check_scope(scope: Scope, region: str, presigned: bool) -> None:
+    """The signature must be made for this service and for a region this coordinator answers for.
+
+    A wrong region names the expected one in <Region>: botocore, s3cmd and minio-go read it and retry.
+    """
+    code = "AuthorizationQueryParametersError" if presigned else "AuthorizationHeaderMalformed"
+    what = "Error parsing the X-Amz-Credential parameter;" if presigned else "The authorization header is malformed;"
+    if scope.service != SERVICE:
+        raise S3Error(code, f"{what} incorrect service '{scope.service}'. This endpoint belongs to '{SERVICE}'.")
+    if scope.region not in (region, DEFAULT_REGION):
+        raise S3Error(code, f"{what} the region '{scope.region}' is wrong; expecting '{region}'", Region=region)
+
+
+def check_headers_signed(req: Request, sr: SignedRequest) -> None:
+    """Every x-amz-* header present must be signed, as AWS demands: an unsigned one would widen what
+    the signer allowed (x-amz-copy-source turns a presigned PUT into a copy run as the signer)."""
+    signed = set(sr.signed_headers)
+    unsigned = sorted(name for name in req.headers if name.startswith("x-amz-") and name not in signed)
+    if unsigned:
+        raise S3Error(
+            "AccessDenied",
+            "There were headers present in the request which were not signed",
+            HeadersNotSigned=", ".join(unsigned),
+        )
+
+
+def query_headers(req: Request) -> dict[str, str]:
+    """The x-amz-* parameters of a presigned URL that stand for headers, by lower-cased header name.
+    They are covered by the signature (the canonical query holds every parameter)."""
+    out: dict[str, str] = {}
+    for name, value, _, _ in req.query_items:
+        lname = name.lower()
+        if lname.startswith("x-amz-") and lname not in AUTH_QUERY_PARAMS:
+            out[lname] = f"{out[lname]},{value}" if lname in out else value
+    return out
+
+
+def apply_query_headers(req: Request) -> None:
+    """Make a verified presigned URL's header parameters visible to the operations as headers, so
+    they are honoured (x-amz-meta-*) and refused (unsupported features) exactly like headers."""
+    for name, value in query_headers(req).items():
+        present = req.headers.get(name)
+        if present is not None and present != value:
+            raise S3Error(
+                "InvalidArgument",
+                f"{name} is given both as a header and as a query parameter, with different values.",
+                ArgumentName=name,
+            )
+        req.headers[name] = value
 
 
 def parse_header(value: str) -> SignedRequest:
@@ -189,7 +258,7 @@ def presigned_request(req: Request) -> SignedRequest:
         expires = int(q["X-Amz-Expires"])
     except ValueError:
         raise S3Error("AuthorizationQueryParametersError", "X-Amz-Expires should be a number") from None
-    if not 1 <= expires <= 604800:
+    if not 1 <= expires <= MAX_PRESIGNED_SECONDS:
         raise S3Error(
             "AuthorizationQueryParametersError",
             "X-Amz-Expires must be between 1 and 604800 seconds (seven days).",
