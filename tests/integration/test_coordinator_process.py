@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -120,32 +120,54 @@ def test_startup_sweeps_temporaries_and_orphan_blobs(tmp_path) -> None:
     assert marker.exists()
 
 
-def test_a_stop_is_clean_only_if_the_orphan_sweep_finished(tmp_path) -> None:
-    c = start_coordinator(tmp_path)
+def test_a_stop_is_clean_only_if_the_orphan_sweep_finished(tmp_path, monkeypatch) -> None:
+    # one worker throughout: its listening port proves it is serving, so it takes a stop like any
+    # running worker (a second one may still be starting up when the first one opens the port)
+    c = start_coordinator(tmp_path, workers=1)
     c.stop()
-    (c.data_dir / ".clean-shutdown").unlink()
-    # enough blob references that the sweep is still reading them when the stop comes
-    db = sqlite3.connect(c.data_dir / "meta.sqlite3")
-    with db:
-        db.execute("INSERT INTO buckets(name, owner, created, region) VALUES ('big', 'admin', 0, '')")
-        db.executemany(
-            "INSERT INTO objects(bucket, key, size, etag, mtime, headers, checksums, segments, owner) "
-            "VALUES ('big', ?, 1, 'e', 0, '{}', '{}', ?, 'admin')",
-            ((f"k{i:07d}", f'[["{i:032x}", 1, ""]]') for i in range(400_000)),
-        )
-    db.close()
-    c2 = start_coordinator(tmp_path, token=c.token, data_dir=c.data_dir)
-    c2.stop()
-    interrupted = "orphan sweep interrupted" in c2.log()
-    assert interrupted or "orphan sweep: removed" in c2.log(), c2.log()
-    assert (c.data_dir / ".clean-shutdown").exists() == (not interrupted)
-    if interrupted:  # the next start sweeps again, to the end this time, and then stops clean
-        c3 = start_coordinator(tmp_path, token=c.token, data_dir=c.data_dir)
-        try:
-            c3.wait_for_log(r"orphan sweep: removed 0 orphan blobs")
-        finally:
-            c3.stop()
-        assert (c.data_dir / ".clean-shutdown").exists()
+    (c.data_dir / ".clean-shutdown").unlink()  # as after a crash: the next start sweeps
+    orphan = c.data_dir / "blobs" / "ab" / ("ab" + "0" * 30)
+    orphan.write_bytes(b"orphan")
+    os.utime(orphan, (1_000_000_000, 1_000_000_000))
+    # the sweep waits for this file before it reads anything (a test-only hold), so each stop below
+    # comes at a known point of the sweep instead of whenever a busy sweep happens to be
+    release = tmp_path / "release-sweep"
+    monkeypatch.setenv("TUNNELMESH_TEST_SWEEP_HOLD", str(release))
+
+    def children(pid: int) -> set[int]:
+        """The supervisor's child processes, zombies included: a sweeper leaves only when reaped."""
+        out = set()
+        for entry in Path("/proc").iterdir():
+            try:
+                stat_line = (entry / "stat").read_text() if entry.name.isdigit() else ""
+            except OSError:
+                continue
+            if stat_line and int(stat_line[stat_line.rindex(")") + 2 :].split()[1]) == pid:
+                out.add(int(entry.name))
+        return out
+
+    c2 = start_coordinator(tmp_path, token=c.token, data_dir=c.data_dir, workers=1)
+    c2.stop()  # the sweep has not finished: it has not even started reading
+    assert "orphan sweep interrupted" in c2.log(), c2.log()
+    assert "orphan sweep: removed" not in c2.log(), c2.log()
+    assert not (c.data_dir / ".clean-shutdown").exists()
+    assert orphan.exists()
+    # the next start sweeps again, to the end this time, and a stop after that is clean
+    c3 = start_coordinator(tmp_path, token=c.token, data_dir=c.data_dir, workers=1)
+    try:
+        release.touch()
+        c3.wait_for_log(r"orphan sweep: removed 1 orphan blobs")
+        # the log line comes just before the sweeper exits; the sweep counts as finished once the
+        # supervisor has reaped it (a stop in between is taken for an interrupted sweep)
+        deadline = time.monotonic() + 60
+        while len(children(c3.proc.pid)) > 1:
+            assert time.monotonic() < deadline, "the supervisor did not reap the finished sweeper"
+            time.sleep(0.05)
+    finally:
+        c3.stop()
+    assert "orphan sweep interrupted" not in c3.log(), c3.log()
+    assert not orphan.exists()
+    assert (c.data_dir / ".clean-shutdown").exists()
 
 
 def test_max_size_rejects_a_put_that_would_pass_it_and_stores_nothing(tmp_path) -> None:

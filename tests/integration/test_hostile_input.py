@@ -56,6 +56,9 @@ HYPOTHESIS = settings(
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 PASSWD = Path("/etc/passwd").read_bytes()
 PASSWD_LINES = [line for line in PASSWD.splitlines() if len(line) >= 8]
+# what path traversal would reach: a file this module owns beside the data dir (the machine's
+# /etc/passwd changes whenever anything adds a user, so the tests do not compare it)
+SENTINEL = f"tunnelmesh test sentinel {uuid.uuid4().hex}: outside the data dir\n".encode()
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
@@ -186,6 +189,7 @@ def check_reply(
     CHECKED["closed" if reply.status is None else reply.status] += 1
     assert b"Traceback" not in reply.raw, reply.raw[:2000]
     assert token.encode() not in reply.raw
+    assert SENTINEL not in reply.raw, "a file outside the data dir was served"
     for line in PASSWD_LINES:
         assert line not in reply.raw, f"/etc/passwd content in a response: {line!r}"
     if reply.status is None:
@@ -858,21 +862,47 @@ def store_layout_problems(data_dir: Path) -> list[str]:
     return bad
 
 
+@pytest.fixture(scope="module")
+def sentinel(coordinator) -> Path:  # noqa: ANN001
+    """<data_dir>/../etc/passwd: where `../../etc/passwd` lands if a key is ever joined onto <data_dir>/<bucket>."""
+    path = coordinator.data_dir.parent / "etc" / "passwd"
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(SENTINEL)
+    return path
+
+
+def traversal_keys(data_dir: Path, target: Path) -> list[str]:
+    """Keys that reach `target` from every directory a key could be joined onto, and its absolute path."""
+    rel = target.relative_to(data_dir.parent).as_posix()
+    keys = [str(target)]
+    for depth in range(1, 5):  # <data_dir>, <data_dir>/<bucket> or tmp, <data_dir>/blobs/xx, one more
+        keys += ["../" * depth + rel, "..%2f" * depth + rel.replace("/", "%2f"), "..\\" * depth + rel]
+    return keys
+
+
+def assert_sentinel_untouched(path: Path) -> None:
+    assert path.read_bytes() == SENTINEL, "a file outside the data dir was written"
+    assert [p.name for p in path.parent.iterdir()] == [path.name], "a file appeared outside the data dir"
+
+
 def test_c_hostile_keys_round_trip_exactly_or_are_refused_and_never_touch_files_outside_the_store(
-    coordinator, s3, processes: set[int]
+    coordinator, s3, processes: set[int], sentinel: Path
 ) -> None:  # noqa: ANN001
     bucket = new_bucket(s3, "keys")
     data_dir = coordinator.data_dir
     parent_before = sorted(p.name for p in data_dir.parent.iterdir())
     assert store_layout_problems(data_dir) == []
-    passwd_before = PASSWD
 
-    @settings(HYPOTHESIS, max_examples=120)
-    @given(key=hostile_keys)
     def run(key: str) -> None:
         body = b"body of " + key.encode("utf-8") * 2 + b"\n" + b"#" * 40000  # > 32 KiB: a blob file
         CASES["hostile keys"] += 1
         too_long = len(key.encode("utf-8")) > 1024
+        try:  # nothing stored yet: the key names no object, whatever file it might spell
+            s3.get_object(Bucket=bucket, Key=key)
+        except ClientError as e:
+            assert e.response["ResponseMetadata"]["HTTPStatusCode"] in (400, 404), (key, e.response)
+        else:
+            raise AssertionError(f"GET {key!r} answered 200 before anything was stored under it")
         try:
             s3.put_object(Bucket=bucket, Key=key, Body=body)
         except ClientError as e:
@@ -894,9 +924,11 @@ def test_c_hostile_keys_round_trip_exactly_or_are_refused_and_never_touch_files_
         assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
         assert store_layout_problems(data_dir) == []
         assert sorted(p.name for p in data_dir.parent.iterdir()) == parent_before
-        assert Path("/etc/passwd").read_bytes() == passwd_before
+        assert_sentinel_untouched(sentinel)
 
-    run()
+    for key in traversal_keys(data_dir, sentinel):  # aimed at the sentinel, every time
+        run(key)
+    settings(HYPOTHESIS, max_examples=120)(given(key=hostile_keys)(run))()
     assert_no_process_died(coordinator, processes)
 
 
@@ -908,9 +940,13 @@ def test_c_hostile_keys_round_trip_exactly_or_are_refused_and_never_touch_files_
         b"..%2f..%2fetc%2fpasswd",
         b"%2e%2e/%2e%2e/etc/passwd",
         b"./../x",
+        b"../etc/passwd",
+        b"../../../etc/passwd",
     ],
 )
-def test_c_unencoded_dot_segments_in_the_path_are_key_bytes_not_file_paths(coordinator, s3, raw_key: bytes) -> None:  # noqa: ANN001
+def test_c_unencoded_dot_segments_in_the_path_are_key_bytes_not_file_paths(
+    coordinator, s3, sentinel: Path, raw_key: bytes
+) -> None:  # noqa: ANN001
     bucket = new_bucket(s3, "dots")
     auth = basic(coordinator.token)
     target = f"/s3/{bucket}/".encode() + raw_key
@@ -926,7 +962,7 @@ def test_c_unencoded_dot_segments_in_the_path_are_key_bytes_not_file_paths(coord
     else:
         assert get.status in (400, 404)
     assert store_layout_problems(coordinator.data_dir) == []
-    assert Path("/etc/passwd").read_bytes() == PASSWD
+    assert_sentinel_untouched(sentinel)
     # the prefix itself cannot be climbed out of either
     up = exchange(coordinator.port, http_request("GET", b"/s3/../../etc/passwd", [("Host", b"127.0.0.1"), auth]))
     check_reply(up, coordinator.token)

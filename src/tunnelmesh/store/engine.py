@@ -33,6 +33,9 @@ SYSTEM_BUCKET = meta_mod.SYSTEM_BUCKET
 # pathsend file); short enough that deleting frees space promptly
 UNLINK_GRACE_SECONDS = 5.0
 CLEAN_SHUTDOWN = ".clean-shutdown"
+# tests only: the path of a file the orphan sweep waits for before it reads anything, so a test
+# can stop the coordinator while the sweep has certainly not finished (and then let it finish)
+SWEEP_HOLD_ENV = "TUNNELMESH_TEST_SWEEP_HOLD"
 
 
 def prepare_data_dir(data_dir: Path) -> float | None:
@@ -72,6 +75,9 @@ def sweep_orphans(data_dir: Path, before: float) -> int:
     that was sealed before this start can never be named later (every write seals new blobs, and
     Complete only names parts that the snapshot already shows).
     """
+    hold = os.environ.get(SWEEP_HOLD_ENV)
+    while hold and not os.path.exists(hold):
+        time.sleep(0.05)
     conn = meta_mod.connect(data_dir / "meta.sqlite3")
     try:
         refs = Meta(conn).referenced_blobs()
