@@ -223,7 +223,8 @@ async def list_parts(ctx: Context, req: Request) -> Response:
         marker = int(marker_text)
     except ValueError:
         raise S3Error("InvalidArgument", "part-number-marker must be an integer.") from None
-    parts = ctx.store.parts(up.upload_id, marker, max_parts + 1)
+    # part numbers end at 10000; an unbounded marker would overflow SQLite's 64-bit INTEGER (a 500)
+    parts = ctx.store.parts(up.upload_id, min(max(marker, 0), 10000), max_parts + 1)
     truncated = len(parts) > max_parts
     parts = parts[:max_parts]
     body = [
