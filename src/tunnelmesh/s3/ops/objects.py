@@ -16,6 +16,7 @@ from tunnelmesh.s3.ops.common import (
     require_no_framing,
     validate_key,
 )
+from tunnelmesh.s3.ops.unsupported import refuse_unsupported
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import BlobSlice, Response, http_date, xml_response
 from tunnelmesh.store.engine import Store
@@ -113,6 +114,7 @@ async def read_inline(req: Request, digest: UploadDigest, declared: int) -> byte
 
 async def put_object(ctx: Context, req: Request) -> Response:
     assert req.principal is not None
+    refuse_unsupported(req)
     validate_key(req.key)
     headers = object_headers_from_request(req)
     cond = write_conditions(req)
