@@ -1,13 +1,21 @@
-"""`tunnelmesh storage scrub`: stored bytes are re-hashed against what was recorded at write time."""
+"""`tunnelmesh storage scrub`: stored bytes are re-hashed against what was recorded at write time;
+the scheduled scrub does the same in the background; a blob whose size differs from its record is
+never served."""
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
 import os
+import re
 import sqlite3
 import subprocess
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
+import pytest
+from botocore.exceptions import ClientError
 from conftest import Coordinator, start_coordinator
 
 MIB = 1024 * 1024
@@ -78,5 +86,73 @@ def test_scrub_finds_rotted_blobs_and_repair_quarantines_them(tmp_path) -> None:
 
         again = scrub(c)
         assert again.returncode == 0, again.stdout
+    finally:
+        c.stop()
+
+
+def _get(
+    conn: http.client.HTTPConnection, token: str, path: str, headers: dict | None = None
+) -> tuple[int, dict, bytes]:
+    auth = "Basic " + base64.b64encode(f"admin:{token}".encode()).decode()
+    conn.request("GET", path, headers={"Authorization": auth, **(headers or {})})
+    resp = conn.getresponse()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+
+
+def test_the_scheduled_scrub_reports_rot_and_a_truncated_blob_is_refused_before_any_byte(tmp_path) -> None:
+    c = start_coordinator(tmp_path, "  scrub_interval: 2s\n  scrub_rate: 1GB\n")
+    try:
+        s3 = c.client()
+        s3.create_bucket(Bucket="sched")
+        healthy = os.urandom(300_000)  # above the size answered in one body message, and pathsend's threshold
+        s3.put_object(Bucket="sched", Key="healthy", Body=healthy)
+        s3.put_object(Bucket="sched", Key="flipped", Body=os.urandom(100_000))
+        s3.put_object(Bucket="sched", Key="truncated", Body=os.urandom(300_000))
+        s3.put_object(Bucket="sched", Key="small-truncated", Body=os.urandom(40_000))
+
+        flipped = blob_path(c.data_dir, "sched", "flipped")
+        data = bytearray(flipped.read_bytes())
+        data[5000] ^= 0x01
+        flipped.write_bytes(bytes(data))
+        for key in ("truncated", "small-truncated"):
+            path = blob_path(c.data_dir, "sched", key)
+            path.write_bytes(path.read_bytes()[:30_000])
+
+        # a scrub that ran before the damage reports 0 rotten; a later one (every 2 s) names all three keys
+        m = c.wait_for_log(
+            r"scrub: (\d+) objects, (\d+) bytes verified, 3 rotten: "
+            r"sched/flipped \(segment 1: blob \w+ has MD5 [^)]*\), "
+            r"sched/small-truncated \([^)]*30000 bytes[^)]*\), sched/truncated \([^)]*30000 bytes[^)]*\)",
+            timeout=120,
+        )
+        assert int(m.group(1)) >= 4 and int(m.group(2)) >= 740_000
+
+        status = c.cli("storage", "status", "--json")
+        assert status.returncode == 0, status.stderr
+        scrub_doc = json.loads(status.stdout)["scrub"]
+        assert scrub_doc["last_finished"] is not None and scrub_doc["objects"] >= 4
+        # the record of the last finished run: the one that logged, or a later one (nothing repairs in between)
+        assert scrub_doc["rotten_count"] == 3
+        assert sorted(r["key"] for r in scrub_doc["rotten"]) == ["flipped", "small-truncated", "truncated"]
+        text = c.cli("storage", "status")
+        assert text.returncode == 0 and "last scrub: finished" in text.stdout, text.stdout + text.stderr
+
+        # a blob shorter than its record: an S3 error before any byte, and the connection stays usable
+        conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=30)
+        for key, headers in (("truncated", {}), ("small-truncated", {}), ("truncated", {"Range": "bytes=0-99"})):
+            status_code, hdrs, body = _get(conn, c.token, f"/s3/sched/{key}", headers)
+            assert status_code == 500, (key, status_code, body[:300])
+            assert hdrs["content-type"] == "application/xml"
+            assert ET.fromstring(body).findtext("Code") == "InternalError"
+            assert "damaged" in ET.fromstring(body).findtext("Message")
+            status_code, _, body = _get(conn, c.token, "/s3/sched/healthy")
+            assert status_code == 200 and body == healthy
+        conn.close()
+        assert re.search(r"DAMAGED OBJECT sched/truncated: blob \w+ is 30000 bytes, its record says 300000", c.log())
+        # copying a damaged object is refused the same way, and stores nothing
+        with pytest.raises(ClientError) as info:
+            s3.copy_object(Bucket="sched", Key="copy", CopySource={"Bucket": "sched", "Key": "truncated"})
+        assert info.value.response["Error"]["Code"] == "InternalError"
+        assert not s3.list_objects_v2(Bucket="sched", Prefix="copy").get("Contents")
     finally:
         c.stop()

@@ -197,6 +197,14 @@ def storage_status(c: Coordinator, as_json: bool) -> None:
     click.echo(
         f"store: {human(d['used'])} of {human(d['max_size'])} ({d['percent']}%), disk free {human(d['disk_free'])}"
     )
+    if s := d.get("scrub"):
+        click.echo(
+            f"last scrub: finished {s['last_finished'] or 'never'}, {s['objects']} objects ({human(s['bytes'])}), "
+            f"{s['rotten_count']} rotten"
+            + ("; a scrub is running or was cut short" if s["running_or_interrupted"] else "")
+        )
+        for r in s["rotten"]:
+            click.echo(f"ROTTEN  {r['bucket']}/{r['key']}: {r['problem']}")
     emit(
         d,
         False,

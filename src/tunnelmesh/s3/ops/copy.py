@@ -62,7 +62,7 @@ async def source_bytes(ctx: Context, src: ObjectRecord, offset: int, length: int
     if src.data is not None:
         yield src.data[offset : offset + length]
         return
-    slices = open_slices(ctx.store, src.segments, offset, length)
+    slices = open_slices(ctx.store, src.segments, offset, length, f"{src.bucket}/{src.key}")
     try:
         async for chunk in read_slices(slices):
             yield chunk
