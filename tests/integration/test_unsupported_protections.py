@@ -179,8 +179,17 @@ def test_a_copy_keeping_the_source_tags_ignores_x_amz_tagging_as_s3_does(s3, src
         ({"ACL": "public-read"}, NO_ACLS),
         ({"ACL": "public-read-write"}, NO_ACLS),
         ({"GrantWrite": "id=someone"}, NO_ACLS),
+        ({"ObjectOwnership": "ObjectWriter"}, NOT_IMPL),
+        ({"ObjectOwnership": "BucketOwnerPreferred"}, NOT_IMPL),
     ],
-    ids=["object-lock", "acl-public-read", "acl-public-read-write", "grant-write"],
+    ids=[
+        "object-lock",
+        "acl-public-read",
+        "acl-public-read-write",
+        "grant-write",
+        "ownership-writer",
+        "ownership-pref",
+    ],
 )
 def test_create_bucket_asking_for_object_lock_or_acls_is_refused_and_creates_nothing(
     s3, params: dict[str, Any], expected: tuple[str, int]
@@ -194,7 +203,9 @@ def test_create_bucket_asking_for_object_lock_or_acls_is_refused_and_creates_not
 
 
 @pytest.mark.parametrize(
-    "params", [{"ACL": "private"}, {"ObjectLockEnabledForBucket": False}], ids=["acl-private", "lock-false"]
+    "params",
+    [{"ACL": "private"}, {"ObjectLockEnabledForBucket": False}, {"ObjectOwnership": "BucketOwnerEnforced"}],
+    ids=["acl-private", "lock-false", "ownership-enforced"],
 )
 def test_create_bucket_with_what_the_server_gives_succeeds(s3, params: dict[str, Any]) -> None:  # noqa: ANN001
     name = f"prot-ok-{uuid.uuid4().hex[:12]}"

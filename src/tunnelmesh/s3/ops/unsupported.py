@@ -61,6 +61,11 @@ def _lock_enabled(name: str, value: str, req: Request) -> S3Error | None:
     return not_implemented(name) if value.strip().lower() == "true" else None
 
 
+def _ownership(name: str, value: str, req: Request) -> S3Error | None:
+    # the other two settings (ObjectWriter, BucketOwnerPreferred) exist to make ACLs take effect
+    return None if value.strip() == "BucketOwnerEnforced" else not_implemented(name)
+
+
 def _tagging(name: str, value: str, req: Request) -> S3Error | None:
     # a copy keeps the source's tags (none here) unless told to REPLACE them; S3 ignores the header then
     if req.operation == COPY and req.header("x-amz-tagging-directive", "COPY").upper() != "REPLACE":
@@ -103,6 +108,7 @@ RULES: tuple[Rule, ...] = (
     Rule("x-amz-object-lock-retain-until-date", OBJECT_WRITES, _always),
     Rule("x-amz-object-lock-legal-hold", OBJECT_WRITES, _always),
     Rule("x-amz-bucket-object-lock-enabled", frozenset({CREATE_BUCKET}), _lock_enabled),
+    Rule("x-amz-object-ownership", frozenset({CREATE_BUCKET}), _ownership),
     # SSE-S3, SSE-KMS (key id, context, bucket key) and SSE-C (customer-algorithm, -key, -key-md5)
     Rule("x-amz-server-side-encryption", OBJECT_WRITES | {UPLOAD_PART, UPLOAD_PART_COPY}, _always),
     Rule("x-amz-server-side-encryption-", OBJECT_WRITES | {UPLOAD_PART, UPLOAD_PART_COPY}, _always),
