@@ -53,6 +53,24 @@ def parse_size(value: str | int) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds: `30s`, `15m`, `12h`, `7d`, `2w`; a bare number is seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"duration must not be negative: {value}")
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m or m.group(2).lower() not in _DURATION_UNITS:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 15m, 12h, 7d or plain seconds)")
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
+
+
 @dataclass(frozen=True)
 class Listen:
     host: str
@@ -84,6 +102,8 @@ class Settings:
     allow_public: bool = False
     log_level: str = "info"
     limits: Limits = field(default_factory=Limits)
+    scrub_interval: float = 7 * 86400.0  # seconds between background integrity scrubs; 0: never
+    scrub_rate: int = 50 * 10**6  # bytes per second the background scrub reads, at most
 
 
 def parse_listen(key: str, value: Any) -> Listen:
@@ -151,7 +171,7 @@ def parse_limits(raw: Any) -> Limits:
     return Limits(**values)
 
 
-_S3_KEYS = {"data_dir", "max_size", "listen"}
+_S3_KEYS = {"data_dir", "max_size", "listen", "scrub_interval", "scrub_rate"}
 
 
 def load(path: Path | None, *, allow_public: bool = False) -> Settings:
@@ -184,6 +204,16 @@ def load(path: Path | None, *, allow_public: bool = False) -> Settings:
         max_size = parse_size(s3["max_size"]) if "max_size" in s3 else defaults.max_size
     except ValueError as e:
         raise ConfigError(f"s3.max_size: {e}") from None
+    try:
+        scrub_interval = parse_duration(s3["scrub_interval"]) if "scrub_interval" in s3 else defaults.scrub_interval
+    except ValueError as e:
+        raise ConfigError(f"s3.scrub_interval: {e}") from None
+    try:
+        scrub_rate = parse_size(s3["scrub_rate"]) if "scrub_rate" in s3 else defaults.scrub_rate
+    except ValueError as e:
+        raise ConfigError(f"s3.scrub_rate: {e}") from None
+    if scrub_rate <= 0:
+        raise ConfigError("s3.scrub_rate: must be greater than zero (bytes per second, e.g. 50MB)")
     workers = raw.get("workers", 0)
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
         raise ConfigError(f"workers: expected a whole number >= 0, got {workers!r}")
@@ -211,4 +241,6 @@ def load(path: Path | None, *, allow_public: bool = False) -> Settings:
         workers=workers,
         allow_public=allow_public,
         log_level=log_level,
+        scrub_interval=scrub_interval,
+        scrub_rate=scrub_rate,
     )

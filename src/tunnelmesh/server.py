@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tunnelmesh.config import ConfigError, Settings
+from tunnelmesh.store import scrub_schedule
 from tunnelmesh.store.engine import mark_clean_shutdown, prepare_data_dir, sweep_orphans
 
 log = logging.getLogger("tunnelmesh")
@@ -155,6 +156,32 @@ def _spawn_sweeper(settings: Settings, before: float) -> int:
     return pid
 
 
+def _spawn_scrubber(settings: Settings) -> int:
+    """A scheduled integrity scrub in its own process, at low priority: the workers serve meanwhile."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            from tunnelmesh.store import scrub_schedule
+
+            os.nice(10)
+            code = scrub_schedule.run(settings.data_dir, settings.scrub_rate)
+        except BaseException:  # noqa: BLE001 - report, never return into the supervisor's code
+            log.exception("scrub failed")
+        finally:
+            logging.shutdown()
+            os._exit(code)
+    return pid
+
+
+def _stop_scrubber(pid: int | None) -> None:
+    """A scrub only reads; killing it loses nothing (its record says it was cut short)."""
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
 def run(settings: Settings) -> int:
     """Start the coordinator and block until it is stopped. Returns the exit code."""
     check_data_dir(settings.data_dir)
@@ -184,6 +211,8 @@ def run(settings: Settings) -> int:
     # clean (the next start must sweep again)
     sweeper = _spawn_sweeper(settings, sweep_before) if sweep_before is not None else None
     swept = sweeper is None
+    scrub_timer = scrub_schedule.Timer(settings.data_dir, settings.scrub_interval, time.time())
+    scrubber: int | None = None
 
     code = 0
     respawns: list[float] = []
@@ -193,7 +222,13 @@ def run(settings: Settings) -> int:
         except ChildProcessError:
             pid, status = 0, 0
         if pid == 0:
+            if scrubber is None and scrub_timer.is_due(time.time()):
+                scrubber = _spawn_scrubber(settings)
             time.sleep(0.1)
+            continue
+        if pid == scrubber:
+            scrubber = None
+            scrub_timer.finished(time.time())
             continue
         if pid == sweeper:
             swept, sweeper = os.waitstatus_to_exitcode(status) == 0, None
@@ -218,6 +253,7 @@ def run(settings: Settings) -> int:
             os.kill(sweeper, signal.SIGKILL)
             os.waitpid(sweeper, 0)
             log.info("orphan sweep interrupted; the next start sweeps again")
+    _stop_scrubber(scrubber)
     for pid in workers:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)

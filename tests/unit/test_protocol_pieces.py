@@ -69,13 +69,20 @@ def test_canonical_query_encodes_values_and_bare_names() -> None:
         ("items=0-1", 5, None),
         ("bytes=0-1,3-4", 5, None),
         ("bytes=-", 5, None),
+        ("bytes=0-" + "9" * 5000, 5, (0, 4)),  # past int()'s digit limit: the end is clamped as any other
+        ("bytes=-" + "9" * 5000, 5, (0, 4)),
+        ("bytes=0000000000000000000000002-3", 5, (2, 3)),  # leading zeros are not magnitude
+        ("bytes=\u0661-\u0662", 5, None),  # digits of other scripts: not an HTTP range, ignored
     ],
 )
 def test_ranges(value, size, expected) -> None:
     assert conditions.parse_range(value, size) == expected
 
 
-@pytest.mark.parametrize(("value", "size"), [("bytes=5-", 5), ("bytes=-0", 5), ("bytes=0-", 0), ("bytes=-1", 0)])
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [("bytes=5-", 5), ("bytes=-0", 5), ("bytes=0-", 0), ("bytes=-1", 0), ("bytes=" + "9" * 5000 + "-", 5)],
+)
 def test_unsatisfiable_ranges(value, size) -> None:
     with pytest.raises(S3Error) as e:
         conditions.parse_range(value, size)

@@ -44,7 +44,7 @@ from tunnelmesh.s3.auth import authenticate
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import validate_bucket_name
 from tunnelmesh.s3.request import Request, headers_from_asgi, parse_query
-from tunnelmesh.store import scrub
+from tunnelmesh.store import scrub, scrub_schedule
 from tunnelmesh.store.engine import SYSTEM_BUCKET
 
 log = logging.getLogger("tunnelmesh.admin")
@@ -181,6 +181,7 @@ class AdminApi:
             "percent": round(100 * used / self.store.max_size, 2) if self.store.max_size else None,
             "disk_free": self.store.blobs.disk_free(),
             "buckets": [_bucket_doc(b) for b in self.store.buckets()],
+            "scrub": scrub_schedule.status(self.store.data_dir),
         }
 
     async def storage_verify(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:

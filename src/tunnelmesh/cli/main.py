@@ -199,6 +199,14 @@ def storage_status(c: Coordinator, as_json: bool) -> None:
     )
     # the coordinator's own records are outside max_size, so they are shown apart
     click.echo(f"coordinator state (_tunnelmesh, not counted in max_size): {human(d.get('system_used'))}")
+    if s := d.get("scrub"):
+        click.echo(
+            f"last scrub: finished {s['last_finished'] or 'never'}, {s['objects']} objects ({human(s['bytes'])}), "
+            f"{s['rotten_count']} rotten"
+            + ("; a scrub is running or was cut short" if s["running_or_interrupted"] else "")
+        )
+        for r in s["rotten"]:
+            click.echo(f"ROTTEN  {r['bucket']}/{r['key']}: {r['problem']}")
     emit(
         d,
         False,

@@ -54,7 +54,17 @@ def check_read(headers: dict[str, str], obj: ObjectRecord, prefix: str = "") -> 
             raise S3Error(not_modified, "Not Modified", Condition=f"{prefix}If-Modified-Since")
 
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# ASCII digits only: `\d` alone would take other scripts' digits, which no HTTP client sends
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
+_COPY_RANGE = re.compile(r"^bytes=([0-9]+)-([0-9]+)$")
+# past any object size (S3's limit is 5 TiB); longer digit strings stop here instead of reaching
+# int(), which refuses more than 4300 digits and would turn a bad header into a 500
+_HUGE = 10**19
+
+
+def _offset(digits: str) -> int:
+    digits = digits.lstrip("0") or "0"
+    return _HUGE if len(digits) > 19 else min(int(digits), _HUGE)
 
 
 def parse_range(value: str, size: int) -> tuple[int, int] | None:
@@ -64,12 +74,12 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
         return None  # malformed, multi-range or another unit: S3 sends the whole object
     first, last = m.group(1), m.group(2)
     if not first:
-        n = int(last)
+        n = _offset(last)
         if n == 0 or size == 0:
             raise invalid_range(size)
         return max(0, size - n), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
+    start = _offset(first)
+    end = _offset(last) if last else size - 1
     if last and end < start:
         return None
     if start >= size:
@@ -85,10 +95,10 @@ def invalid_range(size: int) -> S3Error:
 
 def parse_copy_range(value: str, size: int) -> tuple[int, int]:
     """x-amz-copy-source-range takes closed ranges only."""
-    m = re.match(r"^bytes=(\d+)-(\d+)$", value.strip())
+    m = _COPY_RANGE.match(value.strip())
     if not m:
         raise S3Error("InvalidArgument", "The x-amz-copy-source-range value must be of the form bytes=first-last.")
-    first, last = int(m.group(1)), int(m.group(2))
+    first, last = _offset(m.group(1)), _offset(m.group(2))
     if last < first:
         raise S3Error("InvalidArgument", "The x-amz-copy-source-range value must be of the form bytes=first-last.")
     if last >= size:

@@ -44,9 +44,10 @@ def http_date(t: float) -> str:
 
 
 def parse_http_date(value: str) -> float | None:
+    """Seconds since the epoch, or None for a value that is not an HTTP date (callers then ignore it)."""
     try:
         return parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # a year of 25 digits overflows a C long
         return None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,17 +38,36 @@ class ScrubReport:
     quarantined: list[str] = field(default_factory=list)
 
 
-def _md5_of_file(path: Path) -> tuple[str, int]:
+class Throttle:
+    """At most `rate` bytes per second on average (0: no limit), so a background scrub leaves the
+    disk to the clients."""
+
+    def __init__(self, rate: int = 0) -> None:
+        self.rate = rate
+        self.start = time.monotonic()
+        self.done = 0
+
+    def take(self, n: int) -> None:
+        if not self.rate:
+            return
+        self.done += n
+        ahead = self.done / self.rate - (time.monotonic() - self.start)
+        if ahead > 0:
+            time.sleep(ahead)
+
+
+def _md5_of_file(path: Path, throttle: Throttle) -> tuple[str, int]:
     h = hashlib.md5()
     size = 0
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)
             size += len(chunk)
+            throttle.take(len(chunk))
     return h.hexdigest(), size
 
 
-def _check(obj: ObjectRecord, blobs: BlobStore) -> str | None:
+def _check(obj: ObjectRecord, blobs: BlobStore, throttle: Throttle) -> str | None:
     if obj.data is not None:
         if len(obj.data) != obj.size:
             return f"inline data is {len(obj.data)} bytes, the object {obj.size}"
@@ -57,7 +77,7 @@ def _check(obj: ObjectRecord, blobs: BlobStore) -> str | None:
     for i, seg in enumerate(obj.segments):
         expected = seg.md5 or (obj.etag if len(obj.segments) == 1 and "-" not in obj.etag else "")
         try:
-            digest, size = _md5_of_file(blobs.path(seg.blob))
+            digest, size = _md5_of_file(blobs.path(seg.blob), throttle)
         except FileNotFoundError:
             return f"segment {i + 1}: blob {seg.blob} is missing"
         if size != seg.size:
@@ -67,11 +87,22 @@ def _check(obj: ObjectRecord, blobs: BlobStore) -> str | None:
     return None
 
 
-def scrub(data_dir: Path, repair: bool) -> ScrubReport:
-    """Check every object (blocking; run it off the event loop). With repair, quarantine rot."""
+def _changed(m: Meta, obj: ObjectRecord) -> bool:
+    now = m.get_object(obj.bucket, obj.key)
+    return now is None or (now.etag, now.mtime, [s.blob for s in now.segments]) != (
+        obj.etag,
+        obj.mtime,
+        [s.blob for s in obj.segments],
+    )
+
+
+def scrub(data_dir: Path, repair: bool, rate: int = 0) -> ScrubReport:
+    """Check every object (blocking; run it off the event loop), reading at most `rate` bytes per
+    second (0: as fast as the disk goes). With repair, quarantine rot."""
     blobs = BlobStore(data_dir)
     conn = meta_mod.connect(data_dir / "meta.sqlite3")
     report = ScrubReport()
+    throttle = Throttle(rate)
     try:
         m = Meta(conn)
         for bucket in m.buckets():
@@ -84,7 +115,9 @@ def scrub(data_dir: Path, repair: bool) -> ScrubReport:
                         continue
                     report.objects += 1
                     report.bytes += obj.size
-                    problem = _check(obj, blobs)
+                    problem = _check(obj, blobs, throttle)
+                    if problem and _changed(m, obj):
+                        continue  # overwritten or deleted while we read it: its old blobs may be gone
                     if problem:
                         report.rotten.append(Rot(obj.bucket, obj.key, problem, [s.blob for s in obj.segments]))
                 if not page.truncated:

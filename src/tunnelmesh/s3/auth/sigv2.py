@@ -99,7 +99,7 @@ def header_date(req: Request) -> str:
         line = value
     try:
         t = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a year of 25 digits
         raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header") from None
     if abs(time.time() - t) > MAX_SKEW_SECONDS:
         raise S3Error(

@@ -229,7 +229,7 @@ def header_request(req: Request) -> SignedRequest:
 
         try:
             dt = parsedate_to_datetime(req.header("date"))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a year of 25 digits
             raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header") from None
         t = dt.timestamp()
         amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(t))

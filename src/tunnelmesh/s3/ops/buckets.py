@@ -5,6 +5,7 @@ from __future__ import annotations
 from tunnelmesh.s3 import xml
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import Context, require_no_framing, validate_bucket_name
+from tunnelmesh.s3.ops.unsupported import refuse_unsupported
 from tunnelmesh.s3.request import Request, read_small_body
 from tunnelmesh.s3.response import Response, xml_response
 from tunnelmesh.store.engine import SYSTEM_BUCKET
@@ -39,6 +40,7 @@ async def list_buckets(ctx: Context, req: Request) -> Response:
 
 async def create_bucket(ctx: Context, req: Request) -> Response:
     assert req.principal is not None
+    refuse_unsupported(req)
     require_no_framing(req)
     if req.bucket == SYSTEM_BUCKET:
         raise S3Error("AccessDenied", "The bucket name is reserved for the coordinator.", BucketName=req.bucket)

@@ -20,6 +20,7 @@ from tunnelmesh.s3.ops.common import (
     validate_key,
 )
 from tunnelmesh.s3.ops.objects import open_slices, write_conditions
+from tunnelmesh.s3.ops.unsupported import refuse_unsupported
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response, read_slices, xml_response
 from tunnelmesh.store.records import ObjectRecord, Segment
@@ -61,7 +62,7 @@ async def source_bytes(ctx: Context, src: ObjectRecord, offset: int, length: int
     if src.data is not None:
         yield src.data[offset : offset + length]
         return
-    slices = open_slices(ctx.store, src.segments, offset, length)
+    slices = open_slices(ctx.store, src.segments, offset, length, f"{src.bucket}/{src.key}")
     try:
         async for chunk in read_slices(slices):
             yield chunk
@@ -94,6 +95,7 @@ async def copy_bytes(
 
 async def copy_object(ctx: Context, req: Request) -> Response:
     assert req.principal is not None
+    refuse_unsupported(req)
     require_no_framing(req)
     validate_key(req.key)
     bucket = ctx.store.require_bucket(req.bucket)

@@ -22,6 +22,7 @@ from tunnelmesh.s3.ops.common import (
 from tunnelmesh.s3.ops.copy import copy_bytes, copy_source
 from tunnelmesh.s3.ops.listing import encoder, max_keys_param
 from tunnelmesh.s3.ops.objects import store_body, upload_length, write_conditions
+from tunnelmesh.s3.ops.unsupported import refuse_unsupported
 from tunnelmesh.s3.request import Request, read_small_body
 from tunnelmesh.s3.response import Response, xml_response
 from tunnelmesh.store.records import ObjectRecord, Part, Segment, Upload
@@ -45,6 +46,7 @@ def _part_number(req: Request) -> int:
 
 async def create_upload(ctx: Context, req: Request) -> Response:
     assert req.principal is not None
+    refuse_unsupported(req)
     require_no_framing(req)
     validate_key(req.key)
     ctx.store.require_bucket(req.bucket)
@@ -76,6 +78,7 @@ async def create_upload(ctx: Context, req: Request) -> Response:
 
 
 async def upload_part(ctx: Context, req: Request) -> Response:
+    refuse_unsupported(req)
     number = _part_number(req)
     up = ctx.store.require_upload(req.bucket, req.key, req.query["uploadId"])
     bucket = ctx.store.require_bucket(req.bucket)
@@ -91,6 +94,7 @@ async def upload_part(ctx: Context, req: Request) -> Response:
 
 
 async def upload_part_copy(ctx: Context, req: Request) -> Response:
+    refuse_unsupported(req)
     require_no_framing(req)
     number = _part_number(req)
     up = ctx.store.require_upload(req.bucket, req.key, req.query["uploadId"])
@@ -223,7 +227,8 @@ async def list_parts(ctx: Context, req: Request) -> Response:
         marker = int(marker_text)
     except ValueError:
         raise S3Error("InvalidArgument", "part-number-marker must be an integer.") from None
-    parts = ctx.store.parts(up.upload_id, marker, max_parts + 1)
+    # part numbers end at 10000; an unbounded marker would overflow SQLite's 64-bit INTEGER (a 500)
+    parts = ctx.store.parts(up.upload_id, min(max(marker, 0), 10000), max_parts + 1)
     truncated = len(parts) > max_parts
     parts = parts[:max_parts]
     body = [
