@@ -114,6 +114,8 @@ def serve(settings: Settings, admin_token: str) -> int:
     # until the event loop takes the signals over, a stop request is only remembered
     signal.signal(signal.SIGTERM, _request_stop)
     signal.signal(signal.SIGINT, _request_stop)
+    # the supervisor forks with these blocked, so that none is lost before the handlers above exist
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     _die_with_parent()
     apps = build(settings, admin_token)
     listens = [(apps.main, settings.listen)]
