@@ -119,7 +119,7 @@ def _admin_peers(c: Coordinator) -> int:
 
 def _answered(c: Coordinator) -> None:
     """A new client's admin request and S3 requests on both listeners each get their answer. Several
-    of each, because each worker takes its own share of the new connections."""
+    of each, because with more than one worker each takes its own share of the new connections."""
     for _ in range(4):
         assert _admin_peers(c) == 200
         for endpoint in (c.endpoint, c.root_endpoint):
@@ -130,7 +130,7 @@ def _answered(c: Coordinator) -> None:
 
 def test_new_clients_are_answered_while_2000_idle_connections_are_held(tmp_path: Path) -> None:
     # one worker takes all the connections, and it starts with the common soft limit of 1024 files,
-    # so it must raise its own limit; a long idle timeout keeps every connection open meanwhile
+    # so its limit must be raised first; a long idle timeout keeps every connection open meanwhile
     with _soft_file_limit(1024):
         c = start_coordinator(tmp_path, extra_yaml="limits:\n  idle_timeout: 600\n", workers=1)
     held: list[socket.socket] = []
