@@ -38,30 +38,35 @@ def build(settings: Settings, admin_token: str) -> Apps:
     api = S3Api(Context(store, settings.region, settings.limits.max_object_size), peers)
     body_timeout = settings.limits.body_timeout
     admin = AdminApi(state, peers, settings.region)
+    # the bound on work in flight: the HTTP server's own bound counts open connections, idle ones too,
+    # so it is set high and this one, shared by both listeners, keeps a greedy client from piling up work
+    in_flight = asyncio.Semaphore(settings.limits.max_requests)
 
     async def main(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        guard = _StallGuard(receive, body_timeout)
-        try:
-            raw = scope.get("raw_path") or scope["path"].encode()
-            if raw == S3_PREFIX or raw.startswith(S3_PREFIX + b"/"):
-                await api.handle(scope, guard, send, S3_PREFIX.decode())
-            elif raw.startswith(API_PREFIX):
-                await admin.handle(scope, guard, send)
-            else:
-                await _not_found(send)
-        finally:
-            guard.close()
+        async with in_flight:
+            guard = _StallGuard(receive, body_timeout)
+            try:
+                raw = scope.get("raw_path") or scope["path"].encode()
+                if raw == S3_PREFIX or raw.startswith(S3_PREFIX + b"/"):
+                    await api.handle(scope, guard, send, S3_PREFIX.decode())
+                elif raw.startswith(API_PREFIX):
+                    await admin.handle(scope, guard, send)
+                else:
+                    await _not_found(send)
+            finally:
+                guard.close()
 
     async def root(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        guard = _StallGuard(receive, body_timeout)
-        try:
-            await api.handle(scope, guard, send, "")
-        finally:
-            guard.close()
+        async with in_flight:
+            guard = _StallGuard(receive, body_timeout)
+            try:
+                await api.handle(scope, guard, send, "")
+            finally:
+                guard.close()
 
     return Apps(main, root, store)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -86,9 +87,24 @@ class Limits:
 
     max_object_size: int = 5 * 2**40  # S3's own limit
     max_header_size: int = 64 * 1024  # the request line plus headers
-    header_timeout: float = 30.0  # seconds to receive the request head
+    # seconds a connection may go without a complete request head, counted from its opening or from
+    # its previous response: a silent connection, an idle keep-alive one and a slowly sent head are
+    # all closed after it (the HTTP server keeps one deadline for the three)
+    idle_timeout: float = 30.0
+    header_timeout: float | None = None  # the older name of idle_timeout; when both are set the smaller wins
     body_timeout: float = 60.0  # seconds a request body may stall between two chunks
-    max_connections: int = 256  # requests in flight per worker; more wait in the listen backlog
+    # open connections per listener per worker, idle ones included; more wait in the listen backlog.
+    # Idle connections are cheap and closed after idle_timeout, so this is high: 2,000 held-open
+    # connections must not lock out the next client
+    max_connections: int = 4096
+    max_requests: int = 256  # requests in flight per worker; more wait for a free slot
+
+    @property
+    def head_timeout(self) -> float:
+        """The one deadline the HTTP server enforces for a request head, idle time before it included."""
+        if self.header_timeout is None:
+            return self.idle_timeout
+        return min(self.idle_timeout, self.header_timeout)
 
 
 @dataclass(frozen=True)
@@ -142,6 +158,7 @@ def check_bind_address(key: str, listen: Listen, allow_public: bool) -> None:
         )
 
 
+MAX_TIMEOUT = 86400.0  # a day; any limit longer than that is a mistake, not a setting
 _TOP_KEYS = {"listen", "s3", "workers", "log_level", "region", "limits"}
 _LIMIT_KEYS = {f for f in Limits.__dataclass_fields__}
 
@@ -160,6 +177,9 @@ def parse_limits(raw: Any) -> Limits:
                 values[k] = parse_size(v)
             elif k.endswith("_timeout"):
                 values[k] = float(str(v).removesuffix("s"))
+                # nan and inf pass a "> 0" check, and the HTTP server takes whole milliseconds
+                if not math.isfinite(values[k]) or values[k] > MAX_TIMEOUT:
+                    raise ConfigError(f"limits.{k}: expected seconds up to {MAX_TIMEOUT:.0f}, got {v!r}")
             else:
                 values[k] = int(v)
         except (TypeError, ValueError) as e:

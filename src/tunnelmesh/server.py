@@ -124,6 +124,10 @@ def check_ports_free(settings: Settings) -> None:
 
 
 def _spawn_worker(settings: Settings, token: str) -> int:
+    # until the worker has its own handlers, a stop signal would run the supervisor's inherited one
+    # in the child and be lost (the worker then serves on until SIGKILL, and the stop is not clean);
+    # blocked, it waits until worker.serve unblocks it
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     pid = os.fork()
     if pid == 0:  # the child: serve until told to stop, never return into the supervisor's code
         code = 1
@@ -136,6 +140,7 @@ def _spawn_worker(settings: Settings, token: str) -> int:
         finally:
             logging.shutdown()
             os._exit(code)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return pid
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 
-from granian.constants import Interfaces
+from granian.constants import HTTPModes, Interfaces
 from granian.http import HTTP1Settings
 from granian.log import LogLevels
 from granian.server.embed import Server
@@ -25,22 +26,68 @@ log = logging.getLogger("tunnelmesh.worker")
 BIND_FAILED = 3
 
 
-def _server(app: object, listen: Listen, limits: Limits) -> Server:
+# files a worker needs besides its connections: the store's database and blobs, the log, the loop
+SPARE_FILES = 256
+
+
+def _server(app: object, listen: Listen, limits: Limits, max_connections: int) -> Server:
     return Server(
         app,
         address=listen.host,
         port=listen.port,
         interface=Interfaces.ASGINL,
+        # HTTP/1 only: in auto mode the server first waits, without any deadline, for the bytes that
+        # tell HTTP/1 from HTTP/2, so a connection that never sends one is never closed. S3 clients
+        # speak HTTP/1.1 here (there is no TLS to negotiate HTTP/2 with).
+        http=HTTPModes.http1,
         websockets=False,
         backlog=1024,
         log_level=LogLevels.error,
-        # requests in flight per worker; beyond it connections wait in the backlog, so one greedy
-        # client cannot make a worker take on unbounded work
-        backpressure=limits.max_connections,
+        # granian holds one of these permits per open connection (idle ones too), not per request;
+        # requests in flight are bounded by limits.max_requests in the application
+        backpressure=max_connections,
         http1_settings=HTTP1Settings(
-            header_read_timeout=int(limits.header_timeout * 1000), max_buffer_size=limits.max_header_size
+            # one deadline from the connection's opening, or its previous response, to a complete
+            # request head: it closes silent and idle keep-alive connections as well as slow heads
+            header_read_timeout=max(1, round(limits.head_timeout * 1000)),
+            max_buffer_size=limits.max_header_size,
         ),
     )
+
+
+def _file_budget(wanted: int) -> int:
+    """Raise this process's open-file limit toward `wanted`, up to the hard limit, and return the
+    limit now in force: the common soft limit of 1024 would let a few hundred held-open connections
+    use up every descriptor the worker has. (Importing granian 2.8 already raises the soft limit to
+    the hard one; this does not rely on that.)"""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return wanted
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as e:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, e)
+    return soft
+
+
+def _connection_limit(limits: Limits, listeners: int) -> int:
+    """limits.max_connections per listener, or fewer if the open-file limit cannot take that many:
+    past it the server could not accept at all, while below it new connections wait in the backlog."""
+    wanted = limits.max_connections * listeners + SPARE_FILES
+    budget = _file_budget(wanted)
+    if budget >= wanted:
+        return limits.max_connections
+    fits = max(1, (budget - SPARE_FILES) // listeners)
+    log.warning(
+        "open-file limit %d: at most %d connections per listener (limits.max_connections is %d)",
+        budget,
+        fits,
+        limits.max_connections,
+    )
+    return fits
 
 
 def _die_with_parent() -> None:
@@ -67,11 +114,15 @@ def serve(settings: Settings, admin_token: str) -> int:
     # until the event loop takes the signals over, a stop request is only remembered
     signal.signal(signal.SIGTERM, _request_stop)
     signal.signal(signal.SIGINT, _request_stop)
+    # the supervisor forks with these blocked, so that none is lost before the handlers above exist
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     _die_with_parent()
     apps = build(settings, admin_token)
-    servers = [_server(apps.main, settings.listen, settings.limits)]
+    listens = [(apps.main, settings.listen)]
     if settings.s3_listen is not None:
-        servers.append(_server(apps.root, settings.s3_listen, settings.limits))
+        listens.append((apps.root, settings.s3_listen))
+    connections = _connection_limit(settings.limits, len(listens))
+    servers = [_server(app, listen, settings.limits, connections) for app, listen in listens]
 
     async def run() -> None:
         loop = asyncio.get_running_loop()

@@ -98,6 +98,13 @@ def test_limits_parse_sizes_and_seconds(tmp_path) -> None:
         "limits:\n  body_timeout: -1\n",
         "limits:\n  max_header_size: 1KiB\n",
         "limits:\n  max_connections: many\n",
+        "limits:\n  idle_timeout: 0\n",
+        "limits:\n  idle_timeout: nan\n",
+        "limits:\n  idle_timeout: inf\n",
+        "limits:\n  idle_timeout: 86401\n",
+        "limits:\n  header_timeout: -2s\n",
+        "limits:\n  max_requests: 0\n",
+        "limits:\n  max_requests: lots\n",
     ],
 )
 def test_bad_limits_name_the_key(tmp_path, yaml) -> None:
@@ -105,4 +112,31 @@ def test_bad_limits_name_the_key(tmp_path, yaml) -> None:
     p.write_text(yaml)
     with pytest.raises(ConfigError) as e:
         load(p)
-    assert "limits." in str(e.value)
+    assert "limits." + yaml.split()[1].rstrip(":") in str(e.value)
+
+
+def test_connection_limits_default_to_many_idle_connections_and_few_requests(tmp_path) -> None:
+    limits = load(None).limits
+    assert (limits.idle_timeout, limits.header_timeout, limits.max_connections, limits.max_requests) == (
+        30.0,
+        None,
+        4096,
+        256,
+    )
+    assert limits.head_timeout == 30.0
+
+
+def test_idle_timeout_and_max_requests_parse(tmp_path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("limits:\n  idle_timeout: 5s\n  max_requests: 32\n")
+    limits = load(p).limits
+    assert (limits.idle_timeout, limits.max_requests, limits.head_timeout) == (5.0, 32, 5.0)
+
+
+@pytest.mark.parametrize(("idle", "header", "deadline"), [(30, 2, 2.0), (2, 30, 2.0), (120, None, 120.0)])
+def test_header_timeout_is_the_older_name_of_idle_timeout_and_the_smaller_wins(
+    tmp_path, idle: int, header: int | None, deadline: float
+) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text(f"limits:\n  idle_timeout: {idle}\n" + (f"  header_timeout: {header}\n" if header else ""))
+    assert load(p).limits.head_timeout == deadline
