@@ -114,6 +114,7 @@ def test_startup_sweeps_temporaries_and_orphan_blobs(tmp_path) -> None:
         assert c2.client().list_buckets()["ResponseMetadata"]["HTTPStatusCode"] == 200
         assert c2.wait_for_log(r"orphan sweep: removed (\d+) orphan blobs")[1] == "1"
         assert not orphan.exists()
+        c2.wait_for_log(r"orphan sweep finished")  # reaped by the supervisor: a stop now is clean
     finally:
         c2.stop()
     # the sweep finished, so that stop was clean and the next start has nothing to sweep
@@ -143,6 +144,7 @@ def test_a_stop_is_clean_only_if_the_orphan_sweep_finished(tmp_path) -> None:
         c3 = start_coordinator(tmp_path, token=c.token, data_dir=c.data_dir)
         try:
             c3.wait_for_log(r"orphan sweep: removed 0 orphan blobs")
+            c3.wait_for_log(r"orphan sweep finished")
         finally:
             c3.stop()
         assert (c.data_dir / ".clean-shutdown").exists()
