@@ -7,11 +7,12 @@ cannot take an endpoint path). Workers share the SQLite metadata and the blob di
 supervisor restarts a worker that dies.
 
 One coordinator owns a data dir: the supervisor takes an flock on <data_dir>/coordinator.lock
-before it touches anything else there, and every process it forks inherits it, so the lock is held
-until the last of them has exited (a worker outliving a killed supervisor still writes). A second
-coordinator on the same data dir refuses to start, naming the holder's pid. The lock covers the
-node-local state (embedded metadata, admin.token, markers, tmp/); see store/engine.py for the
-layout and for what a stop that is not clean (a supervisor or any worker dying) leads to.
+before it changes anything there (only the write probe comes first), and every process it forks
+inherits it, so the lock is held until the last of them has exited (a worker outliving a killed
+supervisor still writes). A second coordinator on the same data dir refuses to start, naming the
+holder's pid. The lock covers the node-local state (embedded metadata, admin.token, markers,
+tmp/); see store/engine.py for the layout and for what a stop that is not clean (a supervisor or
+any worker dying) leads to.
 """
 
 from __future__ import annotations
