@@ -5,12 +5,21 @@ processes (one per core by default); each serves both listeners (the main one: t
 /s3 and the admin API under /api/; the second one: the S3 API at the root, for clients that
 cannot take an endpoint path). Workers share the SQLite metadata and the blob directory; the
 supervisor restarts a worker that dies.
+
+One coordinator owns a data dir: the supervisor takes an flock on <data_dir>/coordinator.lock
+before it changes anything there (only the write probe comes first), and every process it forks
+inherits it, so the lock is held until the last of them has exited (a worker outliving a killed
+supervisor still writes). A second coordinator on the same data dir refuses to start, naming the
+holder's pid. The lock covers the node-local state (embedded metadata, admin.token, markers,
+tmp/); see store/engine.py for the layout and for what a stop that is not clean (a supervisor or
+any worker dying) leads to.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import secrets
@@ -23,13 +32,15 @@ from typing import Any
 
 from tunnelmesh.config import ConfigError, Settings
 from tunnelmesh.store import scrub_schedule
-from tunnelmesh.store.engine import mark_clean_shutdown, prepare_data_dir, sweep_orphans
+from tunnelmesh.store.blobs import BlobStore
+from tunnelmesh.store.engine import free_all_queued, mark_clean_shutdown, prepare_data_dir, sweep_orphans
 
 log = logging.getLogger("tunnelmesh")
 
 ADMIN_ACCESS_KEY = "admin"
 ADMIN_TOKEN_ENV = "TUNNELMESH_ADMIN_TOKEN"
 ADMIN_TOKEN_FILE = "admin.token"
+LOCK_FILE = "coordinator.lock"
 
 
 def configure_logging(level: str) -> None:
@@ -48,6 +59,28 @@ def check_data_dir(data_dir: Path) -> None:
         probe.unlink()
     except OSError as e:
         raise ConfigError(f"s3.data_dir: {data_dir} is not writable: {e.strerror}") from None
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    """Take the data dir for this coordinator; returns the lock's fd, to keep open for its whole life.
+
+    An flock, not a pid file: the kernel drops it when the last process holding it ends, however
+    it ends, so no stale lock survives a crash.
+    """
+    path = data_dir / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise ConfigError(f"s3.data_dir: cannot open {path}: {e.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise ConfigError(f"s3.data_dir {data_dir.resolve()} is in use by another coordinator (pid {holder})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def admin_token(data_dir: Path, create: bool) -> tuple[str, str]:
@@ -190,8 +223,17 @@ def _stop_scrubber(pid: int | None) -> None:
 def run(settings: Settings) -> int:
     """Start the coordinator and block until it is stopped. Returns the exit code."""
     check_data_dir(settings.data_dir)
+    lock = lock_data_dir(settings.data_dir)
+    try:
+        return _run_locked(settings)
+    finally:
+        os.close(lock)
+
+
+def _run_locked(settings: Settings) -> int:
     check_ports_free(settings)
     sweep_before = prepare_data_dir(settings.data_dir)
+    blobs = BlobStore(settings.data_dir)
     token, source = admin_token(settings.data_dir, create=True)
     report_state(settings, token)
     count = settings.workers or (os.cpu_count() or 1)
@@ -220,6 +262,7 @@ def run(settings: Settings) -> int:
     scrubber: int | None = None
 
     code = 0
+    died = False
     respawns: list[float] = []
     while not stopping:
         try:
@@ -237,9 +280,16 @@ def run(settings: Settings) -> int:
             continue
         if pid == sweeper:
             swept, sweeper = os.waitstatus_to_exitcode(status) == 0, None
+            if swept:  # from here on a stop is clean (tests wait for this line)
+                log.info("orphan sweep finished")
             continue
         workers.discard(pid)
         rc = os.waitstatus_to_exitcode(status)
+        # its pid is reaped and no new worker has it yet: its temporaries are garbage now
+        blobs.remove_tmp_of(pid)
+        # a worker killed or crashed may have sealed blobs it never committed: only the orphan
+        # sweep finds those, and it runs after a stop that is not clean
+        died = died or rc != 0
         if stopping:
             break
         now = time.monotonic()
@@ -263,11 +313,12 @@ def run(settings: Settings) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
-    clean = code == 0 and swept
+    clean = code == 0 and swept and not died
     while workers and time.monotonic() < deadline:
         pid, status = os.waitpid(-1, os.WNOHANG)
         if pid:
             workers.discard(pid)
+            blobs.remove_tmp_of(pid)
             clean = clean and os.waitstatus_to_exitcode(status) == 0
         else:
             time.sleep(0.05)
@@ -276,5 +327,9 @@ def run(settings: Settings) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     if clean:
+        # every worker has exited, so nobody reads: the queue's grace is over
+        free_all_queued(settings.data_dir, "shutdown")
         mark_clean_shutdown(settings.data_dir)
+    elif died:
+        log.info("a worker died while running; the next start sweeps for orphan blobs")
     return code

@@ -130,7 +130,12 @@ def serve(settings: Settings, admin_token: str) -> int:
             loop.add_signal_handler(sig, lambda: [s.stop() for s in servers])
         if _stop_requested:  # told to stop while still starting up
             return
-        await asyncio.gather(*(s.serve() for s in servers))
+        # every worker reaps the freed-blob queue, so blobs freed by one that died are freed too
+        reaper = asyncio.create_task(apps.store.reap_forever())
+        try:
+            await asyncio.gather(*(s.serve() for s in servers))
+        finally:
+            reaper.cancel()
 
     try:
         asyncio.run(run())

@@ -845,7 +845,8 @@ hostile_keys = st.one_of(
 ).filter(bool)
 
 ALLOWED_STORE_FILE = re.compile(
-    r"^(blobs/[0-9a-f]{2}/[0-9a-f]{32}|tmp/[0-9a-f]{32}|meta\.sqlite3(-wal|-shm|-journal|\.writer-lock)?|\.clean-shutdown|admin\.token|scrub-state\.json)$"
+    r"^(blobs/[0-9a-f]{2}/[0-9a-f]{32}|tmp/\d+\.[0-9a-f]{32}|meta\.sqlite3(-wal|-shm|-journal|\.writer-lock)?"
+    r"|\.clean-shutdown|admin\.token|coordinator\.lock|scrub-state\.json)$"
 )
 ALLOWED_STORE_DIR = re.compile(r"^(blobs|tmp|blobs/[0-9a-f]{2})$")
 

@@ -1,8 +1,12 @@
 """Immutable blob files named by random ids: the only code that writes object bytes to disk.
 
-A blob is written to tmp/, fsynced, and renamed into blobs/<xx>/<id>; the directory is fsynced so
-the name survives power loss. Object keys never become file names, so no key can reach a path
-outside the store.
+A blob is written to tmp/<pid>.<id>, fsynced, and renamed into blobs/<xx>/<id>; the directory is
+fsynced so the name survives power loss. Object keys never become file names, so no key can reach
+a path outside the store.
+
+A temporary is named after the process writing it, so the temporaries of a process that died can
+be removed while the others keep writing theirs (`remove_tmp_of`); all of them only at start-up,
+when no process writes (`sweep_tmp`). tmp/ must be on the blobs' file system (the seal is a rename).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import contextlib
 import errno
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +36,7 @@ class BlobWriter:
     def __init__(self, store: BlobStore) -> None:
         self._store = store
         self.blob_id = new_blob_id()
-        self._tmp = store.tmp_dir / self.blob_id
+        self._tmp = store.tmp_dir / f"{os.getpid()}.{self.blob_id}"
         self._fd: int | None = os.open(self._tmp, _WRITE_FLAGS, 0o600)
         self.size = 0
 
@@ -119,8 +124,23 @@ class BlobStore:
         """Remove temporaries left by a crash mid-upload. Only safe while no writer runs."""
         n = 0
         for entry in os.scandir(self.tmp_dir):
-            os.unlink(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
             n += 1
+        return n
+
+    def remove_tmp_of(self, pid: int) -> int:
+        """Remove the temporaries of a process that has exited (and been reaped, so that its pid
+        cannot have been given to a process writing here yet); returns how many."""
+        n = 0
+        prefix = f"{pid}."
+        for entry in os.scandir(self.tmp_dir):
+            if entry.name.startswith(prefix):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    n += 1
         return n
 
     def blob_ids_older_than(self, t: float) -> Iterator[str]:

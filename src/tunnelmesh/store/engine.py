@@ -1,16 +1,37 @@
 """The Store API: the only door to metadata and blobs.
 
 Reads run inline on the event loop (indexed SQLite lookups take microseconds); writes go to one
-writer thread per worker process, which commits them in groups (a commit fsyncs the WAL). Blobs
-freed by an overwrite or delete are unlinked after a grace period, so a reader that looked up the
-old version a moment earlier can still open it.
+writer thread per worker process, which commits them in groups (a commit fsyncs the WAL).
+
+Space is given back by these rules, which hold whichever process dies at whichever instant:
+
+- A blob freed by an overwrite, delete, abort or Complete is queued in `freed_blobs` by the very
+  commit that stops referencing it. Every worker reaps the queue (`Store.reap_forever`): it unlinks
+  the blobs freed more than UNLINK_GRACE_SECONDS ago (a reader that looked the old version up a
+  moment earlier can still open it), then deletes their rows. A crash between the two leaves rows
+  for missing files, which the next reap drops. The start-up reaps the whole queue before any
+  worker runs, and so does a clean stop after the last worker exited. Blob ids are random and never
+  reused, so a queued blob can never be referenced again: a duplicate unlink is harmless.
+- A blob sealed but never committed (the process died between the two) is an orphan: only a scan
+  can find it. The scan (`sweep_orphans`) runs after any stop that was not clean: the supervisor
+  was killed, a worker died or was killed, or a previous scan did not finish. A clean stop leaves
+  CLEAN_SHUTDOWN, which lets the next start skip it.
+- A temporary (tmp/<pid>.<id>) belongs to one process: the supervisor removes those of a worker
+  once it has reaped it, and the start-up removes them all.
+
+Data-dir layout: meta.sqlite3* (the embedded metadata), admin.token, the markers, tmp/ and
+coordinator.lock are node-local, owned by the one coordinator holding the lock; blobs/ is the
+only part that several coordinators could share (tmp/ must stay on its file system, as a seal is
+a rename into it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
+import random
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,10 +53,14 @@ SYSTEM_BUCKET = meta_mod.SYSTEM_BUCKET
 # long enough for a reader that just looked a blob up to open it (and for granian to open a
 # pathsend file); short enough that deleting frees space promptly
 UNLINK_GRACE_SECONDS = 5.0
+# how often a worker looks for queued blobs past their grace (a few indexed rows when idle)
+REAP_INTERVAL_SECONDS = 1.0
+REAP_BATCH = 1000
 CLEAN_SHUTDOWN = ".clean-shutdown"
 # tests only: the path of a file the orphan sweep waits for before it reads anything, so a test
 # can stop the coordinator while the sweep has certainly not finished (and then let it finish)
 SWEEP_HOLD_ENV = "TUNNELMESH_TEST_SWEEP_HOLD"
+META_DB = "meta.sqlite3"
 
 
 def prepare_data_dir(data_dir: Path) -> float | None:
@@ -51,7 +76,7 @@ def prepare_data_dir(data_dir: Path) -> float | None:
     blobs.prepare()
     swept = blobs.sweep_tmp()
     marker = data_dir / CLEAN_SHUTDOWN
-    db = data_dir / "meta.sqlite3"
+    db = data_dir / META_DB
     clean = marker.exists() or not db.exists()  # a new store has nothing to sweep
     marker.unlink(missing_ok=True)
     started = time.time()
@@ -65,7 +90,26 @@ def prepare_data_dir(data_dir: Path) -> float | None:
         conn.close()
     if swept:
         log.info("start-up sweep: removed %d temporary files", swept)
+    free_all_queued(data_dir, "start-up")
     return None if clean else started
+
+
+def free_all_queued(data_dir: Path, when: str) -> int:
+    """Unlink every queued freed blob, grace or not: only while no worker runs (nobody reads)."""
+    blobs = BlobStore(data_dir)
+    conn = meta_mod.connect(data_dir / META_DB)
+    n = 0
+    try:
+        m = Meta(conn)
+        while ids := m.freed_before(math.inf, REAP_BATCH):
+            blobs.unlink(ids)  # first the files, then the rows: a crash between leaves rows, not files
+            m.forget_freed(ids)
+            n += len(ids)
+    finally:
+        conn.close()
+    if n:
+        log.info("%s: freed %d queued blobs", when, n)
+    return n
 
 
 def sweep_orphans(data_dir: Path, before: float) -> int:
@@ -78,9 +122,13 @@ def sweep_orphans(data_dir: Path, before: float) -> int:
     hold = os.environ.get(SWEEP_HOLD_ENV)
     while hold and not os.path.exists(hold):
         time.sleep(0.05)
-    conn = meta_mod.connect(data_dir / "meta.sqlite3")
+    conn = meta_mod.connect(data_dir / META_DB)
     try:
-        refs = Meta(conn).referenced_blobs()
+        m = Meta(conn)
+        refs = m.referenced_blobs()
+        # queued ones are the reapers' (after their grace), read after the references so that a
+        # blob freed in between is left to them too
+        refs.update(m.freed_before(math.inf, -1))
     finally:
         conn.close()
     blobs = BlobStore(data_dir)
@@ -99,44 +147,53 @@ class Store:
         self.data_dir = data_dir
         self.max_size = max_size
         self.blobs = BlobStore(data_dir)
-        db = data_dir / "meta.sqlite3"
+        db = data_dir / META_DB
         self.read = Meta(meta_mod.connect(db))
         self._writer = GroupWriter(db)
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store-io")
-        self._pending_unlink: dict[int, list[str]] = {}
 
     async def _write(self, fn: Callable[[Meta], T]) -> T:
         return await self._writer.submit(fn)
 
     async def _commit(self, fn: Callable[[Meta], list[str]], new_blobs: list[str] | None = None) -> None:
-        """A write whose result is the blobs it freed: those are unlinked after the grace period, and
-        `new_blobs` are discarded if the write fails. Both happen when the outcome is known, whether
-        or not the request that asked for the write is still waiting."""
+        """A write whose result is the blobs it freed: those are queued in the same transaction (a
+        reaper unlinks them after the grace period), and `new_blobs` are discarded if the write
+        fails, when the outcome is known, whether or not the request that asked is still waiting."""
 
         def settle(ok: bool, value: object) -> None:
-            if ok:
-                self._free_later(value)  # type: ignore[arg-type]
-            elif new_blobs:
+            if not ok and new_blobs:
                 self.discard(new_blobs)
 
-        await self._writer.submit(fn, settle)
+        await self._writer.submit(lambda m: m.commit_freeing(fn, time.time()), settle)
 
-    def _free_later(self, blob_ids: list[str]) -> None:
-        if not blob_ids:
-            return
-        token = id(blob_ids)
-        self._pending_unlink[token] = blob_ids
+    async def reap(self, grace: float = UNLINK_GRACE_SECONDS) -> int:
+        """Unlink the queued blobs freed more than `grace` seconds ago, then forget them; returns
+        how many. Several workers may reap at once: they only unlink unreferenced files twice."""
+        loop = asyncio.get_running_loop()
+        n = 0
+        while ids := self.read.freed_before(time.time() - grace, REAP_BATCH):
+            await loop.run_in_executor(self._io, self.blobs.unlink, ids)
+            await self._write(lambda m, ids=ids: m.forget_freed(ids))
+            n += len(ids)
+            if len(ids) < REAP_BATCH:
+                break
+        if n:
+            log.debug("reaper: freed %d blobs", n)
+        return n
 
-        def unlink() -> None:
-            self.blobs.unlink(self._pending_unlink.pop(token, []))
-
-        asyncio.get_running_loop().call_later(UNLINK_GRACE_SECONDS, unlink)
+    async def reap_forever(self, interval: float = REAP_INTERVAL_SECONDS) -> None:
+        """The worker's reaper: runs until cancelled."""
+        while True:
+            # jitter spreads the workers' turns, so they rarely unlink the same batch together
+            await asyncio.sleep(interval * random.uniform(0.75, 1.25))
+            try:
+                await self.reap()
+            except Exception:  # noqa: BLE001 - the queue is durable: the next turn retries
+                log.exception("reaping freed blobs failed")
 
     def close(self) -> None:
-        # on a clean shutdown nobody reads any more: free everything still waiting
-        for ids in self._pending_unlink.values():
-            self.blobs.unlink(ids)
-        self._pending_unlink.clear()
+        # queued blobs stay queued: other workers may still read them; the supervisor frees the
+        # rest once every worker has exited
         self._writer.close()
         self._io.shutdown(wait=True)
         self.read.c.close()

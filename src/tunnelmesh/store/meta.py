@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -53,6 +53,12 @@ CREATE TABLE IF NOT EXISTS completed_uploads(
 SYSTEM_BUCKET = "_tunnelmesh"
 # what max_size limits: every bucket but the coordinator's own
 _PEERS_USED = "SELECT COALESCE(SUM(used + mpu_used), 0) FROM buckets WHERE name != ?"
+# Blobs that a commit stopped referencing, recorded in that same commit: the durable queue of
+# blobs to unlink once no reader can still be opening them (see store/engine.py).
+FREED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS freed_blobs(blob TEXT PRIMARY KEY, freed_at REAL NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS freed_blobs_by_time ON freed_blobs(freed_at);
+"""
 
 _OBJ_COLS = "bucket, key, size, etag, mtime, headers, checksums, segments, owner, data"
 # what a listing needs; no JSON to parse and no inline bytes to copy
@@ -70,6 +76,7 @@ def connect(path: Path) -> sqlite3.Connection:
 
 def init_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(SCHEMA)
+    conn.executescript(FREED_SCHEMA)
     cols = {r[1] for r in conn.execute("PRAGMA table_info(objects)")}
     if "data" not in cols:  # data dirs made before small objects were stored inline
         conn.execute("ALTER TABLE objects ADD COLUMN data BLOB")
@@ -541,6 +548,31 @@ class Meta:
             }
             for r in rows
         ]
+
+    # ---- freed blobs ---------------------------------------------------------------------
+
+    def commit_freeing(self, fn: Callable[[Meta], list[str]], now: float) -> list[str]:
+        """Run a write whose result is the blobs it stopped referencing, and queue those blobs in
+        the same transaction: if the write commits, the queue entry commits with it."""
+        with self.tx() as c:
+            freed = fn(self)
+            if freed:
+                c.executemany(
+                    "INSERT OR IGNORE INTO freed_blobs(blob, freed_at) VALUES (?, ?)", ((b, now) for b in freed)
+                )
+        return freed
+
+    def freed_before(self, t: float, limit: int) -> list[str]:
+        """Queued blobs freed before `t`, oldest first."""
+        rows = self.c.execute(
+            "SELECT blob FROM freed_blobs WHERE freed_at < ? ORDER BY freed_at LIMIT ?", (t, limit)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def forget_freed(self, blob_ids: list[str]) -> None:
+        """Drop queue entries whose files are gone."""
+        with self.tx() as c:
+            c.executemany("DELETE FROM freed_blobs WHERE blob=?", ((b,) for b in blob_ids))
 
     # ---- recovery ------------------------------------------------------------------------
 
