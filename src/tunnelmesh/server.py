@@ -40,6 +40,7 @@ log = logging.getLogger("tunnelmesh")
 ADMIN_ACCESS_KEY = "admin"
 ADMIN_TOKEN_ENV = "TUNNELMESH_ADMIN_TOKEN"
 ADMIN_TOKEN_FILE = "admin.token"
+MIN_ADMIN_TOKEN = 16
 LOCK_FILE = "coordinator.lock"
 
 
@@ -52,8 +53,15 @@ def configure_logging(level: str) -> None:
 
 
 def check_data_dir(data_dir: Path) -> None:
+    """Make the data dir ours alone: it holds every peer's token (in the metadata database) and
+    objects up to 32 KiB inline, so no other local user may read any of it."""
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.chmod(0o700)
+        # files made by versions that ran under the default umask
+        for path in data_dir.iterdir():
+            if path.is_file() and not path.is_symlink():
+                path.chmod(0o600)
         probe = data_dir / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
@@ -84,22 +92,43 @@ def lock_data_dir(data_dir: Path) -> int:
 
 
 def admin_token(data_dir: Path, create: bool) -> tuple[str, str]:
-    """The bootstrap admin secret and where it came from (never the secret itself)."""
+    """The bootstrap admin secret and where it came from (never the secret itself).
+
+    A short or empty secret is refused, never used: an empty admin.token (left by a crash, or by
+    hand) would otherwise let anyone in as admin with an empty password.
+    """
     env = os.environ.get(ADMIN_TOKEN_ENV)
-    if env:
-        return env, f"${ADMIN_TOKEN_ENV}"
+    if env is not None:
+        return _long_enough(env, f"${ADMIN_TOKEN_ENV}"), f"${ADMIN_TOKEN_ENV}"
     path = data_dir / ADMIN_TOKEN_FILE
     if path.exists():
-        return path.read_text().strip(), str(path)
+        return _long_enough(path.read_text().strip(), str(path)), str(path)
     if not create:
         raise RuntimeError(f"no admin token in ${ADMIN_TOKEN_ENV} or {path}")
     token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # written whole under a temporary name, then renamed: a crash never leaves a partial token
+    tmp = path.with_name(f".{ADMIN_TOKEN_FILE}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
         f.flush()
         os.fsync(f.fileno())
+    os.rename(tmp, path)
+    dir_fd = os.open(data_dir, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
     return token, f"{path} (generated)"
+
+
+def _long_enough(token: str, source: str) -> str:
+    if len(token) < MIN_ADMIN_TOKEN:
+        raise ConfigError(
+            f"the admin token from {source} is shorter than {MIN_ADMIN_TOKEN} characters; "
+            "set a longer one (or remove the file to have one generated)"
+        )
+    return token
 
 
 def report_state(settings: Settings, token: str) -> None:
@@ -222,6 +251,8 @@ def _stop_scrubber(pid: int | None) -> None:
 
 def run(settings: Settings) -> int:
     """Start the coordinator and block until it is stopped. Returns the exit code."""
+    # everything the coordinator creates (database, WAL, blobs, state files) is its own alone
+    os.umask(0o077)
     check_data_dir(settings.data_dir)
     lock = lock_data_dir(settings.data_dir)
     try:

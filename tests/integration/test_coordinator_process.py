@@ -184,6 +184,57 @@ def test_max_size_rejects_a_put_that_would_pass_it_and_stores_nothing(tmp_path) 
         c.stop()
 
 
+@pytest.mark.parametrize("source", ["empty file", "short file", "short env"])
+def test_an_empty_or_short_admin_token_is_refused_never_used(tmp_path, source: str) -> None:
+    """An empty admin.token (a crash while writing it, or by hand) once meant an empty admin password."""
+    data = tmp_path / "data"
+    data.mkdir()
+    env_extra = {}
+    if source == "short env":
+        env_extra["TUNNELMESH_ADMIN_TOKEN"] = "short"
+    else:
+        (data / "admin.token").write_text("" if source == "empty file" else "tooshort\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"listen: 127.0.0.1:{free_port()}\ns3:\n  data_dir: {data}\n  listen: 127.0.0.1:{free_port()}\n")
+    env = {k: v for k, v in os.environ.items() if k != "TUNNELMESH_ADMIN_TOKEN"}
+    res = subprocess.run(
+        [sys.executable, "-m", "tunnelmesh", "coordinator", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**env, **env_extra},
+    )
+    assert res.returncode == 2, res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "admin token" in lines[0] and "shorter than 16" in lines[0], res.stderr
+    assert "tooshort" not in res.stderr
+
+
+def test_the_data_dir_is_readable_by_the_coordinator_alone(tmp_path) -> None:
+    """The metadata database holds every peer's token: no other local user may read it."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    old = data / "meta.sqlite3"
+    c = start_coordinator(tmp_path, data_dir=data)
+    try:
+        c.client().create_bucket(Bucket="perm-check")
+        assert c.cli("peer", "add", "perm-peer").returncode == 0
+        made = [p for p in data.rglob("*") if p.is_file()]
+        assert old in made and any(p.name.endswith("-wal") for p in made)
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        for path in made:
+            assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, (path, oct(path.stat().st_mode))
+    finally:
+        c.stop()
+    # a database left world-readable by an older version is tightened at the next start
+    old.chmod(0o644)
+    c = start_coordinator(tmp_path, data_dir=data, token=c.token)
+    try:
+        assert stat.S_IMODE(old.stat().st_mode) == 0o600
+    finally:
+        c.stop()
+
+
 def test_wildcard_bind_is_allowed_with_allow_public(tmp_path) -> None:
     port, s3_port = free_port(), free_port()
     cfg = tmp_path / "c.yaml"
