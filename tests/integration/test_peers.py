@@ -17,6 +17,7 @@ import pytest
 import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from conftest import bucket_exists
 
 SYSTEM = "_tunnelmesh"
 REGION = "us-east-1"
@@ -503,3 +504,36 @@ def test_peer_added_with_admin_may_call_the_admin_api(coordinator) -> None:
     listed = {p["id"]: p for p in json.loads(res.stdout)["peers"]}
     assert listed[ops["peer_id"]]["role"] == "admin"
     assert listed[child["peer_id"]]["role"] == "peer"
+
+
+def test_a_peer_cannot_delete_a_bucket_it_did_not_create_nor_drop_a_quota_by_re_creating_it(
+    coordinator,
+    s3,
+    peer_s3,  # noqa: ANN001
+) -> None:
+    """Found in the attacker's review: a peer deleted an admin's empty bucket and created it again,
+    which dropped the quota the admin had set on it and made the peer its owner."""
+    admins = new_bucket()
+    s3.create_bucket(Bucket=admins)
+    with pytest.raises(ClientError) as e:
+        peer_s3.delete_bucket(Bucket=admins)
+    assert (error_code(e), http_status(e)) == ("AccessDenied", 403)
+    assert bucket_exists(s3, admins)
+
+    # its own bucket, once an admin has set a quota on it, stays too
+    own = new_bucket()
+    peer_s3.create_bucket(Bucket=own)
+    assert coordinator.cli("bucket", "quota", "set", own, "1000").returncode == 0
+    with pytest.raises(ClientError) as e:
+        peer_s3.delete_bucket(Bucket=own)
+    assert error_code(e) == "AccessDenied"
+    usage = json.loads(coordinator.cli("bucket", "usage", own, "--json").stdout)
+    assert usage["quota"] == 1000
+
+    # its own bucket without a quota it may delete, and an admin may delete any empty bucket
+    mine = new_bucket()
+    peer_s3.create_bucket(Bucket=mine)
+    peer_s3.delete_bucket(Bucket=mine)
+    assert not bucket_exists(s3, mine)
+    s3.delete_bucket(Bucket=own)
+    assert not bucket_exists(s3, own)

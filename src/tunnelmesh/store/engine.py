@@ -214,8 +214,8 @@ class Store:
         now = time.time()
         await self._write(lambda m: m.create_bucket(name, owner, region, now))
 
-    async def delete_bucket(self, name: str) -> None:
-        await self._write(lambda m: m.delete_bucket(name))
+    async def delete_bucket(self, name: str, peer: str | None = None) -> None:
+        await self._write(lambda m: m.delete_bucket(name, peer))
 
     async def empty_bucket(self, name: str) -> None:
         """Delete every object and abort every upload in a bucket (for a forced bucket delete)."""

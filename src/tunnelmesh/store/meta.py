@@ -206,9 +206,18 @@ class Meta:
                 (name, owner, now, region),
             )
 
-    def delete_bucket(self, name: str) -> None:
+    def delete_bucket(self, name: str, peer: str | None = None) -> None:
+        """`peer`: a non-admin asking; it may delete only a bucket it created that has no quota
+        (deleting and re-creating a bucket would otherwise drop the quota an admin set on it).
+        Checked in the deleting transaction, so the bucket cannot change hands in between."""
         with self.tx() as c:
-            self.require_bucket(name)
+            b = self.require_bucket(name)
+            if peer is not None and (b.owner != peer or b.quota is not None):
+                raise S3Error(
+                    "AccessDenied",
+                    "Only an admin, or the peer that created it when it has no quota, may delete a bucket.",
+                    BucketName=name,
+                )
             if (
                 c.execute("SELECT 1 FROM objects WHERE bucket=? LIMIT 1", (name,)).fetchone()
                 or c.execute("SELECT 1 FROM uploads WHERE bucket=? LIMIT 1", (name,)).fetchone()

@@ -60,7 +60,8 @@ async def create_bucket(ctx: Context, req: Request) -> Response:
 
 
 async def delete_bucket(ctx: Context, req: Request) -> Response:
-    await ctx.store.delete_bucket(req.bucket)
+    assert req.principal is not None
+    await ctx.store.delete_bucket(req.bucket, None if req.principal.is_admin else req.principal.peer_id)
     return Response(204)
 
 
