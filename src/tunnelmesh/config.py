@@ -53,6 +53,26 @@ def parse_size(value: str | int) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(value: str | float) -> float:
+    """`30s`, `15m`, `12h`, `7d`, `2w`, or a bare number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value).lower())
+        if not m:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 7d, 12h, 30m, 30s or plain seconds)")
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if seconds < 0:
+        raise ValueError(f"duration must not be negative: {value!r}")
+    return seconds
+
+
 @dataclass(frozen=True)
 class Listen:
     host: str
@@ -84,6 +104,8 @@ class Settings:
     allow_public: bool = False
     log_level: str = "info"
     limits: Limits = field(default_factory=Limits)
+    # a multipart upload no part has reached for this long is aborted (its parts freed)
+    stale_upload_expiry: float = 7 * 86400.0
 
 
 def parse_listen(key: str, value: Any) -> Listen:
@@ -151,7 +173,8 @@ def parse_limits(raw: Any) -> Limits:
     return Limits(**values)
 
 
-_S3_KEYS = {"data_dir", "max_size", "listen"}
+_S3_KEYS = {"data_dir", "max_size", "listen", "stale_upload_expiry"}
+MIN_STALE_UPLOAD_EXPIRY = 1.0  # the expiry checks at a tenth of it; shorter would only spin
 
 
 def load(path: Path | None, *, allow_public: bool = False) -> Settings:
@@ -184,6 +207,14 @@ def load(path: Path | None, *, allow_public: bool = False) -> Settings:
         max_size = parse_size(s3["max_size"]) if "max_size" in s3 else defaults.max_size
     except ValueError as e:
         raise ConfigError(f"s3.max_size: {e}") from None
+    stale_upload_expiry = defaults.stale_upload_expiry
+    if "stale_upload_expiry" in s3:
+        try:
+            stale_upload_expiry = parse_duration(s3["stale_upload_expiry"])
+        except ValueError as e:
+            raise ConfigError(f"s3.stale_upload_expiry: {e}") from None
+        if stale_upload_expiry < MIN_STALE_UPLOAD_EXPIRY:
+            raise ConfigError(f"s3.stale_upload_expiry: must be at least {MIN_STALE_UPLOAD_EXPIRY:g}s")
     workers = raw.get("workers", 0)
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
         raise ConfigError(f"workers: expected a whole number >= 0, got {workers!r}")
@@ -211,4 +242,5 @@ def load(path: Path | None, *, allow_public: bool = False) -> Settings:
         workers=workers,
         allow_public=allow_public,
         log_level=log_level,
+        stale_upload_expiry=stale_upload_expiry,
     )

@@ -19,6 +19,7 @@ from granian.server.embed import Server
 
 from tunnelmesh.asgi import build
 from tunnelmesh.config import Limits, Listen, Settings
+from tunnelmesh.store import expiry
 
 log = logging.getLogger("tunnelmesh.worker")
 
@@ -79,7 +80,11 @@ def serve(settings: Settings, admin_token: str) -> int:
             loop.add_signal_handler(sig, lambda: [s.stop() for s in servers])
         if _stop_requested:  # told to stop while still starting up
             return
-        await asyncio.gather(*(s.serve() for s in servers))
+        expiring = asyncio.create_task(expiry.run(apps.store, settings.stale_upload_expiry))
+        try:
+            await asyncio.gather(*(s.serve() for s in servers))
+        finally:
+            expiring.cancel()
 
     try:
         asyncio.run(run())

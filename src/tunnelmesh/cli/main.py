@@ -197,6 +197,7 @@ def storage_status(c: Coordinator, as_json: bool) -> None:
     click.echo(
         f"store: {human(d['used'])} of {human(d['max_size'])} ({d['percent']}%), disk free {human(d['disk_free'])}"
     )
+    click.echo(f"pending multipart uploads: {d['pending_uploads']} holding {human(d['pending_bytes'])}")
     emit(
         d,
         False,
@@ -205,13 +206,13 @@ def storage_status(c: Coordinator, as_json: bool) -> None:
                 b["name"],
                 str(b["objects"]),
                 human(b["used"]),
-                human(b["multipart_used"]),
+                f"{b['pending_uploads']} / {human(b['pending_bytes'])}",
                 human(b["quota"]),
                 "-" if b["percent"] is None else f"{b['percent']}%",
             ]
             for b in x["buckets"]
         ],
-        ["bucket", "objects", "used", "multipart", "quota", "percent"],
+        ["bucket", "objects", "used", "pending uploads", "quota", "percent"],
     )
 
 
