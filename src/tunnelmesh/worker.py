@@ -80,11 +80,13 @@ def serve(settings: Settings, admin_token: str) -> int:
             loop.add_signal_handler(sig, lambda: [s.stop() for s in servers])
         if _stop_requested:  # told to stop while still starting up
             return
-        expiring = asyncio.create_task(expiry.run(apps.store, settings.stale_upload_expiry))
+        stopping = asyncio.Event()
+        expiring = asyncio.create_task(expiry.run(apps.store, settings.stale_upload_expiry, stopping))
         try:
             await asyncio.gather(*(s.serve() for s in servers))
         finally:
-            expiring.cancel()
+            stopping.set()
+            await expiring
 
     try:
         asyncio.run(run())

@@ -13,6 +13,7 @@ two passes at once could never abort an upload twice or one that a part has just
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -33,13 +34,16 @@ def check_interval(expiry: float) -> float:
     return min(expiry / 10, MAX_CHECK_INTERVAL)
 
 
-async def expire_stale_uploads(store: Store, expiry: float) -> tuple[int, int]:
-    """One pass: abort every upload idle for longer than `expiry` seconds; (uploads, bytes) freed."""
+async def expire_stale_uploads(store: Store, expiry: float, stopping: asyncio.Event | None = None) -> tuple[int, int]:
+    """One pass: abort every upload idle for longer than `expiry` seconds; (uploads, bytes) freed.
+    Ends early, between two commits, once `stopping` is set."""
     cutoff = time.time() - expiry
     count = size = 0
     # every upload in a batch leaves the stale set (aborted, or no longer stale), so this ends
     while batch := store.stale_uploads(cutoff, BATCH):
         for up in batch:
+            if stopping is not None and stopping.is_set():
+                return count, size
             freed = await store.expire_upload(up.upload_id, cutoff)
             if freed is not None:
                 count += 1
@@ -57,23 +61,26 @@ def _try_lock(path: Path) -> int | None:
     return fd
 
 
-async def run(store: Store, expiry: float) -> None:
-    """Expire stale uploads for as long as the worker serves (the task is cancelled at shutdown)."""
+async def run(store: Store, expiry: float, stopping: asyncio.Event) -> None:
+    """Expire stale uploads until `stopping` is set. The worker sets it and awaits this at shutdown
+    rather than cancelling it: a cancelled commit would be acknowledged to nobody, and the blobs it
+    freed would never be deleted."""
     interval = check_interval(expiry)
     lock: int | None = None
     try:
-        while True:
+        while not stopping.is_set():
             if lock is None:
                 lock = _try_lock(store.data_dir / LOCK_FILE)
             if lock is not None:
                 try:
-                    count, size = await expire_stale_uploads(store, expiry)
+                    count, size = await expire_stale_uploads(store, expiry, stopping)
                 except Exception:  # noqa: BLE001 - a failed pass (disk full, ...) is retried at the next check
                     log.exception("stale multipart upload expiry failed")
                 else:
                     if count:
                         log.info("expired %d stale multipart uploads (%d bytes)", count, size)
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), interval)
     finally:
         if lock is not None:
             os.close(lock)

@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS completed_uploads(
     parts TEXT NOT NULL, mtime REAL NOT NULL);
 """
 
-# last_active (the latest part's arrival, else the initiation) is what stale-upload expiry goes by
+# what an Upload record holds; the table's last column, last_active (the latest part's arrival, else
+# the initiation), is read only by stale-upload expiry
 _UPLOAD_COLS = "upload_id, bucket, key, initiated, owner, headers, checksum_algorithm"
 _OBJ_COLS = "bucket, key, size, etag, mtime, headers, checksums, segments, owner, data"
 # what a listing needs; no JSON to parse and no inline bytes to copy
