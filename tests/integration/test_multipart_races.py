@@ -168,7 +168,10 @@ def run_replace_race(
             s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=up)
         if again == first:
             assert c_code == "ok", i
-    # every round is done: wait once for the freed blobs' grace period, then check everything
+        elif c_code == "ok":
+            # a part re-written with other bytes before the Complete committed must fail it
+            assert r_code == "NoSuchUpload", i
+    # every round is done: wait (once) for the freed blobs' grace period, then check everything
     assert_blobs_accounted_for(f.c)
     for key, body in completed.items():
         got = s3.get_object(Bucket=bucket, Key=key)
