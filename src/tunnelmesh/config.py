@@ -54,22 +54,24 @@ def parse_size(value: str | int) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
-def parse_duration(value: str | int | float) -> float:
-    """Seconds: `30s`, `15m`, `12h`, `7d`, `2w`; a bare number is seconds."""
+def parse_duration(value: str | float) -> float:
+    """`30s`, `15m`, `12h`, `7d`, `2w`, or a bare number of seconds."""
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"duration must not be negative: {value}")
-        return float(value)
-    m = _DURATION.match(str(value))
-    if not m or m.group(2).lower() not in _DURATION_UNITS:
-        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 15m, 12h, 7d or plain seconds)")
-    return float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value).lower())
+        if not m:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 7d, 12h, 30m, 30s or plain seconds)")
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if seconds < 0:
+        raise ValueError(f"duration must not be negative: {value!r}")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,8 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     scrub_interval: float = 7 * 86400.0  # seconds between background integrity scrubs; 0: never
     scrub_rate: int = 50 * 10**6  # bytes per second the background scrub reads, at most
+    # a multipart upload no part has reached for this long is aborted (its parts freed)
+    stale_upload_expiry: float = 7 * 86400.0
 
 
 def parse_listen(key: str, value: Any) -> Listen:
@@ -176,7 +180,7 @@ def parse_limits(raw: Any) -> Limits:
             if k.endswith("_size"):
                 values[k] = parse_size(v)
             elif k.endswith("_timeout"):
-                values[k] = float(str(v).removesuffix("s"))
+                values[k] = parse_duration(v)
                 # nan and inf pass a "> 0" check, and the HTTP server takes whole milliseconds
                 if not math.isfinite(values[k]) or values[k] > MAX_TIMEOUT:
                     raise ConfigError(f"limits.{k}: expected seconds up to {MAX_TIMEOUT:.0f}, got {v!r}")
@@ -191,7 +195,8 @@ def parse_limits(raw: Any) -> Limits:
     return Limits(**values)
 
 
-_S3_KEYS = {"data_dir", "max_size", "listen", "scrub_interval", "scrub_rate"}
+_S3_KEYS = {"data_dir", "max_size", "listen", "scrub_interval", "scrub_rate", "stale_upload_expiry"}
+MIN_STALE_UPLOAD_EXPIRY = 1.0  # the expiry checks at a tenth of it; shorter would only spin
 
 
 def load(path: Path | None, *, allow_public: bool = False) -> Settings:
@@ -234,6 +239,14 @@ def load(path: Path | None, *, allow_public: bool = False) -> Settings:
         raise ConfigError(f"s3.scrub_rate: {e}") from None
     if scrub_rate <= 0:
         raise ConfigError("s3.scrub_rate: must be greater than zero (bytes per second, e.g. 50MB)")
+    stale_upload_expiry = defaults.stale_upload_expiry
+    if "stale_upload_expiry" in s3:
+        try:
+            stale_upload_expiry = parse_duration(s3["stale_upload_expiry"])
+        except ValueError as e:
+            raise ConfigError(f"s3.stale_upload_expiry: {e}") from None
+        if stale_upload_expiry < MIN_STALE_UPLOAD_EXPIRY:
+            raise ConfigError(f"s3.stale_upload_expiry: must be at least {MIN_STALE_UPLOAD_EXPIRY:g}s")
     workers = raw.get("workers", 0)
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
         raise ConfigError(f"workers: expected a whole number >= 0, got {workers!r}")
@@ -263,4 +276,5 @@ def load(path: Path | None, *, allow_public: bool = False) -> Settings:
         log_level=log_level,
         scrub_interval=scrub_interval,
         scrub_rate=scrub_rate,
+        stale_upload_expiry=stale_upload_expiry,
     )

@@ -20,6 +20,7 @@ from granian.server.embed import Server
 
 from tunnelmesh.asgi import build
 from tunnelmesh.config import Limits, Listen, Settings
+from tunnelmesh.store import expiry
 
 log = logging.getLogger("tunnelmesh.worker")
 
@@ -132,10 +133,14 @@ def serve(settings: Settings, admin_token: str) -> int:
             return
         # every worker reaps the freed-blob queue, so blobs freed by one that died are freed too
         reaper = asyncio.create_task(apps.store.reap_forever())
+        stopping = asyncio.Event()
+        expiring = asyncio.create_task(expiry.run(apps.store, settings.stale_upload_expiry, stopping))
         try:
             await asyncio.gather(*(s.serve() for s in servers))
         finally:
             reaper.cancel()
+            stopping.set()
+            await expiring
 
     try:
         asyncio.run(run())

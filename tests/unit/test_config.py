@@ -140,3 +140,26 @@ def test_header_timeout_is_the_older_name_of_idle_timeout_and_the_smaller_wins(
     p = tmp_path / "c.yaml"
     p.write_text(f"limits:\n  idle_timeout: {idle}\n" + (f"  header_timeout: {header}\n" if header else ""))
     assert load(p).limits.head_timeout == deadline
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("7d", 7 * 86400.0), ("12h", 43200.0), ("30s", 30.0), ("15m", 900.0), ("2w", 14 * 86400.0), (90, 90.0)],
+)
+def test_stale_upload_expiry_takes_durations(tmp_path, value, seconds) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text(f"s3:\n  stale_upload_expiry: {value}\n")
+    assert load(p).stale_upload_expiry == seconds
+
+
+def test_stale_upload_expiry_defaults_to_seven_days() -> None:
+    assert load(None).stale_upload_expiry == 7 * 86400
+
+
+@pytest.mark.parametrize("value", ["soon", "7 days", "-1", "0", "0.5s", "true"])
+def test_bad_stale_upload_expiry_names_the_key(tmp_path, value) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text(f"s3:\n  stale_upload_expiry: {value}\n")
+    with pytest.raises(ConfigError) as e:
+        load(p)
+    assert str(e.value).startswith("s3.stale_upload_expiry: ")

@@ -6,6 +6,7 @@ import pytest
 
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.store import meta
+from tunnelmesh.store.records import ObjectRecord, Part, Segment, Upload, WriteConditions
 
 
 @pytest.fixture
@@ -32,3 +33,117 @@ def test_room_is_the_smaller_of_quota_and_store_limit(m) -> None:
     m.set_quota("a", 300)
     assert m.room(m.bucket("a"), 1000) == 300
     assert m.room(m.bucket("a"), 100) == 100
+
+
+def _upload(m: meta.Meta, upload_id: str = "u1", initiated: float = 10.0) -> Upload:
+    up = Upload(upload_id, "b", "k", initiated, "p", {}, None)
+    m.create_upload(up)
+    return up
+
+
+def _part(number: int, etag: str, blob: str, mtime: float = 20.0, size: int = 100) -> Part:
+    return Part(number, size, etag, mtime, blob)
+
+
+def _object_from(parts: list[Part]) -> ObjectRecord:
+    """What the Complete handler builds from the parts it read before its commit."""
+    return ObjectRecord(
+        bucket="b",
+        key="k",
+        size=sum(p.size for p in parts),
+        etag="e-1",
+        mtime=30.0,
+        headers={},
+        checksums={},
+        segments=[Segment(p.blob, p.size, p.etag) for p in parts],
+        owner="p",
+    )
+
+
+@pytest.fixture
+def mb(m) -> meta.Meta:
+    m.create_bucket("b", "p", "r", 1.0)
+    return m
+
+
+def test_complete_names_the_blob_of_a_part_reuploaded_with_the_same_etag_since_it_was_read(mb) -> None:
+    _upload(mb)
+    first = _part(1, "aa", "blob-1")
+    mb.put_part("b", "k", "u1", first, 10**9)
+    rec = _object_from([first])  # built from blob-1 ...
+    assert mb.put_part("b", "k", "u1", _part(1, "aa", "blob-2"), 10**9) == ["blob-1"]  # ... which is now freed
+    freed = mb.complete_upload("u1", rec, [1], "1:aa", WriteConditions(), 10**9)
+    assert freed == []
+    assert [s.blob for s in mb.get_object("b", "k").segments] == ["blob-2"]
+    assert mb.referenced_blobs() == {"blob-2"}
+    assert (mb.bucket("b").used, mb.bucket("b").mpu_used) == (100, 0)
+
+
+def test_complete_refuses_a_part_reuploaded_with_other_bytes_and_changes_nothing(mb) -> None:
+    _upload(mb)
+    first = _part(1, "aa", "blob-1")
+    mb.put_part("b", "k", "u1", first, 10**9)
+    rec = _object_from([first])
+    mb.put_part("b", "k", "u1", _part(1, "bb", "blob-2"), 10**9)
+    with pytest.raises(S3Error) as e:
+        mb.complete_upload("u1", rec, [1], "1:aa", WriteConditions(), 10**9)
+    assert e.value.code == "InvalidPart"
+    assert mb.get_object("b", "k") is None
+    assert mb.referenced_blobs() == {"blob-2"}
+    assert mb.bucket("b").mpu_used == 100
+
+
+def test_complete_frees_every_part_blob_the_object_does_not_name(mb) -> None:
+    _upload(mb)
+    one, two = _part(1, "aa", "blob-1"), _part(2, "bb", "blob-2")
+    mb.put_part("b", "k", "u1", one, 10**9)
+    mb.put_part("b", "k", "u1", two, 10**9)
+    freed = mb.complete_upload("u1", _object_from([two]), [2], "2:bb", WriteConditions(), 10**9)
+    assert freed == ["blob-1"]
+    assert mb.referenced_blobs() == {"blob-2"}
+
+
+def test_a_second_identical_complete_succeeds_without_changes_and_a_different_one_is_no_such_upload(mb) -> None:
+    _upload(mb)
+    one = _part(1, "aa", "blob-1")
+    mb.put_part("b", "k", "u1", one, 10**9)
+    assert mb.complete_upload("u1", _object_from([one]), [1], "1:aa", WriteConditions(), 10**9) == []
+    assert mb.complete_upload("u1", _object_from([one]), [1], "1:aa", WriteConditions(), 10**9) == []
+    assert mb.bucket("b").objects == 1 and mb.bucket("b").used == 100
+    with pytest.raises(S3Error) as e:
+        mb.complete_upload("u1", _object_from([one]), [1], "1:zz", WriteConditions(), 10**9)
+    assert e.value.code == "NoSuchUpload"
+
+
+def test_expiry_goes_by_the_last_part_and_rechecks_under_the_commit(mb) -> None:
+    _upload(mb, "idle", initiated=10.0)
+    mb.put_part("b", "k", "idle", _part(1, "aa", "blob-1", mtime=20.0), 10**9)
+    _upload(mb, "slow", initiated=5.0)  # initiated long ago, but a part came recently
+    mb.put_part("b", "k", "slow", _part(1, "bb", "blob-2", mtime=100.0), 10**9)
+    _upload(mb, "empty", initiated=15.0)
+    assert [u.upload_id for u in mb.stale_uploads(50.0, 10)] == ["empty", "idle"]  # oldest activity first
+    assert mb.expire_upload("idle", 50.0) == (["blob-1"], 100)
+    assert mb.expire_upload("idle", 50.0) is None  # already gone: a second pass is harmless
+    assert mb.expire_upload("slow", 50.0) is None  # not stale
+    assert mb.expire_upload("empty", 50.0) == ([], 0)
+    assert [u.upload_id for u in mb.list_uploads("b", "", "", "", 10)] == ["slow"]
+    assert mb.bucket("b").mpu_used == 100
+    assert mb.pending_uploads() == {"b": 1}
+
+
+def test_old_data_dirs_get_the_last_activity_of_their_uploads(tmp_path) -> None:
+    db = tmp_path / "meta.sqlite3"
+    conn = meta.connect(db)
+    # the uploads table as data dirs made before expiry have it
+    conn.executescript(
+        meta.SCHEMA.replace(", checksum_algorithm TEXT, last_active REAL);", ", checksum_algorithm TEXT);")
+    )
+    assert "last_active" not in {r[1] for r in conn.execute("PRAGMA table_info(uploads)")}
+    conn.execute("INSERT INTO buckets(name, owner, created, region) VALUES ('b', 'p', 1, 'r')")
+    conn.execute("INSERT INTO uploads VALUES ('with-part', 'b', 'k', 10, 'p', '{}', NULL)")
+    conn.execute("INSERT INTO uploads VALUES ('bare', 'b', 'k', 40, 'p', '{}', NULL)")
+    conn.execute("INSERT INTO parts VALUES ('with-part', 1, 5, 'e', 60, 'blob', '{}')")
+    meta.init_schema(conn)
+    m = meta.Meta(conn)
+    assert [u.upload_id for u in m.stale_uploads(50.0, 10)] == ["bare"]
+    assert [u.upload_id for u in m.stale_uploads(70.0, 10)] == ["bare", "with-part"]

@@ -174,13 +174,22 @@ class AdminApi:
     async def storage_status(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
         used = self.store.store_used()
         system = self.store.require_bucket(SYSTEM_BUCKET)
+        pending = self.store.pending_uploads()
+        buckets = self.store.buckets()
+        docs = [
+            # what unfinished multipart uploads hold (until completed, aborted or expired)
+            _bucket_doc(b) | {"pending_uploads": pending.get(b.name, 0), "pending_bytes": b.mpu_used}
+            for b in buckets
+        ]
         return 200, {
             "max_size": self.store.max_size,
             "used": used,  # what max_size limits: every bucket but the coordinator's own
             "system_used": system.used + system.mpu_used,
             "percent": round(100 * used / self.store.max_size, 2) if self.store.max_size else None,
             "disk_free": self.store.blobs.disk_free(),
-            "buckets": [_bucket_doc(b) for b in self.store.buckets()],
+            "pending_uploads": sum(pending.values()),
+            "pending_bytes": sum(b.mpu_used for b in buckets),
+            "buckets": docs,
             "scrub": scrub_schedule.status(self.store.data_dir),
         }
 

@@ -199,6 +199,7 @@ def storage_status(c: Coordinator, as_json: bool) -> None:
     )
     # the coordinator's own records are outside max_size, so they are shown apart
     click.echo(f"coordinator state (_tunnelmesh, not counted in max_size): {human(d.get('system_used'))}")
+    click.echo(f"pending multipart uploads: {d['pending_uploads']} holding {human(d['pending_bytes'])}")
     if s := d.get("scrub"):
         click.echo(
             f"last scrub: finished {s['last_finished'] or 'never'}, {s['objects']} objects ({human(s['bytes'])}), "
@@ -215,13 +216,13 @@ def storage_status(c: Coordinator, as_json: bool) -> None:
                 b["name"],
                 str(b["objects"]),
                 human(b["used"]),
-                human(b["multipart_used"]),
+                f"{b['pending_uploads']} / {human(b['pending_bytes'])}",
                 human(b["quota"]),
                 "-" if b["percent"] is None else f"{b['percent']}%",
             ]
             for b in x["buckets"]
         ],
-        ["bucket", "objects", "used", "multipart", "quota", "percent"],
+        ["bucket", "objects", "used", "pending uploads", "quota", "percent"],
     )
 
 

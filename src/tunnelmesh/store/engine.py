@@ -334,6 +334,28 @@ class Store:
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         await self._commit(lambda m: m.abort_upload(bucket, key, upload_id))
 
+    def pending_uploads(self) -> dict[str, int]:
+        return self.read.pending_uploads()
+
+    def stale_uploads(self, cutoff: float, limit: int) -> list[Upload]:
+        return self.read.stale_uploads(cutoff, limit)
+
+    async def expire_upload(self, upload_id: str, cutoff: float) -> int | None:
+        """Abort an upload if, under the commit, it is still idle since `cutoff`: the bytes freed,
+        or None if it was kept (a part arrived meanwhile) or is already gone."""
+        freed: int | None = None
+
+        def expire(m: Meta) -> list[str]:
+            nonlocal freed
+            dropped = m.expire_upload(upload_id, cutoff)
+            if dropped is None:
+                return []
+            blobs, freed = dropped
+            return blobs
+
+        await self._commit(expire)
+        return freed
+
     def completed_upload(self, bucket: str, key: str, upload_id: str) -> tuple[str, str] | None:
         return self.read.completed_upload(bucket, key, upload_id)
 

@@ -8,6 +8,7 @@ concurrent writers in any number of worker processes can never overshoot a limit
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -36,7 +37,7 @@ CREATE TABLE IF NOT EXISTS objects(
     owner TEXT NOT NULL, data BLOB, PRIMARY KEY(bucket, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS uploads(
     upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, initiated REAL NOT NULL,
-    owner TEXT NOT NULL, headers TEXT NOT NULL, checksum_algorithm TEXT);
+    owner TEXT NOT NULL, headers TEXT NOT NULL, checksum_algorithm TEXT, last_active REAL);
 CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads(bucket, key, upload_id);
 CREATE TABLE IF NOT EXISTS parts(
     upload_id TEXT NOT NULL, part_number INTEGER NOT NULL, size INTEGER NOT NULL,
@@ -60,6 +61,9 @@ CREATE TABLE IF NOT EXISTS freed_blobs(blob TEXT PRIMARY KEY, freed_at REAL NOT 
 CREATE INDEX IF NOT EXISTS freed_blobs_by_time ON freed_blobs(freed_at);
 """
 
+# what an Upload record holds; the table's last column, last_active (the latest part's arrival, else
+# the initiation), is read only by stale-upload expiry
+_UPLOAD_COLS = "upload_id, bucket, key, initiated, owner, headers, checksum_algorithm"
 _OBJ_COLS = "bucket, key, size, etag, mtime, headers, checksums, segments, owner, data"
 # what a listing needs; no JSON to parse and no inline bytes to copy
 _LIST_COLS = "bucket, key, size, etag, mtime, owner"
@@ -80,6 +84,15 @@ def init_schema(conn: sqlite3.Connection) -> None:
     cols = {r[1] for r in conn.execute("PRAGMA table_info(objects)")}
     if "data" not in cols:  # data dirs made before small objects were stored inline
         conn.execute("ALTER TABLE objects ADD COLUMN data BLOB")
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(uploads)")}
+    if "last_active" not in cols:  # data dirs made before abandoned uploads expired
+        with Meta(conn).tx() as c:
+            c.execute("ALTER TABLE uploads ADD COLUMN last_active REAL")
+            c.execute(
+                "UPDATE uploads SET last_active = COALESCE("
+                "(SELECT MAX(mtime) FROM parts p WHERE p.upload_id = uploads.upload_id), initiated)"
+            )
+    conn.execute("CREATE INDEX IF NOT EXISTS uploads_by_activity ON uploads(last_active)")
 
 
 def _segments_to_json(segments: list[Segment]) -> str:
@@ -123,6 +136,10 @@ def _row_to_listed(r: tuple) -> ObjectRecord:
     return ObjectRecord(
         bucket=r[0], key=r[1], size=r[2], etag=r[3], mtime=r[4], headers={}, checksums={}, segments=[], owner=r[5]
     )
+
+
+def _row_to_upload(r: tuple) -> Upload:
+    return Upload(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6])
 
 
 def _row_to_bucket(r: tuple) -> Bucket:
@@ -380,7 +397,7 @@ class Meta:
         with self.tx() as c:
             self.require_bucket(up.bucket)
             c.execute(
-                "INSERT INTO uploads VALUES (?,?,?,?,?,?,?)",
+                f"INSERT INTO uploads({_UPLOAD_COLS}, last_active) VALUES (?,?,?,?,?,?,?,?)",
                 (
                     up.upload_id,
                     up.bucket,
@@ -389,16 +406,15 @@ class Meta:
                     up.owner,
                     json.dumps(up.headers),
                     up.checksum_algorithm,
+                    up.initiated,
                 ),
             )
 
     def get_upload(self, bucket: str, key: str, upload_id: str) -> Upload | None:
         r = self.c.execute(
-            "SELECT * FROM uploads WHERE upload_id=? AND bucket=? AND key=?", (upload_id, bucket, key)
+            f"SELECT {_UPLOAD_COLS} FROM uploads WHERE upload_id=? AND bucket=? AND key=?", (upload_id, bucket, key)
         ).fetchone()
-        if not r:
-            return None
-        return Upload(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6])
+        return _row_to_upload(r) if r else None
 
     def require_upload(self, bucket: str, key: str, upload_id: str) -> Upload:
         up = self.get_upload(bucket, key, upload_id)
@@ -426,6 +442,10 @@ class Meta:
                 (upload_id, part.part_number, part.size, part.etag, part.mtime, part.blob, json.dumps(part.checksums)),
             )
             c.execute("UPDATE buckets SET mpu_used = mpu_used + ? WHERE name=?", (part.size - old_size, bucket))
+            c.execute(
+                "UPDATE uploads SET last_active = MAX(COALESCE(last_active, 0), ?) WHERE upload_id=?",
+                (part.mtime, upload_id),
+            )
         return [old[1]] if old else []
 
     def parts(self, upload_id: str, after: int = 0, limit: int = 10001) -> list[Part]:
@@ -443,19 +463,49 @@ class Meta:
     ) -> list[Upload]:
         end = prefix_successor(prefix) if prefix else "\U0010ffff" * 2
         rows = self.c.execute(
-            "SELECT * FROM uploads WHERE bucket=? AND key >= ? AND key < ? "
+            f"SELECT {_UPLOAD_COLS} FROM uploads WHERE bucket=? AND key >= ? AND key < ? "
             "AND (key > ? OR (key = ? AND upload_id > ?)) ORDER BY key, upload_id LIMIT ?",
             (bucket, prefix, end, key_marker, key_marker, upload_id_marker, limit),
         ).fetchall()
-        return [Upload(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+        return [_row_to_upload(r) for r in rows]
+
+    def pending_uploads(self) -> dict[str, int]:
+        """How many multipart uploads each bucket has in progress (buckets with none are left out)."""
+        return dict(self.c.execute("SELECT bucket, COUNT(*) FROM uploads GROUP BY bucket").fetchall())
+
+    def _drop_upload(self, c: sqlite3.Connection, bucket: str, upload_id: str) -> tuple[list[str], int]:
+        """Delete an upload and its parts inside the caller's transaction; returns the part blobs and bytes."""
+        rows = c.execute("DELETE FROM parts WHERE upload_id=? RETURNING size, blob", (upload_id,)).fetchall()
+        c.execute("DELETE FROM uploads WHERE upload_id=?", (upload_id,))
+        size = sum(r[0] for r in rows)
+        c.execute("UPDATE buckets SET mpu_used = mpu_used - ? WHERE name=?", (size, bucket))
+        return [r[1] for r in rows], size
 
     def abort_upload(self, bucket: str, key: str, upload_id: str) -> list[str]:
         with self.tx() as c:
             self.require_upload(bucket, key, upload_id)
-            rows = c.execute("DELETE FROM parts WHERE upload_id=? RETURNING size, blob", (upload_id,)).fetchall()
-            c.execute("DELETE FROM uploads WHERE upload_id=?", (upload_id,))
-            c.execute("UPDATE buckets SET mpu_used = mpu_used - ? WHERE name=?", (sum(r[0] for r in rows), bucket))
-        return [r[1] for r in rows]
+            return self._drop_upload(c, bucket, upload_id)[0]
+
+    def stale_uploads(self, cutoff: float, limit: int) -> list[Upload]:
+        """Uploads that have received no part (nor, without parts, been initiated) since `cutoff`, oldest first."""
+        rows = self.c.execute(
+            f"SELECT {_UPLOAD_COLS} FROM uploads WHERE last_active < ? ORDER BY last_active LIMIT ?", (cutoff, limit)
+        ).fetchall()
+        return [_row_to_upload(r) for r in rows]
+
+    def expire_upload(self, upload_id: str, cutoff: float) -> tuple[list[str], int] | None:
+        """Abort an upload if it is still stale; returns the freed part blobs and bytes, or None if kept.
+
+        The staleness is decided again under the commit, so a part that arrived after the upload was
+        found keeps it alive, and an upload already gone (completed, aborted, expired by another
+        worker) is left alone: expiring twice is harmless.
+        """
+        with self.tx() as c:
+            r = c.execute("SELECT bucket FROM uploads WHERE upload_id=? AND last_active < ?", (upload_id, cutoff))
+            row = r.fetchone()
+            if row is None:
+                return None
+            return self._drop_upload(c, row[0], upload_id)
 
     def completed_upload(self, bucket: str, key: str, upload_id: str) -> tuple[str, str] | None:
         r = self.c.execute(
@@ -473,20 +523,46 @@ class Meta:
         cond: WriteConditions,
         max_size: int,
     ) -> list[str]:
-        """Turn the chosen parts into the object; returns blob ids no longer referenced."""
+        """Turn the chosen parts into the object; returns blob ids no longer referenced.
+
+        The caller built `rec` from parts it read before this transaction, and any of them may have
+        been re-uploaded since. So the object's segments are decided here, from the parts this
+        transaction sees: segment i names part used_parts[i] as it is now, provided it still has the
+        size and ETag (rec.segments[i].md5, the ETag the client listed) the caller built from, else
+        InvalidPart. Every part blob the object does not name is freed: no blob is ever both named
+        and freed, or neither.
+        """
         with self.tx() as c:
-            self.require_upload(rec.bucket, rec.key, upload_id)
+            if self.get_upload(rec.bucket, rec.key, upload_id) is None:
+                done = self.completed_upload(rec.bucket, rec.key, upload_id)
+                if done is not None and done[1] == parts_sig:
+                    return []  # an identical Complete committed first; its object is the one asked for
+                self.require_upload(rec.bucket, rec.key, upload_id)  # raises NoSuchUpload
             bucket = self.require_bucket(rec.bucket)
             old = c.execute(
                 "SELECT size, etag, segments FROM objects WHERE bucket=? AND key=?", (rec.bucket, rec.key)
             ).fetchone()
             _check_write_conditions(cond, old[1] if old else None)
-            all_parts = c.execute(
-                "SELECT part_number, size, blob FROM parts WHERE upload_id=?", (upload_id,)
-            ).fetchall()
-            used = set(used_parts)
-            mpu_bytes = sum(p[1] for p in all_parts)
-            unused = [p[2] for p in all_parts if p[0] not in used]
+            current = {
+                r[0]: Segment(r[3], r[1], r[2])
+                for r in c.execute("SELECT part_number, size, etag, blob FROM parts WHERE upload_id=?", (upload_id,))
+            }
+            segments: list[Segment] = []
+            for number, built in zip(used_parts, rec.segments, strict=True):
+                now = current.get(number)
+                if now is None or (now.size, now.md5) != (built.size, built.md5):
+                    raise S3Error(
+                        "InvalidPart",
+                        "One or more of the specified parts could not be found. The part may not have been "
+                        "uploaded, or the specified entity tag may not match the part's entity tag.",
+                        PartNumber=str(number),
+                        ETag=built.md5,
+                    )
+                segments.append(now)
+            rec = dataclasses.replace(rec, segments=segments)
+            named = {s.blob for s in segments}
+            mpu_bytes = sum(p.size for p in current.values())
+            unused = [p.blob for p in current.values() if p.blob not in named]
             old_size = old[0] if old else 0
             # parts move from "in progress" to the object; only a growth of the total needs admission
             self._admit(bucket, rec.size - old_size - mpu_bytes, max_size)

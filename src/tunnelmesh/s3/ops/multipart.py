@@ -44,6 +44,11 @@ def _part_number(req: Request) -> int:
     return n
 
 
+def _replaced_size(ctx: Context, upload_id: str, number: int) -> int:
+    """The size of the part a new upload of part `number` would replace (0 if none)."""
+    return next((p.size for p in ctx.store.parts(upload_id, number - 1, 1) if p.part_number == number), 0)
+
+
 async def create_upload(ctx: Context, req: Request) -> Response:
     assert req.principal is not None
     refuse_unsupported(req)
@@ -84,7 +89,7 @@ async def upload_part(ctx: Context, req: Request) -> Response:
     bucket = ctx.store.require_bucket(req.bucket)
     declared = upload_length(req, ctx.max_part_size)
     digest = UploadDigest(req, up.checksum_algorithm)
-    replaced = next((p.size for p in ctx.store.parts(up.upload_id, number - 1, 1) if p.part_number == number), 0)
+    replaced = _replaced_size(ctx, up.upload_id, number)
     blob = await store_body(ctx.store, req, digest, declared, ctx.max_part_size, bucket, replaced)
     part = Part(number, digest.size, digest.md5_hex, time.time(), blob, digest.checksums)
     await ctx.store.put_part(req.bucket, req.key, up.upload_id, part)
@@ -105,7 +110,8 @@ async def upload_part_copy(ctx: Context, req: Request) -> Response:
     length = last - first + 1 if src.size else 0
     if length > ctx.max_part_size:
         raise S3Error("InvalidRequest", "The specified copy range is larger than the maximum part size.")
-    ctx.store.admit(bucket, length)
+    # a replaced part's bytes are freed by the same commit: at a full quota, replacing still fits
+    ctx.store.admit(bucket, length - _replaced_size(ctx, up.upload_id, number))
     algorithms = [up.checksum_algorithm] if up.checksum_algorithm else []
     copied = await copy_bytes(ctx, src, first, length, algorithms, inline=False)
     assert copied.blob is not None
@@ -146,14 +152,24 @@ async def complete_upload(ctx: Context, req: Request) -> Response:
     if not requested:
         raise S3Error("MalformedXML", "You must specify at least one part.")
     signature = ",".join(f"{n}:{e}" for n, e in requested)
-    up = ctx.store.read.get_upload(req.bucket, req.key, upload_id)
-    if up is None:
+    try:
+        return await _complete(ctx, req, upload_id, requested, signature)
+    except S3Error as e:
+        if e.code not in ("NoSuchUpload", "InvalidPart"):
+            raise
+        # the upload (or its parts) vanished: if an identical Complete made it the object, this is
+        # a retry after a lost response or a twin racing it, and both get the first one's answer
         done = ctx.store.completed_upload(req.bucket, req.key, upload_id)
         if done is not None and done[1] == signature:
-            # a retry after a lost response: answer as the first Complete did
             return _complete_result(req, done[0], [])
-        ctx.store.require_upload(req.bucket, req.key, upload_id)
-    assert up is not None
+        raise
+
+
+async def _complete(
+    ctx: Context, req: Request, upload_id: str, requested: list[tuple[int, str]], signature: str
+) -> Response:
+    assert req.principal is not None
+    up = ctx.store.require_upload(req.bucket, req.key, upload_id)
     for (a, _), (b, _) in zip(requested, requested[1:], strict=False):
         if b <= a:
             raise S3Error(

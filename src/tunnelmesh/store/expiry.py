@@ -1,0 +1,86 @@
+"""Abandoned multipart uploads: abort those that no part has reached for `s3.stale_upload_expiry`.
+
+A client that crashes mid-upload never aborts, and its parts would hold space forever. The clock
+starts again at every part (at the initiation while there is none), so a slow upload that keeps
+sending is never cut off.
+
+Every worker runs the loop, but only the one holding an flock on a file in the data dir does the
+passes (if it dies, the lock is released and another worker takes over at its next check). The
+lock saves duplicate work, not correctness: each abort re-checks staleness in its own commit, so
+two passes at once could never abort an upload twice or one that a part has just reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from pathlib import Path
+
+from tunnelmesh.store.engine import Store
+
+log = logging.getLogger("tunnelmesh.store")
+
+LOCK_FILE = ".upload-expiry-lock"
+MAX_CHECK_INTERVAL = 3600.0
+BATCH = 100
+
+
+def check_interval(expiry: float) -> float:
+    """Checks often enough that an upload outlives its expiry by at most a tenth of it (or an hour)."""
+    return min(expiry / 10, MAX_CHECK_INTERVAL)
+
+
+async def expire_stale_uploads(store: Store, expiry: float, stopping: asyncio.Event | None = None) -> tuple[int, int]:
+    """One pass: abort every upload idle for longer than `expiry` seconds; (uploads, bytes) freed.
+    Ends early, between two commits, once `stopping` is set."""
+    cutoff = time.time() - expiry
+    count = size = 0
+    # every upload in a batch leaves the stale set (aborted, or no longer stale), so this ends
+    while batch := store.stale_uploads(cutoff, BATCH):
+        for up in batch:
+            if stopping is not None and stopping.is_set():
+                return count, size
+            freed = await store.expire_upload(up.upload_id, cutoff)
+            if freed is not None:
+                count += 1
+                size += freed
+    return count, size
+
+
+def _try_lock(path: Path) -> int | None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+async def run(store: Store, expiry: float, stopping: asyncio.Event) -> None:
+    """Expire stale uploads until `stopping` is set. The worker sets it and awaits this at shutdown
+    rather than cancelling it: a cancelled commit would be acknowledged to nobody, and the blobs it
+    freed would never be deleted."""
+    interval = check_interval(expiry)
+    lock: int | None = None
+    try:
+        while not stopping.is_set():
+            if lock is None:
+                lock = _try_lock(store.data_dir / LOCK_FILE)
+            if lock is not None:
+                try:
+                    count, size = await expire_stale_uploads(store, expiry, stopping)
+                except Exception:  # noqa: BLE001 - a failed pass (disk full, ...) is retried at the next check
+                    log.exception("stale multipart upload expiry failed")
+                else:
+                    if count:
+                        log.info("expired %d stale multipart uploads (%d bytes)", count, size)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), interval)
+    finally:
+        if lock is not None:
+            os.close(lock)
