@@ -147,3 +147,32 @@ def test_old_data_dirs_get_the_last_activity_of_their_uploads(tmp_path) -> None:
     m = meta.Meta(conn)
     assert [u.upload_id for u in m.stale_uploads(50.0, 10)] == ["bare"]
     assert [u.upload_id for u in m.stale_uploads(70.0, 10)] == ["bare", "with-part"]
+
+
+def _obj(key: str, blob: str, mtime: float, etag: str = "same-bytes") -> ObjectRecord:
+    return ObjectRecord(
+        bucket="s",
+        key=key,
+        size=100,
+        etag=etag,
+        mtime=mtime,
+        headers={},
+        checksums={},
+        segments=[Segment(blob, 100, etag)],
+        owner="p",
+    )
+
+
+def test_scrub_repair_deletes_only_the_version_found_rotten_never_an_overwrite_since(m) -> None:
+    """Found in the attacker's review: repair deleted by key after a long scrub, so an acknowledged
+    overwrite made meanwhile (same bytes, so the same ETag) was deleted with the rotten version."""
+    m.create_bucket("s", "p", "r", 1.0)
+    m.put_object(_obj("k", "rotten-blob", 10.0), WriteConditions(), 10**9)
+    m.put_object(_obj("k", "fresh-blob", 20.0), WriteConditions(), 10**9)  # the overwrite
+    assert m.delete_object_version("s", "k", 10.0, ["rotten-blob"]) == []
+    assert m.get_object("s", "k").segments[0].blob == "fresh-blob"
+    # the version found rotten, still in place, is deleted, and its blob freed
+    m.put_object(_obj("r", "rotten-2", 30.0), WriteConditions(), 10**9)
+    assert m.delete_object_version("s", "r", 30.0, ["rotten-2"]) == ["rotten-2"]
+    assert m.get_object("s", "r") is None
+    assert (m.bucket("s").objects, m.bucket("s").used) == (1, 100)

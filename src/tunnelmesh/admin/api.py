@@ -203,11 +203,9 @@ class AdminApi:
         loop = asyncio.get_running_loop()
         report = await loop.run_in_executor(None, scrub.scrub, self.store.data_dir, repair)
         if repair:
-            by_bucket: dict[str, list[str]] = {}
+            # only the version found rotten: an object overwritten since the scrub read it is new and good
             for rot in report.rotten:
-                by_bucket.setdefault(rot.bucket, []).append(rot.key)
-            for bucket, keys in by_bucket.items():
-                await self.store.delete_objects(bucket, keys)
+                await self.store.delete_object_version(rot.bucket, rot.key, rot.mtime, rot.blobs)
         return 200, {
             "ok": not report.rotten,
             "objects": report.objects,

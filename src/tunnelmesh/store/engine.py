@@ -296,6 +296,9 @@ class Store:
     async def delete_objects(self, bucket: str, keys: list[str]) -> None:
         await self._commit(lambda m: m.delete_objects(bucket, keys))
 
+    async def delete_object_version(self, bucket: str, key: str, mtime: float, blobs: list[str]) -> None:
+        await self._commit(lambda m: m.delete_object_version(bucket, key, mtime, blobs))
+
     async def replace_bucket(self, bucket: str, records: list[ObjectRecord]) -> None:
         """One commit that leaves `bucket` holding exactly `records` (their blobs already ingested)."""
         new_blobs = [s.blob for rec in records for s in rec.segments]

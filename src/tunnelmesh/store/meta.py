@@ -330,6 +330,16 @@ class Meta:
                 )
         return freed
 
+    def delete_object_version(self, bucket: str, key: str, mtime: float, blobs: list[str]) -> list[str]:
+        """Delete the object only if it is still the version written at `mtime` on `blobs` (what a
+        scrub found rotten): an overwrite since then is a new, acknowledged object and stays. An
+        ETag would not do: re-uploading the same bytes gives the same ETag."""
+        with self.tx() as c:
+            r = c.execute("SELECT mtime, segments FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+            if r is None or r[0] != mtime or [seg[0] for seg in json.loads(r[1])] != blobs:
+                return []
+            return self.delete_objects(bucket, [key])  # a savepoint inside this transaction
+
     def list_objects(
         self,
         bucket: str,

@@ -28,6 +28,7 @@ class Rot:
     key: str
     problem: str
     blobs: list[str] = field(default_factory=list)
+    mtime: float = 0.0  # with blobs, names the version found rotten
 
 
 @dataclass
@@ -119,7 +120,9 @@ def scrub(data_dir: Path, repair: bool, rate: int = 0) -> ScrubReport:
                     if problem and _changed(m, obj):
                         continue  # overwritten or deleted while we read it: its old blobs may be gone
                     if problem:
-                        report.rotten.append(Rot(obj.bucket, obj.key, problem, [s.blob for s in obj.segments]))
+                        report.rotten.append(
+                            Rot(obj.bucket, obj.key, problem, [s.blob for s in obj.segments], obj.mtime)
+                        )
                 if not page.truncated:
                     break
                 after = page.last
