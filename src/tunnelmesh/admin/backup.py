@@ -134,7 +134,7 @@ def _scan_headers(plain: IO[bytes]) -> None:
         if count > MAX_MEMBERS:
             raise _bad(f"it has more than {MAX_MEMBERS} members")
         kind = header[156:157]
-        size = tarfile.nti(header[124:136])
+        size = tarfile.nti(header[124:136])  # type: ignore[attr-defined]  # tarfile's own number rules
         if kind not in (*_REGULAR, tarfile.DIRTYPE):
             raise _bad("it holds a tar entry that is not a plain file")
         if size < 0 or size > MAX_MEMBER:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 import re
 from typing import Any
@@ -32,7 +33,9 @@ class Shares:
                 log.warning("share record %s is not a share", key)
         return out
 
-    async def add(self, name: str, bucket: str, path: str, peers: list[str], read_only: bool) -> dict[str, Any]:
+    async def add(
+        self, name: str, bucket: str, path: str, peers: builtins.list[str], read_only: bool
+    ) -> dict[str, Any]:
         if not _NAME.match(name):
             raise S3Error("InvalidArgument", f"invalid share name {name!r}")
         if self.state.store.bucket(bucket) is None:

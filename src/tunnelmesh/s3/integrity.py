@@ -10,7 +10,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 
 from tunnelmesh.s3 import checksums
 from tunnelmesh.s3.errors import S3Error
@@ -72,7 +72,7 @@ class UploadDigest:
         self.md5_hex = ""
         self.checksums: dict[str, str] = {}
 
-    async def wrap(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async def wrap(self, body: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         md5 = self._md5
         hasher = self._hasher
         size = 0
@@ -85,7 +85,7 @@ class UploadDigest:
         self.size = size
         self._finish(body)
 
-    def _finish(self, body: AsyncIterator[bytes]) -> None:
+    def _finish(self, body: AsyncIterable[bytes]) -> None:
         digest = self._md5.digest()
         self.md5_hex = digest.hex()
         if self.expected_md5 is not None and not hmac.compare_digest(digest, self.expected_md5):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -42,7 +42,7 @@ class Principal:
 
 def parse_query(raw: str) -> list[tuple[str, str, str, str]]:
     """(name, value, raw name, raw value) for each parameter; `+` stays a plus (S3 semantics)."""
-    out = []
+    out: list[tuple[str, str, str, str]] = []
     if not raw:
         return out
     for part in raw.split("&"):
@@ -68,7 +68,7 @@ class Request:
     request_id: str = field(default_factory=new_request_id)
     principal: Principal | None = None
     # the verified, de-framed request body; set by authentication
-    body: AsyncIterator[bytes] | None = None
+    body: AsyncIterable[bytes] | None = None
     # the decoded length of the body when known (Content-Length or X-Amz-Decoded-Content-Length)
     content_length: int | None = None
     operation: str = "-"

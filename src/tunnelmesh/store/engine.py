@@ -28,6 +28,7 @@ a rename into it).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -173,7 +174,7 @@ class Store:
         n = 0
         while ids := self.read.freed_before(time.time() - grace, REAP_BATCH):
             await loop.run_in_executor(self._io, self.blobs.unlink, ids)
-            await self._write(lambda m, ids=ids: m.forget_freed(ids))
+            await self._write(functools.partial(Meta.forget_freed, blob_ids=ids))
             n += len(ids)
             if len(ids) < REAP_BATCH:
                 break

@@ -374,7 +374,7 @@ class Meta:
             # iterate the cursor lazily: after a jump past a common prefix the rest of the batch is never read
             jumped = False
             seen = 0
-            last_row_key = None
+            last_row_key: str | None = None
             for r in self.c.execute(sql, args):
                 seen += 1
                 last_row_key = r[1]
@@ -399,6 +399,7 @@ class Meta:
             if not jumped:
                 if seen < want:
                     return Listing(objects, prefixes, False, last, last_is_prefix)
+                assert last_row_key is not None  # a full batch was read
                 pos, inclusive = last_row_key, False
 
     # ---- multipart -----------------------------------------------------------------------

@@ -7,7 +7,7 @@ import binascii
 import hashlib
 import hmac
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 
 from tunnelmesh.s3.auth import sigv2, sigv4
 from tunnelmesh.s3.auth.chunked import ChunkedBody, ChunkSigning
@@ -58,7 +58,7 @@ def _declared_length(req: Request) -> int | None:
     return n
 
 
-def _sigv4_body(req: Request, payload: str, key: bytes, sr: sigv4.SignedRequest) -> AsyncIterator[bytes]:
+def _sigv4_body(req: Request, payload: str, key: bytes, sr: sigv4.SignedRequest) -> AsyncIterable[bytes]:
     raw = raw_body(req)
     if payload in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER):
         if payload == STREAMING_UNSIGNED_TRAILER:
@@ -138,18 +138,18 @@ def authenticate(req: Request, creds: Credentials, region: str) -> None:
             peer, sep, token = base64.b64decode(auth[6:].strip(), validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             raise S3Error("AccessDenied", "Malformed Basic credentials.") from None
-        ident = creds.by_access_key(peer)
+        found = creds.by_access_key(peer)
         # compare even for an unknown peer so timing does not reveal which peers exist
-        secret = ident.secret if ident else "\x00" * 32
-        if not sep or not hmac.compare_digest(secret.encode(), token.encode()) or ident is None:
+        secret = found.secret if found else "\x00" * 32
+        if not sep or not hmac.compare_digest(secret.encode(), token.encode()) or found is None:
             raise S3Error("AccessDenied", "Invalid peer id or token.")
-        req.principal = ident.principal
+        req.principal = found.principal
         req.body = raw_body(req)
     elif auth[:7].lower() == "bearer ":
-        ident = creds.by_token(auth[7:].strip())
-        if ident is None:
+        holder = creds.by_token(auth[7:].strip())
+        if holder is None:
             raise S3Error("AccessDenied", "Invalid token.")
-        req.principal = ident.principal
+        req.principal = holder.principal
         req.body = raw_body(req)
     elif auth:
         raise S3Error("AccessDenied", "Unsupported Authorization scheme.")

@@ -118,6 +118,7 @@ async def list_objects_v2(ctx: Context, req: Request) -> Response:
     token = req.query.get("continuation-token")
     start_after = req.query.get("start-after", "")
     delimiter = req.query.get("delimiter", "")
+    after: str | None
     if token is not None:
         after, after_is_prefix = _untoken(token)
     else:
