@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import http.client
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -211,3 +212,56 @@ def test_create_bucket_with_what_the_server_gives_succeeds(s3, params: dict[str,
     name = f"prot-ok-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name, **params)
     assert bucket_exists(s3, name)
+
+
+def _raw(coordinator, method: str, path: str, headers: list[tuple[str, str]], body: bytes = b"") -> tuple[int, bytes]:  # noqa: ANN001
+    """A request with repeated headers, which boto3 cannot send (Basic: the secret covers it all)."""
+    conn = http.client.HTTPConnection("127.0.0.1", coordinator.port, timeout=30)
+    try:
+        conn.putrequest(method, f"/s3{path}")
+        token = base64.b64encode(f"admin:{coordinator.token}".encode()).decode()
+        for name, value in [("Authorization", f"Basic {token}"), ("Content-Length", str(len(body))), *headers]:
+            conn.putheader(name, value)
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_a_protection_header_sent_twice_is_still_refused(coordinator, s3, src_bucket: str) -> None:  # noqa: ANN001
+    """Repeated headers arrive joined with commas ("true,true"): a check for one exact value let them by."""
+    name = f"prot-dup-{uuid.uuid4().hex[:12]}"
+    lock = [("x-amz-bucket-object-lock-enabled", "true")] * 2
+    status, body = _raw(coordinator, "PUT", f"/{name}", lock)
+    assert (status, b"<Code>NotImplemented</Code>" in body) == (501, True), body
+    assert not bucket_exists(s3, name)
+
+    key = f"dup-{uuid.uuid4().hex[:8]}"
+    copy = [
+        ("x-amz-copy-source", f"/{src_bucket}/source"),
+        ("x-amz-tagging", "a=b"),
+        ("x-amz-tagging-directive", "REPLACE"),
+        ("x-amz-tagging-directive", "REPLACE"),
+    ]
+    status, body = _raw(coordinator, "PUT", f"/{src_bucket}/{key}", copy)
+    assert (status, b"<Code>NotImplemented</Code>" in body) == (501, True), body
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=src_bucket, Key=key)
+
+
+def test_an_append_at_an_offset_is_refused_and_never_replaces_the_object(s3, src_bucket: str) -> None:  # noqa: ANN001
+    key = f"append-{uuid.uuid4().hex[:8]}"
+    s3.put_object(Bucket=src_bucket, Key=key, Body=b"hello")
+
+    def add_offset(request, **_: Any) -> None:  # noqa: ANN001
+        request.headers["x-amz-write-offset-bytes"] = "5"
+
+    s3.meta.events.register_first("before-sign.s3.PutObject", add_offset)
+    try:
+        with pytest.raises(ClientError) as info:
+            s3.put_object(Bucket=src_bucket, Key=key, Body=b" world")
+    finally:
+        s3.meta.events.unregister("before-sign.s3.PutObject", add_offset)
+    assert info.value.response["Error"]["Code"] == "NotImplemented"
+    assert s3.get_object(Bucket=src_bucket, Key=key)["Body"].read() == b"hello"

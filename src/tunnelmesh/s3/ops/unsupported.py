@@ -58,7 +58,8 @@ def _always(name: str, value: str, req: Request) -> S3Error | None:
 
 
 def _lock_enabled(name: str, value: str, req: Request) -> S3Error | None:
-    return not_implemented(name) if value.strip().lower() == "true" else None
+    # a header sent twice arrives joined ("true,true"): only an unambiguous "false" is no request
+    return None if value.strip().lower() == "false" else not_implemented(name)
 
 
 def _ownership(name: str, value: str, req: Request) -> S3Error | None:
@@ -68,7 +69,8 @@ def _ownership(name: str, value: str, req: Request) -> S3Error | None:
 
 def _tagging(name: str, value: str, req: Request) -> S3Error | None:
     # a copy keeps the source's tags (none here) unless told to REPLACE them; S3 ignores the header then
-    if req.operation == COPY and req.header("x-amz-tagging-directive", "COPY").upper() != "REPLACE":
+    # only an unambiguous COPY keeps them: a directive sent twice arrives joined ("REPLACE,REPLACE")
+    if req.operation == COPY and req.header("x-amz-tagging-directive", "COPY").strip().upper() == "COPY":
         return None
     return not_implemented(name) if value.strip() else None
 
@@ -114,6 +116,8 @@ RULES: tuple[Rule, ...] = (
     Rule("x-amz-server-side-encryption-", OBJECT_WRITES | {UPLOAD_PART, UPLOAD_PART_COPY}, _always),
     Rule("x-amz-copy-source-server-side-encryption-", COPIES, _always),
     Rule("x-amz-tagging", OBJECT_WRITES, _tagging),
+    # an append (S3 Express): writing at an offset must never quietly replace the whole object
+    Rule("x-amz-write-offset-bytes", frozenset({PUT}), _always),
     Rule("x-amz-storage-class", OBJECT_WRITES, _storage_class),
     Rule("x-amz-acl", OBJECT_WRITES | {CREATE_BUCKET}, _acl),
     Rule("x-amz-grant-", OBJECT_WRITES | {CREATE_BUCKET}, _grant),
