@@ -1304,6 +1304,12 @@ ABSURD_CASES = [
     ("range start 30 digits", "GET", "/obj", "", [("Range", "bytes=" + "9" * 30 + "-")], 416, "InvalidRange"),
     ("suffix range huge", "GET", "/obj", "", [("Range", f"bytes=-{HUGE}")], 206, None),
     ("range in other digits", "GET", "/obj", "", [("Range", "bytes=\u0661-\u0662")], 200, None),
+    # found in review: a line break in a response-* override made the HTTP server refuse the head (500)
+    *[
+        (f"response override {name} {ch!r}", "GET", "/obj", f"response-{name}=a{ch}b", [], 400, "InvalidArgument")
+        for name in ("content-type", "content-disposition", "cache-control")
+        for ch in ("%0d%0aSet-Cookie:%20x=1", "%00", "%0a")
+    ],
     *[(f"If-Modified-Since {d}", "GET", "/obj", "", [("If-Modified-Since", d)], 200, None) for d in BAD_DATES],
     *[(f"If-Unmodified-Since {d}", "GET", "/obj", "", [("If-Unmodified-Since", d)], 200, None) for d in BAD_DATES],
     *[

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 
 from tunnelmesh.s3 import conditions, xml
@@ -25,6 +26,7 @@ from tunnelmesh.store.records import Bucket, ObjectRecord, Segment, WriteConditi
 
 log = logging.getLogger("tunnelmesh.s3")
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _RESPONSE_OVERRIDES = {
     "response-content-type": "content-type",
     "response-content-language": "content-language",
@@ -177,6 +179,9 @@ def _read_response(ctx: Context, req: Request, with_body: bool) -> Response:
     for param, header in _RESPONSE_OVERRIDES.items():
         value = req.query.get(param)
         if value is not None:
+            if _CONTROL.search(value):
+                # a line break would split the response head; the HTTP server refuses to send it at all
+                raise S3Error("InvalidArgument", f"{param} must not contain control characters.", ArgumentName=param)
             headers = [(n, v) for n, v in headers if n != header]
             headers.append((header, value))
     first, last = (0, obj.size - 1) if rng is None else rng
