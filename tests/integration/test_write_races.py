@@ -97,8 +97,11 @@ def assert_one_of(got: tuple[bytes, str, str] | None, allowed: list[Version | No
     for v in allowed:
         if (v is None and got is None) or (v is not None and got == v.seen()):
             return v
-    shown = None if got is None else (len(got[0]), got[1], got[2])
-    raise AssertionError(f"{where}: the key holds {shown}, none of {[v and v.tag for v in allowed]}")
+
+    def show(x: tuple[bytes, str, str] | None) -> object:
+        return x and (f"{len(x[0])} bytes", x[1], f"w={x[2]}")
+
+    raise AssertionError(f"{where}: the key holds {show(got)}, none of {[show(v and v.seen()) for v in allowed]}")
 
 
 # ---- racing ---------------------------------------------------------------------------------
@@ -357,14 +360,24 @@ def test_copy_onto_itself_and_a_put_leave_one_whole_version(coordinator, s3, twi
 # ---- conditional writes ---------------------------------------------------------------------
 
 
-def test_two_if_none_match_creates_have_exactly_one_winner(coordinator, s3, twin, pool, bucket) -> None:
+def guard(condition: str, old: Version) -> dict[str, str]:
+    """The put arguments of a write conditional on `old` being there (IfMatch) or nothing (IfNoneMatch)."""
+    return {"IfMatch": old.etag} if condition == "IfMatch" else {"IfNoneMatch": "*"}
+
+
+@pytest.mark.parametrize("condition", ["IfNoneMatch", "IfMatch"])
+def test_two_conditional_writes_have_exactly_one_winner(coordinator, s3, twin, pool, bucket, condition) -> None:
+    """Two creates with If-None-Match: *, or two compare-and-swaps with If-Match on the same ETag:
+    the first to commit wins, the other finds the key changed and gets 412."""
     seen: Counter[str] = Counter()
     for i in range(ROUNDS):
         key = f"k{i}"
+        old = version("old", sized("mixed", i + 1))
+        if condition == "IfMatch":
+            put(s3, bucket, key, old)()
         a, b = version("a", sized("mixed", i)), version("b", sized("mixed", i // 2))
-        (ca, _), (cb, _) = race(
-            pool, put(s3, bucket, key, a, IfNoneMatch="*"), put(twin, bucket, key, b, IfNoneMatch="*"), i
-        )
+        cond = guard(condition, old)
+        (ca, _), (cb, _) = race(pool, put(s3, bucket, key, a, **cond), put(twin, bucket, key, b, **cond), i)
         assert sorted((ca, cb)) == ["PreconditionFailed", "ok"], (i, ca, cb)
         winner = a if ca == "ok" else b
         assert_one_of(read_back(s3, bucket, key), [winner], i)
@@ -384,12 +397,41 @@ def test_a_conditional_write_never_overwrites_a_racing_put(coordinator, s3, twin
         old = version("old", sized("mixed", i + 1))
         if condition == "IfMatch":
             put(s3, bucket, key, old)()
-        cond = {"IfMatch": old.etag} if condition == "IfMatch" else {"IfNoneMatch": "*"}
         guarded, plain = version("guarded", sized("mixed", i)), version("plain", sized("mixed", i // 2))
-        (cg, _), (cp, _) = race(pool, put(s3, bucket, key, guarded, **cond), put(twin, bucket, key, plain), i)
+        (cg, _), (cp, _) = race(
+            pool, put(s3, bucket, key, guarded, **guard(condition, old)), put(twin, bucket, key, plain), i
+        )
         assert cp == "ok", (i, cp)
         assert cg in ("ok", "PreconditionFailed"), (i, cg)
         assert_one_of(read_back(s3, bucket, key), [plain], (i, cg))
+        seen[cg] += 1
+    assert_store_consistent(coordinator)
+    print(f"conditional write outcomes: {dict(seen)}")
+
+
+@pytest.mark.parametrize("condition", ["IfMatch", "IfNoneMatch"])
+def test_a_conditional_write_racing_a_delete_holds_only_against_what_it_saw(
+    coordinator, s3, twin, pool, bucket, condition
+) -> None:
+    """The key exists. If-Match on its ETag succeeds only before the delete (which then removes it)
+    and fails with NoSuchKey after: the key ends absent every time. If-None-Match: * succeeds only
+    after the delete, so the key ends holding the conditional write exactly when it succeeded."""
+    seen: Counter[str] = Counter()
+    for i in range(ROUNDS):
+        key = f"k{i}"
+        old = version("old", sized("mixed", i + 1))
+        put(s3, bucket, key, old)()
+        guarded = version("guarded", sized("mixed", i))
+        delete = lambda k=key: twin.delete_object(Bucket=bucket, Key=k)  # noqa: E731
+        (cg, _), (cd, _) = race(pool, put(s3, bucket, key, guarded, **guard(condition, old)), delete, i, (-6, 2))
+        assert cd == "ok", (i, cd)
+        got = read_back(s3, bucket, key)
+        if condition == "IfMatch":
+            assert cg in ("ok", "NoSuchKey"), (i, cg)
+            assert_one_of(got, [None], (i, cg))
+        else:
+            assert cg in ("ok", "PreconditionFailed"), (i, cg)
+            assert_one_of(got, [guarded] if cg == "ok" else [None], (i, cg))
         seen[cg] += 1
     assert_store_consistent(coordinator)
     print(f"conditional write outcomes: {dict(seen)}")
@@ -437,23 +479,39 @@ def bucket_state(s3, name: str) -> list[str] | None:  # noqa: ANN001
     return [o["Key"] for o in s3.list_objects_v2(Bucket=name).get("Contents", [])]
 
 
-def test_put_and_delete_bucket_store_the_object_or_refuse_it(coordinator, s3, twin, pool) -> None:
-    """DeleteBucket refuses a bucket holding an object, and a put into a deleted bucket fails:
-    exactly one of the two succeeds, and HeadBucket, ListObjects and GetObject agree on which."""
+@pytest.mark.parametrize("writer", ["PutObject", "CopyObject", "CreateMultipartUpload"])
+def test_a_write_and_delete_bucket_store_it_or_refuse_it(coordinator, s3, twin, pool, bucket, writer) -> None:
+    """DeleteBucket refuses a bucket holding an object or an upload, and a write into a deleted
+    bucket fails: exactly one of the two succeeds, and HeadBucket, ListObjects and GetObject (or
+    ListMultipartUploads) agree on which."""
     seen: Counter[tuple[str, str]] = Counter()
     for i in range(ROUNDS):
         name = new_bucket(s3, "del")
         v = version("v", sized("mixed", i))
-        (cp, _), (cd, _) = race(pool, put(s3, name, "k", v), lambda n=name: twin.delete_bucket(Bucket=n), i, (-6, 2))
-        seen[(cp, cd)] += 1
-        assert (cp, cd) in (("ok", "BucketNotEmpty"), ("NoSuchBucket", "ok")), (i, cp, cd)
-        if cp == "ok":
+        if writer == "PutObject":
+            write = put(s3, name, "k", v)
+        elif writer == "CopyObject":
+            put(s3, bucket, f"src-{i}", v)()
+            write = lambda n=name, sk=f"src-{i}": s3.copy_object(  # noqa: E731
+                Bucket=n, Key="k", CopySource={"Bucket": bucket, "Key": sk}
+            )
+        else:
+            write = lambda n=name: s3.create_multipart_upload(Bucket=n, Key="k")  # noqa: E731
+        (cw, rw), (cd, _) = race(pool, write, lambda n=name: twin.delete_bucket(Bucket=n), i, (-6, 2))
+        seen[(cw, cd)] += 1
+        assert (cw, cd) in (("ok", "BucketNotEmpty"), ("NoSuchBucket", "ok")), (i, cw, cd)
+        if cw == "NoSuchBucket":
+            assert bucket_state(s3, name) is None, i
+        elif writer == "CreateMultipartUpload":
+            assert bucket_state(s3, name) == [], i
+            uploads = s3.list_multipart_uploads(Bucket=name).get("Uploads", [])
+            assert [(u["Key"], u["UploadId"]) for u in uploads] == [("k", rw["UploadId"])], i
+            s3.abort_multipart_upload(Bucket=name, Key="k", UploadId=rw["UploadId"])
+        else:
             assert bucket_state(s3, name) == ["k"], i
             assert_one_of(read_back(s3, name, "k"), [v], i)
-        else:
-            assert bucket_state(s3, name) is None, i
     assert_store_consistent(coordinator)
-    print(f"(put, delete bucket) outcomes: {dict(seen)}")
+    print(f"(write, delete bucket) outcomes: {dict(seen)}")
 
 
 def test_put_and_forced_bucket_delete_leave_no_object_in_a_deleted_bucket(coordinator, s3, twin, pool) -> None:
