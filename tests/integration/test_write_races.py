@@ -1,0 +1,624 @@
+"""Every pair of object writes racing on one key (and, where it matters, one bucket).
+
+Two concurrent 200s cannot be ordered from outside, so either may win; but the key must then hold
+exactly one acknowledged version (bytes read back whole, its ETag and its metadata, never a mix),
+or be absent when an acknowledged delete may have come last. No request ever gets a 5xx, no blob
+is leaked or lost, and `tunnelmesh storage verify` agrees with the counters.
+
+Each race starts both requests from a barrier and sweeps one's start over a few milliseconds, round
+after round, so that some rounds interleave inside the commits. Every round's outcome is checked,
+whatever the interleaving was; which interleavings occurred is printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import math
+import os
+import random
+import sqlite3
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from conftest import Coordinator
+from test_multipart_races import assert_blobs_accounted_for, blob_files, md5_etag, outcome, storage_verify_ok
+
+from tunnelmesh.s3.ops.common import INLINE_MAX
+from tunnelmesh.store.meta import Meta
+
+ROUNDS = 30
+SWEEP = 25  # start offsets per sweep, walked round after round
+
+
+# ---- versions: what a write stored, to recognise it when read back ---------------------------
+
+
+@dataclass(frozen=True)
+class Version:
+    tag: str  # stored as x-amz-meta-w, so that a mix of one write's bytes and another's metadata shows
+    body: bytes
+    etag: str  # as S3 returns it, quoted
+
+    def seen(self) -> tuple[bytes, str, str]:
+        return self.body, self.etag, self.tag
+
+
+def version(tag: str, size: int) -> Version:
+    body = os.urandom(size)
+    return Version(tag, body, f'"{hashlib.md5(body).hexdigest()}"')
+
+
+def inline_size() -> int:
+    return random.randint(1, INLINE_MAX)
+
+
+def blob_size() -> int:
+    return random.randint(INLINE_MAX + 1, 160 * 1024)
+
+
+SIZES: dict[str, Callable[[], int]] = {"inline": inline_size, "blob": blob_size}
+
+
+def sized(kind: str, i: int) -> int:
+    """`kind` inline, blob, or mixed (alternating by round)."""
+    if kind == "mixed":
+        kind = ("inline", "blob")[i % 2]
+    return SIZES[kind]()
+
+
+def put(s3, bucket: str, key: str, v: Version, **kw: Any) -> Callable[[], Any]:  # noqa: ANN001
+    return lambda: s3.put_object(Bucket=bucket, Key=key, Body=v.body, Metadata={"w": v.tag}, **kw)
+
+
+def read_back(s3, bucket: str, key: str) -> tuple[bytes, str, str] | None:  # noqa: ANN001
+    """(body, ETag, writer tag) of the key, read whole; None when it does not exist."""
+    try:
+        r = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == "NoSuchKey", e.response
+        return None
+    body = r["Body"].read()
+    assert len(body) == r["ContentLength"], key
+    return body, r["ETag"], r["Metadata"].get("w", "")
+
+
+def assert_one_of(got: tuple[bytes, str, str] | None, allowed: list[Version | None], where: object) -> Version | None:
+    """The key holds exactly one of `allowed` (None: absent); returns which."""
+    for v in allowed:
+        if (v is None and got is None) or (v is not None and got == v.seen()):
+            return v
+
+    def show(x: tuple[bytes, str, str] | None) -> object:
+        return x and (f"{len(x[0])} bytes", x[1], f"w={x[2]}")
+
+    raise AssertionError(f"{where}: the key holds {show(got)}, none of {[show(v and v.seen()) for v in allowed]}")
+
+
+# ---- racing ---------------------------------------------------------------------------------
+
+
+def offset(i: int, sweep: tuple[float, float]) -> float:
+    """Round i's start offset, in seconds: `sweep` (in ms) walked in SWEEP steps. A positive offset
+    starts the first request later, a negative one the second. Sweeps are centred on where the two
+    requests' commits meet (a quick request starts later than a slow one)."""
+    lo, hi = sweep
+    return (lo + (hi - lo) * (i % SWEEP) / (SWEEP - 1)) / 1000
+
+
+def race(
+    pool: ThreadPoolExecutor, a: Callable[[], Any], b: Callable[[], Any], i: int, sweep: tuple[float, float] = (-3, 3)
+) -> tuple[tuple, tuple]:
+    """Run a and b from one barrier, one of them `offset(i, sweep)` later."""
+    barrier = threading.Barrier(2)
+    shift = offset(i, sweep)
+
+    def go(fn: Callable[[], Any], delay: float) -> tuple[str, Any]:
+        barrier.wait()
+        time.sleep(delay)
+        return outcome(fn)
+
+    fa, fb = pool.submit(go, a, max(shift, 0.0)), pool.submit(go, b, max(-shift, 0.0))
+    return fa.result(), fb.result()
+
+
+def race_all(pool: ThreadPoolExecutor, fns: list[Callable[[], Any]]) -> list[tuple[str, Any]]:
+    barrier = threading.Barrier(len(fns))
+
+    def go(fn: Callable[[], Any]) -> tuple[str, Any]:
+        barrier.wait()
+        return outcome(fn)
+
+    return [f.result() for f in [pool.submit(go, fn) for fn in fns]]
+
+
+# ---- the coordinator, its admin API and its data dir -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(max_workers=8) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def twin(coordinator: Coordinator):  # noqa: ANN201
+    """A second client, so the two racing requests travel on their own connections."""
+    return coordinator.client()
+
+
+@pytest.fixture(scope="module")
+def wide(coordinator: Coordinator):  # noqa: ANN201
+    return coordinator.client(max_pool_connections=16)
+
+
+def admin(c: Coordinator, method: str, path: str, doc: object = None) -> tuple[int, Any]:
+    """One admin API call on its own connection: (status, JSON document)."""
+    conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=60)
+    try:
+        body = None if doc is None else json.dumps(doc).encode()
+        headers = {"authorization": f"Bearer {c.token}", "content-type": "application/json"}
+        conn.request(method, f"/api/{path}", body=body, headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+        return r.status, json.loads(data) if data else None
+    finally:
+        conn.close()
+
+
+def new_bucket(s3, prefix: str) -> str:  # noqa: ANN001
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def read_only_meta(c: Coordinator) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{c.data_dir / 'meta.sqlite3'}?mode=ro", uri=True, isolation_level=None)
+
+
+def assert_store_consistent(c: Coordinator) -> None:
+    """With no request in flight: every blob the metadata names is on disk, every other blob on disk
+    is queued to be freed (none leaked), no row outlives its bucket, the counters recount exactly,
+    and nothing was logged as crashing."""
+    conn = read_only_meta(c)
+    try:
+        m = Meta(conn)
+        # references, then the queue, then the files: a reaper that unlinks and forgets a queued
+        # blob meanwhile removes it from the files too, so nothing is seen as leaked that is not
+        refs = m.referenced_blobs()
+        queued = set(m.freed_before(math.inf, -1))
+        strays = conn.execute(
+            "SELECT 'object', bucket, key FROM objects WHERE bucket NOT IN (SELECT name FROM buckets) "
+            "UNION ALL SELECT 'upload', bucket, key FROM uploads WHERE bucket NOT IN (SELECT name FROM buckets)"
+        ).fetchall()
+    finally:
+        conn.close()
+    files = blob_files(c.data_dir)
+    assert not strays, f"rows of deleted buckets: {strays[:5]}"
+    missing = refs - files
+    assert not missing, f"{len(missing)} blobs named by the metadata are gone: {sorted(missing)[:5]}"
+    leaked = files - refs - queued
+    assert not leaked, f"{len(leaked)} blobs neither named nor queued to be freed: {sorted(leaked)[:5]}"
+    storage_verify_ok(c)
+    log = c.log()
+    assert "Traceback" not in log, log[-3000:]
+
+
+# ---- PutObject against PutObject, DeleteObject, DeleteObjects, CopyObject ---------------------
+
+
+# an inline put commits well before a blob-sized one started with it: it starts later
+PUT_SWEEPS = {
+    ("inline", "inline"): (-3, 3),
+    ("blob", "blob"): (-3, 3),
+    ("inline", "blob"): (-2, 10),
+    ("mixed", "mixed"): (-3, 3),
+}
+
+
+@pytest.mark.parametrize("kinds", list(PUT_SWEEPS))
+def test_two_puts_leave_exactly_one_of_them(coordinator, s3, twin, pool, bucket, kinds) -> None:
+    seen: Counter[str] = Counter()
+    for i in range(ROUNDS):
+        key = f"k{i}"
+        old = None if i % 3 == 0 else version("old", sized("mixed", i))  # absent, inline or blob before
+        if old:
+            put(s3, bucket, key, old)()
+        a, b = version("a", sized(kinds[0], i)), version("b", sized(kinds[1], i + 1))
+        (ca, ra), (cb, rb) = race(pool, put(s3, bucket, key, a), put(twin, bucket, key, b), i, PUT_SWEEPS[kinds])
+        assert (ca, cb) == ("ok", "ok"), (i, ca, cb)
+        assert (ra["ETag"], rb["ETag"]) == (a.etag, b.etag), i
+        seen[assert_one_of(read_back(s3, bucket, key), [a, b], i).tag] += 1
+    assert_store_consistent(coordinator)
+    print(f"winners: {dict(seen)}")
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["DeleteObject", "DeleteObjects"])
+def test_put_and_delete_leave_the_put_or_nothing(coordinator, s3, twin, pool, bucket, batch) -> None:
+    seen: Counter[str] = Counter()
+    for i in range(ROUNDS):
+        key = f"k{i}"
+        put(s3, bucket, key, version("old", sized("mixed", i + 1)))()
+        others = [f"other-{i}-{n}" for n in range(3)] if batch else []
+        for o in others:
+            s3.put_object(Bucket=bucket, Key=o, Body=os.urandom(inline_size() if i % 2 else blob_size()))
+        new = version("new", sized("mixed", i))
+        if batch:
+            doc = {"Objects": [{"Key": k} for k in [others[0], key, *others[1:]]]}
+            delete = lambda d=doc: twin.delete_objects(Bucket=bucket, Delete=d)  # noqa: E731
+        else:
+            delete = lambda k=key: twin.delete_object(Bucket=bucket, Key=k)  # noqa: E731
+        (cp, _), (cd, rd) = race(pool, put(s3, bucket, key, new), delete, i, (-8, 2))
+        assert (cp, cd) == ("ok", "ok"), (i, cp, cd)
+        if batch:
+            assert "Errors" not in rd, (i, rd["Errors"])
+            assert sorted(d["Key"] for d in rd["Deleted"]) == sorted([key, *others]), i
+            for o in others:
+                assert read_back(s3, bucket, o) is None, (i, o)
+        # the old version was replaced by one acknowledged write or the other: never still there
+        seen[getattr(assert_one_of(read_back(s3, bucket, key), [new, None], i), "tag", "absent")] += 1
+    assert_store_consistent(coordinator)
+    print(f"final states: {dict(seen)}")
+
+
+def test_put_and_copy_onto_the_key_leave_exactly_one_of_them(coordinator, s3, twin, pool, bucket) -> None:
+    seen: Counter[str] = Counter()
+    for i in range(ROUNDS):
+        key, src = f"k{i}", f"src-{i}"
+        put(s3, bucket, key, version("old", sized("mixed", i)))()
+        source = version("copied", sized("mixed", i // 2))
+        put(s3, bucket, src, source)()
+        new = version("new", sized("mixed", i + i // 2))
+        copy = lambda k=key, sk=src: twin.copy_object(  # noqa: E731
+            Bucket=bucket, Key=k, CopySource={"Bucket": bucket, "Key": sk}
+        )
+        (cp, _), (cc, rc) = race(pool, put(s3, bucket, key, new), copy, i)
+        assert (cp, cc) == ("ok", "ok"), (i, cp, cc)
+        assert rc["CopyObjectResult"]["ETag"] == source.etag, i
+        seen[assert_one_of(read_back(s3, bucket, key), [new, source], i).tag] += 1
+        assert_one_of(read_back(s3, bucket, src), [source], i)
+    assert_store_consistent(coordinator)
+    print(f"winners: {dict(seen)}")
+
+
+# ---- CopyObject from the key while the key changes -------------------------------------------
+
+
+@pytest.mark.parametrize("change", ["delete", "overwrite"])
+def test_copy_from_a_changing_key_copies_one_whole_version(coordinator, s3, twin, pool, bucket, change) -> None:
+    seen: Counter[str] = Counter()
+    for i in range(ROUNDS):
+        src, dst = f"src-{i}", f"dst-{i}"
+        old = version("old", sized("mixed", i))
+        put(s3, bucket, src, old)()
+        new = version("new", sized("mixed", i // 2))
+        copy = lambda sk=src, dk=dst: s3.copy_object(  # noqa: E731
+            Bucket=bucket, Key=dk, CopySource={"Bucket": bucket, "Key": sk}
+        )
+        if change == "delete":
+            other = lambda sk=src: twin.delete_object(Bucket=bucket, Key=sk)  # noqa: E731
+        else:
+            other = put(twin, bucket, src, new)
+        (cc, rc), (co, _) = race(pool, copy, other, i, (-2, 8))
+        assert co == "ok", (i, co)
+        if change == "delete":
+            # a copy that found no source copied nothing; one that found it copied it whole
+            assert cc in ("ok", "NoSuchKey"), (i, cc)
+            assert read_back(s3, bucket, src) is None, i
+            got = assert_one_of(read_back(s3, bucket, dst), [old] if cc == "ok" else [None], (i, cc))
+        else:
+            assert cc == "ok", (i, cc)
+            assert_one_of(read_back(s3, bucket, src), [new], i)
+            got = assert_one_of(read_back(s3, bucket, dst), [old, new], i)
+        if cc == "ok":
+            assert got is not None and rc["CopyObjectResult"]["ETag"] == got.etag, i
+        seen[f"{cc}:{got.tag if got else 'absent'}"] += 1
+    assert_store_consistent(coordinator)
+    print(f"copy outcomes: {dict(seen)}")
+
+
+def test_copy_onto_itself_and_a_put_leave_one_whole_version(coordinator, s3, twin, pool, bucket) -> None:
+    """A self-copy replacing the metadata keeps the bytes it read with the metadata it set: the key
+    ends with (old bytes, new metadata) or the put, never the old metadata or a mix."""
+    seen: Counter[str] = Counter()
+    for i in range(ROUNDS):
+        key = f"k{i}"
+        old = version("old", sized("mixed", i))
+        put(s3, bucket, key, old)()
+        recopied = Version("recopied", old.body, old.etag)
+        new = version("new", sized("mixed", i // 2))
+        copy = lambda k=key: twin.copy_object(  # noqa: E731
+            Bucket=bucket,
+            Key=k,
+            CopySource={"Bucket": bucket, "Key": k},
+            MetadataDirective="REPLACE",
+            Metadata={"w": "recopied"},
+        )
+        (cp, _), (cc, rc) = race(pool, put(s3, bucket, key, new), copy, i)
+        assert cp == "ok", (i, cp)
+        # the copy reads the source before it writes: having found the put's version, it copies that
+        assert cc == "ok", (i, cc)
+        allowed = [new, recopied, Version("recopied", new.body, new.etag)]
+        got = assert_one_of(read_back(s3, bucket, key), allowed, i)
+        assert got is not None
+        if got.tag == "recopied":
+            assert rc["CopyObjectResult"]["ETag"] == got.etag, i
+        seen[f"{got.tag}:{'old' if got.body == old.body else 'new'} bytes"] += 1
+    assert_store_consistent(coordinator)
+    print(f"final states: {dict(seen)}")
+
+
+# ---- conditional writes ---------------------------------------------------------------------
+
+
+def guard(condition: str, old: Version) -> dict[str, str]:
+    """The put arguments of a write conditional on `old` being there (IfMatch) or nothing (IfNoneMatch)."""
+    return {"IfMatch": old.etag} if condition == "IfMatch" else {"IfNoneMatch": "*"}
+
+
+@pytest.mark.parametrize("condition", ["IfNoneMatch", "IfMatch"])
+def test_two_conditional_writes_have_exactly_one_winner(coordinator, s3, twin, pool, bucket, condition) -> None:
+    """Two creates with If-None-Match: *, or two compare-and-swaps with If-Match on the same ETag:
+    the first to commit wins, the other finds the key changed and gets 412."""
+    seen: Counter[str] = Counter()
+    for i in range(ROUNDS):
+        key = f"k{i}"
+        old = version("old", sized("mixed", i + 1))
+        if condition == "IfMatch":
+            put(s3, bucket, key, old)()
+        a, b = version("a", sized("mixed", i)), version("b", sized("mixed", i // 2))
+        cond = guard(condition, old)
+        (ca, _), (cb, _) = race(pool, put(s3, bucket, key, a, **cond), put(twin, bucket, key, b, **cond), i)
+        assert sorted((ca, cb)) == ["PreconditionFailed", "ok"], (i, ca, cb)
+        winner = a if ca == "ok" else b
+        assert_one_of(read_back(s3, bucket, key), [winner], i)
+        seen[winner.tag] += 1
+    assert_store_consistent(coordinator)
+    print(f"winners: {dict(seen)}")
+
+
+@pytest.mark.parametrize("condition", ["IfMatch", "IfNoneMatch"])
+def test_a_conditional_write_never_overwrites_a_racing_put(coordinator, s3, twin, pool, bucket, condition) -> None:
+    """A conditional write holds only against the version it names (If-Match: the old ETag) or no
+    version (If-None-Match: *). So if it succeeded it committed before the plain put, and the plain
+    put's bytes are the last either way: the key ends holding them in every round."""
+    seen: Counter[str] = Counter()
+    for i in range(ROUNDS):
+        key = f"k{i}"
+        old = version("old", sized("mixed", i + 1))
+        if condition == "IfMatch":
+            put(s3, bucket, key, old)()
+        guarded, plain = version("guarded", sized("mixed", i)), version("plain", sized("mixed", i // 2))
+        (cg, _), (cp, _) = race(
+            pool, put(s3, bucket, key, guarded, **guard(condition, old)), put(twin, bucket, key, plain), i
+        )
+        assert cp == "ok", (i, cp)
+        assert cg in ("ok", "PreconditionFailed"), (i, cg)
+        assert_one_of(read_back(s3, bucket, key), [plain], (i, cg))
+        seen[cg] += 1
+    assert_store_consistent(coordinator)
+    print(f"conditional write outcomes: {dict(seen)}")
+
+
+@pytest.mark.parametrize("condition", ["IfMatch", "IfNoneMatch"])
+def test_a_conditional_write_racing_a_delete_holds_only_against_what_it_saw(
+    coordinator, s3, twin, pool, bucket, condition
+) -> None:
+    """The key exists. If-Match on its ETag succeeds only before the delete (which then removes it)
+    and fails with NoSuchKey after: the key ends absent every time. If-None-Match: * succeeds only
+    after the delete, so the key ends holding the conditional write exactly when it succeeded."""
+    seen: Counter[str] = Counter()
+    for i in range(ROUNDS):
+        key = f"k{i}"
+        old = version("old", sized("mixed", i + 1))
+        put(s3, bucket, key, old)()
+        guarded = version("guarded", sized("mixed", i))
+        delete = lambda k=key: twin.delete_object(Bucket=bucket, Key=k)  # noqa: E731
+        (cg, _), (cd, _) = race(pool, put(s3, bucket, key, guarded, **guard(condition, old)), delete, i, (-6, 2))
+        assert cd == "ok", (i, cd)
+        got = read_back(s3, bucket, key)
+        if condition == "IfMatch":
+            assert cg in ("ok", "NoSuchKey"), (i, cg)
+            assert_one_of(got, [None], (i, cg))
+        else:
+            assert cg in ("ok", "PreconditionFailed"), (i, cg)
+            assert_one_of(got, [guarded] if cg == "ok" else [None], (i, cg))
+        seen[cg] += 1
+    assert_store_consistent(coordinator)
+    print(f"conditional write outcomes: {dict(seen)}")
+
+
+# ---- a multipart Complete against a put ------------------------------------------------------
+
+
+def test_complete_and_put_leave_exactly_one_of_them(coordinator, s3, twin, pool, bucket) -> None:
+    seen: Counter[str] = Counter()
+    for i in range(ROUNDS):
+        key = f"k{i}"
+        if i % 2:
+            put(s3, bucket, key, version("old", sized("mixed", i // 2)))()
+        part = os.urandom(64 * 1024 + i)
+        assembled = Version("assembled", part, md5_etag([part]))
+        up = s3.create_multipart_upload(Bucket=bucket, Key=key, Metadata={"w": "assembled"})["UploadId"]
+        e1 = s3.upload_part(Bucket=bucket, Key=key, UploadId=up, PartNumber=1, Body=part)["ETag"]
+        doc = {"Parts": [{"PartNumber": 1, "ETag": e1}]}
+        complete = lambda k=key, u=up, d=doc: s3.complete_multipart_upload(  # noqa: E731
+            Bucket=bucket, Key=k, UploadId=u, MultipartUpload=d
+        )
+        new = version("new", sized("mixed", i // 2))
+        (cc, rc), (cp, _) = race(pool, complete, put(twin, bucket, key, new), i)
+        assert (cc, cp) == ("ok", "ok"), (i, cc, cp)
+        assert rc["ETag"] == assembled.etag, i
+        seen[assert_one_of(read_back(s3, bucket, key), [assembled, new], i).tag] += 1
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert_store_consistent(coordinator)
+    print(f"winners: {dict(seen)}")
+
+
+# ---- a put against deleting its bucket -------------------------------------------------------
+
+
+def bucket_state(s3, name: str) -> list[str] | None:  # noqa: ANN001
+    """The keys listed in the bucket, or None when HeadBucket and ListObjects both say it is gone."""
+    try:
+        s3.head_bucket(Bucket=name)
+    except ClientError as e:
+        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 404, e.response
+        code, _ = outcome(lambda: s3.list_objects_v2(Bucket=name))
+        assert code == "NoSuchBucket", (name, code)
+        return None
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=name).get("Contents", [])]
+
+
+@pytest.mark.parametrize("writer", ["PutObject", "CopyObject", "CreateMultipartUpload"])
+def test_a_write_and_delete_bucket_store_it_or_refuse_it(coordinator, s3, twin, pool, bucket, writer) -> None:
+    """DeleteBucket refuses a bucket holding an object or an upload, and a write into a deleted
+    bucket fails: exactly one of the two succeeds, and HeadBucket, ListObjects and GetObject (or
+    ListMultipartUploads) agree on which."""
+    seen: Counter[tuple[str, str]] = Counter()
+    for i in range(ROUNDS):
+        name = new_bucket(s3, "del")
+        v = version("v", sized("mixed", i))
+        if writer == "PutObject":
+            write = put(s3, name, "k", v)
+        elif writer == "CopyObject":
+            put(s3, bucket, f"src-{i}", v)()
+            write = lambda n=name, sk=f"src-{i}": s3.copy_object(  # noqa: E731
+                Bucket=n, Key="k", CopySource={"Bucket": bucket, "Key": sk}
+            )
+        else:
+            write = lambda n=name: s3.create_multipart_upload(Bucket=n, Key="k")  # noqa: E731
+        (cw, rw), (cd, _) = race(pool, write, lambda n=name: twin.delete_bucket(Bucket=n), i, (-6, 2))
+        seen[(cw, cd)] += 1
+        assert (cw, cd) in (("ok", "BucketNotEmpty"), ("NoSuchBucket", "ok")), (i, cw, cd)
+        if cw == "NoSuchBucket":
+            assert bucket_state(s3, name) is None, i
+        elif writer == "CreateMultipartUpload":
+            assert bucket_state(s3, name) == [], i
+            uploads = s3.list_multipart_uploads(Bucket=name).get("Uploads", [])
+            assert [(u["Key"], u["UploadId"]) for u in uploads] == [("k", rw["UploadId"])], i
+            s3.abort_multipart_upload(Bucket=name, Key="k", UploadId=rw["UploadId"])
+        else:
+            assert bucket_state(s3, name) == ["k"], i
+            assert_one_of(read_back(s3, name, "k"), [v], i)
+    assert_store_consistent(coordinator)
+    print(f"(write, delete bucket) outcomes: {dict(seen)}")
+
+
+def test_put_and_forced_bucket_delete_leave_no_object_in_a_deleted_bucket(coordinator, s3, twin, pool) -> None:
+    """A forced delete (admin API) empties the bucket, then deletes it. A put landing in between
+    makes the delete fail with BucketNotEmpty (409) and keeps the object; otherwise the bucket is
+    gone with everything in it, the acknowledged put included when the delete came after it."""
+    seen: Counter[tuple[str, int]] = Counter()
+    for i in range(ROUNDS):
+        name = new_bucket(s3, "force")
+        for n in range(3):
+            s3.put_object(Bucket=name, Key=f"pre-{n}", Body=os.urandom(sized("mixed", n)))
+        v = version("v", sized("mixed", i))
+        (cp, _), (cd, (status, doc)) = race(
+            pool, put(s3, name, "k", v), lambda n=name: admin(coordinator, "DELETE", f"buckets/{n}?force=true"), i
+        )
+        seen[(cp, status)] += 1
+        assert cp in ("ok", "NoSuchBucket") and cd == "ok", (i, cp, cd)
+        state = bucket_state(s3, name)
+        if status == 200:
+            assert state is None, i
+        else:
+            assert (status, doc["error"]) == (409, "BucketNotEmpty"), (i, status, doc)
+            assert cp == "ok" and state == ["k"], (i, cp, state)
+            assert_one_of(read_back(s3, name, "k"), [v], i)
+    assert_store_consistent(coordinator)
+    print(f"(put, forced delete status) outcomes: {dict(seen)}")
+
+
+# ---- quotas under concurrent puts -----------------------------------------------------------
+
+KIB = 1024
+
+
+def quota_bucket(c: Coordinator, s3, quota: int) -> str:  # noqa: ANN001
+    name = new_bucket(s3, "quota")
+    status, doc = admin(c, "PUT", f"buckets/{name}/quota", {"quota": quota})
+    assert status == 200, doc
+    return name
+
+
+def used(c: Coordinator, name: str) -> dict:
+    status, doc = admin(c, "GET", f"buckets/{name}/usage")
+    assert status == 200, doc
+    return doc
+
+
+def test_concurrent_puts_past_a_quota_admit_exactly_what_fits(coordinator, wide, pool) -> None:
+    """Six new keys, together far past the quota. Usage only grows, so a put refused for want of
+    room still does not fit in the final usage; those acknowledged fit and are counted exactly."""
+    quota = 200 * KIB
+    tally: Counter[int] = Counter()
+    for i in range(ROUNDS // 2):
+        name = quota_bucket(coordinator, wide, quota)
+        sizes = [20 * KIB, INLINE_MAX, 50 * KIB, 70 * KIB, 90 * KIB, 120 * KIB]
+        random.shuffle(sizes)
+        vs = [version(f"p{n}", s) for n, s in enumerate(sizes)]
+        results = race_all(pool, [put(wide, name, f"k{n}", v) for n, v in enumerate(vs)])
+        codes = [code for code, _ in results]
+        assert set(codes) <= {"ok", "QuotaExceeded"}, (i, codes)
+        stored = [v for v, code in zip(vs, codes, strict=True) if code == "ok"]
+        total = sum(len(v.body) for v in stored)
+        doc = used(coordinator, name)
+        assert (doc["used"], doc["objects"]) == (total, len(stored)), (i, doc, total)
+        assert total <= quota, i
+        for n, (v, code) in enumerate(zip(vs, codes, strict=True)):
+            if code == "ok":
+                assert_one_of(read_back(wide, name, f"k{n}"), [v], i)
+            else:
+                assert total + len(v.body) > quota, (i, n, len(v.body), total)
+                assert read_back(wide, name, f"k{n}") is None, (i, n)
+        tally[len(stored)] += 1
+    assert_store_consistent(coordinator)
+    print(f"puts admitted per round: {dict(tally)}")
+
+
+def test_concurrent_overwrites_at_a_quota_admit_every_size_that_fits(coordinator, wide, pool) -> None:
+    """One key, overwritten by four puts at once in a bucket with a quota. The bucket holds only that
+    key, so whichever version is current, a put fits exactly when its own size is within the quota:
+    every such put succeeds, every larger one is refused, and the usage is the final version's size."""
+    quota = 100 * KIB
+    for i in range(ROUNDS // 2):
+        name = quota_bucket(coordinator, wide, quota)
+        put(wide, name, "k", version("old", inline_size()))()
+        sizes = [sized("mixed", i), 90 * KIB, quota, quota + 1 + i * KIB]
+        random.shuffle(sizes)
+        vs = [version(f"p{n}", s) for n, s in enumerate(sizes)]
+        codes = [code for code, _ in race_all(pool, [put(wide, name, "k", v) for v in vs])]
+        for v, code in zip(vs, codes, strict=True):
+            assert code == ("ok" if len(v.body) <= quota else "QuotaExceeded"), (i, len(v.body), code)
+        stored = [v for v, code in zip(vs, codes, strict=True) if code == "ok"]
+        got = assert_one_of(read_back(wide, name, "k"), stored, i)
+        assert got is not None
+        doc = used(coordinator, name)
+        assert (doc["used"], doc["objects"]) == (len(got.body), 1), (i, doc)
+    assert_store_consistent(coordinator)
+
+
+# ---- last: once the grace is over, the disk holds exactly the named blobs ----------------------
+
+
+def test_after_the_races_and_the_grace_the_disk_holds_exactly_the_named_blobs(coordinator, s3, twin, pool) -> None:
+    """Runs after the races above (and a few blob-sized ones of its own): every blob that no commit
+    names is deleted once the unlink grace has passed, and every named one is still there."""
+    name = new_bucket(s3, "grace")
+    for i in range(10):
+        a, b = version("a", blob_size()), version("b", blob_size())
+        (ca, _), (cb, _) = race(pool, put(s3, name, "k", a), put(twin, name, "k", b), i)
+        assert (ca, cb) == ("ok", "ok"), i
+    assert_blobs_accounted_for(coordinator)
+    assert_store_consistent(coordinator)
