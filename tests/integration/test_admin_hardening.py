@@ -5,6 +5,8 @@ weighs (a gzip bomb) is refused without the coordinator's memory growing by it."
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import tarfile
@@ -19,6 +21,7 @@ from botocore.auth import HmacV1Auth, S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
+from conftest import start_coordinator
 
 DEEP = 100_000  # far past any recursion limit of a recursive-descent parser
 HUGE = "x" * 200_000
@@ -370,3 +373,57 @@ def test_the_admin_api_takes_only_credentials_that_cover_the_whole_request(
     else:
         assert (r.status_code, r.json()["error"]) == (403, "AccessDenied"), r.text
         assert json.loads(body)["name"] not in _peer_names(coordinator)
+
+
+def _archive(path: Path, records: dict[str, bytes]) -> None:
+    """A backup archive in the coordinator's own format holding exactly `records`."""
+    entries = []
+    with tarfile.open(path, "w:gz") as tar:
+        for i, (key, data) in enumerate(records.items(), start=1):
+            info = tarfile.TarInfo(f"objects/{i:06d}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+            entries.append(
+                {"key": key, "member": info.name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            )
+        manifest = json.dumps({"format": 1, "bucket": "_tunnelmesh", "created": 0, "objects": entries}).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(manifest)
+        tar.addfile(info, io.BytesIO(manifest))
+
+
+def test_a_restored_archive_with_malformed_records_never_stops_the_coordinator(tmp_path) -> None:
+    """Found in review: a network record whose `extra` was a string made /api/network answer 500 and
+    the coordinator refuse to start again, with no way back but editing the database by hand."""
+    c = start_coordinator(tmp_path)
+    try:
+        archive = tmp_path / "odd.tgz"
+        _archive(
+            archive,
+            {
+                "network/config.json": json.dumps({"mesh_name": ["not", "a", "string"], "extra": "ab"}).encode(),
+                "shares/odd.json": b"[1, 2, 3]",
+                "peers/peer-000000000001.json": json.dumps({"id": "peer-000000000001"}).encode(),
+                "peers/peer-000000000002.json": b"{not json",
+            },
+        )
+        assert c.cli("system", "restore", str(archive)).returncode == 0
+        for path in ("network", "shares", "peers"):
+            r = requests.get(f"http://127.0.0.1:{c.port}/api/{path}", auth=("admin", c.token), timeout=30)
+            assert r.status_code == 200, (path, r.text)
+        assert requests.get(f"http://127.0.0.1:{c.port}/api/network", auth=("admin", c.token), timeout=30).json() == {
+            "mesh_name": None,
+            "cidr": None,
+            "coordinator_ip": None,
+            "dns_name": None,
+            "extra": {},
+        }
+        assert c.cli("network", "set", "mesh_name", "recovered").returncode == 0
+    finally:
+        c.stop()
+    c = start_coordinator(tmp_path, token=c.token, data_dir=c.data_dir)
+    try:
+        r = requests.get(f"http://127.0.0.1:{c.port}/api/network", auth=("admin", c.token), timeout=30)
+        assert r.json()["mesh_name"] == "recovered"
+    finally:
+        c.stop()

@@ -51,8 +51,11 @@ class NetworkConfig:
 
 
 def _normalise(doc: Any) -> dict[str, Any]:
+    """The record as the coordinator uses it, whatever is stored: a restored archive is the admin's
+    word, not a well-formed record, and a malformed one must not stop the coordinator."""
     if not isinstance(doc, dict):
         doc = {}
-    out: dict[str, Any] = {f: doc.get(f) for f in FIELDS}
-    out["extra"] = dict(doc.get("extra") or {})
+    out: dict[str, Any] = {f: doc[f] if isinstance(doc.get(f), str) else None for f in FIELDS}
+    extra = doc.get("extra")
+    out["extra"] = {str(k): v for k, v in extra.items() if isinstance(v, str)} if isinstance(extra, dict) else {}
     return out
