@@ -318,3 +318,49 @@ def test_empty_put_with_expect_continue_does_not_break_the_next_request(coordina
     second = s3.put_object(Bucket=bucket, Key="next", Body=b"x")
     assert second["ETag"] == f'"{hashlib.md5(b"x").hexdigest()}"'
     assert s3.get_object(Bucket=bucket, Key="next")["Body"].read() == b"x"
+
+
+def test_delete_with_if_match_deletes_only_the_version_it_names(s3, bucket) -> None:  # noqa: ANN001
+    """Conditional deletes (S3, 2024): a wrong ETag must never delete, it once did (found in review)."""
+    etag = s3.put_object(Bucket=bucket, Key="cond", Body=b"v1")["ETag"]
+    stale = '"' + "0" * 32 + '"'
+
+    def delete_if(value: str) -> None:
+        def add(request, **_: object) -> None:  # noqa: ANN001
+            request.headers["If-Match"] = value
+
+        s3.meta.events.register_first("before-sign.s3.DeleteObject", add)
+        try:
+            s3.delete_object(Bucket=bucket, Key="cond")
+        finally:
+            s3.meta.events.unregister("before-sign.s3.DeleteObject", add)
+
+    with pytest.raises(ClientError) as e:
+        delete_if(stale)
+    assert (e.value.response["Error"]["Code"], e.value.response["ResponseMetadata"]["HTTPStatusCode"]) == (
+        "PreconditionFailed",
+        412,
+    )
+    assert s3.get_object(Bucket=bucket, Key="cond")["Body"].read() == b"v1"
+    delete_if(etag)
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket=bucket, Key="cond")
+    with pytest.raises(ClientError) as e:
+        delete_if(etag)
+    assert e.value.response["Error"]["Code"] == "NoSuchKey"
+
+
+def test_delete_objects_honours_each_objects_etag(s3, bucket) -> None:  # noqa: ANN001
+    good = s3.put_object(Bucket=bucket, Key="a", Body=b"a")["ETag"]
+    s3.put_object(Bucket=bucket, Key="b", Body=b"b")
+    s3.put_object(Bucket=bucket, Key="c", Body=b"c")
+    res = s3.delete_objects(
+        Bucket=bucket,
+        Delete={
+            "Objects": [{"Key": "a", "ETag": good}, {"Key": "b", "ETag": '"' + "0" * 32 + '"'}, {"Key": "c"}],
+        },
+    )
+    assert sorted(d["Key"] for d in res["Deleted"]) == ["a", "c"]
+    assert [(e["Key"], e["Code"]) for e in res["Errors"]] == [("b", "PreconditionFailed")]
+    left = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert left == ["b"]

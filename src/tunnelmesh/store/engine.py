@@ -294,8 +294,13 @@ class Store:
     async def put_object(self, rec: ObjectRecord, cond: WriteConditions) -> None:
         await self._commit(lambda m: m.put_object(rec, cond, self.max_size), [s.blob for s in rec.segments])
 
-    async def delete_objects(self, bucket: str, keys: list[str]) -> None:
-        await self._commit(lambda m: m.delete_objects(bucket, keys))
+    async def delete_objects(
+        self, bucket: str, keys: list[str], if_match: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        """Returns the keys left alone because their `if_match` ETag did not hold, with the reason."""
+        refused: dict[str, str] = {}
+        await self._commit(lambda m: m.delete_objects(bucket, keys, if_match, refused))
+        return refused
 
     async def delete_object_version(self, bucket: str, key: str, mtime: float, blobs: list[str]) -> None:
         await self._commit(lambda m: m.delete_object_version(bucket, key, mtime, blobs))

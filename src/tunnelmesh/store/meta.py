@@ -309,13 +309,29 @@ class Meta:
             )
         return [seg[0] for seg in json.loads(old[2])] if old else []
 
-    def delete_objects(self, bucket: str, keys: list[str]) -> list[str]:
-        """Delete keys that exist (absent keys are fine); returns freed blob ids."""
+    def delete_objects(
+        self,
+        bucket: str,
+        keys: list[str],
+        if_match: dict[str, str] | None = None,
+        refused: dict[str, str] | None = None,
+    ) -> list[str]:
+        """Delete keys that exist (absent keys are fine); returns freed blob ids.
+
+        A key in `if_match` is deleted only if its current ETag is that one (`*`: if it exists),
+        decided in this transaction; otherwise it is left alone and `refused[key]` says why
+        (PreconditionFailed, or NoSuchKey when it does not exist)."""
         freed: list[str] = []
         with self.tx() as c:
             self.require_bucket(bucket)
             size = count = 0
             for key in keys:
+                if if_match is not None and key in if_match:
+                    cur = c.execute("SELECT etag FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+                    if cur is None or if_match[key] not in ("*", cur[0]):
+                        if refused is not None:
+                            refused[key] = "NoSuchKey" if cur is None else "PreconditionFailed"
+                        continue
                 r = c.execute(
                     "DELETE FROM objects WHERE bucket=? AND key=? RETURNING size, segments", (bucket, key)
                 ).fetchone()

@@ -251,10 +251,22 @@ async def head_object(ctx: Context, req: Request) -> Response:
     return _read_response(ctx, req, with_body=False)
 
 
+def _etag(value: str) -> str:
+    return value.strip().removeprefix('"').removesuffix('"')
+
+
 async def delete_object(ctx: Context, req: Request) -> Response:
     require_no_framing(req)
+    refuse_unsupported(req)
     check_version_id(req)
-    await ctx.store.delete_objects(req.bucket, [req.key])
+    if_match = {req.key: _etag(req.headers["if-match"])} if "if-match" in req.headers else None
+    refused = await ctx.store.delete_objects(req.bucket, [req.key], if_match)
+    if refused.get(req.key) == "NoSuchKey":
+        raise S3Error("NoSuchKey", "The specified key does not exist.", Key=req.key)
+    if refused:
+        raise S3Error(
+            "PreconditionFailed", "At least one of the pre-conditions you specified did not hold", Condition="If-Match"
+        )
     return Response(204)
 
 
@@ -277,10 +289,17 @@ async def delete_objects(ctx: Context, req: Request) -> Response:
         raise S3Error("MalformedXML", "A DeleteObjects request names between 1 and 1000 keys.")
     keys: list[str] = []
     errors: list[str] = []
+    if_match: dict[str, str] = {}
     for o in objs:
         key = xml.text(o, "Key")
         if key is None:
             raise S3Error("MalformedXML", "Every Object needs a Key.")
+        for condition in ("LastModifiedTime", "Size"):  # directory buckets' conditions: not offered here
+            if o.find(condition) is not None:
+                raise S3Error("NotImplemented", f"A conditional delete on {condition} is not implemented.")
+        etag = xml.text(o, "ETag")
+        if etag is not None:
+            if_match[key] = _etag(etag)
         vid = xml.text(o, "VersionId")
         if vid not in (None, "", "null"):
             errors.append(
@@ -289,6 +308,14 @@ async def delete_objects(ctx: Context, req: Request) -> Response:
             )
             continue
         keys.append(key)
-    await ctx.store.delete_objects(req.bucket, keys)
-    deleted = [] if quiet else [f"<Deleted>{xml.element('Key', k)}</Deleted>" for k in keys]
+    refused = await ctx.store.delete_objects(req.bucket, keys, if_match or None)
+    messages = {
+        "PreconditionFailed": "At least one of the pre-conditions you specified did not hold",
+        "NoSuchKey": "The specified key does not exist.",
+    }
+    errors += [
+        f"<Error>{xml.element('Key', k)}<Code>{code}</Code><Message>{messages[code]}</Message></Error>"
+        for k, code in refused.items()
+    ]
+    deleted = [] if quiet else [f"<Deleted>{xml.element('Key', k)}</Deleted>" for k in keys if k not in refused]
     return xml_response(xml.document("DeleteResult", deleted + errors))

@@ -18,6 +18,7 @@ from tunnelmesh.s3.request import Request
 
 PUT, COPY, CREATE_UPLOAD = "PutObject", "CopyObject", "CreateMultipartUpload"
 UPLOAD_PART, UPLOAD_PART_COPY, CREATE_BUCKET = "UploadPart", "UploadPartCopy", "CreateBucket"
+DELETE = "DeleteObject"
 OBJECT_WRITES = frozenset({PUT, COPY, CREATE_UPLOAD})
 COPIES = frozenset({COPY, UPLOAD_PART_COPY})
 
@@ -116,6 +117,9 @@ RULES: tuple[Rule, ...] = (
     Rule("x-amz-server-side-encryption-", OBJECT_WRITES | {UPLOAD_PART, UPLOAD_PART_COPY}, _always),
     Rule("x-amz-copy-source-server-side-encryption-", COPIES, _always),
     Rule("x-amz-tagging", OBJECT_WRITES, _tagging),
+    # conditions of S3 Express directory buckets: a delete that ignored them could delete the wrong version
+    Rule("x-amz-if-match-last-modified-time", frozenset({DELETE}), _always),
+    Rule("x-amz-if-match-size", frozenset({DELETE}), _always),
     # an append (S3 Express): writing at an offset must never quietly replace the whole object
     Rule("x-amz-write-offset-bytes", frozenset({PUT}), _always),
     Rule("x-amz-storage-class", OBJECT_WRITES, _storage_class),
