@@ -124,6 +124,25 @@ def test_a_revoked_peer_is_found_by_neither_lookup(tmp_path: Path) -> None:
         store.close()
 
 
+def test_a_token_that_moved_to_another_peer_is_found_on_it_despite_a_cached_mapping(tmp_path: Path) -> None:
+    """After a restore (made through another worker) a token may belong to another peer than the one
+    this worker cached it for: the lookup reads the index again instead of refusing the token."""
+    store = new_store(tmp_path / "s")
+    try:
+        worker = registry(store)
+        first = asyncio.run(add_peers(worker, 1))[0]
+        assert worker.by_token(first.token).principal.peer_id == first.id  # cached: token -> first
+        other = registry(store)  # the worker that applies the restore
+        moved = Peer(f"peer-{secrets.token_hex(6)}", "moved", first.token, "peer", "2026-01-01T00:00:00Z")
+        asyncio.run(other.state.put(f"peers/{first.id}.json", asdict(first) | {"token": secrets.token_urlsafe(32)}))
+        asyncio.run(other.state.put(f"peers/{moved.id}.json", asdict(moved)))
+        assert asyncio.run(other.reindex()) >= 1
+        ident = worker.by_token(first.token)
+        assert ident is not None and ident.principal.peer_id == moved.id
+    finally:
+        store.close()
+
+
 async def _put_pre_index_peer(state: SystemState, role: str = "peer") -> Peer:
     """A peer record as written before the token index existed: the record alone."""
     peer = Peer(f"peer-{secrets.token_hex(6)}", "old", secrets.token_urlsafe(32), role, "2026-01-01T00:00:00Z")

@@ -118,8 +118,8 @@ def test_the_scheduled_scrub_reports_rot_in_the_log_and_in_storage_status(tmp_pa
         # a scrub that ran before the damage reports 0 rotten; a later one (every 2 s) names both keys
         m = c.wait_for_log(
             r"scrub: (\d+) objects, (\d+) bytes verified, 2 rotten: "
-            r"sched/flipped \(segment 1: blob \w+ has MD5 \w+, expected \w+\), "
-            r"sched/truncated \(segment 1: blob \w+ is 30000 bytes, expected 300000\)",
+            r"'sched/flipped' \(segment 1: blob \w+ has MD5 \w+, expected \w+\), "
+            r"'sched/truncated' \(segment 1: blob \w+ is 30000 bytes, expected 300000\)",
             timeout=120,
         )
         assert int(m.group(1)) == 3 and int(m.group(2)) == 700_000
@@ -179,9 +179,11 @@ def test_an_object_whose_blob_is_shorter_than_its_record_gets_an_error_before_an
         status_code, _, body = _get(conn, coordinator.token, "/s3/damaged/healthy")
         assert status_code == 200 and body == healthy
     conn.close()
-    assert re.search(r"DAMAGED OBJECT damaged/big: blob \w+ is 30000 bytes, its record says 300000", coordinator.log())
     assert re.search(
-        r"DAMAGED OBJECT damaged/multi: blob \w+ is 30000 bytes, its record says 100000", coordinator.log()
+        r"DAMAGED OBJECT 'damaged/big': blob \w+ is 30000 bytes, its record says 300000", coordinator.log()
+    )
+    assert re.search(
+        r"DAMAGED OBJECT 'damaged/multi': blob \w+ is 30000 bytes, its record says 100000", coordinator.log()
     )
     # a range entirely inside the intact first part of "multi" reads only that blob: served
     assert s3.get_object(Bucket="damaged", Key="multi", Range="bytes=0-9")["ContentLength"] == 10

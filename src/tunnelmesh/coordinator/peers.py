@@ -123,13 +123,14 @@ class PeerRegistry:
         if hmac.compare_digest(_token_digest(token), _token_digest(self.bootstrap.secret)):
             return self.bootstrap
         digest = _token_digest(token)
-        peer_id = self._by_token.get(digest) or self._indexed(digest)
-        if peer_id is None:
-            return None
-        ident = self._identity(self._load(peer_id))
-        if ident is None or not hmac.compare_digest(_token_digest(ident.secret), digest):
-            return None
-        return ident
+        cached = self._by_token.get(digest)
+        for peer_id in (cached, self._indexed(digest)) if cached else (self._indexed(digest),):
+            # a mapping cached before a restore may name a peer that no longer has this token: the
+            # index, read again, names the one that has it now
+            ident = self._identity(self._load(peer_id)) if peer_id else None
+            if ident is not None and hmac.compare_digest(_token_digest(ident.secret), digest):
+                return ident
+        return None
 
     def _indexed(self, digest: bytes) -> str | None:
         """The peer id the token index names for this digest: one keyed read, hit or miss."""

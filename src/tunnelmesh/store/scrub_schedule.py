@@ -111,7 +111,8 @@ def run(data_dir: Path, rate: int) -> int:
     save(data_dir, state)
     summary = f"scrub: {report.objects} objects, {report.bytes} bytes verified, {len(report.rotten)} rotten"
     if report.rotten:
-        names = ", ".join(f"{r.bucket}/{r.key} ({r.problem})" for r in report.rotten[:MAX_LOGGED_ROT])
+        # repr: keys are client data, and a line break in one must not forge a log line
+        names = ", ".join(f"{f'{r.bucket}/{r.key}'!r} ({r.problem})" for r in report.rotten[:MAX_LOGGED_ROT])
         more = len(report.rotten) - MAX_LOGGED_ROT
         log.error("%s: %s%s", summary, names, f", and {more} more" if more > 0 else "")
     else:

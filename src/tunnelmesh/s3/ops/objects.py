@@ -239,7 +239,8 @@ def _close(slices: list[BlobSlice]) -> None:
 
 
 def _damaged(name: str, problem: str) -> S3Error:
-    log.error("DAMAGED OBJECT %s: %s; not served (run `tunnelmesh storage scrub`)", name or "?", problem)
+    # %r: a key is client data, and a line break in it must not forge a log line
+    log.error("DAMAGED OBJECT %r: %s; not served (run `tunnelmesh storage scrub`)", name or "?", problem)
     return S3Error("InternalError", "The stored data of this object is damaged; it cannot be served. Run a scrub.")
 
 
