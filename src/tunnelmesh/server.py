@@ -355,6 +355,7 @@ def _run_locked(settings: Settings) -> int:
             if scrubber is None and scrub_timer.is_due(time.time()):
                 scrubber = _spawn_scrubber(settings)
             if tag_sweeper is None and unswept:  # one sweep at a time, for all the dead so far
+                log.info("orphan sweep after worker %s died started", _pids(unswept))
                 tag_sweeper = (_spawn_dead_writer_sweeper(settings, dict(unswept)), dict(unswept))
             time.sleep(0.1)
             continue
