@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import os
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -102,6 +103,8 @@ def test_the_sweep_removes_only_a_dead_writers_unnamed_blobs(tmp_path: Path, tag
         assert set(ids.values()) <= _files(tmp_path)
         assert sweep_dead_writers(tmp_path, {DEAD: 1234}) == 1
         assert _files(tmp_path) == set(ids.values()) - {ids["orphan"]}
+        # the orphan went through the queue (a commit of the sweep's own) and left it again
+        assert store.read.freed_before(math.inf, -1) == [ids["overwritten"]]
         # nothing of the dead writer is left to find, and a live writer's tag is never swept here
         assert sweep_dead_writers(tmp_path, {DEAD: 1234}) == 0
         assert ids["in_flight"] in _files(tmp_path)

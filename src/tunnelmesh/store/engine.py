@@ -151,6 +151,11 @@ def sweep_dead_writers(data_dir: Path, dead: dict[str, int]) -> int:
     nothing more, so a blob of its that is unnamed now stays unnamed (a Complete names only parts
     already committed). A blob named now may be freed later: then the queue has it, or the reapers
     have unlinked it already.
+
+    One trap: a process killed after its commit reached the WAL but before SQLite published it
+    leaves a transaction no reader sees, which a recovery (a restart after a crash) would bring
+    back if no write came after it. So the orphans are first queued as freed, in a commit of this
+    process's own, which no later recovery can pass over, and only then unlinked.
     """
     _hold(SWEEP_HOLD_ENV)
     blobs = BlobStore(data_dir)
@@ -162,10 +167,14 @@ def sweep_dead_writers(data_dir: Path, dead: dict[str, int]) -> int:
             m = Meta(conn)
             refs = m.referenced_blobs_tagged(dead)
             refs.update(m.freed_before(math.inf, -1))  # read after the references, as in sweep_orphans
+            orphans = [b for b in candidates if b not in refs]
+            if orphans:
+                # never read by anyone: no grace (freed at the epoch), reapers may take them at once
+                m.commit_freeing(lambda _m: orphans, 0.0)
+                blobs.unlink(orphans)
+                m.forget_freed(orphans)
         finally:
             conn.close()
-        orphans = [b for b in candidates if b not in refs]
-        blobs.unlink(orphans)
     pids = ", ".join(str(p) for p in sorted(dead.values()))
     log.info("orphan sweep after worker %s died: removed %d orphan blobs", pids, len(orphans))
     return len(orphans)
