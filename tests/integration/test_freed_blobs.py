@@ -119,7 +119,8 @@ def test_blobs_freed_by_killed_workers_are_given_back_while_running_and_after_re
             f"blob files == referenced blobs (files {len(blob_files(c.data_dir))}, referenced {len(refs)})",
             lambda: disk_matches_metadata(c.data_dir),
         )
-        assert referenced_and_queued(c.data_dir) == (refs, set())
+        # a reaper unlinks the files, then forgets their rows
+        wait_until("queue emptied", lambda: referenced_and_queued(c.data_dir) == (refs, set()))
         # the blobs they sealed but never committed were swept for by their writer tags (one sweep
         # for both, or one each)
         wait_until(

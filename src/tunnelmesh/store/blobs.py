@@ -156,10 +156,14 @@ class BlobStore:
     def open(self, blob_id: str) -> int:
         return os.open(self.path(blob_id), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
 
-    def unlink(self, blob_ids: list[str]) -> None:
+    def unlink(self, blob_ids: list[str]) -> int:
+        """Remove these blobs; returns how many were there to remove."""
+        n = 0
         for b in blob_ids:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path(b))
+                n += 1
+        return n
 
     def sweep_tmp(self) -> int:
         """Remove temporaries left by a crash mid-upload. Only safe while no writer runs."""

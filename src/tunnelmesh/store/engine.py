@@ -160,24 +160,25 @@ def sweep_dead_writers(data_dir: Path, dead: dict[str, int]) -> int:
     _hold(SWEEP_HOLD_ENV)
     blobs = BlobStore(data_dir)
     candidates = list(blobs.blob_ids_tagged(dead))
-    orphans: list[str] = []
+    removed = 0
     if candidates:
         conn = meta_mod.connect(data_dir / META_DB)
         try:
             m = Meta(conn)
             refs = m.referenced_blobs_tagged(dead)
             refs.update(m.freed_before(math.inf, -1))  # read after the references, as in sweep_orphans
-            orphans = [b for b in candidates if b not in refs]
+            # a freed blob that a reaper unlinked and forgot since the listing is no orphan: skip it
+            orphans = [b for b in candidates if b not in refs and blobs.path(b).exists()]
             if orphans:
                 # never read by anyone: no grace (freed at the epoch), reapers may take them at once
                 m.commit_freeing(lambda _m: orphans, 0.0)
-                blobs.unlink(orphans)
+                removed = blobs.unlink(orphans)
                 m.forget_freed(orphans)
         finally:
             conn.close()
     pids = ", ".join(str(p) for p in sorted(dead.values()))
-    log.info("orphan sweep after worker %s died: removed %d orphan blobs", pids, len(orphans))
-    return len(orphans)
+    log.info("orphan sweep after worker %s died: removed %d orphan blobs", pids, removed)
+    return removed
 
 
 def _hold(env: str) -> None:
