@@ -11,8 +11,13 @@ before it changes anything there (only the write probe comes first), and every p
 inherits it, so the lock is held until the last of them has exited (a worker outliving a killed
 supervisor still writes). A second coordinator on the same data dir refuses to start, naming the
 holder's pid. The lock covers the node-local state (embedded metadata, admin.token, markers,
-tmp/); see store/engine.py for the layout and for what a stop that is not clean (a supervisor or
-any worker dying) leads to.
+tmp/); see store/engine.py for the layout and for what a stop that is not clean (a supervisor
+dying, or a worker dying without its orphan sweep finishing) leads to.
+
+Each worker gets a writer tag that no other process of this supervisor has had (it ends the ids
+of the blobs the worker writes): when a worker dies, the blobs it sealed but never committed are
+found by that tag and removed while the others serve, so a long-running coordinator loses no
+space to dead workers.
 """
 
 from __future__ import annotations
@@ -31,9 +36,16 @@ from pathlib import Path
 from typing import Any
 
 from tunnelmesh.config import ConfigError, Settings
+from tunnelmesh.store import blobs as blobs_mod
 from tunnelmesh.store import scrub_schedule
 from tunnelmesh.store.blobs import BlobStore
-from tunnelmesh.store.engine import free_all_queued, mark_clean_shutdown, prepare_data_dir, sweep_orphans
+from tunnelmesh.store.engine import (
+    free_all_queued,
+    mark_clean_shutdown,
+    prepare_data_dir,
+    sweep_dead_writers,
+    sweep_orphans,
+)
 
 log = logging.getLogger("tunnelmesh")
 
@@ -185,7 +197,7 @@ def check_ports_free(settings: Settings) -> None:
                 raise ConfigError(f"{key}: cannot listen on {listen}: {e.strerror}") from None
 
 
-def _spawn_worker(settings: Settings, token: str) -> int:
+def _spawn_worker(settings: Settings, token: str, tag: str) -> int:
     # until the worker has its own handlers, a stop signal would run the supervisor's inherited one
     # in the child and be lost (the worker then serves on until SIGKILL, and the stop is not clean);
     # blocked, it waits until worker.serve unblocks it
@@ -196,6 +208,7 @@ def _spawn_worker(settings: Settings, token: str) -> int:
         try:
             from tunnelmesh import worker
 
+            blobs_mod.set_writer_tag(tag)  # before it can write any blob
             code = worker.serve(settings, token)
         except BaseException:  # noqa: BLE001 - a worker must end here, whatever happened
             log.exception("worker failed")
@@ -221,6 +234,26 @@ def _spawn_sweeper(settings: Settings, before: float) -> int:
             logging.shutdown()
             os._exit(code)
     return pid
+
+
+def _spawn_dead_writer_sweeper(settings: Settings, dead: dict[str, int]) -> int:
+    """The sweep for the orphan blobs of dead workers (writer tag -> pid), in its own process."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            sweep_dead_writers(settings.data_dir, dead)
+            code = 0
+        except BaseException:  # noqa: BLE001 - report, never return into the supervisor's code
+            log.exception("orphan sweep after a worker died failed")
+        finally:
+            logging.shutdown()
+            os._exit(code)
+    return pid
+
+
+def _pids(dead: dict[str, int]) -> str:
+    return ", ".join(str(p) for p in sorted(dead.values()))
 
 
 def _spawn_scrubber(settings: Settings) -> int:
@@ -279,7 +312,21 @@ def _run_locked(settings: Settings) -> int:
     signal.signal(signal.SIGINT, stop)
     # the supervisor has no threads and no open database here, so forking is safe; the workers
     # share the supervisor's imported code copy-on-write
-    workers = {_spawn_worker(settings, token) for _ in range(count)}
+    # a tag is never given twice by this supervisor (nor is its own, which forked children drop):
+    # the sweep for a dead worker's tag must never meet the blobs of a live writer
+    given_tags = {blobs_mod.writer_tag()}
+    tags: dict[int, str] = {}  # worker pid -> its writer tag
+
+    def spawn_worker() -> int:
+        tag = blobs_mod.new_writer_tag()
+        while tag in given_tags:
+            tag = blobs_mod.new_writer_tag()
+        given_tags.add(tag)
+        pid = _spawn_worker(settings, token, tag)
+        tags[pid] = tag
+        return pid
+
+    workers = {spawn_worker() for _ in range(count)}
     log.info("admin credential: access key %r, secret from %s", ADMIN_ACCESS_KEY, source)
     log.info("S3 API at http://%s/s3 (admin API under /api/)", settings.listen)
     if settings.s3_listen is not None:
@@ -291,9 +338,13 @@ def _run_locked(settings: Settings) -> int:
     swept = sweeper is None
     scrub_timer = scrub_schedule.Timer(settings.data_dir, settings.scrub_interval, time.time())
     scrubber: int | None = None
+    # the tags (-> pids) of dead workers whose orphans no sweep has removed yet, and the sweep
+    # running for some of them; while any is left, no stop is clean
+    unswept: dict[str, int] = {}
+    tag_sweeper: tuple[int, dict[str, int]] | None = None
 
     code = 0
-    died = False
+    died = False  # a dead worker's orphans may be left for the next start's full sweep
     respawns: list[float] = []
     while not stopping:
         try:
@@ -303,6 +354,9 @@ def _run_locked(settings: Settings) -> int:
         if pid == 0:
             if scrubber is None and scrub_timer.is_due(time.time()):
                 scrubber = _spawn_scrubber(settings)
+            if tag_sweeper is None and unswept:  # one sweep at a time, for all the dead so far
+                log.info("orphan sweep after worker %s died started", _pids(unswept))
+                tag_sweeper = (_spawn_dead_writer_sweeper(settings, dict(unswept)), dict(unswept))
             time.sleep(0.1)
             continue
         if pid == scrubber:
@@ -314,13 +368,27 @@ def _run_locked(settings: Settings) -> int:
             if swept:  # from here on a stop is clean (tests wait for this line)
                 log.info("orphan sweep finished")
             continue
+        if tag_sweeper is not None and pid == tag_sweeper[0]:
+            done = tag_sweeper[1]
+            tag_sweeper = None
+            for tag in done:
+                unswept.pop(tag, None)
+            if os.waitstatus_to_exitcode(status) == 0:  # tests wait for this line
+                log.info("orphan sweep after worker %s died finished", _pids(done))
+            else:  # not retried (it could fail forever): the next start's full sweep does it
+                died = True
+            continue
         workers.discard(pid)
         rc = os.waitstatus_to_exitcode(status)
         # its pid is reaped and no new worker has it yet: its temporaries are garbage now
         blobs.remove_tmp_of(pid)
-        # a worker killed or crashed may have sealed blobs it never committed: only the orphan
-        # sweep finds those, and it runs after a stop that is not clean
-        died = died or rc != 0
+        # any worker that exits while the others serve may have sealed blobs it never committed:
+        # they bear its tag, which a sweep looks for; one killed during a stop leaves them to the
+        # next start
+        if pid in tags:
+            tag = tags.pop(pid)
+            if rc != 0 or not stopping:
+                unswept[tag] = pid
         if stopping:
             break
         now = time.monotonic()
@@ -330,7 +398,7 @@ def _run_locked(settings: Settings) -> int:
             code = 1
             break
         log.error("a worker exited with code %s; starting a new one", rc)
-        workers.add(_spawn_worker(settings, token))
+        workers.add(spawn_worker())
     if sweeper is not None:
         pid, status = os.waitpid(sweeper, os.WNOHANG)
         if pid:
@@ -339,11 +407,21 @@ def _run_locked(settings: Settings) -> int:
             os.kill(sweeper, signal.SIGKILL)
             os.waitpid(sweeper, 0)
             log.info("orphan sweep interrupted; the next start sweeps again")
+    if tag_sweeper is not None:
+        pid, status = os.waitpid(tag_sweeper[0], os.WNOHANG)
+        if not pid:
+            os.kill(tag_sweeper[0], signal.SIGKILL)
+            os.waitpid(tag_sweeper[0], 0)
+            log.info("orphan sweep after worker %s died interrupted", _pids(tag_sweeper[1]))
+        elif os.waitstatus_to_exitcode(status) == 0:
+            for tag in tag_sweeper[1]:
+                unswept.pop(tag, None)
     _stop_scrubber(scrubber)
     for pid in workers:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
+    died = died or bool(unswept)
     clean = code == 0 and swept and not died
     while workers and time.monotonic() < deadline:
         pid, status = os.waitpid(-1, os.WNOHANG)
@@ -362,5 +440,5 @@ def _run_locked(settings: Settings) -> int:
         free_all_queued(settings.data_dir, "shutdown")
         mark_clean_shutdown(settings.data_dir)
     elif died:
-        log.info("a worker died while running; the next start sweeps for orphan blobs")
+        log.info("a worker died and its orphan blobs were not swept; the next start sweeps for them")
     return code

@@ -7,6 +7,13 @@ a path outside the store.
 A temporary is named after the process writing it, so the temporaries of a process that died can
 be removed while the others keep writing theirs (`remove_tmp_of`); all of them only at start-up,
 when no process writes (`sweep_tmp`). tmp/ must be on the blobs' file system (the seal is a rename).
+
+A blob id is 32 hex digits: 24 random ones, then the 8-digit tag of the process that wrote it (its
+"writer tag"). The supervisor gives each worker a tag no other process of this coordinator has
+had, so once a worker has died, the blobs bearing its tag that no commit names can never be named
+by anyone: the supervisor removes them while the others serve (`blob_ids_tagged`). The tag comes
+last so that the first two digits, which pick the subdirectory, stay random: one worker's blobs
+are spread over all 256 directories like everyone's, and ids from before the tags still resolve.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import errno
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from tunnelmesh.s3.errors import S3Error
@@ -24,8 +31,42 @@ from tunnelmesh.s3.errors import S3Error
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
+TAG_HEX = 8
+_HEX = frozenset("0123456789abcdef")
+
+
+def new_writer_tag() -> str:
+    return secrets.token_hex(TAG_HEX // 2)
+
+
+_writer_tag = new_writer_tag()
+
+
+def writer_tag() -> str:
+    """The tag this process puts in the ids of the blobs it writes."""
+    return _writer_tag
+
+
+def set_writer_tag(tag: str) -> None:
+    """Take the tag the supervisor chose for this worker (before it writes any blob)."""
+    global _writer_tag
+    if len(tag) != TAG_HEX or not _HEX.issuperset(tag):
+        raise ValueError(f"a writer tag is {TAG_HEX} lowercase hex digits")
+    _writer_tag = tag
+
+
+def _new_tag_after_fork() -> None:
+    # a forked child never writes under its parent's tag: the parent may go on writing, or die
+    # and have its tag swept while the child lives
+    global _writer_tag
+    _writer_tag = new_writer_tag()
+
+
+os.register_at_fork(after_in_child=_new_tag_after_fork)
+
+
 def new_blob_id() -> str:
-    return secrets.token_hex(16)
+    return secrets.token_hex((32 - TAG_HEX) // 2) + _writer_tag
 
 
 class BlobWriter:
@@ -115,10 +156,14 @@ class BlobStore:
     def open(self, blob_id: str) -> int:
         return os.open(self.path(blob_id), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
 
-    def unlink(self, blob_ids: list[str]) -> None:
+    def unlink(self, blob_ids: list[str]) -> int:
+        """Remove these blobs; returns how many were there to remove."""
+        n = 0
         for b in blob_ids:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path(b))
+                n += 1
+        return n
 
     def sweep_tmp(self) -> int:
         """Remove temporaries left by a crash mid-upload. Only safe while no writer runs."""
@@ -149,6 +194,17 @@ class BlobStore:
                 continue
             for entry in os.scandir(sub.path):
                 if entry.stat().st_mtime < t:
+                    yield entry.name
+
+    def blob_ids_tagged(self, tags: Collection[str]) -> Iterator[str]:
+        """The blobs written by the processes that had these tags (every directory is listed:
+        the tag does not pick one). Names only, no stat: cheap per entry."""
+        wanted = set(tags)
+        for sub in os.scandir(self.blob_dir):
+            if not sub.is_dir():
+                continue
+            for entry in os.scandir(sub.path):
+                if len(entry.name) == 32 and entry.name[-TAG_HEX:] in wanted:
                     yield entry.name
 
     def disk_free(self) -> int:

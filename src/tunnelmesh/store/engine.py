@@ -12,9 +12,13 @@ Space is given back by these rules, which hold whichever process dies at whichev
   for missing files, which the next reap drops. The start-up reaps the whole queue before any
   worker runs, and so does a clean stop after the last worker exited. Blob ids are random and never
   reused, so a queued blob can never be referenced again: a duplicate unlink is harmless.
-- A blob sealed but never committed (the process died between the two) is an orphan: only a scan
-  can find it. The scan (`sweep_orphans`) runs after any stop that was not clean: the supervisor
-  was killed, a worker died or was killed, or a previous scan did not finish. A clean stop leaves
+- A blob sealed but never committed (the process died between the two) is an orphan. Its id ends
+  with the writer tag of the process that sealed it (see store/blobs.py), a tag the supervisor
+  gives to one worker only. When a worker dies while the coordinator runs, the supervisor runs
+  `sweep_dead_writers` for its tag beside the other workers: the blobs bearing it that no commit
+  names and that are not queued are removed (no live process can ever name them). After a stop
+  that was not clean (the supervisor was killed, a worker died and its sweep did not finish, or a
+  previous scan did not finish) only a full scan (`sweep_orphans`) finds them. A clean stop leaves
   CLEAN_SHUTDOWN, which lets the next start skip it.
 - A temporary (tmp/<pid>.<id>) belongs to one process: the supervisor removes those of a worker
   once it has reaped it, and the start-up removes them all.
@@ -61,6 +65,9 @@ CLEAN_SHUTDOWN = ".clean-shutdown"
 # tests only: the path of a file the orphan sweep waits for before it reads anything, so a test
 # can stop the coordinator while the sweep has certainly not finished (and then let it finish)
 SWEEP_HOLD_ENV = "TUNNELMESH_TEST_SWEEP_HOLD"
+# tests only: a directory; while it holds no file named "release", a worker that has sealed a blob
+# writes held-<pid>-<blob id> there and waits before the commit, so a test can kill it at that point
+SEALED_HOLD_ENV = "TUNNELMESH_TEST_SEALED_HOLD"
 META_DB = "meta.sqlite3"
 
 
@@ -120,9 +127,7 @@ def sweep_orphans(data_dir: Path, before: float) -> int:
     that was sealed before this start can never be named later (every write seals new blobs, and
     Complete only names parts that the snapshot already shows).
     """
-    hold = os.environ.get(SWEEP_HOLD_ENV)
-    while hold and not os.path.exists(hold):
-        time.sleep(0.05)
+    _hold(SWEEP_HOLD_ENV)
     conn = meta_mod.connect(data_dir / META_DB)
     try:
         m = Meta(conn)
@@ -137,6 +142,61 @@ def sweep_orphans(data_dir: Path, before: float) -> int:
     blobs.unlink(orphans)
     log.info("orphan sweep: removed %d orphan blobs", len(orphans))
     return len(orphans)
+
+
+def sweep_dead_writers(data_dir: Path, dead: dict[str, int]) -> int:
+    """Remove the blobs of dead workers (`dead` maps their writer tags to their pids) that no commit
+    names and that are not queued; returns how many.
+
+    Safe while the other workers serve: only the dead process ever had its tag, and it can commit
+    nothing more, so a blob of its that is unnamed now stays unnamed (a Complete names only parts
+    already committed). A blob named now may be freed later: then the queue has it, or the reapers
+    have unlinked it already.
+
+    One trap: a process killed after its commit reached the WAL but before SQLite published it
+    leaves a transaction no reader sees, which a recovery (a restart after a crash) would bring
+    back if no write came after it. So the orphans are first queued as freed, in a commit of this
+    process's own, which no later recovery can pass over, and only then unlinked.
+    """
+    _hold(SWEEP_HOLD_ENV)
+    blobs = BlobStore(data_dir)
+    candidates = list(blobs.blob_ids_tagged(dead))
+    removed = 0
+    if candidates:
+        conn = meta_mod.connect(data_dir / META_DB)
+        try:
+            m = Meta(conn)
+            refs = m.referenced_blobs_tagged(dead)
+            refs.update(m.freed_before(math.inf, -1))  # read after the references, as in sweep_orphans
+            # a freed blob that a reaper unlinked and forgot since the listing is no orphan: skip it
+            orphans = [b for b in candidates if b not in refs and blobs.path(b).exists()]
+            if orphans:
+                # never read by anyone: no grace (freed at the epoch), reapers may take them at once
+                m.commit_freeing(lambda _m: orphans, 0.0)
+                removed = blobs.unlink(orphans)
+                m.forget_freed(orphans)
+        finally:
+            conn.close()
+    pids = ", ".join(str(p) for p in sorted(dead.values()))
+    log.info("orphan sweep after worker %s died: removed %d orphan blobs", pids, removed)
+    return removed
+
+
+def _hold(env: str) -> None:
+    hold = os.environ.get(env)
+    while hold and not os.path.exists(hold):
+        time.sleep(0.05)
+
+
+async def _hold_sealed(blob_id: str) -> None:
+    """Tests only (SEALED_HOLD_ENV): wait between a seal and its commit."""
+    hold = Path(os.environ[SEALED_HOLD_ENV])
+    release = hold / "release"
+    if release.exists():
+        return
+    (hold / f"held-{os.getpid()}-{blob_id}").write_bytes(b"")
+    while not release.exists():
+        await asyncio.sleep(0.05)
 
 
 def mark_clean_shutdown(data_dir: Path) -> None:
@@ -249,6 +309,8 @@ class Store:
         except BaseException:
             w.abort()
             raise
+        if SEALED_HOLD_ENV in os.environ:
+            await _hold_sealed(w.blob_id)
         return w
 
     def discard(self, blob_ids: list[str]) -> None:
