@@ -24,6 +24,11 @@ log = logging.getLogger("tunnelmesh.s3")
 Send = Any
 
 _NO_BODY_STATUS = {204, 304}
+# A streamed response goes out in pieces this size: a send returns once the client has taken about
+# one more piece, and that is the only progress the request can see, so the deadline on a client that
+# stops reading (limits.body_timeout) works at this grain. 64 KiB per minute is about 1 KiB/s, the
+# upload minimum (limits.min_body_rate) too; a 1 MiB piece would ask 17 KiB/s of a slow link.
+SEND_PIECE = 64 * 1024
 
 
 class S3Api:
@@ -130,8 +135,10 @@ class S3Api:
             return total
         sent = 0
         async for chunk in read_slices(slices):
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            sent += len(chunk)
+            for i in range(0, len(chunk), SEND_PIECE):
+                piece = chunk[i : i + SEND_PIECE]  # the whole chunk itself, not a copy, when it fits
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+                sent += len(piece)
         await send({"type": "http.response.body", "body": b""})
         return sent
 
