@@ -77,7 +77,8 @@ def build(settings: Settings, admin_token: str) -> Apps:
         elif raw.startswith(API_PREFIX):
             await admin_api(scope, receive, send)
         else:
-            await _not_found(send)
+            async with in_flight:
+                await _not_found(send)
 
     async def root(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
