@@ -95,9 +95,9 @@ class Limits:
     idle_timeout: float = 30.0
     header_timeout: float | None = None  # the older name of idle_timeout; when both are set the smaller wins
     # seconds a request may wait on its client at a time, in both directions: for the next chunk of
-    # the request body, or for the client to take the next 64 KiB of the response (so a response must
-    # move at least 64 KiB per body_timeout); past it the request ends (400 RequestTimeout, or a
-    # response cut off), and its slot is freed
+    # the request body, or for the client to take the next 256 KiB of the response (so a download must
+    # move 256 KiB per body_timeout, 4.3 KiB/s at the default); past it the request ends (400
+    # RequestTimeout, or the response cut off and the connection closed) and its slot is freed
     body_timeout: float = 60.0
     # bytes per second a request body (or response) must average: all of a request's waits on its client
     # together may last body_timeout (a head start) plus one second per min_body_rate bytes moved, so a

@@ -7,9 +7,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
+import os
 import select
 import socket
 import threading
+import time
 from pathlib import Path
 
 from conftest import Coordinator, start_coordinator
@@ -167,4 +169,38 @@ def test_unread_ranged_downloads_do_not_starve_the_admin_api_and_are_cut_off(tmp
             s.close()
         if probe is not None:
             probe.close()
+        c.stop()
+
+
+def test_a_slow_reader_above_the_minimum_gets_its_whole_download(tmp_path: Path) -> None:
+    # 256 KiB every half second is slow, but far above a piece (256 KiB) per body_timeout (3 s)
+    c = start_coordinator(tmp_path, extra_yaml="limits:\n  body_timeout: 3\n", workers=1)
+    try:
+        s3 = c.client()
+        s3.create_bucket(Bucket="slow")
+        body = os.urandom(4 * 2**20)
+        s3.put_object(Bucket="slow", Key="obj", Body=body)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        with s:
+            s.connect(("127.0.0.1", c.port))
+            s.sendall(
+                f"GET /s3/slow/obj HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {_basic(c)}\r\n"
+                f"Range: bytes=1-{len(body) - 1}\r\nConnection: close\r\n\r\n".encode()
+            )
+            s.settimeout(FREED_WITHIN)
+            data = bytearray()
+            while True:
+                time.sleep(0.5)
+                want = 256 * 1024
+                while want > 0 and (chunk := s.recv(min(want, 65536))):
+                    data += chunk
+                    want -= len(chunk)
+                if want > 0:  # the server closed the connection
+                    break
+        head, _, got = bytes(data).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 206 "), head
+        assert got == body[1:]
+        assert "the client stopped reading" not in c.log()
+    finally:
         c.stop()
