@@ -132,8 +132,8 @@ def test_dripping_uploads_do_not_starve_the_admin_api_and_are_ended_by_the_minim
 
 
 def test_unread_ranged_downloads_do_not_starve_the_admin_api_and_are_cut_off(tmp_path: Path) -> None:
-    # a download whose client takes nothing is cut off once a send has waited body_timeout (6 s)
-    c = start_coordinator(tmp_path, extra_yaml=f"limits:\n  max_requests: {SLOTS}\n  body_timeout: 6\n", workers=1)
+    # a download whose client takes nothing is cut off once a send has waited body_timeout (8 s)
+    c = start_coordinator(tmp_path, extra_yaml=f"limits:\n  max_requests: {SLOTS}\n  body_timeout: 8\n", workers=1)
     readers: list[socket.socket] = []
     probe: socket.socket | None = None
     try:
