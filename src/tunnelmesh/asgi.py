@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,12 +17,14 @@ from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import Context
 from tunnelmesh.s3.request import Principal
 from tunnelmesh.server import ADMIN_ACCESS_KEY
+from tunnelmesh.store import expiry
 from tunnelmesh.store.engine import Store
 
 S3_PREFIX = b"/s3"
 API_PREFIX = b"/api/"
 
 App = Any
+log = logging.getLogger("tunnelmesh.http")
 
 
 @dataclass
@@ -33,89 +36,168 @@ class Apps:
 
 def build(settings: Settings, admin_token: str) -> Apps:
     store = Store(settings.data_dir, settings.max_size)
+    store.upload_refresh = expiry.refresh_interval(settings.stale_upload_expiry)
     state = SystemState(store)
     peers = PeerRegistry(state, Identity(Principal(ADMIN_ACCESS_KEY, is_admin=True), admin_token))
     api = S3Api(Context(store, settings.region, settings.limits.max_object_size), peers)
-    body_timeout = settings.limits.body_timeout
+    limits = settings.limits
     admin = AdminApi(state, peers, settings.region)
-    # the bound on work in flight: the HTTP server's own bound counts open connections, idle ones too,
-    # so it is set high and this one, shared by both listeners, keeps a greedy client from piling up work
-    in_flight = asyncio.Semaphore(settings.limits.max_requests)
+    # the bound on S3 work in flight: the HTTP server's own bound counts open connections, idle ones
+    # too, so it is set high and this one, shared by both listeners, keeps a greedy client from piling
+    # up work. The admin API takes no slot, so no S3 traffic can keep the admin from revoking a peer:
+    # every request but an admin's is refused there before it reads a body or waits on anything (so it
+    # cannot hold on), admins are trusted, and open connections stay bounded by max_connections.
+    in_flight = asyncio.Semaphore(limits.max_requests)
+
+    async def s3(scope: dict[str, Any], receive: Any, send: Any, prefix: str) -> None:
+        async with in_flight:
+            guard = _ClientGuard(receive, send, limits.body_timeout, limits.min_body_rate)
+            try:
+                await api.handle(scope, guard.receive, guard.send, prefix)
+            except ClientTimeout:
+                _log_cut_off(scope)
+            finally:
+                guard.close()
+
+    async def admin_api(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        guard = _ClientGuard(receive, send, limits.body_timeout, limits.min_body_rate)
+        try:
+            await admin.handle(scope, guard.receive, guard.send)
+        except ClientTimeout:
+            _log_cut_off(scope)
+        finally:
+            guard.close()
 
     async def main(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        async with in_flight:
-            guard = _StallGuard(receive, body_timeout)
-            try:
-                raw = scope.get("raw_path") or scope["path"].encode()
-                if raw == S3_PREFIX or raw.startswith(S3_PREFIX + b"/"):
-                    await api.handle(scope, guard, send, S3_PREFIX.decode())
-                elif raw.startswith(API_PREFIX):
-                    await admin.handle(scope, guard, send)
-                else:
-                    await _not_found(send)
-            finally:
-                guard.close()
+        raw = scope.get("raw_path") or scope["path"].encode()
+        if raw == S3_PREFIX or raw.startswith(S3_PREFIX + b"/"):
+            await s3(scope, receive, send, S3_PREFIX.decode())
+        elif raw.startswith(API_PREFIX):
+            await admin_api(scope, receive, send)
+        else:
+            async with in_flight:
+                await _not_found(send)
 
     async def root(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        async with in_flight:
-            guard = _StallGuard(receive, body_timeout)
-            try:
-                await api.handle(scope, guard, send, "")
-            finally:
-                guard.close()
+        await s3(scope, receive, send, "")
 
     return Apps(main, root, store)
 
 
-class _StallGuard:
-    """The request's `receive`, ending a request whose body stalls longer than `seconds` between
-    two chunks (and so freeing the worker's resources) instead of waiting as long as the client likes.
+class ClientTimeout(Exception):
+    """The client stopped taking the response: it is cut off (the connection closes) and its slot freed."""
 
-    One timer per request, re-armed only when it fires while a receive is still waiting: a large
+
+def _log_cut_off(scope: dict[str, Any]) -> None:
+    client = scope.get("client") or ("-", 0)
+    log.info(
+        "%s %s from %s: the client stopped reading the response; cut off", scope["method"], scope["path"], client[0]
+    )
+
+
+class _ClientGuard:
+    """The request's `receive` and `send`, ending a request whose client holds it up: a wait on the
+    client (for the next body chunk, or for it to take the next piece of the response) may last
+    `stall` seconds at most, and all the waits together at most `stall` (a head start) plus one
+    second per `min_rate` bytes moved, so a client dripping a byte now and then cannot hold a
+    request slot for hours. Only time spent waiting on the client counts, never the server's own work.
+
+    One timer per request, re-armed only when it fires while a wait is still pending: a large
     upload arrives in thousands of 64 KiB chunks, and a timer per chunk (asyncio.timeout) took
     about a tenth of the event loop's time.
     """
 
-    __slots__ = ("_receive", "_seconds", "_loop", "_task", "_since", "_timer", "_fired")
+    __slots__ = (
+        "_receive",
+        "_send",
+        "_stall",
+        "_rate",
+        "_loop",
+        "_task",
+        "_since",
+        "_waited",
+        "_moved",
+        "_timer",
+        "_fired",
+    )
 
-    def __init__(self, receive: Any, seconds: float) -> None:
+    def __init__(self, receive: Any, send: Any, stall: float, min_rate: float) -> None:
         self._receive = receive
-        self._seconds = seconds
+        self._send = send
+        self._stall = stall
+        self._rate = min_rate
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
-        self._since: float | None = None  # when the pending receive began
+        self._since: float | None = None  # when the pending wait began
+        self._waited = 0.0  # seconds spent in the waits already over
+        self._moved = 0  # body bytes received and sent
         self._timer: asyncio.TimerHandle | None = None
         self._fired = False
 
-    async def __call__(self) -> Any:
+    def _due(self, since: float) -> float:
+        """When the wait that began at `since` runs out (the budget can only grow from one wait to the
+        next, so a timer armed for an earlier wait is never late for a later one)."""
+        return since + self._stall + min(0.0, self._moved / self._rate - self._waited)
+
+    def _begin(self) -> None:
         self._since = now = self._loop.time()
         if self._timer is None:
-            self._timer = self._loop.call_at(now + self._seconds, self._check)
+            self._timer = self._loop.call_at(self._due(now), self._check)
+
+    def _end(self) -> None:
+        if self._since is not None:
+            self._waited += self._loop.time() - self._since
+            self._since = None
+
+    def _timed_out(self) -> bool:
+        """Whether the cancellation being handled is this guard's own (any other one goes on)."""
+        if self._fired and self._task is not None and self._task.uncancel() == 0:
+            self._fired = False
+            # a fresh budget for what follows (the error response to a body that timed out)
+            self._since, self._waited, self._moved = None, 0.0, 0
+            return True
+        return False
+
+    async def receive(self) -> Any:
+        self._begin()
         try:
-            return await self._receive()
+            message = await self._receive()
         except asyncio.CancelledError:
-            # only this guard's own cancellation becomes a timeout; any other one goes on
-            if self._fired and self._task is not None and self._task.uncancel() == 0:
+            if self._timed_out():
                 raise S3Error(
                     "RequestTimeout",
                     "Your socket connection to the server was not read from or written to within the timeout period.",
                 ) from None
             raise
         finally:
-            self._since = None
+            self._end()
+        self._moved += len(message.get("body", b""))
+        return message
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self._begin()
+        try:
+            await self._send(message)
+        except asyncio.CancelledError:
+            if self._timed_out():
+                raise ClientTimeout from None
+            raise
+        finally:
+            self._end()
+        self._moved += len(message.get("body", b""))
 
     def _check(self) -> None:
         self._timer = None
         if self._since is None or self._task is None:
             return
-        due = self._since + self._seconds
+        due = self._due(self._since)
         if self._loop.time() >= due:
             self._fired = True
-            self._task.cancel()  # lands in the receive above, the only place the task waits now
+            self._task.cancel()  # lands in the wait above, the only place the task waits now
         else:
             self._timer = self._loop.call_at(due, self._check)
 

@@ -94,7 +94,16 @@ class Limits:
     # all closed after it (the HTTP server keeps one deadline for the three)
     idle_timeout: float = 30.0
     header_timeout: float | None = None  # the older name of idle_timeout; when both are set the smaller wins
-    body_timeout: float = 60.0  # seconds a request body may stall between two chunks
+    # seconds a request may wait on its client at a time, in both directions: for the next chunk of
+    # the request body, or for the client to take the next 256 KiB of the response (so a download must
+    # move 256 KiB per body_timeout, 4.3 KiB/s at the default); past it the request ends (400
+    # RequestTimeout, or the response cut off and the connection closed) and its slot is freed
+    body_timeout: float = 60.0
+    # bytes per second a request body (or response) must average: all of a request's waits on its client
+    # together may last body_timeout (a head start) plus one second per min_body_rate bytes moved, so a
+    # client dripping a byte now and then cannot hold a slot for hours. Holding one costs a client this
+    # rate; 1 KiB/s is far below any link a mesh carries S3 traffic over (Apache's default is 500 B/s)
+    min_body_rate: int = 1024
     # open connections per listener per worker, idle ones included; more wait in the listen backlog.
     # Idle connections are cheap and closed after idle_timeout, so this is high: 2,000 held-open
     # connections must not lock out the next client
@@ -177,7 +186,7 @@ def parse_limits(raw: Any) -> Limits:
         if k not in _LIMIT_KEYS:
             raise ConfigError(f"limits.{k}: unknown key (known: {', '.join(sorted(_LIMIT_KEYS))})")
         try:
-            if k.endswith("_size"):
+            if k.endswith(("_size", "_rate")):
                 values[k] = parse_size(v)
             elif k.endswith("_timeout"):
                 values[k] = parse_duration(v)

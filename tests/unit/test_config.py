@@ -163,3 +163,24 @@ def test_bad_stale_upload_expiry_names_the_key(tmp_path, value) -> None:
     with pytest.raises(ConfigError) as e:
         load(p)
     assert str(e.value).startswith("s3.stale_upload_expiry: ")
+
+
+@pytest.mark.parametrize(("value", "rate"), [("500", 500), ("1KiB", 1024), ("2KB", 2000), (1, 1)])
+def test_min_body_rate_takes_sizes_per_second(tmp_path, value: str | int, rate: int) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text(f"limits:\n  min_body_rate: {value}\n")
+    assert load(p).limits.min_body_rate == rate
+
+
+def test_min_body_rate_defaults_to_one_kib_a_second_and_body_timeout_to_a_minute() -> None:
+    limits = load(None).limits
+    assert (limits.min_body_rate, limits.body_timeout) == (1024, 60.0)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "0.5", "fast", "1 KiB/s", "true"])
+def test_bad_min_body_rate_names_the_key(tmp_path, value: str) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text(f"limits:\n  min_body_rate: {value}\n")
+    with pytest.raises(ConfigError) as e:
+        load(p)
+    assert str(e.value).startswith("limits.min_body_rate: ")

@@ -207,6 +207,8 @@ class Store:
     def __init__(self, data_dir: Path, max_size: int) -> None:
         self.data_dir = data_dir
         self.max_size = max_size
+        # how often a part still streaming restarts its upload's stale-expiry clock (see store/expiry.py)
+        self.upload_refresh = 60.0
         self.blobs = BlobStore(data_dir)
         db = data_dir / META_DB
         self.read = Meta(meta_mod.connect(db))
@@ -393,6 +395,13 @@ class Store:
 
     async def put_part(self, bucket: str, key: str, upload_id: str, part: Part) -> None:
         await self._commit(lambda m: m.put_part(bucket, key, upload_id, part, self.max_size), [part.blob])
+
+    def upload_last_active(self, upload_id: str) -> float | None:
+        return self.read.upload_last_active(upload_id)
+
+    async def touch_upload(self, upload_id: str) -> bool:
+        now = time.time()
+        return await self._write(lambda m: m.touch_upload(upload_id, now))
 
     def parts(self, upload_id: str, after: int = 0, limit: int = 10001) -> list[Part]:
         return self.read.parts(upload_id, after, limit)

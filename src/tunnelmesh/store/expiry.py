@@ -1,8 +1,10 @@
 """Abandoned multipart uploads: abort those that no part has reached for `s3.stale_upload_expiry`.
 
 A client that crashes mid-upload never aborts, and its parts would hold space forever. The clock
-starts again at every part (at the initiation while there is none), so a slow upload that keeps
-sending is never cut off.
+starts again at every part (at the initiation while there is none), and while a part streams it is
+restarted when the part begins and then every `refresh_interval` (in the database, so whichever
+worker runs the expiry sees it): a slow upload that keeps sending is never cut off, and a part
+cannot stream for ever, since the request limits (body_timeout, min_body_rate) end a stalled one.
 
 Every worker runs the loop, but only the one holding an flock on a file in the data dir does the
 passes (if it dies, the lock is released and another worker takes over at its next check). The
@@ -18,20 +20,59 @@ import fcntl
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.store.engine import Store
 
 log = logging.getLogger("tunnelmesh.store")
 
 LOCK_FILE = ".upload-expiry-lock"
 MAX_CHECK_INTERVAL = 3600.0
+MAX_REFRESH_INTERVAL = 60.0
 BATCH = 100
 
 
 def check_interval(expiry: float) -> float:
     """Checks often enough that an upload outlives its expiry by at most a tenth of it (or an hour)."""
     return min(expiry / 10, MAX_CHECK_INTERVAL)
+
+
+def refresh_interval(expiry: float) -> float:
+    """How often a streaming part restarts its upload's clock: a small commit a minute at most, and
+    often enough that the upload stays far from its expiry."""
+    return min(expiry / 4, MAX_REFRESH_INTERVAL)
+
+
+@contextlib.asynccontextmanager
+async def part_in_flight(store: Store, upload_id: str) -> AsyncIterator[None]:
+    """Keep an upload from expiring while one of its parts streams (or copies) in this block."""
+    interval = store.upload_refresh
+    last = store.upload_last_active(upload_id)
+    # a part that starts long after the latest one (or the initiation) restarts the clock before its
+    # first byte; one that follows closely costs no commit
+    if (last is None or last < time.time() - interval) and not await store.touch_upload(upload_id):
+        raise S3Error(
+            "NoSuchUpload",
+            "The specified upload does not exist. The upload ID may be invalid, or the upload "
+            "may have been aborted or completed.",
+            UploadId=upload_id,
+        )
+
+    async def refresh() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await store.touch_upload(upload_id)
+            except Exception:  # noqa: BLE001 - a failed refresh (disk full, ...) is tried again next time
+                log.warning("could not refresh multipart upload %s", upload_id, exc_info=True)
+
+    task = asyncio.create_task(refresh())
+    try:
+        yield
+    finally:
+        task.cancel()
 
 
 async def expire_stale_uploads(store: Store, expiry: float, stopping: asyncio.Event | None = None) -> tuple[int, int]:

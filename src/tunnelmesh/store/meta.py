@@ -475,6 +475,18 @@ class Meta:
             )
         return [old[1]] if old else []
 
+    def upload_last_active(self, upload_id: str) -> float | None:
+        r = self.c.execute("SELECT last_active FROM uploads WHERE upload_id=?", (upload_id,)).fetchone()
+        return r[0] if r else None
+
+    def touch_upload(self, upload_id: str, now: float) -> bool:
+        """Restart an upload's stale-expiry clock (a part is streaming to it); False if it is gone."""
+        with self.tx() as c:
+            r = c.execute(
+                "UPDATE uploads SET last_active = MAX(COALESCE(last_active, 0), ?) WHERE upload_id=?", (now, upload_id)
+            )
+            return r.rowcount == 1
+
     def parts(self, upload_id: str, after: int = 0, limit: int = 10001) -> list[Part]:
         return [
             Part(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]))

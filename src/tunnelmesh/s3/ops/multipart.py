@@ -25,6 +25,7 @@ from tunnelmesh.s3.ops.objects import store_body, upload_length, write_condition
 from tunnelmesh.s3.ops.unsupported import refuse_unsupported
 from tunnelmesh.s3.request import Request, read_small_body
 from tunnelmesh.s3.response import Response, xml_response
+from tunnelmesh.store import expiry
 from tunnelmesh.store.records import ObjectRecord, Part, Segment, Upload
 
 
@@ -90,9 +91,10 @@ async def upload_part(ctx: Context, req: Request) -> Response:
     declared = upload_length(req, ctx.max_part_size)
     digest = UploadDigest(req, up.checksum_algorithm)
     replaced = _replaced_size(ctx, up.upload_id, number)
-    blob = await store_body(ctx.store, req, digest, declared, ctx.max_part_size, bucket, replaced)
-    part = Part(number, digest.size, digest.md5_hex, time.time(), blob, digest.checksums)
-    await ctx.store.put_part(req.bucket, req.key, up.upload_id, part)
+    async with expiry.part_in_flight(ctx.store, up.upload_id):
+        blob = await store_body(ctx.store, req, digest, declared, ctx.max_part_size, bucket, replaced)
+        part = Part(number, digest.size, digest.md5_hex, time.time(), blob, digest.checksums)
+        await ctx.store.put_part(req.bucket, req.key, up.upload_id, part)
     out = [("etag", f'"{part.etag}"')]
     out.extend((f"x-amz-checksum-{a}", v) for a, v in part.checksums.items())
     return Response(200, out)
@@ -113,10 +115,11 @@ async def upload_part_copy(ctx: Context, req: Request) -> Response:
     # a replaced part's bytes are freed by the same commit: at a full quota, replacing still fits
     ctx.store.admit(bucket, length - _replaced_size(ctx, up.upload_id, number))
     algorithms = [up.checksum_algorithm] if up.checksum_algorithm else []
-    copied = await copy_bytes(ctx, src, first, length, algorithms, inline=False)
-    assert copied.blob is not None
-    part = Part(number, copied.size, copied.md5_hex, time.time(), copied.blob, copied.checksums)
-    await ctx.store.put_part(req.bucket, req.key, up.upload_id, part)
+    async with expiry.part_in_flight(ctx.store, up.upload_id):
+        copied = await copy_bytes(ctx, src, first, length, algorithms, inline=False)
+        assert copied.blob is not None
+        part = Part(number, copied.size, copied.md5_hex, time.time(), copied.blob, copied.checksums)
+        await ctx.store.put_part(req.bucket, req.key, up.upload_id, part)
     body = [xml.element("LastModified", xml.iso8601(part.mtime)), f"<ETag>&quot;{part.etag}&quot;</ETag>"]
     body.extend(xml.element(f"Checksum{a.upper()}", v) for a, v in part.checksums.items())
     return xml_response(xml.document("CopyPartResult", body))
