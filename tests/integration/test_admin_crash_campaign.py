@@ -17,7 +17,8 @@ by design (`Store.empty_bucket` deletes pages of 1000 objects, then aborts the u
 then deletes the bucket, each in its own commit): its test checks that a crash leaves a bucket
 emptied in exactly that order, every remaining object whole, and that running it again finishes.
 
-The seed is printed and can be set with CRASH_CAMPAIGN_SEED to replay a failure.
+The seed is printed and can be set with CRASH_CAMPAIGN_SEED to replay a failure (and the number
+of kills per operation with CRASH_CAMPAIGN_KILLS).
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ from botocore.exceptions import ClientError
 from conftest import Coordinator, start_coordinator
 
 SEED = int(os.environ.get("CRASH_CAMPAIGN_SEED", "20261130"))
-KILLS = 3  # per operation, after the uninterrupted run
-FORCED_DELETE_KILLS = 5
+# per operation, after the uninterrupted run; raise it (CRASH_CAMPAIGN_KILLS) to hunt for rarer windows
+KILLS = int(os.environ.get("CRASH_CAMPAIGN_KILLS", "3"))
+FORCED_DELETE_KILLS = KILLS + 2
 SYSTEM = "_tunnelmesh"
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 MIB = 1024 * 1024
@@ -266,7 +268,7 @@ def many_ids(tag: str) -> list[str]:
 
 class PeerAdd(Operation):
     name, log_op, show = "peer add", "admin=add_peer", ("peer", "list")
-    kills = 5  # two commits (index entry, then record): more tries to land between them
+    kills = KILLS + 2  # two commits (index entry, then record): more tries to land between them
 
     def prepare(self, c: Coordinator, i: int) -> list[str]:
         self.before = {p["id"] for p in api(c, "GET", "peers")["peers"]}
@@ -455,6 +457,7 @@ class NetworkSet(Operation):
     def setup(self, c: Coordinator, rng: random.Random, tmp: Path) -> None:
         super().setup(c, rng, tmp)
         api(c, "PUT", "network", {"key": "mesh_name", "value": "start"})
+        api(c, "PUT", "network", {"key": "extra.zone", "value": "north"})
         self.doc = api(c, "GET", "network")
 
     def prepare(self, c: Coordinator, i: int) -> list[str]:
