@@ -450,14 +450,18 @@ class Quota(Operation):
 
 
 class NetworkSet(Operation):
-    """Fixed fields and a free-form one, in records both inline and large enough to be a blob."""
+    """Fixed fields and free-form ones, in a record near the inline limit: a change may turn it
+    from inline bytes into a blob or back."""
 
     name, log_op, show = "network set", "admin=set_network", ("network", "show")
 
     def setup(self, c: Coordinator, rng: random.Random, tmp: Path) -> None:
         super().setup(c, rng, tmp)
         api(c, "PUT", "network", {"key": "mesh_name", "value": "start"})
-        api(c, "PUT", "network", {"key": "extra.zone", "value": "north"})
+        # a value is at most 1024 characters: 33 of 1000 make the record larger than INLINE_MAX,
+        # and shortening one makes it inline again
+        for n in range(33):
+            api(c, "PUT", "network", {"key": f"extra.k{n:02d}", "value": word(rng, 1000)})
         self.doc = api(c, "GET", "network")
 
     def prepare(self, c: Coordinator, i: int) -> list[str]:
@@ -465,7 +469,7 @@ class NetworkSet(Operation):
             [
                 ("mesh_name", f"mesh-{i}-{word(self.rng, 6)}"),
                 ("cidr", f"10.{self.rng.randrange(256)}.0.0/16"),
-                ("extra.big", word(self.rng, self.rng.choice((100, INLINE_MAX + 5000)))),
+                (f"extra.k{self.rng.randrange(36):02d}", word(self.rng, self.rng.choice((10, 1000)))),
             ]
         )
         self.new = json.loads(json.dumps(self.doc))
