@@ -51,7 +51,7 @@ from conftest import Coordinator, start_coordinator
 
 SEED = int(os.environ.get("CRASH_CAMPAIGN_SEED", "20261130"))
 # per operation, after the uninterrupted run; raise it (CRASH_CAMPAIGN_KILLS) to hunt for rarer windows
-KILLS = int(os.environ.get("CRASH_CAMPAIGN_KILLS", "3"))
+KILLS = int(os.environ.get("CRASH_CAMPAIGN_KILLS", "5"))
 FORCED_DELETE_KILLS = KILLS + 2
 SYSTEM = "_tunnelmesh"
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
@@ -91,8 +91,19 @@ def kill_coordinator(c: Coordinator, pids: list[int] | None = None) -> None:
     c.proc.wait(timeout=30)
     deadline = time.monotonic() + 30
     for pid in pids[1:]:
-        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
-            time.sleep(0.01)
+        while alive(pid):
+            assert time.monotonic() < deadline, f"process {pid} outlived SIGKILL"
+            time.sleep(0.005)
+
+
+def alive(pid: int) -> bool:
+    """Still running: a zombie has released its files and locks (the orphaned workers' zombies
+    wait for init to reap them, which may take seconds)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def restart(tmp: Path, c: Coordinator) -> tuple[Coordinator, int]:
