@@ -281,7 +281,11 @@ class Store:
         await self._write(lambda m: m.delete_bucket(name, peer))
 
     async def empty_bucket(self, name: str) -> None:
-        """Delete every object and abort every upload in a bucket (for a forced bucket delete)."""
+        """Delete every object and abort every upload in a bucket (for a forced bucket delete).
+
+        Not atomic: pages of 1000 objects in key order, then the uploads one by one, each in its
+        own commit. A crash part-way leaves the bucket partly emptied in that order (every object
+        left is whole); running the forced delete again finishes it."""
         while page := self.list_objects(name, "", "", None, False, 1000).objects:
             await self.delete_objects(name, [o.key for o in page])
         while uploads := self.list_uploads(name, "", "", "", 1000):
