@@ -32,6 +32,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -197,24 +198,34 @@ def check_ports_free(settings: Settings) -> None:
                 raise ConfigError(f"{key}: cannot listen on {listen}: {e.strerror}") from None
 
 
+def _fork(job: Callable[[], int], what: str) -> int:
+    """Run `job` in a child process that never returns into the supervisor's code, whatever
+    happens: it exits with the job's code, or 1 after logging what failed."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = job()
+        except BaseException:  # noqa: BLE001 - a child must end here, whatever happened
+            log.exception("%s failed", what)
+        finally:
+            logging.shutdown()
+            os._exit(code)
+    return pid
+
+
 def _spawn_worker(settings: Settings, token: str, tag: str) -> int:
+    def serve() -> int:
+        from tunnelmesh import worker
+
+        blobs_mod.set_writer_tag(tag)  # before it can write any blob
+        return worker.serve(settings, token)
+
     # until the worker has its own handlers, a stop signal would run the supervisor's inherited one
     # in the child and be lost (the worker then serves on until SIGKILL, and the stop is not clean);
     # blocked, it waits until worker.serve unblocks it
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    pid = os.fork()
-    if pid == 0:  # the child: serve until told to stop, never return into the supervisor's code
-        code = 1
-        try:
-            from tunnelmesh import worker
-
-            blobs_mod.set_writer_tag(tag)  # before it can write any blob
-            code = worker.serve(settings, token)
-        except BaseException:  # noqa: BLE001 - a worker must end here, whatever happened
-            log.exception("worker failed")
-        finally:
-            logging.shutdown()
-            os._exit(code)
+    pid = _fork(serve, "worker")
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return pid
 
@@ -222,34 +233,22 @@ def _spawn_worker(settings: Settings, token: str, tag: str) -> int:
 def _spawn_sweeper(settings: Settings, before: float) -> int:
     """The orphan sweep after a crash, in its own process: the workers serve meanwhile, and the
     supervisor stays free of threads (it forks workers)."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            sweep_orphans(settings.data_dir, before)
-            code = 0
-        except BaseException:  # noqa: BLE001 - report, never return into the supervisor's code
-            log.exception("orphan sweep failed")
-        finally:
-            logging.shutdown()
-            os._exit(code)
-    return pid
+
+    def sweep() -> int:
+        sweep_orphans(settings.data_dir, before)
+        return 0
+
+    return _fork(sweep, "orphan sweep")
 
 
 def _spawn_dead_writer_sweeper(settings: Settings, dead: dict[str, int]) -> int:
     """The sweep for the orphan blobs of dead workers (writer tag -> pid), in its own process."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            sweep_dead_writers(settings.data_dir, dead)
-            code = 0
-        except BaseException:  # noqa: BLE001 - report, never return into the supervisor's code
-            log.exception("orphan sweep after a worker died failed")
-        finally:
-            logging.shutdown()
-            os._exit(code)
-    return pid
+
+    def sweep() -> int:
+        sweep_dead_writers(settings.data_dir, dead)
+        return 0
+
+    return _fork(sweep, "orphan sweep after a worker died")
 
 
 def _pids(dead: dict[str, int]) -> str:
@@ -258,20 +257,14 @@ def _pids(dead: dict[str, int]) -> str:
 
 def _spawn_scrubber(settings: Settings) -> int:
     """A scheduled integrity scrub in its own process, at low priority: the workers serve meanwhile."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            from tunnelmesh.store import scrub_schedule
 
-            os.nice(10)
-            code = scrub_schedule.run(settings.data_dir, settings.scrub_rate)
-        except BaseException:  # noqa: BLE001 - report, never return into the supervisor's code
-            log.exception("scrub failed")
-        finally:
-            logging.shutdown()
-            os._exit(code)
-    return pid
+    def scrub() -> int:
+        from tunnelmesh.store import scrub_schedule
+
+        os.nice(10)
+        return scrub_schedule.run(settings.data_dir, settings.scrub_rate)
+
+    return _fork(scrub, "scrub")
 
 
 def _stop_scrubber(pid: int | None) -> None:
