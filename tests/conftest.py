@@ -1,25 +1,33 @@
-"""Fixtures: a real coordinator process on free loopback ports, and real S3 clients pointed at it."""
+"""Fixtures: a real coordinator process on free loopback ports, real S3 clients pointed at it, and the
+helpers the integration tests share (process trees, blob accounting, polling)."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import re
 import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from tunnelmesh.store.meta import Meta
 
 
 def free_port() -> int:
@@ -170,3 +178,125 @@ def bucket(s3) -> str:  # noqa: ANN001
     name = f"t-{uuid.uuid4().hex[:16]}"
     s3.create_bucket(Bucket=name)
     return name
+
+
+# ---- helpers shared by the integration tests ------------------------------------------------------
+
+
+def wait_until(what: str, cond: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Poll `cond` until it holds; fail naming `what` once `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.05)
+
+
+def descendants(root: int) -> list[int]:
+    """`root` first, then every process below it (workers, their servers), read from /proc's ppids."""
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(kids.get(pid, []))
+    return out
+
+
+def tree_rss(root: int) -> int:
+    """The resident memory of `root` and all its descendants, in bytes."""
+    total = 0
+    for pid in descendants(root):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of `pid` (the supervisor's workers), from each thread's children list."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            out += [int(p) for p in (task / "children").read_text().split()]
+    return out
+
+
+def blob_files(data_dir: Path) -> set[str]:
+    """The names of the blob files on disk (blobs/<xx>/<id>)."""
+    return {f.name for f in (data_dir / "blobs").glob("*/*")}
+
+
+def referenced_and_queued(data_dir: Path) -> tuple[set[str], set[str]]:
+    """Blobs named by objects and parts, and blobs queued as freed, in one snapshot (none queued
+    when the data dir predates the `freed_blobs` table)."""
+    conn = sqlite3.connect(data_dir / "meta.sqlite3", timeout=30)
+    try:
+        conn.execute("BEGIN")
+        refs = {seg[0] for (s,) in conn.execute("SELECT segments FROM objects") for seg in json.loads(s)}
+        refs |= {b for (b,) in conn.execute("SELECT blob FROM parts")}
+        tables = {t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        queued = {b for (b,) in conn.execute("SELECT blob FROM freed_blobs")} if "freed_blobs" in tables else set()
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return refs, queued
+
+
+def referenced_blobs(data_dir: Path) -> set[str]:
+    """The blobs the metadata names, as the store itself counts them (read-only connection)."""
+    conn = sqlite3.connect(f"file:{data_dir / 'meta.sqlite3'}?mode=ro", uri=True, isolation_level=None)
+    try:
+        return Meta(conn).referenced_blobs()
+    finally:
+        conn.close()
+
+
+def assert_blobs_accounted_for(c: Coordinator, timeout: float = 60.0) -> None:
+    """No referenced blob is missing, and every unreferenced one is deleted once its grace period is over.
+
+    Call it while no request is in flight: the file listing and the metadata are read separately.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        files, refs = blob_files(c.data_dir), referenced_blobs(c.data_dir)
+        missing = refs - files
+        assert not missing, f"{len(missing)} blobs named by the metadata are gone: {sorted(missing)[:5]}"
+        orphans = files - refs
+        if not orphans:
+            return
+        # freed blobs are deleted after a grace period; leaked ones never are
+        assert time.monotonic() < deadline, f"{len(orphans)} blobs no commit names: {sorted(orphans)[:5]}"
+        time.sleep(0.2)
+
+
+def storage_verify_ok(c: Coordinator) -> None:
+    """`tunnelmesh storage verify` exits 0 and reports the store consistent."""
+    r = c.cli("storage", "verify", "--json", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["ok"], r.stdout
+
+
+def md5_etag(parts: list[bytes]) -> str:
+    """The ETag S3 gives a multipart object: the MD5 of the parts' MD5s, then a dash and the part count."""
+    digest = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest()
+    return f'"{digest}-{len(parts)}"'
+
+
+def outcome(fn: Callable[[], Any]) -> tuple[str, Any]:
+    """("ok", response) or (S3 error code, None)."""
+    try:
+        return "ok", fn()
+    except ClientError as e:
+        return e.response["Error"]["Code"], None

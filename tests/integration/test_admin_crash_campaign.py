@@ -47,7 +47,7 @@ import pytest
 import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from conftest import Coordinator, start_coordinator
+from conftest import Coordinator, blob_files, descendants, referenced_and_queued, start_coordinator
 
 SEED = int(os.environ.get("CRASH_CAMPAIGN_SEED", "20261130"))
 # per operation, after the uninterrupted run; raise it (CRASH_CAMPAIGN_KILLS) to hunt for rarer windows
@@ -60,24 +60,6 @@ INLINE_MAX = 32 * 1024  # records and objects above this are stored as blobs
 
 
 # ---- the coordinator: kill, restart, raw reads ---------------------------------------------------
-
-
-def descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
 
 
 def kill_coordinator(c: Coordinator, pids: list[int] | None = None) -> None:
@@ -157,24 +139,6 @@ def list_keys(c: Coordinator, bucket: str, prefix: str = "") -> list[str]:
 def system_record(c: Coordinator, key: str) -> Any:
     data = get(c, SYSTEM, key)
     return None if data is None else json.loads(data)
-
-
-def blob_files(data_dir: Path) -> set[str]:
-    return {p.name for sub in (data_dir / "blobs").iterdir() for p in sub.iterdir()}
-
-
-def referenced_and_queued(data_dir: Path) -> tuple[set[str], set[str]]:
-    """Blobs named by objects and parts, and blobs queued as freed, in one snapshot."""
-    conn = sqlite3.connect(data_dir / "meta.sqlite3", timeout=30)
-    try:
-        conn.execute("BEGIN")
-        refs = {seg[0] for (s,) in conn.execute("SELECT segments FROM objects") for seg in json.loads(s)}
-        refs |= {b for (b,) in conn.execute("SELECT blob FROM parts")}
-        queued = {b for (b,) in conn.execute("SELECT blob FROM freed_blobs")}
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
-    return refs, queued
 
 
 def segments_of(data_dir: Path, bucket: str, key: str) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import tarfile
 import threading
 import time
@@ -21,7 +20,7 @@ from botocore.auth import HmacV1Auth, S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
-from conftest import start_coordinator
+from conftest import start_coordinator, tree_rss
 
 DEEP = 100_000  # far past any recursion limit of a recursive-descent parser
 HUGE = "x" * 200_000
@@ -219,38 +218,13 @@ class _Ball:
         return out
 
 
-def _tree_rss(root: int) -> int:
-    """The resident memory of `root` and all its descendants, in bytes."""
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d))
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        todo.extend(children.get(pid, []))
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return total
-
-
 def _peak_during(root: int, run) -> tuple[int, object]:  # noqa: ANN001
     peak = [0]
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], _tree_rss(root))
+            peak[0] = max(peak[0], tree_rss(root))
             time.sleep(0.01)
 
     t = threading.Thread(target=sample)
@@ -268,7 +242,7 @@ def test_restore_of_a_gzip_bomb_is_refused_without_inflating_it_in_memory(coordi
     _bomb(archive, 400 * 1024 * 1024)
     assert archive.stat().st_size < 1024 * 1024  # 400 MB of zeros in well under 1 MB
     before = snapshot(coordinator)
-    baseline = _tree_rss(coordinator.proc.pid)
+    baseline = tree_rss(coordinator.proc.pid)
     peak, res = _peak_during(coordinator.proc.pid, lambda: coordinator.cli("system", "restore", str(archive)))
     grew = peak - baseline
     print(f"RSS baseline {baseline / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB, grew {grew / 2**20:.1f} MiB")

@@ -9,60 +9,24 @@ uploads at the same point meanwhile, and those must survive the sweep and commit
 from __future__ import annotations
 
 import base64
-import contextlib
 import http.client
-import json
 import os
 import re
 import signal
 import socket
-import sqlite3
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Coordinator, start_coordinator
+from conftest import Coordinator, blob_files, children, referenced_and_queued, start_coordinator, wait_until
 
 KIB = 1024
 SEALED_HOLD = "TUNNELMESH_TEST_SEALED_HOLD"
 ATTEMPTS = 64  # connections go to a worker by the kernel's hash: both get one long before this
 
 
-def children(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            out += [int(p) for p in (task / "children").read_text().split()]
-    return out
-
-
-def wait_until(what: str, cond: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.05)
-
-
 def body(name: str) -> bytes:
     """Past the 32 KiB stored inline, so every object here has a blob file."""
     return (f"{name}/".encode() * (40 * KIB))[: 40 * KIB + len(name)]
-
-
-def blob_files(data_dir: Path) -> set[str]:
-    return {p.name for sub in (data_dir / "blobs").iterdir() for p in sub.iterdir()}
-
-
-def referenced(data_dir: Path) -> set[str]:
-    conn = sqlite3.connect(data_dir / "meta.sqlite3", timeout=30)
-    try:
-        conn.execute("BEGIN")
-        refs = {seg[0] for (s,) in conn.execute("SELECT segments FROM objects") for seg in json.loads(s)}
-        refs |= {b for (b,) in conn.execute("SELECT blob FROM parts")}
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
-    return refs
 
 
 def auth(c: Coordinator) -> str:
@@ -134,9 +98,9 @@ def test_a_dead_workers_sealed_blobs_are_swept_while_running_and_a_live_workers_
             key = f"committed{i:02d}"
             committed[key] = body(key)
             assert request(c, "PUT", f"/s3/orph/{key}", committed[key])[0] == 200
-            if i >= 3 and len({b[-8:] for b in referenced(c.data_dir)}) == 2:
+            if i >= 3 and len({b[-8:] for b in referenced_and_queued(c.data_dir)[0]}) == 2:
                 break
-        tags = {b[-8:] for b in referenced(c.data_dir)}
+        tags = {b[-8:] for b in referenced_and_queued(c.data_dir)[0]}
         assert len(tags) == 2, "every committed object was written by one worker"
 
         # from here on every seal waits before its commit: hold uploads until both workers hold one
@@ -158,7 +122,7 @@ def test_a_dead_workers_sealed_blobs_are_swept_while_running_and_a_live_workers_
         victim_tag = next(iter(doomed))[-8:]
         assert all(b.endswith(victim_tag) for b in doomed)
         assert not any(b.endswith(victim_tag) for b in kept)
-        assert any(b.endswith(victim_tag) for b in referenced(c.data_dir))
+        assert any(b.endswith(victim_tag) for b in referenced_and_queued(c.data_dir)[0])
 
         os.kill(victim, signal.SIGKILL)
         removed = c.wait_for_log(rf"orphan sweep after worker {victim} died: removed (\d+) orphan blobs")
@@ -168,7 +132,7 @@ def test_a_dead_workers_sealed_blobs_are_swept_while_running_and_a_live_workers_
         assert not doomed & files
         # the survivor's uploads, sealed and uncommitted through the whole sweep, are still there
         assert kept <= files
-        assert files == referenced(c.data_dir) | kept
+        assert files == referenced_and_queued(c.data_dir)[0] | kept
 
         # let the survivor commit: its uploads succeed; the victim's connections ended unanswered
         release.touch()
@@ -182,7 +146,7 @@ def test_a_dead_workers_sealed_blobs_are_swept_while_running_and_a_live_workers_
             assert request(c, "GET", f"/s3/orph/{key}")[0] == 404
         for key, data in committed.items():
             assert request(c, "GET", f"/s3/orph/{key}") == (200, data)
-        assert blob_files(c.data_dir) == referenced(c.data_dir)
+        assert blob_files(c.data_dir) == referenced_and_queued(c.data_dir)[0]
     finally:
         for s in socks.values():
             s.close()

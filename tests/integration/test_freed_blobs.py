@@ -9,19 +9,22 @@ object or a part, or queued in `freed_blobs`; once the queue is reaped, files ==
 from __future__ import annotations
 
 import base64
-import contextlib
-import json
 import os
 import re
 import signal
 import socket
-import sqlite3
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from conftest import Coordinator, start_coordinator, wait_for_port
+from conftest import (
+    Coordinator,
+    blob_files,
+    children,
+    referenced_and_queued,
+    start_coordinator,
+    wait_for_port,
+    wait_until,
+)
 
 MIB = 1024 * 1024
 OBJECTS = 200  # 1 MiB each: 200 MiB written, then all of it freed by overwrites and deletes
@@ -33,42 +36,8 @@ def body(i: int, version: int) -> bytes:
     return (f"{i:05d}/{version}/".encode() * (MIB // 8 + 1))[:MIB]
 
 
-def children(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            out += [int(p) for p in (task / "children").read_text().split()]
-    return out
-
-
-def blob_files(data_dir: Path) -> set[str]:
-    return {p.name for sub in (data_dir / "blobs").iterdir() for p in sub.iterdir()}
-
-
 def tmp_files(data_dir: Path) -> list[str]:
     return sorted(p.name for p in (data_dir / "tmp").iterdir())
-
-
-def referenced_and_queued(data_dir: Path) -> tuple[set[str], set[str]]:
-    """Blobs named by objects and parts, and blobs queued as freed, in one snapshot."""
-    conn = sqlite3.connect(data_dir / "meta.sqlite3", timeout=30)
-    try:
-        conn.execute("BEGIN")
-        refs = {seg[0] for (s,) in conn.execute("SELECT segments FROM objects") for seg in json.loads(s)}
-        refs |= {b for (b,) in conn.execute("SELECT blob FROM parts")}
-        tables = {t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        queued = {b for (b,) in conn.execute("SELECT blob FROM freed_blobs")} if "freed_blobs" in tables else set()
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
-    return refs, queued
-
-
-def wait_until(what: str, cond: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.1)
 
 
 def disk_matches_metadata(data_dir: Path) -> bool:

@@ -37,6 +37,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
+from conftest import descendants
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -233,34 +234,15 @@ def assert_serving(s3, bucket: str) -> None:  # noqa: ANN001
     s3.delete_object(Bucket=bucket, Key=key)
 
 
-def process_tree(root: int) -> set[int]:
-    """The pids of a process and all its descendants (supervisor, granian servers, their workers)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = set(), [root]
-    while todo:
-        p = todo.pop()
-        out.add(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
 @pytest.fixture(scope="module", autouse=True)
 def processes(coordinator) -> set[int]:  # noqa: ANN001
-    return process_tree(coordinator.proc.pid)
+    return set(descendants(coordinator.proc.pid))
 
 
 def assert_no_process_died(coordinator, processes: set[int]) -> None:  # noqa: ANN001
     """No worker crashed (and was quietly respawned): the process tree is the one the module started with."""
     assert coordinator.proc.poll() is None
-    assert process_tree(coordinator.proc.pid) == processes
+    assert set(descendants(coordinator.proc.pid)) == processes
 
 
 def object_exists(s3, bucket: str, key: str) -> bool:  # noqa: ANN001

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 
 import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
+from conftest import md5_etag
 
 MIB = 1024 * 1024
-
-
-def md5_etag(parts: list[bytes]) -> str:
-    digest = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest()
-    return f'"{digest}-{len(parts)}"'
 
 
 def test_sparse_part_numbers_reuploaded_part_and_md5_of_parts_etag(s3, bucket) -> None:

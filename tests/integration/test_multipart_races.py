@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
 import threading
 import time
 import uuid
@@ -19,25 +18,17 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import Coordinator, start_coordinator
-
-from tunnelmesh.store.meta import Meta
+from conftest import (
+    Coordinator,
+    assert_blobs_accounted_for,
+    md5_etag,
+    outcome,
+    start_coordinator,
+    storage_verify_ok,
+)
 
 ROUNDS = 80  # about 400 requests per race test
 PART = 64 * 1024
-
-
-def md5_etag(parts: list[bytes]) -> str:
-    digest = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest()
-    return f'"{digest}-{len(parts)}"'
-
-
-def outcome(fn: Callable[[], Any]) -> tuple[str, Any]:
-    """("ok", response) or (S3 error code, None)."""
-    try:
-        return "ok", fn()
-    except ClientError as e:
-        return e.response["Error"]["Code"], None
 
 
 def race(
@@ -62,42 +53,6 @@ def stagger(i: int) -> float:
     2.5 and 8 ms, depending on load; one round in seven lost its object). Whatever the
     interleaving, its outcome is checked."""
     return (i % 40) * 0.00025
-
-
-def blob_files(data_dir: Path) -> set[str]:
-    return {f.name for f in (data_dir / "blobs").glob("*/*")}
-
-
-def referenced_blobs(data_dir: Path) -> set[str]:
-    conn = sqlite3.connect(f"file:{data_dir / 'meta.sqlite3'}?mode=ro", uri=True, isolation_level=None)
-    try:
-        return Meta(conn).referenced_blobs()
-    finally:
-        conn.close()
-
-
-def assert_blobs_accounted_for(c: Coordinator, timeout: float = 60.0) -> None:
-    """No referenced blob is missing, and every unreferenced one is deleted once its grace period is over.
-
-    Call it while no request is in flight: the file listing and the metadata are read separately.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        files, refs = blob_files(c.data_dir), referenced_blobs(c.data_dir)
-        missing = refs - files
-        assert not missing, f"{len(missing)} blobs named by the metadata are gone: {sorted(missing)[:5]}"
-        orphans = files - refs
-        if not orphans:
-            return
-        # freed blobs are deleted after a grace period; leaked ones never are
-        assert time.monotonic() < deadline, f"{len(orphans)} blobs no commit names: {sorted(orphans)[:5]}"
-        time.sleep(0.2)
-
-
-def storage_verify_ok(c: Coordinator) -> None:
-    r = c.cli("storage", "verify", "--json", timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["ok"], r.stdout
 
 
 @pytest.fixture(scope="module")

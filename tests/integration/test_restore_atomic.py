@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-from conftest import Coordinator, start_coordinator
+from conftest import Coordinator, descendants, start_coordinator
 
 BULK = 300  # enough records that the restore takes long enough to be hit in the middle
 ITERATIONS = 15
@@ -56,24 +56,6 @@ def many_ids(tag: str) -> list[str]:
 
 def summary(s: dict) -> dict:
     return {**{k: v for k, v in s.items() if k != "peers"}, "peers": len(s["peers"])}
-
-
-def descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
 
 
 def kill_coordinator(c: Coordinator) -> None:
