@@ -39,7 +39,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -304,6 +304,7 @@ class Store:
         with no declared length cannot fill the disk past a quota before the commit refuses it.
         """
         w = self.blobs.writer()
+        sealing: Future[str] | None = None
         try:
             async for chunk in body:
                 if w.size + len(chunk) > limit:
@@ -311,13 +312,26 @@ class Store:
                         "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size"
                     )
                 w.write(chunk)
-            await asyncio.get_running_loop().run_in_executor(self._io, w.seal)
+            sealing = self._io.submit(w.seal)
+            await asyncio.wrap_future(sealing)
         except BaseException:
-            w.abort()
+            if sealing is None:
+                w.abort()
+            else:
+                # cancelled while a thread seals: it goes on and renames the blob into place, so the
+                # blob goes once the seal is over (aborting now would close the fd under the thread)
+                sealing.add_done_callback(lambda f: self._drop_unsealed_or_sealed(w, f))
             raise
         if SEALED_HOLD_ENV in os.environ:
             await _hold_sealed(w.blob_id)
         return w
+
+    def _drop_unsealed_or_sealed(self, w: BlobWriter, sealing: Future[str]) -> None:
+        if sealing.cancelled():  # never started: the temporary is still open
+            w.abort()
+        elif sealing.exception() is None:  # sealed, and no commit will ever name it
+            self.discard([w.blob_id])
+        # a failed seal has removed its temporary itself
 
     def discard(self, blob_ids: list[str]) -> None:
         self.blobs.unlink(blob_ids)
