@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import re
 import secrets
 import shutil
@@ -30,10 +31,35 @@ from botocore.exceptions import ClientError
 from tunnelmesh.store.meta import Meta
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port for a coordinator to listen on, outside the kernel's ephemeral range: a port the kernel
+    handed out for binding to 0 could be taken by any outgoing connection (the suite opens thousands)
+    before the coordinator binds it. Each port is handed out once per test process."""
+    low = min(_ephemeral_low(), 65536)
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(10000, low) if low > 11000 else rng.randrange(low, 65536)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port found")
 
 
 @dataclass
