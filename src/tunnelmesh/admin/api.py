@@ -40,7 +40,7 @@ from tunnelmesh.coordinator.peers import PeerRegistry
 from tunnelmesh.coordinator.shares import Shares
 from tunnelmesh.coordinator.state import SystemState
 from tunnelmesh.s3.app import close_after
-from tunnelmesh.s3.auth import authenticate
+from tunnelmesh.s3.auth import authenticate, require_whole_request_signed
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import validate_bucket_name
 from tunnelmesh.s3.request import Request, headers_from_asgi, parse_query
@@ -80,7 +80,7 @@ class AdminApi:
         try:
             req.query_items = parse_query(req.raw_query)
             req.query = {n: v for n, v, _, _ in req.query_items}
-            _require_whole_request_signed(req)
+            require_whole_request_signed(req)
             authenticate(req, self.peers, self.region)
             assert req.principal is not None
             if not req.principal.is_admin:
@@ -264,24 +264,6 @@ class AdminApi:
         await self.peers.reindex()  # the archive may predate the token index
         log.info("restored %d records of %s from an archive", restored, SYSTEM_BUCKET)
         return 200, {"restored": restored}
-
-
-_SHA256_HEX = re.compile("[0-9a-f]{64}")
-_PRESIGNED = ("X-Amz-Algorithm", "X-Amz-Signature", "X-Amz-Credential", "AWSAccessKeyId", "Signature")
-
-
-def _require_whole_request_signed(req: Request) -> None:
-    """The admin API runs only requests whose credential covers all of them: Bearer and Basic (the
-    secret itself) or a SigV4 header signature over the body. A presigned URL or a SigV2 signature
-    leaves the body (and for SigV2 the host) unsigned: a presigned S3 link for bucket `api`, sent to
-    this listener with a body of the holder's choosing, would otherwise run as an admin request."""
-    if any(name in req.query for name in _PRESIGNED):
-        raise S3Error("AccessDenied", "The admin API does not take presigned URLs.")
-    auth = req.header("authorization")
-    if auth.startswith("AWS "):
-        raise S3Error("AccessDenied", "The admin API takes Bearer, Basic or Signature Version 4.")
-    if auth.startswith("AWS4-HMAC-SHA256") and not _SHA256_HEX.fullmatch(req.header("x-amz-content-sha256")):
-        raise S3Error("AccessDenied", "The admin API takes Signature Version 4 only with a signed payload.")
 
 
 def _bucket_doc(b: Any) -> dict[str, Any]:

@@ -155,3 +155,20 @@ def authenticate(req: Request, creds: Credentials, region: str) -> None:
         raise S3Error("AccessDenied", "Unsupported Authorization scheme.")
     else:
         raise S3Error("AccessDenied", "Access Denied. Anonymous requests are not allowed.")
+
+
+_PRESIGNED = ("X-Amz-Algorithm", "X-Amz-Signature", "X-Amz-Credential", "AWSAccessKeyId", "Signature")
+
+
+def require_whole_request_signed(req: Request) -> None:
+    """The admin API's rule: only a credential that covers the whole request, i.e. Bearer and Basic
+    (the secret itself) or a SigV4 header signature over the body. A presigned URL or a SigV2 signature
+    leaves the body (and for SigV2 the host) unsigned: a presigned S3 link for bucket `api`, sent to
+    this listener with a body of the holder's choosing, would otherwise run as an admin request."""
+    if any(name in req.query for name in _PRESIGNED):
+        raise S3Error("AccessDenied", "The admin API does not take presigned URLs.")
+    auth = req.header("authorization")
+    if auth.startswith("AWS "):
+        raise S3Error("AccessDenied", "The admin API takes Bearer, Basic or Signature Version 4.")
+    if auth.startswith("AWS4-HMAC-SHA256") and not _SHA256_HEX.fullmatch(req.header("x-amz-content-sha256")):
+        raise S3Error("AccessDenied", "The admin API takes Signature Version 4 only with a signed payload.")
