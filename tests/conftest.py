@@ -3,6 +3,7 @@ helpers the integration tests share (process trees, blob accounting, polling).""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -123,6 +124,16 @@ class Coordinator:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def started_put(c: Coordinator, path: str, declared: int, sent: bytes) -> socket.socket:
+    """A PUT under /s3 declaring `declared` body bytes of which `sent` are on the way (all of them,
+    or only the start); the caller reads the response, or holds the socket open, as it needs."""
+    token = base64.b64encode(f"admin:{c.token}".encode()).decode()
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=60)
+    head = f"PUT /s3/{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {token}\r\n"
+    s.sendall(f"{head}Content-Length: {declared}\r\n\r\n".encode() + sent)
+    return s
 
 
 def tunnelmesh_exe() -> str:

@@ -17,7 +17,15 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import Coordinator, blob_files, children, referenced_and_queued, start_coordinator, wait_until
+from conftest import (
+    Coordinator,
+    blob_files,
+    children,
+    referenced_and_queued,
+    start_coordinator,
+    started_put,
+    wait_until,
+)
 
 KIB = 1024
 SEALED_HOLD = "TUNNELMESH_TEST_SEALED_HOLD"
@@ -42,17 +50,6 @@ def request(c: Coordinator, method: str, path: str, data: bytes = b"") -> tuple[
         return r.status, r.read()
     finally:
         conn.close()
-
-
-def held_upload(c: Coordinator, key: str, data: bytes) -> socket.socket:
-    """A PUT sent whole; its response is read later."""
-    s = socket.create_connection(("127.0.0.1", c.port), timeout=60)
-    s.sendall(
-        f"PUT /s3/orph/{key} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth(c)}\r\n"
-        f"Content-Length: {len(data)}\r\n\r\n".encode()
-        + data
-    )
-    return s
 
 
 def response_status(s: socket.socket) -> int | None:
@@ -107,7 +104,7 @@ def test_a_dead_workers_sealed_blobs_are_swept_while_running_and_a_live_workers_
         release.unlink()
         for i in range(ATTEMPTS):
             key = f"held{i:02d}"
-            socks[key] = held_upload(c, key, body(key))
+            socks[key] = started_put(c, f"orph/{key}", len(body(key)), body(key))
             sent = len(socks)
             wait_until(f"{key} sealed and held", lambda: len(held(hold)) == sent)  # noqa: B023 - called at once
             if len(set(held(hold).values())) == 2:

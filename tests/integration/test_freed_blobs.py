@@ -8,7 +8,6 @@ object or a part, or queued in `freed_blobs`; once the queue is reaped, files ==
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import signal
@@ -22,6 +21,7 @@ from conftest import (
     children,
     referenced_and_queued,
     start_coordinator,
+    started_put,
     wait_for_port,
     wait_until,
 )
@@ -137,24 +137,12 @@ def test_blobs_freed_before_the_whole_coordinator_is_killed_are_freed_at_the_nex
         c2.stop()
 
 
-def slow_upload(c: Coordinator, key: str, size: int, first: bytes) -> socket.socket:
-    """A PUT whose body has only begun to arrive."""
-    auth = base64.b64encode(f"admin:{c.token}".encode()).decode()
-    s = socket.create_connection(("127.0.0.1", c.port), timeout=60)
-    s.sendall(
-        f"PUT /s3/freed/{key} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\n"
-        f"Content-Length: {size}\r\n\r\n".encode()
-        + first
-    )
-    return s
-
-
 def test_temporaries_of_a_killed_worker_are_removed_while_the_coordinator_runs(tmp_path: Path) -> None:
     c = start_coordinator(tmp_path, workers=2)
     socks: list[socket.socket] = []
     try:
         c.client().create_bucket(Bucket="freed")
-        socks = [slow_upload(c, f"slow{i}", 4 * MIB, b"x" * MIB) for i in range(4)]
+        socks = [started_put(c, f"freed/slow{i}", 4 * MIB, b"x" * MIB) for i in range(4)]
         wait_until("4 uploads in flight", lambda: len(tmp_files(c.data_dir)) == 4)
         kill_workers(c)
         wait_until("both workers restarted", lambda: len(re.findall(RESPAWN, c.log())) == 2)
