@@ -37,6 +37,7 @@ ROUTES: tuple[Route, ...] = (
     R("GET", BUCKET, ("versioning",), None, "GetBucketVersioning", buckets.get_bucket_versioning, True),
     R("GET", BUCKET, ("uploads",), None, "ListMultipartUploads", multipart.list_uploads, True),
     R("GET", BUCKET, ("list-type",), None, "ListObjectsV2", listing.list_objects_v2, True),
+    R("GET", BUCKET, ("versions",), None, "ListObjectVersions", listing.list_object_versions, True),
     R("GET", BUCKET, (), None, "ListObjects", listing.list_objects_v1, True),
     R("HEAD", BUCKET, (), None, "HeadBucket", buckets.head_bucket, True),
     R("PUT", BUCKET, (), None, "CreateBucket", buckets.create_bucket, False, True),

@@ -143,3 +143,51 @@ async def list_objects_v2(ctx: Context, req: Request) -> Response:
         head.append(xml.element("StartAfter", enc(start_after)))
     owner = req.query.get("fetch-owner", "").lower() == "true"
     return xml_response(xml.document("ListBucketResult", head + _body(page, enc, owner)))
+
+
+async def list_object_versions(ctx: Context, req: Request) -> Response:
+    """ListObjectVersions. The store keeps one version of a key, the `null` one, as AWS does in a bucket
+    versioning was never enabled on: tools that list versions to empty a bucket (s3-tests, rclone's
+    `--s3-versions`, Terraform's force_destroy) then work unchanged."""
+    enc_name, enc = encoder(req)
+    max_keys = max_keys_param(req)
+    key_marker = req.query.get("key-marker", "")
+    vid_marker = req.query.get("version-id-marker", "")
+    if vid_marker and not key_marker:
+        raise S3Error(
+            "InvalidArgument",
+            "A version-id marker cannot be specified without a key marker.",
+            ArgumentName="version-id-marker",
+            ArgumentValue=vid_marker,
+        )
+    if vid_marker and vid_marker != "null":
+        raise S3Error(
+            "InvalidArgument", "Invalid version id specified", ArgumentName="version-id-marker", ArgumentValue=vid_marker
+        )
+    delimiter = req.query.get("delimiter", "")
+    page = _page(ctx, req, key_marker or None, False, max_keys)
+    head = [
+        xml.element("Name", req.bucket),
+        xml.element("Prefix", enc(req.query.get("prefix", ""))),
+        xml.element("KeyMarker", enc(key_marker)),
+        xml.element("VersionIdMarker", vid_marker),
+        xml.element("MaxKeys", max_keys),
+    ]
+    if delimiter:
+        head.append(xml.element("Delimiter", enc(delimiter)))
+    if enc_name:
+        head.append(xml.element("EncodingType", enc_name))
+    head.append(xml.element("IsTruncated", "true" if page.truncated else "false"))
+    if page.truncated and page.last is not None:
+        head.append(xml.element("NextKeyMarker", enc(page.last)))
+        if not page.last_is_prefix:
+            head.append(xml.element("NextVersionIdMarker", "null"))
+    body = [
+        f"<Version><Key>{xml.e(enc(o.key))}</Key><VersionId>null</VersionId><IsLatest>true</IsLatest>"
+        f"<LastModified>{xml.iso8601(o.mtime)}</LastModified><ETag>&quot;{o.etag}&quot;</ETag><Size>{o.size}</Size>"
+        f"<Owner><ID>{xml.e(o.owner)}</ID><DisplayName>{xml.e(o.owner)}</DisplayName></Owner>"
+        "<StorageClass>STANDARD</StorageClass></Version>"
+        for o in page.objects
+    ]
+    body.extend(f"<CommonPrefixes><Prefix>{xml.e(enc(p))}</Prefix></CommonPrefixes>" for p in page.prefixes)
+    return xml_response(xml.document("ListVersionsResult", head + body))
