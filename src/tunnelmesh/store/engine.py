@@ -278,7 +278,7 @@ class Store:
         await self._write(lambda m: m.create_bucket(name, owner, region, now))
 
     async def delete_bucket(self, name: str, peer: str | None = None) -> None:
-        await self._write(lambda m: m.delete_bucket(name, peer))
+        await self._commit(lambda m: m.delete_bucket(name, peer))
 
     async def empty_bucket(self, name: str) -> None:
         """Delete every object and abort every upload in a bucket (for a forced bucket delete).

@@ -223,10 +223,13 @@ class Meta:
                 (name, owner, now, region),
             )
 
-    def delete_bucket(self, name: str, peer: str | None = None) -> None:
+    def delete_bucket(self, name: str, peer: str | None = None) -> list[str]:
         """`peer`: a non-admin asking; it may delete only a bucket it created that has no quota
         (deleting and re-creating a bucket would otherwise drop the quota an admin set on it).
-        Checked in the deleting transaction, so the bucket cannot change hands in between."""
+        Checked in the deleting transaction, so the bucket cannot change hands in between.
+
+        Pending multipart uploads do not keep a bucket alive: they are aborted with it, as on AWS
+        (tools that empty a bucket by listing its objects never see them). Returns their part blobs."""
         with self.tx() as c:
             b = self.require_bucket(name)
             if peer is not None and (b.owner != peer or b.quota is not None):
@@ -235,13 +238,14 @@ class Meta:
                     "Only an admin, or the peer that created it when it has no quota, may delete a bucket.",
                     BucketName=name,
                 )
-            if (
-                c.execute("SELECT 1 FROM objects WHERE bucket=? LIMIT 1", (name,)).fetchone()
-                or c.execute("SELECT 1 FROM uploads WHERE bucket=? LIMIT 1", (name,)).fetchone()
-            ):
+            if c.execute("SELECT 1 FROM objects WHERE bucket=? LIMIT 1", (name,)).fetchone():
                 raise S3Error("BucketNotEmpty", "The bucket you tried to delete is not empty", BucketName=name)
+            freed: list[str] = []
+            for (upload_id,) in c.execute("SELECT upload_id FROM uploads WHERE bucket=?", (name,)).fetchall():
+                freed += self._drop_upload(c, name, upload_id)[0]
             c.execute("DELETE FROM completed_uploads WHERE bucket=?", (name,))
             c.execute("DELETE FROM buckets WHERE name=?", (name,))
+            return freed
 
     def set_quota(self, name: str, quota: int | None) -> None:
         if name == SYSTEM_BUCKET:
