@@ -78,6 +78,10 @@ def verify(req: Request, secret: str, signature: str, date_value: str) -> None:
     candidates = [req.raw_path]
     if req.prefix and req.raw_path.startswith(req.prefix + "/"):
         candidates.append(req.raw_path[len(req.prefix) :])
+    # A bucket's canonical resource is `/<bucket>/` (botocore's HmacV1 signs it so) even when the
+    # request line says `/<bucket>`
+    if req.bucket and not req.key:
+        candidates += [p + "/" for p in candidates if not p.endswith("/")]
     ok = False
     for path in candidates:
         if hmac.compare_digest(_sign(secret, string_to_sign(req, date_value, path)), signature):
@@ -91,7 +95,7 @@ def verify(req: Request, secret: str, signature: str, date_value: str) -> None:
 
 def header_date(req: Request) -> str:
     """The Date line of the string to sign; x-amz-date, when present, replaces it (and is signed as amz header)."""
-    if req.header("x-amz-date"):
+    if "x-amz-date" in req.headers:  # present but empty is malformed, not absent
         value = req.header("x-amz-date")
         line = ""
     else:

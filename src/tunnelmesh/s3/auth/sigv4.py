@@ -221,7 +221,7 @@ def check_skew(req_time: float, amz_date: str) -> None:
 def header_request(req: Request) -> SignedRequest:
     sr = parse_header(req.header("authorization"))
     amz_date = req.header("x-amz-date")
-    if amz_date:
+    if "x-amz-date" in req.headers:  # present but empty is malformed, not absent
         t = parse_amz_date(amz_date)
     else:
         # x-amz-date wins over Date; a Date header must then be in RFC 1123 form
@@ -258,10 +258,14 @@ def presigned_request(req: Request) -> SignedRequest:
         expires = int(q["X-Amz-Expires"])
     except ValueError:
         raise S3Error("AuthorizationQueryParametersError", "X-Amz-Expires should be a number") from None
-    if not 1 <= expires <= MAX_PRESIGNED_SECONDS:
+    if expires < 0:
+        # AWS's status for this one is 403, unlike the other malformed-parameter errors
+        raise S3Error("AuthorizationQueryParametersError", "X-Amz-Expires must be non-negative", status=403)
+    if expires > MAX_PRESIGNED_SECONDS:
         raise S3Error(
             "AuthorizationQueryParametersError",
-            "X-Amz-Expires must be between 1 and 604800 seconds (seven days).",
+            "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be "
+            "less than 604800 seconds",
         )
     now = time.time()
     if t - now > MAX_SKEW_SECONDS:
