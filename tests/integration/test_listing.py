@@ -132,3 +132,54 @@ def test_listing_many_keys_pages_exactly(s3, bucket) -> None:
     assert keys == sorted(names) and pages == 2
     keys, prefixes, _ = all_pages_v2(s3, bucket, Delimiter="/", PaginationConfig={"PageSize": 3})
     assert keys == [] and prefixes == [f"d{i}/" for i in range(7)]
+
+
+def test_v1_echoes_the_prefix_plain_under_url_encoding(coordinator, s3, bucket) -> None:
+    """botocore decodes v1's Marker and Delimiter but not its Prefix, so S3 leaves that one plain:
+    encoding it showed callers `%0A` for a newline."""
+    import requests
+
+    prefix = "line\nbreak/"
+    s3.put_object(Bucket=bucket, Key=prefix + "k", Body=b"x")
+    got = s3.list_objects(Bucket=bucket, Prefix=prefix)
+    assert got["Prefix"] == prefix and [o["Key"] for o in got["Contents"]] == [prefix + "k"]
+    auth = ("admin", coordinator.token)
+    raw = requests.get(f"{coordinator.endpoint}/{bucket}?prefix=a%20b%2F&encoding-type=url", auth=auth).text
+    assert "<Prefix>a b/</Prefix>" in raw, raw
+    v2 = requests.get(f"{coordinator.endpoint}/{bucket}?list-type=2&prefix=a%20b%2F&encoding-type=url", auth=auth).text
+    assert "<Prefix>a+b/</Prefix>" in v2, v2
+
+
+def test_v2_empty_continuation_token_is_the_first_page(s3, filled) -> None:
+    got = s3.list_objects_v2(Bucket=filled, ContinuationToken="")
+    assert got["ContinuationToken"] == "" and not got["IsTruncated"]
+    assert [o["Key"] for o in got["Contents"]] == sorted(KEYS)
+
+
+def test_list_object_versions_shows_each_object_as_its_null_version(s3, filled) -> None:
+    """No versioning here: every object is its one `null` version, the latest, as on a bucket that was
+    never versioned; paging by key marker, prefix and delimiter work as in ListObjects."""
+    got = s3.list_object_versions(Bucket=filled)
+    assert [(v["Key"], v["VersionId"], v["IsLatest"]) for v in got["Versions"]] == [
+        (k, "null", True) for k in sorted(KEYS)
+    ]
+    assert "DeleteMarkers" not in got and not got["IsTruncated"]
+    seen, kw = [], {}
+    while True:
+        page = s3.list_object_versions(Bucket=filled, MaxKeys=2, **kw)
+        seen += [v["Key"] for v in page.get("Versions", [])]
+        if not page["IsTruncated"]:
+            break
+        kw = {"KeyMarker": page["NextKeyMarker"], "VersionIdMarker": page["NextVersionIdMarker"]}
+    assert seen == sorted(KEYS)
+    grouped = s3.list_object_versions(Bucket=filled, Prefix="a/", Delimiter="/")
+    assert [v["Key"] for v in grouped["Versions"]] == ["a/1", "a/2"]
+    assert [p["Prefix"] for p in grouped["CommonPrefixes"]] == ["a/b/"]
+    with pytest.raises(ClientError) as e:
+        s3.list_object_versions(Bucket=filled, KeyMarker="a/1", VersionIdMarker="3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY")
+    assert e.value.response["Error"]["Code"] == "InvalidArgument"
+    # what nuke-a-bucket tools do next: delete every listed version
+    s3.delete_objects(
+        Bucket=filled, Delete={"Objects": [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in got["Versions"]]}
+    )
+    assert "Versions" not in s3.list_object_versions(Bucket=filled)

@@ -82,7 +82,9 @@ async def list_objects_v1(ctx: Context, req: Request) -> Response:
     page = _page(ctx, req, marker or None, False, max_keys)
     head = [
         xml.element("Name", req.bucket),
-        xml.element("Prefix", enc(req.query.get("prefix", ""))),
+        # v1 leaves the echoed prefix plain even under encoding-type=url (botocore decodes v1's
+        # Marker, NextMarker and Delimiter but not its Prefix; v2 encodes and decodes all four)
+        xml.element("Prefix", req.query.get("prefix", "")),
         xml.element("Marker", enc(marker)),
         xml.element("MaxKeys", max_keys),
     ]
@@ -119,7 +121,7 @@ async def list_objects_v2(ctx: Context, req: Request) -> Response:
     start_after = req.query.get("start-after", "")
     delimiter = req.query.get("delimiter", "")
     after: str | None
-    if token is not None:
+    if token:
         after, after_is_prefix = _untoken(token)
     else:
         after, after_is_prefix = (start_after or None), False
