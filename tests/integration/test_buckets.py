@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
+import boto3
 import pytest
+import requests
 from botocore.exceptions import ClientError
-
-from conftest import referenced_and_queued
+from conftest import referenced_and_queued, start_coordinator
 
 
 def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
@@ -22,11 +24,66 @@ def test_created_bucket_is_listed_and_head_answers_with_region(s3) -> None:
     assert head["ResponseMetadata"]["HTTPHeaders"]["x-amz-bucket-region"] == "us-east-1"
 
 
-def test_recreating_own_bucket_is_bucket_already_owned_by_you(s3, bucket) -> None:
+def test_recreating_own_bucket_in_us_east_1_succeeds_and_changes_nothing(s3, bucket) -> None:
+    """AWS's legacy answer in us-east-1 (the default region here): 200, the bucket untouched."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"kept")
+    assert s3.create_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"kept"
+
+
+def test_recreating_own_bucket_elsewhere_is_bucket_already_owned_by_you(tmp_path) -> None:
+    c = start_coordinator(tmp_path, "region: eu-mesh-1\n")
+    try:
+        s3 = c.client(region_name="eu-mesh-1")
+        conf = {"LocationConstraint": "eu-mesh-1"}
+        s3.create_bucket(Bucket="mine", CreateBucketConfiguration=conf)
+        with pytest.raises(ClientError) as e:
+            s3.create_bucket(Bucket="mine", CreateBucketConfiguration=conf)
+        assert code(e) == "BucketAlreadyOwnedByYou"
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
+    finally:
+        c.stop()
+
+
+def test_recreating_another_peers_bucket_is_bucket_already_exists(coordinator, s3, bucket) -> None:
+    peer = json.loads(coordinator.cli("peer", "add", "other", "--json").stdout)
+    other = boto3.client(
+        "s3",
+        endpoint_url=coordinator.endpoint,
+        aws_access_key_id=peer["peer_id"],
+        aws_secret_access_key=peer["token"],
+        region_name="us-east-1",
+    )
     with pytest.raises(ClientError) as e:
-        s3.create_bucket(Bucket=bucket)
-    assert code(e) == "BucketAlreadyOwnedByYou"
-    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
+        other.create_bucket(Bucket=bucket)
+    assert code(e) == "BucketAlreadyExists"
+
+
+def test_list_buckets_pages_with_max_buckets_and_continuation_token(coordinator, s3) -> None:
+    """ListBuckets paging (AWS, 2024): max-buckets, an opaque continuation token, prefix, bucket-region."""
+    stem = f"pg-{uuid.uuid4().hex[:8]}"
+    names = [f"{stem}-{i}" for i in range(5)]
+    for n in names:
+        s3.create_bucket(Bucket=n)
+    seen, pages, kw = [], 0, {}
+    while True:
+        page = s3.list_buckets(MaxBuckets=2, Prefix=stem, **kw)
+        pages += 1
+        assert page["Prefix"] == stem
+        seen += [b["Name"] for b in page["Buckets"]]
+        if "ContinuationToken" not in page:
+            break
+        kw = {"ContinuationToken": page["ContinuationToken"]}
+    assert (seen, pages) == (names, 3)
+    assert [
+        b["Name"]
+        for b in s3.get_paginator("list_buckets").paginate(Prefix=stem, MaxBuckets=1).build_full_result()["Buckets"]
+    ] == names
+    assert [b["Name"] for b in s3.list_buckets(Prefix=stem, BucketRegion="us-east-1")["Buckets"]] == names
+    assert s3.list_buckets(Prefix=stem, BucketRegion="eu-west-1")["Buckets"] == []
+    for bad in ("0", "10001", "x"):
+        r = requests.get(f"{coordinator.endpoint}/?max-buckets={bad}", auth=("admin", coordinator.token), timeout=30)
+        assert r.status_code == 400 and "<Code>InvalidArgument</Code>" in r.text, (bad, r.text)
 
 
 @pytest.mark.parametrize("name", ["ab", "Bad_Name", "UPPER", "-lead", "trail-", "a..b", "192.168.1.1", "x" * 64])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 from tunnelmesh.s3 import xml
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import Context, require_no_framing, validate_bucket_name
@@ -15,14 +18,52 @@ def _owner(peer_id: str) -> str:
     return f"<Owner><ID>{xml.e(peer_id)}</ID><DisplayName>{xml.e(peer_id)}</DisplayName></Owner>"
 
 
+def _bucket_token(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode()
+
+
+def _after_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise S3Error(
+            "InvalidArgument", "The continuation token provided is incorrect", ArgumentName="continuation-token"
+        ) from None
+
+
 async def list_buckets(ctx: Context, req: Request) -> Response:
+    """ListBuckets, with the paging AWS added in 2024: `max-buckets` (1..10000; absent: every bucket),
+    `continuation-token` (opaque: the last name of the previous page), `prefix` and `bucket-region`."""
     assert req.principal is not None
     prefix = req.query.get("prefix", "")
+    region = req.query.get("bucket-region")
+    token = req.query.get("continuation-token")
+    after = _after_token(token) if token else ""
+    limit: int | None = None
+    if "max-buckets" in req.query:
+        raw = req.query["max-buckets"]
+        limit = int(raw) if raw.isdigit() else 0
+        if not 1 <= limit <= 10000:
+            raise S3Error(
+                "InvalidArgument",
+                "Argument max-buckets must be an integer between 1 and 10000",
+                ArgumentName="max-buckets",
+                ArgumentValue=raw,
+            )
+    chosen = [
+        b
+        for b in ctx.store.buckets()
+        if (b.name != SYSTEM_BUCKET or req.principal.is_admin)
+        and b.name.startswith(prefix)
+        and b.name > after
+        and (region is None or (b.region or ctx.region) == region)
+    ]
+    more = limit is not None and len(chosen) > limit
+    chosen = chosen[:limit]
     items = [
         f"<Bucket><Name>{xml.e(b.name)}</Name><CreationDate>{xml.iso8601(b.created)}</CreationDate>"
         f"<BucketRegion>{xml.e(b.region or ctx.region)}</BucketRegion></Bucket>"
-        for b in ctx.store.buckets()
-        if (b.name != SYSTEM_BUCKET or req.principal.is_admin) and b.name.startswith(prefix)
+        for b in chosen
     ]
     return xml_response(
         xml.document(
@@ -32,6 +73,7 @@ async def list_buckets(ctx: Context, req: Request) -> Response:
                 "<Buckets>",
                 *items,
                 "</Buckets>",
+                xml.element("ContinuationToken", _bucket_token(chosen[-1].name)) if more else "",
                 xml.element("Prefix", prefix) if prefix else "",
             ],
         )
@@ -55,7 +97,13 @@ async def create_bucket(ctx: Context, req: Request) -> Response:
                 f"The {location} location constraint is incompatible for the region specific endpoint "
                 "this request was sent to.",
             )
-    await ctx.store.create_bucket(req.bucket, req.principal.peer_id, ctx.region)
+    try:
+        await ctx.store.create_bucket(req.bucket, req.principal.peer_id, ctx.region)
+    except S3Error as e:
+        # AWS keeps its legacy answer in us-east-1: creating a bucket you already own succeeds there
+        # (and is BucketAlreadyOwnedByYou in every other region).
+        if e.code != "BucketAlreadyOwnedByYou" or ctx.region != "us-east-1":
+            raise
     return Response(200, [("location", f"/{req.bucket}")])
 
 
