@@ -364,3 +364,11 @@ def test_delete_objects_honours_each_objects_etag(s3, bucket) -> None:  # noqa: 
     assert [(e["Key"], e["Code"]) for e in res["Errors"]] == [("b", "PreconditionFailed")]
     left = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert left == ["b"]
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"), [("deflate, gzip", "deflate, gzip"), ("gzip,br", "gzip,br"), (" gzip ,  br", "gzip ,  br")]
+)
+def test_content_encoding_is_stored_byte_for_byte(s3, bucket, sent: str, kept: str) -> None:
+    s3.put_object(Bucket=bucket, Key="enc", Body=b"x", ContentEncoding=sent)
+    assert s3.head_object(Bucket=bucket, Key="enc")["ContentEncoding"] == kept

@@ -88,8 +88,12 @@ def object_headers_from_request(req: Request) -> dict[str, str]:
         if value is None:
             continue
         if name == "content-encoding":
-            value = ",".join(t.strip() for t in value.split(",") if t.strip() and t.strip().lower() != "aws-chunked")
-            if not value:
+            # stored byte for byte (`deflate, gzip` stays so) once the framing token is gone
+            tokens = value.split(",")
+            kept = [t for t in tokens if t.strip().lower() != "aws-chunked"]
+            if len(kept) != len(tokens):
+                value = ",".join(kept).strip()
+            if not value.strip():
                 continue
         out[name] = value
     meta_size = 0
