@@ -561,7 +561,7 @@ def test_empty_x_amz_date_is_access_denied_not_replaced_by_date(coordinator, buc
     """An x-amz-date header that is present but empty is malformed: the Date header must not stand in."""
     key = new_key()
     url = f"{endpoint}/{bucket}/{key}"
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    date = datetime.datetime.now(datetime.UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
     if scheme == "sigv4":
         headers = sigv4_headers("PUT", url, coordinator.token, b"x")
         headers["X-Amz-Date"] = ""

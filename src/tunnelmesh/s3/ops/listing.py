@@ -164,7 +164,10 @@ async def list_object_versions(ctx: Context, req: Request) -> Response:
         )
     if vid_marker and vid_marker != "null":
         raise S3Error(
-            "InvalidArgument", "Invalid version id specified", ArgumentName="version-id-marker", ArgumentValue=vid_marker
+            "InvalidArgument",
+            "Invalid version id specified",
+            ArgumentName="version-id-marker",
+            ArgumentValue=vid_marker,
         )
     delimiter = req.query.get("delimiter", "")
     page = _page(ctx, req, key_marker or None, False, max_keys)
