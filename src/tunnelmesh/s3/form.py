@@ -145,7 +145,7 @@ class FormReader:
 
     async def file_data(self) -> AsyncIterator[bytes]:
         """The file's bytes as they arrive; then the rest of the body is read and ignored (S3 ignores
-        fields after the file), up to a bound past which the connection is given up instead."""
+        fields after the file), up to a bound past which the connection is closed instead."""
         while True:
             kind, chunk = await self._next_event()
             if kind == "data":
@@ -158,21 +158,15 @@ class FormReader:
         await self._skip_rest()
 
     async def _skip_rest(self) -> None:
-        self._ended = self._ended or any(kind == "done" for kind, _ in self._events)
+        # read to the end of the body even after the closing boundary (an epilogue, the final empty
+        # message): a body left unread would close the connection instead of keeping it for the next request
         self._events.clear()
         skipped = 0
-        while not self._ended and skipped <= MAX_AFTER_FILE_BYTES:
+        while skipped <= MAX_AFTER_FILE_BYTES:
             try:
-                chunk = await anext(self._body)
+                skipped += len(await anext(self._body))
             except StopAsyncIteration:
                 return
-            skipped += len(chunk)
-            try:
-                self._parser.write(chunk)
-            except FormParserError:
-                return  # what follows the file is ignored, well-formed or not
-            self._ended = any(kind == "done" for kind, _ in self._events)
-            self._events.clear()
 
 
 def _disposition(headers: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
