@@ -7,6 +7,7 @@ PutObject write (quota, refusal table, integrity) streamed to the store.
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import hmac
 import json
@@ -20,6 +21,8 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 from conftest import Coordinator, tree_rss
+from minio import Minio
+from minio.datatypes import PostPolicy
 
 MIB = 1024 * 1024
 
@@ -102,6 +105,17 @@ def test_sigv2_signed_form_uploads(coordinator, s3, bucket) -> None:  # noqa: AN
     r = post(p["url"], p["fields"], b"signed the old way")
     assert r.status_code == 204, r.text
     assert s3.get_object(Bucket=bucket, Key="v2-object")["Body"].read() == b"signed the old way"
+
+
+def test_minio_presigned_post_policy_uploads(coordinator, s3, bucket) -> None:  # noqa: ANN001
+    m = Minio(f"127.0.0.1:{coordinator.s3_port}", "admin", coordinator.token, secure=False, region="us-east-1")
+    policy = PostPolicy(bucket, datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=10))
+    policy.add_starts_with_condition("key", "m/")
+    policy.add_content_length_range_condition(1, 1000)
+    form = m.presigned_post_policy(policy)
+    r = post(f"{coordinator.root_endpoint}/{bucket}", {**form, "key": "m/obj"}, b"from minio")
+    assert r.status_code == 204, r.text
+    assert s3.get_object(Bucket=bucket, Key="m/obj")["Body"].read() == b"from minio"
 
 
 def test_a_large_file_streams_to_the_store_in_bounded_memory(coordinator, s3, bucket) -> None:  # noqa: ANN001
