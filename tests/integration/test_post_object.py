@@ -393,3 +393,35 @@ def test_the_form_is_not_logged(coordinator, bucket) -> None:  # noqa: ANN001
     assert post(p["url"], p["fields"], b"x").status_code == 204
     log = coordinator.log()
     assert p["fields"]["x-amz-signature"] not in log and coordinator.token not in log
+
+
+def test_condition_and_field_names_are_case_insensitive_but_policy_keys_are_not(coordinator, s3, bucket) -> None:  # noqa: ANN001
+    doc = {
+        "expiration": expiry(600),
+        "conditions": [{"bUcKeT": bucket}, ["StArTs-WiTh", "$KeY", "ci/"], ["EQ", "$Content-TYPE", "text/plain"]],
+    }
+    signed = v2_form(coordinator, doc)
+    fields = {"kEy": "ci/x", "content-type": "text/plain", "awsaccesskeyid": "admin"}
+    fields |= {"pOLICy": signed["policy"], "SIGNATURE": signed["signature"]}
+    r = post(f"{coordinator.endpoint}/{bucket}", fields, b"x")
+    assert r.status_code == 204, r.text
+    assert s3.head_object(Bucket=bucket, Key="ci/x")["ContentType"] == "text/plain"
+    upper = {"EXPIRATION": expiry(600), "conditions": doc["conditions"]}
+    r = post(f"{coordinator.endpoint}/{bucket}", {"key": "ci/y", **v2_form(coordinator, upper)}, b"x")
+    assert_error(r, 400, "InvalidPolicyDocument")
+    # values are compared exactly
+    r = post(f"{coordinator.endpoint}/{bucket}", {**fields, "content-type": "TEXT/PLAIN"}, b"x")
+    assert_error(r, 403, "AccessDenied")
+
+
+def test_a_sigv4_credential_for_another_region_or_service_is_refused(coordinator, bucket) -> None:  # noqa: ANN001
+    p = client(coordinator, coordinator.endpoint).generate_presigned_post(bucket, "k")
+    cred = p["fields"]["x-amz-credential"]
+    for bad in (cred.replace("/us-east-1/", "/eu-west-9/"), cred.replace("/s3/", "/sqs/")):
+        r = post(p["url"], {**p["fields"], "x-amz-credential": bad}, b"x")
+        assert_error(r, 400, "AuthorizationQueryParametersError")
+
+
+def test_a_form_post_to_the_admin_api_is_refused_not_an_error(coordinator) -> None:  # noqa: ANN001
+    r = requests.post(f"http://127.0.0.1:{coordinator.port}/api/peers", files=[("file", ("f", b"{}"))], timeout=30)
+    assert r.status_code == 403, (r.status_code, r.text)
