@@ -5,12 +5,15 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from tunnelmesh.s3.errors import S3Error
+
+if TYPE_CHECKING:
+    from tunnelmesh.s3.auth.post_policy import Policy
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -74,6 +77,9 @@ class Request:
     operation: str = "-"
     # set once the last body message has been received
     body_done: bool = False
+    # a browser form upload's credentials are in its body: authentication leaves this to verify the
+    # form's fields (setting `principal`) once the operation has read them
+    form_auth: Callable[[Mapping[str, str]], Policy] | None = None
 
     @property
     def has_body(self) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tunnelmesh.s3.errors import S3Error
-from tunnelmesh.s3.ops import buckets, copy, listing, multipart, objects
+from tunnelmesh.s3.ops import buckets, copy, listing, multipart, objects, post_object
 from tunnelmesh.s3.ops.common import Handler
 from tunnelmesh.s3.request import Request
 
@@ -43,6 +43,7 @@ ROUTES: tuple[Route, ...] = (
     R("PUT", BUCKET, (), None, "CreateBucket", buckets.create_bucket, False, True),
     R("DELETE", BUCKET, (), None, "DeleteBucket", buckets.delete_bucket, False),
     R("POST", BUCKET, ("delete",), None, "DeleteObjects", objects.delete_objects, False, True),
+    R("POST", BUCKET, (), None, "PostObject", post_object.post_object, False, True),
     R("GET", OBJECT, ("uploadId",), None, "ListParts", multipart.list_parts, True),
     R("GET", OBJECT, ("acl",), None, "GetObjectAcl", buckets.get_object_acl, True),
     R("GET", OBJECT, (), None, "GetObject", objects.get_object, True),

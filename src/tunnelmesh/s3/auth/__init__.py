@@ -9,7 +9,7 @@ import hmac
 import re
 from collections.abc import AsyncIterable, AsyncIterator
 
-from tunnelmesh.s3.auth import sigv2, sigv4
+from tunnelmesh.s3.auth import post_policy, sigv2, sigv4
 from tunnelmesh.s3.auth.chunked import ChunkedBody, ChunkSigning
 from tunnelmesh.s3.auth.credentials import Credentials, Identity
 from tunnelmesh.s3.errors import S3Error
@@ -79,8 +79,14 @@ def authenticate(req: Request, creds: Credentials, region: str) -> None:
     A signature authorises only what it covers: SigV4 refuses any x-amz-* header it does not sign
     (SigV2 signs every x-amz-* header by construction). Basic and Bearer carry the secret itself
     and so authorise the whole request. `region` is the coordinator's; SigV4 scopes must name it
-    or us-east-1.
+    or us-east-1. A browser form upload (POST Object) is signed in its form: `req.form_auth` then
+    verifies it once the operation has read the fields, and until then there is no principal.
     """
+    if post_policy.is_form_upload(req):
+        req.content_length = _declared_length(req)
+        req.body = raw_body(req)
+        req.form_auth = lambda fields: post_policy.authenticate(req, fields, creds, region)
+        return
     auth = req.header("authorization")
     q = req.query
     presigned_v4 = "X-Amz-Algorithm" in q or "X-Amz-Signature" in q

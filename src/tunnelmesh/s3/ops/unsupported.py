@@ -19,7 +19,9 @@ from tunnelmesh.s3.request import Request
 PUT, COPY, CREATE_UPLOAD = "PutObject", "CopyObject", "CreateMultipartUpload"
 UPLOAD_PART, UPLOAD_PART_COPY, CREATE_BUCKET = "UploadPart", "UploadPartCopy", "CreateBucket"
 DELETE = "DeleteObject"
-OBJECT_WRITES = frozenset({PUT, COPY, CREATE_UPLOAD})
+# a browser form upload: its form fields stand for PutObject's headers (acl is x-amz-acl, ...)
+POST = "PostObject"
+OBJECT_WRITES = frozenset({PUT, COPY, CREATE_UPLOAD, POST})
 COPIES = frozenset({COPY, UPLOAD_PART_COPY})
 
 # what a bucket-owner-enforced bucket still accepts: both mean "the owner has full control"

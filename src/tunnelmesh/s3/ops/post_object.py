@@ -1,0 +1,207 @@
+"""PostObject: a browser form upload (`POST /<bucket>`, multipart/form-data, signed policy document).
+
+The form's fields stand for PutObject's headers (Content-Type, x-amz-meta-*, acl as x-amz-acl, ...),
+so the upload is PutObject's write with PutObject's rules: the refusal table, metadata limits,
+Content-MD5 and checksums, quota admission, streamed to a blob. Authentication comes from the form
+(s3/auth/post_policy.py): the fields before the file are read first, the signature and the policy
+checked, and only then is a byte of the file stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import AsyncIterator
+from urllib.parse import quote, urlsplit
+
+from tunnelmesh.s3 import xml
+from tunnelmesh.s3.auth import post_policy
+from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.s3.form import FilePart, FormReader, boundary_of
+from tunnelmesh.s3.integrity import UploadDigest
+from tunnelmesh.s3.ops.common import INLINE_MAX, Context, object_headers_from_request, validate_key
+from tunnelmesh.s3.ops.objects import store_body
+from tunnelmesh.s3.ops.unsupported import POST, refuse_unsupported
+from tunnelmesh.s3.request import Request
+from tunnelmesh.s3.response import Response
+from tunnelmesh.store.records import ObjectRecord, Segment, WriteConditions
+
+# form fields that are the object's headers under their own name
+_HEADER_FIELDS = frozenset(
+    {"cache-control", "content-type", "content-disposition", "content-encoding", "content-language", "expires"}
+    | {"content-md5"}
+)
+# form fields that are PutObject headers under another name
+_RENAMED = {"acl": "x-amz-acl", "tagging": "x-amz-tagging"}
+# x-amz-* fields that authenticate the form; they say nothing about the object
+_AUTH_FIELDS = frozenset(
+    {"x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-signature", "x-amz-security-token"}
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_SUCCESS_STATUSES = {"200": 200, "201": 201, "204": 204}
+_FILENAME = "${filename}"
+
+
+def _not_a_form() -> S3Error:
+    return S3Error(
+        "PreconditionFailed",
+        "At least one of the pre-conditions you specified did not hold",
+        Condition="Bucket POST must be of the enclosure-type multipart/form-data",
+    )
+
+
+async def post_object(ctx: Context, req: Request) -> Response:
+    boundary = boundary_of(req.header("content-type"))
+    if boundary is None or req.form_auth is None:
+        # a POST to a bucket URL that is not a form (or carries a query): S3 names the form it wanted
+        raise _not_a_form()
+    assert req.body is not None
+    form = FormReader(req.body, boundary)
+    fields, file = await form.fields()
+    policy = req.form_auth(fields)
+    key = _key(fields, file)
+    given_bucket = fields.get("bucket")
+    if given_bucket is not None and given_bucket != req.bucket:
+        raise S3Error("AccessDenied", "Invalid according to Policy: the bucket field is not the bucket of the URL.")
+    post_policy.check(policy, {**fields, "bucket": req.bucket, "key": key})
+    view = dataclasses.replace(req, key=key, headers=_headers(fields), operation=POST)
+    refuse_unsupported(view)
+    validate_key(key)
+    headers = object_headers_from_request(view)
+    digest = UploadDigest(view)
+    bucket = ctx.store.require_bucket(req.bucket)
+    stream = _within(form.file_data(), policy.min_size, policy.max_size)
+    head = await _read_upto(stream, INLINE_MAX + 1)
+    data: bytes | None = None
+    segments: list[Segment] = []
+    if len(head) <= INLINE_MAX:
+        data = b"".join([c async for c in digest.wrap(_once(head))])
+    else:
+        old = ctx.store.get_object(req.bucket, key)
+        view.body = _prepend(head, stream)
+        blob = await store_body(ctx.store, view, digest, None, ctx.max_object_size, bucket, old.size if old else 0)
+        segments = [Segment(blob, digest.size, digest.md5_hex)]
+    assert req.principal is not None
+    rec = ObjectRecord(
+        bucket=req.bucket,
+        key=key,
+        size=digest.size,
+        etag=digest.md5_hex,
+        mtime=time.time(),
+        headers=headers,
+        checksums=digest.checksums,
+        segments=segments,
+        owner=req.principal.peer_id,
+        data=data,
+    )
+    await ctx.store.put_object(rec, WriteConditions())
+    return _success(req, key, rec.etag, fields)
+
+
+def _key(fields: dict[str, str], file: FilePart) -> str:
+    key = fields.get("key")
+    if key is None:
+        raise S3Error(
+            "InvalidArgument",
+            "Bucket POST must contain a field named 'key'.  If it is specified, please check the order of the fields.",
+            ArgumentName="key",
+            ArgumentValue="",
+        )
+    return key.replace(_FILENAME, file.filename)
+
+
+def _headers(fields: dict[str, str]) -> dict[str, str]:
+    """The fields that stand for PutObject headers, as those headers would arrive: latin-1 text of the
+    UTF-8 bytes, so they are stored and returned byte for byte as a PUT's would be."""
+    out: dict[str, str] = {}
+    for name, value in fields.items():
+        header = _RENAMED.get(name, name)
+        if header in _HEADER_FIELDS or (header.startswith("x-amz-") and header not in _AUTH_FIELDS):
+            if _CONTROL.search(value):
+                # a line break would split the response head of every GET of this object
+                raise S3Error(
+                    "InvalidArgument", f"The form field {name} must not contain control characters.", ArgumentName=name
+                )
+            out[header] = value.encode().decode("latin-1")
+    return out
+
+
+async def _within(body: AsyncIterator[bytes], low: int, high: int | None) -> AsyncIterator[bytes]:
+    """The file, refused as soon as it grows past the policy's content-length-range, or at its end
+    when it fell short of it."""
+    size = 0
+    async for chunk in body:
+        size += len(chunk)
+        if high is not None and size > high:
+            raise S3Error(
+                "EntityTooLarge",
+                "Your proposed upload exceeds the maximum allowed size",
+                ProposedSize=str(size),
+                MaxSizeAllowed=str(high),
+            )
+        yield chunk
+    if size < low:
+        raise S3Error(
+            "EntityTooSmall",
+            "Your proposed upload is smaller than the minimum allowed size",
+            ProposedSize=str(size),
+            MinSizeAllowed=str(low),
+        )
+
+
+async def _read_upto(body: AsyncIterator[bytes], limit: int) -> bytes:
+    """At least `limit` bytes of the body when it has them (then more follow), else all of it."""
+    buf = bytearray()
+    while len(buf) < limit:
+        try:
+            buf += await anext(body)
+        except StopAsyncIteration:
+            break
+    return bytes(buf)
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _prepend(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield head
+    async for chunk in rest:
+        yield chunk
+
+
+def _success(req: Request, key: str, etag: str, fields: dict[str, str]) -> Response:
+    location = f"{req.prefix}/{quote(req.bucket)}/{quote(key, safe='/~')}"
+    if req.header("host"):
+        location = f"http://{req.header('host')}{location}"
+    quoted_etag = f'"{etag}"'
+    headers = [("etag", quoted_etag)]
+    redirect = fields.get("success_action_redirect") or fields.get("redirect")
+    if redirect and _is_url(redirect):
+        params = (("bucket", req.bucket), ("key", key), ("etag", quoted_etag))
+        query = "&".join(f"{name}={quote(value, safe='')}" for name, value in params)
+        target = quote(redirect, safe="!#$&'()*+,/:;=?@[]~%") + ("&" if "?" in redirect else "?") + query
+        return Response(303, [*headers, ("location", target)])
+    headers.append(("location", location))
+    status = _SUCCESS_STATUSES.get(fields.get("success_action_status", ""), 204)
+    if status != 201:
+        return Response(status, headers)
+    body = xml.document(
+        "PostResponse",
+        [
+            xml.element("Location", location),
+            xml.element("Bucket", req.bucket),
+            xml.element("Key", key),
+            xml.element("ETag", quoted_etag),
+        ],
+    )
+    return Response(201, [*headers, ("content-type", "application/xml")], body)
+
+
+def _is_url(value: str) -> bool:
+    # S3 ignores a redirect that is not an absolute http(s) URL and answers with the status instead
+    if _CONTROL.search(value):
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
