@@ -199,3 +199,35 @@ def test_parts_made_by_upload_part_copy_are_the_parts_served(s3, bucket) -> None
         assert got["ContentRange"] == f"bytes {offset}-{offset + len(data) - 1}/{sum(map(len, expected))}"
         assert got["PartsCount"] == 3
         offset += len(data)
+
+
+def test_a_part_read_never_carries_the_whole_objects_checksum(s3, bucket) -> None:
+    up = s3.create_multipart_upload(Bucket=bucket, Key="summed", ChecksumAlgorithm="CRC32")["UploadId"]
+    parts = []
+    for n, body in enumerate([os.urandom(5 * MIB), b"tail"], 1):
+        res = s3.upload_part(
+            Bucket=bucket, Key="summed", UploadId=up, PartNumber=n, Body=body, ChecksumAlgorithm="CRC32"
+        )
+        parts.append({"PartNumber": n, "ETag": res["ETag"], "ChecksumCRC32": res["ChecksumCRC32"]})
+    s3.complete_multipart_upload(Bucket=bucket, Key="summed", UploadId=up, MultipartUpload={"Parts": parts})
+    assert s3.head_object(Bucket=bucket, Key="summed", ChecksumMode="ENABLED")["ChecksumCRC32"].endswith("-2")
+    head = s3.head_object(Bucket=bucket, Key="summed", PartNumber=2, ChecksumMode="ENABLED")
+    assert head["ContentLength"] == 4 and head["PartsCount"] == 2
+    assert "ChecksumCRC32" not in head  # S3 would give part 2's own; it is not kept, and the object's is not it
+
+
+def test_an_empty_part_is_an_empty_200_not_an_error(s3, bucket) -> None:
+    # an empty byte range has no Content-Range to name, so the answer is a plain, empty 200
+    s3.put_object(Bucket=bucket, Key="empty", Body=b"")
+    got = s3.get_object(Bucket=bucket, Key="empty", PartNumber=1)
+    assert got["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert got["Body"].read() == b"" and got["ContentLength"] == 0 and "ContentRange" not in got
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    parts = [
+        {"PartNumber": n, "ETag": s3.upload_part(Bucket=bucket, Key="mp", UploadId=up, PartNumber=n, Body=b)["ETag"]}
+        for n, b in enumerate([os.urandom(5 * MIB), b""], 1)
+    ]
+    s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=up, MultipartUpload={"Parts": parts})
+    got = s3.get_object(Bucket=bucket, Key="mp", PartNumber=2)
+    assert got["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert got["Body"].read() == b"" and got["ContentLength"] == 0 and got["PartsCount"] == 2

@@ -233,8 +233,9 @@ def _read_response(ctx: Context, req: Request, with_body: bool) -> Response:
         rng = conditions.parse_range(req.headers["range"], obj.size) if "range" in req.headers else None
         first, last = (0, obj.size - 1) if rng is None else rng
         length = last - first + 1 if obj.size else 0
-    # the object's checksums describe all of it; a part of a multipart object has its own, not kept
-    whole = rng is None or (count is None and length == obj.size)
+    # the object's checksums describe all of it, which is also the one part of an object not uploaded
+    # in parts; a part of a multipart object has checksums of its own, not kept past Complete
+    whole = rng is None or (part is not None and count is None)
     headers = object_response_headers(
         obj, with_checksums=whole and req.header("x-amz-checksum-mode").upper() == "ENABLED"
     )
