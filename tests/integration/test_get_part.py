@@ -222,12 +222,14 @@ def test_an_empty_part_is_an_empty_200_not_an_error(s3, bucket) -> None:
     got = s3.get_object(Bucket=bucket, Key="empty", PartNumber=1)
     assert got["ResponseMetadata"]["HTTPStatusCode"] == 200
     assert got["Body"].read() == b"" and got["ContentLength"] == 0 and "ContentRange" not in got
-    up = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
-    parts = [
-        {"PartNumber": n, "ETag": s3.upload_part(Bucket=bucket, Key="mp", UploadId=up, PartNumber=n, Body=b)["ETag"]}
-        for n, b in enumerate([os.urandom(5 * MIB), b""], 1)
-    ]
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp", ChecksumAlgorithm="CRC32")["UploadId"]
+    parts = []
+    for n, body in enumerate([os.urandom(5 * MIB), b""], 1):
+        res = s3.upload_part(Bucket=bucket, Key="mp", UploadId=up, PartNumber=n, Body=body, ChecksumAlgorithm="CRC32")
+        parts.append({"PartNumber": n, "ETag": res["ETag"], "ChecksumCRC32": res["ChecksumCRC32"]})
     s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=up, MultipartUpload={"Parts": parts})
     got = s3.get_object(Bucket=bucket, Key="mp", PartNumber=2)
     assert got["ResponseMetadata"]["HTTPStatusCode"] == 200
     assert got["Body"].read() == b"" and got["ContentLength"] == 0 and got["PartsCount"] == 2
+    assert s3.head_object(Bucket=bucket, Key="mp", ChecksumMode="ENABLED")["ChecksumCRC32"].endswith("-2")
+    assert "ChecksumCRC32" not in s3.head_object(Bucket=bucket, Key="mp", PartNumber=2, ChecksumMode="ENABLED")

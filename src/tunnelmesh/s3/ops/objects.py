@@ -26,6 +26,7 @@ from tunnelmesh.store.records import Bucket, ObjectRecord, Segment, WriteConditi
 
 log = logging.getLogger("tunnelmesh.s3")
 
+MAX_PART_NUMBER = 10000
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _RESPONSE_OVERRIDES = {
     "response-content-type": "content-type",
@@ -163,9 +164,6 @@ def _lookup(ctx: Context, req: Request) -> ObjectRecord:
     return obj
 
 
-MAX_PART_NUMBER = 10000
-
-
 def part_number_param(req: Request) -> int | None:
     """?partNumber=N of a GET or HEAD: None when absent, else 1..10000 or InvalidArgument."""
     value = req.query.get("partNumber")
@@ -235,7 +233,7 @@ def _read_response(ctx: Context, req: Request, with_body: bool) -> Response:
         length = last - first + 1 if obj.size else 0
     # the object's checksums describe all of it, which is also the one part of an object not uploaded
     # in parts; a part of a multipart object has checksums of its own, not kept past Complete
-    whole = rng is None or (part is not None and count is None)
+    whole = count is None and (part is not None or rng is None)
     headers = object_response_headers(
         obj, with_checksums=whole and req.header("x-amz-checksum-mode").upper() == "ENABLED"
     )
