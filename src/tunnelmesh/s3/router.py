@@ -46,7 +46,9 @@ ROUTES: tuple[Route, ...] = (
     R("POST", BUCKET, (), None, "PostObject", post_object.post_object, False, True),
     R("GET", OBJECT, ("uploadId",), None, "ListParts", multipart.list_parts, True),
     R("GET", OBJECT, ("acl",), None, "GetObjectAcl", buckets.get_object_acl, True),
+    R("GET", OBJECT, ("partNumber",), None, "GetObject", objects.get_object, True),
     R("GET", OBJECT, (), None, "GetObject", objects.get_object, True),
+    R("HEAD", OBJECT, ("partNumber",), None, "HeadObject", objects.head_object, True),
     R("HEAD", OBJECT, (), None, "HeadObject", objects.head_object, True),
     R("PUT", OBJECT, ("partNumber", "uploadId"), True, "UploadPartCopy", multipart.upload_part_copy, False),
     R("PUT", OBJECT, ("partNumber", "uploadId"), False, "UploadPart", multipart.upload_part, False, True),
@@ -114,8 +116,6 @@ def route(req: Request) -> Route:
         if r.copy_source is not None and r.copy_source != has_copy:
             continue
         if (present & SUBRESOURCES) - set(r.markers):
-            break
-        if r.name == "GetObject" and "partNumber" in present:
             break
         return r
     if req.method not in ("GET", "HEAD", "PUT", "POST", "DELETE"):

@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import unquote_plus
 
 from tunnelmesh.s3 import checksums, conditions, xml
 from tunnelmesh.s3.errors import S3Error
@@ -35,10 +35,21 @@ class CopiedBlob:
     data: bytes | None = None
 
 
+def parse_copy_source(raw: str) -> tuple[str, str, str]:
+    """x-amz-copy-source -> (bucket, key, the part after "?").
+
+    The value is URL-encoded (a "?" in a key arrives as %3F), so only a literal "?" of the raw
+    value starts the version part, and the path is decoded after that split. S3 decodes "+" as a
+    space here, as in a form: a key's "+" must arrive as %2B (botocore sends it so).
+    """
+    path, _, version = raw.partition("?")
+    bucket, _, key = unquote_plus(path).lstrip("/").partition("/")
+    return bucket, key, version
+
+
 def copy_source(ctx: Context, req: Request) -> ObjectRecord:
     raw = req.header("x-amz-copy-source")
-    path, _, version = unquote(raw).partition("?")
-    bucket, _, key = path.lstrip("/").partition("/")
+    bucket, key, version = parse_copy_source(raw)
     if not bucket or not key:
         raise S3Error(
             "InvalidArgument",

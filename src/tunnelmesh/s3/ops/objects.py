@@ -26,6 +26,7 @@ from tunnelmesh.store.records import Bucket, ObjectRecord, Segment, WriteConditi
 
 log = logging.getLogger("tunnelmesh.s3")
 
+MAX_PART_NUMBER = 10000
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _RESPONSE_OVERRIDES = {
     "response-content-type": "content-type",
@@ -163,7 +164,56 @@ def _lookup(ctx: Context, req: Request) -> ObjectRecord:
     return obj
 
 
+def part_number_param(req: Request) -> int | None:
+    """?partNumber=N of a GET or HEAD: None when absent, else 1..10000 or InvalidArgument."""
+    value = req.query.get("partNumber")
+    if value is None:
+        return None
+    n = int(value) if value.isascii() and value.isdigit() and len(value) <= 5 else 0
+    if not 1 <= n <= MAX_PART_NUMBER:
+        raise S3Error(
+            "InvalidArgument",
+            "Part number must be an integer between 1 and 10000, inclusive",
+            ArgumentName="partNumber",
+            ArgumentValue=value,
+        )
+    if "range" in req.headers:
+        raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter")
+    return n
+
+
+def parts_count(obj: ObjectRecord) -> int | None:
+    """How many parts a multipart-completed object has (None for any other object).
+
+    Complete makes one segment per part, in part order, and gives the object the "<md5>-<count>"
+    ETag; nothing else writes such an ETag. So segment i is part i+1, and its size is the part's.
+    """
+    _, dash, count = obj.etag.rpartition("-")
+    if not dash or not count.isdigit() or int(count) != len(obj.segments):
+        return None
+    return int(count)
+
+
+def part_range(obj: ObjectRecord, number: int) -> tuple[int, int, int | None]:
+    """(first byte, length, parts count) of part `number`; an object not uploaded in parts is one part."""
+    count = parts_count(obj)
+    actual = count if count is not None else 1
+    if number > actual:
+        raise S3Error(
+            "InvalidPartNumber",
+            "The requested partnumber is not satisfiable",
+            status=416,
+            PartNumberRequested=str(number),
+            ActualPartCount=str(actual),
+        )
+    if count is None:
+        return 0, obj.size, None
+    first = sum(seg.size for seg in obj.segments[: number - 1])
+    return first, obj.segments[number - 1].size, count
+
+
 def _read_response(ctx: Context, req: Request, with_body: bool) -> Response:
+    part = part_number_param(req)
     obj = _lookup(ctx, req)
     try:
         conditions.check_read(req.headers, obj)
@@ -171,10 +221,21 @@ def _read_response(ctx: Context, req: Request, with_body: bool) -> Response:
         if err.code != "NotModified":
             raise
         return Response(304, [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime))])
-    rng = conditions.parse_range(req.headers["range"], obj.size) if "range" in req.headers else None
-    full = rng is None
+    count: int | None = None
+    if part is not None:
+        first, length, count = part_range(obj, part)
+        # a part request is a ranged one: 206 even when the part is the whole object, as S3 answers
+        # (an empty part has no byte range to name: a plain 200 with no body)
+        rng = (first, first + length - 1) if length else None
+    else:
+        rng = conditions.parse_range(req.headers["range"], obj.size) if "range" in req.headers else None
+        first, last = (0, obj.size - 1) if rng is None else rng
+        length = last - first + 1 if obj.size else 0
+    # the object's checksums describe all of it, which is also the one part of an object not uploaded
+    # in parts; a part of a multipart object has checksums of its own, not kept past Complete
+    whole = count is None and (part is not None or rng is None)
     headers = object_response_headers(
-        obj, with_checksums=full and req.header("x-amz-checksum-mode").upper() == "ENABLED"
+        obj, with_checksums=whole and req.header("x-amz-checksum-mode").upper() == "ENABLED"
     )
     for param, header in _RESPONSE_OVERRIDES.items():
         value = req.query.get(param)
@@ -184,13 +245,13 @@ def _read_response(ctx: Context, req: Request, with_body: bool) -> Response:
                 raise S3Error("InvalidArgument", f"{param} must not contain control characters.", ArgumentName=param)
             headers = [(n, v) for n, v in headers if n != header]
             headers.append((header, value))
-    first, last = (0, obj.size - 1) if rng is None else rng
-    length = last - first + 1 if obj.size else 0
     headers.append(("content-length", str(length)))
+    if count is not None:
+        headers.append(("x-amz-mp-parts-count", str(count)))
     status = 200
     if rng is not None:
         status = 206
-        headers.append(("content-range", f"bytes {first}-{last}/{obj.size}"))
+        headers.append(("content-range", f"bytes {rng[0]}-{rng[1]}/{obj.size}"))
     resp = Response(status, headers)
     if with_body and length:
         if obj.data is not None:
