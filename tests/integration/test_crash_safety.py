@@ -265,7 +265,8 @@ def do_multipart(s3, model: Model, rng: random.Random, key: tuple[str, str]) -> 
         except Exception as e:  # noqa: BLE001
             model.failed(f"UploadPart {key} v{version} #{n}", e)
             return
-        done.append({"PartNumber": n, "ETag": r["ETag"]})
+        # a CRC32 (COMPOSITE) upload's Complete lists each part's checksum, as S3 requires
+        done.append({"PartNumber": n, "ETag": r["ETag"], "ChecksumCRC32": r["ChecksumCRC32"]})
         if r["ETag"].strip('"') != part_md5s[-1].hex():
             model.errors.append(f"UploadPart {key} v{version} #{n}: answered ETag {r['ETag']}")
     etag = f"{hashlib.md5(b''.join(part_md5s)).hexdigest()}-{nparts}"

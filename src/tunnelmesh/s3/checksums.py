@@ -94,3 +94,74 @@ def composite(algorithm: str, part_values_b64: list[str]) -> str:
     for v in part_values_b64:
         h.update(base64.b64decode(v))
     return f"{b64(h.digest())}-{len(part_values_b64)}"
+
+
+# ---- multipart checksum types ---------------------------------------------------------------------
+
+COMPOSITE = "COMPOSITE"
+FULL_OBJECT = "FULL_OBJECT"
+# which type each algorithm allows for a multipart upload: a CRC of the whole object can be derived from
+# the parts' CRCs and lengths, a hash cannot; CRC64NVME has no composite form (S3's own rules)
+_TYPES: dict[str, frozenset[str]] = {
+    "crc32": frozenset({COMPOSITE, FULL_OBJECT}),
+    "crc32c": frozenset({COMPOSITE, FULL_OBJECT}),
+    "crc64nvme": frozenset({FULL_OBJECT}),
+    "sha1": frozenset({COMPOSITE}),
+    "sha256": frozenset({COMPOSITE}),
+}
+_COMBINE = {"crc32": "combine_crc32", "crc32c": "combine_crc32c", "crc64nvme": "combine_crc64nvme"}
+
+
+def checksum_type(value: str) -> str:
+    """An object's checksum type, read from its stored value: only a COMPOSITE value has the "-N" suffix
+    (base64 has no "-"), so the value alone tells it, for rows of every age."""
+    return COMPOSITE if "-" in value else FULL_OBJECT
+
+
+def upload_algorithm(name: str) -> str:
+    """CreateMultipartUpload's x-amz-checksum-algorithm, in S3's words when it is none of ours."""
+    alg = name.strip().lower()
+    if alg not in ALGORITHMS:
+        raise S3Error(
+            "InvalidRequest",
+            "Checksum algorithm provided is unsupported. Please try again with any of the valid types: "
+            "[CRC32, CRC32C, CRC64NVME, SHA1, SHA256]",
+        )
+    return alg
+
+
+def multipart_type(algorithm: str | None, requested: str) -> str | None:
+    """The checksum type of a new multipart upload (None without an algorithm), or S3's 400 for a
+    type it does not allow: without a type, COMPOSITE where the algorithm has one, else FULL_OBJECT."""
+    requested = requested.strip()
+    if requested and requested not in (COMPOSITE, FULL_OBJECT):
+        raise S3Error("InvalidRequest", "Value for x-amz-checksum-type header is invalid.")
+    if algorithm is None:
+        if requested:
+            raise S3Error(
+                "InvalidRequest",
+                "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.",
+            )
+        return None
+    allowed = _TYPES[algorithm]
+    if not requested:
+        return COMPOSITE if COMPOSITE in allowed else FULL_OBJECT
+    if requested not in allowed:
+        raise S3Error(
+            "InvalidRequest", f"The {requested} checksum type cannot be used with the {algorithm} checksum algorithm."
+        )
+    return requested
+
+
+def full_object(algorithm: str, parts: list[tuple[str, int]]) -> str:
+    """A FULL_OBJECT multipart checksum: the CRC of the whole object, from each part's (base64 CRC, size)
+    without reading a byte of data (a CRC of A+B follows from CRC(A), CRC(B) and len(B))."""
+    from awscrt import checksums as crt  # imported on first use, as in _crt
+
+    combine = getattr(crt, _COMBINE[algorithm])
+    width = 8 if algorithm == "crc64nvme" else 4
+    crc = 0
+    for i, (value, size) in enumerate(parts):
+        part = int.from_bytes(base64.b64decode(value), "big")
+        crc = part if i == 0 else combine(crc, part, size)
+    return b64(crc.to_bytes(width, "big"))

@@ -47,7 +47,7 @@ from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.store import meta as meta_mod
 from tunnelmesh.store.blobs import BlobStore, BlobWriter
 from tunnelmesh.store.meta import Meta
-from tunnelmesh.store.records import Bucket, Listing, ObjectRecord, Part, Upload, WriteConditions
+from tunnelmesh.store.records import Bucket, CompletedUpload, Listing, ObjectRecord, Part, Upload, WriteConditions
 from tunnelmesh.store.writer import GroupWriter
 
 log = logging.getLogger("tunnelmesh.store")
@@ -454,7 +454,7 @@ class Store:
         await self._commit(expire)
         return freed
 
-    def completed_upload(self, bucket: str, key: str, upload_id: str) -> tuple[str, str] | None:
+    def completed_upload(self, bucket: str, key: str, upload_id: str) -> CompletedUpload | None:
         return self.read.completed_upload(bucket, key, upload_id)
 
     async def complete_upload(

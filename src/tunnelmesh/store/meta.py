@@ -18,6 +18,7 @@ from pathlib import Path
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.store.records import (
     Bucket,
+    CompletedUpload,
     Listing,
     ObjectRecord,
     Part,
@@ -37,7 +38,7 @@ CREATE TABLE IF NOT EXISTS objects(
     owner TEXT NOT NULL, data BLOB, PRIMARY KEY(bucket, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS uploads(
     upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, initiated REAL NOT NULL,
-    owner TEXT NOT NULL, headers TEXT NOT NULL, checksum_algorithm TEXT, last_active REAL);
+    owner TEXT NOT NULL, headers TEXT NOT NULL, checksum_algorithm TEXT, last_active REAL, checksum_type TEXT);
 CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads(bucket, key, upload_id);
 CREATE TABLE IF NOT EXISTS parts(
     upload_id TEXT NOT NULL, part_number INTEGER NOT NULL, size INTEGER NOT NULL,
@@ -45,7 +46,7 @@ CREATE TABLE IF NOT EXISTS parts(
     PRIMARY KEY(upload_id, part_number)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS completed_uploads(
     upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, etag TEXT NOT NULL,
-    parts TEXT NOT NULL, mtime REAL NOT NULL);
+    parts TEXT NOT NULL, mtime REAL NOT NULL, checksums TEXT);
 """
 
 # The coordinator's own bucket (engine.SYSTEM_BUCKET re-exports it). Its records are tiny and bounded by
@@ -63,7 +64,7 @@ CREATE INDEX IF NOT EXISTS freed_blobs_by_time ON freed_blobs(freed_at);
 
 # what an Upload record holds; the table's last column, last_active (the latest part's arrival, else
 # the initiation), is read only by stale-upload expiry
-_UPLOAD_COLS = "upload_id, bucket, key, initiated, owner, headers, checksum_algorithm"
+_UPLOAD_COLS = "upload_id, bucket, key, initiated, owner, headers, checksum_algorithm, checksum_type"
 _OBJ_COLS = "bucket, key, size, etag, mtime, headers, checksums, segments, owner, data"
 # what a listing needs; no JSON to parse and no inline bytes to copy
 _LIST_COLS = "bucket, key, size, etag, mtime, owner"
@@ -93,6 +94,11 @@ def init_schema(conn: sqlite3.Connection) -> None:
                 "(SELECT MAX(mtime) FROM parts p WHERE p.upload_id = uploads.upload_id), initiated)"
             )
     conn.execute("CREATE INDEX IF NOT EXISTS uploads_by_activity ON uploads(last_active)")
+    if "checksum_type" not in cols:  # data dirs made before FULL_OBJECT multipart checksums: NULL is COMPOSITE
+        conn.execute("ALTER TABLE uploads ADD COLUMN checksum_type TEXT")
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(completed_uploads)")}
+    if "checksums" not in cols:  # data dirs made before a retried Complete answered the checksum too
+        conn.execute("ALTER TABLE completed_uploads ADD COLUMN checksums TEXT")
 
 
 def _segments_to_json(segments: list[Segment]) -> str:
@@ -139,7 +145,8 @@ def _row_to_listed(r: tuple) -> ObjectRecord:
 
 
 def _row_to_upload(r: tuple) -> Upload:
-    return Upload(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6])
+    ctype = (r[7] or "COMPOSITE") if r[6] else None
+    return Upload(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], ctype)
 
 
 def _row_to_bucket(r: tuple) -> Bucket:
@@ -428,7 +435,7 @@ class Meta:
         with self.tx() as c:
             self.require_bucket(up.bucket)
             c.execute(
-                f"INSERT INTO uploads({_UPLOAD_COLS}, last_active) VALUES (?,?,?,?,?,?,?,?)",
+                f"INSERT INTO uploads({_UPLOAD_COLS}, last_active) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
                     up.upload_id,
                     up.bucket,
@@ -437,6 +444,7 @@ class Meta:
                     up.owner,
                     json.dumps(up.headers),
                     up.checksum_algorithm,
+                    up.checksum_type,
                     up.initiated,
                 ),
             )
@@ -550,12 +558,12 @@ class Meta:
                 return None
             return self._drop_upload(c, row[0], upload_id)
 
-    def completed_upload(self, bucket: str, key: str, upload_id: str) -> tuple[str, str] | None:
+    def completed_upload(self, bucket: str, key: str, upload_id: str) -> CompletedUpload | None:
         r = self.c.execute(
-            "SELECT etag, parts FROM completed_uploads WHERE upload_id=? AND bucket=? AND key=?",
+            "SELECT etag, parts, checksums FROM completed_uploads WHERE upload_id=? AND bucket=? AND key=?",
             (upload_id, bucket, key),
         ).fetchone()
-        return (r[0], r[1]) if r else None
+        return CompletedUpload(r[0], r[1], json.loads(r[2] or "{}")) if r else None
 
     def complete_upload(
         self,
@@ -578,7 +586,7 @@ class Meta:
         with self.tx() as c:
             if self.get_upload(rec.bucket, rec.key, upload_id) is None:
                 done = self.completed_upload(rec.bucket, rec.key, upload_id)
-                if done is not None and done[1] == parts_sig:
+                if done is not None and done.parts_sig == parts_sig:
                     return []  # an identical Complete committed first; its object is the one asked for
                 self.require_upload(rec.bucket, rec.key, upload_id)  # raises NoSuchUpload
             bucket = self.require_bucket(rec.bucket)
@@ -613,8 +621,9 @@ class Meta:
             c.execute("DELETE FROM parts WHERE upload_id=?", (upload_id,))
             c.execute("DELETE FROM uploads WHERE upload_id=?", (upload_id,))
             c.execute(
-                "INSERT OR REPLACE INTO completed_uploads VALUES (?,?,?,?,?,?)",
-                (upload_id, rec.bucket, rec.key, rec.etag, parts_sig, rec.mtime),
+                "INSERT OR REPLACE INTO completed_uploads(upload_id, bucket, key, etag, parts, mtime, checksums) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (upload_id, rec.bucket, rec.key, rec.etag, parts_sig, rec.mtime, json.dumps(rec.checksums)),
             )
             # keep the retry record small: only recent completions are remembered
             c.execute("DELETE FROM completed_uploads WHERE mtime < ?", (rec.mtime - 3600,))

@@ -48,6 +48,18 @@ class Upload:
     owner: str
     headers: dict[str, str]
     checksum_algorithm: str | None
+    # "COMPOSITE" or "FULL_OBJECT" when there is an algorithm (uploads begun before the type was kept
+    # read as COMPOSITE, the only type there was then)
+    checksum_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedUpload:
+    """What a Complete answered, kept so that a retry of it answers the same."""
+
+    etag: str
+    parts_sig: str
+    checksums: dict[str, str]
 
 
 @dataclass(slots=True)

@@ -57,10 +57,8 @@ async def create_upload(ctx: Context, req: Request) -> Response:
     validate_key(req.key)
     ctx.store.require_bucket(req.bucket)
     alg = req.header("x-amz-checksum-algorithm")
-    algorithm = checksums.normalise_algorithm(alg) if alg else None
-    ctype = req.header("x-amz-checksum-type").upper()
-    if ctype == "FULL_OBJECT":
-        raise S3Error("NotImplemented", "FULL_OBJECT multipart checksums are not supported; use COMPOSITE.")
+    algorithm = checksums.upload_algorithm(alg) if alg else None
+    ctype = checksums.multipart_type(algorithm, req.header("x-amz-checksum-type").upper())
     up = Upload(
         upload_id=secrets.token_urlsafe(24),
         bucket=req.bucket,
@@ -69,11 +67,12 @@ async def create_upload(ctx: Context, req: Request) -> Response:
         owner=req.principal.peer_id,
         headers=object_headers_from_request(req),
         checksum_algorithm=algorithm,
+        checksum_type=ctype,
     )
     await ctx.store.create_upload(up)
     headers = []
-    if algorithm:
-        headers = [("x-amz-checksum-algorithm", algorithm.upper()), ("x-amz-checksum-type", "COMPOSITE")]
+    if algorithm and ctype:
+        headers = [("x-amz-checksum-algorithm", algorithm.upper()), ("x-amz-checksum-type", ctype)]
     body = xml.document(
         "InitiateMultipartUploadResult",
         [xml.element("Bucket", req.bucket), xml.element("Key", req.key), xml.element("UploadId", up.upload_id)],
@@ -125,7 +124,9 @@ async def upload_part_copy(ctx: Context, req: Request) -> Response:
     return xml_response(xml.document("CopyPartResult", body))
 
 
-def _complete_result(req: Request, etag: str, extra: list[str]) -> Response:
+def _complete_result(req: Request, etag: str, sums: dict[str, str]) -> Response:
+    extra = [xml.element(f"Checksum{a.upper()}", v) for a, v in sums.items()]
+    extra.extend(xml.element("ChecksumType", checksums.checksum_type(v)) for v in sums.values())
     return xml_response(
         xml.document(
             "CompleteMultipartUploadResult",
@@ -146,33 +147,122 @@ async def complete_upload(ctx: Context, req: Request) -> Response:
     upload_id = req.query["uploadId"]
     doc = xml.parse(await read_small_body(req), "CompleteMultipartUpload")
     requested: list[tuple[int, str]] = []
+    listed: list[dict[str, str]] = []  # each part's Checksum<ALG> elements
     for p in doc.findall("Part"):
         try:
             num = int(xml.text(p, "PartNumber", "") or "")
         except ValueError:
             raise S3Error("MalformedXML", "PartNumber must be an integer.") from None
         requested.append((num, (xml.text(p, "ETag", "") or "").strip().strip('"')))
+        listed.append({a: v.strip() for el, a in _PART_CHECKSUMS.items() if (v := xml.text(p, el)) is not None})
     if not requested:
         raise S3Error("MalformedXML", "You must specify at least one part.")
     signature = ",".join(f"{n}:{e}" for n, e in requested)
     try:
-        return await _complete(ctx, req, upload_id, requested, signature)
+        return await _complete(ctx, req, upload_id, requested, listed, signature)
     except S3Error as e:
         if e.code not in ("NoSuchUpload", "InvalidPart"):
             raise
         # the upload (or its parts) vanished: if an identical Complete made it the object, this is
         # a retry after a lost response or a twin racing it, and both get the first one's answer
         done = ctx.store.completed_upload(req.bucket, req.key, upload_id)
-        if done is not None and done[1] == signature:
-            return _complete_result(req, done[0], [])
+        if done is not None and done.parts_sig == signature:
+            return _complete_result(req, done.etag, done.checksums)
         raise
 
 
+_PART_CHECKSUMS = {f"Checksum{a.upper()}": a for a in checksums.ALGORITHMS}
+_NOT_ALGORITHMS = {"mode", "algorithm", "type"}
+
+
+def _object_checksum_header(req: Request, up: Upload) -> str | None:
+    """The whole-object checksum a Complete asks the object to have, if any: refused unless it is of
+    the upload's algorithm and type (S3's answers), unchecked against the parts yet."""
+    ctype = req.header("x-amz-checksum-type").strip().upper()
+    if ctype and ctype != up.checksum_type:
+        raise S3Error(
+            "InvalidRequest",
+            f"The upload was created using the {up.checksum_type or 'null'} checksum mode. "
+            "The complete request must use the same checksum mode.",
+        )
+    given = {
+        name[len("x-amz-checksum-") :]: value
+        for name, value in req.headers.items()
+        if name.startswith("x-amz-checksum-") and name[len("x-amz-checksum-") :] not in _NOT_ALGORITHMS
+    }
+    if len(given) > 1:
+        raise S3Error(
+            "InvalidRequest", "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
+        )
+    if not given:
+        return None
+    alg, value = next(iter(given.items()))
+    if alg != up.checksum_algorithm:
+        raise S3Error(
+            "InvalidRequest",
+            f"Checksum Type mismatch occurred, expected checksum Type: {up.checksum_algorithm or 'null'}, "
+            f"actual checksum Type: {alg}",
+        )
+    value = value.strip()
+    digest, _, count = value.partition("-") if up.checksum_type == checksums.COMPOSITE else (value, "", "1")
+    try:
+        checksums.check_b64(alg, digest)
+        well_formed = count.isdigit()
+    except S3Error:
+        well_formed = False
+    # S3 answers a malformed value with BadDigest here, and before it looks at the parts
+    if not well_formed:
+        raise S3Error("BadDigest", f"The {alg} you specified did not match the calculated checksum.")
+    return value
+
+
+def _check_part_checksums(up: Upload, part: Part, listed: dict[str, str]) -> None:
+    """A checksum the Complete lists for a part must be the part's; a COMPOSITE upload's Complete must
+    list each part's (the object checksum is made of them), a FULL_OBJECT one's may."""
+    alg = up.checksum_algorithm
+    if alg and up.checksum_type == checksums.COMPOSITE and alg not in listed:
+        raise S3Error(
+            "InvalidRequest",
+            f"The upload was created using a {alg} checksum. The complete request must include the checksum "
+            f"for each part. It was missing for part {part.part_number} in the request.",
+        )
+    for a, value in listed.items():
+        if part.checksums.get(a) != value:
+            raise S3Error(
+                "InvalidPart",
+                "One or more of the specified parts could not be found. The part may not have been uploaded, "
+                "or the specified entity tag may not match the part's entity tag.",
+                PartNumber=str(part.part_number),
+                ETag=part.etag,
+            )
+
+
+def _object_checksums(up: Upload, chosen: list[Part], expected: str | None) -> dict[str, str]:
+    """The object's checksum, made from its parts' without reading their data; BadDigest if the
+    Complete named another."""
+    alg = up.checksum_algorithm
+    if not alg or not all(alg in p.checksums for p in chosen):
+        return {}
+    if up.checksum_type == checksums.FULL_OBJECT:
+        value = checksums.full_object(alg, [(p.checksums[alg], p.size) for p in chosen])
+    else:
+        value = checksums.composite(alg, [p.checksums[alg] for p in chosen])
+    if expected is not None and expected != value:
+        raise S3Error("BadDigest", f"The {alg} you specified did not match the calculated checksum.")
+    return {alg: value}
+
+
 async def _complete(
-    ctx: Context, req: Request, upload_id: str, requested: list[tuple[int, str]], signature: str
+    ctx: Context,
+    req: Request,
+    upload_id: str,
+    requested: list[tuple[int, str]],
+    listed: list[dict[str, str]],
+    signature: str,
 ) -> Response:
     assert req.principal is not None
     up = ctx.store.require_upload(req.bucket, req.key, upload_id)
+    expected = _object_checksum_header(req, up)
     for (a, _), (b, _) in zip(requested, requested[1:], strict=False):
         if b <= a:
             raise S3Error(
@@ -201,6 +291,7 @@ async def _complete(
                 PartNumber=str(num),
                 ETag=etag,
             )
+        _check_part_checksums(up, part, listed[i])
         chosen.append(part)
     total = sum(p.size for p in chosen)
     if total > ctx.max_object_size:
@@ -211,10 +302,7 @@ async def _complete(
             MaxSizeAllowed=str(ctx.max_object_size),
         )
     etag = checksums.md5_of_parts([p.etag for p in chosen])
-    sums: dict[str, str] = {}
-    alg = up.checksum_algorithm
-    if alg and all(alg in p.checksums for p in chosen):
-        sums[alg] = checksums.composite(alg, [p.checksums[alg] for p in chosen])
+    sums = _object_checksums(up, chosen, expected)
     rec = ObjectRecord(
         bucket=req.bucket,
         key=req.key,
@@ -227,10 +315,7 @@ async def _complete(
         owner=req.principal.peer_id,
     )
     await ctx.store.complete_upload(upload_id, rec, [p.part_number for p in chosen], signature, write_conditions(req))
-    extra = [xml.element(f"Checksum{a.upper()}", v) for a, v in sums.items()]
-    if sums:
-        extra.append(xml.element("ChecksumType", "COMPOSITE"))
-    return _complete_result(req, etag, extra)
+    return _complete_result(req, etag, sums)
 
 
 async def abort_upload(ctx: Context, req: Request) -> Response:
@@ -264,6 +349,7 @@ async def list_parts(ctx: Context, req: Request) -> Response:
     ]
     if up.checksum_algorithm:
         body.append(xml.element("ChecksumAlgorithm", up.checksum_algorithm.upper()))
+        body.append(xml.element("ChecksumType", up.checksum_type))
     for p in parts:
         sums = "".join(xml.element(f"Checksum{a.upper()}", v) for a, v in p.checksums.items())
         body.append(
@@ -271,6 +357,14 @@ async def list_parts(ctx: Context, req: Request) -> Response:
             f"<ETag>&quot;{p.etag}&quot;</ETag><Size>{p.size}</Size>{sums}</Part>"
         )
     return xml_response(xml.document("ListPartsResult", body))
+
+
+def _upload_checksum(up: Upload) -> str:
+    if not up.checksum_algorithm:
+        return ""
+    return xml.element("ChecksumAlgorithm", up.checksum_algorithm.upper()) + xml.element(
+        "ChecksumType", up.checksum_type
+    )
 
 
 async def list_uploads(ctx: Context, req: Request) -> Response:
@@ -313,7 +407,8 @@ async def list_uploads(ctx: Context, req: Request) -> Response:
                     f"<Upload><Key>{xml.e(enc(up.key))}</Key><UploadId>{xml.e(up.upload_id)}</UploadId>"
                     f"<Initiator><ID>{xml.e(up.owner)}</ID><DisplayName>{xml.e(up.owner)}</DisplayName></Initiator>"
                     f"<Owner><ID>{xml.e(up.owner)}</ID><DisplayName>{xml.e(up.owner)}</DisplayName></Owner>"
-                    f"<StorageClass>STANDARD</StorageClass><Initiated>{xml.iso8601(up.initiated)}</Initiated></Upload>"
+                    f"<StorageClass>STANDARD</StorageClass><Initiated>{xml.iso8601(up.initiated)}</Initiated>"
+                    f"{_upload_checksum(up)}</Upload>"
                 )
                 next_key, next_id = up.key, up.upload_id
             pos_key, pos_id = up.key, up.upload_id
