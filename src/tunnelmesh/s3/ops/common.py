@@ -140,3 +140,20 @@ def require_no_framing(req: Request) -> None:
             "InvalidRequest",
             f"x-amz-content-sha256 {req.header('x-amz-content-sha256')} is only valid for PutObject and UploadPart.",
         )
+
+
+MAX_PART_NUMBER = 10000
+
+
+def part_number(req: Request) -> int:
+    """?partNumber=N: 1..10000, else InvalidArgument (digits only: int() would take " 1", "١" or "1_0")."""
+    value = req.query.get("partNumber", "")
+    n = int(value) if value.isascii() and value.isdigit() and len(value) <= 5 else 0
+    if not 1 <= n <= MAX_PART_NUMBER:
+        raise S3Error(
+            "InvalidArgument",
+            "Part number must be an integer between 1 and 10000, inclusive",
+            ArgumentName="partNumber",
+            ArgumentValue=value,
+        )
+    return n

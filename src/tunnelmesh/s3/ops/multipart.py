@@ -16,6 +16,7 @@ from tunnelmesh.s3.ops.common import (
     MIN_PART_SIZE,
     Context,
     object_headers_from_request,
+    part_number,
     require_no_framing,
     validate_key,
 )
@@ -27,22 +28,6 @@ from tunnelmesh.s3.request import Request, read_small_body
 from tunnelmesh.s3.response import Response, xml_response
 from tunnelmesh.store import expiry
 from tunnelmesh.store.records import ObjectRecord, Part, Segment, Upload
-
-
-def _part_number(req: Request) -> int:
-    value = req.query.get("partNumber", "")
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if not 1 <= n <= 10000:
-        raise S3Error(
-            "InvalidArgument",
-            "Part number must be an integer between 1 and 10000, inclusive",
-            ArgumentName="partNumber",
-            ArgumentValue=value,
-        )
-    return n
 
 
 def _replaced_size(ctx: Context, upload_id: str, number: int) -> int:
@@ -84,7 +69,7 @@ async def create_upload(ctx: Context, req: Request) -> Response:
 
 async def upload_part(ctx: Context, req: Request) -> Response:
     refuse_unsupported(req)
-    number = _part_number(req)
+    number = part_number(req)
     up = ctx.store.require_upload(req.bucket, req.key, req.query["uploadId"])
     bucket = ctx.store.require_bucket(req.bucket)
     declared = upload_length(req, ctx.max_part_size)
@@ -102,7 +87,7 @@ async def upload_part(ctx: Context, req: Request) -> Response:
 async def upload_part_copy(ctx: Context, req: Request) -> Response:
     refuse_unsupported(req)
     require_no_framing(req)
-    number = _part_number(req)
+    number = part_number(req)
     up = ctx.store.require_upload(req.bucket, req.key, req.query["uploadId"])
     bucket = ctx.store.require_bucket(req.bucket)
     src = copy_source(ctx, req)

@@ -15,6 +15,7 @@ from tunnelmesh.s3.ops.common import (
     Context,
     object_headers_from_request,
     object_response_headers,
+    part_number,
     require_no_framing,
     validate_key,
 )
@@ -26,7 +27,6 @@ from tunnelmesh.store.records import Bucket, ObjectRecord, Segment, WriteConditi
 
 log = logging.getLogger("tunnelmesh.s3")
 
-MAX_PART_NUMBER = 10000
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _RESPONSE_OVERRIDES = {
     "response-content-type": "content-type",
@@ -165,18 +165,10 @@ def _lookup(ctx: Context, req: Request) -> ObjectRecord:
 
 
 def part_number_param(req: Request) -> int | None:
-    """?partNumber=N of a GET or HEAD: None when absent, else 1..10000 or InvalidArgument."""
-    value = req.query.get("partNumber")
-    if value is None:
+    """?partNumber=N of a GET or HEAD: None when absent."""
+    if "partNumber" not in req.query:
         return None
-    n = int(value) if value.isascii() and value.isdigit() and len(value) <= 5 else 0
-    if not 1 <= n <= MAX_PART_NUMBER:
-        raise S3Error(
-            "InvalidArgument",
-            "Part number must be an integer between 1 and 10000, inclusive",
-            ArgumentName="partNumber",
-            ArgumentValue=value,
-        )
+    n = part_number(req)
     if "range" in req.headers:
         raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter")
     return n
