@@ -66,11 +66,11 @@ def _part_number_marker(req: Request) -> int:
 def _checksum(obj: ObjectRecord) -> str:
     """The object's checksum and type. A COMPOSITE value is given without the "-N" part count that
     HeadObject shows (S3's own answer here)."""
-    out = ""
-    for alg, value in obj.checksums.items():
-        ctype = checksums.checksum_type(value)
-        out += xml.element(f"Checksum{alg.upper()}", value.partition("-")[0]) + xml.element("ChecksumType", ctype)
-    return f"<Checksum>{out}</Checksum>" if out else ""
+    if not obj.checksums:
+        return ""
+    values = "".join(xml.element(f"Checksum{a.upper()}", v.partition("-")[0]) for a, v in obj.checksums.items())
+    ctype = checksums.checksum_type(next(iter(obj.checksums.values())))
+    return f"<Checksum>{values}{xml.element('ChecksumType', ctype)}</Checksum>"
 
 
 def _composite(obj: ObjectRecord) -> bool:
