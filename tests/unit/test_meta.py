@@ -199,3 +199,43 @@ def test_scrub_repair_deletes_only_the_version_found_rotten_never_an_overwrite_s
     assert m.delete_object_version("s", "r", 30.0, ["rotten-2"]) == ["rotten-2"]
     assert m.get_object("s", "r") is None
     assert (m.bucket("s").objects, m.bucket("s").used) == (1, 100)
+
+
+def test_complete_keeps_each_parts_checksum_of_the_objects_algorithm_in_its_segment(mb) -> None:
+    _upload(mb)
+    one = Part(1, 100, "aa", 20.0, "blob-1", {"crc32": "AAAAAQ==", "sha1": "other-algorithm"})
+    two = Part(2, 100, "bb", 20.0, "blob-2", {"crc32": "AAAAAg=="})
+    for p in (one, two):
+        mb.put_part("b", "k", "u1", p, 10**9)
+    rec = _object_from([one, two])
+    rec.checksums = {"crc32": "AAAAAw==-2"}
+    mb.complete_upload("u1", rec, [1, 2], "1:aa,2:bb", WriteConditions(), 10**9)
+    segments = mb.get_object("b", "k").segments
+    assert [(s.blob, s.checksums) for s in segments] == [
+        ("blob-1", {"crc32": "AAAAAQ=="}),
+        ("blob-2", {"crc32": "AAAAAg=="}),
+    ]
+    # the part checksums do not hide the blob ids from the tag scan that recovery runs
+    assert mb.referenced_blobs_tagged(["-1", "-2"]) == {"blob-1", "blob-2"}
+
+
+def test_a_complete_without_object_checksum_keeps_no_part_checksums(mb) -> None:
+    _upload(mb)
+    one = Part(1, 100, "aa", 20.0, "blob-1", {"crc32": "AAAAAQ=="})
+    mb.put_part("b", "k", "u1", one, 10**9)
+    mb.complete_upload("u1", _object_from([one]), [1], "1:aa", WriteConditions(), 10**9)
+    (raw,) = mb.c.execute("SELECT segments FROM objects WHERE key='k'").fetchone()
+    assert raw == '[["blob-1", 100, "aa"]]'
+    assert mb.get_object("b", "k").segments == [Segment("blob-1", 100, "aa", {})]
+
+
+def test_segments_stored_before_part_checksums_were_kept_read_with_none(m) -> None:
+    m.create_bucket("b", "p", "r", 1.0)
+    m.c.execute(
+        "INSERT INTO objects(bucket, key, size, etag, mtime, headers, checksums, segments, owner) "
+        "VALUES ('b', 'old', 200, 'e-2', 1, '{}', ?, ?, 'p')",
+        ('{"crc32": "AAAAAw==-2"}', '[["x-1", 100, "m1"], ["x-2", 100, "m2"]]'),
+    )
+    segments = m.get_object("b", "old").segments
+    assert segments == [Segment("x-1", 100, "m1"), Segment("x-2", 100, "m2")]
+    assert all(s.checksums == {} for s in segments)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tunnelmesh.s3.errors import S3Error
-from tunnelmesh.s3.ops import buckets, copy, listing, multipart, objects, post_object
+from tunnelmesh.s3.ops import attributes, buckets, copy, listing, multipart, objects, post_object
 from tunnelmesh.s3.ops.common import Handler
 from tunnelmesh.s3.request import Request
 
@@ -46,6 +46,7 @@ ROUTES: tuple[Route, ...] = (
     R("POST", BUCKET, (), None, "PostObject", post_object.post_object, False, True),
     R("GET", OBJECT, ("uploadId",), None, "ListParts", multipart.list_parts, True),
     R("GET", OBJECT, ("acl",), None, "GetObjectAcl", buckets.get_object_acl, True),
+    R("GET", OBJECT, ("attributes",), None, "GetObjectAttributes", attributes.get_object_attributes, True),
     R("GET", OBJECT, ("partNumber",), None, "GetObject", objects.get_object, True),
     R("GET", OBJECT, (), None, "GetObject", objects.get_object, True),
     R("HEAD", OBJECT, ("partNumber",), None, "HeadObject", objects.head_object, True),

@@ -102,7 +102,11 @@ def init_schema(conn: sqlite3.Connection) -> None:
 
 
 def _segments_to_json(segments: list[Segment]) -> str:
-    return json.dumps([[s.blob, s.size, s.md5] for s in segments])
+    # [blob, size, md5] plus the part checksums only when there are some: rows of other objects keep
+    # their size, and rows written before checksums were kept (three fields) read back alike
+    return json.dumps(
+        [[s.blob, s.size, s.md5, s.checksums] if s.checksums else [s.blob, s.size, s.md5] for s in segments]
+    )
 
 
 def _insert_object(c: sqlite3.Connection, rec: ObjectRecord) -> None:
@@ -594,9 +598,13 @@ class Meta:
                 "SELECT size, etag, segments FROM objects WHERE bucket=? AND key=?", (rec.bucket, rec.key)
             ).fetchone()
             _check_write_conditions(cond, old[1] if old else None)
+            # each part's checksums of the object's algorithm go with it: a part read and GetObjectAttributes
+            # report them after the parts rows are gone
             current = {
-                r[0]: Segment(r[3], r[1], r[2])
-                for r in c.execute("SELECT part_number, size, etag, blob FROM parts WHERE upload_id=?", (upload_id,))
+                r[0]: Segment(r[3], r[1], r[2], {a: v for a, v in json.loads(r[4]).items() if a in rec.checksums})
+                for r in c.execute(
+                    "SELECT part_number, size, etag, blob, checksums FROM parts WHERE upload_id=?", (upload_id,)
+                )
             }
             segments: list[Segment] = []
             for number, built in zip(used_parts, rec.segments, strict=True):

@@ -22,6 +22,9 @@ class Segment:
     blob: str
     size: int
     md5: str = ""  # hex MD5 of the blob's bytes, for scrubbing ("" in rows written before it was kept)
+    # a multipart object's part checksums (algorithm -> base64), kept from its upload for part reads and
+    # GetObjectAttributes; empty for other segments and for parts completed before they were kept
+    checksums: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ import os
 import re
 import time
 
-from tunnelmesh.s3 import conditions, xml
+from tunnelmesh.s3 import checksums, conditions, xml
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.integrity import UploadDigest
 from tunnelmesh.s3.ops.common import (
@@ -155,7 +155,7 @@ async def put_object(ctx: Context, req: Request) -> Response:
     return Response(200, out)
 
 
-def _lookup(ctx: Context, req: Request) -> ObjectRecord:
+def lookup_object(ctx: Context, req: Request) -> ObjectRecord:
     check_version_id(req)
     obj = ctx.store.get_object(req.bucket, req.key)
     if obj is None:
@@ -204,9 +204,27 @@ def part_range(obj: ObjectRecord, number: int) -> tuple[int, int, int | None]:
     return first, obj.segments[number - 1].size, count
 
 
+def part_checksum_headers(obj: ObjectRecord, number: int, count: int) -> list[tuple[str, str]]:
+    """The checksum headers of part `number` of a multipart object, as S3 answers a part read.
+
+    A COMPOSITE object is made of its parts' checksums, so each part has its own (kept from the part's
+    upload; none for parts completed before they were kept). A FULL_OBJECT object has no per-part
+    value to give, except when its one part is the whole object.
+    """
+    out: list[tuple[str, str]] = []
+    for alg, value in obj.checksums.items():
+        if checksums.checksum_type(value) == checksums.COMPOSITE:
+            own = obj.segments[number - 1].checksums.get(alg)
+            if own is not None:
+                out += [(f"x-amz-checksum-{alg}", own), ("x-amz-checksum-type", checksums.COMPOSITE)]
+        elif count == 1:
+            out += [(f"x-amz-checksum-{alg}", value), ("x-amz-checksum-type", checksums.FULL_OBJECT)]
+    return out
+
+
 def _read_response(ctx: Context, req: Request, with_body: bool) -> Response:
     part = part_number_param(req)
-    obj = _lookup(ctx, req)
+    obj = lookup_object(ctx, req)
     try:
         conditions.check_read(req.headers, obj)
     except S3Error as err:
@@ -224,11 +242,12 @@ def _read_response(ctx: Context, req: Request, with_body: bool) -> Response:
         first, last = (0, obj.size - 1) if rng is None else rng
         length = last - first + 1 if obj.size else 0
     # the object's checksums describe all of it, which is also the one part of an object not uploaded
-    # in parts; a part of a multipart object has checksums of its own, not kept past Complete
+    # in parts; a part of a multipart object has checksums of its own
+    with_checksums = req.header("x-amz-checksum-mode").upper() == "ENABLED"
     whole = count is None and (part is not None or rng is None)
-    headers = object_response_headers(
-        obj, with_checksums=whole and req.header("x-amz-checksum-mode").upper() == "ENABLED"
-    )
+    headers = object_response_headers(obj, with_checksums=with_checksums and whole)
+    if with_checksums and part is not None and count is not None:
+        headers.extend(part_checksum_headers(obj, part, count))
     for param, header in _RESPONSE_OVERRIDES.items():
         value = req.query.get(param)
         if value is not None:
