@@ -85,10 +85,11 @@ def test_make_bucket_then_bucket_exists_and_list_buckets_show_it(mc: Minio) -> N
     assert name not in [b.name for b in mc.list_buckets()]
 
 
-def test_make_bucket_twice_reports_bucket_already_owned(mc: Minio, mbucket: str) -> None:
-    with pytest.raises(S3Error) as exc:
-        mc.make_bucket(mbucket)
-    assert exc.value.code in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists")
+def test_make_bucket_twice_succeeds_in_us_east_1_and_keeps_the_bucket(mc: Minio, mbucket: str) -> None:
+    """AWS's legacy answer in us-east-1: creating a bucket you own again is a 200 that changes nothing."""
+    mc.put_object(mbucket, "kept", io.BytesIO(b"kept"), 4)
+    mc.make_bucket(mbucket)
+    assert read_object(mc, mbucket, "kept") == b"kept"
 
 
 def test_put_object_with_known_length_round_trips(mc: Minio, mbucket: str) -> None:
