@@ -11,7 +11,7 @@ from tunnelmesh.admin.api import AdminApi
 from tunnelmesh.config import Settings
 from tunnelmesh.coordinator.peers import PeerRegistry
 from tunnelmesh.coordinator.state import SystemState
-from tunnelmesh.s3.app import S3Api
+from tunnelmesh.s3.app import ADMIT, S3Api
 from tunnelmesh.s3.auth.credentials import Identity
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import Context
@@ -48,16 +48,40 @@ def build(settings: Settings, admin_token: str) -> Apps:
     # every request but an admin's is refused there before it reads a body or waits on anything (so it
     # cannot hold on), admins are trusted, and open connections stay bounded by max_connections.
     in_flight = asyncio.Semaphore(limits.max_requests)
+    # A browser form upload is authenticated only once its fields (up to 20 KiB of body) have
+    # arrived, so anyone may start one: until then it waits in this small pool of its own, and only
+    # a form whose signature held moves to a slot of `in_flight` (`admit`). Clients that never send
+    # their fields can fill this pool, never the one every other S3 request needs.
+    forms_unauthenticated = asyncio.Semaphore(max(2, limits.max_requests // 16))
+
+    async def serve(scope: dict[str, Any], receive: Any, send: Any, prefix: str) -> None:
+        guard = _ClientGuard(receive, send, limits.body_timeout, limits.min_body_rate)
+        try:
+            await api.handle(scope, guard.receive, guard.send, prefix)
+        except ClientTimeout:
+            _log_cut_off(scope)
+        finally:
+            guard.close()
 
     async def s3(scope: dict[str, Any], receive: Any, send: Any, prefix: str) -> None:
-        async with in_flight:
-            guard = _ClientGuard(receive, send, limits.body_timeout, limits.min_body_rate)
-            try:
-                await api.handle(scope, guard.receive, guard.send, prefix)
-            except ClientTimeout:
-                _log_cut_off(scope)
-            finally:
-                guard.close()
+        if not _may_be_form_upload(scope):
+            async with in_flight:
+                await serve(scope, receive, send, prefix)
+            return
+        held = [forms_unauthenticated]
+        await forms_unauthenticated.acquire()
+
+        async def admit() -> None:
+            await in_flight.acquire()
+            held.append(in_flight)
+            held.remove(forms_unauthenticated)
+            forms_unauthenticated.release()
+
+        try:
+            await serve({**scope, ADMIT: admit}, receive, send, prefix)
+        finally:
+            for slot in held:
+                slot.release()
 
     async def admin_api(scope: dict[str, Any], receive: Any, send: Any) -> None:
         guard = _ClientGuard(receive, send, limits.body_timeout, limits.min_body_rate)
@@ -217,3 +241,12 @@ async def _not_found(send: Any) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def _may_be_form_upload(scope: dict[str, Any]) -> bool:
+    """A POST with a multipart/form-data body and no query: what s3/auth takes for a form upload
+    (it also asks for a bucket-level path; anything else here is refused as usual, in the form pool)."""
+    if scope["method"] != "POST" or scope.get("query_string"):
+        return False
+    ctype = next((v for k, v in scope["headers"] if k.lower() == b"content-type"), b"")
+    return ctype.split(b";", 1)[0].strip().lower() == b"multipart/form-data"

@@ -81,7 +81,7 @@ def test_list_buckets_pages_with_max_buckets_and_continuation_token(coordinator,
     ] == names
     assert [b["Name"] for b in s3.list_buckets(Prefix=stem, BucketRegion="us-east-1")["Buckets"]] == names
     assert s3.list_buckets(Prefix=stem, BucketRegion="eu-west-1")["Buckets"] == []
-    for bad in ("0", "10001", "x"):
+    for bad in ("0", "10001", "x", "%C2%B2", "9" * 5000):
         r = requests.get(f"{coordinator.endpoint}/?max-buckets={bad}", auth=("admin", coordinator.token), timeout=30)
         assert r.status_code == 400 and "<Code>InvalidArgument</Code>" in r.text, (bad, r.text)
 

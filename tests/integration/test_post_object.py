@@ -425,3 +425,72 @@ def test_a_sigv4_credential_for_another_region_or_service_is_refused(coordinator
 def test_a_form_post_to_the_admin_api_is_refused_not_an_error(coordinator) -> None:  # noqa: ANN001
     r = requests.post(f"http://127.0.0.1:{coordinator.port}/api/peers", files=[("file", ("f", b"{}"))], timeout=30)
     assert r.status_code == 403, (r.status_code, r.text)
+
+
+# --- what the attacker's review found ---------------------------------------------------------------
+
+
+def test_unauthenticated_forms_that_never_send_their_fields_leave_the_s3_slots_free(tmp_path) -> None:
+    """A form is authenticated only once its fields arrive, so anyone can open one: those wait in a
+    pool of their own (max(2, max_requests / 16)), and every other S3 request still gets a slot."""
+    import socket
+
+    from conftest import start_coordinator
+
+    c = start_coordinator(tmp_path, "limits:\n  max_requests: 4\n  body_timeout: 300\n", workers=1)
+    held = []
+    try:
+        c.client().create_bucket(Bucket="slots")
+        for _ in range(8):  # twice max_requests, none of them ever sending a byte of body
+            s = socket.create_connection(("127.0.0.1", c.port), timeout=30)
+            s.sendall(
+                b"POST /s3/slots HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                b"Content-Length: 20000\r\n\r\n"
+            )
+            held.append(s)
+        s3 = c.client(read_timeout=30)  # held behind the stalled forms, a request would wait 300 s
+        for i in range(6):  # more requests than max_requests, one after the other, each answered
+            s3.put_object(Bucket="slots", Key=f"k{i}", Body=b"x")
+        assert len(s3.list_objects_v2(Bucket="slots")["Contents"]) == 6
+    finally:
+        for s in held:
+            s.close()
+        c.stop()
+
+
+def signed_form(c: Coordinator, bucket: str, key: str, conditions: list) -> dict[str, str]:  # noqa: ANN001
+    return c.client(signature_version="s3v4").generate_presigned_post(bucket, key, Conditions=conditions)
+
+
+@pytest.mark.parametrize("name", ["x-amz-meta-a b", "x-amz-meta-a:b", "x-amz-meta-\u00e9", "x-amz-meta-a\tb"])
+def test_a_field_name_that_is_no_header_name_is_refused(coordinator, s3, bucket, name: str) -> None:  # noqa: ANN001
+    """A PUT cannot carry such a header name; stored from a form it broke every later GET (500)."""
+    p = signed_form(coordinator, bucket, "odd-name", [{name: "v"}])
+    r = post(p["url"], {**p["fields"], name: "v"}, b"data")
+    assert_error(r, 400, "InvalidArgument")
+    assert absent(s3, bucket, "odd-name")
+
+
+@pytest.mark.parametrize(("first", "second"), [("acl", "x-amz-acl"), ("tagging", "x-amz-tagging")])
+def test_a_header_given_under_both_its_names_is_refused(coordinator, s3, bucket, first: str, second: str) -> None:  # noqa: ANN001
+    """`acl=public-read` then `x-amz-acl=private`: the refused value must not be quietly replaced."""
+    value = "public-read" if first == "acl" else "<Tagging><TagSet/></Tagging>"
+    other = "private" if first == "acl" else ""
+    p = signed_form(coordinator, bucket, "twice", [{first: value}, {second: other}])
+    r = post(p["url"], {**p["fields"], first: value, second: other}, b"data")
+    assert r.status_code in (400, 501), r.text
+    assert absent(s3, bucket, "twice")
+
+
+def test_conditional_and_protection_headers_of_the_request_itself_are_honoured(coordinator, s3, bucket) -> None:  # noqa: ANN001
+    s3.put_object(Bucket=bucket, Key="exists", Body=b"old")
+    p = signed_form(coordinator, bucket, "exists", [])
+    parts = [(n, (None, v)) for n, v in p["fields"].items()] + [("file", ("f", b"new", "text/plain"))]
+    r = requests.post(p["url"], files=parts, headers={"If-None-Match": "*"}, timeout=60)
+    assert_error(r, 412, "PreconditionFailed")
+    r = requests.post(p["url"], files=parts, headers={"x-amz-server-side-encryption": "AES256"}, timeout=60)
+    assert_error(r, 501, "NotImplemented")
+    assert s3.get_object(Bucket=bucket, Key="exists")["Body"].read() == b"old"
+    r = requests.post(p["url"], files=parts, headers={"If-Match": '"nope"'}, timeout=60)
+    assert_error(r, 412, "PreconditionFailed")
+    assert s3.get_object(Bucket=bucket, Key="exists")["Body"].read() == b"old"

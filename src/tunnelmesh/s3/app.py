@@ -32,6 +32,11 @@ _NO_BODY_STATUS = {204, 304}
 SEND_PIECE = 256 * 1024
 
 
+# the scope key under which the HTTP edge hands a form upload the coroutine that moves it from the
+# pool of unauthenticated forms to an ordinary request slot (see asgi.py)
+ADMIT = "tunnelmesh.admit"
+
+
 class S3Api:
     def __init__(self, ctx: Context, credentials: Credentials) -> None:
         self.ctx = ctx
@@ -47,6 +52,7 @@ class S3Api:
             headers=headers_from_asgi(scope["headers"]),
             receive=receive,
             prefix=prefix,
+            admit=scope.get(ADMIT),
         )
         try:
             resp = await self._dispatch(req)

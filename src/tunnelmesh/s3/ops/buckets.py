@@ -42,7 +42,7 @@ async def list_buckets(ctx: Context, req: Request) -> Response:
     limit: int | None = None
     if "max-buckets" in req.query:
         raw = req.query["max-buckets"]
-        limit = int(raw) if raw.isdigit() else 0
+        limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 5 else 0
         if not 1 <= limit <= 10000:
             raise S3Error(
                 "InvalidArgument",

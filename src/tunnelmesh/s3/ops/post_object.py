@@ -21,11 +21,11 @@ from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.form import FilePart, FormReader, boundary_of
 from tunnelmesh.s3.integrity import UploadDigest
 from tunnelmesh.s3.ops.common import INLINE_MAX, Context, object_headers_from_request, validate_key
-from tunnelmesh.s3.ops.objects import store_body
+from tunnelmesh.s3.ops.objects import store_body, write_conditions
 from tunnelmesh.s3.ops.unsupported import POST, refuse_unsupported
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response
-from tunnelmesh.store.records import ObjectRecord, Segment, WriteConditions
+from tunnelmesh.store.records import ObjectRecord, Segment
 
 # form fields that are the object's headers under their own name
 _HEADER_FIELDS = frozenset(
@@ -39,6 +39,7 @@ _AUTH_FIELDS = frozenset(
     {"x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-signature", "x-amz-security-token"}
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+", re.ASCII)  # an HTTP field name (RFC 9110), lower case
 _SUCCESS_STATUSES = {"200": 200, "201": 201, "204": 204}
 _FILENAME = "${filename}"
 
@@ -57,9 +58,15 @@ async def post_object(ctx: Context, req: Request) -> Response:
         # a POST to a bucket URL that is not a form (or carries a query): S3 names the form it wanted
         raise _not_a_form()
     assert req.body is not None
+    # the request's own head counts as much as its fields: a protection asked for there is refused,
+    # and If-None-Match / If-Match narrow the write as on a PUT
+    refuse_unsupported(req)
+    conditions = write_conditions(req)
     form = FormReader(req.body, boundary)
     fields, file = await form.fields()
     policy = req.form_auth(fields)
+    if req.admit is not None:
+        await req.admit()
     key = _key(fields, file)
     given_bucket = fields.get("bucket")
     if given_bucket is not None and given_bucket != req.bucket:
@@ -95,7 +102,7 @@ async def post_object(ctx: Context, req: Request) -> Response:
         owner=req.principal.peer_id,
         data=data,
     )
-    await ctx.store.put_object(rec, WriteConditions())
+    await ctx.store.put_object(rec, conditions)
     return _success(req, key, rec.etag, fields)
 
 
@@ -118,6 +125,14 @@ def _headers(fields: dict[str, str]) -> dict[str, str]:
     for name, value in fields.items():
         header = _RENAMED.get(name, name)
         if header in _HEADER_FIELDS or (header.startswith("x-amz-") and header not in _AUTH_FIELDS):
+            if not _TOKEN.fullmatch(header):
+                # a PUT cannot carry such a name (the HTTP parser refuses it); stored, it would break
+                # every response that echoes the object's headers
+                raise S3Error("InvalidArgument", "A form field name is not a valid header name.", ArgumentName=name)
+            if header in out:
+                # `acl` and `x-amz-acl` (or `tagging` and `x-amz-tagging`) both given: the second must
+                # not quietly replace a value the refusal table would have refused
+                raise S3Error("InvalidArgument", f"The form gives the header {header} twice.", ArgumentName=name)
             if _CONTROL.search(value):
                 # a line break would split the response head of every GET of this object
                 raise S3Error(
