@@ -11,7 +11,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 
 from tunnelmesh.s3.auth import post_policy, sigv2, sigv4
 from tunnelmesh.s3.auth.chunked import ChunkedBody, ChunkSigning
-from tunnelmesh.s3.auth.credentials import Credentials, Identity
+from tunnelmesh.s3.auth.credentials import Credentials, require_identity
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.request import Request, raw_body
 
@@ -20,17 +20,6 @@ STREAMING_SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
 STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
 UNSIGNED = "UNSIGNED-PAYLOAD"
 _SHA256_HEX = re.compile("[0-9a-f]{64}")
-
-
-def _identity(creds: Credentials, access_key: str) -> Identity:
-    ident = creds.by_access_key(access_key)
-    if ident is None:
-        raise S3Error(
-            "InvalidAccessKeyId",
-            "The AWS Access Key Id you provided does not exist in our records.",
-            AWSAccessKeyId=access_key,
-        )
-    return ident
 
 
 async def _verify_sha256(body: AsyncIterator[bytes], expected: str) -> AsyncIterator[bytes]:
@@ -111,7 +100,7 @@ def authenticate(req: Request, creds: Credentials, region: str) -> None:
                 "InvalidArgument",
                 "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, a STREAMING- value, or a valid sha256 value.",
             )
-        ident = _identity(creds, sr.scope.access_key)
+        ident = require_identity(creds, sr.scope.access_key)
         key = sigv4.verify(req, sr, ident.secret, payload)
         req.principal = ident.principal
         req.body = _sigv4_body(req, payload, key, sr)
@@ -120,7 +109,7 @@ def authenticate(req: Request, creds: Credentials, region: str) -> None:
         sigv4.check_scope(sr.scope, region, presigned=True)
         sigv4.check_headers_signed(req, sr)
         payload = q.get("X-Amz-Content-Sha256") or UNSIGNED
-        ident = _identity(creds, sr.scope.access_key)
+        ident = require_identity(creds, sr.scope.access_key)
         key = sigv4.verify(req, sr, ident.secret, payload)
         sigv4.apply_query_headers(req)
         req.principal = ident.principal
@@ -128,13 +117,13 @@ def authenticate(req: Request, creds: Credentials, region: str) -> None:
     elif auth.startswith("AWS "):
         access_key, _, signature = auth[4:].strip().rpartition(":")
         date_line = sigv2.header_date(req)
-        ident = _identity(creds, access_key)
+        ident = require_identity(creds, access_key)
         sigv2.verify(req, ident.secret, signature, date_line)
         req.principal = ident.principal
         req.body = raw_body(req)
     elif presigned_v2:
         expires = sigv2.query_expires(req)
-        ident = _identity(creds, q["AWSAccessKeyId"])
+        ident = require_identity(creds, q["AWSAccessKeyId"])
         sigv2.verify(req, ident.secret, q["Signature"], expires)
         sigv2.check_lifetime(expires)
         req.principal = ident.principal

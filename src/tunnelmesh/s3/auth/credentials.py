@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.request import Principal
 
 
@@ -18,3 +19,15 @@ class Credentials(Protocol):
     def by_access_key(self, access_key: str) -> Identity | None: ...
 
     def by_token(self, token: str) -> Identity | None: ...
+
+
+def require_identity(creds: Credentials, access_key: str) -> Identity:
+    """The signer an access key names, or InvalidAccessKeyId."""
+    ident = creds.by_access_key(access_key)
+    if ident is None:
+        raise S3Error(
+            "InvalidAccessKeyId",
+            "The AWS Access Key Id you provided does not exist in our records.",
+            AWSAccessKeyId=access_key,
+        )
+    return ident

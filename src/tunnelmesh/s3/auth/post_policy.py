@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from tunnelmesh.s3.auth import sigv4
-from tunnelmesh.s3.auth.credentials import Credentials, Identity
+from tunnelmesh.s3.auth.credentials import Credentials, Identity, require_identity
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.request import Request
 
@@ -92,17 +92,6 @@ def _missing(name: str) -> S3Error:
     )
 
 
-def _identity(creds: Credentials, access_key: str) -> Identity:
-    ident = creds.by_access_key(access_key)
-    if ident is None:
-        raise S3Error(
-            "InvalidAccessKeyId",
-            "The AWS Access Key Id you provided does not exist in our records.",
-            AWSAccessKeyId=access_key,
-        )
-    return ident
-
-
 def _signature_mismatch(access_key: str) -> S3Error:
     return S3Error(
         "SignatureDoesNotMatch",
@@ -142,7 +131,7 @@ def _verify_v4(fields: Mapping[str, str], policy_b64: str, creds: Credentials, r
         ) from None
     if amz_date[:8] != scope.date:
         raise S3Error("SignatureDoesNotMatch", "The credential scope date does not match x-amz-date.")
-    ident = _identity(creds, scope.access_key)
+    ident = require_identity(creds, scope.access_key)
     key = sigv4.signing_key(ident.secret, scope.date, scope.region, scope.service)
     expected = hmac.new(key, policy_b64.encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected.encode(), fields["x-amz-signature"].strip().lower().encode()):
@@ -155,7 +144,7 @@ def _verify_v2(fields: Mapping[str, str], policy_b64: str, creds: Credentials) -
         if not fields.get(name):
             raise _missing(label)
     access_key = fields["awsaccesskeyid"]
-    ident = _identity(creds, access_key)
+    ident = require_identity(creds, access_key)
     expected = base64.b64encode(hmac.digest(ident.secret.encode(), policy_b64.encode(), hashlib.sha1))
     if not hmac.compare_digest(expected, fields["signature"].strip().encode()):
         raise _signature_mismatch(access_key)

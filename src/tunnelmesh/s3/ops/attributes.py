@@ -6,10 +6,10 @@
 
 from __future__ import annotations
 
-from tunnelmesh.s3 import checksums, conditions, xml
+from tunnelmesh.s3 import checksums, xml
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import MAX_PART_NUMBER, Context
-from tunnelmesh.s3.ops.objects import lookup_object, parts_count
+from tunnelmesh.s3.ops.objects import lookup_object, not_modified, parts_count
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response, http_date, xml_response
 from tunnelmesh.store.records import ObjectRecord
@@ -103,12 +103,8 @@ def _object_parts(req: Request, obj: ObjectRecord, count: int) -> str:
 async def get_object_attributes(ctx: Context, req: Request) -> Response:
     wanted = requested_attributes(req)
     obj = lookup_object(ctx, req)
-    try:
-        conditions.check_read(req.headers, obj)
-    except S3Error as err:
-        if err.code != "NotModified":
-            raise
-        return Response(304, [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime))])
+    if (unchanged := not_modified(req, obj)) is not None:
+        return unchanged
     count = parts_count(obj)
     body: list[str] = []
     if "ETag" in wanted:

@@ -88,14 +88,18 @@ async def list_objects_v1(ctx: Context, req: Request) -> Response:
         xml.element("Marker", enc(marker)),
         xml.element("MaxKeys", max_keys),
     ]
-    if delimiter:
-        head.append(xml.element("Delimiter", enc(delimiter)))
-    if enc_name:
-        head.append(xml.element("EncodingType", enc_name))
-    head.append(xml.element("IsTruncated", "true" if page.truncated else "false"))
+    head += _shared_tail(delimiter, enc, enc_name, page.truncated)
     if page.truncated and delimiter and page.last is not None:
         head.append(xml.element("NextMarker", enc(page.last)))
     return xml_response(xml.document("ListBucketResult", head + _body(page, enc, owner=True)))
+
+
+def _shared_tail(delimiter: str, enc, enc_name: str | None, truncated: bool) -> list[str]:  # noqa: ANN001
+    """The elements every listing answer ends its head with, in S3's order."""
+    out = [xml.element("Delimiter", enc(delimiter))] if delimiter else []
+    if enc_name:
+        out.append(xml.element("EncodingType", enc_name))
+    return [*out, xml.element("IsTruncated", "true" if truncated else "false")]
 
 
 def _token(last: str, is_prefix: bool) -> str:
@@ -132,11 +136,7 @@ async def list_objects_v2(ctx: Context, req: Request) -> Response:
         xml.element("MaxKeys", max_keys),
         xml.element("KeyCount", len(page.objects) + len(page.prefixes)),
     ]
-    if delimiter:
-        head.append(xml.element("Delimiter", enc(delimiter)))
-    if enc_name:
-        head.append(xml.element("EncodingType", enc_name))
-    head.append(xml.element("IsTruncated", "true" if page.truncated else "false"))
+    head += _shared_tail(delimiter, enc, enc_name, page.truncated)
     if token is not None:
         head.append(xml.element("ContinuationToken", token))
     if page.truncated and page.last is not None:
@@ -178,11 +178,7 @@ async def list_object_versions(ctx: Context, req: Request) -> Response:
         xml.element("VersionIdMarker", vid_marker),
         xml.element("MaxKeys", max_keys),
     ]
-    if delimiter:
-        head.append(xml.element("Delimiter", enc(delimiter)))
-    if enc_name:
-        head.append(xml.element("EncodingType", enc_name))
-    head.append(xml.element("IsTruncated", "true" if page.truncated else "false"))
+    head += _shared_tail(delimiter, enc, enc_name, page.truncated)
     if page.truncated and page.last is not None:
         head.append(xml.element("NextKeyMarker", enc(page.last)))
         if not page.last_is_prefix:

@@ -118,25 +118,17 @@ async def read_inline(req: Request, digest: UploadDigest, declared: int) -> byte
     return bytes(buf)
 
 
-async def put_object(ctx: Context, req: Request) -> Response:
+async def commit_put(
+    ctx: Context,
+    req: Request,
+    digest: UploadDigest,
+    headers: dict[str, str],
+    cond: WriteConditions,
+    data: bytes | None = None,
+    blob: str | None = None,
+) -> ObjectRecord:
+    """Commit the object a PUT (or a form upload) has read: kept in its row (`data`) or in `blob`."""
     assert req.principal is not None
-    refuse_unsupported(req)
-    validate_key(req.key)
-    headers = object_headers_from_request(req)
-    cond = write_conditions(req)
-    declared = upload_length(req, ctx.max_object_size)
-    digest = UploadDigest(req)
-    data: bytes | None = None
-    segments: list[Segment] = []
-    if declared is not None and declared <= INLINE_MAX:
-        # No lookups before a small body: reading it costs less than the bucket and quota reads
-        # would, and the commit checks the bucket, the conditions and the quota exactly anyway.
-        data = await read_inline(req, digest, declared)
-    else:
-        bucket = ctx.store.require_bucket(req.bucket)
-        old = ctx.store.get_object(req.bucket, req.key)
-        blob = await store_body(ctx.store, req, digest, declared, ctx.max_object_size, bucket, old.size if old else 0)
-        segments = [Segment(blob, digest.size, digest.md5_hex)]
     rec = ObjectRecord(
         bucket=req.bucket,
         key=req.key,
@@ -145,11 +137,31 @@ async def put_object(ctx: Context, req: Request) -> Response:
         mtime=time.time(),
         headers=headers,
         checksums=digest.checksums,
-        segments=segments,
+        segments=[Segment(blob, digest.size, digest.md5_hex)] if blob is not None else [],
         owner=req.principal.peer_id,
         data=data,
     )
     await ctx.store.put_object(rec, cond)
+    return rec
+
+
+async def put_object(ctx: Context, req: Request) -> Response:
+    assert req.principal is not None
+    refuse_unsupported(req)
+    validate_key(req.key)
+    headers = object_headers_from_request(req)
+    cond = write_conditions(req)
+    declared = upload_length(req, ctx.max_object_size)
+    digest = UploadDigest(req)
+    if declared is not None and declared <= INLINE_MAX:
+        # No lookups before a small body: reading it costs less than the bucket and quota reads
+        # would, and the commit checks the bucket, the conditions and the quota exactly anyway.
+        rec = await commit_put(ctx, req, digest, headers, cond, data=await read_inline(req, digest, declared))
+    else:
+        bucket = ctx.store.require_bucket(req.bucket)
+        old = ctx.store.get_object(req.bucket, req.key)
+        blob = await store_body(ctx.store, req, digest, declared, ctx.max_object_size, bucket, old.size if old else 0)
+        rec = await commit_put(ctx, req, digest, headers, cond, blob=blob)
     out = [("etag", f'"{rec.etag}"')]
     out.extend((f"x-amz-checksum-{alg}", v) for alg, v in rec.checksums.items())
     return Response(200, out)
@@ -222,15 +234,22 @@ def part_checksum_headers(obj: ObjectRecord, number: int, count: int) -> list[tu
     return out
 
 
-def _read_response(ctx: Context, req: Request, with_body: bool) -> Response:
-    part = part_number_param(req)
-    obj = lookup_object(ctx, req)
+def not_modified(req: Request, obj: ObjectRecord) -> Response | None:
+    """The 304 a read's If-None-Match / If-Modified-Since asks for; PreconditionFailed is raised."""
     try:
         conditions.check_read(req.headers, obj)
     except S3Error as err:
         if err.code != "NotModified":
             raise
         return Response(304, [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime))])
+    return None
+
+
+def _read_response(ctx: Context, req: Request, with_body: bool) -> Response:
+    part = part_number_param(req)
+    obj = lookup_object(ctx, req)
+    if (unchanged := not_modified(req, obj)) is not None:
+        return unchanged
     count: int | None = None
     if part is not None:
         first, length, count = part_range(obj, part)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import time
 from collections.abc import AsyncIterator
 from urllib.parse import quote, urlsplit
 
@@ -21,11 +20,10 @@ from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.form import FilePart, FormReader, boundary_of
 from tunnelmesh.s3.integrity import UploadDigest
 from tunnelmesh.s3.ops.common import INLINE_MAX, Context, object_headers_from_request, validate_key
-from tunnelmesh.s3.ops.objects import store_body, write_conditions
+from tunnelmesh.s3.ops.objects import commit_put, store_body, write_conditions
 from tunnelmesh.s3.ops.unsupported import POST, refuse_unsupported
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response
-from tunnelmesh.store.records import ObjectRecord, Segment
 
 # form fields that are the object's headers under their own name
 _HEADER_FIELDS = frozenset(
@@ -80,29 +78,14 @@ async def post_object(ctx: Context, req: Request) -> Response:
     bucket = ctx.store.require_bucket(req.bucket)
     stream = _within(form.file_data(), policy.min_size, policy.max_size)
     head = await _read_upto(stream, INLINE_MAX + 1)
-    data: bytes | None = None
-    segments: list[Segment] = []
     if len(head) <= INLINE_MAX:
         data = b"".join([c async for c in digest.wrap(_once(head))])
+        rec = await commit_put(ctx, view, digest, headers, conditions, data=data)
     else:
         old = ctx.store.get_object(req.bucket, key)
         view.body = _prepend(head, stream)
         blob = await store_body(ctx.store, view, digest, None, ctx.max_object_size, bucket, old.size if old else 0)
-        segments = [Segment(blob, digest.size, digest.md5_hex)]
-    assert req.principal is not None
-    rec = ObjectRecord(
-        bucket=req.bucket,
-        key=key,
-        size=digest.size,
-        etag=digest.md5_hex,
-        mtime=time.time(),
-        headers=headers,
-        checksums=digest.checksums,
-        segments=segments,
-        owner=req.principal.peer_id,
-        data=data,
-    )
-    await ctx.store.put_object(rec, conditions)
+        rec = await commit_put(ctx, view, digest, headers, conditions, blob=blob)
     return _success(req, key, rec.etag, fields)
 
 
