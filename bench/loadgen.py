@@ -176,7 +176,7 @@ async def run_load(
     concurrency: int,
     make_request,
     total: int | None = None,
-    duration: float | None = None,  # noqa: ANN001
+    duration: float | None = None,
 ) -> Result:
     """make_request(i) -> (method, path, query, headers, body, body_file, payload_bytes)."""
     u = urlsplit(base_url)

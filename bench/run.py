@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from loadgen import Result, Signer, run_load  # noqa: E402
+from loadgen import Result, Signer, run_load
 
 SMALL = 4096
 LARGE = 64 * 1024 * 1024
@@ -294,7 +294,7 @@ class Bench:
         if mon is not None:
             row.rss[server], row.cpu[server] = mon.peak, mon.cpu
 
-    async def load(self, s: Server, name: str, unit: str, conc: int, make, total=None, duration=None) -> Result:  # noqa: ANN001
+    async def load(self, s: Server, name: str, unit: str, conc: int, make, total=None, duration=None) -> Result:
         mon = Monitor(s.proc.pid)
         with mon:
             r = await run_load(s.base, conc, make, total=total, duration=duration)
@@ -310,11 +310,11 @@ class Bench:
         path: str,
         payload_hash: str = EMPTY,
         query: str = "",
-        body=None,  # noqa: ANN001
+        body=None,
         body_file=None,
         payload: int = 0,
         extra: list[tuple[str, str]] | None = None,
-    ):  # noqa: ANN001, ANN201
+    ):
         target = path + (f"?{query}" if query else "")
         return method, target, s.headers(method, path, payload_hash, query) + (extra or []), body, body_file, payload
 
@@ -324,7 +324,7 @@ class Bench:
         await run_load(s.base, 1, lambda i: self.req(s, "PUT", b), total=1)
         count = 0
 
-        def small_put(i: int):  # noqa: ANN202
+        def small_put(i: int):
             nonlocal count
             count = max(count, i + 1)
             return self.req(s, "PUT", f"{b}/small/{i}", self.small_hash, body=self.small, payload=SMALL)
@@ -414,7 +414,7 @@ class Bench:
         await run_load(s.base, 16, lambda i: self.req(s, "PUT", f"{b}/list/{i:07d}", EMPTY, body=b""), total=n)
         rnd = random.Random(1)
 
-        def page(i: int):  # noqa: ANN202
+        def page(i: int):
             start = f"list/{rnd.randrange(n - 1000):07d}"
             query = f"delimiter=%2F&list-type=2&max-keys=1000&prefix=list%2F&start-after={start.replace('/', '%2F')}"
             return self.req(s, "GET", b, EMPTY, query)
@@ -425,7 +425,7 @@ class Bench:
         n = 3000
         await run_load(s.base, 16, lambda i: self.req(s, "PUT", f"{b}/del/{i}", EMPTY, body=b""), total=n)
 
-        def batch(i: int):  # noqa: ANN202
+        def batch(i: int):
             doc = (
                 "<Delete>"
                 + "".join(f"<Object><Key>del/{k}</Key></Object>" for k in range(i * 1000, i * 1000 + 1000))
@@ -453,7 +453,7 @@ class Bench:
                 s.base, 2, lambda i: self.req(s, "PUT", f"{b}/gib/{i}", h, body_file=(fd, size), payload=size), total=2
             )
 
-            def mixed(i: int):  # noqa: ANN202
+            def mixed(i: int):
                 if i < 2:
                     return self.req(s, "PUT", f"{b}/gib/up{i}", h, body_file=(fd, size), payload=size)
                 return self.req(s, "GET", f"{b}/gib/{i - 2}")
@@ -484,7 +484,7 @@ class Bench:
         }
         rnd = random.Random(2)
 
-        def page(i: int):  # noqa: ANN202
+        def page(i: int):
             start = f"million%2F{rnd.randrange(999_000):07d}"
             query = f"delimiter=%2F&list-type=2&max-keys=1000&prefix=million%2F&start-after={start}"
             return self.req(s, "GET", f"{s.prefix}/bench", EMPTY, query)

@@ -205,13 +205,13 @@ def coordinator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coordinato
 
 
 @pytest.fixture(scope="module")
-def s3(coordinator: Coordinator):  # noqa: ANN201
+def s3(coordinator: Coordinator):
     """boto3 at its current defaults (CRC32 request checksums, response validation)."""
     return coordinator.client()
 
 
 @pytest.fixture
-def bucket(s3) -> str:  # noqa: ANN001
+def bucket(s3) -> str:
     name = f"t-{uuid.uuid4().hex[:16]}"
     s3.create_bucket(Bucket=name)
     return name

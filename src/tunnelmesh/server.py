@@ -206,7 +206,7 @@ def _fork(job: Callable[[], int], what: str) -> int:
         code = 1
         try:
             code = job()
-        except BaseException:  # noqa: BLE001 - a child must end here, whatever happened
+        except BaseException:
             log.exception("%s failed", what)
         finally:
             logging.shutdown()

@@ -218,7 +218,7 @@ class _Ball:
         return out
 
 
-def _peak_during(root: int, run) -> tuple[int, object]:  # noqa: ANN001
+def _peak_during(root: int, run) -> tuple[int, object]:
     peak = [0]
     done = threading.Event()
 
@@ -283,12 +283,12 @@ def test_restore_refuses_tar_extension_headers_before_reading_them(coordinator, 
 # ---- only requests whose credential covers them whole reach the admin API -------------------------
 
 
-def _peer_names(coordinator) -> set[str]:  # noqa: ANN001
+def _peer_names(coordinator) -> set[str]:
     r = requests.get(f"http://127.0.0.1:{coordinator.port}/api/peers", auth=("admin", coordinator.token), timeout=30)
     return {p["name"] for p in r.json()["peers"]}
 
 
-def _sigv4_headers(coordinator, method: str, url: str, body: bytes, signed_payload: bool) -> dict:  # noqa: ANN001
+def _sigv4_headers(coordinator, method: str, url: str, body: bytes, signed_payload: bool) -> dict:
     req = AWSRequest(method=method, url=url, data=body)
     req.context["client_config"] = Config(s3={"payload_signing_enabled": signed_payload})
     S3SigV4Auth(Credentials("admin", coordinator.token), "s3", "us-east-1").add_auth(req)
@@ -296,7 +296,7 @@ def _sigv4_headers(coordinator, method: str, url: str, body: bytes, signed_paylo
     return dict(req.headers.items())
 
 
-def test_a_presigned_s3_link_replayed_on_the_admin_api_creates_no_admin(coordinator) -> None:  # noqa: ANN001
+def test_a_presigned_s3_link_replayed_on_the_admin_api_creates_no_admin(coordinator) -> None:
     """Found in review: an admin's presigned link for bucket `api` (CreateMultipartUpload of key
     `peers` is `/api/peers?uploads...` on the root listener) sent to the main listener with a body of
     the holder's choosing made the holder a new admin: presigned bodies are unsigned."""
@@ -328,7 +328,7 @@ def test_a_presigned_s3_link_replayed_on_the_admin_api_creates_no_admin(coordina
 )
 def test_the_admin_api_takes_only_credentials_that_cover_the_whole_request(
     coordinator, scheme: str, allowed: bool
-) -> None:  # noqa: ANN001
+) -> None:
     url = f"http://127.0.0.1:{coordinator.port}/api/peers"
     body = json.dumps({"name": f"scheme-{uuid.uuid4().hex[:8]}"}).encode()
     if scheme == "sigv4-signed-payload":

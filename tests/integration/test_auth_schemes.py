@@ -79,16 +79,16 @@ def assert_s3_error(resp: requests.Response, status: int, code: str) -> ET.Eleme
     return root
 
 
-def admin_get(coordinator, url: str) -> requests.Response:  # noqa: ANN001
+def admin_get(coordinator, url: str) -> requests.Response:
     return requests.get(url, auth=("admin", coordinator.token), timeout=30)
 
 
-def assert_absent(coordinator, url: str) -> None:  # noqa: ANN001
+def assert_absent(coordinator, url: str) -> None:
     assert_s3_error(admin_get(coordinator, url), 404, "NoSuchKey")
 
 
 @pytest.fixture(params=["prefix", "root"])
-def endpoint(request: pytest.FixtureRequest, coordinator) -> str:  # noqa: ANN001
+def endpoint(request: pytest.FixtureRequest, coordinator) -> str:
     """The S3 API under /s3 of the main listener, and at the root of the S3 listener."""
     return coordinator.endpoint if request.param == "prefix" else coordinator.root_endpoint
 
@@ -100,7 +100,7 @@ def new_key() -> str:
 # --- HTTP Basic ----------------------------------------------------------------------------------
 
 
-def test_basic_auth_puts_gets_and_lists_objects(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_basic_auth_puts_gets_and_lists_objects(coordinator, bucket, endpoint) -> None:
     key = new_key()
     auth = ("admin", coordinator.token)
     put = requests.put(f"{endpoint}/{bucket}/{key}", data=b"basic body", auth=auth, timeout=30)
@@ -118,14 +118,14 @@ def test_basic_auth_puts_gets_and_lists_objects(coordinator, bucket, endpoint) -
     assert keys == [key]
 
 
-def test_basic_auth_with_wrong_token_is_access_denied(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_basic_auth_with_wrong_token_is_access_denied(coordinator, bucket, endpoint) -> None:
     key = new_key()
     resp = requests.put(f"{endpoint}/{bucket}/{key}", data=b"nope", auth=("admin", coordinator.token + "x"), timeout=30)
     assert_s3_error(resp, 403, "AccessDenied")
     assert_absent(coordinator, f"{endpoint}/{bucket}/{key}")
 
 
-def test_basic_auth_with_unknown_user_is_access_denied(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_basic_auth_with_unknown_user_is_access_denied(coordinator, bucket, endpoint) -> None:
     resp = requests.get(f"{endpoint}/{bucket}?list-type=2", auth=("nobody", coordinator.token), timeout=30)
     assert_s3_error(resp, 403, "AccessDenied")
 
@@ -133,7 +133,7 @@ def test_basic_auth_with_unknown_user_is_access_denied(coordinator, bucket, endp
 # --- Bearer --------------------------------------------------------------------------------------
 
 
-def test_bearer_token_puts_gets_and_lists_objects(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_bearer_token_puts_gets_and_lists_objects(coordinator, bucket, endpoint) -> None:
     key = new_key()
     headers = {"Authorization": f"Bearer {coordinator.token}"}
     put = requests.put(f"{endpoint}/{bucket}/{key}", data=b"bearer body", headers=headers, timeout=30)
@@ -146,7 +146,7 @@ def test_bearer_token_puts_gets_and_lists_objects(coordinator, bucket, endpoint)
     assert f"<Key>{key}</Key>" in listed.text
 
 
-def test_bearer_with_wrong_token_is_access_denied(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_bearer_with_wrong_token_is_access_denied(coordinator, bucket, endpoint) -> None:
     key = new_key()
     resp = requests.put(
         f"{endpoint}/{bucket}/{key}",
@@ -158,7 +158,7 @@ def test_bearer_with_wrong_token_is_access_denied(coordinator, bucket, endpoint)
     assert_absent(coordinator, f"{endpoint}/{bucket}/{key}")
 
 
-def test_bearer_with_the_access_key_instead_of_the_secret_is_access_denied(coordinator, bucket) -> None:  # noqa: ANN001
+def test_bearer_with_the_access_key_instead_of_the_secret_is_access_denied(coordinator, bucket) -> None:
     resp = requests.get(f"{coordinator.endpoint}/{bucket}", headers={"Authorization": "Bearer admin"}, timeout=30)
     assert_s3_error(resp, 403, "AccessDenied")
 
@@ -167,21 +167,21 @@ def test_bearer_with_the_access_key_instead_of_the_secret_is_access_denied(coord
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
-def test_anonymous_request_is_access_denied(coordinator, bucket, endpoint, method) -> None:  # noqa: ANN001
+def test_anonymous_request_is_access_denied(coordinator, bucket, endpoint, method) -> None:
     key = new_key()
     resp = requests.request(method, f"{endpoint}/{bucket}/{key}", data=b"x" if method == "PUT" else None, timeout=30)
     assert_s3_error(resp, 403, "AccessDenied")
     assert_absent(coordinator, f"{endpoint}/{bucket}/{key}")
 
 
-def test_anonymous_list_buckets_is_access_denied(endpoint) -> None:  # noqa: ANN001
+def test_anonymous_list_buckets_is_access_denied(endpoint) -> None:
     assert_s3_error(requests.get(f"{endpoint}/", timeout=30), 403, "AccessDenied")
 
 
 # --- SigV4 header auth ---------------------------------------------------------------------------
 
 
-def test_sigv4_signed_put_and_get_round_trip(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_sigv4_signed_put_and_get_round_trip(coordinator, bucket, endpoint) -> None:
     key = new_key()
     url = f"{endpoint}/{bucket}/{key}"
     body = b"signed with sigv4"
@@ -192,7 +192,7 @@ def test_sigv4_signed_put_and_get_round_trip(coordinator, bucket, endpoint) -> N
     assert got.content == body
 
 
-def test_sigv4_with_wrong_secret_is_signature_mismatch_and_stores_nothing(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_sigv4_with_wrong_secret_is_signature_mismatch_and_stores_nothing(coordinator, bucket, endpoint) -> None:
     key = new_key()
     url = f"{endpoint}/{bucket}/{key}"
     body = b"should not be stored"
@@ -202,7 +202,7 @@ def test_sigv4_with_wrong_secret_is_signature_mismatch_and_stores_nothing(coordi
     assert_absent(coordinator, url)
 
 
-def test_sigv4_with_unknown_access_key_is_invalid_access_key_id(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_sigv4_with_unknown_access_key_is_invalid_access_key_id(coordinator, bucket, endpoint) -> None:
     key = new_key()
     url = f"{endpoint}/{bucket}/{key}"
     body = b"x"
@@ -217,7 +217,7 @@ def test_sigv4_request_dated_twenty_minutes_ago_is_request_time_too_skewed(
     coordinator,
     bucket,
     endpoint,
-    monkeypatch,  # noqa: ANN001
+    monkeypatch,
 ) -> None:
     key = new_key()
     url = f"{endpoint}/{bucket}/{key}"
@@ -237,7 +237,7 @@ def test_sigv4_request_dated_twenty_minutes_ago_is_request_time_too_skewed(
 def test_sigv4_payload_hash_not_matching_the_body_is_rejected_and_stores_nothing(
     coordinator,
     bucket,
-    endpoint,  # noqa: ANN001
+    endpoint,
 ) -> None:
     key = new_key()
     url = f"{endpoint}/{bucket}/{key}"
@@ -250,7 +250,7 @@ def test_sigv4_payload_hash_not_matching_the_body_is_rejected_and_stores_nothing
     assert_absent(coordinator, url)
 
 
-def test_sigv4_unsigned_payload_put_is_accepted(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_sigv4_unsigned_payload_put_is_accepted(coordinator, bucket, endpoint) -> None:
     key = new_key()
     url = f"{endpoint}/{bucket}/{key}"
     headers = sigv4_headers("PUT", url, coordinator.token, b"unsigned", payload_hash="UNSIGNED-PAYLOAD")
@@ -262,7 +262,7 @@ def test_sigv4_unsigned_payload_put_is_accepted(coordinator, bucket, endpoint) -
 # --- SigV4 presigned URLs ------------------------------------------------------------------------
 
 
-def test_sigv4_presigned_get_url_downloads_the_object(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_sigv4_presigned_get_url_downloads_the_object(coordinator, bucket, endpoint) -> None:
     key = new_key()
     coordinator.client(endpoint).put_object(Bucket=bucket, Key=key, Body=b"presigned get")
     client = coordinator.client(endpoint, signature_version="s3v4")
@@ -273,7 +273,7 @@ def test_sigv4_presigned_get_url_downloads_the_object(coordinator, bucket, endpo
     assert resp.content == b"presigned get"
 
 
-def test_sigv4_presigned_put_url_uploads_the_object(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_sigv4_presigned_put_url_uploads_the_object(coordinator, bucket, endpoint) -> None:
     key = new_key()
     client = coordinator.client(endpoint, signature_version="s3v4")
     url = client.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=300)
@@ -283,7 +283,7 @@ def test_sigv4_presigned_put_url_uploads_the_object(coordinator, bucket, endpoin
     assert admin_get(coordinator, f"{endpoint}/{bucket}/{key}").content == b"presigned put"
 
 
-def test_expired_sigv4_presigned_url_is_access_denied(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_expired_sigv4_presigned_url_is_access_denied(coordinator, bucket, endpoint) -> None:
     key = new_key()
     coordinator.client(endpoint).put_object(Bucket=bucket, Key=key, Body=b"soon gone")
     client = coordinator.client(endpoint, signature_version="s3v4")
@@ -295,7 +295,7 @@ def test_expired_sigv4_presigned_url_is_access_denied(coordinator, bucket, endpo
     assert "soon gone" not in resp.text
 
 
-def test_sigv4_presigned_url_with_tampered_key_is_rejected(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_sigv4_presigned_url_with_tampered_key_is_rejected(coordinator, bucket, endpoint) -> None:
     signed_key, other_key = new_key(), new_key()
     s3 = coordinator.client(endpoint)
     s3.put_object(Bucket=bucket, Key=signed_key, Body=b"signed one")
@@ -310,7 +310,7 @@ def test_sigv4_presigned_url_with_tampered_key_is_rejected(coordinator, bucket, 
     assert b"secret other" not in resp.content
 
 
-def test_sigv4_presigned_put_url_used_for_another_key_stores_nothing(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_sigv4_presigned_put_url_used_for_another_key_stores_nothing(coordinator, bucket, endpoint) -> None:
     signed_key, other_key = new_key(), new_key()
     client = coordinator.client(endpoint, signature_version="s3v4")
     url = client.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": signed_key}, ExpiresIn=300)
@@ -322,7 +322,7 @@ def test_sigv4_presigned_put_url_used_for_another_key_stores_nothing(coordinator
     assert_absent(coordinator, f"{endpoint}/{bucket}/{signed_key}")
 
 
-def test_sigv4_presigned_url_with_extended_expiry_is_rejected(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_sigv4_presigned_url_with_extended_expiry_is_rejected(coordinator, bucket, endpoint) -> None:
     key = new_key()
     coordinator.client(endpoint).put_object(Bucket=bucket, Key=key, Body=b"x")
     client = coordinator.client(endpoint, signature_version="s3v4")
@@ -332,7 +332,7 @@ def test_sigv4_presigned_url_with_extended_expiry_is_rejected(coordinator, bucke
     assert_s3_error(resp, 403, "SignatureDoesNotMatch")
 
 
-def test_presigned_url_plus_authorization_header_is_rejected(coordinator, bucket) -> None:  # noqa: ANN001
+def test_presigned_url_plus_authorization_header_is_rejected(coordinator, bucket) -> None:
     key = new_key()
     coordinator.client().put_object(Bucket=bucket, Key=key, Body=b"x")
     client = coordinator.client(signature_version="s3v4")
@@ -344,7 +344,7 @@ def test_presigned_url_plus_authorization_header_is_rejected(coordinator, bucket
 # --- SigV2 ---------------------------------------------------------------------------------------
 
 
-def test_default_boto3_presigned_get_url_is_sigv2_and_works(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_default_boto3_presigned_get_url_is_sigv2_and_works(coordinator, bucket, endpoint) -> None:
     key = new_key()
     client = coordinator.client(endpoint)
     client.put_object(Bucket=bucket, Key=key, Body=b"v2 presigned")
@@ -358,7 +358,7 @@ def test_default_boto3_presigned_get_url_is_sigv2_and_works(coordinator, bucket,
     assert resp.content == b"v2 presigned"
 
 
-def test_default_boto3_presigned_put_url_is_sigv2_and_works(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_default_boto3_presigned_put_url_is_sigv2_and_works(coordinator, bucket, endpoint) -> None:
     key = new_key()
     client = coordinator.client(endpoint)
     url = client.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=300)
@@ -368,7 +368,7 @@ def test_default_boto3_presigned_put_url_is_sigv2_and_works(coordinator, bucket,
     assert admin_get(coordinator, f"{endpoint}/{bucket}/{key}").content == b"v2 presigned put"
 
 
-def test_sigv2_presigned_url_with_tampered_key_is_rejected(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_sigv2_presigned_url_with_tampered_key_is_rejected(coordinator, bucket, endpoint) -> None:
     signed_key, other_key = new_key(), new_key()
     client = coordinator.client(endpoint)
     client.put_object(Bucket=bucket, Key=other_key, Body=b"other")
@@ -378,7 +378,7 @@ def test_sigv2_presigned_url_with_tampered_key_is_rejected(coordinator, bucket, 
     assert_s3_error(requests.get(tampered, timeout=30), 403, "SignatureDoesNotMatch")
 
 
-def test_expired_sigv2_presigned_url_is_access_denied(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_expired_sigv2_presigned_url_is_access_denied(coordinator, bucket, endpoint) -> None:
     key = new_key()
     client = coordinator.client(endpoint)
     client.put_object(Bucket=bucket, Key=key, Body=b"old")
@@ -387,7 +387,7 @@ def test_expired_sigv2_presigned_url_is_access_denied(coordinator, bucket, endpo
     assert_s3_error(requests.get(url, timeout=30), 403, "AccessDenied")
 
 
-def test_sigv2_header_auth_puts_and_gets(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_sigv2_header_auth_puts_and_gets(coordinator, bucket, endpoint) -> None:
     key = new_key()
     url = f"{endpoint}/{bucket}/{key}"
     body = b"hmac v1 body"
@@ -401,7 +401,7 @@ def test_sigv2_header_auth_puts_and_gets(coordinator, bucket, endpoint) -> None:
     assert got.headers["content-type"] == "text/plain"
 
 
-def test_sigv2_header_auth_with_wrong_secret_is_signature_mismatch(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_sigv2_header_auth_with_wrong_secret_is_signature_mismatch(coordinator, bucket, endpoint) -> None:
     key = new_key()
     url = f"{endpoint}/{bucket}/{key}"
     headers = sigv2_headers("PUT", url, "wrong-secret", b"v2")
@@ -409,7 +409,7 @@ def test_sigv2_header_auth_with_wrong_secret_is_signature_mismatch(coordinator, 
     assert_absent(coordinator, url)
 
 
-def test_unsupported_authorization_scheme_is_access_denied(coordinator, bucket) -> None:  # noqa: ANN001
+def test_unsupported_authorization_scheme_is_access_denied(coordinator, bucket) -> None:
     resp = requests.get(
         f"{coordinator.endpoint}/{bucket}", headers={"Authorization": f"Token {coordinator.token}"}, timeout=30
     )
@@ -419,26 +419,26 @@ def test_unsupported_authorization_scheme_is_access_denied(coordinator, bucket) 
 # --- SigV4 credential scope: service s3, the coordinator's region or us-east-1 --------------------
 
 
-def scoped_sigv4_headers(coordinator, url: str, region: str, service: str = "s3") -> dict[str, str]:  # noqa: ANN001
+def scoped_sigv4_headers(coordinator, url: str, region: str, service: str = "s3") -> dict[str, str]:
     req = AWSRequest(method="GET", url=url)
     S3SigV4Auth(Credentials("admin", coordinator.token), service, region).add_auth(req)
     return dict(req.headers.items())
 
 
-def scoped_presigned_url(coordinator, url: str, region: str, service: str = "s3") -> str:  # noqa: ANN001
+def scoped_presigned_url(coordinator, url: str, region: str, service: str = "s3") -> str:
     req = AWSRequest(method="GET", url=url)
     botocore.auth.S3SigV4QueryAuth(Credentials("admin", coordinator.token), service, region, expires=300).add_auth(req)
     return req.url
 
 
 @pytest.fixture(scope="module")
-def eu_coordinator(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def eu_coordinator(tmp_path_factory: pytest.TempPathFactory):
     c = start_coordinator(tmp_path_factory.mktemp("coord-eu"), extra_yaml="region: eu-central-1\n")
     yield c
     c.stop()
 
 
-def test_sigv4_signed_for_another_region_names_the_expected_one(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_sigv4_signed_for_another_region_names_the_expected_one(coordinator, bucket, endpoint) -> None:
     url = f"{endpoint}/{bucket}?list-type=2"
     resp = requests.get(url, headers=scoped_sigv4_headers(coordinator, url, "eu-west-1"), timeout=30)
     err = assert_s3_error(resp, 400, "AuthorizationHeaderMalformed")
@@ -450,7 +450,7 @@ def test_sigv4_signed_for_another_region_names_the_expected_one(coordinator, buc
 
 
 @pytest.mark.parametrize("service", ["iam", "s3-object-lambda", "execute-api"])
-def test_sigv4_signed_for_another_service_is_refused(coordinator, bucket, service: str) -> None:  # noqa: ANN001
+def test_sigv4_signed_for_another_service_is_refused(coordinator, bucket, service: str) -> None:
     key = new_key()
     coordinator.client().put_object(Bucket=bucket, Key=key, Body=b"private")
     url = f"{coordinator.endpoint}/{bucket}/{key}"
@@ -462,7 +462,7 @@ def test_sigv4_signed_for_another_service_is_refused(coordinator, bucket, servic
     assert b"private" not in resp.content
 
 
-def test_a_coordinator_in_another_region_takes_its_region_and_us_east_1(eu_coordinator) -> None:  # noqa: ANN001
+def test_a_coordinator_in_another_region_takes_its_region_and_us_east_1(eu_coordinator) -> None:
     c = eu_coordinator
     url = f"{c.endpoint}/"
     for region in ("eu-central-1", "us-east-1"):
@@ -478,7 +478,7 @@ def test_a_coordinator_in_another_region_takes_its_region_and_us_east_1(eu_coord
     assert requests.get(api, headers=scoped_sigv4_headers(c, api, "ap-south-1"), timeout=30).status_code == 400
 
 
-def test_boto3_configured_for_the_wrong_region_follows_the_region_in_the_error(eu_coordinator) -> None:  # noqa: ANN001
+def test_boto3_configured_for_the_wrong_region_follows_the_region_in_the_error(eu_coordinator) -> None:
     """botocore reads <Region> from AuthorizationHeaderMalformed and signs again for it."""
     s3 = boto3.client(
         "s3",
@@ -497,13 +497,13 @@ def test_boto3_configured_for_the_wrong_region_follows_the_region_in_the_error(e
 # --- SigV2 presigned URLs are capped at seven days, like SigV4 -----------------------------------
 
 
-def sigv2_presigned_url(coordinator, url: str, expires_in: int) -> str:  # noqa: ANN001
+def sigv2_presigned_url(coordinator, url: str, expires_in: int) -> str:
     req = AWSRequest(method="GET", url=url)
     botocore.auth.HmacV1QueryAuth(Credentials("admin", coordinator.token), expires=expires_in).add_auth(req)
     return req.url
 
 
-def test_sigv2_presigned_url_valid_for_seven_days_works(coordinator, bucket) -> None:  # noqa: ANN001
+def test_sigv2_presigned_url_valid_for_seven_days_works(coordinator, bucket) -> None:
     key = new_key()
     coordinator.client().put_object(Bucket=bucket, Key=key, Body=b"a week")
     url = sigv2_presigned_url(coordinator, f"{coordinator.endpoint}/{bucket}/{key}", 7 * 24 * 3600)
@@ -513,7 +513,7 @@ def test_sigv2_presigned_url_valid_for_seven_days_works(coordinator, bucket) -> 
 
 
 @pytest.mark.parametrize("expires_in", [8 * 24 * 3600, 10 * 365 * 24 * 3600])
-def test_sigv2_presigned_url_valid_beyond_seven_days_is_refused(coordinator, bucket, expires_in: int) -> None:  # noqa: ANN001
+def test_sigv2_presigned_url_valid_beyond_seven_days_is_refused(coordinator, bucket, expires_in: int) -> None:
     key = new_key()
     coordinator.client().put_object(Bucket=bucket, Key=key, Body=b"secret")
     url = sigv2_presigned_url(coordinator, f"{coordinator.endpoint}/{bucket}/{key}", expires_in)
@@ -542,7 +542,7 @@ def test_sigv2_presigned_url_valid_beyond_seven_days_is_refused(coordinator, buc
 )
 def test_presigned_url_lifetime_out_of_range_is_refused_as_aws_does(
     coordinator, bucket, endpoint, expires: int, status: int, code: str
-) -> None:  # noqa: ANN001
+) -> None:
     """Negative: 403 "must be non-negative"; zero: expired at once; over a week: 400 (AWS, observed;
     s3-tests expects 403 for the last one too, which is Ceph's answer)."""
     key = new_key()
@@ -557,7 +557,7 @@ def test_presigned_url_lifetime_out_of_range_is_refused_as_aws_does(
 
 
 @pytest.mark.parametrize("scheme", ["sigv4", "sigv2"])
-def test_empty_x_amz_date_is_access_denied_not_replaced_by_date(coordinator, bucket, endpoint, scheme: str) -> None:  # noqa: ANN001
+def test_empty_x_amz_date_is_access_denied_not_replaced_by_date(coordinator, bucket, endpoint, scheme: str) -> None:
     """An x-amz-date header that is present but empty is malformed: the Date header must not stand in."""
     key = new_key()
     url = f"{endpoint}/{bucket}/{key}"
@@ -572,7 +572,7 @@ def test_empty_x_amz_date_is_access_denied_not_replaced_by_date(coordinator, buc
     assert_absent(coordinator, url)
 
 
-def test_sigv2_client_creates_lists_heads_and_deletes_a_bucket(coordinator, endpoint) -> None:  # noqa: ANN001
+def test_sigv2_client_creates_lists_heads_and_deletes_a_bucket(coordinator, endpoint) -> None:
     """botocore's HmacV1 signs a bucket as `/<bucket>/` while its request line says `/<bucket>`."""
     s3 = coordinator.client(endpoint, signature_version="s3")
     name = f"v2-{uuid.uuid4().hex[:12]}"

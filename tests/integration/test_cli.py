@@ -67,7 +67,7 @@ def one_line_error(res: subprocess.CompletedProcess, *needles: str) -> str:
     return lines[0]
 
 
-def tm_json(c: Coordinator, *args: str, token: str | None = None):  # noqa: ANN201
+def tm_json(c: Coordinator, *args: str, token: str | None = None):
     return json.loads(ok(tm(c, *args, "--json", token=token)))
 
 
@@ -75,7 +75,7 @@ def new_name(prefix: str = "c") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:16]}"
 
 
-def peer_client(c: Coordinator, peer: dict[str, str]):  # noqa: ANN201
+def peer_client(c: Coordinator, peer: dict[str, str]):
     return boto3.client(
         "s3",
         endpoint_url=c.endpoint,

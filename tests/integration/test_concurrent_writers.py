@@ -116,7 +116,7 @@ class Log:
             self.failures.append(msg)
 
 
-def write_version(client, bucket: str, key: str, v: Version) -> tuple[float, float]:  # noqa: ANN001
+def write_version(client, bucket: str, key: str, v: Version) -> tuple[float, float]:
     if not v.parts:
         start = time.monotonic()
         resp = client.put_object(Bucket=bucket, Key=key, Body=v.data)
@@ -167,7 +167,7 @@ RANGES = (
 
 def test_readers_see_only_whole_versions_while_writers_overwrite_and_the_last_commit_wins(
     coordinator, s3, bucket: str, request: pytest.FixtureRequest
-) -> None:  # noqa: ANN001
+) -> None:
     key = "contended/object.bin"
     plan = planned_versions()
     initial = make_version("initial", INITIAL_SIZE)
@@ -192,7 +192,7 @@ def test_readers_see_only_whole_versions_while_writers_overwrite_and_the_last_co
         for v in plan[w]:
             try:
                 start, ack = write_version(client, bucket, key, v)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 log.fail(f"writer {w} version {v.name}: {e!r}")
                 continue
             with log.lock:
@@ -227,7 +227,7 @@ def test_readers_see_only_whole_versions_while_writers_overwrite_and_the_last_co
                 else:
                     log.fail(f"reader {r} GET range={spec}: {e!r} {err}")
                 continue
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 log.fail(f"reader {r} GET range={spec}: {e!r}")
                 continue
             end = time.monotonic()
@@ -334,7 +334,7 @@ def test_readers_see_only_whole_versions_while_writers_overwrite_and_the_last_co
 @pytest.mark.parametrize("round_", range(3))
 def test_racing_if_none_match_creates_have_exactly_one_winner_whose_body_is_stored(
     coordinator, s3, bucket: str, round_: int
-) -> None:  # noqa: ANN001
+) -> None:
     n = 20
     key = f"created-once-{round_}-{uuid.uuid4().hex[:8]}"
     bodies = [f"contender {i} of round {round_}: ".encode() + bytes([65 + i]) * (100 + 37 * i) for i in range(n)]
@@ -349,7 +349,7 @@ def test_racing_if_none_match_creates_have_exactly_one_winner_whose_body_is_stor
             outcomes[i] = (i, r["ResponseMetadata"]["HTTPStatusCode"], "OK", r["ETag"].strip('"'))
         except ClientError as e:
             outcomes[i] = (i, e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["Error"]["Code"], "")
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             outcomes[i] = (i, -1, repr(e), "")
 
     threads = [threading.Thread(target=contender, args=(i,)) for i in range(n)]

@@ -190,7 +190,7 @@ def put_state(key: tuple[str, str], version: int, data: bytes) -> State:
     return State(len(data), md5, md5, crc32_b64(data), f"put v{version}")
 
 
-def do_put(s3, model: Model, rng: random.Random, key: tuple[str, str], big: bool) -> None:  # noqa: ANN001
+def do_put(s3, model: Model, rng: random.Random, key: tuple[str, str], big: bool) -> None:
     version = next(model.versions)
     if big:
         size = rng.randint(64 * 1024, 2 * MIB)
@@ -201,7 +201,7 @@ def do_put(s3, model: Model, rng: random.Random, key: tuple[str, str], big: bool
     op = model.begin(key, "put", st)
     try:
         r = s3.put_object(Bucket=key[0], Key=key[1], Body=data)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         model.failed(f"PUT {key} v{version}", e)
         return
     model.ack(op)
@@ -209,23 +209,23 @@ def do_put(s3, model: Model, rng: random.Random, key: tuple[str, str], big: bool
         model.errors.append(f"PUT {key} v{version}: answered ETag {r['ETag']}, expected {st.etag}")
 
 
-def do_delete(s3, model: Model, key: tuple[str, str]) -> None:  # noqa: ANN001
+def do_delete(s3, model: Model, key: tuple[str, str]) -> None:
     op = model.begin(key, "delete", None)
     try:
         s3.delete_object(Bucket=key[0], Key=key[1])
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         model.failed(f"DELETE {key}", e)
         return
     model.ack(op)
 
 
-def do_delete_many(s3, model: Model, rng: random.Random) -> None:  # noqa: ANN001
+def do_delete_many(s3, model: Model, rng: random.Random) -> None:
     bucket = rng.choice(BUCKETS)
     keys = rng.sample(KEYS_PER_BUCKET, rng.randint(2, 4))
     ops = [model.begin((bucket, k), "delete", None) for k in keys]
     try:
         r = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys]})
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         model.failed(f"DeleteObjects {bucket} {keys}", e)
         return
     for op in ops:
@@ -234,7 +234,7 @@ def do_delete_many(s3, model: Model, rng: random.Random) -> None:  # noqa: ANN00
         model.errors.append(f"DeleteObjects {bucket} {keys}: errors {r['Errors']}")
 
 
-def do_multipart(s3, model: Model, rng: random.Random, key: tuple[str, str]) -> None:  # noqa: ANN001
+def do_multipart(s3, model: Model, rng: random.Random, key: tuple[str, str]) -> None:
     version = next(model.versions)
     nparts = rng.choice([2, 2, 3])
     sizes = [PART] * (nparts - 1) + [rng.randint(1, MIB)]
@@ -242,7 +242,7 @@ def do_multipart(s3, model: Model, rng: random.Random, key: tuple[str, str]) -> 
         model.creates_in_flight += 1
     try:
         up = s3.create_multipart_upload(Bucket=key[0], Key=key[1], ChecksumAlgorithm="CRC32")
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         model.failed(f"CreateMultipartUpload {key}", e)
         return
     upload_id = up["UploadId"]
@@ -262,7 +262,7 @@ def do_multipart(s3, model: Model, rng: random.Random, key: tuple[str, str]) -> 
             r = s3.upload_part(
                 Bucket=key[0], Key=key[1], UploadId=upload_id, PartNumber=n, Body=data, ChecksumAlgorithm="CRC32"
             )
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             model.failed(f"UploadPart {key} v{version} #{n}", e)
             return
         # a CRC32 (COMPOSITE) upload's Complete lists each part's checksum, as S3 requires
@@ -275,7 +275,7 @@ def do_multipart(s3, model: Model, rng: random.Random, key: tuple[str, str]) -> 
     op = model.begin(key, "mpu", st)
     try:
         r = s3.complete_multipart_upload(Bucket=key[0], Key=key[1], UploadId=upload_id, MultipartUpload={"Parts": done})
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         model.failed(f"CompleteMultipartUpload {key} v{version}", e)
         return
     model.ack(op)
@@ -285,15 +285,15 @@ def do_multipart(s3, model: Model, rng: random.Random, key: tuple[str, str]) -> 
         model.errors.append(f"Complete {key} v{version}: answered ETag {r['ETag']}, expected {etag}")
 
 
-def load_thread(s3, model: Model, rng: random.Random, stop: threading.Event) -> None:  # noqa: ANN001
+def load_thread(s3, model: Model, rng: random.Random, stop: threading.Event) -> None:
     try:
         load_loop(s3, model, rng, stop)
-    except Exception as e:  # noqa: BLE001 - a bug in the test or a malformed answer: report, never hang
+    except Exception as e:
         with model.lock:
             model.errors.append(f"load thread died: {type(e).__name__}: {e}")
 
 
-def load_loop(s3, model: Model, rng: random.Random, stop: threading.Event) -> None:  # noqa: ANN001
+def load_loop(s3, model: Model, rng: random.Random, stop: threading.Event) -> None:
     while not stop.is_set():
         r = rng.random()
         key = rng.choice(ALL_KEYS)
@@ -375,7 +375,7 @@ def stop_tree(c: Coordinator) -> None:
 # ---- checks ------------------------------------------------------------------------------------
 
 
-def read_state(s3, key: tuple[str, str]) -> State | None:  # noqa: ANN001
+def read_state(s3, key: tuple[str, str]) -> State | None:
     try:
         r = s3.get_object(Bucket=key[0], Key=key[1], ChecksumMode="ENABLED")
     except ClientError as e:
@@ -600,7 +600,7 @@ def stop_gracefully(c: Coordinator) -> int:
     return len(pids)
 
 
-def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path, monkeypatch) -> None:
     plan = []
     for i in range(1, CYCLES + 1):
         plan.append("kill")

@@ -32,7 +32,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def fill(c: Coordinator, s3, bucket: str) -> tuple[list[str], ClientError]:  # noqa: ANN001
+def fill(c: Coordinator, s3, bucket: str) -> tuple[list[str], ClientError]:
     stored = []
     for i in range(100):
         key = f"obj-{i}"

@@ -36,7 +36,7 @@ class Multipart:
 
 
 @pytest.fixture(scope="module")
-def multipart(s3) -> Multipart:  # noqa: ANN001
+def multipart(s3) -> Multipart:
     """Three parts of different sizes, the last one short, each with bytes of its own."""
     bucket = f"t-{uuid.uuid4().hex[:16]}"
     s3.create_bucket(Bucket=bucket)

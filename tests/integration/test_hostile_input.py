@@ -64,7 +64,7 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 @pytest.fixture(scope="module", autouse=True)
-def case_report(request: pytest.FixtureRequest):  # noqa: ANN201
+def case_report(request: pytest.FixtureRequest):
     CASES.clear()
     CHECKED.clear()
     yield
@@ -226,7 +226,7 @@ def error_code(reply: Reply) -> str:
     return ET.fromstring(reply.body).findtext("Code") or ""
 
 
-def assert_serving(s3, bucket: str) -> None:  # noqa: ANN001
+def assert_serving(s3, bucket: str) -> None:
     """A normal client still gets normal service."""
     key = f"alive-{uuid.uuid4().hex[:8]}"
     s3.put_object(Bucket=bucket, Key=key, Body=b"still here")
@@ -235,17 +235,17 @@ def assert_serving(s3, bucket: str) -> None:  # noqa: ANN001
 
 
 @pytest.fixture(scope="module", autouse=True)
-def processes(coordinator) -> set[int]:  # noqa: ANN001
+def processes(coordinator) -> set[int]:
     return set(descendants(coordinator.proc.pid))
 
 
-def assert_no_process_died(coordinator, processes: set[int]) -> None:  # noqa: ANN001
+def assert_no_process_died(coordinator, processes: set[int]) -> None:
     """No worker crashed (and was quietly respawned): the process tree is the one the module started with."""
     assert coordinator.proc.poll() is None
     assert set(descendants(coordinator.proc.pid)) == processes
 
 
-def object_exists(s3, bucket: str, key: str) -> bool:  # noqa: ANN001
+def object_exists(s3, bucket: str, key: str) -> bool:
     try:
         s3.head_object(Bucket=bucket, Key=key)
     except ClientError as e:
@@ -264,7 +264,7 @@ def wait_for_empty_tmp(data_dir: Path, deadline_s: float = 30.0) -> list[str]:
         time.sleep(0.1)
 
 
-def new_bucket(s3, tag: str) -> str:  # noqa: ANN001
+def new_bucket(s3, tag: str) -> str:
     name = f"hm-{tag}-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
     return name
@@ -301,7 +301,7 @@ class RawRequest:
 
 def sigv4_request(
     coordinator, endpoint: str, method: str, path: str, query: str, headers: dict, body: bytes
-) -> RawRequest:  # noqa: ANN001
+) -> RawRequest:
     base = coordinator.endpoint if endpoint == "prefix" else coordinator.root_endpoint
     url = base + path + (f"?{query}" if query else "")
     req = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
@@ -317,7 +317,7 @@ def sigv4_request(
 DELETE_DOC = '<Delete xmlns="{ns}"><Object><Key>{key}</Key></Object></Delete>'
 
 
-def build_kind(coordinator, endpoint: str, kind: str, bucket: str, key: str) -> RawRequest:  # noqa: ANN001
+def build_kind(coordinator, endpoint: str, kind: str, bucket: str, key: str) -> RawRequest:
     if kind == "put":
         return sigv4_request(
             coordinator,
@@ -418,7 +418,7 @@ def http_layer_rejects(req: RawRequest) -> bool:
     return not (target_is_http_valid(req.target) and all(header_value_is_http_valid(v) for _, v in req.headers))
 
 
-def store_snapshot(s3, bucket: str) -> tuple:  # noqa: ANN001
+def store_snapshot(s3, bucket: str) -> tuple:
     names = sorted(b["Name"] for b in s3.list_buckets()["Buckets"])
     objs = sorted((o["Key"], o["ETag"], o["Size"]) for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
     try:
@@ -429,7 +429,7 @@ def store_snapshot(s3, bucket: str) -> tuple:  # noqa: ANN001
 
 
 @pytest.fixture(scope="module")
-def sig_bucket(s3) -> str:  # noqa: ANN001
+def sig_bucket(s3) -> str:
     return new_bucket(s3, "sig")
 
 
@@ -437,7 +437,7 @@ def sig_bucket(s3) -> str:  # noqa: ANN001
 @pytest.mark.parametrize("kind", ["put", "delete", "delete-objects"])
 def test_a_mutated_sigv4_request_is_refused_with_4xx_and_changes_nothing(
     coordinator, s3, sig_bucket: str, kind: str, where: str, processes: set[int]
-) -> None:  # noqa: ANN001
+) -> None:
     bucket = sig_bucket
     s3.put_object(Bucket=bucket, Key="sentinel", Body=b"sentinel", Metadata={"origin": "setup"})
 
@@ -615,7 +615,7 @@ def reference_root(body: bytes) -> str | None:
     p.StartElementHandler = start
     try:
         p.Parse(body, True)
-    except Exception:  # noqa: BLE001 - any failure means "not an acceptable document"
+    except Exception:
         return None
     return roots[0] if roots else None
 
@@ -634,7 +634,7 @@ def check_document_reply(reply: Reply, body: bytes, root: str, token: str) -> No
 
 def test_b_garbage_and_malicious_delete_objects_documents_get_400_malformed_xml(
     coordinator, s3, processes: set[int]
-) -> None:  # noqa: ANN001
+) -> None:
     bucket = new_bucket(s3, "xmldel")
     canary = f"canary-{uuid.uuid4().hex}"
     s3.put_object(Bucket=bucket, Key=canary, Body=b"canary")
@@ -667,7 +667,7 @@ def test_b_garbage_and_malicious_delete_objects_documents_get_400_malformed_xml(
 
 def test_b_garbage_and_malicious_complete_multipart_documents_get_400_malformed_xml(
     coordinator, s3, processes: set[int]
-) -> None:  # noqa: ANN001
+) -> None:
     bucket = new_bucket(s3, "xmlmpu")
     key = "assembled"
     auth = basic(coordinator.token)
@@ -720,7 +720,7 @@ def test_b_garbage_and_malicious_complete_multipart_documents_get_400_malformed_
 )
 def test_b_an_xml_declaration_naming_an_unknown_or_unusable_encoding_gets_400_not_500(
     coordinator, s3, encoding: str
-) -> None:  # noqa: ANN001
+) -> None:
     bucket = new_bucket(s3, "xmlenc")
     body = f'<?xml version="1.0" encoding="{encoding}"?><Delete><Object><Key>k</Key></Object></Delete>'.encode()
     hdrs = [("Host", b"127.0.0.1"), basic(coordinator.token), ("Content-MD5", md5_b64(body))]
@@ -731,7 +731,7 @@ def test_b_an_xml_declaration_naming_an_unknown_or_unusable_encoding_gets_400_no
     assert reply.status == (200 if encoding in ("latin-1", "ascii") else 400), reply.raw[:600]
 
 
-def test_b_an_oversized_delete_objects_document_is_refused_and_the_server_keeps_serving(coordinator, s3) -> None:  # noqa: ANN001
+def test_b_an_oversized_delete_objects_document_is_refused_and_the_server_keeps_serving(coordinator, s3) -> None:
     bucket = new_bucket(s3, "xmlbig")
     body = b"<Delete>" + b" " * (3 * 1024 * 1024) + b"</Delete>"
     hdrs = [("Host", b"127.0.0.1"), basic(coordinator.token), ("Content-MD5", md5_b64(body))]
@@ -846,7 +846,7 @@ def store_layout_problems(data_dir: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def sentinel(coordinator) -> Path:  # noqa: ANN001
+def sentinel(coordinator) -> Path:
     """<data_dir>/../etc/passwd: where `../../etc/passwd` lands if a key is ever joined onto <data_dir>/<bucket>."""
     path = coordinator.data_dir.parent / "etc" / "passwd"
     path.parent.mkdir(exist_ok=True)
@@ -870,7 +870,7 @@ def assert_sentinel_untouched(path: Path) -> None:
 
 def test_c_hostile_keys_round_trip_exactly_or_are_refused_and_never_touch_files_outside_the_store(
     coordinator, s3, processes: set[int], sentinel: Path
-) -> None:  # noqa: ANN001
+) -> None:
     bucket = new_bucket(s3, "keys")
     data_dir = coordinator.data_dir
     parent_before = sorted(p.name for p in data_dir.parent.iterdir())
@@ -929,7 +929,7 @@ def test_c_hostile_keys_round_trip_exactly_or_are_refused_and_never_touch_files_
 )
 def test_c_unencoded_dot_segments_in_the_path_are_key_bytes_not_file_paths(
     coordinator, s3, sentinel: Path, raw_key: bytes
-) -> None:  # noqa: ANN001
+) -> None:
     bucket = new_bucket(s3, "dots")
     auth = basic(coordinator.token)
     target = f"/s3/{bucket}/".encode() + raw_key
@@ -956,14 +956,14 @@ def test_c_unencoded_dot_segments_in_the_path_are_key_bytes_not_file_paths(
 
 
 @pytest.fixture(scope="module")
-def edge_bucket(s3) -> str:  # noqa: ANN001
+def edge_bucket(s3) -> str:
     return new_bucket(s3, "edge")
 
 
 @pytest.mark.parametrize("n", [100, 500, 5000])
 def test_d_a_flood_of_headers_is_refused_cleanly_and_the_server_keeps_serving(
     coordinator, s3, edge_bucket: str, processes: set[int], n: int
-) -> None:  # noqa: ANN001
+) -> None:
     hdrs = [("Host", b"127.0.0.1"), basic(coordinator.token)] + [(f"x-flood-{i}", b"v" * 20) for i in range(n)]
     reply = exchange(coordinator.port, http_request("PUT", f"/s3/{edge_bucket}/flooded".encode(), hdrs, b"x"))
     CASES["header flood"] += 1
@@ -980,7 +980,7 @@ def test_d_a_flood_of_headers_is_refused_cleanly_and_the_server_keeps_serving(
 )
 def test_d_a_huge_header_value_is_refused_or_ignored_cleanly(
     coordinator, s3, edge_bucket: str, processes: set[int], name: str, size: int, meta: bool
-) -> None:  # noqa: ANN001
+) -> None:
     key = f"big-header-{name}-{size}"
     hdrs = [("Host", b"127.0.0.1"), basic(coordinator.token), (name, b"h" * size)]
     reply = exchange(coordinator.port, http_request("PUT", f"/s3/{edge_bucket}/{key}".encode(), hdrs, b"body"))
@@ -1003,7 +1003,7 @@ def test_d_a_huge_header_value_is_refused_or_ignored_cleanly(
 @pytest.mark.parametrize("op", ["PutObject", "UploadPart"])
 def test_d_an_enormous_declared_content_length_with_a_tiny_body_is_refused_before_reading(
     coordinator, s3, edge_bucket: str, processes: set[int], declared: int, op: str
-) -> None:  # noqa: ANN001
+) -> None:
     key = f"enormous-{op}-{declared}"
     target = f"/s3/{edge_bucket}/{key}"
     if op == "UploadPart":
@@ -1025,7 +1025,7 @@ def test_d_an_enormous_declared_content_length_with_a_tiny_body_is_refused_befor
 
 def test_d_stalled_bodies_and_headers_do_not_block_other_clients_and_leave_nothing_behind(
     coordinator, s3, edge_bucket: str, processes: set[int]
-) -> None:  # noqa: ANN001
+) -> None:
     auth = basic(coordinator.token)
     stalled: list[socket.socket] = []
     keys = [f"stalled-{i}" for i in range(6)]
@@ -1062,11 +1062,11 @@ def test_d_stalled_bodies_and_headers_do_not_block_other_clients_and_leave_nothi
 
 
 class StreamingAuth(S3SigV4Auth):
-    def payload(self, request) -> str:  # noqa: ANN001
+    def payload(self, request) -> str:
         return "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
 
 
-def signed_stream(coordinator, bucket: str, key: str, data: bytes, chunk: int) -> tuple[list[tuple[str, bytes]], bytes]:  # noqa: ANN001
+def signed_stream(coordinator, bucket: str, key: str, data: bytes, chunk: int) -> tuple[list[tuple[str, bytes]], bytes]:
     """Headers and the aws-chunked body of a SigV4 streaming upload, every chunk signed."""
     url = f"{coordinator.endpoint}/{bucket}/{key}"
     req = AWSRequest(
@@ -1096,7 +1096,7 @@ def signed_stream(coordinator, bucket: str, key: str, data: bytes, chunk: int) -
 
 def test_d_truncated_aws_chunked_streams_fail_cleanly_and_store_nothing(
     coordinator, s3, edge_bucket: str, processes: set[int]
-) -> None:  # noqa: ANN001
+) -> None:
     data = bytes(range(256)) * 96  # 24 KiB
     chunk = 8 * 1024
 
@@ -1206,7 +1206,7 @@ def auth_header(kind: str, token: str) -> list[tuple[str, bytes]]:
 
 def test_e_every_error_response_is_an_s3_xml_error_document_without_traceback_or_secret(
     coordinator, s3, processes: set[int]
-) -> None:  # noqa: ANN001
+) -> None:
     bucket = new_bucket(s3, "errs")
     s3.put_object(Bucket=bucket, Key="exists", Body=b"0123456789")
     token = coordinator.token
@@ -1224,7 +1224,7 @@ def test_e_every_error_response_is_an_s3_xml_error_document_without_traceback_or
         body=st.binary(max_size=64),
         endpoint=st.sampled_from(["prefix", "root"]),
     )
-    def run(method, bucket_part, key, query, headers, auth, body, endpoint) -> None:  # noqa: ANN001
+    def run(method, bucket_part, key, query, headers, auth, body, endpoint) -> None:
         prefix, port = ("/s3", coordinator.port) if endpoint == "prefix" else ("", coordinator.s3_port)
         path = f"{prefix}/{bucket_part}" + (f"/{quote(key, safe='/')}" if key else "")
         qs = "&".join(f"{quote(n, safe='')}={quote(v, safe='')}" for n, v in query)
@@ -1255,7 +1255,7 @@ def test_e_every_error_response_is_an_s3_xml_error_document_without_traceback_or
 )
 def test_e_error_documents_stay_well_formed_xml_when_they_echo_characters_xml_cannot_hold(
     coordinator, s3, method: str, target: str, extra: list, code: str
-) -> None:  # noqa: ANN001
+) -> None:
     """Keys, bucket names and arguments may hold U+0000-U+001F or U+FFFF; XML 1.0 cannot, so an error
     document that names them must not carry them raw."""
     bucket = new_bucket(s3, "xmlchars")
@@ -1328,7 +1328,7 @@ ABSURD_CASES = [
 
 
 @pytest.fixture(scope="module")
-def absurd_bucket(s3) -> tuple[str, str]:  # noqa: ANN001
+def absurd_bucket(s3) -> tuple[str, str]:
     bucket = new_bucket(s3, "absurd")
     s3.put_object(Bucket=bucket, Key="obj", Body=b"0123456789")
     upload = s3.create_multipart_upload(Bucket=bucket, Key="up")["UploadId"]
@@ -1349,7 +1349,7 @@ def test_f_absurd_numbers_and_dates_are_ignored_or_refused_with_4xx_never_5xx(
     headers: list,
     status: int,
     code: str | None,
-) -> None:  # noqa: ANN001
+) -> None:
     bucket, upload = absurd_bucket
     target = f"/s3/{bucket}{path}" + ("?" + query.format(upload=upload) if query else "")
     hdrs = [("Host", b"127.0.0.1"), basic(coordinator.token)] + [
@@ -1379,7 +1379,7 @@ SIGV4_DATE_ONLY = (
 @pytest.mark.parametrize("scheme", ["sigv4-date", "sigv2-date", "sigv2-x-amz-date"])
 def test_f_an_absurd_signature_date_is_refused_with_403_before_authentication(
     coordinator, absurd_bucket: tuple[str, str], scheme: str, date: str
-) -> None:  # noqa: ANN001
+) -> None:
     bucket, _ = absurd_bucket
     if scheme == "sigv4-date":
         hdrs = [("Authorization", SIGV4_DATE_ONLY), ("x-amz-content-sha256", EMPTY_SHA256.encode())]
@@ -1408,7 +1408,7 @@ def test_f_an_absurd_signature_date_is_refused_with_403_before_authentication(
 )  # fmt: skip
 def test_f_an_absurd_presigned_expiry_is_a_4xx(
     coordinator, absurd_bucket: tuple[str, str], query: str, code: str
-) -> None:  # noqa: ANN001
+) -> None:
     bucket, _ = absurd_bucket
     reply = exchange(
         coordinator.port, http_request("GET", f"/s3/{bucket}/obj?{query}".encode(), [("Host", b"127.0.0.1")])

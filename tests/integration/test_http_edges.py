@@ -47,11 +47,11 @@ def assert_s3_error(resp: requests.Response, status: int, code: str) -> ET.Eleme
     return check_error_body(resp.status_code, resp.content, resp.headers.get("x-amz-request-id"), code)
 
 
-def admin(coordinator) -> tuple[str, str]:  # noqa: ANN001
+def admin(coordinator) -> tuple[str, str]:
     return ("admin", coordinator.token)
 
 
-def assert_absent(coordinator, bucket: str, key: str) -> None:  # noqa: ANN001
+def assert_absent(coordinator, bucket: str, key: str) -> None:
     """A fresh connection's GET says NoSuchKey."""
     resp = requests.get(f"{coordinator.endpoint}/{bucket}/{quote(key)}", auth=admin(coordinator), timeout=30)
     assert_s3_error(resp, 404, "NoSuchKey")
@@ -73,7 +73,7 @@ def new_key() -> str:
 
 
 @pytest.fixture(params=["prefix", "root"])
-def endpoint(request: pytest.FixtureRequest, coordinator) -> str:  # noqa: ANN001
+def endpoint(request: pytest.FixtureRequest, coordinator) -> str:
     return coordinator.endpoint if request.param == "prefix" else coordinator.root_endpoint
 
 
@@ -94,7 +94,7 @@ def test_expect_100_continue_put_rejected_early_gets_final_status_and_connection
     coordinator,
     bucket,
     endpoint,
-    case,  # noqa: ANN001
+    case,
 ) -> None:
     s3 = coordinator.client()
     s3.put_object(Bucket=bucket, Key="present", Body=b"still here")
@@ -139,7 +139,7 @@ def test_expect_100_continue_put_rejected_early_gets_final_status_and_connection
         assert_absent(coordinator, bucket, key)
 
 
-def test_expect_100_continue_put_that_is_accepted_gets_100_then_stores_the_body(coordinator, bucket) -> None:  # noqa: ANN001
+def test_expect_100_continue_put_that_is_accepted_gets_100_then_stores_the_body(coordinator, bucket) -> None:
     host, port, prefix = host_port_prefix(coordinator.endpoint)
     key = new_key()
     body = b"continued body " * 1000
@@ -171,7 +171,7 @@ def test_expect_100_continue_put_that_is_accepted_gets_100_then_stores_the_body(
 def test_connection_is_reusable_after_an_error_response_to_a_put_whose_body_was_sent(
     coordinator,
     bucket,
-    endpoint,  # noqa: ANN001
+    endpoint,
 ) -> None:
     """An early error (here: unknown bucket) before the body is read must not break the next request."""
     coordinator.client().put_object(Bucket=bucket, Key="present", Body=b"still here")
@@ -198,7 +198,7 @@ def test_connection_is_reusable_after_an_error_response_to_a_put_whose_body_was_
         conn.close()
 
 
-def test_connection_is_reusable_after_a_small_rejected_put(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_connection_is_reusable_after_a_small_rejected_put(coordinator, bucket, endpoint) -> None:
     coordinator.client().put_object(Bucket=bucket, Key="present", Body=b"still here")
     host, port, prefix = host_port_prefix(endpoint)
     conn = http.client.HTTPConnection(host, port, timeout=10)
@@ -220,7 +220,7 @@ def test_connection_is_reusable_after_a_small_rejected_put(coordinator, bucket, 
 
 
 @pytest.mark.parametrize("what", ["missing-key", "missing-bucket"])
-def test_head_of_missing_object_is_404_without_a_body(coordinator, bucket, endpoint, what) -> None:  # noqa: ANN001
+def test_head_of_missing_object_is_404_without_a_body(coordinator, bucket, endpoint, what) -> None:
     host, port, prefix = host_port_prefix(endpoint)
     coordinator.client().put_object(Bucket=bucket, Key="present", Body=b"after head")
     path = f"{prefix}/{bucket}/{new_key()}" if what == "missing-key" else f"{prefix}/nobucket-{uuid.uuid4().hex[:8]}/k"
@@ -245,7 +245,7 @@ def test_head_of_missing_object_is_404_without_a_body(coordinator, bucket, endpo
     assert rest.endswith(b"after head")
 
 
-def test_head_of_missing_key_via_requests_has_empty_body_and_request_id(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_head_of_missing_key_via_requests_has_empty_body_and_request_id(coordinator, bucket, endpoint) -> None:
     resp = requests.head(f"{endpoint}/{bucket}/{new_key()}", auth=admin(coordinator), timeout=30)
     assert resp.status_code == 404
     assert resp.content == b""
@@ -258,7 +258,7 @@ def test_head_of_missing_key_via_requests_has_empty_body_and_request_id(coordina
 def test_body_shorter_than_content_length_stores_nothing_and_leaves_no_temp_file(
     coordinator,
     bucket,
-    endpoint,  # noqa: ANN001
+    endpoint,
 ) -> None:
     host, port, prefix = host_port_prefix(endpoint)
     key = new_key()
@@ -277,7 +277,7 @@ def test_body_shorter_than_content_length_stores_nothing_and_leaves_no_temp_file
     assert_absent(coordinator, bucket, key)
 
 
-def test_truncated_body_does_not_replace_an_existing_object(coordinator, bucket) -> None:  # noqa: ANN001
+def test_truncated_body_does_not_replace_an_existing_object(coordinator, bucket) -> None:
     host, port, prefix = host_port_prefix(coordinator.endpoint)
     key = new_key()
     coordinator.client().put_object(Bucket=bucket, Key=key, Body=b"original")
@@ -299,7 +299,7 @@ def test_truncated_body_does_not_replace_an_existing_object(coordinator, bucket)
 # --- Content-MD5 ---------------------------------------------------------------------------------
 
 
-def test_wrong_content_md5_is_bad_digest_and_stores_nothing(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_wrong_content_md5_is_bad_digest_and_stores_nothing(coordinator, bucket, endpoint) -> None:
     key = new_key()
     body = b"the real body"
     resp = requests.put(
@@ -315,7 +315,7 @@ def test_wrong_content_md5_is_bad_digest_and_stores_nothing(coordinator, bucket,
     assert_absent(coordinator, bucket, key)
 
 
-def test_correct_content_md5_is_accepted(coordinator, bucket) -> None:  # noqa: ANN001
+def test_correct_content_md5_is_accepted(coordinator, bucket) -> None:
     key = new_key()
     body = b"checked body"
     resp = requests.put(
@@ -339,7 +339,7 @@ def test_correct_content_md5_is_accepted(coordinator, bucket) -> None:  # noqa: 
     ],
     ids=["garbage", "hex", "short", "empty"],
 )
-def test_malformed_content_md5_is_invalid_digest_and_stores_nothing(coordinator, bucket, value) -> None:  # noqa: ANN001
+def test_malformed_content_md5_is_invalid_digest_and_stores_nothing(coordinator, bucket, value) -> None:
     key = new_key()
     resp = requests.put(
         f"{coordinator.endpoint}/{bucket}/{key}",
@@ -392,7 +392,7 @@ BAD_DOCUMENTS = {
 
 
 @pytest.mark.parametrize("kind", list(BAD_DOCUMENTS))
-def test_malformed_delete_objects_document_is_malformed_xml(coordinator, bucket, endpoint, kind) -> None:  # noqa: ANN001
+def test_malformed_delete_objects_document_is_malformed_xml(coordinator, bucket, endpoint, kind) -> None:
     coordinator.client().put_object(Bucket=bucket, Key="a", Body=b"keep me")
     doc = BAD_DOCUMENTS[kind]("Delete")
     resp = requests.post(
@@ -409,7 +409,7 @@ def test_malformed_delete_objects_document_is_malformed_xml(coordinator, bucket,
 
 
 @pytest.mark.parametrize("kind", list(BAD_DOCUMENTS))
-def test_malformed_complete_multipart_document_is_malformed_xml(coordinator, bucket, endpoint, kind) -> None:  # noqa: ANN001
+def test_malformed_complete_multipart_document_is_malformed_xml(coordinator, bucket, endpoint, kind) -> None:
     s3 = coordinator.client()
     key = new_key()
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
@@ -430,7 +430,7 @@ def test_malformed_complete_multipart_document_is_malformed_xml(coordinator, buc
     assert [p["PartNumber"] for p in parts] == [1]
 
 
-def test_well_formed_delete_objects_without_namespace_works(coordinator, bucket) -> None:  # noqa: ANN001
+def test_well_formed_delete_objects_without_namespace_works(coordinator, bucket) -> None:
     coordinator.client().put_object(Bucket=bucket, Key="gone", Body=b"x")
     doc = b"<Delete><Object><Key>gone</Key></Object></Delete>"
     resp = requests.post(
@@ -448,7 +448,7 @@ def test_well_formed_delete_objects_without_namespace_works(coordinator, bucket)
 # --- names ---------------------------------------------------------------------------------------
 
 
-def test_key_of_1025_bytes_is_key_too_long(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_key_of_1025_bytes_is_key_too_long(coordinator, bucket, endpoint) -> None:
     key = "k" * 1025
     resp = requests.put(f"{endpoint}/{bucket}/{key}", data=b"x", auth=admin(coordinator), timeout=30)
     assert_s3_error(resp, 400, "KeyTooLongError")
@@ -456,14 +456,14 @@ def test_key_of_1025_bytes_is_key_too_long(coordinator, bucket, endpoint) -> Non
     assert listed["KeyCount"] == 0
 
 
-def test_key_of_1025_utf8_bytes_but_fewer_characters_is_key_too_long(coordinator, bucket) -> None:  # noqa: ANN001
+def test_key_of_1025_utf8_bytes_but_fewer_characters_is_key_too_long(coordinator, bucket) -> None:
     key = "é" * 512 + "k"  # 513 characters, 1025 bytes
     assert len(key.encode()) == 1025
     resp = requests.put(f"{coordinator.endpoint}/{bucket}/{quote(key)}", data=b"x", auth=admin(coordinator), timeout=30)
     assert_s3_error(resp, 400, "KeyTooLongError")
 
 
-def test_key_of_exactly_1024_bytes_is_accepted(coordinator, bucket) -> None:  # noqa: ANN001
+def test_key_of_exactly_1024_bytes_is_accepted(coordinator, bucket) -> None:
     key = "k" * 1024
     resp = requests.put(f"{coordinator.endpoint}/{bucket}/{key}", data=b"long key", auth=admin(coordinator), timeout=30)
     assert resp.status_code == 200, resp.text
@@ -474,7 +474,7 @@ def test_key_of_exactly_1024_bytes_is_accepted(coordinator, bucket) -> None:  # 
 @pytest.mark.parametrize(
     "name", ["Bad_Name", "ab", "UPPER", "-leading-dash", "trailing-dash-", "a..b", "192.168.1.1", "x" * 64]
 )
-def test_create_bucket_with_invalid_name_is_invalid_bucket_name(coordinator, endpoint, name) -> None:  # noqa: ANN001
+def test_create_bucket_with_invalid_name_is_invalid_bucket_name(coordinator, endpoint, name) -> None:
     resp = requests.put(f"{endpoint}/{name}", auth=admin(coordinator), timeout=30)
     err = assert_s3_error(resp, 400, "InvalidBucketName")
     assert err.findtext("BucketName") == name
@@ -483,7 +483,7 @@ def test_create_bucket_with_invalid_name_is_invalid_bucket_name(coordinator, end
 
 
 @pytest.mark.parametrize("path", ["", "/some-key"], ids=["list", "get-object"])
-def test_get_on_missing_bucket_is_no_such_bucket(coordinator, endpoint, path) -> None:  # noqa: ANN001
+def test_get_on_missing_bucket_is_no_such_bucket(coordinator, endpoint, path) -> None:
     name = f"no-such-{uuid.uuid4().hex[:12]}"
     resp = requests.get(f"{endpoint}/{name}{path}", auth=admin(coordinator), timeout=30)
     err = assert_s3_error(resp, 404, "NoSuchBucket")
@@ -506,7 +506,7 @@ def test_get_on_missing_bucket_is_no_such_bucket(coordinator, endpoint, path) ->
         ("GET", "/obj?torrent"),
     ],
 )
-def test_unimplemented_subresource_is_not_implemented(coordinator, bucket, endpoint, method, suffix) -> None:  # noqa: ANN001
+def test_unimplemented_subresource_is_not_implemented(coordinator, bucket, endpoint, method, suffix) -> None:
     coordinator.client().put_object(Bucket=bucket, Key="obj", Body=b"untouched")
     body = b"<Tagging><TagSet/></Tagging>" if method == "PUT" else None
     resp = requests.request(method, f"{endpoint}/{bucket}{suffix}", data=body, auth=admin(coordinator), timeout=30)
@@ -520,7 +520,7 @@ def test_unimplemented_subresource_is_not_implemented(coordinator, bucket, endpo
 # --- the error document itself -------------------------------------------------------------------
 
 
-def test_error_document_shape_and_headers(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_error_document_shape_and_headers(coordinator, bucket, endpoint) -> None:
     key = new_key()
     resp = requests.get(f"{endpoint}/{bucket}/{key}", auth=admin(coordinator), timeout=30)
     err = assert_s3_error(resp, 404, "NoSuchKey")
@@ -534,12 +534,12 @@ def test_error_document_shape_and_headers(coordinator, bucket, endpoint) -> None
     assert again.headers["x-amz-request-id"] != resp.headers["x-amz-request-id"]
 
 
-def test_unsupported_method_is_an_s3_error(coordinator, bucket) -> None:  # noqa: ANN001
+def test_unsupported_method_is_an_s3_error(coordinator, bucket) -> None:
     resp = requests.request("PATCH", f"{coordinator.endpoint}/{bucket}/k", auth=admin(coordinator), timeout=30)
     assert_s3_error(resp, 405, "MethodNotAllowed")
 
 
-def test_undecodable_percent_encoding_in_path_is_invalid_uri(coordinator, bucket) -> None:  # noqa: ANN001
+def test_undecodable_percent_encoding_in_path_is_invalid_uri(coordinator, bucket) -> None:
     host, port, prefix = host_port_prefix(coordinator.endpoint)
     conn = http.client.HTTPConnection(host, port, timeout=10)
     try:

@@ -18,7 +18,7 @@ LIMITS = """limits:
 
 
 @pytest.fixture(scope="module")
-def limited(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def limited(tmp_path_factory: pytest.TempPathFactory):
     c = start_coordinator(tmp_path_factory.mktemp("limited"), extra_yaml=LIMITS)
     c.client().create_bucket(Bucket="limited")
     yield c

@@ -37,7 +37,7 @@ def error(e: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:
     return e.value.response["ResponseMetadata"]["HTTPStatusCode"], e.value.response["Error"]["Code"]
 
 
-def upload_parts(s3, bucket: str, key: str, upload_id: str, algorithm: str, chunks: list[bytes]) -> list[dict]:  # noqa: ANN001
+def upload_parts(s3, bucket: str, key: str, upload_id: str, algorithm: str, chunks: list[bytes]) -> list[dict]:
     """Upload each chunk as a part; the Complete list with each part's checksum, as s3transfer makes it."""
     parts = []
     for n, chunk in enumerate(chunks, 1):

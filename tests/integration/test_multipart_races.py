@@ -62,7 +62,7 @@ def pool() -> Iterator[ThreadPoolExecutor]:
 
 
 @pytest.fixture(scope="module")
-def twin(coordinator: Coordinator):  # noqa: ANN201
+def twin(coordinator: Coordinator):
     """A second client, so the two racing requests travel on their own connections."""
     return coordinator.client()
 
@@ -88,7 +88,7 @@ def fresh(tmp_path: Path) -> Iterator[Fresh]:
         c.stop()
 
 
-def complete(s3, bucket: str, key: str, up: str, parts: list[tuple[int, str]]) -> Callable[[], Any]:  # noqa: ANN001
+def complete(s3, bucket: str, key: str, up: str, parts: list[tuple[int, str]]) -> Callable[[], Any]:
     doc = {"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]}
     return lambda: s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up, MultipartUpload=doc)
 
@@ -233,7 +233,7 @@ EXPIRED = r"expired (\d+) stale multipart uploads \((\d+) bytes\)"
 
 
 @pytest.fixture(scope="module")
-def expiring(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def expiring(tmp_path_factory: pytest.TempPathFactory):
     c = start_coordinator(tmp_path_factory.mktemp("expiry"), extra_yaml=f"  stale_upload_expiry: {EXPIRY}s\n")
     yield c
     c.stop()

@@ -35,7 +35,7 @@ def error(e: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:
     return e.value.response["ResponseMetadata"]["HTTPStatusCode"], e.value.response["Error"]["Code"]
 
 
-def multipart(s3, bucket: str, key: str, chunks: list[bytes], algorithm: str | None = None, ctype: str | None = None):  # noqa: ANN001, ANN201
+def multipart(s3, bucket: str, key: str, chunks: list[bytes], algorithm: str | None = None, ctype: str | None = None):
     """Upload `chunks` as parts (with the algorithm's checksum, listed in the Complete) and complete."""
     extra = {"ChecksumAlgorithm": algorithm} if algorithm else {}
     if ctype:
@@ -52,11 +52,11 @@ def multipart(s3, bucket: str, key: str, chunks: list[bytes], algorithm: str | N
     return s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up, MultipartUpload={"Parts": parts})
 
 
-def attrs(s3, bucket: str, key: str, wanted: list[str] | None = None, **kw: object) -> dict:  # noqa: ANN001
+def attrs(s3, bucket: str, key: str, wanted: list[str] | None = None, **kw: object) -> dict:
     return s3.get_object_attributes(Bucket=bucket, Key=key, ObjectAttributes=wanted or ALL, **kw)
 
 
-def raw_get(coordinator, path: str, headers: dict[str, str]) -> requests.Response:  # noqa: ANN001
+def raw_get(coordinator, path: str, headers: dict[str, str]) -> requests.Response:
     return requests.get(f"{coordinator.endpoint}/{path}", headers=headers, auth=("admin", coordinator.token))
 
 

@@ -320,13 +320,13 @@ def test_empty_put_with_expect_continue_does_not_break_the_next_request(coordina
     assert s3.get_object(Bucket=bucket, Key="next")["Body"].read() == b"x"
 
 
-def test_delete_with_if_match_deletes_only_the_version_it_names(s3, bucket) -> None:  # noqa: ANN001
+def test_delete_with_if_match_deletes_only_the_version_it_names(s3, bucket) -> None:
     """Conditional deletes (S3, 2024): a wrong ETag must never delete, it once did (found in review)."""
     etag = s3.put_object(Bucket=bucket, Key="cond", Body=b"v1")["ETag"]
     stale = '"' + "0" * 32 + '"'
 
     def delete_if(value: str) -> None:
-        def add(request, **_: object) -> None:  # noqa: ANN001
+        def add(request, **_: object) -> None:
             request.headers["If-Match"] = value
 
         s3.meta.events.register_first("before-sign.s3.DeleteObject", add)
@@ -350,7 +350,7 @@ def test_delete_with_if_match_deletes_only_the_version_it_names(s3, bucket) -> N
     assert e.value.response["Error"]["Code"] == "NoSuchKey"
 
 
-def test_delete_objects_honours_each_objects_etag(s3, bucket) -> None:  # noqa: ANN001
+def test_delete_objects_honours_each_objects_etag(s3, bucket) -> None:
     good = s3.put_object(Bucket=bucket, Key="a", Body=b"a")["ETag"]
     s3.put_object(Bucket=bucket, Key="b", Body=b"b")
     s3.put_object(Bucket=bucket, Key="c", Body=b"c")

@@ -99,7 +99,7 @@ def stores(tmp_path: Path) -> Iterator[dict[int, tuple[Store, list[Peer]]]]:
         store.close()
 
 
-def test_lookups_read_the_same_for_10_and_2000_peers_hits_and_misses_alike(stores) -> None:  # noqa: ANN001
+def test_lookups_read_the_same_for_10_and_2000_peers_hits_and_misses_alike(stores) -> None:
     costs = {}
     for n, (store, peers) in stores.items():
         assert len(registry(store).peers()) == n
@@ -169,7 +169,7 @@ def test_reindex_gives_pre_index_peers_their_entries(tmp_path: Path) -> None:
 # ---- a coordinator on a pre-index data dir, and a restore of a pre-index archive ----------------
 
 
-def bearer_lists_buckets(coordinator, token: str) -> int:  # noqa: ANN001
+def bearer_lists_buckets(coordinator, token: str) -> int:
     return requests.get(
         f"{coordinator.endpoint}/", headers={"Authorization": f"Bearer {token}"}, timeout=30
     ).status_code

@@ -39,7 +39,7 @@ def add_peer(coordinator, name: str, admin: bool = False) -> dict[str, str]:
     return doc
 
 
-def peer_client(endpoint: str, peer: dict[str, str]):  # noqa: ANN201
+def peer_client(endpoint: str, peer: dict[str, str]):
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
@@ -80,7 +80,7 @@ def peer(coordinator) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def peer_s3(coordinator, peer):  # noqa: ANN201
+def peer_s3(coordinator, peer):
     return peer_client(coordinator.endpoint, peer)
 
 
@@ -509,7 +509,7 @@ def test_peer_added_with_admin_may_call_the_admin_api(coordinator) -> None:
 def test_a_peer_cannot_delete_a_bucket_it_did_not_create_nor_drop_a_quota_by_re_creating_it(
     coordinator,
     s3,
-    peer_s3,  # noqa: ANN001
+    peer_s3,
 ) -> None:
     """Found in the attacker's review: a peer deleted an admin's empty bucket and created it again,
     which dropped the quota the admin had set on it and made the peer its owner."""

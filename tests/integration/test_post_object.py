@@ -27,7 +27,7 @@ from minio.datatypes import PostPolicy
 MIB = 1024 * 1024
 
 
-def client(c: Coordinator, endpoint: str, signature_version: str = "s3v4"):  # noqa: ANN201
+def client(c: Coordinator, endpoint: str, signature_version: str = "s3v4"):
     return c.client(endpoint, signature_version=signature_version)
 
 
@@ -51,7 +51,7 @@ def assert_error(r: requests.Response, status: int, code: str) -> str:
     return root.findtext("Message") or ""
 
 
-def absent(s3, bucket: str, key: str) -> bool:  # noqa: ANN001
+def absent(s3, bucket: str, key: str) -> bool:
     try:
         s3.head_object(Bucket=bucket, Key=key)
     except ClientError as e:
@@ -73,7 +73,7 @@ def expiry(seconds: int) -> str:
 # --- success ---------------------------------------------------------------------------------------
 
 
-def test_boto3_presigned_post_uploads_with_filename_content_type_and_metadata(coordinator, s3, bucket, endpoint):  # noqa: ANN001
+def test_boto3_presigned_post_uploads_with_filename_content_type_and_metadata(coordinator, s3, bucket, endpoint):
     p = client(coordinator, endpoint).generate_presigned_post(
         bucket,
         "uploads/${filename}",
@@ -99,7 +99,7 @@ def test_boto3_presigned_post_uploads_with_filename_content_type_and_metadata(co
     assert got["Metadata"] == {"origin": "browser"}
 
 
-def test_sigv2_signed_form_uploads(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_sigv2_signed_form_uploads(coordinator, s3, bucket) -> None:
     p = client(coordinator, coordinator.endpoint, "s3").generate_presigned_post(bucket, "v2-object")
     assert "signature" in p["fields"] and "x-amz-signature" not in p["fields"]
     r = post(p["url"], p["fields"], b"signed the old way")
@@ -107,7 +107,7 @@ def test_sigv2_signed_form_uploads(coordinator, s3, bucket) -> None:  # noqa: AN
     assert s3.get_object(Bucket=bucket, Key="v2-object")["Body"].read() == b"signed the old way"
 
 
-def test_minio_presigned_post_policy_uploads(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_minio_presigned_post_policy_uploads(coordinator, s3, bucket) -> None:
     m = Minio(f"127.0.0.1:{coordinator.s3_port}", "admin", coordinator.token, secure=False, region="us-east-1")
     policy = PostPolicy(bucket, datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=10))
     policy.add_starts_with_condition("key", "m/")
@@ -118,7 +118,7 @@ def test_minio_presigned_post_policy_uploads(coordinator, s3, bucket) -> None:  
     assert s3.get_object(Bucket=bucket, Key="m/obj")["Body"].read() == b"from minio"
 
 
-def test_a_large_file_streams_to_the_store_in_bounded_memory(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_a_large_file_streams_to_the_store_in_bounded_memory(coordinator, s3, bucket) -> None:
     size = 64 * MIB
     p = client(coordinator, coordinator.endpoint).generate_presigned_post(
         bucket, "big", Conditions=[["content-length-range", 0, size]]
@@ -151,7 +151,7 @@ def test_a_large_file_streams_to_the_store_in_bounded_memory(coordinator, s3, bu
 
 
 @pytest.mark.parametrize(("status", "expected"), [("200", 200), ("201", 201), ("204", 204), ("404", 204)])
-def test_success_action_status(coordinator, s3, bucket, status, expected) -> None:  # noqa: ANN001
+def test_success_action_status(coordinator, s3, bucket, status, expected) -> None:
     p = client(coordinator, coordinator.endpoint).generate_presigned_post(
         bucket, "k", Fields={"success_action_status": status}, Conditions=[{"success_action_status": status}]
     )
@@ -169,7 +169,7 @@ def test_success_action_status(coordinator, s3, bucket, status, expected) -> Non
         assert r.content == b""
 
 
-def test_success_action_redirect_answers_303_with_bucket_key_and_etag(coordinator, bucket) -> None:  # noqa: ANN001
+def test_success_action_redirect_answers_303_with_bucket_key_and_etag(coordinator, bucket) -> None:
     target = "https://app.example/done?from=upload"
     p = client(coordinator, coordinator.endpoint).generate_presigned_post(
         bucket, "a b", Fields={"success_action_redirect": target}, Conditions=[{"success_action_redirect": target}]
@@ -186,7 +186,7 @@ def test_success_action_redirect_answers_303_with_bucket_key_and_etag(coordinato
     assert q == {"from": ["upload"], "bucket": [bucket], "key": ["a b"], "etag": [f'"{hashlib.md5(b"1").hexdigest()}"']}
 
 
-def test_fields_after_the_file_are_ignored(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_fields_after_the_file_are_ignored(coordinator, s3, bucket) -> None:
     p = client(coordinator, coordinator.endpoint).generate_presigned_post(bucket, "after")
     parts = [(k, (None, v)) for k, v in p["fields"].items()]
     parts += [("file", ("f", b"data")), ("x-amz-meta-late", (None, "never signed"))]
@@ -195,7 +195,7 @@ def test_fields_after_the_file_are_ignored(coordinator, s3, bucket) -> None:  # 
     assert s3.head_object(Bucket=bucket, Key="after")["Metadata"] == {}
 
 
-def test_checksum_and_content_md5_fields_are_verified(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_checksum_and_content_md5_fields_are_verified(coordinator, s3, bucket) -> None:
     data = b"checked"
     good = base64.b64encode(hashlib.sha256(data).digest()).decode()
     bad_md5 = base64.b64encode(hashlib.md5(b"other").digest()).decode()
@@ -214,7 +214,7 @@ def test_checksum_and_content_md5_fields_are_verified(coordinator, s3, bucket) -
 # --- refusals: the policy --------------------------------------------------------------------------
 
 
-def test_a_field_the_policy_does_not_name_is_refused(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_a_field_the_policy_does_not_name_is_refused(coordinator, s3, bucket) -> None:
     p = client(coordinator, coordinator.endpoint).generate_presigned_post(bucket, "k")
     msg = assert_error(post(p["url"], {**p["fields"], "x-amz-meta-evil": "1"}, b"x"), 403, "AccessDenied")
     assert msg == "Invalid according to Policy: Extra input fields: x-amz-meta-evil"
@@ -222,14 +222,14 @@ def test_a_field_the_policy_does_not_name_is_refused(coordinator, s3, bucket) ->
     assert post(p["url"], {**p["fields"], "x-ignore-note": "anything"}, b"x").status_code == 204
 
 
-def test_an_expired_policy_is_refused(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_an_expired_policy_is_refused(coordinator, s3, bucket) -> None:
     p = client(coordinator, coordinator.endpoint).generate_presigned_post(bucket, "k", ExpiresIn=-5)
     msg = assert_error(post(p["url"], p["fields"], b"x"), 403, "AccessDenied")
     assert msg == "Invalid according to Policy: Policy expired."
     assert absent(s3, bucket, "k")
 
 
-def test_a_policy_for_another_bucket_is_refused(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_a_policy_for_another_bucket_is_refused(coordinator, s3, bucket) -> None:
     other = f"t-{uuid.uuid4().hex[:16]}"
     s3.create_bucket(Bucket=other)
     p = client(coordinator, coordinator.endpoint).generate_presigned_post(other, "k")
@@ -239,7 +239,7 @@ def test_a_policy_for_another_bucket_is_refused(coordinator, s3, bucket) -> None
     assert absent(s3, bucket, "k") and absent(s3, other, "k")
 
 
-def test_a_key_outside_the_starts_with_prefix_is_refused(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_a_key_outside_the_starts_with_prefix_is_refused(coordinator, s3, bucket) -> None:
     p = client(coordinator, coordinator.endpoint).generate_presigned_post(
         bucket, "user/alice/${filename}", Conditions=[["starts-with", "$key", "user/alice/"]]
     )
@@ -250,7 +250,7 @@ def test_a_key_outside_the_starts_with_prefix_is_refused(coordinator, s3, bucket
 
 
 @pytest.mark.parametrize(("size", "code"), [(101, "EntityTooLarge"), (9, "EntityTooSmall")])
-def test_a_file_outside_the_content_length_range_is_refused(coordinator, s3, bucket, size, code) -> None:  # noqa: ANN001
+def test_a_file_outside_the_content_length_range_is_refused(coordinator, s3, bucket, size, code) -> None:
     p = client(coordinator, coordinator.endpoint).generate_presigned_post(
         bucket, "sized", Conditions=[["content-length-range", 10, 100]]
     )
@@ -259,7 +259,7 @@ def test_a_file_outside_the_content_length_range_is_refused(coordinator, s3, buc
     assert post(p["url"], p["fields"], b"z" * 100).status_code == 204
 
 
-def test_a_file_past_the_range_is_cut_off_while_streaming(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_a_file_past_the_range_is_cut_off_while_streaming(coordinator, s3, bucket) -> None:
     p = client(coordinator, coordinator.endpoint).generate_presigned_post(
         bucket, "cut", Conditions=[["content-length-range", 0, MIB]]
     )
@@ -267,7 +267,7 @@ def test_a_file_past_the_range_is_cut_off_while_streaming(coordinator, s3, bucke
     assert absent(s3, bucket, "cut")
 
 
-def test_a_tampered_policy_or_signature_is_refused(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_a_tampered_policy_or_signature_is_refused(coordinator, s3, bucket) -> None:
     presign = client(coordinator, coordinator.endpoint).generate_presigned_post
     p = presign(bucket, "k", Conditions=[["content-length-range", 0, 10]])
     wider = presign(bucket, "k", Conditions=[["content-length-range", 0, 10**9]])
@@ -279,7 +279,7 @@ def test_a_tampered_policy_or_signature_is_refused(coordinator, s3, bucket) -> N
     assert absent(s3, bucket, "k")
 
 
-def test_an_unknown_access_key_or_wrong_secret_is_refused(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_an_unknown_access_key_or_wrong_secret_is_refused(coordinator, s3, bucket) -> None:
     doc = {"expiration": expiry(600), "conditions": [{"bucket": bucket}, {"key": "k"}]}
     url = f"{coordinator.endpoint}/{bucket}"
     assert_error(post(url, {"key": "k", **v2_form(coordinator, doc, "nobody")}, b"x"), 403, "InvalidAccessKeyId")
@@ -300,7 +300,7 @@ def test_an_unknown_access_key_or_wrong_secret_is_refused(coordinator, s3, bucke
         {"expiration": "EXP", "conditions": [{}]},
     ],
 )
-def test_a_malformed_policy_is_invalid_policy_document(coordinator, s3, bucket, doc) -> None:  # noqa: ANN001
+def test_a_malformed_policy_is_invalid_policy_document(coordinator, s3, bucket, doc) -> None:
     if doc.get("expiration") == "EXP":
         doc = {**doc, "expiration": expiry(600)}
     url = f"{coordinator.endpoint}/{bucket}"
@@ -308,7 +308,7 @@ def test_a_malformed_policy_is_invalid_policy_document(coordinator, s3, bucket, 
     assert absent(s3, bucket, "k")
 
 
-def test_a_form_without_signature_or_policy(coordinator, bucket) -> None:  # noqa: ANN001
+def test_a_form_without_signature_or_policy(coordinator, bucket) -> None:
     url = f"{coordinator.endpoint}/{bucket}"
     assert_error(post(url, {"key": "k"}, b"x"), 403, "AccessDenied")  # anonymous: never allowed
     doc = {"expiration": expiry(600), "conditions": [{"bucket": bucket}, {"key": "k"}]}
@@ -319,7 +319,7 @@ def test_a_form_without_signature_or_policy(coordinator, bucket) -> None:  # noq
     assert_error(post(url, {"AWSAccessKeyId": "admin", "signature": signed["signature"]}, b"x"), 400, "InvalidArgument")
 
 
-def test_a_form_without_key_or_file_is_invalid_argument(coordinator, bucket) -> None:  # noqa: ANN001
+def test_a_form_without_key_or_file_is_invalid_argument(coordinator, bucket) -> None:
     p = client(coordinator, coordinator.endpoint).generate_presigned_post(bucket, "k")
     fields = {k: v for k, v in p["fields"].items() if k != "key"}
     assert_error(post(p["url"], fields, b"x"), 400, "InvalidArgument")
@@ -327,13 +327,13 @@ def test_a_form_without_key_or_file_is_invalid_argument(coordinator, bucket) -> 
     assert_error(r, 400, "InvalidArgument")
 
 
-def test_oversized_fields_before_the_file_are_refused(coordinator, bucket) -> None:  # noqa: ANN001
+def test_oversized_fields_before_the_file_are_refused(coordinator, bucket) -> None:
     p = client(coordinator, coordinator.endpoint).generate_presigned_post(bucket, "k")
     fields = {**p["fields"], "x-ignore-padding": "p" * (21 * 1024)}
     assert_error(post(p["url"], fields, b"x"), 400, "MaxPostPreDataLengthExceeded")
 
 
-def test_a_bucket_post_that_is_not_a_form_is_precondition_failed(coordinator, bucket) -> None:  # noqa: ANN001
+def test_a_bucket_post_that_is_not_a_form_is_precondition_failed(coordinator, bucket) -> None:
     r = requests.post(f"{coordinator.endpoint}/{bucket}", data=b"abc", auth=("admin", coordinator.token), timeout=30)
     assert_error(r, 412, "PreconditionFailed")
 
@@ -341,7 +341,7 @@ def test_a_bucket_post_that_is_not_a_form_is_precondition_failed(coordinator, bu
 # --- refusals: the write ---------------------------------------------------------------------------
 
 
-def test_the_system_bucket_is_refused(coordinator, s3) -> None:  # noqa: ANN001
+def test_the_system_bucket_is_refused(coordinator, s3) -> None:
     doc = {"expiration": expiry(600), "conditions": [{"bucket": "_tunnelmesh"}, {"key": "peers/x.json"}]}
     r = post(f"{coordinator.endpoint}/_tunnelmesh", {"key": "peers/x.json", **v2_form(coordinator, doc)}, b"{}")
     assert_error(r, 403, "AccessDenied")
@@ -358,7 +358,7 @@ def test_the_system_bucket_is_refused(coordinator, s3) -> None:  # noqa: ANN001
         ("x-amz-object-lock-mode", "GOVERNANCE", 501, "NotImplemented"),
     ],
 )
-def test_unsupported_protections_get_put_objects_answers(coordinator, s3, bucket, field, value, status, code) -> None:  # noqa: ANN001
+def test_unsupported_protections_get_put_objects_answers(coordinator, s3, bucket, field, value, status, code) -> None:
     p = client(coordinator, coordinator.endpoint).generate_presigned_post(
         bucket, "prot", Fields={field: value}, Conditions=[{field: value}]
     )
@@ -366,14 +366,14 @@ def test_unsupported_protections_get_put_objects_answers(coordinator, s3, bucket
     assert absent(s3, bucket, "prot")
 
 
-def test_private_acl_is_accepted(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_private_acl_is_accepted(coordinator, s3, bucket) -> None:
     p = client(coordinator, coordinator.endpoint).generate_presigned_post(
         bucket, "priv", Fields={"acl": "private"}, Conditions=[{"acl": "private"}]
     )
     assert post(p["url"], p["fields"], b"x").status_code == 204
 
 
-def test_the_bucket_quota_applies(coordinator, s3) -> None:  # noqa: ANN001
+def test_the_bucket_quota_applies(coordinator, s3) -> None:
     b = f"q-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=b)
     r = coordinator.cli("bucket", "quota", "set", b, "20KB", timeout=60)
@@ -388,14 +388,14 @@ def test_the_bucket_quota_applies(coordinator, s3) -> None:  # noqa: ANN001
     assert post(p["url"], p["fields"], b"f" * 19_000).status_code == 204
 
 
-def test_the_form_is_not_logged(coordinator, bucket) -> None:  # noqa: ANN001
+def test_the_form_is_not_logged(coordinator, bucket) -> None:
     p = client(coordinator, coordinator.endpoint).generate_presigned_post(bucket, "quiet")
     assert post(p["url"], p["fields"], b"x").status_code == 204
     log = coordinator.log()
     assert p["fields"]["x-amz-signature"] not in log and coordinator.token not in log
 
 
-def test_condition_and_field_names_are_case_insensitive_but_policy_keys_are_not(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_condition_and_field_names_are_case_insensitive_but_policy_keys_are_not(coordinator, s3, bucket) -> None:
     doc = {
         "expiration": expiry(600),
         "conditions": [{"bUcKeT": bucket}, ["StArTs-WiTh", "$KeY", "ci/"], ["EQ", "$Content-TYPE", "text/plain"]],
@@ -414,7 +414,7 @@ def test_condition_and_field_names_are_case_insensitive_but_policy_keys_are_not(
     assert_error(r, 403, "AccessDenied")
 
 
-def test_a_sigv4_credential_for_another_region_or_service_is_refused(coordinator, bucket) -> None:  # noqa: ANN001
+def test_a_sigv4_credential_for_another_region_or_service_is_refused(coordinator, bucket) -> None:
     p = client(coordinator, coordinator.endpoint).generate_presigned_post(bucket, "k")
     cred = p["fields"]["x-amz-credential"]
     for bad in (cred.replace("/us-east-1/", "/eu-west-9/"), cred.replace("/s3/", "/sqs/")):
@@ -422,7 +422,7 @@ def test_a_sigv4_credential_for_another_region_or_service_is_refused(coordinator
         assert_error(r, 400, "AuthorizationQueryParametersError")
 
 
-def test_a_form_post_to_the_admin_api_is_refused_not_an_error(coordinator) -> None:  # noqa: ANN001
+def test_a_form_post_to_the_admin_api_is_refused_not_an_error(coordinator) -> None:
     r = requests.post(f"http://127.0.0.1:{coordinator.port}/api/peers", files=[("file", ("f", b"{}"))], timeout=30)
     assert r.status_code == 403, (r.status_code, r.text)
 
@@ -458,12 +458,12 @@ def test_unauthenticated_forms_that_never_send_their_fields_leave_the_s3_slots_f
         c.stop()
 
 
-def signed_form(c: Coordinator, bucket: str, key: str, conditions: list) -> dict[str, str]:  # noqa: ANN001
+def signed_form(c: Coordinator, bucket: str, key: str, conditions: list) -> dict[str, str]:
     return c.client(signature_version="s3v4").generate_presigned_post(bucket, key, Conditions=conditions)
 
 
 @pytest.mark.parametrize("name", ["x-amz-meta-a b", "x-amz-meta-a:b", "x-amz-meta-\u00e9", "x-amz-meta-a\tb"])
-def test_a_field_name_that_is_no_header_name_is_refused(coordinator, s3, bucket, name: str) -> None:  # noqa: ANN001
+def test_a_field_name_that_is_no_header_name_is_refused(coordinator, s3, bucket, name: str) -> None:
     """A PUT cannot carry such a header name; stored from a form it broke every later GET (500)."""
     p = signed_form(coordinator, bucket, "odd-name", [{name: "v"}])
     r = post(p["url"], {**p["fields"], name: "v"}, b"data")
@@ -472,7 +472,7 @@ def test_a_field_name_that_is_no_header_name_is_refused(coordinator, s3, bucket,
 
 
 @pytest.mark.parametrize(("first", "second"), [("acl", "x-amz-acl"), ("tagging", "x-amz-tagging")])
-def test_a_header_given_under_both_its_names_is_refused(coordinator, s3, bucket, first: str, second: str) -> None:  # noqa: ANN001
+def test_a_header_given_under_both_its_names_is_refused(coordinator, s3, bucket, first: str, second: str) -> None:
     """`acl=public-read` then `x-amz-acl=private`: the refused value must not be quietly replaced."""
     value = "public-read" if first == "acl" else "<Tagging><TagSet/></Tagging>"
     other = "private" if first == "acl" else ""
@@ -482,7 +482,7 @@ def test_a_header_given_under_both_its_names_is_refused(coordinator, s3, bucket,
     assert absent(s3, bucket, "twice")
 
 
-def test_conditional_and_protection_headers_of_the_request_itself_are_honoured(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_conditional_and_protection_headers_of_the_request_itself_are_honoured(coordinator, s3, bucket) -> None:
     s3.put_object(Bucket=bucket, Key="exists", Body=b"old")
     p = signed_form(coordinator, bucket, "exists", [])
     parts = [(n, (None, v)) for n, v in p["fields"].items()] + [("file", ("f", b"new", "text/plain"))]

@@ -43,7 +43,7 @@ def new_bucket(s3, c: Coordinator, quota: str | None) -> str:
     return name
 
 
-def error_code(fn) -> str | None:  # noqa: ANN001
+def error_code(fn) -> str | None:
     try:
         fn()
     except ClientError as e:
@@ -52,7 +52,7 @@ def error_code(fn) -> str | None:  # noqa: ANN001
 
 
 @pytest.fixture(scope="module")
-def wide(coordinator):  # noqa: ANN201
+def wide(coordinator):
     """A boto3 client with enough pooled connections for 50 concurrent uploads."""
     return coordinator.client(max_pool_connections=64)
 

@@ -140,7 +140,7 @@ def test_the_scheduled_scrub_reports_rot_in_the_log_and_in_storage_status(tmp_pa
         c.stop()
 
 
-def test_an_object_whose_blob_is_shorter_than_its_record_gets_an_error_before_any_byte(coordinator, s3) -> None:  # noqa: ANN001
+def test_an_object_whose_blob_is_shorter_than_its_record_gets_an_error_before_any_byte(coordinator, s3) -> None:
     s3.create_bucket(Bucket="damaged")
     healthy = os.urandom(300_000)  # above the size answered in one body message, and pathsend's threshold
     s3.put_object(Bucket="damaged", Key="healthy", Body=healthy)

@@ -33,30 +33,30 @@ SYSTEM = "_tunnelmesh"
 # ---- signing helpers ----------------------------------------------------------------------------
 
 
-def creds(coordinator) -> Credentials:  # noqa: ANN001
+def creds(coordinator) -> Credentials:
     return Credentials("admin", coordinator.token)
 
 
-def sigv4_header(coordinator, method: str, url: str, body: bytes = b"", headers: dict | None = None) -> dict:  # noqa: ANN001
+def sigv4_header(coordinator, method: str, url: str, body: bytes = b"", headers: dict | None = None) -> dict:
     req = AWSRequest(method=method, url=url, data=body, headers=dict(headers or {}))
     S3SigV4Auth(creds(coordinator), "s3", REGION).add_auth(req)
     return dict(req.headers.items())
 
 
-def sigv2_header(coordinator, method: str, url: str, body: bytes = b"", headers: dict | None = None) -> dict:  # noqa: ANN001
+def sigv2_header(coordinator, method: str, url: str, body: bytes = b"", headers: dict | None = None) -> dict:
     req = AWSRequest(method=method, url=url, data=body, headers=dict(headers or {}))
     HmacV1Auth(creds(coordinator)).add_auth(req)
     return dict(req.headers.items())
 
 
-def presign_v4(coordinator, method: str, url: str, headers: dict | None = None, expires: int = 300) -> str:  # noqa: ANN001
+def presign_v4(coordinator, method: str, url: str, headers: dict | None = None, expires: int = 300) -> str:
     """A SigV4 presigned URL; `headers` are signed (listed in X-Amz-SignedHeaders) and must be sent."""
     req = AWSRequest(method=method, url=url, headers=dict(headers or {}))
     S3SigV4QueryAuth(creds(coordinator), "s3", REGION, expires=expires).add_auth(req)
     return req.url
 
 
-def presign_v2(coordinator, method: str, url: str, expires: int = 300) -> str:  # noqa: ANN001
+def presign_v2(coordinator, method: str, url: str, expires: int = 300) -> str:
     req = AWSRequest(method=method, url=url)
     HmacV1QueryAuth(creds(coordinator), expires=expires).add_auth(req)
     return req.url
@@ -65,19 +65,19 @@ def presign_v2(coordinator, method: str, url: str, expires: int = 300) -> str:  
 Signer = Callable[..., tuple[str, dict]]
 
 
-def _v4_header(c, method: str, url: str, body: bytes) -> tuple[str, dict]:  # noqa: ANN001
+def _v4_header(c, method: str, url: str, body: bytes) -> tuple[str, dict]:
     return url, sigv4_header(c, method, url, body)
 
 
-def _v4_presigned(c, method: str, url: str, body: bytes) -> tuple[str, dict]:  # noqa: ANN001
+def _v4_presigned(c, method: str, url: str, body: bytes) -> tuple[str, dict]:
     return presign_v4(c, method, url), {}
 
 
-def _v2_header(c, method: str, url: str, body: bytes) -> tuple[str, dict]:  # noqa: ANN001
+def _v2_header(c, method: str, url: str, body: bytes) -> tuple[str, dict]:
     return url, sigv2_header(c, method, url, body)
 
 
-def _v2_presigned(c, method: str, url: str, body: bytes) -> tuple[str, dict]:  # noqa: ANN001
+def _v2_presigned(c, method: str, url: str, body: bytes) -> tuple[str, dict]:
     return presign_v2(c, method, url), {}
 
 
@@ -125,7 +125,7 @@ def assert_headers_not_signed(resp: requests.Response, header: str) -> None:
     assert root.findtext("HeadersNotSigned") == header.lower()
 
 
-def absent(s3, bucket: str, key: str) -> bool:  # noqa: ANN001
+def absent(s3, bucket: str, key: str) -> bool:
     try:
         s3.head_object(Bucket=bucket, Key=key)
     except ClientError as e:
@@ -142,7 +142,7 @@ def new_key() -> str:
 
 
 @pytest.fixture(scope="module")
-def victim(coordinator) -> dict[str, str]:  # noqa: ANN001
+def victim(coordinator) -> dict[str, str]:
     """An ordinary peer whose record (and token) lives in _tunnelmesh/peers/<id>.json."""
     res = coordinator.cli("peer", "add", "victim", "--json", timeout=60)
     assert res.returncode == 0, res.stderr
@@ -156,7 +156,7 @@ def victim(coordinator) -> dict[str, str]:  # noqa: ANN001
 # ---- the attacks --------------------------------------------------------------------------------
 
 
-def test_presigned_put_plus_copy_source_does_not_copy_a_peer_record(coordinator, s3, bucket, victim) -> None:  # noqa: ANN001
+def test_presigned_put_plus_copy_source_does_not_copy_a_peer_record(coordinator, s3, bucket, victim) -> None:
     """The reported exploit: an admin's presigned upload URL, sent with x-amz-copy-source, copied another
     peer's record (token included) into an ordinary bucket, run as the admin."""
     key = new_key()
@@ -183,7 +183,7 @@ def test_presigned_put_plus_copy_source_does_not_copy_a_peer_record(coordinator,
 @pytest.mark.parametrize("signature_version", ["s3v4", "s3"])
 def test_presigned_upload_part_plus_copy_source_is_not_an_upload_part_copy(
     coordinator, s3, bucket, victim, signature_version
-) -> None:  # noqa: ANN001
+) -> None:
     key = new_key()
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
     signer = coordinator.client(signature_version=signature_version)
@@ -204,7 +204,7 @@ def test_presigned_upload_part_plus_copy_source_is_not_an_upload_part_copy(
 @pytest.mark.parametrize("scheme", list(SCHEMES))
 def test_an_unsigned_x_amz_header_added_to_a_signed_put_is_refused(
     coordinator, s3, bucket, victim, scheme: str, header: str, value: str
-) -> None:  # noqa: ANN001
+) -> None:
     signer, refusal = SCHEMES[scheme]
     key = new_key()
     body = b"signed body"
@@ -219,7 +219,7 @@ def test_an_unsigned_x_amz_header_added_to_a_signed_put_is_refused(
     assert absent(s3, bucket, key)
 
 
-def test_several_unsigned_headers_are_all_named(coordinator, bucket) -> None:  # noqa: ANN001
+def test_several_unsigned_headers_are_all_named(coordinator, bucket) -> None:
     url = presign_v4(coordinator, "PUT", f"{coordinator.endpoint}/{bucket}/{new_key()}")
     resp = requests.put(url, data=b"x", headers={"x-amz-meta-b": "1", "x-amz-acl": "private"}, timeout=30)
     root = s3_error(resp, 403, "AccessDenied")
@@ -227,7 +227,7 @@ def test_several_unsigned_headers_are_all_named(coordinator, bucket) -> None:  #
 
 
 @pytest.mark.parametrize("scheme", ["sigv4-header", "sigv2-header"])
-def test_a_header_signed_put_replayed_with_extra_headers_is_refused(coordinator, s3, bucket, scheme: str) -> None:  # noqa: ANN001
+def test_a_header_signed_put_replayed_with_extra_headers_is_refused(coordinator, s3, bucket, scheme: str) -> None:
     """Someone who saw a signed request (a log, a proxy) replays it within the skew window, adding
     headers: the object keeps what the signer sent."""
     key = new_key()
@@ -247,7 +247,7 @@ def test_a_header_signed_put_replayed_with_extra_headers_is_refused(coordinator,
     assert requests.put(url, data=body, headers=headers, timeout=30).status_code == 200
 
 
-def test_a_header_signed_get_with_an_unsigned_x_amz_header_is_refused(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_a_header_signed_get_with_an_unsigned_x_amz_header_is_refused(coordinator, s3, bucket) -> None:
     key = new_key()
     s3.put_object(Bucket=bucket, Key=key, Body=b"data")
     url = f"{coordinator.endpoint}/{bucket}/{key}"
@@ -261,7 +261,7 @@ def test_a_header_signed_get_with_an_unsigned_x_amz_header_is_refused(coordinato
 
 
 @pytest.mark.parametrize("scheme", ["sigv4-presigned", "sigv2-presigned"])
-def test_presigned_get_with_an_unsigned_range_header_works(coordinator, s3, bucket, scheme: str) -> None:  # noqa: ANN001
+def test_presigned_get_with_an_unsigned_range_header_works(coordinator, s3, bucket, scheme: str) -> None:
     """`curl -C -` resumes a download from a presigned URL by adding Range: AWS does not demand it signed."""
     key = new_key()
     s3.put_object(Bucket=bucket, Key=key, Body=b"0123456789")
@@ -271,7 +271,7 @@ def test_presigned_get_with_an_unsigned_range_header_works(coordinator, s3, buck
     assert resp.content == b"456789"
 
 
-def test_presigned_put_with_an_unsigned_content_md5_works(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_presigned_put_with_an_unsigned_content_md5_works(coordinator, s3, bucket) -> None:
     key = new_key()
     body = b"checked by md5"
     url = presign_v4(coordinator, "PUT", f"{coordinator.endpoint}/{bucket}/{key}")
@@ -281,7 +281,7 @@ def test_presigned_put_with_an_unsigned_content_md5_works(coordinator, s3, bucke
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body
 
 
-def test_signed_x_amz_headers_of_a_presigned_url_are_honoured(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_signed_x_amz_headers_of_a_presigned_url_are_honoured(coordinator, s3, bucket) -> None:
     key = new_key()
     url = presign_v4(coordinator, "PUT", f"{coordinator.endpoint}/{bucket}/{key}", {"x-amz-meta-colour": "blue"})
     assert "x-amz-meta-colour" in url  # listed in X-Amz-SignedHeaders
@@ -291,7 +291,7 @@ def test_signed_x_amz_headers_of_a_presigned_url_are_honoured(coordinator, s3, b
     assert s3.head_object(Bucket=bucket, Key=key)["Metadata"] == {"colour": "blue"}
 
 
-def test_x_amz_meta_in_a_presigned_query_is_stored_as_metadata(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_x_amz_meta_in_a_presigned_query_is_stored_as_metadata(coordinator, s3, bucket) -> None:
     """The JavaScript SDK's presigner moves x-amz-meta-* headers into the (signed) query."""
     key = new_key()
     url = presign_v4(coordinator, "PUT", f"{coordinator.endpoint}/{bucket}/{key}?x-amz-meta-foo=bar")
@@ -302,7 +302,7 @@ def test_x_amz_meta_in_a_presigned_query_is_stored_as_metadata(coordinator, s3, 
     assert head["Metadata"] == {"foo": "bar"}
 
 
-def test_a_checksum_in_a_presigned_query_is_checked_like_the_header(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_a_checksum_in_a_presigned_query_is_checked_like_the_header(coordinator, s3, bucket) -> None:
     body = b"checksummed"
     good = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
     bad = base64.b64encode(zlib.crc32(b"other").to_bytes(4, "big")).decode()
@@ -316,7 +316,7 @@ def test_a_checksum_in_a_presigned_query_is_checked_like_the_header(coordinator,
     assert s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")["ChecksumCRC32"] == good
 
 
-def test_a_copy_source_in_a_presigned_query_is_a_signed_copy(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_a_copy_source_in_a_presigned_query_is_a_signed_copy(coordinator, s3, bucket) -> None:
     """What the signer put in the query is what it asked for: here a copy, which runs."""
     src, dst = new_key(), new_key()
     s3.put_object(Bucket=bucket, Key=src, Body=b"copy me")
@@ -328,7 +328,7 @@ def test_a_copy_source_in_a_presigned_query_is_a_signed_copy(coordinator, s3, bu
     assert s3.get_object(Bucket=bucket, Key=dst)["Body"].read() == b"copy me"
 
 
-def test_a_name_both_in_query_and_header_with_different_values_is_refused(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_a_name_both_in_query_and_header_with_different_values_is_refused(coordinator, s3, bucket) -> None:
     key = new_key()
     url = presign_v4(
         coordinator, "PUT", f"{coordinator.endpoint}/{bucket}/{key}?x-amz-meta-foo=query", {"x-amz-meta-foo": "header"}
@@ -345,7 +345,7 @@ def test_a_name_both_in_query_and_header_with_different_values_is_refused(coordi
     assert s3.head_object(Bucket=bucket, Key=key)["Metadata"] == {"foo": "same"}
 
 
-def test_x_amz_parameters_added_to_a_sigv2_presigned_url_are_not_headers(coordinator, s3, bucket) -> None:  # noqa: ANN001
+def test_x_amz_parameters_added_to_a_sigv2_presigned_url_are_not_headers(coordinator, s3, bucket) -> None:
     """SigV2 does not sign such query parameters, so they must not act as headers."""
     key = new_key()
     url = presign_v2(coordinator, "PUT", f"{coordinator.endpoint}/{bucket}/{key}")
@@ -369,7 +369,7 @@ def test_a_presigned_url_asking_for_a_protection_we_do_not_give_is_refused(
     s3,
     bucket,
     param: str,
-    value: str,  # noqa: ANN001
+    value: str,
     code: str,
     status: int,
 ) -> None:

@@ -78,7 +78,7 @@ def signed_chunked_body(
 
 
 def signed_chunked_put(
-    coordinator,  # noqa: ANN001
+    coordinator,
     url: str,
     data: bytes,
     decoded_length: int | None = None,
@@ -129,11 +129,11 @@ def assert_s3_error(resp: requests.Response, status: int, code: str | None = Non
     return root
 
 
-def admin_get(coordinator, url: str, **headers: str) -> requests.Response:  # noqa: ANN001
+def admin_get(coordinator, url: str, **headers: str) -> requests.Response:
     return requests.get(url, auth=("admin", coordinator.token), headers=headers, timeout=60)
 
 
-def assert_absent(coordinator, url: str) -> None:  # noqa: ANN001
+def assert_absent(coordinator, url: str) -> None:
     assert_s3_error(admin_get(coordinator, url), 404, "NoSuchKey")
 
 
@@ -149,7 +149,7 @@ def payload(n: int) -> bytes:
 
 
 @pytest.fixture(params=["prefix", "root"])
-def endpoint(request: pytest.FixtureRequest, coordinator) -> str:  # noqa: ANN001
+def endpoint(request: pytest.FixtureRequest, coordinator) -> str:
     return coordinator.endpoint if request.param == "prefix" else coordinator.root_endpoint
 
 
@@ -160,7 +160,7 @@ def new_url(endpoint: str, bucket: str) -> str:
 # --- STREAMING-AWS4-HMAC-SHA256-PAYLOAD ---------------------------------------------------------
 
 
-def test_signed_aws_chunked_put_stores_exactly_the_decoded_bytes(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_signed_aws_chunked_put_stores_exactly_the_decoded_bytes(coordinator, bucket, endpoint) -> None:
     url = new_url(endpoint, bucket)
     data = payload(3 * CHUNK + 1234)
     resp = signed_chunked_put(coordinator, url, data)
@@ -178,7 +178,7 @@ def test_signed_aws_chunked_put_stores_exactly_the_decoded_bytes(coordinator, bu
     assert "content-encoding" not in head.headers
 
 
-def test_signed_aws_chunked_put_keeps_a_real_content_encoding_but_not_aws_chunked(coordinator, bucket) -> None:  # noqa: ANN001
+def test_signed_aws_chunked_put_keeps_a_real_content_encoding_but_not_aws_chunked(coordinator, bucket) -> None:
     url = new_url(coordinator.endpoint, bucket)
     original = payload(3 * CHUNK)
     data = gzip.compress(original)
@@ -192,7 +192,7 @@ def test_signed_aws_chunked_put_keeps_a_real_content_encoding_but_not_aws_chunke
     assert gzip.decompress(data) == original
 
 
-def test_signed_aws_chunked_put_of_a_single_short_chunk(coordinator, bucket) -> None:  # noqa: ANN001
+def test_signed_aws_chunked_put_of_a_single_short_chunk(coordinator, bucket) -> None:
     url = new_url(coordinator.endpoint, bucket)
     data = b"tiny"
     resp = signed_chunked_put(coordinator, url, data)
@@ -205,7 +205,7 @@ def test_tampered_chunk_signature_is_signature_mismatch_and_stores_nothing(
     coordinator,
     bucket,
     endpoint,
-    bad_chunk,  # noqa: ANN001
+    bad_chunk,
 ) -> None:
     url = new_url(endpoint, bucket)
     data = payload(3 * CHUNK + 500)  # chunks 0..3 carry data, chunk 4 is the final empty one
@@ -214,7 +214,7 @@ def test_tampered_chunk_signature_is_signature_mismatch_and_stores_nothing(
     assert_absent(coordinator, url)
 
 
-def test_chunk_signatures_are_chained_so_reordered_chunks_are_rejected(coordinator, bucket) -> None:  # noqa: ANN001
+def test_chunk_signatures_are_chained_so_reordered_chunks_are_rejected(coordinator, bucket) -> None:
     url = new_url(coordinator.endpoint, bucket)
     first, second = payload(CHUNK), payload(CHUNK)
     data = first + second
@@ -244,7 +244,7 @@ def test_wrong_decoded_content_length_is_rejected_and_stores_nothing(
     coordinator,
     bucket,
     endpoint,
-    delta,  # noqa: ANN001
+    delta,
 ) -> None:
     url = new_url(endpoint, bucket)
     data = payload(2 * CHUNK + 77)
@@ -253,7 +253,7 @@ def test_wrong_decoded_content_length_is_rejected_and_stores_nothing(
     assert_absent(coordinator, url)
 
 
-def test_signed_aws_chunked_put_with_wrong_secret_stores_nothing(coordinator, bucket) -> None:  # noqa: ANN001
+def test_signed_aws_chunked_put_with_wrong_secret_stores_nothing(coordinator, bucket) -> None:
     url = new_url(coordinator.endpoint, bucket)
     data = payload(CHUNK + 1)
     framed_len = len(signed_chunked_body(data, b"k", "d", "s", "0" * 64))
@@ -279,7 +279,7 @@ def signed_trailer_put(
     url: str,
     data: bytes,
     checksum_b64: str,
-    tamper_trailer_signature: bool = False,  # noqa: ANN001
+    tamper_trailer_signature: bool = False,
 ) -> requests.Response:
     def frame(seed: str, key: bytes, amz_date: str, scope: str) -> bytes:
         out = bytearray()
@@ -317,7 +317,7 @@ def signed_trailer_put(
     return requests.put(url, data=body, headers=signed, timeout=60)
 
 
-def test_signed_trailer_put_with_correct_checksum_and_signature_is_stored(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_signed_trailer_put_with_correct_checksum_and_signature_is_stored(coordinator, bucket, endpoint) -> None:
     url = new_url(endpoint, bucket)
     data = payload(2 * CHUNK + 17)
     resp = signed_trailer_put(coordinator, url, data, crc32_b64(data))
@@ -327,7 +327,7 @@ def test_signed_trailer_put_with_correct_checksum_and_signature_is_stored(coordi
     assert got.headers["x-amz-checksum-crc32"] == crc32_b64(data)
 
 
-def test_signed_trailer_put_with_tampered_trailer_signature_stores_nothing(coordinator, bucket) -> None:  # noqa: ANN001
+def test_signed_trailer_put_with_tampered_trailer_signature_stores_nothing(coordinator, bucket) -> None:
     url = new_url(coordinator.endpoint, bucket)
     data = payload(CHUNK + 17)
     resp = signed_trailer_put(coordinator, url, data, crc32_b64(data), tamper_trailer_signature=True)
@@ -335,7 +335,7 @@ def test_signed_trailer_put_with_tampered_trailer_signature_stores_nothing(coord
     assert_absent(coordinator, url)
 
 
-def test_signed_trailer_put_with_wrong_checksum_is_bad_digest(coordinator, bucket) -> None:  # noqa: ANN001
+def test_signed_trailer_put_with_wrong_checksum_is_bad_digest(coordinator, bucket) -> None:
     url = new_url(coordinator.endpoint, bucket)
     data = payload(CHUNK + 17)
     resp = signed_trailer_put(coordinator, url, data, crc32_b64(b"other"))
@@ -351,7 +351,7 @@ def unsigned_trailer_put(
     url: str,
     data: bytes,
     checksum_b64: str,
-    transport: str,  # noqa: ANN001
+    transport: str,
 ) -> requests.Response:
     body = unsigned_trailer_body(data, checksum_b64)
     headers = {
@@ -379,7 +379,7 @@ def test_unsigned_trailer_put_with_correct_crc32_is_stored_with_its_checksum(
     coordinator,
     bucket,
     endpoint,
-    transport,  # noqa: ANN001
+    transport,
 ) -> None:
     url = new_url(endpoint, bucket)
     data = payload(3 * CHUNK + 999)
@@ -399,7 +399,7 @@ def test_unsigned_trailer_put_with_wrong_crc32_is_bad_digest_and_stores_nothing(
     coordinator,
     bucket,
     endpoint,
-    transport,  # noqa: ANN001
+    transport,
 ) -> None:
     url = new_url(endpoint, bucket)
     data = payload(2 * CHUNK + 3)
@@ -408,7 +408,7 @@ def test_unsigned_trailer_put_with_wrong_crc32_is_bad_digest_and_stores_nothing(
     assert_absent(coordinator, url)
 
 
-def test_unsigned_trailer_put_without_the_announced_trailer_is_rejected(coordinator, bucket) -> None:  # noqa: ANN001
+def test_unsigned_trailer_put_without_the_announced_trailer_is_rejected(coordinator, bucket) -> None:
     url = new_url(coordinator.endpoint, bucket)
     data = payload(1000)
     body = f"{len(data):x}\r\n".encode() + data + b"\r\n0\r\n\r\n"
@@ -426,16 +426,16 @@ def test_unsigned_trailer_put_without_the_announced_trailer_is_rejected(coordina
 # --- boto3 itself in trailer mode ----------------------------------------------------------------
 
 
-def test_boto3_put_object_sent_aws_chunked_with_trailer_round_trips(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_boto3_put_object_sent_aws_chunked_with_trailer_round_trips(coordinator, bucket, endpoint) -> None:
     client = coordinator.client(endpoint)
     sent: list[dict[str, str]] = []
 
-    def force_trailer(params, **kwargs) -> None:  # noqa: ANN001, ANN003
+    def force_trailer(params, **kwargs) -> None:
         # what botocore decides over https; over http it would put the checksum in a header
         algorithm = params["context"]["checksum"]["request_algorithm"]
         algorithm["in"] = "trailer"
 
-    def record(request, **kwargs) -> None:  # noqa: ANN001, ANN003
+    def record(request, **kwargs) -> None:
         sent.append({k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()})
 
     client.meta.events.register("before-call.s3.PutObject", force_trailer)
@@ -461,10 +461,10 @@ def test_boto3_put_object_sent_aws_chunked_with_trailer_round_trips(coordinator,
     assert got["ContentLength"] == len(data)
 
 
-def test_boto3_trailer_mode_keeps_a_user_content_encoding(coordinator, bucket) -> None:  # noqa: ANN001
+def test_boto3_trailer_mode_keeps_a_user_content_encoding(coordinator, bucket) -> None:
     client = coordinator.client()
 
-    def force_trailer(params, **kwargs) -> None:  # noqa: ANN001, ANN003
+    def force_trailer(params, **kwargs) -> None:
         params["context"]["checksum"]["request_algorithm"]["in"] = "trailer"
 
     client.meta.events.register("before-call.s3.PutObject", force_trailer)
@@ -478,7 +478,7 @@ def test_boto3_trailer_mode_keeps_a_user_content_encoding(coordinator, bucket) -
 # --- plain Transfer-Encoding: chunked ------------------------------------------------------------
 
 
-def test_transfer_encoding_chunked_put_without_content_length_is_stored(coordinator, bucket, endpoint) -> None:  # noqa: ANN001
+def test_transfer_encoding_chunked_put_without_content_length_is_stored(coordinator, bucket, endpoint) -> None:
     url = new_url(endpoint, bucket)
     data = payload(2 * CHUNK + 5)
     signed = sign_headers("PUT", url, coordinator.token, {}, "UNSIGNED-PAYLOAD")
@@ -497,7 +497,7 @@ def test_transfer_encoding_chunked_put_without_content_length_is_stored(coordina
     assert got.headers["content-length"] == str(len(data))
 
 
-def test_transfer_encoding_chunked_put_with_signed_payload_hash_is_verified(coordinator, bucket) -> None:  # noqa: ANN001
+def test_transfer_encoding_chunked_put_with_signed_payload_hash_is_verified(coordinator, bucket) -> None:
     url = new_url(coordinator.endpoint, bucket)
     data = payload(CHUNK + 1)
     signed = sign_headers("PUT", url, coordinator.token, {}, hashlib.sha256(b"different").hexdigest())

@@ -57,7 +57,7 @@ def test_creating_a_bucket_named_like_the_system_bucket_is_refused(s3) -> None:
 # ---- a full store never locks the admin out ----------------------------------------------------
 
 
-def _peer_s3(c, peer: dict[str, str]):  # noqa: ANN001, ANN202
+def _peer_s3(c, peer: dict[str, str]):
     return boto3.client(
         "s3",
         endpoint_url=c.endpoint,
@@ -68,12 +68,12 @@ def _peer_s3(c, peer: dict[str, str]):  # noqa: ANN001, ANN202
     )
 
 
-def _ok(res) -> str:  # noqa: ANN001
+def _ok(res) -> str:
     assert res.returncode == 0, res.stderr
     return res.stdout
 
 
-def _add_peer(c, name: str) -> dict[str, str]:  # noqa: ANN001
+def _add_peer(c, name: str) -> dict[str, str]:
     return json.loads(_ok(c.cli("peer", "add", name, "--json")))
 
 

@@ -26,35 +26,35 @@ NO_ACLS = ("AccessControlListNotSupported", 400)
 
 
 @pytest.fixture(scope="module")
-def src_bucket(s3) -> str:  # noqa: ANN001
+def src_bucket(s3) -> str:
     name = f"prot-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
     s3.put_object(Bucket=name, Key="source", Body=b"source bytes")
     return name
 
 
-def _put(s3, b: str, key: str, params: dict[str, Any]) -> Any:  # noqa: ANN001, ANN401
+def _put(s3, b: str, key: str, params: dict[str, Any]) -> Any:
     return s3.put_object(Bucket=b, Key=key, Body=b"payload that must not be stored", **params)
 
 
-def _copy(s3, b: str, key: str, params: dict[str, Any]) -> Any:  # noqa: ANN001, ANN401
+def _copy(s3, b: str, key: str, params: dict[str, Any]) -> Any:
     return s3.copy_object(Bucket=b, Key=key, CopySource={"Bucket": b, "Key": "source"}, **params)
 
 
-def _create_upload(s3, b: str, key: str, params: dict[str, Any]) -> Any:  # noqa: ANN001, ANN401
+def _create_upload(s3, b: str, key: str, params: dict[str, Any]) -> Any:
     return s3.create_multipart_upload(Bucket=b, Key=key, **params)
 
 
-def _upload(s3, b: str, key: str) -> str:  # noqa: ANN001
+def _upload(s3, b: str, key: str) -> str:
     return s3.create_multipart_upload(Bucket=b, Key=key)["UploadId"]
 
 
-def _upload_part(s3, b: str, key: str, params: dict[str, Any]) -> Any:  # noqa: ANN001, ANN401
+def _upload_part(s3, b: str, key: str, params: dict[str, Any]) -> Any:
     up = _upload(s3, b, key)
     return s3.upload_part(Bucket=b, Key=key, UploadId=up, PartNumber=1, Body=b"part bytes", **params)
 
 
-def _upload_part_copy(s3, b: str, key: str, params: dict[str, Any]) -> Any:  # noqa: ANN001, ANN401
+def _upload_part_copy(s3, b: str, key: str, params: dict[str, Any]) -> Any:
     up = _upload(s3, b, key)
     return s3.upload_part_copy(
         Bucket=b, Key=key, UploadId=up, PartNumber=1, CopySource={"Bucket": b, "Key": "source"}, **params
@@ -114,7 +114,7 @@ REFUSED: list[tuple[str, dict[str, Any], tuple[str, ...], tuple[str, int]]] = [
 REFUSED_CASES = [(what, op, params, expected) for what, params, ops, expected in REFUSED for op in ops]
 
 
-def nothing_stored(s3, b: str, key: str) -> None:  # noqa: ANN001
+def nothing_stored(s3, b: str, key: str) -> None:
     try:
         s3.head_object(Bucket=b, Key=key)
     except ClientError as e:
@@ -136,7 +136,7 @@ def test_a_request_for_an_unsupported_protection_is_refused_and_stores_nothing(
     what: str,
     op: str,
     params: dict[str, Any],
-    expected: tuple[str, int],  # noqa: ANN001
+    expected: tuple[str, int],
 ) -> None:
     key = f"{op}-{what}-{uuid.uuid4().hex[:8]}"
     with pytest.raises(ClientError) as info:
@@ -161,14 +161,14 @@ ACCEPTED = [
 @pytest.mark.parametrize("op", ["PutObject", "CopyObject"])
 def test_the_protections_the_server_does_give_are_accepted(
     s3, src_bucket: str, op: str, what: str, params: dict[str, Any]
-) -> None:  # noqa: ANN001
+) -> None:
     key = f"ok-{op}-{what}-{uuid.uuid4().hex[:8]}"
     OPS[op](s3, src_bucket, key, params)
     head = s3.head_object(Bucket=src_bucket, Key=key)
     assert head["ContentLength"] > 0
 
 
-def test_a_copy_keeping_the_source_tags_ignores_x_amz_tagging_as_s3_does(s3, src_bucket: str) -> None:  # noqa: ANN001
+def test_a_copy_keeping_the_source_tags_ignores_x_amz_tagging_as_s3_does(s3, src_bucket: str) -> None:
     _copy(s3, src_bucket, "copy-tagging-copy", {"Tagging": "a=b"})
     assert s3.get_object(Bucket=src_bucket, Key="copy-tagging-copy")["Body"].read() == b"source bytes"
 
@@ -194,7 +194,7 @@ def test_a_copy_keeping_the_source_tags_ignores_x_amz_tagging_as_s3_does(s3, src
 )
 def test_create_bucket_asking_for_object_lock_or_acls_is_refused_and_creates_nothing(
     s3, params: dict[str, Any], expected: tuple[str, int]
-) -> None:  # noqa: ANN001
+) -> None:
     name = f"prot-b-{uuid.uuid4().hex[:12]}"
     with pytest.raises(ClientError) as info:
         s3.create_bucket(Bucket=name, **params)
@@ -208,13 +208,13 @@ def test_create_bucket_asking_for_object_lock_or_acls_is_refused_and_creates_not
     [{"ACL": "private"}, {"ObjectLockEnabledForBucket": False}, {"ObjectOwnership": "BucketOwnerEnforced"}],
     ids=["acl-private", "lock-false", "ownership-enforced"],
 )
-def test_create_bucket_with_what_the_server_gives_succeeds(s3, params: dict[str, Any]) -> None:  # noqa: ANN001
+def test_create_bucket_with_what_the_server_gives_succeeds(s3, params: dict[str, Any]) -> None:
     name = f"prot-ok-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name, **params)
     assert bucket_exists(s3, name)
 
 
-def _raw(coordinator, method: str, path: str, headers: list[tuple[str, str]], body: bytes = b"") -> tuple[int, bytes]:  # noqa: ANN001
+def _raw(coordinator, method: str, path: str, headers: list[tuple[str, str]], body: bytes = b"") -> tuple[int, bytes]:
     """A request with repeated headers, which boto3 cannot send (Basic: the secret covers it all)."""
     conn = http.client.HTTPConnection("127.0.0.1", coordinator.port, timeout=30)
     try:
@@ -229,7 +229,7 @@ def _raw(coordinator, method: str, path: str, headers: list[tuple[str, str]], bo
         conn.close()
 
 
-def test_a_protection_header_sent_twice_is_still_refused(coordinator, s3, src_bucket: str) -> None:  # noqa: ANN001
+def test_a_protection_header_sent_twice_is_still_refused(coordinator, s3, src_bucket: str) -> None:
     """Repeated headers arrive joined with commas ("true,true"): a check for one exact value let them by."""
     name = f"prot-dup-{uuid.uuid4().hex[:12]}"
     lock = [("x-amz-bucket-object-lock-enabled", "true")] * 2
@@ -250,11 +250,11 @@ def test_a_protection_header_sent_twice_is_still_refused(coordinator, s3, src_bu
         s3.head_object(Bucket=src_bucket, Key=key)
 
 
-def test_an_append_at_an_offset_is_refused_and_never_replaces_the_object(s3, src_bucket: str) -> None:  # noqa: ANN001
+def test_an_append_at_an_offset_is_refused_and_never_replaces_the_object(s3, src_bucket: str) -> None:
     key = f"append-{uuid.uuid4().hex[:8]}"
     s3.put_object(Bucket=src_bucket, Key=key, Body=b"hello")
 
-    def add_offset(request, **_: Any) -> None:  # noqa: ANN001
+    def add_offset(request, **_: Any) -> None:
         request.headers["x-amz-write-offset-bytes"] = "5"
 
     s3.meta.events.register_first("before-sign.s3.PutObject", add_offset)

@@ -75,11 +75,11 @@ def sized(kind: str, i: int) -> int:
     return SIZES[kind]()
 
 
-def put(s3, bucket: str, key: str, v: Version, **kw: Any) -> Callable[[], Any]:  # noqa: ANN001
+def put(s3, bucket: str, key: str, v: Version, **kw: Any) -> Callable[[], Any]:
     return lambda: s3.put_object(Bucket=bucket, Key=key, Body=v.body, Metadata={"w": v.tag}, **kw)
 
 
-def read_back(s3, bucket: str, key: str) -> tuple[bytes, str, str] | None:  # noqa: ANN001
+def read_back(s3, bucket: str, key: str) -> tuple[bytes, str, str] | None:
     """(body, ETag, writer tag) of the key, read whole; None when it does not exist."""
     try:
         r = s3.get_object(Bucket=bucket, Key=key)
@@ -150,13 +150,13 @@ def pool() -> Iterator[ThreadPoolExecutor]:
 
 
 @pytest.fixture(scope="module")
-def twin(coordinator: Coordinator):  # noqa: ANN201
+def twin(coordinator: Coordinator):
     """A second client, so the two racing requests travel on their own connections."""
     return coordinator.client()
 
 
 @pytest.fixture(scope="module")
-def wide(coordinator: Coordinator):  # noqa: ANN201
+def wide(coordinator: Coordinator):
     return coordinator.client(max_pool_connections=16)
 
 
@@ -174,7 +174,7 @@ def admin(c: Coordinator, method: str, path: str, doc: object = None) -> tuple[i
         conn.close()
 
 
-def new_bucket(s3, prefix: str) -> str:  # noqa: ANN001
+def new_bucket(s3, prefix: str) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
     return name
@@ -466,7 +466,7 @@ def test_complete_and_put_leave_exactly_one_of_them(coordinator, s3, twin, pool,
 # ---- a put against deleting its bucket -------------------------------------------------------
 
 
-def bucket_state(s3, name: str) -> list[str] | None:  # noqa: ANN001
+def bucket_state(s3, name: str) -> list[str] | None:
     """The keys listed in the bucket, or None when HeadBucket and ListObjects both say it is gone."""
     try:
         s3.head_bucket(Bucket=name)
@@ -549,7 +549,7 @@ def test_put_and_forced_bucket_delete_leave_no_object_in_a_deleted_bucket(coordi
 KIB = 1024
 
 
-def quota_bucket(c: Coordinator, s3, quota: int) -> str:  # noqa: ANN001
+def quota_bucket(c: Coordinator, s3, quota: int) -> str:
     name = new_bucket(s3, "quota")
     status, doc = admin(c, "PUT", f"buckets/{name}/quota", {"quota": quota})
     assert status == 200, doc

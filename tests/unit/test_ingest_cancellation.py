@@ -44,8 +44,8 @@ def test_a_request_cancelled_during_the_seal_leaves_no_file(tmp_path: Path, monk
 
     async def scenario() -> None:
         if not seal_started:  # every I/O thread busy: the seal is still queued when the request goes
-            for _ in range(store._io._max_workers):  # noqa: SLF001
-                store._io.submit(release.wait, 30)  # noqa: SLF001
+            for _ in range(store._io._max_workers):
+                store._io.submit(release.wait, 30)
         task = asyncio.create_task(store.ingest(_body(), 10**9))
         if seal_started:
             while not entered.is_set():

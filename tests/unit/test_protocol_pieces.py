@@ -145,7 +145,7 @@ def test_peers_may_not_touch_the_system_bucket_and_admins_may_only_read() -> Non
 
 
 def _decode(framed: bytes, decoded_length: int | None) -> tuple[bytes, dict[str, str]]:
-    async def raw():  # noqa: ANN202
+    async def raw():
         for i in range(0, len(framed), 7):  # odd split points exercise the parser's buffering
             yield framed[i : i + 7]
 
@@ -186,7 +186,7 @@ def test_malformed_or_short_aws_chunked_bodies_fail(framed) -> None:
         ("us-east-1", "sts", True, "AuthorizationQueryParametersError"),
     ],
 )
-def test_a_scope_for_another_region_or_service_is_refused(region, service, presigned, code) -> None:  # noqa: ANN001
+def test_a_scope_for_another_region_or_service_is_refused(region, service, presigned, code) -> None:
     scope = sigv4.parse_scope(f"AKID/20260101/{region}/{service}/aws4_request")
     with pytest.raises(S3Error) as e:
         sigv4.check_scope(scope, "eu-central-1", presigned)

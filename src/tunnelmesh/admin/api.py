@@ -95,7 +95,7 @@ class AdminApi:
         except S3Error as e:
             status = e.status
             body = (json.dumps({"error": e.code, "message": e.message}) + "\n").encode()
-        except Exception:  # noqa: BLE001 - never leak a traceback to a client
+        except Exception:
             log.exception("admin request %s failed", req.request_id)
             status = 500
             body = (json.dumps({"error": "InternalError", "message": "internal error"}) + "\n").encode()

@@ -334,7 +334,7 @@ def _s3_error(r: Any) -> CliError:
     try:
         doc = ElementTree.fromstring(r.content)
         return CliError(f"{doc.findtext('Code')}: {doc.findtext('Message')}")
-    except Exception:  # noqa: BLE001 - any unparsable error body
+    except Exception:
         return CliError(f"HTTP {r.status_code}")
 
 
@@ -554,6 +554,6 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("tunnelmesh: interrupted", err=True)
         sys.exit(130)
-    except Exception as e:  # noqa: BLE001 - one line, never a traceback
+    except Exception as e:
         click.echo(f"tunnelmesh: unexpected error: {e.__class__.__name__}: {e}", err=True)
         sys.exit(1)

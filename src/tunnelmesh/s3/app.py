@@ -58,7 +58,7 @@ class S3Api:
             resp = await self._dispatch(req)
         except S3Error as err:
             resp = self.error_response(err, req)
-        except Exception:  # noqa: BLE001 - never leak a traceback to a client
+        except Exception:
             log.error("request %s failed:\n%s", req.request_id, traceback.format_exc())
             resp = self.error_response(
                 S3Error("InternalError", "We encountered an internal error. Please try again."), req

@@ -18,7 +18,7 @@ class Hasher(Protocol):
 class _Crc:
     __slots__ = ("_fn", "_value", "_width")
 
-    def __init__(self, fn, width: int) -> None:  # noqa: ANN001
+    def __init__(self, fn, width: int) -> None:
         self._fn = fn
         self._value = 0
         self._width = width
@@ -34,7 +34,7 @@ def _crc32(data: bytes, prev: int) -> int:
     return zlib.crc32(data, prev)
 
 
-def _crt(name: str):  # noqa: ANN202
+def _crt(name: str):
     """awscrt's CRC32C / CRC64NVME, imported on first use (it costs a worker several MB)."""
     from awscrt import checksums as crt
 

@@ -251,7 +251,7 @@ class Store:
             await asyncio.sleep(interval * random.uniform(0.75, 1.25))
             try:
                 await self.reap()
-            except Exception:  # noqa: BLE001 - the queue is durable: the next turn retries
+            except Exception:
                 log.exception("reaping freed blobs failed")
 
     def close(self) -> None:
@@ -366,7 +366,7 @@ class Store:
 
     def admit(self, bucket: Bucket, delta: int) -> None:
         """An early, advisory quota check before a body is read; the commit re-checks exactly."""
-        self.read._admit(bucket, delta, self.max_size)  # noqa: SLF001
+        self.read._admit(bucket, delta, self.max_size)
 
     # ---- objects -------------------------------------------------------------------------
 

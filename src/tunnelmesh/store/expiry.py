@@ -65,7 +65,7 @@ async def part_in_flight(store: Store, upload_id: str) -> AsyncIterator[None]:
             await asyncio.sleep(interval)
             try:
                 await store.touch_upload(upload_id)
-            except Exception:  # noqa: BLE001 - a failed refresh (disk full, ...) is tried again next time
+            except Exception:
                 log.warning("could not refresh multipart upload %s", upload_id, exc_info=True)
 
     task = asyncio.create_task(refresh())
@@ -115,7 +115,7 @@ async def run(store: Store, expiry: float, stopping: asyncio.Event) -> None:
             if lock is not None:
                 try:
                     count, size = await expire_stale_uploads(store, expiry, stopping)
-                except Exception:  # noqa: BLE001 - a failed pass (disk full, ...) is retried at the next check
+                except Exception:
                     log.exception("stale multipart upload expiry failed")
                 else:
                     if count:

@@ -97,7 +97,7 @@ class GroupWriter:
             for fn, _, _, _ in group:
                 try:
                     outcomes.append((True, fn(meta)))
-                except Exception as e:  # noqa: BLE001 - this write fails alone (its savepoint rolled back)
+                except Exception as e:
                     outcomes.append((False, e))
             meta.c.execute("COMMIT")
         except sqlite3.Error as e:
@@ -122,7 +122,7 @@ def _settle_all(results: list[tuple[asyncio.Future, bool, Any, Settle | None]]) 
         if settle is not None:
             try:
                 settle(ok, value)
-            except Exception:  # noqa: BLE001 - cleanup failing must not strand the other writers' requests
+            except Exception:
                 log.exception("cleanup after a commit failed")
         if fut.cancelled():
             continue
