@@ -15,7 +15,7 @@ from tunnelmesh.s3 import xml
 from tunnelmesh.s3.auth import authenticate
 from tunnelmesh.s3.auth.credentials import Credentials
 from tunnelmesh.s3.errors import S3Error
-from tunnelmesh.s3.ops.common import Context, check_system_bucket_access
+from tunnelmesh.s3.ops.common import Context
 from tunnelmesh.s3.request import Receive, Request, headers_from_asgi, parse_query, split_path
 from tunnelmesh.s3.response import Response, read_slices
 from tunnelmesh.s3.router import route
@@ -86,7 +86,7 @@ class S3Api:
         r = route(req)
         req.operation = r.name
         if req.bucket:
-            check_system_bucket_access(req, req.bucket, r.read_only)
+            self.ctx.policy.check(req.principal, r.access, req.bucket)
         if not r.takes_body and req.has_body:
             await _drain_verified(req)
         return await r.handler(self.ctx, req)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops import attributes, buckets, copy, listing, multipart, objects, post_object
 from tunnelmesh.s3.ops.common import Handler
+from tunnelmesh.s3.policy import Access
 from tunnelmesh.s3.request import Request
 
 SERVICE, BUCKET, OBJECT = "service", "bucket", "object"
@@ -21,44 +22,71 @@ SERVICE, BUCKET, OBJECT = "service", "bucket", "object"
 class Route:
     method: str
     level: str
-    markers: tuple[str, ...]
-    copy_source: bool | None  # None: either
     name: str
     handler: Handler
-    read_only: bool
-    takes_body: bool = False
+    access: Access
+    markers: tuple[str, ...] = ()  # query parameters that must be present
+    copy_source: bool | None = None  # whether x-amz-copy-source must be present; None: either
+    takes_body: bool = False  # a body sent to any other route is read, verified and dropped
 
 
 R = Route
+READ, WRITE, OWNER = Access.READ, Access.WRITE, Access.OWNER
+# The first row that matches wins: a row with markers comes before the bare row of the same method
 ROUTES: tuple[Route, ...] = (
-    R("GET", SERVICE, (), None, "ListBuckets", buckets.list_buckets, True),
-    R("GET", BUCKET, ("location",), None, "GetBucketLocation", buckets.get_bucket_location, True),
-    R("GET", BUCKET, ("acl",), None, "GetBucketAcl", buckets.get_bucket_acl, True),
-    R("GET", BUCKET, ("versioning",), None, "GetBucketVersioning", buckets.get_bucket_versioning, True),
-    R("GET", BUCKET, ("uploads",), None, "ListMultipartUploads", multipart.list_uploads, True),
-    R("GET", BUCKET, ("list-type",), None, "ListObjectsV2", listing.list_objects_v2, True),
-    R("GET", BUCKET, ("versions",), None, "ListObjectVersions", listing.list_object_versions, True),
-    R("GET", BUCKET, (), None, "ListObjects", listing.list_objects_v1, True),
-    R("HEAD", BUCKET, (), None, "HeadBucket", buckets.head_bucket, True),
-    R("PUT", BUCKET, (), None, "CreateBucket", buckets.create_bucket, False, True),
-    R("DELETE", BUCKET, (), None, "DeleteBucket", buckets.delete_bucket, False),
-    R("POST", BUCKET, ("delete",), None, "DeleteObjects", objects.delete_objects, False, True),
-    R("POST", BUCKET, (), None, "PostObject", post_object.post_object, False, True),
-    R("GET", OBJECT, ("uploadId",), None, "ListParts", multipart.list_parts, True),
-    R("GET", OBJECT, ("acl",), None, "GetObjectAcl", buckets.get_object_acl, True),
-    R("GET", OBJECT, ("attributes",), None, "GetObjectAttributes", attributes.get_object_attributes, True),
-    R("GET", OBJECT, ("partNumber",), None, "GetObject", objects.get_object, True),
-    R("GET", OBJECT, (), None, "GetObject", objects.get_object, True),
-    R("HEAD", OBJECT, ("partNumber",), None, "HeadObject", objects.head_object, True),
-    R("HEAD", OBJECT, (), None, "HeadObject", objects.head_object, True),
-    R("PUT", OBJECT, ("partNumber", "uploadId"), True, "UploadPartCopy", multipart.upload_part_copy, False),
-    R("PUT", OBJECT, ("partNumber", "uploadId"), False, "UploadPart", multipart.upload_part, False, True),
-    R("PUT", OBJECT, (), True, "CopyObject", copy.copy_object, False),
-    R("PUT", OBJECT, (), False, "PutObject", objects.put_object, False, True),
-    R("DELETE", OBJECT, ("uploadId",), None, "AbortMultipartUpload", multipart.abort_upload, False),
-    R("DELETE", OBJECT, (), None, "DeleteObject", objects.delete_object, False),
-    R("POST", OBJECT, ("uploads",), None, "CreateMultipartUpload", multipart.create_upload, False),
-    R("POST", OBJECT, ("uploadId",), None, "CompleteMultipartUpload", multipart.complete_upload, False, True),
+    R("GET", SERVICE, "ListBuckets", buckets.list_buckets, READ),
+    R("GET", BUCKET, "GetBucketLocation", buckets.get_bucket_location, READ, markers=("location",)),
+    R("GET", BUCKET, "GetBucketAcl", buckets.get_bucket_acl, READ, markers=("acl",)),
+    R("GET", BUCKET, "GetBucketVersioning", buckets.get_bucket_versioning, READ, markers=("versioning",)),
+    R("GET", BUCKET, "ListMultipartUploads", multipart.list_uploads, READ, markers=("uploads",)),
+    R("GET", BUCKET, "ListObjectsV2", listing.list_objects_v2, READ, markers=("list-type",)),
+    R("GET", BUCKET, "ListObjectVersions", listing.list_object_versions, READ, markers=("versions",)),
+    R("GET", BUCKET, "ListObjects", listing.list_objects_v1, READ),
+    R("HEAD", BUCKET, "HeadBucket", buckets.head_bucket, READ),
+    R("PUT", BUCKET, "CreateBucket", buckets.create_bucket, OWNER, takes_body=True),
+    R("DELETE", BUCKET, "DeleteBucket", buckets.delete_bucket, OWNER),
+    R("POST", BUCKET, "DeleteObjects", objects.delete_objects, WRITE, markers=("delete",), takes_body=True),
+    R("POST", BUCKET, "PostObject", post_object.post_object, WRITE, takes_body=True),
+    R("GET", OBJECT, "ListParts", multipart.list_parts, READ, markers=("uploadId",)),
+    R("GET", OBJECT, "GetObjectAcl", buckets.get_object_acl, READ, markers=("acl",)),
+    R("GET", OBJECT, "GetObjectAttributes", attributes.get_object_attributes, READ, markers=("attributes",)),
+    R("GET", OBJECT, "GetObject", objects.get_object, READ, markers=("partNumber",)),
+    R("GET", OBJECT, "GetObject", objects.get_object, READ),
+    R("HEAD", OBJECT, "HeadObject", objects.head_object, READ, markers=("partNumber",)),
+    R("HEAD", OBJECT, "HeadObject", objects.head_object, READ),
+    R(
+        "PUT",
+        OBJECT,
+        "UploadPartCopy",
+        multipart.upload_part_copy,
+        WRITE,
+        markers=("partNumber", "uploadId"),
+        copy_source=True,
+    ),
+    R(
+        "PUT",
+        OBJECT,
+        "UploadPart",
+        multipart.upload_part,
+        WRITE,
+        markers=("partNumber", "uploadId"),
+        copy_source=False,
+        takes_body=True,
+    ),
+    R("PUT", OBJECT, "CopyObject", copy.copy_object, WRITE, copy_source=True),
+    R("PUT", OBJECT, "PutObject", objects.put_object, WRITE, copy_source=False, takes_body=True),
+    R("DELETE", OBJECT, "AbortMultipartUpload", multipart.abort_upload, WRITE, markers=("uploadId",)),
+    R("DELETE", OBJECT, "DeleteObject", objects.delete_object, WRITE),
+    R("POST", OBJECT, "CreateMultipartUpload", multipart.create_upload, WRITE, markers=("uploads",)),
+    R(
+        "POST",
+        OBJECT,
+        "CompleteMultipartUpload",
+        multipart.complete_upload,
+        WRITE,
+        markers=("uploadId",),
+        takes_body=True,
+    ),
 )
 
 # Query parameters that select an S3 sub-resource (an operation of its own).

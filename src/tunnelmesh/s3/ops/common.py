@@ -5,12 +5,13 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.s3.policy import Policy, SystemBucketRule
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response, http_date
-from tunnelmesh.store.engine import SYSTEM_BUCKET, Store
+from tunnelmesh.store.engine import Store
 from tunnelmesh.store.records import ObjectRecord
 
 MAX_KEY_BYTES = 1024
@@ -40,6 +41,7 @@ class Context:
     store: Store
     region: str
     max_object_size: int = MAX_OBJECT_SIZE
+    policy: Policy = field(default_factory=SystemBucketRule)
 
     @property
     def max_part_size(self) -> int:
@@ -123,15 +125,6 @@ def object_response_headers(obj: ObjectRecord, with_checksums: bool) -> list[tup
             h.append((f"x-amz-checksum-{alg}", value))
             h.append(("x-amz-checksum-type", "COMPOSITE" if "-" in value else "FULL_OBJECT"))
     return h
-
-
-def check_system_bucket_access(req: Request, bucket: str, read_only_op: bool) -> None:
-    """Only the coordinator writes _tunnelmesh; admins may read it, peers may not touch it."""
-    if bucket != SYSTEM_BUCKET:
-        return
-    # no principal yet: a form upload, which authenticates later from its body, and is a write
-    if req.principal is None or not req.principal.is_admin or not read_only_op:
-        raise S3Error("AccessDenied", "Access Denied", BucketName=bucket)
 
 
 def require_no_framing(req: Request) -> None:

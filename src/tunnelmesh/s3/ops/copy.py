@@ -14,13 +14,13 @@ from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import (
     INLINE_MAX,
     Context,
-    check_system_bucket_access,
     object_headers_from_request,
     require_no_framing,
     validate_key,
 )
 from tunnelmesh.s3.ops.objects import open_slices, write_conditions
 from tunnelmesh.s3.ops.unsupported import refuse_unsupported
+from tunnelmesh.s3.policy import Access
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response, read_slices, xml_response
 from tunnelmesh.store.records import ObjectRecord, Segment
@@ -59,7 +59,7 @@ def copy_source(ctx: Context, req: Request) -> ObjectRecord:
         )
     if version and version not in ("versionId=null",):
         raise S3Error("InvalidArgument", "Invalid version id specified", ArgumentName="x-amz-copy-source")
-    check_system_bucket_access(req, bucket, read_only_op=True)
+    ctx.policy.check(req.principal, Access.READ, bucket)
     obj = ctx.store.get_object(bucket, key)
     if obj is None:
         ctx.store.require_bucket(bucket)
