@@ -18,11 +18,12 @@ def etag_matches(header: str, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-def check_read(headers: dict[str, str], obj: ObjectRecord, prefix: str = "") -> None:
-    """Raise PreconditionFailed (412) or NotModified (304) per If-* headers.
+def check_read(headers: dict[str, str], obj: ObjectRecord, prefix: str = "") -> bool:
+    """False when If-None-Match / If-Modified-Since say the client's copy is current (a 304, which is
+    an answer, not an error); PreconditionFailed (412) when If-Match / If-Unmodified-Since fail.
 
     With prefix "x-amz-copy-source-" the same rules apply to a copy source, where a failed
-    If-None-Match / If-Modified-Since is a 412, not a 304.
+    If-None-Match / If-Modified-Since is a 412 too.
     """
     mtime = int(obj.mtime)
     if_match = headers.get(prefix + "if-match")
@@ -31,27 +32,28 @@ def check_read(headers: dict[str, str], obj: ObjectRecord, prefix: str = "") -> 
     if_mod = headers.get(prefix + "if-modified-since")
     if if_match is not None:
         if not etag_matches(if_match, obj.etag):
-            raise S3Error(
-                "PreconditionFailed",
-                "At least one of the pre-conditions you specified did not hold",
-                Condition=f"{prefix}If-Match",
-            )
+            raise _failed(f"{prefix}If-Match")
     elif if_unmod is not None:
         t = parse_http_date(if_unmod)
         if t is not None and mtime > t:
-            raise S3Error(
-                "PreconditionFailed",
-                "At least one of the pre-conditions you specified did not hold",
-                Condition=f"{prefix}If-Unmodified-Since",
-            )
-    not_modified = "NotModified" if not prefix else "PreconditionFailed"
+            raise _failed(f"{prefix}If-Unmodified-Since")
+    current: str | None = None
     if if_none_match is not None:
         if etag_matches(if_none_match, obj.etag):
-            raise S3Error(not_modified, "Not Modified", Condition=f"{prefix}If-None-Match")
+            current = "If-None-Match"
     elif if_mod is not None:
         t = parse_http_date(if_mod)
         if t is not None and mtime <= t:
-            raise S3Error(not_modified, "Not Modified", Condition=f"{prefix}If-Modified-Since")
+            current = "If-Modified-Since"
+    if current is not None and prefix:
+        raise _failed(prefix + current)
+    return current is None
+
+
+def _failed(condition: str) -> S3Error:
+    return S3Error(
+        "PreconditionFailed", "At least one of the pre-conditions you specified did not hold", Condition=condition
+    )
 
 
 # ASCII digits only: `\d` alone would take other scripts' digits, which no HTTP client sends

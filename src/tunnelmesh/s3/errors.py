@@ -37,7 +37,6 @@ STATUS: dict[str, int] = {
     "NoSuchKey": 404,
     "NoSuchUpload": 404,
     "NotImplemented": 501,
-    "NotModified": 304,
     "PreconditionFailed": 412,
     "QuotaExceeded": 403,
     "RequestTimeout": 400,
