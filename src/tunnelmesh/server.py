@@ -63,6 +63,9 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # the form parser warns about each malformed form before raising; the request's own log line
+    # (400 MalformedPOSTRequest) says it once, and anyone may send such forms to flood the log
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)
 
 
 def check_data_dir(data_dir: Path) -> None:
