@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import zlib
+from collections.abc import Callable
 from typing import Protocol
 
 from tunnelmesh.s3.errors import S3Error
@@ -18,7 +19,7 @@ class Hasher(Protocol):
 class _Crc:
     __slots__ = ("_fn", "_value", "_width")
 
-    def __init__(self, fn, width: int) -> None:
+    def __init__(self, fn: Callable[[bytes, int], int], width: int) -> None:
         self._fn = fn
         self._value = 0
         self._width = width
@@ -34,14 +35,15 @@ def _crc32(data: bytes, prev: int) -> int:
     return zlib.crc32(data, prev)
 
 
-def _crt(name: str):
+def _crt(name: str) -> Callable[[bytes, int], int]:
     """awscrt's CRC32C / CRC64NVME, imported on first use (it costs a worker several MB)."""
     from awscrt import checksums as crt
 
-    return getattr(crt, name)
+    fn: Callable[[bytes, int], int] = getattr(crt, name)
+    return fn
 
 
-ALGORITHMS: dict[str, object] = {
+ALGORITHMS: dict[str, Callable[[], Hasher]] = {
     "crc32": lambda: _Crc(_crc32, 4),
     "crc32c": lambda: _Crc(_crt("crc32c"), 4),
     "crc64nvme": lambda: _Crc(_crt("crc64nvme"), 8),
@@ -55,7 +57,7 @@ _B64_LEN = {"crc32": 8, "crc32c": 8, "crc64nvme": 12, "sha1": 28, "sha256": 44}
 
 def new_hasher(algorithm: str) -> Hasher:
     try:
-        return ALGORITHMS[algorithm]()  # type: ignore[operator]
+        return ALGORITHMS[algorithm]()
     except KeyError:
         raise S3Error("InvalidRequest", f"Unsupported checksum algorithm: {algorithm}") from None
 

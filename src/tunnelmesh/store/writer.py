@@ -33,7 +33,7 @@ T = TypeVar("T")
 MAX_GROUP = 128
 
 Settle = Callable[[bool, Any], None]
-_Item = tuple[Callable[[Meta], Any], asyncio.Future, asyncio.AbstractEventLoop, Settle | None]
+_Item = tuple[Callable[[Meta], Any], asyncio.Future[Any], asyncio.AbstractEventLoop, Settle | None]
 
 
 def _commit_error(e: sqlite3.Error) -> S3Error:
@@ -110,14 +110,14 @@ class GroupWriter:
 
 def _hand_back(group: list[_Item], outcomes: list[tuple[bool, Any]]) -> None:
     """One wake-up of each event loop per group, not one per write (each is a write to its self-pipe)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, bool, Any, Settle | None]]] = {}
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any, Settle | None]]] = {}
     for (_, fut, loop, settle), (ok, value) in zip(group, outcomes, strict=True):
         by_loop.setdefault(loop, []).append((fut, ok, value, settle))
     for loop, results in by_loop.items():
         loop.call_soon_threadsafe(_settle_all, results)
 
 
-def _settle_all(results: list[tuple[asyncio.Future, bool, Any, Settle | None]]) -> None:
+def _settle_all(results: list[tuple[asyncio.Future[Any], bool, Any, Settle | None]]) -> None:
     for fut, ok, value, settle in results:
         if settle is not None:
             try:

@@ -96,7 +96,9 @@ async def copy_bytes(
                 h.update(chunk)
             yield chunk
 
-    sums = lambda: {a: checksums.b64(h.digest()) for a, h in hashers.items()}  # noqa: E731
+    def sums() -> dict[str, str]:
+        return {a: checksums.b64(h.digest()) for a, h in hashers.items()}
+
     if inline:
         data = b"".join([c async for c in stream()])
         return CopiedBlob(None, len(data), md5.hexdigest(), sums(), data)

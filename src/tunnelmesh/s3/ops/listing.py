@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from urllib.parse import quote_plus
 
 from tunnelmesh.s3 import xml
@@ -12,6 +13,9 @@ from tunnelmesh.s3.ops.common import Context
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response, xml_response
 from tunnelmesh.store.records import Listing, ObjectRecord
+
+# how a listing writes keys and prefixes: as they are, or URL-encoded (encoding-type=url)
+Encode = Callable[[str], str]
 
 
 def max_keys_param(req: Request, name: str = "max-keys", cap: int = 1000) -> int:
@@ -37,7 +41,7 @@ def max_keys_param(req: Request, name: str = "max-keys", cap: int = 1000) -> int
     return min(n, cap)
 
 
-def encoder(req: Request):
+def encoder(req: Request) -> tuple[str | None, Encode]:
     et = req.query.get("encoding-type")
     if et is None:
         return None, (lambda s: s)
@@ -51,7 +55,7 @@ def encoder(req: Request):
     return "url", (lambda s: quote_plus(s, safe="/"))
 
 
-def _contents(o: ObjectRecord, enc, owner: bool) -> str:
+def _contents(o: ObjectRecord, enc: Encode, owner: bool) -> str:
     own = f"<Owner><ID>{xml.e(o.owner)}</ID><DisplayName>{xml.e(o.owner)}</DisplayName></Owner>" if owner else ""
     return (
         f"<Contents><Key>{xml.e(enc(o.key))}</Key><LastModified>{xml.iso8601(o.mtime)}</LastModified>"
@@ -59,7 +63,7 @@ def _contents(o: ObjectRecord, enc, owner: bool) -> str:
     )
 
 
-def _body(page: Listing, enc, owner: bool) -> list[str]:
+def _body(page: Listing, enc: Encode, owner: bool) -> list[str]:
     parts = [_contents(o, enc, owner) for o in page.objects]
     parts.extend(f"<CommonPrefixes><Prefix>{xml.e(enc(p))}</Prefix></CommonPrefixes>" for p in page.prefixes)
     return parts
@@ -94,7 +98,7 @@ async def list_objects_v1(ctx: Context, req: Request) -> Response:
     return xml_response(xml.document("ListBucketResult", head + _body(page, enc, owner=True)))
 
 
-def _shared_tail(delimiter: str, enc, enc_name: str | None, truncated: bool) -> list[str]:
+def _shared_tail(delimiter: str, enc: Encode, enc_name: str | None, truncated: bool) -> list[str]:
     """The elements every listing answer ends its head with, in S3's order."""
     out = [xml.element("Delimiter", enc(delimiter))] if delimiter else []
     if enc_name:
