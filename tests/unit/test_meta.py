@@ -6,7 +6,7 @@ import pytest
 
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.store import meta
-from tunnelmesh.store.records import CompletedUpload, ObjectRecord, Part, Segment, Upload, WriteConditions
+from tunnelmesh.store.records import ObjectRecord, Part, Segment, Upload, WriteConditions
 
 
 @pytest.fixture
@@ -129,47 +129,6 @@ def test_expiry_goes_by_the_last_part_and_rechecks_under_the_commit(mb) -> None:
     assert [u.upload_id for u in mb.list_uploads("b", "", "", "", 10)] == ["slow"]
     assert mb.bucket("b").mpu_used == 100
     assert mb.pending_uploads() == {"b": 1}
-
-
-def test_old_data_dirs_get_the_last_activity_of_their_uploads(tmp_path) -> None:
-    db = tmp_path / "meta.sqlite3"
-    conn = meta.connect(db)
-    # the uploads table as data dirs made before expiry have it
-    conn.executescript(
-        meta.SCHEMA.replace(
-            ", checksum_algorithm TEXT, last_active REAL, checksum_type TEXT);", ", checksum_algorithm TEXT);"
-        )
-    )
-    assert "last_active" not in {r[1] for r in conn.execute("PRAGMA table_info(uploads)")}
-    conn.execute("INSERT INTO buckets(name, owner, created, region) VALUES ('b', 'p', 1, 'r')")
-    conn.execute("INSERT INTO uploads VALUES ('with-part', 'b', 'k', 10, 'p', '{}', NULL)")
-    conn.execute("INSERT INTO uploads VALUES ('bare', 'b', 'k', 40, 'p', '{}', NULL)")
-    conn.execute("INSERT INTO parts VALUES ('with-part', 1, 5, 'e', 60, 'blob', '{}')")
-    meta.init_schema(conn)
-    m = meta.Meta(conn)
-    assert [u.upload_id for u in m.stale_uploads(50.0, 10)] == ["bare"]
-    assert [u.upload_id for u in m.stale_uploads(70.0, 10)] == ["bare", "with-part"]
-
-
-def test_old_data_dirs_read_their_uploads_as_composite_and_their_completions_without_checksum(tmp_path) -> None:
-    conn = meta.connect(tmp_path / "meta.sqlite3")
-    # the tables as data dirs made before FULL_OBJECT multipart checksums have them
-    old = meta.SCHEMA.replace(", last_active REAL, checksum_type TEXT);", ", last_active REAL);")
-    conn.executescript(old.replace("mtime REAL NOT NULL, checksums TEXT);", "mtime REAL NOT NULL);"))
-    assert "checksums" not in {r[1] for r in conn.execute("PRAGMA table_info(completed_uploads)")}
-    conn.execute("INSERT INTO buckets(name, owner, created, region) VALUES ('b', 'p', 1, 'r')")
-    conn.execute("INSERT INTO uploads VALUES ('crc', 'b', 'k', 10, 'p', '{}', 'crc32', 10)")
-    conn.execute("INSERT INTO uploads VALUES ('none', 'b', 'k', 10, 'p', '{}', NULL, 10)")
-    conn.execute("INSERT INTO completed_uploads VALUES ('done', 'b', 'k', 'e-1', '1:e', 20)")
-    meta.init_schema(conn)
-    m = meta.Meta(conn)
-    assert (m.get_upload("b", "k", "crc").checksum_type, m.get_upload("b", "k", "none").checksum_type) == (
-        "COMPOSITE",
-        None,
-    )
-    assert m.completed_upload("b", "k", "done") == CompletedUpload("e-1", "1:e", {})
-    m.create_upload(Upload("full", "b", "k", 30.0, "p", {}, "crc64nvme", "FULL_OBJECT"))
-    assert m.get_upload("b", "k", "full").checksum_type == "FULL_OBJECT"
 
 
 def _obj(key: str, blob: str, mtime: float, etag: str = "same-bytes") -> ObjectRecord:

@@ -37,6 +37,7 @@ def cli() -> None:
 def coordinator(config_path: Path | None, allow_public: bool) -> None:
     """Run the coordinator and its S3 API."""
     from tunnelmesh import config, server
+    from tunnelmesh.store.migrations import SchemaError
 
     try:
         settings = config.load(config_path, allow_public=allow_public)
@@ -44,6 +45,9 @@ def coordinator(config_path: Path | None, allow_public: bool) -> None:
         code = server.run(settings)
     except ConfigError as e:
         click.echo(f"tunnelmesh: configuration error: {e}", err=True)
+        sys.exit(2)
+    except SchemaError as e:
+        click.echo(f"tunnelmesh: {e}", err=True)
         sys.exit(2)
     sys.exit(code)
 

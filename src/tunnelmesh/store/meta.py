@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.store import migrations
 from tunnelmesh.store.records import (
     Bucket,
     CompletedUpload,
@@ -27,41 +28,12 @@ from tunnelmesh.store.records import (
     WriteConditions,
 )
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS buckets(
-    name TEXT PRIMARY KEY, owner TEXT NOT NULL, created REAL NOT NULL, region TEXT NOT NULL,
-    quota INTEGER, used INTEGER NOT NULL DEFAULT 0, objects INTEGER NOT NULL DEFAULT 0,
-    mpu_used INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS objects(
-    bucket TEXT NOT NULL, key TEXT NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL,
-    mtime REAL NOT NULL, headers TEXT NOT NULL, checksums TEXT NOT NULL, segments TEXT NOT NULL,
-    owner TEXT NOT NULL, data BLOB, PRIMARY KEY(bucket, key)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS uploads(
-    upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, initiated REAL NOT NULL,
-    owner TEXT NOT NULL, headers TEXT NOT NULL, checksum_algorithm TEXT, last_active REAL, checksum_type TEXT);
-CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads(bucket, key, upload_id);
-CREATE TABLE IF NOT EXISTS parts(
-    upload_id TEXT NOT NULL, part_number INTEGER NOT NULL, size INTEGER NOT NULL,
-    etag TEXT NOT NULL, mtime REAL NOT NULL, blob TEXT NOT NULL, checksums TEXT NOT NULL,
-    PRIMARY KEY(upload_id, part_number)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS completed_uploads(
-    upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, etag TEXT NOT NULL,
-    parts TEXT NOT NULL, mtime REAL NOT NULL, checksums TEXT);
-"""
-
 # The coordinator's own bucket (engine.SYSTEM_BUCKET re-exports it). Its records are tiny and bounded by
 # the admin's own actions, and it must stay writable when peers fill the store, or a full store would
 # lock the admin out (no revoke, no new peer); so it is outside max_size and can have no quota.
 SYSTEM_BUCKET = "_tunnelmesh"
 # what max_size limits: every bucket but the coordinator's own
 _PEERS_USED = "SELECT COALESCE(SUM(used + mpu_used), 0) FROM buckets WHERE name != ?"
-# Blobs that a commit stopped referencing, recorded in that same commit: the durable queue of
-# blobs to unlink once no reader can still be opening them (see store/engine.py).
-FREED_SCHEMA = """
-CREATE TABLE IF NOT EXISTS freed_blobs(blob TEXT PRIMARY KEY, freed_at REAL NOT NULL) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS freed_blobs_by_time ON freed_blobs(freed_at);
-"""
-
 # what an Upload record holds; the table's last column, last_active (the latest part's arrival, else
 # the initiation), is read only by stale-upload expiry
 _UPLOAD_COLS = "upload_id, bucket, key, initiated, owner, headers, checksum_algorithm, checksum_type"
@@ -80,25 +52,8 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def init_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(SCHEMA)
-    conn.executescript(FREED_SCHEMA)
-    cols = {r[1] for r in conn.execute("PRAGMA table_info(objects)")}
-    if "data" not in cols:  # data dirs made before small objects were stored inline
-        conn.execute("ALTER TABLE objects ADD COLUMN data BLOB")
-    cols = {r[1] for r in conn.execute("PRAGMA table_info(uploads)")}
-    if "last_active" not in cols:  # data dirs made before abandoned uploads expired
-        with Meta(conn).tx() as c:
-            c.execute("ALTER TABLE uploads ADD COLUMN last_active REAL")
-            c.execute(
-                "UPDATE uploads SET last_active = COALESCE("
-                "(SELECT MAX(mtime) FROM parts p WHERE p.upload_id = uploads.upload_id), initiated)"
-            )
-    conn.execute("CREATE INDEX IF NOT EXISTS uploads_by_activity ON uploads(last_active)")
-    if "checksum_type" not in cols:  # data dirs made before FULL_OBJECT multipart checksums: NULL is COMPOSITE
-        conn.execute("ALTER TABLE uploads ADD COLUMN checksum_type TEXT")
-    cols = {r[1] for r in conn.execute("PRAGMA table_info(completed_uploads)")}
-    if "checksums" not in cols:  # data dirs made before a retried Complete answered the checksum too
-        conn.execute("ALTER TABLE completed_uploads ADD COLUMN checksums TEXT")
+    """Create or upgrade the schema (store/migrations.py); raises SchemaTooNew for a newer release's database."""
+    migrations.migrate(conn)
 
 
 def _segments_to_json(segments: list[Segment]) -> str:

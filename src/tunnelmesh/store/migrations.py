@@ -1,0 +1,141 @@
+"""Schema versions of the metadata database, kept in SQLite's `PRAGMA user_version`.
+
+MIGRATIONS[n - 1] takes a database from version n - 1 to n; a new database runs them all, so there is
+one definition of the schema, not a CREATE script beside a list of changes that could drift apart.
+`migrate` runs the pending ones in one transaction (DDL is transactional in SQLite): a crash half-way
+leaves the database at its old version, and the next start runs them again.
+
+Data dirs made before versioning have user_version 0 and may be at any of the shapes that the old
+ad-hoc start-up code left (it added each column only if missing). So migrations 1 to 6 look before
+they change: each is a no-op where the old code already made its change. Migrations from 7 on can
+trust the version and be plain SQL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+
+class SchemaError(Exception):
+    """The database cannot be used by this code."""
+
+
+class SchemaTooNew(SchemaError):
+    """The database was written by a newer tunnelmesh; this code would misread or corrupt it."""
+
+    def __init__(self, found: int, known: int) -> None:
+        super().__init__(
+            f"the metadata database is at schema version {found}, but this tunnelmesh knows versions up to "
+            f"{known} only: written by a newer release, run that one or newer (downgrades are not supported)"
+        )
+        self.found = found
+        self.known = known
+
+
+def _columns(c: sqlite3.Connection, table: str) -> set[str]:
+    return {r[1] for r in c.execute(f"PRAGMA table_info({table})")}
+
+
+def _add_column(c: sqlite3.Connection, table: str, column: str, decl: str) -> bool:
+    """ALTER TABLE ADD COLUMN unless a pre-versioning start already added it; True if added."""
+    if column in _columns(c, table):
+        return False
+    c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+    return True
+
+
+def _v1_base(c: sqlite3.Connection) -> None:
+    """The schema of the first release (aabd734)."""
+    for stmt in (
+        """CREATE TABLE IF NOT EXISTS buckets(
+    name TEXT PRIMARY KEY, owner TEXT NOT NULL, created REAL NOT NULL, region TEXT NOT NULL,
+    quota INTEGER, used INTEGER NOT NULL DEFAULT 0, objects INTEGER NOT NULL DEFAULT 0,
+    mpu_used INTEGER NOT NULL DEFAULT 0)""",
+        """CREATE TABLE IF NOT EXISTS objects(
+    bucket TEXT NOT NULL, key TEXT NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL,
+    mtime REAL NOT NULL, headers TEXT NOT NULL, checksums TEXT NOT NULL, segments TEXT NOT NULL,
+    owner TEXT NOT NULL, PRIMARY KEY(bucket, key)) WITHOUT ROWID""",
+        """CREATE TABLE IF NOT EXISTS uploads(
+    upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, initiated REAL NOT NULL,
+    owner TEXT NOT NULL, headers TEXT NOT NULL, checksum_algorithm TEXT)""",
+        "CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads(bucket, key, upload_id)",
+        """CREATE TABLE IF NOT EXISTS parts(
+    upload_id TEXT NOT NULL, part_number INTEGER NOT NULL, size INTEGER NOT NULL,
+    etag TEXT NOT NULL, mtime REAL NOT NULL, blob TEXT NOT NULL, checksums TEXT NOT NULL,
+    PRIMARY KEY(upload_id, part_number)) WITHOUT ROWID""",
+        """CREATE TABLE IF NOT EXISTS completed_uploads(
+    upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, etag TEXT NOT NULL,
+    parts TEXT NOT NULL, mtime REAL NOT NULL)""",
+    ):
+        c.execute(stmt)
+
+
+def _v2_inline_data(c: sqlite3.Connection) -> None:
+    """Small objects stored inline in their row (a4020c9)."""
+    _add_column(c, "objects", "data", "BLOB")
+
+
+def _v3_upload_activity(c: sqlite3.Connection) -> None:
+    """Stale uploads expire by their last activity (12fd665): the latest part's arrival, else the initiation."""
+    if _add_column(c, "uploads", "last_active", "REAL"):
+        c.execute(
+            "UPDATE uploads SET last_active = COALESCE("
+            "(SELECT MAX(mtime) FROM parts p WHERE p.upload_id = uploads.upload_id), initiated)"
+        )
+    c.execute("CREATE INDEX IF NOT EXISTS uploads_by_activity ON uploads(last_active)")
+
+
+def _v4_freed_blobs(c: sqlite3.Connection) -> None:
+    """The durable queue of blobs a commit stopped referencing, to unlink after the grace (fbee128)."""
+    c.execute("CREATE TABLE IF NOT EXISTS freed_blobs(blob TEXT PRIMARY KEY, freed_at REAL NOT NULL) WITHOUT ROWID")
+    c.execute("CREATE INDEX IF NOT EXISTS freed_blobs_by_time ON freed_blobs(freed_at)")
+
+
+def _v5_upload_checksum_type(c: sqlite3.Connection) -> None:
+    """FULL_OBJECT multipart checksums (395ccc6); NULL reads as COMPOSITE, all there was before."""
+    _add_column(c, "uploads", "checksum_type", "TEXT")
+
+
+def _v6_completed_checksums(c: sqlite3.Connection) -> None:
+    """A retried Complete answers the first one's checksum too (395ccc6); NULL: none kept."""
+    _add_column(c, "completed_uploads", "checksums", "TEXT")
+
+
+# Append only: never edit or reorder a released migration (data dirs have already run it).
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _v1_base,
+    _v2_inline_data,
+    _v3_upload_activity,
+    _v4_freed_blobs,
+    _v5_upload_checksum_type,
+    _v6_completed_checksums,
+)
+LATEST = len(MIGRATIONS)
+
+
+def version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database to LATEST; returns the version it was at. Idempotent. Raises SchemaTooNew.
+
+    `conn` must be in autocommit mode (meta.connect's) with no transaction open.
+    """
+    # IMMEDIATE: two processes starting at once migrate one after the other, the second finds nothing to do
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = version(conn)
+        if found > LATEST:
+            raise SchemaTooNew(found, LATEST)
+        for step in MIGRATIONS[found:]:
+            step(conn)
+        if found != LATEST:
+            # user_version is in the database header, written in this same transaction
+            conn.execute(f"PRAGMA user_version = {LATEST}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return found

@@ -1,0 +1,201 @@
+"""Schema versions (store/migrations.py) on real database files: every shape a data dir can be in migrates
+to the schema of a new database, in one transaction, once; a newer database is refused."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tunnelmesh.store import meta, migrations
+from tunnelmesh.store.records import CompletedUpload, Upload
+
+
+def _db(path: Path) -> sqlite3.Connection:
+    return meta.connect(path)
+
+
+def _shape(conn: sqlite3.Connection) -> tuple[int, list[tuple], dict[str, list[tuple]]]:
+    """user_version, every table and index with its SQL (whitespace folded), and every table's columns."""
+    objects = sorted(
+        (t, n, " ".join(sql.split()) if sql else None)
+        for t, n, sql in conn.execute("SELECT type, name, sql FROM sqlite_master")
+    )
+    cols = {n: conn.execute(f"PRAGMA table_info({n})").fetchall() for t, n, _ in objects if t == "table"}
+    return conn.execute("PRAGMA user_version").fetchone()[0], objects, cols
+
+
+@pytest.fixture
+def fresh(tmp_path) -> tuple[int, list[tuple], dict[str, list[tuple]]]:
+    conn = _db(tmp_path / "fresh.sqlite3")
+    meta.init_schema(conn)
+    return _shape(conn)
+
+
+# The CREATE scripts that released code ran at start-up before schema versions (user_version 0), each
+# column as that code declared it inline; start-ups of later code then ALTERed the missing ones in.
+def _old_script(data: bool, last_active: bool, freed: bool, checksum_type: bool, done_checksums: bool) -> str:
+    uploads_extra = (", last_active REAL" if last_active else "") + (", checksum_type TEXT" if checksum_type else "")
+    script = f"""
+CREATE TABLE IF NOT EXISTS buckets(
+    name TEXT PRIMARY KEY, owner TEXT NOT NULL, created REAL NOT NULL, region TEXT NOT NULL,
+    quota INTEGER, used INTEGER NOT NULL DEFAULT 0, objects INTEGER NOT NULL DEFAULT 0,
+    mpu_used INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS objects(
+    bucket TEXT NOT NULL, key TEXT NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL,
+    mtime REAL NOT NULL, headers TEXT NOT NULL, checksums TEXT NOT NULL, segments TEXT NOT NULL,
+    owner TEXT NOT NULL, {"data BLOB, " if data else ""}PRIMARY KEY(bucket, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uploads(
+    upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, initiated REAL NOT NULL,
+    owner TEXT NOT NULL, headers TEXT NOT NULL, checksum_algorithm TEXT{uploads_extra});
+CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads(bucket, key, upload_id);
+CREATE TABLE IF NOT EXISTS parts(
+    upload_id TEXT NOT NULL, part_number INTEGER NOT NULL, size INTEGER NOT NULL,
+    etag TEXT NOT NULL, mtime REAL NOT NULL, blob TEXT NOT NULL, checksums TEXT NOT NULL,
+    PRIMARY KEY(upload_id, part_number)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS completed_uploads(
+    upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, etag TEXT NOT NULL,
+    parts TEXT NOT NULL, mtime REAL NOT NULL{", checksums TEXT" if done_checksums else ""});
+"""
+    if last_active:
+        script += "CREATE INDEX IF NOT EXISTS uploads_by_activity ON uploads(last_active);\n"
+    if freed:
+        script += (
+            "CREATE TABLE IF NOT EXISTS freed_blobs(blob TEXT PRIMARY KEY, freed_at REAL NOT NULL) WITHOUT ROWID;\n"
+            "CREATE INDEX IF NOT EXISTS freed_blobs_by_time ON freed_blobs(freed_at);\n"
+        )
+    return script
+
+
+# every shape released code left: (inline data, last_active, freed_blobs, checksum_type, completed checksums)
+PRE_VERSIONING = {
+    "first release (aabd734)": (False, False, False, False, False),
+    "inline data (a4020c9)": (True, False, False, False, False),
+    "upload expiry (12fd665)": (True, True, False, False, False),
+    "freed blobs, no expiry (fbee128)": (True, False, True, False, False),
+    "both (9a6dffe)": (True, True, True, False, False),
+    "multipart checksums (a93e696)": (True, True, True, True, True),
+}
+
+
+def test_a_new_database_lands_at_the_latest_version_with_every_table(fresh) -> None:
+    version, objects, cols = fresh
+    assert version == migrations.LATEST == len(migrations.MIGRATIONS) == 6
+    assert set(cols) == {"buckets", "objects", "uploads", "parts", "completed_uploads", "freed_blobs"}
+    assert [c[1] for c in cols["uploads"]][-2:] == ["last_active", "checksum_type"]
+    assert {n for t, n, _ in objects if t == "index"} >= {"uploads_by_activity", "freed_blobs_by_time"}
+
+
+@pytest.mark.parametrize("shape", list(PRE_VERSIONING), ids=list(PRE_VERSIONING))
+def test_every_pre_versioning_shape_migrates_to_the_schema_of_a_new_database(tmp_path, fresh, shape) -> None:
+    conn = _db(tmp_path / "old.sqlite3")
+    conn.executescript(_old_script(*PRE_VERSIONING[shape]))
+    assert _shape(conn)[0] == 0
+    assert migrations.migrate(conn) == 0
+    assert _shape(conn) == fresh
+
+
+@pytest.mark.parametrize("start", range(migrations.LATEST))
+def test_a_database_at_any_version_migrates_to_the_schema_of_a_new_database(tmp_path, fresh, start) -> None:
+    conn = _db(tmp_path / "old.sqlite3")
+    for step in migrations.MIGRATIONS[:start]:
+        step(conn)
+    conn.execute(f"PRAGMA user_version = {start}")
+    assert migrations.migrate(conn) == start
+    assert _shape(conn) == fresh
+
+
+def test_migrating_twice_changes_nothing(tmp_path) -> None:
+    conn = _db(tmp_path / "m.sqlite3")
+    conn.executescript(_old_script(*PRE_VERSIONING["first release (aabd734)"]))
+    meta.init_schema(conn)
+    before = _shape(conn)
+    cookie = conn.execute("PRAGMA schema_version").fetchone()[0]  # bumped by any DDL
+    assert migrations.migrate(conn) == migrations.LATEST
+    meta.init_schema(conn)
+    assert (_shape(conn), conn.execute("PRAGMA schema_version").fetchone()[0]) == (before, cookie)
+
+
+def test_a_newer_database_is_refused_naming_both_versions_and_left_untouched(tmp_path) -> None:
+    conn = _db(tmp_path / "new.sqlite3")
+    meta.init_schema(conn)
+    conn.execute(f"PRAGMA user_version = {migrations.LATEST + 1}")
+    before = _shape(conn)
+    with pytest.raises(migrations.SchemaTooNew) as e:
+        meta.init_schema(conn)
+    assert (e.value.found, e.value.known) == (migrations.LATEST + 1, migrations.LATEST)
+    assert f"schema version {migrations.LATEST + 1}" in str(e.value)
+    assert f"up to {migrations.LATEST} only" in str(e.value)
+    assert not conn.in_transaction
+    assert _shape(conn) == before
+
+
+def test_a_failing_migration_leaves_the_database_at_its_old_version_and_shape(tmp_path, monkeypatch) -> None:
+    conn = _db(tmp_path / "old.sqlite3")
+    conn.executescript(_old_script(*PRE_VERSIONING["first release (aabd734)"]))
+    before = _shape(conn)
+
+    def broken(c: sqlite3.Connection) -> None:
+        c.execute("CREATE TABLE half_done(x)")
+        raise RuntimeError("disk full, say")
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, broken))
+    monkeypatch.setattr(migrations, "LATEST", len(migrations.MIGRATIONS))
+    with pytest.raises(RuntimeError, match="disk full"):
+        migrations.migrate(conn)
+    # migrations 1-6 ran before the failure, in the same transaction: none of them stayed
+    assert not conn.in_transaction
+    assert _shape(conn) == before
+
+
+def test_old_data_dirs_get_the_last_activity_of_their_uploads(tmp_path) -> None:
+    conn = _db(tmp_path / "meta.sqlite3")
+    conn.executescript(_old_script(*PRE_VERSIONING["inline data (a4020c9)"]))
+    conn.execute("INSERT INTO buckets(name, owner, created, region) VALUES ('b', 'p', 1, 'r')")
+    conn.execute("INSERT INTO uploads VALUES ('with-part', 'b', 'k', 10, 'p', '{}', NULL)")
+    conn.execute("INSERT INTO uploads VALUES ('bare', 'b', 'k', 40, 'p', '{}', NULL)")
+    conn.execute("INSERT INTO parts VALUES ('with-part', 1, 5, 'e', 60, 'blob', '{}')")
+    meta.init_schema(conn)
+    m = meta.Meta(conn)
+    assert [u.upload_id for u in m.stale_uploads(50.0, 10)] == ["bare"]
+    assert [u.upload_id for u in m.stale_uploads(70.0, 10)] == ["bare", "with-part"]
+
+
+def test_an_upload_made_with_expiry_keeps_its_last_activity(tmp_path) -> None:
+    conn = _db(tmp_path / "meta.sqlite3")
+    conn.executescript(_old_script(*PRE_VERSIONING["upload expiry (12fd665)"]))
+    conn.execute("INSERT INTO buckets(name, owner, created, region) VALUES ('b', 'p', 1, 'r')")
+    # a part streaming when it stopped had refreshed last_active past its (older) parts' mtime
+    conn.execute("INSERT INTO uploads VALUES ('u', 'b', 'k', 10, 'p', '{}', NULL, 90)")
+    conn.execute("INSERT INTO parts VALUES ('u', 1, 5, 'e', 20, 'blob', '{}')")
+    meta.init_schema(conn)
+    assert meta.Meta(conn).upload_last_active("u") == 90
+
+
+def test_old_data_dirs_read_their_uploads_as_composite_and_their_completions_without_checksum(tmp_path) -> None:
+    conn = _db(tmp_path / "meta.sqlite3")
+    conn.executescript(_old_script(*PRE_VERSIONING["both (9a6dffe)"]))
+    conn.execute("INSERT INTO buckets(name, owner, created, region) VALUES ('b', 'p', 1, 'r')")
+    conn.execute("INSERT INTO uploads VALUES ('crc', 'b', 'k', 10, 'p', '{}', 'crc32', 10)")
+    conn.execute("INSERT INTO uploads VALUES ('none', 'b', 'k', 10, 'p', '{}', NULL, 10)")
+    conn.execute("INSERT INTO completed_uploads VALUES ('done', 'b', 'k', 'e-1', '1:e', 20)")
+    meta.init_schema(conn)
+    m = meta.Meta(conn)
+    assert (m.get_upload("b", "k", "crc").checksum_type, m.get_upload("b", "k", "none").checksum_type) == (
+        "COMPOSITE",
+        None,
+    )
+    assert m.completed_upload("b", "k", "done") == CompletedUpload("e-1", "1:e", {})
+    m.create_upload(Upload("full", "b", "k", 30.0, "p", {}, "crc64nvme", "FULL_OBJECT"))
+    assert m.get_upload("b", "k", "full").checksum_type == "FULL_OBJECT"
+
+
+def test_inline_objects_of_a_data_dir_made_before_them_read_as_blob_objects(tmp_path) -> None:
+    conn = _db(tmp_path / "meta.sqlite3")
+    conn.executescript(_old_script(*PRE_VERSIONING["first release (aabd734)"]))
+    conn.execute("INSERT INTO buckets(name, owner, created, region) VALUES ('b', 'p', 1, 'r')")
+    conn.execute("""INSERT INTO objects VALUES ('b', 'k', 3, 'e', 5, '{}', '{}', '[["blob1", 3, "e"]]', 'p')""")
+    meta.init_schema(conn)
+    obj = meta.Meta(conn).get_object("b", "k")
+    assert obj is not None and (obj.data, [s.blob for s in obj.segments]) == (None, ["blob1"])
