@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.store import meta
+from tunnelmesh.store.errors import BucketExists, InvalidPart, NoSuchUpload
 from tunnelmesh.store.records import ObjectRecord, Part, Segment, Upload, WriteConditions
 
 
@@ -18,12 +18,12 @@ def m(tmp_path) -> meta.Meta:
 
 def test_buckets_remember_their_creator(m) -> None:
     m.create_bucket("shared", "peer-a", "us-east-1", 1.0)
-    with pytest.raises(S3Error) as e:
+    with pytest.raises(BucketExists) as e:
         m.create_bucket("shared", "peer-b", "us-east-1", 2.0)
-    assert e.value.code == "BucketAlreadyExists"
-    with pytest.raises(S3Error) as e:
+    assert not e.value.owned_by_caller
+    with pytest.raises(BucketExists) as e:
         m.create_bucket("shared", "peer-a", "us-east-1", 2.0)
-    assert e.value.code == "BucketAlreadyOwnedByYou"
+    assert e.value.owned_by_caller
     assert m.bucket("shared").owner == "peer-a"
 
 
@@ -85,9 +85,9 @@ def test_complete_refuses_a_part_reuploaded_with_other_bytes_and_changes_nothing
     mb.put_part("b", "k", "u1", first, 10**9)
     rec = _object_from([first])
     mb.put_part("b", "k", "u1", _part(1, "bb", "blob-2"), 10**9)
-    with pytest.raises(S3Error) as e:
+    with pytest.raises(InvalidPart) as e:
         mb.complete_upload("u1", rec, [1], "1:aa", WriteConditions(), 10**9)
-    assert e.value.code == "InvalidPart"
+    assert (e.value.part_number, e.value.etag) == (1, "aa")
     assert mb.get_object("b", "k") is None
     assert mb.referenced_blobs() == {"blob-2"}
     assert mb.bucket("b").mpu_used == 100
@@ -110,9 +110,9 @@ def test_a_second_identical_complete_succeeds_without_changes_and_a_different_on
     assert mb.complete_upload("u1", _object_from([one]), [1], "1:aa", WriteConditions(), 10**9) == []
     assert mb.complete_upload("u1", _object_from([one]), [1], "1:aa", WriteConditions(), 10**9) == []
     assert mb.bucket("b").objects == 1 and mb.bucket("b").used == 100
-    with pytest.raises(S3Error) as e:
+    with pytest.raises(NoSuchUpload) as e:
         mb.complete_upload("u1", _object_from([one]), [1], "1:zz", WriteConditions(), 10**9)
-    assert e.value.code == "NoSuchUpload"
+    assert e.value.upload_id == "u1"
 
 
 def test_expiry_goes_by_the_last_part_and_rechecks_under_the_commit(mb) -> None:

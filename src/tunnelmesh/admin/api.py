@@ -35,6 +35,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from tunnelmesh.admin import backup, schemas
+from tunnelmesh.admin.errors import admin_error
+from tunnelmesh.coordinator.errors import CoordinatorError
 from tunnelmesh.coordinator.network import NetworkConfig
 from tunnelmesh.coordinator.peers import PeerRegistry
 from tunnelmesh.coordinator.shares import Shares
@@ -46,6 +48,7 @@ from tunnelmesh.s3.ops.common import validate_bucket_name
 from tunnelmesh.s3.request import Request, headers_from_asgi, parse_query
 from tunnelmesh.store import scrub, scrub_schedule
 from tunnelmesh.store.engine import SYSTEM_BUCKET
+from tunnelmesh.store.errors import StoreError
 
 log = logging.getLogger("tunnelmesh.admin")
 MAX_JSON = 1024 * 1024
@@ -92,9 +95,9 @@ class AdminApi:
                 body, ctype = result, "application/gzip"
             else:
                 body = (json.dumps(result, indent=2) + "\n").encode()
-        except S3Error as e:
-            status = e.status
-            body = (json.dumps({"error": e.code, "message": e.message}) + "\n").encode()
+        except (S3Error, StoreError, CoordinatorError) as e:
+            status, code, message = admin_error(e)
+            body = (json.dumps({"error": code, "message": message}) + "\n").encode()
         except Exception:
             log.exception("admin request %s failed", req.request_id)
             status = 500

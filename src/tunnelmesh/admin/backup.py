@@ -30,8 +30,8 @@ from typing import IO
 import pydantic
 
 from tunnelmesh.admin.schemas import Manifest, ManifestEntry
+from tunnelmesh.coordinator.errors import InvalidArchive
 from tunnelmesh.coordinator.state import COORDINATOR, SystemState
-from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import INLINE_MAX
 from tunnelmesh.store.engine import SYSTEM_BUCKET
 from tunnelmesh.store.records import ObjectRecord, Segment
@@ -83,10 +83,6 @@ def write_backup(state: SystemState, out: IO[bytes]) -> int:
     return len(entries)
 
 
-def _bad(why: str) -> S3Error:
-    return S3Error("InvalidArchive", f"The backup archive was refused: {why}. Nothing was changed.", status=400)
-
-
 class VerifiedArchive:
     """A checked archive, inflated in a temporary file; its members are read in chunks, on demand."""
 
@@ -115,7 +111,7 @@ def _inflate(archive: IO[bytes], out: IO[bytes]) -> None:
         while chunk := gz.read(CHUNK):
             total += len(chunk)
             if total > MAX_TOTAL:
-                raise _bad(f"it inflates to more than {MAX_TOTAL // MiB} MiB")
+                raise InvalidArchive(f"it inflates to more than {MAX_TOTAL // MiB} MiB")
             out.write(chunk)
 
 
@@ -132,13 +128,13 @@ def _scan_headers(plain: IO[bytes]) -> None:
             return
         count += 1
         if count > MAX_MEMBERS:
-            raise _bad(f"it has more than {MAX_MEMBERS} members")
+            raise InvalidArchive(f"it has more than {MAX_MEMBERS} members")
         kind = header[156:157]
         size = tarfile.nti(header[124:136])  # type: ignore[attr-defined]  # tarfile's own number rules
         if kind not in (*_REGULAR, tarfile.DIRTYPE):
-            raise _bad("it holds a tar entry that is not a plain file")
+            raise InvalidArchive("it holds a tar entry that is not a plain file")
         if size < 0 or size > MAX_MEMBER:
-            raise _bad(f"a member is larger than {MAX_MEMBER // MiB} MiB")
+            raise InvalidArchive(f"a member is larger than {MAX_MEMBER // MiB} MiB")
         pos += _BLOCK + -(-size // _BLOCK) * _BLOCK
 
 
@@ -159,10 +155,10 @@ def verify_backup(archive: IO[bytes], tmp_dir: Path) -> VerifiedArchive:
         plain.close()
         first = e.errors(include_url=False, include_input=False)[0]
         where = ".".join(map(str, first["loc"])) or "manifest"
-        raise _bad(f"its manifest is invalid ({where}: {first['msg']})") from None
+        raise InvalidArchive(f"its manifest is invalid ({where}: {first['msg']})") from None
     except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as e:
         plain.close()
-        raise _bad(f"it is not a readable backup ({e.__class__.__name__})") from None
+        raise InvalidArchive(f"it is not a readable backup ({e.__class__.__name__})") from None
     except BaseException:
         plain.close()
         raise
@@ -176,23 +172,23 @@ def _verify(archive: IO[bytes], plain: IO[bytes]) -> VerifiedArchive:
     verified = VerifiedArchive(plain, tar, [])
     members = {m.name: m for m in tar.getmembers() if m.isfile()}
     if "manifest.json" not in members:
-        raise _bad("it has no manifest.json")
+        raise InvalidArchive("it has no manifest.json")
     manifest = Manifest.model_validate_json(verified.read(members["manifest.json"]))
     if manifest.format != FORMAT or manifest.bucket != SYSTEM_BUCKET:
-        raise _bad("unknown archive format")
+        raise InvalidArchive("unknown archive format")
     if len({e.key for e in manifest.objects}) != len(manifest.objects):
-        raise _bad("the manifest lists a key twice")
+        raise InvalidArchive("the manifest lists a key twice")
     if len({e.member for e in manifest.objects}) != len(manifest.objects):
-        raise _bad("the manifest names a member twice")
+        raise InvalidArchive("the manifest names a member twice")
     for entry in manifest.objects:
         m = members.get(entry.member)
         if m is None or entry.member == "manifest.json":
-            raise _bad(f"{entry.key} is listed but missing")
+            raise InvalidArchive(f"{entry.key} is listed but missing")
         if m.size != entry.size or _sha256(verified, m) != entry.sha256:
-            raise _bad(f"the checksum of {entry.key} does not match")
+            raise InvalidArchive(f"the checksum of {entry.key} does not match")
         verified.objects.append((entry, m))
     if set(members) - {e.member for e in manifest.objects} - {"manifest.json"}:
-        raise _bad("it holds files the manifest does not list")
+        raise InvalidArchive("it holds files the manifest does not list")
     return verified
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from tunnelmesh.coordinator.errors import InvalidInput
 from tunnelmesh.coordinator.state import SystemState
-from tunnelmesh.s3.errors import S3Error
 
 KEY = "network/config.json"
 FIELDS = ("mesh_name", "cidr", "coordinator_ip", "dns_name")
@@ -20,7 +20,7 @@ def _validate(field: str, value: str) -> str:
         if field == "coordinator_ip":
             return str(ipaddress.ip_address(value))
     except ValueError as e:
-        raise S3Error("InvalidArgument", f"{field}: {e}") from None
+        raise InvalidInput(field, f"{field}: {e}") from None
     return value
 
 
@@ -35,9 +35,7 @@ class NetworkConfig:
         if key in FIELDS:
             value = _validate(key, value)
         elif not (key.startswith("extra.") and len(key) > len("extra.")):
-            raise S3Error(
-                "InvalidArgument", f"unknown network key {key!r}; use one of {', '.join(FIELDS)} or extra.NAME"
-            )
+            raise InvalidInput("key", f"unknown network key {key!r}; use one of {', '.join(FIELDS)} or extra.NAME")
 
         def change(current: Any) -> dict[str, Any]:
             doc = _normalise(current)

@@ -22,9 +22,9 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from tunnelmesh.coordinator.errors import InvalidInput, NoSuchPeer
 from tunnelmesh.coordinator.state import CorruptRecord, SystemState
 from tunnelmesh.s3.auth.credentials import Identity
-from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.request import Principal
 
 log = logging.getLogger("tunnelmesh.peers")
@@ -156,7 +156,7 @@ class PeerRegistry:
     async def add(self, name: str, admin: bool) -> Peer:
         name = name.strip()
         if not name or len(name) > 128:
-            raise S3Error("InvalidArgument", "A peer name is 1 to 128 characters.")
+            raise InvalidInput("name", "A peer name is 1 to 128 characters.")
         peer = Peer(
             id=f"peer-{secrets.token_hex(6)}",
             name=name,
@@ -182,7 +182,7 @@ class PeerRegistry:
 
     async def revoke(self, peer_id: str) -> Peer:
         if self._load(peer_id) is None:
-            raise S3Error("NoSuchPeer", f"No peer {peer_id}.", status=404)
+            raise NoSuchPeer(peer_id)
 
         def change(current: Any) -> dict:
             doc = dict(current)

@@ -7,8 +7,8 @@ import logging
 import re
 from typing import Any
 
+from tunnelmesh.coordinator.errors import InvalidInput, NoBucketToShare, NoSuchShare
 from tunnelmesh.coordinator.state import CorruptRecord, SystemState
-from tunnelmesh.s3.errors import S3Error
 
 log = logging.getLogger("tunnelmesh.shares")
 PREFIX = "shares/"
@@ -37,9 +37,9 @@ class Shares:
         self, name: str, bucket: str, path: str, peers: builtins.list[str], read_only: bool
     ) -> dict[str, Any]:
         if not _NAME.match(name):
-            raise S3Error("InvalidArgument", f"invalid share name {name!r}")
+            raise InvalidInput("name", f"invalid share name {name!r}")
         if self.state.store.bucket(bucket) is None:
-            raise S3Error("NoSuchBucket", f"no bucket {bucket}", status=404)
+            raise NoBucketToShare(bucket)
         doc = {
             "name": name,
             "bucket": bucket,
@@ -52,5 +52,5 @@ class Shares:
 
     async def remove(self, name: str) -> None:
         if self.state.etag(f"{PREFIX}{name}.json") is None:
-            raise S3Error("NoSuchShare", f"no share {name}", status=404)
+            raise NoSuchShare(name)
         await self.state.delete([f"{PREFIX}{name}.json"])

@@ -12,9 +12,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.coordinator.errors import Conflict
 from tunnelmesh.s3.ops.common import INLINE_MAX
 from tunnelmesh.store.engine import SYSTEM_BUCKET, Store
+from tunnelmesh.store.errors import NoSuchKey, PreconditionFailed
 from tunnelmesh.store.records import ObjectRecord, Segment, WriteConditions
 
 COORDINATOR = "coordinator"
@@ -91,12 +92,10 @@ class SystemState:
             cond = WriteConditions(if_match=rec.etag) if rec else WriteConditions(if_none_match_any=True)
             try:
                 await self.put(key, new, cond)
-            except S3Error as e:
-                if e.code in ("PreconditionFailed", "NoSuchKey"):
-                    continue  # someone else wrote it first: read again and reapply
-                raise
+            except (PreconditionFailed, NoSuchKey):
+                continue  # someone else wrote it first (or deleted it): read again and reapply
             return new
-        raise S3Error("ConditionalRequestConflict", f"{key} kept changing; try again.", status=409)
+        raise Conflict(key)
 
     async def delete(self, keys: list[str]) -> None:
         await self.store.delete_objects(SYSTEM_BUCKET, keys)

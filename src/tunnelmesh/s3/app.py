@@ -19,6 +19,8 @@ from tunnelmesh.s3.ops.common import Context
 from tunnelmesh.s3.request import Receive, Request, headers_from_asgi, parse_query, split_path
 from tunnelmesh.s3.response import Response, read_slices
 from tunnelmesh.s3.router import route
+from tunnelmesh.s3.store_errors import s3_error
+from tunnelmesh.store.errors import StoreError
 
 log = logging.getLogger("tunnelmesh.s3")
 Send = Any
@@ -58,6 +60,8 @@ class S3Api:
             resp = await self._dispatch(req)
         except S3Error as err:
             resp = self.error_response(err, req)
+        except StoreError as err:
+            resp = self.error_response(s3_error(err), req)
         except Exception:
             log.error("request %s failed:\n%s", req.request_id, traceback.format_exc())
             resp = self.error_response(

@@ -26,7 +26,7 @@ import shutil
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.store.errors import DiskFull, WriteFailed
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
@@ -115,10 +115,10 @@ class BlobWriter:
             os.unlink(self._tmp)
 
 
-def _disk_error(e: OSError) -> S3Error:
+def _disk_error(e: OSError) -> DiskFull | WriteFailed:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return S3Error("InsufficientStorage", "The coordinator's disk is full.")
-    return S3Error("InternalError", "The object could not be stored.")
+        return DiskFull()
+    return WriteFailed("object")
 
 
 class BlobStore:

@@ -43,9 +43,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.store import meta as meta_mod
 from tunnelmesh.store.blobs import BlobStore, BlobWriter
+from tunnelmesh.store.errors import NoRoom, NoSuchKey, ObjectTooLarge, PreconditionFailed
 from tunnelmesh.store.meta import Meta
 from tunnelmesh.store.records import Bucket, CompletedUpload, Listing, ObjectRecord, Part, Upload, WriteConditions
 from tunnelmesh.store.writer import GroupWriter
@@ -297,20 +297,22 @@ class Store:
 
     # ---- blobs ---------------------------------------------------------------------------
 
-    async def ingest(self, body: AsyncIterator[bytes], limit: int, limit_error: S3Error | None = None) -> BlobWriter:
+    async def ingest(
+        self, body: AsyncIterator[bytes], limit: int, room: int | None = None, bucket: str = ""
+    ) -> BlobWriter:
         """Stream a body into a new sealed blob. Nothing is visible until a commit names it.
 
-        A body that grows past `limit` is cut off at once (raising `limit_error`), so a client
-        with no declared length cannot fill the disk past a quota before the commit refuses it.
+        A body that grows past `limit` is cut off at once (ObjectTooLarge), and so is one that grows
+        past `room`, the space left in `bucket` (NoRoom), so a client with no declared length cannot
+        fill the disk past a quota before the commit refuses it.
         """
+        cap = limit if room is None else min(limit, room)
         w = self.blobs.writer()
         sealing: Future[str] | None = None
         try:
             async for chunk in body:
-                if w.size + len(chunk) > limit:
-                    raise limit_error or S3Error(
-                        "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size"
-                    )
+                if w.size + len(chunk) > cap:
+                    raise NoRoom(bucket, room) if room is not None and room < limit else ObjectTooLarge(limit)
                 w.write(chunk)
             sealing = self._io.submit(w.seal)
             await asyncio.wrap_future(sealing)
@@ -378,9 +380,9 @@ class Store:
 
     async def delete_objects(
         self, bucket: str, keys: list[str], if_match: dict[str, str] | None = None
-    ) -> dict[str, str]:
+    ) -> dict[str, NoSuchKey | PreconditionFailed]:
         """Returns the keys left alone because their `if_match` ETag did not hold, with the reason."""
-        refused: dict[str, str] = {}
+        refused: dict[str, NoSuchKey | PreconditionFailed] = {}
         await self._commit(lambda m: m.delete_objects(bucket, keys, if_match, refused))
         return refused
 

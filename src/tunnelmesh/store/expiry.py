@@ -23,8 +23,8 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.store.engine import Store
+from tunnelmesh.store.errors import NoSuchUpload
 
 log = logging.getLogger("tunnelmesh.store")
 
@@ -53,12 +53,7 @@ async def part_in_flight(store: Store, upload_id: str) -> AsyncIterator[None]:
     # a part that starts long after the latest one (or the initiation) restarts the clock before its
     # first byte; one that follows closely costs no commit
     if (last is None or last < time.time() - interval) and not await store.touch_upload(upload_id):
-        raise S3Error(
-            "NoSuchUpload",
-            "The specified upload does not exist. The upload ID may be invalid, or the upload "
-            "may have been aborted or completed.",
-            UploadId=upload_id,
-        )
+        raise NoSuchUpload(upload_id)
 
     async def refresh() -> None:
         while True:

@@ -15,8 +15,19 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.store import migrations
+from tunnelmesh.store.errors import (
+    BucketDeleteDenied,
+    BucketExists,
+    BucketNotEmpty,
+    InvalidPart,
+    NoSuchBucket,
+    NoSuchKey,
+    NoSuchUpload,
+    PreconditionFailed,
+    QuotaExceeded,
+    ReservedBucket,
+)
 from tunnelmesh.store.records import (
     Bucket,
     CompletedUpload,
@@ -163,7 +174,7 @@ class Meta:
     def require_bucket(self, name: str) -> Bucket:
         b = self.bucket(name)
         if b is None:
-            raise S3Error("NoSuchBucket", "The specified bucket does not exist", BucketName=name)
+            raise NoSuchBucket(name)
         return b
 
     def buckets(self) -> list[Bucket]:
@@ -173,17 +184,7 @@ class Meta:
         with self.tx() as c:
             row = c.execute("SELECT owner FROM buckets WHERE name=?", (name,)).fetchone()
             if row is not None:
-                if row[0] == owner:
-                    raise S3Error(
-                        "BucketAlreadyOwnedByYou",
-                        "Your previous request to create the named bucket succeeded and you already own it.",
-                        BucketName=name,
-                    )
-                raise S3Error(
-                    "BucketAlreadyExists",
-                    "The requested bucket name is not available. Please select a different name and try again.",
-                    BucketName=name,
-                )
+                raise BucketExists(name, owned_by_caller=row[0] == owner)
             c.execute(
                 "INSERT INTO buckets(name, owner, created, region) VALUES (?,?,?,?)",
                 (name, owner, now, region),
@@ -199,13 +200,9 @@ class Meta:
         with self.tx() as c:
             b = self.require_bucket(name)
             if peer is not None and (b.owner != peer or b.quota is not None):
-                raise S3Error(
-                    "AccessDenied",
-                    "Only an admin, or the peer that created it when it has no quota, may delete a bucket.",
-                    BucketName=name,
-                )
+                raise BucketDeleteDenied(name)
             if c.execute("SELECT 1 FROM objects WHERE bucket=? LIMIT 1", (name,)).fetchone():
-                raise S3Error("BucketNotEmpty", "The bucket you tried to delete is not empty", BucketName=name)
+                raise BucketNotEmpty(name)
             freed: list[str] = []
             for (upload_id,) in c.execute("SELECT upload_id FROM uploads WHERE bucket=?", (name,)).fetchall():
                 freed += self._drop_upload(c, name, upload_id)[0]
@@ -215,7 +212,7 @@ class Meta:
 
     def set_quota(self, name: str, quota: int | None) -> None:
         if name == SYSTEM_BUCKET:
-            raise S3Error("InvalidArgument", "The coordinator's own bucket cannot have a quota.", BucketName=name)
+            raise ReservedBucket(name)
         with self.tx() as c:
             self.require_bucket(name)
             c.execute("UPDATE buckets SET quota=? WHERE name=?", (quota, name))
@@ -228,20 +225,10 @@ class Meta:
             return
         b_used = bucket.used + bucket.mpu_used
         if bucket.quota is not None and b_used + delta > bucket.quota:
-            raise S3Error(
-                "QuotaExceeded",
-                f"Bucket {bucket.name} quota exceeded: quota {bucket.quota} bytes, "
-                f"used {b_used} bytes, this write needs {delta} more.",
-                BucketName=bucket.name,
-            )
+            raise QuotaExceeded("bucket", bucket.name, bucket.quota, b_used, delta)
         total = self.store_used()
         if total + delta > max_size:
-            raise S3Error(
-                "QuotaExceeded",
-                f"Store size limit exceeded: max_size {max_size} bytes, used {total} bytes, "
-                f"this write needs {delta} more (bucket {bucket.name}).",
-                BucketName=bucket.name,
-            )
+            raise QuotaExceeded("store", bucket.name, max_size, total, delta)
 
     def room(self, bucket: Bucket, max_size: int) -> int:
         """How many more bytes the bucket may take now, under its quota and the store limit."""
@@ -269,7 +256,7 @@ class Meta:
             old = c.execute(
                 "SELECT size, etag, segments FROM objects WHERE bucket=? AND key=?", (rec.bucket, rec.key)
             ).fetchone()
-            _check_write_conditions(cond, old[1] if old else None)
+            _check_write_conditions(cond, rec.bucket, rec.key, old[1] if old else None)
             old_size = old[0] if old else 0
             self._admit(bucket, rec.size - old_size, max_size)
             _insert_object(c, rec)
@@ -284,7 +271,7 @@ class Meta:
         bucket: str,
         keys: list[str],
         if_match: dict[str, str] | None = None,
-        refused: dict[str, str] | None = None,
+        refused: dict[str, NoSuchKey | PreconditionFailed] | None = None,
     ) -> list[str]:
         """Delete keys that exist (absent keys are fine); returns freed blob ids.
 
@@ -300,7 +287,7 @@ class Meta:
                     cur = c.execute("SELECT etag FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
                     if cur is None or if_match[key] not in ("*", cur[0]):
                         if refused is not None:
-                            refused[key] = "NoSuchKey" if cur is None else "PreconditionFailed"
+                            refused[key] = NoSuchKey(bucket, key) if cur is None else PreconditionFailed("If-Match")
                         continue
                 r = c.execute(
                     "DELETE FROM objects WHERE bucket=? AND key=? RETURNING size, segments", (bucket, key)
@@ -418,12 +405,7 @@ class Meta:
         up = self.get_upload(bucket, key, upload_id)
         if up is None:
             self.require_bucket(bucket)
-            raise S3Error(
-                "NoSuchUpload",
-                "The specified upload does not exist. The upload ID may be invalid, or the upload "
-                "may have been aborted or completed.",
-                UploadId=upload_id,
-            )
+            raise NoSuchUpload(upload_id)
         return up
 
     def put_part(self, bucket: str, key: str, upload_id: str, part: Part, max_size: int) -> list[str]:
@@ -552,7 +534,7 @@ class Meta:
             old = c.execute(
                 "SELECT size, etag, segments FROM objects WHERE bucket=? AND key=?", (rec.bucket, rec.key)
             ).fetchone()
-            _check_write_conditions(cond, old[1] if old else None)
+            _check_write_conditions(cond, rec.bucket, rec.key, old[1] if old else None)
             # each part's checksums of the object's algorithm go with it: a part read and GetObjectAttributes
             # report them after the parts rows are gone
             current = {
@@ -565,13 +547,7 @@ class Meta:
             for number, built in zip(used_parts, rec.segments, strict=True):
                 now = current.get(number)
                 if now is None or (now.size, now.md5) != (built.size, built.md5):
-                    raise S3Error(
-                        "InvalidPart",
-                        "One or more of the specified parts could not be found. The part may not have been "
-                        "uploaded, or the specified entity tag may not match the part's entity tag.",
-                        PartNumber=str(number),
-                        ETag=built.md5,
-                    )
+                    raise InvalidPart(number, built.md5)
                 segments.append(now)
             rec = dataclasses.replace(rec, segments=segments)
             named = {s.blob for s in segments}
@@ -717,19 +693,11 @@ class Meta:
         return refs
 
 
-def _check_write_conditions(cond: WriteConditions, current_etag: str | None) -> None:
+def _check_write_conditions(cond: WriteConditions, bucket: str, key: str, current_etag: str | None) -> None:
     if cond.if_none_match_any and current_etag is not None:
-        raise S3Error(
-            "PreconditionFailed",
-            "At least one of the pre-conditions you specified did not hold",
-            Condition="If-None-Match",
-        )
+        raise PreconditionFailed("If-None-Match")
     if cond.if_match is not None:
         if current_etag is None:
-            raise S3Error("NoSuchKey", "The specified key does not exist.")
+            raise NoSuchKey(bucket, key)
         if cond.if_match != "*" and cond.if_match != current_etag:
-            raise S3Error(
-                "PreconditionFailed",
-                "At least one of the pre-conditions you specified did not hold",
-                Condition="If-Match",
-            )
+            raise PreconditionFailed("If-Match")

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.store import meta as meta_mod
+from tunnelmesh.store.errors import DiskFull, WriteFailed
 from tunnelmesh.store.meta import Meta
 
 log = logging.getLogger("tunnelmesh.store")
@@ -36,10 +36,10 @@ Settle = Callable[[bool, Any], None]
 _Item = tuple[Callable[[Meta], Any], asyncio.Future[Any], asyncio.AbstractEventLoop, Settle | None]
 
 
-def _commit_error(e: sqlite3.Error) -> S3Error:
+def _commit_error(e: sqlite3.Error) -> DiskFull | WriteFailed:
     if "full" in str(e).lower():
-        return S3Error("InsufficientStorage", "The coordinator's disk is full.")
-    return S3Error("InternalError", "The metadata could not be committed.")
+        return DiskFull()
+    return WriteFailed("metadata")
 
 
 class GroupWriter:

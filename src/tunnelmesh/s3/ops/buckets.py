@@ -12,6 +12,7 @@ from tunnelmesh.s3.ops.unsupported import refuse_unsupported
 from tunnelmesh.s3.request import Request, read_small_body
 from tunnelmesh.s3.response import Response, xml_response
 from tunnelmesh.store.engine import SYSTEM_BUCKET
+from tunnelmesh.store.errors import BucketExists
 
 
 def _owner(peer_id: str) -> str:
@@ -99,10 +100,10 @@ async def create_bucket(ctx: Context, req: Request) -> Response:
             )
     try:
         await ctx.store.create_bucket(req.bucket, req.principal.peer_id, ctx.region)
-    except S3Error as e:
+    except BucketExists as e:
         # AWS keeps its legacy answer in us-east-1: creating a bucket you already own succeeds there
         # (and is BucketAlreadyOwnedByYou in every other region).
-        if e.code != "BucketAlreadyOwnedByYou" or ctx.region != "us-east-1":
+        if not e.owned_by_caller or ctx.region != "us-east-1":
             raise
     return Response(200, [("location", f"/{req.bucket}")])
 

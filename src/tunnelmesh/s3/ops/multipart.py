@@ -27,6 +27,7 @@ from tunnelmesh.s3.ops.unsupported import refuse_unsupported
 from tunnelmesh.s3.request import Request, read_small_body
 from tunnelmesh.s3.response import Response, xml_response
 from tunnelmesh.store import expiry
+from tunnelmesh.store.errors import InvalidPart, NoSuchUpload, StoreError
 from tunnelmesh.store.records import ObjectRecord, Part, Segment, Upload
 
 
@@ -145,8 +146,9 @@ async def complete_upload(ctx: Context, req: Request) -> Response:
     signature = ",".join(f"{n}:{e}" for n, e in requested)
     try:
         return await _complete(ctx, req, upload_id, requested, listed, signature)
-    except S3Error as e:
-        if e.code not in ("NoSuchUpload", "InvalidPart"):
+    except (S3Error, StoreError) as e:
+        # InvalidPart is the store's (a part changed under the commit) or ours (a part not found)
+        if not isinstance(e, NoSuchUpload | InvalidPart) and not (isinstance(e, S3Error) and e.code == "InvalidPart"):
             raise
         # the upload (or its parts) vanished: if an identical Complete made it the object, this is
         # a retry after a lost response or a twin racing it, and both get the first one's answer

@@ -22,7 +22,9 @@ from tunnelmesh.s3.ops.common import (
 from tunnelmesh.s3.ops.unsupported import refuse_unsupported
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import BlobSlice, Response, http_date, xml_response
+from tunnelmesh.s3.store_errors import s3_error
 from tunnelmesh.store.engine import Store
+from tunnelmesh.store.errors import NoSuchKey
 from tunnelmesh.store.records import Bucket, ObjectRecord, Segment, WriteConditions
 
 log = logging.getLogger("tunnelmesh.s3")
@@ -81,18 +83,9 @@ async def store_body(
     assert req.body is not None
     if declared is not None:
         store.admit(bucket, declared - credit)
-        cap, error = declared, None
+        writer = await store.ingest(digest.wrap(req.body), declared)
     else:
-        room = store.room(bucket) + credit
-        cap, error = min(limit, room), None
-        if room < limit:
-            error = S3Error(
-                "QuotaExceeded",
-                f"Bucket {bucket.name}: this upload would exceed the bucket quota or the store size limit "
-                f"(room for {room} bytes).",
-                BucketName=bucket.name,
-            )
-    writer = await store.ingest(digest.wrap(req.body), cap, error)
+        writer = await store.ingest(digest.wrap(req.body), limit, store.room(bucket) + credit, bucket.name)
     if declared is not None and writer.size != declared:
         store.discard([writer.blob_id])
         raise _incomplete()
@@ -349,12 +342,10 @@ async def delete_object(ctx: Context, req: Request) -> Response:
     check_version_id(req)
     if_match = {req.key: _etag(req.headers["if-match"])} if "if-match" in req.headers else None
     refused = await ctx.store.delete_objects(req.bucket, [req.key], if_match)
-    if refused.get(req.key) == "NoSuchKey":
+    if isinstance(refused.get(req.key), NoSuchKey):
         raise S3Error("NoSuchKey", "The specified key does not exist.", Key=req.key)
     if refused:
-        raise S3Error(
-            "PreconditionFailed", "At least one of the pre-conditions you specified did not hold", Condition="If-Match"
-        )
+        raise refused[req.key]
     return Response(204)
 
 
@@ -397,13 +388,8 @@ async def delete_objects(ctx: Context, req: Request) -> Response:
             continue
         keys.append(key)
     refused = await ctx.store.delete_objects(req.bucket, keys, if_match or None)
-    messages = {
-        "PreconditionFailed": "At least one of the pre-conditions you specified did not hold",
-        "NoSuchKey": "The specified key does not exist.",
-    }
-    errors += [
-        f"<Error>{xml.element('Key', k)}<Code>{code}</Code><Message>{messages[code]}</Message></Error>"
-        for k, code in refused.items()
-    ]
+    for k, why in refused.items():
+        e = s3_error(why)
+        errors.append(f"<Error>{xml.element('Key', k)}<Code>{e.code}</Code><Message>{e.message}</Message></Error>")
     deleted = [] if quiet else [f"<Deleted>{xml.element('Key', k)}</Deleted>" for k in keys if k not in refused]
     return xml_response(xml.document("DeleteResult", deleted + errors))

@@ -1,0 +1,35 @@
+"""The one place an admin request's failure becomes its JSON answer: (status, "error" code, message).
+
+Store failures keep the S3 code and message the S3 API gives them (the CLI shows both the same way);
+the coordinator's own failures are mapped here; the admin edge's own refusals are S3Errors already.
+"""
+
+from __future__ import annotations
+
+from tunnelmesh.coordinator import errors as ce
+from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.s3.store_errors import s3_error
+from tunnelmesh.store.errors import StoreError
+
+AdminFailure = S3Error | StoreError | ce.CoordinatorError
+
+
+def admin_error(e: AdminFailure) -> tuple[int, str, str]:
+    if isinstance(e, StoreError):
+        e = s3_error(e)
+    if isinstance(e, S3Error):
+        return e.status, e.code, e.message
+    match e:
+        case ce.NoSuchPeer():
+            return 404, "NoSuchPeer", f"No peer {e.peer_id}."
+        case ce.NoSuchShare():
+            return 404, "NoSuchShare", f"no share {e.name}"
+        case ce.NoBucketToShare():
+            return 404, "NoSuchBucket", f"no bucket {e.bucket}"
+        case ce.InvalidInput():
+            return 400, "InvalidArgument", e.why
+        case ce.InvalidArchive():
+            return 400, "InvalidArchive", f"The backup archive was refused: {e.why}. Nothing was changed."
+        case ce.Conflict():
+            return 409, "ConditionalRequestConflict", f"{e.key} kept changing; try again."
+    raise TypeError(f"no admin answer for {type(e).__name__}")

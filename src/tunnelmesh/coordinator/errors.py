@@ -1,0 +1,56 @@
+"""The coordinator's own failures (peers, shares, network settings, its records, backups).
+
+The admin API maps them, with the store's, to its JSON answers in one place (`admin/errors.py`).
+"""
+
+from __future__ import annotations
+
+
+class CoordinatorError(Exception):
+    """A request about the coordinator's records that is refused; nothing has changed."""
+
+
+class NoSuchPeer(CoordinatorError):
+    def __init__(self, peer_id: str) -> None:
+        super().__init__(f"no peer {peer_id}")
+        self.peer_id = peer_id
+
+
+class NoSuchShare(CoordinatorError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no share {name}")
+        self.name = name
+
+
+class NoBucketToShare(CoordinatorError):
+    """A share names a bucket that does not exist."""
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__(f"no bucket {bucket}")
+        self.bucket = bucket
+
+
+class InvalidInput(CoordinatorError):
+    """A value the coordinator does not take: `field` names it, `why` says what is wrong, in words
+    for the operator."""
+
+    def __init__(self, field: str, why: str) -> None:
+        super().__init__(why)
+        self.field = field
+        self.why = why
+
+
+class InvalidArchive(CoordinatorError):
+    """A backup archive refused before anything was restored; `why` says what is wrong with it."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+class Conflict(CoordinatorError):
+    """A record kept changing under a read-modify-write until the retries ran out."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"{key} kept changing")
+        self.key = key

@@ -1,0 +1,124 @@
+"""The store's own failures: facts about buckets, objects and uploads, in no protocol's words.
+
+Each edge maps them once (`s3/store_errors.py` for the S3 API, `admin/errors.py` for the admin
+API), so the store knows nothing of status codes, error codes or message wording.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+
+class StoreError(Exception):
+    """A request the store refuses or cannot carry out; nothing it would have changed has changed."""
+
+
+class NoSuchBucket(StoreError):
+    def __init__(self, bucket: str) -> None:
+        super().__init__(f"no bucket {bucket}")
+        self.bucket = bucket
+
+
+class BucketExists(StoreError):
+    """The name is taken, by the peer asking (`owned_by_caller`) or by another."""
+
+    def __init__(self, bucket: str, owned_by_caller: bool) -> None:
+        super().__init__(f"bucket {bucket} exists")
+        self.bucket = bucket
+        self.owned_by_caller = owned_by_caller
+
+
+class BucketDeleteDenied(StoreError):
+    """A non-admin peer may delete only a bucket it created that has no quota."""
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__(f"bucket {bucket} may not be deleted by this peer")
+        self.bucket = bucket
+
+
+class BucketNotEmpty(StoreError):
+    def __init__(self, bucket: str) -> None:
+        super().__init__(f"bucket {bucket} is not empty")
+        self.bucket = bucket
+
+
+class ReservedBucket(StoreError):
+    """The coordinator's own bucket does not take the change asked (a quota)."""
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__(f"bucket {bucket} is reserved")
+        self.bucket = bucket
+
+
+class QuotaExceeded(StoreError):
+    """A write of `needed` more bytes refused: `used` + `needed` would pass `limit`, the bucket's
+    quota (`scope` "bucket") or the store's max_size (`scope` "store")."""
+
+    def __init__(self, scope: Literal["bucket", "store"], bucket: str, limit: int, used: int, needed: int) -> None:
+        super().__init__(f"{scope} limit {limit} exceeded by a write of {needed} to {bucket}")
+        self.scope = scope
+        self.bucket = bucket
+        self.limit = limit
+        self.used = used
+        self.needed = needed
+
+
+class NoRoom(StoreError):
+    """A body of undeclared length streamed past the `room` its bucket had left (under its quota
+    and the store's max_size) when it started."""
+
+    def __init__(self, bucket: str, room: int) -> None:
+        super().__init__(f"no room past {room} bytes in {bucket}")
+        self.bucket = bucket
+        self.room = room
+
+
+class ObjectTooLarge(StoreError):
+    """A body streamed past the `limit` its writer set."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body past {limit} bytes")
+        self.limit = limit
+
+
+class NoSuchKey(StoreError):
+    def __init__(self, bucket: str, key: str) -> None:
+        super().__init__(f"no object {bucket}/{key}")
+        self.bucket = bucket
+        self.key = key
+
+
+class NoSuchUpload(StoreError):
+    def __init__(self, upload_id: str) -> None:
+        super().__init__(f"no upload {upload_id}")
+        self.upload_id = upload_id
+
+
+class InvalidPart(StoreError):
+    """Part `part_number` is gone, or is no longer the one (`etag`) the object was built from."""
+
+    def __init__(self, part_number: int, etag: str) -> None:
+        super().__init__(f"part {part_number} ({etag}) is not there")
+        self.part_number = part_number
+        self.etag = etag
+
+
+class PreconditionFailed(StoreError):
+    """The write's `condition` did not hold against the object as it is at the commit."""
+
+    def __init__(self, condition: Literal["If-None-Match", "If-Match"]) -> None:
+        super().__init__(f"{condition} did not hold")
+        self.condition = condition
+
+
+class DiskFull(StoreError):
+    def __init__(self) -> None:
+        super().__init__("the disk is full")
+
+
+class WriteFailed(StoreError):
+    """A write to the disk failed for another reason than a full disk (the cause is chained)."""
+
+    def __init__(self, what: Literal["object", "metadata"]) -> None:
+        super().__init__(f"the {what} could not be written")
+        self.what = what
