@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tunnelmesh.store import migrations
 from tunnelmesh.store.errors import (
@@ -93,7 +94,11 @@ def _insert_object(c: sqlite3.Connection, rec: ObjectRecord) -> None:
     )
 
 
-def _row_to_object(r: tuple) -> ObjectRecord:
+# a database row as sqlite3 hands it over: its columns are checked by the code that reads them
+Row = tuple[Any, ...]
+
+
+def _row_to_object(r: Row) -> ObjectRecord:
     return ObjectRecord(
         bucket=r[0],
         key=r[1],
@@ -108,18 +113,18 @@ def _row_to_object(r: tuple) -> ObjectRecord:
     )
 
 
-def _row_to_listed(r: tuple) -> ObjectRecord:
+def _row_to_listed(r: Row) -> ObjectRecord:
     return ObjectRecord(
         bucket=r[0], key=r[1], size=r[2], etag=r[3], mtime=r[4], headers={}, checksums={}, segments=[], owner=r[5]
     )
 
 
-def _row_to_upload(r: tuple) -> Upload:
+def _row_to_upload(r: Row) -> Upload:
     ctype = (r[7] or "COMPOSITE") if r[6] else None
     return Upload(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], ctype)
 
 
-def _row_to_bucket(r: tuple) -> Bucket:
+def _row_to_bucket(r: Row) -> Bucket:
     return Bucket(*r)
 
 
@@ -241,7 +246,8 @@ class Meta:
 
     def store_used(self) -> int:
         """The bytes that count against max_size: all buckets but the coordinator's own."""
-        return self.c.execute(_PEERS_USED, (SYSTEM_BUCKET,)).fetchone()[0]
+        used: int = self.c.execute(_PEERS_USED, (SYSTEM_BUCKET,)).fetchone()[0]
+        return used
 
     # ---- objects -------------------------------------------------------------------------
 
@@ -338,7 +344,7 @@ class Meta:
         while True:
             want = max_keys - taken + 1
             sql = f"SELECT {_LIST_COLS} FROM objects WHERE bucket=? AND key {'>=' if inclusive else '>'} ?"
-            args: list = [bucket, pos]
+            args: list[object] = [bucket, pos]
             if end is not None:
                 sql += " AND key < ?"
                 args.append(end)
