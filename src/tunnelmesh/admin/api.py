@@ -32,7 +32,6 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import unquote
 
 from tunnelmesh.admin import backup, schemas
 from tunnelmesh.admin.errors import admin_error
@@ -45,7 +44,7 @@ from tunnelmesh.s3.app import close_after
 from tunnelmesh.s3.auth import authenticate, require_whole_request_signed
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import validate_bucket_name
-from tunnelmesh.s3.request import Request, headers_from_asgi, parse_query
+from tunnelmesh.s3.request import Request, from_scope, parse_target
 from tunnelmesh.store import scrub, scrub_schedule
 from tunnelmesh.store.engine import SYSTEM_BUCKET
 from tunnelmesh.store.errors import StoreError
@@ -70,25 +69,16 @@ class AdminApi:
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         started = time.perf_counter()
-        raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-        req = Request(
-            method=scope["method"],
-            raw_path=raw_path,
-            raw_query=(scope.get("query_string") or b"").decode("latin-1"),
-            headers=headers_from_asgi(scope["headers"]),
-            receive=receive,
-            prefix="",
-        )
+        req = from_scope(scope, receive, "")
         status, body, ctype = 500, b"", "application/json"
         try:
-            req.query_items = parse_query(req.raw_query)
-            req.query = {n: v for n, v, _, _ in req.query_items}
+            path = parse_target(req)
             require_whole_request_signed(req)
             authenticate(req, self.peers, self.region)
             assert req.principal is not None
             if not req.principal.is_admin:
                 raise S3Error("AccessDenied", "The admin API is for admins only.")
-            handler, params = self._route(req.method, unquote(raw_path))
+            handler, params = self._route(req.method, path)
             req.operation = handler.__name__
             status, result = await handler(self, req, params)
             if isinstance(result, bytes):

@@ -9,14 +9,13 @@ import logging
 import time
 import traceback
 from typing import Any
-from urllib.parse import unquote
 
 from tunnelmesh.s3 import xml
 from tunnelmesh.s3.auth import authenticate
 from tunnelmesh.s3.auth.credentials import Credentials
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import Context
-from tunnelmesh.s3.request import Receive, Request, headers_from_asgi, parse_query, split_path
+from tunnelmesh.s3.request import Receive, Request, from_scope, parse_target, split_path
 from tunnelmesh.s3.response import Response, read_slices
 from tunnelmesh.s3.router import route
 from tunnelmesh.s3.store_errors import s3_error
@@ -46,16 +45,7 @@ class S3Api:
 
     async def handle(self, scope: dict[str, Any], receive: Receive, send: Send, prefix: str) -> None:
         started = time.perf_counter()
-        raw_path = scope.get("raw_path") or scope["path"].encode()
-        req = Request(
-            method=scope["method"],
-            raw_path=raw_path.decode("latin-1"),
-            raw_query=(scope.get("query_string") or b"").decode("latin-1"),
-            headers=headers_from_asgi(scope["headers"]),
-            receive=receive,
-            prefix=prefix,
-            admit=scope.get(ADMIT),
-        )
+        req = from_scope(scope, receive, prefix, scope.get(ADMIT))
         try:
             resp = await self._dispatch(req)
         except S3Error as err:
@@ -79,13 +69,7 @@ class S3Api:
         )
 
     async def _dispatch(self, req: Request) -> Response:
-        try:
-            path = unquote(req.raw_path[len(req.prefix) :] or "/", errors="strict")
-            req.query_items = parse_query(req.raw_query)
-        except UnicodeDecodeError:
-            raise S3Error("InvalidURI", "Couldn't parse the specified URI.") from None
-        req.query = {name: value for name, value, _, _ in req.query_items}
-        req.bucket, req.key = split_path(path)
+        req.bucket, req.key = split_path(parse_target(req))
         authenticate(req, self.credentials, self.ctx.region)
         r = route(req)
         req.operation = r.name

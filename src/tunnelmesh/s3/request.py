@@ -95,6 +95,35 @@ class Request:
         return self.header("x-amz-content-sha256").startswith("STREAMING-")
 
 
+def from_scope(
+    scope: dict[str, Any], receive: Receive, prefix: str, admit: Callable[[], Awaitable[None]] | None = None
+) -> Request:
+    """The Request of an ASGI scope, for the S3 and admin edges alike; the target is parsed later
+    (`parse_target`), once the request has an id to report a malformed one with."""
+    raw_path = scope.get("raw_path") or scope["path"].encode()
+    return Request(
+        method=scope["method"],
+        raw_path=raw_path.decode("latin-1"),
+        raw_query=(scope.get("query_string") or b"").decode("latin-1"),
+        headers=headers_from_asgi(scope["headers"]),
+        receive=receive,
+        prefix=prefix,
+        admit=admit,
+    )
+
+
+def parse_target(req: Request) -> str:
+    """Decode the query into `req.query_items` / `req.query`; returns the decoded path below the prefix.
+    Percent-escapes that are not UTF-8 are InvalidURI."""
+    try:
+        path = unquote(req.raw_path[len(req.prefix) :] or "/", errors="strict")
+        req.query_items = parse_query(req.raw_query)
+    except UnicodeDecodeError:
+        raise S3Error("InvalidURI", "Couldn't parse the specified URI.") from None
+    req.query = {name: value for name, value, _, _ in req.query_items}
+    return path
+
+
 def split_path(path: str) -> tuple[str, str]:
     """'/bucket/key/with/slashes' -> ('bucket', 'key/with/slashes'); the key keeps every byte."""
     if not path.startswith("/"):
