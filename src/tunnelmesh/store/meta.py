@@ -333,7 +333,8 @@ class Meta:
         prefixes: list[str] = []
         last: str | None = None
         last_is_prefix = False
-        if after is not None and after_is_prefix:
+        # a continuation token is the client's to send: one from another listing may point before the prefix
+        if after is not None and after_is_prefix and prefix_successor(after) > prefix:
             pos, inclusive = prefix_successor(after), True
         elif after is not None and after >= prefix:
             pos, inclusive = after, False

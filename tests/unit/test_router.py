@@ -1,0 +1,171 @@
+"""The route table: which operation each (method, path level, query sub-resources, copy header) reaches."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+import pytest
+
+from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.s3.request import Request, parse_query, split_path
+from tunnelmesh.s3.router import BUCKET, OBJECT, ROUTES, SERVICE, SUBRESOURCES, Route, route
+
+COPY = {"x-amz-copy-source": "/src/key"}
+
+
+def request(method: str, target: str, headers: dict[str, str] | None = None) -> Request:
+    """A Request parsed as S3Api._dispatch parses one: path and query split, unquoted, bucket and key set."""
+    raw_path, _, raw_query = target.partition("?")
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    req = Request(
+        method=method, raw_path=raw_path, raw_query=raw_query, headers=dict(headers or {}), receive=receive, prefix=""
+    )
+    req.query_items = parse_query(raw_query)
+    req.query = {name: value for name, value, _, _ in req.query_items}
+    req.bucket, req.key = split_path(unquote(raw_path or "/", errors="strict"))
+    return req
+
+
+# one line per row of ROUTES, in its order, with the operation each must reach
+TABLE: list[tuple[str, str, dict[str, str], str]] = [
+    ("GET", "/", {}, "ListBuckets"),
+    ("GET", "/b?location", {}, "GetBucketLocation"),
+    ("GET", "/b?acl", {}, "GetBucketAcl"),
+    ("GET", "/b?versioning", {}, "GetBucketVersioning"),
+    ("GET", "/b?uploads", {}, "ListMultipartUploads"),
+    ("GET", "/b?list-type=2", {}, "ListObjectsV2"),
+    ("GET", "/b?versions", {}, "ListObjectVersions"),
+    ("GET", "/b", {}, "ListObjects"),
+    ("HEAD", "/b", {}, "HeadBucket"),
+    ("PUT", "/b", {}, "CreateBucket"),
+    ("DELETE", "/b", {}, "DeleteBucket"),
+    ("POST", "/b?delete", {}, "DeleteObjects"),
+    ("POST", "/b", {}, "PostObject"),
+    ("GET", "/b/k?uploadId=u", {}, "ListParts"),
+    ("GET", "/b/k?acl", {}, "GetObjectAcl"),
+    ("GET", "/b/k?attributes", {}, "GetObjectAttributes"),
+    ("GET", "/b/k?partNumber=1", {}, "GetObject"),
+    ("GET", "/b/k", {}, "GetObject"),
+    ("HEAD", "/b/k?partNumber=1", {}, "HeadObject"),
+    ("HEAD", "/b/k", {}, "HeadObject"),
+    ("PUT", "/b/k?partNumber=1&uploadId=u", COPY, "UploadPartCopy"),
+    ("PUT", "/b/k?partNumber=1&uploadId=u", {}, "UploadPart"),
+    ("PUT", "/b/k", COPY, "CopyObject"),
+    ("PUT", "/b/k", {}, "PutObject"),
+    ("DELETE", "/b/k?uploadId=u", {}, "AbortMultipartUpload"),
+    ("DELETE", "/b/k", {}, "DeleteObject"),
+    ("POST", "/b/k?uploads", {}, "CreateMultipartUpload"),
+    ("POST", "/b/k?uploadId=u", {}, "CompleteMultipartUpload"),
+]
+
+
+@pytest.mark.parametrize(("index", "method", "target", "headers", "name"), [(i, *row) for i, row in enumerate(TABLE)])
+def test_each_row_of_the_table_is_reached_by_its_request(
+    index: int, method: str, target: str, headers: dict[str, str], name: str
+) -> None:
+    r = route(request(method, target, headers))
+    assert r.name == name
+    assert r is ROUTES[index]
+
+
+def test_the_table_above_covers_every_route() -> None:
+    assert len(TABLE) == len(ROUTES)
+    assert [(r.method, r.name) for r in ROUTES] == [(m, n) for m, _, _, n in TABLE]
+
+
+def _canonical(r: Route) -> Request:
+    """The plainest request for a route: its method and level, its markers and nothing else."""
+    path = {SERVICE: "/", BUCKET: "/b", OBJECT: "/b/k"}[r.level]
+    query = "&".join(f"{m}=1" for m in r.markers)
+    return request(r.method, f"{path}?{query}" if query else path, COPY if r.copy_source else {})
+
+
+@pytest.mark.parametrize("r", ROUTES, ids=[f"{r.method}-{r.level}-{r.name}-{'+'.join(r.markers)}" for r in ROUTES])
+def test_no_route_is_shadowed_by_an_earlier_one(r: Route) -> None:
+    assert route(_canonical(r)) is r
+
+
+def test_route_keys_are_distinct_and_markers_are_sub_resources() -> None:
+    keys = [(r.method, r.level, frozenset(r.markers), r.copy_source) for r in ROUTES]
+    assert len(set(keys)) == len(keys)
+    assert all(set(r.markers) <= SUBRESOURCES for r in ROUTES)
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "headers", "name"),
+    [
+        # ordinary parameters select nothing
+        ("GET", "/b?prefix=a&delimiter=/&max-keys=2&marker=x", {}, "ListObjects"),
+        ("GET", "/b?list-type=2&continuation-token=abc&start-after=x", {}, "ListObjectsV2"),
+        ("GET", "/b/k?versionId=null&response-content-type=text/plain", {}, "GetObject"),
+        ("PUT", "/b/k?x-id=PutObject", {}, "PutObject"),
+        ("GET", "/?prefix=a&max-buckets=3", {}, "ListBuckets"),
+        # a marker with an empty value or none at all is still the marker
+        ("GET", "/b?versioning=", {}, "GetBucketVersioning"),
+        ("POST", "/b/k?uploads=", {}, "CreateMultipartUpload"),
+        # the trailing slash of a bucket is not a key; a key keeps its slashes and its encoded "?"
+        ("GET", "/b/", {}, "ListObjects"),
+        ("GET", "/b/a/b/c/", {}, "GetObject"),
+        ("GET", "/b/%3Facl", {}, "GetObject"),
+        ("PUT", "/b/%3FpartNumber=1%26uploadId=u", {}, "PutObject"),
+        # the copy header matters only to PUT
+        ("GET", "/b/k", COPY, "GetObject"),
+        ("DELETE", "/b/k", COPY, "DeleteObject"),
+        # copy-source on a multipart marker order-independent
+        ("PUT", "/b/k?uploadId=u&partNumber=3", COPY, "UploadPartCopy"),
+    ],
+)
+def test_parameters_that_are_not_sub_resources_do_not_change_the_route(
+    method: str, target: str, headers: dict[str, str], name: str
+) -> None:
+    assert route(request(method, target, headers)).name == name
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "headers"),
+    [
+        ("GET", "/b?tagging", {}),
+        ("PUT", "/b?cors", {}),
+        ("GET", "/b/k?tagging", {}),
+        ("PUT", "/b/k?tagging", {}),
+        ("PUT", "/b/k?partNumber=1", {}),  # a part without its upload
+        ("PUT", "/b/k?uploadId=u", {}),  # an upload without its part number
+        ("PUT", "/b/k?partNumber=1", COPY),
+        ("GET", "/b?delete", {}),  # DeleteObjects is a POST
+        ("GET", "/?acl", {}),  # the service has no sub-resources
+        ("GET", "/b?versioning&tagging", {}),  # a known marker does not excuse an unknown one
+        ("GET", "/b/k?uploadId=u&tagging", {}),
+        ("GET", "/b?list-type=2&versions", {}),
+        ("POST", "/b/k?uploads&uploadId=u", {}),
+        ("DELETE", "/b?policy", {}),
+        ("POST", "/b/k?restore", {}),
+        ("POST", "/b/k?select&select-type=2", {}),
+        ("PUT", "/b/k?renameObject", {}),
+        # a method S3 has, at a level where it has no operation
+        ("PUT", "/", {}),
+        ("DELETE", "/", {}),
+        ("HEAD", "/", {}),
+        ("POST", "/", {}),
+        ("POST", "/b/k", {}),
+    ],
+)
+def test_an_operation_this_server_does_not_have_is_not_implemented(
+    method: str, target: str, headers: dict[str, str]
+) -> None:
+    with pytest.raises(S3Error) as e:
+        route(request(method, target, headers))
+    assert (e.value.code, e.value.status) == ("NotImplemented", 501)
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "level"),
+    [("PATCH", "/b/k", "OBJECT"), ("OPTIONS", "/b", "BUCKET"), ("TRACE", "/", "SERVICE"), ("get", "/b/k", "OBJECT")],
+)
+def test_a_method_s3_does_not_have_is_not_allowed(method: str, target: str, level: str) -> None:
+    with pytest.raises(S3Error) as e:
+        route(request(method, target))
+    assert (e.value.code, e.value.status) == ("MethodNotAllowed", 405)
+    assert e.value.fields == {"Method": method, "ResourceType": level}
