@@ -102,8 +102,10 @@ def test_xml_parser_refuses_entities_and_accepts_namespaces() -> None:
 def test_prefix_successor_bounds_every_key_with_the_prefix() -> None:
     for p in ["a/", "foo", "x\U0010ffff", "z"]:
         s = prefix_successor(p)
+        assert s is not None
         assert s > p + "\U0010ffff" * 3
         assert not s.startswith(p)
+    assert prefix_successor("\U0010ffff" * 2) is None  # no string is past every one that starts so
 
 
 def test_checksum_helpers() -> None:

@@ -128,8 +128,9 @@ def _row_to_bucket(r: Row) -> Bucket:
     return Bucket(*r)
 
 
-def prefix_successor(p: str) -> str:
-    """The smallest string greater than every string that starts with p."""
+def prefix_successor(p: str) -> str | None:
+    """The smallest string greater than every string that starts with p; None when there is none
+    (p is all U+10FFFF: every greater string starts with it)."""
     while p:
         last = ord(p[-1])
         if last < 0x10FFFF:
@@ -138,7 +139,7 @@ def prefix_successor(p: str) -> str:
                 nxt = 0xE000
             return p[:-1] + chr(nxt)
         p = p[:-1]
-    return "\U0010ffff" * 2  # everything
+    return None
 
 
 class Meta:
@@ -334,8 +335,11 @@ class Meta:
         last: str | None = None
         last_is_prefix = False
         # a continuation token is the client's to send: one from another listing may point before the prefix
-        if after is not None and after_is_prefix and prefix_successor(after) > prefix:
-            pos, inclusive = prefix_successor(after), True
+        past = prefix_successor(after) if after is not None and after_is_prefix else None
+        if after is not None and after_is_prefix and past is None:
+            return Listing([], [], False, None, False)  # nothing sorts after that prefix's keys
+        if past is not None and past > prefix:
+            pos, inclusive = past, True
         elif after is not None and after >= prefix:
             pos, inclusive = after, False
         else:
@@ -369,7 +373,10 @@ class Meta:
                             prefixes.append(cp)
                             taken += 1
                             last, last_is_prefix = cp, True
-                        pos, inclusive, jumped = prefix_successor(cp), True, True
+                        nxt = prefix_successor(cp)
+                        if nxt is None:  # no key sorts after this prefix's keys
+                            return Listing(objects, prefixes, False, last, last_is_prefix)
+                        pos, inclusive, jumped = nxt, True, True
                         break
                 if taken == max_keys:
                     return Listing(objects, prefixes, True, last, last_is_prefix)
@@ -460,11 +467,11 @@ class Meta:
     def list_uploads(
         self, bucket: str, prefix: str, key_marker: str, upload_id_marker: str, limit: int
     ) -> list[Upload]:
-        end = prefix_successor(prefix) if prefix else "\U0010ffff" * 2
+        end = prefix_successor(prefix)
         rows = self.c.execute(
-            f"SELECT {_UPLOAD_COLS} FROM uploads WHERE bucket=? AND key >= ? AND key < ? "
+            f"SELECT {_UPLOAD_COLS} FROM uploads WHERE bucket=? AND key >= ? AND (? IS NULL OR key < ?) "
             "AND (key > ? OR (key = ? AND upload_id > ?)) ORDER BY key, upload_id LIMIT ?",
-            (bucket, prefix, end, key_marker, key_marker, upload_id_marker, limit),
+            (bucket, prefix, end, end, key_marker, key_marker, upload_id_marker, limit),
         ).fetchall()
         return [_row_to_upload(r) for r in rows]
 
