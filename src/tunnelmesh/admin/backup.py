@@ -32,7 +32,6 @@ import pydantic
 from tunnelmesh.admin.schemas import Manifest, ManifestEntry
 from tunnelmesh.coordinator.errors import InvalidArchive
 from tunnelmesh.coordinator.state import COORDINATOR, SystemState
-from tunnelmesh.s3.ops.common import INLINE_MAX
 from tunnelmesh.store.engine import SYSTEM_BUCKET
 from tunnelmesh.store.records import ObjectRecord, Segment
 
@@ -210,7 +209,7 @@ async def apply_backup(state: SystemState, archive: VerifiedArchive) -> int:
             md5 = hashlib.md5()
             segments: list[Segment] = []
             data: bytes | None = None
-            if entry.size <= min(INLINE_MAX, budget):
+            if store.keeps_inline(entry.size) and entry.size <= budget:
                 data = archive.read(member)
                 md5.update(data)
                 budget -= entry.size

@@ -9,24 +9,19 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from tunnelmesh.coordinator.errors import Conflict
-from tunnelmesh.s3.ops.common import INLINE_MAX
 from tunnelmesh.store.engine import SYSTEM_BUCKET, Store
 from tunnelmesh.store.errors import NoSuchKey, PreconditionFailed
-from tunnelmesh.store.records import ObjectRecord, Segment, WriteConditions
+from tunnelmesh.store.records import ObjectRecord, WriteConditions
 
 COORDINATOR = "coordinator"
 
 
 class CorruptRecord(Exception):
     """A record that exists but cannot be read as JSON; the message names its key."""
-
-
-async def _once(data: bytes) -> AsyncIterator[bytes]:
-    yield data
 
 
 class SystemState:
@@ -55,11 +50,7 @@ class SystemState:
     async def put_bytes(
         self, key: str, data: bytes, content_type: str = "application/json", cond: WriteConditions | None = None
     ) -> None:
-        segments: list[Segment] = []
-        inline: bytes | None = data
-        if len(data) > INLINE_MAX:
-            writer = await self.store.ingest(_once(data), len(data))
-            segments, inline = [Segment(writer.blob_id, len(data), hashlib.md5(data).hexdigest())], None
+        inline, segments = await self.store.write_bytes(data)
         rec = ObjectRecord(
             bucket=SYSTEM_BUCKET,
             key=key,

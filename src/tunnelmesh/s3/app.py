@@ -16,9 +16,10 @@ from tunnelmesh.s3.auth.credentials import Credentials
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import Context
 from tunnelmesh.s3.request import Receive, Request, from_scope, parse_target, split_path
-from tunnelmesh.s3.response import Response, read_slices
+from tunnelmesh.s3.response import Response
 from tunnelmesh.s3.router import route
 from tunnelmesh.s3.store_errors import s3_error
+from tunnelmesh.store.content import read_slices
 from tunnelmesh.store.errors import StoreError
 
 log = logging.getLogger("tunnelmesh.s3")

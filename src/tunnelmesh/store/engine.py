@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 import math
 import os
@@ -43,11 +44,21 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from tunnelmesh.store import content
 from tunnelmesh.store import meta as meta_mod
 from tunnelmesh.store.blobs import BlobStore, BlobWriter
 from tunnelmesh.store.errors import NoRoom, NoSuchKey, ObjectTooLarge, PreconditionFailed
 from tunnelmesh.store.meta import Meta
-from tunnelmesh.store.records import Bucket, CompletedUpload, Listing, ObjectRecord, Part, Upload, WriteConditions
+from tunnelmesh.store.records import (
+    Bucket,
+    CompletedUpload,
+    Listing,
+    ObjectRecord,
+    Part,
+    Segment,
+    Upload,
+    WriteConditions,
+)
 from tunnelmesh.store.writer import GroupWriter
 
 log = logging.getLogger("tunnelmesh.store")
@@ -338,8 +349,23 @@ class Store:
     def discard(self, blob_ids: list[str]) -> None:
         self.blobs.unlink(blob_ids)
 
-    def open_blob(self, blob_id: str) -> int:
-        return self.blobs.open(blob_id)
+    def keeps_inline(self, size: int) -> bool:
+        """Whether an object of `size` bytes is kept in its metadata row (else in a blob): the one
+        place that decides (store/content.py)."""
+        return content.keeps_inline(size)
+
+    async def write_bytes(self, data: bytes) -> tuple[bytes | None, list[Segment]]:
+        """Where a whole body in memory goes, as (the record's `data`, its `segments`): the bytes
+        themselves for a small one, else a new sealed blob that nothing names until a commit does."""
+        if content.keeps_inline(len(data)):
+            return data, []
+        writer = await self.ingest(content.once(data), len(data))
+        return None, [Segment(writer.blob_id, len(data), hashlib.md5(data).hexdigest())]
+
+    def open_range(self, rec: ObjectRecord, first: int, length: int) -> content.ByteRange:
+        """Bytes [first, first+length) of `rec`, every blob file behind them opened before this
+        returns (see store/content.py); the caller closes it. Raises DamagedObject."""
+        return content.open_range(self.blobs, rec, first, length)
 
     def read_all(self, rec: ObjectRecord) -> bytes:
         """The whole content of a small object (coordinator records); blocking."""
@@ -353,9 +379,6 @@ class Store:
             finally:
                 os.close(fd)
         return b"".join(parts)
-
-    def blob_path(self, blob_id: str) -> str:
-        return os.fspath(self.blobs.path(blob_id))
 
     def room(self, bucket: Bucket) -> int:
         return self.read.room(bucket, self.max_size)

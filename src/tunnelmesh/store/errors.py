@@ -122,3 +122,15 @@ class WriteFailed(StoreError):
     def __init__(self, what: Literal["object", "metadata"]) -> None:
         super().__init__(f"the {what} could not be written")
         self.what = what
+
+
+class DamagedObject(Exception):
+    """An object whose stored bytes are damaged (a blob missing or of the wrong size): a fault of the
+    store's own data, not a refusal of the request, so no StoreError; the edge answers it as an
+    internal error, and the store has logged it for the operator."""
+
+    def __init__(self, bucket: str, key: str, problem: str) -> None:
+        super().__init__(f"{bucket}/{key}: {problem}")
+        self.bucket = bucket
+        self.key = key
+        self.problem = problem

@@ -20,9 +20,6 @@ MAX_OBJECT_SIZE = 5 * 1024**4
 MAX_PART_SIZE = 5 * 1024**3
 MIN_PART_SIZE = 5 * 1024 * 1024
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"
-# objects up to this size are kept in their metadata row: one WAL write instead of a file, its
-# fsync and a directory fsync; larger ones stream to blob files
-INLINE_MAX = 32 * 1024
 
 # system headers an object keeps and returns on GET/HEAD
 STORED_HEADERS = (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,17 +11,16 @@ from urllib.parse import unquote_plus
 from tunnelmesh.s3 import checksums, conditions, xml
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import (
-    INLINE_MAX,
     Context,
     object_headers_from_request,
     require_no_framing,
     validate_key,
 )
-from tunnelmesh.s3.ops.objects import open_slices, write_conditions
+from tunnelmesh.s3.ops.objects import open_range, write_conditions
 from tunnelmesh.s3.ops.unsupported import refuse_unsupported
 from tunnelmesh.s3.policy import Access
 from tunnelmesh.s3.request import Request
-from tunnelmesh.s3.response import Response, read_slices, xml_response
+from tunnelmesh.s3.response import Response, xml_response
 from tunnelmesh.store.records import ObjectRecord, Segment
 
 
@@ -69,17 +67,13 @@ def copy_source(ctx: Context, req: Request) -> ObjectRecord:
 
 
 async def source_bytes(ctx: Context, src: ObjectRecord, offset: int, length: int) -> AsyncIterator[bytes]:
-    """A byte range of a stored object, inline or in blobs."""
-    if src.data is not None:
-        yield src.data[offset : offset + length]
-        return
-    slices = open_slices(ctx.store, src.segments, offset, length, f"{src.bucket}/{src.key}")
+    """A byte range of a stored object, wherever the store keeps it."""
+    opened = open_range(ctx, src, offset, length)
     try:
-        async for chunk in read_slices(slices):
+        async for chunk in opened.chunks():
             yield chunk
     finally:
-        for s in slices:
-            os.close(s.fd)
+        opened.close()
 
 
 async def copy_bytes(
@@ -136,7 +130,7 @@ async def copy_object(ctx: Context, req: Request) -> Response:
     algorithms = (
         [checksums.normalise_algorithm(wanted)] if wanted else [a for a in src.checksums if a in checksums.ALGORITHMS]
     )
-    copied = await copy_bytes(ctx, src, 0, src.size, algorithms, inline=src.size <= INLINE_MAX)
+    copied = await copy_bytes(ctx, src, 0, src.size, algorithms, inline=ctx.store.keeps_inline(src.size))
     rec = ObjectRecord(
         bucket=req.bucket,
         key=req.key,

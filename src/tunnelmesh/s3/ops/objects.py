@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import re
 import time
 
@@ -11,7 +9,6 @@ from tunnelmesh.s3 import checksums, conditions, xml
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.integrity import UploadDigest
 from tunnelmesh.s3.ops.common import (
-    INLINE_MAX,
     Context,
     object_headers_from_request,
     object_response_headers,
@@ -21,13 +18,12 @@ from tunnelmesh.s3.ops.common import (
 )
 from tunnelmesh.s3.ops.unsupported import refuse_unsupported
 from tunnelmesh.s3.request import Request
-from tunnelmesh.s3.response import BlobSlice, Response, http_date, xml_response
+from tunnelmesh.s3.response import Response, http_date, xml_response
 from tunnelmesh.s3.store_errors import s3_error
+from tunnelmesh.store.content import ByteRange
 from tunnelmesh.store.engine import Store
-from tunnelmesh.store.errors import NoSuchKey
+from tunnelmesh.store.errors import DamagedObject, NoSuchKey
 from tunnelmesh.store.records import Bucket, ObjectRecord, Segment, WriteConditions
-
-log = logging.getLogger("tunnelmesh.s3")
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _RESPONSE_OVERRIDES = {
@@ -146,7 +142,7 @@ async def put_object(ctx: Context, req: Request) -> Response:
     cond = write_conditions(req)
     declared = upload_length(req, ctx.max_object_size)
     digest = UploadDigest(req)
-    if declared is not None and declared <= INLINE_MAX:
+    if declared is not None and ctx.store.keeps_inline(declared):
         # No lookups before a small body: reading it costs less than the bucket and quota reads
         # would, and the commit checks the bucket, the conditions and the quota exactly anyway.
         rec = await commit_put(ctx, req, digest, headers, cond, data=await read_inline(req, digest, declared))
@@ -273,55 +269,21 @@ def _read_response(ctx: Context, req: Request, with_body: bool) -> Response:
         headers.append(("content-range", f"bytes {rng[0]}-{rng[1]}/{obj.size}"))
     resp = Response(status, headers)
     if with_body and length:
-        if obj.data is not None:
-            resp.body = obj.data[first : first + length]
-        else:
-            resp.slices = open_slices(ctx.store, obj.segments, first, length, f"{obj.bucket}/{obj.key}")
+        opened = open_range(ctx, obj, first, length)
+        resp.body, resp.slices = opened.data, opened.slices or None
     return resp
 
 
-def open_slices(store: Store, segments: list[Segment], offset: int, length: int, name: str = "") -> list[BlobSlice]:
-    """Open the blob files covering [offset, offset+length) now, so a concurrent overwrite cannot pull them away.
-
-    Each opened blob's size is checked against its record (an fstat of the fd we hold anyway): a
-    missing or truncated blob is refused here, before any status line, instead of a 200 cut short.
-    A flipped byte keeps the size; the scheduled scrub finds those (hashing every GET would halve
-    its throughput). `name` (bucket/key) is for the log.
-    """
-    out: list[BlobSlice] = []
+def open_range(ctx: Context, obj: ObjectRecord, first: int, length: int) -> ByteRange:
+    """The store's open range of `obj` (every blob file opened before the first byte is sent, so a
+    concurrent overwrite cannot pull them away); damaged stored data is refused here, before any
+    status line, instead of a 200 cut short (the store has logged it)."""
     try:
-        pos = 0
-        for seg in segments:
-            seg_end = pos + seg.size
-            if seg_end > offset and length > 0:
-                start = max(offset - pos, 0)
-                n = min(seg.size - start, length)
-                fd = store.open_blob(seg.blob)
-                out.append(BlobSlice(fd, store.blob_path(seg.blob), start, n, start == 0 and n == seg.size))
-                actual = os.fstat(fd).st_size
-                if actual != seg.size:
-                    raise _damaged(name, f"blob {seg.blob} is {actual} bytes, its record says {seg.size}")
-                offset += n
-                length -= n
-            pos = seg_end
-    except FileNotFoundError:
-        _close(out)
-        raise _damaged(name, f"blob {seg.blob} is missing") from None
-    except S3Error:
-        _close(out)
-        raise
-    return out
-
-
-def _close(slices: list[BlobSlice]) -> None:
-    for s in slices:
-        os.close(s.fd)
-
-
-def _damaged(name: str, problem: str) -> S3Error:
-    # %r: a key is client data, and a line break in it must not forge a log line
-    log.error("DAMAGED OBJECT %r: %s; not served (run `tunnelmesh storage scrub`)", name or "?", problem)
-    return S3Error("InternalError", "The stored data of this object is damaged; it cannot be served. Run a scrub.")
+        return ctx.store.open_range(obj, first, length)
+    except DamagedObject:
+        raise S3Error(
+            "InternalError", "The stored data of this object is damaged; it cannot be served. Run a scrub."
+        ) from None
 
 
 async def get_object(ctx: Context, req: Request) -> Response:

@@ -19,11 +19,12 @@ from tunnelmesh.s3.auth import post_policy
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.form import FilePart, FormReader, boundary_of
 from tunnelmesh.s3.integrity import UploadDigest
-from tunnelmesh.s3.ops.common import INLINE_MAX, Context, object_headers_from_request, validate_key
+from tunnelmesh.s3.ops.common import Context, object_headers_from_request, validate_key
 from tunnelmesh.s3.ops.objects import commit_put, store_body, write_conditions
 from tunnelmesh.s3.ops.unsupported import POST, refuse_unsupported
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response
+from tunnelmesh.store.content import INLINE_MAX
 
 # form fields that are the object's headers under their own name
 _HEADER_FIELDS = frozenset(
@@ -77,8 +78,9 @@ async def post_object(ctx: Context, req: Request) -> Response:
     digest = UploadDigest(view)
     bucket = ctx.store.require_bucket(req.bucket)
     stream = _within(form.file_data(), policy.min_size, policy.max_size)
+    # a form declares no file length: the file's first bytes tell whether the store keeps it inline
     head = await _read_upto(stream, INLINE_MAX + 1)
-    if len(head) <= INLINE_MAX:
+    if ctx.store.keeps_inline(len(head)):
         data = b"".join([c async for c in digest.wrap(_once(head))])
         rec = await commit_put(ctx, view, digest, headers, conditions, data=data)
     else:
