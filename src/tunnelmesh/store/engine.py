@@ -391,7 +391,7 @@ class Store:
 
     def admit(self, bucket: Bucket, delta: int) -> None:
         """An early, advisory quota check before a body is read; the commit re-checks exactly."""
-        self.read._admit(bucket, delta, self.max_size)
+        self.read.admit(bucket, delta, self.max_size)
 
     # ---- objects -------------------------------------------------------------------------
 

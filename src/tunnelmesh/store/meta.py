@@ -225,7 +225,7 @@ class Meta:
 
     # ---- space accounting ----------------------------------------------------------------
 
-    def _admit(self, bucket: Bucket, delta: int, max_size: int) -> None:
+    def admit(self, bucket: Bucket, delta: int, max_size: int) -> None:
         """Refuse a write that adds `delta` bytes past the bucket quota or the store limit."""
         if delta <= 0 or bucket.name == SYSTEM_BUCKET:
             return
@@ -265,7 +265,7 @@ class Meta:
             ).fetchone()
             _check_write_conditions(cond, rec.bucket, rec.key, old[1] if old else None)
             old_size = old[0] if old else 0
-            self._admit(bucket, rec.size - old_size, max_size)
+            self.admit(bucket, rec.size - old_size, max_size)
             _insert_object(c, rec)
             c.execute(
                 "UPDATE buckets SET used = used + ?, objects = objects + ? WHERE name=?",
@@ -430,7 +430,7 @@ class Meta:
                 "SELECT size, blob FROM parts WHERE upload_id=? AND part_number=?", (upload_id, part.part_number)
             ).fetchone()
             old_size = old[0] if old else 0
-            self._admit(b, part.size - old_size, max_size)
+            self.admit(b, part.size - old_size, max_size)
             c.execute(
                 "INSERT OR REPLACE INTO parts VALUES (?,?,?,?,?,?,?)",
                 (upload_id, part.part_number, part.size, part.etag, part.mtime, part.blob, json.dumps(part.checksums)),
@@ -569,7 +569,7 @@ class Meta:
             unused = [p.blob for p in current.values() if p.blob not in named]
             old_size = old[0] if old else 0
             # parts move from "in progress" to the object; only a growth of the total needs admission
-            self._admit(bucket, rec.size - old_size - mpu_bytes, max_size)
+            self.admit(bucket, rec.size - old_size - mpu_bytes, max_size)
             _insert_object(c, rec)
             c.execute("DELETE FROM parts WHERE upload_id=?", (upload_id,))
             c.execute("DELETE FROM uploads WHERE upload_id=?", (upload_id,))
