@@ -32,7 +32,7 @@ import pytest
 from botocore.exceptions import ClientError
 from conftest import Coordinator, assert_blobs_accounted_for, blob_files, md5_etag, outcome, storage_verify_ok
 
-from tunnelmesh.s3.ops.common import INLINE_MAX
+from tunnelmesh.store.content import INLINE_MAX
 from tunnelmesh.store.meta import Meta
 
 ROUNDS = 30
