@@ -6,13 +6,13 @@ processes (one per core by default); each serves both listeners (the main one: t
 cannot take an endpoint path). Workers share the SQLite metadata and the blob directory; the
 supervisor restarts a worker that dies.
 
-One coordinator owns a data dir: the supervisor takes an flock on <data_dir>/coordinator.lock
+One coordinator owns a data dir: the supervisor takes an flock on its lock file (store/datadir.py)
 before it changes anything there (only the write probe comes first), and every process it forks
 inherits it, so the lock is held until the last of them has exited (a worker outliving a killed
 supervisor still writes). A second coordinator on the same data dir refuses to start, naming the
 holder's pid. The lock covers the node-local state (embedded metadata, admin.token, markers,
-tmp/); see store/engine.py for the layout and for what a stop that is not clean (a supervisor
-dying, or a worker dying without its orphan sweep finishing) leads to.
+tmp/); see store/datadir.py for the layout, and store/engine.py for what a stop that is not clean
+(a supervisor dying, or a worker dying without its orphan sweep finishing) leads to.
 
 Each worker gets a writer tag that no other process of this supervisor has had (it ends the ids
 of the blobs the worker writes): when a worker dies, the blobs it sealed but never committed are
@@ -40,6 +40,7 @@ from tunnelmesh.config import ConfigError, Settings
 from tunnelmesh.store import blobs as blobs_mod
 from tunnelmesh.store import scrub_schedule
 from tunnelmesh.store.blobs import BlobStore
+from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.engine import (
     free_all_queued,
     mark_clean_shutdown,
@@ -52,9 +53,7 @@ log = logging.getLogger("tunnelmesh")
 
 ADMIN_ACCESS_KEY = "admin"
 ADMIN_TOKEN_ENV = "TUNNELMESH_ADMIN_TOKEN"
-ADMIN_TOKEN_FILE = "admin.token"
 MIN_ADMIN_TOKEN = 16
-LOCK_FILE = "coordinator.lock"
 
 
 def configure_logging(level: str) -> None:
@@ -78,7 +77,7 @@ def check_data_dir(data_dir: Path) -> None:
         for path in data_dir.iterdir():
             if path.is_file() and not path.is_symlink():
                 path.chmod(0o600)
-        probe = data_dir / ".write-test"
+        probe = DataDir(data_dir).write_probe
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
@@ -91,7 +90,7 @@ def lock_data_dir(data_dir: Path) -> int:
     An flock, not a pid file: the kernel drops it when the last process holding it ends, however
     it ends, so no stale lock survives a crash.
     """
-    path = data_dir / LOCK_FILE
+    path = DataDir(data_dir).lock_file
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
@@ -116,14 +115,14 @@ def admin_token(data_dir: Path, create: bool) -> tuple[str, str]:
     env = os.environ.get(ADMIN_TOKEN_ENV)
     if env is not None:
         return _long_enough(env, f"${ADMIN_TOKEN_ENV}"), f"${ADMIN_TOKEN_ENV}"
-    path = data_dir / ADMIN_TOKEN_FILE
+    path = DataDir(data_dir).admin_token
     if path.exists():
         return _long_enough(path.read_text().strip(), str(path)), str(path)
     if not create:
         raise RuntimeError(f"no admin token in ${ADMIN_TOKEN_ENV} or {path}")
     token = secrets.token_urlsafe(32)
     # written whole under a temporary name, then renamed: a crash never leaves a partial token
-    tmp = path.with_name(f".{ADMIN_TOKEN_FILE}.{os.getpid()}")
+    tmp = DataDir(data_dir).replacement(path, os.getpid())
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
@@ -355,6 +354,9 @@ def _run_locked(settings: Settings) -> int:
                 tag_sweeper = (_spawn_dead_writer_sweeper(settings, dict(unswept)), dict(unswept))
             time.sleep(0.1)
             continue
+        # whichever child it was, its pid is reaped and no new child has it yet: its temporaries
+        # (tmp/<pid>/) are garbage now, and no live process's are touched
+        blobs.remove_tmp_of(pid)
         if pid == scrubber:
             scrubber = None
             scrub_timer.finished(time.time())
@@ -376,8 +378,6 @@ def _run_locked(settings: Settings) -> int:
             continue
         workers.discard(pid)
         rc = os.waitstatus_to_exitcode(status)
-        # its pid is reaped and no new worker has it yet: its temporaries are garbage now
-        blobs.remove_tmp_of(pid)
         # any worker that exits while the others serve may have sealed blobs it never committed:
         # they bear its tag, which a sweep looks for; one killed during a stop leaves them to the
         # next start

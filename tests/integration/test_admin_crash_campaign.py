@@ -159,7 +159,7 @@ def check_consistent(c: Coordinator, where: str) -> None:
     """What must hold after every restart, whatever was killed."""
     verify = c.cli("storage", "verify")
     assert verify.returncode == 0, f"{where}: storage verify: {verify.stdout}{verify.stderr}"
-    assert not list((c.data_dir / "tmp").iterdir()), f"{where}: temporaries left"
+    assert not [p for p in (c.data_dir / "tmp").rglob("*") if p.is_file()], f"{where}: temporaries left"
     refs, queued = referenced_and_queued(c.data_dir)
     files = blob_files(c.data_dir)
     assert files <= refs | queued, f"{where}: blob files nothing references: {sorted(files - refs - queued)[:5]}"

@@ -399,7 +399,7 @@ def read_state(s3, key: tuple[str, str]) -> State | None:
 def check_disk(data_dir: Path) -> dict:
     """tmp/ empty, blobs/ == referenced blobs with their sizes, metadata intact. Returns DB facts."""
     problems: list[str] = []
-    leftovers = sorted(p.name for p in (data_dir / "tmp").iterdir())
+    leftovers = sorted(str(p.relative_to(data_dir)) for p in (data_dir / "tmp").rglob("*") if p.is_file())
     if leftovers:
         problems.append(f"{len(leftovers)} temporary files left in tmp/: {leftovers[:5]}")
     conn = sqlite3.connect(data_dir / "meta.sqlite3", timeout=30)

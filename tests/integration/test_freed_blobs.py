@@ -37,7 +37,8 @@ def body(i: int, version: int) -> bytes:
 
 
 def tmp_files(data_dir: Path) -> list[str]:
-    return sorted(p.name for p in (data_dir / "tmp").iterdir())
+    # each process writes its temporaries in its own dir, tmp/<pid>/
+    return sorted(str(p.relative_to(data_dir / "tmp")) for p in (data_dir / "tmp").rglob("*") if p.is_file())
 
 
 def disk_matches_metadata(data_dir: Path) -> bool:

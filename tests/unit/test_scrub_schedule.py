@@ -9,6 +9,7 @@ import pytest
 
 from tunnelmesh.config import ConfigError, load, parse_duration
 from tunnelmesh.store import scrub_schedule
+from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.scrub_schedule import RETRY_AFTER_INTERRUPTION, ScrubState, Timer
 
 DAY = 86400.0
@@ -44,14 +45,14 @@ def test_a_scrub_cut_short_is_retried_soon_not_after_a_whole_interval(tmp_path: 
 def test_interval_zero_never_scrubs_and_writes_nothing(tmp_path: Path) -> None:
     t = Timer(tmp_path, 0, now=0.0)
     assert not t.is_due(10**12)
-    assert not (tmp_path / scrub_schedule.STATE_FILE).exists()
+    assert not DataDir(tmp_path).scrub_state.exists()
 
 
 def test_a_damaged_state_file_restarts_the_schedule_instead_of_stopping_it(tmp_path: Path) -> None:
-    (tmp_path / scrub_schedule.STATE_FILE).write_text("{not json")
+    DataDir(tmp_path).scrub_state.write_text("{not json")
     t = Timer(tmp_path, DAY, now=50.0)
     assert t.due == 50.0 + DAY
-    assert json.loads((tmp_path / scrub_schedule.STATE_FILE).read_text())["first_seen"] == 50.0
+    assert json.loads(DataDir(tmp_path).scrub_state.read_text())["first_seen"] == 50.0
 
 
 def test_status_of_a_store_never_scrubbed(tmp_path: Path) -> None:

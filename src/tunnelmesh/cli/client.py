@@ -11,7 +11,8 @@ from typing import IO, Any
 import click
 
 from tunnelmesh import config
-from tunnelmesh.server import ADMIN_TOKEN_ENV, ADMIN_TOKEN_FILE
+from tunnelmesh.server import ADMIN_TOKEN_ENV
+from tunnelmesh.store.datadir import DataDir
 
 
 class CliError(click.ClickException):
@@ -76,7 +77,7 @@ def resolve(endpoint: str | None, token: str | None, config_path: Path | None) -
         if not token:
             token = os.environ.get(ADMIN_TOKEN_ENV)
         if not token:
-            path = settings.data_dir / ADMIN_TOKEN_FILE
+            path = DataDir(settings.data_dir).admin_token
             try:
                 token = path.read_text().strip()
             except OSError:

@@ -1,12 +1,13 @@
 """Immutable blob files named by random ids: the only code that writes object bytes to disk.
 
-A blob is written to tmp/<pid>.<id>, fsynced, and renamed into blobs/<xx>/<id>; the directory is
+A blob is written to tmp/<pid>/<id>, fsynced, and renamed into blobs/<xx>/<id>; the directory is
 fsynced so the name survives power loss. Object keys never become file names, so no key can reach
 a path outside the store.
 
-A temporary is named after the process writing it, so the temporaries of a process that died can
-be removed while the others keep writing theirs (`remove_tmp_of`); all of them only at start-up,
-when no process writes (`sweep_tmp`). tmp/ must be on the blobs' file system (the seal is a rename).
+Each process writes its temporaries in its own directory (store/datadir.py), so the temporaries of
+a process that died can be removed while the others keep writing theirs (`remove_tmp_of`); all of
+them only at start-up, when no process writes (`sweep_tmp`). tmp/ must be on the blobs' file
+system (the seal is a rename).
 
 A blob id is 32 hex digits: 24 random ones, then the 8-digit tag of the process that wrote it (its
 "writer tag"). The supervisor gives each worker a tag no other process of this coordinator has
@@ -22,10 +23,10 @@ import contextlib
 import errno
 import os
 import secrets
-import shutil
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
+from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.errors import DiskFull, WriteFailed
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -77,7 +78,7 @@ class BlobWriter:
     def __init__(self, store: BlobStore) -> None:
         self._store = store
         self.blob_id = new_blob_id()
-        self._tmp = store.tmp_dir / f"{os.getpid()}.{self.blob_id}"
+        self._tmp = store.tmp_dir / self.blob_id
         self._fd: int | None = os.open(self._tmp, _WRITE_FLAGS, 0o600)
         self.size = 0
 
@@ -124,17 +125,28 @@ def _disk_error(e: OSError) -> DiskFull | WriteFailed:
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.blob_dir = root / "blobs"
-        self.tmp_dir = root / "tmp"
+        self.dir = DataDir(root)
+        self.blob_dir = self.dir.blobs
+        self._tmp_of: int | None = None  # the pid whose tmp dir exists (a forked child makes its own)
         self._dir_fds: dict[Path, int] = {}
 
     def prepare(self) -> None:
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.dir.tmp.mkdir(parents=True, exist_ok=True)
         for i in range(256):
             (self.blob_dir / f"{i:02x}").mkdir(parents=True, exist_ok=True)
 
+    @property
+    def tmp_dir(self) -> Path:
+        """This process's temporary directory (made on first use, on the blobs' file system)."""
+        pid = os.getpid()
+        path = self.dir.process_tmp(pid)
+        if self._tmp_of != pid:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._tmp_of = pid
+        return path
+
     def path(self, blob_id: str) -> Path:
-        return self.blob_dir / blob_id[:2] / blob_id
+        return self.dir.blob_path(blob_id)
 
     def writer(self) -> BlobWriter:
         try:
@@ -166,27 +178,14 @@ class BlobStore:
         return n
 
     def sweep_tmp(self) -> int:
-        """Remove temporaries left by a crash mid-upload. Only safe while no writer runs."""
-        n = 0
-        for entry in os.scandir(self.tmp_dir):
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path)
-            else:
-                os.unlink(entry.path)
-            n += 1
-        return n
+        """Remove temporaries left by a crash mid-upload. Only safe while no other process that
+        wrote here runs (at start-up, under the data-dir lock); returns how many files."""
+        return self.dir.remove_tmp_except(())
 
     def remove_tmp_of(self, pid: int) -> int:
         """Remove the temporaries of a process that has exited (and been reaped, so that its pid
         cannot have been given to a process writing here yet); returns how many."""
-        n = 0
-        prefix = f"{pid}."
-        for entry in os.scandir(self.tmp_dir):
-            if entry.name.startswith(prefix):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
-                    n += 1
-        return n
+        return self.dir.remove_tmp_of(pid)
 
     def blob_ids_older_than(self, t: float) -> Iterator[str]:
         for sub in os.scandir(self.blob_dir):

@@ -19,14 +19,12 @@ Space is given back by these rules, which hold whichever process dies at whichev
   names and that are not queued are removed (no live process can ever name them). After a stop
   that was not clean (the supervisor was killed, a worker died and its sweep did not finish, or a
   previous scan did not finish) only a full scan (`sweep_orphans`) finds them. A clean stop leaves
-  CLEAN_SHUTDOWN, which lets the next start skip it.
-- A temporary (tmp/<pid>.<id>) belongs to one process: the supervisor removes those of a worker
+  a marker (`DataDir.clean_shutdown_marker`), which lets the next start skip it.
+- A temporary (tmp/<pid>/<id>) belongs to one process: the supervisor removes those of a child
   once it has reaped it, and the start-up removes them all.
 
-Data-dir layout: meta.sqlite3* (the embedded metadata), admin.token, the markers, tmp/ and
-coordinator.lock are node-local, owned by the one coordinator holding the lock; blobs/ is the
-only part that several coordinators could share (tmp/ must stay on its file system, as a seal is
-a rename into it).
+Data-dir layout: store/datadir.py names every file, and says which are node-local and which
+shareable.
 """
 
 from __future__ import annotations
@@ -47,6 +45,7 @@ from typing import TypeVar
 from tunnelmesh.store import content
 from tunnelmesh.store import meta as meta_mod
 from tunnelmesh.store.blobs import BlobStore, BlobWriter
+from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.errors import NoRoom, NoSuchKey, ObjectTooLarge, PreconditionFailed
 from tunnelmesh.store.meta import Meta
 from tunnelmesh.store.records import (
@@ -72,14 +71,12 @@ UNLINK_GRACE_SECONDS = 5.0
 # how often a worker looks for queued blobs past their grace (a few indexed rows when idle)
 REAP_INTERVAL_SECONDS = 1.0
 REAP_BATCH = 1000
-CLEAN_SHUTDOWN = ".clean-shutdown"
 # tests only: the path of a file the orphan sweep waits for before it reads anything, so a test
 # can stop the coordinator while the sweep has certainly not finished (and then let it finish)
 SWEEP_HOLD_ENV = "TUNNELMESH_TEST_SWEEP_HOLD"
 # tests only: a directory; while it holds no file named "release", a worker that has sealed a blob
 # writes held-<pid>-<blob id> there and waits before the commit, so a test can kill it at that point
 SEALED_HOLD_ENV = "TUNNELMESH_TEST_SEALED_HOLD"
-META_DB = "meta.sqlite3"
 
 
 def prepare_data_dir(data_dir: Path) -> float | None:
@@ -94,8 +91,8 @@ def prepare_data_dir(data_dir: Path) -> float | None:
     blobs = BlobStore(data_dir)
     blobs.prepare()
     swept = blobs.sweep_tmp()
-    marker = data_dir / CLEAN_SHUTDOWN
-    db = data_dir / META_DB
+    marker = DataDir(data_dir).clean_shutdown_marker
+    db = DataDir(data_dir).meta_db
     clean = marker.exists() or not db.exists()  # a new store has nothing to sweep
     marker.unlink(missing_ok=True)
     started = time.time()
@@ -116,7 +113,7 @@ def prepare_data_dir(data_dir: Path) -> float | None:
 def free_all_queued(data_dir: Path, when: str) -> int:
     """Unlink every queued freed blob, grace or not: only while no worker runs (nobody reads)."""
     blobs = BlobStore(data_dir)
-    conn = meta_mod.connect(data_dir / META_DB)
+    conn = meta_mod.connect(DataDir(data_dir).meta_db)
     n = 0
     try:
         m = Meta(conn)
@@ -139,7 +136,7 @@ def sweep_orphans(data_dir: Path, before: float) -> int:
     Complete only names parts that the snapshot already shows).
     """
     _hold(SWEEP_HOLD_ENV)
-    conn = meta_mod.connect(data_dir / META_DB)
+    conn = meta_mod.connect(DataDir(data_dir).meta_db)
     try:
         m = Meta(conn)
         refs = m.referenced_blobs()
@@ -174,7 +171,7 @@ def sweep_dead_writers(data_dir: Path, dead: dict[str, int]) -> int:
     candidates = list(blobs.blob_ids_tagged(dead))
     removed = 0
     if candidates:
-        conn = meta_mod.connect(data_dir / META_DB)
+        conn = meta_mod.connect(DataDir(data_dir).meta_db)
         try:
             m = Meta(conn)
             refs = m.referenced_blobs_tagged(dead)
@@ -211,7 +208,7 @@ async def _hold_sealed(blob_id: str) -> None:
 
 
 def mark_clean_shutdown(data_dir: Path) -> None:
-    (data_dir / CLEAN_SHUTDOWN).write_bytes(b"")
+    DataDir(data_dir).clean_shutdown_marker.write_bytes(b"")
 
 
 class Store:
@@ -220,10 +217,10 @@ class Store:
         self.max_size = max_size
         # how often a part still streaming restarts its upload's stale-expiry clock (see store/expiry.py)
         self.upload_refresh = 60.0
+        self.dir = DataDir(data_dir)
         self.blobs = BlobStore(data_dir)
-        db = data_dir / META_DB
-        self.read = Meta(meta_mod.connect(db))
-        self._writer = GroupWriter(db)
+        self.read = Meta(meta_mod.connect(self.dir.meta_db))
+        self._writer = GroupWriter(self.dir.meta_db, self.dir.writer_lock)
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store-io")
 
     async def _write(self, fn: Callable[[Meta], T]) -> T:

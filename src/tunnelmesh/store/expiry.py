@@ -28,7 +28,6 @@ from tunnelmesh.store.errors import NoSuchUpload
 
 log = logging.getLogger("tunnelmesh.store")
 
-LOCK_FILE = ".upload-expiry-lock"
 MAX_CHECK_INTERVAL = 3600.0
 MAX_REFRESH_INTERVAL = 60.0
 BATCH = 100
@@ -106,7 +105,7 @@ async def run(store: Store, expiry: float, stopping: asyncio.Event) -> None:
     try:
         while not stopping.is_set():
             if lock is None:
-                lock = _try_lock(store.data_dir / LOCK_FILE)
+                lock = _try_lock(store.dir.expiry_lock)
             if lock is not None:
                 try:
                     count, size = await expire_stale_uploads(store, expiry, stopping)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tunnelmesh.store import meta as meta_mod
 from tunnelmesh.store.blobs import BlobStore
+from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.meta import Meta
 from tunnelmesh.store.records import ObjectRecord
 
@@ -101,7 +102,7 @@ def scrub(data_dir: Path, repair: bool, rate: int = 0) -> ScrubReport:
     """Check every object (blocking; run it off the event loop), reading at most `rate` bytes per
     second (0: as fast as the disk goes). With repair, quarantine rot."""
     blobs = BlobStore(data_dir)
-    conn = meta_mod.connect(data_dir / "meta.sqlite3")
+    conn = meta_mod.connect(DataDir(data_dir).meta_db)
     report = ScrubReport()
     throttle = Throttle(rate)
     try:
@@ -129,7 +130,7 @@ def scrub(data_dir: Path, repair: bool, rate: int = 0) -> ScrubReport:
     finally:
         conn.close()
     if repair:
-        quarantine = data_dir / "quarantine"
+        quarantine = DataDir(data_dir).quarantine
         quarantine.mkdir(exist_ok=True)
         for rot in report.rotten:
             for blob in rot.blobs:

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from tunnelmesh.store import scrub
+from tunnelmesh.store.datadir import DataDir
 
 log = logging.getLogger("tunnelmesh.scrub")
 
-STATE_FILE = "scrub-state.json"
 RETRY_AFTER_INTERRUPTION = 3600.0
 MAX_RECORDED_ROT = 1000  # keys kept in the state file (and the status API); the count is always exact
 MAX_LOGGED_ROT = 100
@@ -46,19 +46,20 @@ class ScrubState:
 
 def load(data_dir: Path) -> ScrubState | None:
     try:
-        raw = json.loads((data_dir / STATE_FILE).read_text())
+        raw = json.loads(DataDir(data_dir).scrub_state.read_text())
         return ScrubState(**raw)
     except FileNotFoundError:
         return None
     except (ValueError, TypeError) as e:  # damaged: start the schedule afresh rather than never scrub
-        log.warning("scrub: ignoring unreadable %s (%s)", data_dir / STATE_FILE, e)
+        log.warning("scrub: ignoring unreadable %s (%s)", DataDir(data_dir).scrub_state, e)
         return None
 
 
 def save(data_dir: Path, state: ScrubState) -> None:
     """Atomically: a reader (the status API, the supervisor) sees the old record or the new one."""
-    path = data_dir / STATE_FILE
-    tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}")
+    files = DataDir(data_dir)
+    path = files.scrub_state
+    tmp = files.replacement(path, os.getpid())
     with open(tmp, "w") as f:
         json.dump(asdict(state), f)
         f.flush()

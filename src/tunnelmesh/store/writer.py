@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tunnelmesh.store import meta as meta_mod
+from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.errors import DiskFull, WriteFailed
 from tunnelmesh.store.meta import Meta
 
@@ -43,8 +44,10 @@ def _commit_error(e: sqlite3.Error) -> DiskFull | WriteFailed:
 
 
 class GroupWriter:
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: Path, lock: Path | None = None) -> None:
         self._db = db
+        # the data dir's (store/datadir.py); a database elsewhere (a test's) gets one beside it
+        self._lock = lock if lock is not None else DataDir(db.parent).writer_lock
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
@@ -64,7 +67,7 @@ class GroupWriter:
 
     def _run(self) -> None:
         meta = Meta(meta_mod.connect(self._db))
-        lock = os.open(f"{self._db}.writer-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        lock = os.open(self._lock, os.O_RDWR | os.O_CREAT, 0o600)
         stop = False
         while not stop:
             first = self._queue.get()

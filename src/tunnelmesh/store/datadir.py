@@ -1,0 +1,130 @@
+"""The names of the files in a coordinator's data dir: the one place that spells them.
+
+Node-local files belong to the one coordinator holding `lock_file` (docs/architecture.md,
+invariant 5); only `blobs` is meant to be shared by several coordinators. `tmp` must stay on the
+blobs' file system: a blob is sealed by renaming its temporary into `blobs`.
+
+Each process writes its temporaries in its own directory, `tmp/<pid>/`, so that recovery removes
+only the temporaries of processes that are gone: the supervisor removes a child's once it has
+reaped it (a reaped pid is given to no new child before that), and the start-up removes them all
+(the lock is held, so no earlier process of this data dir still runs). The pid, not the writer
+tag, names the directory: the supervisor reaps every child by pid, workers and jobs alike, while
+only workers get a tag it knows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+_META_DB = "meta.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
+class DataDir:
+    root: Path
+
+    # -- node-local: owned by the coordinator that holds lock_file ---------------------------
+
+    @property
+    def lock_file(self) -> Path:
+        """flock held by the supervisor (inherited by every child) for the coordinator's life; holds its pid."""
+        return self.root / "coordinator.lock"
+
+    @property
+    def meta_db(self) -> Path:
+        """The embedded SQLite metadata (with its -wal and -shm files beside it)."""
+        return self.root / _META_DB
+
+    @property
+    def writer_lock(self) -> Path:
+        """flock the group writers of all workers take in turn around each commit."""
+        return self.root / f"{_META_DB}.writer-lock"
+
+    @property
+    def expiry_lock(self) -> Path:
+        """flock of the one worker that runs stale multipart upload expiry passes."""
+        return self.root / ".upload-expiry-lock"
+
+    @property
+    def admin_token(self) -> Path:
+        """The bootstrap admin secret, written once by the supervisor."""
+        return self.root / "admin.token"
+
+    @property
+    def clean_shutdown_marker(self) -> Path:
+        """Left by a clean stop; its absence makes the next start sweep for orphan blobs."""
+        return self.root / ".clean-shutdown"
+
+    @property
+    def scrub_state(self) -> Path:
+        """When the scheduled scrub last ran and what it found (written by the scrub job)."""
+        return self.root / "scrub-state.json"
+
+    @property
+    def quarantine(self) -> Path:
+        """Rotten blobs moved aside by `storage scrub --repair`."""
+        return self.root / "quarantine"
+
+    @property
+    def write_probe(self) -> Path:
+        """Created and removed at start-up to prove the data dir is writable."""
+        return self.root / ".write-test"
+
+    def replacement(self, path: Path, pid: int) -> Path:
+        """The temporary beside `path` (one of this data dir's files) that process `pid` writes and
+        renames over it, so a reader sees the old file or the new one."""
+        return path.with_name(f".{path.name}.{pid}")
+
+    @property
+    def tmp(self) -> Path:
+        """The per-process temporary directories (node-local; on the blobs' file system)."""
+        return self.root / "tmp"
+
+    def process_tmp(self, pid: int) -> Path:
+        """Process `pid`'s temporaries (blobs being written, admin uploads being checked)."""
+        return self.tmp / str(pid)
+
+    # -- shareable between coordinators -------------------------------------------------------
+
+    @property
+    def blobs(self) -> Path:
+        """Immutable object bytes, blobs/<first two hex digits of the id>/<id>."""
+        return self.root / "blobs"
+
+    def blob_path(self, blob_id: str) -> Path:
+        return self.blobs / blob_id[:2] / blob_id
+
+    # -- recovery -----------------------------------------------------------------------------
+
+    def remove_tmp_of(self, pid: int) -> int:
+        """Remove the temporaries of process `pid`, which has exited (and been reaped, so its pid
+        cannot have been given to a process writing here yet); returns how many files."""
+        return self._remove(self.process_tmp(pid))
+
+    def remove_tmp_except(self, live: Collection[int]) -> int:
+        """Remove the temporaries of every process but the `live` ones; returns how many files.
+        Right only when every other process that wrote here is gone (at start-up, under the lock).
+        Loose files are removed too: the layout before per-process dirs was tmp/<pid>.<blob id>."""
+        keep = {str(pid) for pid in live}
+        n = 0
+        with os.scandir(self.tmp) as entries:
+            for entry in entries:
+                if entry.name not in keep:
+                    n += self._remove(Path(entry.path))
+        return n
+
+    @staticmethod
+    def _remove(path: Path) -> int:
+        if path.is_dir() and not path.is_symlink():
+            n = sum(len(files) for _, _, files in os.walk(path))
+            shutil.rmtree(path, ignore_errors=True)
+            return n
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            return 1
+        return 0
