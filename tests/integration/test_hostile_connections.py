@@ -57,7 +57,7 @@ def wait_for_empty_tmp(data_dir: Path, deadline_s: float = 30.0) -> list[str]:
     """Names left in <data_dir>/tmp once the server had a while to clean up (eventual, not timed)."""
     end = time.monotonic() + deadline_s
     while True:
-        left = sorted(p.name for p in (data_dir / "tmp").iterdir())
+        left = sorted(p.name for p in (data_dir / "tmp").rglob("*") if p.is_file())  # per process: tmp/<pid>/
         if not left or time.monotonic() > end:
             return left
         time.sleep(0.1)

@@ -50,10 +50,10 @@ def sentinel(coordinator) -> Path:
 # --- (c) hostile keys ---------------------------------------------------------------------------------
 
 ALLOWED_STORE_FILE = re.compile(
-    r"^(blobs/[0-9a-f]{2}/[0-9a-f]{32}|tmp/\d+\.[0-9a-f]{32}|meta\.sqlite3(-wal|-shm|-journal|\.writer-lock)?"
+    r"^(blobs/[0-9a-f]{2}/[0-9a-f]{32}|tmp/\d+/[0-9a-f]{32}|meta\.sqlite3(-wal|-shm|-journal|\.writer-lock)?"
     r"|\.clean-shutdown|\.upload-expiry-lock|admin\.token|coordinator\.lock|scrub-state\.json)$"
 )
-ALLOWED_STORE_DIR = re.compile(r"^(blobs|tmp|blobs/[0-9a-f]{2})$")
+ALLOWED_STORE_DIR = re.compile(r"^(blobs|tmp|blobs/[0-9a-f]{2}|tmp/\d+)$")
 
 
 def store_layout_problems(data_dir: Path) -> list[str]:

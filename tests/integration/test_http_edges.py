@@ -62,7 +62,7 @@ def wait_for_empty_tmp(data_dir: Path, timeout: float = 10.0) -> list[str]:
     tmp = data_dir / "tmp"
     deadline = time.monotonic() + timeout
     while True:
-        left = sorted(p.name for p in tmp.iterdir())
+        left = sorted(p.name for p in tmp.rglob("*") if p.is_file())  # each process has its tmp/<pid>/
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.1)
