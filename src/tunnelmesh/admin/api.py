@@ -28,7 +28,6 @@ import asyncio
 import json
 import logging
 import re
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -45,7 +44,6 @@ from tunnelmesh.s3.auth import authenticate, require_whole_request_signed
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import validate_bucket_name
 from tunnelmesh.s3.request import Request, from_scope, parse_target
-from tunnelmesh.store import scrub, scrub_schedule
 from tunnelmesh.store.engine import SYSTEM_BUCKET
 from tunnelmesh.store.errors import StoreError
 
@@ -180,11 +178,11 @@ class AdminApi:
             "used": used,  # what max_size limits: every bucket but the coordinator's own
             "system_used": system.used + system.mpu_used,
             "percent": round(100 * used / self.store.max_size, 2) if self.store.max_size else None,
-            "disk_free": self.store.blobs.disk_free(),
+            "disk_free": self.store.disk_free(),
             "pending_uploads": sum(pending.values()),
             "pending_bytes": sum(b.mpu_used for b in buckets),
             "buckets": docs,
-            "scrub": scrub_schedule.status(self.store.data_dir),
+            "scrub": self.store.scrub_status(),
         }
 
     async def storage_verify(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
@@ -194,12 +192,7 @@ class AdminApi:
     async def storage_scrub(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
         await _json(req, schemas.NoBody)
         repair = req.query.get("repair", "").lower() in ("1", "true", "yes")
-        loop = asyncio.get_running_loop()
-        report = await loop.run_in_executor(None, scrub.scrub, self.store.data_dir, repair)
-        if repair:
-            # only the version found rotten: an object overwritten since the scrub read it is new and good
-            for rot in report.rotten:
-                await self.store.delete_object_version(rot.bucket, rot.key, rot.mtime, rot.blobs)
+        report = await self.store.scrub(repair)
         return 200, {
             "ok": not report.rotten,
             "objects": report.objects,
@@ -233,14 +226,14 @@ class AdminApi:
     # ---- backup and restore --------------------------------------------------------------
 
     async def backup(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
-        with tempfile.TemporaryFile(dir=self.store.blobs.tmp_dir) as f:
+        with self.store.spool() as f:
             backup.write_backup(self.state, f)
             f.seek(0)
             return 200, f.read()
 
     async def restore(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
         assert req.body is not None
-        with tempfile.TemporaryFile(dir=self.store.blobs.tmp_dir) as f:
+        with self.store.spool() as f:
             size = 0
             async for chunk in req.body:
                 size += len(chunk)
@@ -249,7 +242,7 @@ class AdminApi:
                 f.write(chunk)
             f.seek(0)
             loop = asyncio.get_running_loop()
-            verified = await loop.run_in_executor(None, backup.verify_backup, f, self.store.blobs.tmp_dir)
+            verified = await loop.run_in_executor(None, backup.verify_backup, f, self.store.spool_dir)
         try:
             restored = await backup.apply_backup(self.state, verified)
         finally:

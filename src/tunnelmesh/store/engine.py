@@ -36,14 +36,16 @@ import logging
 import math
 import os
 import random
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, Any, TypeVar
 
-from tunnelmesh.store import content
+from tunnelmesh.store import content, scrub_schedule
 from tunnelmesh.store import meta as meta_mod
+from tunnelmesh.store import scrub as scrub_mod
 from tunnelmesh.store.blobs import BlobStore, BlobWriter
 from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.errors import NoRoom, NoSuchKey, ObjectTooLarge, PreconditionFailed
@@ -382,6 +384,32 @@ class Store:
 
     def verify_usage(self) -> list[dict[str, object]]:
         return self.read.verify_usage()
+
+    # ---- the store as a whole (what the admin API's storage and backup endpoints ask) -------
+
+    def disk_free(self) -> int:
+        return self.blobs.disk_free()
+
+    def scrub_status(self) -> dict[str, Any]:
+        return scrub_schedule.status(self.data_dir)
+
+    async def scrub(self, repair: bool) -> scrub_mod.ScrubReport:
+        """Re-hash every object now (off the event loop); with `repair`, drop the versions found rotten
+        (only those: an object overwritten since the scrub read it is new and good)."""
+        loop = asyncio.get_running_loop()
+        report = await loop.run_in_executor(None, scrub_mod.scrub, self.data_dir, repair)
+        if repair:
+            for rot in report.rotten:
+                await self.delete_object_version(rot.bucket, rot.key, rot.mtime, rot.blobs)
+        return report
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where this process may keep a large temporary file (an archive on its way in or out)."""
+        return self.blobs.tmp_dir
+
+    def spool(self) -> IO[bytes]:
+        return tempfile.TemporaryFile(dir=self.spool_dir)
 
     def store_used(self) -> int:
         return self.read.store_used()
