@@ -7,6 +7,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from tunnelmesh.s3 import checksums
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.policy import Policy, SystemBucketRule
 from tunnelmesh.s3.request import Request
@@ -120,7 +121,7 @@ def object_response_headers(obj: ObjectRecord, with_checksums: bool) -> list[tup
     if with_checksums:
         for alg, value in obj.checksums.items():
             h.append((f"x-amz-checksum-{alg}", value))
-            h.append(("x-amz-checksum-type", "COMPOSITE" if "-" in value else "FULL_OBJECT"))
+            h.append(("x-amz-checksum-type", checksums.checksum_type(value)))
     return h
 
 
