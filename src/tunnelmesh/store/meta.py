@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tunnelmesh.store import migrations
+from tunnelmesh.store import records as records_mod
 from tunnelmesh.store.errors import (
     BucketDeleteDenied,
     BucketExists,
@@ -43,7 +44,7 @@ from tunnelmesh.store.records import (
 # The coordinator's own bucket (engine.SYSTEM_BUCKET re-exports it). Its records are tiny and bounded by
 # the admin's own actions, and it must stay writable when peers fill the store, or a full store would
 # lock the admin out (no revoke, no new peer); so it is outside max_size and can have no quota.
-SYSTEM_BUCKET = "_tunnelmesh"
+SYSTEM_BUCKET = records_mod.SYSTEM_BUCKET
 # what max_size limits: every bucket but the coordinator's own
 _PEERS_USED = "SELECT COALESCE(SUM(used + mpu_used), 0) FROM buckets WHERE name != ?"
 # what an Upload record holds; the table's last column, last_active (the latest part's arrival, else

@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+# The coordinator's own bucket. Its records are tiny and bounded by the admin's own actions, and it must
+# stay writable when peers fill the store, or a full store would lock the admin out (no revoke, no new
+# peer); so it is outside max_size and can have no quota.
+SYSTEM_BUCKET = "_tunnelmesh"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +99,12 @@ class WriteConditions:
 
     if_none_match_any: bool = False
     if_match: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult(Generic[T]):
+    """What a write returns: its answer, and the blobs it stopped naming (queued as freed by the same
+    commit; store/engine.py)."""
+
+    value: T
+    freed: list[str] = field(default_factory=list)

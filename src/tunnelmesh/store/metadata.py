@@ -1,0 +1,181 @@
+"""The metadata-backend protocol: what the engine needs from a place that keeps buckets, objects,
+uploads and the freed-blob queue, and nothing of how it keeps them.
+
+Three implementations are meant to sit behind it: SQLite (store/sqlite_meta.py, the embedded
+default), in memory (store/memory_meta.py, for component tests), and PostgreSQL (several
+coordinators on one store). All of them pass the same contract tests (tests/unit/test_meta_contract.py).
+
+The protocol is primitive on purpose: rows in, rows out. Every rule (preconditions, quota admission,
+usage counters, which blobs a write frees) lives once, in store/commits.py, as a function over a
+`MetaTx`, so every backend enforces the same rules the same way.
+
+A transaction is a function, not an `async with` block: `await meta.write(fn)` runs `fn(tx)` in
+one transaction. Two reasons. SQLite's group commit runs many writers' functions in one transaction
+(one fsync for N writes), which a block that awaits in the middle could not join. And a backend
+with optimistic isolation (PostgreSQL's SERIALIZABLE) must re-run a transaction that lost a race,
+which only a function allows. So `fn` must be deterministic over what it reads from `tx` and touch
+nothing else (no I/O, no clocks: pass `now` in).
+
+Reads go through `await meta.read(fn)`, one snapshot per call: a backend whose reads take
+microseconds (SQLite, memory) runs `fn` inline on the event loop, with no thread hop; a networked one
+runs it on a pooled connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator
+from typing import Any, Protocol, TypeVar
+
+from tunnelmesh.store.records import Bucket, CompletedUpload, ObjectRecord, Part, Upload
+
+T = TypeVar("T")
+
+# `settle(ok, value)`: called once a write's outcome is known (value: the result, or the exception)
+Settle = Callable[[bool, Any], None]
+
+
+class MetaReads(Protocol):
+    """Reads, inside one snapshot (a `read` call or a write's transaction)."""
+
+    def bucket(self, name: str) -> Bucket | None: ...
+
+    def buckets(self) -> list[Bucket]:
+        """Every bucket, by name."""
+        ...
+
+    def store_used(self) -> int:
+        """The bytes that count against max_size: objects and parts of every bucket but SYSTEM_BUCKET."""
+        ...
+
+    def get_object(self, bucket: str, key: str) -> ObjectRecord | None: ...
+
+    def scan_objects(
+        self, bucket: str, start: str, inclusive: bool, end: str | None, limit: int
+    ) -> Iterator[ObjectRecord]:
+        """Objects with start < key (<= if inclusive) and key < end, in key order (by UTF-8 bytes, which
+        is code-point order), at most `limit`; lazily, so a caller may stop early. The records carry
+        what a listing shows (size, etag, mtime, owner): no headers, checksums, segments or data."""
+        ...
+
+    def upload(self, upload_id: str) -> Upload | None: ...
+
+    def upload_last_active(self, upload_id: str) -> float | None:
+        """When the upload last received a part (else when it was initiated); None if it is gone."""
+        ...
+
+    def parts(self, upload_id: str, after: int, limit: int) -> list[Part]:
+        """The upload's parts numbered above `after`, in order, at most `limit`."""
+        ...
+
+    def list_uploads(
+        self, bucket: str, prefix: str, key_marker: str, upload_id_marker: str, limit: int
+    ) -> list[Upload]:
+        """Uploads of `bucket` whose key starts with `prefix`, after (key_marker, upload_id_marker), in
+        (key, upload id) order, at most `limit`."""
+        ...
+
+    def pending_uploads(self) -> dict[str, int]:
+        """How many uploads each bucket has in progress (buckets with none left out)."""
+        ...
+
+    def stale_uploads(self, cutoff: float, limit: int) -> list[Upload]:
+        """Uploads last active before `cutoff`, least recently active first, at most `limit`."""
+        ...
+
+    def completed_upload(self, bucket: str, key: str, upload_id: str) -> CompletedUpload | None: ...
+
+    def freed_before(self, t: float, limit: int | None) -> list[str]:
+        """Queued freed blobs freed before `t`, oldest first; all of them when `limit` is None."""
+        ...
+
+    def count_usage(self) -> dict[str, tuple[int, int, int]]:
+        """Each bucket's (bytes, objects, multipart bytes) counted from the object and part records, for
+        the buckets that have any."""
+        ...
+
+    def referenced_blobs(self, tags: Collection[str] | None = None) -> set[str]:
+        """Every blob an object or a part names; with `tags`, only those whose id ends with one of them
+        (writer tags, all of one length; see store/blobs.py)."""
+        ...
+
+
+class MetaTx(MetaReads, Protocol):
+    """The writes of one transaction, beside its reads. Nothing is checked here (no preconditions,
+    no quotas, no counters kept): store/commits.py does that, over these primitives."""
+
+    def lock_bucket(self, name: str) -> Bucket | None:
+        """The bucket's record, which no other transaction can change (nor its counters) until this one
+        ends. Every write that changes a bucket's counters calls it first."""
+        ...
+
+    def lock_store(self) -> int:
+        """`store_used()`, and no other transaction can grow it until this one ends: quota admission
+        against max_size is exact only under it."""
+        ...
+
+    def insert_bucket(self, bucket: Bucket) -> None: ...
+
+    def delete_bucket(self, name: str) -> None: ...
+
+    def set_quota(self, name: str, quota: int | None) -> None: ...
+
+    def add_usage(self, name: str, used: int = 0, objects: int = 0, mpu_used: int = 0) -> None: ...
+
+    def put_object(self, rec: ObjectRecord) -> None:
+        """Insert, or replace the object of that bucket and key."""
+        ...
+
+    def delete_object(self, bucket: str, key: str) -> ObjectRecord | None:
+        """Remove the object; returns it as it was (None if there was none)."""
+        ...
+
+    def delete_objects_in(self, bucket: str) -> list[ObjectRecord]:
+        """Remove every object of the bucket; returns them as they were."""
+        ...
+
+    def insert_upload(self, up: Upload) -> None:
+        """A new upload, last active at its initiation."""
+        ...
+
+    def touch_upload(self, upload_id: str, t: float) -> bool:
+        """Make the upload last active at `t` unless it already is later; False if it is gone."""
+        ...
+
+    def put_part(self, upload_id: str, part: Part) -> None:
+        """Insert, or replace the upload's part of that number."""
+        ...
+
+    def delete_upload(self, upload_id: str) -> list[Part]:
+        """Remove the upload and its parts; returns the parts."""
+        ...
+
+    def put_completed(self, upload_id: str, bucket: str, key: str, done: CompletedUpload, mtime: float) -> None:
+        """Remember what a Complete answered (a retry answers the same)."""
+        ...
+
+    def forget_completed(self, *, bucket: str | None = None, before: float | None = None) -> None:
+        """Drop remembered Completes: of one bucket, or of those completed before `before`."""
+        ...
+
+    def queue_freed(self, blob_ids: Collection[str], at: float) -> None:
+        """Queue blobs no record names any more, freed at `at` (a queued id queued again keeps its time)."""
+        ...
+
+    def forget_freed(self, blob_ids: Collection[str]) -> None:
+        """Drop queue entries whose files are gone."""
+        ...
+
+
+class MetaBackend(Protocol):
+    async def read(self, fn: Callable[[MetaReads], T]) -> T:
+        """`fn` over one snapshot."""
+        ...
+
+    async def write(self, fn: Callable[[MetaTx], T], settle: Settle | None = None) -> T:
+        """`fn` in one transaction, committed (durably) before this returns; if `fn` raises, nothing it
+        did is kept and the exception is raised here. `fn` may run more than once (see the module
+        docstring). `settle` runs once the outcome is known, also when the caller was cancelled
+        meanwhile (a queued write may still commit after its client went away)."""
+        ...
+
+    def close(self) -> None: ...
