@@ -29,7 +29,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tunnelmesh.store.meta import Meta
+from tunnelmesh.store.sqlite_meta import SqliteTx
 
 
 def _ephemeral_low() -> int:
@@ -295,7 +295,7 @@ def referenced_blobs(data_dir: Path) -> set[str]:
     """The blobs the metadata names, as the store itself counts them (read-only connection)."""
     conn = sqlite3.connect(f"file:{data_dir / 'meta.sqlite3'}?mode=ro", uri=True, isolation_level=None)
     try:
-        return Meta(conn).referenced_blobs()
+        return SqliteTx(conn).referenced_blobs()
     finally:
         conn.close()
 

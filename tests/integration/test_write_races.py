@@ -33,7 +33,7 @@ from botocore.exceptions import ClientError
 from conftest import Coordinator, assert_blobs_accounted_for, blob_files, md5_etag, outcome, storage_verify_ok
 
 from tunnelmesh.store.content import INLINE_MAX
-from tunnelmesh.store.meta import Meta
+from tunnelmesh.store.sqlite_meta import SqliteTx
 
 ROUNDS = 30
 SWEEP = 25  # start offsets per sweep, walked round after round
@@ -190,11 +190,11 @@ def assert_store_consistent(c: Coordinator) -> None:
     and nothing was logged as crashing."""
     conn = read_only_meta(c)
     try:
-        m = Meta(conn)
+        m = SqliteTx(conn)
         # references, then the queue, then the files: a reaper that unlinks and forgets a queued
         # blob meanwhile removes it from the files too, so nothing is seen as leaked that is not
         refs = m.referenced_blobs()
-        queued = set(m.freed_before(math.inf, -1))
+        queued = set(m.freed_before(math.inf, None))
         strays = conn.execute(
             "SELECT 'object', bucket, key FROM objects WHERE bucket NOT IN (SELECT name FROM buckets) "
             "UNION ALL SELECT 'upload', bucket, key FROM uploads WHERE bucket NOT IN (SELECT name FROM buckets)"

@@ -19,8 +19,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tunnelmesh.store import meta as meta_mod
-from tunnelmesh.store.meta import Meta
+from tunnelmesh.store.sqlite_db import connect
 from tunnelmesh.store.writer import GroupWriter
 
 T = TypeVar("T")
@@ -29,7 +28,7 @@ T = TypeVar("T")
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "meta.sqlite3"
-    conn = meta_mod.connect(path)
+    conn = connect(path)
     conn.execute("CREATE TABLE t(seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE NOT NULL)")
     conn.close()
     return path
@@ -50,15 +49,15 @@ def rows(db: Path) -> list[str]:
         conn.close()
 
 
-def insert(name: str, fail_after: bool = False) -> Callable[[Meta], int]:
-    """A write as the store's are: one Meta.tx(); with `fail_after`, it raises once its row is in."""
+def insert(name: str, fail_after: bool = False) -> Callable[[sqlite3.Connection], int]:
+    """A write as the store's are (the writer runs it in a savepoint); with `fail_after`, it raises once
+    its row is in."""
 
-    def fn(m: Meta) -> int:
-        with m.tx() as c:
-            seq = c.execute("INSERT INTO t(name) VALUES (?) RETURNING seq", (name,)).fetchone()[0]
-            if fail_after:
-                raise ValueError(f"{name} refused")
-            return seq
+    def fn(c: sqlite3.Connection) -> int:
+        seq: int = c.execute("INSERT INTO t(name) VALUES (?) RETURNING seq", (name,)).fetchone()[0]
+        if fail_after:
+            raise ValueError(f"{name} refused")
+        return seq
 
     return fn
 
@@ -90,12 +89,12 @@ async def queued(tasks: list[asyncio.Task]) -> None:
 
 
 async def in_one_group(
-    db: Path, writer: GroupWriter, fns: list[Callable[[Meta], Any]], trace: list[str]
+    db: Path, writer: GroupWriter, fns: list[Callable[[sqlite3.Connection], Any]], trace: list[str]
 ) -> list[tuple[bool, Any]]:
     """Submit `fns` so that they commit as one group; `trace` receives the writer connection's SQL."""
 
-    def tracing(m: Meta) -> None:
-        m.c.set_trace_callback(trace.append)
+    def tracing(c: sqlite3.Connection) -> None:
+        c.set_trace_callback(trace.append)
 
     await done(writer.submit(tracing))  # a group of its own, before the lock is taken
     trace.clear()  # its COMMIT
@@ -138,16 +137,16 @@ def test_a_failing_write_rolls_back_alone_and_the_rest_of_its_group_commits(db: 
 
 def test_each_writes_result_reaches_its_own_caller(db: Path, writer: GroupWriter) -> None:
     trace: list[str] = []
-    fns: list[Callable[[Meta], Any]] = [lambda m, i=i: {"write": i} for i in range(6)]
+    fns: list[Callable[[sqlite3.Connection], Any]] = [lambda m, i=i: {"write": i} for i in range(6)]
     outcomes = asyncio.run(in_one_group(db, writer, fns, trace))
     assert transactions(trace) == ["BEGIN IMMEDIATE", "COMMIT"]
     assert outcomes == [(True, {"write": i}) for i in range(6)]
 
 
 def test_a_failed_commit_fails_every_write_of_the_group_and_applies_none(db: Path, writer: GroupWriter) -> None:
-    def lose_the_transaction(m: Meta) -> None:
+    def lose_the_transaction(c: sqlite3.Connection) -> None:
         # what a commit that SQLite refuses leaves: no transaction to commit
-        m.c.execute("ROLLBACK")
+        c.execute("ROLLBACK")
 
     trace: list[str] = []
     outcomes = asyncio.run(in_one_group(db, writer, [insert("x"), insert("y"), lose_the_transaction], trace))

@@ -1,4 +1,5 @@
-"""The listing page algorithm (Meta.list_objects) against a plain reference, over generated key sets.
+"""The listing page algorithm (store/listing.py), on every metadata backend, against a plain reference,
+over generated key sets.
 
 Pages are followed with the `last` each returns, as ListObjectsV2's continuation token does; their
 concatenation must be the reference listing with nothing repeated or skipped.
@@ -13,9 +14,11 @@ from pathlib import Path
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from meta_rules import BACKENDS, Rules
 
-from tunnelmesh.store import meta
-from tunnelmesh.store.records import ObjectRecord, WriteConditions
+from tunnelmesh.store import commits
+from tunnelmesh.store.metadata import MetaTx
+from tunnelmesh.store.records import ObjectRecord, WriteConditions, WriteResult
 
 # "/" and " " and "+" sort before letters, "é" is two UTF-8 bytes and "😀" four (outside the BMP)
 ALPHABET = ["/", "a", "b", "+", " ", "é", "😀"]
@@ -48,30 +51,32 @@ def reference(names: set[str], prefix: str, delimiter: str, after: str | None, a
     return out
 
 
-@pytest.fixture(scope="module")
-def m(tmp_path_factory: pytest.TempPathFactory) -> Iterator[meta.Meta]:
-    conn = meta.connect(Path(tmp_path_factory.mktemp("listing")) / "meta.sqlite3")
-    # hundreds of tiny commits: durability is not what this test is about
-    conn.execute("PRAGMA synchronous=OFF")
-    meta.init_schema(conn)
-    yield meta.Meta(conn)
-    conn.close()
+@pytest.fixture(scope="module", params=sorted(BACKENDS))
+def m(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rules]:
+    rules = Rules(BACKENDS[request.param](Path(tmp_path_factory.mktemp("listing"))))
+    yield rules
+    rules.close()
 
 
 _buckets = itertools.count()
 
 
-def fill(m: meta.Meta, names: set[str]) -> str:
+def fill(m: Rules, names: set[str]) -> str:
     bucket = f"b{next(_buckets)}"
     m.create_bucket(bucket, "p", "r", 1.0)
-    with m.tx():  # one commit: each put_object is a savepoint inside it
+
+    def put_all(tx: MetaTx) -> WriteResult[None]:  # one commit for the whole set
         for k in names:
-            m.put_object(ObjectRecord(bucket, k, 1, "e", 1.0, {}, {}, [], "p", b"x"), WriteConditions(), 1 << 30)
+            rec = ObjectRecord(bucket, k, 1, "e", 1.0, {}, {}, [], "p", b"x")
+            commits.put_object(tx, rec, WriteConditions(), 1 << 30)
+        return WriteResult(None)
+
+    m.write(put_all)
     return bucket
 
 
 def page_through(
-    m: meta.Meta,
+    m: Rules,
     bucket: str,
     prefix: str,
     delimiter: str,
@@ -124,7 +129,7 @@ def cases(draw: st.DrawFn) -> Case:
 @example(case=({"a/0", "b/1"}, "b", "/", "a/", True), max_keys=3)
 # multi-byte characters sort by their UTF-8 bytes, after every ASCII one
 @example(case=({"é", "😀", "a", "aé", "a😀", "a/"}, "", "", None, False), max_keys=2)
-def test_pages_concatenate_to_the_reference_listing(m: meta.Meta, case: Case, max_keys: int) -> None:
+def test_pages_concatenate_to_the_reference_listing(m: Rules, case: Case, max_keys: int) -> None:
     names, prefix, delimiter, after, after_is_prefix = case
     bucket = fill(m, names)
     expected = reference(names, prefix, delimiter, after, after_is_prefix)
@@ -136,7 +141,7 @@ def test_pages_concatenate_to_the_reference_listing(m: meta.Meta, case: Case, ma
     assert sorted(whole.prefixes, key=utf8) == [k for k, p in expected if p]
 
 
-def test_the_reference_itself(m: meta.Meta) -> None:
+def test_the_reference_itself(m: Rules) -> None:
     names = {"a/1", "a/2", "a", "b/c/d", "b/e", "é/x", " x"}
     assert reference(names, "", "/", None, False) == [
         (" x", False),
@@ -150,7 +155,7 @@ def test_the_reference_itself(m: meta.Meta) -> None:
     assert reference(names, "", "", "a/1", False) == [("a/2", False), ("b/c/d", False), ("b/e", False), ("é/x", False)]
 
 
-def test_a_prefix_of_the_last_code_point_bounds_every_key_under_it(m: meta.Meta) -> None:
+def test_a_prefix_of_the_last_code_point_bounds_every_key_under_it(m: Rules) -> None:
     top = "\U0010ffff"
     names = {top, top * 2, top * 3, top * 3 + "a"}
     bucket = fill(m, names)
@@ -158,7 +163,7 @@ def test_a_prefix_of_the_last_code_point_bounds_every_key_under_it(m: meta.Meta)
     assert m.list_objects(bucket, "", "", top, True, 10).objects == []
 
 
-def test_past_a_common_prefix_of_the_last_code_point_nothing_is_left(m: meta.Meta) -> None:
+def test_past_a_common_prefix_of_the_last_code_point_nothing_is_left(m: Rules) -> None:
     """A common prefix made only of U+10FFFF has no successor: nothing sorts after its keys."""
     top = "\U0010ffff"
     bucket = fill(m, {"a", top + "z", top * 2})

@@ -14,7 +14,7 @@ from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import validate_bucket_name
 from tunnelmesh.s3.policy import Access, SystemBucketRule
 from tunnelmesh.s3.request import Principal, Request, parse_query
-from tunnelmesh.store.meta import prefix_successor
+from tunnelmesh.store.listing import prefix_successor
 
 
 def make_request(method: str, raw_path: str, raw_query: str, headers: dict[str, str]) -> Request:

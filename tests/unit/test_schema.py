@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tunnelmesh.store import meta, migrations
+from tunnelmesh.store import commits, migrations
 from tunnelmesh.store.records import CompletedUpload, Upload
+from tunnelmesh.store.sqlite_db import connect, init_schema
+from tunnelmesh.store.sqlite_meta import SqliteTx
 
 
 def _db(path: Path) -> sqlite3.Connection:
-    return meta.connect(path)
+    return connect(path)
 
 
 def _shape(conn: sqlite3.Connection) -> tuple[int, list[tuple], dict[str, list[tuple]]]:
@@ -29,7 +31,7 @@ def _shape(conn: sqlite3.Connection) -> tuple[int, list[tuple], dict[str, list[t
 @pytest.fixture
 def fresh(tmp_path) -> tuple[int, list[tuple], dict[str, list[tuple]]]:
     conn = _db(tmp_path / "fresh.sqlite3")
-    meta.init_schema(conn)
+    init_schema(conn)
     return _shape(conn)
 
 
@@ -109,21 +111,21 @@ def test_a_database_at_any_version_migrates_to_the_schema_of_a_new_database(tmp_
 def test_migrating_twice_changes_nothing(tmp_path) -> None:
     conn = _db(tmp_path / "m.sqlite3")
     conn.executescript(_old_script(*PRE_VERSIONING["first release (aabd734)"]))
-    meta.init_schema(conn)
+    init_schema(conn)
     before = _shape(conn)
     cookie = conn.execute("PRAGMA schema_version").fetchone()[0]  # bumped by any DDL
     assert migrations.migrate(conn) == migrations.LATEST
-    meta.init_schema(conn)
+    init_schema(conn)
     assert (_shape(conn), conn.execute("PRAGMA schema_version").fetchone()[0]) == (before, cookie)
 
 
 def test_a_newer_database_is_refused_naming_both_versions_and_left_untouched(tmp_path) -> None:
     conn = _db(tmp_path / "new.sqlite3")
-    meta.init_schema(conn)
+    init_schema(conn)
     conn.execute(f"PRAGMA user_version = {migrations.LATEST + 1}")
     before = _shape(conn)
     with pytest.raises(migrations.SchemaTooNew) as e:
-        meta.init_schema(conn)
+        init_schema(conn)
     assert (e.value.found, e.value.known) == (migrations.LATEST + 1, migrations.LATEST)
     assert f"schema version {migrations.LATEST + 1}" in str(e.value)
     assert f"up to {migrations.LATEST} only" in str(e.value)
@@ -156,8 +158,8 @@ def test_old_data_dirs_get_the_last_activity_of_their_uploads(tmp_path) -> None:
     conn.execute("INSERT INTO uploads VALUES ('with-part', 'b', 'k', 10, 'p', '{}', NULL)")
     conn.execute("INSERT INTO uploads VALUES ('bare', 'b', 'k', 40, 'p', '{}', NULL)")
     conn.execute("INSERT INTO parts VALUES ('with-part', 1, 5, 'e', 60, 'blob', '{}')")
-    meta.init_schema(conn)
-    m = meta.Meta(conn)
+    init_schema(conn)
+    m = SqliteTx(conn)
     assert [u.upload_id for u in m.stale_uploads(50.0, 10)] == ["bare"]
     assert [u.upload_id for u in m.stale_uploads(70.0, 10)] == ["bare", "with-part"]
 
@@ -169,8 +171,8 @@ def test_an_upload_made_with_expiry_keeps_its_last_activity(tmp_path) -> None:
     # a part streaming when it stopped had refreshed last_active past its (older) parts' mtime
     conn.execute("INSERT INTO uploads VALUES ('u', 'b', 'k', 10, 'p', '{}', NULL, 90)")
     conn.execute("INSERT INTO parts VALUES ('u', 1, 5, 'e', 20, 'blob', '{}')")
-    meta.init_schema(conn)
-    assert meta.Meta(conn).upload_last_active("u") == 90
+    init_schema(conn)
+    assert SqliteTx(conn).upload_last_active("u") == 90
 
 
 def test_old_data_dirs_read_their_uploads_as_composite_and_their_completions_without_checksum(tmp_path) -> None:
@@ -180,15 +182,16 @@ def test_old_data_dirs_read_their_uploads_as_composite_and_their_completions_wit
     conn.execute("INSERT INTO uploads VALUES ('crc', 'b', 'k', 10, 'p', '{}', 'crc32', 10)")
     conn.execute("INSERT INTO uploads VALUES ('none', 'b', 'k', 10, 'p', '{}', NULL, 10)")
     conn.execute("INSERT INTO completed_uploads VALUES ('done', 'b', 'k', 'e-1', '1:e', 20)")
-    meta.init_schema(conn)
-    m = meta.Meta(conn)
-    assert (m.get_upload("b", "k", "crc").checksum_type, m.get_upload("b", "k", "none").checksum_type) == (
+    init_schema(conn)
+    m = SqliteTx(conn)
+    crc, none = commits.get_upload(m, "b", "k", "crc"), commits.get_upload(m, "b", "k", "none")
+    assert (crc.checksum_type, none.checksum_type) == (
         "COMPOSITE",
         None,
     )
     assert m.completed_upload("b", "k", "done") == CompletedUpload("e-1", "1:e", {})
-    m.create_upload(Upload("full", "b", "k", 30.0, "p", {}, "crc64nvme", "FULL_OBJECT"))
-    assert m.get_upload("b", "k", "full").checksum_type == "FULL_OBJECT"
+    commits.create_upload(m, Upload("full", "b", "k", 30.0, "p", {}, "crc64nvme", "FULL_OBJECT"))
+    assert commits.get_upload(m, "b", "k", "full").checksum_type == "FULL_OBJECT"
 
 
 def test_inline_objects_of_a_data_dir_made_before_them_read_as_blob_objects(tmp_path) -> None:
@@ -196,6 +199,6 @@ def test_inline_objects_of_a_data_dir_made_before_them_read_as_blob_objects(tmp_
     conn.executescript(_old_script(*PRE_VERSIONING["first release (aabd734)"]))
     conn.execute("INSERT INTO buckets(name, owner, created, region) VALUES ('b', 'p', 1, 'r')")
     conn.execute("""INSERT INTO objects VALUES ('b', 'k', 3, 'e', 5, '{}', '{}', '[["blob1", 3, "e"]]', 'p')""")
-    meta.init_schema(conn)
-    obj = meta.Meta(conn).get_object("b", "k")
+    init_schema(conn)
+    obj = SqliteTx(conn).get_object("b", "k")
     assert obj is not None and (obj.data, [s.blob for s in obj.segments]) == (None, ["blob1"])

@@ -104,7 +104,7 @@ def test_the_sweep_removes_only_a_dead_writers_unnamed_blobs(tmp_path: Path, tag
         assert sweep_dead_writers(tmp_path, {DEAD: 1234}) == 1
         assert _files(tmp_path) == set(ids.values()) - {ids["orphan"]}
         # the orphan went through the queue (a commit of the sweep's own) and left it again
-        assert store.read.freed_before(math.inf, -1) == [ids["overwritten"]]
+        assert asyncio.run(store.meta.read(lambda r: r.freed_before(math.inf, None))) == [ids["overwritten"]]
         # nothing of the dead writer is left to find, and a live writer's tag is never swept here
         assert sweep_dead_writers(tmp_path, {DEAD: 1234}) == 0
         assert ids["in_flight"] in _files(tmp_path)

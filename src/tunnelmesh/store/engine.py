@@ -38,19 +38,19 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from tunnelmesh.store import content, scrub_schedule
-from tunnelmesh.store import meta as meta_mod
+from tunnelmesh.store import commits, content, listing, scrub_schedule
 from tunnelmesh.store import scrub as scrub_mod
 from tunnelmesh.store.blobs import BlobStore, BlobWriter
 from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.errors import NoRoom, NoSuchKey, ObjectTooLarge, PreconditionFailed
-from tunnelmesh.store.meta import Meta
+from tunnelmesh.store.metadata import MetaBackend, MetaReads, MetaTx
 from tunnelmesh.store.records import (
+    SYSTEM_BUCKET,
     Bucket,
     CompletedUpload,
     Listing,
@@ -59,14 +59,14 @@ from tunnelmesh.store.records import (
     Segment,
     Upload,
     WriteConditions,
+    WriteResult,
 )
-from tunnelmesh.store.writer import GroupWriter
+from tunnelmesh.store.sqlite_meta import SqliteMeta, run_on
 
 log = logging.getLogger("tunnelmesh.store")
 
 T = TypeVar("T")
 
-SYSTEM_BUCKET = meta_mod.SYSTEM_BUCKET
 # long enough for a reader that just looked a blob up to open it (and for granian to open a
 # pathsend file); short enough that deleting frees space promptly
 UNLINK_GRACE_SECONDS = 5.0
@@ -98,36 +98,39 @@ def prepare_data_dir(data_dir: Path) -> float | None:
     clean = marker.exists() or not db.exists()  # a new store has nothing to sweep
     marker.unlink(missing_ok=True)
     started = time.time()
-    conn = meta_mod.connect(db)
-    try:
-        meta_mod.init_schema(conn)
-        m = Meta(conn)
-        if m.bucket(SYSTEM_BUCKET) is None:
-            m.create_bucket(SYSTEM_BUCKET, "coordinator", "", started)
-    finally:
-        conn.close()
+    run_on(data_dir, lambda meta: meta.write(lambda tx: _ensure_system_bucket(tx, started)))
     if swept:
         log.info("start-up sweep: removed %d temporary files", swept)
     free_all_queued(data_dir, "start-up")
     return None if clean else started
 
 
+def _ensure_system_bucket(tx: MetaTx, now: float) -> None:
+    if tx.lock_bucket(SYSTEM_BUCKET) is None:
+        commits.create_bucket(tx, SYSTEM_BUCKET, "coordinator", "", now)
+
+
 def free_all_queued(data_dir: Path, when: str) -> int:
     """Unlink every queued freed blob, grace or not: only while no worker runs (nobody reads)."""
     blobs = BlobStore(data_dir)
-    conn = meta_mod.connect(DataDir(data_dir).meta_db)
-    n = 0
-    try:
-        m = Meta(conn)
-        while ids := m.freed_before(math.inf, REAP_BATCH):
+
+    async def free(meta: MetaBackend) -> int:
+        n = 0
+        while ids := await meta.read(lambda r: r.freed_before(math.inf, REAP_BATCH)):
             blobs.unlink(ids)  # first the files, then the rows: a crash between leaves rows, not files
-            m.forget_freed(ids)
+            await meta.write(functools.partial(_forget_freed, ids))
             n += len(ids)
-    finally:
-        conn.close()
+        return n
+
+    n = run_on(data_dir, free)
     if n:
         log.info("%s: freed %d queued blobs", when, n)
     return n
+
+
+def _named_or_queued(r: MetaReads, tags: Collection[str] | None = None) -> set[str]:
+    """The blobs a record names or the freed queue holds (the reapers', after their grace), in one snapshot."""
+    return r.referenced_blobs(tags) | set(r.freed_before(math.inf, None))
 
 
 def sweep_orphans(data_dir: Path, before: float) -> int:
@@ -138,15 +141,7 @@ def sweep_orphans(data_dir: Path, before: float) -> int:
     Complete only names parts that the snapshot already shows).
     """
     _hold(SWEEP_HOLD_ENV)
-    conn = meta_mod.connect(DataDir(data_dir).meta_db)
-    try:
-        m = Meta(conn)
-        refs = m.referenced_blobs()
-        # queued ones are the reapers' (after their grace), read after the references so that a
-        # blob freed in between is left to them too
-        refs.update(m.freed_before(math.inf, -1))
-    finally:
-        conn.close()
+    refs = run_on(data_dir, lambda meta: meta.read(_named_or_queued))
     blobs = BlobStore(data_dir)
     orphans = [b for b in blobs.blob_ids_older_than(before) if b not in refs]
     blobs.unlink(orphans)
@@ -171,22 +166,20 @@ def sweep_dead_writers(data_dir: Path, dead: dict[str, int]) -> int:
     _hold(SWEEP_HOLD_ENV)
     blobs = BlobStore(data_dir)
     candidates = list(blobs.blob_ids_tagged(dead))
-    removed = 0
-    if candidates:
-        conn = meta_mod.connect(DataDir(data_dir).meta_db)
-        try:
-            m = Meta(conn)
-            refs = m.referenced_blobs_tagged(dead)
-            refs.update(m.freed_before(math.inf, -1))  # read after the references, as in sweep_orphans
-            # a freed blob that a reaper unlinked and forgot since the listing is no orphan: skip it
-            orphans = [b for b in candidates if b not in refs and blobs.path(b).exists()]
-            if orphans:
-                # never read by anyone: no grace (freed at the epoch), reapers may take them at once
-                m.commit_freeing(lambda _m: orphans, 0.0)
-                removed = blobs.unlink(orphans)
-                m.forget_freed(orphans)
-        finally:
-            conn.close()
+
+    async def sweep(meta: MetaBackend) -> int:
+        refs = await meta.read(lambda r: _named_or_queued(r, dead))
+        # a freed blob that a reaper unlinked and forgot since the listing is no orphan: skip it
+        orphans = [b for b in candidates if b not in refs and blobs.path(b).exists()]
+        if not orphans:
+            return 0
+        # never read by anyone: no grace (freed at the epoch), reapers may take them at once
+        await meta.write(lambda tx: tx.queue_freed(orphans, 0.0))
+        removed = blobs.unlink(orphans)
+        await meta.write(functools.partial(_forget_freed, orphans))
+        return removed
+
+    removed = run_on(data_dir, sweep) if candidates else 0
     pids = ", ".join(str(p) for p in sorted(dead.values()))
     log.info("orphan sweep after worker %s died: removed %d orphan blobs", pids, removed)
     return removed
@@ -214,39 +207,45 @@ def mark_clean_shutdown(data_dir: Path) -> None:
 
 
 class Store:
-    def __init__(self, data_dir: Path, max_size: int) -> None:
+    """The one door to metadata and blobs (see the module docstring). `meta` is the metadata backend
+    (store/metadata.py); by default the data dir's SQLite database."""
+
+    def __init__(self, data_dir: Path, max_size: int, meta: MetaBackend | None = None) -> None:
         self.data_dir = data_dir
         self.max_size = max_size
         # how often a part still streaming restarts its upload's stale-expiry clock (see store/expiry.py)
         self.upload_refresh = 60.0
         self.dir = DataDir(data_dir)
         self.blobs = BlobStore(data_dir)
-        self.read = Meta(meta_mod.connect(self.dir.meta_db))
-        self._writer = GroupWriter(self.dir.meta_db, self.dir.writer_lock)
+        self.meta: MetaBackend = meta if meta is not None else SqliteMeta.open(data_dir)
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store-io")
 
-    async def _write(self, fn: Callable[[Meta], T]) -> T:
-        return await self._writer.submit(fn)
+    async def _commit(self, fn: Callable[[MetaTx], WriteResult[T]], new_blobs: list[str] | None = None) -> T:
+        """A write: its freed blobs are queued in the same transaction (a reaper unlinks them after the
+        grace period), and `new_blobs` are discarded if the write fails, when the outcome is known,
+        whether or not the request that asked is still waiting."""
+        now = time.time()
 
-    async def _commit(self, fn: Callable[[Meta], list[str]], new_blobs: list[str] | None = None) -> None:
-        """A write whose result is the blobs it freed: those are queued in the same transaction (a
-        reaper unlinks them after the grace period), and `new_blobs` are discarded if the write
-        fails, when the outcome is known, whether or not the request that asked is still waiting."""
+        def run(tx: MetaTx) -> T:
+            result = fn(tx)
+            if result.freed:
+                tx.queue_freed(result.freed, now)
+            return result.value
 
         def settle(ok: bool, value: object) -> None:
             if not ok and new_blobs:
                 self.discard(new_blobs)
 
-        await self._writer.submit(lambda m: m.commit_freeing(fn, time.time()), settle)
+        return await self.meta.write(run, settle if new_blobs else None)
 
     async def reap(self, grace: float = UNLINK_GRACE_SECONDS) -> int:
         """Unlink the queued blobs freed more than `grace` seconds ago, then forget them; returns
         how many. Several workers may reap at once: they only unlink unreferenced files twice."""
         loop = asyncio.get_running_loop()
         n = 0
-        while ids := self.read.freed_before(time.time() - grace, REAP_BATCH):
+        while ids := await self.meta.read(lambda r: r.freed_before(time.time() - grace, REAP_BATCH)):
             await loop.run_in_executor(self._io, self.blobs.unlink, ids)
-            await self._write(functools.partial(Meta.forget_freed, blob_ids=ids))
+            await self.meta.write(functools.partial(_forget_freed, ids))
             n += len(ids)
             if len(ids) < REAP_BATCH:
                 break
@@ -267,28 +266,27 @@ class Store:
     def close(self) -> None:
         # queued blobs stay queued: other workers may still read them; the supervisor frees the
         # rest once every worker has exited
-        self._writer.close()
+        self.meta.close()
         self._io.shutdown(wait=True)
-        self.read.c.close()
         self.blobs.close()
 
     # ---- buckets -------------------------------------------------------------------------
 
-    def bucket(self, name: str) -> Bucket | None:
-        return self.read.bucket(name)
+    async def bucket(self, name: str) -> Bucket | None:
+        return await self.meta.read(lambda r: r.bucket(name))
 
-    def require_bucket(self, name: str) -> Bucket:
-        return self.read.require_bucket(name)
+    async def require_bucket(self, name: str) -> Bucket:
+        return await self.meta.read(lambda r: commits.require_bucket(r, name))
 
-    def buckets(self) -> list[Bucket]:
-        return self.read.buckets()
+    async def buckets(self) -> list[Bucket]:
+        return await self.meta.read(lambda r: r.buckets())
 
     async def create_bucket(self, name: str, owner: str, region: str) -> None:
         now = time.time()
-        await self._write(lambda m: m.create_bucket(name, owner, region, now))
+        await self._commit(lambda tx: commits.create_bucket(tx, name, owner, region, now))
 
     async def delete_bucket(self, name: str, peer: str | None = None) -> None:
-        await self._commit(lambda m: m.delete_bucket(name, peer))
+        await self._commit(lambda tx: commits.delete_bucket(tx, name, peer))
 
     async def empty_bucket(self, name: str) -> None:
         """Delete every object and abort every upload in a bucket (for a forced bucket delete).
@@ -296,14 +294,14 @@ class Store:
         Not atomic: pages of 1000 objects in key order, then the uploads one by one, each in its
         own commit. A crash part-way leaves the bucket partly emptied in that order (every object
         left is whole); running the forced delete again finishes it."""
-        while page := self.list_objects(name, "", "", None, False, 1000).objects:
+        while page := (await self.list_objects(name, "", "", None, False, 1000)).objects:
             await self.delete_objects(name, [o.key for o in page])
-        while uploads := self.list_uploads(name, "", "", "", 1000):
+        while uploads := await self.list_uploads(name, "", "", "", 1000):
             for up in uploads:
                 await self.abort_upload(name, up.key, up.upload_id)
 
     async def set_quota(self, name: str, quota: int | None) -> None:
-        await self._write(lambda m: m.set_quota(name, quota))
+        await self._commit(lambda tx: commits.set_quota(tx, name, quota))
 
     # ---- blobs ---------------------------------------------------------------------------
 
@@ -379,11 +377,28 @@ class Store:
                 os.close(fd)
         return b"".join(parts)
 
-    def room(self, bucket: Bucket) -> int:
-        return self.read.room(bucket, self.max_size)
+    async def room(self, bucket: Bucket) -> int:
+        return commits.room(bucket, await self.store_used(), self.max_size)
 
-    def verify_usage(self) -> list[dict[str, object]]:
-        return self.read.verify_usage()
+    async def verify_usage(self) -> list[dict[str, object]]:
+        """Recount every bucket from its object and part records, in one snapshot, against its counters."""
+        buckets, counted = await self.meta.read(lambda r: (r.buckets(), r.count_usage()))
+        report: list[dict[str, object]] = []
+        for b in buckets:
+            used, objects, mpu_used = counted.get(b.name, (0, 0, 0))
+            report.append(
+                {
+                    "bucket": b.name,
+                    "used": b.used,
+                    "objects": b.objects,
+                    "multipart_used": b.mpu_used,
+                    "counted_used": used,
+                    "counted_objects": objects,
+                    "counted_multipart_used": mpu_used,
+                    "ok": (b.used, b.objects, b.mpu_used) == (used, objects, mpu_used),
+                }
+            )
+        return report
 
     # ---- the store as a whole (what the admin API's storage and backup endpoints ask) -------
 
@@ -394,10 +409,9 @@ class Store:
         return scrub_schedule.status(self.data_dir)
 
     async def scrub(self, repair: bool) -> scrub_mod.ScrubReport:
-        """Re-hash every object now (off the event loop); with `repair`, drop the versions found rotten
-        (only those: an object overwritten since the scrub read it is new and good)."""
-        loop = asyncio.get_running_loop()
-        report = await loop.run_in_executor(None, scrub_mod.scrub, self.data_dir, repair)
+        """Re-hash every object now (the hashing off the event loop); with `repair`, drop the versions found
+        rotten (only those: an object overwritten since the scrub read it is new and good)."""
+        report = await scrub_mod.scrub(self.meta, self.blobs, self.dir.quarantine, repair)
         if repair:
             for rot in report.rotten:
                 await self.delete_object_version(rot.bucket, rot.key, rot.mtime, rot.blobs)
@@ -411,38 +425,38 @@ class Store:
     def spool(self) -> IO[bytes]:
         return tempfile.TemporaryFile(dir=self.spool_dir)
 
-    def store_used(self) -> int:
-        return self.read.store_used()
+    async def store_used(self) -> int:
+        return await self.meta.read(lambda r: r.store_used())
 
-    def admit(self, bucket: Bucket, delta: int) -> None:
+    async def admit(self, bucket: Bucket, delta: int) -> None:
         """An early, advisory quota check before a body is read; the commit re-checks exactly."""
-        self.read.admit(bucket, delta, self.max_size)
+        if delta > 0:
+            commits.admit(bucket, delta, await self.store_used(), self.max_size)
 
     # ---- objects -------------------------------------------------------------------------
 
-    def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
-        return self.read.get_object(bucket, key)
+    async def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
+        return await self.meta.read(lambda r: r.get_object(bucket, key))
 
     async def put_object(self, rec: ObjectRecord, cond: WriteConditions) -> None:
-        await self._commit(lambda m: m.put_object(rec, cond, self.max_size), [s.blob for s in rec.segments])
+        new_blobs = [s.blob for s in rec.segments]
+        await self._commit(lambda tx: commits.put_object(tx, rec, cond, self.max_size), new_blobs)
 
     async def delete_objects(
         self, bucket: str, keys: list[str], if_match: dict[str, str] | None = None
     ) -> dict[str, NoSuchKey | PreconditionFailed]:
         """Returns the keys left alone because their `if_match` ETag did not hold, with the reason."""
-        refused: dict[str, NoSuchKey | PreconditionFailed] = {}
-        await self._commit(lambda m: m.delete_objects(bucket, keys, if_match, refused))
-        return refused
+        return await self._commit(lambda tx: commits.delete_objects(tx, bucket, keys, if_match))
 
     async def delete_object_version(self, bucket: str, key: str, mtime: float, blobs: list[str]) -> None:
-        await self._commit(lambda m: m.delete_object_version(bucket, key, mtime, blobs))
+        await self._commit(lambda tx: commits.delete_object_version(tx, bucket, key, mtime, blobs))
 
     async def replace_bucket(self, bucket: str, records: list[ObjectRecord]) -> None:
         """One commit that leaves `bucket` holding exactly `records` (their blobs already ingested)."""
         new_blobs = [s.blob for rec in records for s in rec.segments]
-        await self._commit(lambda m: m.replace_bucket(bucket, records), new_blobs)
+        await self._commit(lambda tx: commits.replace_bucket(tx, bucket, records), new_blobs)
 
-    def list_objects(
+    async def list_objects(
         self,
         bucket: str,
         prefix: str,
@@ -451,61 +465,52 @@ class Store:
         after_is_prefix: bool,
         max_keys: int,
     ) -> Listing:
-        return self.read.list_objects(bucket, prefix, delimiter, after, after_is_prefix, max_keys)
+        return await self.meta.read(
+            lambda r: listing.list_objects(r, bucket, prefix, delimiter, after, after_is_prefix, max_keys)
+        )
 
     # ---- multipart -----------------------------------------------------------------------
 
     async def create_upload(self, up: Upload) -> None:
-        await self._write(lambda m: m.create_upload(up))
+        await self._commit(lambda tx: commits.create_upload(tx, up))
 
-    def require_upload(self, bucket: str, key: str, upload_id: str) -> Upload:
-        return self.read.require_upload(bucket, key, upload_id)
+    async def require_upload(self, bucket: str, key: str, upload_id: str) -> Upload:
+        return await self.meta.read(lambda r: commits.require_upload(r, bucket, key, upload_id))
 
     async def put_part(self, bucket: str, key: str, upload_id: str, part: Part) -> None:
-        await self._commit(lambda m: m.put_part(bucket, key, upload_id, part, self.max_size), [part.blob])
+        await self._commit(lambda tx: commits.put_part(tx, bucket, key, upload_id, part, self.max_size), [part.blob])
 
-    def upload_last_active(self, upload_id: str) -> float | None:
-        return self.read.upload_last_active(upload_id)
+    async def upload_last_active(self, upload_id: str) -> float | None:
+        return await self.meta.read(lambda r: r.upload_last_active(upload_id))
 
     async def touch_upload(self, upload_id: str) -> bool:
         now = time.time()
-        return await self._write(lambda m: m.touch_upload(upload_id, now))
+        return await self._commit(lambda tx: commits.touch_upload(tx, upload_id, now))
 
-    def parts(self, upload_id: str, after: int = 0, limit: int = 10001) -> list[Part]:
-        return self.read.parts(upload_id, after, limit)
+    async def parts(self, upload_id: str, after: int = 0, limit: int = 10001) -> list[Part]:
+        return await self.meta.read(lambda r: r.parts(upload_id, after, limit))
 
-    def list_uploads(
+    async def list_uploads(
         self, bucket: str, prefix: str, key_marker: str, upload_id_marker: str, limit: int
     ) -> list[Upload]:
-        return self.read.list_uploads(bucket, prefix, key_marker, upload_id_marker, limit)
+        return await self.meta.read(lambda r: r.list_uploads(bucket, prefix, key_marker, upload_id_marker, limit))
 
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        await self._commit(lambda m: m.abort_upload(bucket, key, upload_id))
+        await self._commit(lambda tx: commits.abort_upload(tx, bucket, key, upload_id))
 
-    def pending_uploads(self) -> dict[str, int]:
-        return self.read.pending_uploads()
+    async def pending_uploads(self) -> dict[str, int]:
+        return await self.meta.read(lambda r: r.pending_uploads())
 
-    def stale_uploads(self, cutoff: float, limit: int) -> list[Upload]:
-        return self.read.stale_uploads(cutoff, limit)
+    async def stale_uploads(self, cutoff: float, limit: int) -> list[Upload]:
+        return await self.meta.read(lambda r: r.stale_uploads(cutoff, limit))
 
     async def expire_upload(self, upload_id: str, cutoff: float) -> int | None:
         """Abort an upload if, under the commit, it is still idle since `cutoff`: the bytes freed,
         or None if it was kept (a part arrived meanwhile) or is already gone."""
-        freed: int | None = None
+        return await self._commit(lambda tx: commits.expire_upload(tx, upload_id, cutoff))
 
-        def expire(m: Meta) -> list[str]:
-            nonlocal freed
-            dropped = m.expire_upload(upload_id, cutoff)
-            if dropped is None:
-                return []
-            blobs, freed = dropped
-            return blobs
-
-        await self._commit(expire)
-        return freed
-
-    def completed_upload(self, bucket: str, key: str, upload_id: str) -> CompletedUpload | None:
-        return self.read.completed_upload(bucket, key, upload_id)
+    async def completed_upload(self, bucket: str, key: str, upload_id: str) -> CompletedUpload | None:
+        return await self.meta.read(lambda r: r.completed_upload(bucket, key, upload_id))
 
     async def complete_upload(
         self,
@@ -515,4 +520,10 @@ class Store:
         parts_sig: str,
         cond: WriteConditions,
     ) -> None:
-        await self._commit(lambda m: m.complete_upload(upload_id, rec, used_parts, parts_sig, cond, self.max_size))
+        await self._commit(
+            lambda tx: commits.complete_upload(tx, upload_id, rec, used_parts, parts_sig, cond, self.max_size)
+        )
+
+
+def _forget_freed(blob_ids: list[str], tx: MetaTx) -> None:
+    tx.forget_freed(blob_ids)

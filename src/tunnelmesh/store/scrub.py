@@ -8,17 +8,17 @@ get NoSuchKey instead of silently wrong bytes.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunnelmesh.store import meta as meta_mod
 from tunnelmesh.store.blobs import BlobStore
-from tunnelmesh.store.datadir import DataDir
-from tunnelmesh.store.meta import Meta
-from tunnelmesh.store.records import ObjectRecord
+from tunnelmesh.store.listing import list_objects
+from tunnelmesh.store.metadata import MetaBackend
+from tunnelmesh.store.records import Listing, ObjectRecord
 
 CHUNK = 1024 * 1024
 
@@ -89,48 +89,45 @@ def _check(obj: ObjectRecord, blobs: BlobStore, throttle: Throttle) -> str | Non
     return None
 
 
-def _changed(m: Meta, obj: ObjectRecord) -> bool:
-    now = m.get_object(obj.bucket, obj.key)
-    return now is None or (now.etag, now.mtime, [s.blob for s in now.segments]) != (
+def _same_version(now: ObjectRecord | None, obj: ObjectRecord) -> bool:
+    return now is not None and (now.etag, now.mtime, [s.blob for s in now.segments]) == (
         obj.etag,
         obj.mtime,
         [s.blob for s in obj.segments],
     )
 
 
-def scrub(data_dir: Path, repair: bool, rate: int = 0) -> ScrubReport:
-    """Check every object (blocking; run it off the event loop), reading at most `rate` bytes per
-    second (0: as fast as the disk goes). With repair, quarantine rot."""
-    blobs = BlobStore(data_dir)
-    conn = meta_mod.connect(DataDir(data_dir).meta_db)
+async def scrub(meta: MetaBackend, blobs: BlobStore, quarantine: Path, repair: bool, rate: int = 0) -> ScrubReport:
+    """Check every object, reading at most `rate` bytes per second (0: as fast as the disk goes); the
+    hashing runs on a thread, the metadata reads on the caller's loop. With repair, move the blobs of
+    rotten objects to `quarantine` (the caller deletes the objects)."""
     report = ScrubReport()
     throttle = Throttle(rate)
-    try:
-        m = Meta(conn)
-        for bucket in m.buckets():
-            after: str | None = None
-            while True:
-                page = m.list_objects(bucket.name, "", "", after, False, 1000)
-                for listed in page.objects:
-                    obj = m.get_object(bucket.name, listed.key)
-                    if obj is None:  # deleted while we scrubbed
-                        continue
-                    report.objects += 1
-                    report.bytes += obj.size
+
+    async def current(bucket: str, key: str) -> ObjectRecord | None:
+        return await meta.read(lambda r: r.get_object(bucket, key))
+
+    for bucket in await meta.read(lambda r: r.buckets()):
+        page = Listing([], [], True, None, False)
+        while page.truncated:
+            after = page.last
+            page = await meta.read(lambda r: list_objects(r, bucket.name, "", "", after, False, 1000))  # noqa: B023
+            for listed in page.objects:
+                obj = await current(bucket.name, listed.key)
+                if obj is None:  # deleted while we scrubbed
+                    continue
+                report.objects += 1
+                report.bytes += obj.size
+                if obj.data is not None:
                     problem = _check(obj, blobs, throttle)
-                    if problem and _changed(m, obj):
-                        continue  # overwritten or deleted while we read it: its old blobs may be gone
-                    if problem:
-                        report.rotten.append(
-                            Rot(obj.bucket, obj.key, problem, [s.blob for s in obj.segments], obj.mtime)
-                        )
-                if not page.truncated:
-                    break
-                after = page.last
-    finally:
-        conn.close()
+                else:
+                    problem = await asyncio.to_thread(_check, obj, blobs, throttle)
+                if problem is None:
+                    continue
+                if not _same_version(await current(obj.bucket, obj.key), obj):
+                    continue  # overwritten or deleted while we read it: its old blobs may be gone
+                report.rotten.append(Rot(obj.bucket, obj.key, problem, [s.blob for s in obj.segments], obj.mtime))
     if repair:
-        quarantine = DataDir(data_dir).quarantine
         quarantine.mkdir(exist_ok=True)
         for rot in report.rotten:
             for blob in rot.blobs:

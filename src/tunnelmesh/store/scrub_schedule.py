@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from tunnelmesh.store import scrub
+from tunnelmesh.store.blobs import BlobStore
 from tunnelmesh.store.datadir import DataDir
+from tunnelmesh.store.sqlite_meta import run_on
 
 log = logging.getLogger("tunnelmesh.scrub")
 
@@ -105,7 +107,9 @@ def run(data_dir: Path, rate: int) -> int:
     state.last_started = started
     save(data_dir, state)
     log.info("scrub: started, reading at most %d bytes/s", rate)
-    report = scrub.scrub(data_dir, repair=False, rate=rate)
+    blobs = BlobStore(data_dir)
+    quarantine = DataDir(data_dir).quarantine
+    report = run_on(data_dir, lambda meta: scrub.scrub(meta, blobs, quarantine, repair=False, rate=rate))
     state.last_finished = time.time()
     state.objects, state.bytes, state.rotten_count = report.objects, report.bytes, len(report.rotten)
     state.rotten = [{"bucket": r.bucket, "key": r.key, "problem": r.problem} for r in report.rotten][:MAX_RECORDED_ROT]

@@ -1,6 +1,6 @@
 """The metadata writer: one thread per worker process that commits writes in groups.
 
-Every write is a function run inside a savepoint; whatever is queued while one commit fsyncs the
+Every write is a function run inside a savepoint of its own; whatever is queued while one commit fsyncs the
 WAL goes into the next transaction together, so N concurrent uploads cost one fsync, not N, and
 each write still succeeds or fails on its own. A write is acknowledged only after its group's
 COMMIT has returned.
@@ -24,17 +24,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tunnelmesh.store import meta as meta_mod
 from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.errors import DiskFull, WriteFailed
-from tunnelmesh.store.meta import Meta
+from tunnelmesh.store.sqlite_db import connect
 
 log = logging.getLogger("tunnelmesh.store")
 T = TypeVar("T")
 MAX_GROUP = 128
 
 Settle = Callable[[bool, Any], None]
-_Item = tuple[Callable[[Meta], Any], asyncio.Future[Any], asyncio.AbstractEventLoop, Settle | None]
+_Item = tuple[Callable[[Any], Any], asyncio.Future[Any], asyncio.AbstractEventLoop, Settle | None]
 
 
 def _commit_error(e: sqlite3.Error) -> DiskFull | WriteFailed:
@@ -44,15 +43,19 @@ def _commit_error(e: sqlite3.Error) -> DiskFull | WriteFailed:
 
 
 class GroupWriter:
-    def __init__(self, db: Path, lock: Path | None = None) -> None:
+    def __init__(
+        self, db: Path, lock: Path | None = None, session: Callable[[sqlite3.Connection], Any] = lambda c: c
+    ) -> None:
+        """Each write function is called with `session(conn)` (the statements it may run: store/sqlite_meta.py)."""
         self._db = db
+        self._session = session
         # the data dir's (store/datadir.py); a database elsewhere (a test's) gets one beside it
         self._lock = lock if lock is not None else DataDir(db.parent).writer_lock
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 
-    async def submit(self, fn: Callable[[Meta], T], settle: Settle | None = None) -> T:
+    async def submit(self, fn: Callable[[Any], T], settle: Settle | None = None) -> T:
         """Queue a write and wait for its group's commit. `settle(ok, result)` runs on the event loop
         once the outcome is known, even if the awaiting request was cancelled in the meantime (a
         queued write may still commit after its client went away)."""
@@ -66,7 +69,8 @@ class GroupWriter:
         self._thread.join()
 
     def _run(self) -> None:
-        meta = Meta(meta_mod.connect(self._db))
+        conn = connect(self._db)
+        session = self._session(conn)
         lock = os.open(self._lock, os.O_RDWR | os.O_CREAT, 0o600)
         stop = False
         while not stop:
@@ -85,27 +89,32 @@ class GroupWriter:
                     break
                 group.append(item)
             try:
-                outcomes = self._commit(meta, group)
+                outcomes = self._commit(conn, session, group)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
             _hand_back(group, outcomes)
         os.close(lock)
-        meta.c.close()
+        conn.close()
 
     @staticmethod
-    def _commit(meta: Meta, group: list[_Item]) -> list[tuple[bool, Any]]:
+    def _commit(conn: sqlite3.Connection, session: Any, group: list[_Item]) -> list[tuple[bool, Any]]:
         outcomes: list[tuple[bool, Any]] = []
         try:
-            meta.c.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
             for fn, _, _, _ in group:
+                # a write fails alone: its savepoint is rolled back, the others commit
+                conn.execute("SAVEPOINT op")
                 try:
-                    outcomes.append((True, fn(meta)))
+                    outcome = (True, fn(session))
                 except Exception as e:
-                    outcomes.append((False, e))
-            meta.c.execute("COMMIT")
+                    conn.execute("ROLLBACK TO op")
+                    outcome = (False, e)
+                conn.execute("RELEASE op")
+                outcomes.append(outcome)
+            conn.execute("COMMIT")
         except sqlite3.Error as e:
-            if meta.c.in_transaction:
-                meta.c.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             err = _commit_error(e)
             outcomes = [(False, err)] * len(group)
         return outcomes

@@ -1,0 +1,385 @@
+"""The SQLite metadata backend: the embedded default (store/metadata.py is the protocol).
+
+Keys are TEXT compared with SQLite's BINARY collation, i.e. by their UTF-8 bytes, which is the order
+S3 lists in; a listing is an index range scan. Reads run inline on the event loop over a connection of
+their own (indexed lookups take microseconds; WAL gives each statement a snapshot, and a `read` of
+several statements runs in one read transaction). Writes go to the group writer (store/writer.py):
+one thread per process that commits the writes queued meanwhile in one BEGIN IMMEDIATE transaction,
+each in a savepoint of its own. SQLite lets one writer in at a time, across every worker process:
+that is what makes `lock_bucket` and `lock_store` hold, so they only read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Awaitable, Callable, Collection, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tunnelmesh.store.datadir import DataDir
+from tunnelmesh.store.metadata import Settle
+from tunnelmesh.store.records import (
+    SYSTEM_BUCKET,
+    Bucket,
+    CompletedUpload,
+    ObjectRecord,
+    Part,
+    Segment,
+    Upload,
+)
+from tunnelmesh.store.sqlite_db import connect, init_schema
+from tunnelmesh.store.writer import GroupWriter
+
+T = TypeVar("T")
+
+# what max_size limits: every bucket but the coordinator's own
+_PEERS_USED = "SELECT COALESCE(SUM(used + mpu_used), 0) FROM buckets WHERE name != ?"
+# what an Upload record holds; the table's last column, last_active (the latest part's arrival, else
+# the initiation), is read only by stale-upload expiry
+_UPLOAD_COLS = "upload_id, bucket, key, initiated, owner, headers, checksum_algorithm, checksum_type"
+_OBJ_COLS = "bucket, key, size, etag, mtime, headers, checksums, segments, owner, data"
+# what a listing needs; no JSON to parse and no inline bytes to copy
+_LIST_COLS = "bucket, key, size, etag, mtime, owner"
+_PART_COLS = "part_number, size, etag, mtime, blob, checksums"
+
+
+def _segments_to_json(segments: list[Segment]) -> str:
+    # [blob, size, md5] plus the part checksums only when there are some: rows of other objects keep
+    # their size, and rows written before checksums were kept (three fields) read back alike
+    return json.dumps(
+        [[s.blob, s.size, s.md5, s.checksums] if s.checksums else [s.blob, s.size, s.md5] for s in segments]
+    )
+
+
+# a database row as sqlite3 hands it over: its columns are checked by the code that reads them
+Row = tuple[Any, ...]
+
+
+def _row_to_object(r: Row) -> ObjectRecord:
+    return ObjectRecord(
+        bucket=r[0],
+        key=r[1],
+        size=r[2],
+        etag=r[3],
+        mtime=r[4],
+        headers=json.loads(r[5]),
+        checksums=json.loads(r[6]),
+        segments=[Segment(*seg) for seg in json.loads(r[7])],
+        owner=r[8],
+        data=r[9],
+    )
+
+
+def _row_to_listed(r: Row) -> ObjectRecord:
+    return ObjectRecord(
+        bucket=r[0], key=r[1], size=r[2], etag=r[3], mtime=r[4], headers={}, checksums={}, segments=[], owner=r[5]
+    )
+
+
+def _row_to_upload(r: Row) -> Upload:
+    ctype = (r[7] or "COMPOSITE") if r[6] else None
+    return Upload(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], ctype)
+
+
+def _row_to_part(r: Row) -> Part:
+    return Part(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]))
+
+
+def _key_end(prefix: str) -> str | None:
+    """The smallest string above every string starting with `prefix` (None: there is none)."""
+    from tunnelmesh.store.listing import prefix_successor  # listing builds on this module's protocol
+
+    return prefix_successor(prefix)
+
+
+class SqliteTx:
+    """MetaReads and MetaTx over one connection: the statements, nothing else. Not shared between threads."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.c = conn
+
+    # ---- reads ---------------------------------------------------------------------------
+
+    def bucket(self, name: str) -> Bucket | None:
+        r = self.c.execute("SELECT * FROM buckets WHERE name=?", (name,)).fetchone()
+        return Bucket(*r) if r else None
+
+    def buckets(self) -> list[Bucket]:
+        return [Bucket(*r) for r in self.c.execute("SELECT * FROM buckets ORDER BY name")]
+
+    def store_used(self) -> int:
+        used: int = self.c.execute(_PEERS_USED, (SYSTEM_BUCKET,)).fetchone()[0]
+        return used
+
+    def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
+        r = self.c.execute(f"SELECT {_OBJ_COLS} FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+        return _row_to_object(r) if r else None
+
+    def scan_objects(
+        self, bucket: str, start: str, inclusive: bool, end: str | None, limit: int
+    ) -> Iterator[ObjectRecord]:
+        sql = f"SELECT {_LIST_COLS} FROM objects WHERE bucket=? AND key {'>=' if inclusive else '>'} ?"
+        args: list[object] = [bucket, start]
+        if end is not None:
+            sql += " AND key < ?"
+            args.append(end)
+        sql += " ORDER BY key LIMIT ?"
+        args.append(limit)
+        # the cursor is read lazily: a listing that jumps past a common prefix never reads the rest
+        return (_row_to_listed(r) for r in self.c.execute(sql, args))
+
+    def upload(self, upload_id: str) -> Upload | None:
+        r = self.c.execute(f"SELECT {_UPLOAD_COLS} FROM uploads WHERE upload_id=?", (upload_id,)).fetchone()
+        return _row_to_upload(r) if r else None
+
+    def upload_last_active(self, upload_id: str) -> float | None:
+        r = self.c.execute("SELECT last_active FROM uploads WHERE upload_id=?", (upload_id,)).fetchone()
+        return r[0] if r else None
+
+    def parts(self, upload_id: str, after: int, limit: int) -> list[Part]:
+        rows = self.c.execute(
+            f"SELECT {_PART_COLS} FROM parts WHERE upload_id=? AND part_number > ? ORDER BY part_number LIMIT ?",
+            (upload_id, after, limit),
+        )
+        return [_row_to_part(r) for r in rows]
+
+    def list_uploads(
+        self, bucket: str, prefix: str, key_marker: str, upload_id_marker: str, limit: int
+    ) -> list[Upload]:
+        end = _key_end(prefix) if prefix else None
+        rows = self.c.execute(
+            f"SELECT {_UPLOAD_COLS} FROM uploads WHERE bucket=? AND key >= ? AND (? IS NULL OR key < ?) "
+            "AND (key > ? OR (key = ? AND upload_id > ?)) ORDER BY key, upload_id LIMIT ?",
+            (bucket, prefix, end, end, key_marker, key_marker, upload_id_marker, limit),
+        ).fetchall()
+        return [_row_to_upload(r) for r in rows]
+
+    def pending_uploads(self) -> dict[str, int]:
+        return dict(self.c.execute("SELECT bucket, COUNT(*) FROM uploads GROUP BY bucket").fetchall())
+
+    def stale_uploads(self, cutoff: float, limit: int) -> list[Upload]:
+        rows = self.c.execute(
+            f"SELECT {_UPLOAD_COLS} FROM uploads WHERE last_active < ? ORDER BY last_active LIMIT ?", (cutoff, limit)
+        ).fetchall()
+        return [_row_to_upload(r) for r in rows]
+
+    def completed_upload(self, bucket: str, key: str, upload_id: str) -> CompletedUpload | None:
+        r = self.c.execute(
+            "SELECT etag, parts, checksums FROM completed_uploads WHERE upload_id=? AND bucket=? AND key=?",
+            (upload_id, bucket, key),
+        ).fetchone()
+        return CompletedUpload(r[0], r[1], json.loads(r[2] or "{}")) if r else None
+
+    def freed_before(self, t: float, limit: int | None) -> list[str]:
+        rows = self.c.execute(
+            "SELECT blob FROM freed_blobs WHERE freed_at < ? ORDER BY freed_at, blob LIMIT ?",
+            (t, -1 if limit is None else limit),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def count_usage(self) -> dict[str, tuple[int, int, int]]:
+        objects = {
+            r[0]: (r[1], r[2])
+            for r in self.c.execute("SELECT bucket, SUM(size), COUNT(*) FROM objects GROUP BY bucket")
+        }
+        parts = dict(
+            self.c.execute(
+                "SELECT u.bucket, SUM(p.size) FROM parts p JOIN uploads u USING (upload_id) GROUP BY u.bucket"
+            ).fetchall()
+        )
+        return {b: (*objects.get(b, (0, 0)), parts.get(b, 0)) for b in objects.keys() | parts.keys()}
+
+    def referenced_blobs(self, tags: Collection[str] | None = None) -> set[str]:
+        refs: set[str] = set()
+        if tags is None:
+            for (segs,) in self.c.execute("SELECT segments FROM objects WHERE segments != '[]'"):
+                refs.update(seg[0] for seg in json.loads(segs))
+            refs.update(b for (b,) in self.c.execute("SELECT blob FROM parts"))
+            return refs
+        wanted = sorted(set(tags))
+        if not wanted:
+            return refs
+        n = len(wanted[0])
+        if any(len(t) != n for t in wanted):
+            raise ValueError("writer tags of different lengths")
+        # SQLite still reads every row, but only the objects whose segments contain a tag followed by
+        # the quote closing an id are decoded (a superset: an md5 may end alike, filtered below)
+        contains = " OR ".join(["instr(segments, ?) > 0"] * len(wanted))
+        rows = self.c.execute(
+            f"SELECT segments FROM objects WHERE segments != '[]' AND ({contains})", [t + '"' for t in wanted]
+        )
+        for (segs,) in rows:
+            refs.update(seg[0] for seg in json.loads(segs) if seg[0][-n:] in wanted)
+        marks = ",".join("?" * len(wanted))
+        refs.update(
+            b for (b,) in self.c.execute(f"SELECT blob FROM parts WHERE substr(blob, -{n}) IN ({marks})", wanted)
+        )
+        return refs
+
+    # ---- writes (inside the group writer's transaction) ----------------------------------
+
+    def lock_bucket(self, name: str) -> Bucket | None:
+        return self.bucket(name)  # the transaction is BEGIN IMMEDIATE: no other writer runs
+
+    def lock_store(self) -> int:
+        return self.store_used()
+
+    def insert_bucket(self, bucket: Bucket) -> None:
+        self.c.execute(
+            "INSERT INTO buckets(name, owner, created, region, quota, used, objects, mpu_used) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (
+                bucket.name,
+                bucket.owner,
+                bucket.created,
+                bucket.region,
+                bucket.quota,
+                bucket.used,
+                bucket.objects,
+                bucket.mpu_used,
+            ),
+        )
+
+    def delete_bucket(self, name: str) -> None:
+        self.c.execute("DELETE FROM buckets WHERE name=?", (name,))
+
+    def set_quota(self, name: str, quota: int | None) -> None:
+        self.c.execute("UPDATE buckets SET quota=? WHERE name=?", (quota, name))
+
+    def add_usage(self, name: str, used: int = 0, objects: int = 0, mpu_used: int = 0) -> None:
+        self.c.execute(
+            "UPDATE buckets SET used = used + ?, objects = objects + ?, mpu_used = mpu_used + ? WHERE name=?",
+            (used, objects, mpu_used, name),
+        )
+
+    def put_object(self, rec: ObjectRecord) -> None:
+        self.c.execute(
+            f"INSERT OR REPLACE INTO objects({_OBJ_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                rec.bucket,
+                rec.key,
+                rec.size,
+                rec.etag,
+                rec.mtime,
+                json.dumps(rec.headers),
+                json.dumps(rec.checksums),
+                _segments_to_json(rec.segments),
+                rec.owner,
+                rec.data,
+            ),
+        )
+
+    def delete_object(self, bucket: str, key: str) -> ObjectRecord | None:
+        r = self.c.execute(
+            f"DELETE FROM objects WHERE bucket=? AND key=? RETURNING {_OBJ_COLS}", (bucket, key)
+        ).fetchone()
+        return _row_to_object(r) if r else None
+
+    def delete_objects_in(self, bucket: str) -> list[ObjectRecord]:
+        rows = self.c.execute(f"DELETE FROM objects WHERE bucket=? RETURNING {_OBJ_COLS}", (bucket,)).fetchall()
+        return [_row_to_object(r) for r in rows]
+
+    def insert_upload(self, up: Upload) -> None:
+        self.c.execute(
+            f"INSERT INTO uploads({_UPLOAD_COLS}, last_active) VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                up.upload_id,
+                up.bucket,
+                up.key,
+                up.initiated,
+                up.owner,
+                json.dumps(up.headers),
+                up.checksum_algorithm,
+                up.checksum_type,
+                up.initiated,
+            ),
+        )
+
+    def touch_upload(self, upload_id: str, t: float) -> bool:
+        r = self.c.execute(
+            "UPDATE uploads SET last_active = MAX(COALESCE(last_active, 0), ?) WHERE upload_id=?", (t, upload_id)
+        )
+        return r.rowcount == 1
+
+    def put_part(self, upload_id: str, part: Part) -> None:
+        self.c.execute(
+            "INSERT OR REPLACE INTO parts VALUES (?,?,?,?,?,?,?)",
+            (upload_id, part.part_number, part.size, part.etag, part.mtime, part.blob, json.dumps(part.checksums)),
+        )
+
+    def delete_upload(self, upload_id: str) -> list[Part]:
+        rows = self.c.execute(f"DELETE FROM parts WHERE upload_id=? RETURNING {_PART_COLS}", (upload_id,)).fetchall()
+        self.c.execute("DELETE FROM uploads WHERE upload_id=?", (upload_id,))
+        return sorted((_row_to_part(r) for r in rows), key=lambda p: p.part_number)
+
+    def put_completed(self, upload_id: str, bucket: str, key: str, done: CompletedUpload, mtime: float) -> None:
+        self.c.execute(
+            "INSERT OR REPLACE INTO completed_uploads(upload_id, bucket, key, etag, parts, mtime, checksums) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (upload_id, bucket, key, done.etag, done.parts_sig, mtime, json.dumps(done.checksums)),
+        )
+
+    def forget_completed(self, *, bucket: str | None = None, before: float | None = None) -> None:
+        if bucket is not None:
+            self.c.execute("DELETE FROM completed_uploads WHERE bucket=?", (bucket,))
+        if before is not None:
+            self.c.execute("DELETE FROM completed_uploads WHERE mtime < ?", (before,))
+
+    def queue_freed(self, blob_ids: Collection[str], at: float) -> None:
+        self.c.executemany(
+            "INSERT OR IGNORE INTO freed_blobs(blob, freed_at) VALUES (?, ?)", ((b, at) for b in blob_ids)
+        )
+
+    def forget_freed(self, blob_ids: Collection[str]) -> None:
+        self.c.executemany("DELETE FROM freed_blobs WHERE blob=?", ((b,) for b in blob_ids))
+
+
+class SqliteMeta:
+    """The MetaBackend on `<data dir>/meta.sqlite3`."""
+
+    def __init__(self, db: Path, lock: Path | None = None) -> None:
+        self._reader = SqliteTx(connect(db))
+        self._writer = GroupWriter(db, lock, SqliteTx)
+
+    @classmethod
+    def open(cls, data_dir: Path) -> SqliteMeta:
+        """The data dir's database, created or upgraded to this code's schema."""
+        files = DataDir(data_dir)
+        conn = connect(files.meta_db)
+        try:
+            init_schema(conn)
+        finally:
+            conn.close()
+        return cls(files.meta_db, files.writer_lock)
+
+    async def read(self, fn: Callable[[SqliteTx], T]) -> T:
+        # one statement is a snapshot by itself; several share one only inside a read transaction
+        c = self._reader.c
+        c.execute("BEGIN")
+        try:
+            return fn(self._reader)
+        finally:
+            c.execute("COMMIT")
+
+    async def write(self, fn: Callable[[SqliteTx], T], settle: Settle | None = None) -> T:
+        return await self._writer.submit(fn, settle)
+
+    def close(self) -> None:
+        self._writer.close()
+        self._reader.c.close()
+
+
+def run_on(data_dir: Path, fn: Callable[[SqliteMeta], Awaitable[T]]) -> T:
+    """Run `fn` over the data dir's metadata from a process with no event loop of its own (the
+    supervisor before it forks the workers, a sweeper, the scrubber)."""
+    meta = SqliteMeta.open(data_dir)
+
+    async def main() -> T:
+        return await fn(meta)
+
+    try:
+        return asyncio.run(main())
+    finally:
+        meta.close()

@@ -1,0 +1,51 @@
+"""What only the SQLite backend has: the rows' JSON shapes, old and new."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from meta_rules import Rules
+from test_commits import _object_from, _upload
+
+from tunnelmesh.store.records import Part, Segment, WriteConditions
+from tunnelmesh.store.sqlite_meta import SqliteMeta
+
+
+@pytest.fixture
+def m(tmp_path: Path) -> Iterator[Rules]:
+    rules = Rules(SqliteMeta.open(tmp_path))
+    yield rules
+    rules.close()
+
+
+@pytest.fixture
+def raw(tmp_path: Path, m: Rules) -> Iterator[sqlite3.Connection]:
+    conn = sqlite3.connect(tmp_path / "meta.sqlite3", isolation_level=None)
+    yield conn
+    conn.close()
+
+
+def test_a_complete_without_object_checksum_keeps_no_part_checksums(m: Rules, raw: sqlite3.Connection) -> None:
+    m.create_bucket("b", "p", "r", 1.0)
+    _upload(m)
+    one = Part(1, 100, "aa", 20.0, "blob-1", {"crc32": "AAAAAQ=="})
+    m.put_part("b", "k", "u1", one, 10**9)
+    m.complete_upload("u1", _object_from([one]), [1], "1:aa", WriteConditions(), 10**9)
+    (stored,) = raw.execute("SELECT segments FROM objects WHERE key='k'").fetchone()
+    assert stored == '[["blob-1", 100, "aa"]]'
+    assert m.get_object("b", "k").segments == [Segment("blob-1", 100, "aa", {})]
+
+
+def test_segments_stored_before_part_checksums_were_kept_read_with_none(m: Rules, raw: sqlite3.Connection) -> None:
+    m.create_bucket("b", "p", "r", 1.0)
+    raw.execute(
+        "INSERT INTO objects(bucket, key, size, etag, mtime, headers, checksums, segments, owner) "
+        "VALUES ('b', 'old', 200, 'e-2', 1, '{}', ?, ?, 'p')",
+        ('{"crc32": "AAAAAw==-2"}', '[["x-1", 100, "m1"], ["x-2", 100, "m2"]]'),
+    )
+    segments = m.get_object("b", "old").segments
+    assert segments == [Segment("x-1", 100, "m1"), Segment("x-2", 100, "m2")]
+    assert all(s.checksums == {} for s in segments)
