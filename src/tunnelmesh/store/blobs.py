@@ -25,6 +25,7 @@ import os
 import secrets
 from collections.abc import Collection, Iterator
 from pathlib import Path
+from typing import Protocol
 
 from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.errors import DiskFull, WriteFailed
@@ -122,7 +123,43 @@ def _disk_error(e: OSError) -> DiskFull | WriteFailed:
     return WriteFailed("object")
 
 
+class Blobs(Protocol):
+    """What the engine asks of the place that holds blob bytes: a local directory today (BlobStore),
+    any file system every coordinator mounts later. Blobs are immutable and named by ids nobody
+    reuses, so this needs no transactions: a blob exists once sealed, and only a commit makes it
+    reachable (store/engine.py)."""
+
+    @property
+    def tmp_dir(self) -> Path:
+        """This process's own directory for temporaries, on the blobs' file system."""
+        ...
+
+    def writer(self) -> BlobWriter:
+        """A new blob, written and then sealed (or aborted)."""
+        ...
+
+    def path(self, blob_id: str) -> Path:
+        """Where a sealed blob can be opened (or handed to the HTTP server to send)."""
+        ...
+
+    def open(self, blob_id: str) -> int:
+        """A read-only file descriptor of a sealed blob; FileNotFoundError if it is gone."""
+        ...
+
+    def unlink(self, blob_ids: list[str]) -> int: ...
+
+    def blob_ids_older_than(self, t: float) -> Iterator[str]: ...
+
+    def blob_ids_tagged(self, tags: Collection[str]) -> Iterator[str]: ...
+
+    def disk_free(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
 class BlobStore:
+    """Blobs in a local directory (the data dir's blobs/, store/datadir.py)."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.dir = DataDir(root)

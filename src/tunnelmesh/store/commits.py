@@ -99,10 +99,6 @@ def require_upload(r: MetaReads, bucket: str, key: str, upload_id: str) -> Uploa
     return up
 
 
-def _blobs(rec: ObjectRecord | None) -> list[str]:
-    return [s.blob for s in rec.segments] if rec is not None else []
-
-
 def check_write_conditions(cond: WriteConditions, bucket: str, key: str, current_etag: str | None) -> None:
     if cond.if_none_match_any and current_etag is not None:
         raise PreconditionFailed("If-None-Match")
@@ -157,13 +153,13 @@ def set_quota(tx: MetaTx, name: str, quota: int | None) -> WriteResult[None]:
 
 def put_object(tx: MetaTx, rec: ObjectRecord, cond: WriteConditions, max_size: int) -> WriteResult[None]:
     bucket = _locked_bucket(tx, rec.bucket)
-    old = tx.get_object(rec.bucket, rec.key)
+    old = tx.object_ref(rec.bucket, rec.key)
     check_write_conditions(cond, rec.bucket, rec.key, old.etag if old else None)
     old_size = old.size if old else 0
     _admit_locked(tx, bucket, rec.size - old_size, max_size)
     tx.put_object(rec)
     tx.add_usage(rec.bucket, used=rec.size - old_size, objects=0 if old else 1)
-    return WriteResult(None, _blobs(old))
+    return WriteResult(None, old.blobs if old else [])
 
 
 def delete_objects(
@@ -178,7 +174,7 @@ def delete_objects(
     size = count = 0
     for key in keys:
         if if_match is not None and key in if_match:
-            cur = tx.get_object(bucket, key)
+            cur = tx.object_ref(bucket, key)
             if cur is None or if_match[key] not in ("*", cur.etag):
                 refused[key] = NoSuchKey(bucket, key) if cur is None else PreconditionFailed("If-Match")
                 continue
@@ -186,7 +182,7 @@ def delete_objects(
         if gone is not None:
             size += gone.size
             count += 1
-            freed += _blobs(gone)
+            freed += gone.blobs
     if count:
         tx.add_usage(bucket, used=-size, objects=-count)
     return WriteResult(refused, freed)
@@ -196,8 +192,8 @@ def delete_object_version(tx: MetaTx, bucket: str, key: str, mtime: float, blobs
     """Delete the object only if it is still the version written at `mtime` on `blobs` (what a scrub
     found rotten): an overwrite since then is a new, acknowledged object and stays. An ETag would not
     do: re-uploading the same bytes gives the same ETag."""
-    cur = tx.get_object(bucket, key)
-    if cur is None or cur.mtime != mtime or _blobs(cur) != blobs:
+    cur = tx.object_ref(bucket, key)
+    if cur is None or cur.mtime != mtime or cur.blobs != blobs:
         return WriteResult(None)
     return WriteResult(None, delete_objects(tx, bucket, [key]).freed)
 
@@ -217,7 +213,7 @@ def replace_bucket(tx: MetaTx, bucket: str, records: list[ObjectRecord]) -> Writ
         objects=len(records) - len(old),
     )
     kept = {seg.blob for rec in records for seg in rec.segments}
-    return WriteResult(None, sorted({b for rec in old for b in _blobs(rec)} - kept))
+    return WriteResult(None, sorted({b for ref in old for b in ref.blobs} - kept))
 
 
 # ---- multipart -------------------------------------------------------------------------------
@@ -296,7 +292,7 @@ def complete_upload(
             return WriteResult(None)  # an identical Complete committed first; its object is the one asked for
         require_upload(tx, rec.bucket, rec.key, upload_id)  # raises NoSuchUpload (or NoSuchBucket)
     bucket = _locked_bucket(tx, rec.bucket)
-    old = tx.get_object(rec.bucket, rec.key)
+    old = tx.object_ref(rec.bucket, rec.key)
     check_write_conditions(cond, rec.bucket, rec.key, old.etag if old else None)
     # each part's checksums of the object's algorithm go with it: a part read and GetObjectAttributes
     # report them after the part records are gone
@@ -323,4 +319,4 @@ def complete_upload(
     # keep the retry record small: only recent completions are remembered
     tx.forget_completed(before=rec.mtime - COMPLETED_KEPT_SECONDS)
     tx.add_usage(rec.bucket, used=rec.size - old_size, objects=0 if old else 1, mpu_used=-mpu_bytes)
-    return WriteResult(None, unused + _blobs(old))
+    return WriteResult(None, unused + (old.blobs if old else []))

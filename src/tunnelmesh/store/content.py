@@ -14,7 +14,7 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from tunnelmesh.store.blobs import BlobStore
+from tunnelmesh.store.blobs import Blobs
 from tunnelmesh.store.errors import DamagedObject
 from tunnelmesh.store.records import ObjectRecord
 
@@ -67,7 +67,7 @@ class ByteRange:
         self.slices = []
 
 
-def open_range(blobs: BlobStore, rec: ObjectRecord, first: int, length: int) -> ByteRange:
+def open_range(blobs: Blobs, rec: ObjectRecord, first: int, length: int) -> ByteRange:
     """Bytes [first, first+length) of `rec`, with every blob file covering them opened now, before the
     caller sends a byte: an overwrite or delete committed meanwhile can then no longer pull them away
     (a freed blob is unlinked only after a grace period, and an open fd keeps its file readable).

@@ -45,7 +45,7 @@ from typing import IO, Any, TypeVar
 
 from tunnelmesh.store import commits, content, listing, scrub_schedule
 from tunnelmesh.store import scrub as scrub_mod
-from tunnelmesh.store.blobs import BlobStore, BlobWriter
+from tunnelmesh.store.blobs import Blobs, BlobStore, BlobWriter
 from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.errors import NoRoom, NoSuchKey, ObjectTooLarge, PreconditionFailed
 from tunnelmesh.store.metadata import MetaBackend, MetaReads, MetaTx
@@ -98,14 +98,15 @@ def prepare_data_dir(data_dir: Path) -> float | None:
     clean = marker.exists() or not db.exists()  # a new store has nothing to sweep
     marker.unlink(missing_ok=True)
     started = time.time()
-    run_on(data_dir, lambda meta: meta.write(lambda tx: _ensure_system_bucket(tx, started)))
+    run_on(data_dir, lambda meta: meta.write(lambda tx: ensure_system_bucket(tx, started)))
     if swept:
         log.info("start-up sweep: removed %d temporary files", swept)
     free_all_queued(data_dir, "start-up")
     return None if clean else started
 
 
-def _ensure_system_bucket(tx: MetaTx, now: float) -> None:
+def ensure_system_bucket(tx: MetaTx, now: float) -> None:
+    """The coordinator's own bucket, made at the first start of a store."""
     if tx.lock_bucket(SYSTEM_BUCKET) is None:
         commits.create_bucket(tx, SYSTEM_BUCKET, "coordinator", "", now)
 
@@ -208,15 +209,18 @@ def mark_clean_shutdown(data_dir: Path) -> None:
 
 class Store:
     """The one door to metadata and blobs (see the module docstring). `meta` is the metadata backend
-    (store/metadata.py); by default the data dir's SQLite database."""
+    (store/metadata.py), by default the data dir's SQLite database; `blobs` where the bytes are, by
+    default the data dir's blobs/ (store/blobs.py)."""
 
-    def __init__(self, data_dir: Path, max_size: int, meta: MetaBackend | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, max_size: int, meta: MetaBackend | None = None, blobs: Blobs | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.max_size = max_size
         # how often a part still streaming restarts its upload's stale-expiry clock (see store/expiry.py)
         self.upload_refresh = 60.0
         self.dir = DataDir(data_dir)
-        self.blobs = BlobStore(data_dir)
+        self.blobs: Blobs = blobs if blobs is not None else BlobStore(data_dir)
         self.meta: MetaBackend = meta if meta is not None else SqliteMeta.open(data_dir)
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store-io")
 

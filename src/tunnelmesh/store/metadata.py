@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator
 from typing import Any, Protocol, TypeVar
 
-from tunnelmesh.store.records import Bucket, CompletedUpload, ObjectRecord, Part, Upload
+from tunnelmesh.store.records import Bucket, CompletedUpload, ObjectRecord, ObjectRef, Part, Upload
 
 T = TypeVar("T")
 
@@ -48,6 +48,10 @@ class MetaReads(Protocol):
         ...
 
     def get_object(self, bucket: str, key: str) -> ObjectRecord | None: ...
+
+    def object_ref(self, bucket: str, key: str) -> ObjectRef | None:
+        """What a write needs of the current object (size, ETag, mtime, blobs), without the rest."""
+        ...
 
     def scan_objects(
         self, bucket: str, start: str, inclusive: bool, end: str | None, limit: int
@@ -125,12 +129,12 @@ class MetaTx(MetaReads, Protocol):
         """Insert, or replace the object of that bucket and key."""
         ...
 
-    def delete_object(self, bucket: str, key: str) -> ObjectRecord | None:
-        """Remove the object; returns it as it was (None if there was none)."""
+    def delete_object(self, bucket: str, key: str) -> ObjectRef | None:
+        """Remove the object; returns what it was (None if there was none)."""
         ...
 
-    def delete_objects_in(self, bucket: str) -> list[ObjectRecord]:
-        """Remove every object of the bucket; returns them as they were."""
+    def delete_objects_in(self, bucket: str) -> list[ObjectRef]:
+        """Remove every object of the bucket; returns what they were."""
         ...
 
     def insert_upload(self, up: Upload) -> None:

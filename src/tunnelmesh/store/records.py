@@ -50,6 +50,17 @@ class ObjectRecord:
     data: bytes | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """What the write rules need to know of an object that is there (or was, before a delete): far
+    cheaper to read than the whole record (no headers, checksums or inline bytes)."""
+
+    size: int
+    etag: str
+    mtime: float
+    blobs: list[str]
+
+
 @dataclass(slots=True)
 class Upload:
     upload_id: str

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunnelmesh.store.blobs import BlobStore
+from tunnelmesh.store.blobs import Blobs
 from tunnelmesh.store.listing import list_objects
 from tunnelmesh.store.metadata import MetaBackend
 from tunnelmesh.store.records import Listing, ObjectRecord
@@ -69,7 +69,7 @@ def _md5_of_file(path: Path, throttle: Throttle) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def _check(obj: ObjectRecord, blobs: BlobStore, throttle: Throttle) -> str | None:
+def _check(obj: ObjectRecord, blobs: Blobs, throttle: Throttle) -> str | None:
     if obj.data is not None:
         if len(obj.data) != obj.size:
             return f"inline data is {len(obj.data)} bytes, the object {obj.size}"
@@ -97,7 +97,7 @@ def _same_version(now: ObjectRecord | None, obj: ObjectRecord) -> bool:
     )
 
 
-async def scrub(meta: MetaBackend, blobs: BlobStore, quarantine: Path, repair: bool, rate: int = 0) -> ScrubReport:
+async def scrub(meta: MetaBackend, blobs: Blobs, quarantine: Path, repair: bool, rate: int = 0) -> ScrubReport:
     """Check every object, reading at most `rate` bytes per second (0: as fast as the disk goes); the
     hashing runs on a thread, the metadata reads on the caller's loop. With repair, move the blobs of
     rotten objects to `quarantine` (the caller deletes the objects)."""

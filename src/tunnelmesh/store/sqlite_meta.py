@@ -25,6 +25,7 @@ from tunnelmesh.store.records import (
     Bucket,
     CompletedUpload,
     ObjectRecord,
+    ObjectRef,
     Part,
     Segment,
     Upload,
@@ -43,6 +44,7 @@ _OBJ_COLS = "bucket, key, size, etag, mtime, headers, checksums, segments, owner
 # what a listing needs; no JSON to parse and no inline bytes to copy
 _LIST_COLS = "bucket, key, size, etag, mtime, owner"
 _PART_COLS = "part_number, size, etag, mtime, blob, checksums"
+_REF_COLS = "size, etag, mtime, segments"
 
 
 def _segments_to_json(segments: list[Segment]) -> str:
@@ -70,6 +72,11 @@ def _row_to_object(r: Row) -> ObjectRecord:
         owner=r[8],
         data=r[9],
     )
+
+
+def _row_to_ref(r: Row) -> ObjectRef:
+    # most objects are inline (no segments): skip the JSON decoder for them
+    return ObjectRef(r[0], r[1], r[2], [seg[0] for seg in json.loads(r[3])] if r[3] != "[]" else [])
 
 
 def _row_to_listed(r: Row) -> ObjectRecord:
@@ -116,6 +123,10 @@ class SqliteTx:
     def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
         r = self.c.execute(f"SELECT {_OBJ_COLS} FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
         return _row_to_object(r) if r else None
+
+    def object_ref(self, bucket: str, key: str) -> ObjectRef | None:
+        r = self.c.execute(f"SELECT {_REF_COLS} FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+        return _row_to_ref(r) if r else None
 
     def scan_objects(
         self, bucket: str, start: str, inclusive: bool, end: str | None, limit: int
@@ -271,15 +282,15 @@ class SqliteTx:
             ),
         )
 
-    def delete_object(self, bucket: str, key: str) -> ObjectRecord | None:
+    def delete_object(self, bucket: str, key: str) -> ObjectRef | None:
         r = self.c.execute(
-            f"DELETE FROM objects WHERE bucket=? AND key=? RETURNING {_OBJ_COLS}", (bucket, key)
+            f"DELETE FROM objects WHERE bucket=? AND key=? RETURNING {_REF_COLS}", (bucket, key)
         ).fetchone()
-        return _row_to_object(r) if r else None
+        return _row_to_ref(r) if r else None
 
-    def delete_objects_in(self, bucket: str) -> list[ObjectRecord]:
-        rows = self.c.execute(f"DELETE FROM objects WHERE bucket=? RETURNING {_OBJ_COLS}", (bucket,)).fetchall()
-        return [_row_to_object(r) for r in rows]
+    def delete_objects_in(self, bucket: str) -> list[ObjectRef]:
+        rows = self.c.execute(f"DELETE FROM objects WHERE bucket=? RETURNING {_REF_COLS}", (bucket,)).fetchall()
+        return [_row_to_ref(r) for r in rows]
 
     def insert_upload(self, up: Upload) -> None:
         self.c.execute(
