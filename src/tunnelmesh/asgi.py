@@ -192,10 +192,7 @@ class _ClientGuard:
             message = await self._receive()
         except asyncio.CancelledError:
             if self._timed_out():
-                raise S3Error(
-                    "RequestTimeout",
-                    "Your socket connection to the server was not read from or written to within the timeout period.",
-                ) from None
+                raise S3Error("RequestTimeout") from None
             raise
         finally:
             self._end()

@@ -55,9 +55,7 @@ class S3Api:
             resp = self.error_response(s3_error(err), req)
         except Exception:
             log.error("request %s failed:\n%s", req.request_id, traceback.format_exc())
-            resp = self.error_response(
-                S3Error("InternalError", "We encountered an internal error. Please try again."), req
-            )
+            resp = self.error_response(S3Error("InternalError"), req)
         sent = await self._send(scope, send, req, resp)
         log.info(
             "id=%s peer=%s op=%s status=%d bytes=%d ms=%.1f",

@@ -51,9 +51,7 @@ def check_read(headers: dict[str, str], obj: ObjectRecord, prefix: str = "") -> 
 
 
 def _failed(condition: str) -> S3Error:
-    return S3Error(
-        "PreconditionFailed", "At least one of the pre-conditions you specified did not hold", Condition=condition
-    )
+    return S3Error("PreconditionFailed", Condition=condition)
 
 
 # ASCII digits only: `\d` alone would take other scripts' digits, which no HTTP client sends
@@ -90,7 +88,7 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
 
 
 def invalid_range(size: int) -> S3Error:
-    err = S3Error("InvalidRange", "The requested range is not satisfiable", ActualObjectSize=str(size))
+    err = S3Error("InvalidRange", ActualObjectSize=str(size))
     err.headers.append(("content-range", f"bytes */{size}"))
     return err
 
@@ -104,5 +102,5 @@ def parse_copy_range(value: str, size: int) -> tuple[int, int]:
     if last < first:
         raise S3Error("InvalidArgument", "The x-amz-copy-source-range value must be of the form bytes=first-last.")
     if last >= size:
-        raise S3Error("InvalidRange", "The requested range is not satisfiable", ActualObjectSize=str(size))
+        raise S3Error("InvalidRange", ActualObjectSize=str(size))
     return first, last

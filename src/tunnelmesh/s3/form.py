@@ -28,7 +28,7 @@ FILE_FIELD = "file"
 
 
 def malformed() -> S3Error:
-    return S3Error("MalformedPOSTRequest", "The body of your POST request is not well-formed multipart/form-data.")
+    return S3Error("MalformedPOSTRequest")
 
 
 def boundary_of(content_type: str) -> bytes | None:
@@ -109,9 +109,7 @@ class FormReader:
             kind, chunk = await self._next_event()
             size += len(chunk)
             if size > MAX_PRE_FILE_BYTES:
-                raise S3Error(
-                    "MaxPostPreDataLengthExceeded", "Your POST request fields preceding the upload file were too large."
-                )
+                raise S3Error("MaxPostPreDataLengthExceeded")
             if kind == "begin":
                 headers, data = [], bytearray()
             elif kind == "hname":

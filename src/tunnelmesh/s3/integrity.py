@@ -31,7 +31,7 @@ class UploadDigest:
             except (binascii.Error, ValueError):
                 self.expected_md5 = b""
             if len(self.expected_md5) != 16:
-                raise S3Error("InvalidDigest", "The Content-MD5 you specified was invalid.")
+                raise S3Error("InvalidDigest")
         given: dict[str, str] = {}
         for name, value in headers.items():
             if name.startswith("x-amz-checksum-"):
@@ -89,12 +89,7 @@ class UploadDigest:
         digest = self._md5.digest()
         self.md5_hex = digest.hex()
         if self.expected_md5 is not None and not hmac.compare_digest(digest, self.expected_md5):
-            raise S3Error(
-                "BadDigest",
-                "The Content-MD5 you specified did not match what we received.",
-                ExpectedDigest=self.expected_md5.hex(),
-                CalculatedDigest=self.md5_hex,
-            )
+            raise S3Error("BadDigest", ExpectedDigest=self.expected_md5.hex(), CalculatedDigest=self.md5_hex)
         if self._hasher is None or self.algorithm is None:
             return
         value = checksums.b64(self._hasher.digest())

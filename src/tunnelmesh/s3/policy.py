@@ -34,4 +34,4 @@ class SystemBucketRule:
             return
         # no principal yet: a form upload, which authenticates later from its body, and is a write
         if principal is None or not principal.is_admin or access is not Access.READ:
-            raise S3Error("AccessDenied", "Access Denied", BucketName=bucket)
+            raise S3Error("AccessDenied", BucketName=bucket)

@@ -119,7 +119,7 @@ def parse_target(req: Request) -> str:
         path = unquote(req.raw_path[len(req.prefix) :] or "/", errors="strict")
         req.query_items = parse_query(req.raw_query)
     except UnicodeDecodeError:
-        raise S3Error("InvalidURI", "Couldn't parse the specified URI.") from None
+        raise S3Error("InvalidURI") from None
     req.query = {name: value for name, value, _, _ in req.query_items}
     return path
 
@@ -127,7 +127,7 @@ def parse_target(req: Request) -> str:
 def split_path(path: str) -> tuple[str, str]:
     """'/bucket/key/with/slashes' -> ('bucket', 'key/with/slashes'); the key keeps every byte."""
     if not path.startswith("/"):
-        raise S3Error("InvalidURI", "Couldn't parse the specified URI.")
+        raise S3Error("InvalidURI")
     rest = path[1:]
     bucket, _, key = rest.partition("/")
     return bucket, key
@@ -155,7 +155,7 @@ async def read_small_body(req: Request, limit: int = 2 * 1024 * 1024) -> bytes:
     async for chunk in req.body:
         buf += chunk
         if len(buf) > limit:
-            raise S3Error("MaxMessageLengthExceeded", "Your request was too big.", status=400)
+            raise S3Error("MaxMessageLengthExceeded", status=400)
     return bytes(buf)
 
 

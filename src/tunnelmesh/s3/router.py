@@ -148,12 +148,7 @@ def route(req: Request) -> Route:
             break
         return r
     if req.method not in ("GET", "HEAD", "PUT", "POST", "DELETE"):
-        raise S3Error(
-            "MethodNotAllowed",
-            "The specified method is not allowed against this resource.",
-            Method=req.method,
-            ResourceType=level.upper(),
-        )
+        raise S3Error("MethodNotAllowed", Method=req.method, ResourceType=level.upper())
     raise S3Error(
         "NotImplemented", "A header or query you provided requests an operation this server does not implement."
     )

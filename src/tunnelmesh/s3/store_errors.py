@@ -5,26 +5,15 @@ from __future__ import annotations
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.store import errors as se
 
-PRECONDITION_FAILED = "At least one of the pre-conditions you specified did not hold"
-NO_SUCH_KEY = "The specified key does not exist."
-
 
 def s3_error(e: se.StoreError) -> S3Error:
     match e:
         case se.NoSuchBucket():
-            return S3Error("NoSuchBucket", "The specified bucket does not exist", BucketName=e.bucket)
+            return S3Error("NoSuchBucket", BucketName=e.bucket)
         case se.BucketExists(owned_by_caller=True):
-            return S3Error(
-                "BucketAlreadyOwnedByYou",
-                "Your previous request to create the named bucket succeeded and you already own it.",
-                BucketName=e.bucket,
-            )
+            return S3Error("BucketAlreadyOwnedByYou", BucketName=e.bucket)
         case se.BucketExists():
-            return S3Error(
-                "BucketAlreadyExists",
-                "The requested bucket name is not available. Please select a different name and try again.",
-                BucketName=e.bucket,
-            )
+            return S3Error("BucketAlreadyExists", BucketName=e.bucket)
         case se.BucketDeleteDenied():
             return S3Error(
                 "AccessDenied",
@@ -32,7 +21,7 @@ def s3_error(e: se.StoreError) -> S3Error:
                 BucketName=e.bucket,
             )
         case se.BucketNotEmpty():
-            return S3Error("BucketNotEmpty", "The bucket you tried to delete is not empty", BucketName=e.bucket)
+            return S3Error("BucketNotEmpty", BucketName=e.bucket)
         case se.ReservedBucket():
             return S3Error("InvalidArgument", "The coordinator's own bucket cannot have a quota.", BucketName=e.bucket)
         case se.QuotaExceeded(scope="bucket"):
@@ -57,30 +46,19 @@ def s3_error(e: se.StoreError) -> S3Error:
                 BucketName=e.bucket,
             )
         case se.ObjectTooLarge():
-            return S3Error("EntityTooLarge", "Your proposed upload exceeds the maximum allowed size")
+            return S3Error("EntityTooLarge")
         case se.NoSuchKey():
             # no Key element: the one the store raises is a conditional write's (If-Match on no object),
             # and that answer has never carried one
-            return S3Error("NoSuchKey", NO_SUCH_KEY)
+            return S3Error("NoSuchKey")
         case se.NoSuchUpload():
-            return S3Error(
-                "NoSuchUpload",
-                "The specified upload does not exist. The upload ID may be invalid, or the upload "
-                "may have been aborted or completed.",
-                UploadId=e.upload_id,
-            )
+            return S3Error("NoSuchUpload", UploadId=e.upload_id)
         case se.InvalidPart():
-            return S3Error(
-                "InvalidPart",
-                "One or more of the specified parts could not be found. The part may not have been "
-                "uploaded, or the specified entity tag may not match the part's entity tag.",
-                PartNumber=str(e.part_number),
-                ETag=e.etag,
-            )
+            return S3Error("InvalidPart", PartNumber=str(e.part_number), ETag=e.etag)
         case se.PreconditionFailed():
-            return S3Error("PreconditionFailed", PRECONDITION_FAILED, Condition=e.condition)
+            return S3Error("PreconditionFailed", Condition=e.condition)
         case se.DiskFull():
-            return S3Error("InsufficientStorage", "The coordinator's disk is full.")
+            return S3Error("InsufficientStorage")
         case se.WriteFailed(what="object"):
             return S3Error("InternalError", "The object could not be stored.")
         case se.WriteFailed():

@@ -20,15 +20,11 @@ HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n'
 def parse(body: bytes, root: str) -> Element:
     """Parse a request document with or without the S3 namespace; no DTDs, no entities."""
     if not body.strip():
-        raise S3Error(
-            "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema."
-        )
+        raise S3Error("MalformedXML")
     try:
         doc = SafeET.fromstring(body, forbid_dtd=True)
     except (SafeET.ParseError, DefusedXmlException, ValueError, LookupError):  # LookupError: unknown encoding
-        raise S3Error(
-            "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema."
-        ) from None
+        raise S3Error("MalformedXML") from None
     for el in doc.iter():
         if isinstance(el.tag, str) and el.tag.startswith("{"):
             el.tag = el.tag.split("}", 1)[1]

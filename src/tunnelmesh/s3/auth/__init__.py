@@ -28,10 +28,7 @@ async def _verify_sha256(body: AsyncIterator[bytes], expected: str) -> AsyncIter
         h.update(chunk)
         yield chunk
     if not hmac.compare_digest(h.hexdigest(), expected):
-        raise S3Error(
-            "XAmzContentSHA256Mismatch",
-            "The provided 'x-amz-content-sha256' header does not match what was computed.",
-        )
+        raise S3Error("XAmzContentSHA256Mismatch")
 
 
 def _declared_length(req: Request) -> int | None:

@@ -25,9 +25,5 @@ def require_identity(creds: Credentials, access_key: str) -> Identity:
     """The signer an access key names, or InvalidAccessKeyId."""
     ident = creds.by_access_key(access_key)
     if ident is None:
-        raise S3Error(
-            "InvalidAccessKeyId",
-            "The AWS Access Key Id you provided does not exist in our records.",
-            AWSAccessKeyId=access_key,
-        )
+        raise S3Error("InvalidAccessKeyId", AWSAccessKeyId=access_key)
     return ident

@@ -93,12 +93,7 @@ def _missing(name: str) -> S3Error:
 
 
 def _signature_mismatch(access_key: str) -> S3Error:
-    return S3Error(
-        "SignatureDoesNotMatch",
-        "The request signature we calculated does not match the signature you provided. "
-        "Check your key and signing method.",
-        AWSAccessKeyId=access_key,
-    )
+    return S3Error("SignatureDoesNotMatch", AWSAccessKeyId=access_key)
 
 
 def _verify_v4(fields: Mapping[str, str], policy_b64: str, creds: Credentials, region: str) -> Identity:

@@ -108,7 +108,6 @@ def header_date(req: Request) -> str:
     if abs(time.time() - t) > MAX_SKEW_SECONDS:
         raise S3Error(
             "RequestTimeTooSkewed",
-            "The difference between the request time and the server's time is too large.",
             RequestTime=value,
             ServerTime=time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()),
             MaxAllowedSkewMilliseconds=str(MAX_SKEW_SECONDS * 1000),

@@ -131,7 +131,7 @@ def apply_query_headers(req: Request) -> None:
 def parse_header(value: str) -> SignedRequest:
     m = _AUTH_RE.match(value.strip())
     if not m:
-        raise S3Error("AuthorizationHeaderMalformed", "The authorization header is malformed.")
+        raise S3Error("AuthorizationHeaderMalformed")
     return SignedRequest(parse_scope(m.group(1)), m.group(2).lower().split(";"), m.group(3).lower(), "", False)
 
 
@@ -211,7 +211,6 @@ def check_skew(req_time: float, amz_date: str) -> None:
     if abs(now - req_time) > MAX_SKEW_SECONDS:
         raise S3Error(
             "RequestTimeTooSkewed",
-            "The difference between the request time and the server's time is too large.",
             RequestTime=amz_date,
             ServerTime=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
             MaxAllowedSkewMilliseconds=str(MAX_SKEW_SECONDS * 1000),
@@ -284,10 +283,5 @@ def verify(req: Request, sr: SignedRequest, secret: str, payload_hash: str) -> b
     creq = canonical_request(req, sr, payload_hash)
     expected = sign(key, string_to_sign(sr.amz_date, sr.scope, creq))
     if not hmac.compare_digest(expected, sr.signature):
-        raise S3Error(
-            "SignatureDoesNotMatch",
-            "The request signature we calculated does not match the signature you provided. "
-            "Check your key and signing method.",
-            AWSAccessKeyId=sr.scope.access_key,
-        )
+        raise S3Error("SignatureDoesNotMatch", AWSAccessKeyId=sr.scope.access_key)
     return key

@@ -148,7 +148,7 @@ async def get_object_acl(ctx: Context, req: Request) -> Response:
     ctx.store.require_bucket(req.bucket)
     obj = ctx.store.get_object(req.bucket, req.key)
     if obj is None:
-        raise S3Error("NoSuchKey", "The specified key does not exist.", Key=req.key)
+        raise S3Error("NoSuchKey", Key=req.key)
     return _acl(obj.owner)
 
 

@@ -62,7 +62,7 @@ def validate_bucket_name(name: str) -> None:
         or _is_ip(name)
     )
     if bad:
-        raise S3Error("InvalidBucketName", "The specified bucket is not valid.", BucketName=name)
+        raise S3Error("InvalidBucketName", BucketName=name)
 
 
 def _is_ip(name: str) -> bool:
@@ -77,7 +77,7 @@ def validate_key(key: str) -> None:
     if not key:
         raise S3Error("InvalidArgument", "An object key must not be empty.")
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        raise S3Error("KeyTooLongError", "Your key is too long", MaxSizeAllowed=str(MAX_KEY_BYTES))
+        raise S3Error("KeyTooLongError", MaxSizeAllowed=str(MAX_KEY_BYTES))
 
 
 def object_headers_from_request(req: Request) -> dict[str, str]:
@@ -102,11 +102,7 @@ def object_headers_from_request(req: Request) -> dict[str, str]:
             out[name] = value
             meta_size += len(name) - len("x-amz-meta-") + len(value.encode())
     if meta_size > MAX_USER_METADATA:
-        raise S3Error(
-            "MetadataTooLarge",
-            "Your metadata headers exceed the maximum allowed metadata size.",
-            MaxSizeAllowed=str(MAX_USER_METADATA),
-        )
+        raise S3Error("MetadataTooLarge", MaxSizeAllowed=str(MAX_USER_METADATA))
     out.setdefault("content-type", DEFAULT_CONTENT_TYPE)
     return out
 

@@ -61,7 +61,7 @@ def copy_source(ctx: Context, req: Request) -> ObjectRecord:
     obj = ctx.store.get_object(bucket, key)
     if obj is None:
         ctx.store.require_bucket(bucket)
-        raise S3Error("NoSuchKey", "The specified key does not exist.", Key=key)
+        raise S3Error("NoSuchKey", Key=key)
     conditions.check_read(req.headers, obj, prefix="x-amz-copy-source-")
     return obj
 

@@ -215,13 +215,7 @@ def _check_part_checksums(up: Upload, part: Part, listed: dict[str, str]) -> Non
         )
     for a, value in listed.items():
         if part.checksums.get(a) != value:
-            raise S3Error(
-                "InvalidPart",
-                "One or more of the specified parts could not be found. The part may not have been uploaded, "
-                "or the specified entity tag may not match the part's entity tag.",
-                PartNumber=str(part.part_number),
-                ETag=part.etag,
-            )
+            raise S3Error("InvalidPart", PartNumber=str(part.part_number), ETag=part.etag)
 
 
 def _object_checksums(up: Upload, chosen: list[Part], expected: str | None) -> dict[str, str]:
@@ -252,27 +246,16 @@ async def _complete(
     expected = _object_checksum_header(req, up)
     for (a, _), (b, _) in zip(requested, requested[1:], strict=False):
         if b <= a:
-            raise S3Error(
-                "InvalidPartOrder",
-                "The list of parts was not in ascending order. "
-                "The parts list must be specified in order by part number.",
-            )
+            raise S3Error("InvalidPartOrder")
     stored = {p.part_number: p for p in ctx.store.parts(upload_id)}
     chosen: list[Part] = []
     for i, (num, etag) in enumerate(requested):
         part = stored.get(num)
         if part is None or part.etag != etag:
-            raise S3Error(
-                "InvalidPart",
-                "One or more of the specified parts could not be found. The part may "
-                "not have been uploaded, or the specified entity tag may not match the part's entity tag.",
-                PartNumber=str(num),
-                ETag=etag,
-            )
+            raise S3Error("InvalidPart", PartNumber=str(num), ETag=etag)
         if i < len(requested) - 1 and part.size < MIN_PART_SIZE:
             raise S3Error(
                 "EntityTooSmall",
-                "Your proposed upload is smaller than the minimum allowed size",
                 ProposedSize=str(part.size),
                 MinSizeAllowed=str(MIN_PART_SIZE),
                 PartNumber=str(num),
@@ -282,12 +265,7 @@ async def _complete(
         chosen.append(part)
     total = sum(p.size for p in chosen)
     if total > ctx.max_object_size:
-        raise S3Error(
-            "EntityTooLarge",
-            "Your proposed upload exceeds the maximum allowed size",
-            ProposedSize=str(total),
-            MaxSizeAllowed=str(ctx.max_object_size),
-        )
+        raise S3Error("EntityTooLarge", ProposedSize=str(total), MaxSizeAllowed=str(ctx.max_object_size))
     etag = checksums.md5_of_parts([p.etag for p in chosen])
     sums = _object_checksums(up, chosen, expected)
     rec = ObjectRecord(

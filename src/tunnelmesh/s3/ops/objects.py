@@ -57,14 +57,9 @@ def upload_length(req: Request, limit: int) -> int | None:
     """The declared body length; plain bodies without one are refused, as S3 does."""
     n = req.content_length
     if n is None and "transfer-encoding" not in req.headers and not req.has_body_framing:
-        raise S3Error("MissingContentLength", "You must provide the Content-Length HTTP header.")
+        raise S3Error("MissingContentLength")
     if n is not None and n > limit:
-        raise S3Error(
-            "EntityTooLarge",
-            "Your proposed upload exceeds the maximum allowed size",
-            ProposedSize=str(n),
-            MaxSizeAllowed=str(limit),
-        )
+        raise S3Error("EntityTooLarge", ProposedSize=str(n), MaxSizeAllowed=str(limit))
     return n
 
 
@@ -89,9 +84,7 @@ async def store_body(
 
 
 def _incomplete() -> S3Error:
-    return S3Error(
-        "IncompleteBody", "You did not provide the number of bytes specified by the Content-Length HTTP header."
-    )
+    return S3Error("IncompleteBody")
 
 
 async def read_inline(req: Request, digest: UploadDigest, declared: int) -> bytes:
@@ -161,7 +154,7 @@ def lookup_object(ctx: Context, req: Request) -> ObjectRecord:
     obj = ctx.store.get_object(req.bucket, req.key)
     if obj is None:
         ctx.store.require_bucket(req.bucket)
-        raise S3Error("NoSuchKey", "The specified key does not exist.", Key=req.key)
+        raise S3Error("NoSuchKey", Key=req.key)
     return obj
 
 
@@ -192,13 +185,7 @@ def part_range(obj: ObjectRecord, number: int) -> tuple[int, int, int | None]:
     count = parts_count(obj)
     actual = count if count is not None else 1
     if number > actual:
-        raise S3Error(
-            "InvalidPartNumber",
-            "The requested partnumber is not satisfiable",
-            status=416,
-            PartNumberRequested=str(number),
-            ActualPartCount=str(actual),
-        )
+        raise S3Error("InvalidPartNumber", status=416, PartNumberRequested=str(number), ActualPartCount=str(actual))
     if count is None:
         return 0, obj.size, None
     first = sum(seg.size for seg in obj.segments[: number - 1])
@@ -305,7 +292,7 @@ async def delete_object(ctx: Context, req: Request) -> Response:
     if_match = {req.key: _etag(req.headers["if-match"])} if "if-match" in req.headers else None
     refused = await ctx.store.delete_objects(req.bucket, [req.key], if_match)
     if isinstance(refused.get(req.key), NoSuchKey):
-        raise S3Error("NoSuchKey", "The specified key does not exist.", Key=req.key)
+        raise S3Error("NoSuchKey", Key=req.key)
     if refused:
         raise refused[req.key]
     return Response(204)

@@ -44,11 +44,7 @@ _FILENAME = "${filename}"
 
 
 def _not_a_form() -> S3Error:
-    return S3Error(
-        "PreconditionFailed",
-        "At least one of the pre-conditions you specified did not hold",
-        Condition="Bucket POST must be of the enclosure-type multipart/form-data",
-    )
+    return S3Error("PreconditionFailed", Condition="Bucket POST must be of the enclosure-type multipart/form-data")
 
 
 async def post_object(ctx: Context, req: Request) -> Response:
@@ -134,20 +130,10 @@ async def _within(body: AsyncIterator[bytes], low: int, high: int | None) -> Asy
     async for chunk in body:
         size += len(chunk)
         if high is not None and size > high:
-            raise S3Error(
-                "EntityTooLarge",
-                "Your proposed upload exceeds the maximum allowed size",
-                ProposedSize=str(size),
-                MaxSizeAllowed=str(high),
-            )
+            raise S3Error("EntityTooLarge", ProposedSize=str(size), MaxSizeAllowed=str(high))
         yield chunk
     if size < low:
-        raise S3Error(
-            "EntityTooSmall",
-            "Your proposed upload is smaller than the minimum allowed size",
-            ProposedSize=str(size),
-            MinSizeAllowed=str(low),
-        )
+        raise S3Error("EntityTooSmall", ProposedSize=str(size), MinSizeAllowed=str(low))
 
 
 async def _read_upto(body: AsyncIterator[bytes], limit: int) -> bytes:

@@ -47,13 +47,11 @@ KNOWN_STORAGE_CLASSES = frozenset(
 
 
 def not_implemented(header: str) -> S3Error:
-    return S3Error(
-        "NotImplemented", "A header you provided implies functionality that is not implemented", Header=header
-    )
+    return S3Error("NotImplemented", Header=header)
 
 
 def acl_not_supported(header: str) -> S3Error:
-    return S3Error("AccessControlListNotSupported", "The bucket does not allow ACLs", Header=header)
+    return S3Error("AccessControlListNotSupported", Header=header)
 
 
 def _always(name: str, value: str, req: Request) -> S3Error | None:
@@ -84,7 +82,7 @@ def _storage_class(name: str, value: str, req: Request) -> S3Error | None:
         return None
     if cls in KNOWN_STORAGE_CLASSES:
         return not_implemented(name)
-    return S3Error("InvalidStorageClass", "The storage class you specified is not valid", StorageClassRequested=cls)
+    return S3Error("InvalidStorageClass", StorageClassRequested=cls)
 
 
 def _acl(name: str, value: str, req: Request) -> S3Error | None:

@@ -3,16 +3,16 @@
 Ranges, list and part markers, part numbers, conditional and signature dates, and presigned expiries
 with thousands of digits or years that overflow. The property: they are ignored where HTTP says so,
 refused with a 4xx otherwise, never a 5xx. The shared harness and the error-document check (e) are in
-hostile_helpers.py.
+helpers.py.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 
 import pytest
-from hostile_helpers import (
+
+from .helpers import (
     CASES,
     EMPTY_SHA256,
     basic,
@@ -21,20 +21,7 @@ from hostile_helpers import (
     exchange,
     http_request,
     new_bucket,
-    process_tree,
-    report_cases,
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def case_report(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield from report_cases(request)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def processes(coordinator) -> set[int]:
-    return process_tree(coordinator)
-
 
 # --- (f) absurd numbers and dates: ignored where HTTP says so, a 4xx otherwise, never a 5xx -----------------
 

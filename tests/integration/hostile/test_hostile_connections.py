@@ -2,7 +2,7 @@
 
 The property: floods, absurd lengths, stalls and truncated aws-chunked bodies fail cleanly and the
 server keeps serving everyone else. The shared harness and the error-document check (e) are in
-hostile_helpers.py.
+helpers.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import hmac
 import re
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -20,7 +19,10 @@ import pytest
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from hostile_helpers import (
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from .helpers import (
     CASES,
     EMPTY_SHA256,
     HYPOTHESIS,
@@ -33,22 +35,7 @@ from hostile_helpers import (
     http_request,
     new_bucket,
     object_exists,
-    process_tree,
-    report_cases,
 )
-from hypothesis import example, given, settings
-from hypothesis import strategies as st
-
-
-@pytest.fixture(scope="module", autouse=True)
-def case_report(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield from report_cases(request)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def processes(coordinator) -> set[int]:
-    return process_tree(coordinator)
-
 
 # --- (d) floods, absurd lengths, stalls, truncated aws-chunked bodies ------------------------------------
 

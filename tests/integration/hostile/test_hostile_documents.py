@@ -3,7 +3,7 @@
 DeleteObjects and CompleteMultipartUpload bodies that are fuzzed, truncated, spliced, or named attacks
 (external entities, entity expansion, XInclude, odd encodings, deep nesting). The property: broken
 request documents get a 400 S3 error, never a 5xx, never file contents. The shared harness and the
-error-document check (e) are in hostile_helpers.py.
+error-document check (e) are in helpers.py.
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ from __future__ import annotations
 import re
 import uuid
 import xml.parsers.expat
-from collections.abc import Iterator
 from urllib.parse import quote
 from xml.etree import ElementTree as ET
 
 import pytest
-from hostile_helpers import (
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from .helpers import (
     CASES,
     HYPOTHESIS,
     S3_NS,
@@ -32,22 +34,7 @@ from hostile_helpers import (
     mutate,
     new_bucket,
     object_exists,
-    process_tree,
-    report_cases,
 )
-from hypothesis import example, given, settings
-from hypothesis import strategies as st
-
-
-@pytest.fixture(scope="module", autouse=True)
-def case_report(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield from report_cases(request)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def processes(coordinator) -> set[int]:
-    return process_tree(coordinator)
-
 
 # --- (b) garbage and malicious XML documents -------------------------------------------------------------
 

@@ -3,18 +3,19 @@
 Fuzzed methods, buckets, keys, query parameters, headers and credentials on both listeners; and error
 documents that echo characters XML 1.0 cannot hold. The property: every error the S3 layer sends is a
 well-formed S3 XML error document with no traceback and no secret in it. The check itself
-(`check_reply`) and the shared harness are in hostile_helpers.py.
+(`check_reply`) and the shared harness are in helpers.py.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from hostile_helpers import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from .helpers import (
     CASES,
     HYPOTHESIS,
     assert_no_process_died,
@@ -25,28 +26,7 @@ from hostile_helpers import (
     hostile_keys,
     http_request,
     new_bucket,
-    process_tree,
-    report_cases,
-    write_sentinel,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-
-@pytest.fixture(scope="module", autouse=True)
-def case_report(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield from report_cases(request)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def processes(coordinator) -> set[int]:
-    return process_tree(coordinator)
-
-
-@pytest.fixture(scope="module")
-def sentinel(coordinator) -> Path:
-    return write_sentinel(coordinator)
-
 
 # the traversal keys among `hostile_keys` must find the sentinel to leak, as in test_hostile_keys.py
 pytestmark = pytest.mark.usefixtures("sentinel")

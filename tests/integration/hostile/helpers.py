@@ -1,4 +1,4 @@
-"""The harness shared by the hostile-input suite (tests/integration/test_hostile_*.py).
+"""The harness shared by the hostile-input suite (tests/integration/hostile/test_hostile_*.py).
 
 Everything is sent over raw sockets (or boto3 where the point is a faithful client) so that no
 client library quietly repairs the input. Hypothesis runs derandomized (fixed examples every run).
@@ -8,9 +8,7 @@ document with no traceback and no secret in it (`check_reply`). (Rejections made
 itself before the request reaches the S3 layer, for bytes HTTP does not allow or for limits such as
 431, carry no body; they are accepted only for such requests.)
 
-Each test module wraps the bodies of its module-scoped fixtures from here: `report_cases` (its
-autouse `case_report`, printing how many cases were tried), `process_tree` (its autouse `processes`,
-to tell a worker crash) and `write_sentinel` (`sentinel`, the file a path traversal would reach).
+The fixtures every module shares (`case_report`, `processes`, `sentinel`) are in the package's conftest.py.
 """
 
 from __future__ import annotations
@@ -21,12 +19,10 @@ import re
 import socket
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-import pytest
 from botocore.exceptions import ClientError
 from conftest import descendants
 from hypothesis import HealthCheck, settings
@@ -52,20 +48,6 @@ PASSWD_LINES = [line for line in PASSWD.splitlines() if len(line) >= 8]
 # /etc/passwd changes whenever anything adds a user, so the tests do not compare it)
 SENTINEL = f"tunnelmesh test sentinel {uuid.uuid4().hex}: outside the data dir\n".encode()
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-
-
-def report_cases(request: pytest.FixtureRequest) -> Iterator[None]:
-    """The body of a module's autouse `case_report` fixture: count its cases, print the counts at its end."""
-    CASES.clear()
-    CHECKED.clear()
-    yield
-    total = sum(CASES.values())
-    detail = ", ".join(f"{k}: {v}" for k, v in sorted(CASES.items()))
-    statuses = ", ".join(f"{k}: {v}" for k, v in sorted(CHECKED.items(), key=lambda kv: str(kv[0])))
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-    with capman.global_and_fixture_disabled():
-        print(f"\n[hostile-input] {total} cases tried ({detail})")
-        print(f"[hostile-input] {sum(CHECKED.values())} responses checked, by status ({statuses})")
 
 
 # --- raw HTTP ---------------------------------------------------------------------------------------
@@ -212,11 +194,6 @@ def assert_serving(s3, bucket: str) -> None:
     s3.delete_object(Bucket=bucket, Key=key)
 
 
-def process_tree(coordinator) -> set[int]:
-    """The body of a module's autouse `processes` fixture: the tree its coordinator started with."""
-    return set(descendants(coordinator.proc.pid))
-
-
 def assert_no_process_died(coordinator, processes: set[int]) -> None:
     """No worker crashed (and was quietly respawned): the process tree is the one the module started with."""
     assert coordinator.proc.poll() is None
@@ -337,11 +314,3 @@ hostile_keys = st.one_of(
         long_key
     ),
 ).filter(bool)
-
-
-def write_sentinel(coordinator) -> Path:
-    """<data_dir>/../etc/passwd: where `../../etc/passwd` lands if a key is ever joined onto <data_dir>/<bucket>."""
-    path = coordinator.data_dir.parent / "etc" / "passwd"
-    path.parent.mkdir(exist_ok=True)
-    path.write_bytes(SENTINEL)
-    return path

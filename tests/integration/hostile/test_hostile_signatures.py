@@ -3,14 +3,13 @@
 A signed PutObject, DeleteObject or DeleteObjects request, sent raw, is mutated (a byte flipped,
 inserted or deleted in its path, query, a signed header, the body or the Authorization header). The
 property: a mutated signed request is refused with a 4xx and changes nothing. The shared harness and
-the error-document check (e) are in hostile_helpers.py.
+the error-document check (e) are in helpers.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote, quote_from_bytes, unquote_to_bytes, urlsplit
 
@@ -19,7 +18,10 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
-from hostile_helpers import (
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
+
+from .helpers import (
     CASES,
     HYPOTHESIS,
     S3_NS,
@@ -31,22 +33,7 @@ from hostile_helpers import (
     mutate,
     new_bucket,
     object_exists,
-    process_tree,
-    report_cases,
 )
-from hypothesis import assume, example, given, settings
-from hypothesis import strategies as st
-
-
-@pytest.fixture(scope="module", autouse=True)
-def case_report(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield from report_cases(request)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def processes(coordinator) -> set[int]:
-    return process_tree(coordinator)
-
 
 _URI_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/?%")
 

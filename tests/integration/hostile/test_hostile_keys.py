@@ -2,18 +2,19 @@
 
 The property: any key either round-trips exactly or is refused cleanly, and no file appears outside
 the store. The key strategy itself (`hostile_keys`), the shared harness and the error-document check
-(e) are in hostile_helpers.py.
+(e) are in helpers.py.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from hostile_helpers import (
+from hypothesis import given, settings
+
+from .helpers import (
     CASES,
     HYPOTHESIS,
     SENTINEL,
@@ -25,27 +26,7 @@ from hostile_helpers import (
     http_request,
     new_bucket,
     object_exists,
-    process_tree,
-    report_cases,
-    write_sentinel,
 )
-from hypothesis import given, settings
-
-
-@pytest.fixture(scope="module", autouse=True)
-def case_report(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield from report_cases(request)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def processes(coordinator) -> set[int]:
-    return process_tree(coordinator)
-
-
-@pytest.fixture(scope="module")
-def sentinel(coordinator) -> Path:
-    return write_sentinel(coordinator)
-
 
 # --- (c) hostile keys ---------------------------------------------------------------------------------
 
