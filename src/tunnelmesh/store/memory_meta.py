@@ -1,0 +1,425 @@
+"""The metadata backend in memory (the protocol of store/metadata.py), for fast component tests.
+
+A real implementation, not a stub: it passes the same contract tests as SQLite
+(tests/unit/test_meta_contract.py), so a test that runs the engine on it runs the same rules.
+
+- Transactions. A write runs `fn` on the live state and keeps an undo journal of every change; if
+  `fn` raises, the journal is played backwards, which restores the state exactly (a write costs
+  what it touches, not a copy of the store).
+- No lock. `read` and `write` never await while they run `fn`, so on their event loop nothing else
+  runs in between: writes are serialised, and a read sees only committed states, by construction.
+  An asyncio.Lock would add nothing; one becomes necessary the day `write` awaits inside (to model
+  commit latency, say). Not thread-safe: one event loop per instance.
+- No aliasing. Records are copied on the way in and on the way out (the dicts and lists in them
+  too), so a caller that mutates what it passed or got cannot change the store; and the object
+  `fn` receives refuses every call once `fn` has returned (so does a scan iterator that escaped).
+- Keys are Python strings, which compare by code point: the order of their UTF-8 bytes, S3's.
+  Each bucket keeps its keys in a sorted list, and a scan bisects it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import logging
+from bisect import bisect_left, bisect_right
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from tunnelmesh.store.records import SYSTEM_BUCKET, Bucket, CompletedUpload, ObjectRecord, Part, Segment, Upload
+
+if TYPE_CHECKING:
+    from tunnelmesh.store.metadata import MetaBackend, MetaReads, MetaTx, Settle
+
+log = logging.getLogger("tunnelmesh.store")
+T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
+
+_MISSING: Any = object()  # "the key was absent", in the undo journal
+
+
+def _copy_object(r: ObjectRecord) -> ObjectRecord:
+    return dataclasses.replace(
+        r,
+        headers=dict(r.headers),
+        checksums=dict(r.checksums),
+        # Segment is frozen, but its checksums dict is not
+        segments=[Segment(s.blob, s.size, s.md5, dict(s.checksums)) for s in r.segments],
+    )
+
+
+def _listed(r: ObjectRecord) -> ObjectRecord:
+    """What a listing carries (the protocol's scan_objects): no headers, checksums, segments or data."""
+    return ObjectRecord(r.bucket, r.key, r.size, r.etag, r.mtime, {}, {}, [], r.owner)
+
+
+def _copy_upload(u: Upload) -> Upload:
+    return dataclasses.replace(u, headers=dict(u.headers))
+
+
+def _copy_part(p: Part) -> Part:
+    return dataclasses.replace(p, checksums=dict(p.checksums))
+
+
+def _copy_done(d: CompletedUpload) -> CompletedUpload:
+    return dataclasses.replace(d, checksums=dict(d.checksums))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Completed:
+    bucket: str
+    key: str
+    done: CompletedUpload
+    mtime: float
+
+
+@dataclasses.dataclass(slots=True)
+class _State:
+    buckets: dict[str, Bucket] = dataclasses.field(default_factory=dict)
+    # bucket -> key -> record, and the same keys sorted (scans bisect them)
+    objects: dict[str, dict[str, ObjectRecord]] = dataclasses.field(default_factory=dict)
+    keys: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    uploads: dict[str, Upload] = dataclasses.field(default_factory=dict)
+    last_active: dict[str, float] = dataclasses.field(default_factory=dict)
+    parts: dict[str, dict[int, Part]] = dataclasses.field(default_factory=dict)
+    completed: dict[str, _Completed] = dataclasses.field(default_factory=dict)
+    freed: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+class _Reads:
+    """MetaReads over the live state, for as long as its `fn` runs."""
+
+    def __init__(self, state: _State) -> None:
+        self._state: _State | None = state
+
+    def _s(self) -> _State:
+        if self._state is None:
+            raise RuntimeError("a metadata snapshot used after its read or write function returned")
+        return self._state
+
+    def _end(self) -> None:
+        self._state = None
+
+    def bucket(self, name: str) -> Bucket | None:
+        return self._s().buckets.get(name)  # frozen, nothing mutable in it: no copy needed
+
+    def buckets(self) -> list[Bucket]:
+        s = self._s()
+        return [s.buckets[n] for n in sorted(s.buckets)]
+
+    def store_used(self) -> int:
+        return sum(b.used + b.mpu_used for b in self._s().buckets.values() if b.name != SYSTEM_BUCKET)
+
+    def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
+        r = self._s().objects.get(bucket, {}).get(key)
+        return _copy_object(r) if r is not None else None
+
+    def scan_objects(
+        self, bucket: str, start: str, inclusive: bool, end: str | None, limit: int
+    ) -> Iterator[ObjectRecord]:
+        self._s()
+        return self._scan(bucket, start, inclusive, end, limit)
+
+    def _scan(self, bucket: str, pos: str, inclusive: bool, end: str | None, limit: int) -> Iterator[ObjectRecord]:
+        # Bisect again from the last key at every step (O(log n)): a write transaction may change the
+        # bucket between two steps, and an index kept across them would then skip or repeat keys.
+        for _ in range(limit):
+            s = self._s()
+            keys = s.keys.get(bucket, [])
+            i = bisect_left(keys, pos) if inclusive else bisect_right(keys, pos)
+            if i == len(keys) or (end is not None and keys[i] >= end):
+                return
+            pos, inclusive = keys[i], False
+            yield _listed(s.objects[bucket][pos])
+
+    def upload(self, upload_id: str) -> Upload | None:
+        u = self._s().uploads.get(upload_id)
+        return _copy_upload(u) if u is not None else None
+
+    def upload_last_active(self, upload_id: str) -> float | None:
+        return self._s().last_active.get(upload_id)
+
+    def parts(self, upload_id: str, after: int, limit: int) -> list[Part]:
+        have = self._s().parts.get(upload_id, {})
+        numbers = heapq.nsmallest(limit, (n for n in have if n > after))
+        return [_copy_part(have[n]) for n in numbers]
+
+    def list_uploads(
+        self, bucket: str, prefix: str, key_marker: str, upload_id_marker: str, limit: int
+    ) -> list[Upload]:
+        marker = (key_marker, upload_id_marker)
+        found = (
+            (u.key, u.upload_id, u)
+            for u in self._s().uploads.values()
+            if u.bucket == bucket and u.key.startswith(prefix) and (u.key, u.upload_id) > marker
+        )
+        return [_copy_upload(u) for _, _, u in heapq.nsmallest(limit, found, key=lambda f: (f[0], f[1]))]
+
+    def pending_uploads(self) -> dict[str, int]:
+        return dict(Counter(u.bucket for u in self._s().uploads.values()))
+
+    def stale_uploads(self, cutoff: float, limit: int) -> list[Upload]:
+        s = self._s()
+        # ties broken by id: an order that does not depend on insertion
+        stale = ((t, uid) for uid, t in s.last_active.items() if t < cutoff)
+        return [_copy_upload(s.uploads[uid]) for _, uid in heapq.nsmallest(limit, stale)]
+
+    def completed_upload(self, bucket: str, key: str, upload_id: str) -> CompletedUpload | None:
+        c = self._s().completed.get(upload_id)
+        if c is None or (c.bucket, c.key) != (bucket, key):
+            return None
+        return _copy_done(c.done)
+
+    def freed_before(self, t: float, limit: int | None) -> list[str]:
+        queued = ((at, blob) for blob, at in self._s().freed.items() if at < t)
+        chosen = sorted(queued) if limit is None else heapq.nsmallest(limit, queued)
+        return [blob for _, blob in chosen]
+
+    def count_usage(self) -> dict[str, tuple[int, int, int]]:
+        s = self._s()
+        counts: dict[str, list[int]] = {}
+        for bucket, recs in s.objects.items():
+            if recs:
+                counts[bucket] = [sum(r.size for r in recs.values()), len(recs), 0]
+        for upload_id, parts in s.parts.items():
+            if parts:
+                c = counts.setdefault(s.uploads[upload_id].bucket, [0, 0, 0])
+                c[2] += sum(p.size for p in parts.values())
+        return {b: (c[0], c[1], c[2]) for b, c in counts.items()}
+
+    def referenced_blobs(self, tags: Collection[str] | None = None) -> set[str]:
+        s = self._s()
+        refs = {seg.blob for recs in s.objects.values() for r in recs.values() for seg in r.segments}
+        refs.update(p.blob for parts in s.parts.values() for p in parts.values())
+        if tags is None:
+            return refs
+        suffixes = tuple(tags)
+        return {b for b in refs if b.endswith(suffixes)}
+
+
+class _Tx(_Reads):
+    """MetaTx: every change goes through `_set` / `_pop`, which journal how to undo it."""
+
+    def __init__(self, state: _State) -> None:
+        super().__init__(state)
+        self._undo: list[Callable[[], None]] = []
+
+    def _rollback(self) -> None:
+        # backwards, so each undo finds the state exactly as its change left it
+        while self._undo:
+            self._undo.pop()()
+
+    def _set(self, d: dict[K, V], k: K, v: V) -> None:
+        old = d.get(k, _MISSING)
+        d[k] = v
+        self._undo.append(lambda: _restore(d, k, old))
+
+    def _pop(self, d: dict[K, V], k: K) -> V | None:
+        old = d.pop(k, _MISSING)
+        if old is _MISSING:
+            return None
+        self._undo.append(lambda: d.__setitem__(k, old))
+        return old  # type: ignore[no-any-return]  # _MISSING is Any; here it is a V
+
+    # ---- locks: writes are serialised (see the module docstring), so these are plain reads --------
+
+    def lock_bucket(self, name: str) -> Bucket | None:
+        return self.bucket(name)
+
+    def lock_store(self) -> int:
+        return self.store_used()
+
+    # ---- buckets ----------------------------------------------------------------------------------
+
+    def insert_bucket(self, bucket: Bucket) -> None:
+        s = self._s()
+        if bucket.name in s.buckets:  # SQLite's primary key refuses it too; the rules check first
+            raise ValueError(f"bucket {bucket.name!r} exists")
+        self._set(s.buckets, bucket.name, bucket)
+
+    def delete_bucket(self, name: str) -> None:
+        self._pop(self._s().buckets, name)
+
+    def set_quota(self, name: str, quota: int | None) -> None:
+        s = self._s()
+        b = s.buckets.get(name)
+        if b is not None:
+            self._set(s.buckets, name, dataclasses.replace(b, quota=quota))
+
+    def add_usage(self, name: str, used: int = 0, objects: int = 0, mpu_used: int = 0) -> None:
+        s = self._s()
+        b = s.buckets.get(name)
+        if b is not None:
+            new = dataclasses.replace(
+                b, used=b.used + used, objects=b.objects + objects, mpu_used=b.mpu_used + mpu_used
+            )
+            self._set(s.buckets, name, new)
+
+    # ---- objects ----------------------------------------------------------------------------------
+
+    def put_object(self, rec: ObjectRecord) -> None:
+        s = self._s()
+        recs = s.objects.get(rec.bucket)
+        if recs is None:
+            recs = {}
+            self._set(s.objects, rec.bucket, recs)
+            self._set(s.keys, rec.bucket, [])
+        if rec.key not in recs:
+            keys = s.keys[rec.bucket]
+            i = bisect_left(keys, rec.key)
+            keys.insert(i, rec.key)
+            self._undo.append(lambda: keys.__delitem__(i))
+        self._set(recs, rec.key, _copy_object(rec))
+
+    def delete_object(self, bucket: str, key: str) -> ObjectRecord | None:
+        s = self._s()
+        recs = s.objects.get(bucket)
+        old = self._pop(recs, key) if recs is not None else None
+        if old is None:
+            return None
+        keys = s.keys[bucket]
+        i = bisect_left(keys, key)
+        del keys[i]
+        self._undo.append(lambda: keys.insert(i, key))
+        return _copy_object(old)
+
+    def delete_objects_in(self, bucket: str) -> list[ObjectRecord]:
+        s = self._s()
+        recs = self._pop(s.objects, bucket)
+        keys = self._pop(s.keys, bucket)
+        if not recs or keys is None:
+            return []
+        return [_copy_object(recs[k]) for k in keys]
+
+    # ---- uploads ----------------------------------------------------------------------------------
+
+    def insert_upload(self, up: Upload) -> None:
+        s = self._s()
+        if up.upload_id in s.uploads:
+            raise ValueError(f"upload {up.upload_id!r} exists")
+        self._set(s.uploads, up.upload_id, _copy_upload(up))
+        self._set(s.last_active, up.upload_id, up.initiated)
+        self._set(s.parts, up.upload_id, {})
+
+    def touch_upload(self, upload_id: str, t: float) -> bool:
+        s = self._s()
+        was = s.last_active.get(upload_id)
+        if was is None:
+            return False
+        if t > was:
+            self._set(s.last_active, upload_id, t)
+        return True
+
+    def put_part(self, upload_id: str, part: Part) -> None:
+        # Only the part: the upload's last activity is touch_upload's (store/commits.py calls both).
+        parts = self._s().parts.get(upload_id)
+        if parts is None:  # a part of no upload would be counted nowhere and never expire
+            raise ValueError(f"no upload {upload_id!r}")
+        self._set(parts, part.part_number, _copy_part(part))
+
+    def delete_upload(self, upload_id: str) -> list[Part]:
+        s = self._s()
+        self._pop(s.uploads, upload_id)
+        self._pop(s.last_active, upload_id)
+        parts = self._pop(s.parts, upload_id) or {}
+        return [_copy_part(parts[n]) for n in sorted(parts)]
+
+    def put_completed(self, upload_id: str, bucket: str, key: str, done: CompletedUpload, mtime: float) -> None:
+        self._set(self._s().completed, upload_id, _Completed(bucket, key, _copy_done(done), mtime))
+
+    def forget_completed(self, *, bucket: str | None = None, before: float | None = None) -> None:
+        # each filter given drops what it names, as SQLite's two DELETEs do; neither drops nothing
+        s = self._s()
+        gone = [
+            uid
+            for uid, c in s.completed.items()
+            if (bucket is not None and c.bucket == bucket) or (before is not None and c.mtime < before)
+        ]
+        for uid in gone:
+            self._pop(s.completed, uid)
+
+    # ---- the freed-blob queue ---------------------------------------------------------------------
+
+    def queue_freed(self, blob_ids: Collection[str], at: float) -> None:
+        freed = self._s().freed
+        for blob in blob_ids:
+            if blob not in freed:  # queued earlier: its first time stands (it has waited since then)
+                self._set(freed, blob, at)
+
+    def forget_freed(self, blob_ids: Collection[str]) -> None:
+        freed = self._s().freed
+        for blob in blob_ids:
+            self._pop(freed, blob)
+
+
+def _restore(d: dict[K, V], k: K, old: V) -> None:
+    if old is _MISSING:
+        d.pop(k, None)
+    else:
+        d[k] = old
+
+
+def _settle(settle: Settle, ok: bool, value: object) -> None:
+    # as the SQLite writer does: a failing cleanup is logged, and the write's outcome stands
+    try:
+        settle(ok, value)
+    except Exception:
+        log.exception("cleanup after a commit failed")
+
+
+class MemoryMeta:
+    """The in-memory MetaBackend. `replay_writes=True` runs every write function twice, the first
+    run rolled back, as a backend with optimistic isolation may (store/metadata.py): a function that
+    is not deterministic over its transaction, or touches anything else, shows it in tests."""
+
+    def __init__(self, *, replay_writes: bool = False) -> None:
+        self._state: _State | None = _State()
+        self._replay = replay_writes
+
+    def _live(self) -> _State:
+        if self._state is None:
+            raise RuntimeError("metadata backend closed")
+        return self._state
+
+    async def read(self, fn: Callable[[MetaReads], T]) -> T:
+        view = _Reads(self._live())
+        try:
+            return fn(view)
+        finally:
+            view._end()
+
+    async def write(self, fn: Callable[[MetaTx], T], settle: Settle | None = None) -> T:
+        state = self._live()
+        if self._replay:
+            rehearsal = _Tx(state)
+            try:
+                fn(rehearsal)
+            except Exception:
+                pass  # a deterministic function raises again below, where it counts
+            finally:
+                rehearsal._rollback()
+                rehearsal._end()
+        tx = _Tx(state)
+        try:
+            value = fn(tx)
+        except BaseException as e:
+            tx._rollback()
+            tx._end()
+            if settle is not None:
+                _settle(settle, False, e)
+            raise
+        tx._end()
+        if settle is not None:
+            _settle(settle, True, value)
+        return value
+
+    def close(self) -> None:
+        self._state = None
+
+
+if TYPE_CHECKING:
+    # mypy checks here that the classes implement the protocols, method by method
+    def _conforms(m: MemoryMeta, r: _Reads, t: _Tx) -> tuple[MetaBackend, MetaReads, MetaTx]:
+        return m, r, t

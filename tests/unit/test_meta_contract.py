@@ -1,0 +1,902 @@
+"""The metadata-backend contract (store/metadata.py): every backend passes these same tests.
+
+They check the protocol's primitives only, through the protocol only (no backend's internals), so
+that a test written here runs unchanged against each backend in FACTORIES. The rules over the
+primitives (preconditions, quotas, counters) are store/commits.py's and are tested there.
+
+Each test is one coroutine on one event loop (`run`), bounded by a deadline: a backend whose writer
+thread died fails instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from tunnelmesh.store.memory_meta import MemoryMeta
+from tunnelmesh.store.metadata import MetaBackend, MetaReads, MetaTx
+from tunnelmesh.store.records import SYSTEM_BUCKET, Bucket, CompletedUpload, ObjectRecord, Part, Segment, Upload
+
+T = TypeVar("T")
+
+# ---- the backends under test ------------------------------------------------------------------------
+# One factory per backend: (a fresh temp dir) -> an open, empty backend. Add each new backend HERE.
+FACTORIES = [
+    pytest.param(lambda tmp: MemoryMeta(), id="memory"),
+    # pytest.param(lambda tmp: SqliteMeta.open(tmp / "meta.sqlite3"), id="sqlite"),
+]
+
+DEADLINE = 30.0
+
+
+@pytest.fixture(params=FACTORIES)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetaBackend]:
+    meta: MetaBackend = request.param(tmp_path)
+    yield meta
+    meta.close()
+
+
+def run(scenario: Coroutine[Any, Any, T]) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(scenario, DEADLINE)
+
+    return asyncio.run(bounded())
+
+
+class Boom(Exception):
+    """What a failing write function raises."""
+
+
+# ---- records ----------------------------------------------------------------------------------------
+
+
+def bkt(name: str, **kw: Any) -> Bucket:
+    fields: dict[str, Any] = dict(owner="p", created=1.0, region="r", quota=None, used=0, objects=0, mpu_used=0)
+    fields.update(kw)
+    return Bucket(name, **fields)
+
+
+def obj(bucket: str, key: str, size: int = 1, blobs: tuple[str, ...] = (), **kw: Any) -> ObjectRecord:
+    """An object with every field set, so that a backend that drops or mixes up one shows it."""
+    segs = [Segment(b, size // max(len(blobs), 1), f"md5-{b}", {"crc32": f"c-{b}"}) for b in blobs]
+    fields: dict[str, Any] = dict(
+        size=size,
+        etag=f"etag-{key}",
+        mtime=100.5,
+        headers={"content-type": "text/plain", "x-amz-meta-k": key},
+        checksums={"crc32": "AAAAAA=="},
+        segments=segs,
+        owner="peer-1",
+        data=None if blobs else b"inline-" + key.encode(),
+    )
+    fields.update(kw)
+    return ObjectRecord(bucket, key, **fields)
+
+
+def upl(upload_id: str, bucket: str = "b", key: str = "k", initiated: float = 10.0) -> Upload:
+    return Upload(upload_id, bucket, key, initiated, "peer-1", {"content-type": "a/b"}, "CRC32", "COMPOSITE")
+
+
+def prt(number: int, blob: str, size: int = 5, mtime: float = 20.0, etag: str = "") -> Part:
+    return Part(number, size, etag or f"etag-{number}", mtime, blob, {"crc32": f"c-{number}"})
+
+
+def listed(r: ObjectRecord) -> ObjectRecord:
+    """What scan_objects carries of a record."""
+    return ObjectRecord(r.bucket, r.key, r.size, r.etag, r.mtime, {}, {}, [], r.owner, None)
+
+
+def was(r: ObjectRecord) -> ObjectRecord:
+    """What delete_object and delete_objects_in return of a record they removed."""
+    return r
+
+
+async def write(meta: MetaBackend, fn: Callable[[MetaTx], T]) -> T:
+    return await meta.write(fn)
+
+
+async def read(meta: MetaBackend, fn: Callable[[MetaReads], T]) -> T:
+    return await meta.read(fn)
+
+
+async def setup(meta: MetaBackend, *buckets: str, objects: tuple[ObjectRecord, ...] = ()) -> None:
+    def fn(tx: MetaTx) -> None:
+        for b in buckets:
+            tx.insert_bucket(bkt(b))
+        for o in objects:
+            tx.put_object(o)
+
+    await meta.write(fn)
+
+
+def keys_of(meta_reads: MetaReads, bucket: str, start: str = "", inclusive: bool = False) -> list[str]:
+    return [r.key for r in meta_reads.scan_objects(bucket, start, inclusive, None, 10**6)]
+
+
+# ---- buckets and counters ---------------------------------------------------------------------------
+
+
+def test_buckets_are_kept_listed_by_name_and_deleted(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        await setup(backend, "m", "a", "z")
+        a = bkt("a", owner="peer-9", created=7.5, region="eu-west-1", quota=500, used=3, objects=2, mpu_used=1)
+
+        def fn(tx: MetaTx) -> None:
+            tx.delete_bucket("a")
+            tx.insert_bucket(a)
+            tx.delete_bucket("z")
+
+        await write(backend, fn)
+        assert await read(backend, lambda r: r.bucket("a")) == a
+        assert await read(backend, lambda r: r.bucket("z")) is None
+        assert await read(backend, lambda r: [b.name for b in r.buckets()]) == ["a", "m"]
+
+    run(scenario())
+
+
+def test_quota_and_usage_counters(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        await setup(backend, "b", "c")
+
+        def fn(tx: MetaTx) -> None:
+            tx.set_quota("b", 1000)
+            tx.add_usage("b", used=100, objects=2)
+            tx.add_usage("b", mpu_used=30)
+            tx.add_usage("b", used=-40, objects=-1, mpu_used=-10)
+
+        await write(backend, fn)
+        assert await read(backend, lambda r: r.bucket("b")) == bkt("b", quota=1000, used=60, objects=1, mpu_used=20)
+        assert await read(backend, lambda r: r.bucket("c")) == bkt("c")  # the other bucket is untouched
+        await write(backend, lambda tx: tx.set_quota("b", None))
+        b = await read(backend, lambda r: r.bucket("b"))
+        assert b is not None and b.quota is None and b.used == 60
+
+    run(scenario())
+
+
+def test_store_used_counts_every_bucket_but_the_system_one(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        await setup(backend, "b", "c", SYSTEM_BUCKET)
+
+        def fn(tx: MetaTx) -> tuple[int, int, Bucket | None, Bucket | None]:
+            tx.add_usage("b", used=100, mpu_used=7)
+            tx.add_usage("c", used=20)
+            tx.add_usage(SYSTEM_BUCKET, used=5000, mpu_used=300)
+            return tx.store_used(), tx.lock_store(), tx.lock_bucket("b"), tx.lock_bucket("gone")
+
+        used, locked, b, gone = await write(backend, fn)
+        assert used == locked == 127
+        assert b == bkt("b", used=100, mpu_used=7)
+        assert gone is None
+        assert await read(backend, lambda r: r.store_used()) == 127
+
+    run(scenario())
+
+
+# ---- objects ----------------------------------------------------------------------------------------
+
+
+def test_objects_are_kept_whole_replaced_and_deleted(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        big = obj("b", "k", size=10, blobs=("blob-1", "blob-2"))
+        small = obj("b", "s", size=3)
+        await setup(backend, "b", "c", objects=(big, small))
+        assert await read(backend, lambda r: r.get_object("b", "k")) == big
+        assert await read(backend, lambda r: r.get_object("b", "s")) == small  # inline data kept
+        assert await read(backend, lambda r: r.get_object("c", "k")) is None  # keys are per bucket
+        assert await read(backend, lambda r: r.get_object("b", "K")) is None
+
+        newer = obj("b", "k", size=4, etag="etag-2", mtime=200.0)
+        await write(backend, lambda tx: tx.put_object(newer))
+        assert await read(backend, lambda r: r.get_object("b", "k")) == newer
+        assert await read(backend, lambda r: keys_of(r, "b")) == ["k", "s"]  # replaced, not added
+
+        assert await write(backend, lambda tx: tx.delete_object("b", "k")) == was(newer)
+        assert await write(backend, lambda tx: tx.delete_object("b", "k")) is None
+        assert await read(backend, lambda r: r.get_object("b", "k")) is None
+        assert await read(backend, lambda r: keys_of(r, "b")) == ["s"]
+
+    run(scenario())
+
+
+def test_delete_objects_in_empties_one_bucket(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        mine = [obj("b", k, size=i + 1, blobs=(f"blob-{k}",)) for i, k in enumerate(["y", "x", "z/1"])]
+        other = obj("b2", "x")
+        await setup(backend, "b", "b2", objects=(*mine, other))
+        gone = await write(backend, lambda tx: tx.delete_objects_in("b"))
+        assert sorted(gone, key=lambda r: r.size) == [was(r) for r in mine]
+        assert await read(backend, lambda r: keys_of(r, "b")) == []
+        assert await read(backend, lambda r: r.get_object("b", "x")) is None
+        assert await read(backend, lambda r: r.get_object("b2", "x")) == other
+        assert await write(backend, lambda tx: tx.delete_objects_in("b")) == []
+        # the bucket takes objects again
+        await write(backend, lambda tx: tx.put_object(obj("b", "a")))
+        assert await read(backend, lambda r: keys_of(r, "b")) == ["a"]
+
+    run(scenario())
+
+
+# S3 lists keys in the order of their UTF-8 bytes, which is code-point order. UTF-16 order (or any
+# collation) differs: it puts an astral character (a surrogate pair, D83D...) before U+E000..U+FFFF.
+KEYS = ["\uffff", "a/b", "\U0001f600", "é", "a", "A", "a0", "\ue000", "ab", "a/", "z", "~"]
+KEYS_IN_ORDER = sorted(KEYS, key=lambda k: k.encode("utf-8"))
+
+
+def test_utf8_order_is_code_point_order() -> None:
+    # what the backends' order rests on; and the sample has the cases that tell the orders apart
+    assert sorted(KEYS) == KEYS_IN_ORDER
+    assert KEYS_IN_ORDER.index("\ue000") < KEYS_IN_ORDER.index("\uffff") < KEYS_IN_ORDER.index("\U0001f600")
+    assert sorted(KEYS, key=lambda k: k.encode("utf-16-be")) != KEYS_IN_ORDER
+
+
+def test_scan_lists_in_code_point_order_with_listing_fields_only(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        recs = [obj("b", k, size=len(k.encode()), blobs=(f"blob-{i}",)) for i, k in enumerate(KEYS)]
+        await setup(backend, "b", "a", "c", objects=(*recs, obj("a", "zz"), obj("c", "0")))
+        got = await read(backend, lambda r: list(r.scan_objects("b", "", False, None, 1000)))
+        assert [r.key for r in got] == KEYS_IN_ORDER
+        by_key = {r.key: r for r in recs}
+        assert got == [listed(by_key[r.key]) for r in got]  # size, etag, mtime, owner; no headers etc.
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("start", "inclusive", "end", "limit", "expected"),
+    [
+        ("", False, None, 100, KEYS_IN_ORDER),
+        ("", True, None, 100, KEYS_IN_ORDER),
+        ("a", False, None, 100, KEYS_IN_ORDER[KEYS_IN_ORDER.index("a") + 1 :]),
+        ("a", True, None, 100, KEYS_IN_ORDER[KEYS_IN_ORDER.index("a") :]),
+        ("a/a", True, None, 3, ["a/b", "a0", "ab"]),  # a start that is no key: inclusive or not, the same
+        ("a/a", False, None, 3, ["a/b", "a0", "ab"]),
+        ("a", True, "a0", 100, ["a", "a/", "a/b"]),  # end excluded
+        ("a", False, "a/c", 100, ["a/", "a/b"]),
+        ("é", True, "\U0001f600", 100, ["é", "\ue000", "\uffff"]),
+        ("\uffff", False, None, 100, ["\U0001f600"]),
+        ("\U0001f600", False, None, 100, []),
+        ("\U0001f600", True, None, 100, ["\U0001f600"]),
+        ("a", True, "a", 100, []),  # end == start
+        ("z", True, "a", 100, []),  # end before start
+        ("", False, None, 1, ["A"]),
+        ("", False, None, 0, []),
+        ("a", False, None, 2, ["a/", "a/b"]),
+        ("", False, "A", 100, []),
+    ],
+)
+def test_scan_bounds(
+    backend: MetaBackend, start: str, inclusive: bool, end: str | None, limit: int, expected: list[str]
+) -> None:
+    async def scenario() -> list[str]:
+        await setup(backend, "b", "b0", objects=(*(obj("b", k) for k in KEYS), obj("b0", "a1")))
+        return await read(backend, lambda r: [x.key for x in r.scan_objects("b", start, inclusive, end, limit)])
+
+    assert run(scenario()) == expected
+
+
+def test_scan_of_an_unknown_or_empty_bucket_is_empty(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        await setup(backend, "b", "c", objects=(obj("c", "k"),))
+        assert await read(backend, lambda r: keys_of(r, "b")) == []
+        assert await read(backend, lambda r: keys_of(r, "nope")) == []
+
+    run(scenario())
+
+
+def test_scan_is_lazy_and_pages_without_gaps(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        keys = [f"k{i:03d}" for i in range(60)]
+        await setup(backend, "b", objects=tuple(obj("b", k) for k in keys))
+
+        def first_three(r: MetaReads) -> list[str]:
+            it = r.scan_objects("b", "", False, None, 1000)
+            assert not isinstance(it, list | tuple)  # an iterator the caller may stop
+            return [x.key for x in itertools.islice(it, 3)]
+
+        assert await read(backend, first_three) == keys[:3]
+
+        # a scan left unfinished inside a write neither blocks the commit nor later writes
+        def stop_early_then_write(tx: MetaTx) -> str:
+            it = tx.scan_objects("b", "", False, None, 1000)
+            first = next(it).key
+            tx.put_object(obj("b", "new"))
+            return first
+
+        assert await write(backend, stop_early_then_write) == "k000"
+        await write(backend, lambda tx: tx.put_object(obj("b", "newer")))
+
+        # pages from the last key, exclusive: every key once, in order
+        seen: list[str] = []
+        last = ""
+        while True:
+            page = await read(
+                backend, lambda r, after=last: [x.key for x in r.scan_objects("b", after, False, None, 7)]
+            )
+            assert len(page) <= 7
+            if not page:
+                break
+            seen += page
+            last = page[-1]
+        assert seen == [*keys, "new", "newer"]
+
+    run(scenario())
+
+
+# ---- transactions -----------------------------------------------------------------------------------
+
+
+def snapshot(r: MetaReads) -> dict[str, Any]:
+    """Everything the protocol can tell about the state seeded by `seed` (and what a write may add)."""
+    buckets = r.buckets()
+    ids = ["u1", "u2", "u3", "u-new"]
+    return {
+        "buckets": buckets,
+        "store_used": r.store_used(),
+        "objects": {
+            b.name: [(x, r.get_object(b.name, x.key)) for x in r.scan_objects(b.name, "", False, None, 1000)]
+            for b in buckets
+        },
+        "new_bucket_objects": keys_of(r, "new"),
+        "uploads": {b.name: r.list_uploads(b.name, "", "", "", 1000) for b in buckets},
+        "by_id": {u: (r.upload(u), r.upload_last_active(u), r.parts(u, 0, 10000)) for u in ids},
+        "pending": r.pending_uploads(),
+        "stale": r.stale_uploads(math.inf, 1000),
+        "completed": [r.completed_upload(b, k, u) for b in ("b", "c") for k in ("k", "j") for u in ids],
+        "freed": r.freed_before(math.inf, None),
+        "usage": r.count_usage(),
+        "refs": r.referenced_blobs(),
+    }
+
+
+async def seed(meta: MetaBackend) -> None:
+    def fn(tx: MetaTx) -> None:
+        tx.insert_bucket(bkt("b", quota=10_000, used=13, objects=2, mpu_used=5))
+        tx.insert_bucket(bkt("c", used=1, objects=1))
+        tx.put_object(obj("b", "k", size=10, blobs=("blob-k",)))
+        tx.put_object(obj("b", "j", size=3))
+        tx.put_object(obj("c", "x", size=1))
+        tx.insert_upload(upl("u1", "b", "k", initiated=10.0))
+        tx.put_part("u1", prt(1, "blob-p1", size=5))
+        tx.insert_upload(upl("u2", "c", "j", initiated=11.0))
+        tx.put_completed("u3", "b", "j", CompletedUpload("etag-3", "sig-3", {"crc32": "c3"}), 50.0)
+        tx.put_completed("u2", "c", "k", CompletedUpload("etag-2", "sig-2", {}), 40.0)
+        tx.queue_freed(["blob-old1", "blob-old2"], 5.0)
+
+    await meta.write(fn)
+
+
+def changes_everything(tx: MetaTx) -> None:
+    """Every kind of write, on new and on existing rows; and the transaction reads its own writes."""
+    tx.lock_store()
+    tx.lock_bucket("b")
+    tx.insert_bucket(bkt("new"))
+    tx.put_object(obj("new", "n", blobs=("blob-n",)))
+    tx.set_quota("b", 1)
+    tx.add_usage("b", used=5, objects=1, mpu_used=-5)
+    tx.put_object(obj("b", "a-new", size=4, blobs=("blob-a",)))
+    tx.put_object(obj("b", "k", size=99, blobs=("blob-k2",)))  # a replacement
+    tx.delete_object("b", "j")
+    tx.insert_upload(upl("u-new", "b", "zz", initiated=1.0))
+    tx.put_part("u-new", prt(1, "blob-pn"))
+    tx.put_part("u1", prt(1, "blob-p1b", size=50))  # a replacement
+    tx.put_part("u1", prt(2, "blob-p2"))
+    tx.touch_upload("u1", 99.0)
+    tx.put_completed("u1", "b", "k", CompletedUpload("e", "s", {}), 60.0)
+    tx.put_completed("u3", "b", "j", CompletedUpload("other", "sig-x", {}), 70.0)  # a replacement
+    tx.queue_freed(["blob-k", "blob-old1"], 80.0)
+    tx.forget_freed(["blob-old2"])
+    assert tx.get_object("b", "k") == obj("b", "k", size=99, blobs=("blob-k2",))
+    assert keys_of(tx, "b") == ["a-new", "k"]
+    assert [p.blob for p in tx.parts("u1", 0, 10)] == ["blob-p1b", "blob-p2"]
+    assert tx.freed_before(math.inf, None) == ["blob-old1", "blob-k"]
+
+
+def deletes_everything(tx: MetaTx) -> None:
+    """Every kind of delete, of all there is (found through the transaction's own reads)."""
+    names = [b.name for b in tx.buckets()]
+    for name in names:
+        tx.delete_objects_in(name)
+        for up in tx.list_uploads(name, "", "", "", 1000):
+            tx.delete_upload(up.upload_id)
+    tx.forget_completed(bucket="b")
+    tx.forget_completed(before=math.inf)
+    tx.forget_freed(tx.freed_before(math.inf, None))
+    for name in names:
+        tx.delete_bucket(name)
+    assert tx.buckets() == [] and tx.pending_uploads() == {} and tx.count_usage() == {}
+    assert tx.referenced_blobs() == set() and tx.freed_before(math.inf, None) == []
+
+
+def changes_then_deletes(tx: MetaTx) -> None:
+    changes_everything(tx)
+    deletes_everything(tx)
+    tx.insert_bucket(bkt("b"))  # a name deleted and taken again in one transaction
+    tx.put_object(obj("b", "k"))
+
+
+@pytest.mark.parametrize("fn", [changes_everything, deletes_everything, changes_then_deletes])
+def test_a_write_that_raises_leaves_nothing(backend: MetaBackend, fn: Callable[[MetaTx], None]) -> None:
+    async def scenario() -> None:
+        await seed(backend)
+        before = await read(backend, snapshot)
+
+        def fails(tx: MetaTx) -> None:
+            fn(tx)
+            assert snapshot(tx) != before  # the write did change what its own transaction reads
+            raise Boom
+
+        with pytest.raises(Boom):
+            await backend.write(fails)
+        assert await read(backend, snapshot) == before
+        # and the backend goes on: the same changes commit when nothing raises
+        await backend.write(fn)
+        assert await read(backend, snapshot) != before
+
+    run(scenario())
+
+
+def test_write_returns_and_settles_with_the_outcome(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        await setup(backend, "b")
+        settled: list[tuple[bool, Any]] = []
+
+        def ok(tx: MetaTx) -> str:
+            tx.put_object(obj("b", "k"))
+            return "done"
+
+        assert await backend.write(ok, lambda ok, value: settled.append((ok, value))) == "done"
+        assert settled == [(True, "done")]
+        assert await read(backend, lambda r: keys_of(r, "b")) == ["k"]
+
+        boom = Boom("no")
+
+        def fails(tx: MetaTx) -> str:
+            tx.put_object(obj("b", "j"))
+            raise boom
+
+        settled.clear()
+        with pytest.raises(Boom) as e:
+            await backend.write(fails, lambda ok, value: settled.append((ok, value)))
+        assert e.value is boom
+        assert settled == [(False, boom)]
+        assert await read(backend, lambda r: keys_of(r, "b")) == ["k"]
+
+    run(scenario())
+
+
+# ---- no aliasing ------------------------------------------------------------------------------------
+
+
+def _mutate_object(r: ObjectRecord) -> None:
+    r.size = 999_999
+    r.headers["content-type"] = "evil"
+    r.checksums["sha256"] = "evil"
+    if r.segments:
+        r.segments[0].checksums["crc32"] = "evil"
+    r.segments.append(Segment("evil", 1))
+
+
+def spoil(r: ObjectRecord) -> None:
+    """Mutate what a delete returned, every part of it that can be."""
+    _mutate_object(r)
+
+
+def test_records_handed_in_or_out_are_copies(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        original = obj("b", "k", size=10, blobs=("blob-1",))
+        up, part = upl("u1", "b", "k"), prt(1, "blob-p")
+        done = CompletedUpload("etag", "sig", {"crc32": "c"})
+        handed = (obj("b", "k", size=10, blobs=("blob-1",)), upl("u1", "b", "k"), prt(1, "blob-p"))
+        handed_done = CompletedUpload("etag", "sig", {"crc32": "c"})
+
+        def put(tx: MetaTx) -> None:
+            tx.insert_bucket(bkt("b"))
+            tx.put_object(handed[0])
+            tx.insert_upload(handed[1])
+            tx.put_part("u1", handed[2])
+            tx.put_completed("u1", "b", "k", handed_done, 1.0)
+
+        await write(backend, put)
+        # what was handed in, mutated afterwards
+        _mutate_object(handed[0])
+        handed[1].headers["content-type"] = "evil"
+        handed[2].checksums["crc32"] = "evil"
+        handed_done.checksums["crc32"] = "evil"
+
+        def got_all(r: MetaReads) -> tuple[Any, ...]:
+            return (
+                r.get_object("b", "k"),
+                next(r.scan_objects("b", "", False, None, 1)),
+                r.upload("u1"),
+                r.list_uploads("b", "", "", "", 10)[0],
+                r.stale_uploads(math.inf, 10)[0],
+                r.parts("u1", 0, 10)[0],
+                r.completed_upload("b", "k", "u1"),
+            )
+
+        # what was handed out, mutated
+        got = await read(backend, got_all)
+        _mutate_object(got[0])
+        _mutate_object(got[1])
+        for u in got[2:5]:
+            u.headers["content-type"] = "evil"
+        got[5].checksums["crc32"] = "evil"
+        got[6].checksums["crc32"] = "evil"
+
+        again = await read(backend, got_all)
+        assert again == (original, listed(original), up, up, up, part, done)
+
+        # what a write returns, mutated before its transaction is rolled back
+        def delete_then_fail(tx: MetaTx) -> None:
+            deleted = tx.delete_object("b", "k")
+            assert deleted is not None
+            spoil(deleted)
+            for p in tx.delete_upload("u1"):
+                p.checksums["crc32"] = "evil"
+            for r in tx.delete_objects_in("b"):
+                spoil(r)
+            raise Boom
+
+        with pytest.raises(Boom):
+            await backend.write(delete_then_fail)
+        assert await read(backend, got_all) == again
+
+    run(scenario())
+
+
+# ---- uploads and parts ------------------------------------------------------------------------------
+
+
+def test_uploads_are_kept_and_touched(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        await setup(backend, "b")
+        up = upl("u1", "b", "k/é", initiated=10.0)
+        plain = Upload("u2", "b", "k", 12.0, "peer-2", {}, None, None)
+
+        def fn(tx: MetaTx) -> None:
+            tx.insert_upload(up)
+            tx.insert_upload(plain)
+
+        await write(backend, fn)
+        assert await read(backend, lambda r: (r.upload("u1"), r.upload("u2"))) == (up, plain)
+        assert await read(backend, lambda r: r.upload_last_active("u1")) == 10.0  # last active at initiation
+        assert await write(backend, lambda tx: tx.touch_upload("u1", 30.0)) is True
+        assert await read(backend, lambda r: r.upload_last_active("u1")) == 30.0
+        assert await write(backend, lambda tx: tx.touch_upload("u1", 20.0)) is True  # never moves back
+        assert await read(backend, lambda r: r.upload_last_active("u1")) == 30.0
+        assert await read(backend, lambda r: r.upload_last_active("u2")) == 12.0  # the other is untouched
+        assert await write(backend, lambda tx: tx.touch_upload("gone", 40.0)) is False
+        assert await read(backend, lambda r: (r.upload("gone"), r.upload_last_active("gone"))) == (None, None)
+
+    run(scenario())
+
+
+def test_parts_in_order_from_after_up_to_limit(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        await setup(backend, "b")
+        parts = {n: prt(n, f"blob-{n}", size=n) for n in (3, 1, 10000, 2, 10)}
+
+        def fn(tx: MetaTx) -> None:
+            tx.insert_upload(upl("u1"))
+            tx.insert_upload(upl("u2"))
+            for p in parts.values():
+                tx.put_part("u1", p)
+            tx.put_part("u2", prt(1, "blob-u2"))
+
+        await write(backend, fn)
+        assert await read(backend, lambda r: r.parts("u1", 0, 10001)) == [parts[n] for n in (1, 2, 3, 10, 10000)]
+        assert await read(backend, lambda r: r.parts("u1", 2, 10001)) == [parts[n] for n in (3, 10, 10000)]
+        assert await read(backend, lambda r: r.parts("u1", 0, 2)) == [parts[1], parts[2]]
+        assert await read(backend, lambda r: r.parts("u1", 3, 1)) == [parts[10]]
+        assert await read(backend, lambda r: r.parts("u1", 10000, 5)) == []
+        assert await read(backend, lambda r: r.parts("nope", 0, 5)) == []
+
+        again = prt(2, "blob-2b", size=7, mtime=30.0, etag="etag-again")
+        await write(backend, lambda tx: tx.put_part("u1", again))
+        assert await read(backend, lambda r: r.parts("u1", 1, 1)) == [again]
+
+        gone = await write(backend, lambda tx: tx.delete_upload("u1"))
+        assert sorted(gone, key=lambda p: p.part_number) == [parts[1], again, parts[3], parts[10], parts[10000]]
+        assert await read(backend, lambda r: (r.upload("u1"), r.upload_last_active("u1"), r.parts("u1", 0, 5))) == (
+            None,
+            None,
+            [],
+        )
+        assert await read(backend, lambda r: r.parts("u2", 0, 5)) == [prt(1, "blob-u2")]
+        assert await write(backend, lambda tx: tx.delete_upload("u1")) == []
+
+    run(scenario())
+
+
+def test_put_part_leaves_last_active_to_touch_upload(backend: MetaBackend) -> None:
+    # The primitive only puts the part (store/metadata.py); store/commits.py calls touch_upload for it.
+    # Pinned so that every backend agrees: stale-upload expiry depends on it.
+    async def scenario() -> None:
+        await setup(backend, "b")
+
+        def fn(tx: MetaTx) -> None:
+            tx.insert_upload(upl("u1", initiated=10.0))
+            tx.put_part("u1", prt(1, "blob-1", mtime=50.0))
+
+        await write(backend, fn)
+        assert await read(backend, lambda r: r.upload_last_active("u1")) == 10.0
+
+    run(scenario())
+
+
+def test_list_uploads_by_key_then_id_after_the_markers(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        await setup(backend, "b", "c")
+        ups = [
+            upl("u5", "b", "a"),
+            upl("u2", "b", "a"),
+            upl("u9", "b", "a/b"),
+            upl("u1", "b", "ab"),
+            upl("u3", "b", "\U0001f600"),
+            upl("u4", "b", "\uffff"),
+            upl("u0", "c", "a"),  # another bucket's
+        ]
+
+        def fn(tx: MetaTx) -> None:
+            for u in ups:
+                tx.insert_upload(u)
+
+        await write(backend, fn)
+
+        async def ids(prefix: str, key_marker: str = "", id_marker: str = "", limit: int = 100) -> list[str]:
+            got = await read(backend, lambda r: r.list_uploads("b", prefix, key_marker, id_marker, limit))
+            assert all(u in ups for u in got)  # whole records
+            return [u.upload_id for u in got]
+
+        assert await ids("") == ["u2", "u5", "u9", "u1", "u4", "u3"]
+        assert await ids("a") == ["u2", "u5", "u9", "u1"]
+        assert await ids("a/") == ["u9"]
+        assert await ids("\uffff") == ["u4"]
+        assert await ids("b") == []
+        assert await ids("", "a", "u2") == ["u5", "u9", "u1", "u4", "u3"]  # same key, later id
+        assert await ids("", "a", "u5") == ["u9", "u1", "u4", "u3"]
+        assert await ids("", "a", "") == ["u2", "u5", "u9", "u1", "u4", "u3"]
+        assert await ids("", "a/a", "zzz") == ["u9", "u1", "u4", "u3"]  # a marker that is no key
+        assert await ids("", "ab", "u1") == ["u4", "u3"]
+        assert await ids("a", "a", "u2", limit=2) == ["u5", "u9"]
+        assert await ids("", limit=0) == []
+        assert await read(backend, lambda r: r.list_uploads("none", "", "", "", 10)) == []
+
+    run(scenario())
+
+
+def test_pending_uploads_per_bucket(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        await setup(backend, "b", "c", "d")
+
+        def fn(tx: MetaTx) -> None:
+            for uid, bucket in [("u1", "b"), ("u2", "b"), ("u3", "c"), ("u4", "b")]:
+                tx.insert_upload(upl(uid, bucket))
+
+        await write(backend, fn)
+        assert await read(backend, lambda r: r.pending_uploads()) == {"b": 3, "c": 1}
+        await write(backend, lambda tx: tx.delete_upload("u3"))
+        await write(backend, lambda tx: tx.delete_upload("u1"))
+        assert await read(backend, lambda r: r.pending_uploads()) == {"b": 2}
+
+    run(scenario())
+
+
+def test_stale_uploads_least_recently_active_first(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        await setup(backend, "b")
+
+        def fn(tx: MetaTx) -> None:
+            tx.insert_upload(upl("u-a", initiated=30.0))
+            tx.insert_upload(upl("u-b", initiated=10.0))
+            tx.insert_upload(upl("u-c", initiated=20.0))
+            tx.insert_upload(upl("u-d", initiated=25.0))
+            tx.touch_upload("u-b", 40.0)  # initiated first, active last
+
+        await write(backend, fn)
+
+        async def stale(cutoff: float, limit: int = 100) -> list[str]:
+            return [u.upload_id for u in await read(backend, lambda r: r.stale_uploads(cutoff, limit))]
+
+        assert await stale(100.0) == ["u-c", "u-d", "u-a", "u-b"]
+        assert await stale(30.0) == ["u-c", "u-d"]  # before the cutoff, not at it
+        assert await stale(35.0, limit=2) == ["u-c", "u-d"]
+        assert await stale(20.0) == []
+        got = await read(backend, lambda r: r.stale_uploads(21.0, 1))
+        assert got == [upl("u-c", initiated=20.0)]
+
+    run(scenario())
+
+
+def test_completed_uploads_by_bucket_key_and_id(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        first = CompletedUpload("etag-1", "sig-1", {"crc32": "c1"})
+
+        def fn(tx: MetaTx) -> None:
+            tx.put_completed("u1", "b", "k", first, 100.0)
+            tx.put_completed("u2", "b", "j", CompletedUpload("etag-2", "sig-2", {}), 200.0)
+            tx.put_completed("u3", "c", "k", CompletedUpload("etag-3", "sig-3", {}), 300.0)
+
+        await write(backend, fn)
+
+        async def found() -> list[str]:
+            triples = [("b", "k", "u1"), ("b", "j", "u2"), ("c", "k", "u3")]
+            got = await read(backend, lambda r: [r.completed_upload(*t) for t in triples])
+            return [d.etag for d in got if d is not None]
+
+        assert await read(backend, lambda r: r.completed_upload("b", "k", "u1")) == first
+        assert await read(backend, lambda r: r.completed_upload("b", "j", "u1")) is None  # another key
+        assert await read(backend, lambda r: r.completed_upload("c", "k", "u1")) is None  # another bucket
+        assert await read(backend, lambda r: r.completed_upload("b", "k", "u9")) is None
+        assert await found() == ["etag-1", "etag-2", "etag-3"]
+
+        second = CompletedUpload("etag-1b", "sig-1b", {})
+        await write(backend, lambda tx: tx.put_completed("u1", "b", "k", second, 150.0))
+        assert await read(backend, lambda r: r.completed_upload("b", "k", "u1")) == second
+
+        await write(backend, lambda tx: tx.forget_completed(before=200.0))  # before it, not at it
+        assert await found() == ["etag-2", "etag-3"]
+        await write(backend, lambda tx: tx.forget_completed(bucket="b"))
+        assert await found() == ["etag-3"]
+
+    run(scenario())
+
+
+def test_forget_completed_drops_what_either_filter_names(backend: MetaBackend) -> None:
+    async def scenario() -> list[CompletedUpload | None]:
+        def fn(tx: MetaTx) -> None:
+            for uid, bucket, t in [("u1", "b", 100.0), ("u2", "c", 50.0), ("u3", "c", 300.0), ("u4", "d", 10.0)]:
+                tx.put_completed(uid, bucket, "k", CompletedUpload(f"etag-{uid}", "sig", {}), t)
+
+        await write(backend, fn)
+        await write(backend, lambda tx: tx.forget_completed())  # no filter: nothing named, nothing dropped
+        await write(backend, lambda tx: tx.forget_completed(bucket="b", before=60.0))
+        triples = [("b", "k", "u1"), ("c", "k", "u2"), ("c", "k", "u3"), ("d", "k", "u4")]
+        return await read(backend, lambda r: [r.completed_upload(*t) for t in triples])
+
+    assert [d.etag if d else None for d in run(scenario())] == [None, None, "etag-u3", None]
+
+
+# ---- freed blobs and references ---------------------------------------------------------------------
+
+
+def test_freed_queue_by_time_then_id_first_time_kept(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        def fn(tx: MetaTx) -> None:
+            tx.queue_freed(["y", "x"], 10.0)
+            tx.queue_freed(["z"], 5.0)
+            tx.queue_freed(["x", "w"], 1.0)  # x is queued already: it keeps 10.0
+
+        await write(backend, fn)
+
+        async def before(t: float, limit: int | None = None) -> list[str]:
+            return await read(backend, lambda r: r.freed_before(t, limit))
+
+        assert await before(100.0) == ["w", "z", "x", "y"]
+        assert await before(10.0) == ["w", "z"]  # freed before t, not at it
+        assert await before(1.0) == []
+        assert await before(100.0, 3) == ["w", "z", "x"]
+        assert await before(100.0, 0) == []
+
+        await write(backend, lambda tx: tx.forget_freed(["x", "never-queued"]))
+        assert await before(100.0) == ["w", "z", "y"]
+        await write(backend, lambda tx: tx.queue_freed(["x"], 50.0))  # forgotten, then queued anew
+        assert await before(100.0) == ["w", "z", "y", "x"]
+
+    run(scenario())
+
+
+TAG_A, TAG_B = "aaaa0001", "bbbb0002"
+
+
+def blob(n: int, tag: str) -> str:
+    return f"{n:024x}{tag}"
+
+
+def test_referenced_blobs_from_objects_and_parts(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        # a segment whose md5 ends like a tag names no blob of that tag: only the id counts
+        decoy = Segment(blob(9, TAG_B), 3, f"{0:024x}{TAG_A}")
+        objs = (
+            obj("b", "one", blobs=(blob(1, TAG_A), blob(2, TAG_B))),
+            obj("c", "two", blobs=(blob(3, TAG_A),)),
+            obj("c", "decoy", size=3, segments=[decoy]),
+            obj("c", "inline", size=2),
+        )
+        await setup(backend, "b", "c", objects=objs)
+
+        def fn(tx: MetaTx) -> None:
+            tx.insert_upload(upl("u1", "b"))
+            tx.put_part("u1", prt(1, blob(4, TAG_B)))
+            tx.put_part("u1", prt(2, blob(5, TAG_A)))
+            tx.queue_freed([blob(6, TAG_A)], 1.0)  # queued, not named
+
+        await write(backend, fn)
+        everything = {blob(1, TAG_A), blob(2, TAG_B), blob(3, TAG_A), blob(9, TAG_B), blob(4, TAG_B), blob(5, TAG_A)}
+        assert await read(backend, lambda r: r.referenced_blobs()) == everything
+        assert await read(backend, lambda r: r.referenced_blobs(None)) == everything
+        assert await read(backend, lambda r: r.referenced_blobs([TAG_A])) == {
+            blob(1, TAG_A),
+            blob(3, TAG_A),
+            blob(5, TAG_A),
+        }
+        assert await read(backend, lambda r: r.referenced_blobs({TAG_A, TAG_B})) == everything
+        assert await read(backend, lambda r: r.referenced_blobs(["cccc0003"])) == set()
+        assert await read(backend, lambda r: r.referenced_blobs([])) == set()
+
+        await write(backend, lambda tx: tx.delete_object("b", "one"))
+        await write(backend, lambda tx: tx.delete_upload("u1"))
+        assert await read(backend, lambda r: r.referenced_blobs()) == {blob(3, TAG_A), blob(9, TAG_B)}
+
+    run(scenario())
+
+
+def test_count_usage_recounts_from_the_records(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        objs = (obj("b1", "x", size=3), obj("b1", "y", size=4, blobs=("blob-y",)), obj("b2", "x", size=10))
+        await setup(backend, "b1", "b2", "b3", "b4", objects=objs)
+
+        def fn(tx: MetaTx) -> None:
+            tx.add_usage("b1", used=1000, objects=50, mpu_used=7)  # counters are not what is counted
+            tx.insert_upload(upl("u1", "b2"))
+            tx.put_part("u1", prt(1, "p1", size=5))
+            tx.put_part("u1", prt(2, "p2", size=6))
+            tx.insert_upload(upl("u2", "b2"))
+            tx.put_part("u2", prt(1, "p3", size=1))
+            tx.insert_upload(upl("u3", "b3"))
+            tx.put_part("u3", prt(1, "p4", size=7))
+            tx.put_part("u3", prt(1, "p5", size=8))  # a replacement: counted once
+
+        await write(backend, fn)
+        assert await read(backend, lambda r: r.count_usage()) == {"b1": (7, 2, 0), "b2": (10, 1, 12), "b3": (0, 0, 8)}
+        await write(backend, lambda tx: tx.delete_object("b1", "x"))
+        await write(backend, lambda tx: tx.delete_upload("u3"))
+        assert await read(backend, lambda r: r.count_usage()) == {"b1": (4, 1, 0), "b2": (10, 1, 12)}
+
+    run(scenario())
+
+
+# ---- MemoryMeta's own guarantees (not the protocol's) -----------------------------------------------
+
+
+def test_memory_snapshot_refuses_use_after_its_function() -> None:
+    meta = MemoryMeta()
+
+    async def scenario() -> None:
+        await setup(meta, "b", objects=(obj("b", "k"), obj("b", "l")))
+        escaped = await meta.read(lambda r: r.scan_objects("b", "", False, None, 10))
+        with pytest.raises(RuntimeError):
+            next(escaped)
+        kept: list[MetaTx] = []
+        await meta.write(kept.append)
+        with pytest.raises(RuntimeError):
+            kept[0].put_object(obj("b", "m"))
+        assert await read(meta, lambda r: keys_of(r, "b")) == ["k", "l"]
+
+    run(scenario())
+
+
+def test_memory_replay_runs_each_write_twice_and_keeps_one() -> None:
+    meta = MemoryMeta(replay_writes=True)
+    calls: list[int] = []
+
+    def fn(tx: MetaTx) -> int:
+        calls.append(1)
+        tx.add_usage("b", used=5)
+        b = tx.bucket("b")
+        assert b is not None
+        return b.used
+
+    async def scenario() -> int:
+        await setup(meta, "b")
+        return await meta.write(fn)
+
+    assert run(scenario()) == 5  # the rehearsal was rolled back: the usage was added once
+    assert len(calls) == 2
