@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from meta_backends import BACKENDS
 
 from tunnelmesh.coordinator.peers import PeerRegistry
 from tunnelmesh.coordinator.state import SystemState
@@ -26,18 +27,12 @@ from tunnelmesh.s3.auth.credentials import Identity
 from tunnelmesh.s3.ops.common import Context
 from tunnelmesh.s3.request import Principal
 from tunnelmesh.store.engine import Store, ensure_system_bucket
-from tunnelmesh.store.metadata import MetaBackend
-from tunnelmesh.store.sqlite_meta import SqliteMeta
 
 REGION = "us-east-1"
 HOST = "s3.component.test"
 ADMIN = "admin"
 TOKEN = "component-tier-admin-token"
 MAX_SIZE = 1 << 30
-
-BACKENDS: dict[str, Callable[[Path], MetaBackend]] = {
-    "sqlite": SqliteMeta.open,
-}
 
 
 @dataclass

@@ -1,17 +1,14 @@
-"""The write rules (store/commits.py) over a metadata backend, called synchronously, as tests drive them;
-and the backends every such test runs on."""
+"""The write rules (store/commits.py) over a metadata backend, called synchronously, as tests drive them."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Collection
-from pathlib import Path
 from typing import Any, TypeVar
 
 from tunnelmesh.store import commits, listing
 from tunnelmesh.store.metadata import MetaBackend, MetaTx
 from tunnelmesh.store.records import Listing, ObjectRecord, Part, Upload, WriteConditions, WriteResult
-from tunnelmesh.store.sqlite_meta import SqliteMeta
 
 T = TypeVar("T")
 
@@ -93,8 +90,3 @@ class Rules:
         self, bucket: str, prefix: str, delimiter: str, after: str | None, after_is_prefix: bool, max_keys: int
     ) -> Listing:
         return self.read(lambda r: listing.list_objects(r, bucket, prefix, delimiter, after, after_is_prefix, max_keys))
-
-
-BACKENDS: dict[str, Callable[[Path], MetaBackend]] = {
-    "sqlite": SqliteMeta.open,
-}

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from meta_rules import BACKENDS, Rules
+from meta_backends import BACKENDS
+from meta_rules import Rules
 
 from tunnelmesh.store.errors import BucketExists, InvalidPart, NoSuchUpload
 from tunnelmesh.store.records import ObjectRecord, Part, Segment, Upload, WriteConditions

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from meta_rules import BACKENDS, Rules
+from meta_backends import BACKENDS
+from meta_rules import Rules
 
 from tunnelmesh.store import commits
 from tunnelmesh.store.metadata import MetaTx

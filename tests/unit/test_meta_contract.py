@@ -1,7 +1,7 @@
 """The metadata-backend contract (store/metadata.py): every backend passes these same tests.
 
 They check the protocol's primitives only, through the protocol only (no backend's internals), so
-that a test written here runs unchanged against each backend in FACTORIES. The rules over the
+that a test written here runs unchanged against each backend in tests/meta_backends.py. The rules over the
 primitives (preconditions, quotas, counters) are store/commits.py's and are tested there.
 
 Each test is one coroutine on one event loop (`run`), bounded by a deadline: a backend whose writer
@@ -18,19 +18,26 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from meta_backends import BACKENDS
 
 from tunnelmesh.store.memory_meta import MemoryMeta
 from tunnelmesh.store.metadata import MetaBackend, MetaReads, MetaTx
-from tunnelmesh.store.records import SYSTEM_BUCKET, Bucket, CompletedUpload, ObjectRecord, Part, Segment, Upload
+from tunnelmesh.store.records import (
+    SYSTEM_BUCKET,
+    Bucket,
+    CompletedUpload,
+    ObjectRecord,
+    ObjectRef,
+    Part,
+    Segment,
+    Upload,
+)
 
 T = TypeVar("T")
 
 # ---- the backends under test ------------------------------------------------------------------------
-# One factory per backend: (a fresh temp dir) -> an open, empty backend. Add each new backend HERE.
-FACTORIES = [
-    pytest.param(lambda tmp: MemoryMeta(), id="memory"),
-    # pytest.param(lambda tmp: SqliteMeta.open(tmp / "meta.sqlite3"), id="sqlite"),
-]
+# every backend in tests/meta_backends.py
+FACTORIES = [pytest.param(factory, id=name) for name, factory in sorted(BACKENDS.items())]
 
 DEADLINE = 30.0
 
@@ -92,9 +99,9 @@ def listed(r: ObjectRecord) -> ObjectRecord:
     return ObjectRecord(r.bucket, r.key, r.size, r.etag, r.mtime, {}, {}, [], r.owner, None)
 
 
-def was(r: ObjectRecord) -> ObjectRecord:
-    """What delete_object and delete_objects_in return of a record they removed."""
-    return r
+def was(r: ObjectRecord) -> ObjectRef:
+    """What delete_object, delete_objects_in and object_ref return of a record."""
+    return ObjectRef(r.size, r.etag, r.mtime, [s.blob for s in r.segments])
 
 
 async def write(meta: MetaBackend, fn: Callable[[MetaTx], T]) -> T:
@@ -191,6 +198,9 @@ def test_objects_are_kept_whole_replaced_and_deleted(backend: MetaBackend) -> No
         assert await read(backend, lambda r: r.get_object("b", "s")) == small  # inline data kept
         assert await read(backend, lambda r: r.get_object("c", "k")) is None  # keys are per bucket
         assert await read(backend, lambda r: r.get_object("b", "K")) is None
+        assert await read(backend, lambda r: r.object_ref("b", "k")) == was(big)
+        assert await read(backend, lambda r: r.object_ref("b", "s")) == was(small)  # inline: no blobs
+        assert await read(backend, lambda r: r.object_ref("c", "k")) is None
 
         newer = obj("b", "k", size=4, etag="etag-2", mtime=200.0)
         await write(backend, lambda tx: tx.put_object(newer))
@@ -483,9 +493,9 @@ def _mutate_object(r: ObjectRecord) -> None:
     r.segments.append(Segment("evil", 1))
 
 
-def spoil(r: ObjectRecord) -> None:
+def spoil(r: ObjectRef) -> None:
     """Mutate what a delete returned, every part of it that can be."""
-    _mutate_object(r)
+    r.blobs.append("evil")
 
 
 def test_records_handed_in_or_out_are_copies(backend: MetaBackend) -> None:
@@ -513,6 +523,7 @@ def test_records_handed_in_or_out_are_copies(backend: MetaBackend) -> None:
         def got_all(r: MetaReads) -> tuple[Any, ...]:
             return (
                 r.get_object("b", "k"),
+                r.object_ref("b", "k"),
                 next(r.scan_objects("b", "", False, None, 1)),
                 r.upload("u1"),
                 r.list_uploads("b", "", "", "", 10)[0],
@@ -524,14 +535,15 @@ def test_records_handed_in_or_out_are_copies(backend: MetaBackend) -> None:
         # what was handed out, mutated
         got = await read(backend, got_all)
         _mutate_object(got[0])
-        _mutate_object(got[1])
-        for u in got[2:5]:
+        spoil(got[1])
+        _mutate_object(got[2])
+        for u in got[3:6]:
             u.headers["content-type"] = "evil"
-        got[5].checksums["crc32"] = "evil"
         got[6].checksums["crc32"] = "evil"
+        got[7].checksums["crc32"] = "evil"
 
         again = await read(backend, got_all)
-        assert again == (original, listed(original), up, up, up, part, done)
+        assert again == (original, was(original), listed(original), up, up, up, part, done)
 
         # what a write returns, mutated before its transaction is rolled back
         def delete_then_fail(tx: MetaTx) -> None:

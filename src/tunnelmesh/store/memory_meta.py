@@ -27,7 +27,16 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tunnelmesh.store.records import SYSTEM_BUCKET, Bucket, CompletedUpload, ObjectRecord, Part, Segment, Upload
+from tunnelmesh.store.records import (
+    SYSTEM_BUCKET,
+    Bucket,
+    CompletedUpload,
+    ObjectRecord,
+    ObjectRef,
+    Part,
+    Segment,
+    Upload,
+)
 
 if TYPE_CHECKING:
     from tunnelmesh.store.metadata import MetaBackend, MetaReads, MetaTx, Settle
@@ -48,6 +57,10 @@ def _copy_object(r: ObjectRecord) -> ObjectRecord:
         # Segment is frozen, but its checksums dict is not
         segments=[Segment(s.blob, s.size, s.md5, dict(s.checksums)) for s in r.segments],
     )
+
+
+def _ref(r: ObjectRecord) -> ObjectRef:
+    return ObjectRef(r.size, r.etag, r.mtime, [s.blob for s in r.segments])
 
 
 def _listed(r: ObjectRecord) -> ObjectRecord:
@@ -115,6 +128,10 @@ class _Reads:
     def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
         r = self._s().objects.get(bucket, {}).get(key)
         return _copy_object(r) if r is not None else None
+
+    def object_ref(self, bucket: str, key: str) -> ObjectRef | None:
+        r = self._s().objects.get(bucket, {}).get(key)
+        return _ref(r) if r is not None else None
 
     def scan_objects(
         self, bucket: str, start: str, inclusive: bool, end: str | None, limit: int
@@ -273,7 +290,7 @@ class _Tx(_Reads):
             self._undo.append(lambda: keys.__delitem__(i))
         self._set(recs, rec.key, _copy_object(rec))
 
-    def delete_object(self, bucket: str, key: str) -> ObjectRecord | None:
+    def delete_object(self, bucket: str, key: str) -> ObjectRef | None:
         s = self._s()
         recs = s.objects.get(bucket)
         old = self._pop(recs, key) if recs is not None else None
@@ -283,15 +300,15 @@ class _Tx(_Reads):
         i = bisect_left(keys, key)
         del keys[i]
         self._undo.append(lambda: keys.insert(i, key))
-        return _copy_object(old)
+        return _ref(old)
 
-    def delete_objects_in(self, bucket: str) -> list[ObjectRecord]:
+    def delete_objects_in(self, bucket: str) -> list[ObjectRef]:
         s = self._s()
         recs = self._pop(s.objects, bucket)
         keys = self._pop(s.keys, bucket)
         if not recs or keys is None:
             return []
-        return [_copy_object(recs[k]) for k in keys]
+        return [_ref(recs[k]) for k in keys]
 
     # ---- uploads ----------------------------------------------------------------------------------
 
