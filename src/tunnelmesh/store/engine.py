@@ -274,13 +274,13 @@ class Store:
 
     # ---- buckets -------------------------------------------------------------------------
 
-    def bucket(self, name: str) -> Bucket | None:
+    async def bucket(self, name: str) -> Bucket | None:
         return self.read.bucket(name)
 
-    def require_bucket(self, name: str) -> Bucket:
+    async def require_bucket(self, name: str) -> Bucket:
         return self.read.require_bucket(name)
 
-    def buckets(self) -> list[Bucket]:
+    async def buckets(self) -> list[Bucket]:
         return self.read.buckets()
 
     async def create_bucket(self, name: str, owner: str, region: str) -> None:
@@ -296,9 +296,9 @@ class Store:
         Not atomic: pages of 1000 objects in key order, then the uploads one by one, each in its
         own commit. A crash part-way leaves the bucket partly emptied in that order (every object
         left is whole); running the forced delete again finishes it."""
-        while page := self.list_objects(name, "", "", None, False, 1000).objects:
+        while page := (await self.list_objects(name, "", "", None, False, 1000)).objects:
             await self.delete_objects(name, [o.key for o in page])
-        while uploads := self.list_uploads(name, "", "", "", 1000):
+        while uploads := await self.list_uploads(name, "", "", "", 1000):
             for up in uploads:
                 await self.abort_upload(name, up.key, up.upload_id)
 
@@ -366,23 +366,19 @@ class Store:
         returns (see store/content.py); the caller closes it. Raises DamagedObject."""
         return content.open_range(self.blobs, rec, first, length)
 
-    def read_all(self, rec: ObjectRecord) -> bytes:
-        """The whole content of a small object (coordinator records); blocking."""
-        if rec.data is not None:
-            return rec.data
-        parts = []
-        for seg in rec.segments:
-            fd = self.blobs.open(seg.blob)
-            try:
-                parts.append(os.pread(fd, seg.size, 0))
-            finally:
-                os.close(fd)
-        return b"".join(parts)
+    async def read_all(self, rec: ObjectRecord) -> bytes:
+        """The whole content of a small object (coordinator records). The blob reads run inline: the
+        objects read this way are small. Raises DamagedObject."""
+        byte_range = self.open_range(rec, 0, rec.size)
+        try:
+            return b"".join([chunk async for chunk in byte_range.chunks()])
+        finally:
+            byte_range.close()
 
-    def room(self, bucket: Bucket) -> int:
+    async def room(self, bucket: Bucket) -> int:
         return self.read.room(bucket, self.max_size)
 
-    def verify_usage(self) -> list[dict[str, object]]:
+    async def verify_usage(self) -> list[dict[str, object]]:
         return self.read.verify_usage()
 
     # ---- the store as a whole (what the admin API's storage and backup endpoints ask) -------
@@ -411,16 +407,16 @@ class Store:
     def spool(self) -> IO[bytes]:
         return tempfile.TemporaryFile(dir=self.spool_dir)
 
-    def store_used(self) -> int:
+    async def store_used(self) -> int:
         return self.read.store_used()
 
-    def admit(self, bucket: Bucket, delta: int) -> None:
+    async def admit(self, bucket: Bucket, delta: int) -> None:
         """An early, advisory quota check before a body is read; the commit re-checks exactly."""
         self.read.admit(bucket, delta, self.max_size)
 
     # ---- objects -------------------------------------------------------------------------
 
-    def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
+    async def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
         return self.read.get_object(bucket, key)
 
     async def put_object(self, rec: ObjectRecord, cond: WriteConditions) -> None:
@@ -442,7 +438,7 @@ class Store:
         new_blobs = [s.blob for rec in records for s in rec.segments]
         await self._commit(lambda m: m.replace_bucket(bucket, records), new_blobs)
 
-    def list_objects(
+    async def list_objects(
         self,
         bucket: str,
         prefix: str,
@@ -458,23 +454,23 @@ class Store:
     async def create_upload(self, up: Upload) -> None:
         await self._write(lambda m: m.create_upload(up))
 
-    def require_upload(self, bucket: str, key: str, upload_id: str) -> Upload:
+    async def require_upload(self, bucket: str, key: str, upload_id: str) -> Upload:
         return self.read.require_upload(bucket, key, upload_id)
 
     async def put_part(self, bucket: str, key: str, upload_id: str, part: Part) -> None:
         await self._commit(lambda m: m.put_part(bucket, key, upload_id, part, self.max_size), [part.blob])
 
-    def upload_last_active(self, upload_id: str) -> float | None:
+    async def upload_last_active(self, upload_id: str) -> float | None:
         return self.read.upload_last_active(upload_id)
 
     async def touch_upload(self, upload_id: str) -> bool:
         now = time.time()
         return await self._write(lambda m: m.touch_upload(upload_id, now))
 
-    def parts(self, upload_id: str, after: int = 0, limit: int = 10001) -> list[Part]:
+    async def parts(self, upload_id: str, after: int = 0, limit: int = 10001) -> list[Part]:
         return self.read.parts(upload_id, after, limit)
 
-    def list_uploads(
+    async def list_uploads(
         self, bucket: str, prefix: str, key_marker: str, upload_id_marker: str, limit: int
     ) -> list[Upload]:
         return self.read.list_uploads(bucket, prefix, key_marker, upload_id_marker, limit)
@@ -482,10 +478,10 @@ class Store:
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         await self._commit(lambda m: m.abort_upload(bucket, key, upload_id))
 
-    def pending_uploads(self) -> dict[str, int]:
+    async def pending_uploads(self) -> dict[str, int]:
         return self.read.pending_uploads()
 
-    def stale_uploads(self, cutoff: float, limit: int) -> list[Upload]:
+    async def stale_uploads(self, cutoff: float, limit: int) -> list[Upload]:
         return self.read.stale_uploads(cutoff, limit)
 
     async def expire_upload(self, upload_id: str, cutoff: float) -> int | None:
@@ -504,7 +500,7 @@ class Store:
         await self._commit(expire)
         return freed
 
-    def completed_upload(self, bucket: str, key: str, upload_id: str) -> CompletedUpload | None:
+    async def completed_upload(self, bucket: str, key: str, upload_id: str) -> CompletedUpload | None:
         return self.read.completed_upload(bucket, key, upload_id)
 
     async def complete_upload(

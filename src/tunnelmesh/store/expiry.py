@@ -48,7 +48,7 @@ def refresh_interval(expiry: float) -> float:
 async def part_in_flight(store: Store, upload_id: str) -> AsyncIterator[None]:
     """Keep an upload from expiring while one of its parts streams (or copies) in this block."""
     interval = store.upload_refresh
-    last = store.upload_last_active(upload_id)
+    last = await store.upload_last_active(upload_id)
     # a part that starts long after the latest one (or the initiation) restarts the clock before its
     # first byte; one that follows closely costs no commit
     if (last is None or last < time.time() - interval) and not await store.touch_upload(upload_id):
@@ -75,7 +75,7 @@ async def expire_stale_uploads(store: Store, expiry: float, stopping: asyncio.Ev
     cutoff = time.time() - expiry
     count = size = 0
     # every upload in a batch leaves the stale set (aborted, or no longer stale), so this ends
-    while batch := store.stale_uploads(cutoff, BATCH):
+    while batch := await store.stale_uploads(cutoff, BATCH):
         for up in batch:
             if stopping is not None and stopping.is_set():
                 return count, size
