@@ -152,7 +152,7 @@ def report_state(settings: Settings, token: str) -> None:
     A corrupt record is reported by key and skipped; the others load.
     """
     from tunnelmesh.coordinator.network import NetworkConfig
-    from tunnelmesh.coordinator.peers import PeerRegistry
+    from tunnelmesh.coordinator.peers import Peer, PeerRegistry
     from tunnelmesh.coordinator.shares import Shares
     from tunnelmesh.coordinator.state import CorruptRecord, SystemState
     from tunnelmesh.s3.auth.credentials import Identity
@@ -163,16 +163,20 @@ def report_state(settings: Settings, token: str) -> None:
     try:
         state = SystemState(store)
         registry = PeerRegistry(state, Identity(Principal(ADMIN_ACCESS_KEY, is_admin=True), token))
-        peers = registry.peers()
-        # a data dir from before the token index gets one, before any worker authenticates
-        if indexed := asyncio.run(registry.reindex()):
-            log.info("token index: %d entries written", indexed)
-        try:
-            network = NetworkConfig(state).show()
-        except CorruptRecord as e:
-            log.warning("%s", e)
-            network = {}
-        shares = Shares(state).list()
+
+        async def load() -> tuple[list[Peer], dict[str, Any], list[dict[str, Any]]]:
+            peers = await registry.peers()
+            # a data dir from before the token index gets one, before any worker authenticates
+            if indexed := await registry.reindex():
+                log.info("token index: %d entries written", indexed)
+            try:
+                network = await NetworkConfig(state).show()
+            except CorruptRecord as e:
+                log.warning("%s", e)
+                network = {}
+            return peers, network, await Shares(state).list()
+
+        peers, network, shares = asyncio.run(load())
         log.info(
             "state from _tunnelmesh: %d peers (%d revoked), %d shares, network %s",
             len(peers),

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import io
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 import requests
@@ -53,7 +53,7 @@ async def add_peers(reg: PeerRegistry, n: int) -> list[Peer]:
     return peers
 
 
-def metadata_reads(store: Store, lookup: Callable[[], T]) -> tuple[int, T]:
+def metadata_reads(store: Store, lookup: Callable[[], Coroutine[Any, Any, T]]) -> tuple[int, T]:
     """The SQL statements `lookup` runs on the store's read connection, and its result."""
     count = 0
 
@@ -63,7 +63,7 @@ def metadata_reads(store: Store, lookup: Callable[[], T]) -> tuple[int, T]:
 
     store.read.c.set_trace_callback(seen)
     try:
-        result = lookup()
+        result = asyncio.run(lookup())
     finally:
         store.read.c.set_trace_callback(None)
     return count, result
@@ -73,7 +73,7 @@ def lookup_costs(store: Store, peer: Peer) -> dict[str, int]:
     """Reads per lookup, for hits and misses of both lookups: the first in a fresh registry (nothing
     cached in this process) and the same lookup repeated."""
     wrong_token, unknown_id = secrets.token_urlsafe(32), f"peer-{secrets.token_hex(6)}"
-    lookups: dict[str, tuple[Callable[[PeerRegistry], Identity | None], bool]] = {
+    lookups: dict[str, tuple[Callable[[PeerRegistry], Coroutine[Any, Any, Identity | None]], bool]] = {
         "token hit": (lambda r: r.by_token(peer.token), True),
         "token miss": (lambda r: r.by_token(wrong_token), False),
         "access key hit": (lambda r: r.by_access_key(peer.id), True),
@@ -102,7 +102,7 @@ def stores(tmp_path: Path) -> Iterator[dict[int, tuple[Store, list[Peer]]]]:
 def test_lookups_read_the_same_for_10_and_2000_peers_hits_and_misses_alike(stores) -> None:
     costs = {}
     for n, (store, peers) in stores.items():
-        assert len(registry(store).peers()) == n
+        assert len(asyncio.run(registry(store).peers())) == n
         costs[n] = lookup_costs(store, peers[n // 2])
     assert costs[SMALL] == costs[LARGE], costs
     assert all(1 <= reads <= MAX_READS for reads in costs[LARGE].values()), costs[LARGE]
@@ -115,11 +115,11 @@ def test_a_revoked_peer_is_found_by_neither_lookup(tmp_path: Path) -> None:
     try:
         reg = registry(store)
         peer = asyncio.run(add_peers(reg, 1))[0]
-        assert reg.by_token(peer.token) is not None
+        assert asyncio.run(reg.by_token(peer.token)) is not None
         asyncio.run(reg.revoke(peer.id))
         for r in (reg, registry(store)):
-            assert r.by_token(peer.token) is None
-            assert r.by_access_key(peer.id) is None
+            assert asyncio.run(r.by_token(peer.token)) is None
+            assert asyncio.run(r.by_access_key(peer.id)) is None
     finally:
         store.close()
 
@@ -131,13 +131,13 @@ def test_a_token_that_moved_to_another_peer_is_found_on_it_despite_a_cached_mapp
     try:
         worker = registry(store)
         first = asyncio.run(add_peers(worker, 1))[0]
-        assert worker.by_token(first.token).principal.peer_id == first.id  # cached: token -> first
+        assert asyncio.run(worker.by_token(first.token)).principal.peer_id == first.id  # cached: token -> first
         other = registry(store)  # the worker that applies the restore
         moved = Peer(f"peer-{secrets.token_hex(6)}", "moved", first.token, "peer", "2026-01-01T00:00:00Z")
         asyncio.run(other.state.put(f"peers/{first.id}.json", asdict(first) | {"token": secrets.token_urlsafe(32)}))
         asyncio.run(other.state.put(f"peers/{moved.id}.json", asdict(moved)))
         assert asyncio.run(other.reindex()) >= 1
-        ident = worker.by_token(first.token)
+        ident = asyncio.run(worker.by_token(first.token))
         assert ident is not None and ident.principal.peer_id == moved.id
     finally:
         store.close()
@@ -156,11 +156,11 @@ def test_reindex_gives_pre_index_peers_their_entries(tmp_path: Path) -> None:
         reg = registry(store)
         old = [asyncio.run(_put_pre_index_peer(reg.state)) for _ in range(3)]
         new = asyncio.run(add_peers(reg, 2))
-        assert all(registry(store).by_token(p.token) is None for p in old)  # no scan on a miss
+        assert all(asyncio.run(registry(store).by_token(p.token)) is None for p in old)  # no scan on a miss
         assert asyncio.run(reg.reindex()) == 3
         assert asyncio.run(reg.reindex()) == 0
         for p in old + new:
-            ident = registry(store).by_token(p.token)
+            ident = asyncio.run(registry(store).by_token(p.token))
             assert ident is not None and ident.principal.peer_id == p.id
     finally:
         store.close()
@@ -197,7 +197,7 @@ def test_restoring_an_archive_from_before_the_token_index_authenticates_its_peer
         state = SystemState(store)
         peer = asyncio.run(_put_pre_index_peer(state))
         archive = io.BytesIO()
-        assert write_backup(state, archive) == 1  # the peer record and nothing else
+        assert asyncio.run(write_backup(state, archive)) == 1  # the peer record and nothing else
     finally:
         store.close()
     c = start_coordinator(tmp_path)

@@ -33,7 +33,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def _put(store: Store, key: str, data: bytes | None, segments: list[Segment], size: int) -> ObjectRecord:
     rec = ObjectRecord("b", key, size, "e", 1.0, {}, {}, segments, "p", data)
     asyncio.run(store.put_object(rec, WriteConditions()))
-    got = store.get_object("b", key)
+    got = asyncio.run(store.get_object("b", key))
     assert got is not None
     return got
 

@@ -108,6 +108,7 @@ def test_the_sweep_removes_only_a_dead_writers_unnamed_blobs(tmp_path: Path, tag
         # nothing of the dead writer is left to find, and a live writer's tag is never swept here
         assert sweep_dead_writers(tmp_path, {DEAD: 1234}) == 0
         assert ids["in_flight"] in _files(tmp_path)
-        assert store.read_all(store.get_object("b", "named")) == b"named" * 100
+        named_rec = asyncio.run(store.get_object("b", "named"))
+        assert named_rec is not None and asyncio.run(store.read_all(named_rec)) == b"named" * 100
     finally:
         store.close()

@@ -72,7 +72,7 @@ class AdminApi:
         try:
             path = parse_target(req)
             require_whole_request_signed(req)
-            authenticate(req, self.peers, self.region)
+            await authenticate(req, self.peers, self.region)
             assert req.principal is not None
             if not req.principal.is_admin:
                 raise S3Error("AccessDenied", "The admin API is for admins only.")
@@ -118,7 +118,7 @@ class AdminApi:
     # ---- peers ---------------------------------------------------------------------------
 
     async def list_peers(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
-        return 200, {"peers": [peer.public for peer in self.peers.peers()]}
+        return 200, {"peers": [peer.public for peer in await self.peers.peers()]}
 
     async def add_peer(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
         doc = await _json(req, schemas.AddPeer)
@@ -132,7 +132,7 @@ class AdminApi:
     # ---- buckets -------------------------------------------------------------------------
 
     async def list_buckets(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
-        return 200, {"buckets": [_bucket_doc(b) for b in self.store.buckets()]}
+        return 200, {"buckets": [_bucket_doc(b) for b in await self.store.buckets()]}
 
     async def create_bucket(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
         name = (await _json(req, schemas.CreateBucket)).name
@@ -141,13 +141,13 @@ class AdminApi:
         validate_bucket_name(name)
         assert req.principal is not None
         await self.store.create_bucket(name, req.principal.peer_id, self.region)
-        return 201, _bucket_doc(self.store.require_bucket(name))
+        return 201, _bucket_doc(await self.store.require_bucket(name))
 
     async def delete_bucket(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
         name = p["name"]
         if name == SYSTEM_BUCKET:
             raise S3Error("AccessDenied", "The coordinator's own bucket cannot be deleted.")
-        self.store.require_bucket(name)
+        await self.store.require_bucket(name)
         if req.query.get("force", "").lower() in ("1", "true", "yes"):
             await self.store.empty_bucket(name)
         await self.store.delete_bucket(name)
@@ -158,16 +158,16 @@ class AdminApi:
         if p["name"] == SYSTEM_BUCKET:
             raise S3Error("InvalidArgument", "The coordinator's own bucket cannot have a quota.")
         await self.store.set_quota(p["name"], quota)
-        return 200, _bucket_doc(self.store.require_bucket(p["name"]))
+        return 200, _bucket_doc(await self.store.require_bucket(p["name"]))
 
     async def bucket_usage(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
-        return 200, _bucket_doc(self.store.require_bucket(p["name"]))
+        return 200, _bucket_doc(await self.store.require_bucket(p["name"]))
 
     async def storage_status(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
-        used = self.store.store_used()
-        system = self.store.require_bucket(SYSTEM_BUCKET)
-        pending = self.store.pending_uploads()
-        buckets = self.store.buckets()
+        used = await self.store.store_used()
+        system = await self.store.require_bucket(SYSTEM_BUCKET)
+        pending = await self.store.pending_uploads()
+        buckets = await self.store.buckets()
         docs = [
             # what unfinished multipart uploads hold (until completed, aborted or expired)
             _bucket_doc(b) | {"pending_uploads": pending.get(b.name, 0), "pending_bytes": b.mpu_used}
@@ -186,7 +186,7 @@ class AdminApi:
         }
 
     async def storage_verify(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
-        rows = self.store.verify_usage()
+        rows = await self.store.verify_usage()
         return 200, {"ok": all(r["ok"] for r in rows), "buckets": rows}
 
     async def storage_scrub(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
@@ -205,14 +205,14 @@ class AdminApi:
     # ---- network and shares --------------------------------------------------------------
 
     async def show_network(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
-        return 200, self.network.show()
+        return 200, await self.network.show()
 
     async def set_network(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
         doc = await _json(req, schemas.SetNetwork)
         return 200, await self.network.set(doc.key, doc.value)
 
     async def list_shares(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
-        return 200, {"shares": self.shares.list()}
+        return 200, {"shares": await self.shares.list()}
 
     async def add_share(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
         d = await _json(req, schemas.AddShare)
@@ -227,7 +227,7 @@ class AdminApi:
 
     async def backup(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
         with self.store.spool() as f:
-            backup.write_backup(self.state, f)
+            await backup.write_backup(self.state, f)
             f.seek(0)
             return 200, f.read()
 

@@ -57,15 +57,15 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_backup(state: SystemState, out: IO[bytes]) -> int:
+async def write_backup(state: SystemState, out: IO[bytes]) -> int:
     """Write the archive to `out`; returns the number of objects."""
     entries = []
     with tarfile.open(fileobj=out, mode="w:gz") as tar:
-        for i, key in enumerate(state.keys(""), start=1):
-            rec = state.store.get_object(SYSTEM_BUCKET, key)
+        for i, key in enumerate(await state.keys(""), start=1):
+            rec = await state.store.get_object(SYSTEM_BUCKET, key)
             if rec is None:  # deleted while we were listing
                 continue
-            data = state.store.read_all(rec)
+            data = await state.store.read_all(rec)
             member = f"objects/{i:06d}"
             _add(tar, member, data, rec.mtime)
             entries.append(

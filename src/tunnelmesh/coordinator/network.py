@@ -28,8 +28,8 @@ class NetworkConfig:
     def __init__(self, state: SystemState) -> None:
         self.state = state
 
-    def show(self) -> dict[str, Any]:
-        return _normalise(self.state.get(KEY))
+    async def show(self) -> dict[str, Any]:
+        return _normalise(await self.state.get(KEY))
 
     async def set(self, key: str, value: str) -> dict[str, Any]:
         if key in FIELDS:

@@ -89,9 +89,9 @@ class PeerRegistry:
 
     # ---- Credentials ---------------------------------------------------------------------
 
-    def _load(self, peer_id: str) -> Peer | None:
+    async def _load(self, peer_id: str) -> Peer | None:
         key = f"{PREFIX}{peer_id}.json"
-        etag = self.state.etag(key)
+        etag = await self.state.etag(key)
         if etag is None:
             self._cache.pop(peer_id, None)
             return None
@@ -99,7 +99,7 @@ class PeerRegistry:
         if cached and cached[0] == etag:
             return cached[1]
         try:
-            peer = Peer.from_record(self.state.get(key))
+            peer = Peer.from_record(await self.state.get(key))
         except (CorruptRecord, KeyError, TypeError, ValueError) as e:
             log.warning("peer record %s%s unreadable: %s", PREFIX, peer_id, e)
             return None
@@ -112,30 +112,31 @@ class PeerRegistry:
             return None
         return Identity(Principal(peer.id, is_admin=peer.role == "admin"), peer.token)
 
-    def by_access_key(self, access_key: str) -> Identity | None:
+    async def by_access_key(self, access_key: str) -> Identity | None:
         if access_key == self.bootstrap.principal.peer_id:
             return self.bootstrap
         if not access_key or "/" in access_key or len(access_key) > 64:
             return None
-        return self._identity(self._load(access_key))
+        return self._identity(await self._load(access_key))
 
-    def by_token(self, token: str) -> Identity | None:
+    async def by_token(self, token: str) -> Identity | None:
         if hmac.compare_digest(_token_digest(token), _token_digest(self.bootstrap.secret)):
             return self.bootstrap
         digest = _token_digest(token)
         cached = self._by_token.get(digest)
-        for peer_id in (cached, self._indexed(digest)) if cached else (self._indexed(digest),):
+        indexed = await self._indexed(digest)
+        for peer_id in (cached, indexed) if cached else (indexed,):
             # a mapping cached before a restore may name a peer that no longer has this token: the
             # index, read again, names the one that has it now
-            ident = self._identity(self._load(peer_id)) if peer_id else None
+            ident = self._identity(await self._load(peer_id)) if peer_id else None
             if ident is not None and hmac.compare_digest(_token_digest(ident.secret), digest):
                 return ident
         return None
 
-    def _indexed(self, digest: bytes) -> str | None:
+    async def _indexed(self, digest: bytes) -> str | None:
         """The peer id the token index names for this digest: one keyed read, hit or miss."""
         try:
-            doc = self.state.get(_index_key(digest))
+            doc = await self.state.get(_index_key(digest))
         except CorruptRecord as e:
             log.warning("%s", e)
             return None
@@ -144,11 +145,11 @@ class PeerRegistry:
 
     # ---- management ----------------------------------------------------------------------
 
-    def peers(self) -> list[Peer]:
+    async def peers(self) -> list[Peer]:
         out = []
-        for key in self.state.keys(PREFIX):
+        for key in await self.state.keys(PREFIX):
             if key.endswith(".json"):
-                peer = self._load(key[len(PREFIX) : -len(".json")])
+                peer = await self._load(key[len(PREFIX) : -len(".json")])
                 if peer is not None:
                     out.append(peer)
         return out
@@ -173,15 +174,15 @@ class PeerRegistry:
         """Write the token index entries the peer records call for and the index lacks (a data dir
         or a restored archive from before the index existed); returns how many were written."""
         written = 0
-        for peer in self.peers():
+        for peer in await self.peers():
             digest = _token_digest(peer.token)
-            if self._indexed(digest) != peer.id:
+            if await self._indexed(digest) != peer.id:
                 await self.state.put(_index_key(digest), {"id": peer.id})
                 written += 1
         return written
 
     async def revoke(self, peer_id: str) -> Peer:
-        if self._load(peer_id) is None:
+        if await self._load(peer_id) is None:
             raise NoSuchPeer(peer_id)
 
         def change(current: Any) -> dict:

@@ -19,11 +19,11 @@ class Shares:
     def __init__(self, state: SystemState) -> None:
         self.state = state
 
-    def list(self) -> list[dict[str, Any]]:
+    async def list(self) -> list[dict[str, Any]]:
         out = []
-        for key in self.state.keys(PREFIX):
+        for key in await self.state.keys(PREFIX):
             try:
-                doc = self.state.get(key)
+                doc = await self.state.get(key)
             except CorruptRecord as e:
                 log.warning("%s", e)
                 continue
@@ -38,7 +38,7 @@ class Shares:
     ) -> dict[str, Any]:
         if not _NAME.match(name):
             raise InvalidInput("name", f"invalid share name {name!r}")
-        if self.state.store.bucket(bucket) is None:
+        if await self.state.store.bucket(bucket) is None:
             raise NoBucketToShare(bucket)
         doc = {
             "name": name,
@@ -51,6 +51,6 @@ class Shares:
         return doc
 
     async def remove(self, name: str) -> None:
-        if self.state.etag(f"{PREFIX}{name}.json") is None:
+        if await self.state.etag(f"{PREFIX}{name}.json") is None:
             raise NoSuchShare(name)
         await self.state.delete([f"{PREFIX}{name}.json"])

@@ -28,18 +28,18 @@ class SystemState:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def etag(self, key: str) -> str | None:
-        rec = self.store.get_object(SYSTEM_BUCKET, key)
+    async def etag(self, key: str) -> str | None:
+        rec = await self.store.get_object(SYSTEM_BUCKET, key)
         return rec.etag if rec else None
 
-    def read_bytes(self, key: str) -> bytes | None:
-        rec = self.store.get_object(SYSTEM_BUCKET, key)
+    async def read_bytes(self, key: str) -> bytes | None:
+        rec = await self.store.get_object(SYSTEM_BUCKET, key)
         if rec is None:
             return None
-        return self.store.read_all(rec)
+        return await self.store.read_all(rec)
 
-    def get(self, key: str) -> Any:
-        data = self.read_bytes(key)
+    async def get(self, key: str) -> Any:
+        data = await self.read_bytes(key)
         if data is None:
             return None
         try:
@@ -72,11 +72,11 @@ class SystemState:
         """Read-modify-write of one record as a compare-and-swap on its ETag, retried on conflict,
         so concurrent updates from any worker process are never lost."""
         for _ in range(50):
-            rec = self.store.get_object(SYSTEM_BUCKET, key)
+            rec = await self.store.get_object(SYSTEM_BUCKET, key)
             current = None
             if rec is not None:
                 try:
-                    current = json.loads(self.store.read_all(rec))
+                    current = json.loads(await self.store.read_all(rec))
                 except ValueError as e:
                     raise CorruptRecord(f"{SYSTEM_BUCKET}/{key}: not valid JSON ({e})") from None
             new = change(current)
@@ -91,11 +91,11 @@ class SystemState:
     async def delete(self, keys: list[str]) -> None:
         await self.store.delete_objects(SYSTEM_BUCKET, keys)
 
-    def keys(self, prefix: str = "") -> list[str]:
+    async def keys(self, prefix: str = "") -> list[str]:
         out: list[str] = []
         after: str | None = None
         while True:
-            page = self.store.list_objects(SYSTEM_BUCKET, prefix, "", after, False, 1000)
+            page = await self.store.list_objects(SYSTEM_BUCKET, prefix, "", after, False, 1000)
             out.extend(o.key for o in page.objects)
             if not page.truncated:
                 return out

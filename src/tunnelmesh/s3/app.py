@@ -69,7 +69,7 @@ class S3Api:
 
     async def _dispatch(self, req: Request) -> Response:
         req.bucket, req.key = split_path(parse_target(req))
-        authenticate(req, self.credentials, self.ctx.region)
+        await authenticate(req, self.credentials, self.ctx.region)
         r = route(req)
         req.operation = r.name
         if req.bucket:

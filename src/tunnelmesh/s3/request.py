@@ -79,7 +79,7 @@ class Request:
     body_done: bool = False
     # a browser form upload's credentials are in its body: authentication leaves this to verify the
     # form's fields (setting `principal`) once the operation has read them
-    form_auth: Callable[[Mapping[str, str]], Policy] | None = None
+    form_auth: Callable[[Mapping[str, str]], Awaitable[Policy]] | None = None
     # a form upload awaits this once its signature held, to leave the pool of unauthenticated forms
     admit: Callable[[], Awaitable[None]] | None = None
 

@@ -59,7 +59,7 @@ def _sigv4_body(req: Request, payload: str, key: bytes, sr: sigv4.SignedRequest)
     return _verify_sha256(raw, payload)
 
 
-def authenticate(req: Request, creds: Credentials, region: str) -> None:
+async def authenticate(req: Request, creds: Credentials, region: str) -> None:
     """Sets req.principal and req.body, or raises an S3Error.
 
     A signature authorises only what it covers: SigV4 refuses any x-amz-* header it does not sign
@@ -97,7 +97,7 @@ def authenticate(req: Request, creds: Credentials, region: str) -> None:
                 "InvalidArgument",
                 "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, a STREAMING- value, or a valid sha256 value.",
             )
-        ident = require_identity(creds, sr.scope.access_key)
+        ident = await require_identity(creds, sr.scope.access_key)
         key = sigv4.verify(req, sr, ident.secret, payload)
         req.principal = ident.principal
         req.body = _sigv4_body(req, payload, key, sr)
@@ -106,7 +106,7 @@ def authenticate(req: Request, creds: Credentials, region: str) -> None:
         sigv4.check_scope(sr.scope, region, presigned=True)
         sigv4.check_headers_signed(req, sr)
         payload = q.get("X-Amz-Content-Sha256") or UNSIGNED
-        ident = require_identity(creds, sr.scope.access_key)
+        ident = await require_identity(creds, sr.scope.access_key)
         key = sigv4.verify(req, sr, ident.secret, payload)
         sigv4.apply_query_headers(req)
         req.principal = ident.principal
@@ -114,13 +114,13 @@ def authenticate(req: Request, creds: Credentials, region: str) -> None:
     elif auth.startswith("AWS "):
         access_key, _, signature = auth[4:].strip().rpartition(":")
         date_line = sigv2.header_date(req)
-        ident = require_identity(creds, access_key)
+        ident = await require_identity(creds, access_key)
         sigv2.verify(req, ident.secret, signature, date_line)
         req.principal = ident.principal
         req.body = raw_body(req)
     elif presigned_v2:
         expires = sigv2.query_expires(req)
-        ident = require_identity(creds, q["AWSAccessKeyId"])
+        ident = await require_identity(creds, q["AWSAccessKeyId"])
         sigv2.verify(req, ident.secret, q["Signature"], expires)
         sigv2.check_lifetime(expires)
         req.principal = ident.principal
@@ -130,7 +130,7 @@ def authenticate(req: Request, creds: Credentials, region: str) -> None:
             peer, sep, token = base64.b64decode(auth[6:].strip(), validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             raise S3Error("AccessDenied", "Malformed Basic credentials.") from None
-        found = creds.by_access_key(peer)
+        found = await creds.by_access_key(peer)
         # compare even for an unknown peer so timing does not reveal which peers exist
         secret = found.secret if found else "\x00" * 32
         if not sep or not hmac.compare_digest(secret.encode(), token.encode()) or found is None:
@@ -138,7 +138,7 @@ def authenticate(req: Request, creds: Credentials, region: str) -> None:
         req.principal = found.principal
         req.body = raw_body(req)
     elif auth[:7].lower() == "bearer ":
-        holder = creds.by_token(auth[7:].strip())
+        holder = await creds.by_token(auth[7:].strip())
         if holder is None:
             raise S3Error("AccessDenied", "Invalid token.")
         req.principal = holder.principal

@@ -16,14 +16,14 @@ class Identity:
 
 
 class Credentials(Protocol):
-    def by_access_key(self, access_key: str) -> Identity | None: ...
+    async def by_access_key(self, access_key: str) -> Identity | None: ...
 
-    def by_token(self, token: str) -> Identity | None: ...
+    async def by_token(self, token: str) -> Identity | None: ...
 
 
-def require_identity(creds: Credentials, access_key: str) -> Identity:
+async def require_identity(creds: Credentials, access_key: str) -> Identity:
     """The signer an access key names, or InvalidAccessKeyId."""
-    ident = creds.by_access_key(access_key)
+    ident = await creds.by_access_key(access_key)
     if ident is None:
         raise S3Error("InvalidAccessKeyId", AWSAccessKeyId=access_key)
     return ident

@@ -62,7 +62,7 @@ def is_form_upload(req: Request) -> bool:
     )
 
 
-def authenticate(req: Request, fields: Mapping[str, str], creds: Credentials, region: str) -> Policy:
+async def authenticate(req: Request, fields: Mapping[str, str], creds: Credentials, region: str) -> Policy:
     """Verify the form's signature over its policy; sets req.principal and returns the parsed policy.
 
     `fields` are the form fields before the file, by lower-cased name. The conditions are checked
@@ -77,7 +77,7 @@ def authenticate(req: Request, fields: Mapping[str, str], creds: Credentials, re
         raise S3Error("InvalidArgument", "Only one auth mechanism allowed; the form has x-amz-signature and Signature.")
     if policy_b64 is None:
         raise _missing("policy")
-    ident = _verify_v4(fields, policy_b64, creds, region) if v4 else _verify_v2(fields, policy_b64, creds)
+    ident = await _verify_v4(fields, policy_b64, creds, region) if v4 else await _verify_v2(fields, policy_b64, creds)
     policy = parse(policy_b64)
     req.principal = ident.principal
     return policy
@@ -96,7 +96,7 @@ def _signature_mismatch(access_key: str) -> S3Error:
     return S3Error("SignatureDoesNotMatch", AWSAccessKeyId=access_key)
 
 
-def _verify_v4(fields: Mapping[str, str], policy_b64: str, creds: Credentials, region: str) -> Identity:
+async def _verify_v4(fields: Mapping[str, str], policy_b64: str, creds: Credentials, region: str) -> Identity:
     for name in _SIGV4_FIELDS:
         if not fields.get(name):
             raise _missing(name)
@@ -126,7 +126,7 @@ def _verify_v4(fields: Mapping[str, str], policy_b64: str, creds: Credentials, r
         ) from None
     if amz_date[:8] != scope.date:
         raise S3Error("SignatureDoesNotMatch", "The credential scope date does not match x-amz-date.")
-    ident = require_identity(creds, scope.access_key)
+    ident = await require_identity(creds, scope.access_key)
     key = sigv4.signing_key(ident.secret, scope.date, scope.region, scope.service)
     expected = hmac.new(key, policy_b64.encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected.encode(), fields["x-amz-signature"].strip().lower().encode()):
@@ -134,12 +134,12 @@ def _verify_v4(fields: Mapping[str, str], policy_b64: str, creds: Credentials, r
     return ident
 
 
-def _verify_v2(fields: Mapping[str, str], policy_b64: str, creds: Credentials) -> Identity:
+async def _verify_v2(fields: Mapping[str, str], policy_b64: str, creds: Credentials) -> Identity:
     for name, label in (("awsaccesskeyid", "AWSAccessKeyId"), ("signature", "Signature")):
         if not fields.get(name):
             raise _missing(label)
     access_key = fields["awsaccesskeyid"]
-    ident = require_identity(creds, access_key)
+    ident = await require_identity(creds, access_key)
     expected = base64.b64encode(hmac.digest(ident.secret.encode(), policy_b64.encode(), hashlib.sha1))
     if not hmac.compare_digest(expected, fields["signature"].strip().encode()):
         raise _signature_mismatch(access_key)

@@ -102,7 +102,7 @@ def _object_parts(req: Request, obj: ObjectRecord, count: int) -> str:
 
 async def get_object_attributes(ctx: Context, req: Request) -> Response:
     wanted = requested_attributes(req)
-    obj = lookup_object(ctx, req)
+    obj = await lookup_object(ctx, req)
     if (unchanged := not_modified(req, obj)) is not None:
         return unchanged
     count = parts_count(obj)

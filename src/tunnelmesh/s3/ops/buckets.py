@@ -53,7 +53,7 @@ async def list_buckets(ctx: Context, req: Request) -> Response:
             )
     chosen = [
         b
-        for b in ctx.store.buckets()
+        for b in await ctx.store.buckets()
         if (b.name != SYSTEM_BUCKET or req.principal.is_admin)
         and b.name.startswith(prefix)
         and b.name > after
@@ -115,12 +115,12 @@ async def delete_bucket(ctx: Context, req: Request) -> Response:
 
 
 async def head_bucket(ctx: Context, req: Request) -> Response:
-    b = ctx.store.require_bucket(req.bucket)
+    b = await ctx.store.require_bucket(req.bucket)
     return Response(200, [("x-amz-bucket-region", b.region or ctx.region)])
 
 
 async def get_bucket_location(ctx: Context, req: Request) -> Response:
-    b = ctx.store.require_bucket(req.bucket)
+    b = await ctx.store.require_bucket(req.bucket)
     region = b.region or ctx.region
     value = "" if region == "us-east-1" else region
     return xml_response(
@@ -140,18 +140,18 @@ def _acl(owner: str) -> Response:
 
 
 async def get_bucket_acl(ctx: Context, req: Request) -> Response:
-    b = ctx.store.require_bucket(req.bucket)
+    b = await ctx.store.require_bucket(req.bucket)
     return _acl(b.owner)
 
 
 async def get_object_acl(ctx: Context, req: Request) -> Response:
-    ctx.store.require_bucket(req.bucket)
-    obj = ctx.store.get_object(req.bucket, req.key)
+    await ctx.store.require_bucket(req.bucket)
+    obj = await ctx.store.get_object(req.bucket, req.key)
     if obj is None:
         raise S3Error("NoSuchKey", Key=req.key)
     return _acl(obj.owner)
 
 
 async def get_bucket_versioning(ctx: Context, req: Request) -> Response:
-    ctx.store.require_bucket(req.bucket)
+    await ctx.store.require_bucket(req.bucket)
     return xml_response(xml.document("VersioningConfiguration", []))

@@ -45,7 +45,7 @@ def parse_copy_source(raw: str) -> tuple[str, str, str]:
     return bucket, key, version
 
 
-def copy_source(ctx: Context, req: Request) -> ObjectRecord:
+async def copy_source(ctx: Context, req: Request) -> ObjectRecord:
     raw = req.header("x-amz-copy-source")
     bucket, key, version = parse_copy_source(raw)
     if not bucket or not key:
@@ -58,9 +58,9 @@ def copy_source(ctx: Context, req: Request) -> ObjectRecord:
     if version and version not in ("versionId=null",):
         raise S3Error("InvalidArgument", "Invalid version id specified", ArgumentName="x-amz-copy-source")
     ctx.policy.check(req.principal, Access.READ, bucket)
-    obj = ctx.store.get_object(bucket, key)
+    obj = await ctx.store.get_object(bucket, key)
     if obj is None:
-        ctx.store.require_bucket(bucket)
+        await ctx.store.require_bucket(bucket)
         raise S3Error("NoSuchKey", Key=key)
     conditions.check_read(req.headers, obj, prefix="x-amz-copy-source-")
     return obj
@@ -105,8 +105,8 @@ async def copy_object(ctx: Context, req: Request) -> Response:
     refuse_unsupported(req)
     require_no_framing(req)
     validate_key(req.key)
-    bucket = ctx.store.require_bucket(req.bucket)
-    src = copy_source(ctx, req)
+    bucket = await ctx.store.require_bucket(req.bucket)
+    src = await copy_source(ctx, req)
     directive = req.header("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
         raise S3Error("InvalidArgument", "Unknown metadata directive.", ArgumentName="x-amz-metadata-directive")
@@ -124,8 +124,8 @@ async def copy_object(ctx: Context, req: Request) -> Response:
         )
     headers = src.headers if directive == "COPY" else object_headers_from_request(req)
     cond = write_conditions(req)
-    old = ctx.store.get_object(req.bucket, req.key)
-    ctx.store.admit(bucket, src.size - (old.size if old else 0))
+    old = await ctx.store.get_object(req.bucket, req.key)
+    await ctx.store.admit(bucket, src.size - (old.size if old else 0))
     wanted = req.header("x-amz-checksum-algorithm").lower()
     algorithms = (
         [checksums.normalise_algorithm(wanted)] if wanted else [a for a in src.checksums if a in checksums.ALGORITHMS]

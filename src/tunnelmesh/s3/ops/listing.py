@@ -69,11 +69,11 @@ def _body(page: Listing, enc: Encode, owner: bool) -> list[str]:
     return parts
 
 
-def _page(ctx: Context, req: Request, after: str | None, after_is_prefix: bool, max_keys: int) -> Listing:
-    ctx.store.require_bucket(req.bucket)
+async def _page(ctx: Context, req: Request, after: str | None, after_is_prefix: bool, max_keys: int) -> Listing:
+    await ctx.store.require_bucket(req.bucket)
     if max_keys == 0:
         return Listing([], [], False, None, False)
-    return ctx.store.list_objects(
+    return await ctx.store.list_objects(
         req.bucket, req.query.get("prefix", ""), req.query.get("delimiter", ""), after, after_is_prefix, max_keys
     )
 
@@ -83,7 +83,7 @@ async def list_objects_v1(ctx: Context, req: Request) -> Response:
     max_keys = max_keys_param(req)
     marker = req.query.get("marker", "")
     delimiter = req.query.get("delimiter", "")
-    page = _page(ctx, req, marker or None, False, max_keys)
+    page = await _page(ctx, req, marker or None, False, max_keys)
     head = [
         xml.element("Name", req.bucket),
         # v1 leaves the echoed prefix plain even under encoding-type=url (botocore decodes v1's
@@ -133,7 +133,7 @@ async def list_objects_v2(ctx: Context, req: Request) -> Response:
         after, after_is_prefix = _untoken(token)
     else:
         after, after_is_prefix = (start_after or None), False
-    page = _page(ctx, req, after, after_is_prefix, max_keys)
+    page = await _page(ctx, req, after, after_is_prefix, max_keys)
     head = [
         xml.element("Name", req.bucket),
         xml.element("Prefix", enc(req.query.get("prefix", ""))),
@@ -174,7 +174,7 @@ async def list_object_versions(ctx: Context, req: Request) -> Response:
             ArgumentValue=vid_marker,
         )
     delimiter = req.query.get("delimiter", "")
-    page = _page(ctx, req, key_marker or None, False, max_keys)
+    page = await _page(ctx, req, key_marker or None, False, max_keys)
     head = [
         xml.element("Name", req.bucket),
         xml.element("Prefix", enc(req.query.get("prefix", ""))),

@@ -31,9 +31,9 @@ from tunnelmesh.store.errors import InvalidPart, NoSuchUpload, StoreError
 from tunnelmesh.store.records import ObjectRecord, Part, Segment, Upload
 
 
-def _replaced_size(ctx: Context, upload_id: str, number: int) -> int:
+async def _replaced_size(ctx: Context, upload_id: str, number: int) -> int:
     """The size of the part a new upload of part `number` would replace (0 if none)."""
-    return next((p.size for p in ctx.store.parts(upload_id, number - 1, 1) if p.part_number == number), 0)
+    return next((p.size for p in await ctx.store.parts(upload_id, number - 1, 1) if p.part_number == number), 0)
 
 
 async def create_upload(ctx: Context, req: Request) -> Response:
@@ -41,7 +41,7 @@ async def create_upload(ctx: Context, req: Request) -> Response:
     refuse_unsupported(req)
     require_no_framing(req)
     validate_key(req.key)
-    ctx.store.require_bucket(req.bucket)
+    await ctx.store.require_bucket(req.bucket)
     alg = req.header("x-amz-checksum-algorithm")
     algorithm = checksums.upload_algorithm(alg) if alg else None
     ctype = checksums.multipart_type(algorithm, req.header("x-amz-checksum-type").upper())
@@ -71,11 +71,11 @@ async def create_upload(ctx: Context, req: Request) -> Response:
 async def upload_part(ctx: Context, req: Request) -> Response:
     refuse_unsupported(req)
     number = part_number(req)
-    up = ctx.store.require_upload(req.bucket, req.key, req.query["uploadId"])
-    bucket = ctx.store.require_bucket(req.bucket)
+    up = await ctx.store.require_upload(req.bucket, req.key, req.query["uploadId"])
+    bucket = await ctx.store.require_bucket(req.bucket)
     declared = upload_length(req, ctx.max_part_size)
     digest = UploadDigest(req, up.checksum_algorithm)
-    replaced = _replaced_size(ctx, up.upload_id, number)
+    replaced = await _replaced_size(ctx, up.upload_id, number)
     async with expiry.part_in_flight(ctx.store, up.upload_id):
         blob = await store_body(ctx.store, req, digest, declared, ctx.max_part_size, bucket, replaced)
         part = Part(number, digest.size, digest.md5_hex, time.time(), blob, digest.checksums)
@@ -89,16 +89,16 @@ async def upload_part_copy(ctx: Context, req: Request) -> Response:
     refuse_unsupported(req)
     require_no_framing(req)
     number = part_number(req)
-    up = ctx.store.require_upload(req.bucket, req.key, req.query["uploadId"])
-    bucket = ctx.store.require_bucket(req.bucket)
-    src = copy_source(ctx, req)
+    up = await ctx.store.require_upload(req.bucket, req.key, req.query["uploadId"])
+    bucket = await ctx.store.require_bucket(req.bucket)
+    src = await copy_source(ctx, req)
     rng = req.header("x-amz-copy-source-range")
     first, last = conditions.parse_copy_range(rng, src.size) if rng else (0, src.size - 1)
     length = last - first + 1 if src.size else 0
     if length > ctx.max_part_size:
         raise S3Error("InvalidRequest", "The specified copy range is larger than the maximum part size.")
     # a replaced part's bytes are freed by the same commit: at a full quota, replacing still fits
-    ctx.store.admit(bucket, length - _replaced_size(ctx, up.upload_id, number))
+    await ctx.store.admit(bucket, length - await _replaced_size(ctx, up.upload_id, number))
     algorithms = [up.checksum_algorithm] if up.checksum_algorithm else []
     async with expiry.part_in_flight(ctx.store, up.upload_id):
         copied = await copy_bytes(ctx, src, first, length, algorithms, inline=False)
@@ -152,7 +152,7 @@ async def complete_upload(ctx: Context, req: Request) -> Response:
             raise
         # the upload (or its parts) vanished: if an identical Complete made it the object, this is
         # a retry after a lost response or a twin racing it, and both get the first one's answer
-        done = ctx.store.completed_upload(req.bucket, req.key, upload_id)
+        done = await ctx.store.completed_upload(req.bucket, req.key, upload_id)
         if done is not None and done.parts_sig == signature:
             return _complete_result(req, done.etag, done.checksums)
         raise
@@ -242,12 +242,12 @@ async def _complete(
     signature: str,
 ) -> Response:
     assert req.principal is not None
-    up = ctx.store.require_upload(req.bucket, req.key, upload_id)
+    up = await ctx.store.require_upload(req.bucket, req.key, upload_id)
     expected = _object_checksum_header(req, up)
     for (a, _), (b, _) in zip(requested, requested[1:], strict=False):
         if b <= a:
             raise S3Error("InvalidPartOrder")
-    stored = {p.part_number: p for p in ctx.store.parts(upload_id)}
+    stored = {p.part_number: p for p in await ctx.store.parts(upload_id)}
     chosen: list[Part] = []
     for i, (num, etag) in enumerate(requested):
         part = stored.get(num)
@@ -289,7 +289,7 @@ async def abort_upload(ctx: Context, req: Request) -> Response:
 
 
 async def list_parts(ctx: Context, req: Request) -> Response:
-    up = ctx.store.require_upload(req.bucket, req.key, req.query["uploadId"])
+    up = await ctx.store.require_upload(req.bucket, req.key, req.query["uploadId"])
     max_parts = max_keys_param(req, "max-parts")
     marker_text = req.query.get("part-number-marker", "0") or "0"
     try:
@@ -297,7 +297,7 @@ async def list_parts(ctx: Context, req: Request) -> Response:
     except ValueError:
         raise S3Error("InvalidArgument", "part-number-marker must be an integer.") from None
     # part numbers end at 10000; an unbounded marker would overflow SQLite's 64-bit INTEGER (a 500)
-    parts = ctx.store.parts(up.upload_id, min(max(marker, 0), 10000), max_parts + 1)
+    parts = await ctx.store.parts(up.upload_id, min(max(marker, 0), 10000), max_parts + 1)
     truncated = len(parts) > max_parts
     parts = parts[:max_parts]
     body = [
@@ -333,7 +333,7 @@ def _upload_checksum(up: Upload) -> str:
 
 
 async def list_uploads(ctx: Context, req: Request) -> Response:
-    ctx.store.require_bucket(req.bucket)
+    await ctx.store.require_bucket(req.bucket)
     enc_name, enc = encoder(req)
     max_uploads = max_keys_param(req, "max-uploads")
     prefix = req.query.get("prefix", "")
@@ -347,7 +347,7 @@ async def list_uploads(ctx: Context, req: Request) -> Response:
     pos_key, pos_id = key_marker, id_marker
     count = 0
     while count <= max_uploads:
-        batch = ctx.store.list_uploads(req.bucket, prefix, pos_key, pos_id, max_uploads + 1)
+        batch = await ctx.store.list_uploads(req.bucket, prefix, pos_key, pos_id, max_uploads + 1)
         if not batch:
             break
         for up in batch:

@@ -73,10 +73,10 @@ async def store_body(
     """
     assert req.body is not None
     if declared is not None:
-        store.admit(bucket, declared - credit)
+        await store.admit(bucket, declared - credit)
         writer = await store.ingest(digest.wrap(req.body), declared)
     else:
-        writer = await store.ingest(digest.wrap(req.body), limit, store.room(bucket) + credit, bucket.name)
+        writer = await store.ingest(digest.wrap(req.body), limit, await store.room(bucket) + credit, bucket.name)
     if declared is not None and writer.size != declared:
         store.discard([writer.blob_id])
         raise _incomplete()
@@ -140,8 +140,8 @@ async def put_object(ctx: Context, req: Request) -> Response:
         # would, and the commit checks the bucket, the conditions and the quota exactly anyway.
         rec = await commit_put(ctx, req, digest, headers, cond, data=await read_inline(req, digest, declared))
     else:
-        bucket = ctx.store.require_bucket(req.bucket)
-        old = ctx.store.get_object(req.bucket, req.key)
+        bucket = await ctx.store.require_bucket(req.bucket)
+        old = await ctx.store.get_object(req.bucket, req.key)
         blob = await store_body(ctx.store, req, digest, declared, ctx.max_object_size, bucket, old.size if old else 0)
         rec = await commit_put(ctx, req, digest, headers, cond, blob=blob)
     out = [("etag", f'"{rec.etag}"')]
@@ -149,11 +149,11 @@ async def put_object(ctx: Context, req: Request) -> Response:
     return Response(200, out)
 
 
-def lookup_object(ctx: Context, req: Request) -> ObjectRecord:
+async def lookup_object(ctx: Context, req: Request) -> ObjectRecord:
     check_version_id(req)
-    obj = ctx.store.get_object(req.bucket, req.key)
+    obj = await ctx.store.get_object(req.bucket, req.key)
     if obj is None:
-        ctx.store.require_bucket(req.bucket)
+        await ctx.store.require_bucket(req.bucket)
         raise S3Error("NoSuchKey", Key=req.key)
     return obj
 
@@ -217,9 +217,9 @@ def not_modified(req: Request, obj: ObjectRecord) -> Response | None:
     return Response(304, [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime))])
 
 
-def _read_response(ctx: Context, req: Request, with_body: bool) -> Response:
+async def _read_response(ctx: Context, req: Request, with_body: bool) -> Response:
     part = part_number_param(req)
-    obj = lookup_object(ctx, req)
+    obj = await lookup_object(ctx, req)
     if (unchanged := not_modified(req, obj)) is not None:
         return unchanged
     count: int | None = None
@@ -274,11 +274,11 @@ def open_range(ctx: Context, obj: ObjectRecord, first: int, length: int) -> Byte
 
 
 async def get_object(ctx: Context, req: Request) -> Response:
-    return _read_response(ctx, req, with_body=True)
+    return await _read_response(ctx, req, with_body=True)
 
 
 async def head_object(ctx: Context, req: Request) -> Response:
-    return _read_response(ctx, req, with_body=False)
+    return await _read_response(ctx, req, with_body=False)
 
 
 def _etag(value: str) -> str:
@@ -301,7 +301,7 @@ async def delete_object(ctx: Context, req: Request) -> Response:
 async def delete_objects(ctx: Context, req: Request) -> Response:
     require_no_framing(req)
     assert req.body is not None
-    ctx.store.require_bucket(req.bucket)
+    await ctx.store.require_bucket(req.bucket)
     digest = UploadDigest(req)
     if digest.expected_md5 is None and not digest.expected and not digest.trailer_algorithm:
         raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5 or x-amz-checksum-*")

@@ -59,7 +59,7 @@ async def post_object(ctx: Context, req: Request) -> Response:
     conditions = write_conditions(req)
     form = FormReader(req.body, boundary)
     fields, file = await form.fields()
-    policy = req.form_auth(fields)
+    policy = await req.form_auth(fields)
     if req.admit is not None:
         await req.admit()
     key = _key(fields, file)
@@ -72,7 +72,7 @@ async def post_object(ctx: Context, req: Request) -> Response:
     validate_key(key)
     headers = object_headers_from_request(view)
     digest = UploadDigest(view)
-    bucket = ctx.store.require_bucket(req.bucket)
+    bucket = await ctx.store.require_bucket(req.bucket)
     stream = _within(form.file_data(), policy.min_size, policy.max_size)
     # a form declares no file length: the file's first bytes tell whether the store keeps it inline
     head = await _read_upto(stream, INLINE_MAX + 1)
@@ -80,7 +80,7 @@ async def post_object(ctx: Context, req: Request) -> Response:
         data = b"".join([c async for c in digest.wrap(_once(head))])
         rec = await commit_put(ctx, view, digest, headers, conditions, data=data)
     else:
-        old = ctx.store.get_object(req.bucket, key)
+        old = await ctx.store.get_object(req.bucket, key)
         view.body = _prepend(head, stream)
         blob = await store_body(ctx.store, view, digest, None, ctx.max_object_size, bucket, old.size if old else 0)
         rec = await commit_put(ctx, view, digest, headers, conditions, blob=blob)
