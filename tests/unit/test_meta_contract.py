@@ -615,7 +615,10 @@ def test_parts_in_order_from_after_up_to_limit(backend: MetaBackend) -> None:
         assert await read(backend, lambda r: r.parts("u1", 1, 1)) == [again]
 
         gone = await write(backend, lambda tx: tx.delete_upload("u1"))
-        assert sorted(gone, key=lambda p: p.part_number) == [parts[1], again, parts[3], parts[10], parts[10000]]
+        # a backend may leave out the checksums (the rules use sizes and blobs only)
+        fields = [(p.part_number, p.size, p.etag, p.mtime, p.blob) for p in sorted(gone, key=lambda p: p.part_number)]
+        expected = [parts[1], again, parts[3], parts[10], parts[10000]]
+        assert fields == [(p.part_number, p.size, p.etag, p.mtime, p.blob) for p in expected]
         assert await read(backend, lambda r: (r.upload("u1"), r.upload_last_active("u1"), r.parts("u1", 0, 5))) == (
             None,
             None,

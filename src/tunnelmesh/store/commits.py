@@ -203,16 +203,14 @@ def replace_bucket(tx: MetaTx, bucket: str, records: list[ObjectRecord]) -> Writ
     check, so only for the coordinator's own bucket."""
     if bucket != SYSTEM_BUCKET:
         raise ValueError(f"replace_bucket is for {SYSTEM_BUCKET} only")
-    _locked_bucket(tx, bucket)
+    b = _locked_bucket(tx, bucket)
     old = tx.delete_objects_in(bucket)
-    for rec in records:
+    final = list({rec.key: rec for rec in records}.values())  # one object per key, the last given
+    for rec in final:
         tx.put_object(rec)
-    tx.add_usage(
-        bucket,
-        used=sum(r.size for r in records) - sum(r.size for r in old),
-        objects=len(records) - len(old),
-    )
-    kept = {seg.blob for rec in records for seg in rec.segments}
+    # counted from what the bucket now holds, not added to the old counters: a restore also repairs them
+    tx.add_usage(bucket, used=sum(r.size for r in final) - b.used, objects=len(final) - b.objects)
+    kept = {seg.blob for rec in final for seg in rec.segments}
     return WriteResult(None, sorted({b for ref in old for b in ref.blobs} - kept))
 
 

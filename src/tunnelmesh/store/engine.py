@@ -228,12 +228,14 @@ class Store:
         """A write: its freed blobs are queued in the same transaction (a reaper unlinks them after the
         grace period), and `new_blobs` are discarded if the write fails, when the outcome is known,
         whether or not the request that asked is still waiting."""
-        now = time.time()
 
         def run(tx: MetaTx) -> T:
             result = fn(tx)
             if result.freed:
-                tx.queue_freed(result.freed, now)
+                # the grace starts at the commit, not when the write was queued (a wait for the writer
+                # must not eat it); a clock in a write function is safe here only because a later time
+                # (a backend running the function again) just makes the grace longer
+                tx.queue_freed(result.freed, time.time())
             return result.value
 
         def settle(ok: bool, value: object) -> None:
@@ -378,6 +380,8 @@ class Store:
             byte_range.close()
 
     async def room(self, bucket: Bucket) -> int:
+        if bucket.name == SYSTEM_BUCKET:
+            return self.max_size  # never refused for space (records.SYSTEM_BUCKET)
         return commits.room(bucket, await self.store_used(), self.max_size)
 
     async def verify_usage(self) -> list[dict[str, object]]:
@@ -430,7 +434,7 @@ class Store:
 
     async def admit(self, bucket: Bucket, delta: int) -> None:
         """An early, advisory quota check before a body is read; the commit re-checks exactly."""
-        if delta > 0:
+        if delta > 0 and bucket.name != SYSTEM_BUCKET:
             commits.admit(bucket, delta, await self.store_used(), self.max_size)
 
     # ---- objects -------------------------------------------------------------------------

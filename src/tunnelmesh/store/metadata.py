@@ -146,11 +146,13 @@ class MetaTx(MetaReads, Protocol):
         ...
 
     def put_part(self, upload_id: str, part: Part) -> None:
-        """Insert, or replace the upload's part of that number."""
+        """Insert, or replace the upload's part of that number (the upload exists; its last activity is
+        left alone: the rule calls `touch_upload`)."""
         ...
 
     def delete_upload(self, upload_id: str) -> list[Part]:
-        """Remove the upload and its parts; returns the parts."""
+        """Remove the upload and its parts; returns the parts, in no particular order, their checksums
+        possibly left out (the rules need sizes and blobs only)."""
         ...
 
     def put_completed(self, upload_id: str, bucket: str, key: str, done: CompletedUpload, mtime: float) -> None:
@@ -158,7 +160,8 @@ class MetaTx(MetaReads, Protocol):
         ...
 
     def forget_completed(self, *, bucket: str | None = None, before: float | None = None) -> None:
-        """Drop remembered Completes: of one bucket, or of those completed before `before`."""
+        """Drop remembered Completes: those of `bucket`, and those completed before `before` (with neither,
+        nothing)."""
         ...
 
     def queue_freed(self, blob_ids: Collection[str], at: float) -> None:

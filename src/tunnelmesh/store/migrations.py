@@ -121,8 +121,14 @@ def version(conn: sqlite3.Connection) -> int:
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the database to LATEST; returns the version it was at. Idempotent. Raises SchemaTooNew.
 
-    `conn` must be in autocommit mode (meta.connect's) with no transaction open.
+    `conn` must be in autocommit mode (sqlite_db.connect's) with no transaction open.
     """
+    # every process opens the database; only one that finds it old takes the write lock
+    found = version(conn)
+    if found > LATEST:
+        raise SchemaTooNew(found, LATEST)
+    if found == LATEST:
+        return found
     # IMMEDIATE: two processes starting at once migrate one after the other, the second finds nothing to do
     conn.execute("BEGIN IMMEDIATE")
     try:

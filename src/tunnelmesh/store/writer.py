@@ -107,6 +107,8 @@ class GroupWriter:
                 try:
                     outcome = (True, fn(session))
                 except Exception as e:
+                    if not conn.in_transaction:  # SQLite rolled the whole group back itself (a full disk)
+                        raise e if isinstance(e, sqlite3.Error) else sqlite3.OperationalError("rolled back") from e
                     conn.execute("ROLLBACK TO op")
                     outcome = (False, e)
                 conn.execute("RELEASE op")
