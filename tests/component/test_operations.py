@@ -6,9 +6,9 @@ import base64
 import hashlib
 import xml.etree.ElementTree as ET
 
-from conftest import InProcessS3
-
 from tunnelmesh.store.content import INLINE_MAX
+
+from .inprocess import InProcessS3
 
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
