@@ -24,6 +24,7 @@ import json
 import math
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -54,12 +55,21 @@ def source_tree(spec: str, into: Path) -> Iterator[tuple[Path, str]]:
                 yield src.resolve(), str(path.resolve())
                 return
         sys.exit(f"{spec}: neither {spec}/src/tunnelmesh nor {spec}/tunnelmesh")
-    commit = git("rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}")
+    commit = git("rev-parse", "--verify", f"{spec}^{{commit}}")
     git("worktree", "add", "--detach", "--quiet", str(into), commit)
     try:
         yield into / "src", f"{spec} ({commit[:10]})"
     finally:
         git("worktree", "remove", "--force", str(into))
+
+
+def cpu_now() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine, stolen ones included; CPU seconds of our waited-for descendants)."""
+    with open("/proc/stat") as f:
+        user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in f.readline().split()[1:9])
+    busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    ours = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return busy, ours.ru_utime + ours.ru_stime
 
 
 def figures(run: dict) -> dict[str, dict]:
@@ -154,17 +164,21 @@ def main() -> None:
         for i in range(1, args.pairs + 1):
             for label, (src, _) in trees.items():
                 out = keep / f"{label}-{i}.json"
-                t0 = time.monotonic()
+                t0, (busy0, ours0) = time.monotonic(), cpu_now()
                 cmd = [sys.executable, str(BENCH / "run.py"), "--src", str(src), "--json", str(out)]
                 cmd += ["--skip-moto", "--skip-limits", "--seconds", f"{args.seconds:g}"]
                 cmd += ["--large-count", str(args.large_count), *rest]
                 # cwd: an empty directory, so that `python -m tunnelmesh` cannot pick up a tunnelmesh/ from it
                 if subprocess.run(cmd, cwd=d, stdout=subprocess.DEVNULL).returncode:
                     sys.exit(f"bench/run.py failed on {label} (pair {i}): {' '.join(cmd)}")
-                runs[label].append(json.loads(out.read_text()))
-                print(f"pair {i}/{args.pairs} {label}: {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+                wall, (busy, ours) = time.monotonic() - t0, cpu_now()
+                # what the rest of the machine did meanwhile: CPU per request rises when it is busy
+                other = max(0.0, (busy - busy0) - (ours - ours0)) / (wall * (os.cpu_count() or 1)) * 100
+                runs[label].append(json.loads(out.read_text()) | {"other_load": other})
+                print(f"pair {i}/{args.pairs} {label}: {wall:.0f} s, other load {other:.0f}%", file=sys.stderr)
     lines, worse = table(runs["before"], runs["after"])
     peak = {k: [max(f["rss"] for f in figures(r).values()) for r in v] for k, v in runs.items()}
+    others = {k: [r["other_load"] for r in v] for k, v in runs.items()}
     extra = " ".join(rest)
     print(
         f"{args.pairs} interleaved pairs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
@@ -176,12 +190,17 @@ def main() -> None:
         "per request or per MB moved; its ratio is of the medians, (per-pair ratios' range).\n"
     )
     print("\n".join(lines))
+    print()
     print(
-        f"\n- CPU per unit within +{WORSE - 1:.0%} on every workload: "
+        f"- CPU per unit within +{WORSE - 1:.0%} on every workload: "
         + (f"**no**: {', '.join(worse)}" if worse else "yes")
-        + f"\n- peak RSS over a whole run, MiB: before {spread(peak['before'])}, after {spread(peak['after'])}"
-        + f"\n- every run's figures: {keep.relative_to(REPO)}/"
     )
+    print(f"- peak RSS over a whole run, MiB: before {spread(peak['before'])}, after {spread(peak['after'])}")
+    print(
+        f"- other load on the machine (% of all cores' time): "
+        f"before {spread(others['before'])}, after {spread(others['after'])}"
+    )
+    print(f"- every run's figures: {keep.relative_to(REPO)}/")
 
 
 if __name__ == "__main__":
