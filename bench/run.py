@@ -1,6 +1,7 @@
 """Benchmark: tunnelmesh, moto's server and the raw limits, side by side, in one run, on one disk.
 
     python bench/run.py [--seconds 5] [--large-count 6] [--million] [--write-readme]
+                        [--src DIR] [--json FILE] [--skip-moto] [--skip-limits]
 
 Each S3 server is started on a free loopback port and driven by the same load generator
 (SigV4-signed requests, payload hashes verified by the server). The limits are measured in the
@@ -76,17 +77,33 @@ def tree(pid: int) -> list[int]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process, to the nanosecond where the kernel allows.
+
+    /proc/PID/stat counts in clock ticks (10 ms: too coarse for a workload of a few requests) but
+    includes threads that have exited; /proc/PID/task/TID/schedstat counts nanoseconds of live
+    threads only. Ticks truncate the true total, so the larger of the two is exact while no thread
+    has exited, and within two ticks once one has (the server's threads do come and go: the
+    nanosecond sum alone read 3% low on the 1 GiB transfers)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ns = 0
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError, IndexError, ValueError), open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                ns += int(f.read().split()[0])
+    return max(ticks, ns / 1e9)
+
+
 def tree_stats(pid: int) -> tuple[int, float]:
     """(resident bytes, CPU seconds) of a process and all its descendants."""
     rss, cpu = 0, 0.0
-    tick = os.sysconf("SC_CLK_TCK")
     for p in tree(pid):
         try:
             with open(f"/proc/{p}/status") as f:
                 rss += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-                cpu += (int(fields[11]) + int(fields[12])) / tick
+            cpu += cpu_seconds(p)
         except (OSError, StopIteration, IndexError, ValueError):
             pass
     return rss, cpu
@@ -589,14 +606,79 @@ class Bench:
         return "\n".join(lines)
 
 
+def measure_limits(bench: Bench, tmp: Path) -> None:
+    root = tmp / "www"
+    (root / "small").mkdir(parents=True)
+    (root / "large").mkdir()
+    for i in range(1000):
+        (root / "small" / str(i)).write_bytes(bench.small)
+    for i in range(bench.args.large_count):
+        os.link(bench.large_file, root / "large" / str(i))
+    nginx = start_nginx(tmp, root)
+    try:
+        asyncio.run(bench.limits(nginx))
+    finally:
+        if nginx:
+            nginx.stop()
+    null, hashing = start_null(tmp), start_null(tmp, store=True)
+    try:
+        asyncio.run(bench.bare_stack(null, hashing))
+    finally:
+        null.stop()
+        hashing.stop()
+
+
+def tunnelmesh_source() -> str:
+    """The tunnelmesh package the coordinator processes will import (they inherit this environment)."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import tunnelmesh; print(tunnelmesh.__file__)"],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode:
+        sys.exit("python cannot import tunnelmesh here: set PYTHONPATH or pass --src\n" + out.stderr)
+    return str(Path(out.stdout.strip()).parent)
+
+
+def dump(bench: Bench, path: Path, source: str) -> None:
+    """Every figure of the run, machine-readable (bench/compare.py reads it)."""
+    rows = []
+    for row in bench.rows.values():
+        servers = {
+            name: {
+                "ops": r.ops,
+                "seconds": r.seconds,
+                "bytes": r.bytes,
+                "errors": r.errors,
+                "value": value(r, row.unit),
+                "p50_ms": r.pct(50),
+                "p99_ms": r.pct(99),
+                "cpu_s": row.cpu.get(name),
+                "peak_rss": row.rss.get(name),
+            }
+            for name, r in row.results.items()
+        }
+        rows.append({"name": row.name, "unit": row.unit, "limit": row.limit, "servers": servers})
+    path.write_text(json.dumps({"args": vars(bench.args), "tunnelmesh": source, "rows": rows}, indent=1, default=str))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=5.0, help="duration of each small-object workload")
     ap.add_argument("--large-count", type=int, default=6, help="64 MiB objects per large workload")
     ap.add_argument("--million", action="store_true", help="also list and restart with 1,000,000 objects")
     ap.add_argument("--skip-moto", action="store_true")
+    ap.add_argument("--skip-limits", action="store_true", help="no nginx, disk or bare-stack limits")
+    ap.add_argument("--src", type=Path, help="the tunnelmesh source tree to run (the directory holding tunnelmesh/)")
+    ap.add_argument("--json", type=Path, help="also write every figure to this file")
     ap.add_argument("--write-readme", action="store_true", help="replace the results in bench/README.md and README.md")
     args = ap.parse_args()
+    if args.src is not None:  # every process run.py starts inherits it, the coordinator's included
+        args.src = args.src.resolve()
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(args.src), os.environ.get("PYTHONPATH")) if p)
+    source = tunnelmesh_source()
+    if args.src is not None and not Path(source).is_relative_to(args.src):
+        sys.exit(f"--src {args.src}: python imports tunnelmesh from {source} instead")
     with tempfile.TemporaryDirectory(dir=Path(__file__).parent.parent) as d:
         tmp = Path(d)
         os.chmod(tmp, 0o755)  # nginx's workers run as an unprivileged user and must read the files
@@ -608,26 +690,11 @@ def main() -> None:
                 asyncio.run(bench.s3_server(server))
             finally:
                 server.stop()
-        root = tmp / "www"
-        (root / "small").mkdir(parents=True)
-        (root / "large").mkdir()
-        for i in range(1000):
-            (root / "small" / str(i)).write_bytes(bench.small)
-        for i in range(args.large_count):
-            os.link(bench.large_file, root / "large" / str(i))
-        nginx = start_nginx(tmp, root)
-        try:
-            asyncio.run(bench.limits(nginx))
-        finally:
-            if nginx:
-                nginx.stop()
-        null, hashing = start_null(tmp), start_null(tmp, store=True)
-        try:
-            asyncio.run(bench.bare_stack(null, hashing))
-        finally:
-            null.stop()
-            hashing.stop()
+        if not args.skip_limits:
+            measure_limits(bench, tmp)
         text = bench.report()
+    if args.json is not None:
+        dump(bench, args.json, source)
     print(text)
     Path(__file__).parent.joinpath("results").mkdir(exist_ok=True)
     Path(__file__).parent.joinpath("results", "latest.json").write_text(json.dumps({"text": text}))
