@@ -3,8 +3,9 @@
     python bench/compare.py --before REV_OR_DIR --after REV_OR_DIR [--pairs 5] [--seconds 5] [--large-count 6]
                             [other run.py options, e.g. --million]
 
-Runs this checkout's bench/run.py alternately on two source trees (before, after, before, after,
-...), so that whatever else the machine does over the session falls on both alike: single runs on
+Runs this checkout's bench/run.py alternately on two source trees, in ABBA order (before, after,
+after, before, ...: the first run of a session, the slowest, falls on each side as often), so that
+whatever else the machine does over the session falls on both alike: single runs on
 a shared machine swing by up to half, pairs on the same machine do not. A git revision is checked
 out with `git worktree add` into a temporary directory and removed afterwards; a directory is used
 as it is (a checkout, or the directory holding tunnelmesh/). Only tunnelmesh is measured: no moto,
@@ -162,7 +163,9 @@ def main() -> None:
             "after": stack.enter_context(source_tree(args.after, Path(d) / "after")),
         }
         for i in range(1, args.pairs + 1):
-            for label, (src, _) in trees.items():
+            order = ["before", "after"] if i % 2 else ["after", "before"]
+            for label in order:
+                src = trees[label][0]
                 out = keep / f"{label}-{i}.json"
                 t0, (busy0, ours0) = time.monotonic(), cpu_now()
                 cmd = [sys.executable, str(BENCH / "run.py"), "--src", str(src), "--json", str(out)]
