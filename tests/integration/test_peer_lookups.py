@@ -28,6 +28,7 @@ from tunnelmesh.coordinator.state import SystemState
 from tunnelmesh.s3.auth.credentials import Identity
 from tunnelmesh.s3.request import Principal
 from tunnelmesh.store.engine import Store, prepare_data_dir
+from tunnelmesh.store.sqlite_meta import SqliteMeta
 
 T = TypeVar("T")
 BOOTSTRAP_TOKEN = "bootstrap-" + "x" * 32
@@ -54,18 +55,21 @@ async def add_peers(reg: PeerRegistry, n: int) -> list[Peer]:
 
 
 def metadata_reads(store: Store, lookup: Callable[[], Coroutine[Any, Any, T]]) -> tuple[int, T]:
-    """The SQL statements `lookup` runs on the store's read connection, and its result."""
+    """The SQL statements `lookup` runs on the store's read connection (but the BEGIN and COMMIT around
+    each read), and its result."""
     count = 0
 
-    def seen(_sql: str) -> None:
+    def seen(sql: str) -> None:
         nonlocal count
-        count += 1
+        count += sql not in ("BEGIN", "COMMIT")
 
-    store.read.c.set_trace_callback(seen)
+    assert isinstance(store.meta, SqliteMeta)
+    reader = store.meta._reader.c  # the SQLite backend's own read connection: what the statements run on
+    reader.set_trace_callback(seen)
     try:
         result = asyncio.run(lookup())
     finally:
-        store.read.c.set_trace_callback(None)
+        reader.set_trace_callback(None)
     return count, result
 
 

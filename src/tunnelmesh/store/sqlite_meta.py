@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tunnelmesh.store.datadir import DataDir
+from tunnelmesh.store.listing import prefix_successor
 from tunnelmesh.store.metadata import Settle
 from tunnelmesh.store.records import (
     SYSTEM_BUCKET,
@@ -94,13 +95,6 @@ def _row_to_part(r: Row) -> Part:
     return Part(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]))
 
 
-def _key_end(prefix: str) -> str | None:
-    """The smallest string above every string starting with `prefix` (None: there is none)."""
-    from tunnelmesh.store.listing import prefix_successor  # listing builds on this module's protocol
-
-    return prefix_successor(prefix)
-
-
 class SqliteTx:
     """MetaReads and MetaTx over one connection: the statements, nothing else. Not shared between threads."""
 
@@ -159,7 +153,7 @@ class SqliteTx:
     def list_uploads(
         self, bucket: str, prefix: str, key_marker: str, upload_id_marker: str, limit: int
     ) -> list[Upload]:
-        end = _key_end(prefix) if prefix else None
+        end = prefix_successor(prefix) if prefix else None
         rows = self.c.execute(
             f"SELECT {_UPLOAD_COLS} FROM uploads WHERE bucket=? AND key >= ? AND (? IS NULL OR key < ?) "
             "AND (key > ? OR (key = ? AND upload_id > ?)) ORDER BY key, upload_id LIMIT ?",
