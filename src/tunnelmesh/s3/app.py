@@ -13,6 +13,7 @@ from typing import Any
 from tunnelmesh.s3 import xml
 from tunnelmesh.s3.auth import authenticate
 from tunnelmesh.s3.auth.credentials import Credentials
+from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import Context
 from tunnelmesh.s3.request import Receive, Request, from_scope, parse_target, split_path
@@ -76,7 +77,7 @@ class S3Api:
             self.ctx.policy.check(req.principal, r.access, req.bucket)
         if not r.takes_body and req.has_body:
             await _drain_verified(req)
-        return await r.handler(self.ctx, req)
+        return await r.handler(self.ctx, Call.of(req, r, self.ctx.store))
 
     def error_response(self, err: S3Error, req: Request) -> Response:
         if err.status >= 500:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from tunnelmesh.s3 import checksums, xml
+from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import MAX_PART_NUMBER, Context
 from tunnelmesh.s3.ops.objects import lookup_object, not_modified, parts_count
@@ -100,9 +101,10 @@ def _object_parts(req: Request, obj: ObjectRecord, count: int) -> str:
     )
 
 
-async def get_object_attributes(ctx: Context, req: Request) -> Response:
+async def get_object_attributes(ctx: Context, call: Call) -> Response:
+    req = call.req
     wanted = requested_attributes(req)
-    obj = await lookup_object(ctx, req)
+    obj = await lookup_object(ctx, call)
     if (unchanged := not_modified(req, obj)) is not None:
         return unchanged
     count = parts_count(obj)

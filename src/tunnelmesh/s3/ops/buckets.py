@@ -6,10 +6,11 @@ import base64
 import binascii
 
 from tunnelmesh.s3 import xml
+from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import Context, require_no_framing, validate_bucket_name
 from tunnelmesh.s3.ops.unsupported import refuse_unsupported
-from tunnelmesh.s3.request import Request, read_small_body
+from tunnelmesh.s3.request import read_small_body
 from tunnelmesh.s3.response import Response, xml_response
 from tunnelmesh.store.engine import SYSTEM_BUCKET
 from tunnelmesh.store.errors import BucketExists
@@ -32,10 +33,11 @@ def _after_token(token: str) -> str:
         ) from None
 
 
-async def list_buckets(ctx: Context, req: Request) -> Response:
+async def list_buckets(ctx: Context, call: Call) -> Response:
     """ListBuckets, with the paging AWS added in 2024: `max-buckets` (1..10000; absent: every bucket),
     `continuation-token` (opaque: the last name of the previous page), `prefix` and `bucket-region`."""
-    assert req.principal is not None
+    req, principal = call.req, call.principal
+    assert principal is not None
     prefix = req.query.get("prefix", "")
     region = req.query.get("bucket-region")
     token = req.query.get("continuation-token")
@@ -54,7 +56,7 @@ async def list_buckets(ctx: Context, req: Request) -> Response:
     chosen = [
         b
         for b in await ctx.store.buckets()
-        if (b.name != SYSTEM_BUCKET or req.principal.is_admin)
+        if (b.name != SYSTEM_BUCKET or principal.is_admin)
         and b.name.startswith(prefix)
         and b.name > after
         and (region is None or (b.region or ctx.region) == region)
@@ -70,7 +72,7 @@ async def list_buckets(ctx: Context, req: Request) -> Response:
         xml.document(
             "ListAllMyBucketsResult",
             [
-                _owner(req.principal.peer_id),
+                _owner(principal.peer_id),
                 "<Buckets>",
                 *items,
                 "</Buckets>",
@@ -81,8 +83,9 @@ async def list_buckets(ctx: Context, req: Request) -> Response:
     )
 
 
-async def create_bucket(ctx: Context, req: Request) -> Response:
-    assert req.principal is not None
+async def create_bucket(ctx: Context, call: Call) -> Response:
+    req, principal = call.req, call.principal
+    assert principal is not None
     refuse_unsupported(req)
     require_no_framing(req)
     if req.bucket == SYSTEM_BUCKET:
@@ -99,7 +102,7 @@ async def create_bucket(ctx: Context, req: Request) -> Response:
                 "this request was sent to.",
             )
     try:
-        await ctx.store.create_bucket(req.bucket, req.principal.peer_id, ctx.region)
+        await ctx.store.create_bucket(req.bucket, principal.peer_id, ctx.region)
     except BucketExists as e:
         # AWS keeps its legacy answer in us-east-1: creating a bucket you already own succeeds there
         # (and is BucketAlreadyOwnedByYou in every other region).
@@ -108,19 +111,20 @@ async def create_bucket(ctx: Context, req: Request) -> Response:
     return Response(200, [("location", f"/{req.bucket}")])
 
 
-async def delete_bucket(ctx: Context, req: Request) -> Response:
-    assert req.principal is not None
-    await ctx.store.delete_bucket(req.bucket, None if req.principal.is_admin else req.principal.peer_id)
+async def delete_bucket(ctx: Context, call: Call) -> Response:
+    principal = call.principal
+    assert principal is not None
+    await ctx.store.delete_bucket(call.req.bucket, None if principal.is_admin else principal.peer_id)
     return Response(204)
 
 
-async def head_bucket(ctx: Context, req: Request) -> Response:
-    b = await ctx.store.require_bucket(req.bucket)
+async def head_bucket(ctx: Context, call: Call) -> Response:
+    b = await call.bucket()
     return Response(200, [("x-amz-bucket-region", b.region or ctx.region)])
 
 
-async def get_bucket_location(ctx: Context, req: Request) -> Response:
-    b = await ctx.store.require_bucket(req.bucket)
+async def get_bucket_location(ctx: Context, call: Call) -> Response:
+    b = await call.bucket()
     region = b.region or ctx.region
     value = "" if region == "us-east-1" else region
     return xml_response(
@@ -139,19 +143,20 @@ def _acl(owner: str) -> Response:
     )
 
 
-async def get_bucket_acl(ctx: Context, req: Request) -> Response:
-    b = await ctx.store.require_bucket(req.bucket)
+async def get_bucket_acl(ctx: Context, call: Call) -> Response:
+    b = await call.bucket()
     return _acl(b.owner)
 
 
-async def get_object_acl(ctx: Context, req: Request) -> Response:
-    await ctx.store.require_bucket(req.bucket)
+async def get_object_acl(ctx: Context, call: Call) -> Response:
+    req = call.req
+    await call.bucket()
     obj = await ctx.store.get_object(req.bucket, req.key)
     if obj is None:
         raise S3Error("NoSuchKey", Key=req.key)
     return _acl(obj.owner)
 
 
-async def get_bucket_versioning(ctx: Context, req: Request) -> Response:
-    await ctx.store.require_bucket(req.bucket)
+async def get_bucket_versioning(ctx: Context, call: Call) -> Response:
+    await call.bucket()
     return xml_response(xml.document("VersioningConfiguration", []))

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from tunnelmesh.s3 import checksums
+from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.policy import Policy, SystemBucketRule
 from tunnelmesh.s3.request import Request
@@ -46,7 +47,7 @@ class Context:
         return min(MAX_PART_SIZE, self.max_object_size)
 
 
-Handler = Callable[[Context, Request], Awaitable[Response]]
+Handler = Callable[[Context, Call], Awaitable[Response]]
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 

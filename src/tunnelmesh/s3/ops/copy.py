@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
 from tunnelmesh.s3 import checksums, conditions, xml
+from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import (
     Context,
@@ -100,12 +101,13 @@ async def copy_bytes(
     return CopiedBlob(writer.blob_id, writer.size, md5.hexdigest(), sums())
 
 
-async def copy_object(ctx: Context, req: Request) -> Response:
+async def copy_object(ctx: Context, call: Call) -> Response:
+    req = call.req
     assert req.principal is not None
     refuse_unsupported(req)
     require_no_framing(req)
     validate_key(req.key)
-    bucket = await ctx.store.require_bucket(req.bucket)
+    bucket = await call.bucket()
     src = await copy_source(ctx, req)
     directive = req.header("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):

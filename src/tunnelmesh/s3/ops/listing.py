@@ -8,6 +8,7 @@ from collections.abc import Callable
 from urllib.parse import quote_plus
 
 from tunnelmesh.s3 import xml
+from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import Context
 from tunnelmesh.s3.request import Request
@@ -69,8 +70,9 @@ def _body(page: Listing, enc: Encode, owner: bool) -> list[str]:
     return parts
 
 
-async def _page(ctx: Context, req: Request, after: str | None, after_is_prefix: bool, max_keys: int) -> Listing:
-    await ctx.store.require_bucket(req.bucket)
+async def _page(ctx: Context, call: Call, after: str | None, after_is_prefix: bool, max_keys: int) -> Listing:
+    req = call.req
+    await call.bucket()
     if max_keys == 0:
         return Listing([], [], False, None, False)
     return await ctx.store.list_objects(
@@ -78,12 +80,13 @@ async def _page(ctx: Context, req: Request, after: str | None, after_is_prefix: 
     )
 
 
-async def list_objects_v1(ctx: Context, req: Request) -> Response:
+async def list_objects_v1(ctx: Context, call: Call) -> Response:
+    req = call.req
     enc_name, enc = encoder(req)
     max_keys = max_keys_param(req)
     marker = req.query.get("marker", "")
     delimiter = req.query.get("delimiter", "")
-    page = await _page(ctx, req, marker or None, False, max_keys)
+    page = await _page(ctx, call, marker or None, False, max_keys)
     head = [
         xml.element("Name", req.bucket),
         # v1 leaves the echoed prefix plain even under encoding-type=url (botocore decodes v1's
@@ -122,7 +125,8 @@ def _untoken(token: str) -> tuple[str, bool]:
     return raw[1:], raw[0] == "p"
 
 
-async def list_objects_v2(ctx: Context, req: Request) -> Response:
+async def list_objects_v2(ctx: Context, call: Call) -> Response:
+    req = call.req
     enc_name, enc = encoder(req)
     max_keys = max_keys_param(req)
     token = req.query.get("continuation-token")
@@ -133,7 +137,7 @@ async def list_objects_v2(ctx: Context, req: Request) -> Response:
         after, after_is_prefix = _untoken(token)
     else:
         after, after_is_prefix = (start_after or None), False
-    page = await _page(ctx, req, after, after_is_prefix, max_keys)
+    page = await _page(ctx, call, after, after_is_prefix, max_keys)
     head = [
         xml.element("Name", req.bucket),
         xml.element("Prefix", enc(req.query.get("prefix", ""))),
@@ -151,10 +155,11 @@ async def list_objects_v2(ctx: Context, req: Request) -> Response:
     return xml_response(xml.document("ListBucketResult", head + _body(page, enc, owner)))
 
 
-async def list_object_versions(ctx: Context, req: Request) -> Response:
+async def list_object_versions(ctx: Context, call: Call) -> Response:
     """ListObjectVersions. The store keeps one version of a key, the `null` one, as AWS does in a bucket
     versioning was never enabled on: tools that list versions to empty a bucket (s3-tests, rclone's
     `--s3-versions`, Terraform's force_destroy) then work unchanged."""
+    req = call.req
     enc_name, enc = encoder(req)
     max_keys = max_keys_param(req)
     key_marker = req.query.get("key-marker", "")
@@ -174,7 +179,7 @@ async def list_object_versions(ctx: Context, req: Request) -> Response:
             ArgumentValue=vid_marker,
         )
     delimiter = req.query.get("delimiter", "")
-    page = await _page(ctx, req, key_marker or None, False, max_keys)
+    page = await _page(ctx, call, key_marker or None, False, max_keys)
     head = [
         xml.element("Name", req.bucket),
         xml.element("Prefix", enc(req.query.get("prefix", ""))),

@@ -10,6 +10,7 @@ import secrets
 import time
 
 from tunnelmesh.s3 import checksums, conditions, xml
+from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.integrity import UploadDigest
 from tunnelmesh.s3.ops.common import (
@@ -36,12 +37,13 @@ async def _replaced_size(ctx: Context, upload_id: str, number: int) -> int:
     return next((p.size for p in await ctx.store.parts(upload_id, number - 1, 1) if p.part_number == number), 0)
 
 
-async def create_upload(ctx: Context, req: Request) -> Response:
+async def create_upload(ctx: Context, call: Call) -> Response:
+    req = call.req
     assert req.principal is not None
     refuse_unsupported(req)
     require_no_framing(req)
     validate_key(req.key)
-    await ctx.store.require_bucket(req.bucket)
+    await call.bucket()
     alg = req.header("x-amz-checksum-algorithm")
     algorithm = checksums.upload_algorithm(alg) if alg else None
     ctype = checksums.multipart_type(algorithm, req.header("x-amz-checksum-type").upper())
@@ -68,11 +70,12 @@ async def create_upload(ctx: Context, req: Request) -> Response:
     return resp
 
 
-async def upload_part(ctx: Context, req: Request) -> Response:
+async def upload_part(ctx: Context, call: Call) -> Response:
+    req = call.req
     refuse_unsupported(req)
     number = part_number(req)
-    up = await ctx.store.require_upload(req.bucket, req.key, req.query["uploadId"])
-    bucket = await ctx.store.require_bucket(req.bucket)
+    up = await ctx.store.require_upload(req.bucket, req.key, call.upload_id)
+    bucket = await call.bucket()
     declared = upload_length(req, ctx.max_part_size)
     digest = UploadDigest(req, up.checksum_algorithm)
     replaced = await _replaced_size(ctx, up.upload_id, number)
@@ -85,12 +88,13 @@ async def upload_part(ctx: Context, req: Request) -> Response:
     return Response(200, out)
 
 
-async def upload_part_copy(ctx: Context, req: Request) -> Response:
+async def upload_part_copy(ctx: Context, call: Call) -> Response:
+    req = call.req
     refuse_unsupported(req)
     require_no_framing(req)
     number = part_number(req)
-    up = await ctx.store.require_upload(req.bucket, req.key, req.query["uploadId"])
-    bucket = await ctx.store.require_bucket(req.bucket)
+    up = await ctx.store.require_upload(req.bucket, req.key, call.upload_id)
+    bucket = await call.bucket()
     src = await copy_source(ctx, req)
     rng = req.header("x-amz-copy-source-range")
     first, last = conditions.parse_copy_range(rng, src.size) if rng else (0, src.size - 1)
@@ -127,10 +131,11 @@ def _complete_result(req: Request, etag: str, sums: dict[str, str]) -> Response:
     )
 
 
-async def complete_upload(ctx: Context, req: Request) -> Response:
+async def complete_upload(ctx: Context, call: Call) -> Response:
+    req = call.req
     assert req.principal is not None
     require_no_framing(req)
-    upload_id = req.query["uploadId"]
+    upload_id = call.upload_id
     doc = xml.parse(await read_small_body(req), "CompleteMultipartUpload")
     requested: list[tuple[int, str]] = []
     listed: list[dict[str, str]] = []  # each part's Checksum<ALG> elements
@@ -283,13 +288,15 @@ async def _complete(
     return _complete_result(req, etag, sums)
 
 
-async def abort_upload(ctx: Context, req: Request) -> Response:
-    await ctx.store.abort_upload(req.bucket, req.key, req.query["uploadId"])
+async def abort_upload(ctx: Context, call: Call) -> Response:
+    req = call.req
+    await ctx.store.abort_upload(req.bucket, req.key, call.upload_id)
     return Response(204)
 
 
-async def list_parts(ctx: Context, req: Request) -> Response:
-    up = await ctx.store.require_upload(req.bucket, req.key, req.query["uploadId"])
+async def list_parts(ctx: Context, call: Call) -> Response:
+    req = call.req
+    up = await ctx.store.require_upload(req.bucket, req.key, call.upload_id)
     max_parts = max_keys_param(req, "max-parts")
     marker_text = req.query.get("part-number-marker", "0") or "0"
     try:
@@ -332,8 +339,9 @@ def _upload_checksum(up: Upload) -> str:
     )
 
 
-async def list_uploads(ctx: Context, req: Request) -> Response:
-    await ctx.store.require_bucket(req.bucket)
+async def list_uploads(ctx: Context, call: Call) -> Response:
+    req = call.req
+    await call.bucket()
     enc_name, enc = encoder(req)
     max_uploads = max_keys_param(req, "max-uploads")
     prefix = req.query.get("prefix", "")

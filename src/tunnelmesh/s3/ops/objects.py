@@ -6,6 +6,7 @@ import re
 import time
 
 from tunnelmesh.s3 import checksums, conditions, xml
+from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.integrity import UploadDigest
 from tunnelmesh.s3.ops.common import (
@@ -127,7 +128,8 @@ async def commit_put(
     return rec
 
 
-async def put_object(ctx: Context, req: Request) -> Response:
+async def put_object(ctx: Context, call: Call) -> Response:
+    req = call.req
     assert req.principal is not None
     refuse_unsupported(req)
     validate_key(req.key)
@@ -140,7 +142,7 @@ async def put_object(ctx: Context, req: Request) -> Response:
         # would, and the commit checks the bucket, the conditions and the quota exactly anyway.
         rec = await commit_put(ctx, req, digest, headers, cond, data=await read_inline(req, digest, declared))
     else:
-        bucket = await ctx.store.require_bucket(req.bucket)
+        bucket = await call.bucket()
         old = await ctx.store.get_object(req.bucket, req.key)
         blob = await store_body(ctx.store, req, digest, declared, ctx.max_object_size, bucket, old.size if old else 0)
         rec = await commit_put(ctx, req, digest, headers, cond, blob=blob)
@@ -149,11 +151,12 @@ async def put_object(ctx: Context, req: Request) -> Response:
     return Response(200, out)
 
 
-async def lookup_object(ctx: Context, req: Request) -> ObjectRecord:
+async def lookup_object(ctx: Context, call: Call) -> ObjectRecord:
+    req = call.req
     check_version_id(req)
     obj = await ctx.store.get_object(req.bucket, req.key)
     if obj is None:
-        await ctx.store.require_bucket(req.bucket)
+        await call.bucket()  # only to tell NoSuchBucket from NoSuchKey: a hit costs one read
         raise S3Error("NoSuchKey", Key=req.key)
     return obj
 
@@ -217,9 +220,10 @@ def not_modified(req: Request, obj: ObjectRecord) -> Response | None:
     return Response(304, [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime))])
 
 
-async def _read_response(ctx: Context, req: Request, with_body: bool) -> Response:
+async def _read_response(ctx: Context, call: Call, with_body: bool) -> Response:
+    req = call.req
     part = part_number_param(req)
-    obj = await lookup_object(ctx, req)
+    obj = await lookup_object(ctx, call)
     if (unchanged := not_modified(req, obj)) is not None:
         return unchanged
     count: int | None = None
@@ -273,19 +277,20 @@ def open_range(ctx: Context, obj: ObjectRecord, first: int, length: int) -> Byte
         ) from None
 
 
-async def get_object(ctx: Context, req: Request) -> Response:
-    return await _read_response(ctx, req, with_body=True)
+async def get_object(ctx: Context, call: Call) -> Response:
+    return await _read_response(ctx, call, with_body=True)
 
 
-async def head_object(ctx: Context, req: Request) -> Response:
-    return await _read_response(ctx, req, with_body=False)
+async def head_object(ctx: Context, call: Call) -> Response:
+    return await _read_response(ctx, call, with_body=False)
 
 
 def _etag(value: str) -> str:
     return value.strip().removeprefix('"').removesuffix('"')
 
 
-async def delete_object(ctx: Context, req: Request) -> Response:
+async def delete_object(ctx: Context, call: Call) -> Response:
+    req = call.req
     require_no_framing(req)
     refuse_unsupported(req)
     check_version_id(req)
@@ -298,10 +303,11 @@ async def delete_object(ctx: Context, req: Request) -> Response:
     return Response(204)
 
 
-async def delete_objects(ctx: Context, req: Request) -> Response:
+async def delete_objects(ctx: Context, call: Call) -> Response:
+    req = call.req
     require_no_framing(req)
     assert req.body is not None
-    await ctx.store.require_bucket(req.bucket)
+    await call.bucket()
     digest = UploadDigest(req)
     if digest.expected_md5 is None and not digest.expected and not digest.trailer_algorithm:
         raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5 or x-amz-checksum-*")

@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit
 
 from tunnelmesh.s3 import xml
 from tunnelmesh.s3.auth import post_policy
+from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.form import FilePart, FormReader, boundary_of
 from tunnelmesh.s3.integrity import UploadDigest
@@ -47,7 +48,8 @@ def _not_a_form() -> S3Error:
     return S3Error("PreconditionFailed", Condition="Bucket POST must be of the enclosure-type multipart/form-data")
 
 
-async def post_object(ctx: Context, req: Request) -> Response:
+async def post_object(ctx: Context, call: Call) -> Response:
+    req = call.req
     boundary = boundary_of(req.header("content-type"))
     if boundary is None or req.form_auth is None:
         # a POST to a bucket URL that is not a form (or carries a query): S3 names the form it wanted
@@ -72,7 +74,7 @@ async def post_object(ctx: Context, req: Request) -> Response:
     validate_key(key)
     headers = object_headers_from_request(view)
     digest = UploadDigest(view)
-    bucket = await ctx.store.require_bucket(req.bucket)
+    bucket = await call.bucket()
     stream = _within(form.file_data(), policy.min_size, policy.max_size)
     # a form declares no file length: the file's first bytes tell whether the store keeps it inline
     head = await _read_upto(stream, INLINE_MAX + 1)
