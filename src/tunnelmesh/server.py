@@ -151,10 +151,11 @@ def report_state(settings: Settings, token: str) -> None:
 
     A corrupt record is reported by key and skipped; the others load.
     """
+    from tunnelmesh.coordinator.errors import CorruptRecord
     from tunnelmesh.coordinator.network import NetworkConfig
     from tunnelmesh.coordinator.peers import Peer, PeerRegistry
     from tunnelmesh.coordinator.shares import Shares
-    from tunnelmesh.coordinator.state import CorruptRecord, SystemState
+    from tunnelmesh.coordinator.state import SystemState
     from tunnelmesh.s3.auth.credentials import Identity
     from tunnelmesh.s3.request import Principal
     from tunnelmesh.store.engine import Store

@@ -117,6 +117,12 @@ ADMIN_ANSWERS: list[tuple[ce.CoordinatorError, int, str, str]] = [
         "ConditionalRequestConflict",
         "network/config.json kept changing; try again.",
     ),
+    (
+        ce.CorruptRecord("_tunnelmesh/peers/p.json: blob b is missing"),
+        500,
+        "CorruptRecord",
+        "_tunnelmesh/peers/p.json: blob b is missing (restore it from a backup, or delete it).",
+    ),
 ]
 
 

@@ -65,7 +65,7 @@ async def write_backup(state: SystemState, out: IO[bytes]) -> int:
             rec = await state.store.get_object(SYSTEM_BUCKET, key)
             if rec is None:  # deleted while we were listing
                 continue
-            data = await state.store.read_all(rec)
+            data = await state.record_bytes(key, rec)  # a damaged record fails the backup, naming it
             member = f"objects/{i:06d}"
             _add(tar, member, data, rec.mtime)
             entries.append(

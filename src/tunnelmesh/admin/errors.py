@@ -30,6 +30,8 @@ def admin_error(e: AdminFailure) -> tuple[int, str, str]:
             return 400, "InvalidArgument", e.why
         case ce.InvalidArchive():
             return 400, "InvalidArchive", f"The backup archive was refused: {e.why}. Nothing was changed."
+        case ce.CorruptRecord():  # a fault in stored data, not in the request (admins may see which)
+            return 500, "CorruptRecord", f"{e} (restore it from a backup, or delete it)."
         case ce.Conflict():
             return 409, "ConditionalRequestConflict", f"{e.key} kept changing; try again."
     raise TypeError(f"no admin answer for {type(e).__name__}")

@@ -54,3 +54,8 @@ class Conflict(CoordinatorError):
     def __init__(self, key: str) -> None:
         super().__init__(f"{key} kept changing")
         self.key = key
+
+
+class CorruptRecord(CoordinatorError):
+    """A record that exists but cannot be read (not JSON, or its stored bytes damaged); the message names
+    its key. Readers of many records skip it; a backup, which must be whole, fails on it."""

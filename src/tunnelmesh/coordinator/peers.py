@@ -22,8 +22,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tunnelmesh.coordinator.errors import InvalidInput, NoSuchPeer
-from tunnelmesh.coordinator.state import CorruptRecord, SystemState
+from tunnelmesh.coordinator.errors import CorruptRecord, InvalidInput, NoSuchPeer
+from tunnelmesh.coordinator.state import SystemState
 from tunnelmesh.s3.auth.credentials import Identity
 from tunnelmesh.s3.request import Principal
 
@@ -99,7 +99,13 @@ class PeerRegistry:
         if cached and cached[0] == etag:
             return cached[1]
         try:
-            peer = Peer.from_record(await self.state.get(key))
+            # the ETag cached is the one of the version parsed (another worker may write in between)
+            found = await self.state.get_versioned(key)
+            if found is None:
+                self._cache.pop(peer_id, None)
+                return None
+            etag, record = found
+            peer = Peer.from_record(record)
         except (CorruptRecord, KeyError, TypeError, ValueError) as e:
             log.warning("peer record %s%s unreadable: %s", PREFIX, peer_id, e)
             return None

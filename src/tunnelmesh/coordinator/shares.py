@@ -7,8 +7,8 @@ import logging
 import re
 from typing import Any
 
-from tunnelmesh.coordinator.errors import InvalidInput, NoBucketToShare, NoSuchShare
-from tunnelmesh.coordinator.state import CorruptRecord, SystemState
+from tunnelmesh.coordinator.errors import CorruptRecord, InvalidInput, NoBucketToShare, NoSuchShare
+from tunnelmesh.coordinator.state import SystemState
 
 log = logging.getLogger("tunnelmesh.shares")
 PREFIX = "shares/"

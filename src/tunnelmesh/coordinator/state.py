@@ -12,16 +12,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tunnelmesh.coordinator.errors import Conflict
+from tunnelmesh.coordinator.errors import Conflict, CorruptRecord
 from tunnelmesh.store.engine import SYSTEM_BUCKET, Store
-from tunnelmesh.store.errors import NoSuchKey, PreconditionFailed
+from tunnelmesh.store.errors import DamagedObject, NoSuchKey, PreconditionFailed
 from tunnelmesh.store.records import ObjectRecord, WriteConditions
 
 COORDINATOR = "coordinator"
-
-
-class CorruptRecord(Exception):
-    """A record that exists but cannot be read as JSON; the message names its key."""
 
 
 class SystemState:
@@ -29,21 +25,37 @@ class SystemState:
         self.store = store
 
     async def etag(self, key: str) -> str | None:
-        rec = await self.store.get_object(SYSTEM_BUCKET, key)
-        return rec.etag if rec else None
+        # every authenticated request asks (the peer cache's check): the cheap read
+        ref = await self.store.object_ref(SYSTEM_BUCKET, key)
+        return ref.etag if ref else None
 
     async def read_bytes(self, key: str) -> bytes | None:
         rec = await self.store.get_object(SYSTEM_BUCKET, key)
         if rec is None:
             return None
-        return await self.store.read_all(rec)
+        return await self.record_bytes(key, rec)
+
+    async def record_bytes(self, key: str, rec: ObjectRecord) -> bytes:
+        """A record's bytes; a damaged one (its blob gone or cut short) is a CorruptRecord like
+        unreadable JSON, which callers skip (one bad record must not stop the coordinator)."""
+        try:
+            return await self.store.read_all(rec)
+        except DamagedObject as e:
+            raise CorruptRecord(f"{SYSTEM_BUCKET}/{key}: {e.problem}") from None
 
     async def get(self, key: str) -> Any:
-        data = await self.read_bytes(key)
-        if data is None:
+        found = await self.get_versioned(key)
+        return None if found is None else found[1]
+
+    async def get_versioned(self, key: str) -> tuple[str, Any] | None:
+        """A record and the ETag of that very version, from one read (an ETag read separately could
+        belong to another version: a cache keyed by it would then keep the wrong content)."""
+        rec = await self.store.get_object(SYSTEM_BUCKET, key)
+        if rec is None:
             return None
+        data = await self.record_bytes(key, rec)
         try:
-            return json.loads(data)
+            return rec.etag, json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
             raise CorruptRecord(f"{SYSTEM_BUCKET}/{key}: not valid JSON ({e})") from None
 
@@ -76,7 +88,7 @@ class SystemState:
             current = None
             if rec is not None:
                 try:
-                    current = json.loads(await self.store.read_all(rec))
+                    current = json.loads(await self.record_bytes(key, rec))
                 except ValueError as e:
                     raise CorruptRecord(f"{SYSTEM_BUCKET}/{key}: not valid JSON ({e})") from None
             new = change(current)

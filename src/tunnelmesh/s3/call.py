@@ -18,9 +18,6 @@ if TYPE_CHECKING:
 class Call:
     req: Request
     route: Route
-    # None only for a browser form upload: its credentials are in its body, and post_object has
-    # them verified (setting req.principal) once it has read the fields
-    principal: Principal | None
     store: Store
     # ?uploadId= of the multipart operations (routing guarantees it there), else ""
     upload_id: str
@@ -29,7 +26,13 @@ class Call:
 
     @classmethod
     def of(cls, req: Request, route: Route, store: Store) -> Call:
-        return cls(req, route, req.principal, store, req.query.get("uploadId", ""))
+        return cls(req, route, store, req.query.get("uploadId", ""))
+
+    @property
+    def principal(self) -> Principal | None:
+        """Who signed. None only for a browser form upload until post_object has verified the
+        credentials in its body (which sets req.principal): read here, never copied, so it is never stale."""
+        return self.req.principal
 
     async def bucket(self) -> Bucket:
         """The request's bucket, or NoSuchBucket. Looked up on the first call only, at the moment the

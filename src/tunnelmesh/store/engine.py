@@ -55,6 +55,7 @@ from tunnelmesh.store.records import (
     CompletedUpload,
     Listing,
     ObjectRecord,
+    ObjectRef,
     Part,
     Segment,
     Upload,
@@ -142,7 +143,7 @@ def sweep_orphans(data_dir: Path, before: float) -> int:
     Complete only names parts that the snapshot already shows).
     """
     _hold(SWEEP_HOLD_ENV)
-    refs = run_on(data_dir, lambda meta: meta.read(_named_or_queued))
+    refs = run_on(data_dir, lambda meta: meta.read(_named_or_queued, snapshot=True))
     blobs = BlobStore(data_dir)
     orphans = [b for b in blobs.blob_ids_older_than(before) if b not in refs]
     blobs.unlink(orphans)
@@ -169,7 +170,7 @@ def sweep_dead_writers(data_dir: Path, dead: dict[str, int]) -> int:
     candidates = list(blobs.blob_ids_tagged(dead))
 
     async def sweep(meta: MetaBackend) -> int:
-        refs = await meta.read(lambda r: _named_or_queued(r, dead))
+        refs = await meta.read(lambda r: _named_or_queued(r, dead), snapshot=True)
         # a freed blob that a reaper unlinked and forgot since the listing is no orphan: skip it
         orphans = [b for b in candidates if b not in refs and blobs.path(b).exists()]
         if not orphans:
@@ -386,7 +387,7 @@ class Store:
 
     async def verify_usage(self) -> list[dict[str, object]]:
         """Recount every bucket from its object and part records, in one snapshot, against its counters."""
-        buckets, counted = await self.meta.read(lambda r: (r.buckets(), r.count_usage()))
+        buckets, counted = await self.meta.read(lambda r: (r.buckets(), r.count_usage()), snapshot=True)
         report: list[dict[str, object]] = []
         for b in buckets:
             used, objects, mpu_used = counted.get(b.name, (0, 0, 0))
@@ -441,6 +442,11 @@ class Store:
 
     async def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
         return await self.meta.read(lambda r: r.get_object(bucket, key))
+
+    async def object_ref(self, bucket: str, key: str) -> ObjectRef | None:
+        """An object's size, ETag, mtime and blobs: cheaper than the whole record (nothing decoded for
+        an inline object), for a caller that only checks which version is there."""
+        return await self.meta.read(lambda r: r.object_ref(bucket, key))
 
     async def put_object(self, rec: ObjectRecord, cond: WriteConditions) -> None:
         new_blobs = [s.blob for s in rec.segments]

@@ -400,7 +400,8 @@ class MemoryMeta:
             raise RuntimeError("metadata backend closed")
         return self._state
 
-    async def read(self, fn: Callable[[MetaReads], T]) -> T:
+    async def read(self, fn: Callable[[MetaReads], T], snapshot: bool = False) -> T:
+        # always one snapshot: nothing else runs while fn does
         view = _Reads(self._live())
         try:
             return fn(view)

@@ -12,6 +12,7 @@ that is what makes `lock_bucket` and `lock_store` hold, so they only read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Collection, Iterator
@@ -101,6 +102,18 @@ class SqliteTx:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.c = conn
 
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """One snapshot for a method of several statements (a no-op inside a transaction already)."""
+        if self.c.in_transaction:
+            yield
+            return
+        self.c.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.c.execute("COMMIT")
+
     # ---- reads ---------------------------------------------------------------------------
 
     def bucket(self, name: str) -> Bucket | None:
@@ -185,6 +198,10 @@ class SqliteTx:
         return [r[0] for r in rows]
 
     def count_usage(self) -> dict[str, tuple[int, int, int]]:
+        with self._snapshot():
+            return self._count_usage()
+
+    def _count_usage(self) -> dict[str, tuple[int, int, int]]:
         objects = {
             r[0]: (r[1], r[2])
             for r in self.c.execute("SELECT bucket, SUM(size), COUNT(*) FROM objects GROUP BY bucket")
@@ -197,6 +214,11 @@ class SqliteTx:
         return {b: (*objects.get(b, (0, 0)), parts.get(b, 0)) for b in objects.keys() | parts.keys()}
 
     def referenced_blobs(self, tags: Collection[str] | None = None) -> set[str]:
+        # a Complete moves blobs from parts to an object: both tables must be read in one snapshot
+        with self._snapshot():
+            return self._referenced_blobs(tags)
+
+    def _referenced_blobs(self, tags: Collection[str] | None) -> set[str]:
         refs: set[str] = set()
         if tags is None:
             for (segs,) in self.c.execute("SELECT segments FROM objects WHERE segments != '[]'"):
@@ -362,11 +384,13 @@ class SqliteMeta:
             conn.close()
         return cls(files.meta_db, files.writer_lock)
 
-    async def read(self, fn: Callable[[SqliteTx], T]) -> T:
+    async def read(self, fn: Callable[[SqliteTx], T], snapshot: bool = False) -> T:
         # one statement is a snapshot by itself; several share one only inside a read transaction
         c = self._reader.c
         if c.in_transaction:  # the connection belongs to the event loop's thread, one read at a time
             raise RuntimeError("SqliteMeta.read: nested, or called from another thread")
+        if not snapshot:
+            return fn(self._reader)
         try:
             c.execute("BEGIN")
             return fn(self._reader)

@@ -62,6 +62,8 @@ async def post_object(ctx: Context, call: Call) -> Response:
     form = FormReader(req.body, boundary)
     fields, file = await form.fields()
     policy = await req.form_auth(fields)
+    # the edge could check the policy only for an unknown signer: now it knows who signed
+    ctx.policy.check(req.principal, call.route.access, req.bucket)
     if req.admit is not None:
         await req.admit()
     key = _key(fields, file)
