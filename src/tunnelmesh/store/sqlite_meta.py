@@ -17,10 +17,23 @@ import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Collection, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.listing import prefix_successor
+from tunnelmesh.store.meta_rows import (
+    LIST_COLS,
+    OBJ_COLS,
+    PART_COLS,
+    REF_COLS,
+    UPLOAD_COLS,
+    row_to_listed,
+    row_to_object,
+    row_to_part,
+    row_to_ref,
+    row_to_upload,
+    segments_to_json,
+)
 from tunnelmesh.store.metadata import Settle
 from tunnelmesh.store.records import (
     SYSTEM_BUCKET,
@@ -29,7 +42,6 @@ from tunnelmesh.store.records import (
     ObjectRecord,
     ObjectRef,
     Part,
-    Segment,
     Upload,
 )
 from tunnelmesh.store.sqlite_db import connect, init_schema
@@ -39,61 +51,6 @@ T = TypeVar("T")
 
 # what max_size limits: every bucket but the coordinator's own
 _PEERS_USED = "SELECT COALESCE(SUM(used + mpu_used), 0) FROM buckets WHERE name != ?"
-# what an Upload record holds; the table's last column, last_active (the latest part's arrival, else
-# the initiation), is read only by stale-upload expiry
-_UPLOAD_COLS = "upload_id, bucket, key, initiated, owner, headers, checksum_algorithm, checksum_type"
-_OBJ_COLS = "bucket, key, size, etag, mtime, headers, checksums, segments, owner, data"
-# what a listing needs; no JSON to parse and no inline bytes to copy
-_LIST_COLS = "bucket, key, size, etag, mtime, owner"
-_PART_COLS = "part_number, size, etag, mtime, blob, checksums"
-_REF_COLS = "size, etag, mtime, segments"
-
-
-def _segments_to_json(segments: list[Segment]) -> str:
-    # [blob, size, md5] plus the part checksums only when there are some: rows of other objects keep
-    # their size, and rows written before checksums were kept (three fields) read back alike
-    return json.dumps(
-        [[s.blob, s.size, s.md5, s.checksums] if s.checksums else [s.blob, s.size, s.md5] for s in segments]
-    )
-
-
-# a database row as sqlite3 hands it over: its columns are checked by the code that reads them
-Row = tuple[Any, ...]
-
-
-def _row_to_object(r: Row) -> ObjectRecord:
-    return ObjectRecord(
-        bucket=r[0],
-        key=r[1],
-        size=r[2],
-        etag=r[3],
-        mtime=r[4],
-        headers=json.loads(r[5]),
-        checksums=json.loads(r[6]),
-        segments=[Segment(*seg) for seg in json.loads(r[7])],
-        owner=r[8],
-        data=r[9],
-    )
-
-
-def _row_to_ref(r: Row) -> ObjectRef:
-    # most objects are inline (no segments): skip the JSON decoder for them
-    return ObjectRef(r[0], r[1], r[2], [seg[0] for seg in json.loads(r[3])] if r[3] != "[]" else [])
-
-
-def _row_to_listed(r: Row) -> ObjectRecord:
-    return ObjectRecord(
-        bucket=r[0], key=r[1], size=r[2], etag=r[3], mtime=r[4], headers={}, checksums={}, segments=[], owner=r[5]
-    )
-
-
-def _row_to_upload(r: Row) -> Upload:
-    ctype = (r[7] or "COMPOSITE") if r[6] else None
-    return Upload(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], ctype)
-
-
-def _row_to_part(r: Row) -> Part:
-    return Part(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]))
 
 
 class SqliteTx:
@@ -128,17 +85,17 @@ class SqliteTx:
         return used
 
     def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
-        r = self.c.execute(f"SELECT {_OBJ_COLS} FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
-        return _row_to_object(r) if r else None
+        r = self.c.execute(f"SELECT {OBJ_COLS} FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+        return row_to_object(r) if r else None
 
     def object_ref(self, bucket: str, key: str) -> ObjectRef | None:
-        r = self.c.execute(f"SELECT {_REF_COLS} FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
-        return _row_to_ref(r) if r else None
+        r = self.c.execute(f"SELECT {REF_COLS} FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+        return row_to_ref(r) if r else None
 
     def scan_objects(
         self, bucket: str, start: str, inclusive: bool, end: str | None, limit: int
     ) -> Iterator[ObjectRecord]:
-        sql = f"SELECT {_LIST_COLS} FROM objects WHERE bucket=? AND key {'>=' if inclusive else '>'} ?"
+        sql = f"SELECT {LIST_COLS} FROM objects WHERE bucket=? AND key {'>=' if inclusive else '>'} ?"
         args: list[object] = [bucket, start]
         if end is not None:
             sql += " AND key < ?"
@@ -146,11 +103,11 @@ class SqliteTx:
         sql += " ORDER BY key LIMIT ?"
         args.append(limit)
         # the cursor is read lazily: a listing that jumps past a common prefix never reads the rest
-        return (_row_to_listed(r) for r in self.c.execute(sql, args))
+        return (row_to_listed(r) for r in self.c.execute(sql, args))
 
     def upload(self, upload_id: str) -> Upload | None:
-        r = self.c.execute(f"SELECT {_UPLOAD_COLS} FROM uploads WHERE upload_id=?", (upload_id,)).fetchone()
-        return _row_to_upload(r) if r else None
+        r = self.c.execute(f"SELECT {UPLOAD_COLS} FROM uploads WHERE upload_id=?", (upload_id,)).fetchone()
+        return row_to_upload(r) if r else None
 
     def upload_last_active(self, upload_id: str) -> float | None:
         r = self.c.execute("SELECT last_active FROM uploads WHERE upload_id=?", (upload_id,)).fetchone()
@@ -158,30 +115,30 @@ class SqliteTx:
 
     def parts(self, upload_id: str, after: int, limit: int) -> list[Part]:
         rows = self.c.execute(
-            f"SELECT {_PART_COLS} FROM parts WHERE upload_id=? AND part_number > ? ORDER BY part_number LIMIT ?",
+            f"SELECT {PART_COLS} FROM parts WHERE upload_id=? AND part_number > ? ORDER BY part_number LIMIT ?",
             (upload_id, after, limit),
         )
-        return [_row_to_part(r) for r in rows]
+        return [row_to_part(r) for r in rows]
 
     def list_uploads(
         self, bucket: str, prefix: str, key_marker: str, upload_id_marker: str, limit: int
     ) -> list[Upload]:
         end = prefix_successor(prefix) if prefix else None
         rows = self.c.execute(
-            f"SELECT {_UPLOAD_COLS} FROM uploads WHERE bucket=? AND key >= ? AND (? IS NULL OR key < ?) "
+            f"SELECT {UPLOAD_COLS} FROM uploads WHERE bucket=? AND key >= ? AND (? IS NULL OR key < ?) "
             "AND (key > ? OR (key = ? AND upload_id > ?)) ORDER BY key, upload_id LIMIT ?",
             (bucket, prefix, end, end, key_marker, key_marker, upload_id_marker, limit),
         ).fetchall()
-        return [_row_to_upload(r) for r in rows]
+        return [row_to_upload(r) for r in rows]
 
     def pending_uploads(self) -> dict[str, int]:
         return dict(self.c.execute("SELECT bucket, COUNT(*) FROM uploads GROUP BY bucket").fetchall())
 
     def stale_uploads(self, cutoff: float, limit: int) -> list[Upload]:
         rows = self.c.execute(
-            f"SELECT {_UPLOAD_COLS} FROM uploads WHERE last_active < ? ORDER BY last_active LIMIT ?", (cutoff, limit)
+            f"SELECT {UPLOAD_COLS} FROM uploads WHERE last_active < ? ORDER BY last_active LIMIT ?", (cutoff, limit)
         ).fetchall()
-        return [_row_to_upload(r) for r in rows]
+        return [row_to_upload(r) for r in rows]
 
     def completed_upload(self, bucket: str, key: str, upload_id: str) -> CompletedUpload | None:
         r = self.c.execute(
@@ -283,7 +240,7 @@ class SqliteTx:
 
     def put_object(self, rec: ObjectRecord) -> None:
         self.c.execute(
-            f"INSERT OR REPLACE INTO objects({_OBJ_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT OR REPLACE INTO objects({OBJ_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (
                 rec.bucket,
                 rec.key,
@@ -292,7 +249,7 @@ class SqliteTx:
                 rec.mtime,
                 json.dumps(rec.headers),
                 json.dumps(rec.checksums),
-                _segments_to_json(rec.segments),
+                segments_to_json(rec.segments),
                 rec.owner,
                 rec.data,
             ),
@@ -300,17 +257,17 @@ class SqliteTx:
 
     def delete_object(self, bucket: str, key: str) -> ObjectRef | None:
         r = self.c.execute(
-            f"DELETE FROM objects WHERE bucket=? AND key=? RETURNING {_REF_COLS}", (bucket, key)
+            f"DELETE FROM objects WHERE bucket=? AND key=? RETURNING {REF_COLS}", (bucket, key)
         ).fetchone()
-        return _row_to_ref(r) if r else None
+        return row_to_ref(r) if r else None
 
     def delete_objects_in(self, bucket: str) -> list[ObjectRef]:
-        rows = self.c.execute(f"DELETE FROM objects WHERE bucket=? RETURNING {_REF_COLS}", (bucket,)).fetchall()
-        return [_row_to_ref(r) for r in rows]
+        rows = self.c.execute(f"DELETE FROM objects WHERE bucket=? RETURNING {REF_COLS}", (bucket,)).fetchall()
+        return [row_to_ref(r) for r in rows]
 
     def insert_upload(self, up: Upload) -> None:
         self.c.execute(
-            f"INSERT INTO uploads({_UPLOAD_COLS}, last_active) VALUES (?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO uploads({UPLOAD_COLS}, last_active) VALUES (?,?,?,?,?,?,?,?,?)",
             (
                 up.upload_id,
                 up.bucket,

@@ -1,0 +1,468 @@
+"""The PostgreSQL metadata backend (store/metadata.py is the protocol): several coordinators on one store.
+
+The driver is psycopg 3's synchronous API on a psycopg_pool.ConnectionPool, each read or write function
+run on a worker thread of our own (as many as the pool has connections). The protocol's transactions are
+synchronous functions, `fn(tx)`, run again when they lose a race; asyncpg only offers `await` per
+statement, so a synchronous `fn` could not run its statements inside an asyncpg transaction, and every
+rule in store/commits.py would have to become a coroutine. With psycopg, `fn` runs unchanged on the
+worker thread, one statement per round trip, and the event loop only waits for the outcome.
+
+Writes run in READ COMMITTED transactions with explicit row locks, not SERIALIZABLE: writers of one
+bucket queue on its row (`lock_bucket` is `SELECT ... FOR UPDATE`) instead of all but one failing and
+retrying, and writers that grow the store queue on the one row of `store_lock` before they sum the usage
+(`lock_store`), so quota and max_size admission is exact across coordinators. Every statement of a READ
+COMMITTED transaction sees what committed before it started, so what a rule reads after taking its lock
+is current. But several rules read before they lock (require_upload before the bucket lock, the
+idempotent-Complete check, expiry's staleness, the scrub's "still the version found rotten"): inside a
+write, every read of one row by its key (bucket, object, upload, its last activity) therefore locks that
+row too, so what the rule decided on cannot change before it commits. Deadlocks this may cause between
+two rules taking rows in different orders are rare (an abort racing a bucket deletion) and retried.
+
+A write is retried whole (with jitter) when PostgreSQL reports a serialisation failure or a deadlock,
+and also a unique violation: `lock_bucket` of a bucket that does not exist yet locks nothing, so two
+creations of one name race to the insert; on the retry the loser sees the bucket and the rule answers
+BucketExists. Those errors, and a database that cannot be reached, end a write as WriteFailed.
+
+Reads run as single autocommit statements (each its own snapshot); `read(fn, snapshot=True)` and the
+methods of several statements run in one REPEATABLE READ READ ONLY transaction.
+
+The SQL is meant to stay portable to CockroachDB and YugabyteDB (row locks, no advisory locks, no LOCK
+TABLE, `COLLATE "C"` keys); neither was tested here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import logging
+import random
+import re
+import time
+import urllib.parse
+from collections.abc import Callable, Collection, Iterator
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors
+from psycopg.pq import TransactionStatus
+from psycopg_pool import ConnectionPool
+
+from tunnelmesh.store import pg_schema
+from tunnelmesh.store.errors import WriteFailed
+from tunnelmesh.store.listing import prefix_successor
+from tunnelmesh.store.meta_rows import (
+    LIST_COLS,
+    OBJ_COLS,
+    PART_COLS,
+    REF_COLS,
+    UPLOAD_COLS,
+    Row,
+    row_to_listed,
+    row_to_object,
+    row_to_part,
+    row_to_ref,
+    row_to_upload,
+    segments_to_json,
+)
+from tunnelmesh.store.metadata import Settle
+from tunnelmesh.store.records import (
+    SYSTEM_BUCKET,
+    Bucket,
+    CompletedUpload,
+    ObjectRecord,
+    ObjectRef,
+    Part,
+    Upload,
+)
+
+log = logging.getLogger("tunnelmesh.store")
+T = TypeVar("T")
+Conn = psycopg.Connection[Row]
+
+# a write that lost a race is run again, this many times in all
+WRITE_ATTEMPTS = 8
+_RETRIED = (errors.SerializationFailure, errors.DeadlockDetected, errors.UniqueViolation)
+
+_BUCKET_COLS = "name, owner, created, region, quota, used, objects, mpu_used"
+_PEERS_USED = "SELECT COALESCE(SUM(used + mpu_used), 0) FROM buckets WHERE name <> %s"
+
+
+def redact(conninfo: str) -> str:
+    """The connection string with its password replaced by `***` (URI or key=value form), for logs."""
+    if "://" in conninfo:
+        parts = urllib.parse.urlsplit(conninfo)
+        netloc = parts.netloc
+        if "@" in netloc:
+            user, _, host = netloc.rpartition("@")
+            if ":" in user:
+                user = user.split(":", 1)[0] + ":***"
+            netloc = f"{user}@{host}"
+        query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return re.sub(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", conninfo)
+
+
+class PgTx:
+    """MetaReads and MetaTx over one connection. `writing`: inside a write's transaction, where a read of
+    one row by its key locks it (see the module docstring)."""
+
+    def __init__(self, conn: Conn, writing: bool) -> None:
+        self.c = conn
+        self._lock = " FOR UPDATE" if writing else ""
+
+    def _one(self, sql: str, args: tuple[Any, ...]) -> Row | None:
+        return self.c.execute(sql, args).fetchone()
+
+    def _all(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[Row]:
+        return self.c.execute(sql, args).fetchall()
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """One snapshot for a method of several statements (nothing to do inside a transaction already)."""
+        if self.c.info.transaction_status != TransactionStatus.IDLE:
+            yield
+            return
+        with self.c.transaction():
+            self.c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
+
+    # ---- reads ---------------------------------------------------------------------------
+
+    def bucket(self, name: str) -> Bucket | None:
+        r = self._one(f"SELECT {_BUCKET_COLS} FROM buckets WHERE name = %s{self._lock}", (name,))
+        return Bucket(*r) if r else None
+
+    def buckets(self) -> list[Bucket]:
+        return [Bucket(*r) for r in self._all(f"SELECT {_BUCKET_COLS} FROM buckets ORDER BY name")]
+
+    def store_used(self) -> int:
+        r = self._one(_PEERS_USED, (SYSTEM_BUCKET,))
+        return int(r[0]) if r else 0
+
+    def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
+        r = self._one(f"SELECT {OBJ_COLS} FROM objects WHERE bucket = %s AND key = %s{self._lock}", (bucket, key))
+        return row_to_object(r) if r else None
+
+    def object_ref(self, bucket: str, key: str) -> ObjectRef | None:
+        r = self._one(f"SELECT {REF_COLS} FROM objects WHERE bucket = %s AND key = %s{self._lock}", (bucket, key))
+        return row_to_ref(r) if r else None
+
+    def scan_objects(
+        self, bucket: str, start: str, inclusive: bool, end: str | None, limit: int
+    ) -> Iterator[ObjectRecord]:
+        sql = f"SELECT {LIST_COLS} FROM objects WHERE bucket = %s AND key {'>=' if inclusive else '>'} %s"
+        args: list[object] = [bucket, start]
+        if end is not None:
+            sql += " AND key < %s"
+            args.append(end)
+        sql += " ORDER BY key LIMIT %s"
+        args.append(limit)
+        # the rows arrive at once (LIMIT bounds them); the records are built as the caller iterates
+        return (row_to_listed(r) for r in self.c.execute(sql, args))
+
+    def upload(self, upload_id: str) -> Upload | None:
+        r = self._one(f"SELECT {UPLOAD_COLS} FROM uploads WHERE upload_id = %s{self._lock}", (upload_id,))
+        return row_to_upload(r) if r else None
+
+    def upload_last_active(self, upload_id: str) -> float | None:
+        r = self._one(f"SELECT last_active FROM uploads WHERE upload_id = %s{self._lock}", (upload_id,))
+        return float(r[0]) if r else None
+
+    def parts(self, upload_id: str, after: int, limit: int) -> list[Part]:
+        rows = self._all(
+            f"SELECT {PART_COLS} FROM parts WHERE upload_id = %s AND part_number > %s ORDER BY part_number LIMIT %s",
+            (upload_id, after, limit),
+        )
+        return [row_to_part(r) for r in rows]
+
+    def list_uploads(
+        self, bucket: str, prefix: str, key_marker: str, upload_id_marker: str, limit: int
+    ) -> list[Upload]:
+        end = prefix_successor(prefix) if prefix else None
+        rows = self._all(
+            f"SELECT {UPLOAD_COLS} FROM uploads WHERE bucket = %s AND key >= %s "
+            "AND (%s::text IS NULL OR key < %s) "
+            "AND (key > %s OR (key = %s AND upload_id > %s)) ORDER BY key, upload_id LIMIT %s",
+            (bucket, prefix, end, end, key_marker, key_marker, upload_id_marker, limit),
+        )
+        return [row_to_upload(r) for r in rows]
+
+    def pending_uploads(self) -> dict[str, int]:
+        return {r[0]: int(r[1]) for r in self._all("SELECT bucket, COUNT(*) FROM uploads GROUP BY bucket")}
+
+    def stale_uploads(self, cutoff: float, limit: int) -> list[Upload]:
+        rows = self._all(
+            f"SELECT {UPLOAD_COLS} FROM uploads WHERE last_active < %s ORDER BY last_active LIMIT %s", (cutoff, limit)
+        )
+        return [row_to_upload(r) for r in rows]
+
+    def completed_upload(self, bucket: str, key: str, upload_id: str) -> CompletedUpload | None:
+        r = self._one(
+            "SELECT etag, parts, checksums FROM completed_uploads WHERE upload_id = %s AND bucket = %s AND key = %s",
+            (upload_id, bucket, key),
+        )
+        return CompletedUpload(r[0], r[1], json.loads(r[2] or "{}")) if r else None
+
+    def freed_before(self, t: float, limit: int | None) -> list[str]:
+        # LIMIT NULL: no limit
+        rows = self._all(
+            "SELECT blob FROM freed_blobs WHERE freed_at < %s ORDER BY freed_at, blob LIMIT %s", (t, limit)
+        )
+        return [r[0] for r in rows]
+
+    def count_usage(self) -> dict[str, tuple[int, int, int]]:
+        with self._snapshot():
+            objects = {
+                r[0]: (int(r[1]), int(r[2]))
+                for r in self._all("SELECT bucket, SUM(size), COUNT(*) FROM objects GROUP BY bucket")
+            }
+            parts = {
+                r[0]: int(r[1])
+                for r in self._all(
+                    "SELECT u.bucket, SUM(p.size) FROM parts p JOIN uploads u USING (upload_id) GROUP BY u.bucket"
+                )
+            }
+        return {b: (*objects.get(b, (0, 0)), parts.get(b, 0)) for b in objects.keys() | parts.keys()}
+
+    def referenced_blobs(self, tags: Collection[str] | None = None) -> set[str]:
+        # a Complete moves blobs from parts to an object: both tables must be read in one snapshot
+        with self._snapshot():
+            return self._referenced_blobs(tags)
+
+    def _referenced_blobs(self, tags: Collection[str] | None) -> set[str]:
+        refs: set[str] = set()
+        if tags is None:
+            for (segs,) in self._all("SELECT segments FROM objects WHERE segments <> '[]'"):
+                refs.update(seg[0] for seg in json.loads(segs))
+            refs.update(r[0] for r in self._all("SELECT blob FROM parts"))
+            return refs
+        wanted = sorted(set(tags))
+        if not wanted:
+            return refs
+        n = len(wanted[0])
+        if any(len(t) != n for t in wanted):
+            raise ValueError("writer tags of different lengths")
+        # only the objects whose segments contain a tag followed by the quote closing an id are decoded
+        # (a superset: an md5 may end alike, filtered below)
+        rows = self._all(
+            "SELECT segments FROM objects WHERE segments <> '[]' "
+            "AND EXISTS (SELECT 1 FROM unnest(%s::text[]) AS t(s) WHERE strpos(segments, t.s) > 0)",
+            ([t + '"' for t in wanted],),
+        )
+        for (segs,) in rows:
+            refs.update(seg[0] for seg in json.loads(segs) if seg[0][-n:] in wanted)
+        refs.update(r[0] for r in self._all("SELECT blob FROM parts WHERE right(blob, %s) = ANY(%s)", (n, wanted)))
+        return refs
+
+    # ---- writes (inside a write's transaction) --------------------------------------------
+
+    def lock_bucket(self, name: str) -> Bucket | None:
+        r = self._one(f"SELECT {_BUCKET_COLS} FROM buckets WHERE name = %s FOR UPDATE", (name,))
+        return Bucket(*r) if r else None
+
+    def lock_store(self) -> int:
+        self.c.execute("SELECT id FROM store_lock WHERE id = 1 FOR UPDATE")
+        # a statement of its own, after the lock: READ COMMITTED shows it every admission committed before
+        return self.store_used()
+
+    def insert_bucket(self, bucket: Bucket) -> None:
+        self.c.execute(
+            f"INSERT INTO buckets({_BUCKET_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                bucket.name,
+                bucket.owner,
+                bucket.created,
+                bucket.region,
+                bucket.quota,
+                bucket.used,
+                bucket.objects,
+                bucket.mpu_used,
+            ),
+        )
+
+    def delete_bucket(self, name: str) -> None:
+        self.c.execute("DELETE FROM buckets WHERE name = %s", (name,))
+
+    def set_quota(self, name: str, quota: int | None) -> None:
+        self.c.execute("UPDATE buckets SET quota = %s WHERE name = %s", (quota, name))
+
+    def add_usage(self, name: str, used: int = 0, objects: int = 0, mpu_used: int = 0) -> None:
+        self.c.execute(
+            "UPDATE buckets SET used = used + %s, objects = objects + %s, mpu_used = mpu_used + %s WHERE name = %s",
+            (used, objects, mpu_used, name),
+        )
+
+    def put_object(self, rec: ObjectRecord) -> None:
+        self.c.execute(
+            f"INSERT INTO objects({OBJ_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (bucket, key) DO UPDATE SET size = EXCLUDED.size, etag = EXCLUDED.etag, "
+            "mtime = EXCLUDED.mtime, headers = EXCLUDED.headers, checksums = EXCLUDED.checksums, "
+            "segments = EXCLUDED.segments, owner = EXCLUDED.owner, data = EXCLUDED.data",
+            (
+                rec.bucket,
+                rec.key,
+                rec.size,
+                rec.etag,
+                rec.mtime,
+                json.dumps(rec.headers),
+                json.dumps(rec.checksums),
+                segments_to_json(rec.segments),
+                rec.owner,
+                rec.data,
+            ),
+        )
+
+    def delete_object(self, bucket: str, key: str) -> ObjectRef | None:
+        r = self._one(f"DELETE FROM objects WHERE bucket = %s AND key = %s RETURNING {REF_COLS}", (bucket, key))
+        return row_to_ref(r) if r else None
+
+    def delete_objects_in(self, bucket: str) -> list[ObjectRef]:
+        rows = self._all(f"DELETE FROM objects WHERE bucket = %s RETURNING {REF_COLS}", (bucket,))
+        return [row_to_ref(r) for r in rows]
+
+    def insert_upload(self, up: Upload) -> None:
+        self.c.execute(
+            f"INSERT INTO uploads({UPLOAD_COLS}, last_active) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                up.upload_id,
+                up.bucket,
+                up.key,
+                up.initiated,
+                up.owner,
+                json.dumps(up.headers),
+                up.checksum_algorithm,
+                up.checksum_type,
+                up.initiated,
+            ),
+        )
+
+    def touch_upload(self, upload_id: str, t: float) -> bool:
+        cur = self.c.execute(
+            "UPDATE uploads SET last_active = GREATEST(last_active, %s) WHERE upload_id = %s", (t, upload_id)
+        )
+        return cur.rowcount == 1
+
+    def put_part(self, upload_id: str, part: Part) -> None:
+        self.c.execute(
+            f"INSERT INTO parts(upload_id, {PART_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (upload_id, part_number) DO UPDATE SET size = EXCLUDED.size, etag = EXCLUDED.etag, "
+            "mtime = EXCLUDED.mtime, blob = EXCLUDED.blob, checksums = EXCLUDED.checksums",
+            (upload_id, part.part_number, part.size, part.etag, part.mtime, part.blob, json.dumps(part.checksums)),
+        )
+
+    def delete_upload(self, upload_id: str) -> list[Part]:
+        rows = self._all(
+            "DELETE FROM parts WHERE upload_id = %s RETURNING part_number, size, etag, mtime, blob", (upload_id,)
+        )
+        self.c.execute("DELETE FROM uploads WHERE upload_id = %s", (upload_id,))
+        return [Part(*r) for r in rows]
+
+    def put_completed(self, upload_id: str, bucket: str, key: str, done: CompletedUpload, mtime: float) -> None:
+        self.c.execute(
+            "INSERT INTO completed_uploads(upload_id, bucket, key, etag, parts, mtime, checksums) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (upload_id) DO UPDATE SET bucket = EXCLUDED.bucket, "
+            "key = EXCLUDED.key, etag = EXCLUDED.etag, parts = EXCLUDED.parts, mtime = EXCLUDED.mtime, "
+            "checksums = EXCLUDED.checksums",
+            (upload_id, bucket, key, done.etag, done.parts_sig, mtime, json.dumps(done.checksums)),
+        )
+
+    def forget_completed(self, *, bucket: str | None = None, before: float | None = None) -> None:
+        if bucket is not None:
+            self.c.execute("DELETE FROM completed_uploads WHERE bucket = %s", (bucket,))
+        if before is not None:
+            self.c.execute("DELETE FROM completed_uploads WHERE mtime < %s", (before,))
+
+    def queue_freed(self, blob_ids: Collection[str], at: float) -> None:
+        if blob_ids:
+            self.c.execute(
+                "INSERT INTO freed_blobs(blob, freed_at) SELECT b, %s FROM unnest(%s::text[]) AS t(b) "
+                "ON CONFLICT (blob) DO NOTHING",
+                (at, list(blob_ids)),
+            )
+
+    def forget_freed(self, blob_ids: Collection[str]) -> None:
+        if blob_ids:
+            self.c.execute("DELETE FROM freed_blobs WHERE blob = ANY(%s)", (list(blob_ids),))
+
+
+class PgMeta:
+    """The MetaBackend on a PostgreSQL database (any libpq connection string)."""
+
+    def __init__(self, pool: ConnectionPool[Conn], workers: int) -> None:
+        self._pool = pool
+        # one thread per pooled connection: a function never waits for a connection while holding a thread
+        self._threads = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="pg-meta")
+
+    @classmethod
+    def open(cls, conninfo: str, pool_size: int = 4) -> PgMeta:
+        """A pool of up to `pool_size` connections to the database, created or upgraded to this code's schema
+        first (raises SchemaTooNew for a newer release's database)."""
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            pg_schema.migrate(conn)
+        pool: ConnectionPool[Conn] = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True},
+            open=True,
+            name="tunnelmesh-meta",
+        )
+        return cls(pool, pool_size)
+
+    async def read(self, fn: Callable[[PgTx], T], snapshot: bool = False) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self._read, fn, snapshot)
+
+    def _read(self, fn: Callable[[PgTx], T], snapshot: bool) -> T:
+        with self._pool.connection() as conn:
+            tx = PgTx(conn, writing=False)
+            if not snapshot:
+                return fn(tx)
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                return fn(tx)
+
+    async def write(self, fn: Callable[[PgTx], T], settle: Settle | None = None) -> T:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        job = self._threads.submit(self._write, fn)
+        # settled on the loop even if the caller was cancelled meanwhile: the write goes on regardless
+        job.add_done_callback(lambda done: loop.call_soon_threadsafe(_settle, fut, done, settle))
+        return await fut
+
+    def _write(self, fn: Callable[[PgTx], T]) -> T:
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                with self._pool.connection() as conn, conn.transaction():
+                    return fn(PgTx(conn, writing=True))
+            except _RETRIED as e:
+                if attempt == WRITE_ATTEMPTS:
+                    raise WriteFailed("metadata") from e
+                # jittered, growing: racers that collided once do not collide again in step
+                time.sleep(random.uniform(0, 0.002 * 2**attempt))
+            except psycopg.Error as e:
+                raise WriteFailed("metadata") from e
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=True)
+        self._pool.close()
+
+
+def _settle(fut: asyncio.Future[T], done: concurrent.futures.Future[T], settle: Settle | None) -> None:
+    err = done.exception()
+    ok = err is None
+    value: Any = done.result() if ok else err
+    if settle is not None:
+        try:
+            settle(ok, value)
+        except Exception:
+            log.exception("cleanup after a commit failed")
+    if fut.cancelled():
+        return
+    if err is None:
+        fut.set_result(value)
+    else:
+        fut.set_exception(err)

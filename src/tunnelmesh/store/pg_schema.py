@@ -1,0 +1,112 @@
+"""The PostgreSQL metadata schema, versioned in a `schema_version` table.
+
+MIGRATIONS[n - 1] takes a database from version n - 1 to n (append only, as store/migrations.py's for
+SQLite); a new database runs them all. `migrate` runs the pending ones in one transaction (DDL is
+transactional in PostgreSQL): a crash half-way leaves the database at its old version.
+
+Two coordinators starting at once migrate one after the other: the migrating transaction first locks
+the one row of `schema_version` (`SELECT ... FOR UPDATE`), and the second reads the version only once the
+first has committed. A row lock rather than `LOCK TABLE` or an advisory lock, because CockroachDB and
+YugabyteDB lack those but all three have `FOR UPDATE`.
+
+The tables mirror SQLite's (store/migrations.py) column for column, so rows read back through the same
+decoders (store/meta_rows.py). Keys are `TEXT COLLATE "C"`: compared by their UTF-8 bytes, S3's order,
+whatever the database's default collation. Times are DOUBLE PRECISION (the float seconds the records
+carry, exactly), sizes BIGINT, inline object bytes BYTEA, JSON fields TEXT in SQLite's encoding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import errors
+
+from tunnelmesh.store.migrations import SchemaTooNew
+
+_V1_BASE = (
+    """CREATE TABLE buckets(
+    name TEXT COLLATE "C" PRIMARY KEY, owner TEXT NOT NULL, created DOUBLE PRECISION NOT NULL,
+    region TEXT NOT NULL, quota BIGINT, used BIGINT NOT NULL DEFAULT 0, objects BIGINT NOT NULL DEFAULT 0,
+    mpu_used BIGINT NOT NULL DEFAULT 0)""",
+    """CREATE TABLE objects(
+    bucket TEXT COLLATE "C" NOT NULL, key TEXT COLLATE "C" NOT NULL, size BIGINT NOT NULL, etag TEXT NOT NULL,
+    mtime DOUBLE PRECISION NOT NULL, headers TEXT NOT NULL, checksums TEXT NOT NULL, segments TEXT NOT NULL,
+    owner TEXT NOT NULL, data BYTEA, PRIMARY KEY(bucket, key))""",
+    """CREATE TABLE uploads(
+    upload_id TEXT COLLATE "C" PRIMARY KEY, bucket TEXT COLLATE "C" NOT NULL, key TEXT COLLATE "C" NOT NULL,
+    initiated DOUBLE PRECISION NOT NULL, owner TEXT NOT NULL, headers TEXT NOT NULL, checksum_algorithm TEXT,
+    checksum_type TEXT, last_active DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX uploads_by_key ON uploads(bucket, key, upload_id)",
+    "CREATE INDEX uploads_by_activity ON uploads(last_active)",
+    """CREATE TABLE parts(
+    upload_id TEXT COLLATE "C" NOT NULL, part_number INTEGER NOT NULL, size BIGINT NOT NULL, etag TEXT NOT NULL,
+    mtime DOUBLE PRECISION NOT NULL, blob TEXT NOT NULL, checksums TEXT NOT NULL,
+    PRIMARY KEY(upload_id, part_number))""",
+    """CREATE TABLE completed_uploads(
+    upload_id TEXT COLLATE "C" PRIMARY KEY, bucket TEXT COLLATE "C" NOT NULL, key TEXT COLLATE "C" NOT NULL,
+    etag TEXT NOT NULL, parts TEXT NOT NULL, mtime DOUBLE PRECISION NOT NULL, checksums TEXT)""",
+    # every Complete forgets the old ones by time, a bucket's deletion by bucket: neither scans the table
+    "CREATE INDEX completed_by_mtime ON completed_uploads(mtime)",
+    "CREATE INDEX completed_by_bucket ON completed_uploads(bucket)",
+    'CREATE TABLE freed_blobs(blob TEXT COLLATE "C" PRIMARY KEY, freed_at DOUBLE PRECISION NOT NULL)',
+    "CREATE INDEX freed_blobs_by_time ON freed_blobs(freed_at)",
+    # one row that quota admission locks (MetaTx.lock_store): growing writes queue on it, so the SUM each
+    # reads afterwards includes every admission before it
+    "CREATE TABLE store_lock(id INTEGER PRIMARY KEY CHECK (id = 1))",
+    "INSERT INTO store_lock VALUES (1)",
+)
+
+# Append only: never edit or reorder a released migration (databases have already run it).
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1_BASE,)
+LATEST = len(MIGRATIONS)
+
+_VERSION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_version(id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)"
+)
+
+
+def version(conn: psycopg.Connection[Any]) -> int:
+    """The database's schema version (0: never migrated)."""
+    r = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+    if r is None or not r[0]:
+        return 0
+    v = conn.execute("SELECT version FROM schema_version WHERE id = 1").fetchone()
+    return int(v[0]) if v else 0
+
+
+def migrate(conn: psycopg.Connection[Any]) -> int:
+    """Bring the database to LATEST; returns the version it was at. Idempotent. Raises SchemaTooNew.
+
+    `conn` must be in autocommit mode with no transaction open."""
+    found = version(conn)
+    if found > LATEST:
+        raise SchemaTooNew(found, LATEST)
+    if found == LATEST:
+        return found
+    _create_version_row(conn)
+    with conn.transaction():
+        # the second of two coordinators starting at once waits here, then finds nothing to do
+        row = conn.execute("SELECT version FROM schema_version WHERE id = 1 FOR UPDATE").fetchone()
+        found = int(row[0]) if row else 0
+        if found > LATEST:
+            raise SchemaTooNew(found, LATEST)
+        for step in MIGRATIONS[found:]:
+            for stmt in step:
+                conn.execute(stmt)
+        conn.execute("UPDATE schema_version SET version = %s WHERE id = 1", (LATEST,))
+    return found
+
+
+def _create_version_row(conn: psycopg.Connection[Any]) -> None:
+    """The version table and its row, at version 0 if new. Two sessions racing through CREATE TABLE IF NOT
+    EXISTS can still collide in the catalog (a unique violation): the loser finds the table on its retry."""
+    for attempt in range(3):
+        try:
+            with conn.transaction():
+                conn.execute(_VERSION_TABLE)
+                conn.execute("INSERT INTO schema_version(id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING")
+            return
+        except (errors.UniqueViolation, errors.DuplicateTable):
+            if attempt == 2:
+                raise

@@ -1,0 +1,47 @@
+"""A real PostgreSQL for the tests: one pgserver instance (PostgreSQL 16, shipped as a wheel) per pytest
+process, started in a temporary directory on first use and stopped and deleted at exit, and a fresh empty
+database per call, so that every test that asks for one is isolated from the others."""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+import threading
+import warnings
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+with warnings.catch_warnings():
+    # pgserver asks platformdirs for a runtime dir, which warns where XDG_RUNTIME_DIR is unset (CI, containers)
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+    import pgserver
+
+_lock = threading.Lock()
+_server: pgserver.PostgresServer | None = None
+_numbers = itertools.count()
+
+
+def _admin_uri() -> str:
+    global _server
+    with _lock:
+        if _server is None:
+            # cleanup_mode "delete": pgserver stops the server and removes the directory at exit
+            server = pgserver.get_server(tempfile.mkdtemp(prefix="tm-pg-"), cleanup_mode="delete")
+            with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+                # a throw-away server: durability against power loss buys the tests nothing, and without
+                # fsync a CREATE DATABASE and each commit cost a fraction of the time
+                for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+                    conn.execute(f"ALTER SYSTEM SET {setting} = off")
+                conn.execute("SELECT pg_reload_conf()")
+            _server = server
+        return _server.get_uri()
+
+
+def fresh_database() -> str:
+    """The connection string of a new, empty database on the tests' server."""
+    admin = _admin_uri()
+    name = f"tm_{next(_numbers)}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return make_conninfo(admin, dbname=name)
