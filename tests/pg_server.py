@@ -5,6 +5,8 @@ database per call, so that every test that asks for one is isolated from the oth
 from __future__ import annotations
 
 import itertools
+import signal
+import sys
 import tempfile
 import threading
 import warnings
@@ -35,6 +37,7 @@ def _admin_uri() -> str:
                     conn.execute(f"ALTER SYSTEM SET {setting} = off")
                 conn.execute("SELECT pg_reload_conf()")
             _server = server
+            _exit_on_sigterm()
         return _server.get_uri()
 
 
@@ -45,3 +48,11 @@ def fresh_database() -> str:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return make_conninfo(admin, dbname=name)
+
+
+def _exit_on_sigterm() -> None:
+    """pgserver stops its server from an atexit hook, which a SIGTERM (a CI timeout, `timeout`) would skip,
+    leaving a postgres running: make SIGTERM exit the interpreter normally instead, where nobody else
+    asked for it."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
