@@ -1,9 +1,10 @@
 """The metadata-backend protocol: what the engine needs from a place that keeps buckets, objects,
 uploads and the freed-blob queue, and nothing of how it keeps them.
 
-Three implementations are meant to sit behind it: SQLite (store/sqlite_meta.py, the embedded
-default), in memory (store/memory_meta.py, for component tests), and PostgreSQL (several
-coordinators on one store). All of them pass the same contract tests (tests/unit/test_meta_contract.py).
+Three implementations sit behind it: SQLite (store/sqlite_meta.py, the embedded default), in memory
+(store/memory_meta.py, for component tests), and PostgreSQL (store/pg_meta.py, several coordinators
+on one store). All of them pass the same contract tests (tests/unit/test_meta_contract.py), and the
+rules, listing and component tests run on each (tests/meta_backends.py).
 
 The protocol is primitive on purpose: rows in, rows out. Every rule (preconditions, quota admission,
 usage counters, which blobs a write frees) lives once, in store/commits.py, as a function over a
@@ -11,10 +12,16 @@ usage counters, which blobs a write frees) lives once, in store/commits.py, as a
 
 A transaction is a function, not an `async with` block: `await meta.write(fn)` runs `fn(tx)` in
 one transaction. Two reasons. SQLite's group commit runs many writers' functions in one transaction
-(one fsync for N writes), which a block that awaits in the middle could not join. And a backend
-with optimistic isolation (PostgreSQL's SERIALIZABLE) must re-run a transaction that lost a race,
-which only a function allows. So `fn` must be deterministic over what it reads from `tx` and touch
-nothing else (no I/O, no clocks: pass `now` in).
+(one fsync for N writes), which a block that awaits in the middle could not join. And a networked
+engine must re-run a transaction that lost a race (a deadlock, CockroachDB's serialisation
+failures), which only a function allows. So `fn` must be deterministic over what it reads from `tx`
+and touch nothing else (no I/O; a clock only where a later value is harmless, see Store._commit).
+
+Inside a write, a rule decides on what it reads, so what it reads must not change before it commits:
+every point read of a MetaTx (a bucket, an object, an upload, its last activity, a completed upload)
+locks the row it reads until the transaction ends. SQLite gets that from its one writer at a time;
+PostgreSQL reads with FOR UPDATE under READ COMMITTED (SERIALIZABLE would turn every contended write
+into a retry). `lock_bucket` and `lock_store` are the locks a rule takes before it reads counters.
 
 Reads go through `await meta.read(fn)`: a backend whose reads take microseconds (SQLite, memory) runs
 `fn` inline on the event loop, with no thread hop; a networked one runs it on a pooled connection.
