@@ -66,7 +66,7 @@ def _shape(db: Path) -> tuple[int, list[tuple], dict[str, list[tuple]]]:
 @pytest.mark.parametrize("fixture", DATADIRS)
 def test_a_data_dir_of_an_older_release_keeps_every_record_and_reaches_the_current_schema(tmp_path, fixture) -> None:
     data, man = _copy(fixture, tmp_path)
-    assert _shape(data / "meta.sqlite3")[0] == 0  # made before schema versions
+    assert _shape(data / "meta.sqlite3")[0] < migrations.LATEST  # made by an older release
     c = start_coordinator(tmp_path, data_dir=data, token=man["admin_token"])
     try:
         s3 = c.client()

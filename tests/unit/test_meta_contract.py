@@ -808,6 +808,30 @@ def test_freed_queue_by_time_then_id_first_time_kept(backend: MetaBackend) -> No
     run(scenario())
 
 
+def test_a_writer_tag_is_given_once_whichever_node_asks(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        assert await write(backend, lambda tx: tx.claim_writer_tag("0000aaaa", "node-1", 1.0)) is True
+        assert await write(backend, lambda tx: tx.claim_writer_tag("0000bbbb", "node-1", 2.0)) is True
+        assert await write(backend, lambda tx: tx.claim_writer_tag("0000cccc", "node-2", 3.0)) is True
+        # taken: by another node, or by the same one again
+        assert await write(backend, lambda tx: tx.claim_writer_tag("0000aaaa", "node-2", 4.0)) is False
+        assert await write(backend, lambda tx: tx.claim_writer_tag("0000cccc", "node-2", 5.0)) is False
+        assert sorted(await read(backend, lambda r: r.writer_tags("node-1"))) == ["0000aaaa", "0000bbbb"]
+        assert await read(backend, lambda r: r.writer_tags("node-2")) == ["0000cccc"]
+        assert await read(backend, lambda r: r.writer_tags("node-3")) == []
+
+        def claim_then_fail(tx: MetaTx) -> None:
+            assert tx.claim_writer_tag("0000dddd", "node-1", 6.0)
+            raise ValueError("refused")
+
+        with pytest.raises(ValueError):
+            await write(backend, claim_then_fail)
+        # a claim rolled back was never made
+        assert await write(backend, lambda tx: tx.claim_writer_tag("0000dddd", "node-3", 7.0)) is True
+
+    run(scenario())
+
+
 TAG_A, TAG_B = "aaaa0001", "bbbb0002"
 
 

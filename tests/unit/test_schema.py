@@ -83,10 +83,12 @@ PRE_VERSIONING = {
 
 def test_a_new_database_lands_at_the_latest_version_with_every_table(fresh) -> None:
     version, objects, cols = fresh
-    assert version == migrations.LATEST == len(migrations.MIGRATIONS) == 6
-    assert set(cols) == {"buckets", "objects", "uploads", "parts", "completed_uploads", "freed_blobs"}
+    assert version == migrations.LATEST == len(migrations.MIGRATIONS) == 7
+    tables = {"buckets", "objects", "uploads", "parts", "completed_uploads", "freed_blobs", "writer_tags"}
+    assert set(cols) == tables
     assert [c[1] for c in cols["uploads"]][-2:] == ["last_active", "checksum_type"]
-    assert {n for t, n, _ in objects if t == "index"} >= {"uploads_by_activity", "freed_blobs_by_time"}
+    indexes = {"uploads_by_activity", "freed_blobs_by_time", "writer_tags_by_node"}
+    assert {n for t, n, _ in objects if t == "index"} >= indexes
 
 
 @pytest.mark.parametrize("shape", list(PRE_VERSIONING), ids=list(PRE_VERSIONING))

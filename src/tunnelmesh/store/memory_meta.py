@@ -99,6 +99,7 @@ class _State:
     parts: dict[str, dict[int, Part]] = dataclasses.field(default_factory=dict)
     completed: dict[str, _Completed] = dataclasses.field(default_factory=dict)
     freed: dict[str, float] = dataclasses.field(default_factory=dict)
+    writer_tags: dict[str, str] = dataclasses.field(default_factory=dict)  # tag -> node
 
 
 class _Reads:
@@ -214,6 +215,9 @@ class _Reads:
             return refs
         suffixes = tuple(tags)
         return {b for b in refs if b.endswith(suffixes)}
+
+    def writer_tags(self, node: str) -> list[str]:
+        return [tag for tag, owner in self._s().writer_tags.items() if owner == node]
 
 
 class _Tx(_Reads):
@@ -369,6 +373,13 @@ class _Tx(_Reads):
         freed = self._s().freed
         for blob in blob_ids:
             self._pop(freed, blob)
+
+    def claim_writer_tag(self, tag: str, node: str, at: float) -> bool:
+        tags = self._s().writer_tags
+        if tag in tags:
+            return False
+        self._set(tags, tag, node)
+        return True
 
 
 def _restore(d: dict[K, V], k: K, old: V) -> None:

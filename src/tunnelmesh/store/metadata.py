@@ -113,6 +113,10 @@ class MetaReads(Protocol):
         (writer tags, all of one length; see store/blobs.py)."""
         ...
 
+    def writer_tags(self, node: str) -> list[str]:
+        """Every writer tag `node` was ever given (claim_writer_tag), in no particular order."""
+        ...
+
 
 class MetaTx(MetaReads, Protocol):
     """The writes of one transaction, beside its reads. Nothing is checked here (no preconditions,
@@ -181,6 +185,12 @@ class MetaTx(MetaReads, Protocol):
 
     def forget_freed(self, blob_ids: Collection[str]) -> None:
         """Drop queue entries whose files are gone."""
+        ...
+
+    def claim_writer_tag(self, tag: str, node: str, at: float) -> bool:
+        """Give `tag` to a writer of `node`; False if any node ever had it. A tag is never given twice,
+        whichever coordinator asks, so a sweep of a dead writer's blobs by tag can never meet a live
+        writer's (store/blobs.py)."""
         ...
 
 

@@ -102,6 +102,15 @@ def _v6_completed_checksums(c: sqlite3.Connection) -> None:
     _add_column(c, "completed_uploads", "checksums", "TEXT")
 
 
+def _v7_writer_tags(c: sqlite3.Connection) -> None:
+    """Every writer tag ever given, and by which node (issue 13): a tag is never given twice, across
+    every coordinator sharing the store, so a sweep by tag never meets another's live writer."""
+    c.execute(
+        "CREATE TABLE writer_tags(tag TEXT PRIMARY KEY, node TEXT NOT NULL, claimed_at REAL NOT NULL) WITHOUT ROWID"
+    )
+    c.execute("CREATE INDEX writer_tags_by_node ON writer_tags(node)")
+
+
 # Append only: never edit or reorder a released migration (data dirs have already run it).
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v1_base,
@@ -110,6 +119,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v4_freed_blobs,
     _v5_upload_checksum_type,
     _v6_completed_checksums,
+    _v7_writer_tags,
 )
 LATEST = len(MIGRATIONS)
 

@@ -256,6 +256,9 @@ class PgTx:
         refs.update(r[0] for r in self._all("SELECT blob FROM parts WHERE right(blob, %s) = ANY(%s)", (n, wanted)))
         return refs
 
+    def writer_tags(self, node: str) -> list[str]:
+        return [r[0] for r in self._all("SELECT tag FROM writer_tags WHERE node = %s", (node,))]
+
     # ---- writes (inside a write's transaction) --------------------------------------------
 
     def lock_bucket(self, name: str) -> Bucket | None:
@@ -385,6 +388,13 @@ class PgTx:
     def forget_freed(self, blob_ids: Collection[str]) -> None:
         if blob_ids:
             self.c.execute("DELETE FROM freed_blobs WHERE blob = ANY(%s)", (list(blob_ids),))
+
+    def claim_writer_tag(self, tag: str, node: str, at: float) -> bool:
+        r = self.c.execute(
+            "INSERT INTO writer_tags(tag, node, claimed_at) VALUES (%s, %s, %s) ON CONFLICT (tag) DO NOTHING",
+            (tag, node, at),
+        )
+        return r.rowcount == 1
 
 
 class PgMeta:

@@ -57,8 +57,15 @@ _V1_BASE = (
     "INSERT INTO store_lock VALUES (1)",
 )
 
+# every writer tag ever given, and by which node: never given twice (MetaTx.claim_writer_tag)
+_V2_WRITER_TAGS = (
+    """CREATE TABLE writer_tags(
+    tag TEXT COLLATE "C" PRIMARY KEY, node TEXT COLLATE "C" NOT NULL, claimed_at DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX writer_tags_by_node ON writer_tags(node)",
+)
+
 # Append only: never edit or reorder a released migration (databases have already run it).
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1_BASE,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1_BASE, _V2_WRITER_TAGS)
 LATEST = len(MIGRATIONS)
 
 _VERSION_TABLE = (

@@ -202,6 +202,9 @@ class SqliteTx:
         )
         return refs
 
+    def writer_tags(self, node: str) -> list[str]:
+        return [r[0] for r in self.c.execute("SELECT tag FROM writer_tags WHERE node=?", (node,))]
+
     # ---- writes (inside the group writer's transaction) ----------------------------------
 
     def lock_bucket(self, name: str) -> Bucket | None:
@@ -321,6 +324,10 @@ class SqliteTx:
 
     def forget_freed(self, blob_ids: Collection[str]) -> None:
         self.c.executemany("DELETE FROM freed_blobs WHERE blob=?", ((b,) for b in blob_ids))
+
+    def claim_writer_tag(self, tag: str, node: str, at: float) -> bool:
+        r = self.c.execute("INSERT OR IGNORE INTO writer_tags(tag, node, claimed_at) VALUES (?,?,?)", (tag, node, at))
+        return r.rowcount == 1
 
 
 class SqliteMeta:
