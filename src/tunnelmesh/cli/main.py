@@ -201,6 +201,8 @@ def storage_status(c: Coordinator, as_json: bool) -> None:
     click.echo(
         f"store: {human(d['used'])} of {human(d['max_size'])} ({d['percent']}%), disk free {human(d['disk_free'])}"
     )
+    if d.get("metadata"):
+        click.echo(f"metadata: {d['metadata']}")
     # the coordinator's own records are outside max_size, so they are shown apart
     click.echo(f"coordinator state (_tunnelmesh, not counted in max_size): {human(d.get('system_used'))}")
     click.echo(f"pending multipart uploads: {d['pending_uploads']} holding {human(d['pending_bytes'])}")
