@@ -408,8 +408,8 @@ class PgMeta:
         forever); off for background jobs, whose reads of whole tables may take longer.
 
         A connection the server dropped is discarded by the pool when it is given back (psycopg_pool checks
-        its state) and new ones are made in the background, so service resumes by itself when the
-        database is back.
+        its state), a read that met one runs again on a fresh one, and new ones are made as requests need
+        them, so service resumes by itself within about `timeout` of the database coming back.
         """
         # libpq's connect_timeout is in whole seconds (and below 2 is taken as 2)
         connect: dict[str, Any] = {"connect_timeout": max(2, math.ceil(timeout))}
@@ -424,6 +424,10 @@ class PgMeta:
             max_size=pool_size,
             kwargs={"autocommit": True, **connect},
             timeout=timeout,
+            # a connection attempt that keeps failing (the server is down) is given up after this long, and the
+            # next request starts a fresh one at once: the pool's backoff would otherwise grow with the outage
+            # (1 s, 2 s, 4 s ...) and hold service back that long after the server is back
+            reconnect_timeout=timeout,
             open=True,
             name="tunnelmesh-meta",
         )
