@@ -230,7 +230,7 @@ def parse_metadata(s3: dict[str, Any]) -> MetaConfig:
     uri: Any = os.environ.get(METADATA_ENV) or s3.get("metadata")
     key = f"${METADATA_ENV}" if os.environ.get(METADATA_ENV) else "s3.metadata"
     if uri is not None:
-        if not isinstance(uri, str) or not re.match(r"(?i)^postgres(ql)?://", uri.strip()):
+        if not isinstance(uri, str) or not re.match(r"^postgres(ql)?://", uri.strip()):
             raise ConfigError(f"{key}: expected a postgresql:// or postgres:// URI (or no key for SQLite in data_dir)")
         uri = uri.strip()
         try:

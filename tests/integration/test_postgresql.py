@@ -8,7 +8,10 @@ stay up for the other tests), so the outage test can stop and start it."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,7 +23,7 @@ import pytest
 import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from conftest import Coordinator, start_coordinator, wait_until
+from conftest import Coordinator, free_port, start_coordinator, wait_until
 from pg_server import PrivateServer
 
 MIB = 1024 * 1024
@@ -260,3 +263,25 @@ def test_sqlite_stays_the_default_and_status_names_its_file(coordinator: Coordin
     r = coordinator.cli("storage", "status", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["metadata"] == f"sqlite {(coordinator.data_dir / 'meta.sqlite3').resolve()}"
+
+
+def test_a_coordinator_whose_database_cannot_be_reached_refuses_to_start_saying_why(tmp_path: Path) -> None:
+    password = f"pw{secrets.token_hex(12)}"
+    config = tmp_path / "c.yaml"
+    config.write_text(f"listen: 127.0.0.1:{free_port()}\ns3:\n  data_dir: {tmp_path / 'd'}\n  listen: ''\n")
+    env = dict(
+        os.environ,
+        TUNNELMESH_ADMIN_TOKEN=secrets.token_urlsafe(24),
+        TUNNELMESH_S3_METADATA=f"postgresql://tm:{password}@/tm?host={tmp_path / 'no-server-here'}",
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "tunnelmesh", "coordinator", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=NO_HANG,
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "tunnelmesh: the metadata database is unavailable: " in r.stderr and "no-server-here" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert password not in r.stdout + r.stderr

@@ -37,6 +37,7 @@ def cli() -> None:
 def coordinator(config_path: Path | None, allow_public: bool) -> None:
     """Run the coordinator and its S3 API."""
     from tunnelmesh import config, server
+    from tunnelmesh.store.errors import Unavailable
     from tunnelmesh.store.migrations import SchemaError
 
     try:
@@ -49,6 +50,11 @@ def coordinator(config_path: Path | None, allow_public: bool) -> None:
     except SchemaError as e:
         click.echo(f"tunnelmesh: {e}", err=True)
         sys.exit(2)
+    except Unavailable as e:
+        # libpq's reason (it names the host or socket, never the password): the operator's first clue
+        cause = str(e.__cause__).splitlines()[0] if e.__cause__ else ""
+        click.echo(f"tunnelmesh: {e}" + (f": {cause}" if cause else ""), err=True)
+        sys.exit(1)
     sys.exit(code)
 
 
