@@ -19,6 +19,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
     import pgserver
     from pgserver._commands import pg_ctl
+    from pgserver.utils import PostmasterInfo
 
 _lock = threading.Lock()
 _server: pgserver.PostgresServer | None = None
@@ -91,8 +92,12 @@ class PrivateServer:
         pg_ctl(args, pgdata=self.server.pgdata, user=self.server.system_user, timeout=30)
 
     def close(self) -> None:
-        """Stop it (if running) and delete its directory. Stopped here, not by pgserver's cleanup, which
-        only knows the process it started first (not one `start` started since)."""
-        if (self.server.pgdata / "postmaster.pid").exists():
+        """Stop it (if running) and delete its directory. A server `start` started is stopped here:
+        pgserver's cleanup only knows the process it started first."""
+        if (self.server.pgdata / "postmaster.pid").exists() and self.server.get_pid() != self._current_pid():
             self.stop()
         self.server.cleanup()
+
+    def _current_pid(self) -> int | None:
+        info = PostmasterInfo.read_from_pgdata(self.server.pgdata)
+        return info.pid if info is not None else None
