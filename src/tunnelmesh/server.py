@@ -297,7 +297,6 @@ def run(settings: Settings) -> int:
 
 def _run_locked(settings: Settings) -> int:
     check_ports_free(settings)
-    log.info("metadata: %s", settings.metadata.describe(settings.data_dir))
     sweep_before = prepare_data_dir(settings.data_dir, settings.metadata)
     blobs = BlobStore(settings.data_dir)
     token, source = admin_token(settings.data_dir, create=True)
@@ -334,6 +333,7 @@ def _run_locked(settings: Settings) -> int:
     if settings.s3_listen is not None:
         log.info("S3 API at http://%s", settings.s3_listen)
     log.info("%d workers; data in %s, max_size %d bytes", count, settings.data_dir.resolve(), settings.max_size)
+    log.info("metadata: %s", settings.metadata.describe(settings.data_dir))  # its password redacted
     # after a crash an orphan sweep runs beside the workers; until it has finished, no stop is
     # clean (the next start must sweep again)
     sweeper = _spawn_sweeper(settings, sweep_before) if sweep_before is not None else None
