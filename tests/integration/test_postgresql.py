@@ -233,6 +233,10 @@ def test_database_down_answers_503_quickly_and_service_resumes_by_itself(
             assert answer(fn)[:2] == (200, ""), f"{name} after the database came back"
         assert ps3.get_object(Bucket="outage", Key="k2")["Body"].read() == b"during"
         assert c.proc.poll() is None and "a worker exited" not in c.log()
+        # the background duties say it once per outage, and that it is over, without a traceback
+        c.wait_for_log(r"reaper: the metadata database is back")
+        assert c.log().count("reaper: the metadata database is unavailable") == 1
+        assert "Traceback" not in c.log()
         status = c.cli("storage", "status")
         assert status.returncode == 0, status.stderr
     finally:

@@ -48,7 +48,7 @@ from tunnelmesh.store import scrub as scrub_mod
 from tunnelmesh.store.backends import SQLITE, MetaConfig, open_meta, run_on
 from tunnelmesh.store.blobs import Blobs, BlobStore, BlobWriter
 from tunnelmesh.store.datadir import DataDir
-from tunnelmesh.store.errors import NoRoom, NoSuchKey, ObjectTooLarge, PreconditionFailed
+from tunnelmesh.store.errors import NoRoom, NoSuchKey, ObjectTooLarge, PreconditionFailed, Unavailable
 from tunnelmesh.store.metadata import MetaBackend, MetaReads, MetaTx
 from tunnelmesh.store.records import (
     SYSTEM_BUCKET,
@@ -264,13 +264,23 @@ class Store:
 
     async def reap_forever(self, interval: float = REAP_INTERVAL_SECONDS) -> None:
         """The worker's reaper: runs until cancelled."""
+        down = False
         while True:
             # jitter spreads the workers' turns, so they rarely unlink the same batch together
             await asyncio.sleep(interval * random.uniform(0.75, 1.25))
             try:
                 await self.reap()
+            except Unavailable:
+                # one line per outage, not a traceback a second: the requests failing meanwhile say it too
+                if not down:
+                    log.warning("reaper: the metadata database is unavailable; retrying")
+                down = True
+                continue
             except Exception:
                 log.exception("reaping freed blobs failed")
+            if down:
+                log.info("reaper: the metadata database is back")
+                down = False
 
     def close(self) -> None:
         # queued blobs stay queued: other workers may still read them; the supervisor frees the
