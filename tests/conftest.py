@@ -169,8 +169,14 @@ def wait_for_port(port: int, proc: subprocess.Popen, log_path: Path, timeout: fl
 
 
 def start_coordinator(
-    tmp: Path, extra_yaml: str = "", token: str | None = None, data_dir: Path | None = None, workers: int = 2
+    tmp: Path,
+    extra_yaml: str = "",
+    token: str | None = None,
+    data_dir: Path | None = None,
+    workers: int = 2,
+    env: dict[str, str] | None = None,
 ) -> Coordinator:
+    """`extra_yaml` is appended after the s3 block (indent it to add s3 keys); `env`: more variables."""
     port, s3_port = free_port(), free_port()
     data_dir = data_dir or tmp / "data"
     token = token or secrets.token_urlsafe(24)
@@ -180,7 +186,7 @@ def start_coordinator(
         + extra_yaml
     )
     log_path = tmp / f"coordinator-{port}.log"
-    env = dict(os.environ, TUNNELMESH_ADMIN_TOKEN=token)
+    env = dict(os.environ, TUNNELMESH_ADMIN_TOKEN=token, **(env or {}))
     proc = subprocess.Popen(
         [sys.executable, "-m", "tunnelmesh", "coordinator", "--config", str(config)],
         stdout=log_path.open("wb"),

@@ -18,6 +18,7 @@ from tunnelmesh.s3.ops.common import Context
 from tunnelmesh.s3.request import Principal
 from tunnelmesh.server import ADMIN_ACCESS_KEY
 from tunnelmesh.store import expiry
+from tunnelmesh.store.backends import open_meta
 from tunnelmesh.store.engine import Store
 
 S3_PREFIX = b"/s3"
@@ -35,13 +36,13 @@ class Apps:
 
 
 def build(settings: Settings, admin_token: str) -> Apps:
-    store = Store(settings.data_dir, settings.max_size)
+    store = Store(settings.data_dir, settings.max_size, meta=open_meta(settings.data_dir, settings.metadata))
     store.upload_refresh = expiry.refresh_interval(settings.stale_upload_expiry)
     state = SystemState(store)
     peers = PeerRegistry(state, Identity(Principal(ADMIN_ACCESS_KEY, is_admin=True), admin_token))
     api = S3Api(Context(store, settings.region, settings.limits.max_object_size), peers)
     limits = settings.limits
-    admin = AdminApi(state, peers, settings.region)
+    admin = AdminApi(state, peers, settings.region, settings.metadata.describe(settings.data_dir))
     # the bound on S3 work in flight: the HTTP server's own bound counts open connections, idle ones
     # too, so it is set high and this one, shared by both listeners, keeps a greedy client from piling
     # up work. The admin API takes no slot, so no S3 traffic can keep the admin from revoking a peer:

@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from tunnelmesh.store.backends import MetaConfig
+
 
 class ConfigError(Exception):
     """A bad configuration value; the message names the key."""
@@ -133,6 +135,7 @@ class Settings:
     scrub_rate: int = 50 * 10**6  # bytes per second the background scrub reads, at most
     # a multipart upload no part has reached for this long is aborted (its parts freed)
     stale_upload_expiry: float = 7 * 86400.0
+    metadata: MetaConfig = field(default_factory=MetaConfig)
 
 
 def parse_listen(key: str, value: Any) -> Listen:
@@ -204,7 +207,53 @@ def parse_limits(raw: Any) -> Limits:
     return Limits(**values)
 
 
-_S3_KEYS = {"data_dir", "max_size", "listen", "scrub_interval", "scrub_rate", "stale_upload_expiry"}
+_S3_KEYS = {
+    "data_dir",
+    "max_size",
+    "listen",
+    "scrub_interval",
+    "scrub_rate",
+    "stale_upload_expiry",
+    "metadata",
+    "metadata_pool",
+    "metadata_timeout",
+}
+# the metadata URI from the environment, so its password need not sit in the YAML file
+METADATA_ENV = "TUNNELMESH_S3_METADATA"
+MAX_METADATA_POOL = 64
+
+
+def parse_metadata(s3: dict[str, Any]) -> MetaConfig:
+    """s3.metadata (or $TUNNELMESH_S3_METADATA, which wins), s3.metadata_pool and s3.metadata_timeout.
+    No message ever quotes the URI: it may hold a password."""
+    defaults = MetaConfig()
+    uri: Any = os.environ.get(METADATA_ENV) or s3.get("metadata")
+    key = f"${METADATA_ENV}" if os.environ.get(METADATA_ENV) else "s3.metadata"
+    if uri is not None:
+        if not isinstance(uri, str) or not re.match(r"^postgres(ql)?://", uri.strip()):
+            raise ConfigError(f"{key}: expected a postgresql:// or postgres:// URI (or no key for SQLite in data_dir)")
+        uri = uri.strip()
+        try:
+            from psycopg.conninfo import conninfo_to_dict
+
+            conninfo_to_dict(uri)
+        except Exception:
+            # the parser's own message may quote the URI
+            raise ConfigError(f"{key}: not a valid libpq URI") from None
+    pool = s3.get("metadata_pool", defaults.pool)
+    if not isinstance(pool, int) or isinstance(pool, bool) or not 1 <= pool <= MAX_METADATA_POOL:
+        raise ConfigError(f"s3.metadata_pool: expected a whole number from 1 to {MAX_METADATA_POOL}, got {pool!r}")
+    timeout = defaults.timeout
+    if "metadata_timeout" in s3:
+        try:
+            timeout = parse_duration(s3["metadata_timeout"])
+        except ValueError as e:
+            raise ConfigError(f"s3.metadata_timeout: {e}") from None
+        if not math.isfinite(timeout) or not 0 < timeout <= MAX_TIMEOUT:
+            raise ConfigError(f"s3.metadata_timeout: expected seconds above 0 and up to {MAX_TIMEOUT:.0f}")
+    return MetaConfig(uri, pool, timeout)
+
+
 MIN_STALE_UPLOAD_EXPIRY = 1.0  # the expiry checks at a tenth of it; shorter would only spin
 
 
@@ -273,7 +322,9 @@ def load(path: Path | None, *, allow_public: bool = False) -> Settings:
         if (s3_listen.host, s3_listen.port) == (listen.host, listen.port) and listen.port != 0:
             raise ConfigError("s3.listen: must differ from listen")
     limits = parse_limits(raw.get("limits"))
+    metadata = parse_metadata(s3)
     return Settings(
+        metadata=metadata,
         limits=limits,
         listen=listen,
         s3_listen=s3_listen,

@@ -158,9 +158,10 @@ def report_state(settings: Settings, token: str) -> None:
     from tunnelmesh.coordinator.state import SystemState
     from tunnelmesh.s3.auth.credentials import Identity
     from tunnelmesh.s3.request import Principal
+    from tunnelmesh.store.backends import open_meta
     from tunnelmesh.store.engine import Store
 
-    store = Store(settings.data_dir, settings.max_size)
+    store = Store(settings.data_dir, settings.max_size, meta=open_meta(settings.data_dir, settings.metadata))
     try:
         state = SystemState(store)
         registry = PeerRegistry(state, Identity(Principal(ADMIN_ACCESS_KEY, is_admin=True), token))
@@ -242,7 +243,7 @@ def _spawn_sweeper(settings: Settings, before: float) -> int:
     supervisor stays free of threads (it forks workers)."""
 
     def sweep() -> int:
-        sweep_orphans(settings.data_dir, before)
+        sweep_orphans(settings.data_dir, before, settings.metadata)
         return 0
 
     return _fork(sweep, "orphan sweep")
@@ -252,7 +253,7 @@ def _spawn_dead_writer_sweeper(settings: Settings, dead: dict[str, int]) -> int:
     """The sweep for the orphan blobs of dead workers (writer tag -> pid), in its own process."""
 
     def sweep() -> int:
-        sweep_dead_writers(settings.data_dir, dead)
+        sweep_dead_writers(settings.data_dir, dead, settings.metadata)
         return 0
 
     return _fork(sweep, "orphan sweep after a worker died")
@@ -269,7 +270,7 @@ def _spawn_scrubber(settings: Settings) -> int:
         from tunnelmesh.store import scrub_schedule
 
         os.nice(10)
-        return scrub_schedule.run(settings.data_dir, settings.scrub_rate)
+        return scrub_schedule.run(settings.data_dir, settings.scrub_rate, settings.metadata)
 
     return _fork(scrub, "scrub")
 
@@ -296,7 +297,7 @@ def run(settings: Settings) -> int:
 
 def _run_locked(settings: Settings) -> int:
     check_ports_free(settings)
-    sweep_before = prepare_data_dir(settings.data_dir)
+    sweep_before = prepare_data_dir(settings.data_dir, settings.metadata)
     blobs = BlobStore(settings.data_dir)
     token, source = admin_token(settings.data_dir, create=True)
     report_state(settings, token)
@@ -332,6 +333,7 @@ def _run_locked(settings: Settings) -> int:
     if settings.s3_listen is not None:
         log.info("S3 API at http://%s", settings.s3_listen)
     log.info("%d workers; data in %s, max_size %d bytes", count, settings.data_dir.resolve(), settings.max_size)
+    log.info("metadata: %s", settings.metadata.describe(settings.data_dir))  # its password redacted
     # after a crash an orphan sweep runs beside the workers; until it has finished, no stop is
     # clean (the next start must sweep again)
     sweeper = _spawn_sweeper(settings, sweep_before) if sweep_before is not None else None
@@ -438,7 +440,7 @@ def _run_locked(settings: Settings) -> int:
             os.kill(pid, signal.SIGKILL)
     if clean:
         # every worker has exited, so nobody reads: the queue's grace is over
-        free_all_queued(settings.data_dir, "shutdown")
+        free_all_queued(settings.data_dir, "shutdown", settings.metadata)
         mark_clean_shutdown(settings.data_dir)
     elif died:
         log.info("a worker died and its orphan blobs were not swept; the next start sweeps for them")

@@ -184,3 +184,68 @@ def test_bad_min_body_rate_names_the_key(tmp_path, value: str) -> None:
     with pytest.raises(ConfigError) as e:
         load(p)
     assert str(e.value).startswith("limits.min_body_rate: ")
+
+
+SECRET = "s3cr3t-pw-9f2c"
+
+
+def test_metadata_defaults_to_sqlite_in_the_data_dir(monkeypatch) -> None:
+    monkeypatch.delenv("TUNNELMESH_S3_METADATA", raising=False)
+    m = load(None).metadata
+    assert (m.uri, m.pool, m.timeout) == (None, 4, 5.0)
+    assert m.describe(Path("d")) == f"sqlite {(Path('d') / 'meta.sqlite3').resolve()}"
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_metadata_takes_a_postgresql_uri_pool_and_timeout(tmp_path, monkeypatch, scheme) -> None:
+    monkeypatch.delenv("TUNNELMESH_S3_METADATA", raising=False)
+    uri = f"{scheme}://tm:{SECRET}@db.mesh:5432/tunnelmesh?sslmode=require"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"s3:\n  metadata: '{uri}'\n  metadata_pool: 16\n  metadata_timeout: 2s\n")
+    m = load(cfg).metadata
+    assert (m.uri, m.pool, m.timeout) == (uri, 16, 2.0)
+    assert m.describe(tmp_path) == f"postgresql {scheme}://tm:***@db.mesh:5432/tunnelmesh?sslmode=require"
+    # nothing that prints the settings shows the password
+    assert SECRET not in repr(load(cfg))
+
+
+def test_metadata_uri_from_the_environment_wins(tmp_path, monkeypatch) -> None:
+    env_uri = f"postgresql://tm:{SECRET}@/tunnelmesh?host=/run/postgresql"
+    monkeypatch.setenv("TUNNELMESH_S3_METADATA", env_uri)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("s3:\n  metadata: postgresql://other@h/db\n")
+    assert load(cfg).metadata.uri == env_uri
+    assert load(None).metadata.uri == env_uri
+
+
+@pytest.mark.parametrize(
+    ("yaml", "key"),
+    [
+        (f"s3:\n  metadata: mysql://tm:{SECRET}@h/db\n", "s3.metadata"),
+        (f"s3:\n  metadata: tm:{SECRET}@h/db\n", "s3.metadata"),
+        (f"s3:\n  metadata: PostgreSQL://tm:{SECRET}@h/db\n", "s3.metadata"),  # libpq takes lower case only
+        ("s3:\n  metadata: 5\n", "s3.metadata"),
+        (f"s3:\n  metadata: 'postgresql://tm:{SECRET}@h/db?nosuchoption=1'\n", "s3.metadata"),
+        ("s3:\n  metadata_pool: 0\n", "s3.metadata_pool"),
+        ("s3:\n  metadata_pool: 65\n", "s3.metadata_pool"),
+        ("s3:\n  metadata_pool: four\n", "s3.metadata_pool"),
+        ("s3:\n  metadata_timeout: 0\n", "s3.metadata_timeout"),
+        ("s3:\n  metadata_timeout: soon\n", "s3.metadata_timeout"),
+        ("s3:\n  metadata_timeout: 2d\n", "s3.metadata_timeout"),
+    ],
+)
+def test_bad_metadata_settings_name_the_key_and_never_the_password(tmp_path, monkeypatch, yaml, key) -> None:
+    monkeypatch.delenv("TUNNELMESH_S3_METADATA", raising=False)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml)
+    with pytest.raises(ConfigError) as e:
+        load(cfg)
+    assert str(e.value).startswith(f"{key}:") and "\n" not in str(e.value)
+    assert SECRET not in str(e.value)
+
+
+def test_a_bad_metadata_uri_from_the_environment_names_the_variable(monkeypatch) -> None:
+    monkeypatch.setenv("TUNNELMESH_S3_METADATA", f"http://tm:{SECRET}@h/db")
+    with pytest.raises(ConfigError) as e:
+        load(None)
+    assert str(e.value).startswith("$TUNNELMESH_S3_METADATA:") and SECRET not in str(e.value)

@@ -93,6 +93,13 @@ S3_ANSWERS: list[tuple[se.StoreError, int, str, str, dict[str, str]]] = [
     (se.DiskFull(), 507, "InsufficientStorage", "The coordinator's disk is full.", {}),
     (se.WriteFailed("object"), 500, "InternalError", "The object could not be stored.", {}),
     (se.WriteFailed("metadata"), 500, "InternalError", "The metadata could not be committed.", {}),
+    (
+        se.Unavailable(),
+        503,
+        "ServiceUnavailable",
+        "The metadata database is unavailable. Please try again.",
+        {},
+    ),
 ]
 
 ADMIN_ANSWERS: list[tuple[ce.CoordinatorError, int, str, str]] = [

@@ -57,8 +57,10 @@ Handler = Callable[["AdminApi", Request, dict[str, str]], Awaitable[tuple[int, A
 
 
 class AdminApi:
-    def __init__(self, state: SystemState, peers: PeerRegistry, region: str) -> None:
+    def __init__(self, state: SystemState, peers: PeerRegistry, region: str, metadata: str = "") -> None:
         self.state = state
+        # the metadata backend as `storage status` shows it (a PostgreSQL URI with its password redacted)
+        self.metadata = metadata
         self.store = state.store
         self.peers = peers
         self.network = NetworkConfig(state)
@@ -174,6 +176,7 @@ class AdminApi:
             for b in buckets
         ]
         return 200, {
+            "metadata": self.metadata,
             "max_size": self.store.max_size,
             "used": used,  # what max_size limits: every bucket but the coordinator's own
             "system_used": system.used + system.mpu_used,

@@ -37,6 +37,7 @@ def cli() -> None:
 def coordinator(config_path: Path | None, allow_public: bool) -> None:
     """Run the coordinator and its S3 API."""
     from tunnelmesh import config, server
+    from tunnelmesh.store.errors import Unavailable
     from tunnelmesh.store.migrations import SchemaError
 
     try:
@@ -49,6 +50,11 @@ def coordinator(config_path: Path | None, allow_public: bool) -> None:
     except SchemaError as e:
         click.echo(f"tunnelmesh: {e}", err=True)
         sys.exit(2)
+    except Unavailable as e:
+        # libpq's reason (it names the host or socket, never the password): the operator's first clue
+        cause = str(e.__cause__).splitlines()[0] if e.__cause__ else ""
+        click.echo(f"tunnelmesh: {e}" + (f": {cause}" if cause else ""), err=True)
+        sys.exit(1)
     sys.exit(code)
 
 
@@ -201,6 +207,8 @@ def storage_status(c: Coordinator, as_json: bool) -> None:
     click.echo(
         f"store: {human(d['used'])} of {human(d['max_size'])} ({d['percent']}%), disk free {human(d['disk_free'])}"
     )
+    if d.get("metadata"):
+        click.echo(f"metadata: {d['metadata']}")
     # the coordinator's own records are outside max_size, so they are shown apart
     click.echo(f"coordinator state (_tunnelmesh, not counted in max_size): {human(d.get('system_used'))}")
     click.echo(f"pending multipart uploads: {d['pending_uploads']} holding {human(d['pending_bytes'])}")

@@ -17,6 +17,7 @@ STATUS: dict[str, int] = {
     "IncompleteBody": 400,
     "InsufficientStorage": 507,
     "InternalError": 500,
+    "ServiceUnavailable": 503,
     "InvalidAccessKeyId": 403,
     "InvalidArgument": 400,
     "InvalidBucketName": 400,
@@ -103,6 +104,7 @@ MESSAGE: dict[str, str] = {
     "XAmzContentSHA256Mismatch": "The provided 'x-amz-content-sha256' header does not match what was computed.",
     # this server's own
     "InsufficientStorage": "The coordinator's disk is full.",
+    "ServiceUnavailable": "The metadata database is unavailable. Please try again.",
     "QuotaExceeded": "This write would exceed the bucket quota or the store size limit.",
 }
 

@@ -59,6 +59,8 @@ def s3_error(e: se.StoreError) -> S3Error:
             return S3Error("PreconditionFailed", Condition=e.condition)
         case se.DiskFull():
             return S3Error("InsufficientStorage")
+        case se.Unavailable():
+            return S3Error("ServiceUnavailable")
         case se.WriteFailed(what="object"):
             return S3Error("InternalError", "The object could not be stored.")
         case se.WriteFailed():

@@ -45,9 +45,10 @@ from typing import IO, Any, TypeVar
 
 from tunnelmesh.store import commits, content, listing, scrub_schedule
 from tunnelmesh.store import scrub as scrub_mod
+from tunnelmesh.store.backends import SQLITE, MetaConfig, open_meta, run_on
 from tunnelmesh.store.blobs import Blobs, BlobStore, BlobWriter
 from tunnelmesh.store.datadir import DataDir
-from tunnelmesh.store.errors import NoRoom, NoSuchKey, ObjectTooLarge, PreconditionFailed
+from tunnelmesh.store.errors import NoRoom, NoSuchKey, ObjectTooLarge, PreconditionFailed, Unavailable
 from tunnelmesh.store.metadata import MetaBackend, MetaReads, MetaTx
 from tunnelmesh.store.records import (
     SYSTEM_BUCKET,
@@ -62,7 +63,6 @@ from tunnelmesh.store.records import (
     WriteConditions,
     WriteResult,
 )
-from tunnelmesh.store.sqlite_meta import SqliteMeta, run_on
 
 log = logging.getLogger("tunnelmesh.store")
 
@@ -82,7 +82,7 @@ SWEEP_HOLD_ENV = "TUNNELMESH_TEST_SWEEP_HOLD"
 SEALED_HOLD_ENV = "TUNNELMESH_TEST_SEALED_HOLD"
 
 
-def prepare_data_dir(data_dir: Path) -> float | None:
+def prepare_data_dir(data_dir: Path, meta: MetaConfig = SQLITE) -> float | None:
     """Create the layout and remove crash leftovers that would be in the way. Runs once, before
     any worker starts, and takes constant time however many objects are stored.
 
@@ -96,13 +96,15 @@ def prepare_data_dir(data_dir: Path) -> float | None:
     swept = blobs.sweep_tmp()
     marker = DataDir(data_dir).clean_shutdown_marker
     db = DataDir(data_dir).meta_db
-    clean = marker.exists() or not db.exists()  # a new store has nothing to sweep
+    # a new store has nothing to sweep (on PostgreSQL no file tells a new store: a first start sweeps an
+    # empty blobs dir)
+    clean = marker.exists() or (meta.uri is None and not db.exists())
     marker.unlink(missing_ok=True)
     started = time.time()
-    run_on(data_dir, lambda meta: meta.write(lambda tx: ensure_system_bucket(tx, started)))
+    run_on(data_dir, lambda m: m.write(lambda tx: ensure_system_bucket(tx, started)), meta)
     if swept:
         log.info("start-up sweep: removed %d temporary files", swept)
-    free_all_queued(data_dir, "start-up")
+    free_all_queued(data_dir, "start-up", meta)
     return None if clean else started
 
 
@@ -112,19 +114,19 @@ def ensure_system_bucket(tx: MetaTx, now: float) -> None:
         commits.create_bucket(tx, SYSTEM_BUCKET, "coordinator", "", now)
 
 
-def free_all_queued(data_dir: Path, when: str) -> int:
+def free_all_queued(data_dir: Path, when: str, meta: MetaConfig = SQLITE) -> int:
     """Unlink every queued freed blob, grace or not: only while no worker runs (nobody reads)."""
     blobs = BlobStore(data_dir)
 
-    async def free(meta: MetaBackend) -> int:
+    async def free(m: MetaBackend) -> int:
         n = 0
-        while ids := await meta.read(lambda r: r.freed_before(math.inf, REAP_BATCH)):
+        while ids := await m.read(lambda r: r.freed_before(math.inf, REAP_BATCH)):
             blobs.unlink(ids)  # first the files, then the rows: a crash between leaves rows, not files
-            await meta.write(functools.partial(_forget_freed, ids))
+            await m.write(functools.partial(_forget_freed, ids))
             n += len(ids)
         return n
 
-    n = run_on(data_dir, free)
+    n = run_on(data_dir, free, meta)
     if n:
         log.info("%s: freed %d queued blobs", when, n)
     return n
@@ -135,7 +137,7 @@ def _named_or_queued(r: MetaReads, tags: Collection[str] | None = None) -> set[s
     return r.referenced_blobs(tags) | set(r.freed_before(math.inf, None))
 
 
-def sweep_orphans(data_dir: Path, before: float) -> int:
+def sweep_orphans(data_dir: Path, before: float, meta: MetaConfig = SQLITE) -> int:
     """Remove the blobs sealed before `before` that no commit names; returns how many.
 
     Safe while workers serve: the references are read in one snapshot, and a blob unnamed in it
@@ -143,7 +145,7 @@ def sweep_orphans(data_dir: Path, before: float) -> int:
     Complete only names parts that the snapshot already shows).
     """
     _hold(SWEEP_HOLD_ENV)
-    refs = run_on(data_dir, lambda meta: meta.read(_named_or_queued, snapshot=True))
+    refs = run_on(data_dir, lambda m: m.read(_named_or_queued, snapshot=True), meta)
     blobs = BlobStore(data_dir)
     orphans = [b for b in blobs.blob_ids_older_than(before) if b not in refs]
     blobs.unlink(orphans)
@@ -151,7 +153,7 @@ def sweep_orphans(data_dir: Path, before: float) -> int:
     return len(orphans)
 
 
-def sweep_dead_writers(data_dir: Path, dead: dict[str, int]) -> int:
+def sweep_dead_writers(data_dir: Path, dead: dict[str, int], meta: MetaConfig = SQLITE) -> int:
     """Remove the blobs of dead workers (`dead` maps their writer tags to their pids) that no commit
     names and that are not queued; returns how many.
 
@@ -169,19 +171,19 @@ def sweep_dead_writers(data_dir: Path, dead: dict[str, int]) -> int:
     blobs = BlobStore(data_dir)
     candidates = list(blobs.blob_ids_tagged(dead))
 
-    async def sweep(meta: MetaBackend) -> int:
-        refs = await meta.read(lambda r: _named_or_queued(r, dead), snapshot=True)
+    async def sweep(m: MetaBackend) -> int:
+        refs = await m.read(lambda r: _named_or_queued(r, dead), snapshot=True)
         # a freed blob that a reaper unlinked and forgot since the listing is no orphan: skip it
         orphans = [b for b in candidates if b not in refs and blobs.path(b).exists()]
         if not orphans:
             return 0
         # never read by anyone: no grace (freed at the epoch), reapers may take them at once
-        await meta.write(lambda tx: tx.queue_freed(orphans, 0.0))
+        await m.write(lambda tx: tx.queue_freed(orphans, 0.0))
         removed = blobs.unlink(orphans)
-        await meta.write(functools.partial(_forget_freed, orphans))
+        await m.write(functools.partial(_forget_freed, orphans))
         return removed
 
-    removed = run_on(data_dir, sweep) if candidates else 0
+    removed = run_on(data_dir, sweep, meta) if candidates else 0
     pids = ", ".join(str(p) for p in sorted(dead.values()))
     log.info("orphan sweep after worker %s died: removed %d orphan blobs", pids, removed)
     return removed
@@ -222,7 +224,7 @@ class Store:
         self.upload_refresh = 60.0
         self.dir = DataDir(data_dir)
         self.blobs: Blobs = blobs if blobs is not None else BlobStore(data_dir)
-        self.meta: MetaBackend = meta if meta is not None else SqliteMeta.open(data_dir)
+        self.meta: MetaBackend = meta if meta is not None else open_meta(data_dir)
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store-io")
 
     async def _commit(self, fn: Callable[[MetaTx], WriteResult[T]], new_blobs: list[str] | None = None) -> T:
@@ -262,13 +264,23 @@ class Store:
 
     async def reap_forever(self, interval: float = REAP_INTERVAL_SECONDS) -> None:
         """The worker's reaper: runs until cancelled."""
+        down = False
         while True:
             # jitter spreads the workers' turns, so they rarely unlink the same batch together
             await asyncio.sleep(interval * random.uniform(0.75, 1.25))
             try:
                 await self.reap()
+            except Unavailable:
+                # one line per outage, not a traceback a second: the requests failing meanwhile say it too
+                if not down:
+                    log.warning("reaper: the metadata database is unavailable; retrying")
+                down = True
+                continue
             except Exception:
                 log.exception("reaping freed blobs failed")
+            if down:
+                log.info("reaper: the metadata database is back")
+                down = False
 
     def close(self) -> None:
         # queued blobs stay queued: other workers may still read them; the supervisor frees the

@@ -124,6 +124,15 @@ class WriteFailed(StoreError):
         self.what = what
 
 
+class Unavailable(StoreError):
+    """The metadata database could not be reached, or did not answer in time (the cause is chained):
+    nothing was read or changed by this request (a write cut off waiting may still commit; the
+    client retries as after any failure). Service resumes by itself once the database answers."""
+
+    def __init__(self) -> None:
+        super().__init__("the metadata database is unavailable")
+
+
 class DamagedObject(Exception):
     """An object whose stored bytes are damaged (a blob missing or of the wrong size): a fault of the
     store's own data, not a refusal of the request, so no StoreError; the edge answers it as an

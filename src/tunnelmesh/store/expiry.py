@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from tunnelmesh.store.engine import Store
-from tunnelmesh.store.errors import NoSuchUpload
+from tunnelmesh.store.errors import NoSuchUpload, Unavailable
 
 log = logging.getLogger("tunnelmesh.store")
 
@@ -109,6 +109,9 @@ async def run(store: Store, expiry: float, stopping: asyncio.Event) -> None:
             if lock is not None:
                 try:
                     count, size = await expire_stale_uploads(store, expiry, stopping)
+                except Unavailable:
+                    # tried again at the next interval; no traceback for an outage the requests report too
+                    log.warning("stale multipart upload expiry: the metadata database is unavailable")
                 except Exception:
                     log.exception("stale multipart upload expiry failed")
                 else:

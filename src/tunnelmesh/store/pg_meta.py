@@ -37,6 +37,7 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import math
 import random
 import re
 import time
@@ -47,10 +48,10 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors
 from psycopg.pq import TransactionStatus
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from tunnelmesh.store import pg_schema
-from tunnelmesh.store.errors import WriteFailed
+from tunnelmesh.store.errors import Unavailable, WriteFailed
 from tunnelmesh.store.listing import prefix_successor
 from tunnelmesh.store.meta_rows import (
     LIST_COLS,
@@ -400,32 +401,79 @@ class PgTx:
 class PgMeta:
     """The MetaBackend on a PostgreSQL database (any libpq connection string)."""
 
-    def __init__(self, pool: ConnectionPool[Conn], workers: int) -> None:
+    def __init__(self, pool: ConnectionPool[Conn], workers: int, deadline: float | None = None) -> None:
         self._pool = pool
         # one thread per pooled connection: a function never waits for a connection while holding a thread
         self._threads = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="pg-meta")
+        self._deadline = deadline
 
     @classmethod
-    def open(cls, conninfo: str, pool_size: int = 4) -> PgMeta:
+    def open(cls, conninfo: str, pool_size: int = 4, timeout: float = 30.0, bounded: bool = False) -> PgMeta:
         """A pool of up to `pool_size` connections to the database, created or upgraded to this code's schema
-        first (raises SchemaTooNew for a newer release's database)."""
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            pg_schema.migrate(conn)
+        first (raises SchemaTooNew for a newer release's database, Unavailable if it cannot be reached).
+
+        `timeout`: how long to wait for a connection (from the pool, or connecting) before giving up with
+        Unavailable. `bounded`: every operation, the server's answers included, gives up after it too (a
+        server that stopped answering without closing the connection would otherwise hold a request
+        forever); off for background jobs, whose reads of whole tables may take longer.
+
+        A connection the server dropped is discarded by the pool when it is given back (psycopg_pool checks
+        its state), a read that met one runs again on a fresh one, and new ones are made as requests need
+        them, so service resumes by itself within about `timeout` of the database coming back.
+        """
+        # libpq's connect_timeout is in whole seconds (and below 2 is taken as 2)
+        connect: dict[str, Any] = {"connect_timeout": max(2, math.ceil(timeout))}
+        try:
+            with psycopg.connect(conninfo, autocommit=True, connect_timeout=connect["connect_timeout"]) as conn:
+                pg_schema.migrate(conn)
+        except psycopg.OperationalError as e:
+            raise Unavailable() from e
         pool: ConnectionPool[Conn] = ConnectionPool(
             conninfo,
             min_size=1,
             max_size=pool_size,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, **connect},
+            timeout=timeout,
+            # a connection attempt that keeps failing (the server is down) is given up after this long, and the
+            # next request starts a fresh one at once: the pool's backoff would otherwise grow with the outage
+            # (1 s, 2 s, 4 s ...) and hold service back that long after the server is back
+            reconnect_timeout=timeout,
             open=True,
             name="tunnelmesh-meta",
         )
-        return cls(pool, pool_size)
+        return cls(pool, pool_size, timeout if bounded else None)
+
+    async def _answer(self, fut: asyncio.Future[T]) -> T:
+        """The outcome of a job on a worker thread, or (bounded) Unavailable once the deadline has passed. The
+        job runs on regardless: a write may still commit, and its settle still runs."""
+        if self._deadline is None:
+            return await fut
+        try:
+            # the job's own waits (a connection, connecting) give up at `timeout` too: a little slack so that
+            # their own Unavailable, which chains the cause, usually comes first
+            return await asyncio.wait_for(fut, self._deadline + 1.0)
+        except TimeoutError:
+            raise Unavailable() from None
 
     async def read(self, fn: Callable[[PgTx], T], snapshot: bool = False) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, self._read, fn, snapshot)
+        return await self._answer(loop.run_in_executor(self._threads, self._read, fn, snapshot))
 
     def _read(self, fn: Callable[[PgTx], T], snapshot: bool) -> T:
+        try:
+            try:
+                return self._read_once(fn, snapshot)
+            except psycopg.OperationalError as e:
+                if not _dropped(e):
+                    raise
+                # a pooled connection the server dropped (it restarted) fails at its first use; the pool
+                # discards it, and a read is safe to run again on a fresh one
+                return self._read_once(fn, snapshot)
+        except psycopg.OperationalError as e:
+            # the pool's timeout (PoolTimeout), a refused or dropped connection
+            raise Unavailable() from e
+
+    def _read_once(self, fn: Callable[[PgTx], T], snapshot: bool) -> T:
         with self._pool.connection() as conn:
             tx = PgTx(conn, writing=False)
             if not snapshot:
@@ -440,7 +488,7 @@ class PgMeta:
         job = self._threads.submit(self._write, fn)
         # settled on the loop even if the caller was cancelled meanwhile: the write goes on regardless
         job.add_done_callback(lambda done: loop.call_soon_threadsafe(_settle, fut, done, settle))
-        return await fut
+        return await self._answer(fut)
 
     def _write(self, fn: Callable[[PgTx], T]) -> T:
         for attempt in range(1, WRITE_ATTEMPTS + 1):
@@ -452,6 +500,10 @@ class PgMeta:
                     raise WriteFailed("metadata") from e
                 # jittered, growing: racers that collided once do not collide again in step
                 time.sleep(random.uniform(0, 0.002 * 2**attempt))
+            except psycopg.OperationalError as e:
+                # the database cannot be reached or dropped the connection (SerializationFailure and
+                # DeadlockDetected, OperationalErrors too, are caught above)
+                raise Unavailable() from e
             except psycopg.Error as e:
                 raise WriteFailed("metadata") from e
         raise AssertionError("unreachable")
@@ -459,6 +511,11 @@ class PgMeta:
     def close(self) -> None:
         self._threads.shutdown(wait=True)
         self._pool.close()
+
+
+def _dropped(e: psycopg.OperationalError) -> bool:
+    """Whether the error is a connection lost under a statement (not a pool timeout, not a refused connect)."""
+    return not isinstance(e, PoolTimeout) and getattr(e, "sqlstate", None) in (None, "57P01", "57P02", "57P03")
 
 
 def _settle(fut: asyncio.Future[T], done: concurrent.futures.Future[T], settle: Settle | None) -> None:

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from tunnelmesh.store import scrub
+from tunnelmesh.store.backends import SQLITE, MetaConfig, run_on
 from tunnelmesh.store.blobs import BlobStore
 from tunnelmesh.store.datadir import DataDir
-from tunnelmesh.store.sqlite_meta import run_on
 
 log = logging.getLogger("tunnelmesh.scrub")
 
@@ -100,7 +100,7 @@ class Timer:
         self.due = next_due(state, self.interval, now)
 
 
-def run(data_dir: Path, rate: int) -> int:
+def run(data_dir: Path, rate: int, meta: MetaConfig = SQLITE) -> int:
     """One scheduled scrub (in the scrubber process). Returns the exit code: 0, also when it found rot."""
     started = time.time()
     state = load(data_dir) or ScrubState(first_seen=started)
@@ -109,7 +109,7 @@ def run(data_dir: Path, rate: int) -> int:
     log.info("scrub: started, reading at most %d bytes/s", rate)
     blobs = BlobStore(data_dir)
     quarantine = DataDir(data_dir).quarantine
-    report = run_on(data_dir, lambda meta: scrub.scrub(meta, blobs, quarantine, repair=False, rate=rate))
+    report = run_on(data_dir, lambda m: scrub.scrub(m, blobs, quarantine, repair=False, rate=rate), meta)
     state.last_finished = time.time()
     state.objects, state.bytes, state.rotten_count = report.objects, report.bytes, len(report.rotten)
     state.rotten = [{"bucket": r.bucket, "key": r.key, "problem": r.problem} for r in report.rotten][:MAX_RECORDED_ROT]

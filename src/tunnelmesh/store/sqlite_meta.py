@@ -11,11 +11,10 @@ that is what makes `lock_bucket` and `lock_store` hold, so they only read.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -368,17 +367,3 @@ class SqliteMeta:
     def close(self) -> None:
         self._writer.close()
         self._reader.c.close()
-
-
-def run_on(data_dir: Path, fn: Callable[[SqliteMeta], Awaitable[T]]) -> T:
-    """Run `fn` over the data dir's metadata from a process with no event loop of its own (the
-    supervisor before it forks the workers, a sweeper, the scrubber)."""
-    meta = SqliteMeta.open(data_dir)
-
-    async def main() -> T:
-        return await fn(meta)
-
-    try:
-        return asyncio.run(main())
-    finally:
-        meta.close()

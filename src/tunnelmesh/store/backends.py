@@ -1,0 +1,64 @@
+"""The one place that opens the configured metadata backend: SQLite in the data dir (the default), or
+PostgreSQL at `s3.metadata` (store/pg_meta.py). Every process that touches metadata opens it here: each
+worker's Store, the supervisor's start-up and recovery, the sweepers, the scrubber, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from tunnelmesh.store.metadata import MetaBackend
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class MetaConfig:
+    """Which metadata backend, and how to reach it: `uri` None is SQLite in the data dir."""
+
+    uri: str | None = field(default=None, repr=False)  # may hold the password
+    pool: int = 4  # PostgreSQL connections per process
+    timeout: float = 5.0  # seconds a request's metadata operation may wait (see PgMeta.open)
+
+    def describe(self, data_dir: Path) -> str:
+        """`sqlite <path>` or the PostgreSQL URI with its password redacted: safe for logs and output."""
+        if self.uri is None:
+            from tunnelmesh.store.datadir import DataDir
+
+            return f"sqlite {DataDir(data_dir).meta_db.resolve()}"
+        from tunnelmesh.store.pg_meta import redact
+
+        return f"postgresql {redact(self.uri)}"
+
+
+SQLITE = MetaConfig()
+
+
+def open_meta(data_dir: Path, config: MetaConfig = SQLITE, *, serving: bool = True) -> MetaBackend:
+    """The configured backend, its schema created or upgraded. `serving`: for a process answering requests,
+    whose every metadata operation gives up after `timeout` (Unavailable); background jobs (sweeps, the
+    scrub, start-up) read whole tables and wait as long as that takes."""
+    if config.uri is None:
+        from tunnelmesh.store.sqlite_meta import SqliteMeta
+
+        return SqliteMeta.open(data_dir)
+    from tunnelmesh.store.pg_meta import PgMeta
+
+    return PgMeta.open(config.uri, config.pool, config.timeout, bounded=serving)
+
+
+def run_on(data_dir: Path, fn: Callable[[MetaBackend], Awaitable[T]], config: MetaConfig = SQLITE) -> T:
+    """Run `fn` over the configured metadata from a process with no event loop of its own (the supervisor
+    before it forks the workers, a sweeper, the scrubber); the backend is closed after."""
+    meta = open_meta(data_dir, config, serving=False)
+
+    async def main() -> T:
+        return await fn(meta)
+
+    try:
+        return asyncio.run(main())
+    finally:
+        meta.close()
