@@ -19,6 +19,7 @@ from tunnelmesh.s3.request import Principal
 from tunnelmesh.server import ADMIN_ACCESS_KEY
 from tunnelmesh.store import expiry
 from tunnelmesh.store.backends import open_meta
+from tunnelmesh.store.blobs import BlobStore
 from tunnelmesh.store.engine import Store
 
 S3_PREFIX = b"/s3"
@@ -36,7 +37,12 @@ class Apps:
 
 
 def build(settings: Settings, admin_token: str) -> Apps:
-    store = Store(settings.data_dir, settings.max_size, meta=open_meta(settings.data_dir, settings.metadata))
+    store = Store(
+        settings.data_dir,
+        settings.max_size,
+        meta=open_meta(settings.data_dir, settings.metadata),
+        blobs=BlobStore(settings.data_dir, settings.files),
+    )
     store.upload_refresh = expiry.refresh_interval(settings.stale_upload_expiry)
     state = SystemState(store)
     peers = PeerRegistry(state, Identity(Principal(ADMIN_ACCESS_KEY, is_admin=True), admin_token))

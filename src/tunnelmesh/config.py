@@ -6,6 +6,7 @@ import ipaddress
 import math
 import os
 import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import yaml
 
 from tunnelmesh.store.backends import MetaConfig
+from tunnelmesh.store.datadir import DataDir
 
 
 class ConfigError(Exception):
@@ -136,6 +138,55 @@ class Settings:
     # a multipart upload no part has reached for this long is aborted (its parts freed)
     stale_upload_expiry: float = 7 * 86400.0
     metadata: MetaConfig = field(default_factory=MetaConfig)
+    # the blob dir shared with other coordinators (s3.blob_dir), or None for <data_dir>/blobs
+    blob_dir: Path | None = None
+    node_id: str = ""  # "": derived from the host name and the S3 listen port (default_node_id)
+
+    @property
+    def node(self) -> str:
+        """This coordinator's node id: it claims writer tags under it, and names its temporaries with it."""
+        return self.node_id or default_node_id((self.s3_listen or self.listen).port)
+
+    @property
+    def files(self) -> DataDir:
+        """Where this coordinator's files and blobs are (store/datadir.py)."""
+        return DataDir(self.data_dir, self.blob_dir, self.node)
+
+
+NODE_ID_MAX = 63
+_NODE_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def default_node_id(port: int) -> str:
+    """`<host name>-<port>`, lowercased, every other character a dash, at most 63 characters (the port
+    kept): two coordinators on one host differ by their listener, and the id reads as a DNS label."""
+    suffix = f"-{port}"
+    host = re.sub(r"[^a-z0-9]+", "-", socket.gethostname().lower()).strip("-") or "node"
+    return host[: NODE_ID_MAX - len(suffix)].rstrip("-") + suffix
+
+
+def parse_node_id(value: Any) -> str:
+    if not isinstance(value, str) or not _NODE_ID.fullmatch(value):
+        raise ConfigError(
+            f"s3.node_id: expected 1 to {NODE_ID_MAX} of a-z, 0-9 and '-' (not first or last), got {value!r}"
+        )
+    return value
+
+
+def parse_blob_dir(s3: dict[str, Any], data_dir: Path, metadata: MetaConfig) -> Path | None:
+    """s3.blob_dir, or None where it is the default <data_dir>/blobs (today's layout)."""
+    if s3.get("blob_dir") in (None, ""):
+        return None
+    blob_dir = Path(os.path.expanduser(str(s3["blob_dir"])))
+    if blob_dir.resolve() == (data_dir / "blobs").resolve():
+        return None
+    if blob_dir.resolve() == data_dir.resolve():
+        raise ConfigError("s3.blob_dir: must not be the data dir itself (leave it unset for <data_dir>/blobs)")
+    if metadata.uri is None:
+        raise ConfigError(
+            "s3.blob_dir: a shared blob dir needs s3.metadata (PostgreSQL): SQLite's metadata is one node's"
+        )
+    return blob_dir
 
 
 def parse_listen(key: str, value: Any) -> Listen:
@@ -217,6 +268,8 @@ _S3_KEYS = {
     "metadata",
     "metadata_pool",
     "metadata_timeout",
+    "blob_dir",
+    "node_id",
 }
 # the metadata URI from the environment, so its password need not sit in the YAML file
 METADATA_ENV = "TUNNELMESH_S3_METADATA"
@@ -323,8 +376,12 @@ def load(path: Path | None, *, allow_public: bool = False) -> Settings:
             raise ConfigError("s3.listen: must differ from listen")
     limits = parse_limits(raw.get("limits"))
     metadata = parse_metadata(s3)
+    blob_dir = parse_blob_dir(s3, data_dir, metadata)
+    node_id = parse_node_id(s3["node_id"]) if "node_id" in s3 else default_node_id((s3_listen or listen).port)
     return Settings(
         metadata=metadata,
+        blob_dir=blob_dir,
+        node_id=node_id,
         limits=limits,
         listen=listen,
         s3_listen=s3_listen,

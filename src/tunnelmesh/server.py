@@ -42,11 +42,14 @@ from tunnelmesh.store import scrub_schedule
 from tunnelmesh.store.blobs import BlobStore
 from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.engine import (
+    StartupSweep,
+    claim_writer_tags,
     free_all_queued,
     mark_clean_shutdown,
     prepare_data_dir,
     sweep_dead_writers,
     sweep_orphans,
+    sweep_own_writers,
 )
 
 log = logging.getLogger("tunnelmesh")
@@ -161,7 +164,12 @@ def report_state(settings: Settings, token: str) -> None:
     from tunnelmesh.store.backends import open_meta
     from tunnelmesh.store.engine import Store
 
-    store = Store(settings.data_dir, settings.max_size, meta=open_meta(settings.data_dir, settings.metadata))
+    store = Store(
+        settings.data_dir,
+        settings.max_size,
+        meta=open_meta(settings.data_dir, settings.metadata),
+        blobs=BlobStore(settings.data_dir, settings.files),
+    )
     try:
         state = SystemState(store)
         registry = PeerRegistry(state, Identity(Principal(ADMIN_ACCESS_KEY, is_admin=True), token))
@@ -238,12 +246,15 @@ def _spawn_worker(settings: Settings, token: str, tag: str) -> int:
     return pid
 
 
-def _spawn_sweeper(settings: Settings, before: float) -> int:
+def _spawn_sweeper(settings: Settings, todo: StartupSweep) -> int:
     """The orphan sweep after a crash, in its own process: the workers serve meanwhile, and the
     supervisor stays free of threads (it forks workers)."""
 
     def sweep() -> int:
-        sweep_orphans(settings.data_dir, before, settings.metadata)
+        if todo.tags is None:
+            sweep_orphans(settings.data_dir, todo.before, settings.metadata, settings.files)
+        else:
+            sweep_own_writers(settings.data_dir, todo.tags, settings.metadata, settings.files)
         return 0
 
     return _fork(sweep, "orphan sweep")
@@ -253,7 +264,7 @@ def _spawn_dead_writer_sweeper(settings: Settings, dead: dict[str, int]) -> int:
     """The sweep for the orphan blobs of dead workers (writer tag -> pid), in its own process."""
 
     def sweep() -> int:
-        sweep_dead_writers(settings.data_dir, dead, settings.metadata)
+        sweep_dead_writers(settings.data_dir, dead, settings.metadata, settings.files)
         return 0
 
     return _fork(sweep, "orphan sweep after a worker died")
@@ -270,7 +281,7 @@ def _spawn_scrubber(settings: Settings) -> int:
         from tunnelmesh.store import scrub_schedule
 
         os.nice(10)
-        return scrub_schedule.run(settings.data_dir, settings.scrub_rate, settings.metadata)
+        return scrub_schedule.run(settings.data_dir, settings.scrub_rate, settings.metadata, settings.files)
 
     return _fork(scrub, "scrub")
 
@@ -297,8 +308,10 @@ def run(settings: Settings) -> int:
 
 def _run_locked(settings: Settings) -> int:
     check_ports_free(settings)
-    sweep_before = prepare_data_dir(settings.data_dir, settings.metadata)
-    blobs = BlobStore(settings.data_dir)
+    sweep_todo = prepare_data_dir(settings.data_dir, settings.metadata, settings.files)
+    blobs = BlobStore(settings.data_dir, settings.files)
+    # the supervisor's own tag is claimed too (it writes records at start-up): no other node may share it
+    blobs_mod.set_writer_tag(claim_writer_tags(settings.data_dir, settings.node, 1, settings.metadata)[0])
     token, source = admin_token(settings.data_dir, create=True)
     report_state(settings, token)
     count = settings.workers or (os.cpu_count() or 1)
@@ -313,21 +326,18 @@ def _run_locked(settings: Settings) -> int:
     signal.signal(signal.SIGINT, stop)
     # the supervisor has no threads and no open database here, so forking is safe; the workers
     # share the supervisor's imported code copy-on-write
-    # a tag is never given twice by this supervisor (nor is its own, which forked children drop):
-    # the sweep for a dead worker's tag must never meet the blobs of a live writer
-    given_tags = {blobs_mod.writer_tag()}
+    # every tag is claimed in the metadata before its worker starts, so it is never given twice, by
+    # this supervisor or any other coordinator sharing the metadata: the sweep for a dead worker's tag
+    # must never meet the blobs of a live writer
     tags: dict[int, str] = {}  # worker pid -> its writer tag
 
-    def spawn_worker() -> int:
-        tag = blobs_mod.new_writer_tag()
-        while tag in given_tags:
-            tag = blobs_mod.new_writer_tag()
-        given_tags.add(tag)
+    def spawn_worker(tag: str) -> int:
         pid = _spawn_worker(settings, token, tag)
         tags[pid] = tag
         return pid
 
-    workers = {spawn_worker() for _ in range(count)}
+    first_tags = claim_writer_tags(settings.data_dir, settings.node, count, settings.metadata)
+    workers = {spawn_worker(tag) for tag in first_tags}
     log.info("admin credential: access key %r, secret from %s", ADMIN_ACCESS_KEY, source)
     log.info("S3 API at http://%s/s3 (admin API under /api/)", settings.listen)
     if settings.s3_listen is not None:
@@ -336,7 +346,7 @@ def _run_locked(settings: Settings) -> int:
     log.info("metadata: %s", settings.metadata.describe(settings.data_dir))  # its password redacted
     # after a crash an orphan sweep runs beside the workers; until it has finished, no stop is
     # clean (the next start must sweep again)
-    sweeper = _spawn_sweeper(settings, sweep_before) if sweep_before is not None else None
+    sweeper = _spawn_sweeper(settings, sweep_todo) if sweep_todo is not None else None
     swept = sweeper is None
     scrub_timer = scrub_schedule.Timer(settings.data_dir, settings.scrub_interval, time.time())
     scrubber: int | None = None
@@ -401,7 +411,7 @@ def _run_locked(settings: Settings) -> int:
             code = 1
             break
         log.error("a worker exited with code %s; starting a new one", rc)
-        workers.add(spawn_worker())
+        workers.add(spawn_worker(claim_writer_tags(settings.data_dir, settings.node, 1, settings.metadata)[0]))
     if sweeper is not None:
         pid, status = os.waitpid(sweeper, os.WNOHANG)
         if pid:
@@ -440,7 +450,7 @@ def _run_locked(settings: Settings) -> int:
             os.kill(pid, signal.SIGKILL)
     if clean:
         # every worker has exited, so nobody reads: the queue's grace is over
-        free_all_queued(settings.data_dir, "shutdown", settings.metadata)
+        free_all_queued(settings.data_dir, "shutdown", settings.metadata, settings.files)
         mark_clean_shutdown(settings.data_dir)
     elif died:
         log.info("a worker died and its orphan blobs were not swept; the next start sweeps for them")

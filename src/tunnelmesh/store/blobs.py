@@ -157,12 +157,18 @@ class Blobs(Protocol):
     def close(self) -> None: ...
 
 
-class BlobStore:
-    """Blobs in a local directory (the data dir's blobs/, store/datadir.py)."""
+def _is_fanout(name: str) -> bool:
+    """One of the 256 blob directories (a shared blob dir also holds every node's tmp/)."""
+    return len(name) == 2 and _HEX.issuperset(name)
 
-    def __init__(self, root: Path) -> None:
+
+class BlobStore:
+    """Blobs in a directory: the data dir's blobs/, or the blob dir shared by several coordinators
+    (`layout`, store/datadir.py)."""
+
+    def __init__(self, root: Path, layout: DataDir | None = None) -> None:
         self.root = root
-        self.dir = DataDir(root)
+        self.dir = layout if layout is not None else DataDir(root)
         self.blob_dir = self.dir.blobs
         self._tmp_of: int | None = None  # the pid whose tmp dir exists (a forked child makes its own)
         self._dir_fds: dict[Path, int] = {}
@@ -226,7 +232,7 @@ class BlobStore:
 
     def blob_ids_older_than(self, t: float) -> Iterator[str]:
         for sub in os.scandir(self.blob_dir):
-            if not sub.is_dir():
+            if not _is_fanout(sub.name) or not sub.is_dir():
                 continue
             for entry in os.scandir(sub.path):
                 if entry.stat().st_mtime < t:
@@ -237,12 +243,13 @@ class BlobStore:
         the tag does not pick one). Names only, no stat: cheap per entry."""
         wanted = set(tags)
         for sub in os.scandir(self.blob_dir):
-            if not sub.is_dir():
+            if not _is_fanout(sub.name) or not sub.is_dir():
                 continue
             for entry in os.scandir(sub.path):
                 if len(entry.name) == 32 and entry.name[-TAG_HEX:] in wanted:
                     yield entry.name
 
     def disk_free(self) -> int:
-        st = os.statvfs(self.root)
+        # the file system the blobs are written to, a shared one included
+        st = os.statvfs(self.dir.shared_blobs or self.root)
         return st.f_bavail * st.f_frsize

@@ -10,6 +10,11 @@ reaped it (a reaped pid is given to no new child before that), and the start-up 
 (the lock is held, so no earlier process of this data dir still runs). The pid, not the writer
 tag, names the directory: the supervisor reaps every child by pid, workers and jobs alike, while
 only workers get a tag it knows.
+
+With a shared blob dir (`s3.blob_dir` set, PostgreSQL metadata: docs/scale-out.md) the blobs are
+`<blob_dir>/<xx>/<id>` and this node's temporaries `<blob_dir>/tmp/<node>/<pid>/`: on the blobs' file
+system (a seal stays a rename), and apart from every other node's, so a node's recovery, which holds
+only its own data-dir lock, removes only its own (`tmp` is this node's directory).
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ _META_DB = "meta.sqlite3"
 @dataclass(frozen=True, slots=True)
 class DataDir:
     root: Path
+    # the blob dir every coordinator mounts, or None for the data dir's own blobs/ (the default)
+    shared_blobs: Path | None = None
+    node: str = ""  # this coordinator's node id: names its temporaries in a shared blob dir
 
     # -- node-local: owned by the coordinator that holds lock_file ---------------------------
 
@@ -82,7 +90,9 @@ class DataDir:
 
     @property
     def tmp(self) -> Path:
-        """The per-process temporary directories (node-local; on the blobs' file system)."""
+        """This node's per-process temporary directories (node-local; on the blobs' file system)."""
+        if self.shared_blobs is not None:
+            return self.shared_blobs / "tmp" / self.node
         return self.root / "tmp"
 
     def process_tmp(self, pid: int) -> Path:
@@ -93,8 +103,8 @@ class DataDir:
 
     @property
     def blobs(self) -> Path:
-        """Immutable object bytes, blobs/<first two hex digits of the id>/<id>."""
-        return self.root / "blobs"
+        """Immutable object bytes, blobs/<first two hex digits of the id>/<id> (or the shared blob dir)."""
+        return self.shared_blobs if self.shared_blobs is not None else self.root / "blobs"
 
     def blob_path(self, blob_id: str) -> Path:
         return self.blobs / blob_id[:2] / blob_id
@@ -112,6 +122,8 @@ class DataDir:
         Loose files are removed too: the layout before per-process dirs was tmp/<pid>.<blob id>."""
         keep = {str(pid) for pid in live}
         n = 0
+        if not self.tmp.is_dir():
+            return 0
         with os.scandir(self.tmp) as entries:
             for entry in entries:
                 if entry.name not in keep:

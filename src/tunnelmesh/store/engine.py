@@ -30,6 +30,7 @@ shareable.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -46,7 +47,7 @@ from typing import IO, Any, TypeVar
 from tunnelmesh.store import commits, content, listing, scrub_schedule
 from tunnelmesh.store import scrub as scrub_mod
 from tunnelmesh.store.backends import SQLITE, MetaConfig, open_meta, run_on
-from tunnelmesh.store.blobs import Blobs, BlobStore, BlobWriter
+from tunnelmesh.store.blobs import Blobs, BlobStore, BlobWriter, new_writer_tag
 from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.errors import NoRoom, NoSuchKey, ObjectTooLarge, PreconditionFailed, Unavailable
 from tunnelmesh.store.metadata import MetaBackend, MetaReads, MetaTx
@@ -82,30 +83,51 @@ SWEEP_HOLD_ENV = "TUNNELMESH_TEST_SWEEP_HOLD"
 SEALED_HOLD_ENV = "TUNNELMESH_TEST_SEALED_HOLD"
 
 
-def prepare_data_dir(data_dir: Path, meta: MetaConfig = SQLITE) -> float | None:
+@dataclasses.dataclass(frozen=True)
+class StartupSweep:
+    """What the orphan sweep after an unclean stop looks at: the blobs sealed before `before`. `tags`
+    None is the full scan (SQLite: the data dir's metadata is this node's alone). With metadata shared by
+    several coordinators it is the writer tags this node had claimed before this start: another live
+    node's sealed but uncommitted blobs are unnamed too, and only the tags tell them apart."""
+
+    before: float
+    tags: list[str] | None
+
+
+def prepare_data_dir(data_dir: Path, meta: MetaConfig = SQLITE, layout: DataDir | None = None) -> StartupSweep | None:
     """Create the layout and remove crash leftovers that would be in the way. Runs once, before
     any worker starts, and takes constant time however many objects are stored.
 
-    Temporaries are always removed. Orphan blobs (sealed, but never named by a commit) can only
-    exist after a crash; finding them means reading every row, so that is left to
-    `sweep_orphans`, which runs beside the workers. Returns the time to pass it, or None after a
-    clean stop (nothing to sweep).
+    This node's temporaries are always removed (another node's, in a shared blob dir, never). Orphan
+    blobs (sealed, but never named by a commit) can only exist after a crash; finding them means reading
+    every row, so that is left to `sweep_orphans` (or, on shared metadata, `sweep_own_writers`), which
+    runs beside the workers. Returns what it must sweep, or None after a clean stop (nothing to sweep).
     """
-    blobs = BlobStore(data_dir)
+    files = layout if layout is not None else DataDir(data_dir)
+    blobs = BlobStore(data_dir, files)
     blobs.prepare()
     swept = blobs.sweep_tmp()
-    marker = DataDir(data_dir).clean_shutdown_marker
-    db = DataDir(data_dir).meta_db
-    # a new store has nothing to sweep (on PostgreSQL no file tells a new store: a first start sweeps an
-    # empty blobs dir)
-    clean = marker.exists() or (meta.uri is None and not db.exists())
-    marker.unlink(missing_ok=True)
+    marker = files.clean_shutdown_marker
+    db = files.meta_db
     started = time.time()
-    run_on(data_dir, lambda m: m.write(lambda tx: ensure_system_bucket(tx, started)), meta)
+
+    async def start(m: MetaBackend) -> list[str]:
+        await m.write(lambda tx: ensure_system_bucket(tx, started))
+        # read before this start's workers claim theirs: the sweep must never take a live writer's tag
+        return await m.read(lambda r: r.writer_tags(files.node)) if meta.uri is not None else []
+
+    tags = run_on(data_dir, start, meta)
+    # a new store has nothing to sweep: on SQLite no database yet; on shared metadata, where no file can
+    # tell, this node has never claimed a writer tag (so it never wrote a blob)
+    new = not db.exists() if meta.uri is None else not tags
+    clean = marker.exists() or new
+    marker.unlink(missing_ok=True)
     if swept:
         log.info("start-up sweep: removed %d temporary files", swept)
-    free_all_queued(data_dir, "start-up", meta)
-    return None if clean else started
+    free_all_queued(data_dir, "start-up", meta, files)
+    if clean:
+        return None
+    return StartupSweep(started, None if meta.uri is None else tags)
 
 
 def ensure_system_bucket(tx: MetaTx, now: float) -> None:
@@ -114,13 +136,16 @@ def ensure_system_bucket(tx: MetaTx, now: float) -> None:
         commits.create_bucket(tx, SYSTEM_BUCKET, "coordinator", "", now)
 
 
-def free_all_queued(data_dir: Path, when: str, meta: MetaConfig = SQLITE) -> int:
-    """Unlink every queued freed blob, grace or not: only while no worker runs (nobody reads)."""
-    blobs = BlobStore(data_dir)
+def free_all_queued(data_dir: Path, when: str, meta: MetaConfig = SQLITE, layout: DataDir | None = None) -> int:
+    """Unlink every queued freed blob, grace or not: only while no worker runs (nobody reads). With
+    metadata shared by several coordinators the other nodes' readers may be reading a blob just freed, so
+    there the grace is kept."""
+    blobs = BlobStore(data_dir, layout)
+    until = math.inf if meta.uri is None else time.time() - UNLINK_GRACE_SECONDS
 
     async def free(m: MetaBackend) -> int:
         n = 0
-        while ids := await m.read(lambda r: r.freed_before(math.inf, REAP_BATCH)):
+        while ids := await m.read(lambda r: r.freed_before(until, REAP_BATCH)):
             blobs.unlink(ids)  # first the files, then the rows: a crash between leaves rows, not files
             await m.write(functools.partial(_forget_freed, ids))
             n += len(ids)
@@ -137,7 +162,7 @@ def _named_or_queued(r: MetaReads, tags: Collection[str] | None = None) -> set[s
     return r.referenced_blobs(tags) | set(r.freed_before(math.inf, None))
 
 
-def sweep_orphans(data_dir: Path, before: float, meta: MetaConfig = SQLITE) -> int:
+def sweep_orphans(data_dir: Path, before: float, meta: MetaConfig = SQLITE, layout: DataDir | None = None) -> int:
     """Remove the blobs sealed before `before` that no commit names; returns how many.
 
     Safe while workers serve: the references are read in one snapshot, and a blob unnamed in it
@@ -146,21 +171,42 @@ def sweep_orphans(data_dir: Path, before: float, meta: MetaConfig = SQLITE) -> i
     """
     _hold(SWEEP_HOLD_ENV)
     refs = run_on(data_dir, lambda m: m.read(_named_or_queued, snapshot=True), meta)
-    blobs = BlobStore(data_dir)
+    blobs = BlobStore(data_dir, layout)
     orphans = [b for b in blobs.blob_ids_older_than(before) if b not in refs]
     blobs.unlink(orphans)
     log.info("orphan sweep: removed %d orphan blobs", len(orphans))
     return len(orphans)
 
 
-def sweep_dead_writers(data_dir: Path, dead: dict[str, int], meta: MetaConfig = SQLITE) -> int:
+def sweep_dead_writers(
+    data_dir: Path, dead: dict[str, int], meta: MetaConfig = SQLITE, layout: DataDir | None = None
+) -> int:
     """Remove the blobs of dead workers (`dead` maps their writer tags to their pids) that no commit
-    names and that are not queued; returns how many.
+    names and that are not queued; returns how many (`sweep_tags`)."""
+    removed = sweep_tags(data_dir, dead, meta, layout)
+    pids = ", ".join(str(p) for p in sorted(dead.values()))
+    log.info("orphan sweep after worker %s died: removed %d orphan blobs", pids, removed)
+    return removed
 
-    Safe while the other workers serve: only the dead process ever had its tag, and it can commit
-    nothing more, so a blob of its that is unnamed now stays unnamed (a Complete names only parts
-    already committed). A blob named now may be freed later: then the queue has it, or the reapers
-    have unlinked it already.
+
+def sweep_own_writers(data_dir: Path, tags: Collection[str], meta: MetaConfig, layout: DataDir | None = None) -> int:
+    """The orphan sweep after an unclean stop on metadata several coordinators share: the blobs of this
+    node's earlier writers (the tags it had claimed before this start; every one of them is gone, as the
+    data-dir lock is held), never the full scan, which would take another live node's sealed but
+    uncommitted blobs."""
+    removed = sweep_tags(data_dir, tags, meta, layout)
+    log.info("orphan sweep: removed %d orphan blobs of this node's earlier writers", removed)
+    return removed
+
+
+def sweep_tags(data_dir: Path, tags: Collection[str], meta: MetaConfig = SQLITE, layout: DataDir | None = None) -> int:
+    """Remove the blobs bearing these writer tags, whose writers are all dead, that no commit names and
+    that are not queued; returns how many.
+
+    Safe while the other workers serve: only the dead process ever had its tag (claimed in the metadata,
+    so no other coordinator has it either), and it can commit nothing more, so a blob of its that is
+    unnamed now stays unnamed (a Complete names only parts already committed). A blob named now may be
+    freed later: then the queue has it, or the reapers have unlinked it already.
 
     One trap: a process killed after its commit reached the WAL but before SQLite published it
     leaves a transaction no reader sees, which a recovery (a restart after a crash) would bring
@@ -168,11 +214,12 @@ def sweep_dead_writers(data_dir: Path, dead: dict[str, int], meta: MetaConfig = 
     process's own, which no later recovery can pass over, and only then unlinked.
     """
     _hold(SWEEP_HOLD_ENV)
-    blobs = BlobStore(data_dir)
-    candidates = list(blobs.blob_ids_tagged(dead))
+    blobs = BlobStore(data_dir, layout)
+    wanted = set(tags)
+    candidates = list(blobs.blob_ids_tagged(wanted)) if wanted else []
 
     async def sweep(m: MetaBackend) -> int:
-        refs = await m.read(lambda r: _named_or_queued(r, dead), snapshot=True)
+        refs = await m.read(lambda r: _named_or_queued(r, wanted), snapshot=True)
         # a freed blob that a reaper unlinked and forgot since the listing is no orphan: skip it
         orphans = [b for b in candidates if b not in refs and blobs.path(b).exists()]
         if not orphans:
@@ -183,10 +230,27 @@ def sweep_dead_writers(data_dir: Path, dead: dict[str, int], meta: MetaConfig = 
         await m.write(functools.partial(_forget_freed, orphans))
         return removed
 
-    removed = run_on(data_dir, sweep, meta) if candidates else 0
-    pids = ", ".join(str(p) for p in sorted(dead.values()))
-    log.info("orphan sweep after worker %s died: removed %d orphan blobs", pids, removed)
-    return removed
+    return run_on(data_dir, sweep, meta) if candidates else 0
+
+
+def _claim(tag: str, node: str, tx: MetaTx) -> bool:
+    return tx.claim_writer_tag(tag, node, time.time())
+
+
+def claim_writer_tags(data_dir: Path, node: str, count: int, meta: MetaConfig = SQLITE) -> list[str]:
+    """`count` writer tags claimed for `node` in the metadata, each new to every coordinator that shares
+    it (a tag already claimed is drawn again), so no sweep for a dead writer's tag can ever meet a live
+    writer's blobs, on this node or another."""
+
+    async def claim(m: MetaBackend) -> list[str]:
+        tags: list[str] = []
+        while len(tags) < count:
+            tag = new_writer_tag()
+            if await m.write(functools.partial(_claim, tag, node)):
+                tags.append(tag)
+        return tags
+
+    return run_on(data_dir, claim, meta)
 
 
 def _hold(env: str) -> None:

@@ -100,14 +100,14 @@ class Timer:
         self.due = next_due(state, self.interval, now)
 
 
-def run(data_dir: Path, rate: int, meta: MetaConfig = SQLITE) -> int:
+def run(data_dir: Path, rate: int, meta: MetaConfig = SQLITE, layout: DataDir | None = None) -> int:
     """One scheduled scrub (in the scrubber process). Returns the exit code: 0, also when it found rot."""
     started = time.time()
     state = load(data_dir) or ScrubState(first_seen=started)
     state.last_started = started
     save(data_dir, state)
     log.info("scrub: started, reading at most %d bytes/s", rate)
-    blobs = BlobStore(data_dir)
+    blobs = BlobStore(data_dir, layout)
     quarantine = DataDir(data_dir).quarantine
     report = run_on(data_dir, lambda m: scrub.scrub(m, blobs, quarantine, repair=False, rate=rate), meta)
     state.last_finished = time.time()
