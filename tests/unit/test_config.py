@@ -249,3 +249,55 @@ def test_a_bad_metadata_uri_from_the_environment_names_the_variable(monkeypatch)
     with pytest.raises(ConfigError) as e:
         load(None)
     assert str(e.value).startswith("$TUNNELMESH_S3_METADATA:") and SECRET not in str(e.value)
+
+
+# ---- several coordinators: s3.blob_dir and s3.node_id ---------------------------------------------
+
+
+def test_blob_dir_defaults_to_the_data_dirs_blobs_and_node_id_to_host_and_s3_port(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("TUNNELMESH_S3_METADATA", raising=False)
+    monkeypatch.setattr("socket.gethostname", lambda: "Mesh_Host.example.COM")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"s3:\n  data_dir: {tmp_path / 'd'}\n  listen: 127.0.0.1:9123\n")
+    s = load(cfg)
+    assert s.blob_dir is None and s.node_id == "mesh-host-example-com-9123"
+    # today's layout, unchanged
+    assert s.files.blobs == tmp_path / "d" / "blobs" and s.files.tmp == tmp_path / "d" / "tmp"
+    # naming the default explicitly is the default, SQLite or not
+    cfg.write_text(f"s3:\n  data_dir: {tmp_path / 'd'}\n  blob_dir: {tmp_path / 'd' / 'blobs'}\n")
+    assert load(cfg).blob_dir is None
+
+
+def test_a_derived_node_id_is_at_most_63_characters_and_keeps_the_port(monkeypatch) -> None:
+    monkeypatch.setattr("socket.gethostname", lambda: "a" * 70 + ".-._")
+    from tunnelmesh.config import default_node_id
+
+    node = default_node_id(65535)
+    assert len(node) == 63 and node.endswith("a-65535"), node
+    monkeypatch.setattr("socket.gethostname", lambda: "...")
+    assert default_node_id(9000) == "node-9000"
+
+
+def test_a_shared_blob_dir_needs_postgresql_metadata(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("TUNNELMESH_S3_METADATA", raising=False)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"s3:\n  data_dir: {tmp_path / 'd'}\n  blob_dir: {tmp_path / 'shared'}\n  node_id: n1\n")
+    with pytest.raises(ConfigError, match=r"^s3.blob_dir: .*needs s3.metadata") as e:
+        load(cfg)
+    assert "\n" not in str(e.value)
+    monkeypatch.setenv("TUNNELMESH_S3_METADATA", "postgresql://tm@db/tunnelmesh")
+    s = load(cfg)
+    assert (s.blob_dir, s.node_id) == (tmp_path / "shared", "n1")
+    assert s.files.blobs == tmp_path / "shared"
+    assert s.files.tmp == tmp_path / "shared" / "tmp" / "n1"
+    cfg.write_text(f"s3:\n  data_dir: {tmp_path / 'd'}\n  blob_dir: {tmp_path / 'd'}\n")
+    with pytest.raises(ConfigError, match=r"^s3.blob_dir: must not be the data dir"):
+        load(cfg)
+
+
+@pytest.mark.parametrize("value", ["", "Node", "-n", "n-", "a_b", "a.b", "x" * 64, 7, True])
+def test_a_bad_node_id_names_the_key(tmp_path, value) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"s3:\n  node_id: {value!r}\n" if isinstance(value, str) else f"s3:\n  node_id: {value}\n")
+    with pytest.raises(ConfigError, match=r"^s3.node_id: "):
+        load(cfg)

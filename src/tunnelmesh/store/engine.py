@@ -108,7 +108,7 @@ def prepare_data_dir(data_dir: Path, meta: MetaConfig = SQLITE, layout: DataDir 
     blobs.prepare()
     swept = blobs.sweep_tmp()
     marker = files.clean_shutdown_marker
-    db = files.meta_db
+    had_db = files.meta_db.exists()  # before the first write below creates it
     started = time.time()
 
     async def start(m: MetaBackend) -> list[str]:
@@ -119,7 +119,7 @@ def prepare_data_dir(data_dir: Path, meta: MetaConfig = SQLITE, layout: DataDir 
     tags = run_on(data_dir, start, meta)
     # a new store has nothing to sweep: on SQLite no database yet; on shared metadata, where no file can
     # tell, this node has never claimed a writer tag (so it never wrote a blob)
-    new = not db.exists() if meta.uri is None else not tags
+    new = not had_db if meta.uri is None else not tags
     clean = marker.exists() or new
     marker.unlink(missing_ok=True)
     if swept:
