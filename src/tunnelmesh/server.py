@@ -358,6 +358,23 @@ def _run_locked(settings: Settings) -> int:
     code = 0
     died = False  # a dead worker's orphans may be left for the next start's full sweep
     respawns: list[float] = []
+    missing = 0  # workers to start again once a writer tag can be claimed (the metadata may be down)
+    next_claim = 0.0
+
+    def start_missing() -> None:
+        nonlocal missing, next_claim
+        try:
+            new_tags = claim_writer_tags(settings.data_dir, settings.node, missing, settings.metadata)
+        except Exception as e:  # the metadata is down: the supervisor must not die of it, nor log every second
+            if not next_claim:
+                log.error("cannot claim a writer tag for a new worker (%s); retrying every second", type(e).__name__)
+            next_claim = time.monotonic() + 1.0
+            return
+        if next_claim:
+            log.info("writer tags claimed again: starting %d workers", missing)
+        missing, next_claim = 0, 0.0
+        workers.update(spawn_worker(tag) for tag in new_tags)
+
     while not stopping:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -366,6 +383,8 @@ def _run_locked(settings: Settings) -> int:
         if pid == 0:
             if scrubber is None and scrub_timer.is_due(time.time()):
                 scrubber = _spawn_scrubber(settings)
+            if missing and time.monotonic() >= next_claim:
+                start_missing()
             if tag_sweeper is None and unswept:  # one sweep at a time, for all the dead so far
                 log.info("orphan sweep after worker %s died started", _pids(unswept))
                 tag_sweeper = (_spawn_dead_writer_sweeper(settings, dict(unswept)), dict(unswept))
@@ -411,7 +430,9 @@ def _run_locked(settings: Settings) -> int:
             code = 1
             break
         log.error("a worker exited with code %s; starting a new one", rc)
-        workers.add(spawn_worker(claim_writer_tags(settings.data_dir, settings.node, 1, settings.metadata)[0]))
+        missing += 1
+        if not next_claim:  # else the idle loop retries on its schedule
+            start_missing()
     if sweeper is not None:
         pid, status = os.waitpid(sweeper, os.WNOHANG)
         if pid:

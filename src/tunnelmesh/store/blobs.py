@@ -10,8 +10,9 @@ them only at start-up, when no process writes (`sweep_tmp`). tmp/ must be on the
 system (the seal is a rename).
 
 A blob id is 32 hex digits: 24 random ones, then the 8-digit tag of the process that wrote it (its
-"writer tag"). The supervisor gives each worker a tag no other process of this coordinator has
-had, so once a worker has died, the blobs bearing its tag that no commit names can never be named
+"writer tag"). The supervisor claims each worker's tag in the metadata before it starts the worker
+(`engine.claim_writer_tags`), so no other process of any coordinator sharing the metadata ever has
+it, and once a worker has died, the blobs bearing its tag that no commit names can never be named
 by anyone: the supervisor removes them while the others serve (`blob_ids_tagged`). The tag comes
 last so that the first two digits, which pick the subdirectory, stay random: one worker's blobs
 are spread over all 256 directories like everyone's, and ids from before the tags still resolve.

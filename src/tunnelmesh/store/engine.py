@@ -14,12 +14,15 @@ Space is given back by these rules, which hold whichever process dies at whichev
   reused, so a queued blob can never be referenced again: a duplicate unlink is harmless.
 - A blob sealed but never committed (the process died between the two) is an orphan. Its id ends
   with the writer tag of the process that sealed it (see store/blobs.py), a tag the supervisor
-  gives to one worker only. When a worker dies while the coordinator runs, the supervisor runs
-  `sweep_dead_writers` for its tag beside the other workers: the blobs bearing it that no commit
-  names and that are not queued are removed (no live process can ever name them). After a stop
-  that was not clean (the supervisor was killed, a worker died and its sweep did not finish, or a
-  previous scan did not finish) only a full scan (`sweep_orphans`) finds them. A clean stop leaves
-  a marker (`DataDir.clean_shutdown_marker`), which lets the next start skip it.
+  claims in the metadata for one worker only (`claim_writer_tags`; unique across coordinators).
+  When a worker dies while the coordinator runs, the supervisor runs `sweep_dead_writers` for
+  its tag beside the other workers: the blobs bearing it that no commit names and that are not
+  queued are removed (no live process can ever name them). After a stop that was not clean (the
+  supervisor was killed, a worker died and its sweep did not finish, or a previous scan did not
+  finish) only a full scan (`sweep_orphans`) finds them; on metadata several coordinators share,
+  the sweep of the tags this node had claimed (`sweep_own_writers`), since another live node's
+  sealed blobs are unnamed too. A clean stop leaves a marker (`DataDir.clean_shutdown_marker`),
+  which lets the next start skip it.
 - A temporary (tmp/<pid>/<id>) belongs to one process: the supervisor removes those of a child
   once it has reaped it, and the start-up removes them all.
 
