@@ -58,7 +58,7 @@ def start_node(tmp: Path, uri: str, blob_dir: Path, node: str, token: str, hold:
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Coordinator, Coordinator]]:
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Coordinator, Coordinator, str, Path]]:
     tmp = tmp_path_factory.mktemp("pair")
     uri, blob_dir, token = database(), tmp / "shared-blobs", secrets.token_urlsafe(24)
     a = start_node(tmp, uri, blob_dir, "node-a", token)
@@ -67,7 +67,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Coordinator
     except Exception:
         a.stop()
         raise
-    yield a, b
+    yield a, b, uri, blob_dir
     a.stop()
     b.stop()
 
@@ -88,7 +88,7 @@ def cli_json(c: Coordinator, *args: str) -> dict:
 
 
 def test_a_write_through_one_is_read_listed_and_deleted_through_the_other_at_once(pair) -> None:
-    a, b = pair
+    a, b, uri, blob_dir = pair
     sa, sb = a.client(), b.client()
     sa.create_bucket(Bucket="raw")
     for i, size in enumerate([10, 40 * KIB, 300 * KIB, 5]):
@@ -108,10 +108,15 @@ def test_a_write_through_one_is_read_listed_and_deleted_through_the_other_at_onc
     assert [o["Key"] for o in sb.list_objects_v2(Bucket="raw")["Contents"]] == ["k"]
     # both nodes put their blobs in the one shared dir, none in their data dirs
     assert not (a.data_dir / "blobs").exists() and not (b.data_dir / "blobs").exists()
+    # every blob bears a writer tag claimed in the metadata, by one node only, and both nodes wrote
+    tags_a, tags_b = claimed_tags(uri, "node-a"), claimed_tags(uri, "node-b")
+    assert tags_a and tags_b and not tags_a & tags_b
+    written = {blob[-8:] for blob in shared_files(blob_dir)}
+    assert written <= tags_a | tags_b and written & tags_a and written & tags_b, (written, tags_a, tags_b)
 
 
 def test_a_peer_added_on_one_works_on_the_other_and_a_revoke_on_one_is_refused_by_the_other(pair) -> None:
-    a, b = pair
+    a, b, *_ = pair
     for adder, other in ((a, b), (b, a)):
         peer = cli_json(adder, "peer", "add", f"p-{adder.port}")
         as_peer = boto3.client(
@@ -131,7 +136,7 @@ def test_a_peer_added_on_one_works_on_the_other_and_a_revoke_on_one_is_refused_b
 
 
 def test_a_quota_storm_over_both_nodes_admits_exactly_what_fits(pair) -> None:
-    a, b = pair
+    a, b, *_ = pair
     a.client().create_bucket(Bucket="storm")
     r = b.cli("bucket", "quota", "set", "storm", "1000000")
     assert r.returncode == 0, r.stderr
@@ -194,6 +199,14 @@ def named_and_queued(uri: str) -> tuple[set[str], set[str]]:
 
     try:
         return asyncio.run(read())
+    finally:
+        meta.close()
+
+
+def claimed_tags(uri: str, node: str) -> set[str]:
+    meta = open_meta(Path("/nonexistent"), MetaConfig(uri), serving=False)
+    try:
+        return set(asyncio.run(meta.read(lambda r: r.writer_tags(node))))
     finally:
         meta.close()
 
