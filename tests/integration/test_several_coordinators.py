@@ -255,7 +255,7 @@ def test_sigkill_one_node_mid_upload_the_other_serves_and_the_restart_sweeps_onl
         # A: uploads in the middle: two sealed and not committed, one still streaming its body
         (hold_a / "release").unlink()
         a_socks = [started_put(a, f"crash/a-held-{i}", 50 * KIB, body(50 * KIB, "ah")[: 50 * KIB]) for i in range(2)]
-        wait_until("a blob of A held sealed", lambda: len(held(hold_a)) >= 1)
+        wait_until("both blobs of A held sealed", lambda: len(held(hold_a)) == 2)
         a_socks.append(started_put(a, "crash/a-streaming", 400 * KIB, b"s" * (100 * KIB)))
         a_tmp = blob_dir / "tmp" / "node-a"
         wait_until("A's temporary of the streaming upload", lambda: any(p.is_file() for p in a_tmp.glob("*/*")))
