@@ -808,6 +808,21 @@ def test_freed_queue_by_time_then_id_first_time_kept(backend: MetaBackend) -> No
     run(scenario())
 
 
+def test_a_point_read_of_a_name_with_a_nul_finds_nothing(backend: MetaBackend) -> None:
+    """No name holds a NUL (PostgreSQL's text cannot): looking one up is a miss, never an error (a
+    Basic-auth peer id reaches the store unchecked by the S3 layer's key rules)."""
+
+    async def scenario() -> None:
+        await setup(backend, "b")
+        assert await read(backend, lambda r: r.bucket("b\x00")) is None
+        assert await read(backend, lambda r: r.get_object("b", "k\x00")) is None
+        assert await read(backend, lambda r: r.object_ref("b", "k\x00")) is None
+        assert await read(backend, lambda r: r.upload("u\x00")) is None
+        assert await read(backend, lambda r: r.completed_upload("b", "k\x00", "u")) is None
+
+    run(scenario())
+
+
 def test_a_writer_tag_is_given_once_whichever_node_asks(backend: MetaBackend) -> None:
     async def scenario() -> None:
         assert await write(backend, lambda tx: tx.claim_writer_tag("0000aaaa", "node-1", 1.0)) is True

@@ -15,7 +15,7 @@ from tunnelmesh.s3.auth import authenticate
 from tunnelmesh.s3.auth.credentials import Credentials
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
-from tunnelmesh.s3.ops.common import Context
+from tunnelmesh.s3.ops.common import Context, refuse_nul
 from tunnelmesh.s3.request import Receive, Request, from_scope, parse_target, split_path
 from tunnelmesh.s3.response import Response
 from tunnelmesh.s3.router import route
@@ -70,6 +70,9 @@ class S3Api:
 
     async def _dispatch(self, req: Request) -> Response:
         req.bucket, req.key = split_path(parse_target(req))
+        refuse_nul(req.key, "An object key")
+        for name, value in req.query.items():
+            refuse_nul(value, f"The {name} parameter")
         await authenticate(req, self.credentials, self.ctx.region)
         r = route(req)
         req.operation = r.name

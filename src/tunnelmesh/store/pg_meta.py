@@ -114,6 +114,10 @@ class PgTx:
         self._lock = " FOR UPDATE" if writing else ""
 
     def _one(self, sql: str, args: tuple[Any, ...]) -> Row | None:
+        if any(isinstance(a, str) and "\x00" in a for a in args):
+            # PostgreSQL's text cannot hold a NUL, so no row has one: nothing to find (the S3 layer
+            # refuses NULs in keys; this covers any other lookup, a Basic-auth peer id say)
+            return None
         return self.c.execute(sql, args).fetchone()
 
     def _all(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[Row]:

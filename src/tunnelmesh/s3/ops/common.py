@@ -74,9 +74,21 @@ def _is_ip(name: str) -> bool:
     return True
 
 
+NUL = "\x00"
+
+
+def refuse_nul(value: str, what: str) -> None:
+    """No key holds a NUL character (PutObject refuses one; XML 1.0 could not even list it, and
+    PostgreSQL's text cannot store it), so a NUL in anything matched against keys is refused, the same
+    way on every metadata engine, instead of reaching one that cannot take it."""
+    if NUL in value:
+        raise S3Error("InvalidArgument", f"{what} must not contain a NUL character.")
+
+
 def validate_key(key: str) -> None:
     if not key:
         raise S3Error("InvalidArgument", "An object key must not be empty.")
+    refuse_nul(key, "An object key")
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         raise S3Error("KeyTooLongError", MaxSizeAllowed=str(MAX_KEY_BYTES))
 

@@ -118,7 +118,7 @@ def _untoken(token: str) -> tuple[str, bool]:
         raw = base64.urlsafe_b64decode(token.encode()).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raw = ""
-    if not raw or raw[0] not in "kp":
+    if not raw or raw[0] not in "kp" or "\x00" in raw:
         raise S3Error(
             "InvalidArgument", "The continuation token provided is incorrect", ArgumentName="continuation-token"
         )
