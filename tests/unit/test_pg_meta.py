@@ -23,7 +23,7 @@ import pytest
 from psycopg import errors
 
 from tunnelmesh.store import commits, pg_schema
-from tunnelmesh.store.errors import BucketExists, QuotaExceeded, WriteFailed
+from tunnelmesh.store.errors import BucketExists, CommitUnknown, QuotaExceeded, WriteFailed
 from tunnelmesh.store.metadata import MetaTx
 from tunnelmesh.store.migrations import SchemaTooNew
 from tunnelmesh.store.pg_meta import WRITE_ATTEMPTS, PgMeta, redact
@@ -376,7 +376,39 @@ def test_a_database_of_a_newer_schema_is_refused(uri: str) -> None:
         ("postgres://db/tunnelmesh?host=/run/pg", "postgres://db/tunnelmesh?host=/run/pg"),
         ("host=db user=tm password=s3cret dbname=tunnelmesh", "host=db user=tm password=*** dbname=tunnelmesh"),
         ("host=db password = 'a b\\' c' dbname=x", "host=db password = *** dbname=x"),
+        # from the data-safety review: any parameter ending in "password", and a percent-encoded name
+        (
+            "postgresql://tm@db/tm?sslpassword=k3y&%70assword=s3cret",
+            "postgresql://tm@db/tm?sslpassword=***&password=***",
+        ),
+        ("host=db sslpassword=k3y dbname=x", "host=db sslpassword=*** dbname=x"),
     ],
 )
 def test_redact_hides_the_password_and_nothing_else(conninfo: str, shown: str) -> None:
     assert redact(conninfo) == shown
+
+
+def test_a_connection_lost_during_commit_is_an_unknown_outcome_and_no_cleanup_runs(uri: str) -> None:
+    """Found in the data-safety review: a COMMIT whose answer is lost may have committed, so the write's
+    new blobs must not be discarded (a record might name them). The session is terminated from another
+    one after the function has returned, so the loss falls on the COMMIT itself."""
+    meta = PgMeta.open(uri)
+    settled: list[tuple[bool, Any]] = []
+    try:
+
+        def fn(tx: MetaTx) -> None:
+            commits.create_bucket(tx, "lost-ack", "p", "r", 1.0)
+            pid = tx.c.info.backend_pid
+            with psycopg.connect(uri, autocommit=True) as killer:
+                killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                while killer.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+                    time.sleep(0.01)
+
+        async def attempt() -> None:
+            await meta.write(fn, lambda ok, value: settled.append((ok, value)))
+
+        with pytest.raises(CommitUnknown):
+            asyncio.run(attempt())
+        assert settled == []  # no cleanup acted on a failure that might have been a commit
+    finally:
+        meta.close()

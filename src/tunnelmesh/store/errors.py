@@ -133,6 +133,12 @@ class Unavailable(StoreError):
         super().__init__("the metadata database is unavailable")
 
 
+class CommitUnknown(Unavailable):
+    """The connection was lost while the database committed: the write may or may not have taken effect.
+    Its new blobs are kept (a record might name them; an orphan is swept later, a lost byte never
+    comes back), and the client sees the same 503 as for any outage and retries."""
+
+
 class DamagedObject(Exception):
     """An object whose stored bytes are damaged (a blob missing or of the wrong size): a fault of the
     store's own data, not a refusal of the request, so no StoreError; the edge answers it as an

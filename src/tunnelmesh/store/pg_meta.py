@@ -51,7 +51,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from tunnelmesh.store import pg_schema
-from tunnelmesh.store.errors import Unavailable, WriteFailed
+from tunnelmesh.store.errors import CommitUnknown, Unavailable, WriteFailed
 from tunnelmesh.store.listing import prefix_successor
 from tunnelmesh.store.meta_rows import (
     LIST_COLS,
@@ -100,9 +100,15 @@ def redact(conninfo: str) -> str:
             if ":" in user:
                 user = user.split(":", 1)[0] + ":***"
             netloc = f"{user}@{host}"
-        query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+        # decoded first, so that a percent-encoded name (%70assword) is recognised too; every parameter
+        # whose name ends in "password" (sslpassword too) is masked
+        pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        query = "&".join(
+            f"{urllib.parse.quote(k)}={'***' if k.lower().endswith('password') else urllib.parse.quote(v)}"
+            for k, v in pairs
+        )
         return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    return re.sub(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", conninfo)
+    return re.sub(r"(?i)(\b\w*password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", conninfo)
 
 
 class PgTx:
@@ -496,9 +502,13 @@ class PgMeta:
 
     def _write(self, fn: Callable[[PgTx], T]) -> T:
         for attempt in range(1, WRITE_ATTEMPTS + 1):
+            committing = False
             try:
-                with self._pool.connection() as conn, conn.transaction():
-                    return fn(PgTx(conn, writing=True))
+                with self._pool.connection() as conn:
+                    with conn.transaction():
+                        result = fn(PgTx(conn, writing=True))
+                        committing = True  # leaving the block sends COMMIT
+                    return result
             except _RETRIED as e:
                 if attempt == WRITE_ATTEMPTS:
                     raise WriteFailed("metadata") from e
@@ -506,8 +516,9 @@ class PgMeta:
                 time.sleep(random.uniform(0, 0.002 * 2**attempt))
             except psycopg.OperationalError as e:
                 # the database cannot be reached or dropped the connection (SerializationFailure and
-                # DeadlockDetected, OperationalErrors too, are caught above)
-                raise Unavailable() from e
+                # DeadlockDetected, OperationalErrors too, are caught above: those always roll back).
+                # Lost during COMMIT, the outcome is unknown: the server may have committed.
+                raise (CommitUnknown() if committing else Unavailable()) from e
             except psycopg.Error as e:
                 raise WriteFailed("metadata") from e
         raise AssertionError("unreachable")
@@ -526,7 +537,8 @@ def _settle(fut: asyncio.Future[T], done: concurrent.futures.Future[T], settle: 
     err = done.exception()
     ok = err is None
     value: Any = done.result() if ok else err
-    if settle is not None:
+    # an outcome the database never told: no cleanup may act on a failure that may be a commit
+    if settle is not None and not isinstance(err, CommitUnknown):
         try:
             settle(ok, value)
         except Exception:
