@@ -289,3 +289,58 @@ def test_a_coordinator_whose_database_cannot_be_reached_refuses_to_start_saying_
     assert "tunnelmesh: the metadata database is unavailable: " in r.stderr and "no-server-here" in r.stderr
     assert "Traceback" not in r.stderr
     assert password not in r.stdout + r.stderr
+
+
+def _start_plain(tmp_path: Path, data_dir: Path, metadata: str | None) -> subprocess.CompletedProcess[str]:
+    """`tunnelmesh coordinator` on `data_dir`, with or without s3.metadata, expected to refuse at once."""
+    config = tmp_path / f"c-{uuid.uuid4().hex[:6]}.yaml"
+    config.write_text(f"listen: 127.0.0.1:{free_port()}\ns3:\n  data_dir: {data_dir}\n  listen: ''\n")
+    env = {k: v for k, v in os.environ.items() if k != "TUNNELMESH_S3_METADATA"}
+    env["TUNNELMESH_ADMIN_TOKEN"] = secrets.token_urlsafe(24)
+    if metadata is not None:
+        env["TUNNELMESH_S3_METADATA"] = metadata
+    return subprocess.run(
+        [sys.executable, "-m", "tunnelmesh", "coordinator", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=NO_HANG,
+    )
+
+
+def test_a_data_dir_whose_records_are_in_postgresql_refuses_to_start_on_sqlite_and_back(
+    tmp_path: Path, database
+) -> None:
+    """From the data-safety review: losing $TUNNELMESH_S3_METADATA on a restart started the node on a new,
+    empty SQLite beside blobs only PostgreSQL names, whose first orphan sweep after a crash would have
+    deleted them all. The data dir records its engine; a start on the other one is refused, naming why."""
+    uri, password = database
+    data_dir = tmp_path / "d"
+    c = start_on(tmp_path, uri, data_dir)
+    try:
+        s3 = client(c, "admin", c.token)
+        s3.create_bucket(Bucket="kept")
+        s3.put_object(Bucket="kept", Key="k", Body=b"x" * 40_000)  # a blob file only PostgreSQL names
+    finally:
+        c.stop()
+    blobs_before = sorted(p.name for p in (data_dir / "blobs").rglob("*") if p.is_file())
+    r = _start_plain(tmp_path, data_dir, None)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "records of" in r.stderr and "are in postgresql, but the configuration says sqlite" in r.stderr
+    assert "TUNNELMESH_S3_METADATA" in r.stderr and "Traceback" not in r.stderr
+    assert not (data_dir / "meta.sqlite3").exists()  # nothing was created, swept or written
+    assert sorted(p.name for p in (data_dir / "blobs").rglob("*") if p.is_file()) == blobs_before
+    # and a SQLite data dir is not silently abandoned for PostgreSQL either
+    sqlite_dir = tmp_path / "s"
+    s = start_coordinator(tmp_path, data_dir=sqlite_dir)
+    s.stop()
+    r = _start_plain(tmp_path, sqlite_dir, uri)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "are in sqlite, but the configuration says postgresql" in r.stderr
+    assert password not in r.stdout + r.stderr
+    # the PostgreSQL node itself starts again as before
+    c = start_on(tmp_path, uri, data_dir)
+    try:
+        assert client(c, "admin", c.token).get_object(Bucket="kept", Key="k")["Body"].read() == b"x" * 40_000
+    finally:
+        c.stop()

@@ -5,12 +5,15 @@ worker's Store, the supervisor's start-up and recovery, the sweepers, the scrubb
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.metadata import MetaBackend
+from tunnelmesh.store.migrations import SchemaError
 
 T = TypeVar("T")
 
@@ -35,6 +38,36 @@ class MetaConfig:
 
 
 SQLITE = MetaConfig()
+
+
+class BackendMismatch(SchemaError):
+    """The configuration names another metadata engine than the one this data dir's records are in."""
+
+
+def check_backend(files: DataDir, config: MetaConfig) -> None:
+    """Refuse to start on another engine than the data dir's, then record the engine (first start).
+
+    The dangerous slip is losing `$TUNNELMESH_S3_METADATA` on a restart: the coordinator would start on a
+    new, empty SQLite beside blobs that only PostgreSQL names, and its first orphan sweep after a crash
+    would delete them all. Moving the other way would hide the SQLite records. Both wait for
+    `tunnelmesh storage migrate` (issue 13); until then, each is refused with the reason."""
+    kind = "sqlite" if config.uri is None else "postgresql"
+    path = files.metadata_backend
+    try:
+        recorded = path.read_text().strip()
+    except FileNotFoundError:
+        # a data dir from before the record: its SQLite database says which engine it had
+        recorded = "sqlite" if files.meta_db.exists() else ""
+    if recorded and recorded != kind:
+        raise BackendMismatch(
+            f"the records of {files.root} are in {recorded}, but the configuration says {kind}"
+            + (" (is s3.metadata or $TUNNELMESH_S3_METADATA missing?)" if kind == "sqlite" else "")
+            + "; refusing to start rather than serve, and sweep, against the wrong metadata"
+        )
+    if not path.exists():
+        tmp = files.replacement(path, os.getpid())
+        tmp.write_text(kind + "\n")
+        os.replace(tmp, path)
 
 
 def open_meta(data_dir: Path, config: MetaConfig = SQLITE, *, serving: bool = True) -> MetaBackend:

@@ -69,6 +69,12 @@ class DataDir:
         return self.root / ".clean-shutdown"
 
     @property
+    def metadata_backend(self) -> Path:
+        """Which metadata engine this data dir's records are in ("sqlite" or "postgresql"), written at the
+        first start: a start on the other one is refused (store/backends.py)."""
+        return self.root / "metadata-backend"
+
+    @property
     def scrub_state(self) -> Path:
         """When the scheduled scrub last ran and what it found (written by the scrub job)."""
         return self.root / "scrub-state.json"

@@ -49,7 +49,7 @@ from typing import IO, Any, TypeVar
 
 from tunnelmesh.store import commits, content, listing, scrub_schedule
 from tunnelmesh.store import scrub as scrub_mod
-from tunnelmesh.store.backends import SQLITE, MetaConfig, open_meta, run_on
+from tunnelmesh.store.backends import SQLITE, MetaConfig, check_backend, open_meta, run_on
 from tunnelmesh.store.blobs import Blobs, BlobStore, BlobWriter, new_writer_tag
 from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.errors import NoRoom, NoSuchKey, ObjectTooLarge, PreconditionFailed, Unavailable
@@ -107,6 +107,7 @@ def prepare_data_dir(data_dir: Path, meta: MetaConfig = SQLITE, layout: DataDir 
     runs beside the workers. Returns what it must sweep, or None after a clean stop (nothing to sweep).
     """
     files = layout if layout is not None else DataDir(data_dir)
+    check_backend(files, meta)  # before anything is opened, swept or written
     blobs = BlobStore(data_dir, files)
     blobs.prepare()
     swept = blobs.sweep_tmp()
