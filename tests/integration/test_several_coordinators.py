@@ -315,3 +315,30 @@ def test_sigkill_one_node_mid_upload_the_other_serves_and_the_restart_sweeps_onl
             b_held_sock.close()
         a.stop()
         b.stop()
+
+
+def test_a_second_coordinator_given_a_node_id_already_held_refuses_to_start(tmp_path: Path) -> None:
+    """From the data-safety review: two coordinators with one node id (the default is the host name and
+    port: two containers with one fixed hostname) would each sweep the other's blobs and temporaries as
+    their own. The first data dir to claim a node id holds it; another is refused at start-up."""
+    uri, blob_dir, token = database(), tmp_path / "shared-blobs", secrets.token_urlsafe(24)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = start_node(tmp_path / "a", uri, blob_dir, "node-x", token)
+    try:
+        with pytest.raises(RuntimeError, match="coordinator exited with 2") as e:
+            start_node(tmp_path / "b", uri, blob_dir, "node-x", token)
+        assert "node id 'node-x' belongs to another coordinator's data dir" in str(e.value), str(e.value)[-2000:]
+        # the first one, untouched, still serves; and restarts under its own id
+        a.stop()
+        a = start_node(tmp_path / "a", uri, blob_dir, "node-x", token)
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=a.endpoint,
+            aws_access_key_id="admin",
+            aws_secret_access_key=token,
+            region_name="us-east-1",
+        )
+        s3.create_bucket(Bucket="still-here")
+    finally:
+        a.stop()

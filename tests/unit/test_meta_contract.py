@@ -823,6 +823,16 @@ def test_a_point_read_of_a_name_with_a_nul_finds_nothing(backend: MetaBackend) -
     run(scenario())
 
 
+def test_a_node_id_is_held_by_the_first_data_dir_that_claims_it(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        assert await write(backend, lambda tx: tx.claim_node("node-a", "dir-1", 1.0)) == "dir-1"
+        assert await write(backend, lambda tx: tx.claim_node("node-a", "dir-1", 2.0)) == "dir-1"  # a restart
+        assert await write(backend, lambda tx: tx.claim_node("node-a", "dir-2", 3.0)) == "dir-1"  # a second
+        assert await write(backend, lambda tx: tx.claim_node("node-b", "dir-2", 4.0)) == "dir-2"
+
+    run(scenario())
+
+
 def test_a_writer_tag_is_given_once_whichever_node_asks(backend: MetaBackend) -> None:
     async def scenario() -> None:
         assert await write(backend, lambda tx: tx.claim_writer_tag("0000aaaa", "node-1", 1.0)) is True

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +45,10 @@ class BackendMismatch(SchemaError):
     """The configuration names another metadata engine than the one this data dir's records are in."""
 
 
-def check_backend(files: DataDir, config: MetaConfig) -> None:
-    """Refuse to start on another engine than the data dir's, then record the engine (first start).
+def check_backend(files: DataDir, config: MetaConfig) -> str:
+    """Refuse to start on another engine than the data dir's, record the engine at the first start, and
+    return the data dir's own random id (recorded beside it; it proves which data dir holds a node id,
+    see MetaTx.claim_node).
 
     The dangerous slip is losing `$TUNNELMESH_S3_METADATA` on a restart: the coordinator would start on a
     new, empty SQLite beside blobs that only PostgreSQL names, and its first orphan sweep after a crash
@@ -54,20 +57,26 @@ def check_backend(files: DataDir, config: MetaConfig) -> None:
     kind = "sqlite" if config.uri is None else "postgresql"
     path = files.metadata_backend
     try:
-        recorded = path.read_text().strip()
+        recorded, _, ident = path.read_text().strip().partition(" ")
     except FileNotFoundError:
         # a data dir from before the record: its SQLite database says which engine it had
-        recorded = "sqlite" if files.meta_db.exists() else ""
+        recorded, ident = ("sqlite" if files.meta_db.exists() else ""), ""
     if recorded and recorded != kind:
         raise BackendMismatch(
             f"the records of {files.root} are in {recorded}, but the configuration says {kind}"
             + (" (is s3.metadata or $TUNNELMESH_S3_METADATA missing?)" if kind == "sqlite" else "")
             + "; refusing to start rather than serve, and sweep, against the wrong metadata"
         )
-    if not path.exists():
+    if not ident:
+        ident = uuid.uuid4().hex
         tmp = files.replacement(path, os.getpid())
-        tmp.write_text(kind + "\n")
+        tmp.write_text(f"{kind} {ident}\n")
         os.replace(tmp, path)
+    return ident
+
+
+class NodeIdTaken(SchemaError):
+    """Another coordinator's data dir holds this node id."""
 
 
 def open_meta(data_dir: Path, config: MetaConfig = SQLITE, *, serving: bool = True) -> MetaBackend:

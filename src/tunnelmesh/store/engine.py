@@ -49,7 +49,7 @@ from typing import IO, Any, TypeVar
 
 from tunnelmesh.store import commits, content, listing, scrub_schedule
 from tunnelmesh.store import scrub as scrub_mod
-from tunnelmesh.store.backends import SQLITE, MetaConfig, check_backend, open_meta, run_on
+from tunnelmesh.store.backends import SQLITE, MetaConfig, NodeIdTaken, check_backend, open_meta, run_on
 from tunnelmesh.store.blobs import Blobs, BlobStore, BlobWriter, new_writer_tag
 from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.errors import NoRoom, NoSuchKey, ObjectTooLarge, PreconditionFailed, Unavailable
@@ -107,7 +107,7 @@ def prepare_data_dir(data_dir: Path, meta: MetaConfig = SQLITE, layout: DataDir 
     runs beside the workers. Returns what it must sweep, or None after a clean stop (nothing to sweep).
     """
     files = layout if layout is not None else DataDir(data_dir)
-    check_backend(files, meta)  # before anything is opened, swept or written
+    ident = check_backend(files, meta)  # before anything is opened, swept or written
     blobs = BlobStore(data_dir, files)
     blobs.prepare()
     swept = blobs.sweep_tmp()
@@ -115,8 +115,17 @@ def prepare_data_dir(data_dir: Path, meta: MetaConfig = SQLITE, layout: DataDir 
     had_db = files.meta_db.exists()  # before the first write below creates it
     started = time.time()
 
+    def claim(tx: MetaTx) -> None:
+        holder = tx.claim_node(files.node, ident, started)
+        if holder != ident:  # two nodes with one id would sweep each other's blobs and temporaries
+            raise NodeIdTaken(
+                f"node id {files.node!r} belongs to another coordinator's data dir (this one is {files.root}); "
+                "give each coordinator its own s3.node_id"
+            )
+        ensure_system_bucket(tx, started)
+
     async def start(m: MetaBackend) -> list[str]:
-        await m.write(lambda tx: ensure_system_bucket(tx, started))
+        await m.write(claim)
         # read before this start's workers claim theirs: the sweep must never take a live writer's tag
         return await m.read(lambda r: r.writer_tags(files.node)) if meta.uri is not None else []
 

@@ -100,6 +100,7 @@ class _State:
     completed: dict[str, _Completed] = dataclasses.field(default_factory=dict)
     freed: dict[str, float] = dataclasses.field(default_factory=dict)
     writer_tags: dict[str, str] = dataclasses.field(default_factory=dict)  # tag -> node
+    nodes: dict[str, str] = dataclasses.field(default_factory=dict)  # node -> the data dir holding it
 
 
 class _Reads:
@@ -373,6 +374,12 @@ class _Tx(_Reads):
         freed = self._s().freed
         for blob in blob_ids:
             self._pop(freed, blob)
+
+    def claim_node(self, node: str, owner: str, at: float) -> str:
+        nodes = self._s().nodes
+        if node not in nodes:
+            self._set(nodes, node, owner)
+        return nodes[node]
 
     def claim_writer_tag(self, tag: str, node: str, at: float) -> bool:
         tags = self._s().writer_tags

@@ -187,6 +187,11 @@ class MetaTx(MetaReads, Protocol):
         """Drop queue entries whose files are gone."""
         ...
 
+    def claim_node(self, node: str, owner: str, at: float) -> str:
+        """Make `owner` (a data dir's random id) the holder of node id `node` unless one holds it already;
+        returns the holder. Two coordinators with one node id would sweep each other's blobs."""
+        ...
+
     def claim_writer_tag(self, tag: str, node: str, at: float) -> bool:
         """Give `tag` to a writer of `node`; False if any node ever had it. A tag is never given twice,
         whichever coordinator asks, so a sweep of a dead writer's blobs by tag can never meet a live

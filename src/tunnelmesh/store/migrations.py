@@ -111,6 +111,12 @@ def _v7_writer_tags(c: sqlite3.Connection) -> None:
     c.execute("CREATE INDEX writer_tags_by_node ON writer_tags(node)")
 
 
+def _v8_nodes(c: sqlite3.Connection) -> None:
+    """Which data dir holds each node id (issue 13): two coordinators given one node id would sweep each
+    other's blobs and temporaries, so the second is refused at start-up."""
+    c.execute("CREATE TABLE nodes(node TEXT PRIMARY KEY, owner TEXT NOT NULL, claimed_at REAL NOT NULL) WITHOUT ROWID")
+
+
 # Append only: never edit or reorder a released migration (data dirs have already run it).
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v1_base,
@@ -120,6 +126,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v5_upload_checksum_type,
     _v6_completed_checksums,
     _v7_writer_tags,
+    _v8_nodes,
 )
 LATEST = len(MIGRATIONS)
 

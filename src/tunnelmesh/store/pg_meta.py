@@ -400,6 +400,15 @@ class PgTx:
         if blob_ids:
             self.c.execute("DELETE FROM freed_blobs WHERE blob = ANY(%s)", (list(blob_ids),))
 
+    def claim_node(self, node: str, owner: str, at: float) -> str:
+        self.c.execute(
+            "INSERT INTO nodes(node, owner, claimed_at) VALUES (%s, %s, %s) ON CONFLICT (node) DO NOTHING",
+            (node, owner, at),
+        )
+        row = self.c.execute("SELECT owner FROM nodes WHERE node = %s", (node,)).fetchone()
+        assert row is not None  # inserted or already there, in this transaction
+        return str(row[0])
+
     def claim_writer_tag(self, tag: str, node: str, at: float) -> bool:
         r = self.c.execute(
             "INSERT INTO writer_tags(tag, node, claimed_at) VALUES (%s, %s, %s) ON CONFLICT (tag) DO NOTHING",

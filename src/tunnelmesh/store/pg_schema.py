@@ -64,8 +64,14 @@ _V2_WRITER_TAGS = (
     "CREATE INDEX writer_tags_by_node ON writer_tags(node)",
 )
 
+# which data dir holds each node id: a second coordinator given the same one is refused (MetaTx.claim_node)
+_V3_NODES = (
+    """CREATE TABLE nodes(
+    node TEXT COLLATE "C" PRIMARY KEY, owner TEXT NOT NULL, claimed_at DOUBLE PRECISION NOT NULL)""",
+)
+
 # Append only: never edit or reorder a released migration (databases have already run it).
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1_BASE, _V2_WRITER_TAGS)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1_BASE, _V2_WRITER_TAGS, _V3_NODES)
 LATEST = len(MIGRATIONS)
 
 _VERSION_TABLE = (

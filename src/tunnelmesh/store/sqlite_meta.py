@@ -324,6 +324,11 @@ class SqliteTx:
     def forget_freed(self, blob_ids: Collection[str]) -> None:
         self.c.executemany("DELETE FROM freed_blobs WHERE blob=?", ((b,) for b in blob_ids))
 
+    def claim_node(self, node: str, owner: str, at: float) -> str:
+        self.c.execute("INSERT OR IGNORE INTO nodes(node, owner, claimed_at) VALUES (?,?,?)", (node, owner, at))
+        holder: str = self.c.execute("SELECT owner FROM nodes WHERE node=?", (node,)).fetchone()[0]
+        return holder
+
     def claim_writer_tag(self, tag: str, node: str, at: float) -> bool:
         r = self.c.execute("INSERT OR IGNORE INTO writer_tags(tag, node, claimed_at) VALUES (?,?,?)", (tag, node, at))
         return r.rowcount == 1
