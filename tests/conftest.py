@@ -136,6 +136,20 @@ def started_put(c: Coordinator, path: str, declared: int, sent: bytes) -> socket
     return s
 
 
+def response_status(s: socket.socket) -> int | None:
+    """The status of the response on `s`, or None if the connection ended without one."""
+    buf = b""
+    try:
+        while b"\r\n" not in buf:
+            chunk = s.recv(4096)
+            if not chunk:
+                return None
+            buf += chunk
+    except ConnectionResetError:
+        return None
+    return int(buf.split(b" ", 2)[1])
+
+
 def tunnelmesh_exe() -> str:
     """The installed `tunnelmesh` console script (next to this interpreter, else on PATH)."""
     beside = Path(sys.executable).with_name("tunnelmesh")

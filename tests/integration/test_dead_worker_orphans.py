@@ -22,6 +22,7 @@ from conftest import (
     blob_files,
     children,
     referenced_and_queued,
+    response_status,
     start_coordinator,
     started_put,
     wait_until,
@@ -50,20 +51,6 @@ def request(c: Coordinator, method: str, path: str, data: bytes = b"") -> tuple[
         return r.status, r.read()
     finally:
         conn.close()
-
-
-def response_status(s: socket.socket) -> int | None:
-    """The status of the response on `s`, or None if the connection ended without one."""
-    buf = b""
-    try:
-        while b"\r\n" not in buf:
-            chunk = s.recv(4096)
-            if not chunk:
-                return None
-            buf += chunk
-    except ConnectionResetError:
-        return None
-    return int(buf.split(b" ", 2)[1])
 
 
 def held(hold: Path) -> dict[str, int]:

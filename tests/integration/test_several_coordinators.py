@@ -22,7 +22,6 @@ import math
 import os
 import secrets
 import signal
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -31,7 +30,7 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from conftest import Coordinator, descendants, start_coordinator, started_put, wait_until
+from conftest import Coordinator, descendants, response_status, start_coordinator, started_put, wait_until
 from pg_server import fresh_database
 from psycopg.conninfo import conninfo_to_dict
 
@@ -175,19 +174,6 @@ def held(hold: Path) -> dict[str, int]:
     return out
 
 
-def status_of(s: socket.socket) -> int | None:
-    buf = b""
-    try:
-        while b"\r\n" not in buf:
-            chunk = s.recv(4096)
-            if not chunk:
-                return None
-            buf += chunk
-    except ConnectionResetError:
-        return None
-    return int(buf.split(b" ", 2)[1])
-
-
 def shared_files(blob_dir: Path) -> set[str]:
     return {p.name for p in blob_dir.glob("[0-9a-f][0-9a-f]/*")}
 
@@ -293,7 +279,7 @@ def test_sigkill_one_node_mid_upload_the_other_serves_and_the_restart_sweeps_onl
         # released, B's PUT commits and reads back through A
         (hold_b / "release").write_bytes(b"")
         (hold_a / "release").write_bytes(b"")
-        assert status_of(b_held_sock) == 200
+        assert response_status(b_held_sock) == 200
         assert get(a, "b-held") == (200, b_data)
         for key, data in objects.items():
             assert get(a, key) == (200, data), key
