@@ -14,7 +14,6 @@ from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import (
     Context,
     object_headers_from_request,
-    refuse_nul,
     require_no_framing,
     validate_key,
 )
@@ -59,7 +58,6 @@ async def copy_source(ctx: Context, req: Request) -> ObjectRecord:
         )
     if version and version not in ("versionId=null",):
         raise S3Error("InvalidArgument", "Invalid version id specified", ArgumentName="x-amz-copy-source")
-    refuse_nul(key, "The copy source key")
     ctx.policy.check(req.principal, Access.READ, bucket)
     obj = await ctx.store.get_object(bucket, key)
     if obj is None:
