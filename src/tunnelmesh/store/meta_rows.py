@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tunnelmesh.store.records import ObjectRecord, ObjectRef, Part, Segment, Upload
+from tunnelmesh.store.records import Bucket, ObjectRecord, ObjectRef, Part, Segment, Upload
 
 # what an Upload record holds; the table's last column, last_active (the latest part's arrival, else
 # the initiation), is read only by stale-upload expiry
+BUCKET_COLS = "name, owner, created, region, quota, used, objects, mpu_used"
 UPLOAD_COLS = "upload_id, bucket, key, initiated, owner, headers, checksum_algorithm, checksum_type"
 OBJ_COLS = "bucket, key, size, etag, mtime, headers, checksums, segments, owner, data"
 # what a listing needs; no JSON to parse and no inline bytes to copy
@@ -64,3 +65,41 @@ def row_to_upload(r: Row) -> Upload:
 
 def row_to_part(r: Row) -> Part:
     return Part(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]))
+
+
+# the other way: a record as the row values the column lists above name, in their order
+
+
+def bucket_row(b: Bucket) -> Row:
+    return (b.name, b.owner, b.created, b.region, b.quota, b.used, b.objects, b.mpu_used)
+
+
+def object_row(rec: ObjectRecord) -> Row:
+    """The values of OBJ_COLS."""
+    return (
+        rec.bucket,
+        rec.key,
+        rec.size,
+        rec.etag,
+        rec.mtime,
+        json.dumps(rec.headers),
+        json.dumps(rec.checksums),
+        segments_to_json(rec.segments),
+        rec.owner,
+        rec.data,
+    )
+
+
+def upload_row(up: Upload) -> Row:
+    """The values of UPLOAD_COLS, then last_active (a new upload is last active at its initiation)."""
+    return (
+        up.upload_id,
+        up.bucket,
+        up.key,
+        up.initiated,
+        up.owner,
+        json.dumps(up.headers),
+        up.checksum_algorithm,
+        up.checksum_type,
+        up.initiated,
+    )

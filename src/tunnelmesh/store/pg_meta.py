@@ -54,18 +54,21 @@ from tunnelmesh.store import pg_schema
 from tunnelmesh.store.errors import CommitUnknown, Unavailable, WriteFailed
 from tunnelmesh.store.listing import prefix_successor
 from tunnelmesh.store.meta_rows import (
+    BUCKET_COLS,
     LIST_COLS,
     OBJ_COLS,
     PART_COLS,
     REF_COLS,
     UPLOAD_COLS,
     Row,
+    bucket_row,
+    object_row,
     row_to_listed,
     row_to_object,
     row_to_part,
     row_to_ref,
     row_to_upload,
-    segments_to_json,
+    upload_row,
 )
 from tunnelmesh.store.metadata import Settle
 from tunnelmesh.store.records import (
@@ -86,7 +89,6 @@ Conn = psycopg.Connection[Row]
 WRITE_ATTEMPTS = 8
 _RETRIED = (errors.SerializationFailure, errors.DeadlockDetected, errors.UniqueViolation)
 
-_BUCKET_COLS = "name, owner, created, region, quota, used, objects, mpu_used"
 _PEERS_USED = "SELECT COALESCE(SUM(used + mpu_used), 0) FROM buckets WHERE name <> %s"
 
 
@@ -142,11 +144,11 @@ class PgTx:
     # ---- reads ---------------------------------------------------------------------------
 
     def bucket(self, name: str) -> Bucket | None:
-        r = self._one(f"SELECT {_BUCKET_COLS} FROM buckets WHERE name = %s{self._lock}", (name,))
+        r = self._one(f"SELECT {BUCKET_COLS} FROM buckets WHERE name = %s{self._lock}", (name,))
         return Bucket(*r) if r else None
 
     def buckets(self) -> list[Bucket]:
-        return [Bucket(*r) for r in self._all(f"SELECT {_BUCKET_COLS} FROM buckets ORDER BY name")]
+        return [Bucket(*r) for r in self._all(f"SELECT {BUCKET_COLS} FROM buckets ORDER BY name")]
 
     def store_used(self) -> int:
         r = self._one(_PEERS_USED, (SYSTEM_BUCKET,))
@@ -273,7 +275,7 @@ class PgTx:
     # ---- writes (inside a write's transaction) --------------------------------------------
 
     def lock_bucket(self, name: str) -> Bucket | None:
-        r = self._one(f"SELECT {_BUCKET_COLS} FROM buckets WHERE name = %s FOR UPDATE", (name,))
+        r = self._one(f"SELECT {BUCKET_COLS} FROM buckets WHERE name = %s FOR UPDATE", (name,))
         return Bucket(*r) if r else None
 
     def lock_store(self) -> int:
@@ -283,17 +285,8 @@ class PgTx:
 
     def insert_bucket(self, bucket: Bucket) -> None:
         self.c.execute(
-            f"INSERT INTO buckets({_BUCKET_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                bucket.name,
-                bucket.owner,
-                bucket.created,
-                bucket.region,
-                bucket.quota,
-                bucket.used,
-                bucket.objects,
-                bucket.mpu_used,
-            ),
+            f"INSERT INTO buckets({BUCKET_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            bucket_row(bucket),
         )
 
     def delete_bucket(self, name: str) -> None:
@@ -314,18 +307,7 @@ class PgTx:
             "ON CONFLICT (bucket, key) DO UPDATE SET size = EXCLUDED.size, etag = EXCLUDED.etag, "
             "mtime = EXCLUDED.mtime, headers = EXCLUDED.headers, checksums = EXCLUDED.checksums, "
             "segments = EXCLUDED.segments, owner = EXCLUDED.owner, data = EXCLUDED.data",
-            (
-                rec.bucket,
-                rec.key,
-                rec.size,
-                rec.etag,
-                rec.mtime,
-                json.dumps(rec.headers),
-                json.dumps(rec.checksums),
-                segments_to_json(rec.segments),
-                rec.owner,
-                rec.data,
-            ),
+            object_row(rec),
         )
 
     def delete_object(self, bucket: str, key: str) -> ObjectRef | None:
@@ -339,17 +321,7 @@ class PgTx:
     def insert_upload(self, up: Upload) -> None:
         self.c.execute(
             f"INSERT INTO uploads({UPLOAD_COLS}, last_active) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                up.upload_id,
-                up.bucket,
-                up.key,
-                up.initiated,
-                up.owner,
-                json.dumps(up.headers),
-                up.checksum_algorithm,
-                up.checksum_type,
-                up.initiated,
-            ),
+            upload_row(up),
         )
 
     def touch_upload(self, upload_id: str, t: float) -> bool:

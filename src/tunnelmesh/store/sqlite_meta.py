@@ -21,17 +21,20 @@ from typing import TypeVar
 from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.listing import prefix_successor
 from tunnelmesh.store.meta_rows import (
+    BUCKET_COLS,
     LIST_COLS,
     OBJ_COLS,
     PART_COLS,
     REF_COLS,
     UPLOAD_COLS,
+    bucket_row,
+    object_row,
     row_to_listed,
     row_to_object,
     row_to_part,
     row_to_ref,
     row_to_upload,
-    segments_to_json,
+    upload_row,
 )
 from tunnelmesh.store.metadata import Settle
 from tunnelmesh.store.records import (
@@ -214,18 +217,8 @@ class SqliteTx:
 
     def insert_bucket(self, bucket: Bucket) -> None:
         self.c.execute(
-            "INSERT INTO buckets(name, owner, created, region, quota, used, objects, mpu_used) "
-            "VALUES (?,?,?,?,?,?,?,?)",
-            (
-                bucket.name,
-                bucket.owner,
-                bucket.created,
-                bucket.region,
-                bucket.quota,
-                bucket.used,
-                bucket.objects,
-                bucket.mpu_used,
-            ),
+            f"INSERT INTO buckets({BUCKET_COLS}) VALUES (?,?,?,?,?,?,?,?)",
+            bucket_row(bucket),
         )
 
     def delete_bucket(self, name: str) -> None:
@@ -243,18 +236,7 @@ class SqliteTx:
     def put_object(self, rec: ObjectRecord) -> None:
         self.c.execute(
             f"INSERT OR REPLACE INTO objects({OBJ_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (
-                rec.bucket,
-                rec.key,
-                rec.size,
-                rec.etag,
-                rec.mtime,
-                json.dumps(rec.headers),
-                json.dumps(rec.checksums),
-                segments_to_json(rec.segments),
-                rec.owner,
-                rec.data,
-            ),
+            object_row(rec),
         )
 
     def delete_object(self, bucket: str, key: str) -> ObjectRef | None:
@@ -270,17 +252,7 @@ class SqliteTx:
     def insert_upload(self, up: Upload) -> None:
         self.c.execute(
             f"INSERT INTO uploads({UPLOAD_COLS}, last_active) VALUES (?,?,?,?,?,?,?,?,?)",
-            (
-                up.upload_id,
-                up.bucket,
-                up.key,
-                up.initiated,
-                up.owner,
-                json.dumps(up.headers),
-                up.checksum_algorithm,
-                up.checksum_type,
-                up.initiated,
-            ),
+            upload_row(up),
         )
 
     def touch_upload(self, upload_id: str, t: float) -> bool:
