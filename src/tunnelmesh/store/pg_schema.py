@@ -113,13 +113,14 @@ def migrate(conn: psycopg.Connection[Any]) -> int:
 
 def _create_version_row(conn: psycopg.Connection[Any]) -> None:
     """The version table and its row, at version 0 if new. Two sessions racing through CREATE TABLE IF NOT
-    EXISTS can still collide in the catalog (a unique violation): the loser finds the table on its retry."""
+    EXISTS can still collide in the catalog (a unique violation, or the row type already made: DuplicateObject):
+    the loser finds the table on its retry."""
     for attempt in range(3):
         try:
             with conn.transaction():
                 conn.execute(_VERSION_TABLE)
                 conn.execute("INSERT INTO schema_version(id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING")
             return
-        except (errors.UniqueViolation, errors.DuplicateTable):
+        except (errors.UniqueViolation, errors.DuplicateTable, errors.DuplicateObject):
             if attempt == 2:
                 raise
