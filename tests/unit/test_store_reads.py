@@ -35,8 +35,8 @@ READS = (
     "stale_uploads",
     "completed_upload",
     "upload_last_active",
-    "room",
-    "admit",
+    "admit_object",
+    "admit_part",
     "store_used",
     "verify_usage",
     "read_all",
@@ -81,7 +81,7 @@ def _completes_at_once(coro: Coroutine[Any, Any, Any]) -> Any:
 
 def test_sqlite_reads_complete_inline_without_suspending(store: Store) -> None:
     async def scenario() -> None:
-        bucket = await store.require_bucket("b")
+        await store.require_bucket("b")
         small = await store.get_object("b", "small")
         assert small is not None
         reads: list[Callable[[], Coroutine[Any, Any, Any]]] = [
@@ -97,8 +97,8 @@ def test_sqlite_reads_complete_inline_without_suspending(store: Store) -> None:
             lambda: store.stale_uploads(0.0, 10),
             lambda: store.completed_upload("b", "mpu", "u1"),
             lambda: store.upload_last_active("u1"),
-            lambda: store.room(bucket),
-            lambda: store.admit(bucket, 1),
+            lambda: store.admit_object("b", "small", 1),
+            lambda: store.admit_part("b", "u1", 1, None),
             lambda: store.store_used(),
             lambda: store.verify_usage(),
             lambda: store.read_all(small),

@@ -469,11 +469,6 @@ class Store:
         finally:
             byte_range.close()
 
-    async def room(self, bucket: Bucket) -> int:
-        if bucket.name == SYSTEM_BUCKET:
-            return self.max_size  # never refused for space (records.SYSTEM_BUCKET)
-        return commits.room(bucket, await self.store_used(), self.max_size)
-
     async def verify_usage(self) -> list[dict[str, object]]:
         """Recount every bucket from its object and part records, in one snapshot, against its counters."""
         buckets, counted = await self.meta.read(lambda r: (r.buckets(), r.count_usage()), snapshot=True)
@@ -522,10 +517,35 @@ class Store:
     async def store_used(self) -> int:
         return await self.meta.read(lambda r: r.store_used())
 
-    async def admit(self, bucket: Bucket, delta: int) -> None:
-        """An early, advisory quota check before a body is read; the commit re-checks exactly."""
-        if delta > 0 and bucket.name != SYSTEM_BUCKET:
-            commits.admit(bucket, delta, await self.store_used(), self.max_size)
+    async def admit_object(self, bucket: str, key: str, size: int | None) -> int:
+        """An early, advisory quota check of a write of `size` bytes (None: not declared) to `key`,
+        before its body is read; the commit re-checks exactly. Refuses a size that does not fit
+        (QuotaExceeded) and answers how many bytes the write may take: the bound for a body of
+        undeclared length. The bytes of the object it replaces count as room."""
+
+        def replaced(r: MetaReads) -> int:
+            ref = r.object_ref(bucket, key)
+            return ref.size if ref else 0
+
+        return await self._admit(bucket, size, replaced)
+
+    async def admit_part(self, bucket: str, upload_id: str, number: int, size: int | None) -> int:
+        """As admit_object, for part `number` of an upload: the part it replaces counts as room."""
+
+        def replaced(r: MetaReads) -> int:
+            return next((p.size for p in r.parts(upload_id, number - 1, 1) if p.part_number == number), 0)
+
+        return await self._admit(bucket, size, replaced)
+
+    async def _admit(self, bucket: str, size: int | None, replaced: Callable[[MetaReads], int]) -> int:
+        # The bucket's usage, the store's and the replaced size are read in one snapshot: read apart,
+        # an overwrite committed between two of the reads is counted twice and refuses a write that fits.
+        b, credit, store_used = await self.meta.read(
+            lambda r: (commits.require_bucket(r, bucket), replaced(r), r.store_used()), snapshot=True
+        )
+        if size is not None:
+            commits.admit(b, size - credit, store_used, self.max_size)
+        return commits.room(b, store_used, self.max_size) + credit
 
     # ---- objects -------------------------------------------------------------------------
 

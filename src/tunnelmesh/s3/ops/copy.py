@@ -107,7 +107,7 @@ async def copy_object(ctx: Context, call: Call) -> Response:
     refuse_unsupported(req)
     require_no_framing(req)
     validate_key(req.key)
-    bucket = await call.bucket()
+    await call.bucket()
     src = await copy_source(ctx, req)
     directive = req.header("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
@@ -126,8 +126,7 @@ async def copy_object(ctx: Context, call: Call) -> Response:
         )
     headers = src.headers if directive == "COPY" else object_headers_from_request(req)
     cond = write_conditions(req)
-    old = await ctx.store.get_object(req.bucket, req.key)
-    await ctx.store.admit(bucket, src.size - (old.size if old else 0))
+    await ctx.store.admit_object(req.bucket, req.key, src.size)
     wanted = req.header("x-amz-checksum-algorithm").lower()
     algorithms = (
         [checksums.normalise_algorithm(wanted)] if wanted else [a for a in src.checksums if a in checksums.ALGORITHMS]

@@ -6,6 +6,7 @@ object's segments, so completing a 5 TB upload copies nothing.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 
@@ -30,11 +31,6 @@ from tunnelmesh.s3.response import Response, xml_response
 from tunnelmesh.store import expiry
 from tunnelmesh.store.errors import InvalidPart, NoSuchUpload, StoreError
 from tunnelmesh.store.records import ObjectRecord, Part, Segment, Upload
-
-
-async def _replaced_size(ctx: Context, upload_id: str, number: int) -> int:
-    """The size of the part a new upload of part `number` would replace (0 if none)."""
-    return next((p.size for p in await ctx.store.parts(upload_id, number - 1, 1) if p.part_number == number), 0)
 
 
 async def create_upload(ctx: Context, call: Call) -> Response:
@@ -75,12 +71,11 @@ async def upload_part(ctx: Context, call: Call) -> Response:
     refuse_unsupported(req)
     number = part_number(req)
     up = await ctx.store.require_upload(req.bucket, req.key, call.upload_id)
-    bucket = await call.bucket()
     declared = upload_length(req, ctx.max_part_size)
     digest = UploadDigest(req, up.checksum_algorithm)
-    replaced = await _replaced_size(ctx, up.upload_id, number)
+    admit = functools.partial(ctx.store.admit_part, req.bucket, up.upload_id, number)
     async with expiry.part_in_flight(ctx.store, up.upload_id):
-        blob = await store_body(ctx.store, req, digest, declared, ctx.max_part_size, bucket, replaced)
+        blob = await store_body(ctx.store, req, digest, declared, ctx.max_part_size, req.bucket, admit)
         part = Part(number, digest.size, digest.md5_hex, time.time(), blob, digest.checksums)
         await ctx.store.put_part(req.bucket, req.key, up.upload_id, part)
     out = [("etag", f'"{part.etag}"')]
@@ -94,7 +89,7 @@ async def upload_part_copy(ctx: Context, call: Call) -> Response:
     require_no_framing(req)
     number = part_number(req)
     up = await ctx.store.require_upload(req.bucket, req.key, call.upload_id)
-    bucket = await call.bucket()
+    await call.bucket()
     src = await copy_source(ctx, req)
     rng = req.header("x-amz-copy-source-range")
     first, last = conditions.parse_copy_range(rng, src.size) if rng else (0, src.size - 1)
@@ -102,7 +97,7 @@ async def upload_part_copy(ctx: Context, call: Call) -> Response:
     if length > ctx.max_part_size:
         raise S3Error("InvalidRequest", "The specified copy range is larger than the maximum part size.")
     # a replaced part's bytes are freed by the same commit: at a full quota, replacing still fits
-    await ctx.store.admit(bucket, length - await _replaced_size(ctx, up.upload_id, number))
+    await ctx.store.admit_part(req.bucket, up.upload_id, number, length)
     algorithms = [up.checksum_algorithm] if up.checksum_algorithm else []
     async with expiry.part_in_flight(ctx.store, up.upload_id):
         copied = await copy_bytes(ctx, src, first, length, algorithms, inline=False)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
+from collections.abc import Awaitable, Callable
 
 from tunnelmesh.s3 import checksums, conditions, xml
 from tunnelmesh.s3.call import Call
@@ -24,7 +26,7 @@ from tunnelmesh.s3.store_errors import s3_error
 from tunnelmesh.store.content import ByteRange
 from tunnelmesh.store.engine import Store
 from tunnelmesh.store.errors import DamagedObject, NoSuchKey
-from tunnelmesh.store.records import Bucket, ObjectRecord, Segment, WriteConditions
+from tunnelmesh.store.records import ObjectRecord, Segment, WriteConditions
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _RESPONSE_OVERRIDES = {
@@ -64,20 +66,25 @@ def upload_length(req: Request, limit: int) -> int | None:
     return n
 
 
+# a store's early quota check of one write (Store.admit_object, admit_part, their first arguments
+# bound): the declared length, or None, in; the room the write may take, out
+Admit = Callable[[int | None], Awaitable[int]]
+
+
 async def store_body(
-    store: Store, req: Request, digest: UploadDigest, declared: int | None, limit: int, bucket: Bucket, credit: int
+    store: Store, req: Request, digest: UploadDigest, declared: int | None, limit: int, bucket: str, admit: Admit
 ) -> str:
     """Stream the verified body into a sealed blob; returns its id.
 
-    `credit` is what the write frees (the size of the object or part it replaces). A declared
-    length is checked against the quota before any byte is read; an undeclared one while streaming.
+    `admit` is the store's early quota check for this write (Store.admit_object or admit_part): a
+    declared length is checked before any byte is read, an undeclared one while streaming.
     """
     assert req.body is not None
+    room = await admit(declared)
     if declared is not None:
-        await store.admit(bucket, declared - credit)
         writer = await store.ingest(digest.wrap(req.body), declared)
     else:
-        writer = await store.ingest(digest.wrap(req.body), limit, await store.room(bucket) + credit, bucket.name)
+        writer = await store.ingest(digest.wrap(req.body), limit, room, bucket)
     if declared is not None and writer.size != declared:
         store.discard([writer.blob_id])
         raise _incomplete()
@@ -142,9 +149,8 @@ async def put_object(ctx: Context, call: Call) -> Response:
         # would, and the commit checks the bucket, the conditions and the quota exactly anyway.
         rec = await commit_put(ctx, req, digest, headers, cond, data=await read_inline(req, digest, declared))
     else:
-        bucket = await call.bucket()
-        old = await ctx.store.get_object(req.bucket, req.key)
-        blob = await store_body(ctx.store, req, digest, declared, ctx.max_object_size, bucket, old.size if old else 0)
+        admit = functools.partial(ctx.store.admit_object, req.bucket, req.key)
+        blob = await store_body(ctx.store, req, digest, declared, ctx.max_object_size, req.bucket, admit)
         rec = await commit_put(ctx, req, digest, headers, cond, blob=blob)
     out = [("etag", f'"{rec.etag}"')]
     out.extend((f"x-amz-checksum-{alg}", v) for alg, v in rec.checksums.items())

@@ -10,6 +10,7 @@ checked, and only then is a byte of the file stored.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import AsyncIterator
 from urllib.parse import quote, urlsplit
@@ -76,7 +77,7 @@ async def post_object(ctx: Context, call: Call) -> Response:
     validate_key(key)
     headers = object_headers_from_request(view)
     digest = UploadDigest(view)
-    bucket = await call.bucket()
+    await call.bucket()
     stream = _within(form.file_data(), policy.min_size, policy.max_size)
     # a form declares no file length: the file's first bytes tell whether the store keeps it inline
     head = await _read_upto(stream, INLINE_MAX + 1)
@@ -84,9 +85,9 @@ async def post_object(ctx: Context, call: Call) -> Response:
         data = b"".join([c async for c in digest.wrap(_once(head))])
         rec = await commit_put(ctx, view, digest, headers, conditions, data=data)
     else:
-        old = await ctx.store.get_object(req.bucket, key)
         view.body = _prepend(head, stream)
-        blob = await store_body(ctx.store, view, digest, None, ctx.max_object_size, bucket, old.size if old else 0)
+        admit = functools.partial(ctx.store.admit_object, req.bucket, key)
+        blob = await store_body(ctx.store, view, digest, None, ctx.max_object_size, req.bucket, admit)
         rec = await commit_put(ctx, view, digest, headers, conditions, blob=blob)
     return _success(req, key, rec.etag, fields)
 
