@@ -48,7 +48,14 @@ def build(settings: Settings, admin_token: str) -> Apps:
     peers = PeerRegistry(state, Identity(Principal(ADMIN_ACCESS_KEY, is_admin=True), admin_token))
     api = S3Api(Context(store, settings.region, settings.limits.max_object_size), peers)
     limits = settings.limits
-    admin = AdminApi(state, peers, settings.region, settings.metadata.describe(settings.data_dir))
+    admin = AdminApi(
+        state,
+        peers,
+        settings.region,
+        settings.metadata.describe(settings.data_dir),
+        settings.node,
+        settings.node_timeout,
+    )
     # the bound on S3 work in flight: the HTTP server's own bound counts open connections, idle ones
     # too, so it is set high and this one, shared by both listeners, keeps a greedy client from piling
     # up work. The admin API takes no slot, so no S3 traffic can keep the admin from revoking a peer:

@@ -141,6 +141,10 @@ class Settings:
     # the blob dir shared with other coordinators (s3.blob_dir), or None for <data_dir>/blobs
     blob_dir: Path | None = None
     node_id: str = ""  # "": derived from the host name and the S3 listen port (default_node_id)
+    # how often each worker says its node is alive (store/heartbeat.py), and how long a node may be
+    # silent before another takes over its leftovers (only with metadata shared by several coordinators)
+    heartbeat_interval: float = 5.0
+    node_timeout: float = 60.0
 
     @property
     def node(self) -> str:
@@ -151,6 +155,24 @@ class Settings:
     def files(self) -> DataDir:
         """Where this coordinator's files and blobs are (store/datadir.py)."""
         return DataDir(self.data_dir, self.blob_dir, self.node)
+
+
+def parse_liveness(s3: dict[str, Any], defaults: Settings) -> tuple[float, float]:
+    """s3.heartbeat_interval and s3.node_timeout. A node is taken over only after missing several
+    heartbeats in a row: one slow commit must not get a live node's writers retired."""
+    values = []
+    for key, default in (("heartbeat_interval", defaults.heartbeat_interval), ("node_timeout", defaults.node_timeout)):
+        try:
+            value = parse_duration(s3[key]) if key in s3 else default
+        except ValueError as e:
+            raise ConfigError(f"s3.{key}: {e}") from None
+        if value <= 0:
+            raise ConfigError(f"s3.{key}: must be greater than zero")
+        values.append(value)
+    interval, timeout = values
+    if timeout < 3 * interval:
+        raise ConfigError(f"s3.node_timeout: must be at least 3 heartbeat intervals ({3 * interval:g}s)")
+    return interval, timeout
 
 
 NODE_ID_MAX = 63
@@ -270,6 +292,8 @@ _S3_KEYS = {
     "metadata_timeout",
     "blob_dir",
     "node_id",
+    "heartbeat_interval",
+    "node_timeout",
 }
 # the metadata URI from the environment, so its password need not sit in the YAML file
 METADATA_ENV = "TUNNELMESH_S3_METADATA"
@@ -378,7 +402,10 @@ def load(path: Path | None, *, allow_public: bool = False) -> Settings:
     metadata = parse_metadata(s3)
     blob_dir = parse_blob_dir(s3, data_dir, metadata)
     node_id = parse_node_id(s3["node_id"]) if "node_id" in s3 else default_node_id((s3_listen or listen).port)
+    heartbeat_interval, node_timeout = parse_liveness(s3, defaults)
     return Settings(
+        heartbeat_interval=heartbeat_interval,
+        node_timeout=node_timeout,
         metadata=metadata,
         blob_dir=blob_dir,
         node_id=node_id,

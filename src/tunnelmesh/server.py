@@ -47,9 +47,11 @@ from tunnelmesh.store.engine import (
     free_all_queued,
     mark_clean_shutdown,
     prepare_data_dir,
+    retire_own_writers,
     sweep_dead_writers,
     sweep_orphans,
     sweep_own_writers,
+    take_over_silent_nodes,
 )
 
 log = logging.getLogger("tunnelmesh")
@@ -230,12 +232,12 @@ def _fork(job: Callable[[], int], what: str) -> int:
     return pid
 
 
-def _spawn_worker(settings: Settings, token: str, tag: str) -> int:
+def _spawn_worker(settings: Settings, token: str, tag: str, started_at: float) -> int:
     def serve() -> int:
         from tunnelmesh import worker
 
         blobs_mod.set_writer_tag(tag)  # before it can write any blob
-        return worker.serve(settings, token)
+        return worker.serve(settings, token, started_at)
 
     # until the worker has its own handlers, a stop signal would run the supervisor's inherited one
     # in the child and be lost (the worker then serves on until SIGKILL, and the stop is not clean);
@@ -281,9 +283,25 @@ def _spawn_scrubber(settings: Settings) -> int:
         from tunnelmesh.store import scrub_schedule
 
         os.nice(10)
-        return scrub_schedule.run(settings.data_dir, settings.scrub_rate, settings.metadata, settings.files)
+        node = settings.node if settings.metadata.uri is not None else None
+        return scrub_schedule.run(
+            settings.data_dir, settings.scrub_rate, settings.metadata, settings.files, node, settings.scrub_interval
+        )
 
     return _fork(scrub, "scrub")
+
+
+def _spawn_takeover(settings: Settings) -> int:
+    """A look for other nodes silent past s3.node_timeout, and the sweep of their leftovers, in its own
+    process (metadata shared by several coordinators only)."""
+
+    def take_over() -> int:
+        take_over_silent_nodes(
+            settings.data_dir, settings.node, settings.node_timeout, settings.metadata, settings.files
+        )
+        return 0
+
+    return _fork(take_over, "takeover of silent nodes")
 
 
 def _stop_scrubber(pid: int | None) -> None:
@@ -331,8 +349,10 @@ def _run_locked(settings: Settings) -> int:
     # must never meet the blobs of a live writer
     tags: dict[int, str] = {}  # worker pid -> its writer tag
 
+    started_at = time.time()
+
     def spawn_worker(tag: str) -> int:
-        pid = _spawn_worker(settings, token, tag)
+        pid = _spawn_worker(settings, token, tag, started_at)
         tags[pid] = tag
         return pid
 
@@ -350,6 +370,10 @@ def _run_locked(settings: Settings) -> int:
     swept = sweeper is None
     scrub_timer = scrub_schedule.Timer(settings.data_dir, settings.scrub_interval, time.time())
     scrubber: int | None = None
+    # on shared metadata, a look for silent nodes every half timeout (a lease makes it one node's at a time)
+    shared = settings.metadata.uri is not None
+    taker: int | None = None
+    next_takeover = time.monotonic() + settings.node_timeout / 2
     # the tags (-> pids) of dead workers whose orphans no sweep has removed yet, and the sweep
     # running for some of them; while any is left, no stop is clean
     unswept: dict[str, int] = {}
@@ -383,6 +407,8 @@ def _run_locked(settings: Settings) -> int:
         if pid == 0:
             if scrubber is None and scrub_timer.is_due(time.time()):
                 scrubber = _spawn_scrubber(settings)
+            if shared and taker is None and time.monotonic() >= next_takeover:
+                taker = _spawn_takeover(settings)
             if missing and time.monotonic() >= next_claim:
                 start_missing()
             if tag_sweeper is None and unswept:  # one sweep at a time, for all the dead so far
@@ -396,6 +422,10 @@ def _run_locked(settings: Settings) -> int:
         if pid == scrubber:
             scrubber = None
             scrub_timer.finished(time.time())
+            continue
+        if pid == taker:
+            taker = None
+            next_takeover = time.monotonic() + settings.node_timeout / 2
             continue
         if pid == sweeper:
             swept, sweeper = os.waitstatus_to_exitcode(status) == 0, None
@@ -451,6 +481,7 @@ def _run_locked(settings: Settings) -> int:
             for tag in tag_sweeper[1]:
                 unswept.pop(tag, None)
     _stop_scrubber(scrubber)
+    _stop_scrubber(taker)  # killing it loses nothing: a sweep interrupted is done again, tags stay unswept
     for pid in workers:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -472,6 +503,7 @@ def _run_locked(settings: Settings) -> int:
     if clean:
         # every worker has exited, so nobody reads: the queue's grace is over
         free_all_queued(settings.data_dir, "shutdown", settings.metadata, settings.files)
+        retire_own_writers(settings.data_dir, settings.node, settings.metadata)
         mark_clean_shutdown(settings.data_dir)
     elif died:
         log.info("a worker died and its orphan blobs were not swept; the next start sweeps for them")

@@ -20,11 +20,13 @@ from granian.server.embed import Server
 
 from tunnelmesh.asgi import build
 from tunnelmesh.config import Limits, Listen, Settings
-from tunnelmesh.store import expiry
+from tunnelmesh.store import expiry, heartbeat
 
 log = logging.getLogger("tunnelmesh.worker")
 
 BIND_FAILED = 3
+# the worker's writer tag was retired (store/heartbeat.py): the supervisor starts a new one
+RETIRED = 4
 
 
 # files a worker needs besides its connections: the store's database and blobs, the log, the loop
@@ -110,7 +112,7 @@ def _request_stop(signum: int, frame: object) -> None:
     _stop_requested = True
 
 
-def serve(settings: Settings, admin_token: str) -> int:
+def serve(settings: Settings, admin_token: str, started_at: float) -> int:
     """Run until SIGTERM or SIGINT; returns the process exit code."""
     # until the event loop takes the signals over, a stop request is only remembered
     signal.signal(signal.SIGTERM, _request_stop)
@@ -124,6 +126,10 @@ def serve(settings: Settings, admin_token: str) -> int:
         listens.append((apps.root, settings.s3_listen))
     connections = _connection_limit(settings.limits, len(listens))
     servers = [_server(app, listen, settings.limits, connections) for app, listen in listens]
+    listen = str(settings.s3_listen or settings.listen)
+    # on metadata several coordinators share, the per-mesh duties go by lease (one node at a time)
+    lease_node = settings.node if settings.metadata.uri is not None else None
+    code = 0
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
@@ -134,13 +140,24 @@ def serve(settings: Settings, admin_token: str) -> int:
         # every worker reaps the freed-blob queue, so blobs freed by one that died are freed too
         reaper = asyncio.create_task(apps.store.reap_forever())
         stopping = asyncio.Event()
-        expiring = asyncio.create_task(expiry.run(apps.store, settings.stale_upload_expiry, stopping))
+        expiring = asyncio.create_task(expiry.run(apps.store, settings.stale_upload_expiry, stopping, lease_node))
+
+        def retire() -> None:
+            nonlocal code
+            code = RETIRED
+            for s in servers:
+                s.stop()
+
+        beating = asyncio.create_task(
+            heartbeat.run(apps.store, settings.node, listen, started_at, settings.heartbeat_interval, retire, stopping)
+        )
         try:
             await asyncio.gather(*(s.serve() for s in servers))
         finally:
             reaper.cancel()
             stopping.set()
             await expiring
+            await beating
 
     try:
         asyncio.run(run())
@@ -149,4 +166,4 @@ def serve(settings: Settings, admin_token: str) -> int:
         return BIND_FAILED
     finally:
         apps.store.close()
-    return 0
+    return code

@@ -7,7 +7,10 @@ its own data dir and ports, on one PostgreSQL database (tests/pg_server.py) and 
   the revoke has returned;
 - a quota storm spread over both: the admission is exact, whoever admits;
 - SIGKILL one in the middle of uploads: the other goes on serving every acknowledged object; once the
-  killed one restarts, its sweep frees its own leftovers and never the other's in-flight blob.
+  killed one restarts, its sweep frees its own leftovers and never the other's in-flight blob;
+- every node's heartbeat shows in `storage status`; one silent past s3.node_timeout (SIGSTOPped) is
+  taken over by the other, which sweeps its leftovers, and when it wakes, the write it held sealed all
+  along is refused, never acknowledged naming a deleted blob.
 """
 
 from __future__ import annotations
@@ -47,9 +50,12 @@ def database() -> str:
     return f"postgresql://{quote(str(d['user']))}@/{d['dbname']}?{query}"
 
 
-def start_node(tmp: Path, uri: str, blob_dir: Path, node: str, token: str, hold: Path | None = None) -> Coordinator:
-    """A coordinator with its own data dir (tmp/<node>) on the shared metadata and blob dir."""
-    extra = f"  blob_dir: {blob_dir}\n  node_id: {node}\n  metadata_pool: 2\n"
+def start_node(
+    tmp: Path, uri: str, blob_dir: Path, node: str, token: str, hold: Path | None = None, more: str = ""
+) -> Coordinator:
+    """A coordinator with its own data dir (tmp/<node>) on the shared metadata and blob dir; `more`: more
+    s3 keys, indented."""
+    extra = f"  blob_dir: {blob_dir}\n  node_id: {node}\n  metadata_pool: 2\n" + more
     env = {"TUNNELMESH_S3_METADATA": uri}
     if hold is not None:
         env[SEALED_HOLD] = str(hold)
@@ -328,3 +334,124 @@ def test_a_second_coordinator_given_a_node_id_already_held_refuses_to_start(tmp_
         s3.create_bucket(Bucket="still-here")
     finally:
         a.stop()
+
+
+def test_storage_status_lists_every_node_live_at_its_address(pair) -> None:
+    a, b, *_ = pair
+    for c, me in ((a, "node-a"), (b, "node-b")):
+        d = cli_json(c, "storage", "status")
+        assert d["node"] == me
+        nodes = {n["node"]: n for n in d["nodes"]}
+        assert set(nodes) == {"node-a", "node-b"}, nodes
+        for n, owner in ((nodes["node-a"], a), (nodes["node-b"], b)):
+            assert n["live"] and n["listen"] == f"127.0.0.1:{owner.s3_port}", n
+            assert n["started"] and n["last_seen"] and 0 <= n["silent_for"] < 60, n
+        text = c.cli("storage", "status")
+        assert text.returncode == 0, text.stderr
+        assert f"node {me} (this one): live, at 127.0.0.1:{c.s3_port}" in text.stdout, text.stdout
+
+
+def signal_tree(c: Coordinator, sig: signal.Signals) -> None:
+    for pid in descendants(c.proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def test_a_node_silent_past_the_timeout_is_taken_over_and_its_held_write_is_refused_when_it_wakes(
+    tmp_path: Path,
+) -> None:
+    """Node A stalls (SIGSTOP: no heartbeat) with a blob sealed and not yet committed. Node B takes A over
+    once A has been silent for s3.node_timeout: it retires A's writer tags and deletes that blob, an orphan
+    as far as B can tell, and A's temporaries. When A wakes, the commit naming the deleted blob must be
+    refused (retired tag), never acknowledged; A's worker gives way to a new one, and A serves again."""
+    uri, blob_dir, token = database(), tmp_path / "shared-blobs", secrets.token_urlsafe(24)
+    hold = tmp_path / "hold-a"
+    hold.mkdir()
+    (hold / "release").write_bytes(b"")  # nothing held until the test removes it
+    quick = "  heartbeat_interval: 0.25\n  node_timeout: 4\n"
+    a = start_node(tmp_path, uri, blob_dir, "node-a", token, hold, more=quick)
+    b = start_node(tmp_path, uri, blob_dir, "node-b", token, more=quick)
+    sock = None
+    try:
+        a.client().create_bucket(Bucket="stall")
+        kept = body(70 * KIB, "kept")[: 70 * KIB]
+        a.client().put_object(Bucket="stall", Key="kept", Body=kept)
+        (hold / "release").unlink()
+        data = body(50 * KIB, "held")[: 50 * KIB]
+        sock = started_put(a, "stall/held", len(data), data)
+        wait_until("A's blob held sealed", lambda: len(held(hold)) == 1)
+        (blob,) = held(hold)
+        a_tmp = blob_dir / "tmp" / "node-a"
+        assert blob in shared_files(blob_dir) and a_tmp.is_dir()
+
+        signal_tree(a, signal.SIGSTOP)
+        b.wait_for_log(
+            r"takeover: node node-a silent for more than 4 s: retired its \d+ writer tags, "
+            r"removed 1 orphan blobs"
+        )
+        assert blob not in shared_files(blob_dir)
+        assert not a_tmp.exists()
+        status = {n["node"]: n["live"] for n in cli_json(b, "storage", "status")["nodes"]}
+        assert status == {"node-a": False, "node-b": True}, status
+
+        signal_tree(a, signal.SIGCONT)
+        (hold / "release").write_bytes(b"")
+        # the commit is refused (503), or the worker, stopping for its retired tag, ends the connection
+        assert response_status(sock) in (503, None)
+        a.wait_for_log(r"writer tag was retired by another coordinator")
+        a.wait_for_log(r"a worker exited with code 4; starting a new one")
+        wait_until("A's new workers listen", lambda: _serves(a))
+        sa = a.client()
+        with pytest.raises(ClientError) as e:
+            sa.head_object(Bucket="stall", Key="held")
+        assert code_of(e.value) == 404
+        # A serves again with new writers: writes through it and reads through both
+        fresh = body(80 * KIB, "fresh")[: 80 * KIB]
+        wait_until("A takes writes again", lambda: _put_ok(sa, "fresh", fresh))
+        for c in (a, b):
+            assert get_from(c, "stall/fresh") == (200, fresh)
+            assert get_from(c, "stall/kept") == (200, kept)
+        wait_until(
+            "A live again",
+            lambda: (
+                {n["node"]: n["live"] for n in cli_json(b, "storage", "status")["nodes"]}
+                == {"node-a": True, "node-b": True}
+            ),
+        )
+        named, _ = named_and_queued(uri)
+        assert named <= shared_files(blob_dir), named - shared_files(blob_dir)
+    finally:
+        with contextlib.suppress(Exception):
+            signal_tree(a, signal.SIGCONT)
+        (hold / "release").write_bytes(b"")
+        if sock is not None:
+            sock.close()
+        a.stop()
+        b.stop()
+
+
+def _put_ok(s3, key: str, data: bytes) -> bool:
+    try:
+        s3.put_object(Bucket="stall", Key=key, Body=data)
+        return True
+    except ClientError as e:
+        assert code_of(e) == 503, e.response  # only while the retired worker gives way
+        return False
+
+
+def _serves(c: Coordinator) -> bool:
+    try:
+        return get_from(c, "stall/kept")[0] == 200
+    except ConnectionError:  # between the retired workers and their successors, nobody listens
+        return False
+
+
+def get_from(c: Coordinator, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=60)
+    try:
+        auth = "Basic " + base64.b64encode(f"admin:{c.token}".encode()).decode()
+        conn.request("GET", f"/s3/{path}", headers={"Authorization": auth})
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()

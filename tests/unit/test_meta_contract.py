@@ -11,8 +11,10 @@ thread died fails instead of hanging.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import math
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -853,6 +855,90 @@ def test_a_writer_tag_is_given_once_whichever_node_asks(backend: MetaBackend) ->
             await write(backend, claim_then_fail)
         # a claim rolled back was never made
         assert await write(backend, lambda tx: tx.claim_writer_tag("0000dddd", "node-3", 7.0)) is True
+
+    run(scenario())
+
+
+def test_heartbeats_are_stamped_by_the_backend_clock_and_listed_per_node(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        await write(backend, lambda tx: tx.claim_node("node-b", "dir-2", 1.0))
+        await write(backend, lambda tx: tx.claim_node("node-a", "dir-1", 1.0))
+        await write(backend, lambda tx: tx.beat("node-a", "10.0.0.1:9000", 5.0, 1.0))
+        await write(backend, lambda tx: tx.beat("node-z", "nowhere", 5.0, 1.0))  # not claimed: no row made
+        a, b = await read(backend, lambda r: r.nodes())
+        assert (a.node, a.listen, a.started_at) == ("node-a", "10.0.0.1:9000", 5.0)
+        # stamped now by the backend's clock, whatever the caller passed as its start
+        assert a.last_seen is not None and a.last_seen > 1e9
+        assert a.silent_for is not None and 0 <= a.silent_for < 60
+        assert (b.node, b.started_at, b.last_seen, b.silent_for) == ("node-b", None, None, None)
+
+    run(scenario())
+
+
+def test_silent_writer_tags_are_those_of_nodes_not_heard_from_and_not_yet_swept(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        now = time.time()
+        for node in ("live", "quiet", "new"):
+            await write(backend, functools.partial(_claim_node, node))
+        await write(backend, lambda tx: tx.claim_writer_tag("0000aaaa", "live", now - 1000))
+        await write(backend, lambda tx: tx.claim_writer_tag("0000bbbb", "quiet", now - 1000))
+        await write(backend, lambda tx: tx.claim_writer_tag("0000cccc", "quiet", now - 900))
+        # a node is judged by its latest sign of life: a heartbeat or a claim (a restart claims, then beats)
+        await write(backend, lambda tx: tx.claim_writer_tag("0000dddd", "new", now - 1000))
+        await write(backend, lambda tx: tx.claim_writer_tag("0000eeee", "new", now))
+        await write(backend, lambda tx: tx.beat("live", "x", now, 1.0))
+        silent = await read(backend, lambda r: r.silent_writer_tags(60.0))
+        assert {node: sorted(tags) for node, tags in silent.items()} == {"quiet": ["0000bbbb", "0000cccc"]}
+        # swept tags are done with: neither silent nor the node's own any more
+        await write(backend, lambda tx: tx.tags_swept(["0000bbbb"]))
+        assert await read(backend, lambda r: r.silent_writer_tags(60.0)) == {"quiet": ["0000cccc"]}
+        assert await read(backend, lambda r: r.writer_tags("quiet")) == ["0000cccc"]
+        assert await read(backend, lambda r: r.silent_writer_tags(10_000.0)) == {}
+
+    run(scenario())
+
+
+def _claim_node(node: str, tx: MetaTx) -> str:
+    return tx.claim_node(node, f"dir-{node}", 1.0)
+
+
+def test_a_retired_writer_tag_is_reported_by_every_later_hold(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        for tag in ("0000aaaa", "0000bbbb"):
+            await write(backend, lambda tx, tag=tag: tx.claim_writer_tag(tag, "n", 1.0))
+        assert await write(backend, lambda tx: tx.hold_writer_tags(["0000aaaa", "0000bbbb", "0000ffff"])) == set()
+        await write(backend, lambda tx: tx.retire_writer_tags(["0000aaaa", "0000ffff"]))  # an unknown tag: nothing
+        await write(backend, lambda tx: tx.retire_writer_tags(["0000aaaa"]))  # again: still retired
+        assert await write(backend, lambda tx: tx.hold_writer_tags(["0000aaaa", "0000bbbb"])) == {"0000aaaa"}
+        assert await write(backend, lambda tx: tx.hold_writer_tags([])) == set()
+
+        def retire_then_fail(tx: MetaTx) -> None:
+            tx.retire_writer_tags(["0000bbbb"])
+            raise ValueError("refused")
+
+        with pytest.raises(ValueError):
+            await write(backend, retire_then_fail)
+        assert await write(backend, lambda tx: tx.hold_writer_tags(["0000bbbb"])) == set()
+
+    run(scenario())
+
+
+def test_a_lease_is_held_by_one_node_until_it_expires_or_is_finished(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        assert await write(backend, lambda tx: tx.take_lease("scrub", "a", 60.0, 0.0)) is True
+        assert await write(backend, lambda tx: tx.take_lease("scrub", "b", 60.0, 0.0)) is False
+        assert await write(backend, lambda tx: tx.take_lease("scrub", "a", 60.0, 0.0)) is True  # renewed
+        assert await write(backend, lambda tx: tx.take_lease("expiry", "b", 60.0, 0.0)) is True  # another duty
+        await write(backend, lambda tx: tx.finish_lease("scrub", "b"))  # not b's: nothing
+        assert await write(backend, lambda tx: tx.take_lease("scrub", "b", 60.0, 0.0)) is False
+        await write(backend, lambda tx: tx.finish_lease("scrub", "a"))
+        # done just now: not due again within `every`, for anyone
+        assert await write(backend, lambda tx: tx.take_lease("scrub", "b", 60.0, 3600.0)) is False
+        assert await write(backend, lambda tx: tx.take_lease("scrub", "a", 60.0, 3600.0)) is False
+        assert await write(backend, lambda tx: tx.take_lease("scrub", "b", 60.0, 0.0)) is True
+        # an expired hold is anyone's
+        assert await write(backend, lambda tx: tx.take_lease("expiry", "b", -1.0, 0.0)) is True
+        assert await write(backend, lambda tx: tx.take_lease("expiry", "a", 60.0, 0.0)) is True
 
     run(scenario())
 

@@ -83,8 +83,9 @@ PRE_VERSIONING = {
 
 def test_a_new_database_lands_at_the_latest_version_with_every_table(fresh) -> None:
     version, objects, cols = fresh
-    assert version == migrations.LATEST == len(migrations.MIGRATIONS) == 8
+    assert version == migrations.LATEST == len(migrations.MIGRATIONS) == 9
     tables = {"buckets", "objects", "uploads", "parts", "completed_uploads", "freed_blobs", "writer_tags", "nodes"}
+    tables.add("leases")
     assert set(cols) == tables
     assert [c[1] for c in cols["uploads"]][-2:] == ["last_active", "checksum_type"]
     indexes = {"uploads_by_activity", "freed_blobs_by_time", "writer_tags_by_node"}

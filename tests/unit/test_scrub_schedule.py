@@ -93,3 +93,30 @@ def test_scrub_keys_default_to_weekly_at_50mb_per_second(tmp_path: Path) -> None
 def test_bad_scrub_keys_are_named(tmp_path: Path, lines: str, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         load(_config(tmp_path, lines))
+
+
+def test_nodes_sharing_a_store_scrub_it_once_per_interval_between_them(tmp_path: Path) -> None:
+    """Two nodes on one PostgreSQL and blob dir, their timers firing together: the first to take the lease
+    scrubs, the second records a skip, which puts its next scrub one interval later, as its own would."""
+    from pg_server import fresh_database
+
+    from tunnelmesh.store.backends import MetaConfig
+    from tunnelmesh.store.engine import prepare_data_dir
+
+    meta, blobs = MetaConfig(fresh_database()), tmp_path / "blobs"
+    layouts = {node: DataDir(tmp_path / node, blobs, node) for node in ("node-a", "node-b")}
+    for layout in layouts.values():
+        layout.root.mkdir()
+        prepare_data_dir(layout.root, meta, layout)
+    a, b = layouts["node-a"], layouts["node-b"]
+    assert scrub_schedule.run(a.root, 10**9, meta, a, "node-a", DAY) == 0
+    a_state = scrub_schedule.load(a.root)
+    assert a_state is not None and a_state.last_finished is not None and a_state.last_skipped is None
+    assert scrub_schedule.run(b.root, 10**9, meta, b, "node-b", DAY) == 0
+    b_state = scrub_schedule.load(b.root)
+    assert b_state is not None and b_state.last_skipped is not None and b_state.last_finished is None
+    assert Timer(b.root, DAY, now=b_state.last_skipped + 1).due == b_state.last_skipped + DAY
+    # done less than 0.9 interval ago: A's own timer, were it to fire again, skips too
+    assert scrub_schedule.run(a.root, 10**9, meta, a, "node-a", DAY) == 0
+    again = scrub_schedule.load(a.root)
+    assert again is not None and again.last_skipped is not None and again.last_finished == a_state.last_finished

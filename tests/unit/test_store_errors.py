@@ -107,6 +107,13 @@ S3_ANSWERS: list[tuple[se.StoreError, int, str, str, dict[str, str]]] = [
         "The metadata database is unavailable. Please try again.",
         {},
     ),
+    (
+        se.WriterRetired(),
+        503,
+        "ServiceUnavailable",
+        "The metadata database is unavailable. Please try again.",
+        {},
+    ),
 ]
 
 ADMIN_ANSWERS: list[tuple[ce.CoordinatorError, int, str, str]] = [

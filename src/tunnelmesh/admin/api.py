@@ -46,6 +46,7 @@ from tunnelmesh.s3.ops.common import validate_bucket_name
 from tunnelmesh.s3.request import Request, from_scope, parse_target
 from tunnelmesh.store.engine import SYSTEM_BUCKET
 from tunnelmesh.store.errors import StoreError
+from tunnelmesh.store.records import NodeState
 
 log = logging.getLogger("tunnelmesh.admin")
 MAX_JSON = 1024 * 1024
@@ -57,10 +58,21 @@ Handler = Callable[["AdminApi", Request, dict[str, str]], Awaitable[tuple[int, A
 
 
 class AdminApi:
-    def __init__(self, state: SystemState, peers: PeerRegistry, region: str, metadata: str = "") -> None:
+    def __init__(
+        self,
+        state: SystemState,
+        peers: PeerRegistry,
+        region: str,
+        metadata: str = "",
+        node: str = "",
+        node_timeout: float = 60.0,
+    ) -> None:
         self.state = state
         # the metadata backend as `storage status` shows it (a PostgreSQL URI with its password redacted)
         self.metadata = metadata
+        # which node answers, and how long a node may be silent before it counts as gone (store/heartbeat.py)
+        self.node = node
+        self.node_timeout = node_timeout
         self.store = state.store
         self.peers = peers
         self.network = NetworkConfig(state)
@@ -186,6 +198,18 @@ class AdminApi:
             "pending_bytes": sum(b.mpu_used for b in buckets),
             "buckets": docs,
             "scrub": self.store.scrub_status(),
+            "node": self.node,
+            "nodes": [self._node_doc(n) for n in await self.store.nodes()],
+        }
+
+    def _node_doc(self, n: NodeState) -> dict[str, Any]:
+        return {
+            "node": n.node,
+            "listen": n.listen,
+            "started": _iso(n.started_at),
+            "last_seen": _iso(n.last_seen),
+            "silent_for": None if n.silent_for is None else round(n.silent_for, 1),
+            "live": n.silent_for is not None and n.silent_for < self.node_timeout,
         }
 
     async def storage_verify(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
@@ -305,3 +329,7 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("POST", r"/api/system/restore", AdminApi.restore),
     ]
 ]
+
+
+def _iso(t: float | None) -> str | None:
+    return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))

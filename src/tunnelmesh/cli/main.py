@@ -209,6 +209,13 @@ def storage_status(c: Coordinator, as_json: bool) -> None:
     )
     if d.get("metadata"):
         click.echo(f"metadata: {d['metadata']}")
+    for n in d.get("nodes", []):
+        seen = "never" if n["silent_for"] is None else f"{n['silent_for']:g}s ago"
+        click.echo(
+            f"node {n['node']}{' (this one)' if n['node'] == d.get('node') else ''}: "
+            f"{'live' if n['live'] else 'SILENT'}, at {n['listen'] or '?'}, last heartbeat {seen}, "
+            f"started {n['started'] or '?'}"
+        )
     # the coordinator's own records are outside max_size, so they are shown apart
     click.echo(f"coordinator state (_tunnelmesh, not counted in max_size): {human(d.get('system_used'))}")
     click.echo(f"pending multipart uploads: {d['pending_uploads']} holding {human(d['pending_bytes'])}")

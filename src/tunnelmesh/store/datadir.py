@@ -122,6 +122,13 @@ class DataDir:
         cannot have been given to a process writing here yet); returns how many files."""
         return self._remove(self.process_tmp(pid))
 
+    def remove_node_tmp(self, node: str) -> int:
+        """Remove another node's temporaries in the shared blob dir (that node was taken over: its writer
+        tags are retired, so nothing it still writes there can be committed); returns how many files."""
+        if self.shared_blobs is None or not node or "/" in node or node in (".", "..") or node == self.node:
+            return 0
+        return self._remove(self.shared_blobs / "tmp" / node)
+
     def remove_tmp_except(self, live: Collection[int]) -> int:
         """Remove the temporaries of every process but the `live` ones; returns how many files.
         Right only when every other process that wrote here is gone (at start-up, under the lock).

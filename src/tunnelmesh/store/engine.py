@@ -50,15 +50,16 @@ from typing import IO, Any, TypeVar
 from tunnelmesh.store import commits, content, listing, scrub_schedule
 from tunnelmesh.store import scrub as scrub_mod
 from tunnelmesh.store.backends import SQLITE, MetaConfig, NodeIdTaken, check_backend, open_meta, run_on
-from tunnelmesh.store.blobs import Blobs, BlobStore, BlobWriter, new_writer_tag
+from tunnelmesh.store.blobs import TAG_HEX, Blobs, BlobStore, BlobWriter, new_writer_tag, writer_tag
 from tunnelmesh.store.datadir import DataDir
-from tunnelmesh.store.errors import NoRoom, NoSuchKey, ObjectTooLarge, PreconditionFailed, Unavailable
+from tunnelmesh.store.errors import NoRoom, NoSuchKey, ObjectTooLarge, PreconditionFailed, Unavailable, WriterRetired
 from tunnelmesh.store.metadata import MetaBackend, MetaReads, MetaTx
 from tunnelmesh.store.records import (
     SYSTEM_BUCKET,
     Bucket,
     CompletedUpload,
     Listing,
+    NodeState,
     ObjectRecord,
     ObjectRef,
     Part,
@@ -217,9 +218,11 @@ def sweep_tags(data_dir: Path, tags: Collection[str], meta: MetaConfig = SQLITE,
     that are not queued; returns how many.
 
     Safe while the other workers serve: only the dead process ever had its tag (claimed in the metadata,
-    so no other coordinator has it either), and it can commit nothing more, so a blob of its that is
-    unnamed now stays unnamed (a Complete names only parts already committed). A blob named now may be
-    freed later: then the queue has it, or the reapers have unlinked it already.
+    so no other coordinator has it either), and once the tag is retired nothing can commit a new blob of
+    it (MetaTx.retire_writer_tags: not even a COMMIT the database was still finishing when the process
+    died), so a blob of its that is unnamed now stays unnamed (a Complete names only parts already
+    committed). A blob named now may be freed later: then the queue has it, or the reapers have unlinked
+    it already. The tags are marked swept at the end: later sweeps of the node pass them over.
 
     One trap: a process killed after its commit reached the WAL but before SQLite published it
     leaves a transaction no reader sees, which a recovery (a restart after a crash) would bring
@@ -232,18 +235,79 @@ def sweep_tags(data_dir: Path, tags: Collection[str], meta: MetaConfig = SQLITE,
     candidates = list(blobs.blob_ids_tagged(wanted)) if wanted else []
 
     async def sweep(m: MetaBackend) -> int:
+        # retired first: a commit still in flight under one of these tags (its writer killed while the
+        # database committed) ends before this does, and none can commit after it, so the snapshot
+        # below shows every blob of theirs that will ever be named
+        await m.write(lambda tx: tx.retire_writer_tags(wanted))
+        removed = 0
         refs = await m.read(lambda r: _named_or_queued(r, wanted), snapshot=True)
         # a freed blob that a reaper unlinked and forgot since the listing is no orphan: skip it
         orphans = [b for b in candidates if b not in refs and blobs.path(b).exists()]
-        if not orphans:
-            return 0
-        # never read by anyone: no grace (freed at the epoch), reapers may take them at once
-        await m.write(lambda tx: tx.queue_freed(orphans, 0.0))
-        removed = blobs.unlink(orphans)
-        await m.write(functools.partial(_forget_freed, orphans))
+        if orphans:
+            # never read by anyone: no grace (freed at the epoch), reapers may take them at once
+            await m.write(lambda tx: tx.queue_freed(orphans, 0.0))
+            removed = blobs.unlink(orphans)
+            await m.write(functools.partial(_forget_freed, orphans))
+        await m.write(lambda tx: tx.tags_swept(wanted))
         return removed
 
-    return run_on(data_dir, sweep, meta) if candidates else 0
+    return run_on(data_dir, sweep, meta) if wanted else 0
+
+
+def retire_own_writers(data_dir: Path, node: str, meta: MetaConfig = SQLITE) -> None:
+    """At a clean stop (every writer of this node exited cleanly, so none left an orphan): this node's
+    tags are retired and swept, and the next unclean stop's sweep, or a takeover, passes them over."""
+
+    async def retire(m: MetaBackend) -> None:
+        def done(tx: MetaTx) -> None:
+            tags = tx.writer_tags(node)
+            tx.retire_writer_tags(tags)
+            tx.tags_swept(tags)
+
+        await m.write(done)
+
+    run_on(data_dir, retire, meta)
+
+
+# the lease of the takeover duty: one node at a time looks for silent nodes' leftovers
+TAKEOVER = "takeover"
+TAKEOVER_LEASE_SECONDS = 600.0
+
+
+def take_over_silent_nodes(
+    data_dir: Path, node: str, silent_for: float, meta: MetaConfig, layout: DataDir | None = None
+) -> int:
+    """On metadata several coordinators share: sweep the leftovers of every other node silent for more
+    than `silent_for` seconds (no heartbeat): its orphan blobs (`sweep_tags`, which retires its writer
+    tags first, so that were it only stalled, nothing it still writes can be committed) and its
+    temporaries. Returns how many nodes were taken over. Done by one node at a time (a lease)."""
+    files = layout if layout is not None else DataDir(data_dir)
+
+    async def find(m: MetaBackend) -> dict[str, list[str]]:
+        if not await m.write(lambda tx: tx.take_lease(TAKEOVER, node, TAKEOVER_LEASE_SECONDS, 0.0)):
+            return {}
+        silent = await m.read(lambda r: r.silent_writer_tags(silent_for))
+        silent.pop(node, None)  # this node's own earlier writers are its start-up's to sweep
+        if not silent:
+            await m.write(lambda tx: tx.finish_lease(TAKEOVER, node))
+        return silent
+
+    silent = run_on(data_dir, find, meta)
+    for other, tags in sorted(silent.items()):
+        removed = sweep_tags(data_dir, tags, meta, files)
+        temporaries = files.remove_node_tmp(other)
+        log.warning(
+            "takeover: node %s silent for more than %.0f s: retired its %d writer tags, removed %d orphan blobs "
+            "and %d temporaries",
+            other,
+            silent_for,
+            len(tags),
+            removed,
+            temporaries,
+        )
+    if silent:
+        run_on(data_dir, lambda m: m.write(lambda tx: tx.finish_lease(TAKEOVER, node)), meta)
+    return len(silent)
 
 
 def _claim(tag: str, node: str, tx: MetaTx) -> bool:
@@ -309,7 +373,12 @@ class Store:
         grace period), and `new_blobs` are discarded if the write fails, when the outcome is known,
         whether or not the request that asked is still waiting."""
 
+        # the writers of the new blobs (this process) must not be retired: a sweep may have deleted them
+        tags = {blob_id[-TAG_HEX:] for blob_id in new_blobs} if new_blobs else set()
+
         def run(tx: MetaTx) -> T:
+            if tags and tx.hold_writer_tags(tags):
+                raise WriterRetired()
             result = fn(tx)
             if result.freed:
                 # the grace starts at the commit, not when the write was queued (a wait for the writer
@@ -358,6 +427,26 @@ class Store:
             if down:
                 log.info("reaper: the metadata database is back")
                 down = False
+
+    async def beat(self, node: str, listen: str, started_at: float, interval: float) -> bool:
+        """This node is alive (a heartbeat); True if this process's writer tag has been retired meanwhile
+        (the node was taken over: the process must stop, see WriterRetired)."""
+        tag = writer_tag()
+
+        def run(tx: MetaTx) -> bool:
+            tx.beat(node, listen, started_at, interval)
+            return bool(tx.hold_writer_tags([tag]))
+
+        return await self.meta.write(run)
+
+    async def nodes(self) -> list[NodeState]:
+        return await self.meta.read(lambda r: r.nodes())
+
+    async def take_lease(self, duty: str, node: str, ttl: float, every: float) -> bool:
+        return await self.meta.write(lambda tx: tx.take_lease(duty, node, ttl, every))
+
+    async def finish_lease(self, duty: str, node: str) -> None:
+        await self.meta.write(lambda tx: tx.finish_lease(duty, node))
 
     def close(self) -> None:
         # queued blobs stay queued: other workers may still read them; the supervisor frees the

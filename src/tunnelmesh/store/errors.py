@@ -139,6 +139,15 @@ class CommitUnknown(Unavailable):
     comes back), and the client sees the same 503 as for any outage and retries."""
 
 
+class WriterRetired(Unavailable):
+    """This process's writer tag was retired (its node was silent past s3.node_timeout, and another node
+    swept its blobs): no write naming a blob of it may commit, since the sweep may have deleted it. The
+    process must stop and be started again with a new tag; the client retries as after any outage."""
+
+    def __init__(self) -> None:
+        StoreError.__init__(self, "this process's writer tag was retired by another coordinator")
+
+
 class DamagedObject(Exception):
     """An object whose stored bytes are damaged (a blob missing or of the wrong size): a fault of the
     store's own data, not a refusal of the request, so no StoreError; the edge answers it as an

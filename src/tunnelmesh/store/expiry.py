@@ -7,8 +7,9 @@ worker runs the expiry sees it): a slow upload that keeps sending is never cut o
 cannot stream for ever, since the request limits (body_timeout, min_body_rate) end a stalled one.
 
 Every worker runs the loop, but only the one holding an flock on a file in the data dir does the
-passes (if it dies, the lock is released and another worker takes over at its next check). The
-lock saves duplicate work, not correctness: each abort re-checks staleness in its own commit, so
+passes (if it dies, the lock is released and another worker takes over at its next check), and with
+several coordinators on one metadata store, only the node holding the mesh's lease. The lock and the
+lease save duplicate work, not correctness: each abort re-checks staleness in its own commit, so
 two passes at once could never abort an upload twice or one that a part has just reached.
 """
 
@@ -96,10 +97,16 @@ def _try_lock(path: Path) -> int | None:
     return fd
 
 
-async def run(store: Store, expiry: float, stopping: asyncio.Event) -> None:
+# the lease of the expiry duty on metadata several coordinators share (MetaTx.take_lease)
+LEASE = "upload-expiry"
+
+
+async def run(store: Store, expiry: float, stopping: asyncio.Event, node: str | None = None) -> None:
     """Expire stale uploads until `stopping` is set. The worker sets it and awaits this at shutdown
     rather than cancelling it: a cancelled commit would be acknowledged to nobody, and the blobs it
-    freed would never be deleted."""
+    freed would never be deleted. `node`: this node's id where several coordinators share the metadata;
+    then one pass per interval runs in the whole mesh, on whichever node takes the lease (like the flock,
+    that saves work, not correctness)."""
     interval = check_interval(expiry)
     lock: int | None = None
     try:
@@ -108,7 +115,14 @@ async def run(store: Store, expiry: float, stopping: asyncio.Event) -> None:
                 lock = _try_lock(store.dir.expiry_lock)
             if lock is not None:
                 try:
-                    count, size = await expire_stale_uploads(store, expiry, stopping)
+                    # `every` a little under the interval: the nodes' loops drift, and a pass must not be
+                    # skipped for a lease finished a moment too recently
+                    if node is not None and not await store.take_lease(LEASE, node, interval, interval * 0.9):
+                        count, size = 0, 0
+                    else:
+                        count, size = await expire_stale_uploads(store, expiry, stopping)
+                        if node is not None:
+                            await store.finish_lease(LEASE, node)
                 except Unavailable:
                     # tried again at the next interval; no traceback for an outage the requests report too
                     log.warning("stale multipart upload expiry: the metadata database is unavailable")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import logging
+import time
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator
@@ -31,6 +32,7 @@ from tunnelmesh.store.records import (
     SYSTEM_BUCKET,
     Bucket,
     CompletedUpload,
+    NodeState,
     ObjectRecord,
     ObjectRef,
     Part,
@@ -101,6 +103,12 @@ class _State:
     freed: dict[str, float] = dataclasses.field(default_factory=dict)
     writer_tags: dict[str, str] = dataclasses.field(default_factory=dict)  # tag -> node
     nodes: dict[str, str] = dataclasses.field(default_factory=dict)  # node -> the data dir holding it
+    tag_claimed: dict[str, float] = dataclasses.field(default_factory=dict)  # tag -> claimed_at
+    tag_retired: dict[str, float] = dataclasses.field(default_factory=dict)
+    tag_swept: dict[str, float] = dataclasses.field(default_factory=dict)
+    # node -> (listen, started, seen, interval)
+    beats: dict[str, tuple[str, float, float, float]] = dataclasses.field(default_factory=dict)
+    leases: dict[str, tuple[str | None, float, float | None]] = dataclasses.field(default_factory=dict)
 
 
 class _Reads:
@@ -218,7 +226,31 @@ class _Reads:
         return {b for b in refs if b.endswith(suffixes)}
 
     def writer_tags(self, node: str) -> list[str]:
-        return [tag for tag, owner in self._s().writer_tags.items() if owner == node]
+        s = self._s()
+        return [tag for tag, owner in s.writer_tags.items() if owner == node and tag not in s.tag_swept]
+
+    def nodes(self) -> list[NodeState]:
+        s, now = self._s(), time.time()
+        out = []
+        for node in sorted(s.nodes):
+            listen, started, seen, _ = s.beats.get(node, ("", None, None, 0.0))
+            out.append(NodeState(node, listen, started, seen, None if seen is None else now - seen))
+        return out
+
+    def silent_writer_tags(self, silent_for: float) -> dict[str, list[str]]:
+        s = self._s()
+        last: dict[str, float] = {}
+        for tag, node in s.writer_tags.items():
+            last[node] = max(last.get(node, 0.0), s.tag_claimed[tag])
+        for node, beat in s.beats.items():
+            last[node] = max(last.get(node, 0.0), beat[2])
+        now = time.time()
+        found: dict[str, list[str]] = {}
+        for tag, node in s.writer_tags.items():
+            interval = s.beats[node][3] if node in s.beats else 0.0
+            if tag not in s.tag_swept and last[node] < now - max(silent_for, 3 * interval):
+                found.setdefault(node, []).append(tag)
+        return found
 
 
 class _Tx(_Reads):
@@ -386,7 +418,42 @@ class _Tx(_Reads):
         if tag in tags:
             return False
         self._set(tags, tag, node)
+        self._set(self._s().tag_claimed, tag, at)
         return True
+
+    def beat(self, node: str, listen: str, started_at: float, interval: float) -> None:
+        if node in self._s().nodes:
+            self._set(self._s().beats, node, (listen, started_at, time.time(), interval))
+
+    def hold_writer_tags(self, tags: Collection[str]) -> set[str]:
+        return {t for t in tags if t in self._s().tag_retired}  # one writer at a time: nothing to lock
+
+    def retire_writer_tags(self, tags: Collection[str]) -> None:
+        s = self._s()
+        for t in tags:
+            if t in s.writer_tags and t not in s.tag_retired:
+                self._set(s.tag_retired, t, time.time())
+
+    def tags_swept(self, tags: Collection[str]) -> None:
+        s = self._s()
+        for t in tags:
+            if t in s.writer_tags:
+                self._set(s.tag_swept, t, time.time())
+
+    def take_lease(self, duty: str, node: str, ttl: float, every: float) -> bool:
+        leases, now = self._s().leases, time.time()
+        holder, expires_at, done_at = leases.get(duty, (None, 0.0, None))
+        if holder is not None and holder != node and expires_at > now:
+            return False
+        if done_at is not None and done_at > now - every:
+            return False
+        self._set(leases, duty, (node, now + ttl, done_at))
+        return True
+
+    def finish_lease(self, duty: str, node: str) -> None:
+        leases = self._s().leases
+        if duty in leases and leases[duty][0] == node:
+            self._set(leases, duty, (None, 0.0, time.time()))
 
 
 def _restore(d: dict[K, V], k: K, old: V) -> None:

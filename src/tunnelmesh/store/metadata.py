@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator
 from typing import Any, Protocol, TypeVar
 
-from tunnelmesh.store.records import Bucket, CompletedUpload, ObjectRecord, ObjectRef, Part, Upload
+from tunnelmesh.store.records import Bucket, CompletedUpload, NodeState, ObjectRecord, ObjectRef, Part, Upload
 
 T = TypeVar("T")
 
@@ -114,7 +114,19 @@ class MetaReads(Protocol):
         ...
 
     def writer_tags(self, node: str) -> list[str]:
-        """Every writer tag `node` was ever given (claim_writer_tag), in no particular order."""
+        """The writer tags `node` was given (claim_writer_tag) whose blobs no sweep has finished with yet
+        (`tags_swept`), in no particular order."""
+        ...
+
+    def nodes(self) -> list[NodeState]:
+        """Every node id ever claimed, with its latest heartbeat (`beat`), ordered by node id."""
+        ...
+
+    def silent_writer_tags(self, silent_for: float) -> dict[str, list[str]]:
+        """node -> its unswept writer tags, for every node with such tags whose latest sign of life (a
+        heartbeat, or a tag claim: a node starting again claims before its first beat) is older, by the
+        backend's clock, than `silent_for` seconds and than three of the node's own heartbeat intervals
+        (the nodes may be configured apart: one that beats slowly is not silent between its beats)."""
         ...
 
 
@@ -196,6 +208,41 @@ class MetaTx(MetaReads, Protocol):
         """Give `tag` to a writer of `node`; False if any node ever had it. A tag is never given twice,
         whichever coordinator asks, so a sweep of a dead writer's blobs by tag can never meet a live
         writer's (store/blobs.py)."""
+        ...
+
+    # The backend's own clock stamps what follows: the nodes' clocks may disagree, and one node's
+    # timestamps are compared with another's (is it silent? has the lease expired?).
+
+    def beat(self, node: str, listen: str, started_at: float, interval: float) -> None:
+        """`node` is alive now (it must hold its id: claim_node), serving at `listen` since `started_at`, and
+        beats every `interval` seconds."""
+        ...
+
+    def hold_writer_tags(self, tags: Collection[str]) -> set[str]:
+        """Which of `tags` are retired; the others cannot be retired until this transaction ends. A write
+        naming new blobs holds their writer's tag, so the sweep that retires a tag first waits for every
+        commit in flight under it, and no later commit can name a blob of it (see retire_writer_tags)."""
+        ...
+
+    def retire_writer_tags(self, tags: Collection[str]) -> None:
+        """Retire these tags for good: once this commits, no write naming a new blob of theirs commits
+        (hold_writer_tags), so an unnamed blob of theirs stays unnamed and a sweep may delete it. On a
+        networked backend it waits for the writes holding them, whose COMMIT may still be on its way after
+        their writer died (hazard 12 in docs/scale-out.md)."""
+        ...
+
+    def tags_swept(self, tags: Collection[str]) -> None:
+        """A sweep has removed every orphan of these (retired) tags: writer_tags() leaves them out."""
+        ...
+
+    def take_lease(self, duty: str, node: str, ttl: float, every: float) -> bool:
+        """Hold `duty` for the next `ttl` seconds unless another node's hold has not expired, or the duty was
+        finished less than `every` seconds ago; True if `node` holds it now. Leases save duplicate work
+        (one scrub per mesh, not one per node), never correctness: every duty stays safe run twice."""
+        ...
+
+    def finish_lease(self, duty: str, node: str) -> None:
+        """`node` has done `duty` now and lets go of it (nothing if it does not hold it)."""
         ...
 
 

@@ -117,6 +117,21 @@ def _v8_nodes(c: sqlite3.Connection) -> None:
     c.execute("CREATE TABLE nodes(node TEXT PRIMARY KEY, owner TEXT NOT NULL, claimed_at REAL NOT NULL) WITHOUT ROWID")
 
 
+def _v9_heartbeats(c: sqlite3.Connection) -> None:
+    """Heartbeats, retired writer tags and leases (issue 13): see store/metadata.py's MetaTx.beat,
+    retire_writer_tags and take_lease. One node on SQLite uses them as several on PostgreSQL do."""
+    for column, decl in (
+        ("listen", "TEXT NOT NULL DEFAULT ''"),
+        ("started_at", "REAL"),
+        ("last_seen", "REAL"),
+        ("interval", "REAL"),
+    ):
+        c.execute(f"ALTER TABLE nodes ADD COLUMN {column} {decl}")
+    c.execute("ALTER TABLE writer_tags ADD COLUMN retired_at REAL")
+    c.execute("ALTER TABLE writer_tags ADD COLUMN swept_at REAL")
+    c.execute("CREATE TABLE leases(duty TEXT PRIMARY KEY, holder TEXT, expires_at REAL, done_at REAL) WITHOUT ROWID")
+
+
 # Append only: never edit or reorder a released migration (data dirs have already run it).
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v1_base,
@@ -127,6 +142,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v6_completed_checksums,
     _v7_writer_tags,
     _v8_nodes,
+    _v9_heartbeats,
 )
 LATEST = len(MIGRATIONS)
 

@@ -75,6 +75,7 @@ from tunnelmesh.store.records import (
     SYSTEM_BUCKET,
     Bucket,
     CompletedUpload,
+    NodeState,
     ObjectRecord,
     ObjectRef,
     Part,
@@ -84,6 +85,9 @@ from tunnelmesh.store.records import (
 log = logging.getLogger("tunnelmesh.store")
 T = TypeVar("T")
 Conn = psycopg.Connection[Row]
+
+# the database's clock, in the float seconds the records carry: one clock for every node (theirs may disagree)
+NOW = "extract(epoch FROM clock_timestamp())::double precision"
 
 # a write that lost a race is run again, this many times in all
 WRITE_ATTEMPTS = 8
@@ -270,7 +274,25 @@ class PgTx:
         return refs
 
     def writer_tags(self, node: str) -> list[str]:
-        return [r[0] for r in self._all("SELECT tag FROM writer_tags WHERE node = %s", (node,))]
+        return [r[0] for r in self._all("SELECT tag FROM writer_tags WHERE node = %s AND swept_at IS NULL", (node,))]
+
+    def nodes(self) -> list[NodeState]:
+        rows = self._all(f"SELECT node, listen, started_at, last_seen, {NOW} - last_seen FROM nodes ORDER BY node")
+        return [NodeState(*r) for r in rows]
+
+    def silent_writer_tags(self, silent_for: float) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        rows = self._all(
+            f"""SELECT t.tag, t.node FROM writer_tags t
+            WHERE t.swept_at IS NULL AND greatest(
+                (SELECT last_seen FROM nodes n WHERE n.node = t.node),
+                (SELECT max(claimed_at) FROM writer_tags u WHERE u.node = t.node))
+            < {NOW} - greatest(%s, 3 * (SELECT interval FROM nodes n WHERE n.node = t.node))""",
+            (silent_for,),
+        )
+        for tag, node in rows:
+            found.setdefault(node, []).append(tag)
+        return found
 
     # ---- writes (inside a write's transaction) --------------------------------------------
 
@@ -387,6 +409,49 @@ class PgTx:
             (tag, node, at),
         )
         return r.rowcount == 1
+
+    def beat(self, node: str, listen: str, started_at: float, interval: float) -> None:
+        self.c.execute(
+            f"UPDATE nodes SET listen = %s, started_at = %s, last_seen = {NOW}, interval = %s WHERE node = %s",
+            (listen, started_at, interval, node),
+        )
+
+    def hold_writer_tags(self, tags: Collection[str]) -> set[str]:
+        # KEY SHARE: held by every commit naming new blobs at once without blocking each other, and only
+        # retire_writer_tags' FOR UPDATE waits for them (a plain UPDATE of the row would not)
+        rows = self._all(
+            "SELECT tag FROM writer_tags WHERE tag = ANY(%s) AND retired_at IS NOT NULL FOR KEY SHARE", (list(tags),)
+        )
+        return {r[0] for r in rows}
+
+    def retire_writer_tags(self, tags: Collection[str]) -> None:
+        wanted = sorted(tags)  # locked in one order: two sweeps retiring overlapping sets never deadlock
+        self.c.execute("SELECT tag FROM writer_tags WHERE tag = ANY(%s) ORDER BY tag FOR UPDATE", (wanted,))
+        self.c.execute(
+            f"UPDATE writer_tags SET retired_at = {NOW} WHERE tag = ANY(%s) AND retired_at IS NULL", (wanted,)
+        )
+
+    def tags_swept(self, tags: Collection[str]) -> None:
+        self.c.execute(f"UPDATE writer_tags SET swept_at = {NOW} WHERE tag = ANY(%s)", (list(tags),))
+
+    def take_lease(self, duty: str, node: str, ttl: float, every: float) -> bool:
+        self.c.execute("INSERT INTO leases(duty) VALUES (%s) ON CONFLICT (duty) DO NOTHING", (duty,))
+        row = self.c.execute(
+            f"SELECT holder IS NULL OR holder = %s OR expires_at <= {NOW}, done_at IS NULL OR done_at <= {NOW} - %s "
+            "FROM leases WHERE duty = %s FOR UPDATE",
+            (node, every, duty),
+        ).fetchone()
+        assert row is not None  # inserted or already there, in this transaction
+        if not (row[0] and row[1]):
+            return False
+        self.c.execute(f"UPDATE leases SET holder = %s, expires_at = {NOW} + %s WHERE duty = %s", (node, ttl, duty))
+        return True
+
+    def finish_lease(self, duty: str, node: str) -> None:
+        self.c.execute(
+            f"UPDATE leases SET holder = NULL, expires_at = NULL, done_at = {NOW} WHERE duty = %s AND holder = %s",
+            (duty, node),
+        )
 
 
 class PgMeta:

@@ -70,8 +70,20 @@ _V3_NODES = (
     node TEXT COLLATE "C" PRIMARY KEY, owner TEXT NOT NULL, claimed_at DOUBLE PRECISION NOT NULL)""",
 )
 
+# heartbeats, retired writer tags and leases (MetaTx.beat, retire_writer_tags, take_lease)
+_V4_HEARTBEATS = (
+    "ALTER TABLE nodes ADD COLUMN listen TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE nodes ADD COLUMN started_at DOUBLE PRECISION",
+    "ALTER TABLE nodes ADD COLUMN last_seen DOUBLE PRECISION",
+    "ALTER TABLE nodes ADD COLUMN interval DOUBLE PRECISION",
+    "ALTER TABLE writer_tags ADD COLUMN retired_at DOUBLE PRECISION",
+    "ALTER TABLE writer_tags ADD COLUMN swept_at DOUBLE PRECISION",
+    """CREATE TABLE leases(
+    duty TEXT COLLATE "C" PRIMARY KEY, holder TEXT, expires_at DOUBLE PRECISION, done_at DOUBLE PRECISION)""",
+)
+
 # Append only: never edit or reorder a released migration (databases have already run it).
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1_BASE, _V2_WRITER_TAGS, _V3_NODES)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1_BASE, _V2_WRITER_TAGS, _V3_NODES, _V4_HEARTBEATS)
 LATEST = len(MIGRATIONS)
 
 _VERSION_TABLE = (

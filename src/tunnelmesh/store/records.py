@@ -119,3 +119,16 @@ class WriteResult(Generic[T]):
 
     value: T
     freed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    """A coordinator sharing the store, as its heartbeats left it. `silent_for`: seconds since its last
+    heartbeat by the metadata backend's clock (one clock for every node: theirs may disagree), None
+    if it never sent one."""
+
+    node: str
+    listen: str
+    started_at: float | None
+    last_seen: float | None
+    silent_for: float | None

@@ -1,11 +1,12 @@
 """The background integrity scrub: when it is due, the run itself, and the record of the last one.
 
 The supervisor (one per data dir) forks the scrubber when it is due, so there is one per
-coordinator. It re-hashes every object at `s3.scrub_rate` bytes per second at most and reports
-what rotted; it repairs nothing (deleting data is the operator's call: `tunnelmesh storage scrub
---repair`). When it last ran and what it found live in `<data_dir>/scrub-state.json`, node-local
-like the blobs it describes, so a restart neither scrubs again at once nor postpones the scrub for
-ever. A scrub cut short (a stop, a crash) is retried an hour later (or one interval, if shorter).
+coordinator; coordinators sharing one store scrub it once per interval between them (a lease). It
+re-hashes every object at `s3.scrub_rate` bytes per second at most and reports what rotted; it
+repairs nothing (deleting data is the operator's call: `tunnelmesh storage scrub --repair`). When
+it last ran and what it found live in `<data_dir>/scrub-state.json`, node-local, so a restart
+neither scrubs again at once nor postpones the scrub for ever. A scrub cut short (a stop, a crash)
+is retried an hour later (or one interval, if shorter).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tunnelmesh.store import scrub
 from tunnelmesh.store.backends import SQLITE, MetaConfig, run_on
 from tunnelmesh.store.blobs import BlobStore
 from tunnelmesh.store.datadir import DataDir
+from tunnelmesh.store.metadata import MetaTx
 
 log = logging.getLogger("tunnelmesh.scrub")
 
@@ -35,6 +37,9 @@ class ScrubState:
     first_seen: float  # when scheduling began on this data dir: the first scrub is one interval later
     last_started: float | None = None
     last_finished: float | None = None
+    # a scheduled scrub left to another coordinator sharing the store (it held the lease, or had just
+    # scrubbed): the next is one interval later, as after a scrub of this node's own
+    last_skipped: float | None = None
     # the result of the last finished scrub
     objects: int = 0
     bytes: int = 0
@@ -73,7 +78,7 @@ def next_due(state: ScrubState, interval: float, now: float) -> float:
     """When the next scrub starts (a time in the past: now)."""
     if state.interrupted:
         return now + min(interval, RETRY_AFTER_INTERRUPTION)
-    since = state.last_finished if state.last_finished is not None else state.first_seen
+    since = max(t for t in (state.first_seen, state.last_finished, state.last_skipped) if t is not None)
     return since + interval
 
 
@@ -100,10 +105,28 @@ class Timer:
         self.due = next_due(state, self.interval, now)
 
 
-def run(data_dir: Path, rate: int, meta: MetaConfig = SQLITE, layout: DataDir | None = None) -> int:
-    """One scheduled scrub (in the scrubber process). Returns the exit code: 0, also when it found rot."""
+# the lease of the scrub duty on metadata several coordinators share: one scrub per interval per mesh
+LEASE = "scrub"
+
+
+def run(
+    data_dir: Path,
+    rate: int,
+    meta: MetaConfig = SQLITE,
+    layout: DataDir | None = None,
+    node: str | None = None,
+    interval: float = 0.0,
+) -> int:
+    """One scheduled scrub (in the scrubber process). Returns the exit code: 0, also when it found rot.
+    `node`: this node's id where several coordinators share the store (they all read the same objects):
+    it scrubs only if it takes the mesh's lease, and no node scrubbed within 0.9 `interval`."""
     started = time.time()
     state = load(data_dir) or ScrubState(first_seen=started)
+    if node is not None and not run_on(data_dir, lambda m: m.write(lambda tx: _take(tx, node, interval)), meta):
+        state.last_skipped = started
+        save(data_dir, state)
+        log.info("scrub: left to another coordinator (it is scrubbing the shared store, or has just done so)")
+        return 0
     state.last_started = started
     save(data_dir, state)
     log.info("scrub: started, reading at most %d bytes/s", rate)
@@ -114,6 +137,8 @@ def run(data_dir: Path, rate: int, meta: MetaConfig = SQLITE, layout: DataDir | 
     state.objects, state.bytes, state.rotten_count = report.objects, report.bytes, len(report.rotten)
     state.rotten = [{"bucket": r.bucket, "key": r.key, "problem": r.problem} for r in report.rotten][:MAX_RECORDED_ROT]
     save(data_dir, state)
+    if node is not None:
+        run_on(data_dir, lambda m: m.write(lambda tx: tx.finish_lease(LEASE, node)), meta)
     summary = f"scrub: {report.objects} objects, {report.bytes} bytes verified, {len(report.rotten)} rotten"
     if report.rotten:
         # repr: keys are client data, and a line break in one must not forge a log line
@@ -123,6 +148,11 @@ def run(data_dir: Path, rate: int, meta: MetaConfig = SQLITE, layout: DataDir | 
     else:
         log.info("%s, in %.1f s", summary, state.last_finished - started)
     return 0
+
+
+def _take(tx: MetaTx, node: str, interval: float) -> bool:
+    # held for an interval: a node that dies scrubbing holds the duty back one interval at most
+    return tx.take_lease(LEASE, node, max(interval, RETRY_AFTER_INTERRUPTION), interval * 0.9)
 
 
 def _iso(t: float | None) -> str | None:

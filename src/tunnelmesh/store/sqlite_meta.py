@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -41,6 +42,7 @@ from tunnelmesh.store.records import (
     SYSTEM_BUCKET,
     Bucket,
     CompletedUpload,
+    NodeState,
     ObjectRecord,
     ObjectRef,
     Part,
@@ -205,7 +207,30 @@ class SqliteTx:
         return refs
 
     def writer_tags(self, node: str) -> list[str]:
-        return [r[0] for r in self.c.execute("SELECT tag FROM writer_tags WHERE node=?", (node,))]
+        return [r[0] for r in self.c.execute("SELECT tag FROM writer_tags WHERE node=? AND swept_at IS NULL", (node,))]
+
+    def nodes(self) -> list[NodeState]:
+        now = time.time()
+        return [
+            NodeState(node, listen, started, seen, None if seen is None else now - seen)
+            for node, listen, started, seen in self.c.execute(
+                "SELECT node, listen, started_at, last_seen FROM nodes ORDER BY node"
+            )
+        ]
+
+    def silent_writer_tags(self, silent_for: float) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        rows = self.c.execute(
+            """SELECT t.tag, t.node FROM writer_tags t
+            WHERE t.swept_at IS NULL AND max(
+                coalesce((SELECT last_seen FROM nodes n WHERE n.node = t.node), 0),
+                (SELECT max(claimed_at) FROM writer_tags u WHERE u.node = t.node))
+            < ? - max(?, 3 * coalesce((SELECT interval FROM nodes n WHERE n.node = t.node), 0))""",
+            (time.time(), silent_for),
+        )
+        for tag, node in rows:
+            found.setdefault(node, []).append(tag)
+        return found
 
     # ---- writes (inside the group writer's transaction) ----------------------------------
 
@@ -304,6 +329,48 @@ class SqliteTx:
     def claim_writer_tag(self, tag: str, node: str, at: float) -> bool:
         r = self.c.execute("INSERT OR IGNORE INTO writer_tags(tag, node, claimed_at) VALUES (?,?,?)", (tag, node, at))
         return r.rowcount == 1
+
+    def beat(self, node: str, listen: str, started_at: float, interval: float) -> None:
+        self.c.execute(
+            "UPDATE nodes SET listen=?, started_at=?, last_seen=?, interval=? WHERE node=?",
+            (listen, started_at, time.time(), interval, node),
+        )
+
+    def hold_writer_tags(self, tags: Collection[str]) -> set[str]:
+        # the transaction is BEGIN IMMEDIATE: no retirement can commit until it ends
+        marks = ",".join("?" * len(tags))
+        q = f"SELECT tag FROM writer_tags WHERE tag IN ({marks}) AND retired_at IS NOT NULL"
+        return {r[0] for r in self.c.execute(q, list(tags))} if tags else set()
+
+    def retire_writer_tags(self, tags: Collection[str]) -> None:
+        self.c.executemany(
+            "UPDATE writer_tags SET retired_at=? WHERE tag=? AND retired_at IS NULL", [(time.time(), t) for t in tags]
+        )
+
+    def tags_swept(self, tags: Collection[str]) -> None:
+        self.c.executemany("UPDATE writer_tags SET swept_at=? WHERE tag=?", [(time.time(), t) for t in tags])
+
+    def take_lease(self, duty: str, node: str, ttl: float, every: float) -> bool:
+        now = time.time()
+        row = self.c.execute("SELECT holder, expires_at, done_at FROM leases WHERE duty=?", (duty,)).fetchone()
+        if row is not None:
+            holder, expires_at, done_at = row
+            if holder is not None and holder != node and expires_at > now:
+                return False
+            if done_at is not None and done_at > now - every:
+                return False
+        self.c.execute(
+            "INSERT INTO leases(duty, holder, expires_at) VALUES (?,?,?) "
+            "ON CONFLICT(duty) DO UPDATE SET holder=excluded.holder, expires_at=excluded.expires_at",
+            (duty, node, now + ttl),
+        )
+        return True
+
+    def finish_lease(self, duty: str, node: str) -> None:
+        self.c.execute(
+            "UPDATE leases SET holder=NULL, expires_at=NULL, done_at=? WHERE duty=? AND holder=?",
+            (time.time(), duty, node),
+        )
 
 
 class SqliteMeta:
