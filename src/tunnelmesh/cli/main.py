@@ -317,6 +317,9 @@ def storage_migrate(target: str | None, config_path: Path | None) -> None:
             raise ConfigError("no target: give --to postgresql://... or set $TUNNELMESH_S3_METADATA")
         if not re.match(r"^postgres(ql)?://", uri.strip()):
             raise ConfigError("--to: expected a postgresql:// or postgres:// URI")
+        if settings.blob_dir is not None:
+            # the blobs stay in <data_dir>/blobs: a coordinator looking for them in a shared blob dir finds none
+            raise ConfigError("s3.blob_dir: migrate leaves the blobs in the data dir; unset s3.blob_dir to migrate")
         report = migrate(settings.data_dir, settings.node, uri)
     except ConfigError as e:
         click.echo(f"tunnelmesh: refusing to migrate: {e}", err=True)
@@ -336,7 +339,7 @@ def storage_migrate(target: str | None, config_path: Path | None) -> None:
         click.echo(f"moved the metadata of {settings.data_dir} from SQLite to {report.target}")
         click.echo(f"{verb}: " + ", ".join(f"{name} {n}" for name, n in report.rows.items()))
         click.echo(
-            f"verified: row counts, usage of {report.buckets} buckets ({human(report.bytes)}), "
+            f"verified: row counts, usage of {report.buckets} bucket(s) ({human(report.bytes)}), "
             f"a digest of every row; {report.seconds:.1f} s"
         )
         click.echo("the SQLite database is fenced: a coordinator on it refuses to start; the blobs stay where they are")

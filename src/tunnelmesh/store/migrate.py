@@ -160,6 +160,7 @@ class _Migration:
         self.target = redact(uri)
         self.now = time.time()
         self.started = time.monotonic()
+        self.ident = ""  # the data dir's id (metadata-backend), once read
 
     # ---- the steps -----------------------------------------------------------------------------
 
@@ -172,42 +173,57 @@ class _Migration:
                 pg = psycopg.connect(self.uri, autocommit=True, connect_timeout=10)
             except psycopg.OperationalError as e:
                 raise MigrateError(f"cannot reach {self.target}: {_first_line(e)}") from None
-            with pg:
-                if recorded == "postgresql":
-                    return self._already_done(sq, pg, fence, ident)
-                if not ident:
-                    if fence is not None:
-                        raise Refused(f"{self.files.metadata_backend} lost this data dir's id in a migration")
-                    ident = check_backend(self.files, SQLITE)  # a data dir from before the id: give it one
-                self.ident = ident
-                # an older data dir is brought to this release's schema first (the lock is held: nobody writes)
-                init_schema(sq)
-                self._check_source(sq)
-                if pg_schema.version(pg) == 0:
-                    foreign = _tables_in(pg)
-                    if foreign:
-                        raise Refused(f"{self.target} is not empty (it has tables: {', '.join(foreign)})")
-                pg_schema.migrate(pg)  # as a coordinator creates or upgrades it
-                state, detail = _classify(pg, ident)
-                self._refuse_unless_ours_or_empty(state, detail)
-                if state == "ours":
-                    if fence is None:
-                        raise Refused(
-                            f"{self.target} holds a copy of this data dir's records, but its SQLite database was not "
-                            "fenced: it may have changed since that copy was taken; use an empty database"
-                        )
-                    rows, warnings = self._verify_committed(sq, pg)
-                    how = "finished"
-                else:
-                    if fence is None:
-                        _write_fence(sq, self.target, self.now)
-                    rows, warnings = self._copy(sq, pg)
-                    how = "copied"
-                moved_at = _finish_fence(sq)
-                self._record_backend(ident)
-                return self._report(sq, how, rows, moved_at, warnings)
+            try:
+                with pg:
+                    return self._steps(sq, pg, fence, recorded, ident)
+            except psycopg.Error as e:  # the server's own words (libpq's never quote the password)
+                raise MigrateError(f"{self.target}: {_first_line(e)}") from None
         finally:
             sq.close()
+
+    def _steps(
+        self, sq: sqlite3.Connection, pg: psycopg.Connection[Any], fence: Fence | None, recorded: str, ident: str
+    ) -> Report:
+        if recorded == "postgresql":
+            return self._already_done(sq, pg, fence, ident)
+        if not ident:
+            if fence is not None:
+                raise Refused(f"{self.files.metadata_backend} lost this data dir's id in a migration")
+            ident = check_backend(self.files, SQLITE)  # a data dir from before the id: give it one
+        self.ident = ident
+        # an older data dir is brought to this release's schema first (the lock is held: nobody writes)
+        init_schema(sq)
+        self._check_source(sq)
+        if pg_schema.version(pg) == 0:
+            foreign = _tables_in(pg)
+            if foreign:
+                raise Refused(f"{self.target} is not empty (it has tables: {', '.join(foreign)})")
+        pg_schema.migrate(pg)  # as a coordinator creates or upgrades it
+        state, detail = _classify(pg, ident)
+        self._refuse_unless_ours_or_empty(state, detail)
+        if state == "ours":
+            if fence is None:
+                raise Refused(
+                    f"{self.target} holds a copy of this data dir's records, but its SQLite database was not "
+                    "fenced: it may have changed since that copy was taken; use an empty database"
+                )
+            try:
+                rows, warnings = self._verify_committed(sq, pg)
+            except Mismatch as e:
+                raise Mismatch(
+                    f"{self.target} holds this data dir's records from an interrupted run, but they differ from "
+                    f"SQLite ({e}); the SQLite database stays fenced: empty that database (or give another, empty "
+                    "one) and run again"
+                ) from None
+            how = "finished"
+        else:
+            if fence is None:
+                _write_fence(sq, self.target, self.now)
+            rows, warnings = self._copy(sq, pg)
+            how = "copied"
+        moved_at = _finish_fence(sq)
+        self._record_backend(ident)
+        return self._report(sq, how, rows, moved_at, warnings)
 
     def _already_done(
         self, sq: sqlite3.Connection, pg: psycopg.Connection[Any], fence: Fence | None, ident: str
@@ -407,9 +423,9 @@ def _tables_in(pg: psycopg.Connection[Any]) -> list[str]:
 def _pg_rows(pg: psycopg.Connection[Any], t: Table) -> Iterator[tuple[Any, ...]]:
     """The table's rows in key order, through a server-side cursor: memory does not grow with the table."""
     with pg.cursor(name=f"tm_migrate_{t.name}") as cur:
-        cur.itersize = _FETCH
         cur.execute(f"SELECT {t.cols} FROM {t.name} ORDER BY {t.order}")
-        yield from cur
+        while rows := cur.fetchmany(_FETCH):
+            yield from rows
 
 
 def _digest(rows: Iterable[tuple[Any, ...]]) -> tuple[int, str]:
@@ -418,8 +434,7 @@ def _digest(rows: Iterable[tuple[Any, ...]]) -> tuple[int, str]:
     h = hashlib.sha256()
     n = 0
     for row in rows:
-        h.update(repr(tuple(row)).encode())
-        h.update(b"\n")
+        h.update(repr(row).encode() + b"\n")  # a tuple on both engines
         n += 1
     return n, h.hexdigest()
 
