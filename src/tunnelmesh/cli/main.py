@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -284,6 +286,77 @@ def storage_scrub(c: Coordinator, repair: bool, as_json: bool) -> None:
             click.echo(f"ROTTEN  {r['bucket']}/{r['key']}: {r['problem']}" + ("  (quarantined)" if repair else ""))
     if d["rotten"]:
         sys.exit(1)
+
+
+@storage.command("migrate")
+@click.option(
+    "--to",
+    "target",
+    default=None,
+    metavar="URI",
+    help="the PostgreSQL database, postgresql://user:password@host/db (empty). Default: $TUNNELMESH_S3_METADATA, "
+    "else s3.metadata. A password given here shows in `ps` to every local user: prefer the variable.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="the coordinator's coordinator.yaml: its s3.data_dir and node id",
+)
+def storage_migrate(target: str | None, config_path: Path | None) -> None:
+    """Move a STOPPED coordinator's metadata from SQLite (in its data dir) to PostgreSQL.
+
+    Run it on the coordinator's machine while the coordinator is stopped: it takes the data dir's lock and
+    is refused while a coordinator runs. Every table is copied in one transaction and verified (row
+    counts, usage, a digest of every row); blobs stay where they are. The SQLite database is then fenced:
+    a coordinator started on it (or on a copy of it) refuses to run. Safe to run again: after a completed
+    move it checks the target and says so; after an interrupted one it finishes it."""
+    from tunnelmesh import config
+    from tunnelmesh.store.migrate import MigrateError, migrate
+    from tunnelmesh.store.migrations import SchemaError
+
+    os.umask(0o077)  # as the coordinator: the data dir's files are its alone
+    try:
+        settings = config.load(config_path, allow_public=True)  # nothing listens: binding rules do not apply
+        uri = target or settings.metadata.uri
+        if not uri:
+            raise ConfigError("no target: give --to postgresql://... or set $TUNNELMESH_S3_METADATA")
+        if not re.match(r"^postgres(ql)?://", uri.strip()):
+            raise ConfigError("--to: expected a postgresql:// or postgres:// URI")
+        if settings.blob_dir is not None:
+            # the blobs stay in <data_dir>/blobs: a coordinator looking for them in a shared blob dir finds none
+            raise ConfigError("s3.blob_dir: migrate leaves the blobs in the data dir; unset s3.blob_dir to migrate")
+        report = migrate(settings.data_dir, settings.node, uri)
+    except ConfigError as e:
+        click.echo(f"tunnelmesh: refusing to migrate: {e}", err=True)
+        sys.exit(2)
+    except SchemaError as e:
+        click.echo(f"tunnelmesh: refusing to migrate: {e}", err=True)
+        sys.exit(2)
+    except MigrateError as e:
+        click.echo(f"tunnelmesh: {'refusing to migrate' if e.exit_code == 2 else 'migration failed'}: {e}", err=True)
+        sys.exit(e.exit_code)
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(report.moved_at))
+    if report.state == "already done":
+        click.echo(f"already done: the metadata of {settings.data_dir} was moved to {report.target} at {when}")
+        click.echo(f"{report.target} holds this data dir's records (node {settings.node}); nothing changed")
+    else:
+        verb = "copied" if report.state == "copied" else "an interrupted migration's copy verified"
+        click.echo(f"moved the metadata of {settings.data_dir} from SQLite to {report.target}")
+        click.echo(f"{verb}: " + ", ".join(f"{name} {n}" for name, n in report.rows.items()))
+        click.echo(
+            f"verified: row counts, usage of {report.buckets} bucket(s) ({human(report.bytes)}), "
+            f"a digest of every row; {report.seconds:.1f} s"
+        )
+        click.echo("the SQLite database is fenced: a coordinator on it refuses to start; the blobs stay where they are")
+    for w in report.warnings:
+        click.echo(f"warning: {w}")
+    if settings.metadata.uri is None:
+        click.echo(
+            f"add to {config_path or 'coordinator.yaml'}, under s3:\n  metadata: {report.target}\n"
+            "(with the password in place of ***), or set $TUNNELMESH_S3_METADATA to the URI"
+        )
 
 
 # ---- peer ----------------------------------------------------------------------------------

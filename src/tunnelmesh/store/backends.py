@@ -61,6 +61,8 @@ def check_backend(files: DataDir, config: MetaConfig) -> str:
     except FileNotFoundError:
         # a data dir from before the record: its SQLite database says which engine it had
         recorded, ident = ("sqlite" if files.meta_db.exists() else ""), ""
+    if files.meta_db.exists() and (kind == "sqlite" or recorded != "postgresql"):
+        _check_not_moved(files, finished=recorded == "postgresql")
     if recorded and recorded != kind:
         raise BackendMismatch(
             f"the records of {files.root} are in {recorded}, but the configuration says {kind}"
@@ -73,6 +75,22 @@ def check_backend(files: DataDir, config: MetaConfig) -> str:
         tmp.write_text(f"{kind} {ident}\n")
         os.replace(tmp, path)
     return ident
+
+
+def _check_not_moved(files: DataDir, finished: bool) -> None:
+    """Refuse a data dir whose SQLite database `storage migrate` fenced (store/migrate.py): on SQLite it was
+    moved; on PostgreSQL, until `metadata-backend` says so, the move has not finished (so the message says
+    to run it again)."""
+    from tunnelmesh.store.sqlite_db import connect
+    from tunnelmesh.store.sqlite_meta import Fence, StoreMoved, read_fence
+
+    conn = connect(files.meta_db)
+    try:
+        fence = read_fence(conn)
+    finally:
+        conn.close()
+    if fence is not None:
+        raise StoreMoved(files.meta_db, fence if finished else Fence(fence.target, fence.started, None))
 
 
 class NodeIdTaken(SchemaError):

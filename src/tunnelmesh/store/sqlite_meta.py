@@ -12,6 +12,7 @@ that is what makes `lock_bucket` and `lock_store` hold, so they only read.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sqlite3
 import time
@@ -38,6 +39,7 @@ from tunnelmesh.store.meta_rows import (
     upload_row,
 )
 from tunnelmesh.store.metadata import Settle
+from tunnelmesh.store.migrations import SchemaError
 from tunnelmesh.store.records import (
     SYSTEM_BUCKET,
     Bucket,
@@ -373,6 +375,53 @@ class SqliteTx:
         )
 
 
+# The fence `tunnelmesh storage migrate` writes into the database it moves to PostgreSQL (store/migrate.py):
+# a table outside the numbered migrations, so that it travels with every copy of the file and no release's
+# schema version has to know about it. `finished` NULL: the move was started and has not completed (yet).
+FENCE_TABLE = "moved_to"
+FENCE_DDL = f"CREATE TABLE IF NOT EXISTS {FENCE_TABLE}(target TEXT NOT NULL, started REAL NOT NULL, finished REAL)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Fence:
+    target: str  # the PostgreSQL URI, password redacted
+    started: float
+    finished: float | None
+
+
+class StoreMoved(SchemaError):
+    """This SQLite database's records were moved (or are being moved) to PostgreSQL: a coordinator on it would
+    serve stale records and its orphan sweep would delete blobs that only PostgreSQL names."""
+
+    def __init__(self, db: Path, fence: Fence) -> None:
+        def when(t: float) -> str:
+            return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+
+        if fence.finished is not None:
+            what = f"the metadata in {db} was moved to PostgreSQL ({fence.target}) at {when(fence.finished)} by "
+            what += "`tunnelmesh storage migrate`; set s3.metadata (or $TUNNELMESH_S3_METADATA) to that database"
+        else:
+            what = f"a move of the metadata in {db} to PostgreSQL ({fence.target}) was started at "
+            what += f"{when(fence.started)} and has not finished: run `tunnelmesh storage migrate` again to finish it"
+        super().__init__(what + "; refusing to start on this SQLite database")
+        self.fence = fence
+
+
+def read_fence(conn: sqlite3.Connection) -> Fence | None:
+    """The database's fence, if `storage migrate` wrote one."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (FENCE_TABLE,)).fetchone():
+        return None
+    r = conn.execute(f"SELECT target, started, finished FROM {FENCE_TABLE} ORDER BY started DESC").fetchone()
+    return Fence(*r) if r else None
+
+
+def check_fence(conn: sqlite3.Connection, db: Path) -> None:
+    """Raise StoreMoved if the database was moved to PostgreSQL."""
+    fence = read_fence(conn)
+    if fence is not None:
+        raise StoreMoved(db, fence)
+
+
 class SqliteMeta:
     """The MetaBackend on `<data dir>/meta.sqlite3`."""
 
@@ -386,6 +435,7 @@ class SqliteMeta:
         files = DataDir(data_dir)
         conn = connect(files.meta_db)
         try:
+            check_fence(conn, files.meta_db)  # before any migration could write to a moved database
             init_schema(conn)
         finally:
             conn.close()
