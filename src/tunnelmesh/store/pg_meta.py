@@ -26,8 +26,9 @@ BucketExists. Those errors, and a database that cannot be reached, end a write a
 Reads run as single autocommit statements (each its own snapshot); `read(fn, snapshot=True)` and the
 methods of several statements run in one REPEATABLE READ READ ONLY transaction.
 
-The SQL is meant to stay portable to CockroachDB and YugabyteDB (row locks, no advisory locks, no LOCK
-TABLE, `COLLATE "C"` keys); neither was tested here.
+The queries are meant to stay portable to CockroachDB and YugabyteDB (row locks, no advisory locks, no
+LOCK TABLE); neither was tested here. The schema is not yet: CockroachDB refuses `COLLATE "C"` on a
+column (its STRING already compares bytes, so it needs a variant of pg_schema's DDL without it).
 """
 
 from __future__ import annotations
