@@ -14,8 +14,9 @@ Per workload it reports throughput and latency as a ratio to SQLite, the server 
 coordinators and of PostgreSQL apart, and the generator's own CPU share (it runs on the same cores), with
 the bare HTTP stack's 4 KiB PUT rate (bench/null_server.py) as the raw limit. Then where the time goes on
 PostgreSQL: transactions per request, the database's active and idle-in-transaction time per request
-(pg_stat_database), and the statements per request and their server time from a short logged probe
-(the wheel has no pg_stat_statements).
+(pg_stat_database), what busy backends wait on (pg_stat_activity), the statements per request and their
+server time from a short logged probe (the wheel has no pg_stat_statements), and the latency over SQLite's
+with nothing queued.
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ MARKERS = ("<!-- scale-out -->", "<!-- /scale-out -->")
 CROSS = "4 KiB GET c16, written on A, read on B"
 BASE = {CROSS: "4 KiB GET c16"}  # the workload whose SQLite figure a row is compared with, where not its own
 # a logged statement's duration: parse, bind and execute of one extended-protocol statement are one round
-# trip; a simple-protocol statement (BEGIN, COMMIT) is logged as "statement"
-LOGGED = re.compile(r"\[(\d+)\] LOG:  duration: ([\d.]+) ms  (statement|parse|bind|execute)[^:]*: ?(\w*)")
+# trip; a simple-protocol statement (BEGIN, COMMIT) is logged as "statement". Lines start with the database.
+LOGGED = r"db={} LOG:  duration: ([\d.]+) ms  (statement|parse|bind|execute)[^:]*: ?(\w*)"
 
 # make(k, server, i): the request number i (unique over all connections) sent to servers[k]
 Make = Callable[[int, Server, int], tuple[Any, ...]]
@@ -158,6 +159,7 @@ class Figure:
     db: DbStats | None = None
     probe: Probe | None = None
     waits: WaitSampler | None = None
+    c1: Result | None = None  # PROBE requests at one connection per coordinator
 
 
 @dataclass
@@ -180,6 +182,8 @@ class Postgres:
             )
             # the probe's log lines: no bound values (a 4 KiB body would be logged whole)
             conn.execute("ALTER SYSTEM SET log_parameter_max_length = 0")
+            # and each names its database: only the coordinators' statements count, not ours
+            conn.execute("ALTER SYSTEM SET log_line_prefix = '%m [%p] db=%d '")
             conn.execute("SELECT pg_reload_conf()")
         if self.settings["fsync"] != "on":
             raise RuntimeError("PostgreSQL runs with fsync off: its commits would not be durable")
@@ -218,14 +222,14 @@ class Postgres:
         time.sleep(0.5)  # idle backends read the new setting before their next statement
         return self.server.log.stat().st_size
 
-    def logged(self, since: int, requests: int) -> Probe:
+    def logged(self, since: int, requests: int, database: str) -> Probe:
         with self.server.log.open() as f:
             f.seek(since)
             lines = f.read()
         statements = commits = 0
         server_ms = commit_ms = 0.0
-        for m in LOGGED.finditer(lines):
-            ms, kind, word = float(m.group(2)), m.group(3), m.group(4).upper()
+        for m in re.finditer(LOGGED.format(re.escape(database)), lines):
+            ms, kind, word = float(m.group(1)), m.group(2), m.group(3).upper()
             server_ms += ms
             if kind in ("statement", "execute"):
                 statements += 1
@@ -236,6 +240,14 @@ class Postgres:
 
     def close(self) -> None:
         self.server.cleanup()
+
+
+def c1_cell(f: Figure, base: Figure | None) -> str:
+    if f.c1 is None:
+        return "n/a"
+    if base is None or base.c1 is None:
+        return f"{f.c1.pct(50):.2f}"
+    return f"{f.c1.pct(50):.2f} ({f.c1.pct(50) - base.c1.pct(50):+.2f})"
 
 
 def merge(results: list[Result]) -> Result:
@@ -326,8 +338,11 @@ class ScaleOut:
         return fig
 
     async def probe(self, setup: Setup, name: str, make: Make) -> None:
-        """The statements behind `name`'s requests, from PostgreSQL's log, at one connection per node
-        (logging every statement is not cheap: it runs apart from the measured load)."""
+        """`name`'s latency at one connection per node (no queueing: what the metadata's round trips add),
+        and on PostgreSQL the statements behind its requests, from the log (logging every statement is not
+        cheap: that runs apart)."""
+        fig = self.figures[name][setup.name]
+        fig.c1 = await spread(setup.servers, len(setup.servers), make, total=PROBE)
         if self.pg is None or setup.database is None:
             return
         since = self.pg.log_statements(True)
@@ -335,7 +350,7 @@ class ScaleOut:
             await spread(setup.servers, len(setup.servers), make, total=PROBE)
         finally:
             self.pg.log_statements(False)
-        self.figures[name][setup.name].probe = self.pg.logged(since, PROBE)
+        fig.probe = self.pg.logged(since, PROBE, setup.database)
 
     async def workloads(self, setup: Setup) -> None:
         a, n = self.args, len(setup.servers)
@@ -410,6 +425,8 @@ class ScaleOut:
         )
         await self.probe(setup, "4 KiB GET c16", read("GET"))
         await self.probe(setup, "4 KiB HEAD c16", read("HEAD"))
+        if n > 1:
+            await self.probe(setup, CROSS, read("GET", True))
 
     async def listing(self, setup: Setup, b: str) -> None:
         keys = self.args.keys
@@ -540,8 +557,8 @@ class ScaleOut:
             "",
             "| workload | set-up | transactions (commit + rollback) | PG active ms | PG idle in transaction ms "
             "| busy backends wait on | statements (probe) | server ms / statement (probe) | COMMIT ms (probe) "
-            "| p50 - SQLite's ms |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| p50 c16 - SQLite's ms | p50 c1 ms (- SQLite's) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, by_setup in self.ordered():
             if not name.startswith("4 KiB"):
@@ -562,6 +579,7 @@ class ScaleOut:
                     f"{p.server_ms / p.statements:.3f}" if p and p.statements else "n/a",
                     f"{p.commit_ms / p.commits:.3f}" if p and p.commits else "n/a",
                     f"{f.result.pct(50) - base.result.pct(50):+.1f}" if base else "n/a",
+                    c1_cell(f, base),
                 ]
                 lines.append("| " + " | ".join(cells) + " |")
         return lines
@@ -583,7 +601,8 @@ class ScaleOut:
             "backends and background processes. Client: the CPU time of the generator's thread over the "
             "workload's wall time; it runs on the same cores as the servers.",
             "- Transactions, active and idle-in-transaction time: pg_stat_database over the measured load. "
-            "Idle in transaction is PostgreSQL waiting for the coordinator's next statement within a "
+            "Active is the time backends spent in the statements, waits for locks and for the WAL's fsync "
+            "included. Idle in transaction is PostgreSQL waiting for the coordinator's next statement within a "
             "transaction (round trips plus the coordinator's own work). What busy backends wait on: "
             "pg_stat_activity sampled ten times a second (CPU: running, waiting on nothing). "
             + (
@@ -594,7 +613,8 @@ class ScaleOut:
             + f"statements per request and their server time (parse + bind + execute) come instead from a "
             f"probe of {PROBE} requests at one connection per coordinator with every statement logged "
             "(`log_min_duration_statement = 0`), apart from the measured load. Each statement is one round "
-            "trip to PostgreSQL.",
+            "trip to PostgreSQL. p50 c1: the same requests without logging, one connection per coordinator "
+            "and nothing queued, against SQLite's: what the round trips add to a request on their own.",
             "- Limit: bench/null_server.py, the same HTTP stack with nothing behind it (one process per core).",
         ]
 
@@ -621,6 +641,8 @@ class ScaleOut:
                         "pg_stat_database": asdict(f.db) if f.db else None,
                         "probe": asdict(f.probe) if f.probe else None,
                         "pg_waits": dict(f.waits.counts) if f.waits else None,
+                        "c1_p50_ms": f.c1.pct(50) if f.c1 else None,
+                        "c1_p99_ms": f.c1.pct(99) if f.c1 else None,
                     }
                 )
         assert self.pg is not None
