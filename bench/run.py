@@ -158,16 +158,26 @@ class Server:
                 os.kill(p, 9)
 
 
-def start_tunnelmesh(tmp: Path) -> Server:
+def start_tunnelmesh(
+    tmp: Path,
+    name: str = "tunnelmesh",
+    workers: int = 0,
+    s3_extra: str = "",
+    token: str | None = None,
+    env: dict[str, str] | None = None,
+) -> Server:
+    """A coordinator at its production settings; `workers` 0 is one per core, `s3_extra` more indented
+    lines of its s3 section (bench/scale_out.py starts several, each with its own name and data dir)."""
     port, s3_port = free_port(), free_port()
-    token = secrets.token_urlsafe(24)
-    data = tmp / "tm-data"
-    cfg = tmp / "coordinator.yaml"
+    token = token or secrets.token_urlsafe(24)
+    data = tmp / f"{name}-data"
+    cfg = tmp / f"{name}.yaml"
+    workers_line = f"workers: {workers}\n" if workers else ""  # none: the default, one per core
     cfg.write_text(
-        f"listen: 127.0.0.1:{port}\nlog_level: warning\ns3:\n  data_dir: {data}\n"
-        f"  listen: 127.0.0.1:{s3_port}\n  max_size: 1TB\n"
+        f"listen: 127.0.0.1:{port}\nlog_level: warning\n{workers_line}"
+        f"s3:\n  data_dir: {data}\n  listen: 127.0.0.1:{s3_port}\n  max_size: 1TB\n{s3_extra}"
     )
-    env = dict(os.environ, TUNNELMESH_ADMIN_TOKEN=token)
+    env = dict(os.environ, TUNNELMESH_ADMIN_TOKEN=token, **(env or {}))
 
     def spawn() -> subprocess.Popen:
         return subprocess.Popen(
@@ -177,7 +187,7 @@ def start_tunnelmesh(tmp: Path) -> Server:
             stderr=subprocess.DEVNULL,
         )
 
-    server = Server("tunnelmesh", spawn(), f"http://127.0.0.1:{port}", "/s3", Signer("admin", token), data)
+    server = Server(name, spawn(), f"http://127.0.0.1:{port}", "/s3", Signer("admin", token), data)
     wait_port(port)
     wait_port(s3_port)
 
@@ -640,6 +650,28 @@ def tunnelmesh_source() -> str:
     return str(Path(out.stdout.strip()).parent)
 
 
+def use_source(src: Path | None) -> tuple[Path | None, str]:
+    """Point every process started from here on (the coordinators included) at the tree `src`, and
+    check they import tunnelmesh from it: (src resolved, where tunnelmesh is imported from)."""
+    if src is not None:
+        src = src.resolve()
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH")) if p)
+    source = tunnelmesh_source()
+    if src is not None and not Path(source).is_relative_to(src):
+        sys.exit(f"--src {src}: python imports tunnelmesh from {source} instead")
+    return src, source
+
+
+def write_between(readme: Path, start: str, end: str, text: str) -> None:
+    """Replace what stands between the markers `start` and `end` in `readme` with `text`."""
+    content = readme.read_text()
+    if start not in content or end not in content:
+        sys.exit(f"{readme}: no {start} ... {end} markers to write the results between")
+    head, _, rest = content.partition(start)
+    _, _, tail = rest.partition(end)
+    readme.write_text(f"{head}{start}\n{text}\n{end}{tail}")
+
+
 def dump(bench: Bench, path: Path, source: str) -> None:
     """Every figure of the run, machine-readable (bench/compare.py reads it)."""
     rows = []
@@ -673,12 +705,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write every figure to this file")
     ap.add_argument("--write-readme", action="store_true", help="replace the results in bench/README.md and README.md")
     args = ap.parse_args()
-    if args.src is not None:  # every process run.py starts inherits it, the coordinator's included
-        args.src = args.src.resolve()
-        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(args.src), os.environ.get("PYTHONPATH")) if p)
-    source = tunnelmesh_source()
-    if args.src is not None and not Path(source).is_relative_to(args.src):
-        sys.exit(f"--src {args.src}: python imports tunnelmesh from {source} instead")
+    args.src, source = use_source(args.src)
     with tempfile.TemporaryDirectory(dir=Path(__file__).parent.parent) as d:
         tmp = Path(d)
         os.chmod(tmp, 0o755)  # nginx's workers run as an unprivileged user and must read the files
@@ -700,11 +727,7 @@ def main() -> None:
     Path(__file__).parent.joinpath("results", "latest.json").write_text(json.dumps({"text": text}))
     if args.write_readme:  # bench/README.md and the project README quote the same table
         for readme in (Path(__file__).parent / "README.md", Path(__file__).parent.parent / "README.md"):
-            content = readme.read_text()
-            start, end = "<!-- results -->", "<!-- /results -->"
-            head, _, rest = content.partition(start)
-            _, _, tail = rest.partition(end)
-            readme.write_text(f"{head}{start}\n{text}\n{end}{tail}")
+            write_between(readme, "<!-- results -->", "<!-- /results -->", text)
 
 
 if __name__ == "__main__":
