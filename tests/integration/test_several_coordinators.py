@@ -213,14 +213,7 @@ def sigkill_tree(c: Coordinator) -> None:
 
 
 def get(c: Coordinator, key: str) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=60)
-    try:
-        auth = "Basic " + base64.b64encode(f"admin:{c.token}".encode()).decode()
-        conn.request("GET", f"/s3/crash/{key}", headers={"Authorization": auth})
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
+    return get_from(c, f"crash/{key}")
 
 
 def test_sigkill_one_node_mid_upload_the_other_serves_and_the_restart_sweeps_only_its_own(tmp_path: Path) -> None:

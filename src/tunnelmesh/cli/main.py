@@ -328,10 +328,7 @@ def storage_migrate(target: str | None, config_path: Path | None) -> None:
             # the blobs stay in <data_dir>/blobs: a coordinator looking for them in a shared blob dir finds none
             raise ConfigError("s3.blob_dir: migrate leaves the blobs in the data dir; unset s3.blob_dir to migrate")
         report = migrate(settings.data_dir, settings.node, uri)
-    except ConfigError as e:
-        click.echo(f"tunnelmesh: refusing to migrate: {e}", err=True)
-        sys.exit(2)
-    except SchemaError as e:
+    except (ConfigError, SchemaError) as e:
         click.echo(f"tunnelmesh: refusing to migrate: {e}", err=True)
         sys.exit(2)
     except MigrateError as e:
