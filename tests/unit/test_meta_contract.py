@@ -810,6 +810,18 @@ def test_freed_queue_by_time_then_id_first_time_kept(backend: MetaBackend) -> No
     run(scenario())
 
 
+def test_freed_now_is_stamped_by_the_backend_clock(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        before = await read(backend, lambda r: r.clock())
+        await write(backend, lambda tx: tx.queue_freed(["now"], None))
+        after = await read(backend, lambda r: r.clock())
+        assert before <= after and abs(after - time.time()) < 60  # the database shares this machine's clock
+        assert await read(backend, lambda r: r.freed_before(before, None)) == []
+        assert await read(backend, lambda r: r.freed_before(after + 0.001, None)) == ["now"]
+
+    run(scenario())
+
+
 def test_a_point_read_of_a_name_with_a_nul_finds_nothing(backend: MetaBackend) -> None:
     """No name holds a NUL (PostgreSQL's text cannot): looking one up is a miss, never an error (a
     Basic-auth peer id reaches the store unchecked by the S3 layer's key rules)."""

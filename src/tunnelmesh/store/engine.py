@@ -155,9 +155,9 @@ def free_all_queued(data_dir: Path, when: str, meta: MetaConfig = SQLITE, layout
     metadata shared by several coordinators the other nodes' readers may be reading a blob just freed, so
     there the grace is kept."""
     blobs = BlobStore(data_dir, layout)
-    until = math.inf if meta.uri is None else time.time() - UNLINK_GRACE_SECONDS
 
     async def free(m: MetaBackend) -> int:
+        until = math.inf if meta.uri is None else await m.read(lambda r: r.clock()) - UNLINK_GRACE_SECONDS
         n = 0
         while ids := await m.read(lambda r: r.freed_before(until, REAP_BATCH)):
             blobs.unlink(ids)  # first the files, then the rows: a crash between leaves rows, not files
@@ -381,10 +381,10 @@ class Store:
                 raise WriterRetired()
             result = fn(tx)
             if result.freed:
-                # the grace starts at the commit, not when the write was queued (a wait for the writer
-                # must not eat it); a clock in a write function is safe here only because a later time
-                # (a backend running the function again) just makes the grace longer
-                tx.queue_freed(result.freed, time.time())
+                # stamped by the backend's clock (the database's, where nodes share it: one node's
+                # reaper must measure the grace of a blob another node freed on the same clock), when
+                # the transaction runs: the grace starts at the commit, not when the write was queued
+                tx.queue_freed(result.freed, None)
             return result.value
 
         def settle(ok: bool, value: object) -> None:
@@ -398,7 +398,7 @@ class Store:
         how many. Several workers may reap at once: they only unlink unreferenced files twice."""
         loop = asyncio.get_running_loop()
         n = 0
-        while ids := await self.meta.read(lambda r: r.freed_before(time.time() - grace, REAP_BATCH)):
+        while ids := await self.meta.read(lambda r: r.freed_before(r.clock() - grace, REAP_BATCH)):
             await loop.run_in_executor(self._io, self.blobs.unlink, ids)
             await self.meta.write(functools.partial(_forget_freed, ids))
             n += len(ids)

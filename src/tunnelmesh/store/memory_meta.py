@@ -199,6 +199,9 @@ class _Reads:
             return None
         return _copy_done(c.done)
 
+    def clock(self) -> float:
+        return time.time()
+
     def freed_before(self, t: float, limit: int | None) -> list[str]:
         queued = ((at, blob) for blob, at in self._s().freed.items() if at < t)
         chosen = sorted(queued) if limit is None else heapq.nsmallest(limit, queued)
@@ -396,7 +399,8 @@ class _Tx(_Reads):
 
     # ---- the freed-blob queue ---------------------------------------------------------------------
 
-    def queue_freed(self, blob_ids: Collection[str], at: float) -> None:
+    def queue_freed(self, blob_ids: Collection[str], at: float | None) -> None:
+        at = time.time() if at is None else at
         freed = self._s().freed
         for blob in blob_ids:
             if blob not in freed:  # queued earlier: its first time stands (it has waited since then)

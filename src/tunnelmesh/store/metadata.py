@@ -103,6 +103,11 @@ class MetaReads(Protocol):
         """Queued freed blobs freed before `t`, oldest first; all of them when `limit` is None."""
         ...
 
+    def clock(self) -> float:
+        """Now, by the clock that stamps `queue_freed(..., None)`: the database's where several nodes share
+        it, so that one node's reaper measures the grace of a blob another node freed on one clock."""
+        ...
+
     def count_usage(self) -> dict[str, tuple[int, int, int]]:
         """Each bucket's (bytes, objects, multipart bytes) counted from the object and part records, for
         the buckets that have any."""
@@ -191,8 +196,9 @@ class MetaTx(MetaReads, Protocol):
         nothing)."""
         ...
 
-    def queue_freed(self, blob_ids: Collection[str], at: float) -> None:
-        """Queue blobs no record names any more, freed at `at` (a queued id queued again keeps its time)."""
+    def queue_freed(self, blob_ids: Collection[str], at: float | None) -> None:
+        """Queue blobs no record names any more, freed at `at`, or now by `clock()` if None (a queued id
+        queued again keeps its time)."""
         ...
 
     def forget_freed(self, blob_ids: Collection[str]) -> None:

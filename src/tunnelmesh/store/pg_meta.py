@@ -223,6 +223,11 @@ class PgTx:
         )
         return CompletedUpload(r[0], r[1], json.loads(r[2] or "{}")) if r else None
 
+    def clock(self) -> float:
+        r = self._one(f"SELECT {NOW}", ())
+        assert r is not None
+        return float(r[0])
+
     def freed_before(self, t: float, limit: int | None) -> list[str]:
         # LIMIT NULL: no limit
         rows = self._all(
@@ -383,10 +388,11 @@ class PgTx:
         if before is not None:
             self.c.execute("DELETE FROM completed_uploads WHERE mtime < %s", (before,))
 
-    def queue_freed(self, blob_ids: Collection[str], at: float) -> None:
+    def queue_freed(self, blob_ids: Collection[str], at: float | None) -> None:
         if blob_ids:
             self.c.execute(
-                "INSERT INTO freed_blobs(blob, freed_at) SELECT b, %s FROM unnest(%s::text[]) AS t(b) "
+                "INSERT INTO freed_blobs(blob, freed_at) "
+                f"SELECT b, coalesce(%s::double precision, {NOW}) FROM unnest(%s::text[]) AS t(b) "
                 "ON CONFLICT (blob) DO NOTHING",
                 (at, list(blob_ids)),
             )

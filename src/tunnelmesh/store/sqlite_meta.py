@@ -153,6 +153,9 @@ class SqliteTx:
         ).fetchone()
         return CompletedUpload(r[0], r[1], json.loads(r[2] or "{}")) if r else None
 
+    def clock(self) -> float:
+        return time.time()
+
     def freed_before(self, t: float, limit: int | None) -> list[str]:
         rows = self.c.execute(
             "SELECT blob FROM freed_blobs WHERE freed_at < ? ORDER BY freed_at, blob LIMIT ?",
@@ -315,7 +318,8 @@ class SqliteTx:
         if before is not None:
             self.c.execute("DELETE FROM completed_uploads WHERE mtime < ?", (before,))
 
-    def queue_freed(self, blob_ids: Collection[str], at: float) -> None:
+    def queue_freed(self, blob_ids: Collection[str], at: float | None) -> None:
+        at = time.time() if at is None else at
         self.c.executemany(
             "INSERT OR IGNORE INTO freed_blobs(blob, freed_at) VALUES (?, ?)", ((b, at) for b in blob_ids)
         )
