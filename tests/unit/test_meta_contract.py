@@ -849,24 +849,24 @@ def test_a_node_id_is_held_by_the_first_data_dir_that_claims_it(backend: MetaBac
 
 def test_a_writer_tag_is_given_once_whichever_node_asks(backend: MetaBackend) -> None:
     async def scenario() -> None:
-        assert await write(backend, lambda tx: tx.claim_writer_tag("0000aaaa", "node-1", 1.0)) is True
-        assert await write(backend, lambda tx: tx.claim_writer_tag("0000bbbb", "node-1", 2.0)) is True
-        assert await write(backend, lambda tx: tx.claim_writer_tag("0000cccc", "node-2", 3.0)) is True
+        assert await write(backend, lambda tx: tx.claim_writer_tag("0000aaaa", "node-1")) is True
+        assert await write(backend, lambda tx: tx.claim_writer_tag("0000bbbb", "node-1")) is True
+        assert await write(backend, lambda tx: tx.claim_writer_tag("0000cccc", "node-2")) is True
         # taken: by another node, or by the same one again
-        assert await write(backend, lambda tx: tx.claim_writer_tag("0000aaaa", "node-2", 4.0)) is False
-        assert await write(backend, lambda tx: tx.claim_writer_tag("0000cccc", "node-2", 5.0)) is False
+        assert await write(backend, lambda tx: tx.claim_writer_tag("0000aaaa", "node-2")) is False
+        assert await write(backend, lambda tx: tx.claim_writer_tag("0000cccc", "node-2")) is False
         assert sorted(await read(backend, lambda r: r.writer_tags("node-1"))) == ["0000aaaa", "0000bbbb"]
         assert await read(backend, lambda r: r.writer_tags("node-2")) == ["0000cccc"]
         assert await read(backend, lambda r: r.writer_tags("node-3")) == []
 
         def claim_then_fail(tx: MetaTx) -> None:
-            assert tx.claim_writer_tag("0000dddd", "node-1", 6.0)
+            assert tx.claim_writer_tag("0000dddd", "node-1")
             raise ValueError("refused")
 
         with pytest.raises(ValueError):
             await write(backend, claim_then_fail)
         # a claim rolled back was never made
-        assert await write(backend, lambda tx: tx.claim_writer_tag("0000dddd", "node-3", 7.0)) is True
+        assert await write(backend, lambda tx: tx.claim_writer_tag("0000dddd", "node-3")) is True
 
     run(scenario())
 
@@ -888,24 +888,34 @@ def test_heartbeats_are_stamped_by_the_backend_clock_and_listed_per_node(backend
 
 
 def test_silent_writer_tags_are_those_of_nodes_not_heard_from_and_not_yet_swept(backend: MetaBackend) -> None:
+    """Signs of life (a claim, a beat) are stamped by the backend's clock, so silence is asked of it with a
+    negative `silent_for` (everything stamped is older than a moment from now) against a huge interval."""
+
     async def scenario() -> None:
-        now = time.time()
-        for node in ("live", "quiet", "new"):
+        for node in ("slow", "quiet", "claims-only"):
             await write(backend, functools.partial(_claim_node, node))
-        await write(backend, lambda tx: tx.claim_writer_tag("0000aaaa", "live", now - 1000))
-        await write(backend, lambda tx: tx.claim_writer_tag("0000bbbb", "quiet", now - 1000))
-        await write(backend, lambda tx: tx.claim_writer_tag("0000cccc", "quiet", now - 900))
-        # a node is judged by its latest sign of life: a heartbeat or a claim (a restart claims, then beats)
-        await write(backend, lambda tx: tx.claim_writer_tag("0000dddd", "new", now - 1000))
-        await write(backend, lambda tx: tx.claim_writer_tag("0000eeee", "new", now))
-        await write(backend, lambda tx: tx.beat("live", "x", now, 1.0))
-        silent = await read(backend, lambda r: r.silent_writer_tags(60.0))
-        assert {node: sorted(tags) for node, tags in silent.items()} == {"quiet": ["0000bbbb", "0000cccc"]}
+        for tag, node in (
+            ("0000aaaa", "slow"),
+            ("0000bbbb", "quiet"),
+            ("0000cccc", "quiet"),
+            ("0000dddd", "claims-only"),
+        ):
+            await write(backend, lambda tx, tag=tag, node=node: tx.claim_writer_tag(tag, node))
+        await write(backend, lambda tx: tx.beat("slow", "x", 1.0, 10_000.0))  # beats every 10,000 s
+        await write(backend, lambda tx: tx.beat("quiet", "x", 1.0, 0.0))
+        # every sign of life is fresh: nobody silent for an hour
+        assert await read(backend, lambda r: r.silent_writer_tags(3600.0)) == {}
+        # "silent" for any time at all: all but the node whose own interval is not over three times
+        silent = await read(backend, lambda r: r.silent_writer_tags(-1.0))
+        assert {node: sorted(tags) for node, tags in silent.items()} == {
+            "quiet": ["0000bbbb", "0000cccc"],
+            "claims-only": ["0000dddd"],
+        }
         # swept tags are done with: neither silent nor the node's own any more
-        await write(backend, lambda tx: tx.tags_swept(["0000bbbb"]))
-        assert await read(backend, lambda r: r.silent_writer_tags(60.0)) == {"quiet": ["0000cccc"]}
+        await write(backend, lambda tx: tx.tags_swept(["0000bbbb", "0000dddd"]))
+        assert await read(backend, lambda r: r.silent_writer_tags(-1.0)) == {"quiet": ["0000cccc"]}
         assert await read(backend, lambda r: r.writer_tags("quiet")) == ["0000cccc"]
-        assert await read(backend, lambda r: r.silent_writer_tags(10_000.0)) == {}
+        assert await read(backend, lambda r: r.writer_tags("claims-only")) == []
 
     run(scenario())
 
@@ -917,7 +927,7 @@ def _claim_node(node: str, tx: MetaTx) -> str:
 def test_a_retired_writer_tag_is_reported_by_every_later_hold(backend: MetaBackend) -> None:
     async def scenario() -> None:
         for tag in ("0000aaaa", "0000bbbb"):
-            await write(backend, lambda tx, tag=tag: tx.claim_writer_tag(tag, "n", 1.0))
+            await write(backend, lambda tx, tag=tag: tx.claim_writer_tag(tag, "n"))
         assert await write(backend, lambda tx: tx.hold_writer_tags(["0000aaaa", "0000bbbb", "0000ffff"])) == set()
         await write(backend, lambda tx: tx.retire_writer_tags(["0000aaaa", "0000ffff"]))  # an unknown tag: nothing
         await write(backend, lambda tx: tx.retire_writer_tags(["0000aaaa"]))  # again: still retired

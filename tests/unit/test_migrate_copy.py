@@ -63,7 +63,7 @@ def populate(root: Path, node: str = NODE, tags: list[str] = TAGS, bucket: str =
     def fill(tx: Any) -> None:
         tx.claim_node(node, ident, 1.5)
         for t in tags:
-            tx.claim_writer_tag(t, node, 2.5)
+            tx.claim_writer_tag(t, node)
         tx.insert_bucket(Bucket(bucket, "admin", 3.25, "us-east-1", None, 0, 0, 0))
         tx.insert_bucket(Bucket(f"{bucket}-q", "admin", 3.5, "us-east-1", 1_000_000, 0, 0, 0))
         records = [obj(bucket, "inline", 100), obj(bucket, "dir/blob", 40_000, f"ab{'0' * 22}{tags[0]}")]

@@ -141,6 +141,45 @@ def counters(meta: PgMeta, bucket: str) -> tuple[int, int, int]:
     return b.used, b.objects, b.mpu_used
 
 
+# ---- the writer-tag fence (hazard 12 in docs/scale-out.md) --------------------------------------------
+
+
+def test_a_retirement_waits_for_a_commit_holding_the_tag_and_then_sees_what_it_wrote(
+    uri: str, two: tuple[PgMeta, PgMeta]
+) -> None:
+    """A commit naming a new blob of a live tag is in flight (its writer may be dead, the server still
+    finishing it) when a sweep retires the tag: the retirement must wait for it, so that the sweep's
+    snapshot, taken after, shows the blob named and the sweep leaves it alone."""
+    a, b = two
+    write(a, lambda tx: commits.create_bucket(tx, "f", "p", "r", 1.0))
+    write(a, lambda tx: tx.claim_writer_tag("0000aaaa", "n"))
+
+    def commit(tx: MetaTx) -> None:
+        assert tx.hold_writer_tags(["0000aaaa"]) == set()
+        put(obj("f", "k", 10), 10**9)(tx)
+
+    def retire(tx: MetaTx) -> bool:
+        tx.retire_writer_tags(["0000aaaa"])
+        return tx.object_ref("f", "k") is not None  # READ COMMITTED: what committed before the retirement
+
+    first, second = race(uri, a, commit, b, retire)
+    assert first == (True, None)
+    assert second == (True, True), second
+    assert write(a, lambda tx: tx.hold_writer_tags(["0000aaaa"])) == {"0000aaaa"}
+
+
+def test_a_commit_holding_a_tag_while_it_is_being_retired_waits_and_is_told_it_is_retired(
+    uri: str, two: tuple[PgMeta, PgMeta]
+) -> None:
+    a, b = two
+    write(a, lambda tx: tx.claim_writer_tag("0000bbbb", "n"))
+    first, second = race(
+        uri, a, lambda tx: tx.retire_writer_tags(["0000bbbb"]), b, lambda tx: tx.hold_writer_tags(["0000bbbb"])
+    )
+    assert first == (True, None)
+    assert second == (True, {"0000bbbb"}), second
+
+
 # ---- quota admission across coordinators ------------------------------------------------------------
 
 

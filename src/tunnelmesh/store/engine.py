@@ -311,7 +311,7 @@ def take_over_silent_nodes(
 
 
 def _claim(tag: str, node: str, tx: MetaTx) -> bool:
-    return tx.claim_writer_tag(tag, node, time.time())
+    return tx.claim_writer_tag(tag, node)
 
 
 def claim_writer_tags(data_dir: Path, node: str, count: int, meta: MetaConfig = SQLITE) -> list[str]:

@@ -417,12 +417,12 @@ class _Tx(_Reads):
             self._set(nodes, node, owner)
         return nodes[node]
 
-    def claim_writer_tag(self, tag: str, node: str, at: float) -> bool:
+    def claim_writer_tag(self, tag: str, node: str) -> bool:
         tags = self._s().writer_tags
         if tag in tags:
             return False
         self._set(tags, tag, node)
-        self._set(self._s().tag_claimed, tag, at)
+        self._set(self._s().tag_claimed, tag, time.time())
         return True
 
     def beat(self, node: str, listen: str, started_at: float, interval: float) -> None:

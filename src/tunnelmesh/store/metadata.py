@@ -210,8 +210,9 @@ class MetaTx(MetaReads, Protocol):
         returns the holder. Two coordinators with one node id would sweep each other's blobs."""
         ...
 
-    def claim_writer_tag(self, tag: str, node: str, at: float) -> bool:
-        """Give `tag` to a writer of `node`; False if any node ever had it. A tag is never given twice,
+    def claim_writer_tag(self, tag: str, node: str) -> bool:
+        """Give `tag` to a writer of `node` now (by the backend's clock: a claim is a sign of life, see
+        silent_writer_tags); False if any node ever had it. A tag is never given twice,
         whichever coordinator asks, so a sweep of a dead writer's blobs by tag can never meet a live
         writer's (store/blobs.py)."""
         ...

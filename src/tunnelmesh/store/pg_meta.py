@@ -410,10 +410,10 @@ class PgTx:
         assert row is not None  # inserted or already there, in this transaction
         return str(row[0])
 
-    def claim_writer_tag(self, tag: str, node: str, at: float) -> bool:
+    def claim_writer_tag(self, tag: str, node: str) -> bool:
         r = self.c.execute(
-            "INSERT INTO writer_tags(tag, node, claimed_at) VALUES (%s, %s, %s) ON CONFLICT (tag) DO NOTHING",
-            (tag, node, at),
+            f"INSERT INTO writer_tags(tag, node, claimed_at) VALUES (%s, %s, {NOW}) ON CONFLICT (tag) DO NOTHING",
+            (tag, node),
         )
         return r.rowcount == 1
 
@@ -424,12 +424,15 @@ class PgTx:
         )
 
     def hold_writer_tags(self, tags: Collection[str]) -> set[str]:
-        # KEY SHARE: held by every commit naming new blobs at once without blocking each other, and only
-        # retire_writer_tags' FOR UPDATE waits for them (a plain UPDATE of the row would not)
+        # KEY SHARE on every row asked for, retired or not: a row lock is taken only on the rows a SELECT
+        # returns, so a filter on retired_at would leave a live tag unlocked and the retirement would not
+        # wait for this commit. Commits naming new blobs hold it at once without blocking each other;
+        # retire_writer_tags' FOR UPDATE waits for them (a plain UPDATE of the row would not), and a hold
+        # that waited for a retirement reads the retired row once it has committed (READ COMMITTED)
         rows = self._all(
-            "SELECT tag FROM writer_tags WHERE tag = ANY(%s) AND retired_at IS NOT NULL FOR KEY SHARE", (list(tags),)
+            "SELECT tag, retired_at IS NOT NULL FROM writer_tags WHERE tag = ANY(%s) FOR KEY SHARE", (list(tags),)
         )
-        return {r[0] for r in rows}
+        return {tag for tag, retired in rows if retired}
 
     def retire_writer_tags(self, tags: Collection[str]) -> None:
         wanted = sorted(tags)  # locked in one order: two sweeps retiring overlapping sets never deadlock

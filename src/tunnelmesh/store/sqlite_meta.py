@@ -332,8 +332,10 @@ class SqliteTx:
         holder: str = self.c.execute("SELECT owner FROM nodes WHERE node=?", (node,)).fetchone()[0]
         return holder
 
-    def claim_writer_tag(self, tag: str, node: str, at: float) -> bool:
-        r = self.c.execute("INSERT OR IGNORE INTO writer_tags(tag, node, claimed_at) VALUES (?,?,?)", (tag, node, at))
+    def claim_writer_tag(self, tag: str, node: str) -> bool:
+        r = self.c.execute(
+            "INSERT OR IGNORE INTO writer_tags(tag, node, claimed_at) VALUES (?,?,?)", (tag, node, time.time())
+        )
         return r.rowcount == 1
 
     def beat(self, node: str, listen: str, started_at: float, interval: float) -> None:
