@@ -38,7 +38,7 @@ from typing import Any
 
 from tunnelmesh.config import ConfigError, Settings
 from tunnelmesh.store import blobs as blobs_mod
-from tunnelmesh.store import scrub_schedule
+from tunnelmesh.store import heartbeat, scrub_schedule
 from tunnelmesh.store.blobs import BlobStore
 from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.engine import (
@@ -296,8 +296,11 @@ def _spawn_takeover(settings: Settings) -> int:
     process (metadata shared by several coordinators only)."""
 
     def take_over() -> int:
+        # a second look three of this node's heartbeat intervals later (the others beat as often, or
+        # the same timeout covers three of theirs: silent_writer_tags)
+        confirm = 3 * settings.heartbeat_interval
         take_over_silent_nodes(
-            settings.data_dir, settings.node, settings.node_timeout, settings.metadata, settings.files
+            settings.data_dir, settings.node, settings.node_timeout, confirm, settings.metadata, settings.files
         )
         return 0
 
@@ -454,7 +457,9 @@ def _run_locked(settings: Settings) -> int:
         if stopping:
             break
         now = time.monotonic()
-        respawns = [t for t in respawns if now - t < 60] + [now]
+        # a worker whose tag was retired (heartbeat.RETIRED) is no crash: after an outage of the database
+        # longer than s3.node_timeout every worker of the node may stop so, and each gets a new tag
+        respawns = [t for t in respawns if now - t < 60] + ([now] if rc != heartbeat.RETIRED else [])
         if rc == 3 or len(respawns) > 5:  # cannot bind, or crashing in a loop: give up
             log.error("a worker exited with code %s; stopping", rc)
             code = 1

@@ -25,8 +25,8 @@ from tunnelmesh.store import expiry, heartbeat
 log = logging.getLogger("tunnelmesh.worker")
 
 BIND_FAILED = 3
-# the worker's writer tag was retired (store/heartbeat.py): the supervisor starts a new one
-RETIRED = 4
+# a commit's outcome was unknown (store/errors.py CommitUnknown): the stop is not clean
+UNSURE = 5
 
 
 # files a worker needs besides its connections: the store's database and blobs, the log, the loop
@@ -144,7 +144,7 @@ def serve(settings: Settings, admin_token: str, started_at: float) -> int:
 
         def retire() -> None:
             nonlocal code
-            code = RETIRED
+            code = heartbeat.RETIRED
             for s in servers:
                 s.stop()
 
@@ -166,4 +166,8 @@ def serve(settings: Settings, admin_token: str, started_at: float) -> int:
         return BIND_FAILED
     finally:
         apps.store.close()
+    if code == 0 and apps.store.unsure:
+        # not a clean stop: the next start sweeps this worker's tag for the blobs such a commit left
+        log.warning("a commit's outcome was unknown; this worker's blobs are left to the next sweep")
+        code = UNSURE
     return code

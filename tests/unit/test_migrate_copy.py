@@ -17,6 +17,7 @@ import pytest
 
 from tunnelmesh.server import lock_data_dir
 from tunnelmesh.store import migrate as migrate_mod
+from tunnelmesh.store import pg_schema
 from tunnelmesh.store.backends import SQLITE, MetaConfig, check_backend
 from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.metadata import MetaBackend
@@ -216,6 +217,23 @@ def test_a_target_holding_another_store_is_refused_and_nothing_changes(tmp_path:
         migrate(tmp_path / "mine", NODE, uri)
     unchanged(tmp_path / "mine", ident)
     assert pg_tables(uri) == tables
+
+
+def test_a_target_holding_another_store_on_an_older_schema_is_refused_before_its_schema_is_touched(
+    tmp_path: Path, uri: str
+) -> None:
+    """From the second review: the refusal came after the schema upgrade, so a run pointed at another store's
+    database upgraded it, and that store's older coordinators then refused to start (SchemaTooNew)."""
+    populate(tmp_path / "other", node="n2", tags=["0000bb01", "0000bb02", "0000bb03"], bucket="o")
+    migrate(tmp_path / "other", "n2", uri)
+    with psycopg.connect(uri, autocommit=True) as c:
+        c.execute("UPDATE schema_version SET version = 3")  # as written by an older release
+    ident = populate(tmp_path / "mine")
+    with pytest.raises(Refused, match="holds another store's records .node n2"):
+        migrate(tmp_path / "mine", NODE, uri)
+    unchanged(tmp_path / "mine", ident)
+    with psycopg.connect(uri, autocommit=True) as c:
+        assert pg_schema.version(c) == 3
 
 
 def test_a_target_that_is_not_empty_otherwise_is_refused(tmp_path: Path, uri: str) -> None:

@@ -312,6 +312,8 @@ def storage_migrate(target: str | None, config_path: Path | None) -> None:
     counts, usage, a digest of every row); blobs stay where they are. The SQLite database is then fenced:
     a coordinator started on it (or on a copy of it) refuses to run. Safe to run again: after a completed
     move it checks the target and says so; after an interrupted one it finishes it."""
+    from psycopg.conninfo import conninfo_to_dict
+
     from tunnelmesh import config
     from tunnelmesh.store.migrate import MigrateError, migrate
     from tunnelmesh.store.migrations import SchemaError
@@ -324,6 +326,10 @@ def storage_migrate(target: str | None, config_path: Path | None) -> None:
             raise ConfigError("no target: give --to postgresql://... or set $TUNNELMESH_S3_METADATA")
         if not re.match(r"^postgres(ql)?://", uri.strip()):
             raise ConfigError("--to: expected a postgresql:// or postgres:// URI")
+        try:
+            conninfo_to_dict(uri)
+        except Exception:  # libpq's message may quote the string, password and all
+            raise ConfigError("--to: not a connection string libpq can read") from None
         if settings.blob_dir is not None:
             # the blobs stay in <data_dir>/blobs: a coordinator looking for them in a shared blob dir finds none
             raise ConfigError("s3.blob_dir: migrate leaves the blobs in the data dir; unset s3.blob_dir to migrate")

@@ -194,7 +194,13 @@ class BlobStore:
 
     def writer(self) -> BlobWriter:
         try:
-            return BlobWriter(self)
+            try:
+                return BlobWriter(self)
+            except FileNotFoundError:
+                # this process's directory is gone: another node took this one over while it was silent
+                # (docs/scale-out.md, 5); made again, writes go on (their commits answer for the tag)
+                self._tmp_of = None
+                return BlobWriter(self)
         except OSError as e:
             raise _disk_error(e) from e
 

@@ -52,7 +52,15 @@ from tunnelmesh.store import scrub as scrub_mod
 from tunnelmesh.store.backends import SQLITE, MetaConfig, NodeIdTaken, check_backend, open_meta, run_on
 from tunnelmesh.store.blobs import TAG_HEX, Blobs, BlobStore, BlobWriter, new_writer_tag, writer_tag
 from tunnelmesh.store.datadir import DataDir
-from tunnelmesh.store.errors import NoRoom, NoSuchKey, ObjectTooLarge, PreconditionFailed, Unavailable, WriterRetired
+from tunnelmesh.store.errors import (
+    CommitUnknown,
+    NoRoom,
+    NoSuchKey,
+    ObjectTooLarge,
+    PreconditionFailed,
+    Unavailable,
+    WriterRetired,
+)
 from tunnelmesh.store.metadata import MetaBackend, MetaReads, MetaTx
 from tunnelmesh.store.records import (
     SYSTEM_BUCKET,
@@ -232,13 +240,14 @@ def sweep_tags(data_dir: Path, tags: Collection[str], meta: MetaConfig = SQLITE,
     _hold(SWEEP_HOLD_ENV)
     blobs = BlobStore(data_dir, layout)
     wanted = set(tags)
-    candidates = list(blobs.blob_ids_tagged(wanted)) if wanted else []
 
     async def sweep(m: MetaBackend) -> int:
         # retired first: a commit still in flight under one of these tags (its writer killed while the
         # database committed) ends before this does, and none can commit after it, so the snapshot
-        # below shows every blob of theirs that will ever be named
+        # below shows every blob of theirs that will ever be named; and listed after, so that a blob a
+        # stalled writer sealed meanwhile is among the candidates (the tags are marked swept at the end)
         await m.write(lambda tx: tx.retire_writer_tags(wanted))
+        candidates = list(blobs.blob_ids_tagged(wanted))
         removed = 0
         refs = await m.read(lambda r: _named_or_queued(r, wanted), snapshot=True)
         # a freed blob that a reaper unlinked and forgot since the listing is no orphan: skip it
@@ -275,27 +284,46 @@ TAKEOVER_LEASE_SECONDS = 600.0
 
 
 def take_over_silent_nodes(
-    data_dir: Path, node: str, silent_for: float, meta: MetaConfig, layout: DataDir | None = None
+    data_dir: Path,
+    node: str,
+    silent_for: float,
+    confirm_after: float,
+    meta: MetaConfig,
+    layout: DataDir | None = None,
 ) -> int:
     """On metadata several coordinators share: sweep the leftovers of every other node silent for more
-    than `silent_for` seconds (no heartbeat): its orphan blobs (`sweep_tags`, which retires its writer
-    tags first, so that were it only stalled, nothing it still writes can be committed) and its
-    temporaries. Returns how many nodes were taken over. Done by one node at a time (a lease)."""
+    than `silent_for` seconds (no heartbeat): its temporaries and its orphan blobs (`sweep_tags`, which
+    retires its writer tags first, so that were it only stalled, nothing it still writes can be
+    committed). A node counts as silent only if it still is `confirm_after` seconds after the first look:
+    after an outage of the database longer than the timeout, every node looks silent until its next
+    beat. Returns how many nodes were taken over. Done by one node at a time (a lease)."""
     files = layout if layout is not None else DataDir(data_dir)
+
+    async def silent_now(m: MetaBackend) -> dict[str, list[str]]:
+        found = await m.read(lambda r: r.silent_writer_tags(silent_for))
+        found.pop(node, None)  # this node's own earlier writers are its start-up's to sweep
+        return found
 
     async def find(m: MetaBackend) -> dict[str, list[str]]:
         if not await m.write(lambda tx: tx.take_lease(TAKEOVER, node, TAKEOVER_LEASE_SECONDS, 0.0)):
             return {}
-        silent = await m.read(lambda r: r.silent_writer_tags(silent_for))
-        silent.pop(node, None)  # this node's own earlier writers are its start-up's to sweep
+        silent = await silent_now(m)
+        if silent:
+            await asyncio.sleep(confirm_after)
+            silent = {other: tags for other, tags in (await silent_now(m)).items() if other in silent}
         if not silent:
             await m.write(lambda tx: tx.finish_lease(TAKEOVER, node))
         return silent
 
     silent = run_on(data_dir, find, meta)
-    for other, tags in sorted(silent.items()):
-        removed = sweep_tags(data_dir, tags, meta, files)
+    for other in sorted(silent):
+        # a last look right before its temporaries go: a node that came back during a long sweep of
+        # another keeps them (and its new tags, which a fresh claim or beat keeps out of this list)
+        tags = run_on(data_dir, silent_now, meta).get(other)
+        if not tags:
+            continue
         temporaries = files.remove_node_tmp(other)
+        removed = sweep_tags(data_dir, tags, meta, files)
         log.warning(
             "takeover: node %s silent for more than %.0f s: retired its %d writer tags, removed %d orphan blobs "
             "and %d temporaries",
@@ -367,6 +395,9 @@ class Store:
         self.blobs: Blobs = blobs if blobs is not None else BlobStore(data_dir)
         self.meta: MetaBackend = meta if meta is not None else open_meta(data_dir)
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store-io")
+        # a commit's outcome was unknown (CommitUnknown): its new blobs were kept, and may be orphans that
+        # only a sweep finds, so this process's stop must not count as clean (worker.serve)
+        self.unsure = False
 
     async def _commit(self, fn: Callable[[MetaTx], WriteResult[T]], new_blobs: list[str] | None = None) -> T:
         """A write: its freed blobs are queued in the same transaction (a reaper unlinks them after the
@@ -391,7 +422,11 @@ class Store:
             if not ok and new_blobs:
                 self.discard(new_blobs)
 
-        return await self.meta.write(run, settle if new_blobs else None)
+        try:
+            return await self.meta.write(run, settle if new_blobs else None)
+        except CommitUnknown:
+            self.unsure = True
+            raise
 
     async def reap(self, grace: float = UNLINK_GRACE_SECONDS) -> int:
         """Unlink the queued blobs freed more than `grace` seconds ago, then forget them; returns

@@ -22,6 +22,9 @@ from tunnelmesh.store.errors import Unavailable
 
 log = logging.getLogger("tunnelmesh.store")
 
+# a worker's exit code when its writer tag was retired: the supervisor starts a new one, no crash counted
+RETIRED = 4
+
 
 async def run(
     store: Store,

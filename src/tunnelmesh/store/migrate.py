@@ -179,6 +179,8 @@ class _Migration:
                 pg = psycopg.connect(self.uri, autocommit=True, connect_timeout=10)
             except psycopg.OperationalError as e:
                 raise MigrateError(f"cannot reach {self.target}: {_first_line(e)}") from None
+            except psycopg.Error:  # a string libpq cannot use: its message may quote it, password and all
+                raise MigrateError(f"cannot use {self.target}: libpq cannot read the connection string") from None
             try:
                 with pg:
                     return self._steps(sq, pg, fence, recorded, ident)
@@ -200,10 +202,15 @@ class _Migration:
         # an older data dir is brought to this release's schema first (the lock is held: nobody writes)
         init_schema(sq)
         self._check_source(sq)
-        if pg_schema.version(pg) == 0:
+        found = pg_schema.version(pg)
+        if found == 0:
             foreign = _tables_in(pg)
             if foreign:
                 raise Refused(f"{self.target} is not empty (it has tables: {', '.join(foreign)})")
+        elif found >= NODES_SCHEMA:
+            # refused before the schema is touched: upgrading another store's database would stop its
+            # older coordinators (SchemaTooNew)
+            self._refuse_unless_ours_or_empty(*_classify(pg, ident))
         pg_schema.migrate(pg)  # as a coordinator creates or upgrades it
         state, detail = _classify(pg, ident)
         self._refuse_unless_ours_or_empty(state, detail)
@@ -258,7 +265,7 @@ class _Migration:
     def _copy(self, sq: sqlite3.Connection, pg: psycopg.Connection[Any]) -> tuple[dict[str, int], list[str]]:
         """Copy every table and verify the copy in one PostgreSQL transaction. On a failure known to have rolled
         back, the fence is removed again: SQLite is then the store, as before the run."""
-        committing = False
+        committing = ours_meanwhile = False
         try:
             with pg.transaction():
                 # two migrations into one database: the second waits here, then finds the first's rows
@@ -266,7 +273,13 @@ class _Migration:
                 state, detail = _classify(pg, self.ident)
                 self._refuse_unless_ours_or_empty(state, detail)
                 if state != "empty":
-                    raise Refused(f"{self.target} received this data dir's records from another run meanwhile")
+                    # an earlier run's COMMIT, whose answer was lost, landed late: PostgreSQL holds the
+                    # records now, so the fence must stay (a SQLite coordinator would diverge from them)
+                    ours_meanwhile = True
+                    raise Refused(
+                        f"{self.target} received this data dir's records from another run meanwhile; run "
+                        "`tunnelmesh storage migrate` again to verify them and finish"
+                    )
                 with _sqlite_snapshot(sq):
                     for t in TABLES:
                         self._copy_table(sq, pg, t)
@@ -275,6 +288,8 @@ class _Migration:
         except BaseException as e:
             # only an error PostgreSQL answered (not a lost connection, not an interrupt) is a known rollback
             known = isinstance(e, psycopg.Error) and not isinstance(e, psycopg.OperationalError) and not pg.broken
+            if ours_meanwhile:
+                raise
             if committing and not known:
                 raise MigrateError(
                     f"the connection to {self.target} failed during COMMIT: the copy may or may not have "
@@ -401,6 +416,10 @@ class _Migration:
 
 
 # ---- both engines --------------------------------------------------------------------------------
+
+
+# the first PostgreSQL schema version with the nodes table that _classify reads (pg_schema.MIGRATIONS)
+NODES_SCHEMA = 3
 
 
 def _classify(pg: psycopg.Connection[Any], ident: str) -> tuple[str, str]:

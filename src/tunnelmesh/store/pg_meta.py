@@ -48,6 +48,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -98,7 +99,22 @@ _PEERS_USED = "SELECT COALESCE(SUM(used + mpu_used), 0) FROM buckets WHERE name 
 
 
 def redact(conninfo: str) -> str:
-    """The connection string with its password replaced by `***` (URI or key=value form), for logs."""
+    """The connection string with its password replaced by `***` (URI or key=value form), for logs. The
+    text is masked where it says a password; then libpq's own reading of the string is the check: if a
+    password it finds still shows (a `?` or `#` in it, say, which the URI splitting reads otherwise), the
+    string is shown rebuilt from libpq's parameters instead. One libpq cannot read is not shown at all."""
+    try:
+        params = conninfo_to_dict(conninfo)
+    except Exception:  # its message may quote the string
+        return "(a connection string libpq cannot read)"
+    shown = _mask(conninfo)
+    hidden = [str(v) for k, v in params.items() if k.lower().endswith("password") and v]
+    if any(pw in shown or urllib.parse.quote(pw, safe="") in shown for pw in hidden):
+        return make_conninfo("", **{k: "***" if k.lower().endswith("password") else v for k, v in params.items()})
+    return shown
+
+
+def _mask(conninfo: str) -> str:
     if "://" in conninfo:
         parts = urllib.parse.urlsplit(conninfo)
         netloc = parts.netloc

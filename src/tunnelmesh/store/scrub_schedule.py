@@ -122,13 +122,16 @@ def run(
     it scrubs only if it takes the mesh's lease, and no node scrubbed within 0.9 `interval`."""
     started = time.time()
     state = load(data_dir) or ScrubState(first_seen=started)
+    earlier = state.last_started
+    # recorded before anything can fail (the lease needs the database): a failure is then an interrupted
+    # scrub, retried an hour later, not one still due that the supervisor would start again at once
+    state.last_started = started
+    save(data_dir, state)
     if node is not None and not run_on(data_dir, lambda m: m.write(lambda tx: _take(tx, node, interval)), meta):
-        state.last_skipped = started
+        state.last_started, state.last_skipped = earlier, started
         save(data_dir, state)
         log.info("scrub: left to another coordinator (it is scrubbing the shared store, or has just done so)")
         return 0
-    state.last_started = started
-    save(data_dir, state)
     log.info("scrub: started, reading at most %d bytes/s", rate)
     blobs = BlobStore(data_dir, layout)
     quarantine = DataDir(data_dir).quarantine
