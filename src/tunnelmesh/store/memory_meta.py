@@ -250,8 +250,9 @@ class _Reads:
         now = time.time()
         found: dict[str, list[str]] = {}
         for tag, node in s.writer_tags.items():
-            interval = s.beats[node][3] if node in s.beats else 0.0
-            if tag not in s.tag_swept and last[node] < now - max(silent_for, 3 * interval):
+            if node not in s.beats:  # never beat: see MetaReads.silent_writer_tags
+                continue
+            if tag not in s.tag_swept and last[node] < now - max(silent_for, 3 * s.beats[node][3]):
                 found.setdefault(node, []).append(tag)
         return found
 

@@ -131,7 +131,10 @@ class MetaReads(Protocol):
         """node -> its unswept writer tags, for every node with such tags whose latest sign of life (a
         heartbeat, or a tag claim: a node starting again claims before its first beat) is older, by the
         backend's clock, than `silent_for` seconds and than three of the node's own heartbeat intervals
-        (the nodes may be configured apart: one that beats slowly is not silent between its beats)."""
+        (the nodes may be configured apart: one that beats slowly is not silent between its beats). A node
+        that never beat is never silent: it runs a release from before heartbeats (a rolling upgrade),
+        which does not hold its tags either, so retiring them would not stop its commits (or it crashed
+        before its first beat, and its own restart sweeps its tags)."""
         ...
 
 

@@ -305,11 +305,10 @@ class PgTx:
     def silent_writer_tags(self, silent_for: float) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
         rows = self._all(
-            f"""SELECT t.tag, t.node FROM writer_tags t
-            WHERE t.swept_at IS NULL AND greatest(
-                (SELECT last_seen FROM nodes n WHERE n.node = t.node),
-                (SELECT max(claimed_at) FROM writer_tags u WHERE u.node = t.node))
-            < {NOW} - greatest(%s, 3 * (SELECT interval FROM nodes n WHERE n.node = t.node))""",
+            f"""SELECT t.tag, t.node FROM writer_tags t JOIN nodes n ON n.node = t.node
+            WHERE t.swept_at IS NULL AND n.last_seen IS NOT NULL
+            AND greatest(n.last_seen, (SELECT max(claimed_at) FROM writer_tags u WHERE u.node = t.node))
+            < {NOW} - greatest(%s, 3 * n.interval)""",
             (silent_for,),
         )
         for tag, node in rows:

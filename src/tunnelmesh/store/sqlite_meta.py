@@ -226,11 +226,10 @@ class SqliteTx:
     def silent_writer_tags(self, silent_for: float) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
         rows = self.c.execute(
-            """SELECT t.tag, t.node FROM writer_tags t
-            WHERE t.swept_at IS NULL AND max(
-                coalesce((SELECT last_seen FROM nodes n WHERE n.node = t.node), 0),
-                (SELECT max(claimed_at) FROM writer_tags u WHERE u.node = t.node))
-            < ? - max(?, 3 * coalesce((SELECT interval FROM nodes n WHERE n.node = t.node), 0))""",
+            """SELECT t.tag, t.node FROM writer_tags t JOIN nodes n ON n.node = t.node
+            WHERE t.swept_at IS NULL AND n.last_seen IS NOT NULL
+            AND max(n.last_seen, (SELECT max(claimed_at) FROM writer_tags u WHERE u.node = t.node))
+            < ? - max(?, 3 * n.interval)""",
             (time.time(), silent_for),
         )
         for tag, node in rows:
