@@ -1169,6 +1169,11 @@ def test_retire_current_moves_the_whole_version_and_promote_brings_it_back(backe
         assert await write(backend, lambda tx: tx.retire_current("b", "k", 77.0)) == was(rec)
         assert await read(backend, lambda r: (r.get_object("b", "k"), r.object_ref("b", "k"))) == (None, None)
         assert await read(backend, lambda r: keys_of(r, "b")) == ["i", "other"]
+        got = await read(backend, lambda r: r.version("b", "k", 500))
+        assert got == rec
+        assert got is not None and got.tags is not None
+        got.tags["t"] = "changed"  # a copy: the stored version is not changed through it
+        got.segments.clear()
         assert await read(backend, lambda r: r.version("b", "k", 500)) == rec
         assert await read(backend, lambda r: r.version("b", "k", 501)) is None
         assert await read(backend, lambda r: r.version("c", "k", 500)) is None
