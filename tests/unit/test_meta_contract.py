@@ -11,9 +11,11 @@ thread died fails instead of hanging.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import itertools
 import math
+import sqlite3
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -22,17 +24,20 @@ from typing import Any, TypeVar
 import pytest
 from meta_backends import BACKENDS
 
+from tunnelmesh.store.errors import WriteFailed
 from tunnelmesh.store.memory_meta import MemoryMeta
 from tunnelmesh.store.metadata import MetaBackend, MetaReads, MetaTx
 from tunnelmesh.store.records import (
     SYSTEM_BUCKET,
     Bucket,
     CompletedUpload,
+    Lock,
     ObjectRecord,
     ObjectRef,
     Part,
     Segment,
     Upload,
+    VersionEntry,
 )
 
 T = TypeVar("T")
@@ -98,12 +103,35 @@ def prt(number: int, blob: str, size: int = 5, mtime: float = 20.0, etag: str = 
 
 def listed(r: ObjectRecord) -> ObjectRecord:
     """What scan_objects carries of a record."""
-    return ObjectRecord(r.bucket, r.key, r.size, r.etag, r.mtime, {}, {}, [], r.owner, None)
+    return ObjectRecord(
+        r.bucket, r.key, r.size, r.etag, r.mtime, {}, {}, [], r.owner, None, seq=r.seq, version_id=r.version_id
+    )
 
 
-def was(r: ObjectRecord) -> ObjectRef:
-    """What delete_object, delete_objects_in and object_ref return of a record."""
-    return ObjectRef(r.size, r.etag, r.mtime, [s.blob for s in r.segments])
+def was(r: ObjectRecord, marker: bool = False) -> ObjectRef:
+    """What delete_object, delete_objects_in and object_ref (and the version primitives) return of a record."""
+    lock = r.lock or Lock()
+    blobs = [s.blob for s in r.segments]
+    return ObjectRef(
+        r.size, r.etag, r.mtime, blobs, r.version_id, r.seq, lock.mode, lock.until, lock.legal_hold, marker
+    )
+
+
+def marker_of(bucket: str, key: str, seq: int, version_id: str | None = "marker") -> ObjectRecord:
+    """A delete marker: no bytes, no blobs."""
+    return ObjectRecord(
+        bucket, key, 0, "", 200.25, {}, {}, [], "peer-2", None, version_id=version_id, seq=seq, marker=True
+    )
+
+
+def entry(r: ObjectRecord) -> VersionEntry:
+    """What scan_versions carries of a version."""
+    return VersionEntry(r.key, r.version_id, r.seq, r.marker, r.size, r.etag, r.mtime, r.owner)
+
+
+MIN_NSEQ = -(2**63)
+# what each engine raises for a row its keys refuse (PostgreSQL's unique violation is retried, then given up)
+REFUSED_ROW = (ValueError, sqlite3.IntegrityError, WriteFailed)
 
 
 async def write(meta: MetaBackend, fn: Callable[[MetaTx], T]) -> T:
@@ -364,6 +392,16 @@ def snapshot(r: MetaReads) -> dict[str, Any]:
         "freed": r.freed_before(math.inf, None),
         "usage": r.count_usage(),
         "refs": r.referenced_blobs(),
+        "versions": {
+            b.name: [
+                (v, r.version(b.name, v.key, v.seq)) for v in r.scan_versions(b.name, "", MIN_NSEQ, True, None, 1000)
+            ]
+            for b in buckets
+        },
+        "version_refs": [
+            (r.newest_version_ref(b, k), r.null_version_ref(b, k)) for b in ("b", "c") for k in ("k", "x")
+        ],
+        "nodes": r.nodes(),
     }
 
 
@@ -380,6 +418,10 @@ async def seed(meta: MetaBackend) -> None:
         tx.put_completed("u3", "b", "j", CompletedUpload("etag-3", "sig-3", {"crc32": "c3"}), 50.0)
         tx.put_completed("u2", "c", "k", CompletedUpload("etag-2", "sig-2", {}), 40.0)
         tx.queue_freed(["blob-old1", "blob-old2"], 5.0)
+        tx.put_version(obj("b", "k", size=4, blobs=("blob-v1",), seq=5, version_id="v1", tags={"t": "1"}), False, 2.0)
+        tx.put_version(marker_of("b", "k", 7), True, 3.0)
+        tx.put_version(obj("c", "x", size=2, seq=3), False, 2.0)  # a noncurrent null version
+        tx.claim_node("node-1", "dir-1", 1.0)
 
     await meta.write(fn)
 
@@ -408,6 +450,17 @@ def changes_everything(tx: MetaTx) -> None:
     assert keys_of(tx, "b") == ["a-new", "k"]
     assert [p.blob for p in tx.parts("u1", 0, 10)] == ["blob-p1b", "blob-p2"]
     assert tx.freed_before(math.inf, None) == ["blob-old1", "blob-k"]
+    # the versions: every primitive that writes
+    tx.set_bucket_attr("b", "versioning", "Enabled")
+    tx.add_usage("c", nc_used=3, nc_objects=1)
+    a_new = tx.retire_current("b", "a-new", 90.0)
+    assert a_new is not None and tx.promote_version("b", "a-new", a_new.seq) == a_new
+    tx.retire_current("b", "a-new", 91.0)
+    tx.delete_version("b", "k", 5)
+    tx.set_version_attrs("c", "x", 3, False, tags={"n": "v"}, retention=("GOVERNANCE", 1e10), legal_hold=True)
+    tx.delete_null_version("c", "x")
+    tx.put_version(obj("c", "x", size=1, seq=2, blobs=("blob-v2",)), False, 95.0)
+    tx.beat("node-1", "here", 1.0, 5.0)
 
 
 def deletes_everything(tx: MetaTx) -> None:
@@ -421,9 +474,13 @@ def deletes_everything(tx: MetaTx) -> None:
     tx.forget_completed(before=math.inf)
     tx.forget_freed(tx.freed_before(math.inf, None))
     for name in names:
+        for v in list(tx.scan_versions(name, "", MIN_NSEQ, True, None, 1000)):
+            assert tx.delete_version(name, v.key, v.seq) is not None
+    for name in names:
         tx.delete_bucket(name)
     assert tx.buckets() == [] and tx.pending_uploads() == {} and tx.count_usage() == {}
     assert tx.referenced_blobs() == set() and tx.freed_before(math.inf, None) == []
+    assert [list(tx.scan_versions(n, "", MIN_NSEQ, True, None, 10)) for n in ("b", "c")] == [[], []]
 
 
 def changes_then_deletes(tx: MetaTx) -> None:
@@ -1025,10 +1082,342 @@ def test_count_usage_recounts_from_the_records(backend: MetaBackend) -> None:
             tx.put_part("u3", prt(1, "p5", size=8))  # a replacement: counted once
 
         await write(backend, fn)
-        assert await read(backend, lambda r: r.count_usage()) == {"b1": (7, 2, 0), "b2": (10, 1, 12), "b3": (0, 0, 8)}
+        assert await read(backend, lambda r: r.count_usage()) == {
+            "b1": (7, 2, 0, 0, 0),
+            "b2": (10, 1, 12, 0, 0),
+            "b3": (0, 0, 8, 0, 0),
+        }
         await write(backend, lambda tx: tx.delete_object("b1", "x"))
         await write(backend, lambda tx: tx.delete_upload("u3"))
-        assert await read(backend, lambda r: r.count_usage()) == {"b1": (4, 1, 0), "b2": (10, 1, 12)}
+        assert await read(backend, lambda r: r.count_usage()) == {"b1": (4, 1, 0, 0, 0), "b2": (10, 1, 12, 0, 0)}
+        # noncurrent versions and markers count in the bytes, not among the current objects
+        await write(backend, lambda tx: tx.retire_current("b1", "y", 5.0))
+        await write(backend, lambda tx: tx.put_version(marker_of("b1", "y", 10**16), True, 6.0))
+        await write(backend, lambda tx: tx.put_version(obj("b4", "v", size=9, seq=7), False, 6.0))
+        assert await read(backend, lambda r: r.count_usage()) == {
+            "b1": (4, 0, 0, 4, 2),
+            "b2": (10, 1, 12, 0, 0),
+            "b4": (9, 0, 0, 9, 1),
+        }
+
+    run(scenario())
+
+
+# ---- versions (docs/data-protection.md, 2.2) ----------------------------------------------------------
+
+
+def test_buckets_keep_their_versioning_lock_config_and_noncurrent_counters(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        await setup(backend, "b")
+        rule = '{"mode": "GOVERNANCE", "days": 3}'
+        a = bkt("a", versioning="Enabled", object_lock=True, lock_default=rule, nc_used=7, nc_objects=2)
+        await write(backend, lambda tx: tx.insert_bucket(a))
+
+        def fn(tx: MetaTx) -> None:
+            tx.set_bucket_attr("b", "versioning", "Suspended")
+            tx.set_bucket_attr("b", "object_lock", 1)
+            tx.set_bucket_attr("b", "lock_default", rule)
+            tx.add_usage("b", used=10, nc_used=4, nc_objects=3)
+            tx.add_usage("b", nc_used=-1, nc_objects=-1)
+
+        await write(backend, fn)
+        b = bkt("b", versioning="Suspended", object_lock=True, lock_default=rule, used=10, nc_used=3, nc_objects=2)
+        assert await read(backend, lambda r: r.buckets()) == [a, b]
+        assert await read(backend, lambda r: r.bucket("a")) == a
+        assert await write(backend, lambda tx: tx.lock_bucket("b")) == b
+        # a counter is no configuration: refused, nothing changed
+        with pytest.raises(ValueError):
+            await write(backend, lambda tx: tx.set_bucket_attr("b", "used", 0))
+        await write(backend, lambda tx: tx.set_bucket_attr("b", "lock_default", None))
+        assert await read(backend, lambda r: r.bucket("b")) == dataclasses.replace(b, lock_default=None)
+
+    run(scenario())
+
+
+def test_an_object_keeps_its_version_id_seq_tags_and_lock(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        lock = Lock("COMPLIANCE", 2_000_000_000.5, True)
+        rec = obj("b", "k", blobs=("blob-1",), version_id="0" * 24, seq=1234567, tags={"a": "1", "é": ""}, lock=lock)
+        plain = obj("b", "p")
+        await setup(backend, "b", objects=(rec, plain))
+        assert await read(backend, lambda r: r.get_object("b", "k")) == rec
+        assert await read(backend, lambda r: r.object_ref("b", "k")) == was(rec)
+        ref = await read(backend, lambda r: r.object_ref("b", "k"))
+        assert ref is not None and (ref.version_id, ref.seq, ref.lock_mode, ref.lock_until, ref.legal_hold) == (
+            "0" * 24,
+            1234567,
+            "COMPLIANCE",
+            2_000_000_000.5,
+            True,
+        )
+        # a record given no seq has its mtime's microseconds; no id (the null version), no tags, no lock
+        got = await read(backend, lambda r: r.get_object("b", "p"))
+        assert got is not None and (got.seq, got.version_id, got.tags, got.lock) == (100_500_000, None, None, None)
+        listing = await read(backend, lambda r: list(r.scan_objects("b", "", False, None, 10)))
+        assert listing == [listed(rec), listed(plain)]
+        assert [(x.seq, x.version_id) for x in listing] == [(1234567, "0" * 24), (100_500_000, None)]
+
+    run(scenario())
+
+
+def test_retire_current_moves_the_whole_version_and_promote_brings_it_back(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        lock = Lock("GOVERNANCE", 3e9, False)
+        rec = obj("b", "k", size=10, blobs=("blob-1", "blob-2"), version_id="v1", seq=500, tags={"t": "1"}, lock=lock)
+        inline = obj("b", "i", size=3)  # inline bytes, no seq given
+        await setup(backend, "b", "c", objects=(rec, inline, obj("b", "other")))
+        assert await write(backend, lambda tx: tx.retire_current("b", "k", 77.0)) == was(rec)
+        assert await read(backend, lambda r: (r.get_object("b", "k"), r.object_ref("b", "k"))) == (None, None)
+        assert await read(backend, lambda r: keys_of(r, "b")) == ["i", "other"]
+        got = await read(backend, lambda r: r.version("b", "k", 500))
+        assert got == rec
+        assert got is not None and got.tags is not None
+        got.tags["t"] = "changed"  # a copy: the stored version is not changed through it
+        got.segments.clear()
+        assert await read(backend, lambda r: r.version("b", "k", 500)) == rec
+        assert await read(backend, lambda r: r.version("b", "k", 501)) is None
+        assert await read(backend, lambda r: r.version("c", "k", 500)) is None
+        assert await read(backend, lambda r: r.newest_version_ref("b", "k")) == was(rec)
+        assert await read(backend, lambda r: r.null_version_ref("b", "k")) is None  # it has an id
+        # nothing current: nothing to retire
+        assert await write(backend, lambda tx: tx.retire_current("b", "k", 78.0)) is None
+        assert await write(backend, lambda tx: tx.retire_current("nope", "k", 78.0)) is None
+        assert await write(backend, lambda tx: tx.promote_version("b", "k", 500)) == was(rec)
+        assert await read(backend, lambda r: r.get_object("b", "k")) == rec
+        assert await read(backend, lambda r: (r.version("b", "k", 500), r.newest_version_ref("b", "k"))) == (None, None)
+        assert await write(backend, lambda tx: tx.promote_version("b", "k", 500)) is None
+        # the inline one, seq from its mtime, its bytes moved with it
+        assert await write(backend, lambda tx: tx.retire_current("b", "i", 79.0)) == was(inline)
+        assert await read(backend, lambda r: r.version("b", "i", 100_500_000)) == inline
+        assert await read(backend, lambda r: r.null_version_ref("b", "i")) == was(inline)
+        assert await write(backend, lambda tx: tx.promote_version("b", "i", 100_500_000)) == was(inline)
+        assert await read(backend, lambda r: r.get_object("b", "i")) == inline
+
+    run(scenario())
+
+
+def test_a_delete_marker_is_a_version_never_made_current(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        await setup(backend, "b")
+        m = marker_of("b", "k", 900, "m1")
+        await write(backend, lambda tx: tx.put_version(m, True, 5.0))
+        assert await read(backend, lambda r: r.version("b", "k", 900)) == m
+        assert await read(backend, lambda r: r.newest_version_ref("b", "k")) == was(m, marker=True)
+        with pytest.raises(ValueError):
+            await write(backend, lambda tx: tx.promote_version("b", "k", 900))
+        assert await read(backend, lambda r: (r.version("b", "k", 900), r.get_object("b", "k"))) == (m, None)
+        assert await write(backend, lambda tx: tx.delete_version("b", "k", 900)) == was(m, marker=True)
+
+    run(scenario())
+
+
+def test_a_keys_versions_newest_first_and_one_null_version(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        null = obj("b", "k", size=1, blobs=("blob-n",), seq=100)
+        v2 = obj("b", "k", size=2, blobs=("blob-2",), version_id="v2", seq=200)
+        v3 = marker_of("b", "k", 300, "v3")
+        await setup(backend, "b")
+
+        def fn(tx: MetaTx) -> None:
+            tx.put_version(v2, False, 1.0)
+            tx.put_version(v3, True, 2.0)
+            tx.put_version(null, False, 3.0)
+            tx.put_version(obj("b", "kk", seq=999, version_id="x"), False, 3.0)  # another key's newer one
+
+        await write(backend, fn)
+        assert await read(backend, lambda r: r.newest_version_ref("b", "k")) == was(v3, marker=True)
+        assert await read(backend, lambda r: r.null_version_ref("b", "k")) == was(null)
+        assert await read(backend, lambda r: r.newest_version_ref("b", "j")) is None
+        before = await read(backend, snapshot)
+        # a second null version, or a second version of one seq, is refused (the rules never ask for it)
+        for dup in (obj("b", "k", seq=50), obj("b", "k", seq=200, version_id="other")):
+            with pytest.raises(REFUSED_ROW):
+                await write(backend, lambda tx, dup=dup: tx.put_version(dup, False, 4.0))
+        assert await read(backend, snapshot) == before
+        # the current row is not a version: a null current object leaves the noncurrent null alone
+        await write(backend, lambda tx: tx.put_object(obj("b", "k", seq=400)))
+        assert await read(backend, lambda r: r.null_version_ref("b", "k")) == was(null)
+        assert await write(backend, lambda tx: tx.delete_null_version("b", "k")) == was(null)
+        assert await write(backend, lambda tx: tx.delete_null_version("b", "k")) is None
+        assert await read(backend, lambda r: r.null_version_ref("b", "k")) is None
+        older_null = obj("b", "k", seq=50)
+        await write(backend, lambda tx: tx.put_version(older_null, False, 5.0))  # a null version is free again
+        assert await write(backend, lambda tx: tx.delete_version("b", "k", 200)) == was(v2)
+        assert await write(backend, lambda tx: tx.delete_version("b", "k", 200)) is None
+        assert await write(backend, lambda tx: tx.delete_version("b", "k", 999)) is None  # kk's seq, not k's
+        got = await read(backend, lambda r: list(r.scan_versions("b", "", MIN_NSEQ, True, None, 10)))
+        assert got == [entry(v3), entry(older_null), entry(obj("b", "kk", seq=999, version_id="x"))]
+
+    run(scenario())
+
+
+VERSIONS = [("a", 3), ("a", 2), ("a", 1), ("a/", 5), ("b", 10), ("b", 9), ("é", 1)]  # (key, seq), in scan order
+
+
+@pytest.mark.parametrize(
+    ("start", "nseq", "inclusive", "end", "limit", "expected"),
+    [
+        ("", MIN_NSEQ, True, None, 100, VERSIONS),
+        ("", MIN_NSEQ, False, None, 100, VERSIONS),
+        ("a", -2, False, None, 100, VERSIONS[2:]),  # after a's seq 2: its older ones, then the next keys
+        ("a", -2, True, None, 100, VERSIONS[1:]),
+        ("a", 0, False, None, 100, VERSIONS[3:]),  # after every version of a
+        ("a", MIN_NSEQ, True, "b", 100, VERSIONS[:4]),  # end excluded
+        ("a", MIN_NSEQ, True, "a/", 2, VERSIONS[:2]),
+        ("b", -10, False, None, 1, [("b", 9)]),
+        ("b", -10, True, None, 0, []),
+        ("é", -1, False, None, 100, []),
+        ("a0", MIN_NSEQ, True, None, 100, VERSIONS[4:]),  # a start that is no key
+    ],
+)
+def test_scan_versions_by_key_then_newest_first(
+    backend: MetaBackend,
+    start: str,
+    nseq: int,
+    inclusive: bool,
+    end: str | None,
+    limit: int,
+    expected: list[tuple[str, int]],
+) -> None:
+    async def scenario() -> list[VersionEntry]:
+        await setup(backend, "b", "c")
+
+        def fn(tx: MetaTx) -> None:
+            for i, (key, seq) in enumerate(reversed(VERSIONS)):
+                if i % 3 == 0:
+                    tx.put_version(marker_of("b", key, seq, f"m{seq}"), True, 1.0)
+                else:
+                    tx.put_version(obj("b", key, size=seq, seq=seq, version_id=f"v{seq}"), False, 1.0)
+            tx.put_version(obj("c", "a", seq=4), False, 1.0)  # another bucket's
+            tx.put_object(obj("b", "a", seq=7))  # a current version: not in versions
+
+        await write(backend, fn)
+        return await read(backend, lambda r: list(r.scan_versions("b", start, nseq, inclusive, end, limit)))
+
+    got = run(scenario())
+    assert [(v.key, v.seq) for v in got] == expected
+    for v in got:
+        want = marker_of("b", v.key, v.seq, f"m{v.seq}") if v.marker else obj("b", v.key, size=v.seq, seq=v.seq)
+        assert v == entry(dataclasses.replace(want, version_id=v.version_id))
+        assert v.version_id == (f"m{v.seq}" if v.marker else f"v{v.seq}") and v.nseq == -v.seq and not v.is_latest
+
+
+def test_scan_versions_is_lazy_and_pages_without_gaps(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        want = [(f"k{i % 7}", 100 - i) for i in range(40)]
+        await setup(backend, "b")
+
+        def fn(tx: MetaTx) -> None:
+            for key, seq in want:
+                tx.put_version(obj("b", key, seq=seq, version_id=f"v{seq}"), False, 1.0)
+
+        await write(backend, fn)
+
+        def first_two(r: MetaReads) -> list[tuple[str, int]]:
+            it = r.scan_versions("b", "", MIN_NSEQ, True, None, 1000)
+            assert not isinstance(it, list | tuple)
+            return [(v.key, v.seq) for v in itertools.islice(it, 2)]
+
+        assert await read(backend, first_two) == sorted(want, key=lambda v: (v[0], -v[1]))[:2]
+        seen: list[tuple[str, int]] = []
+        pos = ("", MIN_NSEQ)
+        while page := await read(
+            backend, lambda r, p=pos: [(v.key, v.seq) for v in r.scan_versions("b", p[0], p[1], False, None, 3)]
+        ):
+            seen += page
+            pos = (page[-1][0], -page[-1][1])
+        assert seen == sorted(want, key=lambda v: (v[0], -v[1]))
+
+    run(scenario())
+
+
+def test_set_version_attrs_of_the_current_or_a_noncurrent_version(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        cur = obj("b", "k", seq=900, version_id="c")
+        old = obj("b", "k", seq=100, version_id="o", tags={"x": "1"})
+        await setup(backend, "b", objects=(cur,))
+        await write(backend, lambda tx: tx.put_version(old, False, 1.0))
+
+        async def current() -> ObjectRecord | None:
+            return await read(backend, lambda r: r.get_object("b", "k"))
+
+        assert await write(backend, lambda tx: tx.set_version_attrs("b", "k", 900, True, tags={"a": "b"}))
+        assert await current() == dataclasses.replace(cur, tags={"a": "b"})
+        assert await write(backend, lambda tx: tx.set_version_attrs("b", "k", 900, True, retention=("GOVERNANCE", 5e9)))
+        assert await current() == dataclasses.replace(cur, tags={"a": "b"}, lock=Lock("GOVERNANCE", 5e9, False))
+        assert await write(backend, lambda tx: tx.set_version_attrs("b", "k", 900, True, legal_hold=True))
+        assert await current() == dataclasses.replace(cur, tags={"a": "b"}, lock=Lock("GOVERNANCE", 5e9, True))
+        ref = await read(backend, lambda r: r.object_ref("b", "k"))
+        assert ref is not None and (ref.lock_mode, ref.lock_until, ref.legal_hold) == ("GOVERNANCE", 5e9, True)
+        assert await write(backend, lambda tx: tx.set_version_attrs("b", "k", 900, True, retention=None))
+        assert await current() == dataclasses.replace(cur, tags={"a": "b"}, lock=Lock(None, None, True))
+        assert await write(backend, lambda tx: tx.set_version_attrs("b", "k", 900, True, legal_hold=False, tags=None))
+        assert await current() == cur
+        assert await write(backend, lambda tx: tx.set_version_attrs("b", "k", 900, True))  # nothing to set: found
+        # the noncurrent one, its tags kept
+        assert await write(backend, lambda tx: tx.set_version_attrs("b", "k", 100, False, legal_hold=True))
+        assert await read(backend, lambda r: r.version("b", "k", 100)) == dataclasses.replace(
+            old, lock=Lock(None, None, True)
+        )
+        assert await current() == cur
+        # no such version: nothing changes
+        for seq, is_current in ((100, True), (900, False), (5, False)):
+            assert not await write(
+                backend, lambda tx, s=seq, c=is_current: tx.set_version_attrs("b", "k", s, c, tags={"no": "pe"})
+            )
+        assert not await write(backend, lambda tx: tx.set_version_attrs("b", "nope", 900, True, tags={}))
+        assert await current() == cur
+
+    run(scenario())
+
+
+def test_a_noncurrent_versions_blobs_stay_referenced(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        cur = obj("b", "k", blobs=(blob(1, TAG_A),), version_id="v1", seq=10)
+        await setup(backend, "b", objects=(cur,))
+
+        def fn(tx: MetaTx) -> None:
+            tx.retire_current("b", "k", 5.0)
+            tx.put_object(obj("b", "k", blobs=(blob(2, TAG_B),), version_id="v2", seq=20))
+            tx.put_version(obj("b", "j", blobs=(blob(3, TAG_B),), seq=3), False, 5.0)
+            tx.put_version(marker_of("b", "m", 4), True, 5.0)
+
+        await write(backend, fn)
+        everything = {blob(1, TAG_A), blob(2, TAG_B), blob(3, TAG_B)}
+        assert await read(backend, lambda r: r.referenced_blobs()) == everything
+        assert await read(backend, lambda r: r.referenced_blobs([TAG_A])) == {blob(1, TAG_A)}
+        assert await read(backend, lambda r: r.referenced_blobs([TAG_B])) == {blob(2, TAG_B), blob(3, TAG_B)}
+        await write(backend, lambda tx: tx.delete_version("b", "k", 10))
+        assert await read(backend, lambda r: r.referenced_blobs([TAG_A])) == set()
+
+    run(scenario())
+
+
+def test_a_completed_upload_keeps_the_version_it_made(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        await setup(backend, "b")
+        done = CompletedUpload("e", "sig", {"crc32": "x"}, "0123456789abcdef01234567")
+
+        def fn(tx: MetaTx) -> None:
+            tx.put_completed("u1", "b", "k", done, 1.0)
+            tx.put_completed("u2", "b", "k", CompletedUpload("e2", "sig2", {}), 1.0)
+
+        await write(backend, fn)
+        assert await read(backend, lambda r: r.completed_upload("b", "k", "u1")) == done
+        got = await read(backend, lambda r: r.completed_upload("b", "k", "u2"))
+        assert got is not None and got.version_id is None
+
+    run(scenario())
+
+
+def test_a_beat_stamps_the_schema_version_of_the_beating_code(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        await write(backend, lambda tx: tx.claim_node("node-a", "dir-1", 1.0))
+        await write(backend, lambda tx: tx.claim_node("node-b", "dir-2", 1.0))
+        await write(backend, lambda tx: tx.beat("node-a", "x", 1.0, 1.0))
+        a, b = await read(backend, lambda r: r.nodes())
+        assert isinstance(a.release, int) and a.release >= 5
+        assert b.release is None  # never beat: a release from before it was kept, as far as anyone knows
 
     run(scenario())
 

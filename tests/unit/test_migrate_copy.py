@@ -77,8 +77,16 @@ def populate(root: Path, node: str = NODE, tags: list[str] = TAGS, bucket: str =
             tx.put_part("up1", Part(n, 5 * n, f"pe{n}", 11.0 + n, f"c{n}{'0' * 22}{tags[1]}", {"crc32": "x"}))
             tx.add_usage(bucket, mpu_used=5 * n)
         tx.touch_upload("up1", 13.0)
-        tx.put_completed("done1", bucket, "k", CompletedUpload("e-2", "sig", {"crc32": "y"}), 9.0)
+        tx.put_completed("done1", bucket, "k", CompletedUpload("e-2", "sig", {"crc32": "y"}, "0" * 23 + "1"), 9.0)
         tx.queue_freed([f"ef{'0' * 22}{tags[2]}"], 8.0)
+        # a versioned bucket's noncurrent version (its blob named only there) and a delete marker
+        tx.set_bucket_attr(bucket, "versioning", "Enabled")
+        old = obj(bucket, "dir/blob", 500, f"cd{'0' * 22}{tags[0]}")
+        old.seq, old.version_id, old.tags = 1_600_000_000_000_001, "0" * 23 + "2", {"k": "v"}
+        tx.put_version(old, False, 1_700_000_000.5)
+        gone = ObjectRecord(bucket, "gone", 0, "", 2.0, {}, {}, [], "admin", None, version_id="0" * 23 + "3", seq=9)
+        tx.put_version(gone, True, 2.0)
+        tx.add_usage(bucket, used=500, nc_used=500, nc_objects=2)
 
     try:
         run(meta, fill, write=True)
@@ -105,6 +113,12 @@ def dump(meta: MetaBackend) -> dict[str, Any]:
             "freed": r.freed_before(1e12, None),
             "usage": r.count_usage(),
             "tags": sorted(r.writer_tags(NODE)),
+            "versions": {
+                b.name: [
+                    (v, r.version(b.name, v.key, v.seq)) for v in r.scan_versions(b.name, "", -(2**63), True, None, 99)
+                ]
+                for b in buckets
+            },
         }
 
     return run(meta, read)
@@ -134,6 +148,7 @@ def test_the_copy_reads_back_equal_and_the_sqlite_side_is_fenced(tmp_path: Path,
     assert report.rows == {
         "buckets": 2,
         "objects": 3,
+        "versions": 2,
         "uploads": 1,
         "parts": 2,
         "completed_uploads": 1,
@@ -141,7 +156,8 @@ def test_the_copy_reads_back_equal_and_the_sqlite_side_is_fenced(tmp_path: Path,
         "writer_tags": 3,
         "nodes": 1,
     }
-    assert (report.buckets, report.bytes) == (2, 100 + 40_000 + 7 + 15)
+    assert (report.buckets, report.bytes) == (2, 100 + 40_000 + 7 + 15 + 500)
+    assert len(before["versions"]["b"]) == 2 and before["completed"].version_id == "0" * 23 + "1"
     pg = PgMeta.open(uri)
     try:
         assert dump(pg) == before

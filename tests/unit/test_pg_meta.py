@@ -235,7 +235,7 @@ def test_a_storm_of_writes_from_two_coordinators_fills_the_quota_exactly(uri: st
     assert sum(ok for r in results for ok in r) == 25  # 40 writes of 100 bytes, room for 25
     assert counters(a, "s") == (2500, 25, 0)
     counted = asyncio.run(b.read(lambda r: r.count_usage(), snapshot=True))
-    assert counted["s"] == (2500, 25, 0)
+    assert counted["s"] == (2500, 25, 0, 0, 0)
 
 
 # ---- races a row lock or a retry settles -----------------------------------------------------------
@@ -453,5 +453,92 @@ def test_a_connection_lost_during_commit_is_an_unknown_outcome_and_no_cleanup_ru
         with pytest.raises(CommitUnknown):
             asyncio.run(attempt())
         assert settled == []  # no cleanup acted on a failure that might have been a commit
+    finally:
+        meta.close()
+
+
+# ---- schema 5 (versions) and a rolling upgrade from 4 --------------------------------------------------
+
+# statements of the release before schema 5, as its pg_meta.py sends them (a node of it runs on during a
+# rolling upgrade: docs/scale-out.md "Upgrading a mesh")
+_V4_INSERT_BUCKET = (
+    "INSERT INTO buckets(name, owner, created, region, quota, used, objects, mpu_used) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_V4_PUT_OBJECT = (
+    "INSERT INTO objects(bucket, key, size, etag, mtime, headers, checksums, segments, owner, data) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (bucket, key) DO UPDATE SET size = EXCLUDED.size, etag = EXCLUDED.etag, "
+    "mtime = EXCLUDED.mtime, headers = EXCLUDED.headers, checksums = EXCLUDED.checksums, "
+    "segments = EXCLUDED.segments, owner = EXCLUDED.owner, data = EXCLUDED.data"
+)
+
+
+def _at_version_4(uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as m:
+        m.setattr(pg_schema, "MIGRATIONS", pg_schema.MIGRATIONS[:4])
+        m.setattr(pg_schema, "LATEST", 4)
+        with psycopg.connect(uri, autocommit=True) as c:
+            pg_schema.migrate(c)
+            assert pg_schema.version(c) == 4
+
+
+def test_rows_of_schema_4_read_with_the_new_fields_and_retire_by_their_mtime(
+    uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No backfill: a row without seq reads as its mtime's microseconds, truncated (PostgreSQL's cast to
+    bigint would round: 1000001.7 must give 1000001, as Python's int() and SQLite's CAST do)."""
+    _at_version_4(uri, monkeypatch)
+    with psycopg.connect(uri, autocommit=True) as c:
+        c.execute(_V4_INSERT_BUCKET, ("b", "p", 1.0, "r", None, 3, 1, 0))
+        c.execute(_V4_PUT_OBJECT, ("b", "k", 3, "e", 1.0000017, "{}", "{}", "[]", "p", b"abc"))
+    meta = PgMeta.open(uri)
+    try:
+
+        async def main() -> None:
+            b = await meta.read(lambda r: r.bucket("b"))
+            assert b is not None and (b.versioning, b.object_lock, b.nc_used, b.nc_objects) == (None, False, 0, 0)
+            rec = await meta.read(lambda r: r.get_object("b", "k"))
+            assert rec is not None and (rec.seq, rec.version_id, rec.lock, rec.data) == (1000001, None, None, b"abc")
+            ref = await meta.write(lambda tx: tx.retire_current("b", "k", 2.0))
+            assert ref is not None and ref.seq == 1000001
+            assert await meta.read(lambda r: r.version("b", "k", 1000001)) == rec
+            assert await meta.write(lambda tx: tx.promote_version("b", "k", 1000001)) == ref
+            assert await meta.write(lambda tx: tx.set_version_attrs("b", "k", 1000001, True, tags={"a": "b"}))
+
+        asyncio.run(main())
+    finally:
+        meta.close()
+    with psycopg.connect(uri, autocommit=True) as c:
+        assert pg_schema.version(c) == pg_schema.LATEST == 5
+
+
+def test_a_node_of_schema_4_keeps_working_beside_one_of_schema_5(uri: str) -> None:
+    """Migration 5 adds only nullable or defaulted columns and a new table: the previous release's inserts,
+    upserts and selects still run, and the new code reads what they wrote."""
+    meta = PgMeta.open(uri)
+    try:
+        rec = ObjectRecord("b", "k", 5, "e1", 7.5, {}, {}, [], "p", b"hello", version_id="v" * 24, tags={"t": "1"})
+        asyncio.run(meta.write(lambda tx: tx.put_object(rec)))
+        with psycopg.connect(uri, autocommit=True) as c:
+            c.execute(_V4_INSERT_BUCKET, ("b", "p", 1.0, "r", 100, 0, 0, 0))
+            c.execute("UPDATE buckets SET used = used + %s, objects = objects + %s WHERE name = %s", (5, 1, "b"))
+            assert c.execute(
+                "SELECT name, owner, created, region, quota, used, objects, mpu_used FROM buckets"
+            ).fetchall() == [("b", "p", 1.0, "r", 100, 5, 1, 0)]
+            assert c.execute("SELECT size, etag, mtime, segments FROM objects").fetchall() == [(5, "e1", 7.5, "[]")]
+            c.execute(_V4_PUT_OBJECT, ("b", "j", 2, "e2", 8.5, "{}", "{}", "[]", "p", b"hi"))
+            c.execute(
+                "INSERT INTO completed_uploads(upload_id, bucket, key, etag, parts, mtime, checksums) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                ("u", "b", "j", "e2", "sig", 8.5, "{}"),
+            )
+        b = asyncio.run(meta.read(lambda r: r.bucket("b")))
+        assert b is not None and (b.quota, b.used, b.objects, b.versioning, b.object_lock) == (100, 5, 1, None, False)
+        j = asyncio.run(meta.read(lambda r: r.get_object("b", "j")))
+        assert j is not None and (j.data, j.seq, j.version_id) == (b"hi", 8_500_000, None)
+        assert asyncio.run(meta.read(lambda r: r.get_object("b", "k"))) == rec
+        done = asyncio.run(meta.read(lambda r: r.completed_upload("b", "j", "u")))
+        assert done is not None and done.version_id is None
     finally:
         meta.close()

@@ -83,13 +83,26 @@ PRE_VERSIONING = {
 
 def test_a_new_database_lands_at_the_latest_version_with_every_table(fresh) -> None:
     version, objects, cols = fresh
-    assert version == migrations.LATEST == len(migrations.MIGRATIONS) == 9
+    assert version == migrations.LATEST == len(migrations.MIGRATIONS) == 10
     tables = {"buckets", "objects", "uploads", "parts", "completed_uploads", "freed_blobs", "writer_tags", "nodes"}
-    tables.add("leases")
+    tables |= {"leases", "versions"}
     assert set(cols) == tables
     assert [c[1] for c in cols["uploads"]][-2:] == ["last_active", "checksum_type"]
-    indexes = {"uploads_by_activity", "freed_blobs_by_time", "writer_tags_by_node"}
+    indexes = {"uploads_by_activity", "freed_blobs_by_time", "writer_tags_by_node", "versions_null"}
     assert {n for t, n, _ in objects if t == "index"} >= indexes
+    # every column migration 10 adds to a table a previous release uses is nullable or has a default (that
+    # release's INSERTs do not name it); the versions table's key is (bucket, key, nseq)
+    added = {
+        "buckets": ["versioning", "object_lock", "lock_default", "nc_used", "nc_objects"],
+        "objects": ["version_id", "seq", "tags", "lock_mode", "lock_until", "legal_hold"],
+        "completed_uploads": ["version_id"],
+        "nodes": ["release"],
+    }
+    for table, names in added.items():
+        info = {c[1]: c for c in cols[table]}
+        assert [c[1] for c in cols[table]][-len(names) :] == names
+        assert all(not info[n][3] or info[n][4] is not None for n in names), table
+    assert [c[1] for c in sorted(cols["versions"], key=lambda c: c[5]) if c[5]] == ["bucket", "key", "nseq"]
 
 
 @pytest.mark.parametrize("shape", list(PRE_VERSIONING), ids=list(PRE_VERSIONING))
@@ -205,3 +218,42 @@ def test_inline_objects_of_a_data_dir_made_before_them_read_as_blob_objects(tmp_
     init_schema(conn)
     obj = SqliteTx(conn).get_object("b", "k")
     assert obj is not None and (obj.data, [s.blob for s in obj.segments]) == (None, ["blob1"])
+
+
+def test_a_version_9_database_reads_its_rows_with_the_new_fields_and_retires_them_by_mtime(tmp_path) -> None:
+    """Rows written before migration 10 have no seq (NULL, no backfill): read as their mtime's microseconds,
+    truncated as Python's int() does, and a retirement keys the noncurrent row by the same seq."""
+    conn = _db(tmp_path / "meta.sqlite3")
+    for step in migrations.MIGRATIONS[:9]:
+        step(conn)
+    conn.execute("PRAGMA user_version = 9")
+    conn.execute("INSERT INTO buckets(name, owner, created, region, used, objects) VALUES ('b', 'p', 1, 'r', 3, 1)")
+    # 1.0000017 s is 1000001.7 us: truncated to 1000001 (a rounding cast would give 1000002)
+    conn.execute("INSERT INTO objects VALUES ('b', 'k', 3, 'e', 1.0000017, '{}', '{}', '[]', 'p', x'616263')")
+    assert migrations.migrate(conn) == 9
+    m = SqliteTx(conn)
+    b = m.bucket("b")
+    assert b is not None and (b.versioning, b.object_lock, b.lock_default, b.nc_used, b.nc_objects) == (
+        None,
+        False,
+        None,
+        0,
+        0,
+    )
+    rec = m.get_object("b", "k")
+    assert rec is not None and (rec.seq, rec.version_id, rec.tags, rec.lock, rec.data) == (
+        1000001,
+        None,
+        None,
+        None,
+        b"abc",
+    )
+    ref = m.object_ref("b", "k")
+    assert ref is not None and ref.seq == 1000001
+    assert [(x.key, x.seq) for x in m.scan_objects("b", "", False, None, 10)] == [("k", 1000001)]
+    conn.execute("BEGIN IMMEDIATE")
+    assert m.retire_current("b", "k", 2.0) == ref
+    assert m.version("b", "k", 1000001) == rec
+    assert m.promote_version("b", "k", 1000001) == ref
+    conn.execute("COMMIT")
+    assert m.get_object("b", "k") == rec

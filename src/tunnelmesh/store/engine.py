@@ -594,21 +594,26 @@ class Store:
             byte_range.close()
 
     async def verify_usage(self) -> list[dict[str, object]]:
-        """Recount every bucket from its object and part records, in one snapshot, against its counters."""
+        """Recount every bucket from its version and part records, in one snapshot, against its counters."""
         buckets, counted = await self.meta.read(lambda r: (r.buckets(), r.count_usage()), snapshot=True)
         report: list[dict[str, object]] = []
         for b in buckets:
-            used, objects, mpu_used = counted.get(b.name, (0, 0, 0))
+            used, objects, mpu_used, nc_used, nc_objects = counted.get(b.name, (0, 0, 0, 0, 0))
             report.append(
                 {
                     "bucket": b.name,
                     "used": b.used,
                     "objects": b.objects,
                     "multipart_used": b.mpu_used,
+                    "noncurrent_used": b.nc_used,
+                    "noncurrent_objects": b.nc_objects,
                     "counted_used": used,
                     "counted_objects": objects,
                     "counted_multipart_used": mpu_used,
-                    "ok": (b.used, b.objects, b.mpu_used) == (used, objects, mpu_used),
+                    "counted_noncurrent_used": nc_used,
+                    "counted_noncurrent_objects": nc_objects,
+                    "ok": (b.used, b.objects, b.mpu_used, b.nc_used, b.nc_objects)
+                    == (used, objects, mpu_used, nc_used, nc_objects),
                 }
             )
         return report

@@ -28,16 +28,20 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from tunnelmesh.store.metadata import BUCKET_ATTRS, KEEP, Keep
+from tunnelmesh.store.migrations import LATEST
 from tunnelmesh.store.records import (
     SYSTEM_BUCKET,
     Bucket,
     CompletedUpload,
+    Lock,
     NodeState,
     ObjectRecord,
     ObjectRef,
     Part,
     Segment,
     Upload,
+    VersionEntry,
 )
 
 if TYPE_CHECKING:
@@ -51,23 +55,37 @@ V = TypeVar("V")
 _MISSING: Any = object()  # "the key was absent", in the undo journal
 
 
-def _copy_object(r: ObjectRecord) -> ObjectRecord:
+def _copy_object(r: ObjectRecord, marker: bool | None = None) -> ObjectRecord:
     return dataclasses.replace(
         r,
         headers=dict(r.headers),
         checksums=dict(r.checksums),
         # Segment is frozen, but its checksums dict is not
         segments=[Segment(s.blob, s.size, s.md5, dict(s.checksums)) for s in r.segments],
+        tags=dict(r.tags) if r.tags is not None else None,
+        # an all-empty lock reads back as none, as from a row whose three columns are empty
+        lock=r.lock if r.lock is not None and r.lock != Lock() else None,
+        marker=r.marker if marker is None else marker,
     )
 
 
 def _ref(r: ObjectRecord) -> ObjectRef:
-    return ObjectRef(r.size, r.etag, r.mtime, [s.blob for s in r.segments])
+    lock = r.lock or Lock()
+    blobs = [s.blob for s in r.segments]
+    return ObjectRef(
+        r.size, r.etag, r.mtime, blobs, r.version_id, r.seq, lock.mode, lock.until, lock.legal_hold, r.marker
+    )
 
 
 def _listed(r: ObjectRecord) -> ObjectRecord:
     """What a listing carries (the protocol's scan_objects): no headers, checksums, segments or data."""
-    return ObjectRecord(r.bucket, r.key, r.size, r.etag, r.mtime, {}, {}, [], r.owner)
+    return ObjectRecord(
+        r.bucket, r.key, r.size, r.etag, r.mtime, {}, {}, [], r.owner, seq=r.seq, version_id=r.version_id
+    )
+
+
+def _entry(r: ObjectRecord) -> VersionEntry:
+    return VersionEntry(r.key, r.version_id, r.seq, r.marker, r.size, r.etag, r.mtime, r.owner)
 
 
 def _copy_upload(u: Upload) -> Upload:
@@ -96,6 +114,9 @@ class _State:
     # bucket -> key -> record, and the same keys sorted (scans bisect them)
     objects: dict[str, dict[str, ObjectRecord]] = dataclasses.field(default_factory=dict)
     keys: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    # bucket -> (key, nseq) -> (the noncurrent version or delete marker, since), and those sorted
+    versions: dict[str, dict[tuple[str, int], tuple[ObjectRecord, float]]] = dataclasses.field(default_factory=dict)
+    vkeys: dict[str, list[tuple[str, int]]] = dataclasses.field(default_factory=dict)
     uploads: dict[str, Upload] = dataclasses.field(default_factory=dict)
     last_active: dict[str, float] = dataclasses.field(default_factory=dict)
     parts: dict[str, dict[int, Part]] = dataclasses.field(default_factory=dict)
@@ -106,8 +127,8 @@ class _State:
     tag_claimed: dict[str, float] = dataclasses.field(default_factory=dict)  # tag -> claimed_at
     tag_retired: dict[str, float] = dataclasses.field(default_factory=dict)
     tag_swept: dict[str, float] = dataclasses.field(default_factory=dict)
-    # node -> (listen, started, seen, interval)
-    beats: dict[str, tuple[str, float, float, float]] = dataclasses.field(default_factory=dict)
+    # node -> (listen, started, seen, interval, release)
+    beats: dict[str, tuple[str, float, float, float, int]] = dataclasses.field(default_factory=dict)
     leases: dict[str, tuple[str | None, float, float | None]] = dataclasses.field(default_factory=dict)
 
 
@@ -207,26 +228,81 @@ class _Reads:
         chosen = sorted(queued) if limit is None else heapq.nsmallest(limit, queued)
         return [blob for _, blob in chosen]
 
-    def count_usage(self) -> dict[str, tuple[int, int, int]]:
+    def count_usage(self) -> dict[str, tuple[int, int, int, int, int]]:
         s = self._s()
         counts: dict[str, list[int]] = {}
         for bucket, recs in s.objects.items():
             if recs:
-                counts[bucket] = [sum(r.size for r in recs.values()), len(recs), 0]
+                counts[bucket] = [sum(r.size for r in recs.values()), len(recs), 0, 0, 0]
+        for bucket, vers in s.versions.items():
+            if vers:
+                c = counts.setdefault(bucket, [0, 0, 0, 0, 0])
+                size = sum(r.size for r, _ in vers.values())
+                c[0] += size
+                c[3] += size
+                c[4] += len(vers)
         for upload_id, parts in s.parts.items():
             if parts:
-                c = counts.setdefault(s.uploads[upload_id].bucket, [0, 0, 0])
+                c = counts.setdefault(s.uploads[upload_id].bucket, [0, 0, 0, 0, 0])
                 c[2] += sum(p.size for p in parts.values())
-        return {b: (c[0], c[1], c[2]) for b, c in counts.items()}
+        return {b: (c[0], c[1], c[2], c[3], c[4]) for b, c in counts.items()}
 
     def referenced_blobs(self, tags: Collection[str] | None = None) -> set[str]:
         s = self._s()
         refs = {seg.blob for recs in s.objects.values() for r in recs.values() for seg in r.segments}
+        refs.update(seg.blob for vers in s.versions.values() for r, _ in vers.values() for seg in r.segments)
         refs.update(p.blob for parts in s.parts.values() for p in parts.values())
         if tags is None:
             return refs
         suffixes = tuple(tags)
         return {b for b in refs if b.endswith(suffixes)}
+
+    def version(self, bucket: str, key: str, seq: int) -> ObjectRecord | None:
+        v = self._s().versions.get(bucket, {}).get((key, -seq))
+        return _copy_object(v[0]) if v is not None else None
+
+    def null_version_ref(self, bucket: str, key: str) -> ObjectRef | None:
+        found = self._null_version(bucket, key)
+        return _ref(found[1]) if found is not None else None
+
+    def _null_version(self, bucket: str, key: str) -> tuple[int, ObjectRecord] | None:
+        """(nseq, record) of the key's noncurrent null version; its versions are few: a walk is fine."""
+        s = self._s()
+        vkeys = s.vkeys.get(bucket, [])
+        i = bisect_left(vkeys, (key, -(2**63)))
+        while i < len(vkeys) and vkeys[i][0] == key:
+            rec = s.versions[bucket][vkeys[i]][0]
+            if rec.version_id is None:
+                return vkeys[i][1], rec
+            i += 1
+        return None
+
+    def newest_version_ref(self, bucket: str, key: str) -> ObjectRef | None:
+        s = self._s()
+        vkeys = s.vkeys.get(bucket, [])
+        i = bisect_left(vkeys, (key, -(2**63)))
+        if i == len(vkeys) or vkeys[i][0] != key:
+            return None
+        return _ref(s.versions[bucket][vkeys[i]][0])
+
+    def scan_versions(
+        self, bucket: str, start_key: str, start_nseq: int, inclusive: bool, end: str | None, limit: int
+    ) -> Iterator[VersionEntry]:
+        self._s()
+        return self._scan_versions(bucket, (start_key, start_nseq), inclusive, end, limit)
+
+    def _scan_versions(
+        self, bucket: str, pos: tuple[str, int], inclusive: bool, end: str | None, limit: int
+    ) -> Iterator[VersionEntry]:
+        # as _scan: bisected again at every step
+        for _ in range(limit):
+            s = self._s()
+            vkeys = s.vkeys.get(bucket, [])
+            i = bisect_left(vkeys, pos) if inclusive else bisect_right(vkeys, pos)
+            if i == len(vkeys) or (end is not None and vkeys[i][0] >= end):
+                return
+            pos, inclusive = vkeys[i], False
+            yield _entry(s.versions[bucket][pos][0])
 
     def writer_tags(self, node: str) -> list[str]:
         s = self._s()
@@ -236,8 +312,8 @@ class _Reads:
         s, now = self._s(), time.time()
         out = []
         for node in sorted(s.nodes):
-            listen, started, seen, _ = s.beats.get(node, ("", None, None, 0.0))
-            out.append(NodeState(node, listen, started, seen, None if seen is None else now - seen))
+            listen, started, seen, _, release = s.beats.get(node, ("", None, None, 0.0, None))
+            out.append(NodeState(node, listen, started, seen, None if seen is None else now - seen, release))
         return out
 
     def silent_writer_tags(self, silent_for: float) -> dict[str, list[str]]:
@@ -306,12 +382,29 @@ class _Tx(_Reads):
         if b is not None:
             self._set(s.buckets, name, dataclasses.replace(b, quota=quota))
 
-    def add_usage(self, name: str, used: int = 0, objects: int = 0, mpu_used: int = 0) -> None:
+    def set_bucket_attr(self, name: str, column: str, value: str | int | None) -> None:
+        if column not in BUCKET_ATTRS:
+            raise ValueError(f"not a bucket attribute: {column!r}")
+        s = self._s()
+        b = s.buckets.get(name)
+        if b is not None:
+            # as a SQL row stores it: object_lock an integer read back as a bool
+            stored: Any = bool(value) if column == "object_lock" else value
+            self._set(s.buckets, name, dataclasses.replace(b, **{column: stored}))
+
+    def add_usage(
+        self, name: str, used: int = 0, objects: int = 0, mpu_used: int = 0, nc_used: int = 0, nc_objects: int = 0
+    ) -> None:
         s = self._s()
         b = s.buckets.get(name)
         if b is not None:
             new = dataclasses.replace(
-                b, used=b.used + used, objects=b.objects + objects, mpu_used=b.mpu_used + mpu_used
+                b,
+                used=b.used + used,
+                objects=b.objects + objects,
+                mpu_used=b.mpu_used + mpu_used,
+                nc_used=b.nc_used + nc_used,
+                nc_objects=b.nc_objects + nc_objects,
             )
             self._set(s.buckets, name, new)
 
@@ -350,6 +443,109 @@ class _Tx(_Reads):
         if not recs or keys is None:
             return []
         return [_ref(recs[k]) for k in keys]
+
+    # ---- versions ---------------------------------------------------------------------------------
+
+    def _insert_version(self, rec: ObjectRecord, marker: bool, since: float) -> None:
+        s = self._s()
+        pos = (rec.key, -rec.seq)
+        vers = s.versions.get(rec.bucket)
+        if vers is None:
+            vers = {}
+            self._set(s.versions, rec.bucket, vers)
+            self._set(s.vkeys, rec.bucket, [])
+        # what SQL's primary key and the versions_null unique index refuse
+        if pos in vers:
+            raise ValueError(f"{rec.bucket}/{rec.key} has a version of seq {rec.seq} already")
+        if rec.version_id is None and self._null_version(rec.bucket, rec.key) is not None:
+            raise ValueError(f"{rec.bucket}/{rec.key} has a noncurrent null version already")
+        vkeys = s.vkeys[rec.bucket]
+        i = bisect_left(vkeys, pos)
+        vkeys.insert(i, pos)
+        self._undo.append(lambda: vkeys.__delitem__(i))
+        self._set(vers, pos, (_copy_object(rec, marker), since))
+
+    def _remove_version(self, bucket: str, pos: tuple[str, int]) -> ObjectRecord | None:
+        s = self._s()
+        vers = s.versions.get(bucket)
+        old = self._pop(vers, pos) if vers is not None else None
+        if old is None:
+            return None
+        vkeys = s.vkeys[bucket]
+        i = bisect_left(vkeys, pos)
+        del vkeys[i]
+        self._undo.append(lambda: vkeys.insert(i, pos))
+        return old[0]
+
+    def retire_current(self, bucket: str, key: str, since: float) -> ObjectRef | None:
+        cur = self._s().objects.get(bucket, {}).get(key)
+        if cur is None:
+            return None
+        self._insert_version(cur, False, since)
+        return self.delete_object(bucket, key)
+
+    def promote_version(self, bucket: str, key: str, seq: int) -> ObjectRef | None:
+        v = self._s().versions.get(bucket, {}).get((key, -seq))
+        if v is None:
+            return None
+        if v[0].marker:
+            raise ValueError(f"a delete marker of {bucket}/{key} cannot be made current")
+        if key in self._s().objects.get(bucket, {}):  # SQL's primary key refuses it
+            raise ValueError(f"{bucket}/{key} has a current version")
+        self._remove_version(bucket, (key, -seq))
+        self.put_object(v[0])
+        return _ref(v[0])
+
+    def put_version(self, rec: ObjectRecord, marker: bool, since: float) -> None:
+        self._insert_version(rec, marker, since)
+
+    def delete_version(self, bucket: str, key: str, seq: int) -> ObjectRef | None:
+        old = self._remove_version(bucket, (key, -seq))
+        return _ref(old) if old is not None else None
+
+    def delete_null_version(self, bucket: str, key: str) -> ObjectRef | None:
+        found = self._null_version(bucket, key)
+        return self.delete_version(bucket, key, -found[0]) if found is not None else None
+
+    def set_version_attrs(
+        self,
+        bucket: str,
+        key: str,
+        seq: int,
+        current: bool,
+        *,
+        tags: dict[str, str] | None | Keep = KEEP,
+        retention: tuple[str, float] | None | Keep = KEEP,
+        legal_hold: bool | Keep = KEEP,
+    ) -> bool:
+        s = self._s()
+        since = 0.0
+        if current:
+            rec = s.objects.get(bucket, {}).get(key)
+            if rec is None or rec.seq != seq:
+                return False
+        else:
+            v = s.versions.get(bucket, {}).get((key, -seq))
+            if v is None:
+                return False
+            rec, since = v
+        lock = rec.lock or Lock()
+        if not isinstance(retention, Keep):
+            lock = (
+                dataclasses.replace(lock, mode=retention[0], until=retention[1])
+                if retention
+                else Lock(legal_hold=lock.legal_hold)
+            )
+        if not isinstance(legal_hold, Keep):
+            lock = dataclasses.replace(lock, legal_hold=legal_hold)
+        new = _copy_object(
+            dataclasses.replace(rec, tags=rec.tags if isinstance(tags, Keep) else tags, lock=lock), rec.marker
+        )
+        if current:
+            self._set(s.objects[bucket], key, new)
+        else:
+            self._set(s.versions[bucket], (key, -seq), (new, since))
+        return True
 
     # ---- uploads ----------------------------------------------------------------------------------
 
@@ -428,7 +624,7 @@ class _Tx(_Reads):
 
     def beat(self, node: str, listen: str, started_at: float, interval: float) -> None:
         if node in self._s().nodes:
-            self._set(self._s().beats, node, (listen, started_at, time.time(), interval))
+            self._set(self._s().beats, node, (listen, started_at, time.time(), interval, LATEST))
 
     def hold_writer_tags(self, tags: Collection[str]) -> set[str]:
         return {t for t in tags if t in self._s().tag_retired}  # one writer at a time: nothing to lock

@@ -7,17 +7,33 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tunnelmesh.store.records import Bucket, ObjectRecord, ObjectRef, Part, Segment, Upload
+from tunnelmesh.store.metadata import Keep
+from tunnelmesh.store.records import Bucket, Lock, ObjectRecord, ObjectRef, Part, Segment, Upload, VersionEntry
 
 # what an Upload record holds; the table's last column, last_active (the latest part's arrival, else
 # the initiation), is read only by stale-upload expiry
-BUCKET_COLS = "name, owner, created, region, quota, used, objects, mpu_used"
+BUCKET_COLS = (
+    "name, owner, created, region, quota, used, objects, mpu_used, versioning, object_lock, lock_default, "
+    "nc_used, nc_objects"
+)
 UPLOAD_COLS = "upload_id, bucket, key, initiated, owner, headers, checksum_algorithm, checksum_type"
-OBJ_COLS = "bucket, key, size, etag, mtime, headers, checksums, segments, owner, data"
+# the columns of a version, current (`objects`) or not (`versions`), that travel with it when it moves
+# between the two tables; an `objects` row keeps its `seq`, a `versions` row `nseq` = -seq (one ascending
+# index, newest first, on both engines), plus `marker` and `since`
+_BODY_COLS = "size, etag, mtime, headers, checksums, segments, owner, data, version_id"
+_ATTR_COLS = "tags, lock_mode, lock_until, legal_hold"
+OBJ_COLS = f"bucket, key, {_BODY_COLS}, seq, {_ATTR_COLS}"
+VERSION_COLS = f"bucket, key, nseq, marker, since, {_BODY_COLS}, {_ATTR_COLS}"
+# a version's seq, also for a row written before seqs were kept (NULL: its mtime's microseconds, seq_at):
+# SQLite's CAST truncates as Python's int() does; PostgreSQL's needs trunc() (its cast rounds)
+SQLITE_SEQ = "COALESCE(seq, CAST(mtime * 1000000 AS INTEGER))"
+PG_SEQ = "COALESCE(seq, trunc(mtime * 1000000)::bigint)"
 # what a listing needs; no JSON to parse and no inline bytes to copy
-LIST_COLS = "bucket, key, size, etag, mtime, owner"
+LIST_COLS = "bucket, key, size, etag, mtime, owner, seq, version_id"
+VLIST_COLS = "key, version_id, -nseq, marker, size, etag, mtime, owner"
 PART_COLS = "part_number, size, etag, mtime, blob, checksums"
-REF_COLS = "size, etag, mtime, segments"
+REF_COLS = "size, etag, mtime, segments, version_id, seq, lock_mode, lock_until, legal_hold"
+VREF_COLS = "size, etag, mtime, segments, version_id, -nseq, lock_mode, lock_until, legal_hold, marker"
 
 
 def segments_to_json(segments: list[Segment]) -> str:
@@ -32,30 +48,77 @@ def segments_to_json(segments: list[Segment]) -> str:
 Row = tuple[Any, ...]
 
 
+def row_to_bucket(r: Row) -> Bucket:
+    """A row of BUCKET_COLS."""
+    return Bucket(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), r[10], r[11], r[12])
+
+
+def _lock(mode: str | None, until: float | None, hold: int | None) -> Lock | None:
+    return Lock(mode, until, bool(hold)) if mode is not None or until is not None or hold else None
+
+
+def _record(bucket: str, key: str, seq: int | None, marker: bool, body: Row, attrs: Row) -> ObjectRecord:
+    """A record from _BODY_COLS and _ATTR_COLS."""
+    return ObjectRecord(
+        bucket=bucket,
+        key=key,
+        size=body[0],
+        etag=body[1],
+        mtime=body[2],
+        headers=json.loads(body[3]),
+        checksums=json.loads(body[4]),
+        segments=[Segment(*seg) for seg in json.loads(body[5])],
+        owner=body[6],
+        data=body[7],
+        version_id=body[8],
+        seq=seq or 0,  # NULL in rows from before seqs: the mtime's (ObjectRecord's own default)
+        tags=json.loads(attrs[0]) if attrs[0] is not None else None,
+        lock=_lock(attrs[1], attrs[2], attrs[3]),
+        marker=marker,
+    )
+
+
 def row_to_object(r: Row) -> ObjectRecord:
+    """A row of OBJ_COLS."""
+    return _record(r[0], r[1], r[11], False, r[2:11], r[12:16])
+
+
+def row_to_version(r: Row) -> ObjectRecord:
+    """A row of VERSION_COLS."""
+    return _record(r[0], r[1], -r[2], bool(r[3]), r[5:14], r[14:18])
+
+
+def _blobs(segments: str) -> list[str]:
+    # most objects are inline (no segments): skip the JSON decoder for them
+    return [seg[0] for seg in json.loads(segments)] if segments != "[]" else []
+
+
+def row_to_ref(r: Row) -> ObjectRef:
+    """A row of REF_COLS, or of VREF_COLS (one more column: marker)."""
+    marker = len(r) > 9 and bool(r[9])
+    return ObjectRef(r[0], r[1], r[2], _blobs(r[3]), r[4], r[5] or 0, r[6], r[7], bool(r[8]), marker)
+
+
+def row_to_listed(r: Row) -> ObjectRecord:
+    """A row of LIST_COLS."""
     return ObjectRecord(
         bucket=r[0],
         key=r[1],
         size=r[2],
         etag=r[3],
         mtime=r[4],
-        headers=json.loads(r[5]),
-        checksums=json.loads(r[6]),
-        segments=[Segment(*seg) for seg in json.loads(r[7])],
-        owner=r[8],
-        data=r[9],
+        headers={},
+        checksums={},
+        segments=[],
+        owner=r[5],
+        seq=r[6] or 0,
+        version_id=r[7],
     )
 
 
-def row_to_ref(r: Row) -> ObjectRef:
-    # most objects are inline (no segments): skip the JSON decoder for them
-    return ObjectRef(r[0], r[1], r[2], [seg[0] for seg in json.loads(r[3])] if r[3] != "[]" else [])
-
-
-def row_to_listed(r: Row) -> ObjectRecord:
-    return ObjectRecord(
-        bucket=r[0], key=r[1], size=r[2], etag=r[3], mtime=r[4], headers={}, checksums={}, segments=[], owner=r[5]
-    )
+def row_to_version_entry(r: Row) -> VersionEntry:
+    """A row of VLIST_COLS."""
+    return VersionEntry(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7])
 
 
 def row_to_upload(r: Row) -> Upload:
@@ -71,14 +134,26 @@ def row_to_part(r: Row) -> Part:
 
 
 def bucket_row(b: Bucket) -> Row:
-    return (b.name, b.owner, b.created, b.region, b.quota, b.used, b.objects, b.mpu_used)
-
-
-def object_row(rec: ObjectRecord) -> Row:
-    """The values of OBJ_COLS."""
+    """The values of BUCKET_COLS."""
     return (
-        rec.bucket,
-        rec.key,
+        b.name,
+        b.owner,
+        b.created,
+        b.region,
+        b.quota,
+        b.used,
+        b.objects,
+        b.mpu_used,
+        b.versioning,
+        int(b.object_lock),
+        b.lock_default,
+        b.nc_used,
+        b.nc_objects,
+    )
+
+
+def _body(rec: ObjectRecord) -> Row:
+    return (
         rec.size,
         rec.etag,
         rec.mtime,
@@ -87,7 +162,41 @@ def object_row(rec: ObjectRecord) -> Row:
         segments_to_json(rec.segments),
         rec.owner,
         rec.data,
+        rec.version_id,
     )
+
+
+def tags_to_json(tags: dict[str, str] | None) -> str | None:
+    return json.dumps(tags) if tags is not None else None
+
+
+def lock_values(lock: Lock | None) -> Row:
+    """The values of lock_mode, lock_until, legal_hold."""
+    return (lock.mode, lock.until, int(lock.legal_hold)) if lock is not None else (None, None, None)
+
+
+def _attrs(rec: ObjectRecord) -> Row:
+    return (tags_to_json(rec.tags), *lock_values(rec.lock))
+
+
+def object_row(rec: ObjectRecord) -> Row:
+    """The values of OBJ_COLS."""
+    return (rec.bucket, rec.key, *_body(rec), rec.seq, *_attrs(rec))
+
+
+def version_row(rec: ObjectRecord, marker: bool, since: float) -> Row:
+    """The values of VERSION_COLS."""
+    return (rec.bucket, rec.key, -rec.seq, int(marker), since, *_body(rec), *_attrs(rec))
+
+
+# moving a version between the tables without decoding it: the columns each side gives the other
+# (objects -> versions takes `since` as a parameter, `param`; seq_sql is SQLITE_SEQ or PG_SEQ); versions ->
+# objects selects PROMOTE_SELECT into OBJ_COLS
+def retire_select(seq_sql: str, param: str) -> str:
+    return f"bucket, key, -{seq_sql}, 0, {param}, {_BODY_COLS}, {_ATTR_COLS}"
+
+
+PROMOTE_SELECT = f"bucket, key, {_BODY_COLS}, -nseq, {_ATTR_COLS}"
 
 
 def upload_row(up: Upload) -> Row:
@@ -103,3 +212,36 @@ def upload_row(up: Upload) -> Row:
         up.checksum_type,
         up.initiated,
     )
+
+
+def attr_values(
+    tags: dict[str, str] | None | Keep, retention: tuple[str, float] | None | Keep, legal_hold: bool | Keep
+) -> list[tuple[str, Any]]:
+    """set_version_attrs' changes as (column, value) pairs, what is KEEP left out."""
+    out: list[tuple[str, Any]] = []
+    if not isinstance(tags, Keep):
+        out.append(("tags", tags_to_json(tags)))
+    if not isinstance(retention, Keep):
+        out += [("lock_mode", retention[0] if retention else None), ("lock_until", retention[1] if retention else None)]
+    if not isinstance(legal_hold, Keep):
+        out.append(("legal_hold", int(legal_hold)))
+    return out
+
+
+def marks(cols: str, mark: str = "?") -> str:
+    """One placeholder per column of a column list: `?` (SQLite) or `%s` (PostgreSQL)."""
+    return ", ".join([mark] * (cols.count(",") + 1))
+
+
+Usage = dict[str, tuple[int, int, int, int, int]]
+
+
+def usage_tuples(
+    objects: dict[str, tuple[int, int]], versions: dict[str, tuple[int, int]], parts: dict[str, int]
+) -> Usage:
+    """count_usage's answer from per-bucket (bytes, rows) of objects and of versions, and part bytes."""
+    out: Usage = {}
+    for b in objects.keys() | versions.keys() | parts.keys():
+        o, v = objects.get(b, (0, 0)), versions.get(b, (0, 0))
+        out[b] = (int(o[0]) + int(v[0]), int(o[1]), int(parts.get(b, 0)), int(v[0]), int(v[1]))
+    return out

@@ -29,16 +29,45 @@ Each MetaReads call is consistent on its own; `read(fn, snapshot=True)` puts all
 snapshot, for the few readers that compare several answers (a usage recount, an orphan sweep). A
 snapshot is asked for, not given to every read, because it costs: on SQLite a BEGIN and a COMMIT
 around the statement, which measured +10 us (14% of the S3 app's CPU) on a 4 KiB GET.
+
+Versions (docs/data-protection.md, sections 1 and 2.2). The `objects` rows stay the current version of each
+key, so every read and write above keeps its cost; a second table, `versions`, holds the noncurrent versions
+and every delete marker, ordered within a key newest first by `seq` (a version's place in its key's history;
+records.seq_at for a bucket never versioned). A version is a point lookup by (bucket, key, seq). The moves
+between the two (`retire_current`, `promote_version`) copy a row inside the database without decoding it.
+The primitives keep rows only: which version a write keeps, retires or frees is the rules' (store/commits.py).
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Collection, Iterator
 from typing import Any, Protocol, TypeVar
 
-from tunnelmesh.store.records import Bucket, CompletedUpload, NodeState, ObjectRecord, ObjectRef, Part, Upload
+from tunnelmesh.store.records import (
+    Bucket,
+    CompletedUpload,
+    NodeState,
+    ObjectRecord,
+    ObjectRef,
+    Part,
+    Upload,
+    VersionEntry,
+)
 
 T = TypeVar("T")
+
+
+class Keep(enum.Enum):
+    """`set_version_attrs`' "leave this one as it is" (None is a value there: no tags, no lock)."""
+
+    KEEP = 0
+
+
+KEEP = Keep.KEEP
+
+# the bucket columns `set_bucket_attr` may set: its configuration, never its counters
+BUCKET_ATTRS = frozenset({"versioning", "object_lock", "lock_default"})
 
 # `settle(ok, value)`: called once a write's outcome is known (value: the result, or the exception)
 Settle = Callable[[bool, Any], None]
@@ -108,14 +137,40 @@ class MetaReads(Protocol):
         it, so that one node's reaper measures the grace of a blob another node freed on one clock."""
         ...
 
-    def count_usage(self) -> dict[str, tuple[int, int, int]]:
-        """Each bucket's (bytes, objects, multipart bytes) counted from the object and part records, for
-        the buckets that have any."""
+    def count_usage(self) -> dict[str, tuple[int, int, int, int, int]]:
+        """Each bucket's counters as its records give them, for the buckets that have any: (bytes of every
+        version, current and noncurrent; current objects; multipart bytes; bytes of noncurrent versions;
+        noncurrent versions and delete markers): Bucket's used, objects, mpu_used, nc_used, nc_objects."""
         ...
 
     def referenced_blobs(self, tags: Collection[str] | None = None) -> set[str]:
-        """Every blob an object or a part names; with `tags`, only those whose id ends with one of them
-        (writer tags, all of one length; see store/blobs.py)."""
+        """Every blob a version (current or not) or a part names; with `tags`, only those whose id ends with
+        one of them (writer tags, all of one length; see store/blobs.py). An orphan sweep deletes what this
+        leaves out: a noncurrent version's blobs must be here."""
+        ...
+
+    # ---- versions (the `versions` table: noncurrent versions and delete markers) ----------------
+
+    def version(self, bucket: str, key: str, seq: int) -> ObjectRecord | None:
+        """The noncurrent version or delete marker of `key` with that seq (`marker` set on a marker); None if
+        there is none (the current version is `get_object`'s)."""
+        ...
+
+    def null_version_ref(self, bucket: str, key: str) -> ObjectRef | None:
+        """The key's noncurrent null version (version_id None) or null delete marker, if any: at most one (a
+        unique index keeps it so). The current row may be the null version too: `object_ref` tells."""
+        ...
+
+    def newest_version_ref(self, bucket: str, key: str) -> ObjectRef | None:
+        """The key's newest row in `versions` (highest seq), marker or not; None if it has none."""
+        ...
+
+    def scan_versions(
+        self, bucket: str, start_key: str, start_nseq: int, inclusive: bool, end: str | None, limit: int
+    ) -> Iterator[VersionEntry]:
+        """Rows of `versions` after (start_key, start_nseq) (at it too if inclusive) and with key < end, in
+        (key, nseq) order: by key as scan_objects, then newest first (nseq = -seq); at most `limit`, lazily.
+        Pass start_nseq = -2**63 to start before every version of start_key."""
         ...
 
     def writer_tags(self, node: str) -> list[str]:
@@ -158,7 +213,15 @@ class MetaTx(MetaReads, Protocol):
 
     def set_quota(self, name: str, quota: int | None) -> None: ...
 
-    def add_usage(self, name: str, used: int = 0, objects: int = 0, mpu_used: int = 0) -> None: ...
+    def set_bucket_attr(self, name: str, column: str, value: str | int | None) -> None:
+        """Set one of the bucket's configuration columns (BUCKET_ATTRS; ValueError for any other)."""
+        ...
+
+    def add_usage(
+        self, name: str, used: int = 0, objects: int = 0, mpu_used: int = 0, nc_used: int = 0, nc_objects: int = 0
+    ) -> None:
+        """Add to the bucket's counters (Bucket's fields of those names; `used` includes `nc_used`)."""
+        ...
 
     def put_object(self, rec: ObjectRecord) -> None:
         """Insert, or replace the object of that bucket and key."""
@@ -169,7 +232,50 @@ class MetaTx(MetaReads, Protocol):
         ...
 
     def delete_objects_in(self, bucket: str) -> list[ObjectRef]:
-        """Remove every object of the bucket; returns what they were."""
+        """Remove every object of the bucket; returns what they were. Its `versions` rows are left: this is
+        for the coordinator's own bucket, never versioned."""
+        ...
+
+    def retire_current(self, bucket: str, key: str, since: float) -> ObjectRef | None:
+        """Make the current version noncurrent: move its `objects` row, as it is, into `versions` (not a
+        marker, noncurrent since `since`); returns what it was (None if the key has no current row). Its
+        blobs stay named."""
+        ...
+
+    def promote_version(self, bucket: str, key: str, seq: int) -> ObjectRef | None:
+        """Make that noncurrent version current again: move its `versions` row into `objects` (the key must
+        have no current row); returns what it is, or None if there is no such version. ValueError for a delete
+        marker (a marker is never an `objects` row)."""
+        ...
+
+    def put_version(self, rec: ObjectRecord, marker: bool, since: float) -> None:
+        """Insert a `versions` row of `rec` (its seq and version_id): a delete marker (`marker`, size 0 and no
+        segments), or a noncurrent version written as such. The key must have no version of that seq, nor
+        another null version if `rec` is one."""
+        ...
+
+    def delete_version(self, bucket: str, key: str, seq: int) -> ObjectRef | None:
+        """Remove that noncurrent version or delete marker; returns what it was (None if there was none)."""
+        ...
+
+    def delete_null_version(self, bucket: str, key: str) -> ObjectRef | None:
+        """Remove the key's noncurrent null version or null delete marker; returns what it was."""
+        ...
+
+    def set_version_attrs(
+        self,
+        bucket: str,
+        key: str,
+        seq: int,
+        current: bool,
+        *,
+        tags: dict[str, str] | None | Keep = KEEP,
+        retention: tuple[str, float] | None | Keep = KEEP,
+        legal_hold: bool | Keep = KEEP,
+    ) -> bool:
+        """Set the tags, the retention (mode, until) and/or the legal hold of one version: the current one
+        (`current`: the `objects` row, if its seq is `seq`) or a `versions` row. What is KEEP is left as it
+        is; None removes. False if there is no such version."""
         ...
 
     def insert_upload(self, up: Upload) -> None:
@@ -225,7 +331,7 @@ class MetaTx(MetaReads, Protocol):
 
     def beat(self, node: str, listen: str, started_at: float, interval: float) -> None:
         """`node` is alive now (it must hold its id: claim_node), serving at `listen` since `started_at`, and
-        beats every `interval` seconds."""
+        beats every `interval` seconds; stamps the schema version this code knows (NodeState.release)."""
         ...
 
     def hold_writer_tags(self, tags: Collection[str]) -> set[str]:

@@ -42,7 +42,7 @@ import psycopg
 from tunnelmesh.store import pg_schema
 from tunnelmesh.store.backends import SQLITE, check_backend
 from tunnelmesh.store.datadir import DataDir
-from tunnelmesh.store.meta_rows import BUCKET_COLS, OBJ_COLS, PART_COLS, UPLOAD_COLS
+from tunnelmesh.store.meta_rows import BUCKET_COLS, OBJ_COLS, PART_COLS, UPLOAD_COLS, VERSION_COLS, usage_tuples
 from tunnelmesh.store.pg_meta import redact
 from tunnelmesh.store.sqlite_db import connect, init_schema
 from tunnelmesh.store.sqlite_meta import FENCE_DDL, FENCE_TABLE, Fence, read_fence
@@ -84,19 +84,20 @@ class Table:
         return self.source or self.name
 
 
-# Every table the SQLite schema has (store/migrations.py, version 9), in an order that needs no deferred
+# Every table the SQLite schema has (store/migrations.py, version 10), in an order that needs no deferred
 # checks. Not copied: PostgreSQL's own store_lock and schema_version, and transient state a coordinator
 # rebuilds (heartbeats, leases).
 TABLES: tuple[Table, ...] = (
     Table("buckets", BUCKET_COLS, BUCKET_COLS, "name"),
     Table("objects", OBJ_COLS, OBJ_COLS, "bucket, key"),
+    Table("versions", VERSION_COLS, VERSION_COLS, "bucket, key, nseq"),
     # rows from before migration 3 may lack the activity time PostgreSQL requires: the initiation is it
     Table("uploads", f"{UPLOAD_COLS}, last_active", f"{UPLOAD_COLS}, COALESCE(last_active, initiated)", "upload_id"),
     Table("parts", f"upload_id, {PART_COLS}", f"upload_id, {PART_COLS}", "upload_id, part_number"),
     Table(
         "completed_uploads",
-        "upload_id, bucket, key, etag, parts, mtime, checksums",
-        "upload_id, bucket, key, etag, parts, mtime, checksums",
+        "upload_id, bucket, key, etag, parts, mtime, checksums, version_id",
+        "upload_id, bucket, key, etag, parts, mtime, checksums, version_id",
         "upload_id",
     ),
     Table("freed_blobs", "blob, freed_at", "blob, freed_at", "blob"),
@@ -121,10 +122,9 @@ TABLES: tuple[Table, ...] = (
 )
 
 _OBJECT_USAGE = "SELECT bucket, SUM(size), COUNT(*) FROM objects GROUP BY bucket"
+_VERSION_USAGE = "SELECT bucket, SUM(size), COUNT(*) FROM versions GROUP BY bucket"
 _PART_USAGE = "SELECT u.bucket, SUM(p.size) FROM parts p JOIN uploads u USING (upload_id) GROUP BY u.bucket"
-_COUNTERS = "SELECT name, used, objects, mpu_used FROM buckets"
-
-Usage = dict[str, tuple[int, int, int]]
+_COUNTERS = "SELECT name, used, objects, mpu_used, nc_used, nc_objects FROM buckets"
 
 
 @dataclass
@@ -332,13 +332,14 @@ class _Migration:
                 raise Mismatch(f"table {t.name}: the rows differ between SQLite and PostgreSQL")
             rows[t.name] = n_sq
         counted_sq, counted_pg = _usage(sq.execute), _usage(pg.execute)
-        counters = {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in sq.execute(_COUNTERS)}
-        pg_counters = {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in pg.execute(_COUNTERS)}
+        counters = {r[0]: tuple(int(v) for v in r[1:]) for r in sq.execute(_COUNTERS)}
+        pg_counters = {r[0]: tuple(int(v) for v in r[1:]) for r in pg.execute(_COUNTERS)}
         if counted_pg != counted_sq or pg_counters != counters:
             raise Mismatch("the usage recounted from PostgreSQL's rows differs from SQLite's")
-        drift = sorted(b for b in counters if counters[b] != counted_sq.get(b, (0, 0, 0)))
+        none = (0, 0, 0, 0, 0)
+        drift = sorted(b for b in counters if counters[b] != counted_sq.get(b, none))
         warnings = [
-            f"bucket {b}: its usage counters {counters[b]} differ from its recount {counted_sq.get(b, (0, 0, 0))} "
+            f"bucket {b}: its usage counters {counters[b]} differ from its recount {counted_sq.get(b, none)} "
             "(as they did in SQLite); `tunnelmesh storage verify` shows it"
             for b in drift
         ]
@@ -382,6 +383,7 @@ class _Migration:
         # PostgreSQL's text cannot hold a NUL; older releases stored such keys
         for table, cols in (
             ("objects", "bucket, key"),
+            ("versions", "bucket, key"),
             ("uploads", "bucket, key"),
             ("completed_uploads", "bucket, key"),
         ):
@@ -464,11 +466,13 @@ def _digest(rows: Iterable[tuple[Any, ...]]) -> tuple[int, str]:
     return n, h.hexdigest()
 
 
-def _usage(execute: Any) -> Usage:
-    """Each bucket's (bytes, objects, multipart bytes) recounted from the rows (SUM is numeric on PostgreSQL)."""
-    objects = {r[0]: (int(r[1]), int(r[2])) for r in execute(_OBJECT_USAGE)}
-    parts = {r[0]: int(r[1]) for r in execute(_PART_USAGE)}
-    return {b: (*objects.get(b, (0, 0)), parts.get(b, 0)) for b in objects.keys() | parts.keys()}
+def _usage(execute: Any) -> dict[str, tuple[int, int, int, int, int]]:
+    """Each bucket's counters recounted from the rows, as MetaReads.count_usage gives them (SUM is numeric on
+    PostgreSQL: usage_tuples makes ints of it)."""
+    objects = {r[0]: (r[1], r[2]) for r in execute(_OBJECT_USAGE)}
+    versions = {r[0]: (r[1], r[2]) for r in execute(_VERSION_USAGE)}
+    parts = {r[0]: r[1] for r in execute(_PART_USAGE)}
+    return usage_tuples(objects, versions, parts)
 
 
 def _count(pg: psycopg.Connection[Any], table: str) -> int:

@@ -132,6 +132,42 @@ def _v9_heartbeats(c: sqlite3.Connection) -> None:
     c.execute("CREATE TABLE leases(duty TEXT PRIMARY KEY, holder TEXT, expires_at REAL, done_at REAL) WITHOUT ROWID")
 
 
+def _v10_versions(c: sqlite3.Connection) -> None:
+    """Store ready for versions (issue 14, docs/data-protection.md section 1): the bucket's versioning and
+    object-lock state and noncurrent counters, a version's id, seq, tags and lock on `objects`, and the
+    `versions` table of noncurrent versions and delete markers. New columns are nullable or defaulted and
+    `objects` stays the current version of each key, so a node of the previous release (a rolling upgrade on
+    PostgreSQL, whose migration 5 is this one) keeps reading and writing the tables it knows."""
+    for table, column, decl in (
+        ("buckets", "versioning", "TEXT"),
+        ("buckets", "object_lock", "INTEGER NOT NULL DEFAULT 0"),
+        ("buckets", "lock_default", "TEXT"),
+        ("buckets", "nc_used", "INTEGER NOT NULL DEFAULT 0"),
+        ("buckets", "nc_objects", "INTEGER NOT NULL DEFAULT 0"),
+        ("objects", "version_id", "TEXT"),
+        # NULL in rows from before it: their mtime's microseconds (records.seq_at), no backfill
+        ("objects", "seq", "INTEGER"),
+        ("objects", "tags", "TEXT"),
+        ("objects", "lock_mode", "TEXT"),
+        ("objects", "lock_until", "REAL"),
+        ("objects", "legal_hold", "INTEGER"),
+        ("completed_uploads", "version_id", "TEXT"),
+        ("nodes", "release", "INTEGER"),
+    ):
+        c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+    # nseq = -seq: the primary key's ascending order is a key's versions newest first
+    c.execute(
+        """CREATE TABLE versions(
+    bucket TEXT NOT NULL, key TEXT NOT NULL, nseq INTEGER NOT NULL, marker INTEGER NOT NULL, since REAL NOT NULL,
+    size INTEGER NOT NULL, etag TEXT NOT NULL, mtime REAL NOT NULL, headers TEXT NOT NULL, checksums TEXT NOT NULL,
+    segments TEXT NOT NULL, owner TEXT NOT NULL, data BLOB, version_id TEXT,
+    tags TEXT, lock_mode TEXT, lock_until REAL, legal_hold INTEGER,
+    PRIMARY KEY(bucket, key, nseq)) WITHOUT ROWID"""
+    )
+    # at most one null version of a key among the noncurrent ones (the rules keep the current row's side)
+    c.execute("CREATE UNIQUE INDEX versions_null ON versions(bucket, key) WHERE version_id IS NULL")
+
+
 # Append only: never edit or reorder a released migration (data dirs have already run it).
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v1_base,
@@ -143,6 +179,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v7_writer_tags,
     _v8_nodes,
     _v9_heartbeats,
+    _v10_versions,
 )
 LATEST = len(MIGRATIONS)
 

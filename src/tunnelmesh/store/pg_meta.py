@@ -60,19 +60,32 @@ from tunnelmesh.store.meta_rows import (
     LIST_COLS,
     OBJ_COLS,
     PART_COLS,
+    PG_SEQ,
+    PROMOTE_SELECT,
     REF_COLS,
     UPLOAD_COLS,
+    VERSION_COLS,
+    VLIST_COLS,
+    VREF_COLS,
     Row,
+    attr_values,
     bucket_row,
+    marks,
     object_row,
+    retire_select,
+    row_to_bucket,
     row_to_listed,
     row_to_object,
     row_to_part,
     row_to_ref,
     row_to_upload,
+    row_to_version,
+    row_to_version_entry,
     upload_row,
+    usage_tuples,
+    version_row,
 )
-from tunnelmesh.store.metadata import Settle
+from tunnelmesh.store.metadata import BUCKET_ATTRS, KEEP, Keep, Settle
 from tunnelmesh.store.records import (
     SYSTEM_BUCKET,
     Bucket,
@@ -82,6 +95,7 @@ from tunnelmesh.store.records import (
     ObjectRef,
     Part,
     Upload,
+    VersionEntry,
 )
 
 log = logging.getLogger("tunnelmesh.store")
@@ -96,6 +110,14 @@ WRITE_ATTEMPTS = 8
 _RETRIED = (errors.SerializationFailure, errors.DeadlockDetected, errors.UniqueViolation)
 
 _PEERS_USED = "SELECT COALESCE(SUM(used + mpu_used), 0) FROM buckets WHERE name <> %s"
+
+_INSERT_BUCKET = f"INSERT INTO buckets({BUCKET_COLS}) VALUES ({marks(BUCKET_COLS, '%s')})"
+# an upsert sets every column but the key: a replaced version keeps nothing of the one before
+_PUT_OBJECT = (
+    f"INSERT INTO objects({OBJ_COLS}) VALUES ({marks(OBJ_COLS, '%s')}) ON CONFLICT (bucket, key) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in OBJ_COLS.split(", ")[2:])
+)
+_INSERT_VERSION = f"INSERT INTO versions({VERSION_COLS}) VALUES ({marks(VERSION_COLS, '%s')})"
 
 
 def redact(conninfo: str) -> str:
@@ -166,10 +188,10 @@ class PgTx:
 
     def bucket(self, name: str) -> Bucket | None:
         r = self._one(f"SELECT {BUCKET_COLS} FROM buckets WHERE name = %s{self._lock}", (name,))
-        return Bucket(*r) if r else None
+        return row_to_bucket(r) if r else None
 
     def buckets(self) -> list[Bucket]:
-        return [Bucket(*r) for r in self._all(f"SELECT {BUCKET_COLS} FROM buckets ORDER BY name")]
+        return [row_to_bucket(r) for r in self._all(f"SELECT {BUCKET_COLS} FROM buckets ORDER BY name")]
 
     def store_used(self) -> int:
         r = self._one(_PEERS_USED, (SYSTEM_BUCKET,))
@@ -234,10 +256,11 @@ class PgTx:
 
     def completed_upload(self, bucket: str, key: str, upload_id: str) -> CompletedUpload | None:
         r = self._one(
-            "SELECT etag, parts, checksums FROM completed_uploads WHERE upload_id = %s AND bucket = %s AND key = %s",
+            "SELECT etag, parts, checksums, version_id FROM completed_uploads "
+            "WHERE upload_id = %s AND bucket = %s AND key = %s",
             (upload_id, bucket, key),
         )
-        return CompletedUpload(r[0], r[1], json.loads(r[2] or "{}")) if r else None
+        return CompletedUpload(r[0], r[1], json.loads(r[2] or "{}"), r[3]) if r else None
 
     def clock(self) -> float:
         r = self._one(f"SELECT {NOW}", ())
@@ -251,11 +274,15 @@ class PgTx:
         )
         return [r[0] for r in rows]
 
-    def count_usage(self) -> dict[str, tuple[int, int, int]]:
+    def count_usage(self) -> dict[str, tuple[int, int, int, int, int]]:
         with self._snapshot():
             objects = {
                 r[0]: (int(r[1]), int(r[2]))
                 for r in self._all("SELECT bucket, SUM(size), COUNT(*) FROM objects GROUP BY bucket")
+            }
+            versions = {
+                r[0]: (int(r[1]), int(r[2]))
+                for r in self._all("SELECT bucket, SUM(size), COUNT(*) FROM versions GROUP BY bucket")
             }
             parts = {
                 r[0]: int(r[1])
@@ -263,7 +290,7 @@ class PgTx:
                     "SELECT u.bucket, SUM(p.size) FROM parts p JOIN uploads u USING (upload_id) GROUP BY u.bucket"
                 )
             }
-        return {b: (*objects.get(b, (0, 0)), parts.get(b, 0)) for b in objects.keys() | parts.keys()}
+        return usage_tuples(objects, versions, parts)
 
     def referenced_blobs(self, tags: Collection[str] | None = None) -> set[str]:
         # a Complete moves blobs from parts to an object: both tables must be read in one snapshot
@@ -273,8 +300,9 @@ class PgTx:
     def _referenced_blobs(self, tags: Collection[str] | None) -> set[str]:
         refs: set[str] = set()
         if tags is None:
-            for (segs,) in self._all("SELECT segments FROM objects WHERE segments <> '[]'"):
-                refs.update(seg[0] for seg in json.loads(segs))
+            for table in ("objects", "versions"):
+                for (segs,) in self._all(f"SELECT segments FROM {table} WHERE segments <> '[]'"):
+                    refs.update(seg[0] for seg in json.loads(segs))
             refs.update(r[0] for r in self._all("SELECT blob FROM parts"))
             return refs
         wanted = sorted(set(tags))
@@ -285,13 +313,14 @@ class PgTx:
             raise ValueError("writer tags of different lengths")
         # only the objects whose segments contain a tag followed by the quote closing an id are decoded
         # (a superset: an md5 may end alike, filtered below)
-        rows = self._all(
-            "SELECT segments FROM objects WHERE segments <> '[]' "
-            "AND EXISTS (SELECT 1 FROM unnest(%s::text[]) AS t(s) WHERE strpos(segments, t.s) > 0)",
-            ([t + '"' for t in wanted],),
-        )
-        for (segs,) in rows:
-            refs.update(seg[0] for seg in json.loads(segs) if seg[0][-n:] in wanted)
+        for table in ("objects", "versions"):
+            rows = self._all(
+                f"SELECT segments FROM {table} WHERE segments <> '[]' "
+                "AND EXISTS (SELECT 1 FROM unnest(%s::text[]) AS t(s) WHERE strpos(segments, t.s) > 0)",
+                ([t + '"' for t in wanted],),
+            )
+            for (segs,) in rows:
+                refs.update(seg[0] for seg in json.loads(segs) if seg[0][-n:] in wanted)
         refs.update(r[0] for r in self._all("SELECT blob FROM parts WHERE right(blob, %s) = ANY(%s)", (n, wanted)))
         return refs
 
@@ -299,7 +328,9 @@ class PgTx:
         return [r[0] for r in self._all("SELECT tag FROM writer_tags WHERE node = %s AND swept_at IS NULL", (node,))]
 
     def nodes(self) -> list[NodeState]:
-        rows = self._all(f"SELECT node, listen, started_at, last_seen, {NOW} - last_seen FROM nodes ORDER BY node")
+        rows = self._all(
+            f"SELECT node, listen, started_at, last_seen, {NOW} - last_seen, release FROM nodes ORDER BY node"
+        )
         return [NodeState(*r) for r in rows]
 
     def silent_writer_tags(self, silent_for: float) -> dict[str, list[str]]:
@@ -315,11 +346,50 @@ class PgTx:
             found.setdefault(node, []).append(tag)
         return found
 
+    # ---- versions ---------------------------------------------------------------------------
+
+    def version(self, bucket: str, key: str, seq: int) -> ObjectRecord | None:
+        r = self._one(
+            f"SELECT {VERSION_COLS} FROM versions WHERE bucket = %s AND key = %s AND nseq = %s{self._lock}",
+            (bucket, key, -seq),
+        )
+        return row_to_version(r) if r else None
+
+    def null_version_ref(self, bucket: str, key: str) -> ObjectRef | None:
+        r = self._one(
+            f"SELECT {VREF_COLS} FROM versions WHERE bucket = %s AND key = %s AND version_id IS NULL{self._lock}",
+            (bucket, key),
+        )
+        return row_to_ref(r) if r else None
+
+    def newest_version_ref(self, bucket: str, key: str) -> ObjectRef | None:
+        r = self._one(
+            f"SELECT {VREF_COLS} FROM versions WHERE bucket = %s AND key = %s ORDER BY nseq LIMIT 1{self._lock}",
+            (bucket, key),
+        )
+        return row_to_ref(r) if r else None
+
+    def scan_versions(
+        self, bucket: str, start_key: str, start_nseq: int, inclusive: bool, end: str | None, limit: int
+    ) -> Iterator[VersionEntry]:
+        # the whole primary key in the row comparison: one index range from (bucket, start_key, start_nseq)
+        sql = (
+            f"SELECT {VLIST_COLS} FROM versions WHERE bucket = %s "
+            f"AND (bucket, key, nseq) {'>=' if inclusive else '>'} (%s, %s, %s)"
+        )
+        args: list[object] = [bucket, bucket, start_key, start_nseq]
+        if end is not None:
+            sql += " AND key < %s"
+            args.append(end)
+        sql += " ORDER BY key, nseq LIMIT %s"
+        args.append(limit)
+        return (row_to_version_entry(r) for r in self.c.execute(sql, args))
+
     # ---- writes (inside a write's transaction) --------------------------------------------
 
     def lock_bucket(self, name: str) -> Bucket | None:
         r = self._one(f"SELECT {BUCKET_COLS} FROM buckets WHERE name = %s FOR UPDATE", (name,))
-        return Bucket(*r) if r else None
+        return row_to_bucket(r) if r else None
 
     def lock_store(self) -> int:
         self.c.execute("SELECT id FROM store_lock WHERE id = 1 FOR UPDATE")
@@ -327,10 +397,7 @@ class PgTx:
         return self.store_used()
 
     def insert_bucket(self, bucket: Bucket) -> None:
-        self.c.execute(
-            f"INSERT INTO buckets({BUCKET_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            bucket_row(bucket),
-        )
+        self.c.execute(_INSERT_BUCKET, bucket_row(bucket))
 
     def delete_bucket(self, name: str) -> None:
         self.c.execute("DELETE FROM buckets WHERE name = %s", (name,))
@@ -338,20 +405,22 @@ class PgTx:
     def set_quota(self, name: str, quota: int | None) -> None:
         self.c.execute("UPDATE buckets SET quota = %s WHERE name = %s", (quota, name))
 
-    def add_usage(self, name: str, used: int = 0, objects: int = 0, mpu_used: int = 0) -> None:
+    def set_bucket_attr(self, name: str, column: str, value: str | int | None) -> None:
+        if column not in BUCKET_ATTRS:
+            raise ValueError(f"not a bucket attribute: {column!r}")
+        self.c.execute(f"UPDATE buckets SET {column} = %s WHERE name = %s", (value, name))
+
+    def add_usage(
+        self, name: str, used: int = 0, objects: int = 0, mpu_used: int = 0, nc_used: int = 0, nc_objects: int = 0
+    ) -> None:
         self.c.execute(
-            "UPDATE buckets SET used = used + %s, objects = objects + %s, mpu_used = mpu_used + %s WHERE name = %s",
-            (used, objects, mpu_used, name),
+            "UPDATE buckets SET used = used + %s, objects = objects + %s, mpu_used = mpu_used + %s, "
+            "nc_used = nc_used + %s, nc_objects = nc_objects + %s WHERE name = %s",
+            (used, objects, mpu_used, nc_used, nc_objects, name),
         )
 
     def put_object(self, rec: ObjectRecord) -> None:
-        self.c.execute(
-            f"INSERT INTO objects({OBJ_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (bucket, key) DO UPDATE SET size = EXCLUDED.size, etag = EXCLUDED.etag, "
-            "mtime = EXCLUDED.mtime, headers = EXCLUDED.headers, checksums = EXCLUDED.checksums, "
-            "segments = EXCLUDED.segments, owner = EXCLUDED.owner, data = EXCLUDED.data",
-            object_row(rec),
-        )
+        self.c.execute(_PUT_OBJECT, object_row(rec))
 
     def delete_object(self, bucket: str, key: str) -> ObjectRef | None:
         r = self._one(f"DELETE FROM objects WHERE bucket = %s AND key = %s RETURNING {REF_COLS}", (bucket, key))
@@ -360,6 +429,64 @@ class PgTx:
     def delete_objects_in(self, bucket: str) -> list[ObjectRef]:
         rows = self._all(f"DELETE FROM objects WHERE bucket = %s RETURNING {REF_COLS}", (bucket,))
         return [row_to_ref(r) for r in rows]
+
+    def retire_current(self, bucket: str, key: str, since: float) -> ObjectRef | None:
+        self.c.execute(
+            f"INSERT INTO versions({VERSION_COLS}) SELECT {retire_select(PG_SEQ, '%s')} FROM objects "
+            "WHERE bucket = %s AND key = %s",
+            (since, bucket, key),
+        )
+        return self.delete_object(bucket, key)
+
+    def promote_version(self, bucket: str, key: str, seq: int) -> ObjectRef | None:
+        self.c.execute(
+            f"INSERT INTO objects({OBJ_COLS}) SELECT {PROMOTE_SELECT} FROM versions "
+            "WHERE bucket = %s AND key = %s AND nseq = %s AND marker = 0",
+            (bucket, key, -seq),
+        )
+        ref = self.delete_version(bucket, key, seq)
+        if ref is not None and ref.marker:
+            raise ValueError(f"a delete marker of {bucket}/{key} cannot be made current")
+        return ref
+
+    def put_version(self, rec: ObjectRecord, marker: bool, since: float) -> None:
+        self.c.execute(_INSERT_VERSION, version_row(rec, marker, since))
+
+    def delete_version(self, bucket: str, key: str, seq: int) -> ObjectRef | None:
+        r = self._one(
+            f"DELETE FROM versions WHERE bucket = %s AND key = %s AND nseq = %s RETURNING {VREF_COLS}",
+            (bucket, key, -seq),
+        )
+        return row_to_ref(r) if r else None
+
+    def delete_null_version(self, bucket: str, key: str) -> ObjectRef | None:
+        r = self._one(
+            f"DELETE FROM versions WHERE bucket = %s AND key = %s AND version_id IS NULL RETURNING {VREF_COLS}",
+            (bucket, key),
+        )
+        return row_to_ref(r) if r else None
+
+    def set_version_attrs(
+        self,
+        bucket: str,
+        key: str,
+        seq: int,
+        current: bool,
+        *,
+        tags: dict[str, str] | None | Keep = KEEP,
+        retention: tuple[str, float] | None | Keep = KEEP,
+        legal_hold: bool | Keep = KEEP,
+    ) -> bool:
+        changes = attr_values(tags, retention, legal_hold)
+        sets = ", ".join(f"{col} = %s" for col, _ in changes) or "bucket = bucket"  # nothing to set: is it there?
+        values = [v for _, v in changes]
+        if current:
+            sql = f"UPDATE objects SET {sets} WHERE bucket = %s AND key = %s AND {PG_SEQ} = %s"
+            args = [*values, bucket, key, seq]
+        else:
+            sql = f"UPDATE versions SET {sets} WHERE bucket = %s AND key = %s AND nseq = %s"
+            args = [*values, bucket, key, -seq]
+        return self.c.execute(sql, args).rowcount == 1
 
     def insert_upload(self, up: Upload) -> None:
         self.c.execute(
@@ -390,11 +517,11 @@ class PgTx:
 
     def put_completed(self, upload_id: str, bucket: str, key: str, done: CompletedUpload, mtime: float) -> None:
         self.c.execute(
-            "INSERT INTO completed_uploads(upload_id, bucket, key, etag, parts, mtime, checksums) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (upload_id) DO UPDATE SET bucket = EXCLUDED.bucket, "
+            "INSERT INTO completed_uploads(upload_id, bucket, key, etag, parts, mtime, checksums, version_id) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (upload_id) DO UPDATE SET bucket = EXCLUDED.bucket, "
             "key = EXCLUDED.key, etag = EXCLUDED.etag, parts = EXCLUDED.parts, mtime = EXCLUDED.mtime, "
-            "checksums = EXCLUDED.checksums",
-            (upload_id, bucket, key, done.etag, done.parts_sig, mtime, json.dumps(done.checksums)),
+            "checksums = EXCLUDED.checksums, version_id = EXCLUDED.version_id",
+            (upload_id, bucket, key, done.etag, done.parts_sig, mtime, json.dumps(done.checksums), done.version_id),
         )
 
     def forget_completed(self, *, bucket: str | None = None, before: float | None = None) -> None:
@@ -434,8 +561,9 @@ class PgTx:
 
     def beat(self, node: str, listen: str, started_at: float, interval: float) -> None:
         self.c.execute(
-            f"UPDATE nodes SET listen = %s, started_at = %s, last_seen = {NOW}, interval = %s WHERE node = %s",
-            (listen, started_at, interval, node),
+            f"UPDATE nodes SET listen = %s, started_at = %s, last_seen = {NOW}, interval = %s, release = %s "
+            "WHERE node = %s",
+            (listen, started_at, interval, pg_schema.LATEST, node),
         )
 
     def hold_writer_tags(self, tags: Collection[str]) -> set[str]:

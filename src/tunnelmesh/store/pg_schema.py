@@ -82,8 +82,29 @@ _V4_HEARTBEATS = (
     duty TEXT COLLATE "C" PRIMARY KEY, holder TEXT, expires_at DOUBLE PRECISION, done_at DOUBLE PRECISION)""",
 )
 
+# store ready for versions (SQLite's migration 10, which says why): nullable or defaulted columns (a constant
+# default adds no rewrite of the table) and a new table, so a node of the previous release keeps running
+_V5_VERSIONS = (
+    """ALTER TABLE buckets ADD COLUMN versioning TEXT, ADD COLUMN object_lock INTEGER NOT NULL DEFAULT 0,
+    ADD COLUMN lock_default TEXT, ADD COLUMN nc_used BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN nc_objects BIGINT NOT NULL DEFAULT 0""",
+    """ALTER TABLE objects ADD COLUMN version_id TEXT, ADD COLUMN seq BIGINT, ADD COLUMN tags TEXT,
+    ADD COLUMN lock_mode TEXT, ADD COLUMN lock_until DOUBLE PRECISION, ADD COLUMN legal_hold INTEGER""",
+    "ALTER TABLE completed_uploads ADD COLUMN version_id TEXT",
+    "ALTER TABLE nodes ADD COLUMN release INTEGER",
+    # PostgreSQL's primary key index cannot be declared `seq DESC`: nseq = -seq orders a key's versions
+    # newest first in one ascending index, as on SQLite
+    """CREATE TABLE versions(
+    bucket TEXT COLLATE "C" NOT NULL, key TEXT COLLATE "C" NOT NULL, nseq BIGINT NOT NULL, marker INTEGER NOT NULL,
+    since DOUBLE PRECISION NOT NULL, size BIGINT NOT NULL, etag TEXT NOT NULL, mtime DOUBLE PRECISION NOT NULL,
+    headers TEXT NOT NULL, checksums TEXT NOT NULL, segments TEXT NOT NULL, owner TEXT NOT NULL, data BYTEA,
+    version_id TEXT, tags TEXT, lock_mode TEXT, lock_until DOUBLE PRECISION, legal_hold INTEGER,
+    PRIMARY KEY(bucket, key, nseq))""",
+    "CREATE UNIQUE INDEX versions_null ON versions(bucket, key) WHERE version_id IS NULL",
+)
+
 # Append only: never edit or reorder a released migration (databases have already run it).
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1_BASE, _V2_WRITER_TAGS, _V3_NODES, _V4_HEARTBEATS)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1_BASE, _V2_WRITER_TAGS, _V3_NODES, _V4_HEARTBEATS, _V5_VERSIONS)
 LATEST = len(MIGRATIONS)
 
 _VERSION_TABLE = (

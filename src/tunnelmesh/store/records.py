@@ -20,9 +20,15 @@ class Bucket:
     created: float
     region: str
     quota: int | None
-    used: int
-    objects: int
+    used: int  # every stored byte of the bucket: current and noncurrent versions (docs/data-protection.md)
+    objects: int  # current objects only
     mpu_used: int
+    # None: versioning never enabled; "Enabled" or "Suspended" (S3 never goes back to None)
+    versioning: str | None = None
+    object_lock: bool = False
+    lock_default: str | None = None  # the default retention, as JSON text ({"mode": ..., "days"|"years": ...})
+    nc_used: int = 0  # the part of `used` held by noncurrent versions
+    nc_objects: int = 0  # noncurrent versions and delete markers
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +39,21 @@ class Segment:
     # a multipart object's part checksums (algorithm -> base64), kept from its upload for part reads and
     # GetObjectAttributes; empty for other segments and for parts completed before they were kept
     checksums: dict[str, str] = field(default_factory=dict)
+
+
+def seq_at(mtime: float) -> int:
+    """The seq of a version written at `mtime` in a bucket never versioned (and of rows written before seqs
+    were kept): its microseconds. Python's int() truncates, as SQLite's CAST and PostgreSQL's trunc() do."""
+    return int(mtime * 1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    """A version's object lock: retention `mode` (GOVERNANCE or COMPLIANCE) until `until`, and a legal hold."""
+
+    mode: str | None = None
+    until: float | None = None
+    legal_hold: bool = False
 
 
 @dataclass(slots=True)
@@ -48,6 +69,17 @@ class ObjectRecord:
     owner: str
     # small objects live in the metadata row itself: no blob file, no extra fsync
     data: bytes | None = None
+    version_id: str | None = None  # None: the null version (every object of a bucket never versioned)
+    # orders a key's versions (docs/data-protection.md 1.2); 0 when built: taken from mtime (seq_at). A
+    # dataclasses.replace of mtime keeps the old seq: give both
+    seq: int = 0
+    tags: dict[str, str] | None = None
+    lock: Lock | None = None
+    marker: bool = False  # a delete marker (only ever a row of `versions`: size 0, no segments, no data)
+
+    def __post_init__(self) -> None:
+        if self.seq == 0:
+            self.seq = seq_at(self.mtime)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +91,37 @@ class ObjectRef:
     etag: str
     mtime: float
     blobs: list[str]
+    version_id: str | None = None
+    seq: int = 0  # 0 when built: seq_at(mtime), as ObjectRecord's
+    lock_mode: str | None = None
+    lock_until: float | None = None
+    legal_hold: bool = False
+    marker: bool = False
+
+    def __post_init__(self) -> None:
+        if self.seq == 0:
+            object.__setattr__(self, "seq", seq_at(self.mtime))
+
+
+@dataclass(frozen=True, slots=True)
+class VersionEntry:
+    """A version as a version listing shows it (MetaReads.scan_versions). `is_latest` is the listing's to
+    decide (the current version may be an `objects` row); a backend scan leaves it False."""
+
+    key: str
+    version_id: str | None
+    seq: int
+    marker: bool
+    size: int
+    etag: str
+    mtime: float
+    owner: str
+    is_latest: bool = False
+
+    @property
+    def nseq(self) -> int:
+        """The versions table's order within a key: ascending is newest first."""
+        return -self.seq
 
 
 @dataclass(slots=True)
@@ -82,6 +145,7 @@ class CompletedUpload:
     etag: str
     parts_sig: str
     checksums: dict[str, str]
+    version_id: str | None = None  # the version the Complete made (None: the null version)
 
 
 @dataclass(slots=True)
@@ -132,3 +196,6 @@ class NodeState:
     started_at: float | None
     last_seen: float | None
     silent_for: float | None
+    # the schema version of the code that last beat (None: a release from before it was kept); a feature
+    # an older release would corrupt (versioning: it overwrites in place) waits until no live node is older
+    release: int | None = None

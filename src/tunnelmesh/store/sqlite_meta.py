@@ -27,19 +27,32 @@ from tunnelmesh.store.meta_rows import (
     LIST_COLS,
     OBJ_COLS,
     PART_COLS,
+    PROMOTE_SELECT,
     REF_COLS,
+    SQLITE_SEQ,
     UPLOAD_COLS,
+    VERSION_COLS,
+    VLIST_COLS,
+    VREF_COLS,
+    attr_values,
     bucket_row,
+    marks,
     object_row,
+    retire_select,
+    row_to_bucket,
     row_to_listed,
     row_to_object,
     row_to_part,
     row_to_ref,
     row_to_upload,
+    row_to_version,
+    row_to_version_entry,
     upload_row,
+    usage_tuples,
+    version_row,
 )
-from tunnelmesh.store.metadata import Settle
-from tunnelmesh.store.migrations import SchemaError
+from tunnelmesh.store.metadata import BUCKET_ATTRS, KEEP, Keep, Settle
+from tunnelmesh.store.migrations import LATEST, SchemaError
 from tunnelmesh.store.records import (
     SYSTEM_BUCKET,
     Bucket,
@@ -49,11 +62,16 @@ from tunnelmesh.store.records import (
     ObjectRef,
     Part,
     Upload,
+    VersionEntry,
 )
 from tunnelmesh.store.sqlite_db import connect, init_schema
 from tunnelmesh.store.writer import GroupWriter
 
 T = TypeVar("T")
+
+_INSERT_OBJECT = f"INSERT OR REPLACE INTO objects({OBJ_COLS}) VALUES ({marks(OBJ_COLS)})"
+_INSERT_VERSION = f"INSERT INTO versions({VERSION_COLS}) VALUES ({marks(VERSION_COLS)})"
+_INSERT_BUCKET = f"INSERT INTO buckets({BUCKET_COLS}) VALUES ({marks(BUCKET_COLS)})"
 
 # what max_size limits: every bucket but the coordinator's own
 _PEERS_USED = "SELECT COALESCE(SUM(used + mpu_used), 0) FROM buckets WHERE name != ?"
@@ -80,11 +98,11 @@ class SqliteTx:
     # ---- reads ---------------------------------------------------------------------------
 
     def bucket(self, name: str) -> Bucket | None:
-        r = self.c.execute("SELECT * FROM buckets WHERE name=?", (name,)).fetchone()
-        return Bucket(*r) if r else None
+        r = self.c.execute(f"SELECT {BUCKET_COLS} FROM buckets WHERE name=?", (name,)).fetchone()
+        return row_to_bucket(r) if r else None
 
     def buckets(self) -> list[Bucket]:
-        return [Bucket(*r) for r in self.c.execute("SELECT * FROM buckets ORDER BY name")]
+        return [row_to_bucket(r) for r in self.c.execute(f"SELECT {BUCKET_COLS} FROM buckets ORDER BY name")]
 
     def store_used(self) -> int:
         used: int = self.c.execute(_PEERS_USED, (SYSTEM_BUCKET,)).fetchone()[0]
@@ -148,10 +166,10 @@ class SqliteTx:
 
     def completed_upload(self, bucket: str, key: str, upload_id: str) -> CompletedUpload | None:
         r = self.c.execute(
-            "SELECT etag, parts, checksums FROM completed_uploads WHERE upload_id=? AND bucket=? AND key=?",
+            "SELECT etag, parts, checksums, version_id FROM completed_uploads WHERE upload_id=? AND bucket=? AND key=?",
             (upload_id, bucket, key),
         ).fetchone()
-        return CompletedUpload(r[0], r[1], json.loads(r[2] or "{}")) if r else None
+        return CompletedUpload(r[0], r[1], json.loads(r[2] or "{}"), r[3]) if r else None
 
     def clock(self) -> float:
         return time.time()
@@ -163,21 +181,25 @@ class SqliteTx:
         ).fetchall()
         return [r[0] for r in rows]
 
-    def count_usage(self) -> dict[str, tuple[int, int, int]]:
+    def count_usage(self) -> dict[str, tuple[int, int, int, int, int]]:
         with self._snapshot():
             return self._count_usage()
 
-    def _count_usage(self) -> dict[str, tuple[int, int, int]]:
+    def _count_usage(self) -> dict[str, tuple[int, int, int, int, int]]:
         objects = {
             r[0]: (r[1], r[2])
             for r in self.c.execute("SELECT bucket, SUM(size), COUNT(*) FROM objects GROUP BY bucket")
+        }
+        versions = {
+            r[0]: (r[1], r[2])
+            for r in self.c.execute("SELECT bucket, SUM(size), COUNT(*) FROM versions GROUP BY bucket")
         }
         parts = dict(
             self.c.execute(
                 "SELECT u.bucket, SUM(p.size) FROM parts p JOIN uploads u USING (upload_id) GROUP BY u.bucket"
             ).fetchall()
         )
-        return {b: (*objects.get(b, (0, 0)), parts.get(b, 0)) for b in objects.keys() | parts.keys()}
+        return usage_tuples(objects, versions, parts)
 
     def referenced_blobs(self, tags: Collection[str] | None = None) -> set[str]:
         # a Complete moves blobs from parts to an object: both tables must be read in one snapshot
@@ -187,8 +209,9 @@ class SqliteTx:
     def _referenced_blobs(self, tags: Collection[str] | None) -> set[str]:
         refs: set[str] = set()
         if tags is None:
-            for (segs,) in self.c.execute("SELECT segments FROM objects WHERE segments != '[]'"):
-                refs.update(seg[0] for seg in json.loads(segs))
+            for table in ("objects", "versions"):
+                for (segs,) in self.c.execute(f"SELECT segments FROM {table} WHERE segments != '[]'"):
+                    refs.update(seg[0] for seg in json.loads(segs))
             refs.update(b for (b,) in self.c.execute("SELECT blob FROM parts"))
             return refs
         wanted = sorted(set(tags))
@@ -200,11 +223,12 @@ class SqliteTx:
         # SQLite still reads every row, but only the objects whose segments contain a tag followed by
         # the quote closing an id are decoded (a superset: an md5 may end alike, filtered below)
         contains = " OR ".join(["instr(segments, ?) > 0"] * len(wanted))
-        rows = self.c.execute(
-            f"SELECT segments FROM objects WHERE segments != '[]' AND ({contains})", [t + '"' for t in wanted]
-        )
-        for (segs,) in rows:
-            refs.update(seg[0] for seg in json.loads(segs) if seg[0][-n:] in wanted)
+        for table in ("objects", "versions"):
+            rows = self.c.execute(
+                f"SELECT segments FROM {table} WHERE segments != '[]' AND ({contains})", [t + '"' for t in wanted]
+            )
+            for (segs,) in rows:
+                refs.update(seg[0] for seg in json.loads(segs) if seg[0][-n:] in wanted)
         marks = ",".join("?" * len(wanted))
         refs.update(
             b for (b,) in self.c.execute(f"SELECT blob FROM parts WHERE substr(blob, -{n}) IN ({marks})", wanted)
@@ -217,9 +241,9 @@ class SqliteTx:
     def nodes(self) -> list[NodeState]:
         now = time.time()
         return [
-            NodeState(node, listen, started, seen, None if seen is None else now - seen)
-            for node, listen, started, seen in self.c.execute(
-                "SELECT node, listen, started_at, last_seen FROM nodes ORDER BY node"
+            NodeState(node, listen, started, seen, None if seen is None else now - seen, release)
+            for node, listen, started, seen, release in self.c.execute(
+                "SELECT node, listen, started_at, last_seen, release FROM nodes ORDER BY node"
             )
         ]
 
@@ -236,6 +260,39 @@ class SqliteTx:
             found.setdefault(node, []).append(tag)
         return found
 
+    # ---- versions ---------------------------------------------------------------------------
+
+    def version(self, bucket: str, key: str, seq: int) -> ObjectRecord | None:
+        r = self.c.execute(
+            f"SELECT {VERSION_COLS} FROM versions WHERE bucket=? AND key=? AND nseq=?", (bucket, key, -seq)
+        ).fetchone()
+        return row_to_version(r) if r else None
+
+    def null_version_ref(self, bucket: str, key: str) -> ObjectRef | None:
+        r = self.c.execute(
+            f"SELECT {VREF_COLS} FROM versions WHERE bucket=? AND key=? AND version_id IS NULL", (bucket, key)
+        ).fetchone()
+        return row_to_ref(r) if r else None
+
+    def newest_version_ref(self, bucket: str, key: str) -> ObjectRef | None:
+        r = self.c.execute(
+            f"SELECT {VREF_COLS} FROM versions WHERE bucket=? AND key=? ORDER BY nseq LIMIT 1", (bucket, key)
+        ).fetchone()
+        return row_to_ref(r) if r else None
+
+    def scan_versions(
+        self, bucket: str, start_key: str, start_nseq: int, inclusive: bool, end: str | None, limit: int
+    ) -> Iterator[VersionEntry]:
+        # a row-value comparison: SQLite seeks the primary key to (bucket, start_key, start_nseq)
+        sql = f"SELECT {VLIST_COLS} FROM versions WHERE bucket=? AND (key, nseq) {'>=' if inclusive else '>'} (?, ?)"
+        args: list[object] = [bucket, start_key, start_nseq]
+        if end is not None:
+            sql += " AND key < ?"
+            args.append(end)
+        sql += " ORDER BY key, nseq LIMIT ?"
+        args.append(limit)
+        return (row_to_version_entry(r) for r in self.c.execute(sql, args))
+
     # ---- writes (inside the group writer's transaction) ----------------------------------
 
     def lock_bucket(self, name: str) -> Bucket | None:
@@ -245,10 +302,7 @@ class SqliteTx:
         return self.store_used()
 
     def insert_bucket(self, bucket: Bucket) -> None:
-        self.c.execute(
-            f"INSERT INTO buckets({BUCKET_COLS}) VALUES (?,?,?,?,?,?,?,?)",
-            bucket_row(bucket),
-        )
+        self.c.execute(_INSERT_BUCKET, bucket_row(bucket))
 
     def delete_bucket(self, name: str) -> None:
         self.c.execute("DELETE FROM buckets WHERE name=?", (name,))
@@ -256,17 +310,22 @@ class SqliteTx:
     def set_quota(self, name: str, quota: int | None) -> None:
         self.c.execute("UPDATE buckets SET quota=? WHERE name=?", (quota, name))
 
-    def add_usage(self, name: str, used: int = 0, objects: int = 0, mpu_used: int = 0) -> None:
+    def set_bucket_attr(self, name: str, column: str, value: str | int | None) -> None:
+        if column not in BUCKET_ATTRS:
+            raise ValueError(f"not a bucket attribute: {column!r}")
+        self.c.execute(f"UPDATE buckets SET {column}=? WHERE name=?", (value, name))
+
+    def add_usage(
+        self, name: str, used: int = 0, objects: int = 0, mpu_used: int = 0, nc_used: int = 0, nc_objects: int = 0
+    ) -> None:
         self.c.execute(
-            "UPDATE buckets SET used = used + ?, objects = objects + ?, mpu_used = mpu_used + ? WHERE name=?",
-            (used, objects, mpu_used, name),
+            "UPDATE buckets SET used = used + ?, objects = objects + ?, mpu_used = mpu_used + ?, "
+            "nc_used = nc_used + ?, nc_objects = nc_objects + ? WHERE name=?",
+            (used, objects, mpu_used, nc_used, nc_objects, name),
         )
 
     def put_object(self, rec: ObjectRecord) -> None:
-        self.c.execute(
-            f"INSERT OR REPLACE INTO objects({OBJ_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            object_row(rec),
-        )
+        self.c.execute(_INSERT_OBJECT, object_row(rec))
 
     def delete_object(self, bucket: str, key: str) -> ObjectRef | None:
         r = self.c.execute(
@@ -277,6 +336,63 @@ class SqliteTx:
     def delete_objects_in(self, bucket: str) -> list[ObjectRef]:
         rows = self.c.execute(f"DELETE FROM objects WHERE bucket=? RETURNING {REF_COLS}", (bucket,)).fetchall()
         return [row_to_ref(r) for r in rows]
+
+    def retire_current(self, bucket: str, key: str, since: float) -> ObjectRef | None:
+        self.c.execute(
+            f"INSERT INTO versions({VERSION_COLS}) SELECT {retire_select(SQLITE_SEQ, '?')} FROM objects "
+            "WHERE bucket=? AND key=?",
+            (since, bucket, key),
+        )
+        return self.delete_object(bucket, key)
+
+    def promote_version(self, bucket: str, key: str, seq: int) -> ObjectRef | None:
+        self.c.execute(
+            f"INSERT INTO objects({OBJ_COLS}) SELECT {PROMOTE_SELECT} FROM versions "
+            "WHERE bucket=? AND key=? AND nseq=? AND marker=0",
+            (bucket, key, -seq),
+        )
+        ref = self.delete_version(bucket, key, seq)
+        if ref is not None and ref.marker:
+            raise ValueError(f"a delete marker of {bucket}/{key} cannot be made current")
+        return ref
+
+    def put_version(self, rec: ObjectRecord, marker: bool, since: float) -> None:
+        self.c.execute(_INSERT_VERSION, version_row(rec, marker, since))
+
+    def delete_version(self, bucket: str, key: str, seq: int) -> ObjectRef | None:
+        r = self.c.execute(
+            f"DELETE FROM versions WHERE bucket=? AND key=? AND nseq=? RETURNING {VREF_COLS}", (bucket, key, -seq)
+        ).fetchone()
+        return row_to_ref(r) if r else None
+
+    def delete_null_version(self, bucket: str, key: str) -> ObjectRef | None:
+        r = self.c.execute(
+            f"DELETE FROM versions WHERE bucket=? AND key=? AND version_id IS NULL RETURNING {VREF_COLS}",
+            (bucket, key),
+        ).fetchone()
+        return row_to_ref(r) if r else None
+
+    def set_version_attrs(
+        self,
+        bucket: str,
+        key: str,
+        seq: int,
+        current: bool,
+        *,
+        tags: dict[str, str] | None | Keep = KEEP,
+        retention: tuple[str, float] | None | Keep = KEEP,
+        legal_hold: bool | Keep = KEEP,
+    ) -> bool:
+        changes = attr_values(tags, retention, legal_hold)
+        sets = ", ".join(f"{col}=?" for col, _ in changes) or "bucket=bucket"  # nothing to set: is it there?
+        values = [v for _, v in changes]
+        if current:
+            sql = f"UPDATE objects SET {sets} WHERE bucket=? AND key=? AND {SQLITE_SEQ}=?"
+            args = [*values, bucket, key, seq]
+        else:
+            sql = f"UPDATE versions SET {sets} WHERE bucket=? AND key=? AND nseq=?"
+            args = [*values, bucket, key, -seq]
+        return self.c.execute(sql, args).rowcount == 1
 
     def insert_upload(self, up: Upload) -> None:
         self.c.execute(
@@ -306,9 +422,9 @@ class SqliteTx:
 
     def put_completed(self, upload_id: str, bucket: str, key: str, done: CompletedUpload, mtime: float) -> None:
         self.c.execute(
-            "INSERT OR REPLACE INTO completed_uploads(upload_id, bucket, key, etag, parts, mtime, checksums) "
-            "VALUES (?,?,?,?,?,?,?)",
-            (upload_id, bucket, key, done.etag, done.parts_sig, mtime, json.dumps(done.checksums)),
+            "INSERT OR REPLACE INTO completed_uploads(upload_id, bucket, key, etag, parts, mtime, checksums, "
+            "version_id) VALUES (?,?,?,?,?,?,?,?)",
+            (upload_id, bucket, key, done.etag, done.parts_sig, mtime, json.dumps(done.checksums), done.version_id),
         )
 
     def forget_completed(self, *, bucket: str | None = None, before: float | None = None) -> None:
@@ -339,8 +455,8 @@ class SqliteTx:
 
     def beat(self, node: str, listen: str, started_at: float, interval: float) -> None:
         self.c.execute(
-            "UPDATE nodes SET listen=?, started_at=?, last_seen=?, interval=? WHERE node=?",
-            (listen, started_at, time.time(), interval, node),
+            "UPDATE nodes SET listen=?, started_at=?, last_seen=?, interval=?, release=? WHERE node=?",
+            (listen, started_at, time.time(), interval, LATEST, node),
         )
 
     def hold_writer_tags(self, tags: Collection[str]) -> set[str]:
