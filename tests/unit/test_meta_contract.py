@@ -102,10 +102,9 @@ def prt(number: int, blob: str, size: int = 5, mtime: float = 20.0, etag: str = 
 
 
 def listed(r: ObjectRecord) -> ObjectRecord:
-    """What scan_objects carries of a record."""
-    return ObjectRecord(
-        r.bucket, r.key, r.size, r.etag, r.mtime, {}, {}, [], r.owner, None, seq=r.seq, version_id=r.version_id
-    )
+    """What scan_objects carries of a record: what ListObjects shows (not its version id, nor its seq,
+    which is its mtime's)."""
+    return ObjectRecord(r.bucket, r.key, r.size, r.etag, r.mtime, {}, {}, [], r.owner)
 
 
 def was(r: ObjectRecord, marker: bool = False) -> ObjectRef:
@@ -1155,7 +1154,6 @@ def test_an_object_keeps_its_version_id_seq_tags_and_lock(backend: MetaBackend) 
         assert got is not None and (got.seq, got.version_id, got.tags, got.lock) == (100_500_000, None, None, None)
         listing = await read(backend, lambda r: list(r.scan_objects("b", "", False, None, 10)))
         assert listing == [listed(rec), listed(plain)]
-        assert [(x.seq, x.version_id) for x in listing] == [(1234567, "0" * 24), (100_500_000, None)]
 
     run(scenario())
 

@@ -79,9 +79,7 @@ def _ref(r: ObjectRecord) -> ObjectRef:
 
 def _listed(r: ObjectRecord) -> ObjectRecord:
     """What a listing carries (the protocol's scan_objects): no headers, checksums, segments or data."""
-    return ObjectRecord(
-        r.bucket, r.key, r.size, r.etag, r.mtime, {}, {}, [], r.owner, seq=r.seq, version_id=r.version_id
-    )
+    return ObjectRecord(r.bucket, r.key, r.size, r.etag, r.mtime, {}, {}, [], r.owner)
 
 
 def _entry(r: ObjectRecord) -> VersionEntry:

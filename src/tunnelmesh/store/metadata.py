@@ -98,7 +98,8 @@ class MetaReads(Protocol):
     ) -> Iterator[ObjectRecord]:
         """Objects with start < key (<= if inclusive) and key < end, in key order (by UTF-8 bytes, which
         is code-point order), at most `limit`; lazily, so a caller may stop early. The records carry
-        what a listing shows (size, etag, mtime, owner): no headers, checksums, segments or data."""
+        what a listing shows (size, etag, mtime, owner): no headers, checksums, segments, data or version
+        columns (ListObjects shows none; a version listing has scan_versions)."""
         ...
 
     def upload(self, upload_id: str) -> Upload | None: ...
@@ -228,7 +229,9 @@ class MetaTx(MetaReads, Protocol):
         ...
 
     def delete_object(self, bucket: str, key: str) -> ObjectRef | None:
-        """Remove the object; returns what it was (None if there was none)."""
+        """Remove the object; returns what it was (None if there was none): its size, ETag, mtime and blobs,
+        all a delete's rule needs (a backend may leave the version fields at their defaults: this is the
+        DeleteObjects hot path, 1000 rows a request)."""
         ...
 
     def delete_objects_in(self, bucket: str) -> list[ObjectRef]:

@@ -57,6 +57,7 @@ from tunnelmesh.store.errors import CommitUnknown, Unavailable, WriteFailed
 from tunnelmesh.store.listing import prefix_successor
 from tunnelmesh.store.meta_rows import (
     BUCKET_COLS,
+    GONE_COLS,
     LIST_COLS,
     OBJ_COLS,
     PART_COLS,
@@ -423,11 +424,11 @@ class PgTx:
         self.c.execute(_PUT_OBJECT, object_row(rec))
 
     def delete_object(self, bucket: str, key: str) -> ObjectRef | None:
-        r = self._one(f"DELETE FROM objects WHERE bucket = %s AND key = %s RETURNING {REF_COLS}", (bucket, key))
+        r = self._one(f"DELETE FROM objects WHERE bucket = %s AND key = %s RETURNING {GONE_COLS}", (bucket, key))
         return row_to_ref(r) if r else None
 
     def delete_objects_in(self, bucket: str) -> list[ObjectRef]:
-        rows = self._all(f"DELETE FROM objects WHERE bucket = %s RETURNING {REF_COLS}", (bucket,))
+        rows = self._all(f"DELETE FROM objects WHERE bucket = %s RETURNING {GONE_COLS}", (bucket,))
         return [row_to_ref(r) for r in rows]
 
     def retire_current(self, bucket: str, key: str, since: float) -> ObjectRef | None:
@@ -436,7 +437,8 @@ class PgTx:
             "WHERE bucket = %s AND key = %s",
             (since, bucket, key),
         )
-        return self.delete_object(bucket, key)
+        r = self._one(f"DELETE FROM objects WHERE bucket = %s AND key = %s RETURNING {REF_COLS}", (bucket, key))
+        return row_to_ref(r) if r else None
 
     def promote_version(self, bucket: str, key: str, seq: int) -> ObjectRef | None:
         self.c.execute(

@@ -24,6 +24,7 @@ from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.listing import prefix_successor
 from tunnelmesh.store.meta_rows import (
     BUCKET_COLS,
+    GONE_COLS,
     LIST_COLS,
     OBJ_COLS,
     PART_COLS,
@@ -329,12 +330,12 @@ class SqliteTx:
 
     def delete_object(self, bucket: str, key: str) -> ObjectRef | None:
         r = self.c.execute(
-            f"DELETE FROM objects WHERE bucket=? AND key=? RETURNING {REF_COLS}", (bucket, key)
+            f"DELETE FROM objects WHERE bucket=? AND key=? RETURNING {GONE_COLS}", (bucket, key)
         ).fetchone()
         return row_to_ref(r) if r else None
 
     def delete_objects_in(self, bucket: str) -> list[ObjectRef]:
-        rows = self.c.execute(f"DELETE FROM objects WHERE bucket=? RETURNING {REF_COLS}", (bucket,)).fetchall()
+        rows = self.c.execute(f"DELETE FROM objects WHERE bucket=? RETURNING {GONE_COLS}", (bucket,)).fetchall()
         return [row_to_ref(r) for r in rows]
 
     def retire_current(self, bucket: str, key: str, since: float) -> ObjectRef | None:
@@ -343,7 +344,10 @@ class SqliteTx:
             "WHERE bucket=? AND key=?",
             (since, bucket, key),
         )
-        return self.delete_object(bucket, key)
+        r = self.c.execute(
+            f"DELETE FROM objects WHERE bucket=? AND key=? RETURNING {REF_COLS}", (bucket, key)
+        ).fetchone()
+        return row_to_ref(r) if r else None
 
     def promote_version(self, bucket: str, key: str, seq: int) -> ObjectRef | None:
         self.c.execute(
