@@ -47,19 +47,19 @@ async def create_upload(ctx: Context, call: Call) -> Response:
     alg = req.header("x-amz-checksum-algorithm")
     algorithm = checksums.upload_algorithm(alg) if alg else None
     ctype = checksums.multipart_type(algorithm, req.header("x-amz-checksum-type").upper())
-    headers = object_headers_from_request(req)
+    stored = object_headers_from_request(req)
     tags = tagsets.header_tags(req)
     if tags:
         await tagsets.require_current_nodes(ctx, "x-amz-tagging")
         # kept with the upload, checked and in one form, until Complete gives them to the object
-        headers[TAGGING] = tagsets.encode_query(tags)
+        stored[TAGGING] = tagsets.encode_query(tags)
     up = Upload(
         upload_id=secrets.token_urlsafe(24),
         bucket=req.bucket,
         key=req.key,
         initiated=time.time(),
         owner=req.principal.peer_id,
-        headers=headers,
+        headers=stored,
         checksum_algorithm=algorithm,
         checksum_type=ctype,
     )
