@@ -68,7 +68,6 @@ UNSERVED_MARKERS = [
     "sns",
     "sse_s3",
     "storage_class",
-    "tagging",
     "target_by_bucket",
     "test_of_sts",
     "user_policy",

@@ -46,7 +46,9 @@ def build(settings: Settings, admin_token: str) -> Apps:
     store.upload_refresh = expiry.refresh_interval(settings.stale_upload_expiry)
     state = SystemState(store)
     peers = PeerRegistry(state, Identity(Principal(ADMIN_ACCESS_KEY, is_admin=True), admin_token))
-    api = S3Api(Context(store, settings.region, settings.limits.max_object_size), peers)
+    api = S3Api(
+        Context(store, settings.region, settings.limits.max_object_size, node_timeout=settings.node_timeout), peers
+    )
     limits = settings.limits
     admin = AdminApi(
         state,

@@ -497,18 +497,18 @@ def test_get_on_missing_bucket_is_no_such_bucket(coordinator, endpoint, path) ->
     ("method", "suffix"),
     [
         ("GET", "?policy"),
-        ("PUT", "?tagging"),
+        ("PUT", "?cors"),
         ("GET", "?cors"),
         ("PUT", "?lifecycle"),
         ("DELETE", "?website"),
-        ("GET", "/obj?tagging"),
+        ("GET", "/obj?retention"),
         ("PUT", "/obj?retention"),
         ("GET", "/obj?torrent"),
     ],
 )
 def test_unimplemented_subresource_is_not_implemented(coordinator, bucket, endpoint, method, suffix) -> None:
     coordinator.client().put_object(Bucket=bucket, Key="obj", Body=b"untouched")
-    body = b"<Tagging><TagSet/></Tagging>" if method == "PUT" else None
+    body = b"<CORSConfiguration/>" if method == "PUT" else None
     resp = requests.request(method, f"{endpoint}/{bucket}{suffix}", data=body, auth=admin(coordinator), timeout=30)
     assert_s3_error(resp, 501, "NotImplemented")
     # nothing was done instead: the bucket and object are unchanged

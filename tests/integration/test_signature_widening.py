@@ -359,7 +359,6 @@ def test_x_amz_parameters_added_to_a_sigv2_presigned_url_are_not_headers(coordin
     [
         ("x-amz-server-side-encryption", "AES256", "NotImplemented", 501),
         ("x-amz-object-lock-mode", "COMPLIANCE", "NotImplemented", 501),
-        ("x-amz-tagging", "a=b", "NotImplemented", 501),
         ("x-amz-storage-class", "GLACIER", "NotImplemented", 501),
         ("x-amz-acl", "public-read", "AccessControlListNotSupported", 400),
     ],
@@ -374,7 +373,7 @@ def test_a_presigned_url_asking_for_a_protection_we_do_not_give_is_refused(
     status: int,
 ) -> None:
     """The JavaScript SDK's presigner moves such headers into the query: they must be refused there too,
-    never stored as if the object had been encrypted, locked, tagged or shared."""
+    never stored as if the object had been encrypted, locked or shared."""
     key = new_key()
     url = presign_v4(coordinator, "PUT", f"{coordinator.endpoint}/{bucket}/{key}?{param}={value}")
     s3_error(requests.put(url, data=b"must not be stored", timeout=30), status, code)

@@ -1,4 +1,4 @@
-"""A request for a protection the server does not give (object lock, encryption, tags, storage classes,
+"""A request for a protection the server does not give (object lock, encryption, storage classes,
 ACLs) is refused with S3's error for it, and nothing is stored: a client must never believe it got a
 locked, encrypted or shared object. `private` and `bucket-owner-full-control` (what a bucket with
 enforced bucket-owner ownership accepts) and STANDARD still work.
@@ -101,8 +101,6 @@ REFUSED: list[tuple[str, dict[str, Any], tuple[str, ...], tuple[str, int]]] = [
     ),
     ("object-lock-compliance", {"ObjectLockMode": "COMPLIANCE"}, OBJECT_WRITES, NOT_IMPL),
     ("legal-hold", {"ObjectLockLegalHoldStatus": "ON"}, OBJECT_WRITES, NOT_IMPL),
-    ("tagging", {"Tagging": "a=b"}, ("PutObject", "CreateMultipartUpload"), NOT_IMPL),
-    ("tagging-replace", {"TaggingDirective": "REPLACE", "Tagging": "a=b"}, ("CopyObject",), NOT_IMPL),
     ("storage-class-glacier", {"StorageClass": "GLACIER"}, OBJECT_WRITES, NOT_IMPL),
     ("storage-class-ia", {"StorageClass": "STANDARD_IA"}, OBJECT_WRITES, NOT_IMPL),
     ("storage-class-unknown", {"StorageClass": "NOT_A_CLASS"}, ("PutObject",), ("InvalidStorageClass", 400)),
@@ -154,6 +152,7 @@ ACCEPTED = [
     ("acl-private", {"ACL": "private"}),
     ("acl-bucket-owner-full-control", {"ACL": "bucket-owner-full-control"}),
     ("storage-class-standard", {"StorageClass": "STANDARD"}),
+    ("tagging", {"Tagging": "a=b"}),  # tags are kept (tests/integration/test_tagging.py)
 ]
 
 
@@ -245,7 +244,8 @@ def test_a_protection_header_sent_twice_is_still_refused(coordinator, s3, src_bu
         ("x-amz-tagging-directive", "REPLACE"),
     ]
     status, body = _raw(coordinator, "PUT", f"/{src_bucket}/{key}", copy)
-    assert (status, b"<Code>NotImplemented</Code>" in body) == (501, True), body
+    # "REPLACE,REPLACE" is no directive at all
+    assert (status, b"<Code>InvalidArgument</Code>" in body) == (400, True), body
     with pytest.raises(ClientError):
         s3.head_object(Bucket=src_bucket, Key=key)
 

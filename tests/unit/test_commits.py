@@ -10,7 +10,8 @@ import pytest
 from meta_backends import BACKENDS
 from meta_rules import Rules
 
-from tunnelmesh.store.errors import BucketExists, InvalidPart, NoSuchUpload
+from tunnelmesh.store import commits
+from tunnelmesh.store.errors import BucketExists, InvalidPart, NoSuchBucket, NoSuchKey, NoSuchUpload
 from tunnelmesh.store.records import ObjectRecord, Part, Segment, Upload, WriteConditions
 
 
@@ -181,3 +182,29 @@ def test_complete_keeps_each_parts_checksum_of_the_objects_algorithm_in_its_segm
     ]
     # the part checksums do not hide the blob ids from the tag scan that recovery runs
     assert mb.referenced_blobs_tagged(["-1", "-2"]) == {"blob-1", "blob-2"}
+
+
+def test_tags_are_set_on_the_current_object_and_change_no_counter(m) -> None:
+    m.create_bucket("b", "p", "r", 1.0)
+    rec = ObjectRecord("b", "k", 5, "e", 2.0, {}, {}, [Segment("blob-k", 5, "e")], "p")
+    m.put_object(rec, WriteConditions(), 1 << 30)
+    before = m.bucket("b")
+    assert m.freed(lambda tx: commits.set_object_tags(tx, "b", "k", {"a": "1"})) == []
+    assert m.read(lambda r: r.get_object("b", "k")).tags == {"a": "1"}
+    assert m.bucket("b") == before  # no counter moved
+    m.write(lambda tx: commits.set_object_tags(tx, "b", "k", None))
+    assert m.read(lambda r: r.get_object("b", "k")).tags is None
+    with pytest.raises(NoSuchKey):
+        m.write(lambda tx: commits.set_object_tags(tx, "b", "absent", {"a": "1"}))
+    with pytest.raises(NoSuchBucket):
+        m.write(lambda tx: commits.set_object_tags(tx, "nob", "k", {"a": "1"}))
+    # an overwrite that names no tags leaves the key untagged
+    m.write(lambda tx: commits.set_object_tags(tx, "b", "k", {"a": "1"}))
+    m.put_object(ObjectRecord("b", "k", 5, "e2", 3.0, {}, {}, [], "p", data=b"12345"), WriteConditions(), 1 << 30)
+    assert m.read(lambda r: r.get_object("b", "k")).tags is None
+    m.write(lambda tx: commits.set_bucket_tags(tx, "b", '{"t": "v"}'))
+    assert m.bucket("b").tags == '{"t": "v"}'
+    m.write(lambda tx: commits.set_bucket_tags(tx, "b", None))
+    assert m.bucket("b").tags is None
+    with pytest.raises(NoSuchBucket):
+        m.write(lambda tx: commits.set_bucket_tags(tx, "nob", None))

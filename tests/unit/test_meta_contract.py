@@ -1133,6 +1133,20 @@ def test_buckets_keep_their_versioning_lock_config_and_noncurrent_counters(backe
     run(scenario())
 
 
+def test_a_bucket_keeps_its_tag_set_set_and_removed_alone(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        await setup(backend, "b")
+        tagged = bkt("a", tags='{"k": "v"}')
+        await write(backend, lambda tx: tx.insert_bucket(tagged))
+        assert await read(backend, lambda r: r.bucket("a")) == tagged
+        await write(backend, lambda tx: tx.set_bucket_attr("b", "tags", '{"x": ""}'))
+        assert await read(backend, lambda r: r.buckets()) == [tagged, bkt("b", tags='{"x": ""}')]
+        await write(backend, lambda tx: tx.set_bucket_attr("a", "tags", None))
+        assert await write(backend, lambda tx: tx.lock_bucket("a")) == bkt("a")
+
+    run(scenario())
+
+
 def test_an_object_keeps_its_version_id_seq_tags_and_lock(backend: MetaBackend) -> None:
     async def scenario() -> None:
         lock = Lock("COMPLIANCE", 2_000_000_000.5, True)

@@ -510,7 +510,7 @@ def test_rows_of_schema_4_read_with_the_new_fields_and_retire_by_their_mtime(
     finally:
         meta.close()
     with psycopg.connect(uri, autocommit=True) as c:
-        assert pg_schema.version(c) == pg_schema.LATEST == 5
+        assert pg_schema.version(c) == pg_schema.LATEST == 6
 
 
 def test_a_node_of_schema_4_keeps_working_beside_one_of_schema_5(uri: str) -> None:
@@ -540,5 +540,35 @@ def test_a_node_of_schema_4_keeps_working_beside_one_of_schema_5(uri: str) -> No
         assert asyncio.run(meta.read(lambda r: r.get_object("b", "k"))) == rec
         done = asyncio.run(meta.read(lambda r: r.completed_upload("b", "j", "u")))
         assert done is not None and done.version_id is None
+    finally:
+        meta.close()
+
+
+# ---- schema 6 (bucket tags) beside a node of schema 5 ----------------------------------------------------
+
+# the bucket statements of the release before schema 6: BUCKET_COLS without `tags`
+_V5_BUCKET_COLS = (
+    "name, owner, created, region, quota, used, objects, mpu_used, versioning, object_lock, lock_default, "
+    "nc_used, nc_objects"
+)
+
+
+def test_a_node_of_schema_5_keeps_working_beside_one_of_schema_6(uri: str) -> None:
+    """Migration 6 adds one nullable column: the previous release's bucket insert, select and lock still
+    run, and never see (nor clear) a tag set the new code wrote."""
+    meta = PgMeta.open(uri)
+    try:
+        with psycopg.connect(uri, autocommit=True) as c:
+            c.execute(
+                f"INSERT INTO buckets({_V5_BUCKET_COLS}) VALUES ({', '.join(['%s'] * 13)})",
+                ("b", "p", 1.0, "r", None, 0, 0, 0, None, 0, None, 0, 0),
+            )
+        asyncio.run(meta.write(lambda tx: tx.set_bucket_attr("b", "tags", '{"k": "v"}')))
+        with psycopg.connect(uri, autocommit=True) as c:
+            row = c.execute(f"SELECT {_V5_BUCKET_COLS} FROM buckets WHERE name = %s FOR UPDATE", ("b",)).fetchone()
+            assert row == ("b", "p", 1.0, "r", None, 0, 0, 0, None, 0, None, 0, 0)
+            c.execute("UPDATE buckets SET used = used + %s, objects = objects + %s WHERE name = %s", (5, 1, "b"))
+        b = asyncio.run(meta.read(lambda r: r.bucket("b")))
+        assert b is not None and (b.used, b.objects, b.tags) == (5, 1, '{"k": "v"}')
     finally:
         meta.close()

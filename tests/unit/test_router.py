@@ -35,6 +35,9 @@ TABLE: list[tuple[str, str, dict[str, str], str]] = [
     ("GET", "/b?location", {}, "GetBucketLocation"),
     ("GET", "/b?acl", {}, "GetBucketAcl"),
     ("GET", "/b?versioning", {}, "GetBucketVersioning"),
+    ("GET", "/b?tagging", {}, "GetBucketTagging"),
+    ("PUT", "/b?tagging", {}, "PutBucketTagging"),
+    ("DELETE", "/b?tagging", {}, "DeleteBucketTagging"),
     ("GET", "/b?uploads", {}, "ListMultipartUploads"),
     ("GET", "/b?list-type=2", {}, "ListObjectsV2"),
     ("GET", "/b?versions", {}, "ListObjectVersions"),
@@ -47,6 +50,9 @@ TABLE: list[tuple[str, str, dict[str, str], str]] = [
     ("GET", "/b/k?uploadId=u", {}, "ListParts"),
     ("GET", "/b/k?acl", {}, "GetObjectAcl"),
     ("GET", "/b/k?attributes", {}, "GetObjectAttributes"),
+    ("GET", "/b/k?tagging", {}, "GetObjectTagging"),
+    ("PUT", "/b/k?tagging", {}, "PutObjectTagging"),
+    ("DELETE", "/b/k?tagging", {}, "DeleteObjectTagging"),
     ("GET", "/b/k?partNumber=1", {}, "GetObject"),
     ("GET", "/b/k", {}, "GetObject"),
     ("HEAD", "/b/k?partNumber=1", {}, "HeadObject"),
@@ -127,17 +133,18 @@ def test_parameters_that_are_not_sub_resources_do_not_change_the_route(
 @pytest.mark.parametrize(
     ("method", "target", "headers"),
     [
-        ("GET", "/b?tagging", {}),
+        ("GET", "/b?cors", {}),
         ("PUT", "/b?cors", {}),
-        ("GET", "/b/k?tagging", {}),
-        ("PUT", "/b/k?tagging", {}),
+        ("GET", "/b/k?torrent", {}),
+        ("PUT", "/b/k?retention", {}),
         ("PUT", "/b/k?partNumber=1", {}),  # a part without its upload
         ("PUT", "/b/k?uploadId=u", {}),  # an upload without its part number
         ("PUT", "/b/k?partNumber=1", COPY),
         ("GET", "/b?delete", {}),  # DeleteObjects is a POST
         ("GET", "/?acl", {}),  # the service has no sub-resources
-        ("GET", "/b?versioning&tagging", {}),  # a known marker does not excuse an unknown one
+        ("GET", "/b?versioning&cors", {}),  # a known marker does not excuse an unknown one
         ("GET", "/b/k?uploadId=u&tagging", {}),
+        ("GET", "/b/k?tagging&acl", {}),
         ("GET", "/b?list-type=2&versions", {}),
         ("POST", "/b/k?uploads&uploadId=u", {}),
         ("DELETE", "/b?policy", {}),

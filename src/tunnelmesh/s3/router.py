@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tunnelmesh.s3.errors import S3Error
-from tunnelmesh.s3.ops import attributes, buckets, copy, listing, multipart, objects, post_object
+from tunnelmesh.s3.ops import attributes, buckets, copy, listing, multipart, objects, post_object, tagging
 from tunnelmesh.s3.ops.common import Handler
 from tunnelmesh.s3.policy import Access
 from tunnelmesh.s3.request import Request
@@ -38,6 +38,9 @@ ROUTES: tuple[Route, ...] = (
     R("GET", BUCKET, "GetBucketLocation", buckets.get_bucket_location, READ, markers=("location",)),
     R("GET", BUCKET, "GetBucketAcl", buckets.get_bucket_acl, READ, markers=("acl",)),
     R("GET", BUCKET, "GetBucketVersioning", buckets.get_bucket_versioning, READ, markers=("versioning",)),
+    R("GET", BUCKET, "GetBucketTagging", tagging.get_bucket_tagging, READ, markers=("tagging",)),
+    R("PUT", BUCKET, "PutBucketTagging", tagging.put_bucket_tagging, OWNER, markers=("tagging",), takes_body=True),
+    R("DELETE", BUCKET, "DeleteBucketTagging", tagging.delete_bucket_tagging, OWNER, markers=("tagging",)),
     R("GET", BUCKET, "ListMultipartUploads", multipart.list_uploads, READ, markers=("uploads",)),
     R("GET", BUCKET, "ListObjectsV2", listing.list_objects_v2, READ, markers=("list-type",)),
     R("GET", BUCKET, "ListObjectVersions", listing.list_object_versions, READ, markers=("versions",)),
@@ -50,6 +53,9 @@ ROUTES: tuple[Route, ...] = (
     R("GET", OBJECT, "ListParts", multipart.list_parts, READ, markers=("uploadId",)),
     R("GET", OBJECT, "GetObjectAcl", buckets.get_object_acl, READ, markers=("acl",)),
     R("GET", OBJECT, "GetObjectAttributes", attributes.get_object_attributes, READ, markers=("attributes",)),
+    R("GET", OBJECT, "GetObjectTagging", tagging.get_object_tagging, READ, markers=("tagging",)),
+    R("PUT", OBJECT, "PutObjectTagging", tagging.put_object_tagging, WRITE, markers=("tagging",), takes_body=True),
+    R("DELETE", OBJECT, "DeleteObjectTagging", tagging.delete_object_tagging, WRITE, markers=("tagging",)),
     R("GET", OBJECT, "GetObject", objects.get_object, READ, markers=("partNumber",)),
     R("GET", OBJECT, "GetObject", objects.get_object, READ),
     R("HEAD", OBJECT, "HeadObject", objects.head_object, READ, markers=("partNumber",)),

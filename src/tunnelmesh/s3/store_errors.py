@@ -59,6 +59,12 @@ def s3_error(e: se.StoreError) -> S3Error:
             return S3Error("PreconditionFailed", Condition=e.condition)
         case se.DiskFull():
             return S3Error("InsufficientStorage")
+        case se.UpgradePending():
+            return S3Error(
+                "ServiceUnavailable",
+                f"{e.feature} is refused until every coordinator runs this release: node {e.node} "
+                f"(schema {e.release}) is older than schema {e.known}.",
+            )
         case se.Unavailable():
             return S3Error("ServiceUnavailable")
         case se.WriteFailed(what="object"):

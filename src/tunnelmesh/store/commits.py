@@ -162,6 +162,23 @@ def put_object(tx: MetaTx, rec: ObjectRecord, cond: WriteConditions, max_size: i
     return WriteResult(None, old.blobs if old else [])
 
 
+def set_object_tags(tx: MetaTx, bucket: str, key: str, tags: dict[str, str] | None) -> WriteResult[None]:
+    """Replace (None: remove) the tag set of the key's current version. Under the bucket lock, as every write
+    of the key, so it cannot land on a version an overwrite is replacing; no counter changes."""
+    _locked_bucket(tx, bucket)
+    ref = tx.object_ref(bucket, key)
+    if ref is None or not tx.set_version_attrs(bucket, key, ref.seq, True, tags=tags):
+        raise NoSuchKey(bucket, key)
+    return WriteResult(None)
+
+
+def set_bucket_tags(tx: MetaTx, name: str, tags: str | None) -> WriteResult[None]:
+    """Replace (None: remove) the bucket's tag set, JSON text."""
+    _locked_bucket(tx, name)
+    tx.set_bucket_attr(name, "tags", tags)
+    return WriteResult(None)
+
+
 def delete_objects(
     tx: MetaTx, bucket: str, keys: list[str], if_match: dict[str, str] | None = None
 ) -> WriteResult[dict[str, NoSuchKey | PreconditionFailed]]:

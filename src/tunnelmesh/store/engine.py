@@ -59,6 +59,7 @@ from tunnelmesh.store.errors import (
     ObjectTooLarge,
     PreconditionFailed,
     Unavailable,
+    UpgradePending,
     WriterRetired,
 )
 from tunnelmesh.store.metadata import MetaBackend, MetaReads, MetaTx
@@ -477,6 +478,15 @@ class Store:
     async def nodes(self) -> list[NodeState]:
         return await self.meta.read(lambda r: r.nodes())
 
+    async def require_current_nodes(self, feature: str, node_timeout: float) -> None:
+        """Raise UpgradePending while a live node (a beat within `node_timeout`) runs an older schema than
+        this code: its overwrite of an object would keep what `feature` wrote there (docs/scale-out.md,
+        "Upgrading a mesh"). One read, paid only by the writes of such a feature."""
+        known = self.meta.release
+        for n in await self.nodes():
+            if n.silent_for is not None and n.silent_for < node_timeout and (n.release or 0) < known:
+                raise UpgradePending(feature, n.node, n.release, known)
+
     async def take_lease(self, duty: str, node: str, ttl: float, every: float) -> bool:
         return await self.meta.write(lambda tx: tx.take_lease(duty, node, ttl, every))
 
@@ -689,6 +699,12 @@ class Store:
     async def put_object(self, rec: ObjectRecord, cond: WriteConditions) -> None:
         new_blobs = [s.blob for s in rec.segments]
         await self._commit(lambda tx: commits.put_object(tx, rec, cond, self.max_size), new_blobs)
+
+    async def set_object_tags(self, bucket: str, key: str, tags: dict[str, str] | None) -> None:
+        await self._commit(lambda tx: commits.set_object_tags(tx, bucket, key, tags))
+
+    async def set_bucket_tags(self, name: str, tags: str | None) -> None:
+        await self._commit(lambda tx: commits.set_bucket_tags(tx, name, tags))
 
     async def delete_objects(
         self, bucket: str, keys: list[str], if_match: dict[str, str] | None = None

@@ -158,3 +158,16 @@ class DamagedObject(Exception):
         self.bucket = bucket
         self.key = key
         self.problem = problem
+
+
+class UpgradePending(StoreError):
+    """A write of a feature an older release would undo (its overwrite keeps columns it does not know,
+    docs/scale-out.md "Upgrading a mesh"), refused while `node`, live, beats with release `release` (None:
+    from before releases were stamped) older than this code's `known`."""
+
+    def __init__(self, feature: str, node: str, release: int | None, known: int) -> None:
+        super().__init__(f"{feature} waits for node {node} (schema {release}) to run schema {known}")
+        self.feature = feature
+        self.node = node
+        self.release = release
+        self.known = known

@@ -675,6 +675,8 @@ class MemoryMeta:
     run rolled back, as a backend with optimistic isolation may (store/metadata.py): a function that
     is not deterministic over its transaction, or touches anything else, shows it in tests."""
 
+    release = LATEST  # what its beat stamps (MetaBackend.release)
+
     def __init__(self, *, replay_writes: bool = False) -> None:
         self._state: _State | None = _State()
         self._replay = replay_writes

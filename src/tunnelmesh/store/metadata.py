@@ -67,7 +67,7 @@ class Keep(enum.Enum):
 KEEP = Keep.KEEP
 
 # the bucket columns `set_bucket_attr` may set: its configuration, never its counters
-BUCKET_ATTRS = frozenset({"versioning", "object_lock", "lock_default"})
+BUCKET_ATTRS = frozenset({"versioning", "object_lock", "lock_default", "tags"})
 
 # `settle(ok, value)`: called once a write's outcome is known (value: the result, or the exception)
 Settle = Callable[[bool, Any], None]
@@ -366,6 +366,10 @@ class MetaTx(MetaReads, Protocol):
 
 
 class MetaBackend(Protocol):
+    # the schema version this code knows on this backend, which its beats stamp (NodeState.release): a live
+    # node beating an older one runs a release that would undo what a newer feature writes
+    release: int
+
     async def read(self, fn: Callable[[MetaReads], T], snapshot: bool = False) -> T:
         """`fn`'s reads; with `snapshot`, all of them in one snapshot (see the module docstring)."""
         ...

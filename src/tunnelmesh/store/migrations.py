@@ -168,6 +168,13 @@ def _v10_versions(c: sqlite3.Connection) -> None:
     c.execute("CREATE UNIQUE INDEX versions_null ON versions(bucket, key) WHERE version_id IS NULL")
 
 
+def _v11_bucket_tags(c: sqlite3.Connection) -> None:
+    """A bucket's tag set (PutBucketTagging, docs/data-protection.md section 6), as JSON text: a nullable
+    column, so a node of the previous release (PostgreSQL's migration 6 is this one) reads BUCKET_COLS of
+    its own and never sees it."""
+    c.execute("ALTER TABLE buckets ADD COLUMN tags TEXT")
+
+
 # Append only: never edit or reorder a released migration (data dirs have already run it).
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v1_base,
@@ -180,6 +187,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v8_nodes,
     _v9_heartbeats,
     _v10_versions,
+    _v11_bucket_tags,
 )
 LATEST = len(MIGRATIONS)
 

@@ -612,6 +612,8 @@ class PgTx:
 class PgMeta:
     """The MetaBackend on a PostgreSQL database (any libpq connection string)."""
 
+    release = pg_schema.LATEST  # what its beat stamps (MetaBackend.release)
+
     def __init__(self, pool: ConnectionPool[Conn], workers: int, deadline: float | None = None) -> None:
         self._pool = pool
         # one thread per pooled connection: a function never waits for a connection while holding a thread

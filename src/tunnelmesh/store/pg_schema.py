@@ -103,8 +103,18 @@ _V5_VERSIONS = (
     "CREATE UNIQUE INDEX versions_null ON versions(bucket, key) WHERE version_id IS NULL",
 )
 
+# a bucket's tag set (SQLite's migration 11): a nullable column
+_V6_BUCKET_TAGS = ("ALTER TABLE buckets ADD COLUMN tags TEXT",)
+
 # Append only: never edit or reorder a released migration (databases have already run it).
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1_BASE, _V2_WRITER_TAGS, _V3_NODES, _V4_HEARTBEATS, _V5_VERSIONS)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    _V1_BASE,
+    _V2_WRITER_TAGS,
+    _V3_NODES,
+    _V4_HEARTBEATS,
+    _V5_VERSIONS,
+    _V6_BUCKET_TAGS,
+)
 LATEST = len(MIGRATIONS)
 
 _VERSION_TABLE = (

@@ -29,6 +29,7 @@ class Bucket:
     lock_default: str | None = None  # the default retention, as JSON text ({"mode": ..., "days"|"years": ...})
     nc_used: int = 0  # the part of `used` held by noncurrent versions
     nc_objects: int = 0  # noncurrent versions and delete markers
+    tags: str | None = None  # the bucket's tag set, as JSON text ({"key": "value", ...}); None: no tag set
 
 
 @dataclass(frozen=True, slots=True)

@@ -550,6 +550,8 @@ def check_fence(conn: sqlite3.Connection, db: Path) -> None:
 class SqliteMeta:
     """The MetaBackend on `<data dir>/meta.sqlite3`."""
 
+    release = LATEST  # what its beat stamps (MetaBackend.release)
+
     def __init__(self, db: Path, lock: Path | None = None) -> None:
         self._reader = SqliteTx(connect(db))
         self._writer = GroupWriter(db, lock, SqliteTx)

@@ -41,6 +41,8 @@ class Context:
     region: str
     max_object_size: int = MAX_OBJECT_SIZE
     policy: Policy = field(default_factory=SystemBucketRule)
+    # s3.node_timeout: a node silent for longer is not live (the tagging upgrade gate, s3/ops/tagging.py)
+    node_timeout: float = 60.0
 
     @property
     def max_part_size(self) -> int:

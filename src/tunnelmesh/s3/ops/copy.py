@@ -11,6 +11,7 @@ from urllib.parse import unquote_plus
 from tunnelmesh.s3 import checksums, conditions, xml
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.s3.ops import tags as tagsets
 from tunnelmesh.s3.ops.common import (
     Context,
     object_headers_from_request,
@@ -125,7 +126,10 @@ async def copy_object(ctx: Context, call: Call) -> Response:
             f"{ctx.max_part_size}",
         )
     headers = src.headers if directive == "COPY" else object_headers_from_request(req)
+    tags = _copied_tags(req, src)
     cond = write_conditions(req)
+    if tags:
+        await tagsets.require_current_nodes(ctx, "Tagging")
     await ctx.store.admit_object(req.bucket, req.key, src.size)
     wanted = req.header("x-amz-checksum-algorithm").lower()
     algorithms = (
@@ -143,8 +147,20 @@ async def copy_object(ctx: Context, call: Call) -> Response:
         segments=[Segment(copied.blob, copied.size, copied.md5_hex)] if copied.blob else [],
         data=copied.data,
         owner=req.principal.peer_id,
+        tags=tags,
     )
     await ctx.store.put_object(rec, cond)
     body = [xml.element("LastModified", xml.iso8601(rec.mtime)), f"<ETag>&quot;{rec.etag}&quot;</ETag>"]
     body.extend(xml.element(f"Checksum{a.upper()}", v) for a, v in rec.checksums.items())
     return xml_response(xml.document("CopyObjectResult", body))
+
+
+def _copied_tags(req: Request, src: ObjectRecord) -> tagsets.Tags | None:
+    """x-amz-tagging-directive: COPY (the default) keeps the source's tags, and S3 then ignores any
+    x-amz-tagging; REPLACE takes x-amz-tagging's (none without it)."""
+    directive = req.header("x-amz-tagging-directive", "COPY").strip().upper()
+    if directive == "COPY":
+        return src.tags
+    if directive == "REPLACE":
+        return tagsets.header_tags(req)
+    raise S3Error("InvalidArgument", "Unknown tagging directive.", ArgumentName="x-amz-tagging-directive")

@@ -14,6 +14,7 @@ from tunnelmesh.s3 import checksums, conditions, xml
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.integrity import UploadDigest
+from tunnelmesh.s3.ops import tags as tagsets
 from tunnelmesh.s3.ops.common import (
     MIN_PART_SIZE,
     Context,
@@ -32,6 +33,9 @@ from tunnelmesh.store import expiry
 from tunnelmesh.store.errors import InvalidPart, NoSuchUpload, StoreError
 from tunnelmesh.store.records import ObjectRecord, Part, Segment, Upload
 
+# the upload's tag set among its stored headers (an object's own headers never hold this name)
+TAGGING = "x-amz-tagging"
+
 
 async def create_upload(ctx: Context, call: Call) -> Response:
     req = call.req
@@ -43,13 +47,19 @@ async def create_upload(ctx: Context, call: Call) -> Response:
     alg = req.header("x-amz-checksum-algorithm")
     algorithm = checksums.upload_algorithm(alg) if alg else None
     ctype = checksums.multipart_type(algorithm, req.header("x-amz-checksum-type").upper())
+    stored = object_headers_from_request(req)
+    tags = tagsets.header_tags(req)
+    if tags:
+        await tagsets.require_current_nodes(ctx, "x-amz-tagging")
+        # kept with the upload, checked and in one form, until Complete gives them to the object
+        stored[TAGGING] = tagsets.encode_query(tags)
     up = Upload(
         upload_id=secrets.token_urlsafe(24),
         bucket=req.bucket,
         key=req.key,
         initiated=time.time(),
         owner=req.principal.peer_id,
-        headers=object_headers_from_request(req),
+        headers=stored,
         checksum_algorithm=algorithm,
         checksum_type=ctype,
     )
@@ -268,16 +278,22 @@ async def _complete(
         raise S3Error("EntityTooLarge", ProposedSize=str(total), MaxSizeAllowed=str(ctx.max_object_size))
     etag = checksums.md5_of_parts([p.etag for p in chosen])
     sums = _object_checksums(up, chosen, expected)
+    headers = dict(up.headers)
+    tagging = headers.pop(TAGGING, None)
+    tags = tagsets.parse_query(tagging) or None if tagging else None
+    if tags:
+        await tagsets.require_current_nodes(ctx, "x-amz-tagging")
     rec = ObjectRecord(
         bucket=req.bucket,
         key=req.key,
         size=sum(p.size for p in chosen),
         etag=etag,
         mtime=time.time(),
-        headers=up.headers,
+        headers=headers,
         checksums=sums,
         segments=[Segment(p.blob, p.size, p.etag) for p in chosen],
         owner=req.principal.peer_id,
+        tags=tags,
     )
     await ctx.store.complete_upload(upload_id, rec, [p.part_number for p in chosen], signature, write_conditions(req))
     return _complete_result(req, etag, sums)

@@ -11,6 +11,7 @@ from tunnelmesh.s3 import checksums, conditions, xml
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.integrity import UploadDigest
+from tunnelmesh.s3.ops import tags as tagsets
 from tunnelmesh.s3.ops.common import (
     Context,
     object_headers_from_request,
@@ -116,8 +117,10 @@ async def commit_put(
     cond: WriteConditions,
     data: bytes | None = None,
     blob: str | None = None,
+    tags: tagsets.Tags | None = None,
 ) -> ObjectRecord:
-    """Commit the object a PUT (or a form upload) has read: kept in its row (`data`) or in `blob`."""
+    """Commit the object a PUT (or a form upload) has read: kept in its row (`data`) or in `blob`; an
+    overwrite without `tags` leaves the key untagged, as on S3."""
     assert req.principal is not None
     rec = ObjectRecord(
         bucket=req.bucket,
@@ -130,6 +133,7 @@ async def commit_put(
         segments=[Segment(blob, digest.size, digest.md5_hex)] if blob is not None else [],
         owner=req.principal.peer_id,
         data=data,
+        tags=tags,
     )
     await ctx.store.put_object(rec, cond)
     return rec
@@ -142,16 +146,20 @@ async def put_object(ctx: Context, call: Call) -> Response:
     validate_key(req.key)
     headers = object_headers_from_request(req)
     cond = write_conditions(req)
+    tags = tagsets.header_tags(req)
     declared = upload_length(req, ctx.max_object_size)
+    if tags:
+        await tagsets.require_current_nodes(ctx, "x-amz-tagging")
     digest = UploadDigest(req)
     if declared is not None and ctx.store.keeps_inline(declared):
         # No lookups before a small body: reading it costs less than the bucket and quota reads
         # would, and the commit checks the bucket, the conditions and the quota exactly anyway.
-        rec = await commit_put(ctx, req, digest, headers, cond, data=await read_inline(req, digest, declared))
+        data = await read_inline(req, digest, declared)
+        rec = await commit_put(ctx, req, digest, headers, cond, data=data, tags=tags)
     else:
         admit = functools.partial(ctx.store.admit_object, req.bucket, req.key)
         blob = await store_body(ctx.store, req, digest, declared, ctx.max_object_size, req.bucket, admit)
-        rec = await commit_put(ctx, req, digest, headers, cond, blob=blob)
+        rec = await commit_put(ctx, req, digest, headers, cond, blob=blob, tags=tags)
     out = [("etag", f'"{rec.etag}"')]
     out.extend((f"x-amz-checksum-{alg}", v) for alg, v in rec.checksums.items())
     return Response(200, out)
@@ -258,6 +266,8 @@ async def _read_response(ctx: Context, call: Call, with_body: bool) -> Response:
             headers = [(n, v) for n, v in headers if n != header]
             headers.append((header, value))
     headers.append(("content-length", str(length)))
+    if obj.tags:
+        headers.append(("x-amz-tagging-count", str(len(obj.tags))))
     if count is not None:
         headers.append(("x-amz-mp-parts-count", str(count)))
     status = 200

@@ -21,6 +21,7 @@ from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.form import FilePart, FormReader, boundary_of
 from tunnelmesh.s3.integrity import UploadDigest
+from tunnelmesh.s3.ops import tags as tagsets
 from tunnelmesh.s3.ops.common import Context, object_headers_from_request, validate_key
 from tunnelmesh.s3.ops.objects import commit_put, store_body, write_conditions
 from tunnelmesh.s3.ops.unsupported import POST, refuse_unsupported
@@ -76,20 +77,32 @@ async def post_object(ctx: Context, call: Call) -> Response:
     refuse_unsupported(view)
     validate_key(key)
     headers = object_headers_from_request(view)
+    tags = _tags(view)
     digest = UploadDigest(view)
     await call.bucket()
+    if tags:
+        await tagsets.require_current_nodes(ctx, "tagging")
     stream = _within(form.file_data(), policy.min_size, policy.max_size)
     # a form declares no file length: the file's first bytes tell whether the store keeps it inline
     head = await _read_upto(stream, INLINE_MAX + 1)
     if ctx.store.keeps_inline(len(head)):
         data = b"".join([c async for c in digest.wrap(_once(head))])
-        rec = await commit_put(ctx, view, digest, headers, conditions, data=data)
+        rec = await commit_put(ctx, view, digest, headers, conditions, data=data, tags=tags)
     else:
         view.body = _prepend(head, stream)
         admit = functools.partial(ctx.store.admit_object, req.bucket, key)
         blob = await store_body(ctx.store, view, digest, None, ctx.max_object_size, req.bucket, admit)
-        rec = await commit_put(ctx, view, digest, headers, conditions, blob=blob)
+        rec = await commit_put(ctx, view, digest, headers, conditions, blob=blob, tags=tags)
     return _success(req, key, rec.etag, fields)
+
+
+def _tags(view: Request) -> tagsets.Tags | None:
+    """The form's `tagging` field: a Tagging XML document (not x-amz-tagging's query form, as on S3)."""
+    doc = view.headers.get("x-amz-tagging")
+    if doc is None:
+        return None
+    # _headers kept the field as latin-1 text of its UTF-8 bytes
+    return tagsets.parse_document(doc.encode("latin-1"), tagsets.MAX_OBJECT_TAGS, "Object") or None
 
 
 def _key(fields: dict[str, str], file: FilePart) -> str:

@@ -1,6 +1,6 @@
 """Requests for protections this server does not give are refused, never silently accepted.
 
-A client that asked for a locked, encrypted, tagged, archived or ACL-shared object must not believe
+A client that asked for a locked, encrypted, archived or ACL-shared object must not believe
 it got one. This is the one table of such request headers: which operations it applies to and the
 S3 error that answers it (S3's own answers for a feature it does not offer, and for ACLs the answer
 of a bucket whose object ownership is "bucket owner enforced"). It runs at the top of each write
@@ -68,14 +68,6 @@ def _ownership(name: str, value: str, req: Request) -> S3Error | None:
     return None if value.strip() == "BucketOwnerEnforced" else not_implemented(name)
 
 
-def _tagging(name: str, value: str, req: Request) -> S3Error | None:
-    # a copy keeps the source's tags (none here) unless told to REPLACE them; S3 ignores the header then
-    # only an unambiguous COPY keeps them: a directive sent twice arrives joined ("REPLACE,REPLACE")
-    if req.operation == COPY and req.header("x-amz-tagging-directive", "COPY").strip().upper() == "COPY":
-        return None
-    return not_implemented(name) if value.strip() else None
-
-
 def _storage_class(name: str, value: str, req: Request) -> S3Error | None:
     cls = value.strip()
     if cls == STANDARD:
@@ -116,7 +108,6 @@ RULES: tuple[Rule, ...] = (
     Rule("x-amz-server-side-encryption", OBJECT_WRITES | {UPLOAD_PART, UPLOAD_PART_COPY}, _always),
     Rule("x-amz-server-side-encryption-", OBJECT_WRITES | {UPLOAD_PART, UPLOAD_PART_COPY}, _always),
     Rule("x-amz-copy-source-server-side-encryption-", COPIES, _always),
-    Rule("x-amz-tagging", OBJECT_WRITES, _tagging),
     # conditions of S3 Express directory buckets: a delete that ignored them could delete the wrong version
     Rule("x-amz-if-match-last-modified-time", frozenset({DELETE}), _always),
     Rule("x-amz-if-match-size", frozenset({DELETE}), _always),

@@ -1,0 +1,83 @@
+"""Put/Get/DeleteObjectTagging and Put/Get/DeleteBucketTagging (the tag sets themselves: s3/ops/tags.py)."""
+
+from __future__ import annotations
+
+import json
+
+from tunnelmesh.s3.call import Call
+from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.s3.integrity import UploadDigest
+from tunnelmesh.s3.ops import tags as tagsets
+from tunnelmesh.s3.ops.common import Context
+from tunnelmesh.s3.ops.objects import check_version_id, lookup_object
+from tunnelmesh.s3.request import Request
+from tunnelmesh.s3.response import Response
+from tunnelmesh.store.errors import NoSuchKey
+
+# a Tagging document of 50 tags at their longest, with room for whitespace
+MAX_DOCUMENT_BYTES = 64 * 1024
+
+
+async def _read_document(req: Request) -> bytes:
+    assert req.body is not None
+    digest = UploadDigest(req)  # a Content-MD5 or x-amz-checksum-* sent with it is verified
+    buf = bytearray()
+    async for chunk in digest.wrap(req.body):
+        buf += chunk
+        if len(buf) > MAX_DOCUMENT_BYTES:
+            raise S3Error("MalformedXML", "The Tagging document is too large.")
+    return bytes(buf)
+
+
+# ---- objects ---------------------------------------------------------------------------------
+
+
+async def put_object_tagging(ctx: Context, call: Call) -> Response:
+    req = call.req
+    check_version_id(req)
+    tags = tagsets.parse_document(await _read_document(req), tagsets.MAX_OBJECT_TAGS, "Object")
+    await tagsets.require_current_nodes(ctx, "Tagging")
+    await _set_object_tags(ctx, call, tags or None)
+    return Response(200)
+
+
+async def get_object_tagging(ctx: Context, call: Call) -> Response:
+    obj = await lookup_object(ctx, call)
+    return tagsets.document(obj.tags)
+
+
+async def delete_object_tagging(ctx: Context, call: Call) -> Response:
+    check_version_id(call.req)
+    await _set_object_tags(ctx, call, None)
+    return Response(204)
+
+
+async def _set_object_tags(ctx: Context, call: Call, tags: tagsets.Tags | None) -> None:
+    req = call.req
+    try:
+        await ctx.store.set_object_tags(req.bucket, req.key, tags)
+    except NoSuchKey:
+        raise S3Error("NoSuchKey", Key=req.key) from None
+
+
+# ---- buckets ---------------------------------------------------------------------------------
+
+
+async def put_bucket_tagging(ctx: Context, call: Call) -> Response:
+    req = call.req
+    tags = tagsets.parse_document(await _read_document(req), tagsets.MAX_BUCKET_TAGS, "Bucket")
+    await tagsets.require_current_nodes(ctx, "Tagging")
+    await ctx.store.set_bucket_tags(req.bucket, json.dumps(tags) if tags else None)
+    return Response(204)
+
+
+async def get_bucket_tagging(ctx: Context, call: Call) -> Response:
+    bucket = await call.bucket()
+    if bucket.tags is None:
+        raise S3Error("NoSuchTagSet", BucketName=bucket.name)
+    return tagsets.document(json.loads(bucket.tags))
+
+
+async def delete_bucket_tagging(ctx: Context, call: Call) -> Response:
+    await ctx.store.set_bucket_tags(call.req.bucket, None)
+    return Response(204)
