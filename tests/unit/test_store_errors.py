@@ -114,6 +114,13 @@ S3_ANSWERS: list[tuple[se.StoreError, int, str, str, dict[str, str]]] = [
         "The metadata database is unavailable. Please try again.",
         {},
     ),
+    (
+        se.UpgradePending("tagging", "node-b", 5, 6),
+        503,
+        "ServiceUnavailable",
+        "tagging is refused until every coordinator runs this release: node node-b (schema 5) is older than schema 6.",
+        {},
+    ),
 ]
 
 ADMIN_ANSWERS: list[tuple[ce.CoordinatorError, int, str, str]] = [
