@@ -408,6 +408,17 @@ class _Tx(_Reads):
 
     # ---- objects ----------------------------------------------------------------------------------
 
+    def _sorted_add(self, items: list[Any], item: Any) -> None:
+        """Insert `item` into the sorted list `items` (the keys a scan bisects), journalled for undo."""
+        i = bisect_left(items, item)
+        items.insert(i, item)
+        self._undo.append(lambda: items.__delitem__(i))
+
+    def _sorted_remove(self, items: list[Any], item: Any) -> None:
+        i = bisect_left(items, item)
+        del items[i]
+        self._undo.append(lambda: items.insert(i, item))
+
     def put_object(self, rec: ObjectRecord) -> None:
         s = self._s()
         recs = s.objects.get(rec.bucket)
@@ -416,10 +427,7 @@ class _Tx(_Reads):
             self._set(s.objects, rec.bucket, recs)
             self._set(s.keys, rec.bucket, [])
         if rec.key not in recs:
-            keys = s.keys[rec.bucket]
-            i = bisect_left(keys, rec.key)
-            keys.insert(i, rec.key)
-            self._undo.append(lambda: keys.__delitem__(i))
+            self._sorted_add(s.keys[rec.bucket], rec.key)
         self._set(recs, rec.key, _copy_object(rec))
 
     def delete_object(self, bucket: str, key: str) -> ObjectRef | None:
@@ -428,10 +436,7 @@ class _Tx(_Reads):
         old = self._pop(recs, key) if recs is not None else None
         if old is None:
             return None
-        keys = s.keys[bucket]
-        i = bisect_left(keys, key)
-        del keys[i]
-        self._undo.append(lambda: keys.insert(i, key))
+        self._sorted_remove(s.keys[bucket], key)
         return _ref(old)
 
     def delete_objects_in(self, bucket: str) -> list[ObjectRef]:
@@ -457,10 +462,7 @@ class _Tx(_Reads):
             raise ValueError(f"{rec.bucket}/{rec.key} has a version of seq {rec.seq} already")
         if rec.version_id is None and self._null_version(rec.bucket, rec.key) is not None:
             raise ValueError(f"{rec.bucket}/{rec.key} has a noncurrent null version already")
-        vkeys = s.vkeys[rec.bucket]
-        i = bisect_left(vkeys, pos)
-        vkeys.insert(i, pos)
-        self._undo.append(lambda: vkeys.__delitem__(i))
+        self._sorted_add(s.vkeys[rec.bucket], pos)
         self._set(vers, pos, (_copy_object(rec, marker), since))
 
     def _remove_version(self, bucket: str, pos: tuple[str, int]) -> ObjectRecord | None:
@@ -469,10 +471,7 @@ class _Tx(_Reads):
         old = self._pop(vers, pos) if vers is not None else None
         if old is None:
             return None
-        vkeys = s.vkeys[bucket]
-        i = bisect_left(vkeys, pos)
-        del vkeys[i]
-        self._undo.append(lambda: vkeys.insert(i, pos))
+        self._sorted_remove(s.vkeys[bucket], pos)
         return old[0]
 
     def retire_current(self, bucket: str, key: str, since: float) -> ObjectRef | None:

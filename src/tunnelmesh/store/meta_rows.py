@@ -244,6 +244,21 @@ def attr_values(
     return out
 
 
+def attrs_update(
+    bucket: str, key: str, seq: int, current: bool, changes: list[tuple[str, Any]], seq_sql: str, mark: str
+) -> tuple[str, list[Any]]:
+    """set_version_attrs' UPDATE of the current row (`objects`, by its seq as `seq_sql` reads it) or of a
+    noncurrent one (`versions`, by nseq), with `mark` the driver's placeholder (`?` or `%s`)."""
+    # nothing to set: the statement still tells whether the version is there
+    sets = ", ".join(f"{col} = {mark}" for col, _ in changes) or "bucket = bucket"
+    values = [v for _, v in changes]
+    if current:
+        sql = f"UPDATE objects SET {sets} WHERE bucket = {mark} AND key = {mark} AND {seq_sql} = {mark}"
+        return sql, [*values, bucket, key, seq]
+    sql = f"UPDATE versions SET {sets} WHERE bucket = {mark} AND key = {mark} AND nseq = {mark}"
+    return sql, [*values, bucket, key, -seq]
+
+
 def marks(cols: str, mark: str = "?") -> str:
     """One placeholder per column of a column list: `?` (SQLite) or `%s` (PostgreSQL)."""
     return ", ".join([mark] * (cols.count(",") + 1))

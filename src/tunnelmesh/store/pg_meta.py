@@ -70,6 +70,7 @@ from tunnelmesh.store.meta_rows import (
     VREF_COLS,
     Row,
     attr_values,
+    attrs_update,
     bucket_row,
     marks,
     object_row,
@@ -480,14 +481,7 @@ class PgTx:
         legal_hold: bool | Keep = KEEP,
     ) -> bool:
         changes = attr_values(tags, retention, legal_hold)
-        sets = ", ".join(f"{col} = %s" for col, _ in changes) or "bucket = bucket"  # nothing to set: is it there?
-        values = [v for _, v in changes]
-        if current:
-            sql = f"UPDATE objects SET {sets} WHERE bucket = %s AND key = %s AND {PG_SEQ} = %s"
-            args = [*values, bucket, key, seq]
-        else:
-            sql = f"UPDATE versions SET {sets} WHERE bucket = %s AND key = %s AND nseq = %s"
-            args = [*values, bucket, key, -seq]
+        sql, args = attrs_update(bucket, key, seq, current, changes, PG_SEQ, "%s")
         return self.c.execute(sql, args).rowcount == 1
 
     def insert_upload(self, up: Upload) -> None:

@@ -36,6 +36,7 @@ from tunnelmesh.store.meta_rows import (
     VLIST_COLS,
     VREF_COLS,
     attr_values,
+    attrs_update,
     bucket_row,
     marks,
     object_row,
@@ -388,14 +389,7 @@ class SqliteTx:
         legal_hold: bool | Keep = KEEP,
     ) -> bool:
         changes = attr_values(tags, retention, legal_hold)
-        sets = ", ".join(f"{col}=?" for col, _ in changes) or "bucket=bucket"  # nothing to set: is it there?
-        values = [v for _, v in changes]
-        if current:
-            sql = f"UPDATE objects SET {sets} WHERE bucket=? AND key=? AND {SQLITE_SEQ}=?"
-            args = [*values, bucket, key, seq]
-        else:
-            sql = f"UPDATE versions SET {sets} WHERE bucket=? AND key=? AND nseq=?"
-            args = [*values, bucket, key, -seq]
+        sql, args = attrs_update(bucket, key, seq, current, changes, SQLITE_SEQ, "?")
         return self.c.execute(sql, args).rowcount == 1
 
     def insert_upload(self, up: Upload) -> None:
