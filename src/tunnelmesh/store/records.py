@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -46,6 +47,21 @@ def seq_at(mtime: float) -> int:
     """The seq of a version written at `mtime` in a bucket never versioned (and of rows written before seqs
     were kept): its microseconds. Python's int() truncates, as SQLite's CAST and PostgreSQL's trunc() do."""
     return int(mtime * 1_000_000)
+
+
+_VERSION_ID = re.compile(r"[0-9a-f]{24}")
+
+
+def new_version_id(seq: int, rand: int) -> str:
+    """A version's id: its seq (16 hex digits, so ids of a key sort as its versions do) and 32 random bits
+    (`rand`), so that an id is never given twice, even to a key deleted and written again after a clock went
+    back. Opaque to clients, as S3's; to us it names its row (docs/data-protection.md 1.2)."""
+    return f"{seq:016x}{rand & 0xFFFFFFFF:08x}"
+
+
+def version_seq(version_id: str) -> int | None:
+    """The seq a version id names; None if it is not one of ours (the null version is never passed here)."""
+    return int(version_id[:16], 16) if _VERSION_ID.fullmatch(version_id) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +139,20 @@ class VersionEntry:
     def nseq(self) -> int:
         """The versions table's order within a key: ascending is newest first."""
         return -self.seq
+
+
+@dataclass(slots=True)
+class VersionListing:
+    """One page of ListObjectVersions: `entries` (versions and delete markers) in (key, newest first) order,
+    interleaved with nothing; `prefixes` the common prefixes. When truncated, the next page starts after
+    (`next_key`, `next_version`): `next_version` None with a `next_key` means after every version of that
+    key (or that common prefix)."""
+
+    entries: list[VersionEntry]
+    prefixes: list[str]
+    truncated: bool
+    next_key: str | None
+    next_version: str | None  # a version id, "null", or None
 
 
 @dataclass(slots=True)
