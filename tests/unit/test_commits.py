@@ -189,17 +189,17 @@ def test_tags_are_set_on_the_current_object_and_change_no_counter(m) -> None:
     rec = ObjectRecord("b", "k", 5, "e", 2.0, {}, {}, [Segment("blob-k", 5, "e")], "p")
     m.put_object(rec, WriteConditions(), 1 << 30)
     before = m.bucket("b")
-    assert m.freed(lambda tx: commits.set_object_tags(tx, "b", "k", {"a": "1"})) == []
+    assert m.freed(lambda tx: commits.set_object_tags(tx, "b", "k", None, {"a": "1"})) == []
     assert m.read(lambda r: r.get_object("b", "k")).tags == {"a": "1"}
     assert m.bucket("b") == before  # no counter moved
-    m.write(lambda tx: commits.set_object_tags(tx, "b", "k", None))
+    m.write(lambda tx: commits.set_object_tags(tx, "b", "k", None, None))
     assert m.read(lambda r: r.get_object("b", "k")).tags is None
     with pytest.raises(NoSuchKey):
-        m.write(lambda tx: commits.set_object_tags(tx, "b", "absent", {"a": "1"}))
+        m.write(lambda tx: commits.set_object_tags(tx, "b", "absent", None, {"a": "1"}))
     with pytest.raises(NoSuchBucket):
-        m.write(lambda tx: commits.set_object_tags(tx, "nob", "k", {"a": "1"}))
+        m.write(lambda tx: commits.set_object_tags(tx, "nob", "k", None, {"a": "1"}))
     # an overwrite that names no tags leaves the key untagged
-    m.write(lambda tx: commits.set_object_tags(tx, "b", "k", {"a": "1"}))
+    m.write(lambda tx: commits.set_object_tags(tx, "b", "k", None, {"a": "1"}))
     m.put_object(ObjectRecord("b", "k", 5, "e2", 3.0, {}, {}, [], "p", data=b"12345"), WriteConditions(), 1 << 30)
     assert m.read(lambda r: r.get_object("b", "k")).tags is None
     m.write(lambda tx: commits.set_bucket_tags(tx, "b", '{"t": "v"}'))

@@ -35,6 +35,7 @@ TABLE: list[tuple[str, str, dict[str, str], str]] = [
     ("GET", "/b?location", {}, "GetBucketLocation"),
     ("GET", "/b?acl", {}, "GetBucketAcl"),
     ("GET", "/b?versioning", {}, "GetBucketVersioning"),
+    ("PUT", "/b?versioning", {}, "PutBucketVersioning"),
     ("GET", "/b?tagging", {}, "GetBucketTagging"),
     ("PUT", "/b?tagging", {}, "PutBucketTagging"),
     ("DELETE", "/b?tagging", {}, "DeleteBucketTagging"),

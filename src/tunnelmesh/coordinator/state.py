@@ -101,7 +101,7 @@ class SystemState:
         raise Conflict(key)
 
     async def delete(self, keys: list[str]) -> None:
-        await self.store.delete_objects(SYSTEM_BUCKET, keys)
+        await self.store.delete_objects(SYSTEM_BUCKET, [(k, None, None) for k in keys])
 
     async def keys(self, prefix: str = "") -> list[str]:
         out: list[str] = []

@@ -22,6 +22,7 @@ STATUS: dict[str, int] = {
     "InvalidAccessKeyId": 403,
     "InvalidArgument": 400,
     "InvalidBucketName": 400,
+    "InvalidBucketState": 409,
     "InvalidDigest": 400,
     "InvalidPart": 400,
     "InvalidPartNumber": 416,
@@ -45,6 +46,7 @@ STATUS: dict[str, int] = {
     "NoSuchKey": 404,
     "NoSuchTagSet": 404,
     "NoSuchUpload": 404,
+    "NoSuchVersion": 404,
     "NotImplemented": 501,
     "PreconditionFailed": 412,
     "QuotaExceeded": 403,
@@ -75,6 +77,7 @@ MESSAGE: dict[str, str] = {
     "InvalidAccessKeyId": "The AWS Access Key Id you provided does not exist in our records.",
     "InvalidArgument": "Invalid Argument",
     "InvalidBucketName": "The specified bucket is not valid.",
+    "InvalidBucketState": "The request is not valid with the current state of the bucket.",
     "InvalidDigest": "The Content-MD5 you specified was invalid.",
     "InvalidPart": "One or more of the specified parts could not be found. The part may not have been uploaded, "
     "or the specified entity tag may not match the part's entity tag.",
@@ -101,6 +104,7 @@ MESSAGE: dict[str, str] = {
     "NoSuchTagSet": "The TagSet does not exist",
     "NoSuchUpload": "The specified upload does not exist. The upload ID may be invalid, "
     "or the upload may have been aborted or completed.",
+    "NoSuchVersion": "The specified version does not exist.",
     "NotImplemented": "A header you provided implies functionality that is not implemented",
     "PreconditionFailed": "At least one of the pre-conditions you specified did not hold",
     "RequestTimeout": "Your socket connection to the server was not read from or written to within the timeout period.",

@@ -10,7 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tunnelmesh.s3.errors import S3Error
-from tunnelmesh.s3.ops import attributes, buckets, copy, listing, multipart, objects, post_object, tagging
+from tunnelmesh.s3.ops import (
+    attributes,
+    buckets,
+    copy,
+    listing,
+    multipart,
+    objects,
+    post_object,
+    tagging,
+    versioning,
+)
 from tunnelmesh.s3.ops.common import Handler
 from tunnelmesh.s3.policy import Access
 from tunnelmesh.s3.request import Request
@@ -37,7 +47,16 @@ ROUTES: tuple[Route, ...] = (
     R("GET", SERVICE, "ListBuckets", buckets.list_buckets, READ),
     R("GET", BUCKET, "GetBucketLocation", buckets.get_bucket_location, READ, markers=("location",)),
     R("GET", BUCKET, "GetBucketAcl", buckets.get_bucket_acl, READ, markers=("acl",)),
-    R("GET", BUCKET, "GetBucketVersioning", buckets.get_bucket_versioning, READ, markers=("versioning",)),
+    R("GET", BUCKET, "GetBucketVersioning", versioning.get_bucket_versioning, READ, markers=("versioning",)),
+    R(
+        "PUT",
+        BUCKET,
+        "PutBucketVersioning",
+        versioning.put_bucket_versioning,
+        OWNER,
+        markers=("versioning",),
+        takes_body=True,
+    ),
     R("GET", BUCKET, "GetBucketTagging", tagging.get_bucket_tagging, READ, markers=("tagging",)),
     R("PUT", BUCKET, "PutBucketTagging", tagging.put_bucket_tagging, OWNER, markers=("tagging",), takes_body=True),
     R("DELETE", BUCKET, "DeleteBucketTagging", tagging.delete_bucket_tagging, OWNER, markers=("tagging",)),

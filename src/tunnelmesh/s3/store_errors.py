@@ -23,7 +23,11 @@ def s3_error(e: se.StoreError) -> S3Error:
         case se.BucketNotEmpty():
             return S3Error("BucketNotEmpty", BucketName=e.bucket)
         case se.ReservedBucket():
-            return S3Error("InvalidArgument", "The coordinator's own bucket cannot have a quota.", BucketName=e.bucket)
+            return S3Error(
+                "InvalidArgument", f"The coordinator's own bucket cannot have {e.what}.", BucketName=e.bucket
+            )
+        case se.InvalidBucketState():
+            return S3Error("InvalidBucketState", f"{e.why}.", BucketName=e.bucket)
         case se.QuotaExceeded(scope="bucket"):
             return S3Error(
                 "QuotaExceeded",
@@ -51,6 +55,12 @@ def s3_error(e: se.StoreError) -> S3Error:
             # no Key element: the one the store raises is a conditional write's (If-Match on no object),
             # and that answer has never carried one
             return S3Error("NoSuchKey")
+        case se.NoSuchVersion():
+            return S3Error("NoSuchVersion", Key=e.key, VersionId=e.version_id)
+        case se.IsDeleteMarker():
+            err = S3Error("MethodNotAllowed", Method="", ResourceType="DeleteMarker")
+            err.headers += [("x-amz-delete-marker", "true"), ("x-amz-version-id", e.version_id)]
+            return err
         case se.NoSuchUpload():
             return S3Error("NoSuchUpload", UploadId=e.upload_id)
         case se.InvalidPart():

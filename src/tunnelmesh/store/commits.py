@@ -16,10 +16,13 @@ from tunnelmesh.store.errors import (
     BucketDeleteDenied,
     BucketExists,
     BucketNotEmpty,
+    InvalidBucketState,
     InvalidPart,
+    IsDeleteMarker,
     NoSuchBucket,
     NoSuchKey,
     NoSuchUpload,
+    NoSuchVersion,
     PreconditionFailed,
     QuotaExceeded,
     ReservedBucket,
@@ -29,12 +32,17 @@ from tunnelmesh.store.records import (
     SYSTEM_BUCKET,
     Bucket,
     CompletedUpload,
+    Deleted,
     ObjectRecord,
+    ObjectRef,
     Part,
     Segment,
     Upload,
     WriteConditions,
     WriteResult,
+    new_version_id,
+    seq_at,
+    version_seq,
 )
 
 # how long a Complete is remembered, so that a retry of it answers the same
@@ -131,6 +139,8 @@ def delete_bucket(tx: MetaTx, name: str, peer: str | None) -> WriteResult[None]:
         raise BucketDeleteDenied(name)
     if next(tx.scan_objects(name, "", True, None, 1), None) is not None:
         raise BucketNotEmpty(name)
+    if b.versioning is not None and next(tx.scan_versions(name, "", -(2**63), True, None, 1), None) is not None:
+        raise BucketNotEmpty(name)  # noncurrent versions and delete markers are the bucket's too
     freed: list[str] = []
     while uploads := tx.list_uploads(name, "", "", "", 1000):
         for up in uploads:
@@ -138,6 +148,24 @@ def delete_bucket(tx: MetaTx, name: str, peer: str | None) -> WriteResult[None]:
     tx.forget_completed(bucket=name)
     tx.delete_bucket(name)
     return WriteResult(None, freed)
+
+
+VERSIONING_STATES = ("Enabled", "Suspended")
+
+
+def set_versioning(tx: MetaTx, name: str, state: str) -> WriteResult[None]:
+    """Enable or suspend versioning (S3 has no way back to "never versioned"). The coordinator's own bucket
+    is never versioned: its records are backed up and restored as a whole, one version each."""
+    if state not in VERSIONING_STATES:
+        raise ValueError(state)
+    if name == SYSTEM_BUCKET:
+        raise ReservedBucket(name, "versioning")
+    b = _locked_bucket(tx, name)
+    if state == "Suspended" and b.object_lock:
+        raise InvalidBucketState(name, "Versioning cannot be suspended on a bucket with object lock")
+    if b.versioning != state:
+        tx.set_bucket_attr(name, "versioning", state)
+    return WriteResult(None)
 
 
 def set_quota(tx: MetaTx, name: str, quota: int | None) -> WriteResult[None]:
@@ -151,10 +179,16 @@ def set_quota(tx: MetaTx, name: str, quota: int | None) -> WriteResult[None]:
 # ---- objects ---------------------------------------------------------------------------------
 
 
-def put_object(tx: MetaTx, rec: ObjectRecord, cond: WriteConditions, max_size: int) -> WriteResult[None]:
+def put_object(
+    tx: MetaTx, rec: ObjectRecord, cond: WriteConditions, max_size: int, rand: int = 0
+) -> WriteResult[str | None]:
+    """Make `rec` the key's current version; answers its version id as S3 shows it (None in a bucket never
+    versioned). `rand`: the random part of a new version id (docs/data-protection.md 1.2)."""
     bucket = _locked_bucket(tx, rec.bucket)
     old = tx.object_ref(rec.bucket, rec.key)
     check_write_conditions(cond, rec.bucket, rec.key, old.etag if old else None)
+    if bucket.versioning is not None:
+        return _put_version(tx, bucket, rec, old, rand, max_size)
     old_size = old.size if old else 0
     _admit_locked(tx, bucket, rec.size - old_size, max_size)
     tx.put_object(rec)
@@ -162,14 +196,187 @@ def put_object(tx: MetaTx, rec: ObjectRecord, cond: WriteConditions, max_size: i
     return WriteResult(None, old.blobs if old else [])
 
 
-def set_object_tags(tx: MetaTx, bucket: str, key: str, tags: dict[str, str] | None) -> WriteResult[None]:
-    """Replace (None: remove) the tag set of the key's current version. Under the bucket lock, as every write
-    of the key, so it cannot land on a version an overwrite is replacing; no counter changes."""
-    _locked_bucket(tx, bucket)
-    ref = tx.object_ref(bucket, key)
-    if ref is None or not tx.set_version_attrs(bucket, key, ref.seq, True, tags=tags):
-        raise NoSuchKey(bucket, key)
-    return WriteResult(None)
+# ---- versions --------------------------------------------------------------------------------
+
+NULL = "null"  # how S3 names the null version (version_id None)
+
+
+def shown(version_id: str | None) -> str:
+    return NULL if version_id is None else version_id
+
+
+def _next_seq(tx: MetaTx, bucket: str, key: str, current: ObjectRef | None, now: float) -> int:
+    """The seq of a new version of the key: its time, but always above every version the key has
+    (invariant 1 of docs/data-protection.md), whatever the clock of the node that wrote those did."""
+    if current is not None:
+        prev = current.seq
+    else:
+        newest = tx.newest_version_ref(bucket, key)
+        prev = newest.seq if newest is not None else 0
+    return max(seq_at(now), prev + 1)
+
+
+@dataclasses.dataclass(slots=True)
+class _Usage:
+    """Counter changes and freed blobs, summed over a write's versions and applied once."""
+
+    used: int = 0
+    objects: int = 0
+    nc_used: int = 0
+    nc_objects: int = 0
+    freed: list[str] = dataclasses.field(default_factory=list)
+
+    def retired(self, ref: ObjectRef) -> None:
+        """The current version became noncurrent: its bytes stay, counted as noncurrent."""
+        self.objects -= 1
+        self.nc_used += ref.size
+        self.nc_objects += 1
+
+    def dropped(self, ref: ObjectRef, current: bool) -> None:
+        """A version (current or not) is gone for good: its bytes are freed."""
+        self.used -= ref.size
+        self.freed += ref.blobs
+        if current:
+            self.objects -= 1
+        else:
+            self.nc_used -= ref.size
+            self.nc_objects -= 1
+
+    def apply(self, tx: MetaTx, bucket: str, mpu_used: int = 0) -> None:
+        if self.used or self.objects or self.nc_used or self.nc_objects or mpu_used:
+            tx.add_usage(bucket, self.used, self.objects, mpu_used, self.nc_used, self.nc_objects)
+
+
+def _put_version(
+    tx: MetaTx, bucket: Bucket, rec: ObjectRecord, old: ObjectRef | None, rand: int, max_size: int, mpu_bytes: int = 0
+) -> WriteResult[str | None]:
+    """`rec` becomes the current version in a versioned bucket: under Enabled a new version, the current one
+    kept as noncurrent; under Suspended the null version, which replaces the key's null version wherever it
+    is (its bytes freed) and keeps a non-null current one as noncurrent. `mpu_bytes`: the upload's part
+    bytes a Complete turns into this version (they were counted already)."""
+    seq = _next_seq(tx, rec.bucket, rec.key, old, rec.mtime)
+    vid = new_version_id(seq, rand) if bucket.versioning == "Enabled" else None
+    rec = dataclasses.replace(rec, seq=seq, version_id=vid)
+    u = _Usage(used=rec.size, objects=1)
+    if old is not None and old.version_id is None and vid is None:
+        u.dropped(old, current=True)  # replaced in place by the put below
+    elif old is not None:
+        tx.retire_current(rec.bucket, rec.key, rec.mtime)
+        u.retired(old)
+    if vid is None and (gone := tx.delete_null_version(rec.bucket, rec.key)) is not None:
+        u.dropped(gone, current=False)
+    _admit_locked(tx, bucket, u.used - mpu_bytes, max_size)
+    tx.put_object(rec)
+    u.apply(tx, rec.bucket, -mpu_bytes)
+    return WriteResult(shown(vid), u.freed)
+
+
+def _promote_newest(tx: MetaTx, bucket: str, key: str, u: _Usage) -> None:
+    """The key has no current row: its newest version becomes current, unless it is a delete marker (then
+    the key stays deleted; invariant 2)."""
+    newest = tx.newest_version_ref(bucket, key)
+    if newest is not None and not newest.marker:
+        tx.promote_version(bucket, key, newest.seq)
+        u.objects += 1
+        u.nc_used -= newest.size
+        u.nc_objects -= 1
+
+
+def _delete_marked(tx: MetaTx, bucket: Bucket, key: str, owner: str, now: float, rand: int, u: _Usage) -> Deleted:
+    """A delete without a version id in a versioned bucket: a delete marker becomes the current version (S3
+    stacks them: a marker over a marker is a new one). Under Enabled the current version is kept as
+    noncurrent; under Suspended the marker is the null version, replacing the key's null version."""
+    cur = tx.object_ref(bucket.name, key)
+    seq = _next_seq(tx, bucket.name, key, cur, now)
+    vid = new_version_id(seq, rand) if bucket.versioning == "Enabled" else None
+    if cur is not None and cur.version_id is None and vid is None:
+        tx.delete_object(bucket.name, key)
+        u.dropped(cur, current=True)
+    elif cur is not None:
+        tx.retire_current(bucket.name, key, now)
+        u.retired(cur)
+    if vid is None and (gone := tx.delete_null_version(bucket.name, key)) is not None:
+        u.dropped(gone, current=False)
+    marker = ObjectRecord(bucket.name, key, 0, "", now, {}, {}, [], owner, version_id=vid, seq=seq, marker=True)
+    tx.put_version(marker, True, now)
+    u.nc_objects += 1
+    return Deleted(shown(vid), True)
+
+
+def _delete_version(tx: MetaTx, bucket: str, key: str, vid: str, if_match: str | None, u: _Usage) -> Deleted:
+    """Remove one version for good (`vid`: an id or "null"); a version that is not there is already gone
+    (S3 answers success). When it was the current one, the newest remaining version becomes current."""
+    cur = tx.object_ref(bucket, key)
+    if cur is not None and cur.version_id == (None if vid == NULL else vid):
+        _check_version_etag(if_match, cur.etag)
+        tx.delete_object(bucket, key)
+        u.dropped(cur, current=True)
+        _promote_newest(tx, bucket, key, u)
+        return Deleted(vid, False)
+    ref = _noncurrent_ref(tx, bucket, key, vid)
+    if ref is None:
+        return Deleted(vid, False)
+    _check_version_etag(if_match, ref.etag)
+    tx.delete_version(bucket, key, ref.seq)
+    u.dropped(ref, current=False)
+    if cur is None:
+        _promote_newest(tx, bucket, key, u)
+    return Deleted(vid, ref.marker)
+
+
+def _noncurrent_ref(r: MetaReads, bucket: str, key: str, vid: str) -> ObjectRef | None:
+    """The noncurrent version (or delete marker) `vid` ("null" or an id) of the key, if it has it."""
+    if vid == NULL:
+        return r.null_version_ref(bucket, key)
+    seq = version_seq(vid)
+    v = r.version(bucket, key, seq) if seq is not None else None
+    if v is None or v.version_id != vid:
+        return None
+    return ObjectRef(v.size, v.etag, v.mtime, [s.blob for s in v.segments], v.version_id, v.seq, marker=v.marker)
+
+
+def _check_version_etag(if_match: str | None, etag: str) -> None:
+    if if_match is not None and if_match not in ("*", etag):
+        raise PreconditionFailed("If-Match")
+
+
+def version_record(r: MetaReads, bucket: str, key: str, vid: str) -> ObjectRecord:
+    """The version `vid` of the key (an id, or "null"), current or not, a delete marker included (its
+    `marker` set); NoSuchVersion if the key has no such version."""
+    want = None if vid == NULL else vid
+    seq = None if vid == NULL else version_seq(vid)
+    rec = r.get_object(bucket, key)
+    if rec is None or rec.version_id != want:
+        if vid == NULL:
+            ref = r.null_version_ref(bucket, key)
+            seq = ref.seq if ref is not None else None
+        rec = r.version(bucket, key, seq) if seq is not None else None
+    if rec is None or rec.version_id != (None if vid == NULL else vid):
+        require_bucket(r, bucket)  # NoSuchBucket comes first
+        raise NoSuchVersion(bucket, key, vid)
+    return rec
+
+
+def set_object_tags(
+    tx: MetaTx, bucket: str, key: str, version_id: str | None, tags: dict[str, str] | None
+) -> WriteResult[str | None]:
+    """Replace (None: remove) the tag set of a version of the key (`version_id`; None: the current one);
+    answers the version's id as S3 shows it (None in a bucket never versioned). Under the bucket lock, as
+    every write of the key, so it cannot land on a version an overwrite is replacing; no counter changes."""
+    b = _locked_bucket(tx, bucket)
+    cur = tx.object_ref(bucket, key)
+    if version_id is None or (cur is not None and cur.version_id == (None if version_id == NULL else version_id)):
+        if cur is None:
+            raise NoSuchKey(bucket, key)
+        tx.set_version_attrs(bucket, key, cur.seq, True, tags=tags)
+        return WriteResult(shown(cur.version_id) if b.versioning is not None or version_id else None)
+    ref = _noncurrent_ref(tx, bucket, key, version_id)
+    if ref is None:
+        raise NoSuchVersion(bucket, key, version_id)
+    if ref.marker:
+        raise IsDeleteMarker(bucket, key, version_id)
+    tx.set_version_attrs(bucket, key, ref.seq, False, tags=tags)
+    return WriteResult(version_id)
 
 
 def set_bucket_tags(tx: MetaTx, name: str, tags: str | None) -> WriteResult[None]:
@@ -179,30 +386,44 @@ def set_bucket_tags(tx: MetaTx, name: str, tags: str | None) -> WriteResult[None
     return WriteResult(None)
 
 
+# a DeleteObjects entry: key, version id (None: the current version; "null": the null version), If-Match ETag
+DeleteEntry = tuple[str, str | None, str | None]
+_GONE = Deleted()  # every answer of a plain delete in a bucket never versioned: one shared instance
+
+
 def delete_objects(
-    tx: MetaTx, bucket: str, keys: list[str], if_match: dict[str, str] | None = None
-) -> WriteResult[dict[str, NoSuchKey | PreconditionFailed]]:
-    """Delete the keys that exist (absent keys are fine). A key in `if_match` is deleted only if its
-    current ETag is that one (`*`: if it exists); otherwise it is left alone, and the answer says why
-    (PreconditionFailed, or NoSuchKey when it does not exist)."""
-    _locked_bucket(tx, bucket)
-    refused: dict[str, NoSuchKey | PreconditionFailed] = {}
-    freed: list[str] = []
-    size = count = 0
-    for key in keys:
-        if if_match is not None and key in if_match:
+    tx: MetaTx, bucket: str, entries: list[DeleteEntry], owner: str = "", now: float = 0.0, rand: int = 0
+) -> WriteResult[list[Deleted | NoSuchKey | PreconditionFailed]]:
+    """Delete each entry (absent keys and versions are fine), in order, under one bucket lock; answers, per
+    entry, what was done, or why it was left alone (an If-Match ETag that did not hold: PreconditionFailed,
+    or NoSuchKey when there is no current version to compare). In a versioned bucket a delete without a
+    version id makes a delete marker (`owner`'s, made at `now`; `rand` seeds the random part of new ids)."""
+    b = _locked_bucket(tx, bucket)
+    out: list[Deleted | NoSuchKey | PreconditionFailed] = []
+    u = _Usage()
+    for i, (key, vid, if_match) in enumerate(entries):
+        if if_match is not None and vid is None:
             cur = tx.object_ref(bucket, key)
-            if cur is None or if_match[key] not in ("*", cur.etag):
-                refused[key] = NoSuchKey(bucket, key) if cur is None else PreconditionFailed("If-Match")
+            if cur is None or if_match not in ("*", cur.etag):
+                out.append(NoSuchKey(bucket, key) if cur is None else PreconditionFailed("If-Match"))
                 continue
-        gone = tx.delete_object(bucket, key)
-        if gone is not None:
-            size += gone.size
-            count += 1
-            freed += gone.blobs
-    if count:
-        tx.add_usage(bucket, used=-size, objects=-count)
-    return WriteResult(refused, freed)
+        if vid is not None:
+            try:
+                out.append(_delete_version(tx, bucket, key, vid, if_match, u))
+            except PreconditionFailed as e:
+                out.append(e)
+        elif b.versioning is not None:
+            # distinct ids for markers made by one request (each key's seq differs too, but not across keys)
+            out.append(_delete_marked(tx, b, key, owner, now, (rand + i * 0x9E3779B1) & 0xFFFFFFFF, u))
+        else:
+            gone = tx.delete_object(bucket, key)
+            if gone is not None:
+                u.used -= gone.size
+                u.objects -= 1
+                u.freed += gone.blobs
+            out.append(_GONE)
+    u.apply(tx, bucket)
+    return WriteResult(out, u.freed)
 
 
 def delete_object_version(tx: MetaTx, bucket: str, key: str, mtime: float, blobs: list[str]) -> WriteResult[None]:
@@ -212,7 +433,7 @@ def delete_object_version(tx: MetaTx, bucket: str, key: str, mtime: float, blobs
     cur = tx.object_ref(bucket, key)
     if cur is None or cur.mtime != mtime or cur.blobs != blobs:
         return WriteResult(None)
-    return WriteResult(None, delete_objects(tx, bucket, [key]).freed)
+    return WriteResult(None, delete_objects(tx, bucket, [(key, shown(cur.version_id), None)]).freed)
 
 
 def replace_bucket(tx: MetaTx, bucket: str, records: list[ObjectRecord]) -> WriteResult[None]:
@@ -292,8 +513,9 @@ def complete_upload(
     parts_sig: str,
     cond: WriteConditions,
     max_size: int,
-) -> WriteResult[None]:
-    """Turn the chosen parts into the object.
+    rand: int = 0,
+) -> WriteResult[str | None]:
+    """Turn the chosen parts into the object; answers its version id as put_object does.
 
     The caller built `rec` from parts it read before this transaction, and any of them may have been
     re-uploaded since. So the object's segments are decided here, from the parts this transaction
@@ -304,7 +526,8 @@ def complete_upload(
     if get_upload(tx, rec.bucket, rec.key, upload_id) is None:
         done = tx.completed_upload(rec.bucket, rec.key, upload_id)
         if done is not None and done.parts_sig == parts_sig:
-            return WriteResult(None)  # an identical Complete committed first; its object is the one asked for
+            # an identical Complete committed first; its object is the one asked for
+            return WriteResult(done.version_id)
         require_upload(tx, rec.bucket, rec.key, upload_id)  # raises NoSuchUpload (or NoSuchBucket)
     bucket = _locked_bucket(tx, rec.bucket)
     old = tx.object_ref(rec.bucket, rec.key)
@@ -325,13 +548,19 @@ def complete_upload(
     named = {s.blob for s in segments}
     mpu_bytes = sum(p.size for p in current.values())
     unused = [p.blob for p in current.values() if p.blob not in named]
-    old_size = old.size if old else 0
-    # parts move from "in progress" to the object; only a growth of the total needs admission
-    _admit_locked(tx, bucket, rec.size - old_size - mpu_bytes, max_size)
-    tx.put_object(rec)
+    if bucket.versioning is not None:
+        written = _put_version(tx, bucket, rec, old, rand, max_size, mpu_bytes)
+        vid, freed = written.value, unused + written.freed
+    else:
+        old_size = old.size if old else 0
+        # parts move from "in progress" to the object; only a growth of the total needs admission
+        _admit_locked(tx, bucket, rec.size - old_size - mpu_bytes, max_size)
+        tx.put_object(rec)
+        tx.add_usage(rec.bucket, used=rec.size - old_size, objects=0 if old else 1, mpu_used=-mpu_bytes)
+        vid, freed = None, unused + (old.blobs if old else [])
     tx.delete_upload(upload_id)
-    tx.put_completed(upload_id, rec.bucket, rec.key, CompletedUpload(rec.etag, parts_sig, rec.checksums), rec.mtime)
+    done = CompletedUpload(rec.etag, parts_sig, rec.checksums, vid)
+    tx.put_completed(upload_id, rec.bucket, rec.key, done, rec.mtime)
     # keep the retry record small: only recent completions are remembered
     tx.forget_completed(before=rec.mtime - COMPLETED_KEPT_SECONDS)
-    tx.add_usage(rec.bucket, used=rec.size - old_size, objects=0 if old else 1, mpu_used=-mpu_bytes)
-    return WriteResult(None, unused + (old.blobs if old else []))
+    return WriteResult(vid, freed)

@@ -40,6 +40,7 @@ import logging
 import math
 import os
 import random
+import secrets
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Collection
@@ -67,6 +68,7 @@ from tunnelmesh.store.records import (
     SYSTEM_BUCKET,
     Bucket,
     CompletedUpload,
+    Deleted,
     Listing,
     NodeState,
     ObjectRecord,
@@ -521,14 +523,19 @@ class Store:
     async def empty_bucket(self, name: str) -> None:
         """Delete every object and abort every upload in a bucket (for a forced bucket delete).
 
-        Not atomic: pages of 1000 objects in key order, then the uploads one by one, each in its
-        own commit. A crash part-way leaves the bucket partly emptied in that order (every object
-        left is whole); running the forced delete again finishes it."""
-        while page := (await self.list_objects(name, "", "", None, False, 1000)).objects:
-            await self.delete_objects(name, [o.key for o in page])
+        Not atomic: pages of 1000 versions (current or not, delete markers too) in key order, each
+        deleted by its version id, then the uploads one by one, each in its own commit. A crash part-way
+        leaves the bucket partly emptied in that order (every version left is whole); running the forced
+        delete again finishes it."""
+        while page := (await self.list_versions(name, "", "", None, None, 1000)).entries:
+            await self.delete_objects(name, [(v.key, commits.shown(v.version_id), None) for v in page])
         while uploads := await self.list_uploads(name, "", "", "", 1000):
             for up in uploads:
                 await self.abort_upload(name, up.key, up.upload_id)
+
+    async def set_versioning(self, name: str, state: str) -> None:
+        """`state`: "Enabled" or "Suspended"."""
+        await self._commit(lambda tx: commits.set_versioning(tx, name, state))
 
     async def set_quota(self, name: str, quota: int | None) -> None:
         await self._commit(lambda tx: commits.set_quota(tx, name, quota))
@@ -696,21 +703,41 @@ class Store:
         an inline object), for a caller that only checks which version is there."""
         return await self.meta.read(lambda r: r.object_ref(bucket, key))
 
-    async def put_object(self, rec: ObjectRecord, cond: WriteConditions) -> None:
-        new_blobs = [s.blob for s in rec.segments]
-        await self._commit(lambda tx: commits.put_object(tx, rec, cond, self.max_size), new_blobs)
+    async def get_version(self, bucket: str, key: str, version_id: str) -> ObjectRecord:
+        """Version `version_id` ("null" for the null version) of the key, current or not, a delete marker
+        included (`marker` set). Raises NoSuchVersion (NoSuchBucket)."""
+        return await self.meta.read(lambda r: commits.version_record(r, bucket, key, version_id))
 
-    async def set_object_tags(self, bucket: str, key: str, tags: dict[str, str] | None) -> None:
-        await self._commit(lambda tx: commits.set_object_tags(tx, bucket, key, tags))
+    async def current_marker(self, bucket: str, key: str) -> str | None:
+        """The version id, as S3 shows it, of the delete marker that is the key's current version, if one is
+        (a key with no current object); None otherwise."""
+        ref = await self.meta.read(lambda r: r.newest_version_ref(bucket, key))
+        return commits.shown(ref.version_id) if ref is not None and ref.marker else None
+
+    async def put_object(self, rec: ObjectRecord, cond: WriteConditions) -> str | None:
+        """Returns the new version's id as S3 shows it ("null" for the null version), None in a bucket
+        never versioned."""
+        new_blobs = [s.blob for s in rec.segments]
+        rand = secrets.randbits(32)
+        return await self._commit(lambda tx: commits.put_object(tx, rec, cond, self.max_size, rand), new_blobs)
+
+    async def set_object_tags(
+        self, bucket: str, key: str, version_id: str | None, tags: dict[str, str] | None
+    ) -> str | None:
+        """Set the tags of a version (None: the current one); returns its id as S3 shows it (None in a bucket
+        never versioned)."""
+        return await self._commit(lambda tx: commits.set_object_tags(tx, bucket, key, version_id, tags))
 
     async def set_bucket_tags(self, name: str, tags: str | None) -> None:
         await self._commit(lambda tx: commits.set_bucket_tags(tx, name, tags))
 
     async def delete_objects(
-        self, bucket: str, keys: list[str], if_match: dict[str, str] | None = None
-    ) -> dict[str, NoSuchKey | PreconditionFailed]:
-        """Returns the keys left alone because their `if_match` ETag did not hold, with the reason."""
-        return await self._commit(lambda tx: commits.delete_objects(tx, bucket, keys, if_match))
+        self, bucket: str, entries: list[commits.DeleteEntry], owner: str = ""
+    ) -> list[Deleted | NoSuchKey | PreconditionFailed]:
+        """Delete each (key, version id or None, If-Match ETag or None); answers, per entry, what was done or
+        why it was left alone (commits.delete_objects). A delete marker made is `owner`'s."""
+        now, rand = time.time(), secrets.randbits(32)
+        return await self._commit(lambda tx: commits.delete_objects(tx, bucket, entries, owner, now, rand))
 
     async def delete_object_version(self, bucket: str, key: str, mtime: float, blobs: list[str]) -> None:
         await self._commit(lambda tx: commits.delete_object_version(tx, bucket, key, mtime, blobs))
@@ -783,9 +810,11 @@ class Store:
         used_parts: list[int],
         parts_sig: str,
         cond: WriteConditions,
-    ) -> None:
-        await self._commit(
-            lambda tx: commits.complete_upload(tx, upload_id, rec, used_parts, parts_sig, cond, self.max_size)
+    ) -> str | None:
+        """Returns the version id as put_object does."""
+        rand = secrets.randbits(32)
+        return await self._commit(
+            lambda tx: commits.complete_upload(tx, upload_id, rec, used_parts, parts_sig, cond, self.max_size, rand)
         )
 
 

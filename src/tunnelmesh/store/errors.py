@@ -43,11 +43,23 @@ class BucketNotEmpty(StoreError):
 
 
 class ReservedBucket(StoreError):
-    """The coordinator's own bucket does not take the change asked (a quota)."""
+    """The coordinator's own bucket does not take the change asked (`what`: a quota, versioning): its
+    records are rebuilt, backed up and restored as a whole, one version each."""
 
-    def __init__(self, bucket: str) -> None:
-        super().__init__(f"bucket {bucket} is reserved")
+    def __init__(self, bucket: str, what: str = "a quota") -> None:
+        super().__init__(f"bucket {bucket} is reserved: it cannot have {what}")
         self.bucket = bucket
+        self.what = what
+
+
+class InvalidBucketState(StoreError):
+    """The bucket's configuration forbids the change (`why`): versioning of an object-lock bucket cannot be
+    suspended."""
+
+    def __init__(self, bucket: str, why: str) -> None:
+        super().__init__(f"bucket {bucket}: {why}")
+        self.bucket = bucket
+        self.why = why
 
 
 class QuotaExceeded(StoreError):
@@ -86,6 +98,24 @@ class NoSuchKey(StoreError):
         super().__init__(f"no object {bucket}/{key}")
         self.bucket = bucket
         self.key = key
+
+
+class NoSuchVersion(StoreError):
+    def __init__(self, bucket: str, key: str, version_id: str) -> None:
+        super().__init__(f"no version {version_id} of {bucket}/{key}")
+        self.bucket = bucket
+        self.key = key
+        self.version_id = version_id
+
+
+class IsDeleteMarker(StoreError):
+    """The version asked for is a delete marker, which has no content, tags or lock to read or change."""
+
+    def __init__(self, bucket: str, key: str, version_id: str) -> None:
+        super().__init__(f"version {version_id} of {bucket}/{key} is a delete marker")
+        self.bucket = bucket
+        self.key = key
+        self.version_id = version_id
 
 
 class NoSuchUpload(StoreError):

@@ -176,7 +176,7 @@ class CompletedUpload:
     etag: str
     parts_sig: str
     checksums: dict[str, str]
-    version_id: str | None = None  # the version the Complete made (None: the null version)
+    version_id: str | None = None  # the version the Complete made, as S3 shows it (None: a bucket never versioned)
 
 
 @dataclass(slots=True)
@@ -205,6 +205,16 @@ class WriteConditions:
 
     if_none_match_any: bool = False
     if_match: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    """What a delete did, as S3 answers it: `version_id` is the version it removed or the delete marker it
+    made ("null" for the null version; None in a bucket never versioned, which answers no version), and
+    `marker` whether that version is a delete marker."""
+
+    version_id: str | None = None
+    marker: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""ListBuckets, CreateBucket, DeleteBucket, HeadBucket, GetBucketLocation, ACL and versioning reads."""
+"""ListBuckets, CreateBucket, DeleteBucket, HeadBucket, GetBucketLocation, ACL reads."""
 
 from __future__ import annotations
 
@@ -155,8 +155,3 @@ async def get_object_acl(ctx: Context, call: Call) -> Response:
     if obj is None:
         raise S3Error("NoSuchKey", Key=req.key)
     return _acl(obj.owner)
-
-
-async def get_bucket_versioning(ctx: Context, call: Call) -> Response:
-    await call.bucket()
-    return xml_response(xml.document("VersioningConfiguration", []))

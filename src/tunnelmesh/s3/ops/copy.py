@@ -18,12 +18,13 @@ from tunnelmesh.s3.ops.common import (
     require_no_framing,
     validate_key,
 )
-from tunnelmesh.s3.ops.objects import open_range, write_conditions
+from tunnelmesh.s3.ops.objects import open_range, version_header, write_conditions
 from tunnelmesh.s3.ops.unsupported import refuse_unsupported
 from tunnelmesh.s3.policy import Access
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response, xml_response
-from tunnelmesh.store.records import ObjectRecord, Segment
+from tunnelmesh.store.commits import NULL
+from tunnelmesh.store.records import ObjectRecord, Segment, version_seq
 
 
 @dataclass(slots=True)
@@ -57,15 +58,34 @@ async def copy_source(ctx: Context, req: Request) -> ObjectRecord:
             ArgumentName="x-amz-copy-source",
             ArgumentValue=raw,
         )
-    if version and version not in ("versionId=null",):
+    vid = version.removeprefix("versionId=") if version.startswith("versionId=") else None
+    if version and (vid is None or (vid != NULL and version_seq(vid) is None)):
         raise S3Error("InvalidArgument", "Invalid version id specified", ArgumentName="x-amz-copy-source")
     ctx.policy.check(req.principal, Access.READ, bucket)
-    obj = await ctx.store.get_object(bucket, key)
-    if obj is None:
-        await ctx.store.require_bucket(bucket)
-        raise S3Error("NoSuchKey", Key=key)
+    if vid is not None:
+        obj = await ctx.store.get_version(bucket, key, vid)
+        if obj.marker:
+            raise S3Error(
+                "InvalidRequest",
+                "The source of a copy request may not specifically refer to a delete marker by version id.",
+            )
+    else:
+        found = await ctx.store.get_object(bucket, key)
+        if found is None:
+            await ctx.store.require_bucket(bucket)
+            raise S3Error("NoSuchKey", Key=key)
+        obj = found
     conditions.check_read(req.headers, obj, prefix="x-amz-copy-source-")
     return obj
+
+
+def source_version_header(req: Request, src: ObjectRecord) -> list[tuple[str, str]]:
+    """x-amz-copy-source-version-id: the source version copied, when it has an id or was asked by one."""
+    if src.version_id is not None:
+        return [("x-amz-copy-source-version-id", src.version_id)]
+    if "?versionId=" in req.header("x-amz-copy-source"):
+        return [("x-amz-copy-source-version-id", NULL)]
+    return []
 
 
 async def source_bytes(ctx: Context, src: ObjectRecord, offset: int, length: int) -> AsyncIterator[bytes]:
@@ -113,7 +133,10 @@ async def copy_object(ctx: Context, call: Call) -> Response:
     directive = req.header("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
         raise S3Error("InvalidArgument", "Unknown metadata directive.", ArgumentName="x-amz-metadata-directive")
-    if src.bucket == req.bucket and src.key == req.key and directive == "COPY":
+    # copying an older version onto its own key is how S3 restores it; only a copy of the current one to
+    # itself changes nothing
+    to_itself = src.bucket == req.bucket and src.key == req.key and "?versionId=" not in req.header("x-amz-copy-source")
+    if to_itself and directive == "COPY":
         raise S3Error(
             "InvalidRequest",
             "This copy request is illegal because it is trying to copy an object to itself without changing "
@@ -149,10 +172,12 @@ async def copy_object(ctx: Context, call: Call) -> Response:
         owner=req.principal.peer_id,
         tags=tags,
     )
-    await ctx.store.put_object(rec, cond)
+    vid = await ctx.store.put_object(rec, cond)
     body = [xml.element("LastModified", xml.iso8601(rec.mtime)), f"<ETag>&quot;{rec.etag}&quot;</ETag>"]
     body.extend(xml.element(f"Checksum{a.upper()}", v) for a, v in rec.checksums.items())
-    return xml_response(xml.document("CopyObjectResult", body))
+    resp = xml_response(xml.document("CopyObjectResult", body))
+    resp.headers.extend(source_version_header(req, src) + version_header(vid))
+    return resp
 
 
 def _copied_tags(req: Request, src: ObjectRecord) -> tagsets.Tags | None:

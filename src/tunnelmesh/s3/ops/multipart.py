@@ -23,9 +23,9 @@ from tunnelmesh.s3.ops.common import (
     require_no_framing,
     validate_key,
 )
-from tunnelmesh.s3.ops.copy import copy_bytes, copy_source
+from tunnelmesh.s3.ops.copy import copy_bytes, copy_source, source_version_header
 from tunnelmesh.s3.ops.listing import encoder, max_keys_param
-from tunnelmesh.s3.ops.objects import store_body, upload_length, write_conditions
+from tunnelmesh.s3.ops.objects import store_body, upload_length, version_header, write_conditions
 from tunnelmesh.s3.ops.unsupported import refuse_unsupported
 from tunnelmesh.s3.request import Request, read_small_body
 from tunnelmesh.s3.response import Response, xml_response
@@ -116,13 +116,15 @@ async def upload_part_copy(ctx: Context, call: Call) -> Response:
         await ctx.store.put_part(req.bucket, req.key, up.upload_id, part)
     body = [xml.element("LastModified", xml.iso8601(part.mtime)), f"<ETag>&quot;{part.etag}&quot;</ETag>"]
     body.extend(xml.element(f"Checksum{a.upper()}", v) for a, v in part.checksums.items())
-    return xml_response(xml.document("CopyPartResult", body))
+    resp = xml_response(xml.document("CopyPartResult", body))
+    resp.headers.extend(source_version_header(req, src))
+    return resp
 
 
-def _complete_result(req: Request, etag: str, sums: dict[str, str]) -> Response:
+def _complete_result(req: Request, etag: str, sums: dict[str, str], version_id: str | None) -> Response:
     extra = [xml.element(f"Checksum{a.upper()}", v) for a, v in sums.items()]
     extra.extend(xml.element("ChecksumType", checksums.checksum_type(v)) for v in sums.values())
-    return xml_response(
+    resp = xml_response(
         xml.document(
             "CompleteMultipartUploadResult",
             [
@@ -134,6 +136,8 @@ def _complete_result(req: Request, etag: str, sums: dict[str, str]) -> Response:
             ],
         )
     )
+    resp.headers.extend(version_header(version_id))
+    return resp
 
 
 async def complete_upload(ctx: Context, call: Call) -> Response:
@@ -164,7 +168,7 @@ async def complete_upload(ctx: Context, call: Call) -> Response:
         # a retry after a lost response or a twin racing it, and both get the first one's answer
         done = await ctx.store.completed_upload(req.bucket, req.key, upload_id)
         if done is not None and done.parts_sig == signature:
-            return _complete_result(req, done.etag, done.checksums)
+            return _complete_result(req, done.etag, done.checksums, done.version_id)
         raise
 
 
@@ -295,8 +299,9 @@ async def _complete(
         owner=req.principal.peer_id,
         tags=tags,
     )
-    await ctx.store.complete_upload(upload_id, rec, [p.part_number for p in chosen], signature, write_conditions(req))
-    return _complete_result(req, etag, sums)
+    used = [p.part_number for p in chosen]
+    vid = await ctx.store.complete_upload(upload_id, rec, used, signature, write_conditions(req))
+    return _complete_result(req, etag, sums, vid)
 
 
 async def abort_upload(ctx: Context, call: Call) -> Response:

@@ -24,10 +24,11 @@ from tunnelmesh.s3.ops.unsupported import refuse_unsupported
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response, http_date, xml_response
 from tunnelmesh.s3.store_errors import s3_error
+from tunnelmesh.store.commits import NULL, DeleteEntry
 from tunnelmesh.store.content import ByteRange
 from tunnelmesh.store.engine import Store
 from tunnelmesh.store.errors import DamagedObject, NoSuchKey
-from tunnelmesh.store.records import ObjectRecord, Segment, WriteConditions
+from tunnelmesh.store.records import Deleted, ObjectRecord, Segment, WriteConditions, version_seq
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _RESPONSE_OVERRIDES = {
@@ -51,10 +52,17 @@ def write_conditions(req: Request) -> WriteConditions:
     )
 
 
-def check_version_id(req: Request) -> None:
+def check_version_id(req: Request) -> str | None:
+    """The request's ?versionId= ("null", or an id of ours), None without one."""
     vid = req.query.get("versionId")
-    if vid is not None and vid != "null":
+    if vid is not None and vid != NULL and version_seq(vid) is None:
         raise S3Error("InvalidArgument", "Invalid version id specified", ArgumentName="versionId", ArgumentValue=vid)
+    return vid
+
+
+def version_header(version_id: str | None) -> list[tuple[str, str]]:
+    """x-amz-version-id of a write or read: none in a bucket never versioned (version_id None)."""
+    return [] if version_id is None else [("x-amz-version-id", version_id)]
 
 
 def upload_length(req: Request, limit: int) -> int | None:
@@ -118,9 +126,10 @@ async def commit_put(
     data: bytes | None = None,
     blob: str | None = None,
     tags: tagsets.Tags | None = None,
-) -> ObjectRecord:
+) -> tuple[ObjectRecord, str | None]:
     """Commit the object a PUT (or a form upload) has read: kept in its row (`data`) or in `blob`; an
-    overwrite without `tags` leaves the key untagged, as on S3."""
+    overwrite without `tags` leaves the key untagged, as on S3. Returns it and its version id, as S3 shows
+    it (None in a bucket never versioned)."""
     assert req.principal is not None
     rec = ObjectRecord(
         bucket=req.bucket,
@@ -135,8 +144,7 @@ async def commit_put(
         data=data,
         tags=tags,
     )
-    await ctx.store.put_object(rec, cond)
-    return rec
+    return rec, await ctx.store.put_object(rec, cond)
 
 
 async def put_object(ctx: Context, call: Call) -> Response:
@@ -155,24 +163,43 @@ async def put_object(ctx: Context, call: Call) -> Response:
         # No lookups before a small body: reading it costs less than the bucket and quota reads
         # would, and the commit checks the bucket, the conditions and the quota exactly anyway.
         data = await read_inline(req, digest, declared)
-        rec = await commit_put(ctx, req, digest, headers, cond, data=data, tags=tags)
+        rec, vid = await commit_put(ctx, req, digest, headers, cond, data=data, tags=tags)
     else:
         admit = functools.partial(ctx.store.admit_object, req.bucket, req.key)
         blob = await store_body(ctx.store, req, digest, declared, ctx.max_object_size, req.bucket, admit)
-        rec = await commit_put(ctx, req, digest, headers, cond, blob=blob, tags=tags)
+        rec, vid = await commit_put(ctx, req, digest, headers, cond, blob=blob, tags=tags)
     out = [("etag", f'"{rec.etag}"')]
     out.extend((f"x-amz-checksum-{alg}", v) for alg, v in rec.checksums.items())
+    out.extend(version_header(vid))
     return Response(200, out)
 
 
 async def lookup_object(ctx: Context, call: Call) -> ObjectRecord:
+    """The object a read names: the current version, or the one ?versionId= asks for. A delete marker is
+    no object: NoSuchKey (the current version) or MethodNotAllowed (asked by id), with the headers S3 gives."""
     req = call.req
-    check_version_id(req)
+    vid = check_version_id(req)
+    if vid is not None:
+        version = await ctx.store.get_version(req.bucket, req.key, vid)
+        if version.marker:
+            e = S3Error("MethodNotAllowed", Method=req.method, ResourceType="DeleteMarker")
+            raise _marker_error(e, vid, version)
+        return version
     obj = await ctx.store.get_object(req.bucket, req.key)
     if obj is None:
-        await call.bucket()  # only to tell NoSuchBucket from NoSuchKey: a hit costs one read
-        raise S3Error("NoSuchKey", Key=req.key)
+        # only to tell NoSuchBucket from NoSuchKey, and a deleted key from one never written: a hit costs one read
+        bucket = await call.bucket()
+        marker = await ctx.store.current_marker(req.bucket, req.key) if bucket.versioning is not None else None
+        e = S3Error("NoSuchKey", Key=req.key)
+        raise _marker_error(e, marker, None) if marker is not None else e
     return obj
+
+
+def _marker_error(e: S3Error, version_id: str, marker: ObjectRecord | None) -> S3Error:
+    e.headers += [("x-amz-delete-marker", "true"), ("x-amz-version-id", version_id)]
+    if marker is not None:
+        e.headers.append(("last-modified", http_date(marker.mtime)))
+    return e
 
 
 def part_number_param(req: Request) -> int | None:
@@ -268,6 +295,10 @@ async def _read_response(ctx: Context, call: Call, with_body: bool) -> Response:
     headers.append(("content-length", str(length)))
     if obj.tags:
         headers.append(("x-amz-tagging-count", str(len(obj.tags))))
+    if obj.version_id is not None:
+        headers.append(("x-amz-version-id", obj.version_id))
+    elif "versionId" in req.query:
+        headers.append(("x-amz-version-id", NULL))
     if count is not None:
         headers.append(("x-amz-mp-parts-count", str(count)))
     status = 200
@@ -307,20 +338,25 @@ def _etag(value: str) -> str:
 
 async def delete_object(ctx: Context, call: Call) -> Response:
     req = call.req
+    assert req.principal is not None
     require_no_framing(req)
     refuse_unsupported(req)
-    check_version_id(req)
-    if_match = {req.key: _etag(req.headers["if-match"])} if "if-match" in req.headers else None
-    refused = await ctx.store.delete_objects(req.bucket, [req.key], if_match)
-    if isinstance(refused.get(req.key), NoSuchKey):
+    vid = check_version_id(req)
+    if_match = _etag(req.headers["if-match"]) if "if-match" in req.headers else None
+    (done,) = await ctx.store.delete_objects(req.bucket, [(req.key, vid, if_match)], req.principal.peer_id)
+    if isinstance(done, NoSuchKey):
         raise S3Error("NoSuchKey", Key=req.key)
-    if refused:
-        raise refused[req.key]
-    return Response(204)
+    if not isinstance(done, Deleted):
+        raise done
+    headers = version_header(done.version_id)
+    if done.marker:
+        headers.append(("x-amz-delete-marker", "true"))
+    return Response(204, headers)
 
 
 async def delete_objects(ctx: Context, call: Call) -> Response:
     req = call.req
+    assert req.principal is not None
     require_no_framing(req)
     assert req.body is not None
     await call.bucket()
@@ -337,9 +373,8 @@ async def delete_objects(ctx: Context, call: Call) -> Response:
     objs = doc.findall("Object")
     if not objs or len(objs) > 1000:
         raise S3Error("MalformedXML", "A DeleteObjects request names between 1 and 1000 keys.")
-    keys: list[str] = []
+    entries: list[DeleteEntry] = []
     errors: list[str] = []
-    if_match: dict[str, str] = {}
     for o in objs:
         key = xml.text(o, "Key")
         if key is None:
@@ -348,19 +383,31 @@ async def delete_objects(ctx: Context, call: Call) -> Response:
             if o.find(condition) is not None:
                 raise S3Error("NotImplemented", f"A conditional delete on {condition} is not implemented.")
         etag = xml.text(o, "ETag")
-        if etag is not None:
-            if_match[key] = _etag(etag)
-        vid = xml.text(o, "VersionId")
-        if vid not in (None, "", "null"):
+        vid = xml.text(o, "VersionId") or None
+        if vid is not None and vid != NULL and version_seq(vid) is None:
             errors.append(
                 f"<Error>{xml.element('Key', key)}{xml.element('VersionId', vid)}"
                 "<Code>NoSuchVersion</Code><Message>The specified version does not exist.</Message></Error>"
             )
             continue
-        keys.append(key)
-    refused = await ctx.store.delete_objects(req.bucket, keys, if_match or None)
-    for k, why in refused.items():
-        e = s3_error(why)
-        errors.append(f"<Error>{xml.element('Key', k)}<Code>{e.code}</Code><Message>{e.message}</Message></Error>")
-    deleted = [] if quiet else [f"<Deleted>{xml.element('Key', k)}</Deleted>" for k in keys if k not in refused]
+        entries.append((key, vid, None if etag is None else _etag(etag)))
+    results = await ctx.store.delete_objects(req.bucket, entries, req.principal.peer_id)
+    deleted: list[str] = []
+    for (key, asked, _), done in zip(entries, results, strict=True):
+        k = xml.element("Key", key)
+        if not isinstance(done, Deleted):
+            e = s3_error(done)
+            errors.append(f"<Error>{k}<Code>{e.code}</Code><Message>{e.message}</Message></Error>")
+        elif not quiet:
+            deleted.append(f"<Deleted>{k}{_deleted_fields(asked, done)}</Deleted>")
     return xml_response(xml.document("DeleteResult", deleted + errors))
+
+
+def _deleted_fields(asked: str | None, done: Deleted) -> str:
+    """What a <Deleted> entry says beside its key: the version asked for, and the delete marker removed or
+    made (S3 names a new marker's id as DeleteMarkerVersionId)."""
+    if asked is not None:
+        return xml.element("VersionId", asked) + ("<DeleteMarker>true</DeleteMarker>" if done.marker else "")
+    if done.marker and done.version_id is not None:
+        return "<DeleteMarker>true</DeleteMarker>" + xml.element("DeleteMarkerVersionId", done.version_id)
+    return ""

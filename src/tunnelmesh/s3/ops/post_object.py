@@ -23,7 +23,7 @@ from tunnelmesh.s3.form import FilePart, FormReader, boundary_of
 from tunnelmesh.s3.integrity import UploadDigest
 from tunnelmesh.s3.ops import tags as tagsets
 from tunnelmesh.s3.ops.common import Context, object_headers_from_request, validate_key
-from tunnelmesh.s3.ops.objects import commit_put, store_body, write_conditions
+from tunnelmesh.s3.ops.objects import commit_put, store_body, version_header, write_conditions
 from tunnelmesh.s3.ops.unsupported import POST, refuse_unsupported
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response
@@ -87,13 +87,13 @@ async def post_object(ctx: Context, call: Call) -> Response:
     head = await _read_upto(stream, INLINE_MAX + 1)
     if ctx.store.keeps_inline(len(head)):
         data = b"".join([c async for c in digest.wrap(_once(head))])
-        rec = await commit_put(ctx, view, digest, headers, conditions, data=data, tags=tags)
+        rec, vid = await commit_put(ctx, view, digest, headers, conditions, data=data, tags=tags)
     else:
         view.body = _prepend(head, stream)
         admit = functools.partial(ctx.store.admit_object, req.bucket, key)
         blob = await store_body(ctx.store, view, digest, None, ctx.max_object_size, req.bucket, admit)
-        rec = await commit_put(ctx, view, digest, headers, conditions, blob=blob, tags=tags)
-    return _success(req, key, rec.etag, fields)
+        rec, vid = await commit_put(ctx, view, digest, headers, conditions, blob=blob, tags=tags)
+    return _success(req, key, rec.etag, vid, fields)
 
 
 def _tags(view: Request) -> tagsets.Tags | None:
@@ -175,12 +175,12 @@ async def _prepend(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[byt
         yield chunk
 
 
-def _success(req: Request, key: str, etag: str, fields: dict[str, str]) -> Response:
+def _success(req: Request, key: str, etag: str, version_id: str | None, fields: dict[str, str]) -> Response:
     location = f"{req.prefix}/{quote(req.bucket)}/{quote(key, safe='/~')}"
     if req.header("host"):
         location = f"http://{req.header('host')}{location}"
     quoted_etag = f'"{etag}"'
-    headers = [("etag", quoted_etag)]
+    headers = [("etag", quoted_etag), *version_header(version_id)]
     redirect = fields.get("success_action_redirect") or fields.get("redirect")
     if redirect and _is_url(redirect):
         params = (("bucket", req.bucket), ("key", key), ("etag", quoted_etag))

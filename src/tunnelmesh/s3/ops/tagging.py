@@ -9,9 +9,10 @@ from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.integrity import UploadDigest
 from tunnelmesh.s3.ops import tags as tagsets
 from tunnelmesh.s3.ops.common import Context
-from tunnelmesh.s3.ops.objects import check_version_id, lookup_object
+from tunnelmesh.s3.ops.objects import check_version_id, lookup_object, version_header
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response
+from tunnelmesh.store.commits import NULL
 from tunnelmesh.store.errors import NoSuchKey
 
 # a Tagging document of 50 tags at their longest, with room for whitespace
@@ -37,27 +38,29 @@ async def put_object_tagging(ctx: Context, call: Call) -> Response:
     check_version_id(req)
     tags = tagsets.parse_document(await _read_document(req), tagsets.MAX_OBJECT_TAGS, "Object")
     await tagsets.require_current_nodes(ctx, "Tagging")
-    await _set_object_tags(ctx, call, tags or None)
-    return Response(200)
+    return Response(200, await _set_object_tags(ctx, call, tags or None))
 
 
 async def get_object_tagging(ctx: Context, call: Call) -> Response:
     obj = await lookup_object(ctx, call)
-    return tagsets.document(obj.tags)
+    resp = tagsets.document(obj.tags)
+    if obj.version_id is not None or "versionId" in call.req.query:
+        resp.headers.append(("x-amz-version-id", obj.version_id or NULL))
+    return resp
 
 
 async def delete_object_tagging(ctx: Context, call: Call) -> Response:
-    check_version_id(call.req)
-    await _set_object_tags(ctx, call, None)
-    return Response(204)
+    return Response(204, await _set_object_tags(ctx, call, None))
 
 
-async def _set_object_tags(ctx: Context, call: Call, tags: tagsets.Tags | None) -> None:
+async def _set_object_tags(ctx: Context, call: Call, tags: tagsets.Tags | None) -> list[tuple[str, str]]:
+    """Set the tags of the version asked for; the response's version header."""
     req = call.req
     try:
-        await ctx.store.set_object_tags(req.bucket, req.key, tags)
+        vid = await ctx.store.set_object_tags(req.bucket, req.key, check_version_id(req), tags)
     except NoSuchKey:
         raise S3Error("NoSuchKey", Key=req.key) from None
+    return version_header(vid)
 
 
 # ---- buckets ---------------------------------------------------------------------------------
