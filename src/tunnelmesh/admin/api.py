@@ -9,7 +9,7 @@ Authenticated exactly like the S3 API (SigV4, Basic, Bearer), allowed to admins 
     POST   /api/buckets                    {"name": str}
     DELETE /api/buckets/{name}[?force=true]
     PUT    /api/buckets/{name}/quota       {"quota": bytes or null}
-    GET    /api/buckets/{name}/usage       bytes used, objects, in-progress multipart bytes, quota, percent
+    GET    /api/buckets/{name}/usage       bytes used (current, noncurrent), objects, multipart bytes, quota
     GET    /api/storage                    the whole store against max_size, the disk's free space, per bucket
     GET    /api/storage/verify             recount usage from the metadata and report any difference
     POST   /api/storage/scrub[?repair=true] re-hash every object; with repair, quarantine the rotten ones
@@ -286,7 +286,11 @@ def _bucket_doc(b: Any) -> dict[str, Any]:
         "owner": b.owner,
         "created": b.created,
         "objects": b.objects,
-        "used": b.used,
+        "used": b.used,  # every version's bytes, current and noncurrent: what the quota counts
+        "current_used": b.used - b.nc_used,
+        "noncurrent_used": b.nc_used,
+        "noncurrent_versions": b.nc_objects,  # noncurrent versions and delete markers
+        "versioning": b.versioning,
         "multipart_used": b.mpu_used,
         "quota": b.quota,
         "percent": round(100 * total / b.quota, 2) if b.quota else None,

@@ -180,13 +180,18 @@ def bucket_quota_clear(c: Coordinator, name: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @connection
 def bucket_usage(c: Coordinator, name: str, as_json: bool) -> None:
-    """Bytes used, objects, in-progress multipart bytes and quota of bucket NAME."""
+    """Bytes used (current and noncurrent versions), objects, in-progress multipart bytes and quota of
+    bucket NAME."""
     d = c.api("GET", f"buckets/{quote(name, safe='')}/usage")
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
     click.echo(
         f"bucket:     {d['name']}\nused:       {human(d['used'])} ({d['used']} bytes)\n"
+        f"current:    {human(d['current_used'])} ({d['current_used']} bytes)\n"
+        f"noncurrent: {human(d['noncurrent_used'])} ({d['noncurrent_used']} bytes, "
+        f"{d['noncurrent_versions']} versions and delete markers)\n"
+        f"versioning: {d['versioning'] or 'never enabled'}\n"
         f"objects:    {d['objects']}\nmultipart:  {human(d['multipart_used'])} ({d['multipart_used']} bytes)\n"
         f"quota:      {human(d['quota'])}" + (f" ({d['percent']}% used)" if d["quota"] else "")
     )
