@@ -386,6 +386,7 @@ class Bench:
         await self.multipart(s, b)
         await self.listing(s, b)
         await self.delete_objects(s, b)
+        await self.versioned(s)
         if s.name == "tunnelmesh":
             await self.gib_transfers(s, b)
             if a.million:
@@ -464,6 +465,50 @@ class Bench:
             )
 
         await self.load(s, "DeleteObjects of 1000 keys", "ops", 1, batch, total=3)
+
+    async def versioned(self, s: Server) -> None:
+        """A versioned bucket: 4 KiB overwrites of 1,000 keys (each a new version, the old one kept), reads of
+        the current versions, and pages of both listings over keys with several versions each."""
+        a = self.args
+        b = f"{s.prefix}/bench-versioned"
+        await run_load(s.base, 1, lambda i: self.req(s, "PUT", b), total=1)
+        doc = b"<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>"
+        await run_load(
+            s.base,
+            1,
+            lambda i: self.req(s, "PUT", b, hashlib.sha256(doc).hexdigest(), "versioning=", body=doc),
+            total=1,
+        )
+        keys = 1000
+
+        def put(i: int):
+            return self.req(s, "PUT", f"{b}/v/{i % keys:05d}", self.small_hash, body=self.small, payload=SMALL)
+
+        await self.load(s, "versioned: 4 KiB PUT c16", "ops", 16, put, duration=a.seconds)
+        await self.load(
+            s,
+            "versioned: 4 KiB GET c16",
+            "ops",
+            16,
+            lambda i: self.req(s, "GET", f"{b}/v/{i % keys:05d}"),
+            duration=a.seconds,
+        )
+        await self.load(
+            s,
+            "versioned: ListObjectsV2 page of 1000",
+            "ops",
+            1,
+            lambda i: self.req(s, "GET", b, EMPTY, "list-type=2&max-keys=1000&prefix=v%2F"),
+            total=30,
+        )
+        await self.load(
+            s,
+            "versioned: ListObjectVersions page of 1000",
+            "ops",
+            1,
+            lambda i: self.req(s, "GET", b, EMPTY, "max-keys=1000&prefix=v%2F&versions="),
+            total=30,
+        )
 
     async def gib_transfers(self, s: Server, b: str) -> None:
         """Peak RSS while two 1 GiB objects go up and two come down at once."""

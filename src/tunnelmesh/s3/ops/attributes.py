@@ -10,7 +10,7 @@ from tunnelmesh.s3 import checksums, xml
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import MAX_PART_NUMBER, Context
-from tunnelmesh.s3.ops.objects import lookup_object, not_modified, parts_count
+from tunnelmesh.s3.ops.objects import lookup_object, not_modified, parts_count, read_version_header
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response, http_date, xml_response
 from tunnelmesh.store.records import ObjectRecord
@@ -121,4 +121,5 @@ async def get_object_attributes(ctx: Context, call: Call) -> Response:
         body.append(xml.element("ObjectSize", obj.size))
     resp = xml_response(xml.document("GetObjectAttributesResponse", body))
     resp.headers.append(("last-modified", http_date(obj.mtime)))
+    resp.headers.extend(read_version_header(req, obj))
     return resp

@@ -65,6 +65,14 @@ def version_header(version_id: str | None) -> list[tuple[str, str]]:
     return [] if version_id is None else [("x-amz-version-id", version_id)]
 
 
+def read_version_header(req: Request, obj: ObjectRecord) -> list[tuple[str, str]]:
+    """x-amz-version-id of a read: the version's id; for the null version only when asked for by id (telling
+    it apart from an object of a bucket never versioned would cost every read the bucket's record)."""
+    if obj.version_id is not None:
+        return [("x-amz-version-id", obj.version_id)]
+    return [("x-amz-version-id", NULL)] if "versionId" in req.query else []
+
+
 def upload_length(req: Request, limit: int) -> int | None:
     """The declared body length; plain bodies without one are refused, as S3 does."""
     n = req.content_length
@@ -295,10 +303,7 @@ async def _read_response(ctx: Context, call: Call, with_body: bool) -> Response:
     headers.append(("content-length", str(length)))
     if obj.tags:
         headers.append(("x-amz-tagging-count", str(len(obj.tags))))
-    if obj.version_id is not None:
-        headers.append(("x-amz-version-id", obj.version_id))
-    elif "versionId" in req.query:
-        headers.append(("x-amz-version-id", NULL))
+    headers.extend(read_version_header(req, obj))
     if count is not None:
         headers.append(("x-amz-mp-parts-count", str(count)))
     status = 200

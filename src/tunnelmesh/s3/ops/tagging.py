@@ -9,10 +9,9 @@ from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.integrity import UploadDigest
 from tunnelmesh.s3.ops import tags as tagsets
 from tunnelmesh.s3.ops.common import Context
-from tunnelmesh.s3.ops.objects import check_version_id, lookup_object, version_header
+from tunnelmesh.s3.ops.objects import check_version_id, lookup_object, read_version_header, version_header
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response
-from tunnelmesh.store.commits import NULL
 from tunnelmesh.store.errors import NoSuchKey
 
 # a Tagging document of 50 tags at their longest, with room for whitespace
@@ -44,8 +43,7 @@ async def put_object_tagging(ctx: Context, call: Call) -> Response:
 async def get_object_tagging(ctx: Context, call: Call) -> Response:
     obj = await lookup_object(ctx, call)
     resp = tagsets.document(obj.tags)
-    if obj.version_id is not None or "versionId" in call.req.query:
-        resp.headers.append(("x-amz-version-id", obj.version_id or NULL))
+    resp.headers.extend(read_version_header(call.req, obj))
     return resp
 
 
