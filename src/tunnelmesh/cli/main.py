@@ -8,7 +8,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -195,6 +195,29 @@ def bucket_usage(c: Coordinator, name: str, as_json: bool) -> None:
         f"objects:    {d['objects']}\nmultipart:  {human(d['multipart_used'])} ({d['multipart_used']} bytes)\n"
         f"quota:      {human(d['quota'])}" + (f" ({d['percent']}% used)" if d["quota"] else "")
     )
+
+
+_VERSIONING = {"enable": "Enabled", "suspend": "Suspended"}
+
+
+@bucket.command("versioning")
+@click.argument("name")
+@click.argument("action", type=click.Choice(["enable", "suspend", "status"]))
+@connection
+def bucket_versioning(c: Coordinator, name: str, action: str) -> None:
+    """Enable or suspend versioning of bucket NAME, or show its state. Enabled, every overwrite and delete
+    keeps the version it replaces (see `object versions` and `object restore`); suspended, new writes replace
+    the null version, and the versions kept so far stay."""
+    if action != "status":
+        doc = f"<VersioningConfiguration><Status>{_VERSIONING[action]}</Status></VersioningConfiguration>"
+        r = c.request("PUT", _url(c, name), params={"versioning": ""}, data=doc.encode())
+        if r.status_code != 200:
+            raise _s3_error(r)
+    r = c.request("GET", _url(c, name), params={"versioning": ""})
+    if r.status_code != 200:
+        raise _s3_error(r)
+    state = ElementTree.fromstring(r.content).findtext(f"{_NS}Status")
+    click.echo(f"versioning of {name}: {state or 'never enabled'}")
 
 
 @cli.group()
@@ -438,6 +461,9 @@ def _s3_error(r: Any) -> CliError:
         return CliError(f"HTTP {r.status_code}")
 
 
+_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+
 def _url(c: Coordinator, b: str, k: str = "") -> str:
     return f"{c.s3}/{quote(b, safe='')}" + (f"/{quote(k, safe='/')}" if k else "")
 
@@ -496,7 +522,6 @@ def object_get(c: Coordinator, target: str, file: Path) -> None:
 @connection
 def object_list(c: Coordinator, bucket_name: str, prefix: str, as_json: bool) -> None:
     """List the objects of BUCKET_NAME."""
-    ns = "{http://s3.amazonaws.com/doc/2006-03-01/}"
     objects: list[dict[str, Any]] = []
     token = None
     while True:
@@ -507,16 +532,16 @@ def object_list(c: Coordinator, bucket_name: str, prefix: str, as_json: bool) ->
         if r.status_code != 200:
             raise _s3_error(r)
         doc = ElementTree.fromstring(r.content)
-        for el in doc.iter(f"{ns}Contents"):
+        for el in doc.iter(f"{_NS}Contents"):
             objects.append(
                 {
-                    "key": el.findtext(f"{ns}Key"),
-                    "size": int(el.findtext(f"{ns}Size") or 0),
-                    "last_modified": el.findtext(f"{ns}LastModified"),
+                    "key": el.findtext(f"{_NS}Key"),
+                    "size": int(el.findtext(f"{_NS}Size") or 0),
+                    "last_modified": el.findtext(f"{_NS}LastModified"),
                 }
             )
-        token = doc.findtext(f"{ns}NextContinuationToken")
-        if doc.findtext(f"{ns}IsTruncated") != "true" or not token:
+        token = doc.findtext(f"{_NS}NextContinuationToken")
+        if doc.findtext(f"{_NS}IsTruncated") != "true" or not token:
             break
     emit(
         {"objects": objects},
@@ -524,6 +549,95 @@ def object_list(c: Coordinator, bucket_name: str, prefix: str, as_json: bool) ->
         lambda d: [[o["key"], str(o["size"]), o["last_modified"]] for o in d["objects"]],
         ["key", "size", "last modified"],
     )
+
+
+def _versions(c: Coordinator, bucket_name: str, prefix: str) -> Iterator[dict[str, Any]]:
+    """Every version and delete marker of the bucket under `prefix`, by key, newest first (ListObjectVersions,
+    page by page)."""
+    params = {"versions": "", "prefix": prefix}
+    while True:
+        r = c.request("GET", _url(c, bucket_name), params=params)
+        if r.status_code != 200:
+            raise _s3_error(r)
+        doc = ElementTree.fromstring(r.content)
+        for el in doc:
+            if el.tag in (f"{_NS}Version", f"{_NS}DeleteMarker"):
+                yield {
+                    "key": el.findtext(f"{_NS}Key"),
+                    "version_id": el.findtext(f"{_NS}VersionId"),
+                    "latest": el.findtext(f"{_NS}IsLatest") == "true",
+                    "delete_marker": el.tag == f"{_NS}DeleteMarker",
+                    "size": int(el.findtext(f"{_NS}Size") or 0),
+                    "last_modified": el.findtext(f"{_NS}LastModified"),
+                }
+        if doc.findtext(f"{_NS}IsTruncated") != "true":
+            return
+        params = {
+            "versions": "",
+            "prefix": prefix,
+            "key-marker": doc.findtext(f"{_NS}NextKeyMarker") or "",
+            "version-id-marker": doc.findtext(f"{_NS}NextVersionIdMarker") or "",
+        }
+
+
+@object_.command("versions")
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True)
+@connection
+def object_versions(c: Coordinator, target: str, as_json: bool) -> None:
+    """List every version and delete marker under BUCKET[/PREFIX], newest first within a key."""
+    bucket_name, _, prefix = target.partition("/")
+    rows = list(_versions(c, bucket_name, prefix))
+    emit(
+        {"versions": rows},
+        as_json,
+        lambda d: [
+            [
+                v["key"],
+                v["version_id"],
+                "yes" if v["latest"] else "",
+                "delete marker" if v["delete_marker"] else str(v["size"]),
+                v["last_modified"],
+            ]
+            for v in d["versions"]
+        ],
+        ["key", "version", "current", "size", "last modified"],
+    )
+
+
+@object_.command("restore")
+@click.argument("target")
+@click.option("--version", "version_id", help="the version to bring back (default: undo the delete)")
+@connection
+def object_restore(c: Coordinator, target: str, version_id: str | None) -> None:
+    """Bring BUCKET/KEY back. Without --version, undo its delete: remove the delete markers above its newest
+    version, which becomes current again. With --version, copy that version onto the key as a new current
+    version (every version stays)."""
+    b, k = _split(target)
+    if version_id is not None:
+        source = f"/{quote(b, safe='')}/{quote(k, safe='/')}?versionId={quote(version_id, safe='')}"
+        r = c.request("PUT", _url(c, b, k), headers={"x-amz-copy-source": source})
+        if r.status_code != 200:
+            raise _s3_error(r)
+        new = r.headers.get("x-amz-version-id", "null")
+        click.echo(f"restored {b}/{k} from version {version_id} (now current as version {new})")
+        return
+    markers: list[str] = []
+    found = False
+    for v in _versions(c, b, k):  # the key's versions come first (every other key listed sorts after it)
+        if v["key"] != k or not v["delete_marker"]:
+            found = v["key"] == k
+            break
+        markers.append(v["version_id"])
+    if not found:
+        raise CliError(f"{b}/{k} has no version to bring back")
+    if not markers:
+        raise CliError(f"{b}/{k} is not deleted; give --version to bring back an older version")
+    for m in markers:
+        r = c.request("DELETE", _url(c, b, k), params={"versionId": m})
+        if r.status_code not in (200, 204):
+            raise _s3_error(r)
+    click.echo(f"restored {b}/{k} (removed {len(markers)} delete marker{'s' if len(markers) > 1 else ''})")
 
 
 @object_.command("delete")
