@@ -306,3 +306,38 @@ def test_tags_of_a_noncurrent_version_are_its_own(s3, bucket) -> None:
     with pytest.raises(ClientError) as info:
         s3.put_object_tagging(Bucket=bucket, Key=key, VersionId=marker, Tagging={"TagSet": []})
     assert error(info) == (405, "MethodNotAllowed")
+
+
+# ---- undelete from the CLI (docs/data-protection.md section 8, step 3) ----------------------------------
+
+
+def test_the_cli_turns_versioning_on_lists_versions_and_undeletes(s3, bucket, coordinator) -> None:
+    assert cli(coordinator, "bucket", "versioning", bucket, "status").strip().endswith("never enabled")
+    assert cli(coordinator, "bucket", "versioning", bucket, "enable").strip().endswith("Enabled")
+    key = f"etc/{new_key()}.conf"
+    v1 = s3.put_object(Bucket=bucket, Key=key, Body=b"good config")["VersionId"]
+    v2 = s3.put_object(Bucket=bucket, Key=key, Body=b"bad config")["VersionId"]
+    s3.delete_object(Bucket=bucket, Key=key)  # the bad `sync --delete`
+    s3.delete_object(Bucket=bucket, Key=key)  # twice: two markers stacked
+    listed = json.loads(cli(coordinator, "object", "versions", f"{bucket}/etc/", "--json"))["versions"]
+    assert [(v["key"], v["delete_marker"], v["latest"]) for v in listed] == [
+        (key, True, True),
+        (key, True, False),
+        (key, False, False),
+        (key, False, False),
+    ]
+    assert [v["version_id"] for v in listed[2:]] == [v2, v1]
+    out = cli(coordinator, "object", "restore", f"{bucket}/{key}")
+    assert "removed 2 delete markers" in out
+    assert body(s3, bucket, key) == b"bad config"
+    # the overwrite was the mistake too: bring the good version back as a new current one
+    out = cli(coordinator, "object", "restore", f"{bucket}/{key}", "--version", v1)
+    assert body(s3, bucket, key) == b"good config"
+    new = s3.head_object(Bucket=bucket, Key=key)["VersionId"]
+    assert new not in (v1, v2) and new in out
+    assert body(s3, bucket, key, v2) == b"bad config"  # nothing was lost on the way
+    r = coordinator.cli("object", "restore", f"{bucket}/{key}", timeout=60)
+    assert r.returncode != 0 and "is not deleted" in r.stderr
+    r = coordinator.cli("object", "restore", f"{bucket}/never-written", timeout=60)
+    assert r.returncode != 0 and "no version to bring back" in r.stderr
+    assert cli(coordinator, "bucket", "versioning", bucket, "suspend").strip().endswith("Suspended")
