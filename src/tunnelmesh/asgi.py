@@ -47,7 +47,14 @@ def build(settings: Settings, admin_token: str) -> Apps:
     state = SystemState(store)
     peers = PeerRegistry(state, Identity(Principal(ADMIN_ACCESS_KEY, is_admin=True), admin_token))
     api = S3Api(
-        Context(store, settings.region, settings.limits.max_object_size, node_timeout=settings.node_timeout), peers
+        Context(
+            store,
+            settings.region,
+            settings.limits.max_object_size,
+            node_timeout=settings.node_timeout,
+            max_retention_days=settings.max_retention_days,
+        ),
+        peers,
     )
     limits = settings.limits
     admin = AdminApi(

@@ -145,6 +145,9 @@ class Settings:
     # silent before another takes over its leftovers (only with metadata shared by several coordinators)
     heartbeat_interval: float = 5.0
     node_timeout: float = 60.0
+    # how far ahead an object-lock retention may reach: a COMPLIANCE one can never be shortened, so a peer
+    # that may lock objects could otherwise make them undeletable for a century (docs/data-protection.md 5)
+    max_retention_days: int = 3650
 
     @property
     def node(self) -> str:
@@ -294,6 +297,7 @@ _S3_KEYS = {
     "node_id",
     "heartbeat_interval",
     "node_timeout",
+    "max_retention_days",
 }
 # the metadata URI from the environment, so its password need not sit in the YAML file
 METADATA_ENV = "TUNNELMESH_S3_METADATA"
@@ -403,7 +407,11 @@ def load(path: Path | None, *, allow_public: bool = False) -> Settings:
     blob_dir = parse_blob_dir(s3, data_dir, metadata)
     node_id = parse_node_id(s3["node_id"]) if "node_id" in s3 else default_node_id((s3_listen or listen).port)
     heartbeat_interval, node_timeout = parse_liveness(s3, defaults)
+    max_retention_days = s3.get("max_retention_days", defaults.max_retention_days)
+    if isinstance(max_retention_days, bool) or not isinstance(max_retention_days, int) or max_retention_days < 1:
+        raise ConfigError("s3.max_retention_days: must be a whole number of days, at least 1")
     return Settings(
+        max_retention_days=max_retention_days,
         heartbeat_interval=heartbeat_interval,
         node_timeout=node_timeout,
         metadata=metadata,

@@ -37,6 +37,8 @@ TABLE: list[tuple[str, str, dict[str, str], str]] = [
     ("GET", "/b?versioning", {}, "GetBucketVersioning"),
     ("PUT", "/b?versioning", {}, "PutBucketVersioning"),
     ("GET", "/b?tagging", {}, "GetBucketTagging"),
+    ("GET", "/b?object-lock", {}, "GetObjectLockConfiguration"),
+    ("PUT", "/b?object-lock", {}, "PutObjectLockConfiguration"),
     ("PUT", "/b?tagging", {}, "PutBucketTagging"),
     ("DELETE", "/b?tagging", {}, "DeleteBucketTagging"),
     ("GET", "/b?uploads", {}, "ListMultipartUploads"),
@@ -54,6 +56,10 @@ TABLE: list[tuple[str, str, dict[str, str], str]] = [
     ("GET", "/b/k?tagging", {}, "GetObjectTagging"),
     ("PUT", "/b/k?tagging", {}, "PutObjectTagging"),
     ("DELETE", "/b/k?tagging", {}, "DeleteObjectTagging"),
+    ("GET", "/b/k?retention", {}, "GetObjectRetention"),
+    ("PUT", "/b/k?retention", {}, "PutObjectRetention"),
+    ("GET", "/b/k?legal-hold", {}, "GetObjectLegalHold"),
+    ("PUT", "/b/k?legal-hold", {}, "PutObjectLegalHold"),
     ("GET", "/b/k?partNumber=1", {}, "GetObject"),
     ("GET", "/b/k", {}, "GetObject"),
     ("HEAD", "/b/k?partNumber=1", {}, "HeadObject"),
@@ -137,7 +143,7 @@ def test_parameters_that_are_not_sub_resources_do_not_change_the_route(
         ("GET", "/b?cors", {}),
         ("PUT", "/b?cors", {}),
         ("GET", "/b/k?torrent", {}),
-        ("PUT", "/b/k?retention", {}),
+        ("DELETE", "/b/k?retention", {}),
         ("PUT", "/b/k?partNumber=1", {}),  # a part without its upload
         ("PUT", "/b/k?uploadId=u", {}),  # an upload without its part number
         ("PUT", "/b/k?partNumber=1", COPY),

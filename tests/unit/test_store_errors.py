@@ -85,6 +85,20 @@ S3_ANSWERS: list[tuple[se.StoreError, int, str, str, dict[str, str]]] = [
         {"Method": "", "ResourceType": "DeleteMarker"},
     ),
     (
+        se.ObjectLocked("b", "k", "null", "it is under a legal hold"),
+        403,
+        "AccessDenied",
+        "Access Denied because object protected by object lock: it is under a legal hold.",
+        {},
+    ),
+    (
+        se.LockNotEnabled("b"),
+        400,
+        "InvalidRequest",
+        "Bucket is missing Object Lock Configuration",
+        {"BucketName": "b"},
+    ),
+    (
         se.NoSuchVersion("b", "k", "null"),
         404,
         "NoSuchVersion",

@@ -20,8 +20,14 @@ def s3_error(e: se.StoreError) -> S3Error:
                 "Only an admin, or the peer that created it when it has no quota, may delete a bucket.",
                 BucketName=e.bucket,
             )
-        case se.BucketNotEmpty():
+        case se.BucketNotEmpty(locked=0):
             return S3Error("BucketNotEmpty", BucketName=e.bucket)
+        case se.BucketNotEmpty():
+            return S3Error(
+                "BucketNotEmpty",
+                f"The bucket you tried to delete is not empty: object lock keeps {e.locked} of its versions.",
+                BucketName=e.bucket,
+            )
         case se.ReservedBucket():
             return S3Error(
                 "InvalidArgument", f"The coordinator's own bucket cannot have {e.what}.", BucketName=e.bucket
@@ -61,6 +67,10 @@ def s3_error(e: se.StoreError) -> S3Error:
             err = S3Error("MethodNotAllowed", Method="", ResourceType="DeleteMarker")
             err.headers += [("x-amz-delete-marker", "true"), ("x-amz-version-id", e.version_id)]
             return err
+        case se.ObjectLocked():
+            return S3Error("AccessDenied", f"Access Denied because object protected by object lock: {e.why}.")
+        case se.LockNotEnabled():
+            return S3Error("InvalidRequest", "Bucket is missing Object Lock Configuration", BucketName=e.bucket)
         case se.NoSuchUpload():
             return S3Error("NoSuchUpload", UploadId=e.upload_id)
         case se.InvalidPart():

@@ -11,6 +11,8 @@ transaction and take the time as an argument, so a backend may run one again (st
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 
 from tunnelmesh.store.errors import (
     BucketDeleteDenied,
@@ -19,10 +21,12 @@ from tunnelmesh.store.errors import (
     InvalidBucketState,
     InvalidPart,
     IsDeleteMarker,
+    LockNotEnabled,
     NoSuchBucket,
     NoSuchKey,
     NoSuchUpload,
     NoSuchVersion,
+    ObjectLocked,
     PreconditionFailed,
     QuotaExceeded,
     ReservedBucket,
@@ -33,6 +37,7 @@ from tunnelmesh.store.records import (
     Bucket,
     CompletedUpload,
     Deleted,
+    Lock,
     ObjectRecord,
     ObjectRef,
     Part,
@@ -120,11 +125,16 @@ def check_write_conditions(cond: WriteConditions, bucket: str, key: str, current
 # ---- buckets ---------------------------------------------------------------------------------
 
 
-def create_bucket(tx: MetaTx, name: str, owner: str, region: str, now: float) -> WriteResult[None]:
+def create_bucket(
+    tx: MetaTx, name: str, owner: str, region: str, now: float, object_lock: bool = False
+) -> WriteResult[None]:
+    """A new bucket; with `object_lock`, versioned from the start (S3: object lock needs versioning, which
+    can then never be suspended)."""
     old = tx.lock_bucket(name)
     if old is not None:
         raise BucketExists(name, owned_by_caller=old.owner == owner)
-    tx.insert_bucket(Bucket(name, owner, now, region, None, 0, 0, 0))
+    versioning = "Enabled" if object_lock else None
+    tx.insert_bucket(Bucket(name, owner, now, region, None, 0, 0, 0, versioning, object_lock))
     return WriteResult(None)
 
 
@@ -189,6 +199,8 @@ def put_object(
     check_write_conditions(cond, rec.bucket, rec.key, old.etag if old else None)
     if bucket.versioning is not None:
         return _put_version(tx, bucket, rec, old, rand, max_size)
+    if rec.lock is not None:
+        raise LockNotEnabled(rec.bucket)
     old_size = old.size if old else 0
     _admit_locked(tx, bucket, rec.size - old_size, max_size)
     tx.put_object(rec)
@@ -256,7 +268,7 @@ def _put_version(
     bytes a Complete turns into this version (they were counted already)."""
     seq = _next_seq(tx, rec.bucket, rec.key, old, rec.mtime)
     vid = new_version_id(seq, rand) if bucket.versioning == "Enabled" else None
-    rec = dataclasses.replace(rec, seq=seq, version_id=vid)
+    rec = dataclasses.replace(rec, seq=seq, version_id=vid, lock=_new_lock(bucket, rec))
     u = _Usage(used=rec.size, objects=1)
     if old is not None and old.version_id is None and vid is None:
         u.dropped(old, current=True)  # replaced in place by the put below
@@ -269,6 +281,104 @@ def _put_version(
     tx.put_object(rec)
     u.apply(tx, rec.bucket, -mpu_bytes)
     return WriteResult(shown(vid), u.freed)
+
+
+# ---- object lock (docs/data-protection.md section 5) -----------------------------------------
+
+GOVERNANCE, COMPLIANCE = "GOVERNANCE", "COMPLIANCE"
+LOCK_MODES = (GOVERNANCE, COMPLIANCE)
+DAY = 86400.0
+
+
+def default_until(default: str, mtime: float) -> tuple[str, float]:
+    """A bucket's default retention (JSON {"mode", "days" | "years"}) for a version written at `mtime`: a
+    year is 365 days, as S3 counts it."""
+    d = json.loads(default)
+    days = d["days"] if "days" in d else 365 * d["years"]
+    return d["mode"], mtime + days * DAY
+
+
+def _new_lock(bucket: Bucket, rec: ObjectRecord) -> Lock | None:
+    """The lock a new version gets: what its request asked, and the bucket's default retention when it asked
+    for none. A request for a lock in a bucket without object lock is refused, never ignored."""
+    if not bucket.object_lock:
+        if rec.lock is not None:
+            raise LockNotEnabled(rec.bucket)
+        return None
+    if bucket.lock_default is None or (rec.lock is not None and rec.lock.mode is not None):
+        return rec.lock
+    mode, until = default_until(bucket.lock_default, rec.mtime)
+    return Lock(mode, until, rec.lock.legal_hold if rec.lock is not None else False)
+
+
+def check_removable(bucket: str, key: str, ref: ObjectRef, bypass: bool, now: float) -> None:
+    """Raise ObjectLocked unless the version may go now: no legal hold, and no retention in force, except a
+    GOVERNANCE one that `bypass` (an admin's x-amz-bypass-governance-retention) passes. `now` is the metadata
+    backend's clock (one clock for every node: a node whose clock runs fast cannot end a retention early)."""
+    shown_id = shown(ref.version_id)
+    if ref.legal_hold:
+        raise ObjectLocked(bucket, key, shown_id, "it is under a legal hold")
+    if ref.lock_until is not None and ref.lock_until > now and (ref.lock_mode == COMPLIANCE or not bypass):
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ref.lock_until))
+        raise ObjectLocked(bucket, key, shown_id, f"it is retained in {ref.lock_mode} mode until {when}")
+
+
+def _version_ref(tx: MetaTx, bucket: str, key: str, version_id: str | None) -> tuple[ObjectRef, bool]:
+    """The version a request names (None: the current one) and whether it is the current one; NoSuchKey,
+    NoSuchVersion, or IsDeleteMarker (a marker has no attributes to read or set)."""
+    cur = tx.object_ref(bucket, key)
+    if version_id is None or (cur is not None and cur.version_id == (None if version_id == NULL else version_id)):
+        if cur is None:
+            raise NoSuchKey(bucket, key)
+        return cur, True
+    ref = _noncurrent_ref(tx, bucket, key, version_id)
+    if ref is None:
+        raise NoSuchVersion(bucket, key, version_id)
+    if ref.marker:
+        raise IsDeleteMarker(bucket, key, version_id)
+    return ref, False
+
+
+def set_lock_config(tx: MetaTx, name: str, default: str | None) -> WriteResult[None]:
+    """Turn object lock on (it never goes off) with this default retention (JSON, None: none). On an existing
+    bucket only while versioning is Enabled, as S3."""
+    b = _locked_bucket(tx, name)
+    if not b.object_lock:
+        if b.versioning != "Enabled":
+            raise InvalidBucketState(
+                name, "Versioning must be 'Enabled' on the bucket to apply an Object Lock configuration"
+            )
+        tx.set_bucket_attr(name, "object_lock", 1)
+    tx.set_bucket_attr(name, "lock_default", default)
+    return WriteResult(None)
+
+
+def set_retention(
+    tx: MetaTx, bucket: str, key: str, version_id: str | None, retention: tuple[str, float] | None, bypass: bool
+) -> WriteResult[str]:
+    """Set (None: remove) a version's retention. A COMPLIANCE retention in force can only be extended, by
+    anyone; a GOVERNANCE one can be shortened, removed or changed to another mode only with `bypass`."""
+    b = _locked_bucket(tx, bucket)
+    if not b.object_lock:
+        raise LockNotEnabled(bucket)
+    ref, current = _version_ref(tx, bucket, key, version_id)
+    now = tx.clock()
+    if ref.lock_until is not None and ref.lock_until > now:
+        mode, until = retention if retention is not None else (None, None)
+        weaker = mode != ref.lock_mode or until is None or until < ref.lock_until
+        if weaker and (ref.lock_mode == COMPLIANCE or not bypass):
+            check_removable(bucket, key, dataclasses.replace(ref, legal_hold=False), False, now)
+    tx.set_version_attrs(bucket, key, ref.seq, current, retention=retention)
+    return WriteResult(shown(ref.version_id))
+
+
+def set_legal_hold(tx: MetaTx, bucket: str, key: str, version_id: str | None, on: bool) -> WriteResult[str]:
+    b = _locked_bucket(tx, bucket)
+    if not b.object_lock:
+        raise LockNotEnabled(bucket)
+    ref, current = _version_ref(tx, bucket, key, version_id)
+    tx.set_version_attrs(bucket, key, ref.seq, current, legal_hold=on)
+    return WriteResult(shown(ref.version_id))
 
 
 def _promote_newest(tx: MetaTx, bucket: str, key: str, u: _Usage) -> None:
@@ -303,12 +413,16 @@ def _delete_marked(tx: MetaTx, bucket: Bucket, key: str, owner: str, now: float,
     return Deleted(shown(vid), True)
 
 
-def _delete_version(tx: MetaTx, bucket: str, key: str, vid: str, if_match: str | None, u: _Usage) -> Deleted:
-    """Remove one version for good (`vid`: an id or "null"); a version that is not there is already gone
-    (S3 answers success). When it was the current one, the newest remaining version becomes current."""
+def _delete_version(
+    tx: MetaTx, bucket: str, key: str, vid: str, if_match: str | None, bypass: bool, u: _Usage
+) -> Deleted:
+    """Remove one version for good (`vid`: an id or "null"), unless locked (check_removable); a version that
+    is not there is already gone (S3 answers success). When it was the current one, the newest remaining
+    version becomes current."""
     cur = tx.object_ref(bucket, key)
     if cur is not None and cur.version_id == (None if vid == NULL else vid):
         _check_version_etag(if_match, cur.etag)
+        check_removable(bucket, key, cur, bypass, tx.clock())
         tx.delete_object(bucket, key)
         u.dropped(cur, current=True)
         _promote_newest(tx, bucket, key, u)
@@ -317,6 +431,7 @@ def _delete_version(tx: MetaTx, bucket: str, key: str, vid: str, if_match: str |
     if ref is None:
         return Deleted(vid, False)
     _check_version_etag(if_match, ref.etag)
+    check_removable(bucket, key, ref, bypass, tx.clock())
     tx.delete_version(bucket, key, ref.seq)
     u.dropped(ref, current=False)
     if cur is None:
@@ -332,7 +447,11 @@ def _noncurrent_ref(r: MetaReads, bucket: str, key: str, vid: str) -> ObjectRef 
     v = r.version(bucket, key, seq) if seq is not None else None
     if v is None or v.version_id != vid:
         return None
-    return ObjectRef(v.size, v.etag, v.mtime, [s.blob for s in v.segments], v.version_id, v.seq, marker=v.marker)
+    lock = v.lock or Lock()
+    blobs = [s.blob for s in v.segments]
+    return ObjectRef(
+        v.size, v.etag, v.mtime, blobs, v.version_id, v.seq, lock.mode, lock.until, lock.legal_hold, v.marker
+    )
 
 
 def _check_version_etag(if_match: str | None, etag: str) -> None:
@@ -364,19 +483,9 @@ def set_object_tags(
     answers the version's id as S3 shows it (None in a bucket never versioned). Under the bucket lock, as
     every write of the key, so it cannot land on a version an overwrite is replacing; no counter changes."""
     b = _locked_bucket(tx, bucket)
-    cur = tx.object_ref(bucket, key)
-    if version_id is None or (cur is not None and cur.version_id == (None if version_id == NULL else version_id)):
-        if cur is None:
-            raise NoSuchKey(bucket, key)
-        tx.set_version_attrs(bucket, key, cur.seq, True, tags=tags)
-        return WriteResult(shown(cur.version_id) if b.versioning is not None or version_id else None)
-    ref = _noncurrent_ref(tx, bucket, key, version_id)
-    if ref is None:
-        raise NoSuchVersion(bucket, key, version_id)
-    if ref.marker:
-        raise IsDeleteMarker(bucket, key, version_id)
-    tx.set_version_attrs(bucket, key, ref.seq, False, tags=tags)
-    return WriteResult(version_id)
+    ref, current = _version_ref(tx, bucket, key, version_id)
+    tx.set_version_attrs(bucket, key, ref.seq, current, tags=tags)
+    return WriteResult(shown(ref.version_id) if b.versioning is not None or version_id else None)
 
 
 def set_bucket_tags(tx: MetaTx, name: str, tags: str | None) -> WriteResult[None]:
@@ -388,18 +497,27 @@ def set_bucket_tags(tx: MetaTx, name: str, tags: str | None) -> WriteResult[None
 
 # a DeleteObjects entry: key, version id (None: the current version; "null": the null version), If-Match ETag
 DeleteEntry = tuple[str, str | None, str | None]
+# what became of one: done, or left alone and why
+DeleteOutcome = Deleted | NoSuchKey | PreconditionFailed | ObjectLocked
 _GONE = Deleted()  # every answer of a plain delete in a bucket never versioned: one shared instance
 
 
 def delete_objects(
-    tx: MetaTx, bucket: str, entries: list[DeleteEntry], owner: str = "", now: float = 0.0, rand: int = 0
-) -> WriteResult[list[Deleted | NoSuchKey | PreconditionFailed]]:
+    tx: MetaTx,
+    bucket: str,
+    entries: list[DeleteEntry],
+    owner: str = "",
+    now: float = 0.0,
+    rand: int = 0,
+    bypass: bool = False,
+) -> WriteResult[list[DeleteOutcome]]:
     """Delete each entry (absent keys and versions are fine), in order, under one bucket lock; answers, per
     entry, what was done, or why it was left alone (an If-Match ETag that did not hold: PreconditionFailed,
     or NoSuchKey when there is no current version to compare). In a versioned bucket a delete without a
-    version id makes a delete marker (`owner`'s, made at `now`; `rand` seeds the random part of new ids)."""
+    version id makes a delete marker (`owner`'s, made at `now`; `rand` seeds the random part of new ids). A
+    locked version is left alone (ObjectLocked); `bypass` passes GOVERNANCE retentions."""
     b = _locked_bucket(tx, bucket)
-    out: list[Deleted | NoSuchKey | PreconditionFailed] = []
+    out: list[DeleteOutcome] = []
     u = _Usage()
     for i, (key, vid, if_match) in enumerate(entries):
         if if_match is not None and vid is None:
@@ -409,8 +527,8 @@ def delete_objects(
                 continue
         if vid is not None:
             try:
-                out.append(_delete_version(tx, bucket, key, vid, if_match, u))
-            except PreconditionFailed as e:
+                out.append(_delete_version(tx, bucket, key, vid, if_match, bypass, u))
+            except (PreconditionFailed, ObjectLocked) as e:
                 out.append(e)
         elif b.versioning is not None:
             # distinct ids for markers made by one request (each key's seq differs too, but not across keys)

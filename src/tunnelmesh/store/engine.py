@@ -54,11 +54,11 @@ from tunnelmesh.store.backends import SQLITE, MetaConfig, NodeIdTaken, check_bac
 from tunnelmesh.store.blobs import TAG_HEX, Blobs, BlobStore, BlobWriter, new_writer_tag, writer_tag
 from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.errors import (
+    BucketNotEmpty,
     CommitUnknown,
     NoRoom,
-    NoSuchKey,
+    ObjectLocked,
     ObjectTooLarge,
-    PreconditionFailed,
     Unavailable,
     UpgradePending,
     WriterRetired,
@@ -513,25 +513,45 @@ class Store:
     async def buckets(self) -> list[Bucket]:
         return await self.meta.read(lambda r: r.buckets())
 
-    async def create_bucket(self, name: str, owner: str, region: str) -> None:
+    async def create_bucket(self, name: str, owner: str, region: str, object_lock: bool = False) -> None:
         now = time.time()
-        await self._commit(lambda tx: commits.create_bucket(tx, name, owner, region, now))
+        await self._commit(lambda tx: commits.create_bucket(tx, name, owner, region, now, object_lock))
 
     async def delete_bucket(self, name: str, peer: str | None = None) -> None:
         await self._commit(lambda tx: commits.delete_bucket(tx, name, peer))
 
     async def empty_bucket(self, name: str) -> None:
-        """Delete every object and abort every upload in a bucket (for a forced bucket delete).
+        """Delete every version (current or not, delete markers too) and abort every upload in a bucket, for
+        a forced bucket delete; a version object lock keeps stays, and BucketNotEmpty says how many.
 
-        Not atomic: pages of 1000 versions (current or not, delete markers too) in key order, each
-        deleted by its version id, then the uploads one by one, each in its own commit. A crash part-way
-        leaves the bucket partly emptied in that order (every version left is whole); running the forced
-        delete again finishes it."""
-        while page := (await self.list_versions(name, "", "", None, None, 1000)).entries:
-            await self.delete_objects(name, [(v.key, commits.shown(v.version_id), None) for v in page])
+        Not atomic: pages of 1000 versions in key order, each deleted by its version id, then the uploads
+        one by one, each in its own commit. A crash part-way leaves the bucket partly emptied in that order
+        (every version left is whole); running the forced delete again finishes it. A pass resumes each page
+        after the last entry of the one before; another pass follows until one deletes nothing (a resume
+        after a null version that is gone skips the rest of its key)."""
+        while True:
+            locked = deleted = 0
+            key_marker: str | None = None
+            version_marker: str | None = None
+            while True:
+                page = await self.list_versions(name, "", "", key_marker, version_marker, 1000)
+                if page.entries:
+                    entries: list[commits.DeleteEntry] = [
+                        (v.key, commits.shown(v.version_id), None) for v in page.entries
+                    ]
+                    done = await self.delete_objects(name, entries)
+                    deleted += sum(isinstance(d, Deleted) for d in done)
+                    locked += sum(isinstance(d, ObjectLocked) for d in done)
+                if not page.truncated:
+                    break
+                key_marker, version_marker = page.next_key, page.next_version
+            if not deleted:
+                break
         while uploads := await self.list_uploads(name, "", "", "", 1000):
             for up in uploads:
                 await self.abort_upload(name, up.key, up.upload_id)
+        if locked:
+            raise BucketNotEmpty(name, locked)
 
     async def set_versioning(self, name: str, state: str) -> None:
         """`state`: "Enabled" or "Suspended"."""
@@ -732,12 +752,25 @@ class Store:
         await self._commit(lambda tx: commits.set_bucket_tags(tx, name, tags))
 
     async def delete_objects(
-        self, bucket: str, entries: list[commits.DeleteEntry], owner: str = ""
-    ) -> list[Deleted | NoSuchKey | PreconditionFailed]:
+        self, bucket: str, entries: list[commits.DeleteEntry], owner: str = "", bypass: bool = False
+    ) -> list[commits.DeleteOutcome]:
         """Delete each (key, version id or None, If-Match ETag or None); answers, per entry, what was done or
-        why it was left alone (commits.delete_objects). A delete marker made is `owner`'s."""
+        why it was left alone (commits.delete_objects). A delete marker made is `owner`'s; `bypass` passes
+        GOVERNANCE retentions (an admin's x-amz-bypass-governance-retention)."""
         now, rand = time.time(), secrets.randbits(32)
-        return await self._commit(lambda tx: commits.delete_objects(tx, bucket, entries, owner, now, rand))
+        return await self._commit(lambda tx: commits.delete_objects(tx, bucket, entries, owner, now, rand, bypass))
+
+    async def set_lock_config(self, name: str, default: str | None) -> None:
+        await self._commit(lambda tx: commits.set_lock_config(tx, name, default))
+
+    async def set_retention(
+        self, bucket: str, key: str, version_id: str | None, retention: tuple[str, float] | None, bypass: bool
+    ) -> str:
+        """Returns the version's id as S3 shows it."""
+        return await self._commit(lambda tx: commits.set_retention(tx, bucket, key, version_id, retention, bypass))
+
+    async def set_legal_hold(self, bucket: str, key: str, version_id: str | None, on: bool) -> str:
+        return await self._commit(lambda tx: commits.set_legal_hold(tx, bucket, key, version_id, on))
 
     async def delete_object_version(self, bucket: str, key: str, mtime: float, blobs: list[str]) -> None:
         await self._commit(lambda tx: commits.delete_object_version(tx, bucket, key, mtime, blobs))

@@ -37,9 +37,12 @@ class BucketDeleteDenied(StoreError):
 
 
 class BucketNotEmpty(StoreError):
-    def __init__(self, bucket: str) -> None:
+    """`locked`: how many versions object lock kept (a forced delete removes every other one)."""
+
+    def __init__(self, bucket: str, locked: int = 0) -> None:
         super().__init__(f"bucket {bucket} is not empty")
         self.bucket = bucket
+        self.locked = locked
 
 
 class ReservedBucket(StoreError):
@@ -116,6 +119,26 @@ class IsDeleteMarker(StoreError):
         self.bucket = bucket
         self.key = key
         self.version_id = version_id
+
+
+class ObjectLocked(StoreError):
+    """The version may not be removed, or its retention shortened or its mode changed, by this request: `why`
+    says what holds it (a legal hold, a retention date) (docs/data-protection.md section 5)."""
+
+    def __init__(self, bucket: str, key: str, version_id: str, why: str) -> None:
+        super().__init__(f"version {version_id} of {bucket}/{key} is locked: {why}")
+        self.bucket = bucket
+        self.key = key
+        self.version_id = version_id
+        self.why = why
+
+
+class LockNotEnabled(StoreError):
+    """A retention or legal hold asked for in a bucket created without object lock."""
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__(f"bucket {bucket} has no object lock configuration")
+        self.bucket = bucket
 
 
 class NoSuchUpload(StoreError):

@@ -9,6 +9,7 @@ from tunnelmesh.s3 import xml
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import Context, require_no_framing, validate_bucket_name
+from tunnelmesh.s3.ops.tags import require_current_nodes
 from tunnelmesh.s3.ops.unsupported import refuse_unsupported
 from tunnelmesh.s3.request import read_small_body
 from tunnelmesh.s3.response import Response, xml_response
@@ -101,14 +102,27 @@ async def create_bucket(ctx: Context, call: Call) -> Response:
                 f"The {location} location constraint is incompatible for the region specific endpoint "
                 "this request was sent to.",
             )
+    object_lock = _object_lock(req.headers.get("x-amz-bucket-object-lock-enabled"))
+    if object_lock:
+        await require_current_nodes(ctx, "Object lock")
     try:
-        await ctx.store.create_bucket(req.bucket, principal.peer_id, ctx.region)
+        await ctx.store.create_bucket(req.bucket, principal.peer_id, ctx.region, object_lock)
     except BucketExists as e:
         # AWS keeps its legacy answer in us-east-1: creating a bucket you already own succeeds there
         # (and is BucketAlreadyOwnedByYou in every other region).
         if not e.owned_by_caller or ctx.region != "us-east-1":
             raise
     return Response(200, [("location", f"/{req.bucket}")])
+
+
+def _object_lock(value: str | None) -> bool:
+    """x-amz-bucket-object-lock-enabled: a header sent twice arrives joined ("true,true"), so anything but a
+    plain true or false is refused rather than guessed."""
+    if value is None or value.strip().lower() == "false":
+        return False
+    if value.strip().lower() == "true":
+        return True
+    raise S3Error("InvalidArgument", "x-amz-bucket-object-lock-enabled must be true or false.")
 
 
 async def delete_bucket(ctx: Context, call: Call) -> Response:

@@ -13,8 +13,9 @@ from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.policy import Policy, SystemBucketRule
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response, http_date
+from tunnelmesh.store.commits import NULL
 from tunnelmesh.store.engine import Store
-from tunnelmesh.store.records import ObjectRecord
+from tunnelmesh.store.records import ObjectRecord, version_seq
 
 MAX_KEY_BYTES = 1024
 MAX_USER_METADATA = 2048
@@ -43,6 +44,7 @@ class Context:
     policy: Policy = field(default_factory=SystemBucketRule)
     # s3.node_timeout: a node silent for longer is not live (the tagging upgrade gate, s3/ops/tagging.py)
     node_timeout: float = 60.0
+    max_retention_days: int = 3650  # s3.max_retention_days (s3/ops/lock.py)
 
     @property
     def max_part_size(self) -> int:
@@ -159,3 +161,24 @@ def part_number(req: Request) -> int:
             ArgumentValue=value,
         )
     return n
+
+
+def check_version_id(req: Request) -> str | None:
+    """The request's ?versionId= ("null", or an id of ours), None without one."""
+    vid = req.query.get("versionId")
+    if vid is not None and vid != NULL and version_seq(vid) is None:
+        raise S3Error("InvalidArgument", "Invalid version id specified", ArgumentName="versionId", ArgumentValue=vid)
+    return vid
+
+
+def version_header(version_id: str | None) -> list[tuple[str, str]]:
+    """x-amz-version-id of a write or read: none in a bucket never versioned (version_id None)."""
+    return [] if version_id is None else [("x-amz-version-id", version_id)]
+
+
+def read_version_header(req: Request, obj: ObjectRecord) -> list[tuple[str, str]]:
+    """x-amz-version-id of a read: the version's id; for the null version only when asked for by id (telling
+    it apart from an object of a bucket never versioned would cost every read the bucket's record)."""
+    if obj.version_id is not None:
+        return [("x-amz-version-id", obj.version_id)]
+    return [("x-amz-version-id", NULL)] if "versionId" in req.query else []

@@ -11,14 +11,16 @@ from urllib.parse import unquote_plus
 from tunnelmesh.s3 import checksums, conditions, xml
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.s3.ops import lock as locks
 from tunnelmesh.s3.ops import tags as tagsets
 from tunnelmesh.s3.ops.common import (
     Context,
     object_headers_from_request,
     require_no_framing,
     validate_key,
+    version_header,
 )
-from tunnelmesh.s3.ops.objects import open_range, version_header, write_conditions
+from tunnelmesh.s3.ops.objects import open_range, write_conditions
 from tunnelmesh.s3.ops.unsupported import refuse_unsupported
 from tunnelmesh.s3.policy import Access
 from tunnelmesh.s3.request import Request
@@ -153,6 +155,7 @@ async def copy_object(ctx: Context, call: Call) -> Response:
     cond = write_conditions(req)
     if tags:
         await tagsets.require_current_nodes(ctx, "Tagging")
+    lock = await locks.request_lock(ctx, call)  # the request's only: a copy never takes the source's lock
     await ctx.store.admit_object(req.bucket, req.key, src.size)
     wanted = req.header("x-amz-checksum-algorithm").lower()
     algorithms = (
@@ -171,6 +174,7 @@ async def copy_object(ctx: Context, call: Call) -> Response:
         data=copied.data,
         owner=req.principal.peer_id,
         tags=tags,
+        lock=lock,
     )
     vid = await ctx.store.put_object(rec, cond)
     body = [xml.element("LastModified", xml.iso8601(rec.mtime)), f"<ETag>&quot;{rec.etag}&quot;</ETag>"]

@@ -14,6 +14,7 @@ from tunnelmesh.s3 import checksums, conditions, xml
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.integrity import UploadDigest
+from tunnelmesh.s3.ops import lock as locks
 from tunnelmesh.s3.ops import tags as tagsets
 from tunnelmesh.s3.ops.common import (
     MIN_PART_SIZE,
@@ -22,10 +23,11 @@ from tunnelmesh.s3.ops.common import (
     part_number,
     require_no_framing,
     validate_key,
+    version_header,
 )
 from tunnelmesh.s3.ops.copy import copy_bytes, copy_source, source_version_header
 from tunnelmesh.s3.ops.listing import encoder, max_keys_param
-from tunnelmesh.s3.ops.objects import store_body, upload_length, version_header, write_conditions
+from tunnelmesh.s3.ops.objects import store_body, upload_length, write_conditions
 from tunnelmesh.s3.ops.unsupported import refuse_unsupported
 from tunnelmesh.s3.request import Request, read_small_body
 from tunnelmesh.s3.response import Response, xml_response
@@ -53,6 +55,7 @@ async def create_upload(ctx: Context, call: Call) -> Response:
         await tagsets.require_current_nodes(ctx, "x-amz-tagging")
         # kept with the upload, checked and in one form, until Complete gives them to the object
         stored[TAGGING] = tagsets.encode_query(tags)
+    locks.keep_lock(await locks.request_lock(ctx, call), stored)
     up = Upload(
         upload_id=secrets.token_urlsafe(24),
         bucket=req.bucket,
@@ -284,6 +287,7 @@ async def _complete(
     sums = _object_checksums(up, chosen, expected)
     headers = dict(up.headers)
     tagging = headers.pop(TAGGING, None)
+    lock = locks.take_lock(headers)
     tags = tagsets.parse_query(tagging) or None if tagging else None
     if tags:
         await tagsets.require_current_nodes(ctx, "x-amz-tagging")
@@ -298,6 +302,7 @@ async def _complete(
         segments=[Segment(p.blob, p.size, p.etag) for p in chosen],
         owner=req.principal.peer_id,
         tags=tags,
+        lock=lock,
     )
     used = [p.part_number for p in chosen]
     vid = await ctx.store.complete_upload(upload_id, rec, used, signature, write_conditions(req))

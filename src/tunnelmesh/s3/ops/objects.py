@@ -11,14 +11,18 @@ from tunnelmesh.s3 import checksums, conditions, xml
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.integrity import UploadDigest
+from tunnelmesh.s3.ops import lock as locks
 from tunnelmesh.s3.ops import tags as tagsets
 from tunnelmesh.s3.ops.common import (
     Context,
+    check_version_id,
     object_headers_from_request,
     object_response_headers,
     part_number,
+    read_version_header,
     require_no_framing,
     validate_key,
+    version_header,
 )
 from tunnelmesh.s3.ops.unsupported import refuse_unsupported
 from tunnelmesh.s3.request import Request
@@ -28,7 +32,7 @@ from tunnelmesh.store.commits import NULL, DeleteEntry
 from tunnelmesh.store.content import ByteRange
 from tunnelmesh.store.engine import Store
 from tunnelmesh.store.errors import DamagedObject, NoSuchKey
-from tunnelmesh.store.records import Deleted, ObjectRecord, Segment, WriteConditions, version_seq
+from tunnelmesh.store.records import Deleted, Lock, ObjectRecord, Segment, WriteConditions, version_seq
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _RESPONSE_OVERRIDES = {
@@ -50,27 +54,6 @@ def write_conditions(req: Request) -> WriteConditions:
         if_none_match_any=inm is not None,
         if_match=None if im is None else (im.strip() if im.strip() == "*" else im.strip().strip('"')),
     )
-
-
-def check_version_id(req: Request) -> str | None:
-    """The request's ?versionId= ("null", or an id of ours), None without one."""
-    vid = req.query.get("versionId")
-    if vid is not None and vid != NULL and version_seq(vid) is None:
-        raise S3Error("InvalidArgument", "Invalid version id specified", ArgumentName="versionId", ArgumentValue=vid)
-    return vid
-
-
-def version_header(version_id: str | None) -> list[tuple[str, str]]:
-    """x-amz-version-id of a write or read: none in a bucket never versioned (version_id None)."""
-    return [] if version_id is None else [("x-amz-version-id", version_id)]
-
-
-def read_version_header(req: Request, obj: ObjectRecord) -> list[tuple[str, str]]:
-    """x-amz-version-id of a read: the version's id; for the null version only when asked for by id (telling
-    it apart from an object of a bucket never versioned would cost every read the bucket's record)."""
-    if obj.version_id is not None:
-        return [("x-amz-version-id", obj.version_id)]
-    return [("x-amz-version-id", NULL)] if "versionId" in req.query else []
 
 
 def upload_length(req: Request, limit: int) -> int | None:
@@ -134,6 +117,7 @@ async def commit_put(
     data: bytes | None = None,
     blob: str | None = None,
     tags: tagsets.Tags | None = None,
+    lock: Lock | None = None,
 ) -> tuple[ObjectRecord, str | None]:
     """Commit the object a PUT (or a form upload) has read: kept in its row (`data`) or in `blob`; an
     overwrite without `tags` leaves the key untagged, as on S3. Returns it and its version id, as S3 shows
@@ -151,6 +135,7 @@ async def commit_put(
         owner=req.principal.peer_id,
         data=data,
         tags=tags,
+        lock=lock,
     )
     return rec, await ctx.store.put_object(rec, cond)
 
@@ -166,16 +151,17 @@ async def put_object(ctx: Context, call: Call) -> Response:
     declared = upload_length(req, ctx.max_object_size)
     if tags:
         await tagsets.require_current_nodes(ctx, "x-amz-tagging")
+    lock = await locks.request_lock(ctx, call)
     digest = UploadDigest(req)
     if declared is not None and ctx.store.keeps_inline(declared):
         # No lookups before a small body: reading it costs less than the bucket and quota reads
         # would, and the commit checks the bucket, the conditions and the quota exactly anyway.
         data = await read_inline(req, digest, declared)
-        rec, vid = await commit_put(ctx, req, digest, headers, cond, data=data, tags=tags)
+        rec, vid = await commit_put(ctx, req, digest, headers, cond, data=data, tags=tags, lock=lock)
     else:
         admit = functools.partial(ctx.store.admit_object, req.bucket, req.key)
         blob = await store_body(ctx.store, req, digest, declared, ctx.max_object_size, req.bucket, admit)
-        rec, vid = await commit_put(ctx, req, digest, headers, cond, blob=blob, tags=tags)
+        rec, vid = await commit_put(ctx, req, digest, headers, cond, blob=blob, tags=tags, lock=lock)
     out = [("etag", f'"{rec.etag}"')]
     out.extend((f"x-amz-checksum-{alg}", v) for alg, v in rec.checksums.items())
     out.extend(version_header(vid))
@@ -304,6 +290,7 @@ async def _read_response(ctx: Context, call: Call, with_body: bool) -> Response:
     if obj.tags:
         headers.append(("x-amz-tagging-count", str(len(obj.tags))))
     headers.extend(read_version_header(req, obj))
+    headers.extend(locks.response_headers(obj))
     if count is not None:
         headers.append(("x-amz-mp-parts-count", str(count)))
     status = 200
@@ -348,7 +335,8 @@ async def delete_object(ctx: Context, call: Call) -> Response:
     refuse_unsupported(req)
     vid = check_version_id(req)
     if_match = _etag(req.headers["if-match"]) if "if-match" in req.headers else None
-    (done,) = await ctx.store.delete_objects(req.bucket, [(req.key, vid, if_match)], req.principal.peer_id)
+    entry = (req.key, vid, if_match)
+    (done,) = await ctx.store.delete_objects(req.bucket, [entry], req.principal.peer_id, locks.bypass(call))
     if isinstance(done, NoSuchKey):
         raise S3Error("NoSuchKey", Key=req.key)
     if not isinstance(done, Deleted):
@@ -396,13 +384,14 @@ async def delete_objects(ctx: Context, call: Call) -> Response:
             )
             continue
         entries.append((key, vid, None if etag is None else _etag(etag)))
-    results = await ctx.store.delete_objects(req.bucket, entries, req.principal.peer_id)
+    results = await ctx.store.delete_objects(req.bucket, entries, req.principal.peer_id, locks.bypass(call))
     deleted: list[str] = []
     for (key, asked, _), done in zip(entries, results, strict=True):
         k = xml.element("Key", key)
         if not isinstance(done, Deleted):
             e = s3_error(done)
-            errors.append(f"<Error>{k}<Code>{e.code}</Code><Message>{e.message}</Message></Error>")
+            v = xml.element("VersionId", asked) if asked is not None else ""
+            errors.append(f"<Error>{k}{v}<Code>{e.code}</Code><Message>{xml.e(e.message)}</Message></Error>")
         elif not quiet:
             deleted.append(f"<Deleted>{k}{_deleted_fields(asked, done)}</Deleted>")
     return xml_response(xml.document("DeleteResult", deleted + errors))

@@ -22,8 +22,8 @@ from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.form import FilePart, FormReader, boundary_of
 from tunnelmesh.s3.integrity import UploadDigest
 from tunnelmesh.s3.ops import tags as tagsets
-from tunnelmesh.s3.ops.common import Context, object_headers_from_request, validate_key
-from tunnelmesh.s3.ops.objects import commit_put, store_body, version_header, write_conditions
+from tunnelmesh.s3.ops.common import Context, object_headers_from_request, validate_key, version_header
+from tunnelmesh.s3.ops.objects import commit_put, store_body, write_conditions
 from tunnelmesh.s3.ops.unsupported import POST, refuse_unsupported
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response

@@ -58,11 +58,6 @@ def _always(name: str, value: str, req: Request) -> S3Error | None:
     return not_implemented(name)
 
 
-def _lock_enabled(name: str, value: str, req: Request) -> S3Error | None:
-    # a header sent twice arrives joined ("true,true"): only an unambiguous "false" is no request
-    return None if value.strip().lower() == "false" else not_implemented(name)
-
-
 def _ownership(name: str, value: str, req: Request) -> S3Error | None:
     # the other two settings (ObjectWriter, BucketOwnerPreferred) exist to make ACLs take effect
     return None if value.strip() == "BucketOwnerEnforced" else not_implemented(name)
@@ -99,10 +94,8 @@ class Rule:
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("x-amz-object-lock-mode", OBJECT_WRITES, _always),
-    Rule("x-amz-object-lock-retain-until-date", OBJECT_WRITES, _always),
-    Rule("x-amz-object-lock-legal-hold", OBJECT_WRITES, _always),
-    Rule("x-amz-bucket-object-lock-enabled", frozenset({CREATE_BUCKET}), _lock_enabled),
+    # object lock on a form upload: its policy would have to cover the fields (not offered; PUT does it)
+    Rule("x-amz-object-lock-", frozenset({POST}), _always),
     Rule("x-amz-object-ownership", frozenset({CREATE_BUCKET}), _ownership),
     # SSE-S3, SSE-KMS (key id, context, bucket key) and SSE-C (customer-algorithm, -key, -key-md5)
     Rule("x-amz-server-side-encryption", OBJECT_WRITES | {UPLOAD_PART, UPLOAD_PART_COPY}, _always),
