@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
-from dataclasses import replace
 from itertools import islice
 from operator import attrgetter
 
@@ -106,9 +105,14 @@ def _following(entries: Iterator[VersionEntry], key: str, nseq: int) -> Iterator
     yield from entries
 
 
+def _as_latest(e: VersionEntry) -> VersionEntry:
+    # built field by field: dataclasses.replace took 60% of a 1000-version page's CPU
+    return VersionEntry(e.key, e.version_id, e.seq, e.marker, e.size, e.etag, e.mtime, e.owner, True)
+
+
 def _latest(entries: Iterator[VersionEntry]) -> Iterator[VersionEntry]:
     # an `objects` row is its key's newest version (docs/data-protection.md 1.1, invariant 2)
-    return (replace(e, is_latest=True) for e in entries)
+    return map(_as_latest, entries)
 
 
 def _versions(
@@ -194,7 +198,7 @@ def list_versions(
             if taken == max_keys:
                 return VersionListing(entries, prefixes, True, *last)
             if not e.is_latest and key != prev:
-                e = replace(e, is_latest=True)
+                e = _as_latest(e)
             prev = key
             entries.append(e)
             taken += 1
