@@ -288,7 +288,8 @@ def test_the_reference_itself() -> None:
     assert reference(state, "k", "", "d/x", d[0].shown_id) == reference(state, "k", "", None, None)
 
 
-def test_an_undecodable_version_marker_is_refused_before_any_read(m: Rules) -> None:
+def test_an_undecodable_version_marker_is_the_callers_error(m: Rules) -> None:
+    """The S3 layer answers InvalidArgument first (tests/component/test_version_listing.py)."""
     bucket = fill(m, {"k": history("k", ["cur"], None)})
     with pytest.raises(ValueError):
         list_versions(m, bucket, "", "", "k", "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY", 5)
