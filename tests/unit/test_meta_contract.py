@@ -1343,6 +1343,82 @@ def test_scan_versions_is_lazy_and_pages_without_gaps(backend: MetaBackend) -> N
     run(scenario())
 
 
+def test_scan_current_lists_the_current_versions_by_key_with_their_ids_and_seqs(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        recs = [
+            obj("b", k, size=len(k.encode()), blobs=(f"blob-{i}",), version_id=f"v{i}" if i % 2 else None, seq=900 + i)
+            for i, k in enumerate(KEYS)
+        ]
+        recs.append(obj("b", "k", tags={"t": "1"}))  # no seq given: its mtime's
+        await setup(backend, "b", "a", objects=(*recs, obj("a", "k", seq=5)))
+
+        def fn(tx: MetaTx) -> None:
+            tx.retire_current("b", "z", 1.0)  # noncurrent now: scan_versions', not scan_current's
+            tx.put_version(marker_of("b", "~", 2000, "m"), True, 1.0)  # a marker is never current
+            tx.put_version(obj("b", "a", seq=1, version_id="old"), False, 1.0)
+
+        await write(backend, fn)
+        got = await read(backend, lambda r: list(r.scan_current("b", "", False, None, 1000)))
+        by_key = {r.key: r for r in recs}
+        expected = sorted((k for k in by_key if k != "z"), key=lambda k: k.encode())
+        assert [v.key for v in got] == expected
+        assert got == [entry(by_key[k]) for k in expected]  # id, seq, size, etag, mtime, owner; not a marker
+        assert got[expected.index("k")].seq == 100_500_000
+        assert not any(v.is_latest or v.marker for v in got)  # the listing decides what is latest
+
+    run(scenario())
+
+
+def test_scan_current_has_the_bounds_order_and_limit_of_scan_objects(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        await setup(backend, "b", "b0", objects=(*(obj("b", k, seq=7) for k in KEYS), obj("b0", "a1")))
+        starts = ["", "a", "a/a", "é", "\uffff", "\U0001f600", "z"]
+        cases = itertools.product(starts, (False, True), (None, "a0", "\U0001f600", "A", "a"), (0, 1, 2, 100))
+
+        def both(r: MetaReads) -> list[tuple[list[str], list[str]]]:
+            return [
+                ([x.key for x in r.scan_objects("b", *case)], [x.key for x in r.scan_current("b", *case)])
+                for case in cases
+            ]
+
+        for objects, current in await read(backend, both):
+            assert current == objects
+        assert await read(backend, lambda r: list(r.scan_current("nope", "", False, None, 10))) == []
+
+    run(scenario())
+
+
+def test_scan_current_is_lazy_and_pages_without_gaps(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        keys = [f"k{i:03d}" for i in range(30)]
+        await setup(backend, "b", objects=tuple(obj("b", k, seq=i + 1) for i, k in enumerate(keys)))
+
+        def first_two(r: MetaReads) -> list[str]:
+            it = r.scan_current("b", "", False, None, 1000)
+            assert not isinstance(it, list | tuple)  # an iterator the caller may stop
+            return [x.key for x in itertools.islice(it, 2)]
+
+        assert await read(backend, first_two) == keys[:2]
+
+        def stop_early_then_write(tx: MetaTx) -> str:
+            first = next(tx.scan_current("b", "", False, None, 1000)).key
+            tx.put_object(obj("b", "new", seq=99))
+            return first
+
+        assert await write(backend, stop_early_then_write) == "k000"
+        seen: list[tuple[str, int]] = []
+        last = ""
+        while page := await read(
+            backend, lambda r, after=last: [(x.key, x.seq) for x in r.scan_current("b", after, False, None, 4)]
+        ):
+            assert len(page) <= 4
+            seen += page
+            last = page[-1][0]
+        assert seen == [*((k, i + 1) for i, k in enumerate(keys)), ("new", 99)]
+
+    run(scenario())
+
+
 def test_set_version_attrs_of_the_current_or_a_noncurrent_version(backend: MetaBackend) -> None:
     async def scenario() -> None:
         cur = obj("b", "k", seq=900, version_id="c")

@@ -500,6 +500,8 @@ def test_rows_of_schema_4_read_with_the_new_fields_and_retire_by_their_mtime(
             assert b is not None and (b.versioning, b.object_lock, b.nc_used, b.nc_objects) == (None, False, 0, 0)
             rec = await meta.read(lambda r: r.get_object("b", "k"))
             assert rec is not None and (rec.seq, rec.version_id, rec.lock, rec.data) == (1000001, None, None, b"abc")
+            listed = await meta.read(lambda r: list(r.scan_current("b", "", False, None, 10)))
+            assert [(x.key, x.version_id, x.seq) for x in listed] == [("k", None, 1000001)]
             ref = await meta.write(lambda tx: tx.retire_current("b", "k", 2.0))
             assert ref is not None and ref.seq == 1000001
             assert await meta.read(lambda r: r.version("b", "k", 1000001)) == rec

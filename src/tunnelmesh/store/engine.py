@@ -793,6 +793,21 @@ class Store:
             lambda r: listing.list_objects(r, bucket, prefix, delimiter, after, after_is_prefix, max_keys)
         )
 
+    async def list_versions(
+        self,
+        bucket: str,
+        prefix: str,
+        delimiter: str,
+        key_marker: str | None,
+        version_marker: str | None,
+        max_keys: int,
+    ) -> listing.VersionListing:
+        # one snapshot: a write between the page's reads of the two tables could show a version twice, or never
+        return await self.meta.read(
+            lambda r: listing.list_versions(r, bucket, prefix, delimiter, key_marker, version_marker, max_keys),
+            snapshot=True,
+        )
+
     # ---- multipart -----------------------------------------------------------------------
 
     async def create_upload(self, up: Upload) -> None:

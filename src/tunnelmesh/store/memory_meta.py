@@ -51,6 +51,7 @@ log = logging.getLogger("tunnelmesh.store")
 T = TypeVar("T")
 K = TypeVar("K")
 V = TypeVar("V")
+R = TypeVar("R")
 
 _MISSING: Any = object()  # "the key was absent", in the undo journal
 
@@ -166,9 +167,11 @@ class _Reads:
         self, bucket: str, start: str, inclusive: bool, end: str | None, limit: int
     ) -> Iterator[ObjectRecord]:
         self._s()
-        return self._scan(bucket, start, inclusive, end, limit)
+        return self._scan(bucket, start, inclusive, end, limit, _listed)
 
-    def _scan(self, bucket: str, pos: str, inclusive: bool, end: str | None, limit: int) -> Iterator[ObjectRecord]:
+    def _scan(
+        self, bucket: str, pos: str, inclusive: bool, end: str | None, limit: int, shown: Callable[[ObjectRecord], R]
+    ) -> Iterator[R]:
         # Bisect again from the last key at every step (O(log n)): a write transaction may change the
         # bucket between two steps, and an index kept across them would then skip or repeat keys.
         for _ in range(limit):
@@ -178,7 +181,7 @@ class _Reads:
             if i == len(keys) or (end is not None and keys[i] >= end):
                 return
             pos, inclusive = keys[i], False
-            yield _listed(s.objects[bucket][pos])
+            yield shown(s.objects[bucket][pos])
 
     def upload(self, upload_id: str) -> Upload | None:
         u = self._s().uploads.get(upload_id)
@@ -301,6 +304,12 @@ class _Reads:
                 return
             pos, inclusive = vkeys[i], False
             yield _entry(s.versions[bucket][pos][0])
+
+    def scan_current(
+        self, bucket: str, start: str, inclusive: bool, end: str | None, limit: int
+    ) -> Iterator[VersionEntry]:
+        self._s()
+        return self._scan(bucket, start, inclusive, end, limit, _entry)
 
     def writer_tags(self, node: str) -> list[str]:
         s = self._s()

@@ -42,6 +42,9 @@ PG_SEQ = "COALESCE(seq, trunc(mtime * 1000000)::bigint)"
 # shows none, and two more columns cost a page of 1000 keys 13% more CPU, measured with bench/compare.py)
 LIST_COLS = "bucket, key, size, etag, mtime, owner"
 VLIST_COLS = "key, version_id, -nseq, marker, size, etag, mtime, owner"
+# scan_current's: an `objects` row in VLIST_COLS' shape (never a marker), its seq as each engine reads it
+SQLITE_CLIST_COLS = f"key, version_id, {SQLITE_SEQ}, 0, size, etag, mtime, owner"
+PG_CLIST_COLS = f"key, version_id, {PG_SEQ}, 0, size, etag, mtime, owner"
 PART_COLS = "part_number, size, etag, mtime, blob, checksums"
 REF_COLS = "size, etag, mtime, segments, version_id, seq, lock_mode, lock_until, legal_hold"
 # what deleting a current row returns: what the rules need to count and free it, no more (DeleteObjects
@@ -132,7 +135,7 @@ def row_to_listed(r: Row) -> ObjectRecord:
 
 
 def row_to_version_entry(r: Row) -> VersionEntry:
-    """A row of VLIST_COLS."""
+    """A row of VLIST_COLS, or of SQLITE_CLIST_COLS or PG_CLIST_COLS."""
     return VersionEntry(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7])
 
 

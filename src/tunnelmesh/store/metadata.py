@@ -174,6 +174,14 @@ class MetaReads(Protocol):
         Pass start_nseq = -2**63 to start before every version of start_key."""
         ...
 
+    def scan_current(
+        self, bucket: str, start: str, inclusive: bool, end: str | None, limit: int
+    ) -> Iterator[VersionEntry]:
+        """The current versions (the `objects` rows) as a version listing shows them: scan_objects' rows, bounds,
+        order and laziness, each with its version id and seq (never a marker). A version listing merges them
+        with scan_versions; scan_objects stays as it is, so ListObjects reads no version column."""
+        ...
+
     def writer_tags(self, node: str) -> list[str]:
         """The writer tags `node` was given (claim_writer_tag) whose blobs no sweep has finished with yet
         (`tags_swept`), in no particular order."""

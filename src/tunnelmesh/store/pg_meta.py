@@ -61,6 +61,7 @@ from tunnelmesh.store.meta_rows import (
     LIST_COLS,
     OBJ_COLS,
     PART_COLS,
+    PG_CLIST_COLS,
     PG_SEQ,
     PROMOTE_SELECT,
     REF_COLS,
@@ -384,6 +385,18 @@ class PgTx:
             sql += " AND key < %s"
             args.append(end)
         sql += " ORDER BY key, nseq LIMIT %s"
+        args.append(limit)
+        return (row_to_version_entry(r) for r in self.c.execute(sql, args))
+
+    def scan_current(
+        self, bucket: str, start: str, inclusive: bool, end: str | None, limit: int
+    ) -> Iterator[VersionEntry]:
+        sql = f"SELECT {PG_CLIST_COLS} FROM objects WHERE bucket = %s AND key {'>=' if inclusive else '>'} %s"
+        args: list[object] = [bucket, start]
+        if end is not None:
+            sql += " AND key < %s"
+            args.append(end)
+        sql += " ORDER BY key LIMIT %s"
         args.append(limit)
         return (row_to_version_entry(r) for r in self.c.execute(sql, args))
 

@@ -30,6 +30,7 @@ from tunnelmesh.store.meta_rows import (
     PART_COLS,
     PROMOTE_SELECT,
     REF_COLS,
+    SQLITE_CLIST_COLS,
     SQLITE_SEQ,
     UPLOAD_COLS,
     VERSION_COLS,
@@ -292,6 +293,18 @@ class SqliteTx:
             sql += " AND key < ?"
             args.append(end)
         sql += " ORDER BY key, nseq LIMIT ?"
+        args.append(limit)
+        return (row_to_version_entry(r) for r in self.c.execute(sql, args))
+
+    def scan_current(
+        self, bucket: str, start: str, inclusive: bool, end: str | None, limit: int
+    ) -> Iterator[VersionEntry]:
+        sql = f"SELECT {SQLITE_CLIST_COLS} FROM objects WHERE bucket=? AND key {'>=' if inclusive else '>'} ?"
+        args: list[object] = [bucket, start]
+        if end is not None:
+            sql += " AND key < ?"
+            args.append(end)
+        sql += " ORDER BY key LIMIT ?"
         args.append(limit)
         return (row_to_version_entry(r) for r in self.c.execute(sql, args))
 

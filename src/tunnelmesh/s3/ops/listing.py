@@ -1,4 +1,4 @@
-"""ListObjects (v1, markers) and ListObjectsV2 (continuation tokens), sharing one page engine."""
+"""ListObjects (v1, markers) and ListObjectsV2 (continuation tokens), sharing one page engine; ListObjectVersions."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import Context
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response, xml_response
-from tunnelmesh.store.records import Listing, ObjectRecord
+from tunnelmesh.store.records import Listing, ObjectRecord, VersionEntry, VersionListing, version_seq
 
 # how a listing writes keys and prefixes: as they are, or URL-encoded (encoding-type=url)
 Encode = Callable[[str], str]
@@ -155,10 +155,28 @@ async def list_objects_v2(ctx: Context, call: Call) -> Response:
     return xml_response(xml.document("ListBucketResult", head + _body(page, enc, owner)))
 
 
+def _owner(owner: str) -> str:
+    return f"<Owner><ID>{xml.e(owner)}</ID><DisplayName>{xml.e(owner)}</DisplayName></Owner>"
+
+
+def _version(v: VersionEntry, enc: Encode) -> str:
+    head = (
+        f"<Key>{xml.e(enc(v.key))}</Key><VersionId>{xml.e(v.version_id or 'null')}</VersionId>"
+        f"<IsLatest>{'true' if v.is_latest else 'false'}</IsLatest><LastModified>{xml.iso8601(v.mtime)}</LastModified>"
+    )
+    if v.marker:
+        return f"<DeleteMarker>{head}{_owner(v.owner)}</DeleteMarker>"
+    return (
+        f"<Version>{head}<ETag>&quot;{v.etag}&quot;</ETag><Size>{v.size}</Size>{_owner(v.owner)}"
+        "<StorageClass>STANDARD</StorageClass></Version>"
+    )
+
+
 async def list_object_versions(ctx: Context, call: Call) -> Response:
-    """ListObjectVersions. The store keeps one version of a key, the `null` one, as AWS does in a bucket
-    versioning was never enabled on: tools that list versions to empty a bucket (s3-tests, rclone's
-    `--s3-versions`, Terraform's force_destroy) then work unchanged."""
+    """ListObjectVersions: every version and delete marker, by key and newest first, from the version store
+    (docs/data-protection.md section 3). In a bucket never versioned each object is its one `null` version,
+    the latest, as on AWS: tools that list versions to empty a bucket (s3-tests, rclone's `--s3-versions`,
+    Terraform's force_destroy) work the same on either kind of bucket."""
     req = call.req
     enc_name, enc = encoder(req)
     max_keys = max_keys_param(req)
@@ -171,7 +189,7 @@ async def list_object_versions(ctx: Context, call: Call) -> Response:
             ArgumentName="version-id-marker",
             ArgumentValue=vid_marker,
         )
-    if vid_marker and vid_marker != "null":
+    if vid_marker and vid_marker != "null" and version_seq(vid_marker) is None:
         raise S3Error(
             "InvalidArgument",
             "Invalid version id specified",
@@ -179,7 +197,17 @@ async def list_object_versions(ctx: Context, call: Call) -> Response:
             ArgumentValue=vid_marker,
         )
     delimiter = req.query.get("delimiter", "")
-    page = await _page(ctx, call, key_marker or None, False, max_keys)
+    await call.bucket()
+    page = VersionListing([], [], False, None, None)
+    if max_keys:
+        page = await ctx.store.list_versions(
+            req.bucket,
+            req.query.get("prefix", ""),
+            delimiter,
+            key_marker or None,
+            vid_marker or None,
+            max_keys,
+        )
     head = [
         xml.element("Name", req.bucket),
         xml.element("Prefix", enc(req.query.get("prefix", ""))),
@@ -188,16 +216,10 @@ async def list_object_versions(ctx: Context, call: Call) -> Response:
         xml.element("MaxKeys", max_keys),
     ]
     head += _shared_tail(delimiter, enc, enc_name, page.truncated)
-    if page.truncated and page.last is not None:
-        head.append(xml.element("NextKeyMarker", enc(page.last)))
-        if not page.last_is_prefix:
-            head.append(xml.element("NextVersionIdMarker", "null"))
-    body = [
-        f"<Version><Key>{xml.e(enc(o.key))}</Key><VersionId>null</VersionId><IsLatest>true</IsLatest>"
-        f"<LastModified>{xml.iso8601(o.mtime)}</LastModified><ETag>&quot;{o.etag}&quot;</ETag><Size>{o.size}</Size>"
-        f"<Owner><ID>{xml.e(o.owner)}</ID><DisplayName>{xml.e(o.owner)}</DisplayName></Owner>"
-        "<StorageClass>STANDARD</StorageClass></Version>"
-        for o in page.objects
-    ]
+    if page.truncated and page.next_key is not None:
+        head.append(xml.element("NextKeyMarker", enc(page.next_key)))
+        if page.next_version is not None:
+            head.append(xml.element("NextVersionIdMarker", page.next_version))
+    body = [_version(v, enc) for v in page.entries]
     body.extend(f"<CommonPrefixes><Prefix>{xml.e(enc(p))}</Prefix></CommonPrefixes>" for p in page.prefixes)
     return xml_response(xml.document("ListVersionsResult", head + body))
