@@ -1,6 +1,6 @@
-"""A request for a protection the server does not give (object lock, encryption, storage classes,
-ACLs) is refused with S3's error for it, and nothing is stored: a client must never believe it got a
-locked, encrypted or shared object. `private` and `bucket-owner-full-control` (what a bucket with
+"""A request for a protection the server does not give (encryption, storage classes, ACLs; object lock in
+a bucket created without it) is refused with S3's error for it, and nothing is stored: a client must never
+believe it got a locked, encrypted or shared object. `private` and `bucket-owner-full-control` (what a bucket with
 enforced bucket-owner ownership accepts) and STANDARD still work.
 
 Every case runs through boto3 against a real coordinator, so the headers are the ones real clients send.
@@ -9,7 +9,6 @@ Every case runs through boto3 against a real coordinator, so the headers are the
 from __future__ import annotations
 
 import base64
-import datetime
 import http.client
 import uuid
 from collections.abc import Callable
@@ -20,7 +19,6 @@ from botocore.exceptions import ClientError
 from conftest import bucket_exists
 
 SSE_C_KEY = "k" * 32  # boto3 base64-encodes it and adds the key MD5
-LOCK_UNTIL = datetime.datetime(2099, 1, 1, tzinfo=datetime.UTC)
 NOT_IMPL = ("NotImplemented", 501)
 NO_ACLS = ("AccessControlListNotSupported", 400)
 
@@ -93,14 +91,8 @@ REFUSED: list[tuple[str, dict[str, Any], tuple[str, ...], tuple[str, int]]] = [
         ("CopyObject", "UploadPartCopy"),
         NOT_IMPL,
     ),
-    (
-        "object-lock-retention",
-        {"ObjectLockMode": "GOVERNANCE", "ObjectLockRetainUntilDate": LOCK_UNTIL},
-        OBJECT_WRITES,
-        NOT_IMPL,
-    ),
-    ("object-lock-compliance", {"ObjectLockMode": "COMPLIANCE"}, OBJECT_WRITES, NOT_IMPL),
-    ("legal-hold", {"ObjectLockLegalHoldStatus": "ON"}, OBJECT_WRITES, NOT_IMPL),
+    # object lock is served (tests/integration/test_object_lock.py): asked for in a bucket without it, refused
+    ("legal-hold", {"ObjectLockLegalHoldStatus": "ON"}, OBJECT_WRITES, ("InvalidRequest", 400)),
     ("storage-class-glacier", {"StorageClass": "GLACIER"}, OBJECT_WRITES, NOT_IMPL),
     ("storage-class-ia", {"StorageClass": "STANDARD_IA"}, OBJECT_WRITES, NOT_IMPL),
     ("storage-class-unknown", {"StorageClass": "NOT_A_CLASS"}, ("PutObject",), ("InvalidStorageClass", 400)),
@@ -175,7 +167,6 @@ def test_a_copy_keeping_the_source_tags_ignores_x_amz_tagging_as_s3_does(s3, src
 @pytest.mark.parametrize(
     ("params", "expected"),
     [
-        ({"ObjectLockEnabledForBucket": True}, NOT_IMPL),
         ({"ACL": "public-read"}, NO_ACLS),
         ({"ACL": "public-read-write"}, NO_ACLS),
         ({"GrantWrite": "id=someone"}, NO_ACLS),
@@ -183,7 +174,6 @@ def test_a_copy_keeping_the_source_tags_ignores_x_amz_tagging_as_s3_does(s3, src
         ({"ObjectOwnership": "BucketOwnerPreferred"}, NOT_IMPL),
     ],
     ids=[
-        "object-lock",
         "acl-public-read",
         "acl-public-read-write",
         "grant-write",
@@ -191,7 +181,7 @@ def test_a_copy_keeping_the_source_tags_ignores_x_amz_tagging_as_s3_does(s3, src
         "ownership-pref",
     ],
 )
-def test_create_bucket_asking_for_object_lock_or_acls_is_refused_and_creates_nothing(
+def test_create_bucket_asking_for_acls_is_refused_and_creates_nothing(
     s3, params: dict[str, Any], expected: tuple[str, int]
 ) -> None:
     name = f"prot-b-{uuid.uuid4().hex[:12]}"
@@ -233,7 +223,7 @@ def test_a_protection_header_sent_twice_is_still_refused(coordinator, s3, src_bu
     name = f"prot-dup-{uuid.uuid4().hex[:12]}"
     lock = [("x-amz-bucket-object-lock-enabled", "true")] * 2
     status, body = _raw(coordinator, "PUT", f"/{name}", lock)
-    assert (status, b"<Code>NotImplemented</Code>" in body) == (501, True), body
+    assert (status, b"<Code>InvalidArgument</Code>" in body) == (400, True), body  # neither true nor false
     assert not bucket_exists(s3, name)
 
     key = f"dup-{uuid.uuid4().hex[:8]}"

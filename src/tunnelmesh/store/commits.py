@@ -192,8 +192,9 @@ def set_quota(tx: MetaTx, name: str, quota: int | None) -> WriteResult[None]:
 def put_object(
     tx: MetaTx, rec: ObjectRecord, cond: WriteConditions, max_size: int, rand: int = 0
 ) -> WriteResult[str | None]:
-    """Make `rec` the key's current version; answers its version id as S3 shows it (None in a bucket never
-    versioned). `rand`: the random part of a new version id (docs/data-protection.md 1.2)."""
+    """Make `rec` the key's current version; answers its version id (None for a null version: in a bucket
+    never versioned or suspended, where S3 answers none). `rand`: the random part of a new version id
+    (docs/data-protection.md 1.2)."""
     bucket = _locked_bucket(tx, rec.bucket)
     old = tx.object_ref(rec.bucket, rec.key)
     check_write_conditions(cond, rec.bucket, rec.key, old.etag if old else None)
@@ -280,7 +281,8 @@ def _put_version(
     _admit_locked(tx, bucket, u.used - mpu_bytes, max_size)
     tx.put_object(rec)
     u.apply(tx, rec.bucket, -mpu_bytes)
-    return WriteResult(shown(vid), u.freed)
+    # a suspended bucket's write answers no version id, as S3's (its null version is the only one it touches)
+    return WriteResult(vid, u.freed)
 
 
 # ---- object lock (docs/data-protection.md section 5) -----------------------------------------

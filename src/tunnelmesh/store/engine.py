@@ -735,8 +735,7 @@ class Store:
         return commits.shown(ref.version_id) if ref is not None and ref.marker else None
 
     async def put_object(self, rec: ObjectRecord, cond: WriteConditions) -> str | None:
-        """Returns the new version's id as S3 shows it ("null" for the null version), None in a bucket
-        never versioned."""
+        """Returns the new version's id; None for a null version (a bucket never versioned, or suspended)."""
         new_blobs = [s.blob for s in rec.segments]
         rand = secrets.randbits(32)
         return await self._commit(lambda tx: commits.put_object(tx, rec, cond, self.max_size, rand), new_blobs)
