@@ -148,6 +148,8 @@ class Settings:
     # how far ahead an object-lock retention may reach: a COMPLIANCE one can never be shortened, so a peer
     # that may lock objects could otherwise make them undeletable for a century (docs/data-protection.md 5)
     max_retention_days: int = 3650
+    # seconds between lifecycle passes (store/lifecycle.py): each reads only what is due
+    lifecycle_interval: float = 600.0
 
     @property
     def node(self) -> str:
@@ -298,6 +300,7 @@ _S3_KEYS = {
     "heartbeat_interval",
     "node_timeout",
     "max_retention_days",
+    "lifecycle_interval",
 }
 # the metadata URI from the environment, so its password need not sit in the YAML file
 METADATA_ENV = "TUNNELMESH_S3_METADATA"
@@ -410,7 +413,16 @@ def load(path: Path | None, *, allow_public: bool = False) -> Settings:
     max_retention_days = s3.get("max_retention_days", defaults.max_retention_days)
     if isinstance(max_retention_days, bool) or not isinstance(max_retention_days, int) or max_retention_days < 1:
         raise ConfigError("s3.max_retention_days: must be a whole number of days, at least 1")
+    lifecycle_interval = defaults.lifecycle_interval
+    if "lifecycle_interval" in s3:
+        try:
+            lifecycle_interval = parse_duration(s3["lifecycle_interval"])
+        except ValueError as e:
+            raise ConfigError(f"s3.lifecycle_interval: {e}") from None
+        if lifecycle_interval < 1:
+            raise ConfigError("s3.lifecycle_interval: must be at least 1s")
     return Settings(
+        lifecycle_interval=lifecycle_interval,
         max_retention_days=max_retention_days,
         heartbeat_interval=heartbeat_interval,
         node_timeout=node_timeout,

@@ -20,7 +20,7 @@ from granian.server.embed import Server
 
 from tunnelmesh.asgi import build
 from tunnelmesh.config import Limits, Listen, Settings
-from tunnelmesh.store import expiry, heartbeat
+from tunnelmesh.store import expiry, heartbeat, lifecycle
 
 log = logging.getLogger("tunnelmesh.worker")
 
@@ -141,6 +141,7 @@ def serve(settings: Settings, admin_token: str, started_at: float) -> int:
         reaper = asyncio.create_task(apps.store.reap_forever())
         stopping = asyncio.Event()
         expiring = asyncio.create_task(expiry.run(apps.store, settings.stale_upload_expiry, stopping, lease_node))
+        aging = asyncio.create_task(lifecycle.run(apps.store, settings.lifecycle_interval, stopping, lease_node))
 
         def retire() -> None:
             nonlocal code
@@ -157,6 +158,7 @@ def serve(settings: Settings, admin_token: str, started_at: float) -> int:
             reaper.cancel()
             stopping.set()
             await expiring
+            await aging
             await beating
 
     try:

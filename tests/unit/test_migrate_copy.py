@@ -23,7 +23,7 @@ from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.metadata import MetaBackend
 from tunnelmesh.store.migrate import Mismatch, Refused, migrate
 from tunnelmesh.store.pg_meta import PgMeta
-from tunnelmesh.store.records import Bucket, CompletedUpload, ObjectRecord, Part, Segment, Upload
+from tunnelmesh.store.records import Bucket, CompletedUpload, Hint, ObjectRecord, Part, Segment, Upload
 from tunnelmesh.store.sqlite_meta import SqliteMeta, StoreMoved, read_fence
 
 NODE = "n1"
@@ -87,6 +87,9 @@ def populate(root: Path, node: str = NODE, tags: list[str] = TAGS, bucket: str =
         gone = ObjectRecord(bucket, "gone", 0, "", 2.0, {}, {}, [], "admin", None, version_id="0" * 23 + "3", seq=9)
         tx.put_version(gone, True, 2.0)
         tx.add_usage(bucket, used=500, nc_used=500, nc_objects=2)
+        # a lifecycle configuration and a hint of its time index
+        tx.set_bucket_attr(bucket, "lifecycle", '[{"id": "r"}]')
+        tx.put_hint(Hint(bucket, "dir/blob", -old.seq, "noncurrent", 1_700_086_400.5))
 
     try:
         run(meta, fill, write=True)
@@ -113,6 +116,7 @@ def dump(meta: MetaBackend) -> dict[str, Any]:
             "freed": r.freed_before(1e12, None),
             "usage": r.count_usage(),
             "tags": sorted(r.writer_tags(NODE)),
+            "hints": r.due_hints(1e12, 10),
             "versions": {
                 b.name: [
                     (v, r.version(b.name, v.key, v.seq)) for v in r.scan_versions(b.name, "", -(2**63), True, None, 99)
@@ -153,6 +157,7 @@ def test_the_copy_reads_back_equal_and_the_sqlite_side_is_fenced(tmp_path: Path,
         "parts": 2,
         "completed_uploads": 1,
         "freed_blobs": 1,
+        "lifecycle_due": 1,
         "writer_tags": 3,
         "nodes": 1,
     }

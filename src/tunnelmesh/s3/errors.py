@@ -45,6 +45,7 @@ STATUS: dict[str, int] = {
     "MissingSecurityHeader": 400,
     "NoSuchBucket": 404,
     "NoSuchKey": 404,
+    "NoSuchLifecycleConfiguration": 404,
     "NoSuchObjectLockConfiguration": 404,
     "NoSuchTagSet": 404,
     "NoSuchUpload": 404,
@@ -105,6 +106,7 @@ MESSAGE: dict[str, str] = {
     "MissingSecurityHeader": "Your request is missing a required header.",
     "NoSuchBucket": "The specified bucket does not exist",
     "NoSuchKey": "The specified key does not exist.",
+    "NoSuchLifecycleConfiguration": "The lifecycle configuration does not exist",
     "NoSuchObjectLockConfiguration": "The specified object does not have a ObjectLock configuration",
     "NoSuchTagSet": "The TagSet does not exist",
     "NoSuchUpload": "The specified upload does not exist. The upload ID may be invalid, "

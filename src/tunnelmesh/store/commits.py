@@ -11,9 +11,11 @@ transaction and take the time as an argument, so a backend may run one again (st
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 
+from tunnelmesh.store import lifecycle_rules as lc
 from tunnelmesh.store.errors import (
     BucketDeleteDenied,
     BucketExists,
@@ -37,12 +39,14 @@ from tunnelmesh.store.records import (
     Bucket,
     CompletedUpload,
     Deleted,
+    Hint,
     Lock,
     ObjectRecord,
     ObjectRef,
     Part,
     Segment,
     Upload,
+    VersionEntry,
     WriteConditions,
     WriteResult,
     new_version_id,
@@ -156,6 +160,7 @@ def delete_bucket(tx: MetaTx, name: str, peer: str | None) -> WriteResult[None]:
         for up in uploads:
             freed += [p.blob for p in tx.delete_upload(up.upload_id)]
     tx.forget_completed(bucket=name)
+    tx.drop_hints(name)
     tx.delete_bucket(name)
     return WriteResult(None, freed)
 
@@ -206,6 +211,8 @@ def put_object(
     _admit_locked(tx, bucket, rec.size - old_size, max_size)
     tx.put_object(rec)
     tx.add_usage(rec.bucket, used=rec.size - old_size, objects=0 if old else 1)
+    if bucket.lifecycle is not None:
+        hint_current(tx, bucket, rec)
     return WriteResult(None, old.blobs if old else [])
 
 
@@ -276,11 +283,15 @@ def _put_version(
     elif old is not None:
         tx.retire_current(rec.bucket, rec.key, rec.mtime)
         u.retired(old)
+        if bucket.lifecycle is not None:
+            hint_noncurrent(tx, bucket, rec.key, old, rec.mtime)
     if vid is None and (gone := tx.delete_null_version(rec.bucket, rec.key)) is not None:
         u.dropped(gone, current=False)
     _admit_locked(tx, bucket, u.used - mpu_bytes, max_size)
     tx.put_object(rec)
     u.apply(tx, rec.bucket, -mpu_bytes)
+    if bucket.lifecycle is not None:
+        hint_current(tx, bucket, rec)
     # a suspended bucket's write answers no version id, as S3's (its null version is the only one it touches)
     return WriteResult(vid, u.freed)
 
@@ -407,11 +418,15 @@ def _delete_marked(tx: MetaTx, bucket: Bucket, key: str, owner: str, now: float,
     elif cur is not None:
         tx.retire_current(bucket.name, key, now)
         u.retired(cur)
+        if bucket.lifecycle is not None:
+            hint_noncurrent(tx, bucket, key, cur, now)
     if vid is None and (gone := tx.delete_null_version(bucket.name, key)) is not None:
         u.dropped(gone, current=False)
     marker = ObjectRecord(bucket.name, key, 0, "", now, {}, {}, [], owner, version_id=vid, seq=seq, marker=True)
     tx.put_version(marker, True, now)
     u.nc_objects += 1
+    if (rules := lc.rules_of(bucket.lifecycle)) is not None and rules.expires_markers(key):
+        tx.put_hint(Hint(bucket.name, key, -seq, lc.MARKER, now))
     return Deleted(shown(vid), True)
 
 
@@ -487,6 +502,8 @@ def set_object_tags(
     b = _locked_bucket(tx, bucket)
     ref, current = _version_ref(tx, bucket, key, version_id)
     tx.set_version_attrs(bucket, key, ref.seq, current, tags=tags)
+    if b.lifecycle is not None and current:  # a tag filter may take it now
+        tx.put_hint(Hint(bucket, key, -ref.seq, lc.CURRENT, 0.0))
     return WriteResult(shown(ref.version_id) if b.versioning is not None or version_id else None)
 
 
@@ -572,12 +589,189 @@ def replace_bucket(tx: MetaTx, bucket: str, records: list[ObjectRecord]) -> Writ
     return WriteResult(None, sorted({b for ref in old for b in ref.blobs} - kept))
 
 
+# ---- lifecycle (docs/data-protection.md section 4) -------------------------------------------
+
+
+def hint_current(tx: MetaTx, bucket: Bucket, rec: ObjectRecord) -> None:
+    """Index when the new current version may expire (a lifecycle bucket's writes only)."""
+    rules = lc.rules_of(bucket.lifecycle)
+    if rules is not None and (due := rules.current_due(rec.key, rec.mtime, rec.size, rec.tags)) is not None:
+        tx.put_hint(Hint(bucket.name, rec.key, -rec.seq, lc.CURRENT, due))
+
+
+def hint_noncurrent(tx: MetaTx, bucket: Bucket, key: str, ref: ObjectRef, since: float) -> None:
+    """Index when a version just made noncurrent may expire; and, under NewerNoncurrentVersions, the older
+    version this one pushed past the number kept (it may be due now)."""
+    rules = lc.rules_of(bucket.lifecycle)
+    if rules is None:
+        return
+    due = rules.noncurrent_due(key, since, ref.size, None)  # tags unknown here: the scanner checks them
+    if due is not None:
+        tx.put_hint(Hint(bucket.name, key, -ref.seq, lc.NONCURRENT, due))
+    keep = rules.keeps_newer
+    if keep is not None:
+        older = [v for v in _key_versions(tx, bucket.name, key, keep + 2) if not v.marker]
+        if len(older) > keep:
+            tx.put_hint(Hint(bucket.name, key, older[keep].nseq, lc.NONCURRENT, 0.0))
+
+
+def _key_versions(r: MetaReads, bucket: str, key: str, limit: int) -> list[VersionEntry]:
+    """The key's newest `limit` rows of `versions` (no end bound: PostgreSQL's text cannot hold the NUL that
+    would make the next key's, so the next keys' rows are read and left)."""
+    return [e for e in r.scan_versions(bucket, key, -(2**63), True, None, limit) if e.key == key]
+
+
+def apply_hint(tx: MetaTx, hint: Hint, now: float, rand: int = 0) -> WriteResult[str]:
+    """One lifecycle step: re-read what the hint names, decide under the bucket's current rules, and act
+    (expire, abort), move the hint to the exact due time, or drop it. Answers what was done. Never removes a
+    locked version: its hint moves to when the lock ends (a legal hold: a day later, to look again)."""
+    b = tx.lock_bucket(hint.bucket)
+    rules = lc.rules_of(b.lifecycle) if b is not None else None
+    if b is None or rules is None:
+        tx.drop_hint(hint.bucket, hint.key, hint.nseq, hint.kind)
+        return WriteResult("dropped")
+    later = functools.partial(_rehint, tx, hint)
+    u = _Usage()
+    if hint.kind == lc.CURRENT:
+        cur = tx.get_object(b.name, hint.key)
+        if cur is None or cur.seq != -hint.nseq:
+            return _drop(tx, hint)
+        due = rules.current_due(cur.key, cur.mtime, cur.size, cur.tags or {})
+        if due is None:
+            return _drop(tx, hint)
+        if due > now:
+            return later(due)
+        tx.drop_hint(hint.bucket, hint.key, hint.nseq, hint.kind)
+        if b.versioning is None:
+            gone = tx.delete_object(b.name, hint.key)
+            assert gone is not None
+            u.dropped(gone, current=True)
+        else:
+            _delete_marked(tx, b, hint.key, b.owner, now, rand, u)
+    elif hint.kind == lc.NONCURRENT:
+        v = tx.version(b.name, hint.key, -hint.nseq)
+        if v is None or v.marker:
+            return _drop(tx, hint)
+        since = tx.version_since(b.name, v.key, v.seq)
+        assert since is not None
+        due = rules.noncurrent_due(v.key, since, v.size, v.tags or {})
+        if due is None or not _past_newer(tx, rules, v):
+            return _drop(tx, hint)  # a newer version's retirement hints it again
+        if due > now:
+            return later(due)
+        ref = _noncurrent_ref(tx, b.name, v.key, shown(v.version_id))
+        assert ref is not None
+        if ref.legal_hold or (ref.lock_until is not None and ref.lock_until > tx.clock()):
+            return later(ref.lock_until if not ref.legal_hold and ref.lock_until else now + lc.DAY)
+        tx.drop_hint(hint.bucket, hint.key, hint.nseq, hint.kind)
+        tx.delete_version(b.name, v.key, v.seq)
+        u.dropped(ref, current=False)
+        newest = tx.newest_version_ref(b.name, v.key)
+        if newest is not None and newest.marker and rules.expires_markers(v.key):
+            tx.put_hint(Hint(b.name, v.key, -newest.seq, lc.MARKER, now))
+    elif hint.kind == lc.MARKER:
+        rows = _key_versions(tx, b.name, hint.key, 2)
+        lone = len(rows) == 1 and rows[0].marker and rows[0].nseq == hint.nseq
+        if not lone or not rules.expires_markers(hint.key) or tx.object_ref(b.name, hint.key) is not None:
+            return _drop(tx, hint)
+        tx.drop_hint(hint.bucket, hint.key, hint.nseq, hint.kind)
+        gone_marker = tx.delete_version(b.name, hint.key, -hint.nseq)
+        assert gone_marker is not None
+        u.dropped(gone_marker, current=False)
+    elif hint.kind == lc.UPLOAD:
+        up = tx.upload(hint.key)
+        due = rules.abort_due(up.key, up.initiated) if up is not None else None
+        if up is None or due is None:
+            return _drop(tx, hint)
+        if due > now:
+            return later(due)
+        tx.drop_hint(hint.bucket, hint.key, hint.nseq, hint.kind)
+        return WriteResult("expired", _drop_upload(tx, up)[0])
+    else:
+        return _drop(tx, hint)
+    u.apply(tx, b.name)
+    return WriteResult("expired", u.freed)
+
+
+def _drop(tx: MetaTx, hint: Hint) -> WriteResult[str]:
+    tx.drop_hint(hint.bucket, hint.key, hint.nseq, hint.kind)
+    return WriteResult("dropped")
+
+
+def _rehint(tx: MetaTx, hint: Hint, at: float) -> WriteResult[str]:
+    tx.put_hint(dataclasses.replace(hint, at=at))
+    return WriteResult("later")
+
+
+def _past_newer(r: MetaReads, rules: lc.Rules, v: ObjectRecord) -> bool:
+    """Whether NewerNoncurrentVersions lets the version go: more newer noncurrent versions than it keeps."""
+    keep = max((rule.nc_newer or 0 for rule in rules.noncurrent_rules(v.key, v.size, v.tags or {})), default=0)
+    if keep == 0:
+        return True
+    newer = [e for e in _key_versions(r, v.bucket, v.key, keep + 1) if e.nseq < -v.seq]
+    return sum(not e.marker for e in newer) >= keep
+
+
+def set_lifecycle(tx: MetaTx, name: str, doc: str | None, now: float) -> WriteResult[None]:
+    """Replace (None: remove) the bucket's lifecycle rules. A new set walks the bucket once (a backfill
+    cursor the scanner advances in batches), so versions written before it are hinted too."""
+    _locked_bucket(tx, name)
+    tx.set_bucket_attr(name, "lifecycle", doc)
+    tx.drop_hints(name)
+    if doc is not None:
+        tx.put_hint(Hint(name, "", 0, lc.BACKFILL, now))
+    return WriteResult(None)
+
+
+def backfill(tx: MetaTx, hint: Hint, batch: int) -> WriteResult[int]:
+    """Hint up to `batch` current versions (phase BACKFILL), then noncurrent ones and markers (phase
+    BACKFILL_VERSIONS), then the uploads, from the cursor the hint is; the cursor moves on, or goes at the
+    end. Answers how many rows were looked at. Hints made here are due at once: the scanner decides."""
+    b = tx.lock_bucket(hint.bucket)
+    rules = lc.rules_of(b.lifecycle) if b is not None else None
+    tx.drop_hint(hint.bucket, hint.key, hint.nseq, hint.kind)
+    if b is None or rules is None:
+        return WriteResult(0)
+    if hint.kind == lc.BACKFILL:
+        current = list(tx.scan_current(b.name, hint.key, False, None, batch))
+        for e in current:
+            due = rules.current_due(e.key, e.mtime, e.size, None)
+            if due is not None:
+                tx.put_hint(Hint(b.name, e.key, -e.seq, lc.CURRENT, due))
+        if len(current) == batch:
+            tx.put_hint(Hint(b.name, current[-1].key, 0, lc.BACKFILL, 0.0))
+        else:
+            tx.put_hint(Hint(b.name, "", -(2**63), lc.BACKFILL_VERSIONS, 0.0))
+        return WriteResult(len(current))
+    rows = list(tx.scan_versions(b.name, hint.key, hint.nseq, False, None, batch))
+    for e in rows:
+        if e.marker and rules.expires_markers(e.key):
+            tx.put_hint(Hint(b.name, e.key, e.nseq, lc.MARKER, 0.0))
+        elif not e.marker and rules.noncurrent_rules(e.key, e.size, None):
+            tx.put_hint(Hint(b.name, e.key, e.nseq, lc.NONCURRENT, 0.0))
+    if len(rows) == batch:
+        tx.put_hint(Hint(b.name, rows[-1].key, rows[-1].nseq, lc.BACKFILL_VERSIONS, 0.0))
+    elif rules.aborts_uploads:
+        after = ""
+        while uploads := tx.list_uploads(b.name, "", after, "", 1000):
+            for up in uploads:
+                due = rules.abort_due(up.key, up.initiated)
+                if due is not None:
+                    tx.put_hint(Hint(b.name, up.upload_id, 0, lc.UPLOAD, due))
+            if len(uploads) < 1000:
+                break
+            after = uploads[-1].key  # key-marker paging: every upload of the last key was in this page or before
+    return WriteResult(len(rows))
+
+
 # ---- multipart -------------------------------------------------------------------------------
 
 
 def create_upload(tx: MetaTx, up: Upload) -> WriteResult[None]:
-    _locked_bucket(tx, up.bucket)
+    b = _locked_bucket(tx, up.bucket)
     tx.insert_upload(up)
+    if (rules := lc.rules_of(b.lifecycle)) is not None and (due := rules.abort_due(up.key, up.initiated)) is not None:
+        tx.put_hint(Hint(up.bucket, up.upload_id, 0, lc.UPLOAD, due))
     return WriteResult(None)
 
 
@@ -621,6 +815,10 @@ def expire_upload(tx: MetaTx, upload_id: str, cutoff: float) -> WriteResult[int 
     last = tx.upload_last_active(upload_id)
     if up is None or last is None or last >= cutoff:
         return WriteResult(None)
+    b = tx.bucket(up.bucket)
+    rules = lc.rules_of(b.lifecycle) if b is not None else None
+    if rules is not None and rules.abort_due(up.key, up.initiated) is not None:
+        return WriteResult(None)  # the bucket's AbortIncompleteMultipartUpload rule decides for it
     blobs, size = _drop_upload(tx, up)
     return WriteResult(size, blobs)
 

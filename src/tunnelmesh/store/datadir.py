@@ -59,6 +59,11 @@ class DataDir:
         return self.root / ".upload-expiry-lock"
 
     @property
+    def lifecycle_lock(self) -> Path:
+        """flock of the one worker that runs lifecycle passes (store/lifecycle.py)."""
+        return self.root / ".lifecycle-lock"
+
+    @property
     def admin_token(self) -> Path:
         """The bootstrap admin secret, written once by the supervisor."""
         return self.root / "admin.token"

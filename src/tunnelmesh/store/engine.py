@@ -69,6 +69,7 @@ from tunnelmesh.store.records import (
     Bucket,
     CompletedUpload,
     Deleted,
+    Hint,
     Listing,
     NodeState,
     ObjectRecord,
@@ -806,6 +807,22 @@ class Store:
             lambda r: listing.list_versions(r, bucket, prefix, delimiter, key_marker, version_marker, max_keys),
             snapshot=True,
         )
+
+    # ---- lifecycle (store/lifecycle.py) ----------------------------------------------------
+
+    async def set_lifecycle(self, name: str, doc: str | None) -> None:
+        """Replace (None: remove) the bucket's lifecycle rules (store/lifecycle_rules.py's JSON)."""
+        now = time.time()
+        await self._commit(lambda tx: commits.set_lifecycle(tx, name, doc, now))
+
+    async def due_hints(self, before: float, limit: int) -> list[Hint]:
+        return await self.meta.read(lambda r: r.due_hints(before, limit))
+
+    async def apply_lifecycle(self, hint: Hint, now: float, rand: int) -> str:
+        return await self._commit(lambda tx: commits.apply_hint(tx, hint, now, rand))
+
+    async def lifecycle_backfill(self, hint: Hint, batch: int) -> int:
+        return await self._commit(lambda tx: commits.backfill(tx, hint, batch))
 
     # ---- multipart -----------------------------------------------------------------------
 

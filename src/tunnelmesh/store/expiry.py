@@ -87,7 +87,8 @@ async def expire_stale_uploads(store: Store, expiry: float, stopping: asyncio.Ev
     return count, size
 
 
-def _try_lock(path: Path) -> int | None:
+def try_lock(path: Path) -> int | None:
+    """An flock on `path`, held by this process (its fd), or None if another holds it."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -112,7 +113,7 @@ async def run(store: Store, expiry: float, stopping: asyncio.Event, node: str | 
     try:
         while not stopping.is_set():
             if lock is None:
-                lock = _try_lock(store.dir.expiry_lock)
+                lock = try_lock(store.dir.expiry_lock)
             if lock is not None:
                 try:
                     # `every` a little under the interval: the nodes' loops drift, and a pass must not be

@@ -34,6 +34,7 @@ from tunnelmesh.store.records import (
     SYSTEM_BUCKET,
     Bucket,
     CompletedUpload,
+    Hint,
     Lock,
     NodeState,
     ObjectRecord,
@@ -129,6 +130,8 @@ class _State:
     # node -> (listen, started, seen, interval, release)
     beats: dict[str, tuple[str, float, float, float, int]] = dataclasses.field(default_factory=dict)
     leases: dict[str, tuple[str | None, float, float | None]] = dataclasses.field(default_factory=dict)
+    # (bucket, key, nseq, kind) -> at: the lifecycle time index (a scan sorts it: component tests are small)
+    hints: dict[tuple[str, str, int, str], float] = dataclasses.field(default_factory=dict)
 
 
 class _Reads:
@@ -262,6 +265,10 @@ class _Reads:
         v = self._s().versions.get(bucket, {}).get((key, -seq))
         return _copy_object(v[0]) if v is not None else None
 
+    def version_since(self, bucket: str, key: str, seq: int) -> float | None:
+        v = self._s().versions.get(bucket, {}).get((key, -seq))
+        return v[1] if v is not None else None
+
     def null_version_ref(self, bucket: str, key: str) -> ObjectRef | None:
         found = self._null_version(bucket, key)
         return _ref(found[1]) if found is not None else None
@@ -310,6 +317,10 @@ class _Reads:
     ) -> Iterator[VersionEntry]:
         self._s()
         return self._scan(bucket, start, inclusive, end, limit, _entry)
+
+    def due_hints(self, before: float, limit: int) -> list[Hint]:
+        due = sorted((at, k) for k, at in self._s().hints.items() if at < before)
+        return [Hint(*k, at) for at, k in due[:limit]]
 
     def writer_tags(self, node: str) -> list[str]:
         s = self._s()
@@ -554,6 +565,17 @@ class _Tx(_Reads):
         return True
 
     # ---- uploads ----------------------------------------------------------------------------------
+
+    def put_hint(self, hint: Hint) -> None:
+        self._set(self._s().hints, (hint.bucket, hint.key, hint.nseq, hint.kind), hint.at)
+
+    def drop_hint(self, bucket: str, key: str, nseq: int, kind: str) -> None:
+        self._pop(self._s().hints, (bucket, key, nseq, kind))
+
+    def drop_hints(self, bucket: str, kinds: Collection[str] | None = None) -> None:
+        hints = self._s().hints
+        for k in [k for k in hints if k[0] == bucket and (kinds is None or k[3] in kinds)]:
+            self._pop(hints, k)
 
     def insert_upload(self, up: Upload) -> None:
         s = self._s()

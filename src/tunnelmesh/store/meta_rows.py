@@ -24,7 +24,7 @@ from tunnelmesh.store.records import (
 # the initiation), is read only by stale-upload expiry
 BUCKET_COLS = (
     "name, owner, created, region, quota, used, objects, mpu_used, versioning, object_lock, lock_default, "
-    "nc_used, nc_objects, tags"
+    "nc_used, nc_objects, tags, lifecycle"
 )
 UPLOAD_COLS = "upload_id, bucket, key, initiated, owner, headers, checksum_algorithm, checksum_type"
 # the columns of a version, current (`objects`) or not (`versions`), that travel with it when it moves
@@ -67,7 +67,7 @@ Row = tuple[Any, ...]
 
 def row_to_bucket(r: Row) -> Bucket:
     """A row of BUCKET_COLS."""
-    return Bucket(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), r[10], r[11], r[12], r[13])
+    return Bucket(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), r[10], r[11], r[12], r[13], r[14])
 
 
 def _lock(mode: str | None, until: float | None, hold: int | None) -> Lock | None:
@@ -168,6 +168,7 @@ def bucket_row(b: Bucket) -> Row:
         b.nc_used,
         b.nc_objects,
         b.tags,
+        b.lifecycle,
     )
 
 

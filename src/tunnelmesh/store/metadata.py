@@ -47,6 +47,7 @@ from typing import Any, Protocol, TypeVar
 from tunnelmesh.store.records import (
     Bucket,
     CompletedUpload,
+    Hint,
     NodeState,
     ObjectRecord,
     ObjectRef,
@@ -67,7 +68,7 @@ class Keep(enum.Enum):
 KEEP = Keep.KEEP
 
 # the bucket columns `set_bucket_attr` may set: its configuration, never its counters
-BUCKET_ATTRS = frozenset({"versioning", "object_lock", "lock_default", "tags"})
+BUCKET_ATTRS = frozenset({"versioning", "object_lock", "lock_default", "tags", "lifecycle"})
 
 # `settle(ok, value)`: called once a write's outcome is known (value: the result, or the exception)
 Settle = Callable[[bool, Any], None]
@@ -157,6 +158,10 @@ class MetaReads(Protocol):
         there is none (the current version is `get_object`'s)."""
         ...
 
+    def version_since(self, bucket: str, key: str, seq: int) -> float | None:
+        """When that noncurrent version stopped being current (a marker: when it was made); None if absent."""
+        ...
+
     def null_version_ref(self, bucket: str, key: str) -> ObjectRef | None:
         """The key's noncurrent null version (version_id None) or null delete marker, if any: at most one (a
         unique index keeps it so). The current row may be the null version too: `object_ref` tells."""
@@ -180,6 +185,13 @@ class MetaReads(Protocol):
         """The current versions (the `objects` rows) as a version listing shows them: scan_objects' rows, bounds,
         order and laziness, each with its version id and seq (never a marker). A version listing merges them
         with scan_versions; scan_objects stays as it is, so ListObjects reads no version column."""
+        ...
+
+    # ---- the lifecycle time index (docs/data-protection.md section 4) ----------------------------
+
+    def due_hints(self, before: float, limit: int) -> list[Hint]:
+        """Hints with `at` < `before`, earliest first, at most `limit`: what a lifecycle pass reads (an index
+        on `at`, so its cost follows what is due, not the size of the store)."""
         ...
 
     def writer_tags(self, node: str) -> list[str]:
@@ -287,6 +299,16 @@ class MetaTx(MetaReads, Protocol):
         """Set the tags, the retention (mode, until) and/or the legal hold of one version: the current one
         (`current`: the `objects` row, if its seq is `seq`) or a `versions` row. What is KEEP is left as it
         is; None removes. False if there is no such version."""
+        ...
+
+    def put_hint(self, hint: Hint) -> None:
+        """Insert the hint, or move an existing one of the same (bucket, key, nseq, kind) to its `at`."""
+        ...
+
+    def drop_hint(self, bucket: str, key: str, nseq: int, kind: str) -> None: ...
+
+    def drop_hints(self, bucket: str, kinds: Collection[str] | None = None) -> None:
+        """Drop the bucket's hints of these kinds (None: all of them)."""
         ...
 
     def insert_upload(self, up: Upload) -> None:

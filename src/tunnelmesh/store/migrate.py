@@ -101,6 +101,7 @@ TABLES: tuple[Table, ...] = (
         "upload_id",
     ),
     Table("freed_blobs", "blob, freed_at", "blob, freed_at", "blob"),
+    Table("lifecycle_due", "bucket, key, nseq, kind, at", "bucket, key, nseq, kind, at", "bucket, key, nseq, kind"),
     # every tag this data dir claimed, under the node it runs as (earlier starts may have had another
     # default id): the node's sweep after a crash on PostgreSQL takes exactly its own tags
     # (and whether a sweep is done with each: a clean stop retires and sweeps them all)

@@ -175,6 +175,19 @@ def _v11_bucket_tags(c: sqlite3.Connection) -> None:
     c.execute("ALTER TABLE buckets ADD COLUMN tags TEXT")
 
 
+def _v12_lifecycle(c: sqlite3.Connection) -> None:
+    """Lifecycle (docs/data-protection.md section 4): a bucket's rules (JSON text, a nullable column a node
+    of the previous release never reads), and the time index the scanner reads by `at` (PostgreSQL's
+    migration 7 is this one)."""
+    c.execute("ALTER TABLE buckets ADD COLUMN lifecycle TEXT")
+    c.execute(
+        """CREATE TABLE lifecycle_due(
+    bucket TEXT NOT NULL, key TEXT NOT NULL, nseq INTEGER NOT NULL, kind TEXT NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY(bucket, key, nseq, kind)) WITHOUT ROWID"""
+    )
+    c.execute("CREATE INDEX lifecycle_due_at ON lifecycle_due(at)")
+
+
 # Append only: never edit or reorder a released migration (data dirs have already run it).
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v1_base,
@@ -188,6 +201,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v9_heartbeats,
     _v10_versions,
     _v11_bucket_tags,
+    _v12_lifecycle,
 )
 LATEST = len(MIGRATIONS)
 

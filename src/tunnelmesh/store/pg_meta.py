@@ -93,6 +93,7 @@ from tunnelmesh.store.records import (
     SYSTEM_BUCKET,
     Bucket,
     CompletedUpload,
+    Hint,
     NodeState,
     ObjectRecord,
     ObjectRef,
@@ -327,6 +328,13 @@ class PgTx:
         refs.update(r[0] for r in self._all("SELECT blob FROM parts WHERE right(blob, %s) = ANY(%s)", (n, wanted)))
         return refs
 
+    def due_hints(self, before: float, limit: int) -> list[Hint]:
+        rows = self.c.execute(
+            "SELECT bucket, key, nseq, kind, at FROM lifecycle_due WHERE at < %s ORDER BY at LIMIT %s",
+            (before, limit),
+        ).fetchall()
+        return [Hint(*r) for r in rows]
+
     def writer_tags(self, node: str) -> list[str]:
         return [r[0] for r in self._all("SELECT tag FROM writer_tags WHERE node = %s AND swept_at IS NULL", (node,))]
 
@@ -357,6 +365,12 @@ class PgTx:
             (bucket, key, -seq),
         )
         return row_to_version(r) if r else None
+
+    def version_since(self, bucket: str, key: str, seq: int) -> float | None:
+        r = self.c.execute(
+            "SELECT since FROM versions WHERE bucket = %s AND key = %s AND nseq = %s", (bucket, key, -seq)
+        ).fetchone()
+        return float(r[0]) if r else None
 
     def null_version_ref(self, bucket: str, key: str) -> ObjectRef | None:
         r = self._one(
@@ -496,6 +510,25 @@ class PgTx:
         changes = attr_values(tags, retention, legal_hold)
         sql, args = attrs_update(bucket, key, seq, current, changes, PG_SEQ, "%s")
         return self.c.execute(sql, args).rowcount == 1
+
+    def put_hint(self, hint: Hint) -> None:
+        self.c.execute(
+            "INSERT INTO lifecycle_due(bucket, key, nseq, kind, at) VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT (bucket, key, nseq, kind) DO UPDATE SET at = excluded.at",
+            (hint.bucket, hint.key, hint.nseq, hint.kind, hint.at),
+        )
+
+    def drop_hint(self, bucket: str, key: str, nseq: int, kind: str) -> None:
+        self.c.execute(
+            "DELETE FROM lifecycle_due WHERE bucket = %s AND key = %s AND nseq = %s AND kind = %s",
+            (bucket, key, nseq, kind),
+        )
+
+    def drop_hints(self, bucket: str, kinds: Collection[str] | None = None) -> None:
+        if kinds is None:
+            self.c.execute("DELETE FROM lifecycle_due WHERE bucket = %s", (bucket,))
+        else:
+            self.c.execute("DELETE FROM lifecycle_due WHERE bucket = %s AND kind = ANY(%s)", (bucket, list(kinds)))
 
     def insert_upload(self, up: Upload) -> None:
         self.c.execute(

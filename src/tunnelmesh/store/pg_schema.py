@@ -106,6 +106,15 @@ _V5_VERSIONS = (
 # a bucket's tag set (SQLite's migration 11): a nullable column
 _V6_BUCKET_TAGS = ("ALTER TABLE buckets ADD COLUMN tags TEXT",)
 
+# lifecycle rules and the time index (SQLite's migration 12)
+_V7_LIFECYCLE = (
+    "ALTER TABLE buckets ADD COLUMN lifecycle TEXT",
+    """CREATE TABLE lifecycle_due(
+    bucket TEXT COLLATE "C" NOT NULL, key TEXT COLLATE "C" NOT NULL, nseq BIGINT NOT NULL, kind TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL, PRIMARY KEY(bucket, key, nseq, kind))""",
+    "CREATE INDEX lifecycle_due_at ON lifecycle_due(at)",
+)
+
 # Append only: never edit or reorder a released migration (databases have already run it).
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1_BASE,
@@ -114,6 +123,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V4_HEARTBEATS,
     _V5_VERSIONS,
     _V6_BUCKET_TAGS,
+    _V7_LIFECYCLE,
 )
 LATEST = len(MIGRATIONS)
 

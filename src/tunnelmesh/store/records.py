@@ -31,6 +31,7 @@ class Bucket:
     nc_used: int = 0  # the part of `used` held by noncurrent versions
     nc_objects: int = 0  # noncurrent versions and delete markers
     tags: str | None = None  # the bucket's tag set, as JSON text ({"key": "value", ...}); None: no tag set
+    lifecycle: str | None = None  # the lifecycle rules, as JSON text (store/lifecycle_rules.py); None: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +206,20 @@ class WriteConditions:
 
     if_none_match_any: bool = False
     if_match: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hint:
+    """A row of the lifecycle time index (docs/data-protection.md section 4): the version (key, nseq = -seq)
+    of `bucket` may be actionable from `at` under rule family `kind` (current, noncurrent, marker; upload,
+    whose `key` is the upload id; or a backfill cursor, whose key and nseq are where the walk resumes). A hint,
+    not a fact: the scanner re-reads the version and decides."""
+
+    bucket: str
+    key: str
+    nseq: int
+    kind: str
+    at: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,7 @@ from tunnelmesh.store.records import (
     SYSTEM_BUCKET,
     Bucket,
     CompletedUpload,
+    Hint,
     NodeState,
     ObjectRecord,
     ObjectRef,
@@ -238,6 +239,12 @@ class SqliteTx:
         )
         return refs
 
+    def due_hints(self, before: float, limit: int) -> list[Hint]:
+        rows = self.c.execute(
+            "SELECT bucket, key, nseq, kind, at FROM lifecycle_due WHERE at < ? ORDER BY at LIMIT ?", (before, limit)
+        )
+        return [Hint(*r) for r in rows]
+
     def writer_tags(self, node: str) -> list[str]:
         return [r[0] for r in self.c.execute("SELECT tag FROM writer_tags WHERE node=? AND swept_at IS NULL", (node,))]
 
@@ -270,6 +277,12 @@ class SqliteTx:
             f"SELECT {VERSION_COLS} FROM versions WHERE bucket=? AND key=? AND nseq=?", (bucket, key, -seq)
         ).fetchone()
         return row_to_version(r) if r else None
+
+    def version_since(self, bucket: str, key: str, seq: int) -> float | None:
+        r = self.c.execute(
+            "SELECT since FROM versions WHERE bucket=? AND key=? AND nseq=?", (bucket, key, -seq)
+        ).fetchone()
+        return r[0] if r else None
 
     def null_version_ref(self, bucket: str, key: str) -> ObjectRef | None:
         r = self.c.execute(
@@ -404,6 +417,25 @@ class SqliteTx:
         changes = attr_values(tags, retention, legal_hold)
         sql, args = attrs_update(bucket, key, seq, current, changes, SQLITE_SEQ, "?")
         return self.c.execute(sql, args).rowcount == 1
+
+    def put_hint(self, hint: Hint) -> None:
+        self.c.execute(
+            "INSERT INTO lifecycle_due(bucket, key, nseq, kind, at) VALUES (?,?,?,?,?) "
+            "ON CONFLICT(bucket, key, nseq, kind) DO UPDATE SET at=excluded.at",
+            (hint.bucket, hint.key, hint.nseq, hint.kind, hint.at),
+        )
+
+    def drop_hint(self, bucket: str, key: str, nseq: int, kind: str) -> None:
+        self.c.execute(
+            "DELETE FROM lifecycle_due WHERE bucket=? AND key=? AND nseq=? AND kind=?", (bucket, key, nseq, kind)
+        )
+
+    def drop_hints(self, bucket: str, kinds: Collection[str] | None = None) -> None:
+        if kinds is None:
+            self.c.execute("DELETE FROM lifecycle_due WHERE bucket=?", (bucket,))
+            return
+        for kind in kinds:
+            self.c.execute("DELETE FROM lifecycle_due WHERE bucket=? AND kind=?", (bucket, kind))
 
     def insert_upload(self, up: Upload) -> None:
         self.c.execute(

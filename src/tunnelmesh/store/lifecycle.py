@@ -1,0 +1,97 @@
+"""The lifecycle scanner (docs/data-protection.md section 4): applies the buckets' rules as they fall due.
+
+A pass reads the time index (`lifecycle_due`) for hints due by now, earliest first, in batches, and applies
+each in its own commit (commits.apply_hint: re-read, decide under the bucket's current rules, act or move
+the hint). Its cost follows what is due, not the size of the store. A bucket whose rules change is walked
+once, in batches (backfill cursors in the same index), so versions written before the rules get hints too.
+
+One pass per interval in the mesh: like the stale-upload expiry (store/expiry.py), one worker per node runs
+it (an flock), and with several coordinators only the node holding the lease. Every step re-checks what it
+acts on in its commit, so two passes at once could never expire a version twice, or one written meanwhile.
+
+`clock` is this module's time: tests replace it (tests/support/clocked_coordinator.py) to see a year pass
+without sleeping. No configuration key or flag can shift it, and object lock never reads it: a retention is
+checked against the metadata backend's clock (commits.check_removable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tunnelmesh.store import lifecycle_rules as lc
+from tunnelmesh.store.engine import Store
+from tunnelmesh.store.errors import Unavailable
+from tunnelmesh.store.expiry import try_lock
+
+log = logging.getLogger("tunnelmesh.store")
+
+clock: Callable[[], float] = time.time
+
+BATCH = 100
+BACKFILL_BATCH = 1000
+LEASE = "lifecycle"
+
+
+@dataclass(slots=True)
+class PassReport:
+    expired: int = 0  # versions expired, delete markers removed, uploads aborted
+    later: int = 0  # hints moved to their exact time
+    dropped: int = 0  # hints of versions gone or no longer taken by a rule
+    walked: int = 0  # rows a backfill looked at
+
+
+async def run_once(store: Store, stopping: asyncio.Event | None = None) -> PassReport:
+    """One pass over everything due by `clock()`; ends early, between two commits, once `stopping` is set."""
+    now = clock()
+    report = PassReport()
+    while hints := await store.due_hints(now, BATCH):
+        for hint in hints:
+            if stopping is not None and stopping.is_set():
+                return report
+            if hint.kind in (lc.BACKFILL, lc.BACKFILL_VERSIONS):
+                report.walked += await store.lifecycle_backfill(hint, BACKFILL_BATCH)
+                continue
+            outcome = await store.apply_lifecycle(hint, now, secrets.randbits(32))
+            if outcome == "expired":
+                report.expired += 1
+            elif outcome == "later":
+                report.later += 1
+            else:
+                report.dropped += 1
+    return report
+
+
+async def run(store: Store, interval: float, stopping: asyncio.Event, node: str | None = None) -> None:
+    """Lifecycle passes every `interval` seconds until `stopping` is set (awaited, never cancelled, as
+    expiry.run and for the same reason)."""
+    lock: int | None = None
+    try:
+        while not stopping.is_set():
+            if lock is None:
+                lock = try_lock(store.dir.lifecycle_lock)
+            if lock is not None:
+                try:
+                    if node is None or await store.take_lease(LEASE, node, interval, interval * 0.9):
+                        report = await run_once(store, stopping)
+                        if node is not None:
+                            await store.finish_lease(LEASE, node)
+                        if report.expired or report.walked:
+                            log.info(
+                                "lifecycle: expired %d, walked %d rows of changed rules", report.expired, report.walked
+                            )
+                except Unavailable:
+                    log.warning("lifecycle: the metadata database is unavailable")
+                except Exception:
+                    log.exception("lifecycle pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), interval)
+    finally:
+        if lock is not None:
+            os.close(lock)
