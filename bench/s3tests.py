@@ -53,7 +53,6 @@ UNSERVED_MARKERS = [
     "iam_role",
     "iam_tenant",
     "iam_user",
-    "lifecycle",
     "lifecycle_expiration",
     "lifecycle_transition",
     "object_ownership",

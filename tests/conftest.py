@@ -189,8 +189,10 @@ def start_coordinator(
     data_dir: Path | None = None,
     workers: int = 2,
     env: dict[str, str] | None = None,
+    entry: list[str] | None = None,
 ) -> Coordinator:
-    """`extra_yaml` is appended after the s3 block (indent it to add s3 keys); `env`: more variables."""
+    """`extra_yaml` is appended after the s3 block (indent it to add s3 keys); `env`: more variables; `entry`:
+    what runs `coordinator --config ...` (default `python -m tunnelmesh`; tests/support/ has a clocked one)."""
     port, s3_port = free_port(), free_port()
     data_dir = data_dir or tmp / "data"
     token = token or secrets.token_urlsafe(24)
@@ -202,7 +204,7 @@ def start_coordinator(
     log_path = tmp / f"coordinator-{port}.log"
     env = dict(os.environ, TUNNELMESH_ADMIN_TOKEN=token, **(env or {}))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tunnelmesh", "coordinator", "--config", str(config)],
+        [*(entry or [sys.executable, "-m", "tunnelmesh"]), "coordinator", "--config", str(config)],
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
         env=env,
