@@ -31,6 +31,7 @@ from tunnelmesh.store.records import (
     SYSTEM_BUCKET,
     Bucket,
     CompletedUpload,
+    Hint,
     Lock,
     ObjectRecord,
     ObjectRef,
@@ -1506,6 +1507,48 @@ def test_a_beat_stamps_the_schema_version_of_the_beating_code(backend: MetaBacke
         a, b = await read(backend, lambda r: r.nodes())
         assert isinstance(a.release, int) and a.release >= 5
         assert b.release is None  # never beat: a release from before it was kept, as far as anyone knows
+
+    run(scenario())
+
+
+def test_the_lifecycle_index_gives_what_is_due_earliest_first_and_moves_and_drops_hints(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        await setup(backend, "b")
+        await setup(backend, "c")
+
+        def fill(tx: MetaTx) -> None:
+            tx.put_hint(Hint("b", "k1", -5, "current", 30.0))
+            tx.put_hint(Hint("b", "k1", -5, "noncurrent", 10.0))  # another kind of the same version: its own row
+            tx.put_hint(Hint("b", "ключ", -7, "noncurrent", 20.0))
+            tx.put_hint(Hint("c", "up-1", 0, "upload", 5.0))
+
+        await write(backend, fill)
+        due = await read(backend, lambda r: r.due_hints(25.0, 10))
+        assert [(h.bucket, h.key, h.kind, h.at) for h in due] == [
+            ("c", "up-1", "upload", 5.0),
+            ("b", "k1", "noncurrent", 10.0),
+            ("b", "ключ", "noncurrent", 20.0),
+        ]
+        assert len(await read(backend, lambda r: r.due_hints(25.0, 2))) == 2
+        # the same hint again moves it (an upsert), even to a later time
+        await write(backend, lambda tx: tx.put_hint(Hint("b", "k1", -5, "noncurrent", 40.0)))
+        assert [h.key for h in await read(backend, lambda r: r.due_hints(25.0, 10))] == ["up-1", "ключ"]
+        await write(backend, lambda tx: tx.drop_hint("b", "ключ", -7, "noncurrent"))
+        await write(backend, lambda tx: tx.drop_hints("c", ["current"]))  # not its kind: kept
+        assert [h.key for h in await read(backend, lambda r: r.due_hints(1e9, 10))] == ["up-1", "k1", "k1"]
+        await write(backend, lambda tx: tx.drop_hints("b"))
+        assert [h.key for h in await read(backend, lambda r: r.due_hints(1e9, 10))] == ["up-1"]
+
+    run(scenario())
+
+
+def test_a_noncurrent_version_tells_since_when(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        await setup(backend, "b")
+        rec = ObjectRecord("b", "k", 1, "e", 2.0, {}, {}, [], "p", b"x", version_id="0" * 23 + "1", seq=7)
+        await write(backend, lambda tx: tx.put_version(rec, False, 123.5))
+        assert await read(backend, lambda r: r.version_since("b", "k", 7)) == 123.5
+        assert await read(backend, lambda r: r.version_since("b", "k", 8)) is None
 
     run(scenario())
 
