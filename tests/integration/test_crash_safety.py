@@ -1010,7 +1010,7 @@ def check_key_versions(
                 continue
             pending.remove(matches[0])
             totals.inflight_applied += 1
-            if len(matches) == 1 or got != MARKER:  # several in-flight markers: which made this one is unknown
+            if len(matches) == 1:  # of several alike (markers, empty bodies) which made this one is unknown
                 placed[vid] = matches[0]
         if whole and got != MARKER:
             totals.bytes_verified += got.size

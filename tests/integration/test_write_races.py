@@ -18,6 +18,7 @@ import json
 import math
 import os
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -203,6 +204,9 @@ def assert_store_consistent(c: Coordinator) -> None:
         conn.close()
     files = blob_files(c.data_dir)
     assert not strays, f"rows of deleted buckets: {strays[:5]}"
+    # a blob is freed only once no row names it (a noncurrent version's row included)
+    doomed = refs & queued
+    assert not doomed, f"{len(doomed)} blobs named by the metadata are queued to be freed: {sorted(doomed)[:5]}"
     missing = refs - files
     assert not missing, f"{len(missing)} blobs named by the metadata are gone: {sorted(missing)[:5]}"
     leaked = files - refs - queued
@@ -611,6 +615,277 @@ def test_concurrent_overwrites_at_a_quota_admit_every_size_that_fits(coordinator
         doc = used(coordinator, name)
         assert (doc["used"], doc["objects"]) == (len(got.body), 1), (i, doc)
     assert_store_consistent(coordinator)
+
+
+# ---- under versioning: every write keeps what it replaced --------------------------------------
+
+MARKER = "delete marker"  # what a version read by its id is when it is a delete marker
+VERSION_ID = re.compile(r"[0-9a-f]{24}")
+
+
+def enable(s3, bucket: str, state: str = "Enabled") -> None:
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": state})
+
+
+def by_id(s3, bucket: str, key: str, vid: str) -> tuple[bytes, str, str] | str | None:
+    """The version `vid` read by its id: (body, ETag, writer tag), MARKER, or None when it is not there."""
+    try:
+        r = s3.get_object(Bucket=bucket, Key=key, VersionId=vid)
+    except ClientError as e:
+        status, h = e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["ResponseMetadata"]["HTTPHeaders"]
+        if status == 405:
+            assert (h.get("x-amz-delete-marker"), h.get("x-amz-version-id")) == ("true", vid), h
+            return MARKER
+        assert e.response["Error"]["Code"] == "NoSuchVersion", e.response
+        return None
+    assert r["VersionId"] == vid, (vid, r["VersionId"])
+    body = r["Body"].read()
+    assert len(body) == r["ContentLength"], (key, vid)
+    return body, r["ETag"], r["Metadata"].get("w", "")
+
+
+def current(s3, bucket: str, key: str) -> tuple[str | None, tuple[bytes, str, str] | str | None]:
+    """What a read without a version id finds: (its version id, as by_id reads it); (marker id, MARKER)
+    when the newest version is a delete marker; (None, None) when the key has no version at all."""
+    try:
+        r = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == "NoSuchKey", e.response
+        h = e.response["ResponseMetadata"]["HTTPHeaders"]
+        if h.get("x-amz-delete-marker") == "true":
+            return h["x-amz-version-id"], MARKER
+        return None, None
+    body = r["Body"].read()
+    assert len(body) == r["ContentLength"], key
+    return r.get("VersionId"), (body, r["ETag"], r["Metadata"].get("w", ""))
+
+
+def put_id(resp: dict) -> str:
+    vid = resp["VersionId"]
+    assert VERSION_ID.fullmatch(vid), vid
+    return vid
+
+
+def assert_usage(c: Coordinator, name: str, objects: int, current_used: int, noncurrent: list[int]) -> None:
+    """The bucket's counters: `objects` current ones of `current_used` bytes, the noncurrent versions and
+    delete markers of the sizes `noncurrent` (a marker: 0)."""
+    doc = used(c, name)
+    got = (doc["objects"], doc["current_used"], doc["noncurrent_versions"], doc["noncurrent_used"])
+    assert got == (objects, current_used, len(noncurrent), sum(noncurrent)), (got, doc)
+    assert doc["used"] == current_used + sum(noncurrent), doc
+
+
+def test_two_puts_under_versioning_keep_both_versions(coordinator, s3, twin, pool, bucket) -> None:
+    """Both racing puts make a version: both ids read back their own bytes, the newer id is the current
+    version and the other is kept as noncurrent, and so is the version they both replaced."""
+    enable(s3, bucket)
+    seen: Counter[str] = Counter()
+    noncurrent: list[int] = []
+    current_used = 0
+    for i in range(ROUNDS):
+        key = f"k{i}"
+        old = None if i % 3 == 0 else version("old", sized("mixed", i))
+        old_id = put_id(put(s3, bucket, key, old)()) if old else None
+        a, b = version("a", sized("mixed", i)), version("b", sized("mixed", i + 1))
+        (ca, ra), (cb, rb) = race(pool, put(s3, bucket, key, a), put(twin, bucket, key, b), i)
+        assert (ca, cb) == ("ok", "ok"), (i, ca, cb)
+        ida, idb = put_id(ra), put_id(rb)
+        assert ida != idb and old_id not in (ida, idb), (i, ida, idb, old_id)
+        assert (by_id(s3, bucket, key, ida), by_id(s3, bucket, key, idb)) == (a.seen(), b.seen()), i
+        if old and old_id:
+            assert by_id(s3, bucket, key, old_id) == old.seen(), i
+            assert old_id < min(ida, idb), (i, old_id, ida, idb)  # both replaced it: both are newer
+        newer, older = (a, b) if ida > idb else (b, a)
+        assert current(s3, bucket, key) == (max(ida, idb), newer.seen()), i
+        current_used += len(newer.body)
+        noncurrent += [len(older.body)] + ([len(old.body)] if old else [])
+        seen[newer.tag] += 1
+    assert_usage(coordinator, bucket, ROUNDS, current_used, noncurrent)
+    assert_store_consistent(coordinator)
+    print(f"current after the race: {dict(seen)}")
+
+
+def test_two_puts_while_suspended_leave_one_null_version(coordinator, s3, twin, pool, bucket) -> None:
+    """While versioning is suspended both puts write the null version: one replaces the other (its
+    blobs freed), the null version they replaced is gone, and a version with an id is kept."""
+    seen: Counter[str] = Counter()
+    noncurrent: list[int] = []
+    current_used = 0
+    for i in range(ROUNDS):
+        key = f"k{i}"
+        # before: nothing, a version with an id (written while Enabled), or a null version
+        enable(s3, bucket, "Enabled" if i % 3 == 1 else "Suspended")
+        old = None if i % 3 == 0 else version("old", sized("mixed", i))
+        old_id = put(s3, bucket, key, old)()["VersionId"] if old else None
+        enable(s3, bucket, "Suspended")
+        a, b = version("a", sized("mixed", i)), version("b", sized("mixed", i + 1))
+        (ca, ra), (cb, rb) = race(pool, put(s3, bucket, key, a), put(twin, bucket, key, b), i)
+        assert (ca, cb) == ("ok", "ok"), (i, ca, cb)
+        assert (ra["VersionId"], rb["VersionId"]) == ("null", "null"), i
+        vid, got = current(s3, bucket, key)
+        assert vid in (None, "null"), (i, vid)  # a read of the null version without versionId may omit it
+        assert not isinstance(got, str), (i, got)
+        winner = assert_one_of(got, [a, b], i)
+        assert winner is not None and by_id(s3, bucket, key, "null") == winner.seen(), i
+        if old and old_id != "null":
+            assert by_id(s3, bucket, key, old_id) == old.seen(), i
+            noncurrent.append(len(old.body))
+        current_used += len(winner.body)
+        seen[winner.tag] += 1
+    assert_usage(coordinator, bucket, ROUNDS, current_used, noncurrent)
+    assert_store_consistent(coordinator)
+    print(f"null version after the race: {dict(seen)}")
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["DeleteObject", "DeleteObjects"])
+def test_put_and_delete_under_versioning_keep_the_version_and_the_marker(
+    coordinator, s3, twin, pool, bucket, batch
+) -> None:
+    """A put racing a delete: the version and the delete marker both exist, readable by their ids, and
+    the key reads as whichever has the newer id (the one that committed last)."""
+    enable(s3, bucket)
+    seen: Counter[str] = Counter()
+    noncurrent: list[int] = []
+    current_used, objects = 0, 0
+    for i in range(ROUNDS):
+        key = f"k{i}"
+        old = version("old", sized("mixed", i + 1))
+        old_id = put_id(put(s3, bucket, key, old)())
+        new = version("new", sized("mixed", i))
+        if batch:
+            delete = lambda k=key: twin.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k}]})  # noqa: E731
+        else:
+            delete = lambda k=key: twin.delete_object(Bucket=bucket, Key=k)  # noqa: E731
+        (cp, rp), (cd, rd) = race(pool, put(s3, bucket, key, new), delete, i, (-8, 2))
+        assert (cp, cd) == ("ok", "ok"), (i, cp, cd)
+        if batch:
+            assert "Errors" not in rd, (i, rd["Errors"])
+            [d] = rd["Deleted"]
+            assert d["DeleteMarker"] is True, (i, d)
+            marker = d["DeleteMarkerVersionId"]
+        else:
+            assert rd["DeleteMarker"] is True, (i, rd)
+            marker = rd["VersionId"]
+        put_vid = put_id(rp)
+        assert VERSION_ID.fullmatch(marker) and old_id < min(put_vid, marker), (i, old_id, put_vid, marker)
+        assert by_id(s3, bucket, key, put_vid) == new.seen(), i
+        assert by_id(s3, bucket, key, marker) == MARKER, i
+        assert by_id(s3, bucket, key, old_id) == old.seen(), i
+        if put_vid > marker:
+            assert current(s3, bucket, key) == (put_vid, new.seen()), i
+            current_used, objects = current_used + len(new.body), objects + 1
+            noncurrent += [len(old.body), 0]
+        else:
+            assert current(s3, bucket, key) == (marker, MARKER), i
+            assert read_back(s3, bucket, key) is None, i
+            noncurrent += [len(old.body), len(new.body), 0]
+        seen["put last" if put_vid > marker else "delete last"] += 1
+    assert_usage(coordinator, bucket, objects, current_used, noncurrent)
+    assert_store_consistent(coordinator)
+    print(f"final states: {dict(seen)}")
+
+
+@pytest.mark.parametrize("second", ["DeleteObject", "DeleteObjects"])
+def test_two_deletes_of_the_current_version_promote_the_previous_one_once(
+    coordinator, s3, twin, pool, bucket, second
+) -> None:
+    """Two deletes of the current version by its id: both succeed (a version already gone is deleted),
+    the version is gone, and the previous one is current, promoted once: the one before it is still
+    noncurrent and the counters count each version once."""
+    enable(s3, bucket)
+    sizes: list[int] = []
+    current_used = 0
+    for i in range(ROUNDS):
+        key = f"k{i}"
+        vs = [version(f"v{n}", sized("mixed", i + n)) for n in range(3)]
+        ids = [put_id(put(s3, bucket, key, v)()) for v in vs]
+        first = lambda k=key, v=ids[2]: s3.delete_object(Bucket=bucket, Key=k, VersionId=v)  # noqa: E731
+        if second == "DeleteObject":
+            other = lambda k=key, v=ids[2]: twin.delete_object(Bucket=bucket, Key=k, VersionId=v)  # noqa: E731
+        else:
+            other = lambda k=key, v=ids[2]: twin.delete_objects(  # noqa: E731
+                Bucket=bucket, Delete={"Objects": [{"Key": k, "VersionId": v}]}
+            )
+        (c1, r1), (c2, r2) = race(pool, first, other, i)
+        assert (c1, c2) == ("ok", "ok"), (i, c1, c2)
+        assert r1["ResponseMetadata"]["HTTPStatusCode"] == 204 and r1["VersionId"] == ids[2], (i, r1)
+        if second == "DeleteObject":
+            assert r2["ResponseMetadata"]["HTTPStatusCode"] == 204 and r2["VersionId"] == ids[2], (i, r2)
+        else:
+            assert "Errors" not in r2 and [d["VersionId"] for d in r2["Deleted"]] == [ids[2]], (i, r2)
+        assert by_id(s3, bucket, key, ids[2]) is None, i
+        assert current(s3, bucket, key) == (ids[1], vs[1].seen()), i
+        assert by_id(s3, bucket, key, ids[0]) == vs[0].seen(), i
+        current_used += len(vs[1].body)
+        sizes.append(len(vs[0].body))
+    assert_usage(coordinator, bucket, ROUNDS, current_used, sizes)
+    assert_store_consistent(coordinator)
+
+
+def test_deleting_the_current_version_by_id_while_a_put_lands_loses_no_other_version(
+    coordinator, s3, twin, pool, bucket
+) -> None:
+    """The current version deleted by its id while a put makes a new one: in either order the put's version
+    ends current (the delete promotes the previous version, which the put then retires; or the put retires
+    the deleted version, which then goes as a noncurrent one), and the previous version is kept."""
+    enable(s3, bucket)
+    noncurrent: list[int] = []
+    current_used = 0
+    for i in range(ROUNDS):
+        key = f"k{i}"
+        v1, v2 = version("v1", sized("mixed", i)), version("v2", sized("mixed", i + 1))
+        id1, id2 = put_id(put(s3, bucket, key, v1)()), put_id(put(s3, bucket, key, v2)())
+        v3 = version("v3", sized("mixed", i // 2))
+        delete = lambda k=key, v=id2: twin.delete_object(Bucket=bucket, Key=k, VersionId=v)  # noqa: E731
+        (cp, rp), (cd, rd) = race(pool, put(s3, bucket, key, v3), delete, i, (-6, 4))
+        assert (cp, cd) == ("ok", "ok"), (i, cp, cd)
+        assert rd["VersionId"] == id2 and "DeleteMarker" not in rd, (i, rd)
+        id3 = put_id(rp)
+        assert id3 > id1, (i, id1, id3)
+        assert by_id(s3, bucket, key, id2) is None, i
+        assert by_id(s3, bucket, key, id1) == v1.seen(), i
+        assert by_id(s3, bucket, key, id3) == v3.seen(), i
+        assert current(s3, bucket, key) == (id3, v3.seen()), i
+        current_used += len(v3.body)
+        noncurrent.append(len(v1.body))
+    assert_usage(coordinator, bucket, ROUNDS, current_used, noncurrent)
+    assert_store_consistent(coordinator)
+
+
+def test_concurrent_overwrites_in_a_versioned_bucket_admit_exactly_what_fits(coordinator, wide, pool) -> None:
+    """Six overwrites of one key at once in a versioned bucket with a quota, holding two versions of
+    it already. An overwrite frees nothing there (the old version is kept and counted), so together they
+    admit at most the room left: usage only grows, a refused put does not fit in the final usage, and
+    every admitted version and both old ones read back by their ids."""
+    quota = 200 * KIB
+    tally: Counter[int] = Counter()
+    for i in range(ROUNDS // 2):
+        name = quota_bucket(coordinator, wide, quota)
+        enable(wide, name)
+        olds = [version("old1", 60 * KIB), version("old2", 40 * KIB)]
+        old_ids = [put_id(put(wide, name, "k", v)()) for v in olds]
+        sizes = [20 * KIB, INLINE_MAX, 50 * KIB, 70 * KIB, 90 * KIB, 120 * KIB]
+        random.shuffle(sizes)
+        vs = [version(f"p{n}", s) for n, s in enumerate(sizes)]
+        results = race_all(pool, [put(wide, name, "k", v) for v in vs])
+        codes = [code for code, _ in results]
+        assert set(codes) <= {"ok", "QuotaExceeded"}, (i, codes)
+        stored = {put_id(r): v for v, (code, r) in zip(vs, results, strict=True) if code == "ok"}
+        total = 100 * KIB + sum(len(v.body) for v in stored.values())
+        assert total <= quota, (i, total)
+        for v, code in zip(vs, codes, strict=True):
+            if code != "ok":
+                assert total + len(v.body) > quota, (i, len(v.body), total)
+        every = dict(zip(old_ids, olds, strict=True)) | stored
+        for vid, v in every.items():
+            assert by_id(wide, name, "k", vid) == v.seen(), (i, vid)
+        newest = max(every)
+        assert current(wide, name, "k") == (newest, every[newest].seen()), i
+        doc = used(coordinator, name)
+        assert (doc["used"], doc["objects"], doc["noncurrent_versions"]) == (total, 1, 1 + len(stored)), (i, doc)
+        tally[len(stored)] += 1
+    assert_store_consistent(coordinator)
+    print(f"overwrites admitted per round: {dict(tally)}")
 
 
 # ---- last: once the grace is over, the disk holds exactly the named blobs ----------------------
