@@ -888,6 +888,41 @@ def test_concurrent_overwrites_in_a_versioned_bucket_admit_exactly_what_fits(coo
     print(f"overwrites admitted per round: {dict(tally)}")
 
 
+def test_concurrent_suspended_puts_at_a_quota_admit_every_size_that_fits(coordinator, wide, pool) -> None:
+    """While versioning is suspended a put replaces the key's null version (its bytes freed) and keeps a
+    version with an id. The key holds a 10 KiB version with an id (current) over an 80 KiB null version,
+    in a bucket with a 100 KiB quota: whatever order they commit in, a put fits exactly when the 10 KiB
+    version and its own bytes do. First one such put alone (the null version it replaces is noncurrent),
+    then six at once."""
+    quota, kept = 100 * KIB, 10 * KIB
+    for i in range(ROUNDS // 3):
+        name = quota_bucket(coordinator, wide, quota)
+        enable(wide, name, "Suspended")
+        null = version("null", 80 * KIB)
+        put(wide, name, "k", null)()
+        enable(wide, name)
+        with_id = version("with-id", kept)
+        kept_id = put_id(put(wide, name, "k", with_id)())
+        enable(wide, name, "Suspended")
+        sizes = [sized("mixed", i), 30 * KIB, 80 * KIB, quota - kept, quota - kept + 1, quota]
+        random.shuffle(sizes)
+        vs = [version(f"p{n}", s) for n, s in enumerate(sizes)]
+        if i == 0:
+            probe = version("probe", 80 * KIB)
+            assert outcome(put(wide, name, "k", probe))[0] == "ok", "a put that frees the 80 KiB null version"
+            vs = [probe, *vs]
+        else:
+            codes = [code for code, _ in race_all(pool, [put(wide, name, "k", v) for v in vs])]
+            for v, code in zip(vs, codes, strict=True):
+                assert code == ("ok" if kept + len(v.body) <= quota else "QuotaExceeded"), (i, len(v.body), code)
+        vid, got = current(wide, name, "k")
+        assert vid in (None, "null") and not isinstance(got, str), (i, vid)
+        winner = assert_one_of(got, [v for v in vs if kept + len(v.body) <= quota], i)
+        assert winner is not None and by_id(wide, name, "k", kept_id) == with_id.seen(), i
+        assert_usage(coordinator, name, 1, len(winner.body), [kept])
+    assert_store_consistent(coordinator)
+
+
 # ---- last: once the grace is over, the disk holds exactly the named blobs ----------------------
 
 
