@@ -785,6 +785,67 @@ def test_put_and_delete_under_versioning_keep_the_version_and_the_marker(
     print(f"final states: {dict(seen)}")
 
 
+def test_complete_and_put_under_versioning_keep_both_versions(coordinator, s3, twin, pool, bucket) -> None:
+    """A multipart Complete racing a put: both make a version, both read back by their ids, and the one
+    with the newer id is the current version."""
+    enable(s3, bucket)
+    seen: Counter[str] = Counter()
+    for i in range(ROUNDS):
+        key = f"k{i}"
+        part = os.urandom(64 * 1024 + i)
+        assembled = Version("assembled", part, md5_etag([part]))
+        up = s3.create_multipart_upload(Bucket=bucket, Key=key, Metadata={"w": "assembled"})["UploadId"]
+        e1 = s3.upload_part(Bucket=bucket, Key=key, UploadId=up, PartNumber=1, Body=part)["ETag"]
+        doc = {"Parts": [{"PartNumber": 1, "ETag": e1}]}
+        complete = lambda k=key, u=up, d=doc: s3.complete_multipart_upload(  # noqa: E731
+            Bucket=bucket, Key=k, UploadId=u, MultipartUpload=d
+        )
+        new = version("new", sized("mixed", i // 2))
+        (cc, rc), (cp, rp) = race(pool, complete, put(twin, bucket, key, new), i)
+        assert (cc, cp) == ("ok", "ok"), (i, cc, cp)
+        idc, idp = put_id(rc), put_id(rp)
+        assert by_id(s3, bucket, key, idc) == assembled.seen() and by_id(s3, bucket, key, idp) == new.seen(), i
+        newer = assembled if idc > idp else new
+        assert current(s3, bucket, key) == (max(idc, idp), newer.seen()), i
+        seen[newer.tag] += 1
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert_store_consistent(coordinator)
+    print(f"current after the race: {dict(seen)}")
+
+
+def test_put_and_delete_while_suspended_leave_one_null_version(coordinator, s3, twin, pool, bucket) -> None:
+    """While suspended a put and a delete both write the null version (an object, or a delete marker):
+    whichever commits last replaces the other, and the version with an id under them is kept."""
+    seen: Counter[str] = Counter()
+    noncurrent: list[int] = []
+    current_used, objects = 0, 0
+    for i in range(ROUNDS):
+        key = f"k{i}"
+        enable(s3, bucket)
+        old = version("old", sized("mixed", i + 1))
+        old_id = put_id(put(s3, bucket, key, old)())
+        enable(s3, bucket, "Suspended")
+        new = version("new", sized("mixed", i))
+        delete = lambda k=key: twin.delete_object(Bucket=bucket, Key=k)  # noqa: E731
+        (cp, rp), (cd, rd) = race(pool, put(s3, bucket, key, new), delete, i, (-8, 2))
+        assert (cp, cd) == ("ok", "ok"), (i, cp, cd)
+        assert (rp["VersionId"], rd["VersionId"], rd["DeleteMarker"]) == ("null", "null", True), (i, rp, rd)
+        assert by_id(s3, bucket, key, old_id) == old.seen(), i
+        null = by_id(s3, bucket, key, "null")
+        vid, got = current(s3, bucket, key)
+        if null == MARKER:
+            assert (vid, got) == ("null", MARKER), i
+            noncurrent += [len(old.body), 0]
+        else:
+            assert null == new.seen() and vid in (None, "null") and got == new.seen(), (i, vid)
+            current_used, objects = current_used + len(new.body), objects + 1
+            noncurrent.append(len(old.body))
+        seen["delete last" if null == MARKER else "put last"] += 1
+    assert_usage(coordinator, bucket, objects, current_used, noncurrent)
+    assert_store_consistent(coordinator)
+    print(f"final states: {dict(seen)}")
+
+
 @pytest.mark.parametrize("second", ["DeleteObject", "DeleteObjects"])
 def test_two_deletes_of_the_current_version_promote_the_previous_one_once(
     coordinator, s3, twin, pool, bucket, second
