@@ -620,6 +620,9 @@ def test_concurrent_overwrites_at_a_quota_admit_every_size_that_fits(coordinator
 # ---- under versioning: every write keeps what it replaced --------------------------------------
 
 MARKER = "delete marker"  # what a version read by its id is when it is a delete marker
+# how a write while suspended may answer its (null) version id: AWS's PutObject sample for a suspended
+# bucket has no x-amz-version-id; "null" names the same version
+NULL_ANSWERS = (None, "null")
 VERSION_ID = re.compile(r"[0-9a-f]{24}")
 
 
@@ -716,14 +719,17 @@ def test_two_puts_while_suspended_leave_one_null_version(coordinator, s3, twin, 
         # before: nothing, a version with an id (written while Enabled), or a null version
         enable(s3, bucket, "Enabled" if i % 3 == 1 else "Suspended")
         old = None if i % 3 == 0 else version("old", sized("mixed", i))
-        old_id = put(s3, bucket, key, old)()["VersionId"] if old else None
+        old_id = None
+        if old:
+            answer = put(s3, bucket, key, old)()
+            old_id = put_id(answer) if i % 3 == 1 else "null"
         enable(s3, bucket, "Suspended")
         a, b = version("a", sized("mixed", i)), version("b", sized("mixed", i + 1))
         (ca, ra), (cb, rb) = race(pool, put(s3, bucket, key, a), put(twin, bucket, key, b), i)
         assert (ca, cb) == ("ok", "ok"), (i, ca, cb)
-        assert (ra["VersionId"], rb["VersionId"]) == ("null", "null"), i
+        assert ra.get("VersionId") in NULL_ANSWERS and rb.get("VersionId") in NULL_ANSWERS, (i, ra, rb)
         vid, got = current(s3, bucket, key)
-        assert vid in (None, "null"), (i, vid)  # a read of the null version without versionId may omit it
+        assert vid in NULL_ANSWERS, (i, vid)
         assert not isinstance(got, str), (i, got)
         winner = assert_one_of(got, [a, b], i)
         assert winner is not None and by_id(s3, bucket, key, "null") == winner.seen(), i
@@ -829,7 +835,8 @@ def test_put_and_delete_while_suspended_leave_one_null_version(coordinator, s3, 
         delete = lambda k=key: twin.delete_object(Bucket=bucket, Key=k)  # noqa: E731
         (cp, rp), (cd, rd) = race(pool, put(s3, bucket, key, new), delete, i, (-8, 2))
         assert (cp, cd) == ("ok", "ok"), (i, cp, cd)
-        assert (rp["VersionId"], rd["VersionId"], rd["DeleteMarker"]) == ("null", "null", True), (i, rp, rd)
+        assert rp.get("VersionId") in NULL_ANSWERS and rd.get("VersionId") in NULL_ANSWERS, (i, rp, rd)
+        assert rd["DeleteMarker"] is True, (i, rd)
         assert by_id(s3, bucket, key, old_id) == old.seen(), i
         null = by_id(s3, bucket, key, "null")
         vid, got = current(s3, bucket, key)
@@ -837,7 +844,7 @@ def test_put_and_delete_while_suspended_leave_one_null_version(coordinator, s3, 
             assert (vid, got) == ("null", MARKER), i
             noncurrent += [len(old.body), 0]
         else:
-            assert null == new.seen() and vid in (None, "null") and got == new.seen(), (i, vid)
+            assert null == new.seen() and vid in NULL_ANSWERS and got == new.seen(), (i, vid)
             current_used, objects = current_used + len(new.body), objects + 1
             noncurrent.append(len(old.body))
         seen["delete last" if null == MARKER else "put last"] += 1
@@ -977,7 +984,7 @@ def test_concurrent_suspended_puts_at_a_quota_admit_every_size_that_fits(coordin
             for v, code in zip(vs, codes, strict=True):
                 assert code == ("ok" if kept + len(v.body) <= quota else "QuotaExceeded"), (i, len(v.body), code)
         vid, got = current(wide, name, "k")
-        assert vid in (None, "null") and not isinstance(got, str), (i, vid)
+        assert vid in NULL_ANSWERS and not isinstance(got, str), (i, vid)
         winner = assert_one_of(got, [v for v in vs if kept + len(v.body) <= quota], i)
         assert winner is not None and by_id(wide, name, "k", kept_id) == with_id.seen(), i
         assert_usage(coordinator, name, 1, len(winner.body), [kept])
