@@ -890,6 +890,44 @@ def test_two_deletes_of_the_current_version_promote_the_previous_one_once(
     assert_store_consistent(coordinator)
 
 
+@pytest.mark.parametrize("other", ["previous version", "delete marker"])
+def test_deleting_the_current_version_by_id_while_another_delete_lands(
+    coordinator, s3, twin, pool, bucket, other
+) -> None:
+    """v1, v2, v3 (current). v3 deleted by its id while v2 is deleted by its id too: in either order v1 ends
+    current (v2, promoted first, goes as the current version; or goes first as a noncurrent one). Or while
+    a plain delete makes a marker: in either order the marker ends current over v2 and v1 (v2 promoted
+    then retired; or v3 goes as a noncurrent version and nothing is promoted over the marker)."""
+    enable(s3, bucket)
+    noncurrent: list[int] = []
+    current_used, objects = 0, 0
+    for i in range(ROUNDS):
+        key = f"k{i}"
+        vs = [version(f"v{n}", sized("mixed", i + n)) for n in range(3)]
+        ids = [put_id(put(s3, bucket, key, v)()) for v in vs]
+        first = lambda k=key, v=ids[2]: s3.delete_object(Bucket=bucket, Key=k, VersionId=v)  # noqa: E731
+        if other == "previous version":
+            second = lambda k=key, v=ids[1]: twin.delete_object(Bucket=bucket, Key=k, VersionId=v)  # noqa: E731
+        else:
+            second = lambda k=key: twin.delete_object(Bucket=bucket, Key=k)  # noqa: E731
+        (c1, r1), (c2, r2) = race(pool, first, second, i)
+        assert (c1, c2) == ("ok", "ok"), (i, c1, c2)
+        assert r1["VersionId"] == ids[2] and by_id(s3, bucket, key, ids[2]) is None, (i, r1)
+        assert by_id(s3, bucket, key, ids[0]) == vs[0].seen(), i
+        if other == "previous version":
+            assert r2["VersionId"] == ids[1] and by_id(s3, bucket, key, ids[1]) is None, (i, r2)
+            assert current(s3, bucket, key) == (ids[0], vs[0].seen()), i
+            current_used, objects = current_used + len(vs[0].body), objects + 1
+        else:
+            marker = r2["VersionId"]
+            assert r2["DeleteMarker"] is True and marker > ids[1], (i, r2)
+            assert by_id(s3, bucket, key, marker) == MARKER and by_id(s3, bucket, key, ids[1]) == vs[1].seen(), i
+            assert current(s3, bucket, key) == (marker, MARKER), i
+            noncurrent += [len(vs[0].body), len(vs[1].body), 0]
+    assert_usage(coordinator, bucket, objects, current_used, noncurrent)
+    assert_store_consistent(coordinator)
+
+
 def test_deleting_the_current_version_by_id_while_a_put_lands_loses_no_other_version(
     coordinator, s3, twin, pool, bucket
 ) -> None:
