@@ -958,6 +958,65 @@ def test_deleting_the_current_version_by_id_while_a_put_lands_loses_no_other_ver
     assert_store_consistent(coordinator)
 
 
+def test_restoring_a_version_by_copy_while_it_is_deleted_copies_it_whole_or_not_at_all(
+    coordinator, s3, twin, pool, bucket
+) -> None:
+    """v1 is restored by copying it onto its own key (how S3 restores an old version) while it is deleted by
+    its id: the copy either found it and made a new current version of its bytes, or answers NoSuchVersion
+    and changes nothing; v1 is gone either way, and v2 is kept."""
+    enable(s3, bucket)
+    seen: Counter[str] = Counter()
+    for i in range(ROUNDS):
+        key = f"k{i}"
+        v1, v2 = version("v1", sized("mixed", i)), version("v2", sized("mixed", i + 1))
+        id1, id2 = put_id(put(s3, bucket, key, v1)()), put_id(put(s3, bucket, key, v2)())
+        copy = lambda k=key, v=id1: s3.copy_object(  # noqa: E731
+            Bucket=bucket, Key=k, CopySource={"Bucket": bucket, "Key": k, "VersionId": v}
+        )
+        delete = lambda k=key, v=id1: twin.delete_object(Bucket=bucket, Key=k, VersionId=v)  # noqa: E731
+        (cc, rc), (cd, _) = race(pool, copy, delete, i, (-6, 4))
+        assert cd == "ok" and cc in ("ok", "NoSuchVersion"), (i, cc, cd)
+        assert by_id(s3, bucket, key, id1) is None and by_id(s3, bucket, key, id2) == v2.seen(), i
+        if cc == "ok":
+            restored = put_id(rc)
+            assert rc["CopySourceVersionId"] == id1 and restored > id2, (i, rc)
+            assert current(s3, bucket, key) == (restored, v1.seen()), i
+        else:
+            assert current(s3, bucket, key) == (id2, v2.seen()), i
+        seen[cc] += 1
+    assert_store_consistent(coordinator)
+    print(f"copy outcomes: {dict(seen)}")
+
+
+def test_a_put_while_versioning_is_suspended_is_either_version_it_says(coordinator, s3, twin, pool, bucket) -> None:
+    """A put racing PutBucketVersioning (Enabled to Suspended) is written under the state it committed in:
+    a new version with an id over the old one, or the null version beside it; it reads back by what it
+    answered, and the old version is kept in both cases."""
+    seen: Counter[str] = Counter()
+    for i in range(ROUNDS):
+        key = f"k{i}"
+        enable(s3, bucket)
+        old = version("old", sized("mixed", i + 1))
+        old_id = put_id(put(s3, bucket, key, old)())
+        new = version("new", sized("mixed", i))
+        suspend = lambda: twin.put_bucket_versioning(  # noqa: E731
+            Bucket=bucket, VersioningConfiguration={"Status": "Suspended"}
+        )
+        (cp, rp), (cs, _) = race(pool, put(s3, bucket, key, new), suspend, i, (-4, 4))
+        assert (cp, cs) == ("ok", "ok"), (i, cp, cs)
+        vid = rp.get("VersionId")
+        if vid in NULL_ANSWERS:
+            vid = "null"
+        else:
+            assert VERSION_ID.fullmatch(vid) and vid > old_id, (i, vid, old_id)
+        assert by_id(s3, bucket, key, vid) == new.seen() and by_id(s3, bucket, key, old_id) == old.seen(), i
+        got_vid, got = current(s3, bucket, key)
+        assert got == new.seen() and (got_vid or "null") == vid, (i, got_vid, vid)
+        seen["null version" if vid == "null" else "version with an id"] += 1
+    assert_store_consistent(coordinator)
+    print(f"the put wrote: {dict(seen)}")
+
+
 def test_concurrent_overwrites_in_a_versioned_bucket_admit_exactly_what_fits(coordinator, wide, pool) -> None:
     """Six overwrites of one key at once in a versioned bucket with a quota, holding two versions of
     it already. An overwrite frees nothing there (the old version is kept and counted), so together they
