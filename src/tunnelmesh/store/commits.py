@@ -82,6 +82,19 @@ def room(bucket: Bucket, store_used: int, max_size: int) -> int:
     return max(left, 0)
 
 
+def put_frees(r: MetaReads, bucket: Bucket, key: str) -> int:
+    """The bytes a put of `key` frees, which count as room: the current object in a bucket never versioned;
+    nothing while Enabled (every version is kept); while Suspended, the null version it replaces, current
+    or not (docs/data-protection.md 2.3)."""
+    if bucket.versioning == "Enabled":
+        return 0
+    cur = r.object_ref(bucket.name, key)
+    if bucket.versioning is None or (cur is not None and cur.version_id is None):
+        return cur.size if cur else 0
+    null = r.null_version_ref(bucket.name, key)
+    return null.size if null else 0
+
+
 def _admit_locked(tx: MetaTx, bucket: Bucket, delta: int, max_size: int) -> None:
     """`admit` under the transaction's locks: taken only when the write grows the store (a shrinking or
     same-size write, and the coordinator's own bucket, never wait for the store lock)."""

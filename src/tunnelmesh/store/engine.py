@@ -688,11 +688,10 @@ class Store:
         """An early, advisory quota check of a write of `size` bytes (None: not declared) to `key`,
         before its body is read; the commit re-checks exactly. Refuses a size that does not fit
         (QuotaExceeded) and answers how many bytes the write may take: the bound for a body of
-        undeclared length. The bytes of the object it replaces count as room."""
+        undeclared length. The bytes the write frees count as room (commits.put_frees)."""
 
         def replaced(r: MetaReads) -> int:
-            ref = r.object_ref(bucket, key)
-            return ref.size if ref else 0
+            return commits.put_frees(r, commits.require_bucket(r, bucket), key)
 
         return await self._admit(bucket, size, replaced)
 
