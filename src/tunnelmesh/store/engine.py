@@ -690,25 +690,27 @@ class Store:
         (QuotaExceeded) and answers how many bytes the write may take: the bound for a body of
         undeclared length. The bytes the write frees count as room (commits.put_frees)."""
 
-        def replaced(r: MetaReads) -> int:
-            return commits.put_frees(r, commits.require_bucket(r, bucket), key)
+        def replaced(r: MetaReads, b: Bucket) -> int:
+            return commits.put_frees(r, b, key)
 
         return await self._admit(bucket, size, replaced)
 
     async def admit_part(self, bucket: str, upload_id: str, number: int, size: int | None) -> int:
         """As admit_object, for part `number` of an upload: the part it replaces counts as room."""
 
-        def replaced(r: MetaReads) -> int:
+        def replaced(r: MetaReads, b: Bucket) -> int:
             return next((p.size for p in r.parts(upload_id, number - 1, 1) if p.part_number == number), 0)
 
         return await self._admit(bucket, size, replaced)
 
-    async def _admit(self, bucket: str, size: int | None, replaced: Callable[[MetaReads], int]) -> int:
+    async def _admit(self, bucket: str, size: int | None, replaced: Callable[[MetaReads, Bucket], int]) -> int:
         # The bucket's usage, the store's and the replaced size are read in one snapshot: read apart,
         # an overwrite committed between two of the reads is counted twice and refuses a write that fits.
-        b, credit, store_used = await self.meta.read(
-            lambda r: (commits.require_bucket(r, bucket), replaced(r), r.store_used()), snapshot=True
-        )
+        def read(r: MetaReads) -> tuple[Bucket, int, int]:
+            b = commits.require_bucket(r, bucket)
+            return b, replaced(r, b), r.store_used()
+
+        b, credit, store_used = await self.meta.read(read, snapshot=True)
         if size is not None:
             commits.admit(b, size - credit, store_used, self.max_size)
         return commits.room(b, store_used, self.max_size) + credit

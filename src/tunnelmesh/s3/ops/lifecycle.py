@@ -88,7 +88,9 @@ def _filter(el: Element) -> dict[str, Any]:
 
 def _rule(el: Element, ids: set[str]) -> dict[str, Any]:
     for name in _REFUSED:
-        if el.find(name) is not None:
+        for transition in el.findall(name):
+            if (d := xml.text(transition, "Date")) is not None:
+                _date(d)  # a malformed document is the client's error (400) before it is our gap (501)
             raise S3Error("NotImplemented", f"{name} is not implemented: there is one storage class.")
     rule_id = xml.text(el, "ID") or secrets.token_hex(16)
     if len(rule_id) > MAX_ID:
