@@ -10,7 +10,7 @@ import pytest
 from meta_rules import Rules
 from test_commits import _object_from, _upload
 
-from tunnelmesh.store.records import Part, Segment, WriteConditions
+from tunnelmesh.store.records import Hint, Part, Segment, WriteConditions, WriteResult
 from tunnelmesh.store.sqlite_meta import SqliteMeta
 
 
@@ -49,3 +49,28 @@ def test_segments_stored_before_part_checksums_were_kept_read_with_none(m: Rules
     segments = m.get_object("b", "old").segments
     assert segments == [Segment("x-1", 100, "m1"), Segment("x-2", 100, "m2")]
     assert all(s.checksums == {} for s in segments)
+
+
+def test_a_lifecycle_pass_reads_only_what_is_due(m: Rules, raw: sqlite3.Connection) -> None:
+    """The scanner's cost follows what is due, not the store: its query seeks the time index, and a bucket
+    of many versions hinted for later hands over only the due ones."""
+    m.create_bucket("bkt", "p", "r", 1.0)
+
+    def fill(tx) -> WriteResult[None]:
+        for i in range(2000):
+            tx.put_hint(Hint("bkt", f"k{i:05d}", -i, "current", 1e9 + i))  # far ahead
+        for i in range(3):
+            tx.put_hint(Hint("bkt", f"due{i}", -i, "current", 100.0 + i))
+        return WriteResult(None)
+
+    m.write(fill)
+    plan = " ".join(
+        str(row[-1])
+        for row in raw.execute(
+            "EXPLAIN QUERY PLAN SELECT bucket, key, nseq, kind, at FROM lifecycle_due WHERE at < ? ORDER BY at LIMIT ?",
+            (200.0, 100),
+        )
+    )
+    assert "INDEX lifecycle_due_at (at<?)" in plan and "SCAN" not in plan, plan
+    due = m.read(lambda r: r.due_hints(200.0, 100))
+    assert [h.key for h in due] == ["due0", "due1", "due2"]
