@@ -250,7 +250,7 @@ def test_a_version_9_database_reads_its_rows_with_the_new_fields_and_retires_the
     )
     ref = m.object_ref("b", "k")
     assert ref is not None and ref.seq == 1000001
-    assert [(x.key, x.seq) for x in m.scan_objects("b", "", False, None, 10)] == [("k", 1000001)]
+    assert [x.key for x in m.scan_objects("b", "", False, None, 10)] == ["k"]
     assert [(x.key, x.version_id, x.seq) for x in m.scan_current("b", "", False, None, 10)] == [("k", None, 1000001)]
     conn.execute("BEGIN IMMEDIATE")
     assert m.retire_current("b", "k", 2.0) == ref

@@ -10,7 +10,7 @@ from itertools import islice
 from operator import attrgetter
 
 from tunnelmesh.store.metadata import MetaReads
-from tunnelmesh.store.records import Listing, ObjectRecord, VersionEntry, VersionListing, version_seq
+from tunnelmesh.store.records import Listed, Listing, VersionEntry, VersionListing, version_seq
 
 
 def prefix_successor(p: str) -> str | None:
@@ -37,7 +37,7 @@ def list_objects(
     max_keys: int,
 ) -> Listing:
     """One page. `after` excludes itself (and, if a prefix, everything under it)."""
-    objects: list[ObjectRecord] = []
+    objects: list[Listed] = []
     prefixes: list[str] = []
     last: str | None = None
     last_is_prefix = False

@@ -35,6 +35,7 @@ from tunnelmesh.store.records import (
     Bucket,
     CompletedUpload,
     Hint,
+    Listed,
     Lock,
     NodeState,
     ObjectRecord,
@@ -79,9 +80,9 @@ def _ref(r: ObjectRecord) -> ObjectRef:
     )
 
 
-def _listed(r: ObjectRecord) -> ObjectRecord:
-    """What a listing carries (the protocol's scan_objects): no headers, checksums, segments or data."""
-    return ObjectRecord(r.bucket, r.key, r.size, r.etag, r.mtime, {}, {}, [], r.owner)
+def _listed(r: ObjectRecord) -> Listed:
+    """What a listing carries (the protocol's scan_objects)."""
+    return Listed(r.bucket, r.key, r.size, r.etag, r.mtime, r.owner)
 
 
 def _entry(r: ObjectRecord) -> VersionEntry:
@@ -166,9 +167,7 @@ class _Reads:
         r = self._s().objects.get(bucket, {}).get(key)
         return _ref(r) if r is not None else None
 
-    def scan_objects(
-        self, bucket: str, start: str, inclusive: bool, end: str | None, limit: int
-    ) -> Iterator[ObjectRecord]:
+    def scan_objects(self, bucket: str, start: str, inclusive: bool, end: str | None, limit: int) -> Iterator[Listed]:
         self._s()
         return self._scan(bucket, start, inclusive, end, limit, _listed)
 

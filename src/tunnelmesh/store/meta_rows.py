@@ -10,6 +10,7 @@ from typing import Any
 from tunnelmesh.store.metadata import Keep
 from tunnelmesh.store.records import (
     Bucket,
+    Listed,
     Lock,
     ObjectRecord,
     ObjectRef,
@@ -118,20 +119,9 @@ def row_to_ref(r: Row) -> ObjectRef:
     return ObjectRef(r[0], r[1], r[2], _blobs(r[3]), r[4], r[5] or seq_at(r[2]), r[6], r[7], bool(r[8]), marker)
 
 
-def row_to_listed(r: Row) -> ObjectRecord:
+def row_to_listed(r: Row) -> Listed:
     """A row of LIST_COLS."""
-    return ObjectRecord(
-        bucket=r[0],
-        key=r[1],
-        size=r[2],
-        etag=r[3],
-        mtime=r[4],
-        headers={},
-        checksums={},
-        segments=[],
-        owner=r[5],
-        seq=seq_at(r[4]),
-    )
+    return Listed(*r)
 
 
 def row_to_version_entry(r: Row) -> VersionEntry:

@@ -48,6 +48,7 @@ from tunnelmesh.store.records import (
     Bucket,
     CompletedUpload,
     Hint,
+    Listed,
     NodeState,
     ObjectRecord,
     ObjectRef,
@@ -94,9 +95,7 @@ class MetaReads(Protocol):
         """What a write needs of the current object (size, ETag, mtime, blobs), without the rest."""
         ...
 
-    def scan_objects(
-        self, bucket: str, start: str, inclusive: bool, end: str | None, limit: int
-    ) -> Iterator[ObjectRecord]:
+    def scan_objects(self, bucket: str, start: str, inclusive: bool, end: str | None, limit: int) -> Iterator[Listed]:
         """Objects with start < key (<= if inclusive) and key < end, in key order (by UTF-8 bytes, which
         is code-point order), at most `limit`; lazily, so a caller may stop early. The records carry
         what a listing shows (size, etag, mtime, owner): no headers, checksums, segments, data or version

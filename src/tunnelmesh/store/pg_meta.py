@@ -94,6 +94,7 @@ from tunnelmesh.store.records import (
     Bucket,
     CompletedUpload,
     Hint,
+    Listed,
     NodeState,
     ObjectRecord,
     ObjectRef,
@@ -209,9 +210,7 @@ class PgTx:
         r = self._one(f"SELECT {REF_COLS} FROM objects WHERE bucket = %s AND key = %s{self._lock}", (bucket, key))
         return row_to_ref(r) if r else None
 
-    def scan_objects(
-        self, bucket: str, start: str, inclusive: bool, end: str | None, limit: int
-    ) -> Iterator[ObjectRecord]:
+    def scan_objects(self, bucket: str, start: str, inclusive: bool, end: str | None, limit: int) -> Iterator[Listed]:
         sql = f"SELECT {LIST_COLS} FROM objects WHERE bucket = %s AND key {'>=' if inclusive else '>'} %s"
         args: list[object] = [bucket, start]
         if end is not None:

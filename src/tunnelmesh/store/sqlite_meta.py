@@ -61,6 +61,7 @@ from tunnelmesh.store.records import (
     Bucket,
     CompletedUpload,
     Hint,
+    Listed,
     NodeState,
     ObjectRecord,
     ObjectRef,
@@ -120,9 +121,7 @@ class SqliteTx:
         r = self.c.execute(f"SELECT {REF_COLS} FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
         return row_to_ref(r) if r else None
 
-    def scan_objects(
-        self, bucket: str, start: str, inclusive: bool, end: str | None, limit: int
-    ) -> Iterator[ObjectRecord]:
+    def scan_objects(self, bucket: str, start: str, inclusive: bool, end: str | None, limit: int) -> Iterator[Listed]:
         sql = f"SELECT {LIST_COLS} FROM objects WHERE bucket=? AND key {'>=' if inclusive else '>'} ?"
         args: list[object] = [bucket, start]
         if end is not None:

@@ -13,7 +13,7 @@ from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import Context
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response, xml_response
-from tunnelmesh.store.records import Listing, ObjectRecord, VersionEntry, VersionListing, version_seq
+from tunnelmesh.store.records import Listed, Listing, VersionEntry, VersionListing, version_seq
 
 # how a listing writes keys and prefixes: as they are, or URL-encoded (encoding-type=url)
 Encode = Callable[[str], str]
@@ -56,7 +56,7 @@ def encoder(req: Request) -> tuple[str | None, Encode]:
     return "url", (lambda s: quote_plus(s, safe="/"))
 
 
-def _contents(o: ObjectRecord, enc: Encode, owner: bool) -> str:
+def _contents(o: Listed, enc: Encode, owner: bool) -> str:
     own = f"<Owner><ID>{xml.e(o.owner)}</ID><DisplayName>{xml.e(o.owner)}</DisplayName></Owner>" if owner else ""
     return (
         f"<Contents><Key>{xml.e(enc(o.key))}</Key><LastModified>{xml.iso8601(o.mtime)}</LastModified>"
