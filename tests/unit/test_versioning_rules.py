@@ -1,0 +1,611 @@
+"""The versioning write rules (store/commits.py; docs/data-protection.md 1.1, 1.2, 2.3) on every metadata
+backend: a table of (bucket state x operation x what the key holds) against hand-written expectations, and
+a hypothesis model of a bucket's keys and their versions that checks the schema's invariants after every
+step. Each case uses a bucket of its own on one backend per module (a PostgreSQL database per case would
+cost more than the case)."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from meta_backends import BACKENDS
+from meta_rules import Rules
+
+from tunnelmesh.store import commits
+from tunnelmesh.store.errors import NoSuchVersion
+from tunnelmesh.store.metadata import MetaReads
+from tunnelmesh.store.records import (
+    Deleted,
+    ObjectRecord,
+    Part,
+    Segment,
+    Upload,
+    WriteConditions,
+    version_seq,
+)
+
+MAX = 1 << 40
+HEX24 = re.compile(r"[0-9a-f]{24}")
+_buckets = itertools.count()
+
+
+@pytest.fixture(scope="module", params=sorted(BACKENDS))
+def m(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rules]:
+    rules = Rules(BACKENDS[request.param](Path(tmp_path_factory.mktemp("versioning"))))
+    yield rules
+    rules.close()
+
+
+def fresh_bucket(m: Rules) -> str:
+    name = f"vb{next(_buckets)}"
+    m.create_bucket(name, "p", "r", 1.0)
+    return name
+
+
+# ---- driving the rules -----------------------------------------------------------------------
+
+
+def record(bucket: str, key: str, blob: str, size: int, t: float) -> ObjectRecord:
+    return ObjectRecord(bucket, key, size, f"etag-{blob}", t, {}, {}, [Segment(blob, size, f"etag-{blob}")], "p")
+
+
+def put(m: Rules, bucket: str, key: str, blob: str, size: int, t: float, rand: int = 7) -> tuple[str | None, list[str]]:
+    r = m.write(lambda tx: commits.put_object(tx, record(bucket, key, blob, size, t), WriteConditions(), MAX, rand))
+    return r.value, r.freed
+
+
+def complete(
+    m: Rules, bucket: str, key: str, blob: str, size: int, t: float, unused: str, rand: int = 7
+) -> tuple[str | None, list[str]]:
+    """A multipart upload of two parts, completed with the first only: the second (`unused`, 5 bytes) is
+    freed whatever the bucket's state."""
+    upload_id = f"up-{blob}"
+    m.create_upload(Upload(upload_id, bucket, key, t - 1, "p", {}, None))
+    m.put_part(bucket, key, upload_id, Part(1, size, f"etag-{blob}", t - 1, blob), MAX)
+    m.put_part(bucket, key, upload_id, Part(2, 5, f"etag-{unused}", t - 1, unused), MAX)
+    rec = record(bucket, key, blob, size, t)
+    r = m.write(lambda tx: commits.complete_upload(tx, upload_id, rec, [1], "1:x", WriteConditions(), MAX, rand))
+    return r.value, r.freed
+
+
+def delete(
+    m: Rules, bucket: str, entries: list[tuple[str, str | None]], t: float, rand: int = 9
+) -> tuple[list[Any], list[str]]:
+    r = m.write(lambda tx: commits.delete_objects(tx, bucket, [(k, v, None) for k, v in entries], "p", t, rand))
+    return list(r.value), r.freed
+
+
+def set_versioning(m: Rules, bucket: str, state: str) -> None:
+    m.write(lambda tx: commits.set_versioning(tx, bucket, state))
+
+
+# ---- reading what a key holds ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One version of a key as the backend holds it."""
+
+    version_id: str | None
+    marker: bool
+    blobs: tuple[str, ...]
+    size: int
+    seq: int
+    current: bool  # the `objects` row
+
+
+def _rows(r: MetaReads, bucket: str, key: str) -> list[Row]:
+    """The key's versions, newest first: its `objects` row, then its `versions` rows."""
+    out: list[Row] = []
+    cur = r.get_object(bucket, key)
+    ref = r.object_ref(bucket, key)
+    if cur is not None:
+        assert ref is not None and (ref.version_id, ref.seq, ref.size) == (cur.version_id, cur.seq, cur.size)
+        out.append(Row(cur.version_id, False, tuple(s.blob for s in cur.segments), cur.size, cur.seq, True))
+    else:
+        assert ref is None
+    for e in r.scan_versions(bucket, "", -(2**63), True, None, 10_000):
+        if e.key != key:
+            continue
+        v = r.version(bucket, key, e.seq)
+        assert v is not None and (v.version_id, v.marker, v.size) == (e.version_id, e.marker, e.size)
+        out.append(Row(e.version_id, e.marker, tuple(s.blob for s in v.segments), e.size, e.seq, False))
+    return out
+
+
+def rows(m: Rules, bucket: str, key: str) -> list[Row]:
+    return m.read(lambda r: _rows(r, bucket, key))
+
+
+def check_structure(m: Rules, bucket: str, key: str) -> list[Row]:
+    """The schema's invariants for one key (docs/data-protection.md 1.1), its id rules (1.2), and the point
+    reads the rules use agreeing with the scan."""
+    got = rows(m, bucket, key)
+    noncurrent = [v for v in got if not v.current]
+    seqs = [v.seq for v in got]
+    assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == len(seqs), got
+    # invariant 1: the `objects` row is newer than every `versions` row of the key (the order above)
+    # invariant 2: the newest version is current iff it is not a delete marker
+    if got:
+        assert got[0].current == (not got[0].marker), got
+    assert all(not v.current for v in got[1:])
+    assert all(not v.marker or (v.blobs == () and v.size == 0) for v in got)
+    # invariant 3: at most one null version per key, in either table
+    nulls = [v for v in got if v.version_id is None]
+    assert len(nulls) <= 1, got
+    ids = [v.version_id for v in got if v.version_id is not None]
+    assert len(set(ids)) == len(ids), got
+    for v in got:
+        if v.version_id is not None:
+            assert HEX24.fullmatch(v.version_id) and version_seq(v.version_id) == v.seq, v
+    newest = m.read(lambda r: r.newest_version_ref(bucket, key))
+    assert ((newest.seq, newest.version_id, newest.marker) if newest else None) == (
+        (noncurrent[0].seq, noncurrent[0].version_id, noncurrent[0].marker) if noncurrent else None
+    )
+    null_ref = m.read(lambda r: r.null_version_ref(bucket, key))
+    nc_null = [v for v in noncurrent if v.version_id is None]
+    assert ((null_ref.seq, null_ref.marker) if null_ref else None) == (
+        (nc_null[0].seq, nc_null[0].marker) if nc_null else None
+    )
+    return got
+
+
+def check_counters(m: Rules, bucket: str, keys: list[str]) -> tuple[int, int, int, int]:
+    """The bucket's counters are what its records add up to (count_usage), and what the keys' rows add up to."""
+    b = m.bucket(bucket)
+    counters = (b.used, b.objects, b.mpu_used, b.nc_used, b.nc_objects)
+    assert counters == m.read(lambda r: r.count_usage()).get(bucket, (0, 0, 0, 0, 0))
+    all_rows = [v for k in keys for v in rows(m, bucket, k)]
+    expect = (
+        sum(v.size for v in all_rows),
+        sum(v.current for v in all_rows),
+        0,
+        sum(v.size for v in all_rows if not v.current),
+        sum(not v.current for v in all_rows),
+    )
+    assert counters == expect
+    return b.used, b.objects, b.nc_used, b.nc_objects
+
+
+def bucket_blobs(m: Rules, bucket: str) -> set[str]:
+    return {blob for blob in m.referenced_blobs() if blob.startswith(f"{bucket}-")}
+
+
+# ---- the table -------------------------------------------------------------------------------
+#
+# What a key holds, newest first, as tokens: "<id>:<blob>" a version, "<id>" a delete marker. Ids: "null";
+# "v1" and "m1", the version and the delete marker the setup made; "new", a version id the operation made.
+# Blobs: a (10 bytes), b (20), c (40, what the operation writes).
+
+SIZES = {"a": 10, "b": 20, "c": 40}
+
+HOLDINGS: dict[str, list[str]] = {
+    "nothing": [],
+    "null current": ["null:a"],
+    "non-null current": ["v1:b"],
+    "current marker": ["m1", "v1:b"],
+    "noncurrent null": ["v1:b", "null:a"],
+    "current null marker": ["null", "v1:b"],
+}
+
+# (bucket state, what the key holds) -> the operations and their expected outcome: (answer, what the key
+# then holds, blobs freed). An answer of a put: its version id; of a delete: (version id, delete marker).
+# "put" stands for a PutObject and a CompleteMultipartUpload alike. The deletes by id: "current" (the
+# current version's id), "noncurrent" (the id of the version under the newest), "marker" (the current
+# delete marker's), "null".
+Expect = tuple[Any, list[str], list[str]]
+TABLE: dict[tuple[str, str], dict[str, Expect]] = {
+    ("never", "nothing"): {
+        "put": (None, ["null:c"], []),
+        "delete": ((None, False), [], []),
+        "null": (("null", False), [], []),
+    },
+    ("never", "null current"): {
+        "put": (None, ["null:c"], ["a"]),
+        "delete": ((None, False), [], ["a"]),
+        "current": (("null", False), [], ["a"]),
+        "null": (("null", False), [], ["a"]),
+    },
+    ("Enabled", "nothing"): {
+        "put": ("new", ["new:c"], []),
+        "delete": (("new", True), ["new"], []),
+        "null": (("null", False), [], []),
+    },
+    ("Enabled", "null current"): {
+        "put": ("new", ["new:c", "null:a"], []),
+        "delete": (("new", True), ["new", "null:a"], []),
+        "current": (("null", False), [], ["a"]),
+        "null": (("null", False), [], ["a"]),
+    },
+    ("Enabled", "non-null current"): {
+        "put": ("new", ["new:c", "v1:b"], []),
+        "delete": (("new", True), ["new", "v1:b"], []),
+        "current": (("v1", False), [], ["b"]),
+        "null": (("null", False), ["v1:b"], []),
+    },
+    ("Enabled", "current marker"): {
+        "put": ("new", ["new:c", "m1", "v1:b"], []),
+        "delete": (("new", True), ["new", "m1", "v1:b"], []),
+        "noncurrent": (("v1", False), ["m1"], ["b"]),
+        "marker": (("m1", True), ["v1:b"], []),
+        "null": (("null", False), ["m1", "v1:b"], []),
+    },
+    ("Enabled", "noncurrent null"): {
+        "put": ("new", ["new:c", "v1:b", "null:a"], []),
+        "delete": (("new", True), ["new", "v1:b", "null:a"], []),
+        "current": (("v1", False), ["null:a"], ["b"]),
+        "noncurrent": (("null", False), ["v1:b"], ["a"]),
+        "null": (("null", False), ["v1:b"], ["a"]),
+    },
+    ("Enabled", "current null marker"): {
+        "put": ("new", ["new:c", "null", "v1:b"], []),
+        "delete": (("new", True), ["new", "null", "v1:b"], []),
+        "noncurrent": (("v1", False), ["null"], ["b"]),
+        "marker": (("null", True), ["v1:b"], []),
+        "null": (("null", True), ["v1:b"], []),
+    },
+    ("Suspended", "nothing"): {
+        "put": ("null", ["null:c"], []),
+        "delete": (("null", True), ["null"], []),
+        "null": (("null", False), [], []),
+    },
+    ("Suspended", "null current"): {
+        "put": ("null", ["null:c"], ["a"]),
+        "delete": (("null", True), ["null"], ["a"]),
+        "current": (("null", False), [], ["a"]),
+        "null": (("null", False), [], ["a"]),
+    },
+    ("Suspended", "non-null current"): {
+        "put": ("null", ["null:c", "v1:b"], []),
+        "delete": (("null", True), ["null", "v1:b"], []),
+        "current": (("v1", False), [], ["b"]),
+        "null": (("null", False), ["v1:b"], []),
+    },
+    ("Suspended", "current marker"): {
+        "put": ("null", ["null:c", "m1", "v1:b"], []),
+        "delete": (("null", True), ["null", "m1", "v1:b"], []),
+        "noncurrent": (("v1", False), ["m1"], ["b"]),
+        "marker": (("m1", True), ["v1:b"], []),
+        "null": (("null", False), ["m1", "v1:b"], []),
+    },
+    ("Suspended", "noncurrent null"): {
+        "put": ("null", ["null:c", "v1:b"], ["a"]),
+        "delete": (("null", True), ["null", "v1:b"], ["a"]),
+        "current": (("v1", False), ["null:a"], ["b"]),
+        "noncurrent": (("null", False), ["v1:b"], ["a"]),
+        "null": (("null", False), ["v1:b"], ["a"]),
+    },
+    ("Suspended", "current null marker"): {
+        "put": ("null", ["null:c", "v1:b"], []),
+        # the null marker is replaced by a new one (a newer seq: checked below)
+        "delete": (("null", True), ["null", "v1:b"], []),
+        "noncurrent": (("v1", False), ["null"], ["b"]),
+        "marker": (("null", True), ["v1:b"], []),
+        "null": (("null", True), ["v1:b"], []),
+    },
+}
+
+# which version each delete-by-id names, by what the key holds
+TARGETS: dict[str, dict[str, str]] = {
+    "nothing": {},
+    "null current": {"current": "null"},
+    "non-null current": {"current": "v1"},
+    "current marker": {"noncurrent": "v1", "marker": "m1"},
+    "noncurrent null": {"current": "v1", "noncurrent": "null"},
+    "current null marker": {"noncurrent": "v1", "marker": "null"},
+}
+
+CASES = [
+    pytest.param(state, holding, op, kind, id=f"{state}-{holding}-{op}{'-mpu' if kind == 'complete' else ''}")
+    for (state, holding), ops in TABLE.items()
+    for op in ops
+    for kind in (["put", "complete"] if op == "put" else [op])
+] + [
+    # a well-formed id the key never had: nothing happens, success
+    pytest.param(state, holding, "absent", "absent", id=f"{state}-{holding}-absent")
+    for (state, holding) in TABLE
+]
+
+
+def test_the_table_covers_every_state_and_holding() -> None:
+    assert {s for s, _ in TABLE} == {"never", "Enabled", "Suspended"}
+    for state in ("Enabled", "Suspended"):
+        assert {h for s, h in TABLE if s == state} == set(HOLDINGS)
+    for (state, holding), ops in TABLE.items():
+        assert set(ops) == {"put", "delete", "null"} | set(TARGETS[holding]), (state, holding)
+
+
+def setup_holding(m: Rules, b: str, holding: str, state: str) -> dict[str, str]:
+    """Make the key "k" hold `holding` in a bucket whose state is then `state`; answers the ids made."""
+    ids: dict[str, str] = {}
+    if holding in ("null current", "noncurrent null"):
+        assert put(m, b, "k", f"{b}-a", 10, 100.0) == (None, [])  # the bucket is never versioned yet
+    if holding in ("non-null current", "current marker", "noncurrent null", "current null marker"):
+        set_versioning(m, b, "Enabled")
+        vid, freed = put(m, b, "k", f"{b}-b", 20, 200.0)
+        assert freed == [] and vid is not None and HEX24.fullmatch(vid)
+        ids["v1"] = vid
+    if holding == "current marker":
+        [gone], _ = delete(m, b, [("k", None)], 300.0)
+        assert gone.marker and gone.version_id not in (None, "null")
+        ids["m1"] = gone.version_id
+    if holding == "current null marker":
+        set_versioning(m, b, "Suspended")
+        [gone], _ = delete(m, b, [("k", None)], 300.0)
+        assert gone == Deleted("null", True)
+    if state != "never":
+        set_versioning(m, b, state)
+    assert m.bucket(b).versioning == (None if state == "never" else state)
+    return ids
+
+
+def expected_rows(tokens: list[str], ids: dict[str, str], b: str) -> list[tuple[str | None, bool, tuple[str, ...]]]:
+    out: list[tuple[str | None, bool, tuple[str, ...]]] = []
+    for tok in tokens:
+        name, _, blob = tok.partition(":")
+        vid = None if name == "null" else ids[name]
+        out.append((vid, not blob, (f"{b}-{blob}",) if blob else ()))
+    return out
+
+
+@pytest.mark.parametrize(("state", "holding", "op", "kind"), CASES)
+def test_versioning_rule(m: Rules, state: str, holding: str, op: str, kind: str) -> None:
+    b = fresh_bucket(m)
+    ids = setup_holding(m, b, holding, state)
+    before = check_structure(m, b, "k")
+    assert [(v.version_id, v.marker, v.blobs) for v in before] == expected_rows(HOLDINGS[holding], ids, b)
+    check_counters(m, b, ["k"])
+    blobs_before = bucket_blobs(m, b)
+
+    if op == "absent":
+        absent = f"{before[0].seq + 5 if before else 99:016x}0badf00d"
+        [answer], freed = delete(m, b, [("k", absent)], 1000.0)
+        assert answer == Deleted(absent, False) and freed == []
+        assert check_structure(m, b, "k") == before
+        check_counters(m, b, ["k"])
+        return
+
+    expect_answer, expect_after, expect_freed = TABLE[(state, holding)][op]
+    extra_freed: list[str] = []
+    got_answer: Any
+    if kind == "put":
+        got_answer, freed = put(m, b, "k", f"{b}-c", 40, 1000.0)
+    elif kind == "complete":
+        got_answer, freed = complete(m, b, "k", f"{b}-c", 40, 1000.0, f"{b}-u")
+        extra_freed = [f"{b}-u"]  # the part the object does not name
+    else:
+        target = {"delete": None, "null": "null"}.get(op, TARGETS[holding].get(op))
+        vid = None if target is None else ids.get(target, target)
+        [d], freed = delete(m, b, [("k", vid)], 1000.0)
+        assert isinstance(d, Deleted)
+        got_answer = (d.version_id, d.marker)
+
+    # a new version's id: 24 hex, none the key had
+    new_id = got_answer[0] if isinstance(got_answer, tuple) else got_answer
+    if (expect_answer[0] if isinstance(expect_answer, tuple) else expect_answer) == "new":
+        assert new_id is not None and HEX24.fullmatch(new_id) and new_id not in ids.values()
+        ids["new"] = new_id
+    if isinstance(expect_answer, tuple):
+        assert got_answer == (ids.get(expect_answer[0], expect_answer[0]), expect_answer[1])
+    else:
+        assert got_answer == ids.get(expect_answer, expect_answer)
+
+    after = check_structure(m, b, "k")
+    assert [(v.version_id, v.marker, v.blobs) for v in after] == expected_rows(expect_after, ids, b)
+    # a version the operation made is newer than every version the key had
+    if op in ("put", "delete") and state != "never" and before:
+        assert after[0].seq > before[0].seq
+    # freed: exactly the blobs of the versions gone for good (a retired version's never)
+    assert sorted(freed) == sorted([f"{b}-{x}" for x in expect_freed] + extra_freed)
+    assert bucket_blobs(m, b) == {blob for v in after for blob in v.blobs}
+    assert bucket_blobs(m, b) == (blobs_before | ({f"{b}-c"} if kind in ("put", "complete") else set())) - set(freed)
+    used, objects, nc_used, nc_objects = check_counters(m, b, ["k"])
+    sizes = [(SIZES[t.partition(":")[2]] if ":" in t else 0, t.partition(":")[2] != "") for t in expect_after]
+    cur = sizes[:1] if sizes and sizes[0][1] else []
+    assert (used, objects, nc_used, nc_objects) == (
+        sum(s for s, _ in sizes),
+        len(cur),
+        sum(s for s, _ in sizes) - sum(s for s, _ in cur),
+        len(sizes) - len(cur),
+    )
+    # every version the key holds is readable by its id, as S3 names it
+    for v in after:
+        rec = m.read(lambda r, v=v: commits.version_record(r, b, "k", commits.shown(v.version_id)))
+        assert (rec.version_id, rec.marker, rec.seq, rec.size) == (v.version_id, v.marker, v.seq, v.size)
+
+
+# ---- the model -------------------------------------------------------------------------------
+
+
+@dataclass
+class Version:
+    """A version in the model: id (None: the null version), size, delete marker, its blob (None: a marker)."""
+
+    vid: str | None
+    size: int
+    marker: bool
+    blob: str | None
+
+
+KEYS = ("a", "a/b")
+TICKS = st.sampled_from([0.0, 0.000001, 0.5, -0.5, -30.0])  # the clock also stands still and goes back
+RANDS = st.integers(min_value=0, max_value=2**32 - 1)
+
+
+class VersioningModel(RuleBasedStateMachine):
+    """A bucket as S3 defines it: per key its versions, newest last, and the bucket's versioning state,
+    checked against the rules on a real backend after every step."""
+
+    m: Rules
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.b = fresh_bucket(self.m)
+        self.state: str | None = None
+        self.keys: dict[str, list[Version]] = {k: [] for k in KEYS}
+        self.now = 1000.0
+        self.blobs = itertools.count()
+
+    # -- the model's rules, S3's --
+
+    def _tick(self, dt: float) -> float:
+        self.now = max(1.0, self.now + dt)
+        return self.now
+
+    def _drop_null(self, key: str) -> list[str]:
+        """Remove the key's null version (Suspended writes replace it): its blob, freed."""
+        gone = [v for v in self.keys[key] if v.vid is None]
+        self.keys[key] = [v for v in self.keys[key] if v.vid is not None]
+        return [v.blob for v in gone if v.blob is not None]
+
+    def _fresh_id(self, key: str, vid: Any) -> str:
+        assert isinstance(vid, str) and HEX24.fullmatch(vid), vid
+        assert vid not in {v.vid for v in self.keys[key]}, vid
+        return vid
+
+    def _model_put(self, key: str, size: int, blob: str, answer: str | None) -> list[str]:
+        if self.state is None:
+            assert answer is None
+            freed = [v.blob for v in self.keys[key] if v.blob is not None]
+            self.keys[key] = [Version(None, size, False, blob)]
+            return freed
+        if self.state == "Enabled":
+            self.keys[key].append(Version(self._fresh_id(key, answer), size, False, blob))
+            return []
+        assert answer == "null"
+        freed = self._drop_null(key)
+        self.keys[key].append(Version(None, size, False, blob))
+        return freed
+
+    def _model_delete(self, key: str, vid: str | None, answer: Any) -> list[str]:
+        assert isinstance(answer, Deleted), answer
+        if vid is None and self.state is None:
+            assert answer == Deleted()
+            freed = [v.blob for v in self.keys[key] if v.blob is not None]
+            self.keys[key] = []
+            return freed
+        if vid is None and self.state == "Enabled":
+            assert answer.marker
+            self.keys[key].append(Version(self._fresh_id(key, answer.version_id), 0, True, None))
+            return []
+        if vid is None:
+            assert answer == Deleted("null", True)
+            freed = self._drop_null(key)
+            self.keys[key].append(Version(None, 0, True, None))
+            return freed
+        want = None if vid == "null" else vid
+        found = [v for v in self.keys[key] if v.vid == want]
+        assert answer == Deleted(vid, bool(found) and found[0].marker)
+        self.keys[key] = [v for v in self.keys[key] if v.vid != want]
+        return [v.blob for v in found if v.blob is not None]
+
+    def _pick_id(self, data: st.DataObject, key: str) -> str:
+        """An id to delete by: one the key has, "null", or a well-formed one it never had."""
+        have = [commits.shown(v.vid) for v in self.keys[key]]
+        absent = f"{int(self.now * 1e6) + 12345:016x}00c0ffee"
+        return data.draw(st.sampled_from([*have, "null", absent]) if have else st.sampled_from(["null", absent]))
+
+    # -- the steps --
+
+    @rule(key=st.sampled_from(KEYS), size=st.integers(1, 50), dt=TICKS, rand=RANDS, multipart=st.booleans())
+    def put(self, key: str, size: int, dt: float, rand: int, multipart: bool) -> None:
+        n = next(self.blobs)
+        blob, t = f"{self.b}-{n}", self._tick(dt)
+        if multipart:
+            answer, freed = complete(self.m, self.b, key, blob, size, t, f"{blob}u", rand)
+            freed.remove(f"{blob}u")  # the part the object does not name
+        else:
+            answer, freed = put(self.m, self.b, key, blob, size, t, rand)
+        assert sorted(freed) == sorted(self._model_put(key, size, blob, answer))
+
+    @rule(key=st.sampled_from(KEYS), dt=TICKS, rand=RANDS)
+    def delete(self, key: str, dt: float, rand: int) -> None:
+        [answer], freed = delete(self.m, self.b, [(key, None)], self._tick(dt), rand)
+        assert sorted(freed) == sorted(self._model_delete(key, None, answer))
+
+    @rule(key=st.sampled_from(KEYS), data=st.data(), dt=TICKS)
+    def delete_version(self, key: str, data: st.DataObject, dt: float) -> None:
+        vid = self._pick_id(data, key)
+        [answer], freed = delete(self.m, self.b, [(key, vid)], self._tick(dt))
+        assert sorted(freed) == sorted(self._model_delete(key, vid, answer))
+
+    @rule(data=st.data(), dt=TICKS, rand=RANDS)
+    def delete_objects(self, data: st.DataObject, dt: float, rand: int) -> None:
+        """One DeleteObjects, several entries per key: the ids are the ones the client saw before it."""
+        entry = st.tuples(st.sampled_from(KEYS), st.sampled_from(["none", "id"]))
+        picks = data.draw(st.lists(entry, min_size=2, max_size=5))
+        entries = [(key, None if how == "none" else self._pick_id(data, key)) for key, how in picks]
+        answers, freed = delete(self.m, self.b, entries, self._tick(dt), rand)
+        expect: list[str] = []
+        for (key, vid), answer in zip(entries, answers, strict=True):
+            expect += self._model_delete(key, vid, answer)
+        assert sorted(freed) == sorted(expect)
+        # the delete markers one request makes have distinct ids, across keys too
+        made = [a.version_id for (_, vid), a in zip(entries, answers, strict=True) if vid is None and a.version_id]
+        made = [x for x in made if x != "null"]
+        assert len(set(made)) == len(made), made
+
+    @rule()
+    def enable(self) -> None:
+        set_versioning(self.m, self.b, "Enabled")
+        self.state = "Enabled"
+
+    @rule()
+    def suspend(self) -> None:
+        set_versioning(self.m, self.b, "Suspended")
+        self.state = "Suspended"
+
+    # -- what must hold after every step --
+
+    @invariant()
+    def backend_agrees_with_the_model(self) -> None:
+        assert self.m.bucket(self.b).versioning == self.state
+        for key, versions in self.keys.items():
+            got = check_structure(self.m, self.b, key)  # invariants 1-3, ids decodable to their seq
+            assert [(v.version_id, v.marker, v.blobs, v.size) for v in got] == [
+                (v.vid, v.marker, (v.blob,) if v.blob else (), v.size) for v in reversed(versions)
+            ]
+            for v in versions:
+                rec = self.m.read(lambda r, k=key, v=v: commits.version_record(r, self.b, k, commits.shown(v.vid)))
+                assert (rec.version_id, rec.marker, rec.size) == (v.vid, v.marker, v.size)
+            if not any(v.vid is None for v in versions):
+                with pytest.raises(NoSuchVersion):
+                    self.m.read(lambda r, k=key: commits.version_record(r, self.b, k, "null"))
+        all_versions = [v for versions in self.keys.values() for v in versions]
+        used, objects, nc_used, nc_objects = check_counters(self.m, self.b, list(KEYS))  # == count_usage()
+        current = [vs[-1] for vs in self.keys.values() if vs and not vs[-1].marker]
+        assert (used, objects) == (sum(v.size for v in all_versions), len(current))
+        assert (nc_used, nc_objects) == (used - sum(v.size for v in current), len(all_versions) - len(current))
+        # no blob leaked, none freed while a version still names it
+        assert bucket_blobs(self.m, self.b) == {v.blob for v in all_versions if v.blob is not None}
+
+
+# examples per backend: a few seconds each (PostgreSQL's round trips cost the most)
+MODEL_EXAMPLES = {"memory": 150, "sqlite": 60, "postgresql": 20}
+
+
+def test_versioning_model(m: Rules, request: pytest.FixtureRequest) -> None:
+    class Machine(VersioningModel):
+        pass
+
+    Machine.m = m
+    run_state_machine_as_test(
+        Machine,
+        settings=settings(
+            max_examples=MODEL_EXAMPLES[request.node.callspec.params["m"]],
+            stateful_step_count=30,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
