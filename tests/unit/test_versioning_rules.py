@@ -6,6 +6,7 @@ cost more than the case)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from meta_backends import BACKENDS
 from meta_rules import Rules
 
 from tunnelmesh.store import commits
-from tunnelmesh.store.errors import NoSuchVersion
+from tunnelmesh.store.errors import IsDeleteMarker, NoSuchKey, NoSuchVersion, PreconditionFailed
 from tunnelmesh.store.metadata import MetaReads
 from tunnelmesh.store.records import (
     Deleted,
@@ -428,17 +429,23 @@ def test_versioning_rule(m: Rules, state: str, holding: str, op: str, kind: str)
 
 @dataclass
 class Version:
-    """A version in the model: id (None: the null version), size, delete marker, its blob (None: a marker)."""
+    """A version in the model. `blob` None: a delete marker, or a small object kept in its row (`data`)."""
 
     vid: str | None
     size: int
     marker: bool
     blob: str | None
+    etag: str
+    mtime: float
+    tags: dict[str, str] | None = None
+    data: bytes | None = None
 
 
 KEYS = ("a", "a/b")
 TICKS = st.sampled_from([0.0, 0.000001, 0.5, -0.5, -30.0])  # the clock also stands still and goes back
 RANDS = st.integers(min_value=0, max_value=2**32 - 1)
+IF_MATCH = st.sampled_from([None, None, "*", "right", "wrong"])
+Answer = Deleted | NoSuchKey | PreconditionFailed
 
 
 class VersioningModel(RuleBasedStateMachine):
@@ -453,7 +460,7 @@ class VersioningModel(RuleBasedStateMachine):
         self.state: str | None = None
         self.keys: dict[str, list[Version]] = {k: [] for k in KEYS}
         self.now = 1000.0
-        self.blobs = itertools.count()
+        self.names = itertools.count()
 
     # -- the model's rules, S3's --
 
@@ -461,10 +468,18 @@ class VersioningModel(RuleBasedStateMachine):
         self.now = max(1.0, self.now + dt)
         return self.now
 
-    def _drop_null(self, key: str) -> list[str]:
-        """Remove the key's null version (Suspended writes replace it): its blob, freed."""
-        gone = [v for v in self.keys[key] if v.vid is None]
-        self.keys[key] = [v for v in self.keys[key] if v.vid is not None]
+    def _current(self, key: str) -> Version | None:
+        """The key's current version, None if it has none or a delete marker is its newest."""
+        vs = self.keys[key]
+        return vs[-1] if vs and not vs[-1].marker else None
+
+    def _find(self, key: str, vid: str) -> Version | None:
+        want = None if vid == "null" else vid
+        return next((v for v in self.keys[key] if v.vid == want), None)
+
+    def _remove(self, key: str, gone: list[Version]) -> list[str]:
+        """Versions gone for good: their blobs, freed."""
+        self.keys[key] = [v for v in self.keys[key] if all(v is not g for g in gone)]
         return [v.blob for v in gone if v.blob is not None]
 
     def _fresh_id(self, key: str, vid: Any) -> str:
@@ -472,87 +487,130 @@ class VersioningModel(RuleBasedStateMachine):
         assert vid not in {v.vid for v in self.keys[key]}, vid
         return vid
 
-    def _model_put(self, key: str, size: int, blob: str, answer: str | None) -> list[str]:
-        if self.state is None:
+    def _add(self, key: str, v: Version, answer: Any) -> list[str]:
+        """A new newest version (or delete marker) `v`, whose id the write answered: the blobs freed."""
+        if self.state is None:  # only ever the null version, overwritten (a delete marks nothing)
             assert answer is None
-            freed = [v.blob for v in self.keys[key] if v.blob is not None]
-            self.keys[key] = [Version(None, size, False, blob)]
+            freed = self._remove(key, list(self.keys[key]))
+            if not v.marker:
+                self.keys[key].append(v)
             return freed
         if self.state == "Enabled":
-            self.keys[key].append(Version(self._fresh_id(key, answer), size, False, blob))
+            v.vid = self._fresh_id(key, answer)
+            self.keys[key].append(v)
             return []
-        assert answer == "null"
-        freed = self._drop_null(key)
-        self.keys[key].append(Version(None, size, False, blob))
+        assert answer == "null"  # Suspended: the null version, wherever it was, is replaced
+        freed = self._remove(key, [x for x in self.keys[key] if x.vid is None])
+        self.keys[key].append(v)
         return freed
 
-    def _model_delete(self, key: str, vid: str | None, answer: Any) -> list[str]:
-        assert isinstance(answer, Deleted), answer
-        if vid is None and self.state is None:
-            assert answer == Deleted()
-            freed = [v.blob for v in self.keys[key] if v.blob is not None]
-            self.keys[key] = []
-            return freed
-        if vid is None and self.state == "Enabled":
-            assert answer.marker
-            self.keys[key].append(Version(self._fresh_id(key, answer.version_id), 0, True, None))
-            return []
+    def _delete(self, key: str, vid: str | None, if_match: str | None, answer: Any, t: float) -> list[str]:
+        """One delete entry: the answer it must have had, and the blobs it freed."""
         if vid is None:
-            assert answer == Deleted("null", True)
-            freed = self._drop_null(key)
-            self.keys[key].append(Version(None, 0, True, None))
-            return freed
-        want = None if vid == "null" else vid
-        found = [v for v in self.keys[key] if v.vid == want]
-        assert answer == Deleted(vid, bool(found) and found[0].marker)
-        self.keys[key] = [v for v in self.keys[key] if v.vid != want]
-        return [v.blob for v in found if v.blob is not None]
+            cur = self._current(key)
+            if if_match is not None and cur is None:
+                assert isinstance(answer, NoSuchKey), answer
+                return []
+            if if_match is not None and cur is not None and if_match not in ("*", cur.etag):
+                assert isinstance(answer, PreconditionFailed), answer
+                return []
+            assert isinstance(answer, Deleted) and answer.marker == (self.state is not None), answer
+            return self._add(key, Version(None, 0, True, None, "", t), answer.version_id)
+        found = self._find(key, vid)
+        if found is not None and if_match is not None and if_match not in ("*", found.etag):
+            assert isinstance(answer, PreconditionFailed), answer
+            return []
+        assert answer == Deleted(vid, found is not None and found.marker), answer
+        return self._remove(key, [found] if found is not None else [])
 
     def _pick_id(self, data: st.DataObject, key: str) -> str:
-        """An id to delete by: one the key has, "null", or a well-formed one it never had."""
+        """An id to name a version by: one the key has, "null", or a well-formed one it never had."""
         have = [commits.shown(v.vid) for v in self.keys[key]]
         absent = f"{int(self.now * 1e6) + 12345:016x}00c0ffee"
-        return data.draw(st.sampled_from([*have, "null", absent]) if have else st.sampled_from(["null", absent]))
+        return data.draw(st.sampled_from([*have, "null", absent]))
 
     # -- the steps --
 
-    @rule(key=st.sampled_from(KEYS), size=st.integers(1, 50), dt=TICKS, rand=RANDS, multipart=st.booleans())
-    def put(self, key: str, size: int, dt: float, rand: int, multipart: bool) -> None:
-        n = next(self.blobs)
-        blob, t = f"{self.b}-{n}", self._tick(dt)
+    @rule(
+        key=st.sampled_from(KEYS),
+        size=st.integers(1, 50),
+        dt=TICKS,
+        rand=RANDS,
+        multipart=st.booleans(),
+        tagged=st.booleans(),
+    )
+    def put(self, key: str, size: int, dt: float, rand: int, multipart: bool, tagged: bool) -> None:
+        name, t = f"{self.b}-{next(self.names)}", self._tick(dt)
+        tags = {"n": name} if tagged else None
         if multipart:
-            answer, freed = complete(self.m, self.b, key, blob, size, t, f"{blob}u", rand)
-            freed.remove(f"{blob}u")  # the part the object does not name
+            answer, freed = complete(self.m, self.b, key, name, size, t, f"{name}u", rand)
+            freed.remove(f"{name}u")  # the part the object does not name
+            v = Version(None, size, False, name, f"etag-{name}", t)
+        elif size <= 8:  # a small object: its bytes in its row, no blob
+            rec = record(self.b, key, name, size, t)
+            rec = dataclasses.replace(rec, segments=[], data=name.encode()[:size].ljust(size, b"."), tags=tags)
+            r = self.m.write(lambda tx: commits.put_object(tx, rec, WriteConditions(), MAX, rand))
+            answer, freed = r.value, r.freed
+            v = Version(None, size, False, None, rec.etag, t, tags, rec.data)
         else:
-            answer, freed = put(self.m, self.b, key, blob, size, t, rand)
-        assert sorted(freed) == sorted(self._model_put(key, size, blob, answer))
+            rec = dataclasses.replace(record(self.b, key, name, size, t), tags=tags)
+            r = self.m.write(lambda tx: commits.put_object(tx, rec, WriteConditions(), MAX, rand))
+            answer, freed = r.value, r.freed
+            v = Version(None, size, False, name, rec.etag, t, tags)
+        assert sorted(freed) == sorted(self._add(key, v, answer))
 
     @rule(key=st.sampled_from(KEYS), dt=TICKS, rand=RANDS)
     def delete(self, key: str, dt: float, rand: int) -> None:
-        [answer], freed = delete(self.m, self.b, [(key, None)], self._tick(dt), rand)
-        assert sorted(freed) == sorted(self._model_delete(key, None, answer))
+        t = self._tick(dt)
+        [answer], freed = delete(self.m, self.b, [(key, None)], t, rand)
+        assert sorted(freed) == sorted(self._delete(key, None, None, answer, t))
 
     @rule(key=st.sampled_from(KEYS), data=st.data(), dt=TICKS)
     def delete_version(self, key: str, data: st.DataObject, dt: float) -> None:
-        vid = self._pick_id(data, key)
-        [answer], freed = delete(self.m, self.b, [(key, vid)], self._tick(dt))
-        assert sorted(freed) == sorted(self._model_delete(key, vid, answer))
+        vid, t = self._pick_id(data, key), self._tick(dt)
+        [answer], freed = delete(self.m, self.b, [(key, vid)], t)
+        assert sorted(freed) == sorted(self._delete(key, vid, None, answer, t))
 
     @rule(data=st.data(), dt=TICKS, rand=RANDS)
     def delete_objects(self, data: st.DataObject, dt: float, rand: int) -> None:
-        """One DeleteObjects, several entries per key: the ids are the ones the client saw before it."""
-        entry = st.tuples(st.sampled_from(KEYS), st.sampled_from(["none", "id"]))
-        picks = data.draw(st.lists(entry, min_size=2, max_size=5))
-        entries = [(key, None if how == "none" else self._pick_id(data, key)) for key, how in picks]
-        answers, freed = delete(self.m, self.b, entries, self._tick(dt), rand)
+        """One DeleteObjects, several entries per key, some with an If-Match: the ids and ETags are the ones
+        the client saw before it."""
+        entry = st.tuples(st.sampled_from(KEYS), st.booleans(), IF_MATCH)
+        entries: list[tuple[str, str | None, str | None]] = []
+        for key, by_id, match in data.draw(st.lists(entry, min_size=2, max_size=5)):
+            vid = self._pick_id(data, key) if by_id else None
+            target = self._find(key, vid) if vid is not None else self._current(key)
+            right = target.etag if target is not None and not target.marker else "etag-none"
+            entries.append((key, vid, {"right": right, "wrong": "etag-wrong"}.get(match or "", match)))
+        t = self._tick(dt)
+        r = self.m.write(lambda tx: commits.delete_objects(tx, self.b, entries, "p", t, rand))
         expect: list[str] = []
-        for (key, vid), answer in zip(entries, answers, strict=True):
-            expect += self._model_delete(key, vid, answer)
-        assert sorted(freed) == sorted(expect)
+        for (key, vid, if_match), answer in zip(entries, r.value, strict=True):
+            expect += self._delete(key, vid, if_match, answer, t)
+        assert sorted(r.freed) == sorted(expect)
         # the delete markers one request makes have distinct ids, across keys too
-        made = [a.version_id for (_, vid), a in zip(entries, answers, strict=True) if vid is None and a.version_id]
-        made = [x for x in made if x != "null"]
+        made = [a.version_id for a in r.value if isinstance(a, Deleted) and a.marker and a.version_id != "null"]
         assert len(set(made)) == len(made), made
+
+    @rule(key=st.sampled_from(KEYS), data=st.data(), by_id=st.booleans(), tagged=st.booleans())
+    def set_tags(self, key: str, data: st.DataObject, by_id: bool, tagged: bool) -> None:
+        vid = self._pick_id(data, key) if by_id else None
+        tags = {"set": str(next(self.names))} if tagged else None
+        target = self._find(key, vid) if vid is not None else self._current(key)
+        try:
+            answer = self.m.write(lambda tx: commits.set_object_tags(tx, self.b, key, vid, tags)).value
+        except NoSuchKey:
+            assert vid is None and target is None
+            return
+        except NoSuchVersion:
+            assert vid is not None and target is None
+            return
+        except IsDeleteMarker:
+            assert target is not None and target.marker
+            return
+        assert target is not None and not target.marker
+        assert answer == (vid if vid is not None else None if self.state is None else commits.shown(target.vid))
+        target.tags = tags
 
     @rule()
     def enable(self) -> None:
@@ -576,13 +634,21 @@ class VersioningModel(RuleBasedStateMachine):
             ]
             for v in versions:
                 rec = self.m.read(lambda r, k=key, v=v: commits.version_record(r, self.b, k, commits.shown(v.vid)))
-                assert (rec.version_id, rec.marker, rec.size) == (v.vid, v.marker, v.size)
+                assert (rec.version_id, rec.marker, rec.size, rec.etag, rec.mtime, rec.tags, rec.data) == (
+                    v.vid,
+                    v.marker,
+                    v.size,
+                    v.etag,
+                    v.mtime,
+                    v.tags,
+                    v.data,
+                )
             if not any(v.vid is None for v in versions):
                 with pytest.raises(NoSuchVersion):
                     self.m.read(lambda r, k=key: commits.version_record(r, self.b, k, "null"))
         all_versions = [v for versions in self.keys.values() for v in versions]
         used, objects, nc_used, nc_objects = check_counters(self.m, self.b, list(KEYS))  # == count_usage()
-        current = [vs[-1] for vs in self.keys.values() if vs and not vs[-1].marker]
+        current = [c for c in map(self._current, KEYS) if c is not None]
         assert (used, objects) == (sum(v.size for v in all_versions), len(current))
         assert (nc_used, nc_objects) == (used - sum(v.size for v in current), len(all_versions) - len(current))
         # no blob leaked, none freed while a version still names it
