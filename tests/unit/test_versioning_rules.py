@@ -679,7 +679,7 @@ class VersioningModel(RuleBasedStateMachine):
 
 
 # examples per backend: a few seconds each (PostgreSQL's round trips cost the most)
-MODEL_EXAMPLES = {"memory": 150, "sqlite": 60, "postgresql": 20}
+MODEL_EXAMPLES = {"memory": 100, "sqlite": 40, "postgresql": 15}
 
 
 def test_versioning_model(m: Rules, request: pytest.FixtureRequest) -> None:
