@@ -469,11 +469,18 @@ def _delete_version(
     return Deleted(vid, ref.marker)
 
 
+def _seq_of(vid: str) -> int | None:
+    """The seq an id names, None if no version can have it: any 24 hex digits pass the edge, but a seq
+    past 2**63 fits no 64-bit column (SQLite raises OverflowError binding it)."""
+    seq = version_seq(vid)
+    return seq if seq is not None and seq < 2**63 else None
+
+
 def _noncurrent_ref(r: MetaReads, bucket: str, key: str, vid: str) -> ObjectRef | None:
     """The noncurrent version (or delete marker) `vid` ("null" or an id) of the key, if it has it."""
     if vid == NULL:
         return r.null_version_ref(bucket, key)
-    seq = version_seq(vid)
+    seq = _seq_of(vid)
     v = r.version(bucket, key, seq) if seq is not None else None
     if v is None or v.version_id != vid:
         return None
@@ -493,7 +500,7 @@ def version_record(r: MetaReads, bucket: str, key: str, vid: str) -> ObjectRecor
     """The version `vid` of the key (an id, or "null"), current or not, a delete marker included (its
     `marker` set); NoSuchVersion if the key has no such version."""
     want = None if vid == NULL else vid
-    seq = None if vid == NULL else version_seq(vid)
+    seq = None if vid == NULL else _seq_of(vid)
     rec = r.get_object(bucket, key)
     if rec is None or rec.version_id != want:
         if vid == NULL:
