@@ -29,6 +29,7 @@ from collections.abc import Callable, Collection, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tunnelmesh.store.metadata import BUCKET_ATTRS, KEEP, Keep
+from tunnelmesh.store.sse import kid_of
 from tunnelmesh.store.migrations import LATEST
 from tunnelmesh.store.records import (
     SYSTEM_BUCKET,
@@ -208,6 +209,13 @@ class _Reads:
 
     def pending_uploads(self) -> dict[str, int]:
         return dict(Counter(u.bucket for u in self._s().uploads.values()))
+
+    def sse_kids(self) -> dict[str, int]:
+        s = self._s()
+        rows = [r.sse for keys in s.objects.values() for r in keys.values()]
+        rows += [r.sse for keys in s.versions.values() for r, _ in keys.values()]
+        rows += [u.sse for u in s.uploads.values()]
+        return dict(Counter(kid_of(x) for x in rows if x is not None))
 
     def stale_uploads(self, cutoff: float, limit: int) -> list[Upload]:
         s = self._s()

@@ -67,7 +67,7 @@ class Keep(enum.Enum):
 KEEP = Keep.KEEP
 
 # the bucket columns `set_bucket_attr` may set: its configuration, never its counters
-BUCKET_ATTRS = frozenset({"versioning", "object_lock", "lock_default", "tags"})
+BUCKET_ATTRS = frozenset({"versioning", "object_lock", "lock_default", "tags", "sse_default"})
 
 # `settle(ok, value)`: called once a write's outcome is known (value: the result, or the exception)
 Settle = Callable[[bool, Any], None]
@@ -121,6 +121,11 @@ class MetaReads(Protocol):
 
     def pending_uploads(self) -> dict[str, int]:
         """How many uploads each bucket has in progress (buckets with none left out)."""
+        ...
+
+    def sse_kids(self) -> dict[str, int]:
+        """How many rows (versions, current or not, and uploads) each master key id wraps the data key of
+        (SSE-S3, store/sse.py); plaintext rows are never read (partial indexes)."""
         ...
 
     def stale_uploads(self, cutoff: float, limit: int) -> list[Upload]:

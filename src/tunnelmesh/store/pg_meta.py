@@ -43,6 +43,7 @@ import random
 import re
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from typing import Any, TypeVar
 
@@ -250,6 +251,13 @@ class PgTx:
 
     def pending_uploads(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self._all("SELECT bucket, COUNT(*) FROM uploads GROUP BY bucket")}
+
+    def sse_kids(self) -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for table in ("objects", "versions", "uploads"):
+            sql = f"SELECT sse_kid, COUNT(*) FROM {table} WHERE sse_kid IS NOT NULL GROUP BY sse_kid"
+            out.update({r[0]: int(r[1]) for r in self._all(sql)})
+        return dict(out)
 
     def stale_uploads(self, cutoff: float, limit: int) -> list[Upload]:
         rows = self._all(
@@ -499,7 +507,7 @@ class PgTx:
 
     def insert_upload(self, up: Upload) -> None:
         self.c.execute(
-            f"INSERT INTO uploads({UPLOAD_COLS}, last_active) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            f"INSERT INTO uploads({UPLOAD_COLS}, last_active) VALUES ({marks(UPLOAD_COLS, '%s')}, %s)",
             upload_row(up),
         )
 

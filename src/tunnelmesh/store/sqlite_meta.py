@@ -16,6 +16,7 @@ import dataclasses
 import json
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -160,6 +161,13 @@ class SqliteTx:
 
     def pending_uploads(self) -> dict[str, int]:
         return dict(self.c.execute("SELECT bucket, COUNT(*) FROM uploads GROUP BY bucket").fetchall())
+
+    def sse_kids(self) -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for table in ("objects", "versions", "uploads"):
+            sql = f"SELECT sse_kid, COUNT(*) FROM {table} WHERE sse_kid IS NOT NULL GROUP BY sse_kid"
+            out.update(dict(self.c.execute(sql).fetchall()))
+        return dict(out)
 
     def stale_uploads(self, cutoff: float, limit: int) -> list[Upload]:
         rows = self.c.execute(
@@ -407,7 +415,7 @@ class SqliteTx:
 
     def insert_upload(self, up: Upload) -> None:
         self.c.execute(
-            f"INSERT INTO uploads({UPLOAD_COLS}, last_active) VALUES (?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO uploads({UPLOAD_COLS}, last_active) VALUES ({marks(UPLOAD_COLS)}, ?)",
             upload_row(up),
         )
 
