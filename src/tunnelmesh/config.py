@@ -148,6 +148,9 @@ class Settings:
     # how far ahead an object-lock retention may reach: a COMPLIANCE one can never be shortened, so a peer
     # that may lock objects could otherwise make them undeletable for a century (docs/data-protection.md 5)
     max_retention_days: int = 3650
+    # SSE-S3's master key file (store/sse.py); None: no encryption offered. Never inside the data or blob dir,
+    # so a copy or backup of those never holds the keys that open them
+    sse_key_file: Path | None = None
 
     @property
     def node(self) -> str:
@@ -196,6 +199,22 @@ def parse_node_id(value: Any) -> str:
             f"s3.node_id: expected 1 to {NODE_ID_MAX} of a-z, 0-9 and '-' (not first or last), got {value!r}"
         )
     return value
+
+
+def parse_sse_key_file(s3: dict[str, Any], data_dir: Path, blob_dir: Path | None) -> Path | None:
+    """s3.sse_key_file: an absolute path outside the data dir and the blob dir (it is read at start)."""
+    raw = s3.get("sse_key_file")
+    if raw in (None, ""):
+        return None
+    path = Path(os.path.expanduser(str(raw)))
+    resolved = path.resolve()
+    for name, d in (("the data dir", data_dir), ("s3.blob_dir", blob_dir)):
+        if d is not None and resolved.is_relative_to(d.resolve()):
+            raise ConfigError(
+                f"s3.sse_key_file: must not be inside {name} ({d}): a copy or backup of it would hold the keys; "
+                "keep the key file elsewhere and back it up separately"
+            )
+    return path
 
 
 def parse_blob_dir(s3: dict[str, Any], data_dir: Path, metadata: MetaConfig) -> Path | None:
@@ -298,6 +317,7 @@ _S3_KEYS = {
     "heartbeat_interval",
     "node_timeout",
     "max_retention_days",
+    "sse_key_file",
 }
 # the metadata URI from the environment, so its password need not sit in the YAML file
 METADATA_ENV = "TUNNELMESH_S3_METADATA"
@@ -407,10 +427,12 @@ def load(path: Path | None, *, allow_public: bool = False) -> Settings:
     blob_dir = parse_blob_dir(s3, data_dir, metadata)
     node_id = parse_node_id(s3["node_id"]) if "node_id" in s3 else default_node_id((s3_listen or listen).port)
     heartbeat_interval, node_timeout = parse_liveness(s3, defaults)
+    sse_key_file = parse_sse_key_file(s3, data_dir, blob_dir)
     max_retention_days = s3.get("max_retention_days", defaults.max_retention_days)
     if isinstance(max_retention_days, bool) or not isinstance(max_retention_days, int) or max_retention_days < 1:
         raise ConfigError("s3.max_retention_days: must be a whole number of days, at least 1")
     return Settings(
+        sse_key_file=sse_key_file,
         max_retention_days=max_retention_days,
         heartbeat_interval=heartbeat_interval,
         node_timeout=node_timeout,

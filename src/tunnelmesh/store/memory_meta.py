@@ -29,7 +29,6 @@ from collections.abc import Callable, Collection, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tunnelmesh.store.metadata import BUCKET_ATTRS, KEEP, Keep
-from tunnelmesh.store.sse import kid_of
 from tunnelmesh.store.migrations import LATEST
 from tunnelmesh.store.records import (
     SYSTEM_BUCKET,
@@ -44,6 +43,7 @@ from tunnelmesh.store.records import (
     Upload,
     VersionEntry,
 )
+from tunnelmesh.store.sse import kid_of
 
 if TYPE_CHECKING:
     from tunnelmesh.store.metadata import MetaBackend, MetaReads, MetaTx, Settle
