@@ -108,7 +108,7 @@ def open_range(blobs: Blobs, rec: ObjectRecord, first: int, length: int, dek: by
             except sse.Tampered as e:
                 raise damaged(rec, f"its encrypted row data: {e}") from None
         return ByteRange(data=data[first : first + length])
-    name = f"{rec.bucket}/{rec.key}"
+    name, asked = f"{rec.bucket}/{rec.key}", length
     out: list[BlobSlice] = []
     try:
         pos = 0
@@ -134,7 +134,7 @@ def open_range(blobs: Blobs, rec: ObjectRecord, first: int, length: int, dek: by
     except DamagedObject:
         close_slices(out)
         raise
-    if dek is not None and length <= VERIFIED_READ:
+    if dek is not None and asked <= VERIFIED_READ:
         try:
             return ByteRange(data=b"".join(_decrypt_slice(s, s.sealed) for s in out if s.sealed is not None))
         except sse.Tampered as e:
