@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from botocore.exceptions import ClientError, IncompleteReadError, ResponseStreamingError
 
 from tests.conftest import Coordinator, start_coordinator, tunnelmesh_exe
@@ -250,6 +251,27 @@ def test_bucket_default_encryption_encrypts_every_write(keyed, s3k, kbucket) -> 
     assert error(e) == (400, "InvalidArgument")
     names = [o["Key"] for o in s3k.list_objects_v2(Bucket=kbucket).get("Contents", [])]
     assert "kms" not in names and "odd" not in names
+
+
+@pytest.mark.parametrize("where", ["field", "head", "default"])
+@pytest.mark.parametrize("size", [100, 100_000])
+def test_a_form_upload_is_encrypted_when_asked_or_by_default(keyed, s3k, kbucket, where: str, size: int) -> None:
+    if where == "default":
+        conf = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": AES}}]}
+        s3k.put_bucket_encryption(Bucket=kbucket, ServerSideEncryptionConfiguration=conf)
+    fields = {"x-amz-server-side-encryption": AES} if where == "field" else {}
+    form = keyed.client(signature_version="s3v4").generate_presigned_post(
+        kbucket, "form", Fields=fields, Conditions=[fields] if fields else []
+    )
+    data = body(size, "form")
+    parts = [(n, (None, v)) for n, v in form["fields"].items()] + [("file", ("f", data, "text/plain"))]
+    head = {"x-amz-server-side-encryption": AES} if where == "head" else {}
+    r = requests.post(form["url"], files=parts, headers=head, timeout=60)
+    assert r.status_code == 204, r.text
+    assert r.headers.get("x-amz-server-side-encryption") == AES
+    got = s3k.get_object(Bucket=kbucket, Key="form")
+    assert (got["Body"].read(), got["ServerSideEncryption"]) == (data, AES)
+    assert data[:64] not in stored_bytes(keyed, kbucket, "form")
 
 
 @pytest.mark.parametrize("size", [100, 100_000, 2 * MiB])

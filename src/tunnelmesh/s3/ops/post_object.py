@@ -83,7 +83,9 @@ async def post_object(ctx: Context, call: Call) -> Response:
     await call.bucket()
     if tags:
         await tagsets.require_current_nodes(ctx, "tagging")
-    dek, sealed = await encryption.data_key(ctx, view, await encryption.wanted(ctx, call, view))
+    # asked in a form field or in the request's own head (both count, as for the other protections)
+    encrypt = encryption.asked(req) or await encryption.wanted(ctx, call, view)
+    dek, sealed = await encryption.data_key(ctx, view, encrypt)
     stream = _within(form.file_data(), policy.min_size, policy.max_size)
     # a form declares no file length: the file's first bytes tell whether the store keeps it inline
     head = await _read_upto(stream, INLINE_MAX + 1)
