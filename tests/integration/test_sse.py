@@ -400,3 +400,19 @@ def test_rotation_then_a_restart_reads_old_objects_and_wraps_new_ones_under_the_
     msg = _refused(tmp_path, with_keys(lost), tmp_path / "data")
     assert "master keys missing here: k1 (2 rows); the key file" in msg
     assert "k1 (2 rows), k2 (1 rows)" in _refused(tmp_path, "", tmp_path / "data")
+
+
+def test_an_encrypted_version_stays_readable_as_it_becomes_noncurrent_and_current_again(keyed, s3k, kbucket) -> None:
+    s3k.put_bucket_versioning(Bucket=kbucket, VersioningConfiguration={"Status": "Enabled"})
+    old, new = body(150_000, "v1"), b"plain v2"
+    v1 = s3k.put_object(Bucket=kbucket, Key="v", Body=old, ServerSideEncryption=AES)["VersionId"]
+    v2 = s3k.put_object(Bucket=kbucket, Key="v", Body=new)["VersionId"]
+    got = s3k.get_object(Bucket=kbucket, Key="v", VersionId=v1)
+    assert (got["Body"].read(), got["ServerSideEncryption"]) == (old, AES)
+    assert (
+        s3k.get_object(Bucket=kbucket, Key="v", Range="bytes=70000-70009", VersionId=v1)["Body"].read()
+        == (old[70000:70010])
+    )
+    s3k.delete_object(Bucket=kbucket, Key="v", VersionId=v2)  # v1 is current again
+    got = s3k.get_object(Bucket=kbucket, Key="v")
+    assert (got["Body"].read(), got["ServerSideEncryption"], got["VersionId"]) == (old, AES, v1)
