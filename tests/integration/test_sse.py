@@ -233,6 +233,11 @@ def test_bucket_default_encryption_encrypts_every_write(keyed, s3k, kbucket) -> 
         got = s3k.get_object(Bucket=kbucket, Key=key)
         assert (got["Body"].read(), got["ServerSideEncryption"]) == (want, AES)
         assert row(keyed, kbucket, key)[3] == "k1"
+    # a read sending the header is refused, as on S3 (the object is decrypted for every reader without it)
+    r = requests.head(
+        f"{keyed.endpoint}/{kbucket}/small", headers={"x-amz-server-side-encryption": AES}, auth=("admin", keyed.token)
+    )
+    assert r.status_code == 400
     s3k.delete_bucket_encryption(Bucket=kbucket)
     with pytest.raises(ClientError) as e:
         s3k.get_bucket_encryption(Bucket=kbucket)

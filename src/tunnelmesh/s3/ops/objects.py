@@ -271,6 +271,11 @@ def not_modified(req: Request, obj: ObjectRecord) -> Response | None:
 
 async def _read_response(ctx: Context, call: Call, with_body: bool) -> Response:
     req = call.req
+    if encryption.HEADER in req.headers:
+        # SSE-S3 is decrypted for every reader; S3 refuses the header on reads
+        raise S3Error(
+            "InvalidArgument", "x-amz-server-side-encryption is valid only on writes.", ArgumentName=encryption.HEADER
+        )
     part = part_number_param(req)
     obj = await lookup_object(ctx, call)
     if (unchanged := not_modified(req, obj)) is not None:
