@@ -332,7 +332,7 @@ def test_status_counts_rows_per_key_and_the_scrub_checks_encrypted_objects(keyed
 # ---- the key file: placement, rotation, missing keys ----------------------------------------------
 
 
-def test_without_a_key_file_an_encrypted_write_is_refused_and_nothing_is_stored(s3, bucket) -> None:
+def test_without_a_key_file_an_encrypted_write_is_refused_and_nothing_is_stored(coordinator, s3, bucket) -> None:
     for size in (10, 100_000):
         with pytest.raises(ClientError) as e:
             s3.put_object(Bucket=bucket, Key="k", Body=b"x" * size, ServerSideEncryption=AES)
@@ -346,6 +346,8 @@ def test_without_a_key_file_an_encrypted_write_is_refused_and_nothing_is_stored(
         s3.create_multipart_upload(Bucket=bucket, Key="k", ServerSideEncryption=AES)
     assert error(e) == (501, "NotImplemented")
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+    r = coordinator.cli("sse", "status")
+    assert r.returncode == 0 and "server-side encryption: off" in r.stdout, r.stdout + r.stderr
 
 
 def _refused(tmp: Path, extra: str, data_dir: Path | None = None) -> str:

@@ -586,25 +586,19 @@ class Store:
         """
         cap = limit if room is None else min(limit, room)
         w = self.blobs.writer()
-        enc = sse.Encryptor(sse.blob_key(dek, w.blob_id)) if dek is not None else None
-        stored_md5 = hashlib.md5() if enc is not None else None
+        sealer = sse.Sealer(sse.blob_key(dek, w.blob_id), w.write) if dek is not None else None
         sealing: Future[str] | None = None
         try:
             async for chunk in body:
                 if w.plain_size + len(chunk) > cap:
                     raise NoRoom(bucket, room) if room is not None and room < limit else ObjectTooLarge(limit)
                 w.plain_size += len(chunk)
-                if enc is None:
+                if sealer is None:
                     w.write(chunk)
-                    continue
-                for piece in enc.update(chunk):
-                    stored_md5.update(piece)  # type: ignore[union-attr]
-                    w.write(piece)
-            if enc is not None and stored_md5 is not None:
-                last = enc.finish()
-                stored_md5.update(last)
-                w.write(last)
-                w.md5 = stored_md5.hexdigest()
+                else:
+                    sealer.write(chunk)
+            if sealer is not None:
+                w.md5 = sealer.finish()
             sealing = self._io.submit(w.seal)
             await asyncio.wrap_future(sealing)
         except BaseException:

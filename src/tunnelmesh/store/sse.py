@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +123,31 @@ class Encryptor:
         out = self._seal(bytes(self._buf), True)
         self._buf = bytearray()
         return out
+
+
+class Sealer:
+    """Encrypts a blob's body on its way to `write`, hashing the stored bytes (a segment's MD5 is of those, so
+    that a scrub checks them without the key)."""
+
+    __slots__ = ("_enc", "_md5", "_write")
+
+    def __init__(self, key: bytes, write: Callable[[bytes], None]) -> None:
+        self._enc = Encryptor(key)
+        self._md5 = hashlib.md5()
+        self._write = write
+
+    def _out(self, piece: bytes) -> None:
+        self._md5.update(piece)
+        self._write(piece)
+
+    def write(self, data: bytes | memoryview) -> None:
+        for piece in self._enc.update(data):
+            self._out(piece)
+
+    def finish(self) -> str:
+        """Seal the last chunk; the hex MD5 of every stored byte."""
+        self._out(self._enc.finish())
+        return self._md5.hexdigest()
 
 
 def decrypt_chunk(aes: AESGCM, i: int, data: bytes, last: bool) -> bytes:
