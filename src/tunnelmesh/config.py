@@ -151,6 +151,8 @@ class Settings:
     # SSE-S3's master key file (store/sse.py); None: no encryption offered. Never inside the data or blob dir,
     # so a copy or backup of those never holds the keys that open them
     sse_key_file: Path | None = None
+    # how often the sse-rewrap duty looks for data keys an older master key wraps (store/rewrap.py); 0: never
+    sse_rewrap_interval: float = 3600.0
 
     @property
     def node(self) -> str:
@@ -318,6 +320,7 @@ _S3_KEYS = {
     "node_timeout",
     "max_retention_days",
     "sse_key_file",
+    "sse_rewrap_interval",
 }
 # the metadata URI from the environment, so its password need not sit in the YAML file
 METADATA_ENV = "TUNNELMESH_S3_METADATA"
@@ -428,11 +431,15 @@ def load(path: Path | None, *, allow_public: bool = False) -> Settings:
     node_id = parse_node_id(s3["node_id"]) if "node_id" in s3 else default_node_id((s3_listen or listen).port)
     heartbeat_interval, node_timeout = parse_liveness(s3, defaults)
     sse_key_file = parse_sse_key_file(s3, data_dir, blob_dir)
+    rewrap = s3.get("sse_rewrap_interval", defaults.sse_rewrap_interval)
+    if isinstance(rewrap, bool) or not isinstance(rewrap, int | float) or rewrap < 0:
+        raise ConfigError("s3.sse_rewrap_interval: must be a number of seconds, 0 or more (0: never)")
     max_retention_days = s3.get("max_retention_days", defaults.max_retention_days)
     if isinstance(max_retention_days, bool) or not isinstance(max_retention_days, int) or max_retention_days < 1:
         raise ConfigError("s3.max_retention_days: must be a whole number of days, at least 1")
     return Settings(
         sse_key_file=sse_key_file,
+        sse_rewrap_interval=float(rewrap),
         max_retention_days=max_retention_days,
         heartbeat_interval=heartbeat_interval,
         node_timeout=node_timeout,

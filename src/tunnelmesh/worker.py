@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
 import signal
 
@@ -20,7 +21,7 @@ from granian.server.embed import Server
 
 from tunnelmesh.asgi import build
 from tunnelmesh.config import Limits, Listen, Settings
-from tunnelmesh.store import expiry, heartbeat
+from tunnelmesh.store import expiry, heartbeat, rewrap
 
 log = logging.getLogger("tunnelmesh.worker")
 
@@ -141,6 +142,11 @@ def serve(settings: Settings, admin_token: str, started_at: float) -> int:
         reaper = asyncio.create_task(apps.store.reap_forever())
         stopping = asyncio.Event()
         expiring = asyncio.create_task(expiry.run(apps.store, settings.stale_upload_expiry, stopping, lease_node))
+        duties = [expiring]
+        if settings.sse_key_file is not None and settings.sse_rewrap_interval > 0:
+            # one worker of the mesh at a time (the lease names this process)
+            holder = f"{settings.node}/{os.getpid()}"
+            duties.append(asyncio.create_task(rewrap.run(apps.store, settings.sse_rewrap_interval, stopping, holder)))
 
         def retire() -> None:
             nonlocal code
@@ -156,7 +162,8 @@ def serve(settings: Settings, admin_token: str, started_at: float) -> int:
         finally:
             reaper.cancel()
             stopping.set()
-            await expiring
+            for duty in duties:
+                await duty
             await beating
 
     try:

@@ -61,7 +61,11 @@ def with_keys(path: Path) -> str:
 
 def row(c: Coordinator, bucket: str, key: str) -> tuple[bytes | None, list, str | None, str | None]:
     """The object's row as stored: inline data, segments, wrapped key, key id."""
-    db = sqlite3.connect(f"file:{c.data_dir / 'meta.sqlite3'}?mode=ro", uri=True)
+    return row_of(c.data_dir, bucket, key)
+
+
+def row_of(data_dir: Path, bucket: str, key: str) -> tuple[bytes | None, list, str | None, str | None]:
+    db = sqlite3.connect(f"file:{data_dir / 'meta.sqlite3'}?mode=ro", uri=True)
     try:
         r = db.execute("SELECT data, segments, sse, sse_kid FROM objects WHERE bucket=? AND key=?", (bucket, key))
         found = r.fetchone()
@@ -73,8 +77,12 @@ def row(c: Coordinator, bucket: str, key: str) -> tuple[bytes | None, list, str 
 
 def stored_bytes(c: Coordinator, bucket: str, key: str) -> bytes:
     """Everything stored for the object: its row's data and every blob of it."""
-    data, segments, _, _ = row(c, bucket, key)
-    blobs = BlobStore(c.data_dir)
+    return stored_bytes_of(c.data_dir, bucket, key)
+
+
+def stored_bytes_of(data_dir: Path, bucket: str, key: str) -> bytes:
+    data, segments, _, _ = row_of(data_dir, bucket, key)
+    blobs = BlobStore(data_dir)
     return (data or b"") + b"".join(blobs.path(s[0]).read_bytes() for s in segments)
 
 
@@ -372,15 +380,24 @@ def test_a_key_file_inside_the_data_dir_or_open_to_others_is_refused(tmp_path) -
     assert r.returncode == 2 and "exists" in r.stderr
 
 
-def test_rotation_then_a_restart_reads_old_objects_and_wraps_new_ones_under_the_new_key(tmp_path) -> None:
+def test_rotation_restart_and_rewrap_then_the_old_key_can_leave_the_key_file(tmp_path) -> None:
+    """Rotate; a restart reads the old objects (k1) and wraps new ones under k2; a key file without k1 is
+    refused while rows need it; the sse-rewrap duty moves every row (current, noncurrent, upload) to k2;
+    then the key file without k1 serves everything."""
     keys = new_key_file(tmp_path / "keys")
     data = {"inline": body(100, "o"), "blob": body(300_000, "o")}
-    c = start_coordinator(tmp_path, extra_yaml=with_keys(keys))
+    off = with_keys(keys) + "  sse_rewrap_interval: 0\n"
+    c = start_coordinator(tmp_path, extra_yaml=off)
     try:
         s3 = c.client()
         s3.create_bucket(Bucket="rot")
+        s3.put_bucket_versioning(Bucket="rot", VersioningConfiguration={"Status": "Enabled"})
+        older = s3.put_object(Bucket="rot", Key="blob", Body=b"older", ServerSideEncryption=AES)["VersionId"]
         for key, value in data.items():
             s3.put_object(Bucket="rot", Key=key, Body=value, ServerSideEncryption=AES)
+        up = s3.create_multipart_upload(Bucket="rot", Key="mp", ServerSideEncryption=AES)["UploadId"]
+        part = body(5 * MiB, "mp")
+        etag = s3.upload_part(Bucket="rot", Key="mp", UploadId=up, PartNumber=1, Body=part)["ETag"]
     finally:
         c.stop()
     old = json.loads(keys.read_text())
@@ -388,16 +405,15 @@ def test_rotation_then_a_restart_reads_old_objects_and_wraps_new_ones_under_the_
     assert r.returncode == 0 and "k2" in r.stdout, r.stderr
     new = json.loads(keys.read_text())
     assert new["active"] == "k2" and new["keys"]["k1"] == old["keys"]["k1"] and (keys.stat().st_mode & 0o777) == 0o600
-    c = start_coordinator(tmp_path, extra_yaml=with_keys(keys), data_dir=tmp_path / "data")
+    c = start_coordinator(tmp_path, extra_yaml=off, data_dir=tmp_path / "data")
     try:
-        c.wait_for_log(r"sse: key file .*active key k2; encrypted rows per key: k1: 2")
+        c.wait_for_log(r"sse: key file .*active key k2; encrypted rows per key: k1: 4")
         s3 = c.client()
         for key, value in data.items():
             assert s3.get_object(Bucket="rot", Key=key)["Body"].read() == value
         s3.put_object(Bucket="rot", Key="later", Body=b"new", ServerSideEncryption=AES)
         assert row(c, "rot", "later")[3] == "k2" and row(c, "rot", "blob")[3] == "k1"
-        assert json.loads(c.cli("sse", "status", "--json").stdout)["rows"] == {"k1": 2, "k2": 1}
-        assert s3.get_object(Bucket="rot", Key="later")["Body"].read() == b"new"
+        assert json.loads(c.cli("sse", "status", "--json").stdout)["rows"] == {"k1": 4, "k2": 1}
     finally:
         c.stop()
     # a key file that lost k1 (or none at all) refuses the start, naming the key and how many rows need it
@@ -405,8 +421,32 @@ def test_rotation_then_a_restart_reads_old_objects_and_wraps_new_ones_under_the_
     lost.write_text(json.dumps({"active": "k2", "keys": {"k2": new["keys"]["k2"]}}))
     os.chmod(lost, 0o600)
     msg = _refused(tmp_path, with_keys(lost), tmp_path / "data")
-    assert "master keys missing here: k1 (2 rows); the key file" in msg
-    assert "k1 (2 rows), k2 (1 rows)" in _refused(tmp_path, "", tmp_path / "data")
+    assert "master keys missing here: k1 (4 rows); the key file" in msg
+    assert "k1 (4 rows), k2 (1 rows)" in _refused(tmp_path, "", tmp_path / "data")
+    # the duty re-wraps every k1 row (metadata only: the blobs are untouched)
+    blob_before = stored_bytes_of(tmp_path / "data", "rot", "blob")
+    c = start_coordinator(
+        tmp_path, extra_yaml=with_keys(keys) + "  sse_rewrap_interval: 0.2\n", data_dir=tmp_path / "data"
+    )
+    try:
+        c.wait_for_log(r"sse-rewrap: re-wrapped 4 data keys of master key k1 under k2")
+        assert json.loads(c.cli("sse", "status", "--json").stdout)["rows"] == {"k2": 5}
+    finally:
+        c.stop()
+    assert stored_bytes_of(tmp_path / "data", "rot", "blob") == blob_before
+    c = start_coordinator(tmp_path, extra_yaml=with_keys(lost), data_dir=tmp_path / "data")
+    try:
+        s3 = c.client()
+        for key, value in {**data, "later": b"new"}.items():
+            assert s3.get_object(Bucket="rot", Key=key)["Body"].read() == value
+        assert s3.get_object(Bucket="rot", Key="blob", VersionId=older)["Body"].read() == b"older"
+        s3.upload_part(Bucket="rot", Key="mp", UploadId=up, PartNumber=2, Body=b"tail")
+        parts = [{"PartNumber": 1, "ETag": etag}, {"PartNumber": 2, "ETag": f'"{hashlib.md5(b"tail").hexdigest()}"'}]
+        s3.complete_multipart_upload(Bucket="rot", Key="mp", UploadId=up, MultipartUpload={"Parts": parts})
+        got = s3.get_object(Bucket="rot", Key="mp")
+        assert (got["Body"].read(), got["ServerSideEncryption"]) == (part + b"tail", AES)
+    finally:
+        c.stop()
 
 
 def test_an_encrypted_version_stays_readable_as_it_becomes_noncurrent_and_current_again(keyed, s3k, kbucket) -> None:

@@ -321,3 +321,13 @@ def test_the_sse_key_file_is_refused_inside_the_data_dir_or_the_blob_dir(tmp_pat
     cfg.write_text(base + f"  sse_key_file: {tmp_path / 'link' / 'sse.json'}\n")
     with pytest.raises(ConfigError, match="must not be inside the data dir"):
         load(cfg)
+
+
+@pytest.mark.parametrize("value", [-1, "soon", True])
+def test_a_bad_sse_rewrap_interval_names_the_key(tmp_path, value) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"s3:\n  data_dir: {tmp_path / 'd'}\n  sse_rewrap_interval: {value!r}\n")
+    with pytest.raises(ConfigError, match=r"^s3.sse_rewrap_interval: "):
+        load(cfg)
+    cfg.write_text(f"s3:\n  data_dir: {tmp_path / 'd'}\n  sse_rewrap_interval: 0\n")
+    assert load(cfg).sse_rewrap_interval == 0.0

@@ -1582,3 +1582,33 @@ def test_an_encrypted_version_keeps_its_wrapped_key_wherever_it_moves_and_is_cou
         assert (await read(backend, lambda r: r.bucket("b"))).sse_default is None  # type: ignore[union-attr]
 
     run(scenario())
+
+
+def test_sealed_rows_are_paged_per_key_id_and_resealed_only_if_unchanged(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        cur = obj("b", "k", size=10, blobs=("blob-1",), version_id="v2", seq=600, sse=_sealed("k1"))
+        old = obj("b", "k", size=10, blobs=("blob-0",), version_id="v1", seq=500, sse=_sealed("k1"))
+        await setup(backend, "b", objects=(old,))
+        await write(backend, lambda tx: tx.retire_current("b", "k", 77.0))
+        await write(backend, lambda tx: tx.put_object(cur))
+        await write(backend, lambda tx: tx.put_object(obj("b", "other", sse=_sealed("k2"))))
+        await write(backend, lambda tx: tx.insert_upload(dataclasses.replace(upl("u1"), sse=_sealed("k1"))))
+        rows = await read(backend, lambda r: r.sealed_rows("k1", 10))
+        assert sorted((x.table, x.bucket, x.key, x.ident, x.sse) for x in rows) == [
+            ("objects", "b", "k", None, _sealed("k1")),
+            ("uploads", "b", "k", "u1", _sealed("k1")),
+            ("versions", "b", "k", -500, _sealed("k1")),
+        ]
+        assert len(await read(backend, lambda r: r.sealed_rows("k1", 2))) == 2
+        assert await read(backend, lambda r: r.sealed_rows("k9", 10)) == []
+        # a row that changed since it was read keeps what it holds now
+        stale = dataclasses.replace(rows[0], sse=_sealed("k0"))
+        assert not await write(backend, lambda tx: tx.reseal(stale, _sealed("k3"), "k3"))
+        assert await write(backend, lambda tx: [tx.reseal(x, _sealed("k3"), "k3") for x in rows]) == [True] * 3
+        assert await read(backend, lambda r: r.sse_kids()) == {"k2": 1, "k3": 3}
+        got = await read(backend, lambda r: (r.get_object("b", "k"), r.version("b", "k", 500), r.upload("u1")))
+        assert [x.sse if x is not None else None for x in got] == [_sealed("k3")] * 3
+        assert got[0] == dataclasses.replace(cur, sse=_sealed("k3"))  # nothing else of the row changed
+        assert not await write(backend, lambda tx: tx.reseal(rows[0], _sealed("k4"), "k4"))  # already done
+
+    run(scenario())

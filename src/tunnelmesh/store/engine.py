@@ -76,6 +76,7 @@ from tunnelmesh.store.records import (
     ObjectRecord,
     ObjectRef,
     Part,
+    SealedRow,
     Segment,
     Upload,
     WriteConditions,
@@ -671,6 +672,26 @@ class Store:
 
     async def sse_kids(self) -> dict[str, int]:
         return await self.meta.read(lambda r: r.sse_kids())
+
+    async def rewrap(self, kid: str, limit: int) -> tuple[int, int]:
+        """Wrap under the active master key the data keys of up to `limit` rows master key `kid` wraps (metadata
+        only: the data keys, and so the blobs, stay as they are). Returns (rows found, rows re-wrapped): a row
+        overwritten meanwhile keeps its new key, and one whose key does not unwrap is left as it is (logged)."""
+        ring = self.sse
+        if ring is None or kid == ring.active:
+            return 0, 0
+        rows = await self.meta.read(lambda r: r.sealed_rows(kid, limit))
+        changes: list[tuple[SealedRow, str]] = []
+        for row in rows:
+            try:
+                changes.append((row, ring.rewrap(row.sse, row.bucket, row.key)))
+            except sse.SseError as e:
+                log.warning("sse-rewrap: %r in %s: %s; left under key %s", f"{row.bucket}/{row.key}", row.table, e, kid)
+
+        def run(tx: MetaTx) -> int:
+            return sum(tx.reseal(row, sealed, ring.active) for row, sealed in changes)
+
+        return len(rows), (await self.meta.write(run) if changes else 0)
 
     async def read_all(self, rec: ObjectRecord) -> bytes:
         """The whole content of a small object (coordinator records). The blob reads run inline: the

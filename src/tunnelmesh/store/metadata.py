@@ -51,6 +51,7 @@ from tunnelmesh.store.records import (
     ObjectRecord,
     ObjectRef,
     Part,
+    SealedRow,
     Upload,
     VersionEntry,
 )
@@ -130,6 +131,11 @@ class MetaReads(Protocol):
 
     def stale_uploads(self, cutoff: float, limit: int) -> list[Upload]:
         """Uploads last active before `cutoff`, least recently active first, at most `limit`."""
+        ...
+
+    def sealed_rows(self, kid: str, limit: int) -> list[SealedRow]:
+        """Up to `limit` rows (of objects, versions, uploads) whose data key master key `kid` wraps (the
+        partial indexes: no plaintext row is read)."""
         ...
 
     def completed_upload(self, bucket: str, key: str, upload_id: str) -> CompletedUpload | None: ...
@@ -310,6 +316,11 @@ class MetaTx(MetaReads, Protocol):
     def delete_upload(self, upload_id: str) -> list[Part]:
         """Remove the upload and its parts; returns the parts, in no particular order, their checksums
         possibly left out (the rules need sizes and blobs only)."""
+        ...
+
+    def reseal(self, row: SealedRow, sse: str, kid: str) -> bool:
+        """Replace the row's wrapped data key by `sse` (the same key wrapped under master key `kid`), only if
+        it still holds `row.sse` (a row overwritten or gone meanwhile is left alone); True if it did."""
         ...
 
     def put_completed(self, upload_id: str, bucket: str, key: str, done: CompletedUpload, mtime: float) -> None:

@@ -177,6 +177,18 @@ class Upload:
 
 
 @dataclass(frozen=True, slots=True)
+class SealedRow:
+    """A row holding a wrapped data key (SSE-S3), as the re-wrap duty pages them: `table` is "objects",
+    "versions" or "uploads"; `ident` the versions row's nseq or the upload's id (None for an objects row)."""
+
+    table: str
+    bucket: str
+    key: str
+    ident: int | str | None
+    sse: str
+
+
+@dataclass(frozen=True, slots=True)
 class CompletedUpload:
     """What a Complete answered, kept so that a retry of it answers the same."""
 
