@@ -382,8 +382,8 @@ def test_a_key_file_inside_the_data_dir_or_open_to_others_is_refused(tmp_path) -
 
 def test_rotation_restart_and_rewrap_then_the_old_key_can_leave_the_key_file(tmp_path) -> None:
     """Rotate; a restart reads the old objects (k1) and wraps new ones under k2; a key file without k1 is
-    refused while rows need it; the sse-rewrap duty moves every row (current, noncurrent, upload) to k2;
-    then the key file without k1 serves everything."""
+    refused while rows need it (and `sse retire k1` too); the sse-rewrap duty moves every row (current,
+    noncurrent, upload) to k2; then k1 is retired from the key file, which serves everything."""
     keys = new_key_file(tmp_path / "keys")
     data = {"inline": body(100, "o"), "blob": body(300_000, "o")}
     off = with_keys(keys) + "  sse_rewrap_interval: 0\n"
@@ -414,6 +414,11 @@ def test_rotation_restart_and_rewrap_then_the_old_key_can_leave_the_key_file(tmp
         s3.put_object(Bucket="rot", Key="later", Body=b"new", ServerSideEncryption=AES)
         assert row(c, "rot", "later")[3] == "k2" and row(c, "rot", "blob")[3] == "k1"
         assert json.loads(c.cli("sse", "status", "--json").stdout)["rows"] == {"k1": 4, "k2": 1}
+        r = c.cli("sse", "retire", "k1", "--key-file", str(keys))
+        assert r.returncode == 2 and "4 rows still use k1" in r.stderr, r.stdout + r.stderr
+        r = c.cli("sse", "retire", "k2", "--key-file", str(keys))
+        assert r.returncode == 2 and "active key" in r.stderr
+        assert json.loads(keys.read_text()) == new
     finally:
         c.stop()
     # a key file that lost k1 (or none at all) refuses the start, naming the key and how many rows need it
@@ -431,10 +436,13 @@ def test_rotation_restart_and_rewrap_then_the_old_key_can_leave_the_key_file(tmp
     try:
         c.wait_for_log(r"sse-rewrap: re-wrapped 4 data keys of master key k1 under k2")
         assert json.loads(c.cli("sse", "status", "--json").stdout)["rows"] == {"k2": 5}
+        r = c.cli("sse", "retire", "k1", "--key-file", str(keys))
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert json.loads(keys.read_text()) == {"active": "k2", "keys": {"k2": new["keys"]["k2"]}}
     finally:
         c.stop()
     assert stored_bytes_of(tmp_path / "data", "rot", "blob") == blob_before
-    c = start_coordinator(tmp_path, extra_yaml=with_keys(lost), data_dir=tmp_path / "data")
+    c = start_coordinator(tmp_path, extra_yaml=with_keys(keys), data_dir=tmp_path / "data")
     try:
         s3 = c.client()
         for key, value in {**data, "later": b"new"}.items():

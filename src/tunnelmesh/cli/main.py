@@ -471,6 +471,34 @@ def sse_rotate(config_path: Path | None, key_file: Path | None) -> None:
     click.echo(f"added master key {kid} to {path}, now active; restart the coordinators to use it")
 
 
+@sse.command("retire")
+@click.argument("kid")
+@click.option("--key-file", type=click.Path(path_type=Path), required=True, help="the key file to remove KID from")
+@connection
+def sse_retire(c: Coordinator, kid: str, key_file: Path) -> None:
+    """Remove master key KID from the key file, refused while it is the active key or any row still uses it
+    (`sse status`; the sse-rewrap duty moves rows to the active key). Every coordinator sharing the metadata
+    must then get the same file."""
+    from tunnelmesh.store.sse import KeyFileError, KeyRing, write_key_file
+
+    try:
+        ring = KeyRing.load(key_file)
+        if kid not in ring.keys:
+            raise KeyFileError(f"{key_file} holds no key {kid}")
+        if kid == ring.active:
+            raise KeyFileError(f"{kid} is the active key; rotate first (`tunnelmesh sse rotate`)")
+        rows = c.api("GET", "storage/sse")["rows"].get(kid, 0)
+        if rows:
+            raise KeyFileError(
+                f"{rows} rows still use {kid}; wait for the sse-rewrap duty (see `tunnelmesh sse status`)"
+            )
+        write_key_file(key_file, KeyRing(ring.active, {k: v for k, v in ring.keys.items() if k != kid}), replace=True)
+    except KeyFileError as e:
+        click.echo(f"tunnelmesh: {e}", err=True)
+        sys.exit(2)
+    click.echo(f"removed master key {kid} from {key_file}")
+
+
 @sse.command("status")
 @click.option("--json", "as_json", is_flag=True)
 @connection
