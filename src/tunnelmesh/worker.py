@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import resource
 import signal
 
@@ -144,9 +143,9 @@ def serve(settings: Settings, admin_token: str, started_at: float) -> int:
         expiring = asyncio.create_task(expiry.run(apps.store, settings.stale_upload_expiry, stopping, lease_node))
         duties = [expiring]
         if settings.sse_key_file is not None and settings.sse_rewrap_interval > 0:
-            # one worker of the mesh at a time (the lease names this process)
-            holder = f"{settings.node}/{os.getpid()}"
-            duties.append(asyncio.create_task(rewrap.run(apps.store, settings.sse_rewrap_interval, stopping, holder)))
+            duties.append(
+                asyncio.create_task(rewrap.run(apps.store, settings.sse_rewrap_interval, stopping, settings.node))
+            )
 
         def retire() -> None:
             nonlocal code

@@ -18,8 +18,10 @@ import pytest
 import requests
 from botocore.exceptions import ClientError, IncompleteReadError, ResponseStreamingError
 
-from tests.conftest import Coordinator, start_coordinator, tunnelmesh_exe
+from tests.conftest import Coordinator, start_coordinator, tunnelmesh_exe, wait_until
+from tests.integration.test_admin_crash_campaign import kill_coordinator
 from tunnelmesh.store.blobs import BlobStore
+from tunnelmesh.store.rewrap import HOLD_ENV
 
 MiB = 1024 * 1024
 CHUNK = 64 * 1024
@@ -471,3 +473,38 @@ def test_an_encrypted_version_stays_readable_as_it_becomes_noncurrent_and_curren
     s3k.delete_object(Bucket=kbucket, Key="v", VersionId=v2)  # v1 is current again
     got = s3k.get_object(Bucket=kbucket, Key="v")
     assert (got["Body"].read(), got["ServerSideEncryption"], got["VersionId"]) == (old, AES, v1)
+
+
+def test_a_rewrap_killed_between_pages_leaves_every_object_readable_and_finishes_after_a_restart(tmp_path) -> None:
+    """SIGKILL (every process, as a power cut) after the duty's first page is committed: each row is under one
+    key or the other, every object reads back, and the next start finishes the job."""
+    keys = new_key_file(tmp_path / "keys")
+    # one node id across the restarts (it is derived from the port otherwise): the duty's lease is the node's
+    off = with_keys(keys) + "  node_id: n1\n  sse_rewrap_interval: 0\n"
+    data = {f"o{i}": body(100 if i % 2 else 70_000, f"k{i}") for i in range(6)}
+    c = start_coordinator(tmp_path, extra_yaml=off)
+    try:
+        s3 = c.client()
+        s3.create_bucket(Bucket="kill")
+        for key, value in data.items():
+            s3.put_object(Bucket="kill", Key=key, Body=value, ServerSideEncryption=AES)
+    finally:
+        c.stop()
+    assert sse_cli("rotate", "--key-file", str(keys)).returncode == 0
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    on = with_keys(keys) + "  node_id: n1\n  sse_rewrap_interval: 0.2\n"
+    c = start_coordinator(tmp_path, extra_yaml=on, data_dir=tmp_path / "data", env={HOLD_ENV: str(hold)})
+    wait_until("the first page re-wrapped", lambda: (hold / "page-1").exists())
+    kill_coordinator(c)
+    kids = [row_of(tmp_path / "data", "kill", k)[3] for k in data]
+    assert sorted(kids) == ["k1"] * 4 + ["k2"] * 2  # one page of two rows committed, no more
+    c = start_coordinator(tmp_path, extra_yaml=on, data_dir=tmp_path / "data")
+    try:
+        c.wait_for_log(r"sse-rewrap: re-wrapped 4 data keys of master key k1 under k2")
+        s3 = c.client()
+        for key, value in data.items():
+            assert s3.get_object(Bucket="kill", Key=key)["Body"].read() == value
+        assert json.loads(c.cli("sse", "status", "--json").stdout)["rows"] == {"k2": 6}
+    finally:
+        c.stop()
