@@ -293,7 +293,9 @@ class KeyRing:
     def load(path: Path) -> KeyRing:
         """Read the key file; refused unless it is a regular file only its owner (this user) can read or write."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            # a symlink is followed (secret mounts are symlinks): the file it reaches is the one checked, and
+            # config.parse_sse_key_file resolved it when checking that it is outside the data and blob dirs
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             raise KeyFileError(f"{path}: no such file (create it with `tunnelmesh sse init`)") from None
         except OSError as e:
