@@ -77,13 +77,23 @@ def row_of(data_dir: Path, bucket: str, key: str) -> tuple[bytes | None, list, s
     return found[0], json.loads(found[1]), found[2], found[3]
 
 
+def pg_row(uri: str, bucket: str, key: str) -> tuple[bytes | None, list, str | None, str | None]:
+    import psycopg
+
+    with psycopg.connect(uri) as conn:
+        r = conn.execute("SELECT data, segments, sse, sse_kid FROM objects WHERE bucket=%s AND key=%s", (bucket, key))
+        found = r.fetchone()
+    assert found is not None, (bucket, key)
+    return found[0], json.loads(found[1]), found[2], found[3]
+
+
 def stored_bytes(c: Coordinator, bucket: str, key: str) -> bytes:
     """Everything stored for the object: its row's data and every blob of it."""
     return stored_bytes_of(c.data_dir, bucket, key)
 
 
-def stored_bytes_of(data_dir: Path, bucket: str, key: str) -> bytes:
-    data, segments, _, _ = row_of(data_dir, bucket, key)
+def stored_bytes_of(data_dir: Path, bucket: str, key: str, uri: str | None = None) -> bytes:
+    data, segments, _, _ = row_of(data_dir, bucket, key) if uri is None else pg_row(uri, bucket, key)
     blobs = BlobStore(data_dir)
     return (data or b"") + b"".join(blobs.path(s[0]).read_bytes() for s in segments)
 
@@ -508,3 +518,45 @@ def test_a_rewrap_killed_between_pages_leaves_every_object_readable_and_finishes
         assert json.loads(c.cli("sse", "status", "--json").stdout)["rows"] == {"k2": 6}
     finally:
         c.stop()
+
+
+def test_sse_on_postgresql_metadata_rotates_and_rewraps(tmp_path) -> None:
+    """The same on PostgreSQL metadata (its migration, the start-up key check, sealed rows and their reseal)."""
+    from pg_server import PrivateServer
+
+    server = PrivateServer()
+    try:
+        uri = server.database("tm_sse", "u_tm_sse", f"pw{uuid.uuid4().hex[:12]}")
+        env = {"TUNNELMESH_S3_METADATA": uri}
+        keys = new_key_file(tmp_path / "keys")
+        base = with_keys(keys) + "  node_id: n1\n"
+        data = {"inline": body(100, "pg"), "blob": body(200_000, "pg")}
+        c = start_coordinator(tmp_path, extra_yaml=base + "  sse_rewrap_interval: 0\n", env=env)
+        try:
+            s3 = c.client()
+            s3.create_bucket(Bucket="pgsse")
+            for key, value in data.items():
+                s3.put_object(Bucket="pgsse", Key=key, Body=value, ServerSideEncryption=AES)
+                got = s3.get_object(Bucket="pgsse", Key=key)
+                assert (got["Body"].read(), got["ServerSideEncryption"]) == (value, AES)
+            assert data["blob"][:64] not in stored_bytes_of(c.data_dir, "pgsse", "blob", uri)
+        finally:
+            c.stop()
+        assert sse_cli("rotate", "--key-file", str(keys)).returncode == 0
+        lost = tmp_path / "keys" / "lost.json"
+        ring = json.loads(keys.read_text())
+        lost.write_text(json.dumps({"active": "k2", "keys": {"k2": ring["keys"]["k2"]}}))
+        os.chmod(lost, 0o600)
+        with pytest.raises(RuntimeError, match=r"exited with 2(.|\n)*k1 \(2 rows\)"):
+            start_coordinator(tmp_path, extra_yaml=with_keys(lost) + "  node_id: n1\n", env=env).stop()
+        c = start_coordinator(tmp_path, extra_yaml=base + "  sse_rewrap_interval: 0.2\n", env=env)
+        try:
+            c.wait_for_log(r"sse-rewrap: re-wrapped 2 data keys of master key k1 under k2")
+            assert json.loads(c.cli("sse", "status", "--json").stdout)["rows"] == {"k2": 2}
+            s3 = c.client()
+            for key, value in data.items():
+                assert s3.get_object(Bucket="pgsse", Key=key)["Body"].read() == value
+        finally:
+            c.stop()
+    finally:
+        server.close()
