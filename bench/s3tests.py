@@ -201,6 +201,7 @@ def main() -> int:
     ap.add_argument("--s3tests", default=os.environ.get("S3TESTS_DIR"), help="a checkout of ceph/s3-tests")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--keep", action="store_true", help="keep the coordinator's data and log")
+    ap.add_argument("--sse", action="store_true", help="give the coordinator an SSE-S3 key file (s3.sse_key_file)")
     args, pytest_args = ap.parse_known_args()
     if not args.s3tests:
         ap.error("name a checkout of ceph/s3-tests with --s3tests or $S3TESTS_DIR")
@@ -227,6 +228,12 @@ def main() -> int:
         # one test retains an object until 2140: past the default cap of 10 years (s3.max_retention_days)
         "  max_retention_days: 60000\n"
     )
+    if args.sse:
+        # outside the data dir, as the coordinator requires
+        keys = work / "keys" / "sse.json"
+        keys.parent.mkdir(mode=0o700)
+        subprocess.run([sys.executable, "-m", "tunnelmesh", "sse", "init", "--key-file", str(keys)], check=True)
+        config.write_text(config.read_text() + f"  sse_key_file: {keys}\n")
     log = work / "coordinator.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "tunnelmesh", "coordinator", "--config", str(config)],

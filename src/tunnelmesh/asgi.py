@@ -21,6 +21,7 @@ from tunnelmesh.store import expiry
 from tunnelmesh.store.backends import open_meta
 from tunnelmesh.store.blobs import BlobStore
 from tunnelmesh.store.engine import Store
+from tunnelmesh.store.sse import KeyRing
 
 S3_PREFIX = b"/s3"
 API_PREFIX = b"/api/"
@@ -44,6 +45,8 @@ def build(settings: Settings, admin_token: str) -> Apps:
         blobs=BlobStore(settings.data_dir, settings.files),
     )
     store.upload_refresh = expiry.refresh_interval(settings.stale_upload_expiry)
+    # checked by the supervisor before any worker starts (server.check_sse_keys): read again here, per worker
+    store.sse = KeyRing.load(settings.sse_key_file) if settings.sse_key_file is not None else None
     state = SystemState(store)
     peers = PeerRegistry(state, Identity(Principal(ADMIN_ACCESS_KEY, is_admin=True), admin_token))
     api = S3Api(

@@ -150,6 +150,11 @@ class Settings:
     max_retention_days: int = 3650
     # seconds between lifecycle passes (store/lifecycle.py): each reads only what is due
     lifecycle_interval: float = 600.0
+    # SSE-S3's master key file (store/sse.py); None: no encryption offered. Never inside the data or blob dir,
+    # so a copy or backup of those never holds the keys that open them
+    sse_key_file: Path | None = None
+    # how often the sse-rewrap duty looks for data keys an older master key wraps (store/rewrap.py); 0: never
+    sse_rewrap_interval: float = 3600.0
 
     @property
     def node(self) -> str:
@@ -198,6 +203,22 @@ def parse_node_id(value: Any) -> str:
             f"s3.node_id: expected 1 to {NODE_ID_MAX} of a-z, 0-9 and '-' (not first or last), got {value!r}"
         )
     return value
+
+
+def parse_sse_key_file(s3: dict[str, Any], data_dir: Path, blob_dir: Path | None) -> Path | None:
+    """s3.sse_key_file: an absolute path outside the data dir and the blob dir (it is read at start)."""
+    raw = s3.get("sse_key_file")
+    if raw in (None, ""):
+        return None
+    path = Path(os.path.expanduser(str(raw)))
+    resolved = path.resolve()
+    for name, d in (("the data dir", data_dir), ("s3.blob_dir", blob_dir)):
+        if d is not None and resolved.is_relative_to(d.resolve()):
+            raise ConfigError(
+                f"s3.sse_key_file: must not be inside {name} ({d}): a copy or backup of it would hold the keys; "
+                "keep the key file elsewhere and back it up separately"
+            )
+    return path
 
 
 def parse_blob_dir(s3: dict[str, Any], data_dir: Path, metadata: MetaConfig) -> Path | None:
@@ -301,6 +322,8 @@ _S3_KEYS = {
     "node_timeout",
     "max_retention_days",
     "lifecycle_interval",
+    "sse_key_file",
+    "sse_rewrap_interval",
 }
 # the metadata URI from the environment, so its password need not sit in the YAML file
 METADATA_ENV = "TUNNELMESH_S3_METADATA"
@@ -410,6 +433,10 @@ def load(path: Path | None, *, allow_public: bool = False) -> Settings:
     blob_dir = parse_blob_dir(s3, data_dir, metadata)
     node_id = parse_node_id(s3["node_id"]) if "node_id" in s3 else default_node_id((s3_listen or listen).port)
     heartbeat_interval, node_timeout = parse_liveness(s3, defaults)
+    sse_key_file = parse_sse_key_file(s3, data_dir, blob_dir)
+    rewrap = s3.get("sse_rewrap_interval", defaults.sse_rewrap_interval)
+    if isinstance(rewrap, bool) or not isinstance(rewrap, int | float) or rewrap < 0:
+        raise ConfigError("s3.sse_rewrap_interval: must be a number of seconds, 0 or more (0: never)")
     max_retention_days = s3.get("max_retention_days", defaults.max_retention_days)
     if isinstance(max_retention_days, bool) or not isinstance(max_retention_days, int) or max_retention_days < 1:
         raise ConfigError("s3.max_retention_days: must be a whole number of days, at least 1")
@@ -423,6 +450,8 @@ def load(path: Path | None, *, allow_public: bool = False) -> Settings:
             raise ConfigError("s3.lifecycle_interval: must be at least 1s")
     return Settings(
         lifecycle_interval=lifecycle_interval,
+        sse_key_file=sse_key_file,
+        sse_rewrap_interval=float(rewrap),
         max_retention_days=max_retention_days,
         heartbeat_interval=heartbeat_interval,
         node_timeout=node_timeout,

@@ -327,9 +327,45 @@ def run(settings: Settings) -> int:
         os.close(lock)
 
 
+def check_sse_keys(settings: Settings) -> None:
+    """SSE-S3 (store/sse.py): the key file must open every encrypted row. A master key id the metadata names
+    that the key file lacks (or a key file gone while rows or bucket defaults need one) refuses the start,
+    naming what is missing: serving would answer 500 for those objects, and a bucket default would go unmet."""
+    from tunnelmesh.store.backends import run_on
+    from tunnelmesh.store.sse import KeyFileError, KeyRing
+
+    ring: KeyRing | None = None
+    if settings.sse_key_file is not None:
+        try:
+            ring = KeyRing.load(settings.sse_key_file)
+        except KeyFileError as e:
+            raise ConfigError(f"s3.sse_key_file: {e}") from None
+
+    async def used(m: Any) -> tuple[dict[str, int], list[str]]:
+        return await m.read(lambda r: (r.sse_kids(), [b.name for b in r.buckets() if b.sse_default is not None]))
+
+    kids, defaults = run_on(settings.data_dir, used, settings.metadata)
+    missing = sorted(set(kids) - set(ring.keys if ring is not None else ()))
+    if missing:
+        counts = ", ".join(f"{k} ({kids[k]} rows)" for k in missing)
+        where = f"the key file {settings.sse_key_file}" if ring is not None else "no s3.sse_key_file is configured"
+        raise ConfigError(f"s3.sse_key_file: encrypted objects use master keys missing here: {counts}; {where}")
+    if ring is None and defaults:
+        raise ConfigError(
+            f"s3.sse_key_file: buckets with default encryption need the key file: {', '.join(sorted(defaults))}"
+        )
+    if ring is not None:
+        # key ids and counts only: never a key
+        per_kid = ", ".join(f"{k}: {n}" for k, n in sorted(kids.items())) or "none yet"
+        log.info(
+            "sse: key file %s, active key %s; encrypted rows per key: %s", settings.sse_key_file, ring.active, per_kid
+        )
+
+
 def _run_locked(settings: Settings) -> int:
     check_ports_free(settings)
     sweep_todo = prepare_data_dir(settings.data_dir, settings.metadata, settings.files)
+    check_sse_keys(settings)
     blobs = BlobStore(settings.data_dir, settings.files)
     # the supervisor's own tag is claimed too (it writes records at start-up): no other node may share it
     blobs_mod.set_writer_tag(claim_writer_tags(settings.data_dir, settings.node, 1, settings.metadata)[0])

@@ -20,7 +20,7 @@ from granian.server.embed import Server
 
 from tunnelmesh.asgi import build
 from tunnelmesh.config import Limits, Listen, Settings
-from tunnelmesh.store import expiry, heartbeat, lifecycle
+from tunnelmesh.store import expiry, heartbeat, lifecycle, rewrap
 
 log = logging.getLogger("tunnelmesh.worker")
 
@@ -142,6 +142,11 @@ def serve(settings: Settings, admin_token: str, started_at: float) -> int:
         stopping = asyncio.Event()
         expiring = asyncio.create_task(expiry.run(apps.store, settings.stale_upload_expiry, stopping, lease_node))
         aging = asyncio.create_task(lifecycle.run(apps.store, settings.lifecycle_interval, stopping, lease_node))
+        duties = [expiring, aging]
+        if settings.sse_key_file is not None and settings.sse_rewrap_interval > 0:
+            duties.append(
+                asyncio.create_task(rewrap.run(apps.store, settings.sse_rewrap_interval, stopping, settings.node))
+            )
 
         def retire() -> None:
             nonlocal code
@@ -157,8 +162,8 @@ def serve(settings: Settings, admin_token: str, started_at: float) -> int:
         finally:
             reaper.cancel()
             stopping.set()
-            await expiring
-            await aging
+            for duty in duties:
+                await duty
             await beating
 
     try:

@@ -301,3 +301,33 @@ def test_a_bad_node_id_names_the_key(tmp_path, value) -> None:
     cfg.write_text(f"s3:\n  node_id: {value!r}\n" if isinstance(value, str) else f"s3:\n  node_id: {value}\n")
     with pytest.raises(ConfigError, match=r"^s3.node_id: "):
         load(cfg)
+
+
+def test_the_sse_key_file_is_refused_inside_the_data_dir_or_the_blob_dir(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TUNNELMESH_S3_METADATA", "postgresql://tm@db/tunnelmesh")
+    cfg = tmp_path / "c.yaml"
+    base = f"s3:\n  data_dir: {tmp_path / 'd'}\n  blob_dir: {tmp_path / 'shared'}\n  node_id: n1\n"
+    cfg.write_text(base)
+    assert load(cfg).sse_key_file is None
+    cfg.write_text(base + f"  sse_key_file: {tmp_path / 'keys' / 'sse.json'}\n")
+    assert load(cfg).sse_key_file == tmp_path / "keys" / "sse.json"
+    for inside, name in (("d/sse.json", "the data dir"), ("shared/keys/sse.json", "s3.blob_dir")):
+        cfg.write_text(base + f"  sse_key_file: {tmp_path / inside}\n")
+        with pytest.raises(ConfigError, match=rf"^s3.sse_key_file: must not be inside {name}"):
+            load(cfg)
+    # a path that only reaches the data dir through a symlink is inside it too
+    (tmp_path / "d").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "d")
+    cfg.write_text(base + f"  sse_key_file: {tmp_path / 'link' / 'sse.json'}\n")
+    with pytest.raises(ConfigError, match="must not be inside the data dir"):
+        load(cfg)
+
+
+@pytest.mark.parametrize("value", [-1, "soon", True])
+def test_a_bad_sse_rewrap_interval_names_the_key(tmp_path, value) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"s3:\n  data_dir: {tmp_path / 'd'}\n  sse_rewrap_interval: {value!r}\n")
+    with pytest.raises(ConfigError, match=r"^s3.sse_rewrap_interval: "):
+        load(cfg)
+    cfg.write_text(f"s3:\n  data_dir: {tmp_path / 'd'}\n  sse_rewrap_interval: 0\n")
+    assert load(cfg).sse_rewrap_interval == 0.0

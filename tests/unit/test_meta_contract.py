@@ -1590,3 +1590,68 @@ def test_memory_replay_runs_each_write_twice_and_keeps_one() -> None:
 
     assert run(scenario()) == 5  # the rehearsal was rolled back: the usage was added once
     assert len(calls) == 2
+
+
+def _sealed(kid: str) -> str:
+    """An `sse` column as store/sse.py writes it (the contract only stores it and reads its key id)."""
+    return f'{{"v": 1, "kid": "{kid}", "nonce": "n", "dek": "d-{kid}"}}'
+
+
+def test_an_encrypted_version_keeps_its_wrapped_key_wherever_it_moves_and_is_counted_per_key_id(
+    backend: MetaBackend,
+) -> None:
+    async def scenario() -> None:
+        rec = obj("b", "k", size=10, blobs=("blob-1",), version_id="v1", seq=500, sse=_sealed("k1"))
+        inline = obj("b", "i", size=3, sse=_sealed("k2"))
+        await setup(backend, "b", objects=(rec, inline, obj("b", "plain")))
+        assert await read(backend, lambda r: (r.get_object("b", "k"), r.get_object("b", "i"))) == (rec, inline)
+        assert (await read(backend, lambda r: r.get_object("b", "plain"))).sse is None  # type: ignore[union-attr]
+        assert await read(backend, lambda r: r.sse_kids()) == {"k1": 1, "k2": 1}
+        await write(backend, lambda tx: tx.retire_current("b", "k", 77.0))
+        assert await read(backend, lambda r: r.version("b", "k", 500)) == rec
+        await write(backend, lambda tx: tx.insert_upload(dataclasses.replace(upl("u1"), sse=_sealed("k1"))))
+        await write(backend, lambda tx: tx.insert_upload(upl("u2")))
+        assert await read(backend, lambda r: r.sse_kids()) == {"k1": 2, "k2": 1}
+        got = await read(backend, lambda r: r.upload("u1"))
+        assert got is not None and got.sse == _sealed("k1")
+        assert (await read(backend, lambda r: r.upload("u2"))).sse is None  # type: ignore[union-attr]
+        await write(backend, lambda tx: tx.promote_version("b", "k", 500))
+        assert await read(backend, lambda r: r.get_object("b", "k")) == rec
+        await write(backend, lambda tx: tx.delete_upload("u1"))
+        assert await read(backend, lambda r: r.sse_kids()) == {"k1": 1, "k2": 1}
+        await write(backend, lambda tx: tx.set_bucket_attr("b", "sse_default", "AES256"))
+        assert (await read(backend, lambda r: r.bucket("b"))).sse_default == "AES256"  # type: ignore[union-attr]
+        await write(backend, lambda tx: tx.set_bucket_attr("b", "sse_default", None))
+        assert (await read(backend, lambda r: r.bucket("b"))).sse_default is None  # type: ignore[union-attr]
+
+    run(scenario())
+
+
+def test_sealed_rows_are_paged_per_key_id_and_resealed_only_if_unchanged(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        cur = obj("b", "k", size=10, blobs=("blob-1",), version_id="v2", seq=600, sse=_sealed("k1"))
+        old = obj("b", "k", size=10, blobs=("blob-0",), version_id="v1", seq=500, sse=_sealed("k1"))
+        await setup(backend, "b", objects=(old,))
+        await write(backend, lambda tx: tx.retire_current("b", "k", 77.0))
+        await write(backend, lambda tx: tx.put_object(cur))
+        await write(backend, lambda tx: tx.put_object(obj("b", "other", sse=_sealed("k2"))))
+        await write(backend, lambda tx: tx.insert_upload(dataclasses.replace(upl("u1"), sse=_sealed("k1"))))
+        rows = await read(backend, lambda r: r.sealed_rows("k1", 10))
+        assert sorted((x.table, x.bucket, x.key, x.ident, x.sse) for x in rows) == [
+            ("objects", "b", "k", None, _sealed("k1")),
+            ("uploads", "b", "k", "u1", _sealed("k1")),
+            ("versions", "b", "k", -500, _sealed("k1")),
+        ]
+        assert len(await read(backend, lambda r: r.sealed_rows("k1", 2))) == 2
+        assert await read(backend, lambda r: r.sealed_rows("k9", 10)) == []
+        # a row that changed since it was read keeps what it holds now
+        stale = dataclasses.replace(rows[0], sse=_sealed("k0"))
+        assert not await write(backend, lambda tx: tx.reseal(stale, _sealed("k3"), "k3"))
+        assert await write(backend, lambda tx: [tx.reseal(x, _sealed("k3"), "k3") for x in rows]) == [True] * 3
+        assert await read(backend, lambda r: r.sse_kids()) == {"k2": 1, "k3": 3}
+        got = await read(backend, lambda r: (r.get_object("b", "k"), r.version("b", "k", 500), r.upload("u1")))
+        assert [x.sse if x is not None else None for x in got] == [_sealed("k3")] * 3
+        assert got[0] == dataclasses.replace(cur, sse=_sealed("k3"))  # nothing else of the row changed
+        assert not await write(backend, lambda tx: tx.reseal(rows[0], _sealed("k4"), "k4"))  # already done
+
+    run(scenario())

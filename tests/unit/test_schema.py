@@ -83,18 +83,29 @@ PRE_VERSIONING = {
 
 def test_a_new_database_lands_at_the_latest_version_with_every_table(fresh) -> None:
     version, objects, cols = fresh
-    assert version == migrations.LATEST == len(migrations.MIGRATIONS) == 12
+    assert version == migrations.LATEST == len(migrations.MIGRATIONS) == 13
     tables = {"buckets", "objects", "uploads", "parts", "completed_uploads", "freed_blobs", "writer_tags", "nodes"}
     tables |= {"leases", "versions", "lifecycle_due"}
     assert set(cols) == tables
-    assert [c[1] for c in cols["uploads"]][-2:] == ["last_active", "checksum_type"]
+    assert [c[1] for c in cols["uploads"]][-4:] == ["last_active", "checksum_type", "sse", "sse_kid"]
     indexes = {"uploads_by_activity", "freed_blobs_by_time", "writer_tags_by_node", "versions_null", "lifecycle_due_at"}
+    indexes |= {"objects_sse_kid", "versions_sse_kid", "uploads_sse_kid"}
     assert {n for t, n, _ in objects if t == "index"} >= indexes
     # every column migrations 10 to 12 add to a table a previous release uses is nullable or has a default
     # (that release's INSERTs do not name it); the versions table's key is (bucket, key, nseq)
     added = {
-        "buckets": ["versioning", "object_lock", "lock_default", "nc_used", "nc_objects", "tags", "lifecycle"],
-        "objects": ["version_id", "seq", "tags", "lock_mode", "lock_until", "legal_hold"],
+        "buckets": [
+            "versioning",
+            "object_lock",
+            "lock_default",
+            "nc_used",
+            "nc_objects",
+            "tags",
+            "lifecycle",
+            "sse_default",
+        ],
+        "objects": ["version_id", "seq", "tags", "lock_mode", "lock_until", "legal_hold", "sse", "sse_kid"],
+        "versions": ["sse", "sse_kid"],
         "completed_uploads": ["version_id"],
         "nodes": ["release"],
     }

@@ -163,6 +163,13 @@ S3_ANSWERS: list[tuple[se.StoreError, int, str, str, dict[str, str]]] = [
         "tagging is refused until every coordinator runs this release: node node-b (schema 5) is older than schema 6.",
         {},
     ),
+    (
+        se.EncryptionUnavailable(),
+        501,
+        "NotImplemented",
+        "Server-side encryption is not configured on this server (s3.sse_key_file): the object was not stored.",
+        {"Header": "x-amz-server-side-encryption"},
+    ),
 ]
 
 ADMIN_ANSWERS: list[tuple[ce.CoordinatorError, int, str, str]] = [

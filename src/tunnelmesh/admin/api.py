@@ -13,6 +13,7 @@ Authenticated exactly like the S3 API (SigV4, Basic, Bearer), allowed to admins 
     GET    /api/storage                    the whole store against max_size, the disk's free space, per bucket
     GET    /api/storage/verify             recount usage from the metadata and report any difference
     POST   /api/storage/scrub[?repair=true] re-hash every object; with repair, quarantine the rotten ones
+    GET    /api/storage/sse                SSE-S3: the key file's key ids (never the keys), rows per key id
     GET    /api/network                    network configuration
     PUT    /api/network                    {"key": str, "value": str}
     GET    /api/shares
@@ -216,6 +217,15 @@ class AdminApi:
         rows = await self.store.verify_usage()
         return 200, {"ok": all(r["ok"] for r in rows), "buckets": rows}
 
+    async def storage_sse(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        ring = self.store.sse
+        return 200, {
+            "enabled": ring is not None,
+            "active": ring.active if ring is not None else None,
+            "keys": sorted(ring.keys) if ring is not None else [],
+            "rows": await self.store.sse_kids(),
+        }
+
     async def storage_scrub(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
         await _json(req, schemas.NoBody)
         repair = req.query.get("repair", "").lower() in ("1", "true", "yes")
@@ -324,6 +334,7 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("GET", r"/api/storage", AdminApi.storage_status),
         ("GET", r"/api/storage/verify", AdminApi.storage_verify),
         ("POST", r"/api/storage/scrub", AdminApi.storage_scrub),
+        ("GET", r"/api/storage/sse", AdminApi.storage_sse),
         ("GET", r"/api/network", AdminApi.show_network),
         ("PUT", r"/api/network", AdminApi.set_network),
         ("GET", r"/api/shares", AdminApi.list_shares),

@@ -393,6 +393,129 @@ def storage_migrate(target: str | None, config_path: Path | None) -> None:
 # ---- peer ----------------------------------------------------------------------------------
 
 
+# ---- sse -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def sse() -> None:
+    """SSE-S3: the master key file (s3.sse_key_file) and the rows each key protects."""
+
+
+_KEY_FILE_OPTIONS = [
+    click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="the coordinator's coordinator.yaml: its s3.sse_key_file",
+    ),
+    click.option(
+        "--key-file", type=click.Path(path_type=Path), default=None, help="the key file (else s3.sse_key_file)"
+    ),
+]
+
+
+def _key_file(config_path: Path | None, key_file: Path | None) -> Path:
+    from tunnelmesh import config
+
+    settings = config.load(config_path, allow_public=True)  # refuses a key file inside the data or blob dir
+    path = key_file or settings.sse_key_file
+    if path is None:
+        raise ConfigError("no key file: give --key-file PATH or set s3.sse_key_file")
+    if key_file is not None:
+        config.parse_sse_key_file({"sse_key_file": str(key_file)}, settings.data_dir, settings.blob_dir)
+    return path
+
+
+def _with_key_file_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_KEY_FILE_OPTIONS):
+        f = option(f)
+    return f
+
+
+@sse.command("init")
+@_with_key_file_options
+def sse_init(config_path: Path | None, key_file: Path | None) -> None:
+    """Create the key file with one new master key (mode 0600). Refused if the file exists. Back it up apart
+    from the data dir: without it, encrypted objects cannot be read by anyone."""
+    from tunnelmesh.store.sse import new_ring, write_key_file
+
+    try:
+        path = _key_file(config_path, key_file)
+        ring = new_ring()
+        write_key_file(path, ring, replace=False)
+    except ConfigError as e:
+        click.echo(f"tunnelmesh: {e}", err=True)
+        sys.exit(2)
+    except FileExistsError:
+        click.echo(f"tunnelmesh: {path} exists; refusing to overwrite keys (use `tunnelmesh sse rotate`)", err=True)
+        sys.exit(2)
+    click.echo(f"created {path} with master key {ring.active} (active); back it up apart from the data dir")
+
+
+@sse.command("rotate")
+@_with_key_file_options
+def sse_rotate(config_path: Path | None, key_file: Path | None) -> None:
+    """Add a new master key to the key file and make it the active one (an atomic replace). New versions are
+    wrapped under it; older keys stay, to unwrap older ones. Restart each coordinator (all share the file)."""
+    from tunnelmesh.store.sse import KeyFileError, KeyRing, new_dek, write_key_file
+
+    try:
+        path = _key_file(config_path, key_file)
+        ring = KeyRing.load(path)
+        kid = ring.next_kid()
+        write_key_file(path, KeyRing(kid, {**ring.keys, kid: new_dek()}), replace=True)
+    except (ConfigError, KeyFileError) as e:
+        click.echo(f"tunnelmesh: {e}", err=True)
+        sys.exit(2)
+    click.echo(f"added master key {kid} to {path}, now active; restart the coordinators to use it")
+
+
+@sse.command("retire")
+@click.argument("kid")
+@click.option("--key-file", type=click.Path(path_type=Path), required=True, help="the key file to remove KID from")
+@connection
+def sse_retire(c: Coordinator, kid: str, key_file: Path) -> None:
+    """Remove master key KID from the key file, refused while it is the active key or any row still uses it
+    (`sse status`; the sse-rewrap duty moves rows to the active key). Every coordinator sharing the metadata
+    must then get the same file."""
+    from tunnelmesh.store.sse import KeyFileError, KeyRing, write_key_file
+
+    try:
+        ring = KeyRing.load(key_file)
+        if kid not in ring.keys:
+            raise KeyFileError(f"{key_file} holds no key {kid}")
+        if kid == ring.active:
+            raise KeyFileError(f"{kid} is the active key; rotate first (`tunnelmesh sse rotate`)")
+        rows = c.api("GET", "storage/sse")["rows"].get(kid, 0)
+        if rows:
+            raise KeyFileError(
+                f"{rows} rows still use {kid}; wait for the sse-rewrap duty (see `tunnelmesh sse status`)"
+            )
+        write_key_file(key_file, KeyRing(ring.active, {k: v for k, v in ring.keys.items() if k != kid}), replace=True)
+    except KeyFileError as e:
+        click.echo(f"tunnelmesh: {e}", err=True)
+        sys.exit(2)
+    click.echo(f"removed master key {kid} from {key_file}")
+
+
+@sse.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@connection
+def sse_status(c: Coordinator, as_json: bool) -> None:
+    """The key ids in the coordinator's key file and how many rows (versions and uploads) each wraps."""
+    d = c.api("GET", "storage/sse")
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+        return
+    if not d["enabled"]:
+        click.echo("server-side encryption: off (no s3.sse_key_file)")
+    else:
+        click.echo(f"server-side encryption: on, active key {d['active']}, keys {', '.join(d['keys'])}")
+    for kid, n in sorted(d["rows"].items()):
+        click.echo(f"{kid}: {n} rows{'' if kid in d['keys'] else ' (NOT IN THE KEY FILE)'}")
+
+
 @cli.group()
 def peer() -> None:
     """Add, list and revoke peers."""

@@ -19,6 +19,7 @@ STATUS: dict[str, int] = {
     "InsufficientStorage": 507,
     "InternalError": 500,
     "ServiceUnavailable": 503,
+    "ServerSideEncryptionConfigurationNotFoundError": 404,
     "InvalidAccessKeyId": 403,
     "InvalidArgument": 400,
     "InvalidBucketName": 400,
@@ -109,6 +110,7 @@ MESSAGE: dict[str, str] = {
     "NoSuchLifecycleConfiguration": "The lifecycle configuration does not exist",
     "NoSuchObjectLockConfiguration": "The specified object does not have a ObjectLock configuration",
     "NoSuchTagSet": "The TagSet does not exist",
+    "ServerSideEncryptionConfigurationNotFoundError": "The server side encryption configuration was not found",
     "NoSuchUpload": "The specified upload does not exist. The upload ID may be invalid, "
     "or the upload may have been aborted or completed.",
     "NoSuchVersion": "The specified version does not exist.",

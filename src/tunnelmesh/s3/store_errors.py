@@ -79,6 +79,13 @@ def s3_error(e: se.StoreError) -> S3Error:
             return S3Error("PreconditionFailed", Condition=e.condition)
         case se.DiskFull():
             return S3Error("InsufficientStorage")
+        case se.EncryptionUnavailable():
+            # what this server answered before it offered SSE-S3, and the reason with it
+            return S3Error(
+                "NotImplemented",
+                "Server-side encryption is not configured on this server (s3.sse_key_file): the object was not stored.",
+                Header="x-amz-server-side-encryption",
+            )
         case se.UpgradePending():
             return S3Error(
                 "ServiceUnavailable",

@@ -75,14 +75,17 @@ def new_blob_id() -> str:
 class BlobWriter:
     """A blob being written. Not visible to anyone until the metadata commit names it."""
 
-    __slots__ = ("_store", "blob_id", "_tmp", "_fd", "size")
+    __slots__ = ("_store", "blob_id", "_tmp", "_fd", "size", "plain_size", "md5")
 
     def __init__(self, store: BlobStore) -> None:
         self._store = store
         self.blob_id = new_blob_id()
         self._tmp = store.tmp_dir / self.blob_id
         self._fd: int | None = os.open(self._tmp, _WRITE_FLAGS, 0o600)
-        self.size = 0
+        self.size = 0  # the bytes written (stored)
+        # of an encrypted blob (Store.ingest): its plaintext's size, and the hex MD5 of its stored bytes
+        self.plain_size = 0
+        self.md5 = ""
 
     def write(self, data: bytes | memoryview) -> None:
         assert self._fd is not None

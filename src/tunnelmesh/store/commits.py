@@ -534,6 +534,13 @@ def set_bucket_tags(tx: MetaTx, name: str, tags: str | None) -> WriteResult[None
     return WriteResult(None)
 
 
+def set_bucket_encryption(tx: MetaTx, name: str, algorithm: str | None) -> WriteResult[None]:
+    """Set (None: remove) the bucket's default encryption (SSE-S3: "AES256"); it applies to later writes."""
+    _locked_bucket(tx, name)
+    tx.set_bucket_attr(name, "sse_default", algorithm)
+    return WriteResult(None)
+
+
 # a DeleteObjects entry: key, version id (None: the current version; "null": the null version), If-Match ETag
 DeleteEntry = tuple[str, str | None, str | None]
 # what became of one: done, or left alone and why

@@ -64,6 +64,11 @@ class DataDir:
         return self.root / ".lifecycle-lock"
 
     @property
+    def rewrap_lock(self) -> Path:
+        """flock of the one worker that runs the sse-rewrap duty (store/rewrap.py)."""
+        return self.root / ".sse-rewrap-lock"
+
+    @property
     def admin_token(self) -> Path:
         """The bootstrap admin secret, written once by the supervisor."""
         return self.root / "admin.token"

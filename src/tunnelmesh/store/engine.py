@@ -48,7 +48,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from tunnelmesh.store import commits, content, listing, scrub_schedule
+from tunnelmesh.store import commits, content, listing, scrub_schedule, sse
 from tunnelmesh.store import scrub as scrub_mod
 from tunnelmesh.store.backends import SQLITE, MetaConfig, NodeIdTaken, check_backend, open_meta, run_on
 from tunnelmesh.store.blobs import TAG_HEX, Blobs, BlobStore, BlobWriter, new_writer_tag, writer_tag
@@ -56,6 +56,8 @@ from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.errors import (
     BucketNotEmpty,
     CommitUnknown,
+    DamagedObject,
+    EncryptionUnavailable,
     NoRoom,
     ObjectLocked,
     ObjectTooLarge,
@@ -75,6 +77,7 @@ from tunnelmesh.store.records import (
     ObjectRecord,
     ObjectRef,
     Part,
+    SealedRow,
     Segment,
     Upload,
     WriteConditions,
@@ -402,6 +405,8 @@ class Store:
         # a commit's outcome was unknown (CommitUnknown): its new blobs were kept, and may be orphans that
         # only a sweep finds, so this process's stop must not count as clean (worker.serve)
         self.unsure = False
+        # SSE-S3's master keys (s3.sse_key_file, store/sse.py); None: no key file, no encrypted writes
+        self.sse: sse.KeyRing | None = None
 
     async def _commit(self, fn: Callable[[MetaTx], WriteResult[T]], new_blobs: list[str] | None = None) -> T:
         """A write: its freed blobs are queued in the same transaction (a reaper unlinks them after the
@@ -564,22 +569,38 @@ class Store:
     # ---- blobs ---------------------------------------------------------------------------
 
     async def ingest(
-        self, body: AsyncIterator[bytes], limit: int, room: int | None = None, bucket: str = ""
+        self,
+        body: AsyncIterator[bytes],
+        limit: int,
+        room: int | None = None,
+        bucket: str = "",
+        dek: bytes | None = None,
     ) -> BlobWriter:
         """Stream a body into a new sealed blob. Nothing is visible until a commit names it.
 
         A body that grows past `limit` is cut off at once (ObjectTooLarge), and so is one that grows
         past `room`, the space left in `bucket` (NoRoom), so a client with no declared length cannot
         fill the disk past a quota before the commit refuses it.
+
+        With `dek` (an object version's data key, SSE-S3) the blob holds the body encrypted (store/sse.py);
+        the writer's `plain_size` is the body's size and `md5` the MD5 of the stored bytes (the segment's,
+        so a scrub checks them without the key). Limits count the body's bytes.
         """
         cap = limit if room is None else min(limit, room)
         w = self.blobs.writer()
+        sealer = sse.Sealer(sse.blob_key(dek, w.blob_id), w.write) if dek is not None else None
         sealing: Future[str] | None = None
         try:
             async for chunk in body:
-                if w.size + len(chunk) > cap:
+                if w.plain_size + len(chunk) > cap:
                     raise NoRoom(bucket, room) if room is not None and room < limit else ObjectTooLarge(limit)
-                w.write(chunk)
+                w.plain_size += len(chunk)
+                if sealer is None:
+                    w.write(chunk)
+                else:
+                    sealer.write(chunk)
+            if sealer is not None:
+                w.md5 = sealer.finish()
             sealing = self._io.submit(w.seal)
             await asyncio.wrap_future(sealing)
         except BaseException:
@@ -619,8 +640,59 @@ class Store:
 
     def open_range(self, rec: ObjectRecord, first: int, length: int) -> content.ByteRange:
         """Bytes [first, first+length) of `rec`, every blob file behind them opened before this
-        returns (see store/content.py); the caller closes it. Raises DamagedObject."""
-        return content.open_range(self.blobs, rec, first, length)
+        returns (see store/content.py); the caller closes it. Raises DamagedObject. An encrypted object's
+        range is of its plaintext."""
+        dek = self.data_key(rec.sse, rec.bucket, rec.key, rec) if rec.sse is not None else None
+        return content.open_range(self.blobs, rec, first, length, dek)
+
+    # ---- SSE-S3 (store/sse.py) -----------------------------------------------------------
+
+    def new_data_key(self, bucket: str, key: str) -> tuple[bytes, str]:
+        """A new object version's data key and its wrapped form (ObjectRecord.sse, Upload.sse) under the
+        active master key. Raises EncryptionUnavailable without a key file."""
+        if self.sse is None:
+            raise EncryptionUnavailable()
+        return self.sse.new_object_key(bucket, key)
+
+    def data_key(self, sealed: str, bucket: str, key: str, rec: ObjectRecord | None = None) -> bytes:
+        """The data key a row's `sse` wraps. A key that cannot be had (no key file, a master key missing
+        from it, a wrapped key that fails authentication) makes the object unreadable: DamagedObject."""
+        try:
+            if self.sse is None:
+                raise sse.SseError("it is encrypted, and no key file is configured (s3.sse_key_file)")
+            return self.sse.unwrap(sealed, bucket, key)
+        except sse.SseError as e:
+            problem = f"its data key cannot be unwrapped: {e}"
+            if rec is None:
+                raise DamagedObject(bucket, key, problem) from None
+            raise content.damaged(rec, problem) from None
+
+    def encrypt_inline(self, dek: bytes | None, data: bytes) -> bytes:
+        """An object kept in its row, as stored: encrypted under `dek`, or as it is (None)."""
+        return sse.encrypt_inline(dek, data) if dek is not None else data
+
+    async def sse_kids(self) -> dict[str, int]:
+        return await self.meta.read(lambda r: r.sse_kids())
+
+    async def rewrap(self, kid: str, limit: int) -> tuple[int, int]:
+        """Wrap under the active master key the data keys of up to `limit` rows master key `kid` wraps (metadata
+        only: the data keys, and so the blobs, stay as they are). Returns (rows found, rows re-wrapped): a row
+        overwritten meanwhile keeps its new key, and one whose key does not unwrap is left as it is (logged)."""
+        ring = self.sse
+        if ring is None or kid == ring.active:
+            return 0, 0
+        rows = await self.meta.read(lambda r: r.sealed_rows(kid, limit))
+        changes: list[tuple[SealedRow, str]] = []
+        for row in rows:
+            try:
+                changes.append((row, ring.rewrap(row.sse, row.bucket, row.key)))
+            except sse.SseError as e:
+                log.warning("sse-rewrap: %r in %s: %s; left under key %s", f"{row.bucket}/{row.key}", row.table, e, kid)
+
+        def run(tx: MetaTx) -> int:
+            return sum(tx.reseal(row, sealed, ring.active) for row, sealed in changes)
+
+        return len(rows), (await self.meta.write(run) if changes else 0)
 
     async def read_all(self, rec: ObjectRecord) -> bytes:
         """The whole content of a small object (coordinator records). The blob reads run inline: the
@@ -751,6 +823,9 @@ class Store:
 
     async def set_bucket_tags(self, name: str, tags: str | None) -> None:
         await self._commit(lambda tx: commits.set_bucket_tags(tx, name, tags))
+
+    async def set_bucket_encryption(self, name: str, algorithm: str | None) -> None:
+        await self._commit(lambda tx: commits.set_bucket_encryption(tx, name, algorithm))
 
     async def delete_objects(
         self, bucket: str, entries: list[commits.DeleteEntry], owner: str = "", bypass: bool = False

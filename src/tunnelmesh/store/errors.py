@@ -213,6 +213,14 @@ class DamagedObject(Exception):
         self.problem = problem
 
 
+class EncryptionUnavailable(StoreError):
+    """An encrypted write (SSE-S3) on a coordinator with no key file (s3.sse_key_file): refused, never
+    stored in plaintext."""
+
+    def __init__(self) -> None:
+        super().__init__("server-side encryption needs a key file (s3.sse_key_file)")
+
+
 class UpgradePending(StoreError):
     """A write of a feature an older release would undo (its overwrite keeps columns it does not know,
     docs/scale-out.md "Upgrading a mesh"), refused while `node`, live, beats with release `release` (None:

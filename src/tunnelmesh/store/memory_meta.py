@@ -41,10 +41,12 @@ from tunnelmesh.store.records import (
     ObjectRecord,
     ObjectRef,
     Part,
+    SealedRow,
     Segment,
     Upload,
     VersionEntry,
 )
+from tunnelmesh.store.sse import kid_of
 
 if TYPE_CHECKING:
     from tunnelmesh.store.metadata import MetaBackend, MetaReads, MetaTx, Settle
@@ -210,6 +212,30 @@ class _Reads:
 
     def pending_uploads(self) -> dict[str, int]:
         return dict(Counter(u.bucket for u in self._s().uploads.values()))
+
+    def sealed_rows(self, kid: str, limit: int) -> list[SealedRow]:
+        s = self._s()
+        out = [
+            SealedRow("objects", r.bucket, r.key, None, r.sse)
+            for keys in s.objects.values()
+            for r in keys.values()
+            if r.sse
+        ]
+        out += [
+            SealedRow("versions", r.bucket, r.key, nseq, r.sse)
+            for keys in s.versions.values()
+            for (_, nseq), (r, _) in keys.items()
+            if r.sse
+        ]
+        out += [SealedRow("uploads", u.bucket, u.key, u.upload_id, u.sse) for u in s.uploads.values() if u.sse]
+        return [r for r in out if kid_of(r.sse) == kid][:limit]
+
+    def sse_kids(self) -> dict[str, int]:
+        s = self._s()
+        rows = [r.sse for keys in s.objects.values() for r in keys.values()]
+        rows += [r.sse for keys in s.versions.values() for r, _ in keys.values()]
+        rows += [u.sse for u in s.uploads.values()]
+        return dict(Counter(kid_of(x) for x in rows if x is not None))
 
     def stale_uploads(self, cutoff: float, limit: int) -> list[Upload]:
         s = self._s()
@@ -599,6 +625,29 @@ class _Tx(_Reads):
         if parts is None:  # a part of no upload would be counted nowhere and never expire
             raise ValueError(f"no upload {upload_id!r}")
         self._set(parts, part.part_number, _copy_part(part))
+
+    def reseal(self, row: SealedRow, sse: str, kid: str) -> bool:
+        s = self._s()
+        if row.table == "uploads":
+            up = s.uploads.get(str(row.ident))
+            if up is None or up.sse != row.sse:
+                return False
+            self._set(s.uploads, up.upload_id, dataclasses.replace(up, sse=sse))
+            return True
+        if row.table == "objects":
+            recs = s.objects.get(row.bucket, {})
+            rec = recs.get(row.key)
+            if rec is None or rec.sse != row.sse:
+                return False
+            self._set(recs, row.key, dataclasses.replace(rec, sse=sse))
+            return True
+        versions = s.versions.get(row.bucket, {})
+        vkey = (row.key, int(row.ident or 0))
+        found = versions.get(vkey)
+        if found is None or found[0].sse != row.sse:
+            return False
+        self._set(versions, vkey, (dataclasses.replace(found[0], sse=sse), found[1]))
+        return True
 
     def delete_upload(self, upload_id: str) -> list[Part]:
         s = self._s()

@@ -20,19 +20,22 @@ from tunnelmesh.store.records import (
     VersionEntry,
     seq_at,
 )
+from tunnelmesh.store.sse import kid_of
 
 # what an Upload record holds; the table's last column, last_active (the latest part's arrival, else
 # the initiation), is read only by stale-upload expiry
 BUCKET_COLS = (
     "name, owner, created, region, quota, used, objects, mpu_used, versioning, object_lock, lock_default, "
-    "nc_used, nc_objects, tags, lifecycle"
+    "nc_used, nc_objects, tags, lifecycle, sse_default"
 )
-UPLOAD_COLS = "upload_id, bucket, key, initiated, owner, headers, checksum_algorithm, checksum_type"
+UPLOAD_COLS = "upload_id, bucket, key, initiated, owner, headers, checksum_algorithm, checksum_type, sse, sse_kid"
 # the columns of a version, current (`objects`) or not (`versions`), that travel with it when it moves
 # between the two tables; an `objects` row keeps its `seq`, a `versions` row `nseq` = -seq (one ascending
 # index, newest first, on both engines), plus `marker` and `since`
 _BODY_COLS = "size, etag, mtime, headers, checksums, segments, owner, data, version_id"
-_ATTR_COLS = "tags, lock_mode, lock_until, legal_hold"
+# sse: the wrapped data key of an encrypted version (store/sse.py), sse_kid the master key id inside it (its
+# own column, for the partial index that finds the rows of a key id without reading plaintext rows)
+_ATTR_COLS = "tags, lock_mode, lock_until, legal_hold, sse, sse_kid"
 OBJ_COLS = f"bucket, key, {_BODY_COLS}, seq, {_ATTR_COLS}"
 VERSION_COLS = f"bucket, key, nseq, marker, since, {_BODY_COLS}, {_ATTR_COLS}"
 # a version's seq, also for a row written before seqs were kept (NULL: its mtime's microseconds, seq_at):
@@ -68,7 +71,9 @@ Row = tuple[Any, ...]
 
 def row_to_bucket(r: Row) -> Bucket:
     """A row of BUCKET_COLS."""
-    return Bucket(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), r[10], r[11], r[12], r[13], r[14])
+    return Bucket(
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), r[10], r[11], r[12], r[13], r[14], r[15]
+    )
 
 
 def _lock(mode: str | None, until: float | None, hold: int | None) -> Lock | None:
@@ -93,17 +98,18 @@ def _record(bucket: str, key: str, seq: int | None, marker: bool, body: Row, att
         tags=json.loads(attrs[0]) if attrs[0] is not None else None,
         lock=_lock(attrs[1], attrs[2], attrs[3]),
         marker=marker,
+        sse=attrs[4],
     )
 
 
 def row_to_object(r: Row) -> ObjectRecord:
     """A row of OBJ_COLS."""
-    return _record(r[0], r[1], r[11], False, r[2:11], r[12:16])
+    return _record(r[0], r[1], r[11], False, r[2:11], r[12:18])
 
 
 def row_to_version(r: Row) -> ObjectRecord:
     """A row of VERSION_COLS."""
-    return _record(r[0], r[1], -r[2], bool(r[3]), r[5:14], r[14:18])
+    return _record(r[0], r[1], -r[2], bool(r[3]), r[5:14], r[14:20])
 
 
 def _blobs(segments: str) -> list[str]:
@@ -131,7 +137,7 @@ def row_to_version_entry(r: Row) -> VersionEntry:
 
 def row_to_upload(r: Row) -> Upload:
     ctype = (r[7] or "COMPOSITE") if r[6] else None
-    return Upload(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], ctype)
+    return Upload(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], ctype, r[8])
 
 
 def row_to_part(r: Row) -> Part:
@@ -159,6 +165,7 @@ def bucket_row(b: Bucket) -> Row:
         b.nc_objects,
         b.tags,
         b.lifecycle,
+        b.sse_default,
     )
 
 
@@ -185,8 +192,13 @@ def lock_values(lock: Lock | None) -> Row:
     return (lock.mode, lock.until, int(lock.legal_hold)) if lock is not None else (None, None, None)
 
 
+def sse_kid(sealed: str | None) -> str | None:
+    """The master key id of a wrapped data key (None: plaintext)."""
+    return kid_of(sealed) if sealed is not None else None
+
+
 def _attrs(rec: ObjectRecord) -> Row:
-    return (tags_to_json(rec.tags), *lock_values(rec.lock))
+    return (tags_to_json(rec.tags), *lock_values(rec.lock), rec.sse, sse_kid(rec.sse))
 
 
 def object_row(rec: ObjectRecord) -> Row:
@@ -220,6 +232,8 @@ def upload_row(up: Upload) -> Row:
         json.dumps(up.headers),
         up.checksum_algorithm,
         up.checksum_type,
+        up.sse,
+        sse_kid(up.sse),
         up.initiated,
     )
 

@@ -53,6 +53,7 @@ from tunnelmesh.store.records import (
     ObjectRecord,
     ObjectRef,
     Part,
+    SealedRow,
     Upload,
     VersionEntry,
 )
@@ -69,7 +70,7 @@ class Keep(enum.Enum):
 KEEP = Keep.KEEP
 
 # the bucket columns `set_bucket_attr` may set: its configuration, never its counters
-BUCKET_ATTRS = frozenset({"versioning", "object_lock", "lock_default", "tags", "lifecycle"})
+BUCKET_ATTRS = frozenset({"versioning", "object_lock", "lock_default", "tags", "lifecycle", "sse_default"})
 
 # `settle(ok, value)`: called once a write's outcome is known (value: the result, or the exception)
 Settle = Callable[[bool, Any], None]
@@ -123,8 +124,18 @@ class MetaReads(Protocol):
         """How many uploads each bucket has in progress (buckets with none left out)."""
         ...
 
+    def sse_kids(self) -> dict[str, int]:
+        """How many rows (versions, current or not, and uploads) each master key id wraps the data key of
+        (SSE-S3, store/sse.py); plaintext rows are never read (partial indexes)."""
+        ...
+
     def stale_uploads(self, cutoff: float, limit: int) -> list[Upload]:
         """Uploads last active before `cutoff`, least recently active first, at most `limit`."""
+        ...
+
+    def sealed_rows(self, kid: str, limit: int) -> list[SealedRow]:
+        """Up to `limit` rows (of objects, versions, uploads) whose data key master key `kid` wraps (the
+        partial indexes: no plaintext row is read)."""
         ...
 
     def completed_upload(self, bucket: str, key: str, upload_id: str) -> CompletedUpload | None: ...
@@ -326,6 +337,11 @@ class MetaTx(MetaReads, Protocol):
     def delete_upload(self, upload_id: str) -> list[Part]:
         """Remove the upload and its parts; returns the parts, in no particular order, their checksums
         possibly left out (the rules need sizes and blobs only)."""
+        ...
+
+    def reseal(self, row: SealedRow, sse: str, kid: str) -> bool:
+        """Replace the row's wrapped data key by `sse` (the same key wrapped under master key `kid`), only if
+        it still holds `row.sse` (a row overwritten or gone meanwhile is left alone); True if it did."""
         ...
 
     def put_completed(self, upload_id: str, bucket: str, key: str, done: CompletedUpload, mtime: float) -> None:

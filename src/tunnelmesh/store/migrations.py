@@ -188,6 +188,24 @@ def _v12_lifecycle(c: sqlite3.Connection) -> None:
     c.execute("CREATE INDEX lifecycle_due_at ON lifecycle_due(at)")
 
 
+def _v13_sse(c: sqlite3.Connection) -> None:
+    """SSE-S3 (docs/data-protection.md section 7): a version's wrapped data key and its master key id, an
+    upload's, and a bucket's default encryption. Nullable columns only; the partial indexes hold the
+    encrypted rows alone, so finding the key ids in use (every start) costs nothing for plaintext rows."""
+    for table, column in (
+        ("objects", "sse"),
+        ("objects", "sse_kid"),
+        ("versions", "sse"),
+        ("versions", "sse_kid"),
+        ("uploads", "sse"),
+        ("uploads", "sse_kid"),
+        ("buckets", "sse_default"),
+    ):
+        c.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+    for table in ("objects", "versions", "uploads"):
+        c.execute(f"CREATE INDEX {table}_sse_kid ON {table}(sse_kid) WHERE sse_kid IS NOT NULL")
+
+
 # Append only: never edit or reorder a released migration (data dirs have already run it).
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v1_base,
@@ -202,6 +220,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v10_versions,
     _v11_bucket_tags,
     _v12_lifecycle,
+    _v13_sse,
 )
 LATEST = len(MIGRATIONS)
 

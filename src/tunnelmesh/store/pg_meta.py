@@ -43,6 +43,7 @@ import random
 import re
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from typing import Any, TypeVar
 
@@ -99,6 +100,7 @@ from tunnelmesh.store.records import (
     ObjectRecord,
     ObjectRef,
     Part,
+    SealedRow,
     Upload,
     VersionEntry,
 )
@@ -115,6 +117,10 @@ WRITE_ATTEMPTS = 8
 _RETRIED = (errors.SerializationFailure, errors.DeadlockDetected, errors.UniqueViolation)
 
 _PEERS_USED = "SELECT COALESCE(SUM(used + mpu_used), 0) FROM buckets WHERE name <> %s"
+
+# the tables holding wrapped data keys (SSE-S3) and what names a row beside its bucket and key
+_SEALED_TABLES = (("objects", "NULL"), ("versions", "nseq"), ("uploads", "upload_id"))
+_SEALED_TABLE = {t: t for t, _ in _SEALED_TABLES}  # a row's table, only ever one of these three
 
 _INSERT_BUCKET = f"INSERT INTO buckets({BUCKET_COLS}) VALUES ({marks(BUCKET_COLS, '%s')})"
 # an upsert sets every column but the key: a replaced version keeps nothing of the one before
@@ -250,6 +256,22 @@ class PgTx:
 
     def pending_uploads(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self._all("SELECT bucket, COUNT(*) FROM uploads GROUP BY bucket")}
+
+    def sealed_rows(self, kid: str, limit: int) -> list[SealedRow]:
+        out: list[SealedRow] = []
+        for table, ident in _SEALED_TABLES:
+            if len(out) >= limit:
+                break
+            sql = f"SELECT bucket, key, {ident}, sse FROM {table} WHERE sse_kid = %s LIMIT %s"
+            out += [SealedRow(table, r[0], r[1], r[2], r[3]) for r in self._all(sql, (kid, limit - len(out)))]
+        return out
+
+    def sse_kids(self) -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for table in ("objects", "versions", "uploads"):
+            sql = f"SELECT sse_kid, COUNT(*) FROM {table} WHERE sse_kid IS NOT NULL GROUP BY sse_kid"
+            out.update({r[0]: int(r[1]) for r in self._all(sql)})
+        return dict(out)
 
     def stale_uploads(self, cutoff: float, limit: int) -> list[Upload]:
         rows = self._all(
@@ -531,7 +553,7 @@ class PgTx:
 
     def insert_upload(self, up: Upload) -> None:
         self.c.execute(
-            f"INSERT INTO uploads({UPLOAD_COLS}, last_active) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            f"INSERT INTO uploads({UPLOAD_COLS}, last_active) VALUES ({marks(UPLOAD_COLS, '%s')}, %s)",
             upload_row(up),
         )
 
@@ -548,6 +570,15 @@ class PgTx:
             "mtime = EXCLUDED.mtime, blob = EXCLUDED.blob, checksums = EXCLUDED.checksums",
             (upload_id, part.part_number, part.size, part.etag, part.mtime, part.blob, json.dumps(part.checksums)),
         )
+
+    def reseal(self, row: SealedRow, sse: str, kid: str) -> bool:
+        where = "upload_id = %s" if row.table == "uploads" else "bucket = %s AND key = %s"
+        pk: tuple[Any, ...] = (row.ident,) if row.table == "uploads" else (row.bucket, row.key)
+        if row.table == "versions":
+            where += " AND nseq = %s"
+            pk += (row.ident,)
+        sql = f"UPDATE {_SEALED_TABLE[row.table]} SET sse = %s, sse_kid = %s WHERE {where} AND sse = %s"
+        return self.c.execute(sql, (sse, kid, *pk, row.sse)).rowcount == 1
 
     def delete_upload(self, upload_id: str) -> list[Part]:
         rows = self._all(

@@ -115,6 +115,18 @@ _V7_LIFECYCLE = (
     "CREATE INDEX lifecycle_due_at ON lifecycle_due(at)",
 )
 
+# SSE-S3 (SQLite's migration 13): wrapped data keys, their master key ids (partial indexes: encrypted rows
+# only), a bucket's default encryption
+_V8_SSE = (
+    "ALTER TABLE objects ADD COLUMN sse TEXT, ADD COLUMN sse_kid TEXT",
+    "ALTER TABLE versions ADD COLUMN sse TEXT, ADD COLUMN sse_kid TEXT",
+    "ALTER TABLE uploads ADD COLUMN sse TEXT, ADD COLUMN sse_kid TEXT",
+    "ALTER TABLE buckets ADD COLUMN sse_default TEXT",
+    "CREATE INDEX objects_sse_kid ON objects(sse_kid) WHERE sse_kid IS NOT NULL",
+    "CREATE INDEX versions_sse_kid ON versions(sse_kid) WHERE sse_kid IS NOT NULL",
+    "CREATE INDEX uploads_sse_kid ON uploads(sse_kid) WHERE sse_kid IS NOT NULL",
+)
+
 # Append only: never edit or reorder a released migration (databases have already run it).
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1_BASE,
@@ -124,6 +136,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V5_VERSIONS,
     _V6_BUCKET_TAGS,
     _V7_LIFECYCLE,
+    _V8_SSE,
 )
 LATEST = len(MIGRATIONS)
 

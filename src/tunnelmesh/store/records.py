@@ -32,6 +32,8 @@ class Bucket:
     nc_objects: int = 0  # noncurrent versions and delete markers
     tags: str | None = None  # the bucket's tag set, as JSON text ({"key": "value", ...}); None: no tag set
     lifecycle: str | None = None  # the lifecycle rules, as JSON text (store/lifecycle_rules.py); None: none
+    # the bucket's default encryption (PutBucketEncryption): "AES256" (SSE-S3, store/sse.py), or None
+    sse_default: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,10 @@ class ObjectRecord:
     tags: dict[str, str] | None = None
     lock: Lock | None = None
     marker: bool = False  # a delete marker (only ever a row of `versions`: size 0, no segments, no data)
+    # SSE-S3: the version's data key wrapped under a master key, as JSON (store/sse.py); None: stored in
+    # plaintext. When set, `data` and the blobs hold ciphertext, while `size`, the ETag, the checksums and
+    # each segment's `size` describe the plaintext (a segment's `md5` is of its stored bytes)
+    sse: str | None = None
 
     def __post_init__(self) -> None:
         if self.seq == 0:
@@ -168,6 +174,19 @@ class Upload:
     # "COMPOSITE" or "FULL_OBJECT" when there is an algorithm (uploads begun before the type was kept
     # read as COMPOSITE, the only type there was then)
     checksum_type: str | None = None
+    sse: str | None = None  # SSE-S3: the upload's wrapped data key, made at CreateMultipartUpload (store/sse.py)
+
+
+@dataclass(frozen=True, slots=True)
+class SealedRow:
+    """A row holding a wrapped data key (SSE-S3), as the re-wrap duty pages them: `table` is "objects",
+    "versions" or "uploads"; `ident` the versions row's nseq or the upload's id (None for an objects row)."""
+
+    table: str
+    bucket: str
+    key: str
+    ident: int | str | None
+    sse: str
 
 
 @dataclass(frozen=True, slots=True)

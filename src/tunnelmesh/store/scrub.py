@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tunnelmesh.store import sse
 from tunnelmesh.store.blobs import Blobs
 from tunnelmesh.store.listing import list_objects
 from tunnelmesh.store.metadata import MetaBackend
@@ -70,20 +71,28 @@ def _md5_of_file(path: Path, throttle: Throttle) -> tuple[str, int]:
 
 
 def _check(obj: ObjectRecord, blobs: Blobs, throttle: Throttle) -> str | None:
+    # an encrypted object's stored bytes are ciphertext (store/sse.py): sizes are computed from the plaintext's;
+    # its ETag is of the plaintext, so only a segment's own MD5 (of the stored bytes) can be checked without the
+    # key. A multipart object's segments carry their parts' ETags (plaintext): their sizes are checked, and the
+    # chunks' tags catch a flipped byte at the next read
+    sized = sse.stored_size if obj.sse is not None else int
     if obj.data is not None:
-        if len(obj.data) != obj.size:
+        if len(obj.data) != sized(obj.size):
             return f"inline data is {len(obj.data)} bytes, the object {obj.size}"
-        if "-" not in obj.etag and hashlib.md5(obj.data).hexdigest() != obj.etag:
+        if obj.sse is None and "-" not in obj.etag and hashlib.md5(obj.data).hexdigest() != obj.etag:
             return "inline data does not match its ETag"
         return None
     for i, seg in enumerate(obj.segments):
-        expected = seg.md5 or (obj.etag if len(obj.segments) == 1 and "-" not in obj.etag else "")
+        if obj.sse is not None:
+            expected = "" if "-" in obj.etag else seg.md5
+        else:
+            expected = seg.md5 or (obj.etag if len(obj.segments) == 1 and "-" not in obj.etag else "")
         try:
             digest, size = _md5_of_file(blobs.path(seg.blob), throttle)
         except FileNotFoundError:
             return f"segment {i + 1}: blob {seg.blob} is missing"
-        if size != seg.size:
-            return f"segment {i + 1}: blob {seg.blob} is {size} bytes, expected {seg.size}"
+        if size != sized(seg.size):
+            return f"segment {i + 1}: blob {seg.blob} is {size} bytes, expected {sized(seg.size)}"
         if expected and digest != expected:
             return f"segment {i + 1}: blob {seg.blob} has MD5 {digest}, expected {expected}"
     return None

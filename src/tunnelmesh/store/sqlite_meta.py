@@ -16,9 +16,10 @@ import dataclasses
 import json
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tunnelmesh.store.datadir import DataDir
 from tunnelmesh.store.listing import prefix_successor
@@ -66,6 +67,7 @@ from tunnelmesh.store.records import (
     ObjectRecord,
     ObjectRef,
     Part,
+    SealedRow,
     Upload,
     VersionEntry,
 )
@@ -73,6 +75,10 @@ from tunnelmesh.store.sqlite_db import connect, init_schema
 from tunnelmesh.store.writer import GroupWriter
 
 T = TypeVar("T")
+
+# the tables holding wrapped data keys (SSE-S3) and what names a row beside its bucket and key
+_SEALED_TABLES = (("objects", "NULL"), ("versions", "nseq"), ("uploads", "upload_id"))
+_SEALED_TABLE = {t: t for t, _ in _SEALED_TABLES}  # a row's table, only ever one of these three
 
 _INSERT_OBJECT = f"INSERT OR REPLACE INTO objects({OBJ_COLS}) VALUES ({marks(OBJ_COLS)})"
 _INSERT_VERSION = f"INSERT INTO versions({VERSION_COLS}) VALUES ({marks(VERSION_COLS)})"
@@ -160,6 +166,25 @@ class SqliteTx:
 
     def pending_uploads(self) -> dict[str, int]:
         return dict(self.c.execute("SELECT bucket, COUNT(*) FROM uploads GROUP BY bucket").fetchall())
+
+    def sealed_rows(self, kid: str, limit: int) -> list[SealedRow]:
+        out: list[SealedRow] = []
+        for table, ident in _SEALED_TABLES:
+            if len(out) >= limit:
+                break
+            sql = f"SELECT bucket, key, {ident}, sse FROM {table} WHERE sse_kid = ? LIMIT ?"
+            out += [
+                SealedRow(table, r[0], r[1], r[2], r[3])
+                for r in self.c.execute(sql, (kid, limit - len(out))).fetchall()
+            ]
+        return out
+
+    def sse_kids(self) -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for table in ("objects", "versions", "uploads"):
+            sql = f"SELECT sse_kid, COUNT(*) FROM {table} WHERE sse_kid IS NOT NULL GROUP BY sse_kid"
+            out.update(dict(self.c.execute(sql).fetchall()))
+        return dict(out)
 
     def stale_uploads(self, cutoff: float, limit: int) -> list[Upload]:
         rows = self.c.execute(
@@ -438,7 +463,7 @@ class SqliteTx:
 
     def insert_upload(self, up: Upload) -> None:
         self.c.execute(
-            f"INSERT INTO uploads({UPLOAD_COLS}, last_active) VALUES (?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO uploads({UPLOAD_COLS}, last_active) VALUES ({marks(UPLOAD_COLS)}, ?)",
             upload_row(up),
         )
 
@@ -453,6 +478,15 @@ class SqliteTx:
             "INSERT OR REPLACE INTO parts VALUES (?,?,?,?,?,?,?)",
             (upload_id, part.part_number, part.size, part.etag, part.mtime, part.blob, json.dumps(part.checksums)),
         )
+
+    def reseal(self, row: SealedRow, sse: str, kid: str) -> bool:
+        where = "upload_id = ?" if row.table == "uploads" else "bucket = ? AND key = ?"
+        pk: tuple[Any, ...] = (row.ident,) if row.table == "uploads" else (row.bucket, row.key)
+        if row.table == "versions":
+            where += " AND nseq = ?"
+            pk += (row.ident,)
+        sql = f"UPDATE {_SEALED_TABLE[row.table]} SET sse = ?, sse_kid = ? WHERE {where} AND sse = ?"
+        return self.c.execute(sql, (sse, kid, *pk, row.sse)).rowcount == 1
 
     def delete_upload(self, upload_id: str) -> list[Part]:
         # inside the write lock, for up to 10,000 parts: only what the rules use (no checksums to decode)

@@ -11,6 +11,7 @@ from urllib.parse import unquote_plus
 from tunnelmesh.s3 import checksums, conditions, xml
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.s3.ops import encryption
 from tunnelmesh.s3.ops import lock as locks
 from tunnelmesh.s3.ops import tags as tagsets
 from tunnelmesh.s3.ops.common import (
@@ -33,9 +34,13 @@ from tunnelmesh.store.records import ObjectRecord, Segment, version_seq
 class CopiedBlob:
     blob: str | None
     size: int
-    md5_hex: str
+    md5_hex: str  # of the bytes copied (the ETag)
     checksums: dict[str, str]
-    data: bytes | None = None
+    data: bytes | None = None  # as stored: encrypted when the copy is
+    stored_md5: str = ""  # of the blob's stored bytes (the segment's)
+
+    def segments(self) -> list[Segment]:
+        return [Segment(self.blob, self.size, self.stored_md5 or self.md5_hex)] if self.blob else []
 
 
 def parse_copy_source(raw: str) -> tuple[str, str, str]:
@@ -101,9 +106,16 @@ async def source_bytes(ctx: Context, src: ObjectRecord, offset: int, length: int
 
 
 async def copy_bytes(
-    ctx: Context, src: ObjectRecord, offset: int, length: int, algorithms: list[str], inline: bool
+    ctx: Context,
+    src: ObjectRecord,
+    offset: int,
+    length: int,
+    algorithms: list[str],
+    inline: bool,
+    dek: bytes | None = None,
 ) -> CopiedBlob:
-    """Copy a range into a new blob (or, for a small object copy, into memory for an inline row)."""
+    """Copy a range into a new blob (or, for a small object copy, into memory for an inline row). The source
+    is read as plaintext (decrypted if it is encrypted) and, with `dek`, stored encrypted under that key."""
     md5 = hashlib.md5()
     hashers = {a: checksums.new_hasher(a) for a in algorithms}
 
@@ -119,9 +131,9 @@ async def copy_bytes(
 
     if inline:
         data = b"".join([c async for c in stream()])
-        return CopiedBlob(None, len(data), md5.hexdigest(), sums(), data)
-    writer = await ctx.store.ingest(stream(), length)
-    return CopiedBlob(writer.blob_id, writer.size, md5.hexdigest(), sums())
+        return CopiedBlob(None, len(data), md5.hexdigest(), sums(), ctx.store.encrypt_inline(dek, data))
+    writer = await ctx.store.ingest(stream(), length, dek=dek)
+    return CopiedBlob(writer.blob_id, writer.plain_size, md5.hexdigest(), sums(), stored_md5=writer.md5)
 
 
 async def copy_object(ctx: Context, call: Call) -> Response:
@@ -138,7 +150,7 @@ async def copy_object(ctx: Context, call: Call) -> Response:
     # copying an older version onto its own key is how S3 restores it; only a copy of the current one to
     # itself changes nothing
     to_itself = src.bucket == req.bucket and src.key == req.key and "?versionId=" not in req.header("x-amz-copy-source")
-    if to_itself and directive == "COPY":
+    if to_itself and directive == "COPY" and not encryption.asked(req):
         raise S3Error(
             "InvalidRequest",
             "This copy request is illegal because it is trying to copy an object to itself without changing "
@@ -156,12 +168,14 @@ async def copy_object(ctx: Context, call: Call) -> Response:
     if tags:
         await tagsets.require_current_nodes(ctx, "Tagging")
     lock = await locks.request_lock(ctx, call)  # the request's only: a copy never takes the source's lock
+    # the copy's own encryption (asked, or the destination bucket's default), never the source's, as on S3
+    dek, sealed = await encryption.data_key(ctx, req, await encryption.wanted(ctx, call, req))
     await ctx.store.admit_object(req.bucket, req.key, src.size)
     wanted = req.header("x-amz-checksum-algorithm").lower()
     algorithms = (
         [checksums.normalise_algorithm(wanted)] if wanted else [a for a in src.checksums if a in checksums.ALGORITHMS]
     )
-    copied = await copy_bytes(ctx, src, 0, src.size, algorithms, inline=ctx.store.keeps_inline(src.size))
+    copied = await copy_bytes(ctx, src, 0, src.size, algorithms, ctx.store.keeps_inline(src.size), dek)
     rec = ObjectRecord(
         bucket=req.bucket,
         key=req.key,
@@ -170,17 +184,19 @@ async def copy_object(ctx: Context, call: Call) -> Response:
         mtime=time.time(),
         headers=dict(headers),
         checksums=copied.checksums,
-        segments=[Segment(copied.blob, copied.size, copied.md5_hex)] if copied.blob else [],
+        segments=copied.segments(),
         data=copied.data,
         owner=req.principal.peer_id,
         tags=tags,
         lock=lock,
+        sse=sealed,
     )
     vid = await ctx.store.put_object(rec, cond)
     body = [xml.element("LastModified", xml.iso8601(rec.mtime)), f"<ETag>&quot;{rec.etag}&quot;</ETag>"]
     body.extend(xml.element(f"Checksum{a.upper()}", v) for a, v in rec.checksums.items())
     resp = xml_response(xml.document("CopyObjectResult", body))
     resp.headers.extend(source_version_header(req, src) + version_header(vid))
+    resp.headers.extend(encryption.response_headers(rec.sse))
     return resp
 
 

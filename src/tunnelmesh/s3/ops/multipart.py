@@ -14,6 +14,7 @@ from tunnelmesh.s3 import checksums, conditions, xml
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.integrity import UploadDigest
+from tunnelmesh.s3.ops import encryption
 from tunnelmesh.s3.ops import lock as locks
 from tunnelmesh.s3.ops import tags as tagsets
 from tunnelmesh.s3.ops.common import (
@@ -56,6 +57,8 @@ async def create_upload(ctx: Context, call: Call) -> Response:
         # kept with the upload, checked and in one form, until Complete gives them to the object
         stored[TAGGING] = tagsets.encode_query(tags)
     locks.keep_lock(await locks.request_lock(ctx, call), stored)
+    # the data key of the object to be: every part is encrypted under it (a blob key of its own each)
+    _, sealed = await encryption.data_key(ctx, req, await encryption.wanted(ctx, call, req))
     up = Upload(
         upload_id=secrets.token_urlsafe(24),
         bucket=req.bucket,
@@ -65,11 +68,12 @@ async def create_upload(ctx: Context, call: Call) -> Response:
         headers=stored,
         checksum_algorithm=algorithm,
         checksum_type=ctype,
+        sse=sealed,
     )
     await ctx.store.create_upload(up)
-    headers = []
+    headers = encryption.response_headers(up.sse)
     if algorithm and ctype:
-        headers = [("x-amz-checksum-algorithm", algorithm.upper()), ("x-amz-checksum-type", ctype)]
+        headers += [("x-amz-checksum-algorithm", algorithm.upper()), ("x-amz-checksum-type", ctype)]
     body = xml.document(
         "InitiateMultipartUploadResult",
         [xml.element("Bucket", req.bucket), xml.element("Key", req.key), xml.element("UploadId", up.upload_id)],
@@ -87,13 +91,20 @@ async def upload_part(ctx: Context, call: Call) -> Response:
     declared = upload_length(req, ctx.max_part_size)
     digest = UploadDigest(req, up.checksum_algorithm)
     admit = functools.partial(ctx.store.admit_part, req.bucket, up.upload_id, number)
+    dek = _upload_key(ctx, up)
     async with expiry.part_in_flight(ctx.store, up.upload_id):
-        blob = await store_body(ctx.store, req, digest, declared, ctx.max_part_size, req.bucket, admit)
+        blob, _ = await store_body(ctx.store, req, digest, declared, ctx.max_part_size, req.bucket, admit, dek)
         part = Part(number, digest.size, digest.md5_hex, time.time(), blob, digest.checksums)
         await ctx.store.put_part(req.bucket, req.key, up.upload_id, part)
     out = [("etag", f'"{part.etag}"')]
     out.extend((f"x-amz-checksum-{a}", v) for a, v in part.checksums.items())
+    out.extend(encryption.response_headers(up.sse))
     return Response(200, out)
+
+
+def _upload_key(ctx: Context, up: Upload) -> bytes | None:
+    """The data key an encrypted upload's parts are stored under (None: a plaintext upload)."""
+    return ctx.store.data_key(up.sse, up.bucket, up.key) if up.sse is not None else None
 
 
 async def upload_part_copy(ctx: Context, call: Call) -> Response:
@@ -112,8 +123,9 @@ async def upload_part_copy(ctx: Context, call: Call) -> Response:
     # a replaced part's bytes are freed by the same commit: at a full quota, replacing still fits
     await ctx.store.admit_part(req.bucket, up.upload_id, number, length)
     algorithms = [up.checksum_algorithm] if up.checksum_algorithm else []
+    dek = _upload_key(ctx, up)
     async with expiry.part_in_flight(ctx.store, up.upload_id):
-        copied = await copy_bytes(ctx, src, first, length, algorithms, inline=False)
+        copied = await copy_bytes(ctx, src, first, length, algorithms, False, dek)
         assert copied.blob is not None
         part = Part(number, copied.size, copied.md5_hex, time.time(), copied.blob, copied.checksums)
         await ctx.store.put_part(req.bucket, req.key, up.upload_id, part)
@@ -121,10 +133,13 @@ async def upload_part_copy(ctx: Context, call: Call) -> Response:
     body.extend(xml.element(f"Checksum{a.upper()}", v) for a, v in part.checksums.items())
     resp = xml_response(xml.document("CopyPartResult", body))
     resp.headers.extend(source_version_header(req, src))
+    resp.headers.extend(encryption.response_headers(up.sse))
     return resp
 
 
-def _complete_result(req: Request, etag: str, sums: dict[str, str], version_id: str | None) -> Response:
+def _complete_result(
+    req: Request, etag: str, sums: dict[str, str], version_id: str | None, sealed: str | None = None
+) -> Response:
     extra = [xml.element(f"Checksum{a.upper()}", v) for a, v in sums.items()]
     extra.extend(xml.element("ChecksumType", checksums.checksum_type(v)) for v in sums.values())
     resp = xml_response(
@@ -140,6 +155,7 @@ def _complete_result(req: Request, etag: str, sums: dict[str, str], version_id: 
         )
     )
     resp.headers.extend(version_header(version_id))
+    resp.headers.extend(encryption.response_headers(sealed))
     return resp
 
 
@@ -303,10 +319,11 @@ async def _complete(
         owner=req.principal.peer_id,
         tags=tags,
         lock=lock,
+        sse=up.sse,
     )
     used = [p.part_number for p in chosen]
     vid = await ctx.store.complete_upload(upload_id, rec, used, signature, write_conditions(req))
-    return _complete_result(req, etag, sums, vid)
+    return _complete_result(req, etag, sums, vid, up.sse)
 
 
 async def abort_upload(ctx: Context, call: Call) -> Response:

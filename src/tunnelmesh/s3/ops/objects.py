@@ -11,6 +11,7 @@ from tunnelmesh.s3 import checksums, conditions, xml
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.integrity import UploadDigest
+from tunnelmesh.s3.ops import encryption
 from tunnelmesh.s3.ops import lock as locks
 from tunnelmesh.s3.ops import tags as tagsets
 from tunnelmesh.s3.ops.common import (
@@ -72,9 +73,17 @@ Admit = Callable[[int | None], Awaitable[int]]
 
 
 async def store_body(
-    store: Store, req: Request, digest: UploadDigest, declared: int | None, limit: int, bucket: str, admit: Admit
-) -> str:
-    """Stream the verified body into a sealed blob; returns its id.
+    store: Store,
+    req: Request,
+    digest: UploadDigest,
+    declared: int | None,
+    limit: int,
+    bucket: str,
+    admit: Admit,
+    dek: bytes | None = None,
+) -> tuple[str, str]:
+    """Stream the verified body into a sealed blob, encrypted under `dek` if given (SSE-S3); returns its id
+    and the MD5 of its stored bytes (the segment's: of the ciphertext when encrypted).
 
     `admit` is the store's early quota check for this write (Store.admit_object or admit_part): a
     declared length is checked before any byte is read, an undeclared one while streaming.
@@ -82,13 +91,13 @@ async def store_body(
     assert req.body is not None
     room = await admit(declared)
     if declared is not None:
-        writer = await store.ingest(digest.wrap(req.body), declared)
+        writer = await store.ingest(digest.wrap(req.body), declared, dek=dek)
     else:
-        writer = await store.ingest(digest.wrap(req.body), limit, room, bucket)
-    if declared is not None and writer.size != declared:
+        writer = await store.ingest(digest.wrap(req.body), limit, room, bucket, dek=dek)
+    if declared is not None and writer.plain_size != declared:
         store.discard([writer.blob_id])
         raise _incomplete()
-    return writer.blob_id
+    return writer.blob_id, writer.md5 or digest.md5_hex
 
 
 def _incomplete() -> S3Error:
@@ -115,13 +124,15 @@ async def commit_put(
     headers: dict[str, str],
     cond: WriteConditions,
     data: bytes | None = None,
-    blob: str | None = None,
+    blob: tuple[str, str] | None = None,
     tags: tagsets.Tags | None = None,
     lock: Lock | None = None,
+    sse: str | None = None,
 ) -> tuple[ObjectRecord, str | None]:
-    """Commit the object a PUT (or a form upload) has read: kept in its row (`data`) or in `blob`; an
-    overwrite without `tags` leaves the key untagged, as on S3. Returns it and its version id, as S3 shows
-    it (None in a bucket never versioned)."""
+    """Commit the object a PUT (or a form upload) has read: kept in its row (`data`) or in `blob` (its id and
+    the MD5 of its stored bytes); an overwrite without `tags` leaves the key untagged, as on S3. `sse`: the
+    wrapped data key the bytes are encrypted under. Returns it and its version id, as S3 shows it (None in a
+    bucket never versioned)."""
     assert req.principal is not None
     rec = ObjectRecord(
         bucket=req.bucket,
@@ -131,11 +142,12 @@ async def commit_put(
         mtime=time.time(),
         headers=headers,
         checksums=digest.checksums,
-        segments=[Segment(blob, digest.size, digest.md5_hex)] if blob is not None else [],
+        segments=[Segment(blob[0], digest.size, blob[1])] if blob is not None else [],
         owner=req.principal.peer_id,
         data=data,
         tags=tags,
         lock=lock,
+        sse=sse,
     )
     return rec, await ctx.store.put_object(rec, cond)
 
@@ -152,19 +164,21 @@ async def put_object(ctx: Context, call: Call) -> Response:
     if tags:
         await tagsets.require_current_nodes(ctx, "x-amz-tagging")
     lock = await locks.request_lock(ctx, call)
+    dek, sealed = await encryption.data_key(ctx, req, await encryption.wanted(ctx, call, req))
     digest = UploadDigest(req)
     if declared is not None and ctx.store.keeps_inline(declared):
         # No lookups before a small body: reading it costs less than the bucket and quota reads
         # would, and the commit checks the bucket, the conditions and the quota exactly anyway.
-        data = await read_inline(req, digest, declared)
-        rec, vid = await commit_put(ctx, req, digest, headers, cond, data=data, tags=tags, lock=lock)
+        data = ctx.store.encrypt_inline(dek, await read_inline(req, digest, declared))
+        rec, vid = await commit_put(ctx, req, digest, headers, cond, data=data, tags=tags, lock=lock, sse=sealed)
     else:
         admit = functools.partial(ctx.store.admit_object, req.bucket, req.key)
-        blob = await store_body(ctx.store, req, digest, declared, ctx.max_object_size, req.bucket, admit)
-        rec, vid = await commit_put(ctx, req, digest, headers, cond, blob=blob, tags=tags, lock=lock)
+        blob = await store_body(ctx.store, req, digest, declared, ctx.max_object_size, req.bucket, admit, dek)
+        rec, vid = await commit_put(ctx, req, digest, headers, cond, blob=blob, tags=tags, lock=lock, sse=sealed)
     out = [("etag", f'"{rec.etag}"')]
     out.extend((f"x-amz-checksum-{alg}", v) for alg, v in rec.checksums.items())
     out.extend(version_header(vid))
+    out.extend(encryption.response_headers(rec.sse))
     return Response(200, out)
 
 
@@ -257,6 +271,11 @@ def not_modified(req: Request, obj: ObjectRecord) -> Response | None:
 
 async def _read_response(ctx: Context, call: Call, with_body: bool) -> Response:
     req = call.req
+    if encryption.HEADER in req.headers:
+        # SSE-S3 is decrypted for every reader; S3 refuses the header on reads
+        raise S3Error(
+            "InvalidArgument", "x-amz-server-side-encryption is valid only on writes.", ArgumentName=encryption.HEADER
+        )
     part = part_number_param(req)
     obj = await lookup_object(ctx, call)
     if (unchanged := not_modified(req, obj)) is not None:
@@ -291,6 +310,7 @@ async def _read_response(ctx: Context, call: Call, with_body: bool) -> Response:
         headers.append(("x-amz-tagging-count", str(len(obj.tags))))
     headers.extend(read_version_header(req, obj))
     headers.extend(locks.response_headers(obj))
+    headers.extend(encryption.response_headers(obj.sse))
     if count is not None:
         headers.append(("x-amz-mp-parts-count", str(count)))
     status = 200

@@ -21,6 +21,7 @@ from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.form import FilePart, FormReader, boundary_of
 from tunnelmesh.s3.integrity import UploadDigest
+from tunnelmesh.s3.ops import encryption
 from tunnelmesh.s3.ops import tags as tagsets
 from tunnelmesh.s3.ops.common import Context, object_headers_from_request, validate_key, version_header
 from tunnelmesh.s3.ops.objects import commit_put, store_body, write_conditions
@@ -82,18 +83,23 @@ async def post_object(ctx: Context, call: Call) -> Response:
     await call.bucket()
     if tags:
         await tagsets.require_current_nodes(ctx, "tagging")
+    # asked in a form field or in the request's own head (both count, as for the other protections)
+    encrypt = encryption.asked(req) or await encryption.wanted(ctx, call, view)
+    dek, sealed = await encryption.data_key(ctx, view, encrypt)
     stream = _within(form.file_data(), policy.min_size, policy.max_size)
     # a form declares no file length: the file's first bytes tell whether the store keeps it inline
     head = await _read_upto(stream, INLINE_MAX + 1)
     if ctx.store.keeps_inline(len(head)):
-        data = b"".join([c async for c in digest.wrap(_once(head))])
-        rec, vid = await commit_put(ctx, view, digest, headers, conditions, data=data, tags=tags)
+        data = ctx.store.encrypt_inline(dek, b"".join([c async for c in digest.wrap(_once(head))]))
+        rec, vid = await commit_put(ctx, view, digest, headers, conditions, data=data, tags=tags, sse=sealed)
     else:
         view.body = _prepend(head, stream)
         admit = functools.partial(ctx.store.admit_object, req.bucket, key)
-        blob = await store_body(ctx.store, view, digest, None, ctx.max_object_size, req.bucket, admit)
-        rec, vid = await commit_put(ctx, view, digest, headers, conditions, blob=blob, tags=tags)
-    return _success(req, key, rec.etag, vid, fields)
+        blob = await store_body(ctx.store, view, digest, None, ctx.max_object_size, req.bucket, admit, dek)
+        rec, vid = await commit_put(ctx, view, digest, headers, conditions, blob=blob, tags=tags, sse=sealed)
+    resp = _success(req, key, rec.etag, vid, fields)
+    resp.headers.extend(encryption.response_headers(rec.sse))
+    return resp
 
 
 def _tags(view: Request) -> tagsets.Tags | None:

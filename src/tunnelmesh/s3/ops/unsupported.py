@@ -1,7 +1,7 @@
 """Requests for protections this server does not give are refused, never silently accepted.
 
-A client that asked for a locked, encrypted, archived or ACL-shared object must not believe
-it got one. This is the one table of such request headers: which operations it applies to and the
+A client that asked for a locked, KMS- or customer-key-encrypted, archived or ACL-shared object must
+not believe it got one. This is the one table of such request headers: which operations it applies to and the
 S3 error that answers it (S3's own answers for a feature it does not offer, and for ACLs the answer
 of a bucket whose object ownership is "bucket owner enforced"). It runs at the top of each write
 handler, before any body byte is read. Presigned requests carry the same headers as query
@@ -72,6 +72,21 @@ def _storage_class(name: str, value: str, req: Request) -> S3Error | None:
     return S3Error("InvalidStorageClass", StorageClassRequested=cls)
 
 
+# SSE-S3's algorithm: served on the object writes (s3/ops/encryption.py); UploadPart and UploadPartCopy take
+# the upload's encryption, and S3 refuses the header there
+SSE_S3 = "AES256"
+_KMS_ALGORITHMS = frozenset({"aws:kms", "aws:kms:dsse"})
+
+
+def _sse(name: str, value: str, req: Request) -> S3Error | None:
+    algorithm = value.strip()
+    if algorithm == SSE_S3 and req.operation in OBJECT_WRITES:
+        return None
+    if algorithm == SSE_S3 or algorithm in _KMS_ALGORITHMS:
+        return not_implemented(name)
+    return S3Error("InvalidArgument", "The encryption method specified is not supported", ArgumentName=name)
+
+
 def _acl(name: str, value: str, req: Request) -> S3Error | None:
     return None if value.strip() in ALLOWED_ACLS else acl_not_supported(name)
 
@@ -97,8 +112,9 @@ RULES: tuple[Rule, ...] = (
     # object lock on a form upload: its policy would have to cover the fields (not offered; PUT does it)
     Rule("x-amz-object-lock-", frozenset({POST}), _always),
     Rule("x-amz-object-ownership", frozenset({CREATE_BUCKET}), _ownership),
-    # SSE-S3, SSE-KMS (key id, context, bucket key) and SSE-C (customer-algorithm, -key, -key-md5)
-    Rule("x-amz-server-side-encryption", OBJECT_WRITES | {UPLOAD_PART, UPLOAD_PART_COPY}, _always),
+    # SSE-S3 is served on object writes (AES256); SSE-KMS (the algorithm, key id, context, bucket key) and
+    # SSE-C (customer-algorithm, -key, -key-md5) are not
+    Rule("x-amz-server-side-encryption", OBJECT_WRITES | {UPLOAD_PART, UPLOAD_PART_COPY}, _sse),
     Rule("x-amz-server-side-encryption-", OBJECT_WRITES | {UPLOAD_PART, UPLOAD_PART_COPY}, _always),
     Rule("x-amz-copy-source-server-side-encryption-", COPIES, _always),
     # conditions of S3 Express directory buckets: a delete that ignored them could delete the wrong version
