@@ -434,9 +434,10 @@ def load(path: Path | None, *, allow_public: bool = False) -> Settings:
     node_id = parse_node_id(s3["node_id"]) if "node_id" in s3 else default_node_id((s3_listen or listen).port)
     heartbeat_interval, node_timeout = parse_liveness(s3, defaults)
     sse_key_file = parse_sse_key_file(s3, data_dir, blob_dir)
-    rewrap = s3.get("sse_rewrap_interval", defaults.sse_rewrap_interval)
-    if isinstance(rewrap, bool) or not isinstance(rewrap, int | float) or rewrap < 0:
-        raise ConfigError("s3.sse_rewrap_interval: must be a number of seconds, 0 or more (0: never)")
+    try:
+        rewrap = parse_duration(s3.get("sse_rewrap_interval", defaults.sse_rewrap_interval))
+    except ValueError as e:
+        raise ConfigError(f"s3.sse_rewrap_interval: {e} (0: never)") from None
     max_retention_days = s3.get("max_retention_days", defaults.max_retention_days)
     if isinstance(max_retention_days, bool) or not isinstance(max_retention_days, int) or max_retention_days < 1:
         raise ConfigError("s3.max_retention_days: must be a whole number of days, at least 1")

@@ -331,3 +331,25 @@ def test_a_bad_sse_rewrap_interval_names_the_key(tmp_path, value) -> None:
         load(cfg)
     cfg.write_text(f"s3:\n  data_dir: {tmp_path / 'd'}\n  sse_rewrap_interval: 0\n")
     assert load(cfg).sse_rewrap_interval == 0.0
+    cfg.write_text(f"s3:\n  data_dir: {tmp_path / 'd'}\n  sse_rewrap_interval: 1h\n")  # a duration, as the others
+    assert load(cfg).sse_rewrap_interval == 3600.0
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("lifecycle_interval", "0s"),
+        ("lifecycle_interval", "soon"),
+        ("max_retention_days", 0),
+        ("max_retention_days", "10y"),
+        ("max_retention_days", True),
+    ],
+)
+def test_bad_lifecycle_and_retention_settings_name_their_key(tmp_path, key, value) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"s3:\n  data_dir: {tmp_path / 'd'}\n  {key}: {value!r}\n")
+    with pytest.raises(ConfigError, match=rf"^s3.{key}: "):
+        load(cfg)
+    cfg.write_text(f"s3:\n  data_dir: {tmp_path / 'd'}\n  lifecycle_interval: 5m\n  max_retention_days: 36500\n")
+    got = load(cfg)
+    assert (got.lifecycle_interval, got.max_retention_days) == (300.0, 36500)
