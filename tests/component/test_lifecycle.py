@@ -70,14 +70,15 @@ def test_a_configuration_is_checked_and_read_back_as_written(s3: InProcessS3) ->
         "<Rule><ID>old</ID><Filter><And><Prefix>a/</Prefix><Tag><Key>k</Key><Value>v</Value></Tag>"
         "<ObjectSizeGreaterThan>10</ObjectSizeGreaterThan></And></Filter><Status>Disabled</Status>"
         "<NoncurrentVersionExpiration><NoncurrentDays>7</NoncurrentDays><NewerNoncurrentVersions>3"
-        "</NewerNoncurrentVersions></NoncurrentVersionExpiration>"
+        "</NewerNoncurrentVersions></NoncurrentVersionExpiration></Rule>"
+        "<Rule><ID>mpu</ID><Filter><Prefix>up/</Prefix></Filter><Status>Enabled</Status>"
         "<AbortIncompleteMultipartUpload><DaysAfterInitiation>2</DaysAfterInitiation></AbortIncompleteMultipartUpload>"
         "</Rule>"
     )
     assert configure(s3, "bkt", rules)[0] == 200
     got = s3("GET", "/bkt", "lifecycle")
     assert got.status == 200
-    assert got.body.decode().count("<Rule>") == 2 and "<Prefix>logs/</Prefix>" in got.body.decode()
+    assert got.body.decode().count("<Rule>") == 3 and "<Prefix>logs/</Prefix>" in got.body.decode()
     assert "<NewerNoncurrentVersions>3</NewerNoncurrentVersions>" in got.body.decode()
     bad = {
         "<Rule><ID>x</ID><Prefix/><Status>enabled</Status><Expiration><Days>1</Days></Expiration></Rule>": (
@@ -97,6 +98,26 @@ def test_a_configuration_is_checked_and_read_back_as_written(s3: InProcessS3) ->
         "<Rule><ID>x</ID><Prefix/><Status>Enabled</Status>"
         "<Transition><Days>1</Days><StorageClass>GLACIER</StorageClass></Transition></Rule>": "NotImplemented",
         "<Rule><ID>x</ID><Prefix/><Status>Enabled</Status></Rule>": "MalformedXML",
+        # a number past what day arithmetic takes, digits of another script, a second Expiration, a bad boolean
+        "<Rule><ID>x</ID><Prefix/><Status>Enabled</Status>"
+        f"<Expiration><Days>{10**400}</Days></Expiration></Rule>": "MalformedXML",
+        "<Rule><ID>x</ID><Prefix/><Status>Enabled</Status>"
+        "<Expiration><Days>2147483648</Days></Expiration></Rule>": "InvalidArgument",
+        "<Rule><ID>x</ID><Prefix/><Status>Enabled</Status><Expiration><Days>\u0663</Days></Expiration></Rule>": (
+            "MalformedXML"
+        ),
+        "<Rule><ID>x</ID><Prefix/><Status>Enabled</Status><Expiration><Days>1</Days></Expiration>"
+        "<Expiration><Days>2</Days></Expiration></Rule>": "MalformedXML",
+        "<Rule><ID>x</ID><Prefix/><Status>Enabled</Status>"
+        "<Expiration><ExpiredObjectDeleteMarker>yes</ExpiredObjectDeleteMarker></Expiration></Rule>": "MalformedXML",
+        # filters an upload or a lone marker cannot have, and a tag key twice
+        "<Rule><ID>x</ID><Filter><Tag><Key>k</Key><Value>v</Value></Tag></Filter><Status>Enabled</Status>"
+        "<AbortIncompleteMultipartUpload><DaysAfterInitiation>1</DaysAfterInitiation>"
+        "</AbortIncompleteMultipartUpload></Rule>": "InvalidRequest",
+        "<Rule><ID>x</ID><Filter><ObjectSizeGreaterThan>5</ObjectSizeGreaterThan></Filter><Status>Enabled</Status>"
+        "<Expiration><ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker></Expiration></Rule>": "InvalidRequest",
+        "<Rule><ID>x</ID><Filter><And><Tag><Key>k</Key><Value>1</Value></Tag><Tag><Key>k</Key><Value>2</Value></Tag>"
+        "</And></Filter><Status>Enabled</Status><Expiration><Days>1</Days></Expiration></Rule>": "InvalidRequest",
     }
     for rule, expected in bad.items():
         status, body = configure(s3, "bkt", rule)

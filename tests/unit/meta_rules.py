@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from tunnelmesh.store import commits, listing
 from tunnelmesh.store.metadata import MetaBackend, MetaTx
-from tunnelmesh.store.records import Listing, ObjectRecord, Part, Upload, WriteConditions, WriteResult
+from tunnelmesh.store.records import Listing, ObjectRecord, Part, Upload, WriteConditions, WriteResult, seq_at
 
 T = TypeVar("T")
 
@@ -59,7 +59,7 @@ class Rules:
         return self.freed(lambda tx: commits.put_object(tx, rec, cond, max_size))
 
     def delete_object_version(self, bucket: str, key: str, mtime: float, blobs: list[str]) -> list[str]:
-        return self.freed(lambda tx: commits.delete_object_version(tx, bucket, key, mtime, blobs))
+        return self.freed(lambda tx: commits.delete_object_version(tx, bucket, key, seq_at(mtime), blobs))
 
     # reads
     def bucket(self, name: str) -> Any:

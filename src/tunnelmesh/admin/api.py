@@ -234,7 +234,11 @@ class AdminApi:
             "ok": not report.rotten,
             "objects": report.objects,
             "bytes": report.bytes,
-            "rotten": [{"bucket": r.bucket, "key": r.key, "problem": r.problem} for r in report.rotten],
+            "rotten": [
+                {"bucket": r.bucket, "key": r.key, "version_id": r.version_id, "problem": r.problem}
+                | ({"outcome": r.outcome} if repair else {})
+                for r in report.rotten
+            ],
             "repaired": repair,
             "quarantined_blobs": report.quarantined,
         }

@@ -311,7 +311,11 @@ def storage_scrub(c: Coordinator, repair: bool, as_json: bool) -> None:
     else:
         click.echo(f"checked {d['objects']} objects ({human(d['bytes'])})")
         for r in d["rotten"]:
-            click.echo(f"ROTTEN  {r['bucket']}/{r['key']}: {r['problem']}" + ("  (quarantined)" if repair else ""))
+            version = f" (version {r['version_id']})" if r.get("version_id") else ""
+            done = {"repaired": "  (quarantined, deleted)", "locked": "  (quarantined; locked, so not deleted)"}
+            click.echo(
+                f"ROTTEN  {r['bucket']}/{r['key']}{version}: {r['problem']}" + done.get(r.get("outcome", ""), "")
+            )
     if d["rotten"]:
         sys.exit(1)
 

@@ -469,18 +469,11 @@ def _delete_version(
     return Deleted(vid, ref.marker)
 
 
-def _seq_of(vid: str) -> int | None:
-    """The seq an id names, None if no version can have it: any 24 hex digits pass the edge, but a seq
-    past 2**63 fits no 64-bit column (SQLite raises OverflowError binding it)."""
-    seq = version_seq(vid)
-    return seq if seq is not None and seq < 2**63 else None
-
-
 def _noncurrent_ref(r: MetaReads, bucket: str, key: str, vid: str) -> ObjectRef | None:
     """The noncurrent version (or delete marker) `vid` ("null" or an id) of the key, if it has it."""
     if vid == NULL:
         return r.null_version_ref(bucket, key)
-    seq = _seq_of(vid)
+    seq = version_seq(vid)
     v = r.version(bucket, key, seq) if seq is not None else None
     if v is None or v.version_id != vid:
         return None
@@ -500,7 +493,7 @@ def version_record(r: MetaReads, bucket: str, key: str, vid: str) -> ObjectRecor
     """The version `vid` of the key (an id, or "null"), current or not, a delete marker included (its
     `marker` set); NoSuchVersion if the key has no such version."""
     want = None if vid == NULL else vid
-    seq = None if vid == NULL else _seq_of(vid)
+    seq = None if vid == NULL else version_seq(vid)
     rec = r.get_object(bucket, key)
     if rec is None or rec.version_id != want:
         if vid == NULL:
@@ -590,14 +583,22 @@ def delete_objects(
     return WriteResult(out, u.freed)
 
 
-def delete_object_version(tx: MetaTx, bucket: str, key: str, mtime: float, blobs: list[str]) -> WriteResult[None]:
-    """Delete the object only if it is still the version written at `mtime` on `blobs` (what a scrub
-    found rotten): an overwrite since then is a new, acknowledged object and stays. An ETag would not
-    do: re-uploading the same bytes gives the same ETag."""
+def delete_object_version(tx: MetaTx, bucket: str, key: str, seq: int, blobs: list[str]) -> WriteResult[str]:
+    """Delete the version of `seq` (current or not) only if it still names `blobs` (what a scrub found
+    rotten): an overwrite since then is a new, acknowledged version and stays (an ETag would not do:
+    re-uploading the same bytes gives the same ETag). A locked version stays too: its row keeps naming the
+    quarantined blob, and a read of it answers InternalError. Answers "repaired", "locked" or "gone"."""
+    _locked_bucket(tx, bucket)
     cur = tx.object_ref(bucket, key)
-    if cur is None or cur.mtime != mtime or cur.blobs != blobs:
-        return WriteResult(None)
-    return WriteResult(None, delete_objects(tx, bucket, [(key, shown(cur.version_id), None)]).freed)
+    if cur is not None and cur.seq == seq:
+        ref: ObjectRef | None = cur
+    else:
+        v = tx.version(bucket, key, seq)
+        ref = _noncurrent_ref(tx, bucket, key, shown(v.version_id)) if v is not None and not v.marker else None
+    if ref is None or ref.blobs != blobs:
+        return WriteResult("gone")
+    done = delete_objects(tx, bucket, [(key, shown(ref.version_id), None)])
+    return WriteResult("locked" if isinstance(done.value[0], ObjectLocked) else "repaired", done.freed)
 
 
 def replace_bucket(tx: MetaTx, bucket: str, records: list[ObjectRecord]) -> WriteResult[None]:
@@ -637,9 +638,16 @@ def hint_noncurrent(tx: MetaTx, bucket: Bucket, key: str, ref: ObjectRef, since:
         tx.put_hint(Hint(bucket.name, key, -ref.seq, lc.NONCURRENT, due))
     keep = rules.keeps_newer
     if keep is not None:
-        older = [v for v in _key_versions(tx, bucket.name, key, keep + 2) if not v.marker]
-        if len(older) > keep:
-            tx.put_hint(Hint(bucket.name, key, older[keep].nseq, lc.NONCURRENT, 0.0))
+        # the (keep + 1)-th newest noncurrent version: delete markers between versions are skipped, not counted
+        kept = 0
+        for v in tx.scan_versions(bucket.name, key, -(2**63), True, None, 10_000):
+            if v.key != key:
+                break
+            if not v.marker:
+                if kept == keep:
+                    tx.put_hint(Hint(bucket.name, key, v.nseq, lc.NONCURRENT, 0.0))
+                    break
+                kept += 1
 
 
 def _key_versions(r: MetaReads, bucket: str, key: str, limit: int) -> list[VersionEntry]:
@@ -689,7 +697,9 @@ def apply_hint(tx: MetaTx, hint: Hint, now: float, rand: int = 0) -> WriteResult
         ref = _noncurrent_ref(tx, b.name, v.key, shown(v.version_id))
         assert ref is not None
         if ref.legal_hold or (ref.lock_until is not None and ref.lock_until > tx.clock()):
-            return later(ref.lock_until if not ref.legal_hold and ref.lock_until else now + lc.DAY)
+            # never due again within this pass: the lock is judged on the database's clock, the pass on its own
+            until = ref.lock_until if not ref.legal_hold and ref.lock_until else now + lc.DAY
+            return later(max(until, now + 1.0))
         tx.drop_hint(hint.bucket, hint.key, hint.nseq, hint.kind)
         tx.delete_version(b.name, v.key, v.seq)
         u.dropped(ref, current=False)
@@ -735,8 +745,14 @@ def _past_newer(r: MetaReads, rules: lc.Rules, v: ObjectRecord) -> bool:
     keep = max((rule.nc_newer or 0 for rule in rules.noncurrent_rules(v.key, v.size, v.tags or {})), default=0)
     if keep == 0:
         return True
-    newer = [e for e in _key_versions(r, v.bucket, v.key, keep + 1) if e.nseq < -v.seq]
-    return sum(not e.marker for e in newer) >= keep
+    newer = 0
+    for e in r.scan_versions(v.bucket, v.key, -(2**63), True, None, 10_000):
+        if e.key != v.key or e.nseq >= -v.seq:
+            break
+        newer += not e.marker
+        if newer >= keep:
+            return True
+    return False
 
 
 def set_lifecycle(tx: MetaTx, name: str, doc: str | None, now: float) -> WriteResult[None]:

@@ -487,12 +487,18 @@ class Store:
         return await self.meta.read(lambda r: r.nodes())
 
     async def require_current_nodes(self, feature: str, node_timeout: float) -> None:
-        """Raise UpgradePending while a live node (a beat within `node_timeout`) runs an older schema than
-        this code: its overwrite of an object would keep what `feature` wrote there (docs/scale-out.md,
-        "Upgrading a mesh"). One read, paid only by the writes of such a feature."""
+        """Raise UpgradePending while a node of an older schema than this code may still write: one that beat
+        within `node_timeout`, or one silent that neither stopped cleanly nor was taken over (it still has
+        writer tags to sweep). Its overwrite of an object would keep or destroy what `feature` wrote there
+        (docs/scale-out.md, "Upgrading a mesh"). Paid only by the writes of such a feature."""
         known = self.meta.release
         for n in await self.nodes():
-            if n.silent_for is not None and n.silent_for < node_timeout and (n.release or 0) < known:
+            if (n.release or 0) >= known:
+                continue
+            # live, or silent but not stopped cleanly nor taken over (its writer tags not all swept): a paused
+            # or partitioned node of an older release may come back and overwrite in place
+            live = n.silent_for is not None and n.silent_for < node_timeout
+            if live or await self.meta.read(functools.partial(_has_writer_tags, n.node)):
                 raise UpgradePending(feature, n.node, n.release, known)
 
     async def take_lease(self, duty: str, node: str, ttl: float, every: float) -> bool:
@@ -742,7 +748,7 @@ class Store:
         report = await scrub_mod.scrub(self.meta, self.blobs, self.dir.quarantine, repair)
         if repair:
             for rot in report.rotten:
-                await self.delete_object_version(rot.bucket, rot.key, rot.mtime, rot.blobs)
+                rot.outcome = await self.delete_object_version(rot.bucket, rot.key, rot.seq, rot.blobs)
         return report
 
     @property
@@ -848,8 +854,8 @@ class Store:
     async def set_legal_hold(self, bucket: str, key: str, version_id: str | None, on: bool) -> str:
         return await self._commit(lambda tx: commits.set_legal_hold(tx, bucket, key, version_id, on))
 
-    async def delete_object_version(self, bucket: str, key: str, mtime: float, blobs: list[str]) -> None:
-        await self._commit(lambda tx: commits.delete_object_version(tx, bucket, key, mtime, blobs))
+    async def delete_object_version(self, bucket: str, key: str, seq: int, blobs: list[str]) -> str:
+        return await self._commit(lambda tx: commits.delete_object_version(tx, bucket, key, seq, blobs))
 
     async def replace_bucket(self, bucket: str, records: list[ObjectRecord]) -> None:
         """One commit that leaves `bucket` holding exactly `records` (their blobs already ingested)."""
@@ -899,6 +905,9 @@ class Store:
 
     async def lifecycle_backfill(self, hint: Hint, batch: int) -> int:
         return await self._commit(lambda tx: commits.backfill(tx, hint, batch))
+
+    async def move_hint(self, hint: Hint, at: float) -> None:
+        await self.meta.write(lambda tx: tx.put_hint(dataclasses.replace(hint, at=at)))
 
     # ---- multipart -----------------------------------------------------------------------
 
@@ -956,6 +965,10 @@ class Store:
         return await self._commit(
             lambda tx: commits.complete_upload(tx, upload_id, rec, used_parts, parts_sig, cond, self.max_size, rand)
         )
+
+
+def _has_writer_tags(node: str, r: MetaReads) -> bool:
+    return bool(r.writer_tags(node))
 
 
 def _forget_freed(blob_ids: list[str], tx: MetaTx) -> None:

@@ -45,6 +45,7 @@ class PassReport:
     later: int = 0  # hints moved to their exact time
     dropped: int = 0  # hints of versions gone or no longer taken by a rule
     walked: int = 0  # rows a backfill looked at
+    failed: int = 0  # hints that raised (logged, and moved a day on)
 
 
 async def run_once(store: Store, stopping: asyncio.Event | None = None) -> PassReport:
@@ -55,10 +56,21 @@ async def run_once(store: Store, stopping: asyncio.Event | None = None) -> PassR
         for hint in hints:
             if stopping is not None and stopping.is_set():
                 return report
-            if hint.kind in (lc.BACKFILL, lc.BACKFILL_VERSIONS):
-                report.walked += await store.lifecycle_backfill(hint, BACKFILL_BATCH)
+            try:
+                if hint.kind in (lc.BACKFILL, lc.BACKFILL_VERSIONS):
+                    report.walked += await store.lifecycle_backfill(hint, BACKFILL_BATCH)
+                    continue
+                outcome = await store.apply_lifecycle(hint, now, secrets.randbits(32))
+            except Unavailable:
+                raise
+            except Exception:
+                # one bucket's bad hint must not stop every other bucket's lifecycle: it waits a day
+                log.exception(
+                    "lifecycle: %s hint of %s/%s failed; looked at again in a day", hint.kind, hint.bucket, hint.key
+                )
+                await store.move_hint(hint, now + lc.DAY)
+                report.failed += 1
                 continue
-            outcome = await store.apply_lifecycle(hint, now, secrets.randbits(32))
             if outcome == "expired":
                 report.expired += 1
             elif outcome == "later":

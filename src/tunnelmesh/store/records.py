@@ -63,8 +63,13 @@ def new_version_id(seq: int, rand: int) -> str:
 
 
 def version_seq(version_id: str) -> int | None:
-    """The seq a version id names; None if it is not one of ours (the null version is never passed here)."""
-    return int(version_id[:16], 16) if _VERSION_ID.fullmatch(version_id) else None
+    """The seq a version id names; None if it is not one of ours (the null version is never passed here): 24
+    lowercase hex digits whose seq fits the 64-bit signed columns that keep it (a larger one would make a
+    database driver raise rather than find nothing)."""
+    if not _VERSION_ID.fullmatch(version_id):
+        return None
+    seq = int(version_id[:16], 16)
+    return seq if seq < 2**63 else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Integrity at rest: re-hash every stored object against the MD5 recorded when it was written.
+"""Integrity at rest: re-hash every stored version (current or not) against the MD5 recorded when it was
+written.
 
 Blob files are immutable, so any difference is rot (or tampering). Each segment's MD5 is kept in
 the object's row; inline objects are checked against their ETag. With repair, the blobs of a
@@ -9,9 +10,11 @@ get NoSuchKey instead of silently wrong bytes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +33,9 @@ class Rot:
     key: str
     problem: str
     blobs: list[str] = field(default_factory=list)
-    mtime: float = 0.0  # with blobs, names the version found rotten
+    seq: int = 0  # with blobs, names the version found rotten (current or not)
+    version_id: str | None = None  # None: the null version
+    outcome: str = ""  # a repair's: "repaired", "locked" (kept, its blobs quarantined) or "gone" (replaced meanwhile)
 
 
 @dataclass
@@ -99,9 +104,9 @@ def _check(obj: ObjectRecord, blobs: Blobs, throttle: Throttle) -> str | None:
 
 
 def _same_version(now: ObjectRecord | None, obj: ObjectRecord) -> bool:
-    return now is not None and (now.etag, now.mtime, [s.blob for s in now.segments]) == (
+    return now is not None and (now.seq, now.etag, [s.blob for s in now.segments]) == (
+        obj.seq,
         obj.etag,
-        obj.mtime,
         [s.blob for s in obj.segments],
     )
 
@@ -116,6 +121,21 @@ async def scrub(meta: MetaBackend, blobs: Blobs, quarantine: Path, repair: bool,
     async def current(bucket: str, key: str) -> ObjectRecord | None:
         return await meta.read(lambda r: r.get_object(bucket, key))
 
+    async def noncurrent(bucket: str, key: str, seq: int) -> ObjectRecord | None:
+        return await meta.read(lambda r: r.version(bucket, key, seq))
+
+    async def check(obj: ObjectRecord, again: Callable[[], Awaitable[ObjectRecord | None]]) -> None:
+        report.objects += 1
+        report.bytes += obj.size
+        if obj.data is not None:
+            problem = _check(obj, blobs, throttle)
+        else:
+            problem = await asyncio.to_thread(_check, obj, blobs, throttle)
+        if problem is None or not _same_version(await again(), obj):
+            return  # sound, or overwritten or deleted while we read it: its old blobs may be gone
+        rot = Rot(obj.bucket, obj.key, problem, [s.blob for s in obj.segments], obj.seq, obj.version_id)
+        report.rotten.append(rot)
+
     for bucket in await meta.read(lambda r: r.buckets()):
         page = Listing([], [], True, None, False)
         while page.truncated:
@@ -123,19 +143,20 @@ async def scrub(meta: MetaBackend, blobs: Blobs, quarantine: Path, repair: bool,
             page = await meta.read(lambda r: list_objects(r, bucket.name, "", "", after, False, 1000))  # noqa: B023
             for listed in page.objects:
                 obj = await current(bucket.name, listed.key)
-                if obj is None:  # deleted while we scrubbed
-                    continue
-                report.objects += 1
-                report.bytes += obj.size
-                if obj.data is not None:
-                    problem = _check(obj, blobs, throttle)
-                else:
-                    problem = await asyncio.to_thread(_check, obj, blobs, throttle)
-                if problem is None:
-                    continue
-                if not _same_version(await current(obj.bucket, obj.key), obj):
-                    continue  # overwritten or deleted while we read it: its old blobs may be gone
-                report.rotten.append(Rot(obj.bucket, obj.key, problem, [s.blob for s in obj.segments], obj.mtime))
+                if obj is not None:  # else deleted while we scrubbed
+                    await check(obj, functools.partial(current, obj.bucket, obj.key))
+        if bucket.versioning is None:
+            continue  # a bucket never versioned has no noncurrent version
+        # the noncurrent versions: kept data too (a locked backup's old versions above all)
+        pos: tuple[str, int] = ("", -(2**63))
+        while versions := await meta.read(
+            lambda r: list(r.scan_versions(bucket.name, pos[0], pos[1], False, None, 1000))  # noqa: B023
+        ):
+            for e in versions:
+                v = await noncurrent(bucket.name, e.key, e.seq) if not e.marker else None
+                if v is not None:
+                    await check(v, functools.partial(noncurrent, v.bucket, v.key, v.seq))
+            pos = (versions[-1].key, versions[-1].nseq)
     if repair:
         quarantine.mkdir(exist_ok=True)
         for rot in report.rotten:

@@ -109,8 +109,11 @@ async def create_bucket(ctx: Context, call: Call) -> Response:
         await ctx.store.create_bucket(req.bucket, principal.peer_id, ctx.region, object_lock)
     except BucketExists as e:
         # AWS keeps its legacy answer in us-east-1: creating a bucket you already own succeeds there
-        # (and is BucketAlreadyOwnedByYou in every other region).
+        # (and is BucketAlreadyOwnedByYou in every other region). Not when it asks for object lock the bucket
+        # does not have: a backup tool's "ensure the bucket" step would believe its objects can be locked
         if not e.owned_by_caller or ctx.region != "us-east-1":
+            raise
+        if object_lock and not (await ctx.store.require_bucket(req.bucket)).object_lock:
             raise
     return Response(200, [("location", f"/{req.bucket}")])
 

@@ -182,3 +182,13 @@ def read_version_header(req: Request, obj: ObjectRecord) -> list[tuple[str, str]
     if obj.version_id is not None:
         return [("x-amz-version-id", obj.version_id)]
     return [("x-amz-version-id", NULL)] if "versionId" in req.query else []
+
+
+async def require_owner(call: Call, what: str) -> None:
+    """The bucket's owner or an admin, else AccessDenied naming `what` they may do. Until per-bucket
+    permissions exist (the route table's OWNER is not yet enforced per bucket), this keeps a peer with write
+    access from deciding what another's bucket keeps: its locks, versioning, lifecycle and encryption."""
+    principal = call.principal
+    assert principal is not None
+    if not principal.is_admin and (await call.bucket()).owner != principal.peer_id:
+        raise S3Error("AccessDenied", f"Only the bucket's owner or an admin may {what}.")

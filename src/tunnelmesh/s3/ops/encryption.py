@@ -12,7 +12,7 @@ from tunnelmesh.s3 import xml
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops import tags as tagsets
-from tunnelmesh.s3.ops.common import Context
+from tunnelmesh.s3.ops.common import Context, require_owner
 from tunnelmesh.s3.request import Request, read_small_body
 from tunnelmesh.s3.response import Response, xml_response
 from tunnelmesh.store.errors import EncryptionUnavailable
@@ -76,18 +76,9 @@ def _configuration(body: bytes) -> str:
     return algorithm
 
 
-async def _require_owner(call: Call) -> None:
-    """Until per-bucket permissions exist (the route table's OWNER is not yet enforced per bucket): a peer with
-    write access must not turn another's bucket's encryption off."""
-    principal = call.principal
-    assert principal is not None
-    if not principal.is_admin and (await call.bucket()).owner != principal.peer_id:
-        raise S3Error("AccessDenied", "Only the bucket's owner or an admin may set its default encryption.")
-
-
 async def put_bucket_encryption(ctx: Context, call: Call) -> Response:
     req = call.req
-    await _require_owner(call)
+    await require_owner(call, "set its default encryption")
     algorithm = _configuration(await read_small_body(req, 64 * 1024))
     if ctx.store.sse is None:
         raise EncryptionUnavailable()
@@ -109,6 +100,6 @@ async def get_bucket_encryption(ctx: Context, call: Call) -> Response:
 
 
 async def delete_bucket_encryption(ctx: Context, call: Call) -> Response:
-    await _require_owner(call)
+    await require_owner(call, "set its default encryption")
     await ctx.store.set_bucket_encryption(call.req.bucket, None)
     return Response(204)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import secrets
 from typing import Any
 from xml.etree.ElementTree import Element
@@ -16,8 +17,7 @@ from xml.etree.ElementTree import Element
 from tunnelmesh.s3 import xml
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
-from tunnelmesh.s3.ops.common import Context
-from tunnelmesh.s3.ops.lock import require_owner
+from tunnelmesh.s3.ops.common import Context, require_owner
 from tunnelmesh.s3.ops.tags import require_current_nodes
 from tunnelmesh.s3.request import read_small_body
 from tunnelmesh.s3.response import Response, xml_response
@@ -25,6 +25,8 @@ from tunnelmesh.s3.response import Response, xml_response
 MAX_RULES = 1000
 MAX_ID = 255
 MAX_NEWER_VERSIONS = 100
+# S3's day counts are 32-bit integers; a larger one would overflow the time arithmetic of every later write
+MAX_DAYS = 2**31 - 1
 _REFUSED = ("Transition", "NoncurrentVersionTransition")
 
 
@@ -32,15 +34,23 @@ def _malformed(message: str) -> S3Error:
     return S3Error("MalformedXML", message)
 
 
-def _positive(el: Element, name: str, what: str, zero_ok: bool = False) -> int:
-    text = xml.text(el, name)
-    try:
-        n = int(text or "")
-    except ValueError:
-        raise _malformed(f"{what} must be an integer.") from None
-    if n < (0 if zero_ok else 1):
-        raise S3Error("InvalidArgument", f"{what} must be a positive integer.")
+def _positive(el: Element, name: str, what: str, zero_ok: bool = False, most: int = MAX_DAYS) -> int:
+    text = (xml.text(el, name) or "").strip()
+    # ASCII digits only: int() also takes other scripts' digits and underscores
+    if not re.fullmatch(r"[0-9]{1,19}", text):
+        raise _malformed(f"{what} must be an integer.")
+    n = int(text)
+    if n < (0 if zero_ok else 1) or n > most:
+        raise S3Error("InvalidArgument", f"{what} must be a positive integer of at most {most}.")
     return n
+
+
+def _one(el: Element, name: str) -> Element | None:
+    """The element `name` of `el`, refused if given twice (a second one would be silently ignored)."""
+    found = el.findall(name)
+    if len(found) > 1:
+        raise _malformed(f"{name} is given more than once.")
+    return found[0] if found else None
 
 
 def _date(text: str) -> float:
@@ -65,7 +75,7 @@ def _tag(el: Element) -> list[str]:
 def _sizes(el: Element, into: dict[str, Any]) -> None:
     for name, field in (("ObjectSizeGreaterThan", "gt"), ("ObjectSizeLessThan", "lt")):
         if el.find(name) is not None:
-            into[field] = _positive(el, name, name, zero_ok=True)
+            into[field] = _positive(el, name, name, zero_ok=True, most=2**63 - 1)
 
 
 def _filter(el: Element) -> dict[str, Any]:
@@ -76,6 +86,8 @@ def _filter(el: Element) -> dict[str, Any]:
         out["tag"] = _tag(t)
     if (a := el.find("And")) is not None:
         conj: dict[str, Any] = {"tags": [_tag(t) for t in a.findall("Tag")]}
+        if len({k for k, _ in conj["tags"]}) != len(conj["tags"]):
+            raise S3Error("InvalidRequest", "Duplicate Tag Keys are not allowed.")
         if (p := a.find("Prefix")) is not None:
             conj["prefix"] = p.text or ""
         _sizes(a, conj)
@@ -102,35 +114,45 @@ def _rule(el: Element, ids: set[str]) -> dict[str, Any]:
     if status not in ("Enabled", "Disabled"):
         raise _malformed("Status must be Enabled or Disabled.")
     rule: dict[str, Any] = {"id": rule_id, "status": status}
-    prefix, filt = el.find("Prefix"), el.find("Filter")
+    prefix, filt = _one(el, "Prefix"), _one(el, "Filter")
     if prefix is not None and filt is not None:
         raise _malformed("A rule has either a Prefix or a Filter.")
     if prefix is not None:
         rule["prefix"] = prefix.text or ""
     elif filt is not None:
         rule["filter"] = _filter(filt)
-    if (exp := el.find("Expiration")) is not None:
+    if (exp := _one(el, "Expiration")) is not None:
         parts: dict[str, Any] = {}
         if exp.find("Days") is not None:
             parts["days"] = _positive(exp, "Days", "Expiration Days")
         if (d := xml.text(exp, "Date")) is not None:
             parts["date"] = _date(d)
         if (m := xml.text(exp, "ExpiredObjectDeleteMarker")) is not None:
+            if m.strip().lower() not in ("true", "false"):
+                raise _malformed("ExpiredObjectDeleteMarker is true or false.")
             parts["marker"] = m.strip().lower() == "true"
         if len(parts) != 1:
             raise _malformed("An Expiration holds one of Days, Date or ExpiredObjectDeleteMarker.")
         rule["expiration"] = parts
-    if (nc := el.find("NoncurrentVersionExpiration")) is not None:
+    if (nc := _one(el, "NoncurrentVersionExpiration")) is not None:
         rule["noncurrent"] = {"days": _positive(nc, "NoncurrentDays", "NoncurrentDays")}
         if nc.find("NewerNoncurrentVersions") is not None:
-            newer = _positive(nc, "NewerNoncurrentVersions", "NewerNoncurrentVersions")
-            if newer > MAX_NEWER_VERSIONS:
-                raise S3Error("InvalidArgument", f"NewerNoncurrentVersions must be at most {MAX_NEWER_VERSIONS}.")
+            newer = _positive(nc, "NewerNoncurrentVersions", "NewerNoncurrentVersions", most=MAX_NEWER_VERSIONS)
             rule["noncurrent"]["newer"] = newer
-    if (ab := el.find("AbortIncompleteMultipartUpload")) is not None:
+    if (ab := _one(el, "AbortIncompleteMultipartUpload")) is not None:
         rule["abort"] = _positive(ab, "DaysAfterInitiation", "DaysAfterInitiation")
     if not {"expiration", "noncurrent", "abort"} & set(rule):
         raise _malformed("A rule needs at least one action.")
+    # an upload has no tags or size yet, a delete marker neither: S3 refuses such filters with these actions
+    # (applied without them, they would act on what the filter was meant to spare)
+    f = rule.get("filter", {})
+    conj = f.get("and", {})
+    filtered = bool({"tag", "gt", "lt"} & set(f) or {"gt", "lt"} & set(conj) or conj.get("tags"))
+    if filtered and ("abort" in rule or rule.get("expiration", {}).get("marker")):
+        raise S3Error(
+            "InvalidRequest",
+            "AbortIncompleteMultipartUpload and ExpiredObjectDeleteMarker cannot be used with tag or size filters.",
+        )
     return rule
 
 
@@ -198,7 +220,7 @@ def render(rules: list[dict[str, Any]]) -> list[str]:
 
 async def put_bucket_lifecycle(ctx: Context, call: Call) -> Response:
     rules = parse(await read_small_body(call.req))
-    await require_owner(call)  # an expiry rule deletes: the owner's or an admin's decision
+    await require_owner(call, "change its lifecycle rules")  # an expiry rule deletes
     await require_current_nodes(ctx, "Lifecycle")
     await ctx.store.set_lifecycle(call.req.bucket, json.dumps(rules))
     return Response(200)
@@ -212,6 +234,6 @@ async def get_bucket_lifecycle(ctx: Context, call: Call) -> Response:
 
 
 async def delete_bucket_lifecycle(ctx: Context, call: Call) -> Response:
-    await require_owner(call)
+    await require_owner(call, "change its lifecycle rules")
     await ctx.store.set_lifecycle(call.req.bucket, None)
     return Response(204)

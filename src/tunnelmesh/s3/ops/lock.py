@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import time
 
 from tunnelmesh.s3 import xml
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
-from tunnelmesh.s3.ops.common import Context, check_version_id, version_header
+from tunnelmesh.s3.ops.common import Context, check_version_id, require_owner, version_header
 from tunnelmesh.s3.ops.tags import require_current_nodes
 from tunnelmesh.s3.request import read_small_body
 from tunnelmesh.s3.response import Response, xml_response
@@ -27,6 +28,7 @@ from tunnelmesh.store.records import Lock, ObjectRecord
 
 MODE, UNTIL, HOLD = "x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold"
 BYPASS = "x-amz-bypass-governance-retention"
+LOCK = "lock objects in it"
 # an upload's lock among its stored headers (an object's own headers never hold this name)
 UPLOAD_LOCK = "x-amz-object-lock"
 
@@ -79,7 +81,7 @@ async def request_lock(ctx: Context, call: Call) -> Lock | None:
     if hold is not None and hold not in ("ON", "OFF"):
         raise _invalid("Legal Hold must be either of 'ON' or 'OFF'", HOLD)
     until = parse_until(until_text, ctx) if until_text is not None else None
-    await require_owner(call)
+    await require_owner(call, LOCK)
     if not (await call.bucket()).object_lock:  # the commit checks again: it may be this bucket's successor
         raise S3Error("InvalidRequest", "Bucket is missing Object Lock Configuration", BucketName=call.req.bucket)
     await require_current_nodes(ctx, "Object lock")
@@ -99,15 +101,6 @@ def take_lock(stored: dict[str, str]) -> Lock | None:
         return None
     mode, until, hold = json.loads(kept)
     return Lock(mode, until, hold)
-
-
-async def require_owner(call: Call) -> None:
-    """Until per-bucket permissions exist (the route table's OWNER is not yet enforced per bucket), the one
-    check that keeps a peer with write access from locking another's objects."""
-    principal = call.principal
-    assert principal is not None
-    if not principal.is_admin and (await call.bucket()).owner != principal.peer_id:
-        raise S3Error("AccessDenied", "Only the bucket's owner or an admin may lock objects in it.")
 
 
 def response_headers(obj: ObjectRecord) -> list[tuple[str, str]]:
@@ -143,10 +136,9 @@ async def put_object_lock_configuration(ctx: Context, call: Call) -> Response:
             raise S3Error("MalformedXML", "A DefaultRetention has a Mode and either Days or Years.")
         unit, count = ("days", days) if days is not None else ("years", years)
         assert count is not None
-        try:
-            n = int(count)
-        except ValueError:
-            raise S3Error("MalformedXML", f"{unit.title()} must be an integer.") from None
+        if not re.fullmatch(r"-?[0-9]{1,19}", count.strip()):  # ASCII digits: int() takes other scripts' too
+            raise S3Error("MalformedXML", f"{unit.title()} must be an integer.")
+        n = int(count)
         if n <= 0:
             raise S3Error("InvalidRetentionPeriod", "The default retention period must be a positive integer value.")
         if n * (365 if unit == "years" else 1) > ctx.max_retention_days:
@@ -155,7 +147,7 @@ async def put_object_lock_configuration(ctx: Context, call: Call) -> Response:
                 f"The default retention period must be at most {ctx.max_retention_days} days.",
             )
         default = json.dumps({"mode": mode, unit: n})
-    await require_owner(call)
+    await require_owner(call, LOCK)
     await require_current_nodes(ctx, "Object lock")
     await ctx.store.set_lock_config(req.bucket, default)
     return Response(200)
@@ -208,7 +200,7 @@ async def put_object_retention(ctx: Context, call: Call) -> Response:
     else:
         retention = (mode, parse_until(until_text, ctx, "RetainUntilDate"))
     passes = bypass(call)
-    await require_owner(call)
+    await require_owner(call, LOCK)
     await require_current_nodes(ctx, "Object lock")
     shown = await ctx.store.set_retention(req.bucket, req.key, vid, retention, passes)
     return Response(200, version_header(shown if vid is not None or shown != "null" else None))
@@ -229,7 +221,7 @@ async def put_object_legal_hold(ctx: Context, call: Call) -> Response:
     status = xml.text(doc, "Status")
     if status not in ("ON", "OFF"):
         raise S3Error("MalformedXML", "A LegalHold's Status is ON or OFF.")
-    await require_owner(call)
+    await require_owner(call, LOCK)
     await require_current_nodes(ctx, "Object lock")
     shown = await ctx.store.set_legal_hold(req.bucket, req.key, vid, status == "ON")
     return Response(200, version_header(shown if vid is not None or shown != "null" else None))
