@@ -209,3 +209,17 @@ def test_only_the_owner_or_an_admin_may_lock(s3, coordinator) -> None:
     with pytest.raises(ClientError) as info:
         s3.put_object(Bucket=b, Key="k", Body=b"x", ObjectLockMode="COMPLIANCE")  # a mode needs its date
     assert error(info) == (400, "InvalidArgument")
+
+
+def test_recreating_an_owned_bucket_never_pretends_to_lock_it(s3, bucket) -> None:
+    """Found in the attacker's review: us-east-1's "you own it: 200" answer made a backup tool's "ensure the
+    bucket, with object lock" step believe its objects could be locked."""
+    s3.create_bucket(Bucket=bucket)  # the legacy answer stands for a plain re-create
+    with pytest.raises(ClientError) as info:
+        s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    assert error(info) == (409, "BucketAlreadyOwnedByYou")
+    with pytest.raises(ClientError) as info:
+        s3.get_object_lock_configuration(Bucket=bucket)
+    assert error(info) == (404, "ObjectLockConfigurationNotFoundError")
+    b = locked_bucket(s3)
+    s3.create_bucket(Bucket=b, ObjectLockEnabledForBucket=True)  # it has it: nothing to refuse

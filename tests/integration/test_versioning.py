@@ -102,6 +102,9 @@ def test_every_write_makes_a_version_that_reads_back_by_its_id(s3, bucket) -> No
     with pytest.raises(ClientError) as info:
         s3.get_object(Bucket=bucket, Key=key, VersionId="not-a-version")
     assert error(info) == (400, "InvalidArgument")
+    with pytest.raises(ClientError) as info:  # 24 hex digits, but a seq past what a 64-bit column holds
+        s3.delete_object(Bucket=bucket, Key=key, VersionId="f" * 16 + "0" * 8)
+    assert error(info) == (400, "InvalidArgument")
     with pytest.raises(ClientError) as info:
         s3.get_object(Bucket=bucket, Key=key, VersionId="null")
     assert error(info) == (404, "NoSuchVersion")
