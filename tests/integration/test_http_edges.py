@@ -499,10 +499,10 @@ def test_get_on_missing_bucket_is_no_such_bucket(coordinator, endpoint, path) ->
         ("GET", "?policy"),
         ("PUT", "?cors"),
         ("GET", "?cors"),
-        ("PUT", "?lifecycle"),
+        ("PUT", "?replication"),
         ("DELETE", "?website"),
-        ("GET", "/obj?retention"),
-        ("PUT", "/obj?retention"),
+        ("GET", "?logging"),
+        ("PUT", "?notification"),
         ("GET", "/obj?torrent"),
     ],
 )
