@@ -115,7 +115,7 @@ class Condition:
             qualifier, low = "any", low[len("foranyvalue:") :]
         elif low.startswith("forallvalues:"):
             qualifier, low = "all", low[len("forallvalues:") :]
-        if_exists = low.endswith("ifexists") and low != "null"
+        if_exists = low.endswith("ifexists")
         if if_exists:
             low = low[: -len("ifexists")]
         values = _values(raw)
@@ -150,7 +150,7 @@ class Condition:
                 nets = tuple(ipaddress.ip_network(v.strip(), strict=False) for v in values)
             except ValueError:
                 raise BadCondition(f"Invalid IP address or CIDR in {operator}") from None
-        elif low == "null" and not qualifier:
+        elif low == "null" and not qualifier and not if_exists:
             family = "null"
             numbers = _parsed(values, lambda v: None if _bool(v) is None else float(bool(_bool(v))), "boolean")
         else:
