@@ -146,7 +146,7 @@ PUBLIC = [
         "s3-tests publicpolicy",
         stmt(Principal={"AWS": "*"}, Action="s3:ListBucket", Resource=[f"arn:aws:s3:::{B}", f"arn:aws:s3:::{B}/*"]),
         True,
-    ),  # noqa: E501
+    ),
     (
         "s3-tests nonpublic by /32",
         stmt(
@@ -156,7 +156,7 @@ PUBLIC = [
             Condition={"IpAddress": {"aws:SourceIp": "10.0.0.0/32"}},
         ),
         False,
-    ),  # noqa: E501
+    ),
     (
         "s3-tests nonpublic principal",
         stmt(
@@ -165,7 +165,7 @@ PUBLIC = [
             Resource=[f"arn:aws:s3:::{B}", f"arn:aws:s3:::{B}/*"],
         ),
         False,
-    ),  # noqa: E501
+    ),
     ("star principal", stmt(Principal="*"), True),
     ("a peer", stmt(), False),
     ("a deny for anyone", stmt(Effect="Deny", Principal="*"), False),
@@ -177,7 +177,7 @@ PUBLIC = [
         "NotIpAddress limits nothing",
         stmt(Principal="*", Condition={"NotIpAddress": {"aws:SourceIp": "10.0.0.0/8"}}),
         True,
-    ),  # noqa: E501
+    ),
     ("fixed userid", stmt(Principal="*", Condition={"StringEquals": {"aws:userid": "peer-a"}}), False),
     ("userid glob", stmt(Principal="*", Condition={"StringEquals": {"aws:userid": "peer-*"}}), True),
     ("another condition", stmt(Principal="*", Condition={"StringLike": {"s3:prefix": "pub/*"}}), True),
