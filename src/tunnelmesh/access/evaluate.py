@@ -92,7 +92,8 @@ def decide(view: BucketView, who: Who, ask: Ask) -> Decision:
         return Decision(_admin(who) and ask.action in SYSTEM_READ, "system")
     action = ask.action
     resource = ask.bucket if ask.key is None else f"{ask.bucket}/{ask.key}"
-    ctx = _context(who, ask)
+    # the caller's own keys are added only for views that read some: the common path builds nothing
+    ctx = _context(who, ask) if view.needed_keys or who.scope else ask.ctx
     # 2. explicit Deny binds everyone, but owner and admins may always manage the policy itself
     escape = action in POLICY_ACTIONS and (_admin(who) or _owner(view, who))
     if not escape:

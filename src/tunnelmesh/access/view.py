@@ -93,7 +93,10 @@ def build_view(
     )
 
 
-def _pab(raw: Any, pab_default: bool) -> PublicAccessBlock | None:
+def _pab(record: Mapping[str, Any], pab_default: bool) -> PublicAccessBlock | None:
+    if "public_access_block" not in record:
+        return PublicAccessBlock() if pab_default else None  # never set: the mesh default
+    raw = record["public_access_block"]
     if raw is None:
         return None  # deleted: NoSuchPublicAccessBlockConfiguration, nothing blocked
     return PublicAccessBlock(
@@ -148,9 +151,7 @@ def compile_view(
     if doc is not None:
         statements.extend(doc.statements)
     statements = [_drop_missing_groups(st, groups) for st in statements]
-    pab = _pab(record["public_access_block"], pab_default) if "public_access_block" in record else None
-    if "public_access_block" not in record and pab_default:
-        pab = PublicAccessBlock()
+    pab = _pab(record, pab_default)
     public = any(st.allow and st.principals.anyone for st in statements if st.source.startswith("grant:"))
     return build_view(bucket, ident, statements, default, pab, public or is_public(doc), text)
 
