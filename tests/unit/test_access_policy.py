@@ -35,6 +35,8 @@ def parse(text: str) -> PolicyDoc:
 REFUSALS = [
     ("too big", doc(*[stmt(Sid=f"s{i}", Resource=f"arn:aws:s3:::{B}/{'k' * 200}{i}") for i in range(100)])),
     ("not json", "{not json"),
+    ("NaN is not json", doc(stmt(Condition={"StringEquals": {"s3:prefix": float("nan")}}))),
+    ("id not a string", doc(stmt(), Id=5)),
     ("first byte", '["Statement"]'),
     ("a json string", '"x"'),
     ("duplicate key", '{"Version": "2012-10-17", "Statement": [], "Statement": []}'),

@@ -73,12 +73,16 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _not_json(name: str) -> Any:
+    raise MalformedPolicy(f"This policy contains invalid Json: {name}")  # NaN, Infinity: Python's, not JSON's
+
+
 def parse_policy(text: str, bucket: str, known: Known | None) -> PolicyDoc:
     """Parse and validate a bucket policy; `known=None` (compiling a stored policy) skips existence checks."""
     if not text.lstrip().startswith("{"):
         raise MalformedPolicy("Policies must be valid JSON and the first byte must be '{'")
     try:
-        doc = json.loads(text, object_pairs_hook=_no_duplicates)
+        doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_not_json)
     except (ValueError, RecursionError) as e:
         if isinstance(e, MalformedPolicy):
             raise
@@ -91,6 +95,8 @@ def parse_policy(text: str, bucket: str, known: Known | None) -> PolicyDoc:
     for field in doc:
         if field not in _TOP:
             raise MalformedPolicy(f"Unknown field {field}")
+    if not isinstance(doc.get("Id", ""), str):
+        raise MalformedPolicy("Invalid value for field Id")
     version = doc.get("Version")
     if version is not None and version not in _VERSIONS:
         raise MalformedPolicy("The policy must contain a valid version string")
