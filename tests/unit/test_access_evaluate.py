@@ -434,3 +434,11 @@ def test_a_stored_policy_naming_a_vanished_peer_still_compiles() -> None:
     record = {"bucket": B, "created": IDENT.created, "policy": text}
     v = compile_view(record, IDENT, B, frozenset(), "none", pab_default=False)
     assert v.policy_text == text and not ok(v, ALICE, GET)
+
+
+def test_a_substituted_username_is_literal_text_never_a_wildcard() -> None:
+    v = view(st(principal="*", resource=f"arn:aws:s3:::{B}/home/${{aws:username}}/*"))
+    starry = Who("peer", "a*")
+    assert ok(v, starry, GET, "home/a*/x")
+    assert not ok(v, starry, GET, "home/abc/x")
+    assert not ok(v, ANONYMOUS, GET, "home/a*/x")  # no username: the statement matches nothing
