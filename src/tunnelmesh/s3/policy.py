@@ -10,6 +10,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import Protocol
 
+from tunnelmesh.access.evaluate import ANONYMOUS, Ask, Who, decide
+from tunnelmesh.access.view import SYSTEM_VIEW
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.request import Principal
 from tunnelmesh.store.engine import SYSTEM_BUCKET
@@ -19,6 +21,10 @@ class Access(Enum):
     READ = "read"  # reads objects or bucket state
     WRITE = "write"  # creates, changes or deletes objects or uploads
     OWNER = "owner"  # changes the bucket itself (create, delete)
+
+
+# until routes name their actions (issue 15 step 2): one action of each class, for the system rule
+_ACTION = {Access.READ: "s3:ListBucket", Access.WRITE: "s3:PutObject", Access.OWNER: "s3:DeleteBucket"}
 
 
 class Policy(Protocol):
@@ -33,5 +39,6 @@ class SystemBucketRule:
         if bucket != SYSTEM_BUCKET:
             return
         # no principal yet: a form upload, which authenticates later from its body, and is a write
-        if principal is None or not principal.is_admin or access is not Access.READ:
+        who = ANONYMOUS if principal is None else Who("peer", principal.peer_id, principal.is_admin)
+        if not decide(SYSTEM_VIEW, who, Ask(_ACTION[access], bucket)).allowed:
             raise S3Error("AccessDenied", BucketName=bucket)

@@ -1,0 +1,141 @@
+"""`decide`: one ask against one bucket's view, in the order of section 1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from tunnelmesh.access.actions import BYPASS, POLICY_ACTIONS, ROLES
+from tunnelmesh.access.conditions import Context
+from tunnelmesh.access.policy import BUILTIN_GROUPS, Statement
+from tunnelmesh.access.view import SYSTEM_BUCKET, BucketView
+
+# what mesh admins may do to `_tunnelmesh`: read it; nobody writes it but the coordinator itself
+SYSTEM_READ = ROLES["read"]
+
+
+@dataclass(frozen=True, slots=True)
+class Who:
+    kind: Literal["peer", "key", "anonymous"]
+    peer_id: str = ""
+    is_admin: bool = False
+    groups: frozenset[str] = frozenset()
+    key_id: str | None = None
+    scope: tuple[Statement, ...] | None = None
+
+
+ANONYMOUS = Who("anonymous")
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    action: str
+    bucket: str
+    key: str | None = None
+    ctx: Context = field(default_factory=dict)  # lower-case key names
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    why: str  # the request log's authz=... ("owner", "policy:Sid", "deny:policy#1", "implicit", ...)
+
+
+def _groups(who: Who) -> frozenset[str]:
+    return who.groups | BUILTIN_GROUPS if who.kind != "anonymous" else frozenset()
+
+
+def _context(who: Who, ask: Ask) -> Context:
+    if who.kind == "anonymous":
+        return ask.ctx
+    ctx = dict(ask.ctx)
+    ctx.setdefault("aws:username", (who.peer_id,))
+    ctx.setdefault("aws:userid", (who.peer_id,))
+    ctx.setdefault("tunnelmesh:principalgroup", tuple(sorted(_groups(who))))
+    return ctx
+
+
+def _principal(st: Statement, who: Who) -> bool:
+    ps = st.principals
+    hit = ps.anyone or (who.kind != "anonymous" and (who.peer_id in ps.peers or not ps.groups.isdisjoint(_groups(who))))
+    return hit != st.not_principal
+
+
+def _resource(st: Statement, resource: str, ctx: Context) -> bool:
+    hit = False
+    for tpl in st.resources:
+        pat = tpl.pattern(ctx)
+        if pat is not None and pat.matches(resource):
+            hit = True
+            break
+    return hit != st.not_resource
+
+
+def _applies(st: Statement, who: Who | None, resource: str, ctx: Context) -> bool:
+    """Principal (skipped when `who` is None: a key's own scope), resource, conditions: cheapest first."""
+    if who is not None and not _principal(st, who):
+        return False
+    return _resource(st, resource, ctx) and all(c.holds(ctx) for c in st.conditions)
+
+
+def _owner(view: BucketView, who: Who) -> bool:
+    return who.kind != "anonymous" and bool(view.owner) and who.peer_id == view.owner
+
+
+def _admin(who: Who) -> bool:
+    return who.kind == "peer" and who.is_admin  # a key never carries its peer's admin power (section 4)
+
+
+def decide(view: BucketView, who: Who, ask: Ask) -> Decision:
+    # 1. the system bucket: only its fixed rule, whatever view was passed
+    if ask.bucket == SYSTEM_BUCKET or view.system:
+        return Decision(_admin(who) and ask.action in SYSTEM_READ, "system")
+    action = ask.action
+    resource = ask.bucket if ask.key is None else f"{ask.bucket}/{ask.key}"
+    # the caller's own keys are added only for views that read some: the common path builds nothing
+    ctx = _context(who, ask) if view.needed_keys or who.scope else ask.ctx
+    # 2. explicit Deny binds everyone, but owner and admins may always manage the policy itself
+    escape = action in POLICY_ACTIONS and (_admin(who) or _owner(view, who))
+    if not escape:
+        for st in view.denies.get(action, ()):
+            if _applies(st, who, resource, ctx):
+                return Decision(False, f"deny:{st.source}")
+    # 3. a scoped key: at most what its scope allows (an intersection, like a session policy)
+    if (
+        who.kind == "key"
+        and who.scope is not None
+        and not any(
+            st.allow and action in st.effective_actions() and _applies(st, None, resource, ctx) for st in who.scope
+        )
+    ):
+        return Decision(False, "key-scope")
+    # 4. Allow
+    if _admin(who):
+        return Decision(True, "admin")
+    if _owner(view, who) and action != BYPASS:
+        return Decision(True, "owner")
+    restrict = who.kind == "anonymous" and view.public and view.pab is not None and view.pab.restrict_public_buckets
+    for st in view.allows.get(action, ()):
+        if restrict and st.principals.anyone:
+            continue
+        if _applies(st, who, resource, ctx):
+            return Decision(True, st.source)
+    # 5. the mesh default, for peers no Allow statement names
+    if who.kind != "anonymous" and action in view.default and not _named(view, who):
+        return Decision(True, f"default:{view.default_name}")
+    return Decision(False, "implicit")
+
+
+def _named(view: BucketView, who: Who) -> bool:
+    return who.peer_id in view.named_peers or not view.named_groups.isdisjoint(_groups(who))
+
+
+def visible(view: BucketView, who: Who) -> bool:
+    """Whether ListBuckets shows this bucket to `who` (conditions are not evaluated)."""
+    if view.system or view.bucket == SYSTEM_BUCKET:
+        return _admin(who)
+    if who.kind == "anonymous":
+        return False
+    if _admin(who) or _owner(view, who) or _named(view, who):
+        return True
+    return bool(view.default)

@@ -1,0 +1,174 @@
+"""A bucket's compiled view: every statement that speaks for it, indexed by concrete action (section 2)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunnelmesh.access.actions import ROLES
+from tunnelmesh.access.grants import Grant, grant_statements
+from tunnelmesh.access.policy import BUILTIN_GROUPS, PolicyDoc, PrincipalSet, Statement, is_public, parse_policy
+from tunnelmesh.access.variables import CALLER_VARS
+
+SYSTEM_BUCKET = "_tunnelmesh"  # the store's own name for it; repeated here so this package stays pure
+DEFAULTS: dict[str, frozenset[str]] = {"read-write": ROLES["write"], "read": ROLES["read"], "none": frozenset()}
+
+
+@dataclass(frozen=True, slots=True)
+class PublicAccessBlock:
+    block_public_acls: bool = True
+    ignore_public_acls: bool = True
+    block_public_policy: bool = True
+    restrict_public_buckets: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class BucketIdent:
+    owner: str
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class BucketView:
+    bucket: str
+    owner: str
+    created: float
+    allows: Mapping[str, tuple[Statement, ...]]
+    denies: Mapping[str, tuple[Statement, ...]]
+    named_peers: frozenset[str]
+    named_groups: frozenset[str]
+    default: frozenset[str]
+    default_name: str
+    pab: PublicAccessBlock | None
+    public: bool
+    needed_keys: frozenset[str]
+    policy_text: str | None
+    system: bool = False
+    statements: tuple[Statement, ...] = field(default=(), repr=False)
+
+
+def build_view(
+    bucket: str,
+    ident: BucketIdent,
+    statements: Iterable[Statement],
+    default: str,
+    pab: PublicAccessBlock | None,
+    public: bool,
+    policy_text: str | None = None,
+) -> BucketView:
+    if default not in DEFAULTS:
+        raise ValueError(f"unknown default_bucket_access {default!r}")
+    allows: dict[str, list[Statement]] = {}
+    denies: dict[str, list[Statement]] = {}
+    peers: set[str] = set()
+    groups: set[str] = set()
+    keys: set[str] = set()
+    sts = tuple(statements)
+    for st in sts:
+        index = allows if st.allow else denies
+        for action in st.effective_actions():
+            index.setdefault(action, []).append(st)
+        if st.allow:
+            peers |= st.principals.peers
+            groups |= st.principals.groups
+        keys |= {c.key for c in st.conditions}
+        if any(tpl.fixed is None for tpl in st.resources):
+            keys |= set(CALLER_VARS.values())
+    return BucketView(
+        bucket=bucket,
+        owner=ident.owner,
+        created=ident.created,
+        allows={a: tuple(s) for a, s in allows.items()},
+        denies={a: tuple(s) for a, s in denies.items()},
+        named_peers=frozenset(peers),
+        named_groups=frozenset(groups),
+        default=DEFAULTS[default],
+        default_name=default,
+        pab=pab,
+        public=public,
+        needed_keys=frozenset(keys),
+        policy_text=policy_text,
+        statements=sts,
+    )
+
+
+def _pab(record: Mapping[str, Any], pab_default: bool) -> PublicAccessBlock | None:
+    if "public_access_block" not in record:
+        return PublicAccessBlock() if pab_default else None  # never set: the mesh default
+    raw = record["public_access_block"]
+    if raw is None:
+        return None  # deleted: NoSuchPublicAccessBlockConfiguration, nothing blocked
+    return PublicAccessBlock(
+        bool(raw.get("BlockPublicAcls", False)),
+        bool(raw.get("IgnorePublicAcls", False)),
+        bool(raw.get("BlockPublicPolicy", False)),
+        bool(raw.get("RestrictPublicBuckets", False)),
+    )
+
+
+def _grant(raw: Mapping[str, Any]) -> Grant:
+    to = raw.get("to", {})
+    return Grant(
+        id=str(raw["id"]),
+        role=str(raw["role"]),
+        prefix=str(raw.get("prefix", "")),
+        peer=to.get("peer"),
+        group=to.get("group"),
+        anyone=bool(to.get("anyone", False)),
+    )
+
+
+def _drop_missing_groups(st: Statement, groups: frozenset[str]) -> Statement:
+    """A deleted group's statements stay but match nobody: its name leaves the principal set."""
+    kept = st.principals.groups & (groups | BUILTIN_GROUPS)
+    if kept == st.principals.groups:
+        return st
+    ps = PrincipalSet(st.principals.peers, kept, st.principals.anyone)
+    return Statement(
+        st.sid, st.allow, ps, st.not_principal, st.actions, st.not_action, st.resources, st.not_resource,
+        st.conditions, st.source,
+    )  # fmt: skip
+
+
+def compile_view(
+    record: Mapping[str, Any] | None,
+    ident: BucketIdent,
+    bucket: str,
+    groups: frozenset[str],
+    default: str,
+    pab_default: bool,
+) -> BucketView:
+    """The view of `bucket` from its access record (section 3); a record of another incarnation is ignored."""
+    if record is not None and record.get("created") != ident.created:
+        record = None  # the bucket was deleted and re-created: its old grants and policy never apply
+    record = record or {}
+    statements: list[Statement] = []
+    for raw in record.get("grants", ()):
+        statements.extend(grant_statements(_grant(raw), bucket))
+    text = record.get("policy")
+    doc: PolicyDoc | None = parse_policy(text, bucket, None) if text is not None else None
+    if doc is not None:
+        statements.extend(doc.statements)
+    statements = [_drop_missing_groups(st, groups) for st in statements]
+    pab = _pab(record, pab_default)
+    public = any(st.allow and st.principals.anyone for st in statements if st.source.startswith("grant:"))
+    return build_view(bucket, ident, statements, default, pab, public or is_public(doc), text)
+
+
+SYSTEM_VIEW = BucketView(
+    bucket=SYSTEM_BUCKET,
+    owner="",
+    created=0.0,
+    allows={},
+    denies={},
+    named_peers=frozenset(),
+    named_groups=frozenset(),
+    default=frozenset(),
+    default_name="none",
+    pab=PublicAccessBlock(),
+    public=False,
+    needed_keys=frozenset(),
+    policy_text=None,
+    system=True,
+)
