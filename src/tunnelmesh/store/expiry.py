@@ -6,26 +6,22 @@ restarted when the part begins and then every `refresh_interval` (in the databas
 worker runs the expiry sees it): a slow upload that keeps sending is never cut off, and a part
 cannot stream for ever, since the request limits (body_timeout, min_body_rate) end a stalled one.
 
-Every worker runs the loop, but only the one holding an flock on a file in the data dir does the
-passes (if it dies, the lock is released and another worker takes over at its next check), and with
-several coordinators on one metadata store, only the node holding the mesh's lease. The lock and the
-lease save duplicate work, not correctness: each abort re-checks staleness in its own commit, so
-two passes at once could never abort an upload twice or one that a part has just reached.
+One worker of a node does the passes, and one node of a mesh (store/duty.py). That saves duplicate work,
+not correctness: each abort re-checks staleness in its own commit, so two passes at once could never
+abort an upload twice or one that a part has just reached.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
+from tunnelmesh.store import duty
 from tunnelmesh.store.engine import Store
-from tunnelmesh.store.errors import NoSuchUpload, Unavailable
+from tunnelmesh.store.errors import NoSuchUpload
 
 log = logging.getLogger("tunnelmesh.store")
 
@@ -87,53 +83,19 @@ async def expire_stale_uploads(store: Store, expiry: float, stopping: asyncio.Ev
     return count, size
 
 
-def try_lock(path: Path) -> int | None:
-    """An flock on `path`, held by this process (its fd), or None if another holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
 # the lease of the expiry duty on metadata several coordinators share (MetaTx.take_lease)
 LEASE = "upload-expiry"
 
 
 async def run(store: Store, expiry: float, stopping: asyncio.Event, node: str | None = None) -> None:
-    """Expire stale uploads until `stopping` is set. The worker sets it and awaits this at shutdown
-    rather than cancelling it: a cancelled commit would be acknowledged to nobody, and the blobs it
-    freed would never be deleted. `node`: this node's id where several coordinators share the metadata;
-    then one pass per interval runs in the whole mesh, on whichever node takes the lease (like the flock,
-    that saves work, not correctness)."""
+    """Expire stale uploads until `stopping` is set (store/duty.py). `node`: this node's id where several
+    coordinators share the metadata; then one pass per interval runs in the whole mesh."""
     interval = check_interval(expiry)
-    lock: int | None = None
-    try:
-        while not stopping.is_set():
-            if lock is None:
-                lock = try_lock(store.dir.expiry_lock)
-            if lock is not None:
-                try:
-                    # `every` a little under the interval: the nodes' loops drift, and a pass must not be
-                    # skipped for a lease finished a moment too recently
-                    if node is not None and not await store.take_lease(LEASE, node, interval, interval * 0.9):
-                        count, size = 0, 0
-                    else:
-                        count, size = await expire_stale_uploads(store, expiry, stopping)
-                        if node is not None:
-                            await store.finish_lease(LEASE, node)
-                except Unavailable:
-                    # tried again at the next interval; no traceback for an outage the requests report too
-                    log.warning("stale multipart upload expiry: the metadata database is unavailable")
-                except Exception:
-                    log.exception("stale multipart upload expiry failed")
-                else:
-                    if count:
-                        log.info("expired %d stale multipart uploads (%d bytes)", count, size)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), interval)
-    finally:
-        if lock is not None:
-            os.close(lock)
+
+    async def work() -> None:
+        count, size = await expire_stale_uploads(store, expiry, stopping)
+        if count:
+            log.info("expired %d stale multipart uploads (%d bytes)", count, size)
+
+    lease = duty.Lease(LEASE, node, interval) if node is not None else None
+    await duty.run(store, "stale multipart upload expiry", store.dir.expiry_lock, interval, stopping, work, lease)

@@ -17,18 +17,16 @@ checked against the metadata backend's clock (commits.check_removable).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tunnelmesh.store import duty
 from tunnelmesh.store import lifecycle_rules as lc
 from tunnelmesh.store.engine import Store
 from tunnelmesh.store.errors import Unavailable
-from tunnelmesh.store.expiry import try_lock
 
 log = logging.getLogger("tunnelmesh.store")
 
@@ -81,29 +79,12 @@ async def run_once(store: Store, stopping: asyncio.Event | None = None) -> PassR
 
 
 async def run(store: Store, interval: float, stopping: asyncio.Event, node: str | None = None) -> None:
-    """Lifecycle passes every `interval` seconds until `stopping` is set (awaited, never cancelled, as
-    expiry.run and for the same reason)."""
-    lock: int | None = None
-    try:
-        while not stopping.is_set():
-            if lock is None:
-                lock = try_lock(store.dir.lifecycle_lock)
-            if lock is not None:
-                try:
-                    if node is None or await store.take_lease(LEASE, node, interval, interval * 0.9):
-                        report = await run_once(store, stopping)
-                        if node is not None:
-                            await store.finish_lease(LEASE, node)
-                        if report.expired or report.walked:
-                            log.info(
-                                "lifecycle: expired %d, walked %d rows of changed rules", report.expired, report.walked
-                            )
-                except Unavailable:
-                    log.warning("lifecycle: the metadata database is unavailable")
-                except Exception:
-                    log.exception("lifecycle pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), interval)
-    finally:
-        if lock is not None:
-            os.close(lock)
+    """Lifecycle passes every `interval` seconds until `stopping` is set (store/duty.py)."""
+
+    async def work() -> None:
+        report = await run_once(store, stopping)
+        if report.expired or report.walked:
+            log.info("lifecycle: expired %d, walked %d rows of changed rules", report.expired, report.walked)
+
+    lease = duty.Lease(LEASE, node, interval) if node is not None else None
+    await duty.run(store, "lifecycle", store.dir.lifecycle_lock, interval, stopping, work, lease)

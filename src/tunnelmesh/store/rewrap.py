@@ -12,14 +12,12 @@ seconds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import logging
 import os
 from pathlib import Path
 
+from tunnelmesh.store import duty
 from tunnelmesh.store.engine import Store
-from tunnelmesh.store.errors import Unavailable
 
 log = logging.getLogger("tunnelmesh.store")
 
@@ -61,39 +59,16 @@ async def _hold(hold: Path, page: int) -> None:
         await asyncio.sleep(0.05)
 
 
-def _try_lock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
 async def run(store: Store, interval: float, stopping: asyncio.Event, node: str) -> None:
-    """Re-wrap every `interval` seconds until `stopping` is set (awaited at shutdown, not cancelled)."""
-    lock: int | None = None
-    try:
-        while not stopping.is_set():
-            if lock is None:
-                lock = _try_lock(store.dir.rewrap_lock)
-            ring = store.sse
-            try:
-                if lock is not None and ring is not None and await store.take_lease(LEASE, node, 600.0, interval * 0.9):
-                    done = await rewrap_all(store, stopping)
-                    await store.finish_lease(LEASE, node)
-                    for kid, n in sorted(done.items()):
-                        if n:
-                            log.info(
-                                "sse-rewrap: re-wrapped %d data keys of master key %s under %s", n, kid, ring.active
-                            )
-            except Unavailable:
-                log.warning("sse-rewrap: the metadata database is unavailable")
-            except Exception:
-                log.exception("sse-rewrap failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), interval)
-    finally:
-        if lock is not None:
-            os.close(lock)
+    """Re-wrap every `interval` seconds until `stopping` is set (store/duty.py)."""
+
+    async def work() -> None:
+        ring = store.sse
+        if ring is None:
+            return
+        done = await rewrap_all(store, stopping)
+        for kid, n in sorted(done.items()):
+            if n:
+                log.info("sse-rewrap: re-wrapped %d data keys of master key %s under %s", n, kid, ring.active)
+
+    await duty.run(store, "sse-rewrap", store.dir.rewrap_lock, interval, stopping, work, duty.Lease(LEASE, node, 600.0))

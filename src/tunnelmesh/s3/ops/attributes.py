@@ -9,8 +9,8 @@ from __future__ import annotations
 from tunnelmesh.s3 import checksums, xml
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
-from tunnelmesh.s3.ops.common import MAX_PART_NUMBER, Context, read_version_header
-from tunnelmesh.s3.ops.objects import lookup_object, not_modified, parts_count
+from tunnelmesh.s3.ops.common import MAX_PART_NUMBER, Context, lookup_object, read_version_header
+from tunnelmesh.s3.ops.objects import not_modified, parts_count
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response, http_date, xml_response
 from tunnelmesh.store.records import ObjectRecord

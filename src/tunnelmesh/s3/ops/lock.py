@@ -19,7 +19,7 @@ import time
 from tunnelmesh.s3 import xml
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
-from tunnelmesh.s3.ops.common import Context, check_version_id, require_owner, version_header
+from tunnelmesh.s3.ops.common import Context, check_version_id, lookup_object, require_owner, version_header
 from tunnelmesh.s3.ops.tags import require_current_nodes
 from tunnelmesh.s3.request import read_small_body
 from tunnelmesh.s3.response import Response, xml_response
@@ -172,20 +172,10 @@ async def get_object_lock_configuration(ctx: Context, call: Call) -> Response:
 
 
 async def _locked_version(ctx: Context, call: Call) -> ObjectRecord:
-    """The version a Get{Retention,LegalHold} names, in a bucket with object lock."""
-    req = call.req
-    vid = check_version_id(req)
+    """The version a Get{Retention,LegalHold} names (as a read names it), in a bucket with object lock."""
     if not (await call.bucket()).object_lock:
-        raise S3Error("InvalidRequest", "Bucket is missing Object Lock Configuration", BucketName=req.bucket)
-    if vid is not None:
-        obj = await ctx.store.get_version(req.bucket, req.key, vid)
-        if obj.marker:
-            raise S3Error("MethodNotAllowed", Method=req.method, ResourceType="DeleteMarker")
-        return obj
-    found = await ctx.store.get_object(req.bucket, req.key)
-    if found is None:
-        raise S3Error("NoSuchKey", Key=req.key)
-    return found
+        raise S3Error("InvalidRequest", "Bucket is missing Object Lock Configuration", BucketName=call.req.bucket)
+    return await lookup_object(ctx, call)
 
 
 async def put_object_retention(ctx: Context, call: Call) -> Response:

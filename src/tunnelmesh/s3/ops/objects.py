@@ -17,6 +17,7 @@ from tunnelmesh.s3.ops import tags as tagsets
 from tunnelmesh.s3.ops.common import (
     Context,
     check_version_id,
+    lookup_object,
     object_headers_from_request,
     object_response_headers,
     part_number,
@@ -180,34 +181,6 @@ async def put_object(ctx: Context, call: Call) -> Response:
     out.extend(version_header(vid))
     out.extend(encryption.response_headers(rec.sse))
     return Response(200, out)
-
-
-async def lookup_object(ctx: Context, call: Call) -> ObjectRecord:
-    """The object a read names: the current version, or the one ?versionId= asks for. A delete marker is
-    no object: NoSuchKey (the current version) or MethodNotAllowed (asked by id), with the headers S3 gives."""
-    req = call.req
-    vid = check_version_id(req)
-    if vid is not None:
-        version = await ctx.store.get_version(req.bucket, req.key, vid)
-        if version.marker:
-            e = S3Error("MethodNotAllowed", Method=req.method, ResourceType="DeleteMarker")
-            raise _marker_error(e, vid, version)
-        return version
-    obj = await ctx.store.get_object(req.bucket, req.key)
-    if obj is None:
-        # only to tell NoSuchBucket from NoSuchKey, and a deleted key from one never written: a hit costs one read
-        bucket = await call.bucket()
-        marker = await ctx.store.current_marker(req.bucket, req.key) if bucket.versioning is not None else None
-        e = S3Error("NoSuchKey", Key=req.key)
-        raise _marker_error(e, marker, None) if marker is not None else e
-    return obj
-
-
-def _marker_error(e: S3Error, version_id: str, marker: ObjectRecord | None) -> S3Error:
-    e.headers += [("x-amz-delete-marker", "true"), ("x-amz-version-id", version_id)]
-    if marker is not None:
-        e.headers.append(("last-modified", http_date(marker.mtime)))
-    return e
 
 
 def part_number_param(req: Request) -> int | None:

@@ -8,8 +8,7 @@ from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.integrity import UploadDigest
 from tunnelmesh.s3.ops import tags as tagsets
-from tunnelmesh.s3.ops.common import Context, check_version_id, read_version_header, version_header
-from tunnelmesh.s3.ops.objects import lookup_object
+from tunnelmesh.s3.ops.common import Context, check_version_id, lookup_object, read_version_header, version_header
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response
 from tunnelmesh.store.errors import NoSuchKey
