@@ -216,6 +216,92 @@ def test_store_used_counts_every_bucket_but_the_system_one(backend: MetaBackend)
     run(scenario())
 
 
+# ---- freshness: the one read of every S3 request (docs/access-control.md section 3) -------------------
+
+GROUPS, CONFIG, RECORD = "access/groups.json", "network/config.json", "access/buckets/b.json"
+
+
+def test_freshness_gives_the_current_etags_of_system_records_and_the_bucket_row(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        b = bkt("b", owner="peer-7", created=1764500000.123456, region="eu", quota=9, used=5, objects=1, mpu_used=2)
+        system = (obj(SYSTEM_BUCKET, GROUPS, etag="e-groups"), obj(SYSTEM_BUCKET, CONFIG, etag="e-config"))
+        # the same key in another bucket is not a system record
+        await setup(backend, SYSTEM_BUCKET, "other", objects=(*system, obj("other", RECORD, etag="e-elsewhere")))
+        await write(backend, lambda tx: tx.insert_bucket(b))
+        await write(backend, lambda tx: tx.set_bucket_attr("b", "versioning", "Enabled"))
+        asked = [GROUPS, CONFIG, RECORD, "missing.json"]
+        etags, row = await read(backend, lambda r: r.freshness(asked, "b"))
+        assert etags == {GROUPS: "e-groups", CONFIG: "e-config"}  # keys with no current object are absent
+        assert row == await read(backend, lambda r: r.bucket("b"))
+        assert row == dataclasses.replace(b, versioning="Enabled")
+
+        # a record rewritten, one written, one deleted: the next read says so
+        await write(backend, lambda tx: tx.put_object(obj(SYSTEM_BUCKET, GROUPS, etag="e-groups-2")))
+        await write(backend, lambda tx: tx.put_object(obj(SYSTEM_BUCKET, RECORD, etag="e-record")))
+        await write(backend, lambda tx: tx.delete_object(SYSTEM_BUCKET, CONFIG))
+        etags, _ = await read(backend, lambda r: r.freshness(asked, "b"))
+        assert etags == {GROUPS: "e-groups-2", RECORD: "e-record"}
+
+        # the same key asked twice is answered once; a key not asked is not answered
+        assert await read(backend, lambda r: r.freshness([GROUPS, GROUPS], None)) == ({GROUPS: "e-groups-2"}, None)
+        # no bucket asked, no keys asked, neither, a bucket that does not exist (or not any more)
+        assert await read(backend, lambda r: r.freshness([RECORD], None)) == ({RECORD: "e-record"}, None)
+        assert await read(backend, lambda r: r.freshness([], "b")) == ({}, row)
+        assert await read(backend, lambda r: r.freshness([], None)) == ({}, None)
+        assert await read(backend, lambda r: r.freshness([GROUPS], "nope")) == ({GROUPS: "e-groups-2"}, None)
+        await write(backend, lambda tx: tx.delete_bucket("b"))
+        assert await read(backend, lambda r: r.freshness([], "b")) == ({}, None)
+        # the system bucket's own row is a bucket like any other
+        assert await read(backend, lambda r: r.freshness([], SYSTEM_BUCKET)) == ({}, bkt(SYSTEM_BUCKET))
+
+    run(scenario())
+
+
+def test_freshness_inside_a_write_answers_the_same_and_locks_nothing(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        await setup(backend, SYSTEM_BUCKET, "b", objects=(obj(SYSTEM_BUCKET, GROUPS, etag="e-1"),))
+
+        def fn(tx: MetaTx) -> tuple[tuple[dict[str, str], Bucket | None], tuple[dict[str, str], Bucket | None]]:
+            before = tx.freshness([GROUPS, CONFIG], "b")
+            tx.put_object(obj(SYSTEM_BUCKET, CONFIG, etag="e-2"))
+            return before, tx.freshness([GROUPS, CONFIG], "b")  # the transaction's own write is seen
+
+        before, after = await write(backend, fn)
+        assert before == ({GROUPS: "e-1"}, bkt("b"))
+        assert after == ({GROUPS: "e-1", CONFIG: "e-2"}, bkt("b"))
+        # nothing held after the write: a read and another write go through (a lock left behind would hang)
+        assert await read(backend, lambda r: r.freshness([CONFIG], "b")) == ({CONFIG: "e-2"}, bkt("b"))
+        await write(backend, lambda tx: tx.add_usage("b", used=1))
+
+    run(scenario())
+
+
+# quotes, SQL's and LIKE's wildcards, a comma, a statement's end, a backslash, non-ASCII, an astral character
+ODD_KEYS = ['it\'s "quoted".json', "100%_done.json", "a,b.json", "'); DROP TABLE objects; --", "back\\slash", "ünï/😀"]
+
+
+def test_freshness_takes_keys_and_bucket_names_of_any_characters(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        odd_bucket = "b'%_ü"
+        await setup(backend, SYSTEM_BUCKET, odd_bucket)
+
+        def fn(tx: MetaTx) -> None:
+            for i, k in enumerate(ODD_KEYS):
+                tx.put_object(obj(SYSTEM_BUCKET, k, etag=f"e-{i}"))
+
+        await write(backend, fn)
+        # the wildcards match only themselves: "100x_done.json" is not "100%_done.json"
+        asked = [*ODD_KEYS, "100x_done.json", "ünï/", "no\x00such"]
+        etags, row = await read(backend, lambda r: r.freshness(asked, odd_bucket))
+        assert etags == {k: f"e-{i}" for i, k in enumerate(ODD_KEYS)}
+        assert row == bkt(odd_bucket)
+        assert await read(backend, lambda r: r.freshness(ODD_KEYS[:1], "b'%")) == ({ODD_KEYS[0]: "e-0"}, None)
+        # a NUL no row can hold (PostgreSQL's text cannot): nothing found, no error
+        assert await read(backend, lambda r: r.freshness(["a\x00"], "b\x00")) == ({}, None)
+
+    run(scenario())
+
+
 # ---- objects ----------------------------------------------------------------------------------------
 
 

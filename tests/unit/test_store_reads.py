@@ -20,12 +20,13 @@ from tunnelmesh.s3.router import route
 from tunnelmesh.store.content import once
 from tunnelmesh.store.engine import Store, prepare_data_dir
 from tunnelmesh.store.errors import DamagedObject, NoSuchBucket
-from tunnelmesh.store.records import ObjectRecord, Segment, Upload, WriteConditions
+from tunnelmesh.store.records import SYSTEM_BUCKET, Freshness, ObjectRecord, Segment, Upload, WriteConditions
 
 READS = (
     "bucket",
     "require_bucket",
     "buckets",
+    "freshness",
     "get_object",
     "list_objects",
     "require_upload",
@@ -88,6 +89,7 @@ def test_sqlite_reads_complete_inline_without_suspending(store: Store) -> None:
             lambda: store.bucket("b"),
             lambda: store.require_bucket("b"),
             lambda: store.buckets(),
+            lambda: store.freshness(["access/groups.json"], "b"),
             lambda: store.get_object("b", "small"),
             lambda: store.list_objects("b", "", "", None, False, 10),
             lambda: store.require_upload("b", "mpu", "u1"),
@@ -107,6 +109,21 @@ def test_sqlite_reads_complete_inline_without_suspending(store: Store) -> None:
         for read in reads:
             _completes_at_once(read())
         assert _completes_at_once(store.read_all(small)) == b"inline bytes"
+
+    asyncio.run(scenario())
+
+
+def test_freshness_reads_the_system_records_etags_and_the_bucket_in_one_call(store: Store) -> None:
+    async def scenario() -> None:
+        record = ObjectRecord(SYSTEM_BUCKET, "access/groups.json", 2, "e-groups", 1.0, {}, {}, [], "p", b"{}")
+        await store.put_object(record, WriteConditions())
+        asked = ["access/groups.json", "network/config.json"]
+        fresh = await store.freshness(asked, "b")
+        assert isinstance(fresh, Freshness)
+        assert fresh == Freshness({"access/groups.json": "e-groups"}, await store.bucket("b"))
+        assert fresh.bucket is not None and fresh.bucket.owner == "p"
+        assert await store.freshness(asked, "nope") == Freshness({"access/groups.json": "e-groups"}, None)
+        assert await store.freshness([], None) == Freshness({}, None)
 
     asyncio.run(scenario())
 

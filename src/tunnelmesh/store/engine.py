@@ -43,7 +43,7 @@ import random
 import secrets
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -71,6 +71,7 @@ from tunnelmesh.store.records import (
     Bucket,
     CompletedUpload,
     Deleted,
+    Freshness,
     Hint,
     Listing,
     NodeState,
@@ -524,6 +525,14 @@ class Store:
 
     async def buckets(self) -> list[Bucket]:
         return await self.meta.read(lambda r: r.buckets())
+
+    async def freshness(self, keys: Sequence[str], bucket: str | None) -> Freshness:
+        """The current ETags of `keys` (of SYSTEM_BUCKET) and `bucket`'s row: the one read by which every request
+        checks what its worker cached (MetaReads.freshness)."""
+        # not a snapshot read: a write committing between the ETags and the bucket row is the same as the
+        # request arriving a moment earlier or later, which no client can tell apart, so the skew is harmless
+        etags, row = await self.meta.read(lambda r: r.freshness(keys, bucket))
+        return Freshness(etags, row)
 
     async def create_bucket(self, name: str, owner: str, region: str, object_lock: bool = False) -> None:
         now = time.time()

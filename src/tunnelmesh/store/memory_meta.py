@@ -25,7 +25,7 @@ import logging
 import time
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tunnelmesh.store.metadata import BUCKET_ATTRS, KEEP, Keep
@@ -157,6 +157,12 @@ class _Reads:
     def buckets(self) -> list[Bucket]:
         s = self._s()
         return [s.buckets[n] for n in sorted(s.buckets)]
+
+    def freshness(self, keys: Sequence[str], bucket: str | None) -> tuple[dict[str, str], Bucket | None]:
+        s = self._s()
+        system = s.objects.get(SYSTEM_BUCKET, {})
+        etags = {k: system[k].etag for k in keys if k in system}
+        return etags, s.buckets.get(bucket) if bucket is not None else None
 
     def store_used(self) -> int:
         return sum(b.used + b.mpu_used for b in self._s().buckets.values() if b.name != SYSTEM_BUCKET)

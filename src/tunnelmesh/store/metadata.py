@@ -41,7 +41,7 @@ The primitives keep rows only: which version a write keeps, retires or frees is 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 from tunnelmesh.store.records import (
@@ -84,6 +84,15 @@ class MetaReads(Protocol):
 
     def buckets(self) -> list[Bucket]:
         """Every bucket, by name."""
+        ...
+
+    def freshness(self, keys: Sequence[str], bucket: str | None) -> tuple[dict[str, str], Bucket | None]:
+        """The ETag of the current object of each of `keys` in SYSTEM_BUCKET (a key with none is left out), and
+        `bucket`'s row (None when `bucket` is None or there is no such bucket). Every S3 request asks it once:
+        the access records' ETags and the bucket's owner and creation time, in one read (one round trip on a
+        networked backend), so that each worker's authorizer cache is checked against the shared records on
+        every request, with no TTL (docs/access-control.md section 3). Read-only, and it locks nothing, also
+        inside a write: no rule decides a write on it."""
         ...
 
     def store_used(self) -> int:

@@ -44,7 +44,7 @@ import re
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -130,6 +130,18 @@ _PUT_OBJECT = (
 )
 _INSERT_VERSION = f"INSERT INTO versions({VERSION_COLS}) VALUES ({marks(VERSION_COLS, '%s')})"
 
+# MetaReads.freshness in one statement, so one round trip per S3 request: a one-row source (an aggregate is one
+# row even over no rows: the asked keys' ETags as a JSON object, NULL when none is there) LEFT JOINed to the
+# bucket's row by its primary key (all NULL when there is none, or none is asked: `name = NULL` matches
+# nothing). Both sides are primary-key lookups. A UNION ALL would do too, but its rows of two shapes would need
+# padding to one; this keeps the bucket's columns as BUCKET_COLS, decoded by row_to_bucket
+_FRESHNESS = (
+    "SELECT e.etags, "
+    + ", ".join(f"b.{c}" for c in BUCKET_COLS.split(", "))
+    + " FROM (SELECT json_object_agg(key, etag) AS etags FROM objects WHERE bucket = %s AND key = ANY(%s::text[])) e"
+    " LEFT JOIN buckets b ON b.name = %s::text"
+)
+
 
 def redact(conninfo: str) -> str:
     """The connection string with its password replaced by `***` (URI or key=value form), for logs. The
@@ -203,6 +215,17 @@ class PgTx:
 
     def buckets(self) -> list[Bucket]:
         return [row_to_bucket(r) for r in self._all(f"SELECT {BUCKET_COLS} FROM buckets ORDER BY name")]
+
+    def freshness(self, keys: Sequence[str], bucket: str | None) -> tuple[dict[str, str], Bucket | None]:
+        # never FOR UPDATE, not even inside a write (nor could it: the statement aggregates): no rule decides
+        # a write on it. A NUL cannot be in a text, so no row has one: such a key or bucket is not asked
+        wanted = [k for k in keys if "\x00" not in k]
+        if bucket is not None and "\x00" in bucket:
+            bucket = None
+        r = self.c.execute(_FRESHNESS, (SYSTEM_BUCKET, wanted, bucket)).fetchone()
+        assert r is not None  # the aggregate makes one row, whatever matches
+        etags: dict[str, str] = r[0] or {}  # psycopg decodes json
+        return etags, row_to_bucket(r[1:]) if r[1] is not None else None
 
     def store_used(self) -> int:
         r = self._one(_PEERS_USED, (SYSTEM_BUCKET,))

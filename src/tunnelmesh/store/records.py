@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -34,6 +35,17 @@ class Bucket:
     lifecycle: str | None = None  # the lifecycle rules, as JSON text (store/lifecycle_rules.py); None: none
     # the bucket's default encryption (PutBucketEncryption): "AES256" (SSE-S3, store/sse.py), or None
     sse_default: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """What one request reads to know whether what a worker cached is still current (Store.freshness,
+    docs/access-control.md section 3): `etags` maps each asked key of SYSTEM_BUCKET that has a current object
+    to its ETag (a key with none is absent), and `bucket` is the asked bucket's row (None when no bucket was
+    asked or it does not exist), whose owner and creation time tell one incarnation of a name from the next."""
+
+    etags: Mapping[str, str]
+    bucket: Bucket | None
 
 
 @dataclass(frozen=True, slots=True)

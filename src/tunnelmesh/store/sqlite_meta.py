@@ -17,7 +17,7 @@ import json
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -114,6 +114,15 @@ class SqliteTx:
 
     def buckets(self) -> list[Bucket]:
         return [row_to_bucket(r) for r in self.c.execute(f"SELECT {BUCKET_COLS} FROM buckets ORDER BY name")]
+
+    def freshness(self, keys: Sequence[str], bucket: str | None) -> tuple[dict[str, str], Bucket | None]:
+        # two primary-key lookups run inline (microseconds each), each statement skipped when nothing is asked
+        # of it; not in one snapshot, whose BEGIN/COMMIT would cost more than both (see MetaBackend.read)
+        etags: dict[str, str] = {}
+        if keys:
+            sql = f"SELECT key, etag FROM objects WHERE bucket=? AND key IN ({','.join('?' * len(keys))})"
+            etags = dict(self.c.execute(sql, (SYSTEM_BUCKET, *keys)).fetchall())
+        return etags, self.bucket(bucket) if bucket is not None else None
 
     def store_used(self) -> int:
         used: int = self.c.execute(_PEERS_USED, (SYSTEM_BUCKET,)).fetchone()[0]
