@@ -130,17 +130,13 @@ _PUT_OBJECT = (
 )
 _INSERT_VERSION = f"INSERT INTO versions({VERSION_COLS}) VALUES ({marks(VERSION_COLS, '%s')})"
 
-# MetaReads.freshness in one statement, so one round trip per S3 request: a one-row source (an aggregate is one
-# row even over no rows: the asked keys' ETags as a JSON object, NULL when none is there) LEFT JOINed to the
-# bucket's row by its primary key (all NULL when there is none, or none is asked: `name = NULL` matches
-# nothing). Both sides are primary-key lookups. A UNION ALL would do too, but its rows of two shapes would need
-# padding to one; this keeps the bucket's columns as BUCKET_COLS, decoded by row_to_bucket
-_FRESHNESS = (
-    "SELECT e.etags, "
-    + ", ".join(f"b.{c}" for c in BUCKET_COLS.split(", "))
-    + " FROM (SELECT json_object_agg(key, etag) AS etags FROM objects WHERE bucket = %s AND key = ANY(%s::text[])) e"
-    " LEFT JOIN buckets b ON b.name = %s::text"
-)
+# MetaReads.freshness in one statement, so one round trip per S3 request: the asked keys' (key, etag) rows and the
+# bucket's row, one UNION ALL, each side padded to the other's columns (a bucket row's key is NULL: no object's
+# is). Both sides are primary-key lookups. The keys are one placeholder each (`key IN (%s, ...)`), not one array
+# (`key = ANY(%s)`): with an array parameter, the same read took ~90 us more a call (measured with psycopg's
+# prepared statements, 3 keys); an aggregate of the ETags LEFT JOINed to the bucket row took ~10 us more
+_FRESHNESS_KEYS = "SELECT key, etag, " + ", ".join(["NULL"] * len(BUCKET_COLS.split(", "))) + " FROM objects "
+_FRESHNESS_BUCKET = f"SELECT NULL, NULL, {BUCKET_COLS} FROM buckets WHERE name = %s"
 
 
 def redact(conninfo: str) -> str:
@@ -217,15 +213,30 @@ class PgTx:
         return [row_to_bucket(r) for r in self._all(f"SELECT {BUCKET_COLS} FROM buckets ORDER BY name")]
 
     def freshness(self, keys: Sequence[str], bucket: str | None) -> tuple[dict[str, str], Bucket | None]:
-        # never FOR UPDATE, not even inside a write (nor could it: the statement aggregates): no rule decides
-        # a write on it. A NUL cannot be in a text, so no row has one: such a key or bucket is not asked
-        wanted = [k for k in keys if "\x00" not in k]
+        # never FOR UPDATE, not even inside a write: no rule decides a write on it. A NUL cannot be in a text, so
+        # no row has one: such a key or bucket is not asked. Each key once, in the order asked (a statement's
+        # text per number of keys, prepared once each by psycopg)
+        wanted = list(dict.fromkeys(k for k in keys if "\x00" not in k))
         if bucket is not None and "\x00" in bucket:
             bucket = None
-        r = self.c.execute(_FRESHNESS, (SYSTEM_BUCKET, wanted, bucket)).fetchone()
-        assert r is not None  # the aggregate makes one row, whatever matches
-        etags: dict[str, str] = r[0] or {}  # psycopg decodes json
-        return etags, row_to_bucket(r[1:]) if r[1] is not None else None
+        parts: list[str] = []
+        args: list[str] = []
+        if wanted:
+            parts.append(f"{_FRESHNESS_KEYS}WHERE bucket = %s AND key IN ({', '.join(['%s'] * len(wanted))})")
+            args += [SYSTEM_BUCKET, *wanted]
+        if bucket is not None:
+            parts.append(_FRESHNESS_BUCKET)
+            args.append(bucket)
+        etags: dict[str, str] = {}
+        row: Bucket | None = None
+        if not parts:
+            return etags, row
+        for r in self._all(" UNION ALL ".join(parts), args):
+            if r[0] is None:
+                row = row_to_bucket(r[2:])
+            else:
+                etags[r[0]] = r[1]
+        return etags, row
 
     def store_used(self) -> int:
         r = self._one(_PEERS_USED, (SYSTEM_BUCKET,))
