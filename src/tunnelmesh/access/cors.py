@@ -149,8 +149,8 @@ def parse_request_headers(value: str | None) -> tuple[str, ...]:
 def bad_preflight(origin: str | None, method: str | None) -> str | None:
     """The message of the edge's 400 BadRequest for an OPTIONS request, or None when it is a preflight.
 
-    A method no rule can ever allow is a malformed preflight, not a refused one (Scality's cloudserver answers
-    the same; the missing header reads as `null`, AWS's wording)."""
+    A method no rule can ever allow is a malformed preflight, not a refused one; the wording (a missing header
+    reads `null`) is Scality cloudserver's and Huawei OBS's, AWS documents none."""
     if not origin:
         return MISSING_ORIGIN
     if method not in METHODS:
