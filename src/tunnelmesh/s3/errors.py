@@ -5,6 +5,7 @@ from __future__ import annotations
 STATUS: dict[str, int] = {
     "AccessControlListNotSupported": 400,
     "AccessDenied": 403,
+    "AccessForbidden": 403,
     "AuthorizationHeaderMalformed": 400,
     "AuthorizationQueryParametersError": 400,
     "BadDigest": 400,
@@ -45,6 +46,7 @@ STATUS: dict[str, int] = {
     "MissingContentLength": 411,
     "MissingSecurityHeader": 400,
     "NoSuchBucket": 404,
+    "NoSuchCORSConfiguration": 404,
     "NoSuchKey": 404,
     "NoSuchLifecycleConfiguration": 404,
     "NoSuchObjectLockConfiguration": 404,
@@ -67,6 +69,7 @@ STATUS: dict[str, int] = {
 MESSAGE: dict[str, str] = {
     "AccessControlListNotSupported": "The bucket does not allow ACLs",
     "AccessDenied": "Access Denied",
+    "AccessForbidden": "CORSResponse: This CORS request is not allowed.",
     "AuthorizationHeaderMalformed": "The authorization header is malformed.",
     "AuthorizationQueryParametersError": "Error parsing the query-string authentication parameters.",
     "BadDigest": "The Content-MD5 you specified did not match what we received.",
@@ -106,6 +109,7 @@ MESSAGE: dict[str, str] = {
     "MissingContentLength": "You must provide the Content-Length HTTP header.",
     "MissingSecurityHeader": "Your request is missing a required header.",
     "NoSuchBucket": "The specified bucket does not exist",
+    "NoSuchCORSConfiguration": "The CORS configuration does not exist",
     "NoSuchKey": "The specified key does not exist.",
     "NoSuchLifecycleConfiguration": "The lifecycle configuration does not exist",
     "NoSuchObjectLockConfiguration": "The specified object does not have a ObjectLock configuration",
