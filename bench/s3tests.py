@@ -151,15 +151,20 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], deadline: float = 60
     raise SystemExit(f"coordinator did not listen on {port} within {deadline} s")
 
 
-def add_peer(port: int, admin_token: str, name: str, admin: bool = False) -> tuple[str, str]:
+def admin_call(port: int, admin_token: str, method: str, path: str, doc: dict) -> dict:
     req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/peers",
-        data=json.dumps({"name": name, "admin": admin}).encode(),
+        f"http://127.0.0.1:{port}/api/{path}",
+        data=json.dumps(doc).encode(),
         headers={"Authorization": f"Bearer {admin_token}", "Content-Type": "application/json"},
-        method="POST",
+        method=method,
     )
     with urllib.request.urlopen(req) as resp:
-        peer = json.load(resp)
+        out: dict = json.load(resp)
+    return out
+
+
+def add_peer(port: int, admin_token: str, name: str, admin: bool = False) -> tuple[str, str]:
+    peer = admin_call(port, admin_token, "POST", "peers", {"name": name, "admin": admin})
     return str(peer["peer_id"]), str(peer["token"])
 
 
@@ -240,10 +245,13 @@ def main() -> int:
     try:
         wait_for_port(port, proc)
         wait_for_port(s3_port, proc)
-        # The suite's teardown empties every bucket the main user lists, alt's and tenant's too, and
-        # ListBuckets shows a peer every bucket (there are no per-peer permissions yet): only an admin
-        # may delete a bucket another peer created, so "main" is one.
+        # The suite's teardown empties every bucket the main user lists, alt's and tenant's too: only a
+        # mesh admin sees and may delete every bucket, so "main" is one.
         main_id, main_token = add_peer(port, admin_token, "s3tests-main", admin=True)
+        # as on AWS, where other accounts' buckets are closed unless a policy opens them, and Ceph's
+        # setup has no account-level public access block (docs/access-control.md section 9)
+        admin_call(port, admin_token, "PUT", "network", {"key": "default_bucket_access", "value": "none"})
+        admin_call(port, admin_token, "PUT", "network", {"key": "default_public_access_block", "value": "off"})
         alt_id, alt_token = add_peer(port, admin_token, "s3tests-alt")
         tenant_id, tenant_token = add_peer(port, admin_token, "s3tests-tenant")
         conf = work / "s3tests.conf"

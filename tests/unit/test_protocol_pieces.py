@@ -12,8 +12,7 @@ from tunnelmesh.s3.auth import sigv4
 from tunnelmesh.s3.auth.chunked import ChunkedBody
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import validate_bucket_name
-from tunnelmesh.s3.policy import Access, SystemBucketRule
-from tunnelmesh.s3.request import Principal, Request, parse_query
+from tunnelmesh.s3.request import Request, parse_query
 from tunnelmesh.store.listing import prefix_successor
 
 
@@ -130,23 +129,6 @@ def test_bucket_names() -> None:
     for bad in ["ab", "a" * 64, "Abc", "a_b", "a..b", "a.-b", "-ab", "ab-", "1.2.3.4", "xn--ab", "ab-s3alias"]:
         with pytest.raises(S3Error):
             validate_bucket_name(bad)
-
-
-def test_peers_may_not_touch_the_system_bucket_and_admins_may_only_read() -> None:
-    rule = SystemBucketRule()
-    peer, admin = Principal("peer-1", is_admin=False), Principal("admin", is_admin=True)
-    for access in Access:
-        with pytest.raises(S3Error) as e:
-            rule.check(peer, access, "_tunnelmesh")
-        assert e.value.code == "AccessDenied"
-    with pytest.raises(S3Error):  # a form upload before its signature is checked: no principal yet
-        rule.check(None, Access.WRITE, "_tunnelmesh")
-    rule.check(admin, Access.READ, "_tunnelmesh")
-    for access in (Access.WRITE, Access.OWNER):
-        with pytest.raises(S3Error):
-            rule.check(admin, access, "_tunnelmesh")
-    for access in Access:
-        rule.check(peer, access, "ordinary")
 
 
 def _decode(framed: bytes, decoded_length: int | None) -> tuple[bytes, dict[str, str]]:

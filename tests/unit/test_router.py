@@ -6,6 +6,9 @@ from urllib.parse import unquote
 
 import pytest
 
+from tunnelmesh.access.actions import ACTIONS, ROLES, Kind
+from tunnelmesh.access.evaluate import Ask, Who, decide
+from tunnelmesh.access.view import SYSTEM_VIEW
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.request import Request, parse_query, split_path
 from tunnelmesh.s3.router import BUCKET, OBJECT, ROUTES, SERVICE, SUBRESOURCES, Route, route
@@ -189,3 +192,30 @@ def test_a_method_s3_does_not_have_is_not_allowed(method: str, target: str, leve
         route(request(method, target))
     assert (e.value.code, e.value.status) == ("MethodNotAllowed", 405)
     assert e.value.fields == {"Method": method, "ResourceType": level}
+
+
+KIND = {SERVICE: Kind.SERVICE, BUCKET: Kind.BUCKET, OBJECT: Kind.OBJECT}
+
+
+@pytest.mark.parametrize("r", ROUTES, ids=lambda r: f"{r.method}-{r.name}")
+def test_every_route_asks_a_catalogue_action_of_its_level(r: Route) -> None:
+    # None only where the operation asks itself: per key (DeleteObjects), or once a form is authenticated
+    if r.action is None:
+        assert r.name in ("DeleteObjects", "PostObject")
+        return
+    for action in (r.action, r.version_action):
+        if action is not None:
+            assert ACTIONS[action] == KIND[r.level], (r.name, action)
+    # a version action only where ?versionId= names one
+    assert r.version_action is None or r.level == OBJECT
+
+
+def test_the_system_bucket_rule_over_every_route() -> None:
+    """`_tunnelmesh`: no peer may do anything, a mesh admin only what the read role names (no write of any
+    kind, whatever the route): the coordinator alone writes its own records."""
+    peer, admin = Who("peer", "peer-1"), Who("peer", "admin", is_admin=True)
+    for r in ROUTES:
+        for action in filter(None, (r.action, r.version_action)):
+            ask = Ask(action, "_tunnelmesh", "k" if r.level == OBJECT else None)
+            assert not decide(SYSTEM_VIEW, peer, ask).allowed, action
+            assert decide(SYSTEM_VIEW, admin, ask).allowed == (action in ROLES["read"]), action

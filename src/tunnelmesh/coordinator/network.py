@@ -1,5 +1,6 @@
 """Network configuration (`_tunnelmesh/network/config.json`): mesh name, CIDR, the coordinator's
-mesh IP and DNS name, and a free-form map operators extend with `network set extra.KEY VALUE`."""
+mesh IP and DNS name, the access defaults of buckets (docs/access-control.md), and a free-form map
+operators extend with `network set extra.KEY VALUE`."""
 
 from __future__ import annotations
 
@@ -10,10 +11,18 @@ from tunnelmesh.coordinator.errors import InvalidInput
 from tunnelmesh.coordinator.state import SystemState
 
 KEY = "network/config.json"
-FIELDS = ("mesh_name", "cidr", "coordinator_ip", "dns_name")
+FIELDS = ("mesh_name", "cidr", "coordinator_ip", "dns_name", "default_bucket_access", "default_public_access_block")
+# what a peer may do to a bucket no statement names it in; unset: read-write, the behaviour before permissions
+BUCKET_ACCESS = ("read-write", "read", "none")
+UNSET_BUCKET_ACCESS = "read-write"
+# whether a new bucket's public access is blocked until its owner says otherwise; unset: on, as on AWS
+PUBLIC_ACCESS_BLOCK = ("on", "off")
+_CHOICES = {"default_bucket_access": BUCKET_ACCESS, "default_public_access_block": PUBLIC_ACCESS_BLOCK}
 
 
 def _validate(field: str, value: str) -> str:
+    if field in _CHOICES and value not in _CHOICES[field]:
+        raise InvalidInput(field, f"{field} must be one of {', '.join(_CHOICES[field])}")
     try:
         if field == "cidr":
             return str(ipaddress.ip_network(value, strict=False))
@@ -57,3 +66,12 @@ def _normalise(doc: Any) -> dict[str, Any]:
     extra = doc.get("extra")
     out["extra"] = {str(k): v for k, v in extra.items() if isinstance(v, str)} if isinstance(extra, dict) else {}
     return out
+
+
+def access_defaults(doc: Any) -> tuple[str, bool]:
+    """(default_bucket_access, whether new buckets block public access) of a stored record. A value this
+    coordinator does not know (a damaged or newer record) denies rather than opens: "none", blocked."""
+    fields = _normalise(doc)
+    access = fields["default_bucket_access"] or UNSET_BUCKET_ACCESS
+    block = fields["default_public_access_block"] or "on"
+    return (access if access in BUCKET_ACCESS else "none"), block != "off"

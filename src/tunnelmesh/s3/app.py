@@ -59,10 +59,11 @@ class S3Api:
             resp = self.error_response(S3Error("InternalError"), req)
         sent = await self._send(scope, send, req, resp)
         log.info(
-            "id=%s peer=%s op=%s status=%d bytes=%d ms=%.1f",
+            "id=%s peer=%s op=%s authz=%s status=%d bytes=%d ms=%.1f",
             req.request_id,
             req.principal.peer_id if req.principal else "-",
             req.operation,
+            req.authz,
             resp.status,
             sent,
             (time.perf_counter() - started) * 1000,
@@ -76,11 +77,10 @@ class S3Api:
         await authenticate(req, self.credentials, self.ctx.region)
         r = route(req)
         req.operation = r.name
-        if req.bucket:
-            self.ctx.policy.check(req.principal, r.access, req.bucket)
+        row = await self.ctx.authz.authorize(req, r) if req.bucket else None
         if not r.takes_body and req.has_body:
             await _drain_verified(req)
-        return await r.handler(self.ctx, Call.of(req, r, self.ctx.store))
+        return await r.handler(self.ctx, Call.of(req, r, self.ctx.store, row))
 
     def error_response(self, err: S3Error, req: Request) -> Response:
         if err.status >= 500:

@@ -1,4 +1,4 @@
-"""What an operation is handed: the request as the edge settled it, fixed once routing and the policy
+"""What an operation is handed: the request as the edge settled it, fixed once routing and the access
 check are done (s3/app.py builds it), and the one place the request's bucket is looked up."""
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ class Call:
     _bucket: list[Bucket] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
-    def of(cls, req: Request, route: Route, store: Store) -> Call:
-        return cls(req, route, store, req.query.get("uploadId", ""))
+    def of(cls, req: Request, route: Route, store: Store, bucket: Bucket | None = None) -> Call:
+        """`bucket`: the row the access check read in this request, if it read one (saves the lookup)."""
+        return cls(req, route, store, req.query.get("uploadId", ""), [] if bucket is None else [bucket])
 
     @property
     def principal(self) -> Principal | None:

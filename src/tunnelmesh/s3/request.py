@@ -75,6 +75,13 @@ class Request:
     # the decoded length of the body when known (Content-Length or X-Amz-Decoded-Content-Length)
     content_length: int | None = None
     operation: str = "-"
+    # the client's address (the mesh address of the peer: aws:SourceIp in a policy)
+    client: str = ""
+    # the access decision's reason, for the request log line (never sent to the client)
+    authz: str = "-"
+    # GetObject/HeadObject by a caller who may list the key but not read it: a missing key answers 404, a
+    # present one AccessDenied (AWS); set by s3/authz.py, applied where the object is looked up
+    hide_existing: bool = False
     # set once the last body message has been received
     body_done: bool = False
     # a browser form upload's credentials are in its body: authentication leaves this to verify the
@@ -109,6 +116,7 @@ def from_scope(
         receive=receive,
         prefix=prefix,
         admit=admit,
+        client=(scope.get("client") or ("",))[0] or "",
     )
 
 

@@ -56,11 +56,8 @@ async def list_buckets(ctx: Context, call: Call) -> Response:
             )
     chosen = [
         b
-        for b in await ctx.store.buckets()
-        if (b.name != SYSTEM_BUCKET or principal.is_admin)
-        and b.name.startswith(prefix)
-        and b.name > after
-        and (region is None or (b.region or ctx.region) == region)
+        for b in await ctx.authz.visible_buckets(principal, await ctx.store.buckets())
+        if b.name.startswith(prefix) and b.name > after and (region is None or (b.region or ctx.region) == region)
     ]
     more = limit is not None and len(chosen) > limit
     chosen = chosen[:limit]
@@ -131,7 +128,9 @@ def _object_lock(value: str | None) -> bool:
 async def delete_bucket(ctx: Context, call: Call) -> Response:
     principal = call.principal
     assert principal is not None
+    bucket = await call.bucket()
     await ctx.store.delete_bucket(call.req.bucket, None if principal.is_admin else principal.peer_id)
+    await ctx.authz.records.forget_bucket(bucket)
     return Response(204)
 
 

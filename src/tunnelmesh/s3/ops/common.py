@@ -7,10 +7,11 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from tunnelmesh.coordinator.state import SystemState
 from tunnelmesh.s3 import checksums
+from tunnelmesh.s3.authz import Authorizer
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
-from tunnelmesh.s3.policy import Policy, SystemBucketRule
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response, http_date
 from tunnelmesh.store.commits import NULL
@@ -41,10 +42,14 @@ class Context:
     store: Store
     region: str
     max_object_size: int = MAX_OBJECT_SIZE
-    policy: Policy = field(default_factory=SystemBucketRule)
     # s3.node_timeout: a node silent for longer is not live (the tagging upgrade gate, s3/ops/tagging.py)
     node_timeout: float = 60.0
     max_retention_days: int = 3650  # s3.max_retention_days (s3/ops/lock.py)
+    # every request's access decisions (s3/authz.py): one per worker, over this store's records
+    authz: Authorizer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.authz = Authorizer(SystemState(self.store))
 
     @property
     def max_part_size(self) -> int:
@@ -184,19 +189,21 @@ def read_version_header(req: Request, obj: ObjectRecord) -> list[tuple[str, str]
     return [("x-amz-version-id", NULL)] if "versionId" in req.query else []
 
 
-async def require_owner(call: Call, what: str) -> None:
-    """The bucket's owner or an admin, else AccessDenied naming `what` they may do. Until per-bucket
-    permissions exist (the route table's OWNER is not yet enforced per bucket), this keeps a peer with write
-    access from deciding what another's bucket keeps: its locks, versioning, lifecycle and encryption."""
-    principal = call.principal
-    assert principal is not None
-    if not principal.is_admin and (await call.bucket()).owner != principal.peer_id:
-        raise S3Error("AccessDenied", f"Only the bucket's owner or an admin may {what}.")
-
-
 async def lookup_object(ctx: Context, call: Call) -> ObjectRecord:
     """The object a read names: the current version, or the one ?versionId= asks for. A delete marker is
     no object: NoSuchKey (the current version) or MethodNotAllowed (asked by id), with the headers S3 gives."""
+    try:
+        found = await _lookup(ctx, call)
+    except S3Error as e:
+        if call.req.hide_existing and e.code != "NoSuchKey":
+            raise S3Error("AccessDenied") from None
+        raise
+    if call.req.hide_existing:
+        raise S3Error("AccessDenied")  # the caller may learn that a key is missing, never what is there
+    return found
+
+
+async def _lookup(ctx: Context, call: Call) -> ObjectRecord:
     req = call.req
     vid = check_version_id(req)
     if vid is not None:

@@ -23,7 +23,6 @@ from tunnelmesh.s3.ops.common import (
 )
 from tunnelmesh.s3.ops.objects import open_range, write_conditions
 from tunnelmesh.s3.ops.unsupported import refuse_unsupported
-from tunnelmesh.s3.policy import Access
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response, xml_response
 from tunnelmesh.store.commits import NULL
@@ -68,7 +67,7 @@ async def copy_source(ctx: Context, req: Request) -> ObjectRecord:
     vid = version.removeprefix("versionId=") if version.startswith("versionId=") else None
     if version and (vid is None or (vid != NULL and version_seq(vid) is None)):
         raise S3Error("InvalidArgument", "Invalid version id specified", ArgumentName="x-amz-copy-source")
-    ctx.policy.check(req.principal, Access.READ, bucket)
+    await ctx.authz.require(req, "s3:GetObject" if vid is None else "s3:GetObjectVersion", bucket, key)
     if vid is not None:
         obj = await ctx.store.get_version(bucket, key, vid)
         if obj.marker:

@@ -12,7 +12,7 @@ from tunnelmesh.s3 import xml
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops import tags as tagsets
-from tunnelmesh.s3.ops.common import Context, require_owner
+from tunnelmesh.s3.ops.common import Context
 from tunnelmesh.s3.request import Request, read_small_body
 from tunnelmesh.s3.response import Response, xml_response
 from tunnelmesh.store.errors import EncryptionUnavailable
@@ -78,7 +78,6 @@ def _configuration(body: bytes) -> str:
 
 async def put_bucket_encryption(ctx: Context, call: Call) -> Response:
     req = call.req
-    await require_owner(call, "set its default encryption")
     algorithm = _configuration(await read_small_body(req, 64 * 1024))
     if ctx.store.sse is None:
         raise EncryptionUnavailable()
@@ -100,6 +99,5 @@ async def get_bucket_encryption(ctx: Context, call: Call) -> Response:
 
 
 async def delete_bucket_encryption(ctx: Context, call: Call) -> Response:
-    await require_owner(call, "set its default encryption")
     await ctx.store.set_bucket_encryption(call.req.bucket, None)
     return Response(204)

@@ -3,10 +3,11 @@ Put/GetObjectLegalHold, the lock headers of PutObject, CopyObject and CreateMult
 reads answer.
 
 A COMPLIANCE retention cannot be undone by anyone, admins included, so it is also a weapon: a peer that may
-write a bucket could make its objects undeletable for years. Only the bucket's owner or an admin sets a
-retention or a legal hold (the route table's OWNER, and `request_lock` for the write headers), and
-`s3.max_retention_days` caps how far ahead a retention may reach. Only an admin may pass a GOVERNANCE
-retention (x-amz-bypass-governance-retention).
+write a bucket could make its objects undeletable for years. So a retention or a legal hold asks actions of
+their own (s3:PutObjectRetention, s3:PutObjectLegalHold: the bucket's owner, mesh admins, a bucket-admin grant;
+never the write role), the lock headers of a write ask them too (s3/authz.py's EXTRA_ASKS), and
+`s3.max_retention_days` caps how far ahead a retention may reach. Passing a GOVERNANCE retention
+(x-amz-bypass-governance-retention) asks s3:BypassGovernanceRetention: mesh admins, or a policy that grants it.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import re
 import time
 
 from tunnelmesh.s3 import xml
+from tunnelmesh.s3.authz import bypass_asked
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
-from tunnelmesh.s3.ops.common import Context, check_version_id, lookup_object, require_owner, version_header
+from tunnelmesh.s3.ops.common import Context, check_version_id, lookup_object, version_header
 from tunnelmesh.s3.ops.tags import require_current_nodes
 from tunnelmesh.s3.request import read_small_body
 from tunnelmesh.s3.response import Response, xml_response
@@ -27,8 +29,6 @@ from tunnelmesh.store.commits import DAY, LOCK_MODES
 from tunnelmesh.store.records import Lock, ObjectRecord
 
 MODE, UNTIL, HOLD = "x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold"
-BYPASS = "x-amz-bypass-governance-retention"
-LOCK = "lock objects in it"
 # an upload's lock among its stored headers (an object's own headers never hold this name)
 UPLOAD_LOCK = "x-amz-object-lock"
 
@@ -58,18 +58,13 @@ def parse_until(value: str, ctx: Context, name: str = UNTIL) -> float:
 
 
 def bypass(call: Call) -> bool:
-    """x-amz-bypass-governance-retention, which only an admin may use."""
-    if call.req.header(BYPASS).strip().lower() != "true":
-        return False
-    principal = call.principal
-    if principal is None or not principal.is_admin:
-        raise S3Error("AccessDenied", "Only an admin may bypass a governance retention.")
-    return True
+    """x-amz-bypass-governance-retention: asked for, and (s3/authz.py) allowed as s3:BypassGovernanceRetention."""
+    return bypass_asked(call.req)
 
 
 async def request_lock(ctx: Context, call: Call) -> Lock | None:
-    """The lock a write asks for with the x-amz-object-lock-* headers, or None; checked, and refused unless
-    the caller owns the bucket or is an admin."""
+    """The lock a write asks for with the x-amz-object-lock-* headers, or None, checked (the edge asked
+    s3:PutObjectRetention / s3:PutObjectLegalHold for these headers)."""
     h = call.req.headers
     mode, until_text, hold = h.get(MODE), h.get(UNTIL), h.get(HOLD)
     if mode is None and until_text is None and hold is None:
@@ -81,7 +76,6 @@ async def request_lock(ctx: Context, call: Call) -> Lock | None:
     if hold is not None and hold not in ("ON", "OFF"):
         raise _invalid("Legal Hold must be either of 'ON' or 'OFF'", HOLD)
     until = parse_until(until_text, ctx) if until_text is not None else None
-    await require_owner(call, LOCK)
     if not (await call.bucket()).object_lock:  # the commit checks again: it may be this bucket's successor
         raise S3Error("InvalidRequest", "Bucket is missing Object Lock Configuration", BucketName=call.req.bucket)
     await require_current_nodes(ctx, "Object lock")
@@ -147,7 +141,6 @@ async def put_object_lock_configuration(ctx: Context, call: Call) -> Response:
                 f"The default retention period must be at most {ctx.max_retention_days} days.",
             )
         default = json.dumps({"mode": mode, unit: n})
-    await require_owner(call, LOCK)
     await require_current_nodes(ctx, "Object lock")
     await ctx.store.set_lock_config(req.bucket, default)
     return Response(200)
@@ -190,7 +183,6 @@ async def put_object_retention(ctx: Context, call: Call) -> Response:
     else:
         retention = (mode, parse_until(until_text, ctx, "RetainUntilDate"))
     passes = bypass(call)
-    await require_owner(call, LOCK)
     await require_current_nodes(ctx, "Object lock")
     shown = await ctx.store.set_retention(req.bucket, req.key, vid, retention, passes)
     return Response(200, version_header(shown if vid is not None or shown != "null" else None))
@@ -211,7 +203,6 @@ async def put_object_legal_hold(ctx: Context, call: Call) -> Response:
     status = xml.text(doc, "Status")
     if status not in ("ON", "OFF"):
         raise S3Error("MalformedXML", "A LegalHold's Status is ON or OFF.")
-    await require_owner(call, LOCK)
     await require_current_nodes(ctx, "Object lock")
     shown = await ctx.store.set_legal_hold(req.bucket, req.key, vid, status == "ON")
     return Response(200, version_header(shown if vid is not None or shown != "null" else None))

@@ -361,6 +361,7 @@ async def delete_objects(ctx: Context, call: Call) -> Response:
         raise S3Error("MalformedXML", "A DeleteObjects request names between 1 and 1000 keys.")
     entries: list[DeleteEntry] = []
     errors: list[str] = []
+    bypass = locks.bypass(call)
     for o in objs:
         key = xml.text(o, "Key")
         if key is None:
@@ -376,8 +377,18 @@ async def delete_objects(ctx: Context, call: Call) -> Response:
                 "<Code>NoSuchVersion</Code><Message>The specified version does not exist.</Message></Error>"
             )
             continue
+        # each key is its own ask (AWS): a refused one is an error entry, and the others go ahead
+        asks = ["s3:DeleteObjectVersion" if vid is not None else "s3:DeleteObject"]
+        if bypass:
+            asks.append("s3:BypassGovernanceRetention")
+        if not all([await ctx.authz.allows(req, action, key) for action in asks]):
+            v = xml.element("VersionId", vid) if vid is not None else ""
+            errors.append(
+                f"<Error>{xml.element('Key', key)}{v}<Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+            )
+            continue
         entries.append((key, vid, None if etag is None else _etag(etag)))
-    results = await ctx.store.delete_objects(req.bucket, entries, req.principal.peer_id, locks.bypass(call))
+    results = await ctx.store.delete_objects(req.bucket, entries, req.principal.peer_id, bypass) if entries else []
     deleted: list[str] = []
     for (key, asked, _), done in zip(entries, results, strict=True):
         k = xml.element("Key", key)

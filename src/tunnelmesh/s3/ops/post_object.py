@@ -65,11 +65,11 @@ async def post_object(ctx: Context, call: Call) -> Response:
     form = FormReader(req.body, boundary)
     fields, file = await form.fields()
     policy = await req.form_auth(fields)
-    # the edge could check the policy only for an unknown signer: now it knows who signed
-    ctx.policy.check(req.principal, call.route.access, req.bucket)
+    key = _key(fields, file)
+    # the edge could not ask for an unknown signer: now it knows who signed, and the key
+    await ctx.authz.require(req, "s3:PutObject", req.bucket, key)
     if req.admit is not None:
         await req.admit()
-    key = _key(fields, file)
     given_bucket = fields.get("bucket")
     if given_bucket is not None and given_bucket != req.bucket:
         raise S3Error("AccessDenied", "Invalid according to Policy: the bucket field is not the bucket of the URL.")

