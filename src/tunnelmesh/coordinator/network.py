@@ -10,7 +10,7 @@ from tunnelmesh.coordinator.errors import InvalidInput
 from tunnelmesh.coordinator.state import SystemState
 
 KEY = "network/config.json"
-FIELDS = ("mesh_name", "cidr", "coordinator_ip", "dns_name")
+FIELDS = ("mesh_name", "cidr", "coordinator_ip", "dns_name", "default_bucket_access")
 
 
 def _validate(field: str, value: str) -> str:
