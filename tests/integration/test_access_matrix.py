@@ -1,13 +1,15 @@
 """The access matrix (docs/access-control.md section 8, step 2): every route of `s3.router.ROUTES`, and each
 `?versionId=` variant whose action differs, tried by four principals under each mesh default.
 
-- `owner` (the peer that created the bucket) and `admin` (the mesh's bootstrap admin) are always allowed;
+- `owner` (the peer that created the bucket) and `admin` (the mesh's bootstrap admin) are always allowed, but
+  for a governance bypass, which is the admin's unless a statement grants it;
 - `other` (another ordinary peer) is allowed iff every action of the row is in the default's role set
   (`read-write` -> write, `read` -> read, `none` -> nothing); it may always list buckets (seeing this one iff
   the default is not `none`) and create new ones, and never delete another's bucket;
 - `anonymous` (no credentials) is always refused.
 
-The actions of each row are written out here from the design's table 2.4, not taken from the router: this
+Rows for the headers that ask more (x-amz-tagging, the object-lock headers, the governance bypass) are
+here too. The actions of each row are written out here from the design's table 2.4, not taken from the router: this
 file is what checks the router's mapping. A refusal is a 403 AccessDenied and leaves the bucket exactly as it
 was (versions, tags, locks, configurations and uploads, read by the owner before and after); an allowance
 is a success. Each cell gets its own bucket; one coordinator serves the module.
@@ -34,7 +36,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from conftest import Coordinator, start_coordinator, tunnelmesh_exe
 
-from tunnelmesh.access.actions import ACTIONS, ROLES
+from tunnelmesh.access.actions import ACTIONS, BYPASS, ROLES
 from tunnelmesh.s3.router import ROUTES
 
 REGION = "us-east-1"
@@ -53,8 +55,8 @@ def days(n: float) -> datetime.datetime:
 
 @dataclass(frozen=True)
 class Fx:
-    """A fresh object-lock bucket owned by `owner`: key `a` with two versions (a1 older, a2 current, both
-    tagged), key `b` (tagged, under GOVERNANCE retention and a legal hold), bucket tags, a lifecycle rule,
+    """A fresh object-lock bucket owned by `owner`: key `a` with two versions (a1 older, a2 current under a
+    legal hold, both tagged), key `b` (tagged, under GOVERNANCE retention), bucket tags, a lifecycle rule,
     default encryption, and an in-progress upload of `mp` with one part."""
 
     name: str
@@ -71,22 +73,16 @@ def new_bucket(owner: Any, endpoint: str) -> Fx:
     name = f"m-{uuid.uuid4().hex[:16]}"
     owner.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
     a1 = owner.put_object(Bucket=name, Key="a", Body=b"one", Tagging="t=a1")["VersionId"]
-    a2 = owner.put_object(Bucket=name, Key="a", Body=b"two", Tagging="t=a2")["VersionId"]
+    a2 = owner.put_object(Bucket=name, Key="a", Body=b"two", Tagging="t=a2", ObjectLockLegalHoldStatus="ON")
     b = owner.put_object(
-        Bucket=name,
-        Key="b",
-        Body=b"bee",
-        Tagging="t=b",
-        ObjectLockMode="GOVERNANCE",
-        ObjectLockRetainUntilDate=days(1),
-        ObjectLockLegalHoldStatus="ON",
+        Bucket=name, Key="b", Body=b"bee", Tagging="t=b", ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=days(1)
     )["VersionId"]
     owner.put_bucket_tagging(Bucket=name, Tagging={"TagSet": [{"Key": "team", "Value": "x"}]})
     owner.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration=lifecycle("tmp/", 30))
     owner.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=AES)
     upload = owner.create_multipart_upload(Bucket=name, Key="mp")["UploadId"]
     etag = owner.upload_part(Bucket=name, Key="mp", UploadId=upload, PartNumber=1, Body=b"part one")["ETag"]
-    return Fx(name, owner, endpoint, a1, a2, b, upload, etag)
+    return Fx(name, owner, endpoint, a1, a2["VersionId"], b, upload, etag)
 
 
 def lifecycle(prefix: str, n: int) -> dict[str, Any]:
@@ -222,8 +218,18 @@ ROWS: tuple[Row, ...] = (
     row("CreateBucket", "CreateBucket", lambda c, fx: attempt(lambda: c.create_bucket(Bucket=f"{fx.name}-n"))),
     row("DeleteBucket", "DeleteBucket", lambda c, fx: attempt(lambda: c.delete_bucket(Bucket=f"{fx.name}-e"))),
     row("HeadBucket", "ListBucket", lambda c, fx: attempt(lambda: c.head_bucket(Bucket=fx.name)), head=True),
-    row("ListObjects", "ListBucket", lambda c, fx: attempt(lambda: c.list_objects(Bucket=fx.name))),
-    row("ListObjectsV2", "ListBucket", lambda c, fx: attempt(lambda: c.list_objects_v2(Bucket=fx.name))),
+    row(
+        "ListObjects",
+        "ListBucket",
+        lambda c, fx: attempt(lambda: c.list_objects(Bucket=fx.name)),
+        check=lambda r: [o["Key"] for o in r["Contents"]] == ["a", "b"],
+    ),
+    row(
+        "ListObjectsV2",
+        "ListBucket",
+        lambda c, fx: attempt(lambda: c.list_objects_v2(Bucket=fx.name)),
+        check=lambda r: [o["Key"] for o in r["Contents"]] == ["a", "b"],
+    ),
     row(
         "ListObjectVersions",
         "ListBucketVersions",
@@ -417,15 +423,37 @@ ROWS: tuple[Row, ...] = (
     row(
         "GetObjectLegalHold",
         "GetObjectLegalHold",
-        lambda c, fx: attempt(lambda: c.get_object_legal_hold(Bucket=fx.name, Key="b")),
+        lambda c, fx: attempt(lambda: c.get_object_legal_hold(Bucket=fx.name, Key="a")),
         check=lambda r: r["LegalHold"]["Status"] == "ON",
     ),
     row(
         "PutObjectLegalHold",
         "PutObjectLegalHold",
-        lambda c, fx: attempt(lambda: c.put_object_legal_hold(Bucket=fx.name, Key="b", LegalHold={"Status": "OFF"})),
+        lambda c, fx: attempt(lambda: c.put_object_legal_hold(Bucket=fx.name, Key="a", LegalHold={"Status": "OFF"})),
     ),
     row("PutObject", "PutObject", lambda c, fx: attempt(lambda: c.put_object(Bucket=fx.name, Key="new", Body=b"n"))),
+    # headers that ask more than the route's action (table 2.4's EXTRA_ASKS)
+    row(
+        "PutObject+tagging",
+        "PutObject PutObjectTagging",
+        lambda c, fx: attempt(lambda: c.put_object(Bucket=fx.name, Key="new", Body=b"n", Tagging="t=n")),
+    ),
+    row(
+        "PutObject+retention",
+        "PutObject PutObjectRetention",
+        lambda c, fx: attempt(
+            lambda: c.put_object(
+                Bucket=fx.name, Key="new", Body=b"n", ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=days(1)
+            )
+        ),
+    ),
+    row(
+        "PutObject+legalHold",
+        "PutObject PutObjectLegalHold",
+        lambda c, fx: attempt(
+            lambda: c.put_object(Bucket=fx.name, Key="new", Body=b"n", ObjectLockLegalHoldStatus="ON")
+        ),
+    ),
     row(
         "CopyObject",
         "PutObject GetObject",
@@ -490,6 +518,13 @@ ROWS: tuple[Row, ...] = (
         "DeleteObjectVersion",
         lambda c, fx: attempt(lambda: c.delete_object(Bucket=fx.name, Key="a", VersionId=fx.a1)),
     ),
+    row(
+        "DeleteObject" + V + "+bypass",  # b's version is under GOVERNANCE retention
+        "DeleteObjectVersion BypassGovernanceRetention",
+        lambda c, fx: attempt(
+            lambda: c.delete_object(Bucket=fx.name, Key="b", VersionId=fx.b, BypassGovernanceRetention=True)
+        ),
+    ),
 )
 ROW_BY_NAME = {r.name: r for r in ROWS}
 DELETED_KEYS = {"DeleteObjects": ["a", "b"], "DeleteObjects" + V: ["a"]}  # the keys each DeleteObjects row names
@@ -501,8 +536,10 @@ def expected_allowed(principal: str, default: str, r: Row) -> bool:
         return False
     if r.name in ("ListBuckets", "CreateBucket"):  # every peer; ListBuckets filters what it shows
         return True
-    if principal in ("owner", "admin"):
+    if principal == "admin":
         return True
+    if principal == "owner":  # an owner bypasses a governance retention only if a statement grants it
+        return BYPASS not in r.actions
     role = ROLE_OF_DEFAULT[default]
     return role is not None and r.actions <= ROLES[role]
 
@@ -524,6 +561,8 @@ class Mesh:
         if self.default != default:
             r = self.c.cli("network", "set", "default_bucket_access", default, timeout=60)
             assert r.returncode == 0, r.stdout + r.stderr
+            shown = self.c.cli("network", "show", "--json", timeout=60)
+            assert json.loads(shown.stdout)["default_bucket_access"] == default, shown.stdout + shown.stderr
             self.default = default
 
 
