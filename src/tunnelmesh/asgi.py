@@ -59,6 +59,7 @@ def build(settings: Settings, admin_token: str) -> Apps:
         ),
         peers,
     )
+    api.ctx.authz.audit.node = settings.node
     limits = settings.limits
     admin = AdminApi(
         state,

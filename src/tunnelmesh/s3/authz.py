@@ -24,6 +24,7 @@ from tunnelmesh.access.evaluate import Ask, Decision, Who, decide, visible
 from tunnelmesh.access.policy import MalformedPolicy
 from tunnelmesh.access.view import SYSTEM_VIEW, BucketIdent, BucketView, build_view, compile_view
 from tunnelmesh.coordinator.access_records import GROUPS_KEY, AccessRecords, bucket_key
+from tunnelmesh.coordinator.audit import Actor, Audit
 from tunnelmesh.coordinator.errors import CorruptRecord
 from tunnelmesh.coordinator.network import KEY as NETWORK_KEY
 from tunnelmesh.coordinator.network import access_defaults
@@ -55,6 +56,12 @@ _BYPASSES = frozenset({"DeleteObject", "PutObjectRetention"})
 _CAP = 10000  # cached views per worker: a bucket deleted leaves its entry until the cache is cleared
 
 
+def actor(req: Request) -> Actor:
+    """Who an S3 request's change is audited as."""
+    assert req.principal is not None
+    return Actor(req.principal.peer_id, req.principal.is_admin, "s3", None, req.request_id, req.client)
+
+
 def bypass_asked(req: Request) -> bool:
     return req.header(BYPASS_HEADER).strip().lower() == "true"
 
@@ -81,6 +88,7 @@ class Authorizer:
     def __init__(self, state: SystemState) -> None:
         self.state = state
         self.records = AccessRecords(state)
+        self.audit = Audit(state)  # asgi.py names the node
         self._mesh: tuple[tuple[str | None, str | None], _Mesh] | None = None
         self._views: dict[str, _Entry] = {}
 
