@@ -390,6 +390,8 @@ def test_a_restored_archive_with_malformed_records_never_stops_the_coordinator(t
             "cidr": None,
             "coordinator_ip": None,
             "dns_name": None,
+            "default_bucket_access": None,
+            "default_public_access_block": None,
             "extra": {},
         }
         assert c.cli("network", "set", "mesh_name", "recovered").returncode == 0

@@ -377,12 +377,17 @@ def test_network_set_and_show(coordinator) -> None:
     ok(tm(coordinator, "network", "set", "coordinator_ip", "10.9.8.1"))
     ok(tm(coordinator, "network", "set", "dns_name", "hub.office"))
     assert "extra.site = berlin" in ok(tm(coordinator, "network", "set", "extra.site", "berlin"))
+    ok(tm(coordinator, "network", "set", "default_bucket_access", "read"))
+    bad = tm(coordinator, "network", "set", "default_bucket_access", "everything")
+    assert bad.returncode != 0 and "read-write, read, none" in bad.stderr + bad.stdout
     doc = tm_json(coordinator, "network", "show")
     assert doc == {
         "mesh_name": "office",
         "cidr": "10.9.8.0/24",  # normalised
         "coordinator_ip": "10.9.8.1",
         "dns_name": "hub.office",
+        "default_bucket_access": "read",
+        "default_public_access_block": None,  # unset: on
         "extra": {"site": "berlin"},
     }
     table = ok(tm(coordinator, "network", "show"))

@@ -174,6 +174,7 @@ S3_ANSWERS: list[tuple[se.StoreError, int, str, str, dict[str, str]]] = [
 
 ADMIN_ANSWERS: list[tuple[ce.CoordinatorError, int, str, str]] = [
     (ce.NoSuchPeer("peer-1"), 404, "NoSuchPeer", "No peer peer-1."),
+    (ce.NoSuchAccessKey("TMAKABCDEFGHIJKLMNOP"), 404, "NoSuchAccessKey", "No access key TMAKABCDEFGHIJKLMNOP."),
     (ce.NoSuchShare("s"), 404, "NoSuchShare", "no share s"),
     (ce.NoBucketToShare("b"), 404, "NoSuchBucket", "no bucket b"),
     (

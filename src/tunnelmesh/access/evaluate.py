@@ -136,6 +136,8 @@ def visible(view: BucketView, who: Who) -> bool:
         return _admin(who)
     if who.kind == "anonymous":
         return False
+    if who.kind == "key" and who.scope is not None and not any(_resource(st, view.bucket, {}) for st in who.scope):
+        return False  # a scoped key sees the buckets of its scope only (each grant has a bucket-level statement)
     if _admin(who) or _owner(view, who) or _named(view, who):
         return True
     return bool(view.default)

@@ -22,6 +22,8 @@ def admin_error(e: AdminFailure) -> tuple[int, str, str]:
     match e:
         case ce.NoSuchPeer():
             return 404, "NoSuchPeer", f"No peer {e.peer_id}."
+        case ce.NoSuchAccessKey():
+            return 404, "NoSuchAccessKey", f"No access key {e.key_id}."
         case ce.NoSuchShare():
             return 404, "NoSuchShare", f"no share {e.name}"
         case ce.NoBucketToShare():

@@ -22,6 +22,12 @@ class NoSuchShare(CoordinatorError):
         self.name = name
 
 
+class NoSuchAccessKey(CoordinatorError):
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"no access key {key_id}")
+        self.key_id = key_id
+
+
 class NoBucketToShare(CoordinatorError):
     """A share names a bucket that does not exist."""
 

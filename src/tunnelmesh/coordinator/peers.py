@@ -22,10 +22,13 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tunnelmesh.coordinator.errors import CorruptRecord, InvalidInput, NoSuchPeer
+from tunnelmesh.coordinator.errors import CorruptRecord, InvalidInput, NoSuchAccessKey, NoSuchPeer
+from tunnelmesh.coordinator.keys import PREFIX as KEY_PREFIX
+from tunnelmesh.coordinator.keys import AccessKey, Scope, derive_secret, is_key_id, new_key
 from tunnelmesh.coordinator.state import SystemState
 from tunnelmesh.s3.auth.credentials import Identity
 from tunnelmesh.s3.request import Principal
+from tunnelmesh.store.records import WriteConditions
 
 log = logging.getLogger("tunnelmesh.peers")
 
@@ -86,6 +89,7 @@ class PeerRegistry:
         self.bootstrap = bootstrap
         self._cache: dict[str, tuple[str, Peer]] = {}  # id -> (etag, peer)
         self._by_token: dict[bytes, str] = {}  # sha256(token) -> id
+        self._keys: dict[str, tuple[str, AccessKey]] = {}  # key id -> (etag, key)
 
     # ---- Credentials ---------------------------------------------------------------------
 
@@ -121,9 +125,44 @@ class PeerRegistry:
     async def by_access_key(self, access_key: str) -> Identity | None:
         if access_key == self.bootstrap.principal.peer_id:
             return self.bootstrap
+        if is_key_id(access_key):
+            return await self._key_identity(access_key)
         if not access_key or "/" in access_key or len(access_key) > 64:
             return None
         return self._identity(await self._load(access_key))
+
+    async def _key_identity(self, key_id: str) -> Identity | None:
+        """A scoped key's identity: its peer, never an admin, within its scope; None (InvalidAccessKeyId, as
+        an unknown id: no oracle) if the key or its peer is revoked, or the key has expired."""
+        key = await self._load_key(key_id)
+        if key is None or key.revoked or key.expired(time.time()):
+            return None
+        peer = await self._load(key.peer)
+        if peer is None or peer.revoked:
+            return None
+        principal = Principal(peer.id, is_admin=False, key_id=key.id, scope=key.statements())
+        return Identity(principal, derive_secret(peer.token, key.id, key.salt))
+
+    async def _load_key(self, key_id: str) -> AccessKey | None:
+        rkey = f"{KEY_PREFIX}{key_id}.json"
+        etag = await self.state.etag(rkey)
+        if etag is None:
+            self._keys.pop(key_id, None)
+            return None
+        cached = self._keys.get(key_id)
+        if cached and cached[0] == etag:
+            return cached[1]
+        try:
+            found = await self.state.get_versioned(rkey)
+            if found is None:
+                return None
+            etag, record = found
+            key = AccessKey.from_record(record)
+        except (CorruptRecord, KeyError, TypeError, ValueError) as e:
+            log.warning("access key record %s%s unreadable: %s", KEY_PREFIX, key_id, e)
+            return None
+        self._keys[key_id] = (etag, key)
+        return key
 
     async def by_token(self, token: str) -> Identity | None:
         if hmac.compare_digest(_token_digest(token), _token_digest(self.bootstrap.secret)):
@@ -197,3 +236,39 @@ class PeerRegistry:
             return doc
 
         return Peer.from_record(await self.state.update(f"{PREFIX}{peer_id}.json", change))
+
+    # ---- scoped access keys (coordinator/keys.py) ------------------------------------------------
+
+    async def create_key(
+        self, peer_id: str, name: str, scope: list[Scope] | None, expires_in: float | None, by: str
+    ) -> tuple[AccessKey, str]:
+        """A new key of `peer_id` and its secret (shown once, never stored)."""
+        peer = await self._load(peer_id)
+        if peer is None or peer.revoked:
+            raise NoSuchPeer(peer_id)
+        key = new_key(peer.id, name, scope, expires_in, by)
+        await self.state.put(f"{KEY_PREFIX}{key.id}.json", key.record(), WriteConditions(if_none_match_any=True))
+        return key, derive_secret(peer.token, key.id, key.salt)
+
+    async def keys(self, peer_id: str | None = None) -> list[AccessKey]:
+        out = []
+        for rkey in await self.state.keys(KEY_PREFIX):
+            if rkey.endswith(".json"):
+                key = await self._load_key(rkey[len(KEY_PREFIX) : -len(".json")])
+                if key is not None and (peer_id is None or key.peer == peer_id):
+                    out.append(key)
+        return out
+
+    async def key(self, key_id: str) -> AccessKey | None:
+        return await self._load_key(key_id) if is_key_id(key_id) else None
+
+    async def revoke_key(self, key_id: str) -> AccessKey:
+        if await self.key(key_id) is None:
+            raise NoSuchAccessKey(key_id)
+
+        def change(current: Any) -> dict:
+            doc = dict(current)
+            doc["revoked"] = doc.get("revoked") or _now()
+            return doc
+
+        return AccessKey.from_record(await self.state.update(f"{KEY_PREFIX}{key_id}.json", change))

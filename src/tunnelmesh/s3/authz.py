@@ -59,7 +59,8 @@ _CAP = 10000  # cached views per worker: a bucket deleted leaves its entry until
 def actor(req: Request) -> Actor:
     """Who an S3 request's change is audited as."""
     assert req.principal is not None
-    return Actor(req.principal.peer_id, req.principal.is_admin, "s3", None, req.request_id, req.client)
+    p = req.principal
+    return Actor(p.peer_id, p.is_admin, "s3", p.key_id, req.request_id, req.client)
 
 
 def bypass_asked(req: Request) -> bool:
@@ -110,6 +111,8 @@ class Authorizer:
         action = route.action
         if route.version_action is not None and "versionId" in req.query:
             action = route.version_action
+        if action is None and bucket == SYSTEM_BUCKET:
+            action = "s3:DeleteObject"  # nobody deletes or writes there: refused whole, never key by key
         if action is None or req.principal is None:
             return row  # the operation asks (per key; a form once its signature held)
         key = req.key or None
@@ -180,7 +183,9 @@ class Authorizer:
     def _raise_unless(self, decision: Decision, req: Request) -> None:
         req.authz = decision.why
         if not decision.allowed:
-            raise S3Error("AccessDenied")
+            # the system bucket's refusal names it: a client told "no" there learns nothing it did not send
+            named = {"BucketName": SYSTEM_BUCKET} if decision.why == "system" else {}
+            raise S3Error("AccessDenied", **named)
 
     def _require(self, view: BucketView, req: Request, action: str, key: str | None) -> None:
         self._raise_unless(self.decide(view, req, action, key), req)
@@ -188,6 +193,8 @@ class Authorizer:
     @staticmethod
     def _who(principal: Principal, mesh: _Mesh) -> Who:
         groups = frozenset(g for g, members in mesh.groups.items() if principal.peer_id in members)
+        if principal.key_id is not None:
+            return Who("key", principal.peer_id, False, groups, principal.key_id, principal.scope)
         return Who("peer", principal.peer_id, principal.is_admin, groups)
 
     # ---- views and their records ---------------------------------------------------------------------

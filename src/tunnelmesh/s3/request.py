@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from tunnelmesh.access.policy import Statement
 from tunnelmesh.s3.errors import S3Error
 
 if TYPE_CHECKING:
@@ -41,6 +42,10 @@ new_request_id = _RequestIds()
 class Principal:
     peer_id: str
     is_admin: bool
+    # a scoped access key signed (coordinator/keys.py): it acts as its peer, never as an admin, and within
+    # `scope` (Allow statements; None: all its peer's rights)
+    key_id: str | None = None
+    scope: tuple[Statement, ...] | None = None
 
 
 def parse_query(raw: str) -> list[tuple[str, str, str, str]]:
