@@ -57,7 +57,7 @@ def days(n: float) -> datetime.datetime:
 class Fx:
     """A fresh object-lock bucket owned by `owner`: key `a` with two versions (a1 older, a2 current under a
     legal hold, both tagged), key `b` (tagged, under GOVERNANCE retention), bucket tags, a lifecycle rule,
-    default encryption, and an in-progress upload of `mp` with one part."""
+    default encryption, a CORS rule, and an in-progress upload of `mp` with one part."""
 
     name: str
     owner: Any
@@ -80,6 +80,7 @@ def new_bucket(owner: Any, endpoint: str) -> Fx:
     owner.put_bucket_tagging(Bucket=name, Tagging={"TagSet": [{"Key": "team", "Value": "x"}]})
     owner.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration=lifecycle("tmp/", 30))
     owner.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=AES)
+    owner.put_bucket_cors(Bucket=name, CORSConfiguration=cors_rules("https://a.mesh"))
     upload = owner.create_multipart_upload(Bucket=name, Key="mp")["UploadId"]
     etag = owner.upload_part(Bucket=name, Key="mp", UploadId=upload, PartNumber=1, Body=b"part one")["ETag"]
     return Fx(name, owner, endpoint, a1, a2["VersionId"], b, upload, etag)
@@ -87,6 +88,10 @@ def new_bucket(owner: Any, endpoint: str) -> Fx:
 
 def lifecycle(prefix: str, n: int) -> dict[str, Any]:
     return {"Rules": [{"ID": prefix, "Filter": {"Prefix": prefix}, "Status": "Enabled", "Expiration": {"Days": n}}]}
+
+
+def cors_rules(origin: str) -> dict[str, Any]:
+    return {"CORSRules": [{"AllowedMethods": ["GET"], "AllowedOrigins": [origin]}]}
 
 
 def read_or_code(fn: Callable[[], Any]) -> Any:
@@ -140,6 +145,7 @@ def snapshot(fx: Fx) -> dict[str, Any]:
         "tagging": read_or_code(lambda: s3.get_bucket_tagging(Bucket=b)),
         "lifecycle": read_or_code(lambda: s3.get_bucket_lifecycle_configuration(Bucket=b)),
         "encryption": read_or_code(lambda: s3.get_bucket_encryption(Bucket=b)),
+        "cors": read_or_code(lambda: s3.get_bucket_cors(Bucket=b)),
         "lock": read_or_code(lambda: s3.get_object_lock_configuration(Bucket=b)),
         "uploads": uploads,
         "parts": parts,
@@ -292,6 +298,20 @@ ROWS: tuple[Row, ...] = (
         "PutLifecycleConfiguration",
         lambda c, fx: attempt(lambda: c.delete_bucket_lifecycle(Bucket=fx.name)),
     ),
+    row(
+        "GetBucketCors",
+        "GetBucketCORS",
+        lambda c, fx: attempt(lambda: c.get_bucket_cors(Bucket=fx.name)),
+        check=lambda r: r["CORSRules"][0]["AllowedOrigins"] == ["https://a.mesh"],
+    ),
+    row(
+        "PutBucketCors",
+        "PutBucketCORS",
+        lambda c, fx: attempt(
+            lambda: c.put_bucket_cors(Bucket=fx.name, CORSConfiguration=cors_rules("https://b.mesh"))
+        ),
+    ),
+    row("DeleteBucketCors", "PutBucketCORS", lambda c, fx: attempt(lambda: c.delete_bucket_cors(Bucket=fx.name))),
     row(
         "GetBucketEncryption",
         "GetEncryptionConfiguration",

@@ -497,8 +497,8 @@ def test_get_on_missing_bucket_is_no_such_bucket(coordinator, endpoint, path) ->
     ("method", "suffix"),
     [
         ("GET", "?policy"),
-        ("PUT", "?cors"),
-        ("GET", "?cors"),
+        ("PUT", "?requestPayment"),
+        ("GET", "?accelerate"),
         ("PUT", "?replication"),
         ("DELETE", "?website"),
         ("GET", "?logging"),

@@ -26,6 +26,7 @@ from tunnelmesh.access.cors import (
     rules_from_json,
     rules_to_json,
 )
+from tunnelmesh.access.view import BucketIdent, compile_view
 from tunnelmesh.s3 import xml
 from tunnelmesh.s3.errors import MESSAGE, STATUS, S3Error
 from tunnelmesh.s3.ops.cors_xml import MAX_DOCUMENT_BYTES, cors_configuration_xml, parse_cors_configuration
@@ -580,3 +581,19 @@ def test_one_star_per_origin_and_header_is_fine() -> None:
 def test_the_error_codes_the_edge_needs_exist(code: str, status: int) -> None:
     assert STATUS[code] == status and MESSAGE[code]
     assert S3Error("AccessForbidden", Refusal.NO_CONFIG.message).status == 403
+
+
+# ---- the compiled view carries the rules (the edge reads them there, never from a read of its own) ------------
+
+
+def test_the_view_carries_the_records_rules() -> None:
+    ident = BucketIdent("alice", 12.5)
+    rules = (CorsRule("r1", ("https://app.mesh",), ("GET", "PUT"), ("*",), ("ETag",), 3000),)
+    record = {"bucket": "b", "created": 12.5, "cors": rules_to_json(rules)}
+    assert compile_view(record, ident, "b", frozenset(), "none", False).cors == rules
+    # none set, one of another incarnation (deleted and re-created), one whose every rule is damaged: none
+    assert compile_view({"bucket": "b", "created": 12.5}, ident, "b", frozenset(), "none", False).cors is None
+    assert compile_view(None, ident, "b", frozenset(), "none", False).cors is None
+    assert compile_view({**record, "created": 1.0}, ident, "b", frozenset(), "none", False).cors is None
+    damaged = {**record, "cors": [{"allowed_origins": "*", "allowed_methods": ["GET"]}]}
+    assert compile_view(damaged, ident, "b", frozenset(), "none", False).cors is None

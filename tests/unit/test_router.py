@@ -43,6 +43,9 @@ TABLE: list[tuple[str, str, dict[str, str], str]] = [
     ("GET", "/b?lifecycle", {}, "GetBucketLifecycleConfiguration"),
     ("PUT", "/b?lifecycle", {}, "PutBucketLifecycleConfiguration"),
     ("DELETE", "/b?lifecycle", {}, "DeleteBucketLifecycle"),
+    ("GET", "/b?cors", {}, "GetBucketCors"),
+    ("PUT", "/b?cors", {}, "PutBucketCors"),
+    ("DELETE", "/b?cors", {}, "DeleteBucketCors"),
     ("GET", "/b?encryption", {}, "GetBucketEncryption"),
     ("GET", "/b?object-lock", {}, "GetObjectLockConfiguration"),
     ("PUT", "/b?object-lock", {}, "PutObjectLockConfiguration"),
@@ -149,8 +152,8 @@ def test_parameters_that_are_not_sub_resources_do_not_change_the_route(
 @pytest.mark.parametrize(
     ("method", "target", "headers"),
     [
-        ("GET", "/b?cors", {}),
-        ("PUT", "/b?cors", {}),
+        ("GET", "/b?website", {}),
+        ("PUT", "/b?logging", {}),
         ("GET", "/b/k?torrent", {}),
         ("DELETE", "/b/k?retention", {}),
         ("PUT", "/b/k?partNumber=1", {}),  # a part without its upload

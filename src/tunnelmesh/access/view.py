@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunnelmesh.access.actions import ROLES
+from tunnelmesh.access.cors import CorsRule, rules_from_json
 from tunnelmesh.access.grants import Grant, grant_statements
 from tunnelmesh.access.policy import BUILTIN_GROUPS, PolicyDoc, PrincipalSet, Statement, is_public, parse_policy
 from tunnelmesh.access.variables import CALLER_VARS
@@ -46,6 +47,9 @@ class BucketView:
     policy_text: str | None
     system: bool = False
     statements: tuple[Statement, ...] = field(default=(), repr=False)
+    # the bucket's CORS rules (None: no configuration); the edge answers preflights and adds the actual
+    # responses' headers from the cached view, never from a read of its own
+    cors: tuple[CorsRule, ...] | None = field(default=None, repr=False)
 
 
 def build_view(
@@ -56,6 +60,7 @@ def build_view(
     pab: PublicAccessBlock | None,
     public: bool,
     policy_text: str | None = None,
+    cors: tuple[CorsRule, ...] | None = None,
 ) -> BucketView:
     if default not in DEFAULTS:
         raise ValueError(f"unknown default_bucket_access {default!r}")
@@ -90,6 +95,7 @@ def build_view(
         needed_keys=frozenset(keys),
         policy_text=policy_text,
         statements=sts,
+        cors=cors,
     )
 
 
@@ -153,7 +159,9 @@ def compile_view(
     statements = [_drop_missing_groups(st, groups) for st in statements]
     pab = _pab(record, pab_default)
     public = any(st.allow and st.principals.anyone for st in statements if st.source.startswith("grant:"))
-    return build_view(bucket, ident, statements, default, pab, public or is_public(doc), text)
+    # a configuration whose every rule is damaged allows nothing: the same answers as none
+    cors = rules_from_json(record["cors"]) if record.get("cors") is not None else None
+    return build_view(bucket, ident, statements, default, pab, public or is_public(doc), text, cors or None)
 
 
 SYSTEM_VIEW = BucketView(

@@ -10,6 +10,7 @@ import time
 import traceback
 from typing import Any
 
+from tunnelmesh.access.cors import actual, bad_preflight, parse_request_headers, preflight
 from tunnelmesh.s3 import xml
 from tunnelmesh.s3.auth import authenticate
 from tunnelmesh.s3.auth.credentials import Credentials
@@ -21,6 +22,7 @@ from tunnelmesh.s3.response import Response
 from tunnelmesh.s3.router import route
 from tunnelmesh.s3.store_errors import s3_error
 from tunnelmesh.store.content import read_slices
+from tunnelmesh.store.engine import SYSTEM_BUCKET
 from tunnelmesh.store.errors import StoreError
 
 log = logging.getLogger("tunnelmesh.s3")
@@ -57,6 +59,7 @@ class S3Api:
         except Exception:
             log.error("request %s failed:\n%s", req.request_id, traceback.format_exc())
             resp = self.error_response(S3Error("InternalError"), req)
+        add_cors_headers(req, resp)
         sent = await self._send(scope, send, req, resp)
         log.info(
             "id=%s peer=%s op=%s authz=%s status=%d bytes=%d ms=%.1f",
@@ -74,6 +77,8 @@ class S3Api:
         # a NUL key is refused where one would be stored (validate_key), and reads simply find none
         for name, value in req.query.items():
             refuse_nul(value, f"The {name} parameter")
+        if req.method == "OPTIONS":
+            return await self._preflight(req)
         await authenticate(req, self.credentials, self.ctx.region)
         r = route(req)
         req.operation = r.name
@@ -81,6 +86,23 @@ class S3Api:
         if not r.takes_body and req.has_body:
             await _drain_verified(req)
         return await r.handler(self.ctx, Call.of(req, r, self.ctx.store, row))
+
+    async def _preflight(self, req: Request) -> Response:
+        """A browser's CORS preflight, answered before authentication: it never carries credentials."""
+        req.operation = "PreflightCors"
+        origin = req.headers.get("origin")
+        method = req.headers.get("access-control-request-method")
+        bad = bad_preflight(origin, method)
+        if bad is not None:
+            raise S3Error("BadRequest", bad)
+        assert origin is not None and method is not None
+        # the service root and the system bucket have no CORS configuration, as a bucket without one
+        rules = await self.ctx.authz.cors_rules(req.bucket) if req.bucket and req.bucket != SYSTEM_BUCKET else None
+        requested = parse_request_headers(req.headers.get("access-control-request-headers"))
+        answer = preflight(rules, origin, method, requested)
+        if answer.refusal is not None:
+            raise S3Error("AccessForbidden", answer.refusal.message)
+        return Response(200, list(answer.headers))
 
     def error_response(self, err: S3Error, req: Request) -> Response:
         if err.status >= 500:
@@ -139,6 +161,17 @@ class S3Api:
                 sent += len(piece)
         await send({"type": "http.response.body", "body": b""})
         return sent
+
+
+def add_cors_headers(req: Request, resp: Response) -> None:
+    """An actual (non-preflight) response to a request with `Origin` gets the headers of the bucket's first
+    matching rule, errors included: a page must be able to read a 403 or 404. The rules come from the view
+    the authorizer compiled for this request (`req.cors`), so this costs no read."""
+    origin = req.headers.get("origin")
+    if req.cors is None or not origin or req.method == "OPTIONS":
+        return
+    method = req.headers.get("access-control-request-method") or req.method
+    resp.headers.extend(actual(req.cors, origin, method))
 
 
 def close_after(req: Request) -> bool:

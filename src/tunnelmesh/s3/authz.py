@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunnelmesh.access.conditions import Context as AskContext
 from tunnelmesh.access.conditions import now_keys
+from tunnelmesh.access.cors import CorsRule
 from tunnelmesh.access.evaluate import Ask, Decision, Who, decide, visible
 from tunnelmesh.access.policy import MalformedPolicy
 from tunnelmesh.access.view import SYSTEM_VIEW, BucketIdent, BucketView, build_view, compile_view
@@ -108,6 +109,7 @@ class Authorizer:
             view, row = SYSTEM_VIEW, None
         else:
             view, row = await self._view(bucket)
+        req.cors = view.cors  # the edge's CORS headers, errors included, come from this same view
         action = route.action
         if route.version_action is not None and "versionId" in req.query:
             action = route.version_action
@@ -145,6 +147,13 @@ class Authorizer:
         """Whether `action` on `key` of the request's own bucket is allowed (DeleteObjects asks per key)."""
         view = SYSTEM_VIEW if req.bucket == SYSTEM_BUCKET else (await self._view(req.bucket))[0]
         return self.decide(view, req, action, key).allowed
+
+    async def cors_rules(self, bucket: str) -> tuple[CorsRule, ...] | None:
+        """The bucket's CORS rules for a preflight, which carries no credentials (None: no configuration);
+        NoSuchBucket if it does not exist. `_tunnelmesh` has none."""
+        if bucket == SYSTEM_BUCKET:
+            return None
+        return (await self._view(bucket))[0].cors
 
     async def visible_buckets(self, principal: Principal, buckets: Sequence[Bucket]) -> list[Bucket]:
         """The buckets ListBuckets shows this caller (conditions are not evaluated: a conditional grant shows it)."""

@@ -14,6 +14,7 @@ from tunnelmesh.access.policy import Statement
 from tunnelmesh.s3.errors import S3Error
 
 if TYPE_CHECKING:
+    from tunnelmesh.access.cors import CorsRule
     from tunnelmesh.s3.auth.post_policy import Policy
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -87,6 +88,9 @@ class Request:
     # GetObject/HeadObject by a caller who may list the key but not read it: a missing key answers 404, a
     # present one AccessDenied (AWS); set by s3/authz.py, applied where the object is looked up
     hide_existing: bool = False
+    # the bucket's CORS rules from the view the authorizer compiled for this request: the edge adds the
+    # actual response's CORS headers from them (errors included) without a read of its own
+    cors: tuple[CorsRule, ...] | None = None
     # set once the last body message has been received
     body_done: bool = False
     # a browser form upload's credentials are in its body: authentication leaves this to verify the

@@ -14,6 +14,7 @@ from tunnelmesh.s3.ops import (
     attributes,
     buckets,
     copy,
+    cors,
     encryption,
     lifecycle,
     listing,
@@ -94,6 +95,9 @@ ROUTES: tuple[Route, ...] = (
         "s3:PutLifecycleConfiguration",
         markers=("lifecycle",),
     ),
+    R("GET", BUCKET, "GetBucketCors", cors.get_bucket_cors, "s3:GetBucketCORS", markers=("cors",)),
+    R("PUT", BUCKET, "PutBucketCors", cors.put_bucket_cors, "s3:PutBucketCORS", markers=("cors",), takes_body=True),
+    R("DELETE", BUCKET, "DeleteBucketCors", cors.delete_bucket_cors, "s3:PutBucketCORS", markers=("cors",)),
     R(
         "GET",
         BUCKET,
