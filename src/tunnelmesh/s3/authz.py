@@ -193,8 +193,9 @@ class Authorizer:
         req.authz = decision.why
         if not decision.allowed:
             # the system bucket's refusal names it: a client told "no" there learns nothing it did not send
-            named = {"BucketName": SYSTEM_BUCKET} if decision.why == "system" else {}
-            raise S3Error("AccessDenied", **named)
+            if decision.why == "system":
+                raise S3Error("AccessDenied", BucketName=SYSTEM_BUCKET)
+            raise S3Error("AccessDenied")
 
     def _require(self, view: BucketView, req: Request, action: str, key: str | None) -> None:
         self._raise_unless(self.decide(view, req, action, key), req)
