@@ -143,10 +143,11 @@ class Authorizer:
         view = SYSTEM_VIEW if bucket == SYSTEM_BUCKET else (await self._view(bucket))[0]
         self._raise_unless(self.decide(view, req, action, key, bucket=bucket), req)
 
-    async def allows(self, req: Request, action: str, key: str | None) -> bool:
-        """Whether `action` on `key` of the request's own bucket is allowed (DeleteObjects asks per key)."""
+    async def allowed_keys(self, req: Request, asks: Sequence[tuple[Sequence[str], str]]) -> list[bool]:
+        """For each (actions, key) of the request's own bucket, whether every action is allowed on the key
+        (DeleteObjects asks per key); one view for all of them."""
         view = SYSTEM_VIEW if req.bucket == SYSTEM_BUCKET else (await self._view(req.bucket))[0]
-        return self.decide(view, req, action, key).allowed
+        return [all(self.decide(view, req, a, key).allowed for a in actions) for actions, key in asks]
 
     async def cors_rules(self, bucket: str) -> tuple[CorsRule, ...] | None:
         """The bucket's CORS rules for a preflight, which carries no credentials (None: no configuration);

@@ -377,17 +377,19 @@ async def delete_objects(ctx: Context, call: Call) -> Response:
                 "<Code>NoSuchVersion</Code><Message>The specified version does not exist.</Message></Error>"
             )
             continue
-        # each key is its own ask (AWS): a refused one is an error entry, and the others go ahead
-        asks = ["s3:DeleteObjectVersion" if vid is not None else "s3:DeleteObject"]
-        if bypass:
-            asks.append("s3:BypassGovernanceRetention")
-        if not all([await ctx.authz.allows(req, action, key) for action in asks]):
-            v = xml.element("VersionId", vid) if vid is not None else ""
-            errors.append(
-                f"<Error>{xml.element('Key', key)}{v}<Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
-            )
-            continue
         entries.append((key, vid, None if etag is None else _etag(etag)))
+    # each key is its own ask (AWS): a refused one is an error entry, and the others go ahead
+    extra = ["s3:BypassGovernanceRetention"] if bypass else []
+    asks = [
+        (["s3:DeleteObjectVersion" if vid is not None else "s3:DeleteObject", *extra], key) for key, vid, _ in entries
+    ]
+    allowed = await ctx.authz.allowed_keys(req, asks)
+    for key, vid, _ in (e for e, ok in zip(entries, allowed, strict=True) if not ok):
+        v = xml.element("VersionId", vid) if vid is not None else ""
+        errors.append(
+            f"<Error>{xml.element('Key', key)}{v}<Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+        )
+    entries = [e for e, ok in zip(entries, allowed, strict=True) if ok]
     results = await ctx.store.delete_objects(req.bucket, entries, req.principal.peer_id, bypass) if entries else []
     deleted: list[str] = []
     for (key, asked, _), done in zip(entries, results, strict=True):
