@@ -512,7 +512,7 @@ def test_rows_of_schema_4_read_with_the_new_fields_and_retire_by_their_mtime(
     finally:
         meta.close()
     with psycopg.connect(uri, autocommit=True) as c:
-        assert pg_schema.version(c) == pg_schema.LATEST == 8
+        assert pg_schema.version(c) == pg_schema.LATEST == 9
 
 
 def test_a_node_of_schema_4_keeps_working_beside_one_of_schema_5(uri: str) -> None:

@@ -206,6 +206,12 @@ def _v13_sse(c: sqlite3.Connection) -> None:
         c.execute(f"CREATE INDEX {table}_sse_kid ON {table}(sse_kid) WHERE sse_kid IS NOT NULL")
 
 
+def _v14_access_control(c: sqlite3.Connection) -> None:
+    """No table changes: the release that enforces per-bucket access (docs/access-control.md). A node stamps
+    its schema version in its beats, so this number tells a node that enforces grants and bucket policies from
+    one that would ignore them, and access changes wait while such a node is live (section 9)."""
+
+
 # Append only: never edit or reorder a released migration (data dirs have already run it).
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v1_base,
@@ -221,6 +227,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v11_bucket_tags,
     _v12_lifecycle,
     _v13_sse,
+    _v14_access_control,
 )
 LATEST = len(MIGRATIONS)
 

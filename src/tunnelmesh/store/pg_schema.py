@@ -127,6 +127,10 @@ _V8_SSE = (
     "CREATE INDEX uploads_sse_kid ON uploads(sse_kid) WHERE sse_kid IS NOT NULL",
 )
 
+# no table changes: the release that enforces per-bucket access (SQLite's migration 14); its number in the
+# nodes' beats is what keeps access changes waiting while a node that would ignore them is live
+_V9_ACCESS_CONTROL: tuple[str, ...] = ()
+
 # Append only: never edit or reorder a released migration (databases have already run it).
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1_BASE,
@@ -137,6 +141,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V6_BUCKET_TAGS,
     _V7_LIFECYCLE,
     _V8_SSE,
+    _V9_ACCESS_CONTROL,
 )
 LATEST = len(MIGRATIONS)
 
