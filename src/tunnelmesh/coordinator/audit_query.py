@@ -64,9 +64,9 @@ async def search(
     `limit` of them, and whether more matched."""
     after: str | None = None
     if since is not None:
-        ms = int(since * 1000)
+        ms = round(since * 1000)
         after = f"{PREFIX}{time.strftime('%Y-%m-%d', time.gmtime(since))}/{ms:013d}"  # keys of that ms sort after
-    until_ms = None if until is None else int(until * 1000)
+    until_ms = None if until is None else round(until * 1000)
     out: list[dict[str, Any]] = []
     while True:
         page = await state.store.list_objects(SYSTEM_BUCKET, PREFIX, "", after, False, 1000)
