@@ -64,17 +64,17 @@ async def search(
     `limit` of them, and whether more matched."""
     after: str | None = None
     if since is not None:
-        ms = round(since * 1000)
-        after = f"{PREFIX}{time.strftime('%Y-%m-%d', time.gmtime(since))}/{ms:013d}"  # keys of that ms sort after
+        since_ms = round(since * 1000)
+        after = f"{PREFIX}{time.strftime('%Y-%m-%d', time.gmtime(since))}/{since_ms:013d}"  # keys of that ms sort after
     until_ms = None if until is None else round(until * 1000)
     out: list[dict[str, Any]] = []
     while True:
         page = await state.store.list_objects(SYSTEM_BUCKET, PREFIX, "", after, False, 1000)
         for obj in page.objects:
-            ms = _ms_of(obj.key)
-            if ms is None:
+            at_ms = _ms_of(obj.key)
+            if at_ms is None:
                 continue
-            if until_ms is not None and ms > until_ms:
+            if until_ms is not None and at_ms > until_ms:
                 return out, False
             try:
                 doc = await state.get(obj.key)

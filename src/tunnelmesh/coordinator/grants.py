@@ -118,7 +118,7 @@ class Grants:
 
         def change(rec: dict[str, Any]) -> None:
             removed.clear()
-            kept = []
+            kept: list[Any] = []
             for g in rec.get("grants", []):
                 hit = (
                     isinstance(g, dict)
