@@ -68,6 +68,7 @@ def build(settings: Settings, admin_token: str) -> Apps:
         settings.metadata.describe(settings.data_dir),
         settings.node,
         settings.node_timeout,
+        api.ctx.authz,  # one authorizer (and view cache) per worker, for both APIs
     )
     # the bound on S3 work in flight: the HTTP server's own bound counts open connections, idle ones
     # too, so it is set high and this one, shared by both listeners, keeps a greedy client from piling

@@ -189,6 +189,17 @@ ADMIN_ANSWERS: list[tuple[ce.CoordinatorError, int, str, str]] = [
         "InvalidArchive",
         "The backup archive was refused: it has no manifest.json. Nothing was changed.",
     ),
+    (ce.NoSuchGrant("b"), 404, "NoSuchGrant", "No grant of bucket b matched."),
+    (ce.NoSuchGroup("ci"), 404, "NoSuchGroup", "No group ci."),
+    (ce.GroupExists("ci"), 409, "GroupAlreadyExists", "Group ci exists already."),
+    (ce.NotAMember("ci", "peer-1"), 404, "NoSuchGroupMember", "peer-1 is not a member of group ci."),
+    (
+        ce.PublicAccessBlocked("b"),
+        403,
+        "AccessDenied",
+        "Bucket b's public access block (BlockPublicPolicy) refuses grants to anyone; lift it first "
+        "(network set default_public_access_block off, or the bucket's own block).",
+    ),
     (
         ce.Conflict("network/config.json"),
         409,

@@ -1,6 +1,8 @@
 """The admin API: JSON over HTTP under /api/ on the main listener, for the `tunnelmesh` CLI.
 
-Authenticated exactly like the S3 API (SigV4, Basic, Bearer), allowed to admins only.
+Authenticated exactly like the S3 API (SigV4, Basic, Bearer). Each route has its rule (docs/access-control.md
+section 7): ADMIN (mesh admins only) or BUCKET (whoever the evaluator allows s3:PutBucketPolicy on the bucket:
+its owner, a bucket-role admin, a mesh admin), so a bucket's owner manages its grants with its own token.
 
     GET    /api/peers                      list peers (never their tokens)
     POST   /api/peers                      {"name": str, "admin": bool} -> the peer with its token, once
@@ -19,6 +21,15 @@ Authenticated exactly like the S3 API (SigV4, Basic, Bearer), allowed to admins 
     GET    /api/shares
     POST   /api/shares                     {"name", "bucket", "path", "peers": [..], "read_only": bool}
     DELETE /api/shares/{name}
+    GET    /api/buckets/{name}/access      effective rights of each peer, group and anyone      (BUCKET)
+    POST   /api/buckets/{name}/grants      {"peer"|"group"|"anyone", "role", "prefix"?}         (BUCKET)
+    DELETE /api/buckets/{name}/grants      the same, role and prefix optional                   (BUCKET)
+    GET    /api/groups
+    POST   /api/groups                     {"name": str}
+    DELETE /api/groups/{group}
+    POST   /api/groups/{group}/members/{id}
+    DELETE /api/groups/{group}/members/{id}
+    GET    /api/audit?since=&until=&bucket=&actor=&event=&limit=   the audit records, oldest first
     GET    /api/system/backup              tar.gz of the whole _tunnelmesh bucket
     POST   /api/system/restore             body: such an archive; verified before anything changes
 """
@@ -33,15 +44,19 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tunnelmesh.admin import backup, schemas
+from tunnelmesh.admin import access_report, backup, schemas
 from tunnelmesh.admin.errors import admin_error
+from tunnelmesh.coordinator import audit_query as audit_log
+from tunnelmesh.coordinator.audit import Actor
 from tunnelmesh.coordinator.errors import CoordinatorError
+from tunnelmesh.coordinator.grants import Grants, Groups, Target, public_grant
 from tunnelmesh.coordinator.network import NetworkConfig
 from tunnelmesh.coordinator.peers import PeerRegistry
 from tunnelmesh.coordinator.shares import Shares
 from tunnelmesh.coordinator.state import SystemState
 from tunnelmesh.s3.app import close_after
 from tunnelmesh.s3.auth import authenticate, require_whole_request_signed
+from tunnelmesh.s3.authz import Authorizer
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import validate_bucket_name
 from tunnelmesh.s3.request import Request, from_scope, parse_target
@@ -56,6 +71,9 @@ MAX_JSON = 1024 * 1024
 MAX_ARCHIVE = backup.MAX_TOTAL + backup.MAX_TOTAL // 64
 
 Handler = Callable[["AdminApi", Request, dict[str, str]], Awaitable[tuple[int, Any]]]
+ADMIN, BUCKET = "admin", "bucket"  # who may call a route: mesh admins; or who may manage the bucket's policy
+# the network settings whose changes are access changes, audited (section 6)
+AUDITED_NETWORK = frozenset({"default_bucket_access", "default_public_access_block"})
 
 
 class AdminApi:
@@ -67,8 +85,13 @@ class AdminApi:
         metadata: str = "",
         node: str = "",
         node_timeout: float = 60.0,
+        authz: Authorizer | None = None,
     ) -> None:
         self.state = state
+        # the worker's own authorizer (asgi.py), shared with the S3 edge: one view cache per worker
+        self.authz = authz if authz is not None else Authorizer(state)
+        self.grants = Grants(self.authz.records)
+        self.groups = Groups(self.authz.records)
         # the metadata backend as `storage status` shows it (a PostgreSQL URI with its password redacted)
         self.metadata = metadata
         # which node answers, and how long a node may be silent before it counts as gone (store/heartbeat.py)
@@ -89,9 +112,9 @@ class AdminApi:
             require_whole_request_signed(req)
             await authenticate(req, self.peers, self.region)
             assert req.principal is not None
-            if not req.principal.is_admin:
-                raise S3Error("AccessDenied", "The admin API is for admins only.")
-            handler, params = self._route(req.method, path)
+            handler, rule, params = self._route(req.method, path)
+            # decided before any body is read: a refused caller cannot hold a worker on a slow upload
+            await self._authorize(req, rule, params)
             req.operation = handler.__name__
             status, result = await handler(self, req, params)
             if isinstance(result, bytes):
@@ -123,12 +146,29 @@ class AdminApi:
             (time.perf_counter() - started) * 1000,
         )
 
-    def _route(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
-        for m, pattern, handler in ROUTES:
+    def _route(self, method: str, path: str) -> tuple[Handler, str, dict[str, str]]:
+        for m, pattern, handler, rule in ROUTES:
             match = pattern.fullmatch(path)
             if match and m == method:
-                return handler, match.groupdict()
+                return handler, rule, match.groupdict()
         raise S3Error("NotFound", f"No admin endpoint {method} {path}", status=404)
+
+    async def _authorize(self, req: Request, rule: str, params: dict[str, str]) -> None:
+        assert req.principal is not None
+        if rule == BUCKET:
+            # grants are policy changes: whoever may put the bucket's policy may change them (mesh admins
+            # included, through the evaluator, which also keeps everyone off `_tunnelmesh`)
+            view, _, _ = await self.authz.bucket_view(params["name"])
+            decision = self.authz.decide(view, req, "s3:PutBucketPolicy", None, bucket=params["name"])
+            req.authz = decision.why
+            if not decision.allowed:
+                raise S3Error("AccessDenied", "Only the bucket's owner, its admins and mesh admins manage its access.")
+        elif not req.principal.is_admin:
+            raise S3Error("AccessDenied", "The admin API is for admins only.")
+
+    def _actor(self, req: Request) -> Actor:
+        assert req.principal is not None
+        return Actor(req.principal.peer_id, req.principal.is_admin, "admin-api", None, req.request_id, req.client)
 
     # ---- peers ---------------------------------------------------------------------------
 
@@ -138,11 +178,14 @@ class AdminApi:
     async def add_peer(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
         doc = await _json(req, schemas.AddPeer)
         peer = await self.peers.add(doc.name, doc.admin)
+        await self.authz.audit.record("peer.add", self._actor(req), peer=peer.id, name=peer.name, role=peer.role)
         return 201, {"peer_id": peer.id, "token": peer.token, **peer.public}
 
     async def revoke_peer(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
         await _json(req, schemas.NoBody)
-        return 200, (await self.peers.revoke(p["id"])).public
+        peer = await self.peers.revoke(p["id"])
+        await self.authz.audit.record("peer.revoke", self._actor(req), peer=peer.id, name=peer.name)
+        return 200, peer.public
 
     # ---- buckets -------------------------------------------------------------------------
 
@@ -162,10 +205,12 @@ class AdminApi:
         name = p["name"]
         if name == SYSTEM_BUCKET:
             raise S3Error("AccessDenied", "The coordinator's own bucket cannot be deleted.")
-        await self.store.require_bucket(name)
+        row = await self.store.require_bucket(name)
         if req.query.get("force", "").lower() in ("1", "true", "yes"):
             await self.store.empty_bucket(name)
         await self.store.delete_bucket(name)
+        # after the bucket: a crash in between leaves a stale record, which the incarnation rule ignores
+        await self.authz.records.forget_bucket(row)
         return 200, {"deleted": name}
 
     async def set_quota(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
@@ -250,7 +295,78 @@ class AdminApi:
 
     async def set_network(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
         doc = await _json(req, schemas.SetNetwork)
-        return 200, await self.network.set(doc.key, doc.value)
+        before = (await self.network.show()).get(doc.key) if doc.key in AUDITED_NETWORK else None
+        result = await self.network.set(doc.key, doc.value)
+        if doc.key in AUDITED_NETWORK:
+            await self.authz.audit.record(
+                "network.set", self._actor(req), key=doc.key, value=result.get(doc.key), previous=before
+            )
+        return 200, result
+
+    # ---- grants, groups, audit -----------------------------------------------------------
+
+    async def bucket_access(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        view, row, groups = await self.authz.bucket_view(p["name"])
+        grants = await self.grants.list(row)
+        peers = [peer for peer in await self.peers.peers() if peer.revoked is None]
+        return 200, access_report.report(view, grants, peers, groups)
+
+    async def add_grant(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        doc = await _json(req, schemas.AddGrant)
+        row = await self.store.require_bucket(p["name"])
+        assert req.principal is not None
+        to = Target(doc.peer, doc.group, doc.anyone)
+        grant, new = await self.grants.add(row, to, doc.role, doc.prefix, req.principal.peer_id)
+        if new:
+            await self.authz.audit.record("grant.add", self._actor(req), p["name"], grant=public_grant(grant))
+        return (201 if new else 200), {"bucket": p["name"], "created": new, "grant": grant}
+
+    async def remove_grant(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        doc = await _json(req, schemas.RemoveGrant)
+        row = await self.store.require_bucket(p["name"])
+        removed = await self.grants.remove(row, Target(doc.peer, doc.group, doc.anyone), doc.role, doc.prefix)
+        await self.authz.audit.record(
+            "grant.remove", self._actor(req), p["name"], grants=[public_grant(g) for g in removed]
+        )
+        return 200, {"bucket": p["name"], "removed": removed}
+
+    async def list_groups(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        groups = await self.groups.list()
+        return 200, {"groups": [{"name": name, **g} for name, g in sorted(groups.items()) if isinstance(g, dict)]}
+
+    async def create_group(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        name = (await _json(req, schemas.CreateGroup)).name
+        assert req.principal is not None
+        group = await self.groups.create(name, req.principal.peer_id)
+        await self.authz.audit.record("group.create", self._actor(req), group=name)
+        return 201, {"name": name, **group}
+
+    async def delete_group(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        await _json(req, schemas.NoBody)
+        gone = await self.groups.delete(p["group"])
+        await self.authz.audit.record("group.delete", self._actor(req), group=p["group"], members=gone.get("members"))
+        return 200, {"deleted": p["group"]}
+
+    async def add_member(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        await _json(req, schemas.NoBody)
+        group = await self.groups.add(p["group"], p["id"])
+        await self.authz.audit.record("group.add", self._actor(req), group=p["group"], peer=p["id"])
+        return 200, {"name": p["group"], **group}
+
+    async def remove_member(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        await _json(req, schemas.NoBody)
+        group = await self.groups.remove(p["group"], p["id"])
+        await self.authz.audit.record("group.remove", self._actor(req), group=p["group"], peer=p["id"])
+        return 200, {"name": p["group"], **group}
+
+    async def audit(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        q = req.query
+        since, until = audit_log.parse_time(q.get("since"), "since"), audit_log.parse_time(q.get("until"), "until")
+        limit = audit_log.parse_limit(q.get("limit"))
+        records, truncated = await audit_log.search(
+            self.state, since, until, q.get("bucket") or None, q.get("actor") or None, q.get("event") or None, limit
+        )
+        return 200, {"records": records, "truncated": truncated}
 
     async def list_shares(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
         return 200, {"shares": await self.shares.list()}
@@ -324,8 +440,15 @@ async def _json(req: Request, model: type[schemas.M]) -> schemas.M:
 
 _ID = r"(?P<id>[A-Za-z0-9_.-]+)"
 _NAME = r"(?P<name>[^/]+)"
-ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
-    (m, re.compile(path), h)
+_GROUP = r"(?P<group>[^/]+)"
+
+
+def _rule(h: Handler) -> str:
+    return BUCKET if h in (AdminApi.bucket_access, AdminApi.add_grant, AdminApi.remove_grant) else ADMIN
+
+
+ROUTES: list[tuple[str, re.Pattern[str], Handler, str]] = [
+    (m, re.compile(path), h, _rule(h))
     for m, path, h in [
         ("GET", r"/api/peers", AdminApi.list_peers),
         ("POST", r"/api/peers", AdminApi.add_peer),
@@ -344,6 +467,15 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("GET", r"/api/shares", AdminApi.list_shares),
         ("POST", r"/api/shares", AdminApi.add_share),
         ("DELETE", rf"/api/shares/{_NAME}", AdminApi.remove_share),
+        ("GET", rf"/api/buckets/{_NAME}/access", AdminApi.bucket_access),
+        ("POST", rf"/api/buckets/{_NAME}/grants", AdminApi.add_grant),
+        ("DELETE", rf"/api/buckets/{_NAME}/grants", AdminApi.remove_grant),
+        ("GET", r"/api/groups", AdminApi.list_groups),
+        ("POST", r"/api/groups", AdminApi.create_group),
+        ("DELETE", rf"/api/groups/{_GROUP}", AdminApi.delete_group),
+        ("POST", rf"/api/groups/{_GROUP}/members/{_ID}", AdminApi.add_member),
+        ("DELETE", rf"/api/groups/{_GROUP}/members/{_ID}", AdminApi.remove_member),
+        ("GET", r"/api/audit", AdminApi.audit),
         ("GET", r"/api/system/backup", AdminApi.backup),
         ("POST", r"/api/system/restore", AdminApi.restore),
     ]

@@ -34,6 +34,23 @@ def admin_error(e: AdminFailure) -> tuple[int, str, str]:
             return 400, "InvalidArchive", f"The backup archive was refused: {e.why}. Nothing was changed."
         case ce.CorruptRecord():  # a fault in stored data, not in the request (admins may see which)
             return 500, "CorruptRecord", f"{e} (restore it from a backup, or delete it)."
+        case ce.NoSuchGrant():
+            return 404, "NoSuchGrant", f"No grant of bucket {e.bucket} matched."
+        case ce.NoSuchGroup():
+            return 404, "NoSuchGroup", f"No group {e.name}."
+        case ce.GroupExists():
+            return 409, "GroupAlreadyExists", f"Group {e.name} exists already."
+        case ce.NotAMember():
+            return 404, "NoSuchGroupMember", f"{e.peer_id} is not a member of group {e.group}."
+        case ce.PublicAccessBlocked():
+            return (
+                403,
+                "AccessDenied",
+                (
+                    f"Bucket {e.bucket}'s public access block (BlockPublicPolicy) refuses grants to anyone; "
+                    "lift it first (network set default_public_access_block off, or the bucket's own block)."
+                ),
+            )
         case ce.Conflict():
             return 409, "ConditionalRequestConflict", f"{e.key} kept changing; try again."
     raise TypeError(f"no admin answer for {type(e).__name__}")

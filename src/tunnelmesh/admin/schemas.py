@@ -8,9 +8,9 @@ a 400 like any other malformed body, never a RecursionError.
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tunnelmesh.s3.errors import S3Error
 
@@ -54,6 +54,40 @@ class AddShare(_Body):
     path: Line = ""
     peers: Annotated[list[PeerId], Field(max_length=1000)] = []
     read_only: bool = False
+
+
+GroupName = Annotated[str, Field(min_length=1, max_length=63)]
+Role = Literal["read", "write", "admin"]
+# any key text but control characters is a prefix; `*`, `?` and NUL are refused by the grant itself
+Prefix = Annotated[str, Field(max_length=1024)]
+
+
+class _GrantTarget(_Body):
+    peer: PeerId | None = None
+    group: GroupName | None = None
+    anyone: bool = False
+
+    @model_validator(mode="after")
+    def _one_target(self) -> _GrantTarget:
+        if sum((self.peer is not None, self.group is not None, self.anyone)) != 1:
+            raise ValueError("name exactly one of peer, group, anyone")
+        return self
+
+
+class AddGrant(_GrantTarget):
+    role: Role
+    prefix: Prefix = ""
+
+
+class RemoveGrant(_GrantTarget):
+    """Role and prefix narrow what is removed; without them every grant to the target goes."""
+
+    role: Role | None = None
+    prefix: Prefix | None = None
+
+
+class CreateGroup(_Body):
+    name: GroupName
 
 
 M = TypeVar("M", bound=_Body)

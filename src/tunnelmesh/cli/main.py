@@ -64,7 +64,11 @@ def connection(f: Callable[..., Any]) -> Callable[..., Any]:
     """Adds --endpoint/--token/--config and passes a resolved Coordinator as `c`."""
 
     @click.option("--endpoint", envvar="TUNNELMESH_ENDPOINT", help="coordinator base URL, e.g. http://10.0.0.1:8080")
-    @click.option("--token", envvar="TUNNELMESH_TOKEN", help="an admin's mesh token")
+    @click.option(
+        "--token",
+        envvar="TUNNELMESH_TOKEN",
+        help="a mesh token: an admin's, or a peer's own (for bucket grant/ungrant/access)",
+    )
     @click.option(
         "--config",
         "config_path",
@@ -218,6 +222,85 @@ def bucket_versioning(c: Coordinator, name: str, action: str) -> None:
         raise _s3_error(r)
     state = ElementTree.fromstring(r.content).findtext(f"{_NS}Status")
     click.echo(f"versioning of {name}: {state or 'never enabled'}")
+
+
+def _target(peer: str | None, group: str | None, anyone: bool) -> dict[str, Any]:
+    if sum((peer is not None, group is not None, anyone)) != 1:
+        raise click.UsageError("name exactly one of --peer, --group, --anyone")
+    return {"peer": peer} if peer is not None else {"group": group} if group is not None else {"anyone": True}
+
+
+def _to(t: dict[str, Any]) -> str:
+    return f"peer {t['peer']}" if "peer" in t else f"group {t['group']}" if "group" in t else "anyone"
+
+
+def _target_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--anyone", is_flag=True, help="anyone, peers and (later) anonymous callers")(f)
+    f = click.option("--group", default=None, help="a group (`peers`: every peer)")(f)
+    return click.option("--peer", default=None, help="a peer id")(f)
+
+
+_ROLES = click.Choice(["read", "write", "admin"])
+
+
+@bucket.command("grant")
+@click.argument("name")
+@_target_options
+@click.option("--role", type=_ROLES, required=True, help="read, write (read + put/delete) or admin (+ config)")
+@click.option("--prefix", default="", help="only keys under this prefix (not with --role admin)")
+@connection
+def bucket_grant(
+    c: Coordinator, name: str, peer: str | None, group: str | None, anyone: bool, role: str, prefix: str
+) -> None:
+    """Grant a peer, a group or anyone ROLE on bucket NAME (its owner, its admins and mesh admins may).
+    Granting the same thing twice changes nothing."""
+    doc = {**_target(peer, group, anyone), "role": role} | ({"prefix": prefix} if prefix else {})
+    g = c.api("POST", f"buckets/{quote(name, safe='')}/grants", doc)
+    grant = g["grant"]
+    where = f" under {grant['prefix']}" if grant["prefix"] else ""
+    state = "granted" if g["created"] else "already granted"
+    click.echo(f"{state} {grant['role']} on {name}{where} to {_to(grant['to'])} ({grant['id']})")
+
+
+@bucket.command("ungrant")
+@click.argument("name")
+@_target_options
+@click.option("--role", type=_ROLES, default=None, help="only grants of this role")
+@click.option("--prefix", default=None, help="only grants of this prefix ('' = the whole bucket)")
+@connection
+def bucket_ungrant(
+    c: Coordinator, name: str, peer: str | None, group: str | None, anyone: bool, role: str | None, prefix: str | None
+) -> None:
+    """Remove the grants of bucket NAME to a peer, a group or anyone (of one role and prefix if given)."""
+    doc = _target(peer, group, anyone) | ({"role": role} if role else {})
+    if prefix is not None:
+        doc["prefix"] = prefix
+    removed = c.api("DELETE", f"buckets/{quote(name, safe='')}/grants", doc)["removed"]
+    for g in removed:
+        where = f" under {g['prefix']}" if g["prefix"] else ""
+        click.echo(f"removed {g['role']} on {name}{where} from {_to(g['to'])} ({g['id']})")
+
+
+@bucket.command("access")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@connection
+def bucket_access(c: Coordinator, name: str, as_json: bool) -> None:
+    """Who can do what in bucket NAME: each peer, group and anyone, at the bucket root and at each granted
+    prefix, with the reason (owner, admin, grant:ID, default:..., implicit)."""
+    data = c.api("GET", f"buckets/{quote(name, safe='')}/access")
+    if not as_json:
+        click.echo(f"bucket {data['bucket']}  owner {data['owner']}  default {data['default_bucket_access']}")
+    emit(
+        data,
+        as_json,
+        lambda d: [
+            [p["kind"], p["name"], p["label"], r["prefix"] or "/", r["role"], r["why"]]
+            for p in d["principals"]
+            for r in p["rights"]
+        ],
+        ["kind", "name", "label", "prefix", "role", "why"],
+    )
 
 
 @cli.group()
@@ -806,9 +889,119 @@ def network_show(c: Coordinator, as_json: bool) -> None:
 @click.argument("value")
 @connection
 def network_set(c: Coordinator, key: str, value: str) -> None:
-    """Set KEY (mesh_name, cidr, coordinator_ip, dns_name or extra.NAME) to VALUE."""
+    """Set KEY (mesh_name, cidr, coordinator_ip, dns_name, default_bucket_access, default_public_access_block
+    or extra.NAME) to VALUE."""
     c.api("PUT", "network", {"key": key, "value": value})
     click.echo(f"{key} = {value}")
+
+
+# ---- groups and audit ----------------------------------------------------------------------
+
+
+@cli.group()
+def group() -> None:
+    """Groups of peers, to grant buckets to (`peers` is every peer, built in)."""
+
+
+@group.command("create")
+@click.argument("name")
+@connection
+def group_create(c: Coordinator, name: str) -> None:
+    """Create group NAME (a-z 0-9 . _ -, up to 63)."""
+    c.api("POST", "groups", {"name": name})
+    click.echo(f"created group {name}")
+
+
+@group.command("delete")
+@click.argument("name")
+@connection
+def group_delete(c: Coordinator, name: str) -> None:
+    """Delete group NAME; grants to it stay but match nobody."""
+    c.api("DELETE", f"groups/{quote(name, safe='')}")
+    click.echo(f"deleted group {name}")
+
+
+@group.command("add")
+@click.argument("name")
+@click.argument("peer_id")
+@connection
+def group_add(c: Coordinator, name: str, peer_id: str) -> None:
+    """Add peer PEER_ID to group NAME."""
+    c.api("POST", f"groups/{quote(name, safe='')}/members/{quote(peer_id, safe='')}")
+    click.echo(f"added {peer_id} to {name}")
+
+
+@group.command("remove")
+@click.argument("name")
+@click.argument("peer_id")
+@connection
+def group_remove(c: Coordinator, name: str, peer_id: str) -> None:
+    """Remove peer PEER_ID from group NAME."""
+    c.api("DELETE", f"groups/{quote(name, safe='')}/members/{quote(peer_id, safe='')}")
+    click.echo(f"removed {peer_id} from {name}")
+
+
+@group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@connection
+def group_list(c: Coordinator, as_json: bool) -> None:
+    """List groups and their members."""
+    data = c.api("GET", "groups")
+    emit(
+        data,
+        as_json,
+        lambda d: [[g["name"], ",".join(g["members"]) or "-", g["created"], g["by"]] for g in d["groups"]],
+        ["name", "members", "created", "by"],
+    )
+
+
+_AGO = re.compile(r"(\d+)([smhd])")
+
+
+def _when(value: str | None) -> str | None:
+    """`7d`, `12h`, `30m`, `90s` ago as epoch seconds; anything else (an ISO time, epoch seconds) as given."""
+    if value is None:
+        return None
+    m = _AGO.fullmatch(value.strip())
+    if m is None:
+        return value
+    return str(time.time() - int(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]])
+
+
+@cli.command()
+@click.option("--since", default=None, help="7d, 12h, 30m, or an ISO time (2026-11-30T19:00:00Z)")
+@click.option("--until", default=None, help="the same forms")
+@click.option("--bucket", default=None)
+@click.option("--actor", default=None, help="a peer id")
+@click.option("--event", default=None, help="e.g. grant.add, or grant for every grant.* event")
+@click.option("--limit", type=int, default=None, help="at most this many records (default 1000)")
+@click.option("--json", "as_json", is_flag=True)
+@connection
+def audit(
+    c: Coordinator,
+    since: str | None,
+    until: str | None,
+    bucket: str | None,
+    actor: str | None,
+    event: str | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """Show the audit trail of access changes (grants, groups, defaults, peers), oldest first."""
+    params = {"since": _when(since), "until": _when(until), "bucket": bucket, "actor": actor, "event": event}
+    params["limit"] = None if limit is None else str(limit)
+    data = c.api("GET", "audit", params={k: v for k, v in params.items() if v is not None})
+    emit(
+        data,
+        as_json,
+        lambda d: [
+            [r["at"], r["event"], r["actor"], r["via"], r["bucket"] or "-", json.dumps(r["detail"], sort_keys=True)]
+            for r in d["records"]
+        ],
+        ["at", "event", "actor", "via", "bucket", "detail"],
+    )
+    if data.get("truncated") and not as_json:
+        click.echo("(more records match: narrow the range or raise --limit)", err=True)
 
 
 @cli.group()

@@ -65,3 +65,39 @@ class Conflict(CoordinatorError):
 class CorruptRecord(CoordinatorError):
     """A record that exists but cannot be read (not JSON, or its stored bytes damaged); the message names
     its key. Readers of many records skip it; a backup, which must be whole, fails on it."""
+
+
+class NoSuchGrant(CoordinatorError):
+    """An ungrant that matched no grant of the bucket."""
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__(f"no matching grant on bucket {bucket}")
+        self.bucket = bucket
+
+
+class NoSuchGroup(CoordinatorError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no group {name}")
+        self.name = name
+
+
+class GroupExists(CoordinatorError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"group {name} exists")
+        self.name = name
+
+
+class NotAMember(CoordinatorError):
+    def __init__(self, group: str, peer_id: str) -> None:
+        super().__init__(f"{peer_id} is not a member of group {group}")
+        self.group = group
+        self.peer_id = peer_id
+
+
+class PublicAccessBlocked(CoordinatorError):
+    """A grant to anyone while the bucket's public access block has BlockPublicPolicy (AWS refuses a public
+    policy the same way): the block must be lifted first, deliberately."""
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__(f"bucket {bucket} blocks public grants")
+        self.bucket = bucket

@@ -173,6 +173,16 @@ class Authorizer:
                 shown.append(b)
         return shown
 
+    async def bucket_view(self, bucket: str) -> tuple[BucketView, Bucket, Mapping[str, frozenset[str]]]:
+        """For the admin API: the bucket's current view, its row and the mesh's groups (group -> members),
+        from the same records and cache as the S3 edge's; NoSuchBucket if the bucket does not exist."""
+        view, row = (
+            (SYSTEM_VIEW, await self.state.store.require_bucket(bucket))
+            if bucket == SYSTEM_BUCKET
+            else (await self._view(bucket))
+        )
+        return view, row, self._mesh[1].groups if self._mesh is not None else {}
+
     # ---- deciding ------------------------------------------------------------------------------------
 
     def decide(
