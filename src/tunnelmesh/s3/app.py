@@ -74,7 +74,7 @@ class S3Api:
         # a NUL key is refused where one would be stored (validate_key), and reads simply find none
         for name, value in req.query.items():
             refuse_nul(value, f"The {name} parameter")
-        await authenticate(req, self.credentials, self.ctx.region)
+        await authenticate(req, self.credentials, self.ctx.region, anonymous=True)
         r = route(req)
         req.operation = r.name
         row = await self.ctx.authz.authorize(req, r) if req.bucket else None

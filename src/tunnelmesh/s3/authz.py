@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from tunnelmesh.access.conditions import Context as AskContext
 from tunnelmesh.access.conditions import now_keys
-from tunnelmesh.access.evaluate import Ask, Decision, Who, decide, visible
-from tunnelmesh.access.policy import MalformedPolicy
+from tunnelmesh.access.evaluate import ANONYMOUS, Ask, Decision, Who, decide, visible
+from tunnelmesh.access.policy import Known, MalformedPolicy
 from tunnelmesh.access.view import SYSTEM_VIEW, BucketIdent, BucketView, build_view, compile_view
 from tunnelmesh.coordinator.access_records import GROUPS_KEY, AccessRecords, bucket_key
 from tunnelmesh.coordinator.audit import Actor, Audit
@@ -54,12 +54,31 @@ _WRITES_OBJECT = frozenset({"PutObject", "CopyObject", "CreateMultipartUpload"})
 # the routes that honour x-amz-bypass-governance-retention (DeleteObjects asks it per key)
 _BYPASSES = frozenset({"DeleteObject", "PutObjectRetention"})
 _CAP = 10000  # cached views per worker: a bucket deleted leaves its entry until the cache is cleared
+# the routes whose x-amz-acl / x-amz-grant-* headers BlockPublicAcls refuses when they make it public
+_TAKES_ACL = frozenset({"PutObject", "CopyObject", "CreateMultipartUpload", "PutBucketAcl", "CreateBucket"})
+PUBLIC_CANNED = frozenset({"public-read", "public-read-write", "authenticated-read"})
+PUBLIC_GROUPS = (
+    "http://acs.amazonaws.com/groups/global/AllUsers",
+    "http://acs.amazonaws.com/groups/global/AuthenticatedUsers",
+)
+PEERS_PREFIX = "peers/"  # coordinator/peers.py's records: a policy may name only peers that exist
+BOOTSTRAP_ADMIN = "admin"  # server.py's ADMIN_ACCESS_KEY: a peer without a record
 
 
 def actor(req: Request) -> Actor:
     """Who an S3 request's change is audited as."""
     assert req.principal is not None
-    return Actor(req.principal.peer_id, req.principal.is_admin, "s3", None, req.request_id, req.client)
+    peer = "anonymous" if req.principal.anonymous else req.principal.peer_id
+    return Actor(peer, req.principal.is_admin, "s3", None, req.request_id, req.client)
+
+
+def public_acl_asked(req: Request) -> bool:
+    """Whether the request's ACL headers would make its bucket or object public (what BlockPublicAcls
+    refuses): a public canned ACL, or a grant to everyone or to every authenticated user."""
+    if req.header("x-amz-acl").strip() in PUBLIC_CANNED:
+        return True
+    grants = (value for name, value in req.headers.items() if name.startswith("x-amz-grant-"))
+    return any(group in value for value in grants for group in PUBLIC_GROUPS)
 
 
 def bypass_asked(req: Request) -> bool:
@@ -99,14 +118,27 @@ class Authorizer:
         NoSuchBucket. Returns the bucket's row as the same read found it (None: CreateBucket, `_tunnelmesh`)."""
         bucket = req.bucket
         if route.name == "CreateBucket":
-            # any peer may create a bucket it then owns; `_tunnelmesh` is the system rule's
+            # any peer may create a bucket it then owns (nobody owns what anonymous would create);
+            # `_tunnelmesh` is the system rule's
             if bucket == SYSTEM_BUCKET:
                 self._require(SYSTEM_VIEW, req, "s3:CreateBucket", None)
+            if req.principal is not None and req.principal.anonymous:
+                req.authz = "anonymous"
+                raise S3Error("AccessDenied")
+            if public_acl_asked(req):
+                # the bucket does not exist yet: the mesh's default block is the one it would get
+                fresh = await self.state.store.freshness([GROUPS_KEY, NETWORK_KEY], None)
+                mesh = await self._mesh_of(fresh.etags.get(GROUPS_KEY), fresh.etags.get(NETWORK_KEY))
+                if mesh.pab_default:
+                    req.authz = "deny:block-public-acls"
+                    raise S3Error("AccessDenied")
             return None
         if bucket == SYSTEM_BUCKET:
             view, row = SYSTEM_VIEW, None
         else:
             view, row = await self._view(bucket)
+        if row is not None:
+            req.bucket_owner = row.owner
         action = route.action
         if route.version_action is not None and "versionId" in req.query:
             action = route.version_action
@@ -131,6 +163,10 @@ class Authorizer:
                     self._raise_unless(self.decide(view, req, extra, key), req)
         if route.name in _BYPASSES and bypass_asked(req):
             self._raise_unless(self.decide(view, req, "s3:BypassGovernanceRetention", key), req)
+        if route.name in _TAKES_ACL and view.pab is not None and view.pab.block_public_acls and public_acl_asked(req):
+            # before the handler's AccessControlListNotSupported: the block answers first, as on AWS
+            req.authz = "deny:block-public-acls"
+            raise S3Error("AccessDenied")
         return row
 
     async def require(self, req: Request, action: str, bucket: str, key: str | None) -> None:
@@ -144,7 +180,10 @@ class Authorizer:
         return self.decide(view, req, action, key).allowed
 
     async def visible_buckets(self, principal: Principal, buckets: Sequence[Bucket]) -> list[Bucket]:
-        """The buckets ListBuckets shows this caller (conditions are not evaluated: a conditional grant shows it)."""
+        """The buckets ListBuckets shows this caller (conditions are not evaluated: a conditional grant shows it).
+        Anonymous callers never list buckets (no statement can grant ListAllMyBuckets to them)."""
+        if principal.anonymous:
+            raise S3Error("AccessDenied")
         if principal.is_admin:
             return list(buckets)
         user = [b for b in buckets if b.name != SYSTEM_BUCKET]
@@ -159,6 +198,23 @@ class Authorizer:
             if visible(view, who):
                 shown.append(b)
         return shown
+
+    async def view(self, bucket: str) -> BucketView:
+        """The bucket's current view (for the operations that manage or report what it holds)."""
+        return SYSTEM_VIEW if bucket == SYSTEM_BUCKET else (await self._view(bucket))[0]
+
+    async def pab_default(self) -> bool:
+        """Whether the mesh's default public access block is on (a bucket whose record never set one)."""
+        fresh = await self.state.store.freshness([GROUPS_KEY, NETWORK_KEY], None)
+        return (await self._mesh_of(fresh.etags.get(GROUPS_KEY), fresh.etags.get(NETWORK_KEY))).pab_default
+
+    async def known(self) -> Known:
+        """The peers and groups that exist now: what a policy put may name (section 2.1). The bootstrap admin
+        has no record but is a peer all the same."""
+        keys = await self.state.keys(PEERS_PREFIX)
+        peers = {k[len(PEERS_PREFIX) : -len(".json")] for k in keys if k.endswith(".json")}
+        groups = await self.records.groups()
+        return Known(frozenset(peers | {BOOTSTRAP_ADMIN}), frozenset(groups))
 
     # ---- deciding ------------------------------------------------------------------------------------
 
@@ -187,6 +243,8 @@ class Authorizer:
 
     @staticmethod
     def _who(principal: Principal, mesh: _Mesh) -> Who:
+        if principal.anonymous:
+            return ANONYMOUS
         groups = frozenset(g for g, members in mesh.groups.items() if principal.peer_id in members)
         return Who("peer", principal.peer_id, principal.is_admin, groups)
 
@@ -306,4 +364,6 @@ _KEYS: dict[str, Any] = {
     "s3:x-amz-server-side-encryption": _header("x-amz-server-side-encryption"),
     "s3:x-amz-acl": _header("x-amz-acl"),
     "s3:versionid": lambda req: req.query.get("versionId"),
+    "s3:authtype": lambda req: req.auth_type or None,
+    "s3:signatureversion": lambda req: req.signature_version or None,
 }

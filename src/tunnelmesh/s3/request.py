@@ -41,6 +41,12 @@ new_request_id = _RequestIds()
 class Principal:
     peer_id: str
     is_admin: bool
+    # a request with no credentials at all (docs/access-control.md section 5): only statements with
+    # Principal "*" may allow it; its empty peer id is never a peer's, nor a bucket's owner
+    anonymous: bool = False
+
+
+ANONYMOUS = Principal("", is_admin=False, anonymous=True)
 
 
 def parse_query(raw: str) -> list[tuple[str, str, str, str]]:
@@ -79,6 +85,12 @@ class Request:
     client: str = ""
     # the access decision's reason, for the request log line (never sent to the client)
     authz: str = "-"
+    # how the request was authenticated, for the s3:authType and s3:signatureversion condition keys:
+    # REST-HEADER | REST-QUERY-STRING | POST, and AWS4-HMAC-SHA256 | AWS ("" for Basic, Bearer, anonymous)
+    auth_type: str = ""
+    signature_version: str = ""
+    # the owner of the request's bucket as the access check found it (s3/authz.py); "" before, or without one
+    bucket_owner: str = ""
     # GetObject/HeadObject by a caller who may list the key but not read it: a missing key answers 404, a
     # present one AccessDenied (AWS); set by s3/authz.py, applied where the object is looked up
     hide_existing: bool = False
@@ -89,6 +101,17 @@ class Request:
     form_auth: Callable[[Mapping[str, str]], Awaitable[Policy]] | None = None
     # a form upload awaits this once its signature held, to leave the pool of unauthenticated forms
     admit: Callable[[], Awaitable[None]] | None = None
+
+    @property
+    def writer(self) -> str:
+        """Whom what this request writes (a version, a delete marker, an upload) belongs to: the signer; for an
+        anonymous writer (let in by a Principal "*" statement) the bucket's owner, as with bucket-owner-enforced
+        ownership: the empty id of nobody never owns anything."""
+        assert self.principal is not None
+        if not self.principal.anonymous:
+            return self.principal.peer_id
+        assert self.bucket_owner, "an anonymous write reached an operation without the access check's bucket"
+        return self.bucket_owner
 
     @property
     def has_body(self) -> bool:
