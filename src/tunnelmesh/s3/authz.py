@@ -146,16 +146,16 @@ class Authorizer:
             return row  # the operation asks (per key; a form once its signature held)
         key = req.key or None
         decision = self.decide(view, req, action, key)
-        # AWS: a caller who may list the key learns that it is missing (404), but nothing of it if present
-        if (
-            not decision.allowed
-            and route.name in ("GetObject", "HeadObject")
-            and key is not None
-            and self.decide(view, req, "s3:ListBucket", None, {"s3:prefix": (key,)}).allowed
-        ):
-            req.hide_existing = True
-            req.authz = decision.why
-            return row
+        # AWS: only a caller who may list the key learns that it is missing (404); one who may not gets 403
+        # for a missing key whether or not it may read it, and one who may list but not read learns nothing
+        # of a key that is there
+        if route.name in ("GetObject", "HeadObject") and key is not None:
+            may_list = self.decide(view, req, "s3:ListBucket", None, {"s3:prefix": (key,)}).allowed
+            if not decision.allowed and may_list:
+                req.hide_existing = True
+                req.authz = decision.why
+                return row
+            req.hide_missing = decision.allowed and not may_list
         self._raise_unless(decision, req)
         if route.name in _WRITES_OBJECT:
             for header, extra in EXTRA_ASKS:

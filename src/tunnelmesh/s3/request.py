@@ -94,6 +94,9 @@ class Request:
     # GetObject/HeadObject by a caller who may list the key but not read it: a missing key answers 404, a
     # present one AccessDenied (AWS); set by s3/authz.py, applied where the object is looked up
     hide_existing: bool = False
+    # GetObject/HeadObject by a caller who may read the key but not list it: a missing key answers AccessDenied,
+    # not NoSuchKey (AWS); set by s3/authz.py, applied where the object is looked up
+    hide_missing: bool = False
     # set once the last body message has been received
     body_done: bool = False
     # a browser form upload's credentials are in its body: authentication leaves this to verify the

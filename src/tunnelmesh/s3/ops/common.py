@@ -195,7 +195,7 @@ async def lookup_object(ctx: Context, call: Call) -> ObjectRecord:
     try:
         found = await _lookup(ctx, call)
     except S3Error as e:
-        if call.req.hide_existing and e.code != "NoSuchKey":
+        if (call.req.hide_existing and e.code != "NoSuchKey") or (call.req.hide_missing and e.code == "NoSuchKey"):
             raise S3Error("AccessDenied") from None
         raise
     if call.req.hide_existing:
