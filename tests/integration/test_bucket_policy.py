@@ -319,3 +319,34 @@ def test_a_condition_on_the_encryption_header_is_decided(mesh: Mesh) -> None:
     assert err(lambda: mesh.owner.put_object(Bucket=b, Key="plain", Body=b"x")) == (403, "AccessDenied")
     code = err(lambda: mesh.owner.put_object(Bucket=b, Key="sealed", Body=b"x", ServerSideEncryption="AES256"))
     assert code[0] != 403, code
+
+
+# ---- audit -----------------------------------------------------------------------------------------------------
+
+
+def audit_events(mesh: Mesh, bucket: str) -> list[dict[str, Any]]:
+    """The audit records of `bucket`, read by the mesh admin from `_tunnelmesh/audit/` (section 6)."""
+    out = []
+    pages = mesh.admin.get_paginator("list_objects_v2").paginate(Bucket="_tunnelmesh", Prefix="audit/")
+    for page in pages:
+        for o in page.get("Contents", []):
+            rec = json.loads(mesh.admin.get_object(Bucket="_tunnelmesh", Key=o["Key"])["Body"].read())
+            if rec.get("bucket") == bucket:
+                out.append(rec)
+    return out
+
+
+def test_policy_and_block_changes_are_audited(mesh: Mesh) -> None:
+    b = mesh.bucket()
+    text = doc(st("Deny", "*", "s3:GetObject", f"arn:aws:s3:::{b}/x"))
+    mesh.owner.put_bucket_policy(Bucket=b, Policy=text)
+    mesh.owner.delete_bucket_policy(Bucket=b)
+    mesh.admin.delete_public_access_block(Bucket=b)
+    events = sorted((r["event"], r["actor"], r["via"]) for r in audit_events(mesh, b))
+    assert events == [
+        ("pab.delete", "admin", "s3"),
+        ("policy.delete", mesh.ids["owner"], "s3"),
+        ("policy.put", mesh.ids["owner"], "s3"),
+    ]
+    put = next(r for r in audit_events(mesh, b) if r["event"] == "policy.put")
+    assert put["detail"]["text"] == text
