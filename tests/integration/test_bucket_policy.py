@@ -19,6 +19,7 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from conftest import Coordinator, start_coordinator
@@ -350,3 +351,33 @@ def test_policy_and_block_changes_are_audited(mesh: Mesh) -> None:
     ]
     put = next(r for r in audit_events(mesh, b) if r["event"] == "policy.put")
     assert put["detail"]["text"] == text
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("s3:authType", "REST-QUERY-STRING"), ("s3:signatureversion", "AWS")],
+    ids=["authType", "signatureversion"],
+)
+def test_conditions_on_how_the_request_was_signed(mesh: Mesh, key: str, value: str) -> None:
+    """A Deny of presigned URLs (s3:authType) or of SigV2 (s3:signatureversion): a SigV4 header request passes."""
+    b = mesh.bucket()
+    mesh.owner.put_object(Bucket=b, Key="k", Body=b"data")
+    cond = {"StringEquals": {key: value}}
+    text = doc(st("Deny", "*", "s3:GetObject", f"arn:aws:s3:::{b}/*", Condition=cond))
+    mesh.owner.put_bucket_policy(Bucket=b, Policy=text)
+    assert mesh.owner.get_object(Bucket=b, Key="k")["Body"].read() == b"data"
+    if key == "s3:authType":
+        url = mesh.owner.generate_presigned_url("get_object", Params={"Bucket": b, "Key": "k"}, ExpiresIn=600)
+        assert requests.get(url, timeout=30).status_code == 403
+    else:
+        creds = mesh.owner._request_signer._credentials  # the same peer, signing the SigV2 way
+        v2 = boto3.client(
+            "s3",
+            endpoint_url=mesh.c.endpoint,
+            aws_access_key_id=creds.access_key,
+            aws_secret_access_key=creds.secret_key,
+            region_name=REGION,
+            config=Config(signature_version="s3", retries={"max_attempts": 1}),
+        )
+        assert err(lambda: v2.get_object(Bucket=b, Key="k")) == (403, "AccessDenied")
+        assert v2.put_object(Bucket=b, Key="k2", Body=b"x")["ResponseMetadata"]["HTTPStatusCode"] == 200
