@@ -41,7 +41,6 @@ UNSERVED_MARKERS = [
     "appendobject",
     "bucket_logging",
     "bucket_logging_cleanup",
-    "bucket_policy",
     "cloud_restore",
     "cloud_transition",
     "fails_without_logging_rollover",

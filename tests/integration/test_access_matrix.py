@@ -6,7 +6,7 @@
 - `other` (another ordinary peer) is allowed iff every action of the row is in the default's role set
   (`read-write` -> write, `read` -> read, `none` -> nothing); it may always list buckets (seeing this one iff
   the default is not `none`) and create new ones, and never delete another's bucket;
-- `anonymous` (no credentials) is always refused.
+- `anonymous` (no credentials) is always refused: the bucket's policy has no Principal "*" Allow.
 
 Rows for the headers that ask more (x-amz-tagging, the object-lock headers, the governance bypass) are
 here too. The actions of each row are written out here from the design's table 2.4, not taken from the router: this
@@ -57,7 +57,8 @@ def days(n: float) -> datetime.datetime:
 class Fx:
     """A fresh object-lock bucket owned by `owner`: key `a` with two versions (a1 older, a2 current under a
     legal hold, both tagged), key `b` (tagged, under GOVERNANCE retention), bucket tags, a lifecycle rule,
-    default encryption, a CORS rule, and an in-progress upload of `mp` with one part."""
+    default encryption, a CORS rule, an in-progress upload of `mp` with one part, and a bucket policy whose one
+    Deny touches no key of the rows (a Deny names nobody: the mesh default still applies to everyone)."""
 
     name: str
     owner: Any
@@ -83,7 +84,21 @@ def new_bucket(owner: Any, endpoint: str) -> Fx:
     owner.put_bucket_cors(Bucket=name, CORSConfiguration=cors_rules("https://a.mesh"))
     upload = owner.create_multipart_upload(Bucket=name, Key="mp")["UploadId"]
     etag = owner.upload_part(Bucket=name, Key="mp", UploadId=upload, PartNumber=1, Body=b"part one")["ETag"]
+    owner.put_bucket_policy(Bucket=name, Policy=deny_policy(name, "never/"))
     return Fx(name, owner, endpoint, a1, a2["VersionId"], b, upload, etag)
+
+
+def deny_policy(bucket: str, prefix: str) -> str:
+    statement = {
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{bucket}/{prefix}*",
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+PAB_OFF = {f: False for f in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")}
 
 
 def lifecycle(prefix: str, n: int) -> dict[str, Any]:
@@ -147,6 +162,8 @@ def snapshot(fx: Fx) -> dict[str, Any]:
         "encryption": read_or_code(lambda: s3.get_bucket_encryption(Bucket=b)),
         "cors": read_or_code(lambda: s3.get_bucket_cors(Bucket=b)),
         "lock": read_or_code(lambda: s3.get_object_lock_configuration(Bucket=b)),
+        "policy": read_or_code(lambda: s3.get_bucket_policy(Bucket=b)),
+        "public_access_block": read_or_code(lambda: s3.get_public_access_block(Bucket=b)),
         "uploads": uploads,
         "parts": parts,
         # the buckets the CreateBucket / DeleteBucket rows aim at
@@ -345,6 +362,51 @@ ROWS: tuple[Row, ...] = (
                 },
             )
         ),
+    ),
+    row(
+        "PutBucketAcl",
+        "PutBucketAcl",
+        lambda c, fx: attempt(lambda: c.put_bucket_acl(Bucket=fx.name, ACL="private")),
+    ),
+    row(
+        "GetBucketPolicy",
+        "GetBucketPolicy",
+        lambda c, fx: attempt(lambda: c.get_bucket_policy(Bucket=fx.name)),
+        check=lambda r: "never/" in r["Policy"],
+    ),
+    row(
+        "PutBucketPolicy",
+        "PutBucketPolicy",
+        lambda c, fx: attempt(lambda: c.put_bucket_policy(Bucket=fx.name, Policy=deny_policy(fx.name, "other/"))),
+    ),
+    row(
+        "DeleteBucketPolicy",
+        "DeleteBucketPolicy",
+        lambda c, fx: attempt(lambda: c.delete_bucket_policy(Bucket=fx.name)),
+    ),
+    row(
+        "GetBucketPolicyStatus",
+        "GetBucketPolicyStatus",
+        lambda c, fx: attempt(lambda: c.get_bucket_policy_status(Bucket=fx.name)),
+        check=lambda r: r["PolicyStatus"]["IsPublic"] is False,
+    ),
+    row(
+        "GetPublicAccessBlock",
+        "GetBucketPublicAccessBlock",
+        lambda c, fx: attempt(lambda: c.get_public_access_block(Bucket=fx.name)),
+        check=lambda r: r["PublicAccessBlockConfiguration"]["BlockPublicPolicy"] is True,  # the mesh default: on
+    ),
+    row(
+        "PutPublicAccessBlock",
+        "PutBucketPublicAccessBlock",
+        lambda c, fx: attempt(
+            lambda: c.put_public_access_block(Bucket=fx.name, PublicAccessBlockConfiguration=PAB_OFF)
+        ),
+    ),
+    row(
+        "DeletePublicAccessBlock",
+        "PutBucketPublicAccessBlock",
+        lambda c, fx: attempt(lambda: c.delete_public_access_block(Bucket=fx.name)),
     ),
     # DeleteObjects asks per key: a refused key is an <Error> in a 200 answer (checked in `test_cell`)
     row("DeleteObjects", "DeleteObject", delete_objects(lambda fx: [{"Key": "a"}, {"Key": "b"}])),
@@ -675,8 +737,9 @@ def test_cell(mesh: Mesh, default: str, principal: str, name: str) -> None:
             assert exists(mesh.clients["admin"], f"{fx.name}-n")
         return
 
-    if name in DELETED_KEYS and principal != "anonymous":
-        # authenticated: the request itself passes, each key is refused in the result
+    if name in DELETED_KEYS:
+        # the request itself passes (anonymous too, since a "*" statement could allow a key), each key is
+        # refused in the result
         assert got.status == 200, (got.status, got.code)
         assert got.answer.get("Deleted", []) == [], got.answer
         errors = sorted((e["Key"], e["Code"]) for e in got.answer["Errors"])

@@ -165,6 +165,6 @@ def test_versioning_is_reported_as_never_enabled(s3, bucket) -> None:
 
 def test_unimplemented_bucket_operation_is_501(s3, bucket) -> None:
     with pytest.raises(ClientError) as e:
-        s3.get_bucket_policy(Bucket=bucket)
+        s3.get_bucket_website(Bucket=bucket)
     assert code(e) == "NotImplemented"
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501

@@ -496,7 +496,7 @@ def test_get_on_missing_bucket_is_no_such_bucket(coordinator, endpoint, path) ->
 @pytest.mark.parametrize(
     ("method", "suffix"),
     [
-        ("GET", "?policy"),
+        ("GET", "?website"),
         ("PUT", "?requestPayment"),
         ("GET", "?accelerate"),
         ("PUT", "?replication"),

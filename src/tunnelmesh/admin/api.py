@@ -158,8 +158,7 @@ class AdminApi:
         if rule == BUCKET:
             # grants are policy changes: whoever may put the bucket's policy may change them (mesh admins
             # included, through the evaluator, which also keeps everyone off `_tunnelmesh`)
-            view, _, _ = await self.authz.bucket_view(params["name"])
-            decision = self.authz.decide(view, req, "s3:PutBucketPolicy", None, bucket=params["name"])
+            decision, _ = await self.authz.ask(req, "s3:PutBucketPolicy", params["name"])
             req.authz = decision.why
             if not decision.allowed:
                 raise S3Error("AccessDenied", "Only the bucket's owner, its admins and mesh admins manage its access.")

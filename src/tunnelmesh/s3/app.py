@@ -79,13 +79,19 @@ class S3Api:
             refuse_nul(value, f"The {name} parameter")
         if req.method == "OPTIONS":
             return await self._preflight(req)
-        await authenticate(req, self.credentials, self.ctx.region)
+        await authenticate(req, self.credentials, self.ctx.region, anonymous=True)
         r = route(req)
         req.operation = r.name
         row = await self.ctx.authz.authorize(req, r) if req.bucket else None
-        if not r.takes_body and req.has_body:
-            await _drain_verified(req)
-        return await r.handler(self.ctx, Call.of(req, r, self.ctx.store, row))
+        # the check held for this incarnation of the bucket: a write that commits after it was deleted and
+        # re-created (a slow body) must not land in the successor, which may be another peer's
+        bound = self.ctx.store.bind_bucket(row)
+        try:
+            if not r.takes_body and req.has_body:
+                await _drain_verified(req)
+            return await r.handler(self.ctx, Call.of(req, r, self.ctx.store, row))
+        finally:
+            self.ctx.store.unbind_bucket(bound)
 
     async def _preflight(self, req: Request) -> Response:
         """A browser's CORS preflight, answered before authentication: it never carries credentials."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 from tunnelmesh.access.conditions import Context as AskContext
 from tunnelmesh.access.conditions import now_keys
 from tunnelmesh.access.cors import CorsRule
-from tunnelmesh.access.evaluate import Ask, Decision, Who, decide, visible
-from tunnelmesh.access.policy import MalformedPolicy
+from tunnelmesh.access.evaluate import ANONYMOUS, Ask, Decision, Who, decide, visible
+from tunnelmesh.access.policy import Known, MalformedPolicy, Statement
 from tunnelmesh.access.view import SYSTEM_VIEW, BucketIdent, BucketView, build_view, compile_view
 from tunnelmesh.coordinator.access_records import GROUPS_KEY, AccessRecords, bucket_key
 from tunnelmesh.coordinator.audit import Actor, Audit
@@ -55,13 +56,31 @@ _WRITES_OBJECT = frozenset({"PutObject", "CopyObject", "CreateMultipartUpload"})
 # the routes that honour x-amz-bypass-governance-retention (DeleteObjects asks it per key)
 _BYPASSES = frozenset({"DeleteObject", "PutObjectRetention"})
 _CAP = 10000  # cached views per worker: a bucket deleted leaves its entry until the cache is cleared
+# the routes whose x-amz-acl / x-amz-grant-* headers BlockPublicAcls refuses when they make it public
+_TAKES_ACL = frozenset({"PutObject", "CopyObject", "CreateMultipartUpload", "PutBucketAcl", "CreateBucket"})
+PUBLIC_CANNED = frozenset({"public-read", "public-read-write", "authenticated-read"})
+PUBLIC_GROUPS = (
+    "http://acs.amazonaws.com/groups/global/AllUsers",
+    "http://acs.amazonaws.com/groups/global/AuthenticatedUsers",
+)
+PEERS_PREFIX = "peers/"  # coordinator/peers.py's records: a policy may name only peers that exist
+BOOTSTRAP_ADMIN = "admin"  # server.py's ADMIN_ACCESS_KEY: a peer without a record
 
 
 def actor(req: Request) -> Actor:
     """Who an S3 request's change is audited as."""
     assert req.principal is not None
     p = req.principal
-    return Actor(p.peer_id, p.is_admin, "s3", p.key_id, req.request_id, req.client)
+    return Actor("anonymous" if p.anonymous else p.peer_id, p.is_admin, "s3", p.key_id, req.request_id, req.client)
+
+
+def public_acl_asked(req: Request) -> bool:
+    """Whether the request's ACL headers would make its bucket or object public (what BlockPublicAcls
+    refuses): a public canned ACL, or a grant to everyone or to every authenticated user."""
+    if req.header("x-amz-acl").strip() in PUBLIC_CANNED:
+        return True
+    grants = (value for name, value in req.headers.items() if name.startswith("x-amz-grant-"))
+    return any(group in value for value in grants for group in PUBLIC_GROUPS)
 
 
 def bypass_asked(req: Request) -> bool:
@@ -76,6 +95,7 @@ class _Mesh:
     pab_default: bool
     groups: Mapping[str, frozenset[str]]  # group -> members
     names: frozenset[str]
+    stamp: tuple[str | None, str | None] = (None, None)  # the ETags of the records it was read from
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +111,8 @@ class Authorizer:
         self.state = state
         self.records = AccessRecords(state)
         self.audit = Audit(state)  # asgi.py names the node
-        self._mesh: tuple[tuple[str | None, str | None], _Mesh] | None = None
-        self._views: dict[str, _Entry] = {}
+        self._mesh: _Mesh | None = None
+        self._views: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
 
     # ---- the edge's questions -----------------------------------------------------------------------
 
@@ -101,15 +121,31 @@ class Authorizer:
         NoSuchBucket. Returns the bucket's row as the same read found it (None: CreateBucket, `_tunnelmesh`)."""
         bucket = req.bucket
         if route.name == "CreateBucket":
-            # any peer may create a bucket it then owns; `_tunnelmesh` is the system rule's
+            # any peer may create a bucket it then owns (nobody owns what anonymous would create);
+            # `_tunnelmesh` is the system rule's
             if bucket == SYSTEM_BUCKET:
                 self._require(SYSTEM_VIEW, req, "s3:CreateBucket", None)
+            if req.principal is not None and req.principal.anonymous:
+                req.authz = "anonymous"
+                raise S3Error("AccessDenied")
+            if req.principal is not None and req.principal.scope is not None:
+                # a scoped key acts within its buckets only: a new bucket (its peer's, on its quota) is outside
+                req.authz = "key-scope"
+                raise S3Error("AccessDenied")
+            # the bucket does not exist yet: the mesh's default block is the one it would get
+            if public_acl_asked(req) and await self.pab_default():
+                req.authz = "deny:block-public-acls"
+                raise S3Error("AccessDenied")
             return None
         if bucket == SYSTEM_BUCKET:
-            view, row = SYSTEM_VIEW, None
+            view, row, mesh = SYSTEM_VIEW, None, _NO_MESH
+        elif req.principal is None:
+            return None  # a form upload: nothing is looked up for it before its signature held (post_object)
         else:
-            view, row = await self._view(bucket)
+            view, row, mesh = await self._view(bucket)
         req.cors = view.cors  # the edge's CORS headers, errors included, come from this same view
+        if row is not None:
+            req.bucket_owner = row.owner
         action = route.action
         if route.version_action is not None and "versionId" in req.query:
             action = route.version_action
@@ -118,36 +154,49 @@ class Authorizer:
         if action is None or req.principal is None:
             return row  # the operation asks (per key; a form once its signature held)
         key = req.key or None
-        decision = self.decide(view, req, action, key)
-        # AWS: a caller who may list the key learns that it is missing (404), but nothing of it if present
-        if (
-            not decision.allowed
-            and route.name in ("GetObject", "HeadObject")
-            and key is not None
-            and self.decide(view, req, "s3:ListBucket", None, {"s3:prefix": (key,)}).allowed
-        ):
-            req.hide_existing = True
-            req.authz = decision.why
-            return row
+        decision = self.decide(view, mesh, req, action, key)
+        # AWS: only a caller who may list the key learns that it is missing (404); one who may not gets 403
+        # for a missing key whether or not it may read it, and one who may list but not read learns nothing
+        # of a key that is there
+        if route.name in ("GetObject", "HeadObject") and key is not None:
+            may_list = self.decide(view, mesh, req, "s3:ListBucket", None, {"s3:prefix": (key,)}).allowed
+            if not decision.allowed and may_list:
+                req.hide_existing = True
+                req.authz = decision.why
+                return row
+            req.hide_missing = decision.allowed and not may_list
         self._raise_unless(decision, req)
         if route.name in _WRITES_OBJECT:
             for header, extra in EXTRA_ASKS:
                 if header in req.headers:
-                    self._raise_unless(self.decide(view, req, extra, key), req)
+                    self._raise_unless(self.decide(view, mesh, req, extra, key), req)
         if route.name in _BYPASSES and bypass_asked(req):
-            self._raise_unless(self.decide(view, req, "s3:BypassGovernanceRetention", key), req)
+            self._raise_unless(self.decide(view, mesh, req, "s3:BypassGovernanceRetention", key), req)
+        if route.name in _TAKES_ACL and view.pab is not None and view.pab.block_public_acls and public_acl_asked(req):
+            # before the handler's AccessControlListNotSupported: the block answers first, as on AWS
+            req.authz = "deny:block-public-acls"
+            raise S3Error("AccessDenied")
         return row
 
-    async def require(self, req: Request, action: str, bucket: str, key: str | None) -> None:
-        """One more ask of a request, on another bucket (a copy's source) or at the operation's own point."""
-        view = SYSTEM_VIEW if bucket == SYSTEM_BUCKET else (await self._view(bucket))[0]
-        self._raise_unless(self.decide(view, req, action, key, bucket=bucket), req)
+    async def require(self, req: Request, action: str, bucket: str, key: str | None) -> Bucket | None:
+        """One more ask of a request, on another bucket (a copy's source) or at the operation's own point;
+        returns the bucket's row as the same read found it (None: `_tunnelmesh`)."""
+        decision, row = await self.ask(req, action, bucket, key)
+        self._raise_unless(decision, req)
+        return row
+
+    async def ask(
+        self, req: Request, action: str, bucket: str, key: str | None = None
+    ) -> tuple[Decision, Bucket | None]:
+        """One ask of `bucket`'s current view (the admin API's too); NoSuchBucket if it does not exist."""
+        view, row, mesh = await self._view_of(bucket)
+        return self.decide(view, mesh, req, action, key, bucket=bucket), row
 
     async def allowed_keys(self, req: Request, asks: Sequence[tuple[Sequence[str], str]]) -> list[bool]:
         """For each (actions, key) of the request's own bucket, whether every action is allowed on the key
         (DeleteObjects asks per key); one view for all of them."""
-        view = SYSTEM_VIEW if req.bucket == SYSTEM_BUCKET else (await self._view(req.bucket))[0]
-        return [all(self.decide(view, req, a, key).allowed for a in actions) for actions, key in asks]
+        view, _, mesh = await self._view_of(req.bucket)
+        return [all(self.decide(view, mesh, req, a, key).allowed for a in actions) for actions, key in asks]
 
     async def cors_rules(self, bucket: str) -> tuple[CorsRule, ...] | None:
         """The bucket's CORS rules for a preflight, which carries no credentials (None: no configuration);
@@ -157,18 +206,26 @@ class Authorizer:
         return (await self._view(bucket))[0].cors
 
     async def visible_buckets(self, principal: Principal, buckets: Sequence[Bucket]) -> list[Bucket]:
-        """The buckets ListBuckets shows this caller (conditions are not evaluated: a conditional grant shows it)."""
+        """The buckets ListBuckets shows this caller (conditions are not evaluated: a conditional grant shows it).
+        Anonymous callers never list buckets (no statement can grant ListAllMyBuckets to them)."""
+        if principal.anonymous:
+            raise S3Error("AccessDenied")
         if principal.is_admin:
             return list(buckets)
-        user = [b for b in buckets if b.name != SYSTEM_BUCKET]
-        fresh = await self.state.store.freshness(
-            [*map(bucket_key, (b.name for b in user)), GROUPS_KEY, NETWORK_KEY], None
-        )
-        mesh = await self._mesh_of(fresh.etags.get(GROUPS_KEY), fresh.etags.get(NETWORK_KEY))
+        mesh = await self._current_mesh()
+        # the records that exist, with their ETags, from one listing: a read per bucket that has one, not per
+        # bucket (most have none, and a bucket without a record is decided without compiling anything)
+        etags = await self._record_etags()
         who = self._who(principal, mesh)
         shown = []
-        for b in user:
-            view = await self._compiled(b.name, b, fresh.etags.get(bucket_key(b.name)), mesh)
+        for b in buckets:
+            if b.name == SYSTEM_BUCKET:
+                continue
+            etag = etags.get(b.name)
+            if etag is None:
+                view = build_view(b.name, BucketIdent(b.owner, b.created), (), mesh.default, None, False)
+            else:
+                view = await self._compiled(b.name, b, etag, mesh)
             if visible(view, who):
                 shown.append(b)
         return shown
@@ -176,28 +233,44 @@ class Authorizer:
     async def bucket_view(self, bucket: str) -> tuple[BucketView, Bucket, Mapping[str, frozenset[str]]]:
         """For the admin API: the bucket's current view, its row and the mesh's groups (group -> members),
         from the same records and cache as the S3 edge's; NoSuchBucket if the bucket does not exist."""
-        view, row = (
-            (SYSTEM_VIEW, await self.state.store.require_bucket(bucket))
-            if bucket == SYSTEM_BUCKET
-            else (await self._view(bucket))
-        )
-        return view, row, self._mesh[1].groups if self._mesh is not None else {}
+        if bucket == SYSTEM_BUCKET:
+            return SYSTEM_VIEW, await self.state.store.require_bucket(bucket), {}
+        view, row, mesh = await self._view(bucket)
+        return view, row, mesh.groups
+
+    async def view(self, bucket: str) -> BucketView:
+        """The bucket's current view (for the operations that manage or report what it holds)."""
+        return (await self._view_of(bucket))[0]
+
+    async def pab_default(self) -> bool:
+        """Whether the mesh's default public access block is on (a bucket whose record never set one)."""
+        return (await self._current_mesh()).pab_default
+
+    async def known(self) -> Known:
+        """The peers and groups that exist now: what a policy put may name (section 2.1). The bootstrap admin
+        has no record but is a peer all the same."""
+        keys = await self.state.keys(PEERS_PREFIX)
+        peers = {k[len(PEERS_PREFIX) : -len(".json")] for k in keys if k.endswith(".json")}
+        groups = await self.records.groups()
+        return Known(frozenset(peers | {BOOTSTRAP_ADMIN}), frozenset(groups))
 
     # ---- deciding ------------------------------------------------------------------------------------
 
     def decide(
         self,
         view: BucketView,
+        mesh: _Mesh,
         req: Request,
         action: str,
         key: str | None,
         extra: AskContext | None = None,
         bucket: str | None = None,
     ) -> Decision:
+        """One ask, with the groups of the same mesh records the view was compiled from."""
         assert req.principal is not None
-        mesh = self._mesh[1] if self._mesh is not None else _Mesh("none", True, {}, frozenset())
         who = self._who(req.principal, mesh)
-        ctx = request_context(req, view.needed_keys, extra)
+        needed = view.needed_keys if who.scope is None else view.needed_keys | _keys_read(who.scope)
+        ctx = request_context(req, needed, extra)
         return decide(view, who, Ask(action, bucket or req.bucket, key, ctx))
 
     def _raise_unless(self, decision: Decision, req: Request) -> None:
@@ -209,10 +282,12 @@ class Authorizer:
             raise S3Error("AccessDenied")
 
     def _require(self, view: BucketView, req: Request, action: str, key: str | None) -> None:
-        self._raise_unless(self.decide(view, req, action, key), req)
+        self._raise_unless(self.decide(view, _NO_MESH, req, action, key), req)
 
     @staticmethod
     def _who(principal: Principal, mesh: _Mesh) -> Who:
+        if principal.anonymous:
+            return ANONYMOUS
         groups = frozenset(g for g, members in mesh.groups.items() if principal.peer_id in members)
         if principal.key_id is not None:
             return Who("key", principal.peer_id, False, groups, principal.key_id, principal.scope)
@@ -220,20 +295,41 @@ class Authorizer:
 
     # ---- views and their records ---------------------------------------------------------------------
 
-    async def _view(self, bucket: str) -> tuple[BucketView, Bucket]:
-        """The bucket's current view and row, from one freshness read; NoSuchBucket if it does not exist."""
+    async def _view_of(self, bucket: str) -> tuple[BucketView, Bucket | None, _Mesh]:
+        if bucket == SYSTEM_BUCKET:
+            return SYSTEM_VIEW, None, _NO_MESH
+        return await self._view(bucket)
+
+    async def _view(self, bucket: str) -> tuple[BucketView, Bucket, _Mesh]:
+        """The bucket's current view, row and mesh, from one freshness read; NoSuchBucket if it does not exist."""
         rkey = bucket_key(bucket)
         fresh = await self.state.store.freshness([rkey, GROUPS_KEY, NETWORK_KEY], bucket)
         if fresh.bucket is None:
             raise S3Error("NoSuchBucket", BucketName=bucket)
         mesh = await self._mesh_of(fresh.etags.get(GROUPS_KEY), fresh.etags.get(NETWORK_KEY))
-        return await self._compiled(bucket, fresh.bucket, fresh.etags.get(rkey), mesh), fresh.bucket
+        return await self._compiled(bucket, fresh.bucket, fresh.etags.get(rkey), mesh), fresh.bucket, mesh
+
+    async def _current_mesh(self) -> _Mesh:
+        fresh = await self.state.store.freshness([GROUPS_KEY, NETWORK_KEY], None)
+        return await self._mesh_of(fresh.etags.get(GROUPS_KEY), fresh.etags.get(NETWORK_KEY))
+
+    async def _record_etags(self) -> dict[str, str]:
+        """Bucket name -> the ETag of its access record, for every record there is (a listing, paged)."""
+        prefix, out, after = bucket_key(""), {}, None
+        while True:
+            page = await self.state.store.list_objects(SYSTEM_BUCKET, prefix[: -len(".json")], "", after, False, 1000)
+            for o in page.objects:
+                if o.key.endswith(".json"):
+                    out[o.key[len(prefix) - len(".json") : -len(".json")]] = o.etag
+            if not page.truncated:
+                return out
+            after = page.last
 
     async def _compiled(self, bucket: str, row: Bucket, etag: str | None, mesh: _Mesh) -> BucketView:
-        assert self._mesh is not None
-        stamp = (etag, self._mesh[0], row.owner, row.created)
+        stamp = (etag, mesh.stamp, row.owner, row.created)
         entry = self._views.get(bucket)
         if entry is not None and entry.stamp == stamp:
+            self._views.move_to_end(bucket)
             return entry.view
         ident = BucketIdent(row.owner, row.created)
         record: Any = None
@@ -251,22 +347,24 @@ class Authorizer:
             # bucket: nothing but the owner and admins, who can put it right
             log.error("access record of bucket %s is unusable, only its owner and admins may act: %s", bucket, e)
             view = build_view(bucket, ident, (), "none", None, False)
-        if len(self._views) >= _CAP:
-            self._views.clear()
         self._views[bucket] = _Entry(stamp, view)
+        self._views.move_to_end(bucket)
+        if len(self._views) > _CAP:
+            self._views.popitem(last=False)
         return view
 
     async def _mesh_of(self, groups_etag: str | None, network_etag: str | None) -> _Mesh:
-        stamp = (groups_etag, network_etag)
-        if self._mesh is not None and self._mesh[0] == stamp:
-            return self._mesh[1]
+        if self._mesh is not None and self._mesh.stamp == (groups_etag, network_etag):
+            return self._mesh
         network = await self._read(NETWORK_KEY) if network_etag is not None else None
         groups = await self._read(GROUPS_KEY) if groups_etag is not None else None
         default, pab_default = access_defaults(network[1] if network else None)
         members = _groups(groups[1] if groups else None)
-        # keyed by what was asked: a record changed between the two reads is simply read again next time
-        mesh = _Mesh(default, pab_default, members, frozenset(members))
-        self._mesh = (stamp, mesh)
+        # kept under the ETags of the versions read, never those the freshness read saw: a record changed in
+        # between (even back to an earlier content) is read again at the next request, never cached wrongly
+        stamp = (groups[0] if groups else None, network[0] if network else None)
+        mesh = _Mesh(default, pab_default, members, frozenset(members), stamp)
+        self._mesh = mesh
         return mesh
 
     async def _read(self, key: str) -> tuple[str, Any] | None:
@@ -275,6 +373,15 @@ class Authorizer:
         except CorruptRecord as e:
             log.error("%s", e)
             return None
+
+
+# the mesh of `_tunnelmesh`'s fixed view (no default, no groups: the system rule needs neither)
+_NO_MESH = _Mesh("none", True, {}, frozenset())
+
+
+def _keys_read(scope: tuple[Statement, ...]) -> frozenset[str]:
+    """The condition keys a scoped key's statements read (a prefix-limited scope reads s3:prefix)."""
+    return frozenset(c.key for st in scope for c in st.conditions)
 
 
 def _groups(doc: Any) -> dict[str, frozenset[str]]:
@@ -334,4 +441,6 @@ _KEYS: dict[str, Any] = {
     "s3:x-amz-server-side-encryption": _header("x-amz-server-side-encryption"),
     "s3:x-amz-acl": _header("x-amz-acl"),
     "s3:versionid": lambda req: req.query.get("versionId"),
+    "s3:authtype": lambda req: req.auth_type or None,
+    "s3:signatureversion": lambda req: req.signature_version or None,
 }

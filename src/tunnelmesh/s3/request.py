@@ -47,6 +47,12 @@ class Principal:
     # `scope` (Allow statements; None: all its peer's rights)
     key_id: str | None = None
     scope: tuple[Statement, ...] | None = None
+    # a request with no credentials at all (docs/access-control.md section 5): only statements with
+    # Principal "*" may allow it; its empty peer id is never a peer's, nor a bucket's owner
+    anonymous: bool = False
+
+
+ANONYMOUS = Principal("", is_admin=False, anonymous=True)
 
 
 def parse_query(raw: str) -> list[tuple[str, str, str, str]]:
@@ -85,12 +91,21 @@ class Request:
     client: str = ""
     # the access decision's reason, for the request log line (never sent to the client)
     authz: str = "-"
+    # how the request was authenticated, for the s3:authType and s3:signatureversion condition keys:
+    # REST-HEADER | REST-QUERY-STRING | POST, and AWS4-HMAC-SHA256 | AWS ("" for Basic, Bearer, anonymous)
+    auth_type: str = ""
+    signature_version: str = ""
+    # the owner of the request's bucket as the access check found it (s3/authz.py); "" before, or without one
+    bucket_owner: str = ""
     # GetObject/HeadObject by a caller who may list the key but not read it: a missing key answers 404, a
     # present one AccessDenied (AWS); set by s3/authz.py, applied where the object is looked up
     hide_existing: bool = False
     # the bucket's CORS rules from the view the authorizer compiled for this request: the edge adds the
     # actual response's CORS headers from them (errors included) without a read of its own
     cors: tuple[CorsRule, ...] | None = None
+    # GetObject/HeadObject by a caller who may read the key but not list it: a missing key answers AccessDenied,
+    # not NoSuchKey (AWS); set by s3/authz.py, applied where the object is looked up
+    hide_missing: bool = False
     # set once the last body message has been received
     body_done: bool = False
     # a browser form upload's credentials are in its body: authentication leaves this to verify the
@@ -98,6 +113,17 @@ class Request:
     form_auth: Callable[[Mapping[str, str]], Awaitable[Policy]] | None = None
     # a form upload awaits this once its signature held, to leave the pool of unauthenticated forms
     admit: Callable[[], Awaitable[None]] | None = None
+
+    @property
+    def writer(self) -> str:
+        """Whom what this request writes (a version, a delete marker, an upload) belongs to: the signer; for an
+        anonymous writer (let in by a Principal "*" statement) the bucket's owner, as with bucket-owner-enforced
+        ownership: the empty id of nobody never owns anything."""
+        assert self.principal is not None
+        if not self.principal.anonymous:
+            return self.principal.peer_id
+        assert self.bucket_owner, "an anonymous write reached an operation without the access check's bucket"
+        return self.bucket_owner
 
     @property
     def has_body(self) -> bool:

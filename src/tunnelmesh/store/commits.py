@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import json
 import time
+from contextvars import ContextVar
 
 from tunnelmesh.store import lifecycle_rules as lc
 from tunnelmesh.store.errors import (
@@ -102,9 +103,20 @@ def _admit_locked(tx: MetaTx, bucket: Bucket, delta: int, max_size: int) -> None
         admit(bucket, delta, tx.lock_store(), max_size)
 
 
+# The bucket incarnation the running request was authorized against, (name, created) (s3/authz.py, bound by
+# Store.bind_bucket). A commit that locks that bucket by name and finds another incarnation (deleted and
+# re-created meanwhile, maybe by another peer) refuses it as NoSuchBucket: the access check was made for the
+# bucket that is gone, and a slow request must not land in its successor. Store._commit carries the value
+# into the thread that runs the transaction.
+EXPECTED_BUCKET: ContextVar[tuple[str, float] | None] = ContextVar("expected_bucket", default=None)
+
+
 def _locked_bucket(tx: MetaTx, name: str) -> Bucket:
     b = tx.lock_bucket(name)
     if b is None:
+        raise NoSuchBucket(name)
+    expected = EXPECTED_BUCKET.get()
+    if expected is not None and expected[0] == name and expected[1] != b.created:
         raise NoSuchBucket(name)
     return b
 

@@ -45,6 +45,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import Token
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -417,10 +418,17 @@ class Store:
         # the writers of the new blobs (this process) must not be retired: a sweep may have deleted them
         tags = {blob_id[-TAG_HEX:] for blob_id in new_blobs} if new_blobs else set()
 
+        expected = commits.EXPECTED_BUCKET.get()
+
         def run(tx: MetaTx) -> T:
             if tags and tx.hold_writer_tags(tags):
                 raise WriterRetired()
-            result = fn(tx)
+            # run where the backend runs it (a writer thread, a pooled connection): the request's incarnation goes along
+            bound = commits.EXPECTED_BUCKET.set(expected)
+            try:
+                result = fn(tx)
+            finally:
+                commits.EXPECTED_BUCKET.reset(bound)
             if result.freed:
                 # stamped by the backend's clock (the database's, where nodes share it: one node's
                 # reaper must measure the grace of a blob another node freed on the same clock), when
@@ -437,6 +445,16 @@ class Store:
         except CommitUnknown:
             self.unsure = True
             raise
+
+    @staticmethod
+    def bind_bucket(bucket: Bucket | None) -> Token[tuple[str, float] | None]:
+        """Make this request's writes refuse any incarnation of `bucket` but this one (commits.EXPECTED_BUCKET);
+        None: no bucket bound. Returns the token to unbind with (`unbind_bucket`)."""
+        return commits.EXPECTED_BUCKET.set(None if bucket is None else (bucket.name, bucket.created))
+
+    @staticmethod
+    def unbind_bucket(token: Token[tuple[str, float] | None]) -> None:
+        commits.EXPECTED_BUCKET.reset(token)
 
     async def reap(self, grace: float = UNLINK_GRACE_SECONDS) -> int:
         """Unlink the queued blobs freed more than `grace` seconds ago, then forget them; returns

@@ -13,7 +13,7 @@ from tunnelmesh.s3.auth import post_policy, sigv2, sigv4
 from tunnelmesh.s3.auth.chunked import ChunkedBody, ChunkSigning
 from tunnelmesh.s3.auth.credentials import Credentials, require_identity
 from tunnelmesh.s3.errors import S3Error
-from tunnelmesh.s3.request import Request, raw_body
+from tunnelmesh.s3.request import ANONYMOUS, Request, raw_body
 
 STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
 STREAMING_SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
@@ -59,8 +59,12 @@ def _sigv4_body(req: Request, payload: str, key: bytes, sr: sigv4.SignedRequest)
     return _verify_sha256(raw, payload)
 
 
-async def authenticate(req: Request, creds: Credentials, region: str) -> None:
+async def authenticate(req: Request, creds: Credentials, region: str, anonymous: bool = False) -> None:
     """Sets req.principal and req.body, or raises an S3Error.
+
+    `anonymous`: a request with no credentials at all (no Authorization header, no presign parameters)
+    becomes the anonymous principal instead of being refused; only the S3 edge asks for that, where the
+    authorizer lets it do only what a Principal "*" statement allows (never the admin API).
 
     A signature authorises only what it covers: SigV4 refuses any x-amz-* header it does not sign
     (SigV2 signs every x-amz-* header by construction). Basic and Bearer carry the secret itself
@@ -69,6 +73,7 @@ async def authenticate(req: Request, creds: Credentials, region: str) -> None:
     verifies it once the operation has read the fields, and until then there is no principal.
     """
     if post_policy.is_form_upload(req):
+        req.auth_type = "POST"
         req.content_length = _declared_length(req)
         req.body = raw_body(req)
         req.form_auth = lambda fields: post_policy.authenticate(req, fields, creds, region)
@@ -86,6 +91,7 @@ async def authenticate(req: Request, creds: Credentials, region: str) -> None:
     req.content_length = _declared_length(req)
 
     if auth.startswith("AWS4-HMAC-SHA256"):
+        req.auth_type, req.signature_version = "REST-HEADER", sigv4.ALGORITHM
         sr = sigv4.header_request(req)
         sigv4.check_scope(sr.scope, region, presigned=False)
         sigv4.check_headers_signed(req, sr)
@@ -102,6 +108,7 @@ async def authenticate(req: Request, creds: Credentials, region: str) -> None:
         req.principal = ident.principal
         req.body = _sigv4_body(req, payload, key, sr)
     elif presigned_v4:
+        req.auth_type, req.signature_version = "REST-QUERY-STRING", sigv4.ALGORITHM
         sr = sigv4.presigned_request(req)
         sigv4.check_scope(sr.scope, region, presigned=True)
         sigv4.check_headers_signed(req, sr)
@@ -112,6 +119,7 @@ async def authenticate(req: Request, creds: Credentials, region: str) -> None:
         req.principal = ident.principal
         req.body = _sigv4_body(req, payload, key, sr)
     elif auth.startswith("AWS "):
+        req.auth_type, req.signature_version = "REST-HEADER", "AWS"
         access_key, _, signature = auth[4:].strip().rpartition(":")
         date_line = sigv2.header_date(req)
         ident = await require_identity(creds, access_key)
@@ -119,6 +127,7 @@ async def authenticate(req: Request, creds: Credentials, region: str) -> None:
         req.principal = ident.principal
         req.body = raw_body(req)
     elif presigned_v2:
+        req.auth_type, req.signature_version = "REST-QUERY-STRING", "AWS"
         expires = sigv2.query_expires(req)
         ident = await require_identity(creds, q["AWSAccessKeyId"])
         sigv2.verify(req, ident.secret, q["Signature"], expires)
@@ -126,6 +135,7 @@ async def authenticate(req: Request, creds: Credentials, region: str) -> None:
         req.principal = ident.principal
         req.body = raw_body(req)
     elif auth[:6].lower() == "basic ":
+        req.auth_type = "REST-HEADER"
         try:
             peer, sep, token = base64.b64decode(auth[6:].strip(), validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
@@ -138,6 +148,7 @@ async def authenticate(req: Request, creds: Credentials, region: str) -> None:
         req.principal = found.principal
         req.body = raw_body(req)
     elif auth[:7].lower() == "bearer ":
+        req.auth_type = "REST-HEADER"
         holder = await creds.by_token(auth[7:].strip())
         if holder is None:
             raise S3Error("AccessDenied", "Invalid token.")
@@ -145,6 +156,9 @@ async def authenticate(req: Request, creds: Credentials, region: str) -> None:
         req.body = raw_body(req)
     elif auth:
         raise S3Error("AccessDenied", "Unsupported Authorization scheme.")
+    elif anonymous:
+        req.principal = ANONYMOUS
+        req.body = raw_body(req)
     else:
         raise S3Error("AccessDenied", "Access Denied. Anonymous requests are not allowed.")
 

@@ -39,6 +39,8 @@ async def list_buckets(ctx: Context, call: Call) -> Response:
     `continuation-token` (opaque: the last name of the previous page), `prefix` and `bucket-region`."""
     req, principal = call.req, call.principal
     assert principal is not None
+    if principal.anonymous:
+        raise S3Error("AccessDenied")  # before any read: nothing may list the mesh's buckets to anonymous
     prefix = req.query.get("prefix", "")
     region = req.query.get("bucket-region")
     token = req.query.get("continuation-token")

@@ -195,8 +195,10 @@ async def lookup_object(ctx: Context, call: Call) -> ObjectRecord:
     try:
         found = await _lookup(ctx, call)
     except S3Error as e:
-        if call.req.hide_existing and e.code != "NoSuchKey":
+        if (call.req.hide_existing and e.code != "NoSuchKey") or (call.req.hide_missing and e.code == "NoSuchKey"):
             raise S3Error("AccessDenied") from None
+        if call.req.hide_existing:
+            raise S3Error("NoSuchKey", Key=call.req.key) from None  # not even a delete marker's headers
         raise
     if call.req.hide_existing:
         raise S3Error("AccessDenied")  # the caller may learn that a key is missing, never what is there

@@ -185,7 +185,7 @@ async def copy_object(ctx: Context, call: Call) -> Response:
         checksums=copied.checksums,
         segments=copied.segments(),
         data=copied.data,
-        owner=req.principal.peer_id,
+        owner=req.writer,
         tags=tags,
         lock=lock,
         sse=sealed,

@@ -144,7 +144,7 @@ async def commit_put(
         headers=headers,
         checksums=digest.checksums,
         segments=[Segment(blob[0], digest.size, blob[1])] if blob is not None else [],
-        owner=req.principal.peer_id,
+        owner=req.writer,
         data=data,
         tags=tags,
         lock=lock,
@@ -329,7 +329,7 @@ async def delete_object(ctx: Context, call: Call) -> Response:
     vid = check_version_id(req)
     if_match = _etag(req.headers["if-match"]) if "if-match" in req.headers else None
     entry = (req.key, vid, if_match)
-    (done,) = await ctx.store.delete_objects(req.bucket, [entry], req.principal.peer_id, locks.bypass(call))
+    (done,) = await ctx.store.delete_objects(req.bucket, [entry], req.writer, locks.bypass(call))
     if isinstance(done, NoSuchKey):
         raise S3Error("NoSuchKey", Key=req.key)
     if not isinstance(done, Deleted):
@@ -390,7 +390,7 @@ async def delete_objects(ctx: Context, call: Call) -> Response:
             f"<Error>{xml.element('Key', key)}{v}<Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
         )
     entries = [e for e, ok in zip(entries, allowed, strict=True) if ok]
-    results = await ctx.store.delete_objects(req.bucket, entries, req.principal.peer_id, bypass) if entries else []
+    results = await ctx.store.delete_objects(req.bucket, entries, req.writer, bypass) if entries else []
     deleted: list[str] = []
     for (key, asked, _), done in zip(entries, results, strict=True):
         k = xml.element("Key", key)

@@ -66,8 +66,12 @@ async def post_object(ctx: Context, call: Call) -> Response:
     fields, file = await form.fields()
     policy = await req.form_auth(fields)
     key = _key(fields, file)
-    # the edge could not ask for an unknown signer: now it knows who signed, and the key
-    await ctx.authz.require(req, "s3:PutObject", req.bucket, key)
+    # the edge could not ask for an unknown signer (nor look the bucket up for one): now it knows who signed,
+    # and the key; the write is bound to the incarnation this check held for (the edge unbinds it)
+    row = await ctx.authz.require(req, "s3:PutObject", req.bucket, key)
+    if "tagging" in fields:
+        await ctx.authz.require(req, "s3:PutObjectTagging", req.bucket, key)
+    ctx.store.bind_bucket(row)
     if req.admit is not None:
         await req.admit()
     given_bucket = fields.get("bucket")
