@@ -62,7 +62,7 @@ from tunnelmesh.s3.ops.common import validate_bucket_name
 from tunnelmesh.s3.request import Request, from_scope, parse_target
 from tunnelmesh.store.engine import SYSTEM_BUCKET
 from tunnelmesh.store.errors import StoreError
-from tunnelmesh.store.records import NodeState
+from tunnelmesh.store.records import Bucket, NodeState
 
 log = logging.getLogger("tunnelmesh.admin")
 MAX_JSON = 1024 * 1024
@@ -158,7 +158,7 @@ class AdminApi:
         if rule == BUCKET:
             # grants are policy changes: whoever may put the bucket's policy may change them (mesh admins
             # included, through the evaluator, which also keeps everyone off `_tunnelmesh`)
-            decision, _ = await self.authz.ask(req, "s3:PutBucketPolicy", params["name"])
+            decision, req.checked_bucket = await self.authz.ask(req, "s3:PutBucketPolicy", params["name"])
             req.authz = decision.why
             if not decision.allowed:
                 raise S3Error("AccessDenied", "Only the bucket's owner, its admins and mesh admins manage its access.")
@@ -294,6 +294,9 @@ class AdminApi:
 
     async def set_network(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
         doc = await _json(req, schemas.SetNetwork)
+        if doc.key == "default_bucket_access" and doc.value != "read-write":
+            # a node of an older release would go on letting every peer in: no rule in force on one node only
+            await self.store.require_current_nodes("Access control", self.node_timeout)
         before = (await self.network.show()).get(doc.key) if doc.key in AUDITED_NETWORK else None
         result = await self.network.set(doc.key, doc.value)
         if doc.key in AUDITED_NETWORK:
@@ -312,8 +315,9 @@ class AdminApi:
 
     async def add_grant(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
         doc = await _json(req, schemas.AddGrant)
-        row = await self.store.require_bucket(p["name"])
+        row = _checked(req)
         assert req.principal is not None
+        await self.store.require_current_nodes("Access control", self.node_timeout)
         to = Target(doc.peer, doc.group, doc.anyone)
         grant, new = await self.grants.add(row, to, doc.role, doc.prefix, req.principal.peer_id)
         if new:
@@ -322,7 +326,7 @@ class AdminApi:
 
     async def remove_grant(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
         doc = await _json(req, schemas.RemoveGrant)
-        row = await self.store.require_bucket(p["name"])
+        row = _checked(req)
         removed = await self.grants.remove(row, Target(doc.peer, doc.group, doc.anyone), doc.role, doc.prefix)
         await self.authz.audit.record(
             "grant.remove", self._actor(req), p["name"], grants=[public_grant(g) for g in removed]
@@ -483,3 +487,11 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler, str]] = [
 
 def _iso(t: float | None) -> str | None:
     return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def _checked(req: Request) -> Bucket:
+    """The bucket incarnation the BUCKET rule's check held for: a change goes to it, never to a bucket of the
+    same name re-created since (which may be another peer's)."""
+    if req.checked_bucket is None:
+        raise S3Error("AccessDenied")  # `_tunnelmesh`: no access record, nobody manages it
+    return req.checked_bucket

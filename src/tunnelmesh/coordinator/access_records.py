@@ -15,6 +15,7 @@ from typing import Any
 
 from tunnelmesh.coordinator.state import SystemState
 from tunnelmesh.store.engine import SYSTEM_BUCKET
+from tunnelmesh.store.errors import NoSuchBucket
 from tunnelmesh.store.records import Bucket
 
 GROUPS_KEY = "access/groups.json"
@@ -44,6 +45,10 @@ class AccessRecords:
         compare-and-swap retried on conflict; returns the record written."""
 
         def apply(doc: Any) -> dict[str, Any]:
+            if isinstance(doc, dict) and isinstance(doc.get("created"), float) and doc["created"] > bucket.created:
+                # the record is a newer incarnation's: the bucket was deleted and re-created since the caller
+                # read it, and the change was meant for the one that is gone
+                raise NoSuchBucket(bucket.name)
             rec = current(doc, bucket)
             change(rec)
             return rec

@@ -16,6 +16,7 @@ from tunnelmesh.s3.errors import S3Error
 if TYPE_CHECKING:
     from tunnelmesh.access.cors import CorsRule
     from tunnelmesh.s3.auth.post_policy import Policy
+    from tunnelmesh.store.records import Bucket
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -97,6 +98,8 @@ class Request:
     signature_version: str = ""
     # the owner of the request's bucket as the access check found it (s3/authz.py); "" before, or without one
     bucket_owner: str = ""
+    # the bucket row an admin API check held for (its BUCKET rule): the change is made to that incarnation
+    checked_bucket: Bucket | None = None
     # GetObject/HeadObject by a caller who may list the key but not read it: a missing key answers 404, a
     # present one AccessDenied (AWS); set by s3/authz.py, applied where the object is looked up
     hide_existing: bool = False

@@ -16,6 +16,7 @@ from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.integrity import UploadDigest
 from tunnelmesh.s3.ops.common import Context
 from tunnelmesh.s3.ops.cors_xml import MAX_DOCUMENT_BYTES, cors_configuration_xml, parse_cors_configuration
+from tunnelmesh.s3.ops.tags import require_current_nodes
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response, xml_response
 
@@ -38,6 +39,7 @@ async def put_bucket_cors(ctx: Context, call: Call) -> Response:
     req = call.req
     rules = parse_cors_configuration(await _read_document(req))
     bucket = await call.bucket()
+    await require_current_nodes(ctx, "PutBucketCors")
     stored = rules_to_json(rules)
 
     def change(rec: dict[str, Any]) -> None:
