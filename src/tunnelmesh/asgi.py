@@ -73,8 +73,10 @@ def build(settings: Settings, admin_token: str) -> Apps:
     # the bound on S3 work in flight: the HTTP server's own bound counts open connections, idle ones
     # too, so it is set high and this one, shared by both listeners, keeps a greedy client from piling
     # up work. The admin API takes no slot, so no S3 traffic can keep the admin from revoking a peer:
-    # every request but an admin's is refused there before it reads a body or waits on anything (so it
-    # cannot hold on), admins are trusted, and open connections stay bounded by max_connections.
+    # every request there is refused before it reads a body or waits on anything (so it cannot hold on)
+    # unless it is an admin's (trusted) or an authenticated peer's on its own bucket's grants or its own
+    # keys (a JSON body of at most 1 MiB, under the client guard's deadlines); open connections stay
+    # bounded by max_connections.
     in_flight = asyncio.Semaphore(limits.max_requests)
     # A browser form upload is authenticated only once its fields (up to 20 KiB of body) have
     # arrived, so anyone may start one: until then it waits in this small pool of its own, and only

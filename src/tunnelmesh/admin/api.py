@@ -30,6 +30,10 @@ its owner, a bucket-role admin, a mesh admin), so a bucket's owner manages its g
     POST   /api/groups/{group}/members/{id}
     DELETE /api/groups/{group}/members/{id}
     GET    /api/audit?since=&until=&bucket=&actor=&event=&limit=   the audit records, oldest first
+    GET    /api/keys[?peer=ID]             scoped access keys (never a secret)                  (SELF)
+    POST   /api/keys                       {"peer"?, "name"?, "scope"?: [{bucket, role, prefix?}], "expires_in"?}
+                                           -> the key with its secret, once                      (SELF)
+    DELETE /api/keys/{id}                  revoke                                               (SELF)
     GET    /api/system/backup              tar.gz of the whole _tunnelmesh bucket
     POST   /api/system/restore             body: such an archive; verified before anything changes
 """
@@ -48,8 +52,9 @@ from tunnelmesh.admin import access_report, backup, schemas
 from tunnelmesh.admin.errors import admin_error
 from tunnelmesh.coordinator import audit_query as audit_log
 from tunnelmesh.coordinator.audit import Actor
-from tunnelmesh.coordinator.errors import CoordinatorError
+from tunnelmesh.coordinator.errors import CoordinatorError, NoSuchAccessKey
 from tunnelmesh.coordinator.grants import Grants, Groups, Target, public_grant
+from tunnelmesh.coordinator.keys import Scope
 from tunnelmesh.coordinator.network import NetworkConfig
 from tunnelmesh.coordinator.peers import PeerRegistry
 from tunnelmesh.coordinator.shares import Shares
@@ -71,7 +76,8 @@ MAX_JSON = 1024 * 1024
 MAX_ARCHIVE = backup.MAX_TOTAL + backup.MAX_TOTAL // 64
 
 Handler = Callable[["AdminApi", Request, dict[str, str]], Awaitable[tuple[int, Any]]]
-ADMIN, BUCKET = "admin", "bucket"  # who may call a route: mesh admins; or who may manage the bucket's policy
+# who may call a route: mesh admins; who may manage the bucket's policy; a peer for itself (its keys) or an admin
+ADMIN, BUCKET, SELF = "admin", "bucket", "self"
 # the network settings whose changes are access changes, audited (section 6)
 AUDITED_NETWORK = frozenset({"default_bucket_access", "default_public_access_block"})
 
@@ -155,6 +161,11 @@ class AdminApi:
 
     async def _authorize(self, req: Request, rule: str, params: dict[str, str]) -> None:
         assert req.principal is not None
+        if req.principal.key_id is not None:
+            # a key is for S3 only: a leaked rclone.conf must not grant, make keys or read the audit trail
+            raise S3Error("AccessDenied", "Access keys do not use the admin API: use the peer's token.")
+        if rule == SELF:
+            return  # the handler decides: a peer acts on its own keys, an admin on any
         if rule == BUCKET:
             # grants are policy changes: whoever may put the bucket's policy may change them (mesh admins
             # included, through the evaluator, which also keeps everyone off `_tunnelmesh`)
@@ -305,6 +316,45 @@ class AdminApi:
             )
         return 200, result
 
+    # ---- scoped access keys (coordinator/keys.py) --------------------------------------------
+
+    def _self_or_admin(self, req: Request, peer_id: str) -> None:
+        assert req.principal is not None
+        if not req.principal.is_admin and peer_id != req.principal.peer_id:
+            raise S3Error("AccessDenied", "A peer manages its own access keys; an admin anyone's.")
+
+    async def list_keys(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        assert req.principal is not None
+        peer = req.query.get("peer") or (None if req.principal.is_admin else req.principal.peer_id)
+        if peer is not None:
+            self._self_or_admin(req, peer)
+        now = time.time()
+        return 200, [{**k.public, "expired": k.expired(now)} for k in await self.peers.keys(peer)]
+
+    async def create_key(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        doc = await _json(req, schemas.CreateKey)
+        assert req.principal is not None
+        peer = doc.peer or req.principal.peer_id
+        self._self_or_admin(req, peer)
+        # a coordinator of an older release does not know keys: it would refuse them, never misuse them, but a
+        # key must work on every node of the mesh once it is handed out
+        await self.store.require_current_nodes("Access keys", self.node_timeout)
+        scope = None if doc.scope is None else [Scope(s.bucket, s.role, s.prefix) for s in doc.scope]
+        key, secret = await self.peers.create_key(peer, doc.name, scope, doc.expires_in, req.principal.peer_id)
+        await self.authz.audit.record(
+            "key.create", self._actor(req), key=key.id, peer=key.peer, scope=key.public["scope"], expires=key.expires
+        )
+        return 201, {**key.public, "secret": secret}
+
+    async def revoke_key(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        key = await self.peers.key(p["id"])
+        if key is None:
+            raise NoSuchAccessKey(p["id"])
+        self._self_or_admin(req, key.peer)
+        revoked = await self.peers.revoke_key(key.id)
+        await self.authz.audit.record("key.revoke", self._actor(req), key=key.id, peer=key.peer)
+        return 200, revoked.public
+
     # ---- grants, groups, audit -----------------------------------------------------------
 
     async def bucket_access(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
@@ -447,6 +497,8 @@ _GROUP = r"(?P<group>[^/]+)"
 
 
 def _rule(h: Handler) -> str:
+    if h in (AdminApi.list_keys, AdminApi.create_key, AdminApi.revoke_key):
+        return SELF
     return BUCKET if h in (AdminApi.bucket_access, AdminApi.add_grant, AdminApi.remove_grant) else ADMIN
 
 
@@ -479,6 +531,9 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler, str]] = [
         ("POST", rf"/api/groups/{_GROUP}/members/{_ID}", AdminApi.add_member),
         ("DELETE", rf"/api/groups/{_GROUP}/members/{_ID}", AdminApi.remove_member),
         ("GET", r"/api/audit", AdminApi.audit),
+        ("GET", r"/api/keys", AdminApi.list_keys),
+        ("POST", r"/api/keys", AdminApi.create_key),
+        ("DELETE", rf"/api/keys/{_ID}", AdminApi.revoke_key),
         ("GET", r"/api/system/backup", AdminApi.backup),
         ("POST", r"/api/system/restore", AdminApi.restore),
     ]

@@ -86,6 +86,21 @@ class RemoveGrant(_GrantTarget):
     prefix: Prefix | None = None
 
 
+class KeyScope(_Body):
+    bucket: Annotated[str, Field(min_length=1, max_length=63)]
+    role: Role
+    prefix: Prefix = ""
+
+
+class CreateKey(_Body):
+    """A scoped access key (docs/access-control.md section 4); `peer` defaults to the caller."""
+
+    peer: PeerId | None = None
+    name: Annotated[str, Field(max_length=128, pattern=_LINE)] = ""
+    scope: Annotated[list[KeyScope], Field(min_length=1, max_length=100)] | None = None
+    expires_in: Annotated[int, Field(ge=1, le=10 * 366 * 86400)] | None = None  # seconds
+
+
 class CreateGroup(_Body):
     name: GroupName
 

@@ -648,6 +648,99 @@ def peer_revoke(c: Coordinator, peer_id: str) -> None:
     click.echo(f"revoked {peer_id}")
 
 
+# ---- key -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def key() -> None:
+    """S3 access keys apart from a peer's mesh token: scoped, expiring, revocable."""
+
+
+def _seconds(value: str) -> int:
+    m = _AGO.fullmatch(value.strip())
+    if m is None:
+        raise click.BadParameter("a duration such as 30d, 12h, 45m or 90s")
+    return int(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]]
+
+
+@key.command("create")
+@click.option("--peer", "peer_id", default=None, help="whose key (default: the caller; an admin may name any peer)")
+@click.option("--name", default="", help="what the key is for, shown by `key list`")
+@click.option("--bucket", "buckets", multiple=True, help="limit the key to this bucket (repeatable)")
+@click.option("--role", "roles", multiple=True, type=click.Choice(["read", "write", "admin"]), help="per --bucket")
+@click.option("--prefix", "prefixes", multiple=True, help="per --bucket: limit the key to keys under this prefix")
+@click.option("--expires", default=None, help="a duration: 30d, 12h, 45m, 90s (default: never)")
+@click.option("--json", "as_json", is_flag=True)
+@connection
+def key_create(
+    c: Coordinator,
+    peer_id: str | None,
+    name: str,
+    buckets: tuple[str, ...],
+    roles: tuple[str, ...],
+    prefixes: tuple[str, ...],
+    expires: str | None,
+    as_json: bool,
+) -> None:
+    """Issue an access key with at most its peer's rights; prints its secret (shown only this once)."""
+    if len(roles) not in (len(buckets), 1 if buckets else 0) or len(prefixes) not in (0, len(buckets)):
+        raise CliError("give one --role (for every --bucket) or one per --bucket, and a --prefix per --bucket or none")
+    doc: dict[str, Any] = {"name": name}
+    if peer_id is not None:
+        doc["peer"] = peer_id
+    if buckets:
+        role_of = roles if len(roles) == len(buckets) else roles * len(buckets)
+        doc["scope"] = [
+            {"bucket": b, "role": r, "prefix": prefixes[i] if prefixes else ""}
+            for i, (b, r) in enumerate(zip(buckets, role_of, strict=True))
+        ]
+    if expires is not None:
+        doc["expires_in"] = _seconds(expires)
+    k = c.api("POST", "keys", doc)
+    if as_json:
+        click.echo(json.dumps(k))
+        return
+    click.echo(
+        f"access key: {k['id']}\nsecret key: {k['secret']}\npeer:       {k['peer']}\n"
+        f"expires:    {k['expires'] or 'never'}\n"
+        "The secret is shown only now. For the AWS CLI or rclone: access key id = the access key above,\n"
+        f"secret access key = the secret above, endpoint = {c.endpoint}/s3 (or the S3 listener)."
+    )
+
+
+@key.command("list")
+@click.option("--peer", "peer_id", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@connection
+def key_list(c: Coordinator, peer_id: str | None, as_json: bool) -> None:
+    """List access keys (never a secret): the caller's own, or, for an admin, every peer's."""
+    data = c.api("GET", "keys", params={"peer": peer_id} if peer_id else None)
+
+    def scope(k: dict[str, Any]) -> str:
+        if k["scope"] is None:
+            return "all its peer's rights"
+        return ", ".join(f"{s['bucket']}/{s['prefix']}*:{s['role']}" for s in k["scope"])
+
+    def status(k: dict[str, Any]) -> str:
+        return "revoked" if k["revoked"] else "expired" if k["expired"] else "active"
+
+    emit(
+        data,
+        as_json,
+        lambda d: [[k["id"], k["peer"], k["name"] or "-", scope(k), k["expires"] or "never", status(k)] for k in d],
+        ["id", "peer", "name", "scope", "expires", "status"],
+    )
+
+
+@key.command("revoke")
+@click.argument("key_id")
+@connection
+def key_revoke(c: Coordinator, key_id: str) -> None:
+    """Revoke an access key: every request signed with it is refused from now on."""
+    c.api("DELETE", f"keys/{quote(key_id, safe='')}")
+    click.echo(f"revoked {key_id}")
+
+
 # ---- object --------------------------------------------------------------------------------
 
 
