@@ -163,6 +163,15 @@ def test_governance_yields_only_to_an_admins_bypass(s3, coordinator) -> None:
         Bucket=b, Key="k", Retention={"Mode": "GOVERNANCE", "RetainUntilDate": days(1)}, BypassGovernanceRetention=True
     )
     assert s3.delete_object(Bucket=b, Key="k", VersionId=v, BypassGovernanceRetention=True)["VersionId"] == v
+    # each honoured bypass is in the audit trail: who, which operation, which version
+    r = coordinator.cli("audit", "--event", "retention.bypass", "--bucket", b, "--json", timeout=60)
+    assert r.returncode == 0, r.stderr
+    records = json.loads(r.stdout)["records"]
+    assert [(x["detail"]["operation"], x["detail"]["versions"]) for x in records] == [
+        ("PutObjectRetention", [{"key": "k", "version_id": v}]),
+        ("DeleteObject", [{"key": "k", "version_id": v}]),
+    ]
+    assert all(x["actor"] == "admin" and x["via"] == "s3" for x in records)
 
 
 def test_a_legal_hold_blocks_every_delete_until_released(s3) -> None:

@@ -16,9 +16,10 @@ import datetime
 import json
 import re
 import time
+from collections.abc import Sequence
 
 from tunnelmesh.s3 import xml
-from tunnelmesh.s3.authz import bypass_asked
+from tunnelmesh.s3.authz import actor, bypass_asked
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import Context, check_version_id, lookup_object, version_header
@@ -60,6 +61,16 @@ def parse_until(value: str, ctx: Context, name: str = UNTIL) -> float:
 def bypass(call: Call) -> bool:
     """x-amz-bypass-governance-retention: asked for, and (s3/authz.py) allowed as s3:BypassGovernanceRetention."""
     return bypass_asked(call.req)
+
+
+async def audit_bypass(ctx: Context, call: Call, operation: str, versions: Sequence[tuple[str, str | None]]) -> None:
+    """An honoured governance bypass goes to the audit trail (docs/access-control.md section 6): which
+    operation, on which versions (key, version id)."""
+    if versions:
+        detail = [{"key": k, "version_id": v} for k, v in versions]
+        await ctx.authz.audit.record(
+            "retention.bypass", actor(call.req), call.req.bucket, operation=operation, versions=detail
+        )
 
 
 async def request_lock(ctx: Context, call: Call) -> Lock | None:
@@ -185,6 +196,8 @@ async def put_object_retention(ctx: Context, call: Call) -> Response:
     passes = bypass(call)
     await require_current_nodes(ctx, "Object lock")
     shown = await ctx.store.set_retention(req.bucket, req.key, vid, retention, passes)
+    if passes:
+        await audit_bypass(ctx, call, "PutObjectRetention", [(req.key, shown)])
     return Response(200, version_header(shown if vid is not None or shown != "null" else None))
 
 

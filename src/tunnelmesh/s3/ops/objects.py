@@ -329,11 +329,14 @@ async def delete_object(ctx: Context, call: Call) -> Response:
     vid = check_version_id(req)
     if_match = _etag(req.headers["if-match"]) if "if-match" in req.headers else None
     entry = (req.key, vid, if_match)
-    (done,) = await ctx.store.delete_objects(req.bucket, [entry], req.writer, locks.bypass(call))
+    bypass = locks.bypass(call)
+    (done,) = await ctx.store.delete_objects(req.bucket, [entry], req.writer, bypass)
     if isinstance(done, NoSuchKey):
         raise S3Error("NoSuchKey", Key=req.key)
     if not isinstance(done, Deleted):
         raise done
+    if bypass and vid is not None:
+        await locks.audit_bypass(ctx, call, "DeleteObject", [(req.key, vid)])
     headers = version_header(done.version_id)
     if done.marker:
         headers.append(("x-amz-delete-marker", "true"))
@@ -391,6 +394,9 @@ async def delete_objects(ctx: Context, call: Call) -> Response:
         )
     entries = [e for e, ok in zip(entries, allowed, strict=True) if ok]
     results = await ctx.store.delete_objects(req.bucket, entries, req.writer, bypass) if entries else []
+    if bypass:
+        gone = [(key, vid) for (key, vid, _), d in zip(entries, results, strict=True) if vid and isinstance(d, Deleted)]
+        await locks.audit_bypass(ctx, call, "DeleteObjects", gone)
     deleted: list[str] = []
     for (key, asked, _), done in zip(entries, results, strict=True):
         k = xml.element("Key", key)
