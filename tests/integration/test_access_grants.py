@@ -22,21 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import requests
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from conftest import Coordinator, start_coordinator
-
-REGION = "us-east-1"
-
-
-@dataclass
-class Peer:
-    id: str
-    token: str
-    s3: Any
+from support.peers import TestPeer as Peer
+from support.peers import add_peer, s3_client
 
 
 @dataclass
@@ -47,24 +38,6 @@ class Mesh:
     bob: Peer
     carol: Peer
     dave: Peer
-
-
-def s3_client(endpoint: str, key: str, secret: str) -> Any:
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        region_name=REGION,
-        config=Config(retries={"max_attempts": 1}),
-    )
-
-
-def add_peer(c: Coordinator, name: str) -> Peer:
-    r = c.cli("peer", "add", name, "--json", timeout=60)
-    assert r.returncode == 0, r.stderr
-    doc = json.loads(r.stdout)
-    return Peer(doc["peer_id"], doc["token"], s3_client(c.endpoint, doc["peer_id"], doc["token"]))
 
 
 def cli_ok(c: Coordinator, *args: str, token: str | None = None) -> str:

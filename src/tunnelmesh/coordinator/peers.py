@@ -19,8 +19,9 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from tunnelmesh.coordinator.errors import CorruptRecord, InvalidInput, NoSuchAccessKey, NoSuchPeer
 from tunnelmesh.coordinator.keys import PREFIX as KEY_PREFIX
@@ -69,6 +70,37 @@ class Peer:
         return peer
 
 
+R = TypeVar("R")
+
+
+async def _cached_record(
+    state: SystemState, key: str, cache: dict[str, tuple[str, R]], name: str, parse: Callable[[dict], R]
+) -> R | None:
+    """A record parsed once per version: one cheap ETag read per call, the whole record only when it changed,
+    so an add or a revocation by any worker applies at the very next request. An unreadable record is None
+    (logged): one bad record must not stop the coordinator."""
+    etag = await state.etag(key)
+    if etag is None:
+        cache.pop(name, None)
+        return None
+    cached = cache.get(name)
+    if cached and cached[0] == etag:
+        return cached[1]
+    try:
+        # the ETag cached is the one of the version parsed (another worker may write in between)
+        found = await state.get_versioned(key)
+        if found is None:
+            cache.pop(name, None)
+            return None
+        etag, record = found
+        parsed = parse(record)
+    except (CorruptRecord, KeyError, TypeError, ValueError) as e:
+        log.warning("record %s unreadable: %s", key, e)
+        return None
+    cache[name] = (etag, parsed)
+    return parsed
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -94,27 +126,9 @@ class PeerRegistry:
     # ---- Credentials ---------------------------------------------------------------------
 
     async def _load(self, peer_id: str) -> Peer | None:
-        key = f"{PREFIX}{peer_id}.json"
-        etag = await self.state.etag(key)
-        if etag is None:
-            self._cache.pop(peer_id, None)
-            return None
-        cached = self._cache.get(peer_id)
-        if cached and cached[0] == etag:
-            return cached[1]
-        try:
-            # the ETag cached is the one of the version parsed (another worker may write in between)
-            found = await self.state.get_versioned(key)
-            if found is None:
-                self._cache.pop(peer_id, None)
-                return None
-            etag, record = found
-            peer = Peer.from_record(record)
-        except (CorruptRecord, KeyError, TypeError, ValueError) as e:
-            log.warning("peer record %s%s unreadable: %s", PREFIX, peer_id, e)
-            return None
-        self._cache[peer_id] = (etag, peer)
-        self._by_token[_token_digest(peer.token)] = peer_id
+        peer = await _cached_record(self.state, f"{PREFIX}{peer_id}.json", self._cache, peer_id, Peer.from_record)
+        if peer is not None:
+            self._by_token[_token_digest(peer.token)] = peer_id
         return peer
 
     def _identity(self, peer: Peer | None) -> Identity | None:
@@ -144,25 +158,7 @@ class PeerRegistry:
         return Identity(principal, derive_secret(peer.token, key.id, key.salt))
 
     async def _load_key(self, key_id: str) -> AccessKey | None:
-        rkey = f"{KEY_PREFIX}{key_id}.json"
-        etag = await self.state.etag(rkey)
-        if etag is None:
-            self._keys.pop(key_id, None)
-            return None
-        cached = self._keys.get(key_id)
-        if cached and cached[0] == etag:
-            return cached[1]
-        try:
-            found = await self.state.get_versioned(rkey)
-            if found is None:
-                return None
-            etag, record = found
-            key = AccessKey.from_record(record)
-        except (CorruptRecord, KeyError, TypeError, ValueError) as e:
-            log.warning("access key record %s%s unreadable: %s", KEY_PREFIX, key_id, e)
-            return None
-        self._keys[key_id] = (etag, key)
-        return key
+        return await _cached_record(self.state, f"{KEY_PREFIX}{key_id}.json", self._keys, key_id, AccessKey.from_record)
 
     async def by_token(self, token: str) -> Identity | None:
         if hmac.compare_digest(_token_digest(token), _token_digest(self.bootstrap.secret)):

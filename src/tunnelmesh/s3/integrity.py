@@ -105,3 +105,18 @@ class UploadDigest:
                 f"The {self.algorithm.upper()} you specified did not match the calculated checksum.",
             )
         self.checksums = {self.algorithm: value}
+
+
+async def read_document(req: Request, what: str, limit: int, required: bool) -> bytes:
+    """A request document (a configuration, a DeleteObjects list), at most `limit` bytes, verified against the
+    Content-MD5 or x-amz-checksum-* sent with it; with `required`, S3 wants one of them sent."""
+    assert req.body is not None
+    digest = UploadDigest(req)
+    if required and digest.expected_md5 is None and not digest.expected and not digest.trailer_algorithm:
+        raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5 or x-amz-checksum-*")
+    buf = bytearray()
+    async for chunk in digest.wrap(req.body):
+        buf += chunk
+        if len(buf) > limit:
+            raise S3Error("MalformedXML", f"The {what} document is too large.")
+    return bytes(buf)

@@ -13,31 +13,16 @@ from tunnelmesh.access.cors import rules_from_json, rules_to_json
 from tunnelmesh.s3.authz import actor
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
-from tunnelmesh.s3.integrity import UploadDigest
+from tunnelmesh.s3.integrity import read_document
 from tunnelmesh.s3.ops.common import Context
 from tunnelmesh.s3.ops.cors_xml import MAX_DOCUMENT_BYTES, cors_configuration_xml, parse_cors_configuration
 from tunnelmesh.s3.ops.tags import require_current_nodes
-from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response, xml_response
-
-
-async def _read_document(req: Request) -> bytes:
-    """The body, verified against the Content-MD5 or x-amz-checksum-* that S3 requires with it."""
-    assert req.body is not None
-    digest = UploadDigest(req)
-    if digest.expected_md5 is None and not digest.expected and not digest.trailer_algorithm:
-        raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5 or x-amz-checksum-*")
-    buf = bytearray()
-    async for chunk in digest.wrap(req.body):
-        buf += chunk
-        if len(buf) > MAX_DOCUMENT_BYTES:
-            raise S3Error("MalformedXML", "The CORSConfiguration document is too large.")
-    return bytes(buf)
 
 
 async def put_bucket_cors(ctx: Context, call: Call) -> Response:
     req = call.req
-    rules = parse_cors_configuration(await _read_document(req))
+    rules = parse_cors_configuration(await read_document(req, "CORSConfiguration", MAX_DOCUMENT_BYTES, True))
     bucket = await call.bucket()
     await require_current_nodes(ctx, "PutBucketCors")
     stored = rules_to_json(rules)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from tunnelmesh.s3 import checksums, conditions, xml
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
-from tunnelmesh.s3.integrity import UploadDigest
+from tunnelmesh.s3.integrity import UploadDigest, read_document
 from tunnelmesh.s3.ops import encryption
 from tunnelmesh.s3.ops import lock as locks
 from tunnelmesh.s3.ops import tags as tagsets
@@ -349,15 +349,8 @@ async def delete_objects(ctx: Context, call: Call) -> Response:
     require_no_framing(req)
     assert req.body is not None
     await call.bucket()
-    digest = UploadDigest(req)
-    if digest.expected_md5 is None and not digest.expected and not digest.trailer_algorithm:
-        raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5 or x-amz-checksum-*")
-    buf = bytearray()
-    async for chunk in digest.wrap(req.body):
-        buf += chunk
-        if len(buf) > 2 * 1024 * 1024:
-            raise S3Error("MalformedXML", "The DeleteObjects document is too large.")
-    doc = xml.parse(bytes(buf), "Delete")
+    body = await read_document(req, "DeleteObjects", 2 * 1024 * 1024, True)
+    doc = xml.parse(body, "Delete")
     quiet = (xml.text(doc, "Quiet", "false") or "").strip().lower() == "true"
     objs = doc.findall("Object")
     if not objs or len(objs) > 1000:

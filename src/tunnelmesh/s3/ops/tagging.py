@@ -6,26 +6,14 @@ import json
 
 from tunnelmesh.s3.call import Call
 from tunnelmesh.s3.errors import S3Error
-from tunnelmesh.s3.integrity import UploadDigest
+from tunnelmesh.s3.integrity import read_document
 from tunnelmesh.s3.ops import tags as tagsets
 from tunnelmesh.s3.ops.common import Context, check_version_id, lookup_object, read_version_header, version_header
-from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response
 from tunnelmesh.store.errors import NoSuchKey
 
 # a Tagging document of 50 tags at their longest, with room for whitespace
 MAX_DOCUMENT_BYTES = 64 * 1024
-
-
-async def _read_document(req: Request) -> bytes:
-    assert req.body is not None
-    digest = UploadDigest(req)  # a Content-MD5 or x-amz-checksum-* sent with it is verified
-    buf = bytearray()
-    async for chunk in digest.wrap(req.body):
-        buf += chunk
-        if len(buf) > MAX_DOCUMENT_BYTES:
-            raise S3Error("MalformedXML", "The Tagging document is too large.")
-    return bytes(buf)
 
 
 # ---- objects ---------------------------------------------------------------------------------
@@ -34,7 +22,9 @@ async def _read_document(req: Request) -> bytes:
 async def put_object_tagging(ctx: Context, call: Call) -> Response:
     req = call.req
     check_version_id(req)
-    tags = tagsets.parse_document(await _read_document(req), tagsets.MAX_OBJECT_TAGS, "Object")
+    tags = tagsets.parse_document(
+        await read_document(req, "Tagging", MAX_DOCUMENT_BYTES, False), tagsets.MAX_OBJECT_TAGS, "Object"
+    )
     await tagsets.require_current_nodes(ctx, "Tagging")
     return Response(200, await _set_object_tags(ctx, call, tags or None))
 
@@ -65,7 +55,9 @@ async def _set_object_tags(ctx: Context, call: Call, tags: tagsets.Tags | None) 
 
 async def put_bucket_tagging(ctx: Context, call: Call) -> Response:
     req = call.req
-    tags = tagsets.parse_document(await _read_document(req), tagsets.MAX_BUCKET_TAGS, "Bucket")
+    tags = tagsets.parse_document(
+        await read_document(req, "Tagging", MAX_DOCUMENT_BYTES, False), tagsets.MAX_BUCKET_TAGS, "Bucket"
+    )
     await tagsets.require_current_nodes(ctx, "Tagging")
     await ctx.store.set_bucket_tags(req.bucket, json.dumps(tags) if tags else None)
     return Response(204)
