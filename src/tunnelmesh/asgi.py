@@ -45,6 +45,7 @@ def build(settings: Settings, admin_token: str) -> Apps:
         blobs=BlobStore(settings.data_dir, settings.files),
     )
     store.upload_refresh = expiry.refresh_interval(settings.stale_upload_expiry)
+    store.node = settings.node
     # checked by the supervisor before any worker starts (server.check_sse_keys): read again here, per worker
     store.sse = KeyRing.load(settings.sse_key_file) if settings.sse_key_file is not None else None
     state = SystemState(store)

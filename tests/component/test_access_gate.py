@@ -56,3 +56,20 @@ def test_access_changes_wait_while_a_node_of_an_older_release_may_serve(s3: InPr
         assert (r.status, code(r.body)) == (503, "ServiceUnavailable"), name
         assert b"old-node" in r.body, name
         assert s3("GET", "/bkt", query).body == before, name  # nothing changed
+
+
+def test_the_gate_never_waits_on_its_own_node_before_its_first_beat(s3: InProcessS3) -> None:
+    """Between a node's claim and its first beat its row has no release: its own requests must not be refused
+    as if an older node were serving (a start-up race that made access changes 503 at random)."""
+    s3("PUT", "/bkt")
+    meta = s3.store.meta
+    run = s3.loop.run_until_complete
+    s3.store.node = "this-node"
+    for node in ("this-node", "other-node"):
+        run(meta.write(lambda tx, n=node: tx.claim_node(n, f"dir-{n}", 1.0)))
+        run(meta.write(lambda tx, n=node: tx.claim_writer_tag(f"tag-{n}", n)))  # it may have written blobs
+    body = POLICY
+    r = s3("PUT", "/bkt", "policy", body=body, headers=_md5(body))
+    assert (r.status, code(r.body)) == (503, "ServiceUnavailable") and b"other-node" in r.body
+    run(meta.write(lambda tx: tx.beat("other-node", "there", 1.0, 5.0)))  # it runs this release after all
+    assert s3("PUT", "/bkt", "policy", body=body, headers=_md5(body)).status == 204

@@ -401,6 +401,8 @@ class Store:
         # how often a part still streaming restarts its upload's stale-expiry clock (see store/expiry.py)
         self.upload_refresh = 60.0
         self.dir = DataDir(data_dir)
+        # this coordinator's node id (asgi.py sets it): the upgrade gate never waits on its own node
+        self.node = ""
         self.blobs: Blobs = blobs if blobs is not None else BlobStore(data_dir)
         self.meta: MetaBackend = meta if meta is not None else open_meta(data_dir)
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store-io")
@@ -512,7 +514,8 @@ class Store:
         (docs/scale-out.md, "Upgrading a mesh"). Paid only by the writes of such a feature."""
         known = self.meta.release
         for n in await self.nodes():
-            if (n.release or 0) >= known:
+            # this node runs this code: between its claim and its first beat its row has no release yet
+            if (n.release or 0) >= known or n.node == self.node:
                 continue
             # live, or silent but not stopped cleanly nor taken over (its writer tags not all swept): a paused
             # or partitioned node of an older release may come back and overwrite in place
