@@ -190,8 +190,8 @@ def test_a_key_signs_with_sigv4_presigned_v4_v2_sigv2_and_basic_but_not_bearer(m
     # Bearer carries no key id: the key's secret is not a token
     assert s3_error_code(requests.get(url, **bearer(k.secret), timeout=30)) == (403, "AccessDenied")
     # a wrong secret under the key's id is refused
-    unknown_or_bad = error(lambda: s3_client(c.endpoint, k.id, "x" * 40).get_object(Bucket=b, Key="ci/a"))
-    assert unknown_or_bad == (403, "SignatureDoesNotMatch")
+    bad_secret = error(lambda: s3_client(c.endpoint, k.id, "x" * 40).get_object(Bucket=b, Key="ci/a"))
+    assert bad_secret == (403, "SignatureDoesNotMatch")
 
     # the mesh token goes on working beside the key
     assert read(alice.s3, b) == b"ci-a"
@@ -499,7 +499,7 @@ def test_no_secret_in_a_log_line_a_record_or_a_backup(mesh: Mesh, tmp_path: Path
     assert len(created) == 1 and len(revoked) == 1, audit
     assert (created[0]["actor"], created[0]["detail"]["peer"]) == (alice.id, alice.id)
     assert created[0]["detail"]["scope"] == k.doc["scope"]
-    assert len({r["detail"]["key"] for r in audit if r["event"] == "key.create"}) >= len(SECRETS) - 1
+    assert len({r["detail"]["key"] for r in audit if r["event"] == "key.create"}) >= len(SECRETS)
     audit_text = json.dumps(audit)
 
     for secret in SECRETS:
