@@ -1,7 +1,7 @@
 """Before/after benchmark pairs: does a change cost server CPU, memory or throughput?
 
     python bench/compare.py --before REV_OR_DIR --after REV_OR_DIR [--pairs 5] [--seconds 5] [--large-count 6]
-                            [other run.py options, e.g. --million]
+                            [--before-args "..."] [--after-args "..."] [other run.py options, e.g. --million]
 
 Runs this checkout's bench/run.py alternately on two source trees, in ABBA order (before, after,
 after, before, ...: the first run of a session, the slowest, falls on each side as often), so that
@@ -9,7 +9,8 @@ whatever else the machine does over the session falls on both alike: single runs
 a shared machine swing by up to half, pairs on the same machine do not. A git revision is checked
 out with `git worktree add` into a temporary directory and removed afterwards; a directory is used
 as it is (a checkout, or the directory holding tunnelmesh/). Only tunnelmesh is measured: no moto,
-no limits.
+no limits. --before-args / --after-args give one side's run.py its own options, so that one tree can
+be compared with itself under two settings (e.g. --access-policy 0 against --access-policy 20).
 
 Per workload it prints the medians over the runs with their min-max spread: throughput, the
 server's CPU time per request (per MB for byte workloads; /proc, the whole process tree) with the
@@ -26,6 +27,7 @@ import math
 import os
 import platform
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -151,7 +153,10 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--large-count", type=int, default=6)
+    ap.add_argument("--before-args", default="", help="run.py options for the before side only (one string)")
+    ap.add_argument("--after-args", default="", help="run.py options for the after side only (one string)")
     args, rest = ap.parse_known_args()
+    side_args = {"before": shlex.split(args.before_args), "after": shlex.split(args.after_args)}
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     keep = BENCH / "results" / f"compare-{stamp}"
     keep.mkdir(parents=True)
@@ -170,7 +175,7 @@ def main() -> None:
                 t0, (busy0, ours0) = time.monotonic(), cpu_now()
                 cmd = [sys.executable, str(BENCH / "run.py"), "--src", str(src), "--json", str(out)]
                 cmd += ["--skip-moto", "--skip-limits", "--seconds", f"{args.seconds:g}"]
-                cmd += ["--large-count", str(args.large_count), *rest]
+                cmd += ["--large-count", str(args.large_count), *rest, *side_args[label]]
                 # cwd: an empty directory, so that `python -m tunnelmesh` cannot pick up a tunnelmesh/ from it
                 if subprocess.run(cmd, cwd=d, stdout=subprocess.DEVNULL).returncode:
                     sys.exit(f"bench/run.py failed on {label} (pair {i}): {' '.join(cmd)}")
@@ -183,12 +188,16 @@ def main() -> None:
     peak = {k: [max(f["rss"] for f in figures(r).values()) for r in v] for k, v in runs.items()}
     others = {k: [r["other_load"] for r in v] for k, v in runs.items()}
     extra = " ".join(rest)
+
+    def side(label: str) -> str:
+        return f", with `{shlex.join(side_args[label])}`" if side_args[label] else ""
+
     print(
         f"{args.pairs} interleaved pairs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{(time.monotonic() - started) / 60:.0f} min; `bench/run.py --seconds {args.seconds:g} "
         f"--large-count {args.large_count}{' ' + extra if extra else ''}`, tunnelmesh only.\n"
-        f"Before: {trees['before'][1]}. After: {trees['after'][1]}.\n"
+        f"Before: {trees['before'][1]}{side('before')}. After: {trees['after'][1]}{side('after')}.\n"
         "Cells: median (min–max) over the runs. CPU: the server's whole process tree, from /proc, "
         "per request or per MB moved; its ratio is of the medians, (per-pair ratios' range).\n"
     )

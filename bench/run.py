@@ -1,12 +1,14 @@
 """Benchmark: tunnelmesh, moto's server and the raw limits, side by side, in one run, on one disk.
 
     python bench/run.py [--seconds 5] [--large-count 6] [--million] [--write-readme]
-                        [--src DIR] [--json FILE] [--skip-moto] [--skip-limits]
+                        [--src DIR] [--json FILE] [--skip-moto] [--skip-limits] [--access-policy N]
 
 Each S3 server is started on a free loopback port and driven by the same load generator
 (SigV4-signed requests, payload hashes verified by the server). The limits are measured in the
 same run: nginx serving the same files from the same disk for GET/HEAD, and the disk's own
 write rate with fsync for PUT. Every figure is printed as a ratio to moto and to the limit.
+With --access-policy N, only tunnelmesh's 4 KiB workloads run, as a non-owner peer under a bucket
+policy of N statements (bench/access_policy.py).
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from access_policy import prepare
 from loadgen import Result, Signer, run_load
 
 SMALL = 4096
@@ -303,6 +306,7 @@ class Bench:
         self.args, self.tmp = args, tmp
         self.rows: dict[str, Row] = {}
         self.extra: dict[str, dict[str, str]] = {}
+        self.access = ""  # --access-policy: who signs the workloads and what lets it in, for the report
         self.large_file = tmp / "large.bin"
         self.part_file = tmp / "part.bin"
         with self.large_file.open("wb") as f:
@@ -348,21 +352,11 @@ class Bench:
     async def s3_server(self, s: Server) -> None:
         a = self.args
         b = f"{s.prefix}/bench"
+        if a.access_policy is not None:
+            await self.access_policy(s, b)
+            return
         await run_load(s.base, 1, lambda i: self.req(s, "PUT", b), total=1)
-        count = 0
-
-        def small_put(i: int):
-            nonlocal count
-            count = max(count, i + 1)
-            return self.req(s, "PUT", f"{b}/small/{i}", self.small_hash, body=self.small, payload=SMALL)
-
-        await self.load(s, "4 KiB PUT c16", "ops", 16, small_put, duration=a.seconds)
-        await self.load(
-            s, "4 KiB GET c16", "ops", 16, lambda i: self.req(s, "GET", f"{b}/small/{i % count}"), duration=a.seconds
-        )
-        await self.load(
-            s, "4 KiB HEAD c16", "ops", 16, lambda i: self.req(s, "HEAD", f"{b}/small/{i % count}"), duration=a.seconds
-        )
+        await self.small_objects(s, b)
         fd = os.open(self.large_file, os.O_RDONLY)
         try:
             await self.load(
@@ -391,6 +385,33 @@ class Bench:
             await self.gib_transfers(s, b)
             if a.million:
                 await self.million(s)
+
+    async def access_policy(self, s: Server, b: str) -> None:
+        """--access-policy N: only the 4 KiB workloads, signed by a peer that neither owns the bucket nor is an
+        admin, let in by a grant (N = 0) or by a bucket policy of N statements (bench/access_policy.py)."""
+        assert s.signer is not None
+        setup = prepare(s.base, s.prefix, s.signer.secret, b.rsplit("/", 1)[1], self.args.access_policy)
+        self.access = setup.describe()
+        print(f"  {self.access}", file=sys.stderr)
+        await self.small_objects(replace(s, signer=Signer(setup.peer_id, setup.token)), b)
+
+    async def small_objects(self, s: Server, b: str) -> None:
+        """4 KiB PUT, then GET and HEAD of what was put, at concurrency 16 for --seconds each."""
+        a = self.args
+        count = 0
+
+        def small_put(i: int):
+            nonlocal count
+            count = max(count, i + 1)
+            return self.req(s, "PUT", f"{b}/small/{i}", self.small_hash, body=self.small, payload=SMALL)
+
+        await self.load(s, "4 KiB PUT c16", "ops", 16, small_put, duration=a.seconds)
+        await self.load(
+            s, "4 KiB GET c16", "ops", 16, lambda i: self.req(s, "GET", f"{b}/small/{i % count}"), duration=a.seconds
+        )
+        await self.load(
+            s, "4 KiB HEAD c16", "ops", 16, lambda i: self.req(s, "HEAD", f"{b}/small/{i % count}"), duration=a.seconds
+        )
 
     async def multipart(self, s: Server, b: str) -> None:
         import urllib.request
@@ -625,7 +646,9 @@ class Bench:
             f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()}, "
             f"{os.cpu_count()} cores, Python {platform.python_version()}; "
             f"`python bench/run.py --seconds {a.seconds:g} --large-count {a.large_count}"
-            f"{' --million' if a.million else ''}`.",
+            f"{' --million' if a.million else ''}"
+            f"{f' --access-policy {a.access_policy}' if a.access_policy is not None else ''}`."
+            + (f" {self.access[0].upper()}{self.access[1:]}." if self.access else ""),
             "",
             "| workload | tunnelmesh | p50 / p99 ms | moto | tm / moto | limit | tm / limit | tm peak RSS | tm CPU s |",
             "|---|---|---|---|---|---|---|---|---|",
@@ -746,10 +769,21 @@ def main() -> None:
     ap.add_argument("--million", action="store_true", help="also list and restart with 1,000,000 objects")
     ap.add_argument("--skip-moto", action="store_true")
     ap.add_argument("--skip-limits", action="store_true", help="no nginx, disk or bare-stack limits")
+    ap.add_argument(
+        "--access-policy",
+        type=int,
+        metavar="N",
+        help="only the 4 KiB workloads, as a non-owner peer let in by a bucket policy of N statements (0: a grant); "
+        "implies --skip-moto --skip-limits (bench/access_policy.py)",
+    )
     ap.add_argument("--src", type=Path, help="the tunnelmesh source tree to run (the directory holding tunnelmesh/)")
     ap.add_argument("--json", type=Path, help="also write every figure to this file")
     ap.add_argument("--write-readme", action="store_true", help="replace the results in bench/README.md and README.md")
     args = ap.parse_args()
+    if args.access_policy is not None:
+        if args.access_policy < 0:
+            ap.error("--access-policy N: N must be 0 or more")
+        args.skip_moto = args.skip_limits = True  # moto has no peers; the limits need the large workloads
     args.src, source = use_source(args.src)
     with tempfile.TemporaryDirectory(dir=Path(__file__).parent.parent) as d:
         tmp = Path(d)
