@@ -19,7 +19,6 @@ lets it in); they differ only in where its right comes from:
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -114,15 +113,8 @@ class AccessSetup:
 def prepare(base: str, s3_prefix: str, admin_token: str, bucket: str, n: int) -> AccessSetup:
     """Peers, the mesh default, the bucket (made by its owner) and the bench peer's right to it: a grant for
     n = 0, a policy of n statements otherwise. Checks that the bench peer is refused before and let in after."""
-    # Until the node's first heartbeat has stamped its release, the upgrade gate takes it for an older node
-    # and answers 503 (a just-started coordinator accepts before that beat): wait for it, briefly.
     doc = json.dumps({"key": "default_bucket_access", "value": "none"}).encode()
-    deadline = time.monotonic() + 30
-    while True:
-        status, body = _call(base, admin_token, "PUT", "/api/network", doc, "application/json")
-        if status != 503 or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+    status, body = _call(base, admin_token, "PUT", "/api/network", doc, "application/json")
     _ok("PUT /api/network default_bucket_access none", status, body)
     peers = [_admin(base, admin_token, "POST", "peers", {"name": name}) for name in ("bench-owner", "bench-peer")]
     others = [_admin(base, admin_token, "POST", "peers", {"name": f"bench-other-{i}"}) for i in range(OTHER_PEERS)]
