@@ -159,6 +159,15 @@ def test_grant_to_a_group_member(mesh: Mesh) -> None:
     assert read_ok(mesh.carol, b) == b"team-a"
     cli_ok(mesh.c, "group", "delete", group)
     denied(lambda: read_ok(mesh.carol, b))
+    # a group of the same name made again is another group: the old grant is not its
+    cli_ok(mesh.c, "group", "create", group)
+    cli_ok(mesh.c, "group", "add", group, mesh.dave.id)
+    cli_ok(mesh.c, "group", "add", group, mesh.carol.id)
+    denied(lambda: read_ok(mesh.dave, b))
+    denied(lambda: mesh.carol.s3.put_object(Bucket=b, Key="team/carol", Body=b"c"))
+    grant(mesh, b, "--group", group, role="read")  # not "already granted": a new grant, to the new group
+    assert read_ok(mesh.dave, b) == b"team-a"
+    denied(lambda: mesh.dave.s3.put_object(Bucket=b, Key="team/dave", Body=b"d"))
 
 
 def test_builtin_group_peers_is_every_peer(mesh: Mesh) -> None:

@@ -32,6 +32,10 @@ CASES = [
     ("IpAddress", "aws:SourceIp", "fd00:abcd::/32", "fd00:abcd::17", "fd00:abce::1"),
     ("NotIpAddress", "aws:SourceIp", "fd00:abcd::/32", "::1", "fd00:abcd:1::1"),
     ("IpAddress", "aws:SourceIp", "10.0.0.1/32", "10.0.0.1", "::ffff:10.0.0.2"),
+    # an IPv4 client seen through a dual-stack listener is the IPv4 address, in either form of the condition
+    ("IpAddress", "aws:SourceIp", "203.0.113.0/24", "::ffff:203.0.113.5", "::ffff:203.0.114.5"),
+    ("NotIpAddress", "aws:SourceIp", "203.0.113.0/24", "::ffff:198.51.100.1", "::ffff:203.0.113.5"),
+    ("IpAddress", "aws:SourceIp", "::ffff:203.0.113.0/120", "203.0.113.5", "203.0.114.5"),
 ]
 NEGATED = {"StringNotEquals", "StringNotEqualsIgnoreCase", "StringNotLike", "NumericNotEquals", "DateNotEquals"}
 NEGATED |= {"NotIpAddress"}

@@ -56,6 +56,14 @@ _COMPARE: dict[str, tuple[bool, Callable[[float, float], bool]]] = {
 }
 
 
+def _unmapped(net: Net) -> Net:
+    """An IPv4-mapped IPv6 range (::ffff:a.b.c.d/n, n >= 96) as the IPv4 range it is; addresses are compared
+    the same way, so neither form escapes a condition written in the other."""
+    if isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96 and net.network_address.ipv4_mapped is not None:
+        return ipaddress.ip_network(f"{net.network_address.ipv4_mapped}/{net.prefixlen - 96}")
+    return net
+
+
 def check_key(key: str) -> str:
     low = key.lower()
     if low in S3_KEYS or low in MESH_KEYS or low.startswith("aws:"):
@@ -147,7 +155,7 @@ class Condition:
         elif low in ("ipaddress", "notipaddress"):
             family, negated = "ip", low == "notipaddress"
             try:
-                nets = tuple(ipaddress.ip_network(v.strip(), strict=False) for v in values)
+                nets = tuple(_unmapped(ipaddress.ip_network(v.strip(), strict=False)) for v in values)
             except ValueError:
                 raise BadCondition(f"Invalid IP address or CIDR in {operator}") from None
         elif low == "null" and not qualifier and not if_exists:
@@ -202,6 +210,9 @@ class Condition:
                 addr = ipaddress.ip_address(value.strip())
             except ValueError:
                 return False
+            # a dual-stack listener shows an IPv4 client as ::ffff:a.b.c.d: it is the IPv4 address all the same
+            if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+                addr = addr.ipv4_mapped
             return any(addr.version == net.version and addr in net for net in self.nets)
         if self.family == "bool":
             got = _bool(value)

@@ -262,11 +262,23 @@ def _conditions(raw: object, substitute: bool) -> tuple[Condition, ...]:
     return tuple(out)
 
 
+# how narrow a SourceIp range must be to make a "*" statement not public. AWS says /8 (IPv4) and /32 (IPv6),
+# but on a mesh one /8 (10/8) holds every host: only a range of at most 256 addresses (a /64 for IPv6) names
+# fixed sources here, and a range holding a loopback address never does (behind a local proxy, everyone
+# comes from 127.0.0.1)
+_NARROW = {4: 24, 6: 64}
+
+
+def _narrow(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    loopback = ipaddress.ip_network("127.0.0.0/8") if net.version == 4 else ipaddress.ip_network("::1/128")
+    return net.prefixlen >= _NARROW[net.version] and not net.overlaps(loopback)
+
+
 def _limits_to_fixed_sources(cond: Condition) -> bool:
-    """AWS's "not public" conditions: narrow SourceIp ranges, or fixed user ids/names."""
+    """The "not public" conditions: narrow SourceIp ranges (see _NARROW), or fixed user ids/names."""
     low = cond.operator.lower()
     if low == "ipaddress" and cond.key == "aws:sourceip":
-        return all(n.prefixlen >= (8 if isinstance(n, ipaddress.IPv4Network) else 32) for n in cond.nets)
+        return all(_narrow(n) for n in cond.nets)
     if low == "stringequals" and cond.key in ("aws:userid", "aws:username"):
         return all(len(t) == 1 for tpl in cond.templates for t in tpl.toks)
     return False

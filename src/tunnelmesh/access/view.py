@@ -144,14 +144,20 @@ def compile_view(
     groups: frozenset[str],
     default: str,
     pab_default: bool,
+    incarnations: Mapping[str, str] | None = None,
 ) -> BucketView:
-    """The view of `bucket` from its access record (section 3); a record of another incarnation is ignored."""
+    """The view of `bucket` from its access record (section 3); a record of another incarnation is ignored.
+    `incarnations`: each group's incarnation, which a grant to a group must carry to apply."""
     if record is not None and record.get("created") != ident.created:
         record = None  # the bucket was deleted and re-created: its old grants and policy never apply
     record = record or {}
     statements: list[Statement] = []
     for raw in record.get("grants", ()):
-        statements.extend(grant_statements(_grant(raw), bucket))
+        grant = _grant(raw)
+        of_group = grant.group is not None and grant.group not in BUILTIN_GROUPS and incarnations is not None
+        if of_group and raw.get("group_incarnation") != incarnations.get(str(grant.group)):  # type: ignore[union-attr]
+            continue  # made for a group since deleted (its name maybe re-created): it grants nobody
+        statements.extend(grant_statements(grant, bucket))
     text = record.get("policy")
     doc: PolicyDoc | None = parse_policy(text, bucket, None) if text is not None else None
     if doc is not None:

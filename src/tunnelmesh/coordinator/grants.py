@@ -72,11 +72,16 @@ class Grants:
         self.records = records
         self.state = records.state
 
-    async def _check_target(self, to: Target) -> None:
+    async def _check_target(self, to: Target) -> str | None:
+        """Refuse a target that does not exist; returns a group's incarnation (None for a peer, anyone, `peers`)."""
         if to.peer is not None and not await self._peer_exists(to.peer):
             raise NoSuchPeer(to.peer)
-        if to.group is not None and to.group not in BUILTIN_GROUPS and to.group not in await self.records.groups():
+        if to.group is None or to.group in BUILTIN_GROUPS:
+            return None
+        group = (await self.records.groups()).get(to.group)
+        if not isinstance(group, dict):
             raise NoSuchGroup(to.group)
+        return str(group.get("incarnation", ""))
 
     async def _peer_exists(self, peer_id: str) -> bool:
         return bool(PEER_ID.fullmatch(peer_id)) and await self.state.etag(f"{PEER_PREFIX}{peer_id}.json") is not None
@@ -89,7 +94,7 @@ class Grants:
             Grant(gid, role, prefix, to.peer, to.group, to.anyone)
         except BadGrant as e:
             raise InvalidInput("grant", str(e)) from None
-        await self._check_target(to)
+        incarnation = await self._check_target(to)
         pab_default = access_defaults(await self.state.get(NETWORK_KEY))[1] if to.anyone else False
         target = to.doc()
         found: list[tuple[dict[str, Any], bool]] = []
@@ -98,13 +103,17 @@ class Grants:
             found.clear()  # a retried compare-and-swap starts over
             grants = [g for g in rec.get("grants", []) if isinstance(g, dict)]
             for g in grants:
-                if g.get("to") == target and g.get("role") == role and g.get("prefix", "") == prefix:
+                same = g.get("to") == target and g.get("role") == role and g.get("prefix", "") == prefix
+                if same and g.get("group_incarnation") == incarnation:
                     found.append((g, False))
                     return
             # checked inside the swap: a block put meanwhile is never bypassed
             if to.anyone and _blocks_public(rec, pab_default):
                 raise PublicAccessBlocked(bucket.name)
             grant = {"id": gid, "to": target, "role": role, "prefix": prefix, "by": by, "at": now_iso()}
+            if incarnation is not None:
+                # a group deleted and re-created under the same name is another group: this grant is not its
+                grant["group_incarnation"] = incarnation
             rec["grants"] = [*grants, grant]
             found.append((grant, True))
 
@@ -156,7 +165,7 @@ class Groups:
 
     async def create(self, name: str, by: str) -> dict[str, Any]:
         check_group_name(name)
-        made: dict[str, Any] = {"members": [], "created": now_iso(), "by": by}
+        made: dict[str, Any] = {"members": [], "created": now_iso(), "by": by, "incarnation": secrets.token_hex(8)}
 
         def change(groups: dict[str, Any]) -> None:
             if name in groups:

@@ -95,6 +95,7 @@ class _Mesh:
     pab_default: bool
     groups: Mapping[str, frozenset[str]]  # group -> members
     names: frozenset[str]
+    incarnations: Mapping[str, str]  # group -> its incarnation (a grant made for another one grants nothing)
     stamp: tuple[str | None, str | None] = (None, None)  # the ETags of the records it was read from
 
 
@@ -340,7 +341,13 @@ class Authorizer:
                 stamp = (read_etag, *stamp[1:])  # cached under the version actually read
         try:
             view = compile_view(
-                record if isinstance(record, dict) else None, ident, bucket, mesh.names, mesh.default, mesh.pab_default
+                record if isinstance(record, dict) else None,
+                ident,
+                bucket,
+                mesh.names,
+                mesh.default,
+                mesh.pab_default,
+                mesh.incarnations,
             )
         except (MalformedPolicy, ValueError, KeyError, TypeError) as e:
             # a record this coordinator cannot read (damaged, or restored from elsewhere) must not open the
@@ -359,11 +366,11 @@ class Authorizer:
         network = await self._read(NETWORK_KEY) if network_etag is not None else None
         groups = await self._read(GROUPS_KEY) if groups_etag is not None else None
         default, pab_default = access_defaults(network[1] if network else None)
-        members = _groups(groups[1] if groups else None)
+        members, incarnations = _groups(groups[1] if groups else None)
         # kept under the ETags of the versions read, never those the freshness read saw: a record changed in
         # between (even back to an earlier content) is read again at the next request, never cached wrongly
         stamp = (groups[0] if groups else None, network[0] if network else None)
-        mesh = _Mesh(default, pab_default, members, frozenset(members), stamp)
+        mesh = _Mesh(default, pab_default, members, frozenset(members), incarnations, stamp)
         self._mesh = mesh
         return mesh
 
@@ -376,7 +383,7 @@ class Authorizer:
 
 
 # the mesh of `_tunnelmesh`'s fixed view (no default, no groups: the system rule needs neither)
-_NO_MESH = _Mesh("none", True, {}, frozenset())
+_NO_MESH = _Mesh("none", True, {}, frozenset(), {})
 
 
 def _keys_read(scope: tuple[Statement, ...]) -> frozenset[str]:
@@ -384,20 +391,20 @@ def _keys_read(scope: tuple[Statement, ...]) -> frozenset[str]:
     return frozenset(c.key for st in scope for c in st.conditions)
 
 
-def _groups(doc: Any) -> dict[str, frozenset[str]]:
-    """Group -> members of `access/groups.json`, tolerant of a malformed record (a member list that is not
-    a list of strings is an empty group: it then grants nobody anything)."""
+def _groups(doc: Any) -> tuple[dict[str, frozenset[str]], dict[str, str]]:
+    """Group -> members, and group -> incarnation, of `access/groups.json`, tolerant of a malformed record (a
+    member list that is not a list of strings is an empty group: it then grants nobody anything)."""
     raw = doc.get("groups") if isinstance(doc, dict) else None
     if not isinstance(raw, dict):
-        return {}
-    out: dict[str, frozenset[str]] = {}
+        return {}, {}
+    members: dict[str, frozenset[str]] = {}
+    incarnations: dict[str, str] = {}
     for name, group in raw.items():
-        members = group.get("members") if isinstance(group, dict) else None
-        if isinstance(members, list) and all(isinstance(m, str) for m in members):
-            out[str(name)] = frozenset(members)
-        else:
-            out[str(name)] = frozenset()
-    return out
+        listed = group.get("members") if isinstance(group, dict) else None
+        ok = isinstance(listed, list) and all(isinstance(m, str) for m in listed)
+        members[str(name)] = frozenset(listed) if ok and listed is not None else frozenset()
+        incarnations[str(name)] = str(group.get("incarnation", "")) if isinstance(group, dict) else ""
+    return members, incarnations
 
 
 def request_context(req: Request, needed: Iterable[str], extra: AskContext | None = None) -> AskContext:
