@@ -12,6 +12,7 @@ GetBucketPolicyStatus, what a policy refuses at put time, and what it decides on
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -350,7 +351,26 @@ def test_policy_and_block_changes_are_audited(mesh: Mesh) -> None:
         ("policy.put", mesh.ids["owner"], "s3"),
     ]
     put = next(r for r in audit_events(mesh, b) if r["event"] == "policy.put")
-    assert put["detail"]["text"] == text
+    # the digest and size, never the text: a record per change must stay small whatever the policy's padding
+    assert put["detail"] == {"sha256": hashlib.sha256(text.encode()).hexdigest(), "bytes": len(text), "statements": 1}
+
+
+def test_a_padded_policy_is_refused_and_a_lone_surrogate_is_malformed(mesh: Mesh) -> None:
+    """The text is kept byte for byte, so its raw size is capped (64 KiB), not only the compacted 20 KiB; a
+    lone surrogate (valid JSON escapes, no valid text) is MalformedPolicy, never a 500."""
+    b = mesh.bucket()
+    text = doc(st("Deny", "*", "s3:GetObject", f"arn:aws:s3:::{b}/x"))
+    padded = text[:-1] + "\n" * 70000 + "}"
+    for body, code in ((padded, "MaxMessageLengthExceeded"), (text.replace("/x", "/\\ud800"), "MalformedPolicy")):
+        with pytest.raises(ClientError) as e:
+            mesh.owner.put_bucket_policy(Bucket=b, Policy=body)
+        assert (e.value.response["ResponseMetadata"]["HTTPStatusCode"], e.value.response["Error"]["Code"]) == (
+            400,
+            code,
+        )
+    with pytest.raises(ClientError) as e:
+        mesh.owner.get_bucket_policy(Bucket=b)
+    assert e.value.response["Error"]["Code"] == "NoSuchBucketPolicy"
 
 
 @pytest.mark.parametrize(

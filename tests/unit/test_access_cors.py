@@ -512,6 +512,14 @@ UNSUPPORTED = "Found unsupported HTTP method in CORS config. Unsupported method 
             "AllowedOrigin is empty",
         ),
         (_doc(RULE + "<ID>" + "i" * 256 + "</ID>"), "MalformedXML", "at most 255"),
+        # a CR/LF (or any control character) would end a response header: refused, never stored
+        (_doc(RULE + "<ExposeHeader>ETag&#13;&#10;Set-Cookie: x=1</ExposeHeader>"), "MalformedXML", "cannot carry"),
+        (_doc(RULE + "<AllowedHeader>a&#10;b</AllowedHeader>"), "MalformedXML", "cannot carry"),
+        (
+            _doc("<AllowedOrigin>https://a&#9;b</AllowedOrigin><AllowedMethod>GET</AllowedMethod>"),
+            "MalformedXML",
+            "cannot carry",
+        ),
         (_doc(RULE + "<ID>a</ID><ID>b</ID>"), "MalformedXML", "ID is given more than once"),
         (_doc(RULE + "<MaxAgeSeconds>-1</MaxAgeSeconds>"), "MalformedXML", "MaxAgeSeconds must"),
         (_doc(RULE + "<MaxAgeSeconds>1.5</MaxAgeSeconds>"), "MalformedXML", "MaxAgeSeconds must"),

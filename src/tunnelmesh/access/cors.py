@@ -123,9 +123,15 @@ def _rule_from_json(raw: object) -> CorsRule | None:
     expose = _strings(raw.get("expose_headers"), required=False)
     if origins is None or methods is None or headers is None or expose is None:
         return None
-    if not set(methods) <= METHODS:
+    if not set(methods) <= METHODS or not all(map(header_safe, (*origins, *headers, *expose))):
         return None
     return CorsRule(rule_id, origins, methods, headers, expose, max_age)
+
+
+def header_safe(value: str) -> bool:
+    """Whether a rule's origin or header name may go into a response header as it is: visible ASCII only (a CR
+    or LF would end the header; the HTTP server refuses such a response, failing every request that matches)."""
+    return bool(value) and all("!" <= c <= "~" for c in value)
 
 
 def rules_from_json(raw: object) -> tuple[CorsRule, ...]:

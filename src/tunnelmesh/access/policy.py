@@ -90,7 +90,11 @@ def parse_policy(text: str, bucket: str, known: Known | None) -> PolicyDoc:
     if not isinstance(doc, dict):
         raise MalformedPolicy("Policies must be valid JSON and the first byte must be '{'")
     compact = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
-    if len(compact.encode()) > MAX_POLICY_BYTES:
+    try:
+        size = len(compact.encode())
+    except UnicodeEncodeError:  # a lone surrogate (\ud800) JSON lets through: no text of ours holds one
+        raise MalformedPolicy("This policy contains invalid Json") from None
+    if size > MAX_POLICY_BYTES:
         raise MalformedPolicy("Policy exceeds the maximum allowed document size.")
     for field in doc:
         if field not in _TOP:

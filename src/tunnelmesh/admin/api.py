@@ -361,6 +361,12 @@ class AdminApi:
         view, row, groups = await self.authz.bucket_view(p["name"])
         grants = await self.grants.list(row)
         peers = [peer for peer in await self.peers.peers() if peer.revoked is None]
+        assert req.principal is not None
+        if not req.principal.is_admin:
+            # a bucket's owner learns who has rights to it, not the mesh's peer directory or its other groups
+            named = view.named_peers | {row.owner, req.principal.peer_id}
+            peers = [peer for peer in peers if peer.id in named]
+            groups = {g: m for g, m in groups.items() if g in view.named_groups}
         return 200, access_report.report(view, grants, peers, groups)
 
     async def add_grant(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
@@ -436,6 +442,9 @@ class AdminApi:
     # ---- backup and restore --------------------------------------------------------------
 
     async def backup(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:
+        # it holds every peer token: who took one is worth knowing. Recorded first, so the archive holds the
+        # record too, and a restore of it (which replaces the trail with the archive's) keeps it
+        await self.authz.audit.record("system.backup", self._actor(req))
         with self.store.spool() as f:
             await backup.write_backup(self.state, f)
             f.seek(0)
@@ -459,6 +468,8 @@ class AdminApi:
             verified.close()
         await self.peers.reindex()  # the archive may predate the token index
         log.info("restored %d records of %s from an archive", restored, SYSTEM_BUCKET)
+        # after the restore, which replaced the trail with the archive's: this record says it happened
+        await self.authz.audit.record("system.restore", self._actor(req), records=restored)
         return 200, {"restored": restored}
 
 

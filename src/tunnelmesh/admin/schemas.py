@@ -58,8 +58,9 @@ class AddShare(_Body):
 
 GroupName = Annotated[str, Field(min_length=1, max_length=63)]
 Role = Literal["read", "write", "admin"]
-# any key text but control characters is a prefix; `*`, `?` and NUL are refused by the grant itself
-Prefix = Annotated[str, Field(max_length=1024)]
+# any key text but control characters is a prefix (they would forge log and CLI lines); `*`, `?` and NUL are
+# refused by the grant itself
+Prefix = Annotated[str, Field(max_length=1024, pattern=_LINE)]
 
 
 class _GrantTarget(_Body):

@@ -36,6 +36,8 @@ EVENTS = frozenset(
         "peer.add",
         "peer.revoke",
         "retention.bypass",
+        "system.backup",
+        "system.restore",
     }
 )
 

@@ -23,9 +23,14 @@ def parse_time(value: str | None, field: str) -> float | None:
     if value is None or value == "":
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         pass
+    else:
+        # epoch seconds of a real date: nan, inf and 1e20 are none (and would break the key range built from them)
+        if not 0 <= number < 253402300800:  # 9999-12-31
+            raise InvalidInput(field, f"{field}: epoch seconds between 0 and 253402300799")
+        return number
     m = _ISO.fullmatch(value.strip())
     if m is None:
         raise InvalidInput(field, f"{field}: give epoch seconds or an ISO 8601 UTC time like 2026-11-30T19:30:01Z")

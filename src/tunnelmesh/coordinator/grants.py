@@ -67,6 +67,11 @@ def _blocks_public(record: dict[str, Any], pab_default: bool) -> bool:
     return isinstance(raw, dict) and bool(raw.get("BlockPublicPolicy", False))
 
 
+# grants per bucket: each is a statement every decision on the bucket may look at, and the access report's
+# work grows with them; a group or a bucket policy says more with fewer
+MAX_GRANTS = 100
+
+
 class Grants:
     def __init__(self, records: AccessRecords) -> None:
         self.records = records
@@ -107,6 +112,8 @@ class Grants:
                 if same and g.get("group_incarnation") == incarnation:
                     found.append((g, False))
                     return
+            if len(grants) >= MAX_GRANTS:
+                raise InvalidInput("grant", f"A bucket holds at most {MAX_GRANTS} grants: a group says more with one.")
             # checked inside the swap: a block put meanwhile is never bypassed
             if to.anyone and _blocks_public(rec, pab_default):
                 raise PublicAccessBlocked(bucket.name)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from xml.etree.ElementTree import Element
 
-from tunnelmesh.access.cors import METHODS, CorsRule
+from tunnelmesh.access.cors import METHODS, CorsRule, header_safe
 from tunnelmesh.s3 import xml
 from tunnelmesh.s3.errors import S3Error
 
@@ -67,7 +67,10 @@ def _rule(el: Element) -> CorsRule:
             raise S3Error(
                 "InvalidRequest", f"Found unsupported HTTP method in CORS config. Unsupported method is {method}"
             )
-    headers = _texts(el, "AllowedHeader")
+    headers, expose = _texts(el, "AllowedHeader"), _texts(el, "ExposeHeader")
+    for name, values in (("AllowedOrigin", origins), ("AllowedHeader", headers), ("ExposeHeader", expose)):
+        if not all(map(header_safe, values)):
+            raise _malformed(f"An {name} holds a character a response header cannot carry.")
     _one_star(origins, "AllowedOrigin")
     _one_star(headers, "AllowedHeader")
     max_age: int | None = None
@@ -76,7 +79,7 @@ def _rule(el: Element) -> CorsRule:
         if not re.fullmatch(r"[0-9]{1,10}", text) or int(text) > MAX_AGE:
             raise _malformed(f"MaxAgeSeconds must be an integer from 0 to {MAX_AGE}.")
         max_age = int(text)
-    return CorsRule(rule_id, origins, methods, headers, _texts(el, "ExposeHeader"), max_age)
+    return CorsRule(rule_id, origins, methods, headers, expose, max_age)
 
 
 def parse_cors_configuration(body: bytes) -> tuple[CorsRule, ...]:

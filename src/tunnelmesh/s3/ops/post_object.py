@@ -69,7 +69,7 @@ async def post_object(ctx: Context, call: Call) -> Response:
     # the edge could not ask for an unknown signer (nor look the bucket up for one): now it knows who signed,
     # and the key; the write is bound to the incarnation this check held for (the edge unbinds it)
     row = await ctx.authz.require(req, "s3:PutObject", req.bucket, key)
-    if "tagging" in fields:
+    if "tagging" in fields or "x-amz-tagging" in fields:  # both names of the field set the tags
         await ctx.authz.require(req, "s3:PutObjectTagging", req.bucket, key)
     ctx.store.bind_bucket(row)
     if req.admit is not None:
