@@ -17,6 +17,7 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from conftest import Coordinator, start_coordinator
@@ -28,6 +29,7 @@ class Mesh:
     def __init__(self, c: Coordinator) -> None:
         self.c = c
         self.ids: dict[str, str] = {}
+        self.tokens: dict[str, str] = {}
         self.owner = self.add_peer("owner")
         self.other = self.add_peer("other")
         r = c.cli("network", "set", "default_bucket_access", "none", timeout=60)
@@ -38,13 +40,17 @@ class Mesh:
         assert r.returncode == 0, r.stderr
         doc = json.loads(r.stdout)
         self.ids[name] = doc["peer_id"]
+        self.tokens[name] = doc["token"]
+        return self.client(name)
+
+    def client(self, name: str, **config: Any) -> Any:
         return boto3.client(
             "s3",
             endpoint_url=self.c.endpoint,
-            aws_access_key_id=doc["peer_id"],
-            aws_secret_access_key=doc["token"],
+            aws_access_key_id=self.ids[name],
+            aws_secret_access_key=self.tokens[name],
             region_name=REGION,
-            config=Config(retries={"max_attempts": 1}),
+            config=Config(retries={"max_attempts": 1}, **config),
         )
 
     def bucket(self, *statements: dict[str, Any]) -> str:
@@ -199,3 +205,52 @@ def test_put_object_tagging_with_request_tag_keys(mesh: Mesh) -> None:
     # an empty tag set: ForAllValues over none holds (IAM's rule)
     mesh.other.put_object_tagging(Bucket=b, Key="untagged", Tagging=tagging())
     assert mesh.tags(b, "untagged") == {}
+
+
+def test_a_copy_reads_its_sources_tags(mesh: Mesh) -> None:
+    """A Deny on a tag is not passed round by copying the object (then reading the copy): a copy's read of its
+    source is decided on the source's tags; an Allow on a tag lets the copy through."""
+    b = mesh.bucket(
+        {"Action": "s3:GetObject", "Condition": PUBLIC},
+        {"Action": "s3:PutObject"},
+    )
+    deny = {
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{b}/*",
+        "Condition": {"StringEquals": {"s3:ExistingObjectTag/security": "private"}},
+    }
+    policy = json.loads(mesh.owner.get_bucket_policy(Bucket=b)["Policy"])
+    policy["Statement"].append(deny)
+    mesh.owner.put_bucket_policy(Bucket=b, Policy=json.dumps(policy))
+    mesh.other.copy_object(Bucket=b, Key="copy-public", CopySource={"Bucket": b, "Key": "public"})
+    assert mesh.owner.get_object(Bucket=b, Key="copy-public")["Body"].read() == b"p"
+    for key in ("private", "untagged"):
+        src = {"Bucket": b, "Key": key}
+        assert err(lambda src=src: mesh.other.copy_object(Bucket=b, Key="copy", CopySource=src)) == DENIED
+    # the owner is bound by the Deny too, and nothing was written
+    copy = {"Bucket": b, "Key": "private"}
+    assert err(lambda: mesh.owner.copy_object(Bucket=b, Key="copy", CopySource=copy)) == DENIED
+    assert err(lambda: mesh.owner.head_object(Bucket=b, Key="copy"))[0] == 404
+
+
+def test_a_form_uploads_tagging_field_is_the_request_tag(mesh: Mesh) -> None:
+    b = mesh.bucket(
+        {
+            "Action": ["s3:PutObject", "s3:PutObjectTagging"],
+            "Condition": {"StringEquals": {"s3:RequestObjectTag/team": "a"}},
+        }
+    )
+    c = mesh.client("other", signature_version="s3v4")
+
+    def post(key: str, team: str) -> int:
+        doc = f"<Tagging><TagSet><Tag><Key>team</Key><Value>{team}</Value></Tag></TagSet></Tagging>"
+        form = c.generate_presigned_post(b, key, Fields={"tagging": doc}, Conditions=[{"tagging": doc}])
+        parts = [(n, (None, v)) for n, v in form["fields"].items()] + [("file", ("f", b"posted", "text/plain"))]
+        return requests.post(form["url"], files=parts, timeout=60).status_code
+
+    assert post("form-a", "a") == 204
+    assert mesh.tags(b, "form-a") == {"team": "a"}
+    assert post("form-b", "b") == 403
+    assert err(lambda: mesh.owner.head_object(Bucket=b, Key="form-b"))[0] == 404

@@ -34,6 +34,7 @@ from tunnelmesh.coordinator.state import SystemState
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.request import Principal, Request
 from tunnelmesh.store.engine import SYSTEM_BUCKET
+from tunnelmesh.store.errors import StoreError
 from tunnelmesh.store.records import Bucket
 
 if TYPE_CHECKING:
@@ -221,6 +222,28 @@ class Authorizer:
         decision, row = await self.ask(req, action, bucket, key)
         self._raise_unless(decision, req)
         return row
+
+    async def require_source(self, req: Request, action: str, bucket: str, key: str, version: str | None) -> None:
+        """A copy's read of its source (GetObject or GetObjectVersion on that bucket's view). When the view's
+        statements for it read the source's tags (s3:ExistingObjectTag/*), those tags are read first: one more
+        keyed read, for such views only; a Deny on a tag must not be passed round by copying the object."""
+        view, _, mesh = await self._view_of(bucket)
+        extra = None
+        if action in view.object_key_actions:
+            tags = await self._object_tags(bucket, key, version)
+            extra = object_tag_keys(tags, EXISTING_TAG, view.needed_keys)
+        self._raise_unless(self.decide(view, mesh, req, action, key, extra, bucket=bucket), req)
+
+    async def _object_tags(self, bucket: str, key: str, version: str | None) -> Mapping[str, str] | None:
+        """The tags of the object (the version) a request names; None if there is none (or a delete marker)."""
+        try:
+            if version is None:
+                obj = await self.state.store.get_object(bucket, key)
+            else:
+                obj = await self.state.store.get_version(bucket, key, version)
+        except StoreError:
+            return None  # no such version: the operation answers that, once this ask is decided
+        return None if obj is None or obj.marker else (obj.tags or {})
 
     async def ask(
         self, req: Request, action: str, bucket: str, key: str | None = None
