@@ -254,3 +254,13 @@ def test_a_form_uploads_tagging_field_is_the_request_tag(mesh: Mesh) -> None:
     assert mesh.tags(b, "form-a") == {"team": "a"}
     assert post("form-b", "b") == 403
     assert err(lambda: mesh.owner.head_object(Bucket=b, Key="form-b"))[0] == 404
+
+
+def test_a_version_is_decided_on_its_own_tags(mesh: Mesh) -> None:
+    b = mesh.bucket({"Action": ["s3:GetObject", "s3:GetObjectVersion"], "Condition": PUBLIC})
+    mesh.owner.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+    v1 = mesh.owner.put_object(Bucket=b, Key="v", Body=b"one", Tagging="security=public")["VersionId"]
+    v2 = mesh.owner.put_object(Bucket=b, Key="v", Body=b"two", Tagging="security=private")["VersionId"]
+    assert mesh.other.get_object(Bucket=b, Key="v", VersionId=v1)["Body"].read() == b"one"
+    assert err(lambda: mesh.other.get_object(Bucket=b, Key="v", VersionId=v2)) == DENIED
+    assert err(lambda: mesh.other.get_object(Bucket=b, Key="v")) == DENIED  # the current version is v2
