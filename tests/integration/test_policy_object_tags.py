@@ -264,3 +264,17 @@ def test_a_version_is_decided_on_its_own_tags(mesh: Mesh) -> None:
     assert mesh.other.get_object(Bucket=b, Key="v", VersionId=v1)["Body"].read() == b"one"
     assert err(lambda: mesh.other.get_object(Bucket=b, Key="v", VersionId=v2)) == DENIED
     assert err(lambda: mesh.other.get_object(Bucket=b, Key="v")) == DENIED  # the current version is v2
+
+
+def test_anonymous_reads_only_the_objects_tagged_public(mesh: Mesh) -> None:
+    """Publishing by tag: Principal "*" may GET what is tagged security=public, nothing else."""
+    b = mesh.bucket()
+    mesh.owner.delete_public_access_block(Bucket=b)
+    allow = {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{b}/*"}
+    policy = {"Version": "2012-10-17", "Statement": [{**allow, "Condition": PUBLIC}]}
+    mesh.owner.put_bucket_policy(Bucket=b, Policy=json.dumps(policy))
+    r = requests.get(f"{mesh.c.endpoint}/{b}/public", timeout=60)
+    assert (r.status_code, r.content) == (200, b"p")
+    for key in ("private", "untagged", "missing"):
+        r = requests.get(f"{mesh.c.endpoint}/{b}/{key}", timeout=60)
+        assert r.status_code == 403 and b"<Code>AccessDenied</Code>" in r.content, (key, r.status_code)
