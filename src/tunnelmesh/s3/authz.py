@@ -489,7 +489,7 @@ def request_context(req: Request, needed: Iterable[str], extra: AskContext | Non
     ctx: dict[str, tuple[str, ...]] = dict(extra or {})
     if "aws:currenttime" in needed or "aws:epochtime" in needed:
         ctx.update(now_keys(time.time()))
-    if reads_object_keys(needed):
+    if needed and reads_object_keys(needed):  # most views read no key at all: not even this scan
         tags = req.request_tags if req.request_tags is not None else _header_tags(req)
         ctx.update(object_tag_keys(tags, REQUEST_TAG, needed))
     for name in needed:
