@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from tunnelmesh.access.conditions import BadCondition, Condition
+from tunnelmesh.access.conditions import (
+    EXISTING_TAG,
+    REQUEST_TAG,
+    REQUEST_TAG_KEYS,
+    BadCondition,
+    Condition,
+    check_key,
+    object_tag_keys,
+    reads_object_keys,
+)
 
 # (operator, key, policy value, request value that satisfies, request value that does not)
 CASES = [
@@ -108,7 +117,10 @@ def test_variables_are_substituted_per_caller_and_literal_escapes_are_not_wildca
         ("NullIfExists", "s3:prefix", "true"),
         ("ArnLike", "s3:prefix", "x"),
         ("StringEquals", "s3:nosuchkey", "x"),
-        ("StringEquals", "s3:ExistingObjectTag/k", "x"),  # step 8
+        ("StringEquals", "s3:ExistingObjectTag/", "x"),  # no tag key
+        ("StringEquals", "s3:RequestObjectTag/", "x"),
+        ("StringEquals", "s3:ExistingObjectTag/" + "k" * 129, "x"),  # longer than any tag key
+        ("StringEquals", "s3:RequestObjectTagKeys/k", "x"),
         ("StringEquals", "ec2:Region", "x"),
         ("IpAddress", "aws:SourceIp", "10.0.0.0/33"),
         ("IpAddress", "aws:SourceIp", "10.0.0.256"),
@@ -133,3 +145,57 @@ def test_an_unknown_aws_key_is_accepted_and_absent() -> None:
     cond = Condition.parse("StringEquals", "aws:PrincipalOrgID", "o-123", substitute=True)
     assert not cond.holds({})
     assert Condition.parse("StringNotEquals", "aws:PrincipalOrgID", "o-123", substitute=True).holds({})
+
+
+# ---- object-dependent keys (section 8 step 8) ---------------------------------------------------------
+
+
+def test_object_tag_keys_lower_case_their_name_and_keep_the_tag_keys_case() -> None:
+    assert check_key("s3:ExistingObjectTag/Security") == "s3:existingobjecttag/Security"
+    assert check_key("S3:REQUESTOBJECTTAG/team") == "s3:requestobjecttag/team"
+    assert check_key("s3:RequestObjectTagKeys") == REQUEST_TAG_KEYS
+    assert reads_object_keys({"s3:existingobjecttag/a"}) and reads_object_keys({REQUEST_TAG_KEYS})
+    assert not reads_object_keys({"s3:prefix", "aws:sourceip"})
+
+
+@pytest.mark.parametrize("prefix", [EXISTING_TAG, REQUEST_TAG])
+def test_a_tag_condition_against_present_and_absent_tags(prefix: str) -> None:
+    name = "ExistingObjectTag" if prefix == EXISTING_TAG else "RequestObjectTag"
+    eq = Condition.parse("StringEquals", f"s3:{name}/security", "public", substitute=True)
+    ne = Condition.parse("StringNotEquals", f"s3:{name}/security", "secret", substitute=True)
+    like_if = Condition.parse("StringLikeIfExists", f"s3:{name}/security", "pub*", substitute=True)
+    null = Condition.parse("Null", f"s3:{name}/security", "true", substitute=True)
+    needed = {eq.key}
+
+    def ctx(tags: dict[str, str] | None) -> dict[str, tuple[str, ...]]:
+        return object_tag_keys(tags, prefix, needed)
+
+    assert eq.holds(ctx({"security": "public", "foo": "bar"}))
+    assert not eq.holds(ctx({"security": "private"}))
+    assert not eq.holds(ctx({"security1": "public"}))  # another tag: the key is absent
+    assert not eq.holds(ctx({"Security": "public"}))  # tag keys are case-sensitive
+    assert not eq.holds(ctx({})) and not eq.holds(ctx(None))
+    assert ne.holds(ctx({"security": "public"})) and not ne.holds(ctx({"security": "secret"}))
+    assert ne.holds(ctx({}))  # a negated operator holds for an absent key
+    assert like_if.holds(ctx({})) and like_if.holds(ctx({"security": "public"}))
+    assert not like_if.holds(ctx({"security": "private"}))
+    assert null.holds(ctx({"other": "x"})) and not null.holds(ctx({"security": "x"}))
+
+
+def test_request_object_tag_keys_is_multi_valued() -> None:
+    any_of = Condition.parse("ForAnyValue:StringEquals", "s3:RequestObjectTagKeys", ["team", "cost"], substitute=True)
+    all_of = Condition.parse("ForAllValues:StringEquals", "s3:RequestObjectTagKeys", ["team", "cost"], substitute=True)
+    needed = {REQUEST_TAG_KEYS}
+
+    def ctx(tags: dict[str, str] | None) -> dict[str, tuple[str, ...]]:
+        return object_tag_keys(tags, REQUEST_TAG, needed)
+
+    assert ctx({"team": "a", "x": "1"}) == {REQUEST_TAG_KEYS: ("team", "x")}
+    assert any_of.holds(ctx({"team": "a", "x": "1"}))  # one key of the set is enough
+    assert not any_of.holds(ctx({"x": "1"}))
+    assert not any_of.holds(ctx(None)) and not any_of.holds(ctx({}))  # no tags: nothing to match
+    assert all_of.holds(ctx({"team": "a", "cost": "1"}))
+    assert not all_of.holds(ctx({"team": "a", "x": "1"}))  # every key must be in the set
+    assert all_of.holds(ctx(None)) and all_of.holds(ctx({}))  # IAM: ForAllValues over nothing holds
+    # existing tags never fill the request's keys
+    assert object_tag_keys({"team": "a"}, EXISTING_TAG, needed) == {}

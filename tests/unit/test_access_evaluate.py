@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tunnelmesh.access.actions import ACTIONS, ROLES
+from tunnelmesh.access.conditions import EXISTING_TAG, REQUEST_TAG, object_tag_keys
 from tunnelmesh.access.evaluate import ANONYMOUS, Ask, Who, decide, visible
 from tunnelmesh.access.grants import BadGrant, Grant, grant_statements
 from tunnelmesh.access.policy import parse_policy
@@ -442,3 +443,52 @@ def test_a_substituted_username_is_literal_text_never_a_wildcard() -> None:
     assert ok(v, starry, GET, "home/a*/x")
     assert not ok(v, starry, GET, "home/abc/x")
     assert not ok(v, ANONYMOUS, GET, "home/a*/x")  # no username: the statement matches nothing
+
+
+def test_object_tag_conditions() -> None:
+    v = view(
+        st(
+            action=["s3:GetObject", "s3:GetObjectTagging"],
+            Condition={"StringEquals": {"s3:ExistingObjectTag/security": "public"}},
+        ),
+        st(action=PUT, Condition={"StringEquals": {"s3:RequestObjectTag/team": "a"}}),
+        st(
+            action="s3:PutObjectTagging", Condition={"ForAllValues:StringEquals": {"s3:RequestObjectTagKeys": ["team"]}}
+        ),
+        st("Deny", "*", action="s3:GetObjectAcl", Condition={"StringEquals": {"s3:ExistingObjectTag/security": "x"}}),
+        st(action="s3:GetObjectAcl"),
+    )
+    existing = {"s3:existingobjecttag/security"}
+    assert v.object_key_actions == {
+        "s3:GetObject",
+        "s3:GetObjectTagging",
+        PUT,
+        "s3:PutObjectTagging",
+        "s3:GetObjectAcl",
+    }
+    assert "s3:DeleteObject" not in v.object_key_actions
+
+    def allowed(action: str, who: Who = ALICE, **ctx: tuple[str, ...]) -> bool:
+        return decide(v, who, Ask(action, B, "k", ctx)).allowed
+
+    def tag(prefix: str, tags: dict[str, str] | None) -> dict[str, tuple[str, ...]]:
+        return object_tag_keys(tags, prefix, v.needed_keys)
+
+    assert allowed(GET, **tag(EXISTING_TAG, {"security": "public", "foo": "bar"}))
+    assert not allowed(GET, **tag(EXISTING_TAG, {"security": "private"}))
+    assert not allowed(GET, **tag(EXISTING_TAG, {}))  # untagged
+    assert not allowed(GET, CAROL, **tag(EXISTING_TAG, {"security": "public"}))  # another principal
+    assert allowed(PUT, **tag(REQUEST_TAG, {"team": "a"}))
+    assert not allowed(PUT, **tag(REQUEST_TAG, {"team": "b"}))
+    assert not allowed(PUT, **tag(REQUEST_TAG, None))
+    assert allowed("s3:PutObjectTagging", **tag(REQUEST_TAG, {"team": "b"}))
+    assert not allowed("s3:PutObjectTagging", **tag(REQUEST_TAG, {"team": "b", "other": "c"}))
+    # a Deny on an existing tag binds the owner too; without the tag the Allow speaks
+    assert not allowed("s3:GetObjectAcl", OWNER, **tag(EXISTING_TAG, {"security": "x"}))
+    assert allowed("s3:GetObjectAcl", **tag(EXISTING_TAG, {"security": "open"}))
+    assert existing <= v.needed_keys
+
+
+def test_a_view_without_object_conditions_defers_nothing() -> None:
+    assert view(st(action="s3:*", Condition={"StringLike": {"s3:prefix": "a/*"}})).object_key_actions == frozenset()
+    assert SYSTEM_VIEW.object_key_actions == frozenset()

@@ -9,6 +9,7 @@ import pytest
 from tunnelmesh.access.actions import ACTIONS, ROLES, Kind
 from tunnelmesh.access.evaluate import Ask, Who, decide
 from tunnelmesh.access.view import SYSTEM_VIEW
+from tunnelmesh.s3.authz import DEFERS
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.request import Request, parse_query, split_path
 from tunnelmesh.s3.router import BUCKET, OBJECT, ROUTES, SERVICE, SUBRESOURCES, Route, route
@@ -231,3 +232,11 @@ def test_the_system_bucket_rule_over_every_route() -> None:
             ask = Ask(action, "_tunnelmesh", "k" if r.level == OBJECT else None)
             assert not decide(SYSTEM_VIEW, peer, ask).allowed, action
             assert decide(SYSTEM_VIEW, admin, ask).allowed == (action in ROLES["read"]), action
+
+
+def test_the_routes_that_decide_object_tag_asks_exist_and_ask_object_actions() -> None:
+    """s3/authz.py DEFERS names the routes whose operation settles an ask left for the object's tags: a name
+    there that no route has would silently leave those keys absent."""
+    by_name = {r.name: r for r in ROUTES}
+    assert DEFERS.issubset(by_name)
+    assert all(by_name[n].level == OBJECT and by_name[n].action for n in DEFERS)

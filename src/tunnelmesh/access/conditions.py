@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -36,6 +36,13 @@ AWS_KEYS = _lower_set(
     "aws:SourceIp aws:SecureTransport aws:CurrentTime aws:EpochTime aws:username aws:userid aws:Referer aws:UserAgent"
 )
 MESH_KEYS = frozenset({"tunnelmesh:principalgroup"})
+# object-dependent keys (section 8 step 8): a tag's key follows the slash and keeps its case (S3 tag keys are
+# case-sensitive, so `Security` and `security` are two tags); only the key's name is lower-cased
+EXISTING_TAG = "s3:existingobjecttag/"  # the tags of the object the request names, known once it is looked up
+REQUEST_TAG = "s3:requestobjecttag/"  # the tags the request writes (x-amz-tagging, a Tagging body, a form's field)
+REQUEST_TAG_KEYS = "s3:requestobjecttagkeys"  # multi-valued: the keys of those tags
+_TAG_PREFIXES = (EXISTING_TAG, REQUEST_TAG)
+MAX_TAG_KEY = 128  # S3's longest tag key: a longer one could never be present
 
 Family = Literal["string", "numeric", "date", "bool", "ip", "null"]
 _STRING_OPS = {
@@ -66,9 +73,31 @@ def _unmapped(net: Net) -> Net:
 
 def check_key(key: str) -> str:
     low = key.lower()
-    if low in S3_KEYS or low in MESH_KEYS or low.startswith("aws:"):
+    if low in S3_KEYS or low in MESH_KEYS or low == REQUEST_TAG_KEYS or low.startswith("aws:"):
         return low  # an unknown aws: key is accepted and simply never present
+    for prefix in _TAG_PREFIXES:
+        if low.startswith(prefix) and 1 <= len(key) - len(prefix) <= MAX_TAG_KEY:
+            return prefix + key[len(prefix) :]
     raise BadCondition("Policy has an invalid condition key")
+
+
+def object_tag_keys(tags: Mapping[str, str] | None, prefix: str, needed: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """The `prefix` (EXISTING_TAG or REQUEST_TAG) keys of `needed` that `tags` holds (None: no object or
+    no tags asked for), each with its tag's value; REQUEST_TAG_KEYS too for the request's tags."""
+    if tags is None:
+        return {}
+    out: dict[str, tuple[str, ...]] = {}
+    for name in needed:
+        if name.startswith(prefix) and name[len(prefix) :] in tags:
+            out[name] = (tags[name[len(prefix) :]],)
+    if prefix == REQUEST_TAG and REQUEST_TAG_KEYS in needed and tags:
+        out[REQUEST_TAG_KEYS] = tuple(tags)
+    return out
+
+
+def reads_object_keys(keys: Iterable[str]) -> bool:
+    """Whether conditions on `keys` need what only the operation knows: the object's tags, or a body's."""
+    return any(k.startswith(_TAG_PREFIXES) or k == REQUEST_TAG_KEYS for k in keys)
 
 
 def _number(text: str) -> float | None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunnelmesh.access.actions import ROLES
+from tunnelmesh.access.conditions import reads_object_keys
 from tunnelmesh.access.cors import CorsRule, rules_from_json
 from tunnelmesh.access.grants import Grant, grant_statements
 from tunnelmesh.access.policy import BUILTIN_GROUPS, PolicyDoc, PrincipalSet, Statement, is_public, parse_policy
@@ -50,6 +51,9 @@ class BucketView:
     # the bucket's CORS rules (None: no configuration); the edge answers preflights and adds the actual
     # responses' headers from the cached view, never from a read of its own
     cors: tuple[CorsRule, ...] | None = field(default=None, repr=False)
+    # the actions some statement of which reads an object-dependent key (s3:ExistingObjectTag/*,
+    # s3:RequestObjectTag*): the edge leaves those asks to the operation that knows the tags (most views: none)
+    object_key_actions: frozenset[str] = frozenset()
 
 
 def build_view(
@@ -69,6 +73,7 @@ def build_view(
     peers: set[str] = set()
     groups: set[str] = set()
     keys: set[str] = set()
+    object_actions: set[str] = set()
     sts = tuple(statements)
     for st in sts:
         index = allows if st.allow else denies
@@ -78,6 +83,8 @@ def build_view(
             peers |= st.principals.peers
             groups |= st.principals.groups
         keys |= {c.key for c in st.conditions}
+        if reads_object_keys(c.key for c in st.conditions):
+            object_actions |= st.effective_actions()
         if any(tpl.fixed is None for tpl in st.resources):
             keys |= set(CALLER_VARS.values())
     return BucketView(
@@ -96,6 +103,7 @@ def build_view(
         policy_text=policy_text,
         statements=sts,
         cors=cors,
+        object_key_actions=frozenset(object_actions),
     )
 
 

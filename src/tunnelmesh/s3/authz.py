@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tunnelmesh.access.conditions import EXISTING_TAG, REQUEST_TAG, now_keys, object_tag_keys, reads_object_keys
 from tunnelmesh.access.conditions import Context as AskContext
-from tunnelmesh.access.conditions import now_keys
 from tunnelmesh.access.cors import CorsRule
 from tunnelmesh.access.evaluate import ANONYMOUS, Ask, Decision, Who, decide, visible
 from tunnelmesh.access.policy import Known, MalformedPolicy, Statement
@@ -34,6 +34,7 @@ from tunnelmesh.coordinator.state import SystemState
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.request import Principal, Request
 from tunnelmesh.store.engine import SYSTEM_BUCKET
+from tunnelmesh.store.errors import StoreError
 from tunnelmesh.store.records import Bucket
 
 if TYPE_CHECKING:
@@ -55,6 +56,23 @@ EXTRA_ASKS: tuple[tuple[str, str], ...] = (
 _WRITES_OBJECT = frozenset({"PutObject", "CopyObject", "CreateMultipartUpload"})
 # the routes that honour x-amz-bypass-governance-retention (DeleteObjects asks it per key)
 _BYPASSES = frozenset({"DeleteObject", "PutObjectRetention"})
+# the routes that look their object up before they return or change anything, and so can decide an ask whose
+# conditions read the object's tags (s3:ExistingObjectTag/*) or a body's (PutObjectTagging's
+# s3:RequestObjectTag*) once they know them (`Authorizer.settle`); elsewhere those keys are absent, as AWS
+# supplies ExistingObjectTag to neither PutObject nor DeleteObject
+DEFERS = frozenset(
+    {
+        "GetObject",
+        "HeadObject",
+        "GetObjectAttributes",
+        "GetObjectTagging",
+        "GetObjectAcl",
+        "GetObjectRetention",
+        "GetObjectLegalHold",
+        "PutObjectTagging",
+        "DeleteObjectTagging",
+    }
+)
 _CAP = 10000  # cached views per worker: a bucket deleted leaves its entry until the cache is cleared
 # the routes whose x-amz-acl / x-amz-grant-* headers BlockPublicAcls refuses when they make it public
 _TAKES_ACL = frozenset({"PutObject", "CopyObject", "CreateMultipartUpload", "PutBucketAcl", "CreateBucket"})
@@ -97,6 +115,17 @@ class _Mesh:
     names: frozenset[str]
     incarnations: Mapping[str, str]  # group -> its incarnation (a grant made for another one grants nothing)
     stamp: tuple[str | None, str | None] = (None, None)  # the ETags of the records it was read from
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """An ask the edge left to the operation: its view's statements for the action read the object's tags."""
+
+    view: BucketView
+    mesh: _Mesh
+    action: str
+    key: str
+    may_list: bool | None  # GetObject/HeadObject: whether the caller may list the key (the missing-key rule)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +184,15 @@ class Authorizer:
         if action is None or req.principal is None:
             return row  # the operation asks (per key; a form once its signature held)
         key = req.key or None
+        if key is not None and action in view.object_key_actions and route.name in DEFERS:
+            # decided once the operation knows the tags (`settle`), before it returns or changes anything;
+            # none of these routes asks EXTRA_ASKS, a bypass or an ACL
+            may_list = None
+            if route.name in ("GetObject", "HeadObject"):
+                may_list = self.decide(view, mesh, req, "s3:ListBucket", None, {"s3:prefix": (key,)}).allowed
+            req.deferred = Deferred(view, mesh, action, key, may_list)
+            req.authz = "deferred"
+            return row
         decision = self.decide(view, mesh, req, action, key)
         # AWS: only a caller who may list the key learns that it is missing (404); one who may not gets 403
         # for a missing key whether or not it may read it, and one who may list but not read learns nothing
@@ -185,6 +223,28 @@ class Authorizer:
         decision, row = await self.ask(req, action, bucket, key)
         self._raise_unless(decision, req)
         return row
+
+    async def require_source(self, req: Request, action: str, bucket: str, key: str, version: str | None) -> None:
+        """A copy's read of its source (GetObject or GetObjectVersion on that bucket's view). When the view's
+        statements for it read the source's tags (s3:ExistingObjectTag/*), those tags are read first: one more
+        keyed read, for such views only; a Deny on a tag must not be passed round by copying the object."""
+        view, _, mesh = await self._view_of(bucket)
+        extra = None
+        if action in view.object_key_actions:
+            tags = await self._object_tags(bucket, key, version)
+            extra = object_tag_keys(tags, EXISTING_TAG, view.needed_keys)
+        self._raise_unless(self.decide(view, mesh, req, action, key, extra, bucket=bucket), req)
+
+    async def _object_tags(self, bucket: str, key: str, version: str | None) -> Mapping[str, str] | None:
+        """The tags of the object (the version) a request names; None if there is none (or a delete marker)."""
+        try:
+            if version is None:
+                obj = await self.state.store.get_object(bucket, key)
+            else:
+                obj = await self.state.store.get_version(bucket, key, version)
+        except StoreError:
+            return None  # no such version: the operation answers that, once this ask is decided
+        return None if obj is None or obj.marker else (obj.tags or {})
 
     async def ask(
         self, req: Request, action: str, bucket: str, key: str | None = None
@@ -254,6 +314,29 @@ class Authorizer:
         peers = {k[len(PEERS_PREFIX) : -len(".json")] for k in keys if k.endswith(".json")}
         groups = await self.records.groups()
         return Known(frozenset(peers | {BOOTSTRAP_ADMIN}), frozenset(groups))
+
+    def settle(
+        self, req: Request, existing: Mapping[str, str] | None, request: Mapping[str, str] | None = None
+    ) -> None:
+        """Decide the ask the edge deferred (`req.deferred`; nothing to do without one) now that the operation
+        knows the object's tags (`existing`; None: no such object or version) and, for PutObjectTagging, the
+        tags its body asks for; raise AccessDenied if refused. A GET/HEAD of a missing key gets the edge's
+        missing-key rule (its flags, applied by `lookup_object`) instead."""
+        d = req.deferred
+        if d is None:
+            return
+        req.deferred = None
+        if request is not None:
+            req.request_tags = dict(request)
+        extra = object_tag_keys(existing, EXISTING_TAG, d.view.needed_keys)
+        decision = self.decide(d.view, d.mesh, req, d.action, d.key, extra)
+        if existing is None and d.may_list is not None:
+            if not decision.allowed and d.may_list:
+                req.hide_existing = True
+                req.authz = decision.why
+                return
+            req.hide_missing = decision.allowed and not d.may_list
+        self._raise_unless(decision, req)
 
     # ---- deciding ------------------------------------------------------------------------------------
 
@@ -413,6 +496,9 @@ def request_context(req: Request, needed: Iterable[str], extra: AskContext | Non
     ctx: dict[str, tuple[str, ...]] = dict(extra or {})
     if "aws:currenttime" in needed or "aws:epochtime" in needed:
         ctx.update(now_keys(time.time()))
+    if needed and reads_object_keys(needed):  # most views read no key at all: not even this scan
+        tags = req.request_tags if req.request_tags is not None else _header_tags(req)
+        ctx.update(object_tag_keys(tags, REQUEST_TAG, needed))
     for name in needed:
         if name in ctx:
             continue
@@ -422,6 +508,19 @@ def request_context(req: Request, needed: Iterable[str], extra: AskContext | Non
             if got is not None:
                 ctx[name] = (got,)
     return ctx
+
+
+def _header_tags(req: Request) -> Mapping[str, str] | None:
+    """The tags x-amz-tagging writes (s3:RequestObjectTag*): on the routes that write an object, a copy only
+    when it replaces its source's tags; None without them."""
+    if req.operation not in _WRITES_OBJECT or "x-amz-tagging" not in req.headers:
+        return None
+    if req.operation == "CopyObject" and req.header("x-amz-tagging-directive", "COPY").strip().upper() != "REPLACE":
+        return None
+    # the operation's own parser (imported here: s3/ops imports this module); a malformed header is its 400
+    from tunnelmesh.s3.ops.tags import parse_query
+
+    return parse_query(req.headers["x-amz-tagging"])
 
 
 def _listing_param(name: str) -> Any:

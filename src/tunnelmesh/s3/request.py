@@ -16,6 +16,7 @@ from tunnelmesh.s3.errors import S3Error
 if TYPE_CHECKING:
     from tunnelmesh.access.cors import CorsRule
     from tunnelmesh.s3.auth.post_policy import Policy
+    from tunnelmesh.s3.authz import Deferred
     from tunnelmesh.store.records import Bucket
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -109,6 +110,12 @@ class Request:
     # GetObject/HeadObject by a caller who may read the key but not list it: a missing key answers AccessDenied,
     # not NoSuchKey (AWS); set by s3/authz.py, applied where the object is looked up
     hide_missing: bool = False
+    # an ask whose conditions read the object's tags, left by s3/authz.py to the operation that looks the
+    # object up (`Authorizer.settle`), which decides it before it returns or changes anything
+    deferred: Deferred | None = None
+    # the tags the request writes when the operation read them from its body (PutObjectTagging, a form's
+    # `tagging` field): s3:RequestObjectTag* (None: x-amz-tagging's, if any)
+    request_tags: dict[str, str] | None = None
     # set once the last body message has been received
     body_done: bool = False
     # a browser form upload's credentials are in its body: authentication leaves this to verify the

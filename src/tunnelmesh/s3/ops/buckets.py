@@ -170,6 +170,8 @@ async def get_object_acl(ctx: Context, call: Call) -> Response:
     req = call.req
     await call.bucket()
     obj = await ctx.store.get_object(req.bucket, req.key)
+    # an ask left for the object's tags (s3:ExistingObjectTag/*) is decided before anything is answered
+    ctx.authz.settle(req, None if obj is None else obj.tags or {})
     if obj is None:
         raise S3Error("NoSuchKey", Key=req.key)
     return _acl(obj.owner)

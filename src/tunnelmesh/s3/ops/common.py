@@ -195,6 +195,8 @@ async def lookup_object(ctx: Context, call: Call) -> ObjectRecord:
     try:
         found = await _lookup(ctx, call)
     except S3Error as e:
+        # an ask the edge left for the object's tags: there is no object (its flags apply below)
+        ctx.authz.settle(call.req, None)
         if (call.req.hide_existing and e.code != "NoSuchKey") or (call.req.hide_missing and e.code == "NoSuchKey"):
             raise S3Error("AccessDenied") from None
         if call.req.hide_existing:
@@ -202,6 +204,7 @@ async def lookup_object(ctx: Context, call: Call) -> ObjectRecord:
         raise
     if call.req.hide_existing:
         raise S3Error("AccessDenied")  # the caller may learn that a key is missing, never what is there
+    ctx.authz.settle(call.req, found.tags or {})
     return found
 
 

@@ -67,7 +67,7 @@ async def copy_source(ctx: Context, req: Request) -> ObjectRecord:
     vid = version.removeprefix("versionId=") if version.startswith("versionId=") else None
     if version and (vid is None or (vid != NULL and version_seq(vid) is None)):
         raise S3Error("InvalidArgument", "Invalid version id specified", ArgumentName="x-amz-copy-source")
-    await ctx.authz.require(req, "s3:GetObject" if vid is None else "s3:GetObjectVersion", bucket, key)
+    await ctx.authz.require_source(req, "s3:GetObject" if vid is None else "s3:GetObjectVersion", bucket, key, vid)
     if vid is not None:
         obj = await ctx.store.get_version(bucket, key, vid)
         if obj.marker:

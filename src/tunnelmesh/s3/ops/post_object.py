@@ -68,8 +68,10 @@ async def post_object(ctx: Context, call: Call) -> Response:
     key = _key(fields, file)
     # the edge could not ask for an unknown signer (nor look the bucket up for one): now it knows who signed,
     # and the key; the write is bound to the incarnation this check held for (the edge unbinds it)
+    tagging = fields.get("tagging", fields.get("x-amz-tagging"))  # either name writes the object's tags
+    req.request_tags = _request_tags(tagging)
     row = await ctx.authz.require(req, "s3:PutObject", req.bucket, key)
-    if "tagging" in fields or "x-amz-tagging" in fields:  # both names of the field set the tags
+    if tagging is not None:
         await ctx.authz.require(req, "s3:PutObjectTagging", req.bucket, key)
     ctx.store.bind_bucket(row)
     if req.admit is not None:
@@ -113,6 +115,17 @@ def _tags(view: Request) -> tagsets.Tags | None:
         return None
     # _headers kept the field as latin-1 text of its UTF-8 bytes
     return tagsets.parse_document(doc.encode("latin-1"), tagsets.MAX_OBJECT_TAGS, "Object") or None
+
+
+def _request_tags(tagging: str | None) -> dict[str, str] | None:
+    """The form's tags for s3:RequestObjectTag* conditions; a malformed document is the write's own 400
+    later (`_tags`), so here it only leaves those keys absent."""
+    if tagging is None:
+        return None
+    try:
+        return tagsets.parse_document(tagging.encode(), tagsets.MAX_OBJECT_TAGS, "Object")
+    except S3Error:
+        return None
 
 
 def _key(fields: dict[str, str], file: FilePart) -> str:

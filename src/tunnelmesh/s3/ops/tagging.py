@@ -25,8 +25,17 @@ async def put_object_tagging(ctx: Context, call: Call) -> Response:
     tags = tagsets.parse_document(
         await read_document(req, "Tagging", MAX_DOCUMENT_BYTES, False), tagsets.MAX_OBJECT_TAGS, "Object"
     )
+    req.request_tags = tags  # s3:RequestObjectTag* of a policy's conditions
+    await _settle(ctx, call)
     await tagsets.require_current_nodes(ctx, "Tagging")
     return Response(200, await _set_object_tags(ctx, call, tags or None))
+
+
+async def _settle(ctx: Context, call: Call) -> None:
+    """An ask the edge left for the object's tags (s3:ExistingObjectTag/*, or the body's): decided on the
+    version asked for, as it is before this change, and before anything changes."""
+    if call.req.deferred is not None:
+        await lookup_object(ctx, call)  # decides it (Authorizer.settle), or refuses a missing version
 
 
 async def get_object_tagging(ctx: Context, call: Call) -> Response:
@@ -37,6 +46,7 @@ async def get_object_tagging(ctx: Context, call: Call) -> Response:
 
 
 async def delete_object_tagging(ctx: Context, call: Call) -> Response:
+    await _settle(ctx, call)
     return Response(204, await _set_object_tags(ctx, call, None))
 
 
