@@ -8,6 +8,12 @@
   the default is not `none`) and create new ones, and never delete another's bucket;
 - `anonymous` (no credentials) is always refused: the bucket's policy has no Principal "*" Allow.
 
+The same matrix runs again (for the `read-write` default) under a second bucket policy, `deny-writes`:
+Deny statements for Principal "*" on every write-like action (`s3:Put*`, `s3:Delete*`, AbortMultipartUpload,
+BypassGovernanceRetention). A Deny binds everyone, owner and mesh admin included (section 1 step 2), so every
+row asking one of those actions is refused for all four principals, but for the escape hatch: the owner and
+mesh admins may always Get/Put/DeleteBucketPolicy. Rows that only read answer as under the plain policy.
+
 Rows for the headers that ask more (x-amz-tagging, the object-lock headers, the governance bypass) are
 here too. The actions of each row are written out here from the design's table 2.4, not taken from the router: this
 file is what checks the router's mapping. A refusal is a 403 AccessDenied and leaves the bucket exactly as it
@@ -36,13 +42,14 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from conftest import Coordinator, start_coordinator, tunnelmesh_exe
 
-from tunnelmesh.access.actions import ACTIONS, BYPASS, ROLES
+from tunnelmesh.access.actions import ACTIONS, BYPASS, ROLES, Kind
 from tunnelmesh.s3.router import ROUTES
 
 REGION = "us-east-1"
 DEFAULTS = ("read-write", "read", "none")
 ROLE_OF_DEFAULT: dict[str, str | None] = {"read-write": "write", "read": "read", "none": None}
 PRINCIPALS = ("owner", "admin", "other", "anonymous")
+POLICIES = ("plain", "deny-writes")  # the fixture bucket's policy: a Deny that bites nothing, or one on every write
 AES = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
 
 
@@ -57,8 +64,9 @@ def days(n: float) -> datetime.datetime:
 class Fx:
     """A fresh object-lock bucket owned by `owner`: key `a` with two versions (a1 older, a2 current under a
     legal hold, both tagged), key `b` (tagged, under GOVERNANCE retention), bucket tags, a lifecycle rule,
-    default encryption, a CORS rule, an in-progress upload of `mp` with one part, and a bucket policy whose one
-    Deny touches no key of the rows (a Deny names nobody: the mesh default still applies to everyone)."""
+    default encryption, a CORS rule, an in-progress upload of `mp` with one part, and a bucket policy: under
+    `plain` one Deny that touches no key of the rows (a Deny names nobody: the mesh default still applies to
+    everyone), under `deny-writes` that Deny plus Denies on every write (`deny_writes_policy`)."""
 
     name: str
     owner: Any
@@ -70,7 +78,7 @@ class Fx:
     part_etag: str
 
 
-def new_bucket(owner: Any, endpoint: str) -> Fx:
+def new_bucket(owner: Any, endpoint: str, policy: str) -> Fx:
     name = f"m-{uuid.uuid4().hex[:16]}"
     owner.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
     a1 = owner.put_object(Bucket=name, Key="a", Body=b"one", Tagging="t=a1")["VersionId"]
@@ -84,7 +92,8 @@ def new_bucket(owner: Any, endpoint: str) -> Fx:
     owner.put_bucket_cors(Bucket=name, CORSConfiguration=cors_rules("https://a.mesh"))
     upload = owner.create_multipart_upload(Bucket=name, Key="mp")["UploadId"]
     etag = owner.upload_part(Bucket=name, Key="mp", UploadId=upload, PartNumber=1, Body=b"part one")["ETag"]
-    owner.put_bucket_policy(Bucket=name, Policy=deny_policy(name, "never/"))
+    # last: under deny-writes the owner could not set anything up after it
+    owner.put_bucket_policy(Bucket=name, Policy=policy_of(policy, name))
     return Fx(name, owner, endpoint, a1, a2["VersionId"], b, upload, etag)
 
 
@@ -96,6 +105,37 @@ def deny_policy(bucket: str, prefix: str) -> str:
         "Resource": f"arn:aws:s3:::{bucket}/{prefix}*",
     }
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+# the write-like actions deny_writes_policy names; `denied_by_deny_writes` mirrors it
+DENIED_PREFIXES = ("s3:Put", "s3:Delete")
+DENIED_OBJECT_ACTIONS = ("s3:AbortMultipartUpload", "s3:BypassGovernanceRetention")
+
+
+def deny_writes_policy(bucket: str) -> str:
+    """The plain Deny on `never/`, a Deny on every bucket-level write of B and one on every object-level write
+    under B. Literal actions sit only in the statement whose resource is of their kind (section 2.1); each
+    wildcard keeps the actions that fit its statement's resource."""
+    never = json.loads(deny_policy(bucket, "never/"))["Statement"][0]
+    bucket_writes = {
+        "Sid": "NoBucketWrites",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": [f"{p}*" for p in DENIED_PREFIXES],
+        "Resource": f"arn:aws:s3:::{bucket}",
+    }
+    object_writes = {
+        "Sid": "NoObjectWrites",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": [f"{p}*" for p in DENIED_PREFIXES] + list(DENIED_OBJECT_ACTIONS),
+        "Resource": f"arn:aws:s3:::{bucket}/*",
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [never, bucket_writes, object_writes]})
+
+
+def policy_of(policy: str, bucket: str) -> str:
+    return deny_writes_policy(bucket) if policy == "deny-writes" else deny_policy(bucket, "never/")
 
 
 PAB_OFF = {f: False for f in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")}
@@ -626,8 +666,38 @@ def expected_allowed(principal: str, default: str, r: Row) -> bool:
     return role is not None and r.actions <= ROLES[role]
 
 
-# defaults outermost, so the mesh default changes only twice in a full run
-CELLS = [(d, p, r.name) for d in DEFAULTS for p in PRINCIPALS for r in ROWS]
+def denied_by_deny_writes(action: str) -> bool:
+    """Whether a Deny of `deny_writes_policy` names `action` (on the resource of its kind)."""
+    kind = ACTIONS[action]
+    if kind is Kind.SERVICE:
+        return False
+    return action.startswith(DENIED_PREFIXES) or (kind is Kind.OBJECT and action in DENIED_OBJECT_ACTIONS)
+
+
+ESCAPE = frozenset({"s3:GetBucketPolicy", "s3:PutBucketPolicy", "s3:DeleteBucketPolicy"})  # owner's, admins'
+
+
+def expected_allowed_under(policy: str, principal: str, default: str, r: Row) -> bool:
+    """`expected_allowed`, but under deny-writes a row asking a denied action is refused for everyone (a Deny
+    binds owner and admins too), except the policy actions the owner and admins always keep. CreateBucket
+    makes a new bucket, which has no policy."""
+    if policy == "deny-writes" and r.name != "CreateBucket":
+        escaped = ESCAPE if principal in ("owner", "admin") else frozenset()
+        if any(denied_by_deny_writes(a) for a in r.actions - escaped):
+            return False
+    return expected_allowed(principal, default, r)
+
+
+# defaults outermost, so the mesh default changes only twice in a full run; the deny-writes variant under
+# `read-write` only (what it checks is the Deny, the defaults are the plain matrix's business)
+CELLS = [
+    (pol, d, p, r.name)
+    for d in DEFAULTS
+    for pol in (POLICIES if d == "read-write" else ("plain",))
+    for p in PRINCIPALS
+    for r in ROWS
+]
+CELL_IDS = [f"{p}-{d}-{n}" if pol == "plain" else f"{pol}-{p}-{d}-{n}" for pol, d, p, n in CELLS]
 
 
 # ---- fixtures --------------------------------------------------------------------------------------
@@ -708,15 +778,32 @@ def test_every_route_is_in_the_matrix() -> None:
         assert r.actions and r.actions <= set(ACTIONS), (r.name, r.actions - set(ACTIONS))
 
 
-@pytest.mark.parametrize(("default", "principal", "name"), CELLS, ids=[f"{p}-{d}-{n}" for d, p, n in CELLS])
-def test_cell(mesh: Mesh, default: str, principal: str, name: str) -> None:
+def test_deny_writes_expectations() -> None:
+    """The deny-writes variant refuses what it should: spot checks of `expected_allowed_under`."""
+    by = ROW_BY_NAME
+    for principal in ("owner", "admin"):
+        for name in ("PutObject", "DeleteBucket", "DeleteObjects", "AbortMultipartUpload", "PutBucketTagging"):
+            assert not expected_allowed_under("deny-writes", principal, "read-write", by[name]), (principal, name)
+        for name in ("PutBucketPolicy", "DeleteBucketPolicy", "GetObject", "ListObjects", "CreateBucket"):
+            assert expected_allowed_under("deny-writes", principal, "read-write", by[name]), (principal, name)
+    assert not expected_allowed_under("deny-writes", "other", "read-write", by["PutBucketPolicy"])
+    assert expected_allowed_under("deny-writes", "other", "read-write", by["GetObject"])
+    refused = sum(not expected_allowed_under("deny-writes", "owner", "read-write", r) for r in ROWS)
+    assert refused > len(ROWS) // 3, "the deny-writes variant bites too few rows to check anything"
+
+
+@pytest.mark.parametrize(("policy", "default", "principal", "name"), CELLS, ids=CELL_IDS)
+def test_cell(mesh: Mesh, policy: str, default: str, principal: str, name: str) -> None:
     r = ROW_BY_NAME[name]
     mesh.set_default(default)
     owner = mesh.clients["owner"]
-    fx = new_bucket(owner, mesh.c.endpoint)
+    fx = new_bucket(owner, mesh.c.endpoint, policy)
     if name == "DeleteBucket":
-        owner.create_bucket(Bucket=f"{fx.name}-e")  # an empty bucket of the owner's, so a delete can succeed
-    allowed = expected_allowed(principal, default, r)
+        empty = f"{fx.name}-e"
+        owner.create_bucket(Bucket=empty)  # an empty bucket of the owner's, so a delete can succeed
+        if policy != "plain":  # the bucket the row deletes carries the variant's policy too
+            owner.put_bucket_policy(Bucket=empty, Policy=policy_of(policy, empty))
+    allowed = expected_allowed_under(policy, principal, default, r)
     before = None if allowed else snapshot(fx)
     got = r.op(mesh.clients[principal], fx)
 
