@@ -362,7 +362,7 @@ def test_x_amz_parameters_added_to_a_sigv2_presigned_url_are_not_headers(coordin
         # object lock is served, in a bucket created with it; this one was not
         ("x-amz-object-lock-legal-hold", "ON", "InvalidRequest", 400),
         ("x-amz-storage-class", "GLACIER", "NotImplemented", 501),
-        ("x-amz-acl", "public-read", "AccessControlListNotSupported", 400),
+        ("x-amz-acl", "public-read", "AccessDenied", 403),  # the public access block answers first
     ],
 )
 def test_a_presigned_url_asking_for_a_protection_we_do_not_give_is_refused(
