@@ -62,14 +62,14 @@ class S3Api:
         add_cors_headers(req, resp)
         sent = await self._send(scope, send, req, resp)
         log.info(
-            "id=%s peer=%s op=%s authz=%s status=%d bytes=%d ms=%.1f",
+            "id=%s peer=%s op=%s status=%d bytes=%d ms=%.1f authz=%s",
             req.request_id,
-            req.principal.peer_id if req.principal else "-",
+            _who(req),
             req.operation,
-            req.authz,
             resp.status,
             sent,
             (time.perf_counter() - started) * 1000,
+            req.authz,
         )
 
     async def _dispatch(self, req: Request) -> Response:
@@ -178,6 +178,16 @@ def add_cors_headers(req: Request, resp: Response) -> None:
         return
     method = req.headers.get("access-control-request-method") or req.method
     resp.headers.extend(actual(req.cors, origin, method))
+
+
+def _who(req: Request) -> str:
+    """The signer as the log names it: a peer id, a peer's key (`peer/key`), `anonymous`, or `-` (none yet)."""
+    p = req.principal
+    if p is None:
+        return "-"
+    if p.anonymous:
+        return "anonymous"
+    return p.peer_id if p.key_id is None else f"{p.peer_id}/{p.key_id}"
 
 
 def close_after(req: Request) -> bool:
