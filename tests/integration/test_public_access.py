@@ -238,10 +238,15 @@ def test_block_public_policy_refuses_a_public_policy_and_only_that(mesh: Mesh) -
     public = json.dumps({"Version": "2012-10-17", "Statement": [anyone(b, "s3:GetObject", f"{b}/*")]})
     assert err(lambda: mesh.owner.put_bucket_policy(Bucket=b, Policy=public)) == (403, "AccessDenied")
     assert err(lambda: mesh.owner.get_bucket_policy(Bucket=b)) == (404, "NoSuchBucketPolicy")
+    # a source range that holds a whole mesh, or loopback (everyone behind a local proxy), is public all the same
+    for cidr in ("10.1.0.0/16", "127.0.0.1/32"):
+        wide = anyone(b, "s3:GetObject", f"{b}/*") | {"Condition": {"IpAddress": {"aws:SourceIp": cidr}}}
+        text = json.dumps({"Version": "2012-10-17", "Statement": [wide]})
+        assert err(lambda text=text: mesh.owner.put_bucket_policy(Bucket=b, Policy=text)) == (403, "AccessDenied")
     # a Deny for everyone, or an Allow limited to a narrow source, is not public
     for st in (
         anyone(b, "s3:GetObject", f"{b}/*", effect="Deny"),
-        anyone(b, "s3:GetObject", f"{b}/*") | {"Condition": {"IpAddress": {"aws:SourceIp": "10.1.0.0/16"}}},
+        anyone(b, "s3:GetObject", f"{b}/*") | {"Condition": {"IpAddress": {"aws:SourceIp": "10.1.2.0/24"}}},
     ):
         text = json.dumps({"Version": "2012-10-17", "Statement": [st]})
         assert mesh.owner.put_bucket_policy(Bucket=b, Policy=text)["ResponseMetadata"]["HTTPStatusCode"] == 204

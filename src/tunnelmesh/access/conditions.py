@@ -6,6 +6,7 @@ a key missing from the mapping is absent from the request.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -61,6 +62,20 @@ _COMPARE: dict[str, tuple[bool, Callable[[float, float], bool]]] = {
     "greaterthan": (False, lambda a, b: a > b),
     "greaterthanequals": (False, lambda a, b: a >= b),
 }
+
+
+@functools.lru_cache(maxsize=1024)
+def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A request's source address, parsed once per distinct value (a mesh has few clients, and parsing one
+    cost as much as the rest of a 20-statement decision). A dual-stack listener shows an IPv4 client as
+    ::ffff:a.b.c.d: it is the IPv4 address all the same."""
+    try:
+        addr = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
 
 
 def _unmapped(net: Net) -> Net:
@@ -235,14 +250,8 @@ class Condition:
                     return True
             return False
         if self.family == "ip":
-            try:
-                addr = ipaddress.ip_address(value.strip())
-            except ValueError:
-                return False
-            # a dual-stack listener shows an IPv4 client as ::ffff:a.b.c.d: it is the IPv4 address all the same
-            if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-                addr = addr.ipv4_mapped
-            return any(addr.version == net.version and addr in net for net in self.nets)
+            addr = _address(value)
+            return addr is not None and any(addr.version == net.version and addr in net for net in self.nets)
         if self.family == "bool":
             got = _bool(value)
             return got is not None and any(float(got) == n for n in self.numbers)

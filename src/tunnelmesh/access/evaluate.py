@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from tunnelmesh.access.actions import BYPASS, POLICY_ACTIONS, ROLES
 from tunnelmesh.access.conditions import Context
 from tunnelmesh.access.policy import BUILTIN_GROUPS, Statement
-from tunnelmesh.access.view import SYSTEM_BUCKET, BucketView
+from tunnelmesh.access.view import SYSTEM_BUCKET, BucketView, PeerIndex
 
 # what mesh admins may do to `_tunnelmesh`: read it; nobody writes it but the coordinator itself
 SYSTEM_READ = ROLES["read"]
@@ -57,7 +58,13 @@ def _context(who: Who, ask: Ask) -> Context:
 
 def _principal(st: Statement, who: Who) -> bool:
     ps = st.principals
-    hit = ps.anyone or (who.kind != "anonymous" and (who.peer_id in ps.peers or not ps.groups.isdisjoint(_groups(who))))
+    hit = ps.anyone or (
+        who.kind != "anonymous"
+        and (
+            who.peer_id in ps.peers
+            or (bool(ps.groups) and not (ps.groups.isdisjoint(who.groups) and ps.groups.isdisjoint(BUILTIN_GROUPS)))
+        )
+    )
     return hit != st.not_principal
 
 
@@ -97,7 +104,7 @@ def decide(view: BucketView, who: Who, ask: Ask) -> Decision:
     # 2. explicit Deny binds everyone, but owner and admins may always manage the policy itself
     escape = action in POLICY_ACTIONS and (_admin(who) or _owner(view, who))
     if not escape:
-        for st in view.denies.get(action, ()):
+        for st in _candidates(view.deny_index, view.denies, action, who):
             if _applies(st, who, resource, ctx):
                 return Decision(False, f"deny:{st.source}")
     # 3. a scoped key: at most what its scope allows (an intersection, like a session policy)
@@ -115,7 +122,7 @@ def decide(view: BucketView, who: Who, ask: Ask) -> Decision:
     if _owner(view, who) and action != BYPASS:
         return Decision(True, "owner")
     restrict = who.kind == "anonymous" and view.public and view.pab is not None and view.pab.restrict_public_buckets
-    for st in view.allows.get(action, ()):
+    for st in _candidates(view.allow_index, view.allows, action, who):
         if restrict and st.principals.anyone:
             continue
         if _applies(st, who, resource, ctx):
@@ -124,6 +131,17 @@ def decide(view: BucketView, who: Who, ask: Ask) -> Decision:
     if who.kind != "anonymous" and action in view.default and not _named(view, who):
         return Decision(True, f"default:{view.default_name}")
     return Decision(False, "implicit")
+
+
+def _candidates(
+    index: Mapping[str, PeerIndex], plain: Mapping[str, tuple[Statement, ...]], action: str, who: Who
+) -> tuple[Statement, ...]:
+    """The statements of `action` that may name `who`: its own and those naming no peer alone (a view built
+    without an index, as some tests make them, offers them all)."""
+    entry = index.get(action)
+    if entry is None:
+        return plain.get(action, ())
+    return entry.candidates(None if who.kind == "anonymous" else who.peer_id)
 
 
 def _named(view: BucketView, who: Who) -> bool:

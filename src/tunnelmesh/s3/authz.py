@@ -189,7 +189,7 @@ class Authorizer:
             # none of these routes asks EXTRA_ASKS, a bypass or an ACL
             may_list = None
             if route.name in ("GetObject", "HeadObject"):
-                may_list = self.decide(view, mesh, req, "s3:ListBucket", None, {"s3:prefix": (key,)}).allowed
+                may_list = self._may_list(view, mesh, req, key)
             req.deferred = Deferred(view, mesh, action, key, may_list)
             req.authz = "deferred"
             return row
@@ -198,12 +198,12 @@ class Authorizer:
         # for a missing key whether or not it may read it, and one who may list but not read learns nothing
         # of a key that is there
         if route.name in ("GetObject", "HeadObject") and key is not None:
-            may_list = self.decide(view, mesh, req, "s3:ListBucket", None, {"s3:prefix": (key,)}).allowed
-            if not decision.allowed and may_list:
+            if decision.allowed:
+                req.list_rule = (view, mesh)  # asked only if the key turns out missing
+            elif self._may_list(view, mesh, req, key):
                 req.hide_existing = True
                 req.authz = decision.why
                 return row
-            req.hide_missing = decision.allowed and not may_list
         self._raise_unless(decision, req)
         if route.name in _WRITES_OBJECT:
             for header, extra in EXTRA_ASKS:
@@ -332,11 +332,24 @@ class Authorizer:
         decision = self.decide(d.view, d.mesh, req, d.action, d.key, extra)
         if existing is None and d.may_list is not None:
             if not decision.allowed and d.may_list:
-                req.hide_existing = True
+                req.hide_existing = True  # missing, and the caller may list it: NoSuchKey
                 req.authz = decision.why
                 return
-            req.hide_missing = decision.allowed and not d.may_list
+            if decision.allowed and not d.may_list:
+                req.authz = "deny:missing-key-unlisted"
+                raise S3Error("AccessDenied")
         self._raise_unless(decision, req)
+
+    def may_list_missing(self, req: Request) -> bool:
+        """Whether an allowed GET/HEAD of a key that turned out missing may say so (404): the caller may list
+        it (AWS; else 403)."""
+        if req.list_rule is None:
+            return True
+        view, mesh = req.list_rule
+        return self._may_list(view, mesh, req, req.key)
+
+    def _may_list(self, view: BucketView, mesh: _Mesh, req: Request, key: str) -> bool:
+        return self.decide(view, mesh, req, "s3:ListBucket", None, {"s3:prefix": (key,)}).allowed
 
     # ---- deciding ------------------------------------------------------------------------------------
 

@@ -107,9 +107,10 @@ class Request:
     # the bucket's CORS rules from the view the authorizer compiled for this request: the edge adds the
     # actual response's CORS headers from them (errors included) without a read of its own
     cors: tuple[CorsRule, ...] | None = None
-    # GetObject/HeadObject by a caller who may read the key but not list it: a missing key answers AccessDenied,
-    # not NoSuchKey (AWS); set by s3/authz.py, applied where the object is looked up
-    hide_missing: bool = False
+    # GetObject/HeadObject allowed: what decides whether a missing key answers NoSuchKey (the caller may list
+    # it) or AccessDenied (AWS). Kept, not decided: the second decision is paid only when the key is missing
+    # (s3/authz.py `Authorizer.may_list_missing`, applied where the object is looked up)
+    list_rule: Any = None
     # an ask whose conditions read the object's tags, left by s3/authz.py to the operation that looks the
     # object up (`Authorizer.settle`), which decides it before it returns or changes anything
     deferred: Deferred | None = None

@@ -197,7 +197,8 @@ async def lookup_object(ctx: Context, call: Call) -> ObjectRecord:
     except S3Error as e:
         # an ask the edge left for the object's tags: there is no object (its flags apply below)
         ctx.authz.settle(call.req, None)
-        if (call.req.hide_existing and e.code != "NoSuchKey") or (call.req.hide_missing and e.code == "NoSuchKey"):
+        missing = e.code == "NoSuchKey"
+        if (call.req.hide_existing and not missing) or (missing and not ctx.authz.may_list_missing(call.req)):
             raise S3Error("AccessDenied") from None
         if call.req.hide_existing:
             raise S3Error("NoSuchKey", Key=call.req.key) from None  # not even a delete marker's headers
