@@ -341,8 +341,10 @@ def test_grant_refusals_and_idempotence(mesh: Mesh) -> None:
     ]
     for args, code in cases:
         cli_fails(mesh.c, code, "bucket", "grant", b, *args, token=owner)
-    r = api(mesh.c, "POST", f"buckets/{b}/grants", owner, {"peer": mesh.bob.id, "role": "read", "prefix": "a\u0000"})
-    assert (r.status_code, r.json()["error"]) == (400, "InvalidArgument"), r.text
+    for prefix in ("a\u0000", "a\r\nforged log line", "a\u001b[31m"):  # control characters: refused by the schema
+        body = {"peer": mesh.bob.id, "role": "read", "prefix": prefix}
+        r = api(mesh.c, "POST", f"buckets/{b}/grants", owner, body)
+        assert (r.status_code, r.json()["error"]) == (400, "InvalidRequest"), r.text
     for bad in (
         {"role": "read"},
         {"peer": mesh.bob.id, "group": "peers", "role": "read"},
@@ -438,6 +440,14 @@ def test_bucket_access_report(mesh: Mesh) -> None:
     assert f"owner {mesh.owner.id}" in table and "default none" in table
     line = [ln for ln in table.splitlines() if ln.startswith("peer") and mesh.bob.id in ln and "team/" in ln]
     assert len(line) == 1 and line[0].split()[-2:] == ["write", f"grant:{ids[mesh.bob.id]}"]
+    # the owner learns who has rights to its bucket, not the mesh's directory: a peer nothing names is not
+    # listed for it (nor other groups), and is for a mesh admin
+    stranger = add_peer(mesh.c, "stranger")
+    by_owner = json.loads(cli_ok(mesh.c, "bucket", "access", b, "--json", token=mesh.owner.token))
+    assert ("peer", stranger.id) not in {(p["kind"], p["name"]) for p in by_owner["principals"]}
+    assert ("peer", mesh.carol.id) in {(p["kind"], p["name"]) for p in by_owner["principals"]}  # a named group's
+    by_admin = json.loads(cli_ok(mesh.c, "bucket", "access", b, "--json", token=mesh.c.token))
+    assert ("peer", stranger.id) in {(p["kind"], p["name"]) for p in by_admin["principals"]}
     # and the report agrees with the edge
     mesh.bob.s3.put_object(Bucket=b, Key="team/report", Body=b"x")
     denied(lambda: read_ok(mesh.bob, b, "other/b"))

@@ -9,7 +9,7 @@ import pytest
 
 from tunnelmesh.access.actions import ACTIONS, ROLES
 from tunnelmesh.access.conditions import EXISTING_TAG, REQUEST_TAG, object_tag_keys
-from tunnelmesh.access.evaluate import ANONYMOUS, Ask, Who, decide, visible
+from tunnelmesh.access.evaluate import ANONYMOUS, Ask, Decision, Who, decide, visible
 from tunnelmesh.access.grants import BadGrant, Grant, grant_statements
 from tunnelmesh.access.policy import parse_policy
 from tunnelmesh.access.view import SYSTEM_VIEW, BucketIdent, BucketView, PublicAccessBlock, compile_view
@@ -46,8 +46,20 @@ def st(
     return out
 
 
+# one memo for the whole module: every decision below is also made through it (a miss, then hits), and must
+# come out the same as without it (decide's memo only narrows statements once per caller and request keys)
+MEMO: dict[Any, Any] = {}
+
+
+def decided(v: BucketView, who: Who, ask: Ask) -> Decision:
+    plain = decide(v, who, ask)
+    for _ in range(2):
+        assert decide(v, who, ask, MEMO) == plain, (ask, who)
+    return plain
+
+
 def ok(v: BucketView, who: Who, action: str, key: str | None = "k", **ctx: str) -> bool:
-    return decide(v, who, Ask(action, B, key, {k.lower(): (val,) for k, val in ctx.items()})).allowed
+    return decided(v, who, Ask(action, B, key, {k.lower(): (val,) for k, val in ctx.items()})).allowed
 
 
 GET, PUT, DEL, LIST = "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"
@@ -230,7 +242,7 @@ AWS_CASES: list[tuple[str, list[dict[str, Any]], Who, str, str | None, bool, str
 def test_aws_evaluation(
     statements: list[dict[str, Any]], who: Who, action: str, key: str | None, allowed: bool, why: str
 ) -> None:
-    d = decide(view(*statements), who, Ask(action, B, key))
+    d = decided(view(*statements), who, Ask(action, B, key))
     assert d.allowed is allowed
     assert d.why.startswith(why)
 

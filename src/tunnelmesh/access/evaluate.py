@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from tunnelmesh.access.actions import BYPASS, POLICY_ACTIONS, ROLES
 from tunnelmesh.access.conditions import Context
@@ -93,7 +93,57 @@ def _admin(who: Who) -> bool:
     return who.kind == "peer" and who.is_admin  # a key never carries its peer's admin power (section 4)
 
 
-def decide(view: BucketView, who: Who, ask: Ask) -> Decision:
+@dataclass(frozen=True, slots=True)
+class Narrowed:
+    """The Deny and Allow statements of one view's action whose principal and conditions hold for one caller and
+    one set of request keys: what is left to decide per request is only their resources (see `decide`'s memo)."""
+
+    view: BucketView  # kept so a memo entry is never taken for another view that reused an id
+    denies: tuple[Statement, ...]
+    allows: tuple[Statement, ...]
+
+
+MEMO_CAP = 4096  # entries a memo holds before it starts over (a handful of callers x actions x sources)
+
+
+def _narrow(view: BucketView, who: Who, action: str, ctx: Context, restrict: bool) -> Narrowed:
+    def holds(st: Statement) -> bool:
+        return _principal(st, who) and all(c.holds(ctx) for c in st.conditions)
+
+    denies = tuple(filter(holds, _candidates(view.deny_index, view.denies, action, who)))
+    allowed = (
+        st for st in _candidates(view.allow_index, view.allows, action, who) if not (restrict and st.principals.anyone)
+    )
+    return Narrowed(view, denies, tuple(filter(holds, allowed)))
+
+
+def _narrowed(
+    view: BucketView, who: Who, action: str, ctx: Context, restrict: bool, memo: MutableMapping[Any, Narrowed]
+) -> Narrowed:
+    """`_narrow`, remembered: a decision is pure, so the same (view, caller, action, request keys) narrows the
+    same way; only the resource, which differs per object, is left to check."""
+    key = (
+        id(view),
+        who.kind,
+        who.peer_id,
+        who.is_admin,
+        who.groups,
+        who.key_id,
+        action,
+        restrict,
+        tuple(sorted(ctx.items())),
+    )
+    hit = memo.get(key)
+    if hit is None or hit.view is not view:
+        if len(memo) >= MEMO_CAP:
+            memo.clear()
+        hit = memo[key] = _narrow(view, who, action, ctx, restrict)
+    return hit
+
+
+def decide(view: BucketView, who: Who, ask: Ask, memo: MutableMapping[Any, Narrowed] | None = None) -> Decision:
+    """`memo`: the caller's own mapping, where the statements narrowed for a (view, caller, action, request
+    keys) are kept, so that under a large policy a repeated ask checks only resources."""
     # 1. the system bucket: only its fixed rule, whatever view was passed
     if ask.bucket == SYSTEM_BUCKET or view.system:
         return Decision(_admin(who) and ask.action in SYSTEM_READ, "system")
@@ -101,12 +151,19 @@ def decide(view: BucketView, who: Who, ask: Ask) -> Decision:
     resource = ask.bucket if ask.key is None else f"{ask.bucket}/{ask.key}"
     # the caller's own keys are added only for views that read some: the common path builds nothing
     ctx = _context(who, ask) if view.needed_keys or who.scope else ask.ctx
+    restrict = who.kind == "anonymous" and view.public and view.pab is not None and view.pab.restrict_public_buckets
+    narrowed = _narrowed(view, who, action, ctx, restrict, memo) if memo is not None and view.statements else None
     # 2. explicit Deny binds everyone, but owner and admins may always manage the policy itself
     escape = action in POLICY_ACTIONS and (_admin(who) or _owner(view, who))
     if not escape:
-        for st in _candidates(view.deny_index, view.denies, action, who):
-            if _applies(st, who, resource, ctx):
-                return Decision(False, f"deny:{st.source}")
+        if narrowed is not None:
+            for st in narrowed.denies:
+                if _resource(st, resource, ctx):
+                    return Decision(False, f"deny:{st.source}")
+        else:
+            for st in _candidates(view.deny_index, view.denies, action, who):
+                if _applies(st, who, resource, ctx):
+                    return Decision(False, f"deny:{st.source}")
     # 3. a scoped key: at most what its scope allows (an intersection, like a session policy)
     if (
         who.kind == "key"
@@ -121,12 +178,16 @@ def decide(view: BucketView, who: Who, ask: Ask) -> Decision:
         return Decision(True, "admin")
     if _owner(view, who) and action != BYPASS:
         return Decision(True, "owner")
-    restrict = who.kind == "anonymous" and view.public and view.pab is not None and view.pab.restrict_public_buckets
-    for st in _candidates(view.allow_index, view.allows, action, who):
-        if restrict and st.principals.anyone:
-            continue
-        if _applies(st, who, resource, ctx):
-            return Decision(True, st.source)
+    if narrowed is not None:
+        for st in narrowed.allows:
+            if _resource(st, resource, ctx):
+                return Decision(True, st.source)
+    else:
+        for st in _candidates(view.allow_index, view.allows, action, who):
+            if restrict and st.principals.anyone:
+                continue
+            if _applies(st, who, resource, ctx):
+                return Decision(True, st.source)
     # 5. the mesh default, for peers no Allow statement names
     if who.kind != "anonymous" and action in view.default and not _named(view, who):
         return Decision(True, f"default:{view.default_name}")

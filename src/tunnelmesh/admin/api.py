@@ -363,10 +363,13 @@ class AdminApi:
         peers = [peer for peer in await self.peers.peers() if peer.revoked is None]
         assert req.principal is not None
         if not req.principal.is_admin:
-            # a bucket's owner learns who has rights to it, not the mesh's peer directory or its other groups
-            named = view.named_peers | {row.owner, req.principal.peer_id}
-            peers = [peer for peer in peers if peer.id in named]
-            groups = {g: m for g, m in groups.items() if g in view.named_groups}
+            # a bucket's owner learns who has rights to it (the peers and groups its statements name, and their
+            # members), not the mesh's peer directory or its other groups
+            shown = {g: m for g, m in groups.items() if g in view.named_groups}
+            named = view.named_peers.union({row.owner, req.principal.peer_id}, *shown.values())
+            if "peers" not in view.named_groups:
+                peers = [peer for peer in peers if peer.id in named]
+            groups = shown
         return 200, access_report.report(view, grants, peers, groups)
 
     async def add_grant(self, req: Request, p: dict[str, str]) -> tuple[int, Any]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from tunnelmesh.access.conditions import EXISTING_TAG, REQUEST_TAG, now_keys, object_tag_keys, reads_object_keys
 from tunnelmesh.access.conditions import Context as AskContext
 from tunnelmesh.access.cors import CorsRule
-from tunnelmesh.access.evaluate import ANONYMOUS, Ask, Decision, Who, decide, visible
+from tunnelmesh.access.evaluate import ANONYMOUS, Ask, Decision, Narrowed, Who, decide, visible
 from tunnelmesh.access.policy import Known, MalformedPolicy, Statement
 from tunnelmesh.access.view import SYSTEM_VIEW, BucketIdent, BucketView, build_view, compile_view
 from tunnelmesh.coordinator.access_records import GROUPS_KEY, AccessRecords, bucket_key
@@ -143,6 +143,9 @@ class Authorizer:
         self.audit = Audit(state)  # asgi.py names the node
         self._mesh: _Mesh | None = None
         self._views: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
+        # statements narrowed per (view, caller, action, request keys): under a large policy a repeated ask
+        # checks only resources (access.evaluate.decide)
+        self._memo: dict[Any, Narrowed] = {}
 
     # ---- the edge's questions -----------------------------------------------------------------------
 
@@ -368,7 +371,7 @@ class Authorizer:
         who = self._who(req.principal, mesh)
         needed = view.needed_keys if who.scope is None else view.needed_keys | _keys_read(who.scope)
         ctx = request_context(req, needed, extra)
-        return decide(view, who, Ask(action, bucket or req.bucket, key, ctx))
+        return decide(view, who, Ask(action, bucket or req.bucket, key, ctx), self._memo)
 
     def _raise_unless(self, decision: Decision, req: Request) -> None:
         req.authz = decision.why
