@@ -27,7 +27,7 @@ import requests
 from botocore.exceptions import ClientError
 from conftest import Coordinator, start_coordinator
 from support.peers import TestPeer as Peer
-from support.peers import add_peer, s3_client
+from support.peers import add_peer, cli_fails, cli_ok, s3_client
 
 
 @dataclass
@@ -38,18 +38,6 @@ class Mesh:
     bob: Peer
     carol: Peer
     dave: Peer
-
-
-def cli_ok(c: Coordinator, *args: str, token: str | None = None) -> str:
-    r = c.cli(*args, token=token, timeout=60)
-    assert r.returncode == 0, (args, r.stdout, r.stderr)
-    return r.stdout
-
-
-def cli_fails(c: Coordinator, code: str, *args: str, token: str | None = None) -> None:
-    r = c.cli(*args, token=token, timeout=60)
-    assert r.returncode != 0 and code in r.stderr, (args, r.stdout, r.stderr)
-    assert "Traceback" not in r.stderr
 
 
 def api(c: Coordinator, method: str, path: str, token: str, body: Any = None) -> requests.Response:

@@ -22,27 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import requests
 import requests.auth
 from botocore.auth import HmacV1Auth, S3SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from conftest import Coordinator, start_coordinator
+from support.peers import TestPeer as Peer
+from support.peers import add_peer, cli_fails, cli_ok, s3_client
 
 REGION = "us-east-1"
 # every secret handed out in this module: the last test looks for each in the logs and records
 SECRETS: list[str] = []
-
-
-@dataclass
-class Peer:
-    id: str
-    token: str
-    s3: Any
 
 
 @dataclass
@@ -59,36 +52,6 @@ class Mesh:
     alice: Peer  # a plain peer, the keys' usual parent
     bob: Peer  # another plain peer, owner of buckets alice has no rights on
     boss: Peer  # a mesh admin peer (with a record, so it may have keys)
-
-
-def s3_client(endpoint: str, key: str, secret: str, signature_version: str = "s3v4") -> Any:
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        region_name=REGION,
-        config=Config(
-            retries={"max_attempts": 1}, s3={"addressing_style": "path"}, signature_version=signature_version
-        ),
-    )
-
-
-def cli_ok(c: Coordinator, *args: str, token: str | None = None) -> str:
-    r = c.cli(*args, token=token, timeout=60)
-    assert r.returncode == 0, (args, r.stdout, r.stderr)
-    return r.stdout
-
-
-def cli_fails(c: Coordinator, code: str, *args: str, token: str | None = None) -> None:
-    r = c.cli(*args, token=token, timeout=60)
-    assert r.returncode != 0 and code in r.stderr, (args, r.stdout, r.stderr)
-    assert "Traceback" not in r.stderr
-
-
-def add_peer(c: Coordinator, name: str, admin: bool = False) -> Peer:
-    doc = json.loads(cli_ok(c, "peer", "add", name, *(["--admin"] if admin else []), "--json"))
-    return Peer(doc["peer_id"], doc["token"], s3_client(c.endpoint, doc["peer_id"], doc["token"]))
 
 
 def make_key(c: Coordinator, token: str, *args: str) -> Key:

@@ -12,15 +12,31 @@ from botocore.config import Config
 REGION = "us-east-1"
 
 
-def s3_client(endpoint: str, key: str, secret: str) -> Any:
+def s3_client(endpoint: str, key: str, secret: str, signature_version: str = "s3v4") -> Any:
     return boto3.session.Session().client(
         "s3",
         endpoint_url=endpoint,
         aws_access_key_id=key,
         aws_secret_access_key=secret,
         region_name=REGION,
-        config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}),
+        config=Config(
+            retries={"max_attempts": 1}, s3={"addressing_style": "path"}, signature_version=signature_version
+        ),
     )
+
+
+def cli_ok(c: Any, *args: str, token: str | None = None) -> str:
+    """`tunnelmesh ARGS` against coordinator `c`, as `token`'s holder (default: the admin); its output."""
+    r = c.cli(*args, token=token, timeout=60)
+    assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return str(r.stdout)
+
+
+def cli_fails(c: Any, code: str, *args: str, token: str | None = None) -> None:
+    """`tunnelmesh ARGS` refused with the S3 or admin error `code`, and no traceback."""
+    r = c.cli(*args, token=token, timeout=60)
+    assert r.returncode != 0 and code in r.stderr, (args, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
 
 
 @dataclass
@@ -32,9 +48,7 @@ class TestPeer:
     __test__ = False  # not a test class, whatever its name
 
 
-def add_peer(c: Any, name: str) -> TestPeer:
+def add_peer(c: Any, name: str, admin: bool = False) -> TestPeer:
     """A new peer of coordinator `c` (tests/conftest.py's Coordinator), added with `tunnelmesh peer add`."""
-    r = c.cli("peer", "add", name, "--json", timeout=60)
-    assert r.returncode == 0, r.stderr
-    doc = json.loads(r.stdout)
+    doc = json.loads(cli_ok(c, "peer", "add", name, *(["--admin"] if admin else []), "--json"))
     return TestPeer(doc["peer_id"], doc["token"], s3_client(c.endpoint, doc["peer_id"], doc["token"]))
