@@ -618,7 +618,7 @@ OPERATIONS = [
 
 # ---- the campaign ----------------------------------------------------------------------------------
 
-LOG_TOOK = re.compile(r" ms=([\d.]+)$", re.M)
+LOG_TOOK = re.compile(r" ms=([\d.]+)\b")
 
 
 def request_took(c: Coordinator, log_op: str) -> float:
