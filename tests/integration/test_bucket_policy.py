@@ -24,19 +24,9 @@ import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from conftest import Coordinator, start_coordinator
+from support.peers import err, s3_client
 
 REGION = "us-east-1"
-
-
-def client(c: Coordinator, key: str, secret: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=c.endpoint,
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        region_name=REGION,
-        config=Config(retries={"max_attempts": 1}),
-    )
 
 
 class Mesh:
@@ -53,7 +43,7 @@ class Mesh:
         assert r.returncode == 0, r.stderr
         doc = json.loads(r.stdout)
         self.ids[name] = doc["peer_id"]
-        return client(self.c, doc["peer_id"], doc["token"])
+        return s3_client(self.c.endpoint, doc["peer_id"], doc["token"])
 
     def default(self, value: str) -> None:
         r = self.c.cli("network", "set", "default_bucket_access", value, timeout=60)
@@ -72,12 +62,6 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         yield Mesh(c)
     finally:
         c.stop()
-
-
-def err(fn: Any) -> tuple[int, str]:
-    with pytest.raises(ClientError) as e:
-        fn()
-    return e.value.response["ResponseMetadata"]["HTTPStatusCode"], e.value.response["Error"]["Code"]
 
 
 def status(r: dict[str, Any]) -> int:

@@ -19,8 +19,8 @@ import boto3
 import pytest
 import requests
 from botocore.config import Config
-from botocore.exceptions import ClientError
 from conftest import Coordinator, start_coordinator
+from support.peers import err
 
 REGION = "us-east-1"
 
@@ -80,12 +80,6 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         yield Mesh(c)
     finally:
         c.stop()
-
-
-def err(fn: Any) -> tuple[int, str]:
-    with pytest.raises(ClientError) as e:
-        fn()
-    return e.value.response["ResponseMetadata"]["HTTPStatusCode"], e.value.response["Error"]["Code"]
 
 
 DENIED = (403, "AccessDenied")

@@ -23,6 +23,7 @@ import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from conftest import Coordinator, start_coordinator
+from support.peers import err
 
 FLAGS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
 OFF = dict.fromkeys(FLAGS, False)
@@ -85,12 +86,6 @@ def raw(
 
 def code(body: bytes) -> str | None:
     return ET.fromstring(body).findtext("Code") if body else None
-
-
-def err(fn: Any) -> tuple[int, str]:
-    with pytest.raises(ClientError) as e:
-        fn()
-    return e.value.response["ResponseMetadata"]["HTTPStatusCode"], e.value.response["Error"]["Code"]
 
 
 def exists(s3: Any, b: str, key: str) -> bool:

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 REGION = "us-east-1"
 
@@ -52,3 +54,10 @@ def add_peer(c: Any, name: str, admin: bool = False) -> TestPeer:
     """A new peer of coordinator `c` (tests/conftest.py's Coordinator), added with `tunnelmesh peer add`."""
     doc = json.loads(cli_ok(c, "peer", "add", name, *(["--admin"] if admin else []), "--json"))
     return TestPeer(doc["peer_id"], doc["token"], s3_client(c.endpoint, doc["peer_id"], doc["token"]))
+
+
+def err(fn: Any) -> tuple[int, str]:
+    """The (HTTP status, S3 error code) `fn`'s S3 call is refused with; it must be refused."""
+    with pytest.raises(ClientError) as e:
+        fn()
+    return e.value.response["ResponseMetadata"]["HTTPStatusCode"], e.value.response["Error"]["Code"]
