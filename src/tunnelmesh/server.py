@@ -129,8 +129,9 @@ def admin_token(data_dir: Path, create: bool) -> tuple[str, str]:
     # written whole under a temporary name, then renamed: a crash never leaves a partial token
     tmp = DataDir(data_dir).replacement(path, os.getpid())
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # no trailing newline: tools that read the file whole (SDK config, --token-file) get the secret itself
     with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
+        f.write(token)
         f.flush()
         os.fsync(f.fileno())
     os.rename(tmp, path)

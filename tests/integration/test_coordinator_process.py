@@ -64,7 +64,9 @@ def test_generated_admin_token_is_stored_0600_and_never_logged(tmp_path) -> None
     try:
         wait_for_port(port, proc, log)
         token_file = data / "admin.token"
-        token = token_file.read_text().strip()
+        token = token_file.read_text()
+        # exactly the token: `curl -u admin:$(cat ...)` and a file read by other tools take it as it is
+        assert token == token.strip()
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
         assert len(token) >= 32
         r = requests.get(f"http://127.0.0.1:{port}/s3/", auth=("admin", token))
