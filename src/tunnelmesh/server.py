@@ -344,7 +344,6 @@ def answers_healthz(listen: Listen) -> bool:
 
 def run(settings: Settings) -> int:
     """Start the coordinator and block until it is stopped. Returns the exit code."""
-    log.info("tunnelmesh %s starting", version())
     # everything the coordinator creates (database, WAL, blobs, state files) is its own alone
     os.umask(0o077)
     check_data_dir(settings.data_dir)
@@ -398,6 +397,8 @@ def _run_locked(settings: Settings) -> int:
     # the supervisor's own tag is claimed too (it writes records at start-up): no other node may share it
     blobs_mod.set_writer_tag(claim_writer_tags(settings.data_dir, settings.node, 1, settings.metadata)[0])
     token, source = admin_token(settings.data_dir, create=True)
+    # once every check that refuses a start has passed: a refused start stays one line on stderr
+    log.info("tunnelmesh %s starting", version())
     report_state(settings, token)
     count = settings.workers or (os.cpu_count() or 1)
 
