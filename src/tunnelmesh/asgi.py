@@ -11,6 +11,8 @@ from tunnelmesh.admin.api import AdminApi
 from tunnelmesh.config import Settings
 from tunnelmesh.coordinator.peers import PeerRegistry
 from tunnelmesh.coordinator.state import SystemState
+from tunnelmesh.obs import endpoints as obs_endpoints
+from tunnelmesh.obs.health import Readiness
 from tunnelmesh.s3.app import ADMIT, S3Api
 from tunnelmesh.s3.auth.credentials import Identity
 from tunnelmesh.s3.errors import S3Error
@@ -123,6 +125,8 @@ def build(settings: Settings, admin_token: str) -> Apps:
         finally:
             guard.close()
 
+    readiness = Readiness(store)
+
     async def main(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
@@ -131,6 +135,11 @@ def build(settings: Settings, admin_token: str) -> Apps:
             await s3(scope, receive, send, S3_PREFIX.decode())
         elif raw.startswith(API_PREFIX):
             await admin_api(scope, receive, send)
+        # main listener only (on s3.listen these are bucket names), unauthenticated, no S3 slot
+        elif raw == obs_endpoints.HEALTHZ:
+            await obs_endpoints.healthz(scope, send)
+        elif raw == obs_endpoints.READYZ:
+            await obs_endpoints.readyz(scope, send, readiness)
         else:
             async with in_flight:
                 await _not_found(send)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import http.client
 import logging
 import os
 import secrets
@@ -33,10 +34,12 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tunnelmesh.config import ConfigError, Settings
+from tunnelmesh.config import ConfigError, Listen, Settings
+from tunnelmesh.obs.notify import sd_notify
 from tunnelmesh.store import blobs as blobs_mod
 from tunnelmesh.store import heartbeat, scrub_schedule
 from tunnelmesh.store.blobs import BlobStore
@@ -59,6 +62,8 @@ log = logging.getLogger("tunnelmesh")
 ADMIN_ACCESS_KEY = "admin"
 ADMIN_TOKEN_ENV = "TUNNELMESH_ADMIN_TOKEN"
 MIN_ADMIN_TOKEN = 16
+# how long the first workers may take to answer /healthz before the start counts as failed
+READY_TIMEOUT = 30.0
 
 
 def configure_logging(level: str) -> None:
@@ -316,6 +321,28 @@ def _stop_scrubber(pid: int | None) -> None:
         os.waitpid(pid, 0)
 
 
+def version() -> str:
+    try:
+        return metadata.version("tunnelmesh")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        from tunnelmesh import __version__
+
+        return __version__
+
+
+def answers_healthz(listen: Listen) -> bool:
+    """Whether a worker answers `GET /healthz` on the main listener (a wildcard address asked on loopback)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(listen.host, listen.host)
+    conn = http.client.HTTPConnection(host, listen.port, timeout=1.0)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
 def run(settings: Settings) -> int:
     """Start the coordinator and block until it is stopped. Returns the exit code."""
     # everything the coordinator creates (database, WAL, blobs, state files) is its own alone
@@ -371,6 +398,8 @@ def _run_locked(settings: Settings) -> int:
     # the supervisor's own tag is claimed too (it writes records at start-up): no other node may share it
     blobs_mod.set_writer_tag(claim_writer_tags(settings.data_dir, settings.node, 1, settings.metadata)[0])
     token, source = admin_token(settings.data_dir, create=True)
+    # once every check that refuses a start has passed: a refused start stays one line on stderr
+    log.info("tunnelmesh %s starting", version())
     report_state(settings, token)
     count = settings.workers or (os.cpu_count() or 1)
 
@@ -419,6 +448,10 @@ def _run_locked(settings: Settings) -> int:
     unswept: dict[str, int] = {}
     tag_sweeper: tuple[int, dict[str, int]] | None = None
 
+    # systemd (Type=notify) hears READY=1 once a worker answers, not when the processes exist: a unit
+    # ordered after this one starts when the coordinator serves
+    ready = False
+    ready_by = time.monotonic() + READY_TIMEOUT
     code = 0
     died = False  # a dead worker's orphans may be left for the next start's full sweep
     respawns: list[float] = []
@@ -445,6 +478,15 @@ def _run_locked(settings: Settings) -> int:
         except ChildProcessError:
             pid, status = 0, 0
         if pid == 0:
+            if not ready:
+                if answers_healthz(settings.listen):
+                    ready = True
+                    log.info("ready: /healthz answers on %s", settings.listen)
+                    sd_notify("READY=1\nSTATUS=serving")
+                elif time.monotonic() >= ready_by:
+                    log.error("no worker answered /healthz on %s within %g s; stopping", settings.listen, READY_TIMEOUT)
+                    code = 1
+                    break
             if scrubber is None and scrub_timer.is_due(time.time()):
                 scrubber = _spawn_scrubber(settings)
             if shared and taker is None and time.monotonic() >= next_takeover:
@@ -505,6 +547,7 @@ def _run_locked(settings: Settings) -> int:
         missing += 1
         if not next_claim:  # else the idle loop retries on its schedule
             start_missing()
+    sd_notify("STOPPING=1")
     if sweeper is not None:
         pid, status = os.waitpid(sweeper, os.WNOHANG)
         if pid:
@@ -524,6 +567,7 @@ def _run_locked(settings: Settings) -> int:
                 unswept.pop(tag, None)
     _stop_scrubber(scrubber)
     _stop_scrubber(taker)  # killing it loses nothing: a sweep interrupted is done again, tags stay unswept
+    log.info("draining: %d workers", len(workers))
     for pid in workers:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -549,4 +593,5 @@ def _run_locked(settings: Settings) -> int:
         mark_clean_shutdown(settings.data_dir)
     elif died:
         log.info("a worker died and its orphan blobs were not swept; the next start sweeps for them")
+    log.info("stopped (%s)", "clean" if clean else "unclean")
     return code
