@@ -36,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tunnelmesh import tls
 from tunnelmesh.config import ConfigError, Settings
 from tunnelmesh.store import blobs as blobs_mod
 from tunnelmesh.store import heartbeat, scrub_schedule
@@ -319,6 +320,7 @@ def run(settings: Settings) -> int:
     """Start the coordinator and block until it is stopped. Returns the exit code."""
     # everything the coordinator creates (database, WAL, blobs, state files) is its own alone
     os.umask(0o077)
+    tls.check(settings)  # before any worker: a bad pair is one line here, not a dead worker per respawn
     check_data_dir(settings.data_dir)
     lock = lock_data_dir(settings.data_dir)
     try:
@@ -398,9 +400,9 @@ def _run_locked(settings: Settings) -> int:
     first_tags = claim_writer_tags(settings.data_dir, settings.node, count, settings.metadata)
     workers = {spawn_worker(tag) for tag in first_tags}
     log.info("admin credential: access key %r, secret from %s", ADMIN_ACCESS_KEY, source)
-    log.info("S3 API at http://%s/s3 (admin API under /api/)", settings.listen)
+    log.info("S3 API at %s://%s/s3 (admin API under /api/)", tls.scheme(settings.tls), settings.listen)
     if settings.s3_listen is not None:
-        log.info("S3 API at http://%s", settings.s3_listen)
+        log.info("S3 API at %s://%s", tls.scheme(settings.s3_tls), settings.s3_listen)
     log.info("%d workers; data in %s, max_size %d bytes", count, settings.data_dir.resolve(), settings.max_size)
     log.info("metadata: %s", settings.metadata.describe(settings.data_dir))  # its password redacted
     # after a crash an orphan sweep runs beside the workers; until it has finished, no stop is
