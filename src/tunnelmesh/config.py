@@ -268,8 +268,9 @@ class Tls(_Section):
     supervisor checks that they make a pair before any worker starts (tls.py)."""
 
     cert: Path
+    # unencrypted (mode 0600): granian 2.8.7 aborts its worker on any encrypted key, password or not, so
+    # there is no key_password (tls.py refuses an encrypted key in one line instead)
     key: Path
-    key_password: SecretStr | None = None
     # 1.2 by default: older SDKs and tools still speak no 1.3
     min_version: str = "1.2"
 
@@ -277,11 +278,6 @@ class Tls(_Section):
     @classmethod
     def _file(cls, value: Any) -> Path:
         return _path(value)
-
-    @field_validator("key_password", mode="before")
-    @classmethod
-    def _password(cls, value: Any) -> Any:
-        return None if value == "" else value
 
     @field_validator("min_version", mode="before")
     @classmethod
@@ -513,6 +509,7 @@ class S3(_Section):
 
 
 MIN_METRICS_TOKEN = 16
+METRICS_TOKEN_ENV = "TUNNELMESH_METRICS__TOKEN"  # metrics.token, so it need not sit in the YAML file
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 
 

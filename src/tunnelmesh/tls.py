@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import ssl
 import stat
+from pathlib import Path
 
 from tunnelmesh.config import ConfigError, Settings, Tls
 
@@ -39,11 +40,17 @@ def check_pair(key: str, tls: Tls) -> None:
             raise ConfigError(f"{key}.{name}: {path} is not a file")
         if name == "key" and st.st_mode & 0o077:
             raise ConfigError(f"{key}.key: {path}: mode {stat.S_IMODE(st.st_mode):04o}; it must be 0600 (owner only)")
-    password = tls.key_password.get_secret_value() if tls.key_password is not None else None
+    if _encrypted(tls.key):
+        # granian 2.8.7 takes ssl_key_password but cannot decrypt a PKCS#8 key (EC or RSA, any cipher): its
+        # worker panics and aborts, respawn after respawn
+        raise ConfigError(
+            f"{key}.key: {tls.key} is encrypted, which the HTTPS server cannot open; "
+            "store it decrypted, mode 0600 (e.g. openssl pkey -in KEY -out KEY.plain)"
+        )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
-        # password=None would ask on the terminal for an encrypted key: a service has no one to answer
-        context.load_cert_chain(os.fspath(tls.cert), os.fspath(tls.key), password or "")
+        # an empty password, not None: None would ask on the terminal, where a service has no one to answer
+        context.load_cert_chain(os.fspath(tls.cert), os.fspath(tls.key), "")
     except ssl.SSLError as e:
         reason = e.reason or str(e).splitlines()[0]
         raise ConfigError(
@@ -51,3 +58,11 @@ def check_pair(key: str, tls: Tls) -> None:
         ) from None
     except OSError as e:
         raise ConfigError(f"{key}: cannot load {tls.cert} and {tls.key}: {e.strerror or e}") from None
+
+
+def _encrypted(path: Path) -> bool:
+    """A PEM key under a password (PKCS#8 `ENCRYPTED PRIVATE KEY`, or the older `Proc-Type: 4,ENCRYPTED`)."""
+    try:
+        return b"ENCRYPTED" in path.read_bytes()
+    except OSError:
+        return False

@@ -41,7 +41,6 @@ def _tls_options(tls: Tls | None) -> dict[str, Any]:
     return {
         "ssl_cert": tls.cert,
         "ssl_key": tls.key,
-        "ssl_key_password": tls.key_password.get_secret_value() if tls.key_password is not None else None,
         "ssl_protocol_min": SSLProtocols.tls12 if tls.min_version == "1.2" else SSLProtocols.tls13,
     }
 

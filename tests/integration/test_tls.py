@@ -1,6 +1,7 @@
 """HTTPS on each listener (`tls:` for listen, `s3.tls:` for s3.listen): boto3 verifying against the test's
 own CA on both, the minimum TLS version enforced, https in the log and in the CLI's derived endpoint, and
-a certificate whose key is not its own (or a key others may read) refused at start in one line."""
+a certificate whose key is not its own (or a key others may read, or an encrypted one) refused at start
+in one line."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+PASSWORD = "open-sesame-7f3a"
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -83,6 +86,14 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "cert": _write(d / "cert.pem", cert.public_bytes(serialization.Encoding.PEM), 0o644),
         "key": _write(d / "key.pem", _key_pem(key)),
         "other_key": _write(d / "other-key.pem", _key_pem(ec.generate_private_key(ec.SECP256R1()))),
+        "locked_key": _write(
+            d / "locked-key.pem",
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(PASSWORD.encode()),
+            ),
+        ),
     }
 
 
@@ -212,3 +223,12 @@ def test_a_key_others_may_read_is_refused(tmp_path: Path, pki: dict[str, Path]) 
     lines = _start_refused(tmp_path, f"tls:\n  cert: {pki['cert']}\n  key: {shared}\n")
     assert len(lines) == 1, lines
     assert lines[0] == f"tunnelmesh: configuration error: tls.key: {shared}: mode 0640; it must be 0600 (owner only)"
+
+
+def test_an_encrypted_key_is_refused_in_one_line(tmp_path: Path, pki: dict[str, Path]) -> None:
+    """granian 2.8.7 cannot open an encrypted key (its worker aborts, respawn after respawn): the supervisor
+    says so once, before any worker starts."""
+    lines = _start_refused(tmp_path, f"tls:\n  cert: {pki['cert']}\n  key: {pki['locked_key']}\n")
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"tunnelmesh: configuration error: tls.key: {pki['locked_key']} is encrypted"), lines
+    assert not (tmp_path / "data").exists()

@@ -57,7 +57,6 @@ CASES: dict[tuple[str, ...], tuple[str, Any]] = {
     ("s3", "sse_rewrap_interval"): ("0", 0.0),
     ("s3", "tls", "cert"): ("/etc/tm/s3-cert.pem", Path("/etc/tm/s3-cert.pem")),
     ("s3", "tls", "key"): ("/etc/tm/s3-key.pem", Path("/etc/tm/s3-key.pem")),
-    ("s3", "tls", "key_password"): (SECRET, SECRET),
     ("s3", "tls", "min_version"): ("1.3", "1.3"),
     ("metrics", "token"): (TOKEN, TOKEN),
     ("metrics", "public"): ("yes", True),
@@ -65,7 +64,6 @@ CASES: dict[tuple[str, ...], tuple[str, Any]] = {
     ("metrics", "max_bucket_series"): ("0", 0),
     ("tls", "cert"): ("/etc/tm/main-cert.pem", Path("/etc/tm/main-cert.pem")),
     ("tls", "key"): ("/etc/tm/main-key.pem", Path("/etc/tm/main-key.pem")),
-    ("tls", "key_password"): (SECRET, SECRET),
     ("tls", "min_version"): ("1.3", "1.3"),
 }
 # what a key needs besides itself to be valid
@@ -240,16 +238,12 @@ def test_the_older_variable_names_still_work(tmp_path: Path, monkeypatch: pytest
 
 def test_secrets_are_masked_wherever_settings_are_printed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"tls:\n  cert: /c.pem\n  key: /k.pem\n  key_password: {SECRET}\nmetrics:\n  token: {TOKEN}\n")
+    cfg.write_text(f"metrics:\n  token: {TOKEN}\n")
     monkeypatch.setenv("TUNNELMESH_S3__METADATA", PG)
-    monkeypatch.setenv("TUNNELMESH_S3__TLS__CERT", "/c.pem")
-    monkeypatch.setenv("TUNNELMESH_S3__TLS__KEY", "/k.pem")
-    monkeypatch.setenv("TUNNELMESH_S3__TLS__KEY_PASSWORD", SECRET)
     s = load(cfg)
-    for shown in (repr(s), str(s), s.model_dump_json(), repr(s.s3), repr(s.metrics), repr(s.tls), repr(s.metadata)):
+    for shown in (repr(s), str(s), s.model_dump_json(), repr(s.s3), repr(s.metrics), repr(s.metadata)):
         assert SECRET not in shown, shown
     assert isinstance(s.s3.metadata, SecretStr) and isinstance(s.metrics.token, SecretStr)
     assert "**********" in repr(s.s3)
     # the code that needs them still reads them
-    assert s.tls is not None and s.tls.key_password is not None and s.tls.key_password.get_secret_value() == SECRET
     assert (s.metadata.uri, s.metrics_token) == (PG, TOKEN)
