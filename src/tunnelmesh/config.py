@@ -1,17 +1,45 @@
-"""coordinator.yaml -> typed settings, with one-line errors that name the offending key."""
+"""coordinator.yaml, TUNNELMESH_* variables and command-line flags -> typed settings, with one-line errors
+that name the offending key, variable or flag.
+
+pydantic-settings builds them: models mirror the YAML tree, so `s3.max_size` is also
+$TUNNELMESH_S3__MAX_SIZE (`__` between levels). Sources, strongest first: flags, the environment,
+coordinator.yaml, the defaults."""
 
 from __future__ import annotations
 
+import contextvars
 import ipaddress
 import math
 import os
 import re
 import socket
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from tunnelmesh.store.backends import MetaConfig
 from tunnelmesh.store.datadir import DataDir
@@ -87,8 +115,89 @@ class Listen:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-@dataclass(frozen=True)
-class Limits:
+class Invalid(ValueError):
+    """A check across fields of one section; `key` is the path, below that section, of the field it names."""
+
+    def __init__(self, key: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def _whole_number(value: Any) -> int | None:
+    """An int, or the digits of one (the environment gives text); None for anything else, True included."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    return None
+
+
+def _path(value: Any) -> Path:
+    if value is None or str(value).strip() == "":
+        raise ValueError("expected a path")
+    return Path(os.path.expanduser(str(value)))
+
+
+def _optional_path(value: Any) -> Path | None:
+    return None if value in (None, "") else _path(value)
+
+
+def parse_listen(value: Any) -> Listen:
+    """HOST:PORT or [IPv6]:PORT; an empty host is 127.0.0.1."""
+    if isinstance(value, Listen):
+        return value
+    text = str(value).strip()
+    m = re.match(r"^\[([^\]]+)\]:(\d+)$", text) or re.match(r"^([^:]*):(\d+)$", text)
+    if not m:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    host, port = m.group(1) or "127.0.0.1", int(m.group(2))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} out of range")
+    return Listen(host, port)
+
+
+def _optional_listen(value: Any) -> Listen | None:
+    """s3.listen: empty, null or false turns the second listener off."""
+    return None if value in (None, "", False) else parse_listen(value)
+
+
+def bind_refusal(listen: Listen) -> str | None:
+    """Why a wildcard or public address is refused unless the operator explicitly allows it (None: fine)."""
+    try:
+        ip = ipaddress.ip_address(listen.host)
+    except ValueError:
+        if listen.host == "localhost":
+            return None
+        return (
+            f"{listen.host!r} is not an IP address; bind to the coordinator's mesh IP "
+            "(or pass --allow-public to bind a name)"
+        )
+    if ip.is_unspecified:
+        return f"{listen} listens on every interface; bind to the mesh IP, or pass --allow-public if you really mean it"
+    if not (ip.is_loopback or ip.is_private or ip.is_link_local):
+        return f"{listen.host} is a public address; bind to the mesh IP, or pass --allow-public if you really mean it"
+    return None
+
+
+# a listen address in the model: parsed from text by us, never decoded as JSON by the environment source
+ListenAddress = Annotated[Listen, NoDecode, PlainValidator(parse_listen), PlainSerializer(str)]
+OptionalListenAddress = Annotated[
+    Listen | None, NoDecode, PlainValidator(_optional_listen), PlainSerializer(lambda v: None if v is None else str(v))
+]
+
+
+class _Section(BaseModel):
+    """One mapping of coordinator.yaml: unknown keys are refused, the values never change after loading."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+MAX_TIMEOUT = 86400.0  # a day; any limit longer than that is a mistake, not a setting
+
+
+class Limits(_Section):
     """Protection against clients that are slow, huge or many; the defaults suit a mesh coordinator."""
 
     max_object_size: int = 5 * 2**40  # S3's own limit
@@ -114,6 +223,35 @@ class Limits:
     max_connections: int = 4096
     max_requests: int = 256  # requests in flight per worker; more wait for a free slot
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _parse(cls, value: Any, info: ValidationInfo) -> Any:
+        name = info.field_name or ""
+        if name == "header_timeout" and value is None:
+            return None
+        parsed: float
+        if name.endswith(("_size", "_rate")):
+            parsed = parse_size(value)
+        elif name.endswith("_timeout"):
+            parsed = parse_duration(value)
+            # nan and inf pass a "> 0" check, and the HTTP server takes whole milliseconds
+            if not math.isfinite(parsed) or parsed > MAX_TIMEOUT:
+                raise ValueError(f"expected seconds up to {MAX_TIMEOUT:.0f}, got {value!r}")
+        else:
+            number = _whole_number(value)
+            if number is None:
+                raise ValueError(f"expected a whole number, got {value!r}")
+            parsed = number
+        if parsed <= 0:
+            raise ValueError("must be greater than zero")
+        return parsed
+
+    @model_validator(mode="after")
+    def _header_room(self) -> Limits:
+        if self.max_header_size < 8192:
+            raise Invalid(("max_header_size",), "must be at least 8KiB")
+        return self
+
     @property
     def head_timeout(self) -> float:
         """The one deadline the HTTP server enforces for a request head, idle time before it included."""
@@ -122,67 +260,33 @@ class Limits:
         return min(self.idle_timeout, self.header_timeout)
 
 
-@dataclass(frozen=True)
-class Settings:
-    listen: Listen = field(default_factory=lambda: Listen("127.0.0.1", 8080))
-    s3_listen: Listen | None = field(default_factory=lambda: Listen("127.0.0.1", 9000))
-    data_dir: Path = Path("tunnelmesh-data")
-    max_size: int = 10 * 10**9
-    region: str = "us-east-1"
-    workers: int = 0  # 0: one per core
-    allow_public: bool = False
-    log_level: str = "info"
-    limits: Limits = field(default_factory=Limits)
-    scrub_interval: float = 7 * 86400.0  # seconds between background integrity scrubs; 0: never
-    scrub_rate: int = 50 * 10**6  # bytes per second the background scrub reads, at most
-    # a multipart upload no part has reached for this long is aborted (its parts freed)
-    stale_upload_expiry: float = 7 * 86400.0
-    metadata: MetaConfig = field(default_factory=MetaConfig)
-    # the blob dir shared with other coordinators (s3.blob_dir), or None for <data_dir>/blobs
-    blob_dir: Path | None = None
-    node_id: str = ""  # "": derived from the host name and the S3 listen port (default_node_id)
-    # how often each worker says its node is alive (store/heartbeat.py), and how long a node may be
-    # silent before another takes over its leftovers (only with metadata shared by several coordinators)
-    heartbeat_interval: float = 5.0
-    node_timeout: float = 60.0
-    # how far ahead an object-lock retention may reach: a COMPLIANCE one can never be shortened, so a peer
-    # that may lock objects could otherwise make them undeletable for a century (docs/data-protection.md 5)
-    max_retention_days: int = 3650
-    # seconds between lifecycle passes (store/lifecycle.py): each reads only what is due
-    lifecycle_interval: float = 600.0
-    # SSE-S3's master key file (store/sse.py); None: no encryption offered. Never inside the data or blob dir,
-    # so a copy or backup of those never holds the keys that open them
-    sse_key_file: Path | None = None
-    # how often the sse-rewrap duty looks for data keys an older master key wraps (store/rewrap.py); 0: never
-    sse_rewrap_interval: float = 3600.0
-
-    @property
-    def node(self) -> str:
-        """This coordinator's node id: it claims writer tags under it, and names its temporaries with it."""
-        return self.node_id or default_node_id((self.s3_listen or self.listen).port)
-
-    @property
-    def files(self) -> DataDir:
-        """Where this coordinator's files and blobs are (store/datadir.py)."""
-        return DataDir(self.data_dir, self.blob_dir, self.node)
+TLS_VERSIONS = ("1.2", "1.3")
 
 
-def parse_liveness(s3: dict[str, Any], defaults: Settings) -> tuple[float, float]:
-    """s3.heartbeat_interval and s3.node_timeout. A node is taken over only after missing several
-    heartbeats in a row: one slow commit must not get a live node's writers retired."""
-    values = []
-    for key, default in (("heartbeat_interval", defaults.heartbeat_interval), ("node_timeout", defaults.node_timeout)):
-        try:
-            value = parse_duration(s3[key]) if key in s3 else default
-        except ValueError as e:
-            raise ConfigError(f"s3.{key}: {e}") from None
-        if value <= 0:
-            raise ConfigError(f"s3.{key}: must be greater than zero")
-        values.append(value)
-    interval, timeout = values
-    if timeout < 3 * interval:
-        raise ConfigError(f"s3.node_timeout: must be at least 3 heartbeat intervals ({3 * interval:g}s)")
-    return interval, timeout
+class Tls(_Section):
+    """A listener's certificate and key (PEM files): granian serves HTTPS with them (worker.py), and the
+    supervisor checks that they make a pair before any worker starts (tls.py)."""
+
+    cert: Path
+    # unencrypted (mode 0600): granian 2.8.7 aborts its worker on any encrypted key, password or not, so
+    # there is no key_password (tls.py refuses an encrypted key in one line instead)
+    key: Path
+    # 1.2 by default: older SDKs and tools still speak no 1.3
+    min_version: str = "1.2"
+
+    @field_validator("cert", "key", mode="before")
+    @classmethod
+    def _file(cls, value: Any) -> Path:
+        return _path(value)
+
+    @field_validator("min_version", mode="before")
+    @classmethod
+    def _version(cls, value: Any) -> str:
+        # YAML reads an unquoted 1.2 as a number
+        text = f"{value:.1f}" if isinstance(value, float) else str(value).strip()
+        if text not in TLS_VERSIONS:
+            raise ValueError(f'expected "1.2" or "1.3", got {value!r}')
+        return text
 
 
 NODE_ID_MAX = 63
@@ -197,12 +301,23 @@ def default_node_id(port: int) -> str:
     return host[: NODE_ID_MAX - len(suffix)].rstrip("-") + suffix
 
 
-def parse_node_id(value: Any) -> str:
+def _node_id(value: Any) -> str:
     if not isinstance(value, str) or not _NODE_ID.fullmatch(value):
-        raise ConfigError(
-            f"s3.node_id: expected 1 to {NODE_ID_MAX} of a-z, 0-9 and '-' (not first or last), got {value!r}"
-        )
+        raise ValueError(f"expected 1 to {NODE_ID_MAX} of a-z, 0-9 and '-' (not first or last), got {value!r}")
     return value
+
+
+def sse_key_file_refusal(path: Path, data_dir: Path, blob_dir: Path | None) -> str | None:
+    """Why a key file may not be where it is (None: fine): never inside the data dir or the blob dir, so a
+    copy or backup of those never holds the keys that open them."""
+    resolved = path.resolve()
+    for name, d in (("the data dir", data_dir), ("s3.blob_dir", blob_dir)):
+        if d is not None and resolved.is_relative_to(d.resolve()):
+            return (
+                f"must not be inside {name} ({d}): a copy or backup of it would hold the keys; "
+                "keep the key file elsewhere and back it up separately"
+            )
+    return None
 
 
 def parse_sse_key_file(s3: dict[str, Any], data_dir: Path, blob_dir: Path | None) -> Path | None:
@@ -211,264 +326,562 @@ def parse_sse_key_file(s3: dict[str, Any], data_dir: Path, blob_dir: Path | None
     if raw in (None, ""):
         return None
     path = Path(os.path.expanduser(str(raw)))
-    resolved = path.resolve()
-    for name, d in (("the data dir", data_dir), ("s3.blob_dir", blob_dir)):
-        if d is not None and resolved.is_relative_to(d.resolve()):
-            raise ConfigError(
-                f"s3.sse_key_file: must not be inside {name} ({d}): a copy or backup of it would hold the keys; "
-                "keep the key file elsewhere and back it up separately"
-            )
+    refusal = sse_key_file_refusal(path, data_dir, blob_dir)
+    if refusal:
+        raise ConfigError(f"s3.sse_key_file: {refusal}")
     return path
 
 
-def parse_blob_dir(s3: dict[str, Any], data_dir: Path, metadata: MetaConfig) -> Path | None:
-    """s3.blob_dir, or None where it is the default <data_dir>/blobs (today's layout)."""
-    if s3.get("blob_dir") in (None, ""):
-        return None
-    blob_dir = Path(os.path.expanduser(str(s3["blob_dir"])))
-    if blob_dir.resolve() == (data_dir / "blobs").resolve():
-        return None
-    if blob_dir.resolve() == data_dir.resolve():
-        raise ConfigError("s3.blob_dir: must not be the data dir itself (leave it unset for <data_dir>/blobs)")
-    if metadata.uri is None:
-        raise ConfigError(
-            "s3.blob_dir: a shared blob dir needs s3.metadata (PostgreSQL): SQLite's metadata is one node's"
-        )
-    return blob_dir
-
-
-def parse_listen(key: str, value: Any) -> Listen:
-    text = str(value).strip()
-    m = re.match(r"^\[([^\]]+)\]:(\d+)$", text) or re.match(r"^([^:]*):(\d+)$", text)
-    if not m:
-        raise ConfigError(f"{key}: expected HOST:PORT, got {value!r}")
-    host, port = m.group(1) or "127.0.0.1", int(m.group(2))
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"{key}: port {port} out of range")
-    return Listen(host, port)
-
-
-def check_bind_address(key: str, listen: Listen, allow_public: bool) -> None:
-    """Refuse wildcard and public addresses unless the operator explicitly allows them."""
-    if allow_public:
-        return
+def _duration(value: Any, at_least: float = 0.0, above: bool = False, suffix: str = "") -> float:
     try:
-        ip = ipaddress.ip_address(listen.host)
-    except ValueError:
-        if listen.host == "localhost":
-            return
-        raise ConfigError(
-            f"{key}: {listen.host!r} is not an IP address; bind to the coordinator's mesh IP "
-            "(or pass --allow-public to bind a name)"
-        ) from None
-    if ip.is_unspecified:
-        raise ConfigError(
-            f"{key}: {listen} listens on every interface; bind to the mesh IP, "
-            "or pass --allow-public if you really mean it"
-        )
-    if not (ip.is_loopback or ip.is_private or ip.is_link_local):
-        raise ConfigError(
-            f"{key}: {listen.host} is a public address; bind to the mesh IP, "
-            "or pass --allow-public if you really mean it"
-        )
+        seconds = parse_duration(value)
+    except ValueError as e:
+        raise ValueError(f"{e}{suffix}") from None
+    if above and seconds <= at_least:
+        raise ValueError("must be greater than zero")
+    if seconds < at_least:
+        raise ValueError(f"must be at least {at_least:g}s")
+    return seconds
 
 
-MAX_TIMEOUT = 86400.0  # a day; any limit longer than that is a mistake, not a setting
-_TOP_KEYS = {"listen", "s3", "workers", "log_level", "region", "limits"}
-_LIMIT_KEYS = {f for f in Limits.__dataclass_fields__}
-
-
-def parse_limits(raw: Any) -> Limits:
-    if raw is None:
-        return Limits()
-    if not isinstance(raw, dict):
-        raise ConfigError("limits: expected a mapping")
-    values: dict[str, Any] = {}
-    for k, v in raw.items():
-        if k not in _LIMIT_KEYS:
-            raise ConfigError(f"limits.{k}: unknown key (known: {', '.join(sorted(_LIMIT_KEYS))})")
-        try:
-            if k.endswith(("_size", "_rate")):
-                values[k] = parse_size(v)
-            elif k.endswith("_timeout"):
-                values[k] = parse_duration(v)
-                # nan and inf pass a "> 0" check, and the HTTP server takes whole milliseconds
-                if not math.isfinite(values[k]) or values[k] > MAX_TIMEOUT:
-                    raise ConfigError(f"limits.{k}: expected seconds up to {MAX_TIMEOUT:.0f}, got {v!r}")
-            else:
-                values[k] = int(v)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"limits.{k}: {e}") from None
-        if values[k] <= 0:
-            raise ConfigError(f"limits.{k}: must be greater than zero")
-    if values.get("max_header_size", Limits.max_header_size) < 8192:
-        raise ConfigError("limits.max_header_size: must be at least 8KiB")
-    return Limits(**values)
-
-
-_S3_KEYS = {
-    "data_dir",
-    "max_size",
-    "listen",
-    "scrub_interval",
-    "scrub_rate",
-    "stale_upload_expiry",
-    "metadata",
-    "metadata_pool",
-    "metadata_timeout",
-    "blob_dir",
-    "node_id",
-    "heartbeat_interval",
-    "node_timeout",
-    "max_retention_days",
-    "lifecycle_interval",
-    "sse_key_file",
-    "sse_rewrap_interval",
-}
-# the metadata URI from the environment, so its password need not sit in the YAML file
-METADATA_ENV = "TUNNELMESH_S3_METADATA"
 MAX_METADATA_POOL = 64
+MIN_STALE_UPLOAD_EXPIRY = 1.0  # the expiry checks at a tenth of it; shorter would only spin
 
 
-def parse_metadata(s3: dict[str, Any]) -> MetaConfig:
-    """s3.metadata (or $TUNNELMESH_S3_METADATA, which wins), s3.metadata_pool and s3.metadata_timeout.
-    No message ever quotes the URI: it may hold a password."""
-    defaults = MetaConfig()
-    uri: Any = os.environ.get(METADATA_ENV) or s3.get("metadata")
-    key = f"${METADATA_ENV}" if os.environ.get(METADATA_ENV) else "s3.metadata"
-    if uri is not None:
-        if not isinstance(uri, str) or not re.match(r"^postgres(ql)?://", uri.strip()):
-            raise ConfigError(f"{key}: expected a postgresql:// or postgres:// URI (or no key for SQLite in data_dir)")
-        uri = uri.strip()
+class S3(_Section):
+    """The `s3:` mapping: the object store, its listener, and where its data and metadata live."""
+
+    data_dir: Path = Path("tunnelmesh-data")
+    max_size: int = 10 * 10**9
+    listen: OptionalListenAddress = Listen("127.0.0.1", 9000)
+    scrub_interval: float = 7 * 86400.0  # seconds between background integrity scrubs; 0: never
+    scrub_rate: int = 50 * 10**6  # bytes per second the background scrub reads, at most
+    # a multipart upload no part has reached for this long is aborted (its parts freed)
+    stale_upload_expiry: float = 7 * 86400.0
+    # a postgresql:// URI (it may hold a password: masked in any repr), or None for SQLite in the data dir
+    metadata: SecretStr | None = None
+    metadata_pool: int = 4  # PostgreSQL connections per process
+    metadata_timeout: float = 5.0  # seconds a request's metadata operation may wait
+    # the blob dir shared with other coordinators, or None (or <data_dir>/blobs) for <data_dir>/blobs
+    blob_dir: Path | None = None
+    node_id: str | None = None  # None: derived from the host name and the S3 listen port (default_node_id)
+    # how often each worker says its node is alive (store/heartbeat.py), and how long a node may be
+    # silent before another takes over its leftovers (only with metadata shared by several coordinators)
+    heartbeat_interval: float = 5.0
+    node_timeout: float = 60.0
+    # how far ahead an object-lock retention may reach: a COMPLIANCE one can never be shortened, so a peer
+    # that may lock objects could otherwise make them undeletable for a century (docs/data-protection.md 5)
+    max_retention_days: int = 3650
+    # seconds between lifecycle passes (store/lifecycle.py): each reads only what is due
+    lifecycle_interval: float = 600.0
+    # SSE-S3's master key file (store/sse.py); None: no encryption offered
+    sse_key_file: Path | None = None
+    # how often the sse-rewrap duty looks for data keys an older master key wraps (store/rewrap.py); 0: never
+    sse_rewrap_interval: float = 3600.0
+    tls: Tls | None = None  # HTTPS on s3.listen
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir(cls, value: Any) -> Path:
+        return _path(value)
+
+    @field_validator("blob_dir", "sse_key_file", mode="before")
+    @classmethod
+    def _optional_paths(cls, value: Any) -> Path | None:
+        return _optional_path(value)
+
+    @field_validator("max_size", mode="before")
+    @classmethod
+    def _max_size(cls, value: Any) -> int:
+        return parse_size(value)
+
+    @field_validator("scrub_rate", mode="before")
+    @classmethod
+    def _scrub_rate(cls, value: Any) -> int:
+        rate = parse_size(value)
+        if rate <= 0:
+            raise ValueError("must be greater than zero (bytes per second, e.g. 50MB)")
+        return rate
+
+    @field_validator("scrub_interval", mode="before")
+    @classmethod
+    def _scrub_interval(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("stale_upload_expiry", mode="before")
+    @classmethod
+    def _stale_upload_expiry(cls, value: Any) -> float:
+        return _duration(value, at_least=MIN_STALE_UPLOAD_EXPIRY)
+
+    @field_validator("heartbeat_interval", "node_timeout", mode="before")
+    @classmethod
+    def _liveness(cls, value: Any) -> float:
+        return _duration(value, above=True)
+
+    @field_validator("lifecycle_interval", mode="before")
+    @classmethod
+    def _lifecycle_interval(cls, value: Any) -> float:
+        return _duration(value, at_least=1)
+
+    @field_validator("sse_rewrap_interval", mode="before")
+    @classmethod
+    def _sse_rewrap_interval(cls, value: Any) -> float:
+        return _duration(value, suffix=" (0: never)")
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _metadata(cls, value: Any) -> Any:
+        """No message ever quotes the URI: it may hold a password."""
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str) or not re.match(r"^postgres(ql)?://", value.strip()):
+            raise ValueError("expected a postgresql:// or postgres:// URI (or no key for SQLite in data_dir)")
+        uri = value.strip()
         try:
             from psycopg.conninfo import conninfo_to_dict
 
             conninfo_to_dict(uri)
         except Exception:
             # the parser's own message may quote the URI
-            raise ConfigError(f"{key}: not a valid libpq URI") from None
-    pool = s3.get("metadata_pool", defaults.pool)
-    if not isinstance(pool, int) or isinstance(pool, bool) or not 1 <= pool <= MAX_METADATA_POOL:
-        raise ConfigError(f"s3.metadata_pool: expected a whole number from 1 to {MAX_METADATA_POOL}, got {pool!r}")
-    timeout = defaults.timeout
-    if "metadata_timeout" in s3:
-        try:
-            timeout = parse_duration(s3["metadata_timeout"])
-        except ValueError as e:
-            raise ConfigError(f"s3.metadata_timeout: {e}") from None
+            raise ValueError("not a valid libpq URI") from None
+        return uri
+
+    @field_validator("metadata_pool", mode="before")
+    @classmethod
+    def _metadata_pool(cls, value: Any) -> int:
+        pool = _whole_number(value)
+        if pool is None or not 1 <= pool <= MAX_METADATA_POOL:
+            raise ValueError(f"expected a whole number from 1 to {MAX_METADATA_POOL}, got {value!r}")
+        return pool
+
+    @field_validator("metadata_timeout", mode="before")
+    @classmethod
+    def _metadata_timeout(cls, value: Any) -> float:
+        timeout = parse_duration(value)
         if not math.isfinite(timeout) or not 0 < timeout <= MAX_TIMEOUT:
-            raise ConfigError(f"s3.metadata_timeout: expected seconds above 0 and up to {MAX_TIMEOUT:.0f}")
-    return MetaConfig(uri, pool, timeout)
+            raise ValueError(f"expected seconds above 0 and up to {MAX_TIMEOUT:.0f}")
+        return timeout
+
+    @field_validator("node_id", mode="before")
+    @classmethod
+    def _node_id(cls, value: Any) -> str:
+        return _node_id(value)
+
+    @field_validator("max_retention_days", mode="before")
+    @classmethod
+    def _max_retention_days(cls, value: Any) -> int:
+        days = _whole_number(value)
+        if days is None or days < 1:
+            raise ValueError("must be a whole number of days, at least 1")
+        return days
+
+    @property
+    def shared_blob_dir(self) -> Path | None:
+        """s3.blob_dir, or None where it is the default <data_dir>/blobs (today's layout)."""
+        if self.blob_dir is None or self.blob_dir.resolve() == (self.data_dir / "blobs").resolve():
+            return None
+        return self.blob_dir
+
+    @model_validator(mode="after")
+    def _across(self) -> S3:
+        """A node is taken over only after missing several heartbeats in a row: one slow commit must not
+        get a live node's writers retired."""
+        if self.node_timeout < 3 * self.heartbeat_interval:
+            raise Invalid(
+                ("node_timeout",), f"must be at least 3 heartbeat intervals ({3 * self.heartbeat_interval:g}s)"
+            )
+        blob_dir = self.shared_blob_dir
+        if blob_dir is not None:
+            if blob_dir.resolve() == self.data_dir.resolve():
+                raise Invalid(("blob_dir",), "must not be the data dir itself (leave it unset for <data_dir>/blobs)")
+            if self.metadata is None:
+                raise Invalid(
+                    ("blob_dir",),
+                    "a shared blob dir needs s3.metadata (PostgreSQL): SQLite's metadata is one node's",
+                )
+        if self.sse_key_file is not None:
+            refusal = sse_key_file_refusal(self.sse_key_file, self.data_dir, blob_dir)
+            if refusal:
+                raise Invalid(("sse_key_file",), refusal)
+        return self
 
 
-MIN_STALE_UPLOAD_EXPIRY = 1.0  # the expiry checks at a tenth of it; shorter would only spin
+MIN_METRICS_TOKEN = 16
+METRICS_TOKEN_ENV = "TUNNELMESH_METRICS__TOKEN"  # metrics.token, so it need not sit in the YAML file
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 
 
-def load(path: Path | None, *, allow_public: bool = False) -> Settings:
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-    for k in raw:
-        if k not in _TOP_KEYS:
-            raise ConfigError(f"{k}: unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
-    s3 = raw.get("s3") or {}
-    if not isinstance(s3, dict):
-        raise ConfigError("s3: expected a mapping")
-    for k in s3:
-        if k not in _S3_KEYS:
-            raise ConfigError(f"s3.{k}: unknown key (known: {', '.join(sorted(_S3_KEYS))})")
+class Metrics(_Section):
+    """The `metrics:` mapping: who may read /metrics, and where the workers' metric files live."""
 
-    defaults = Settings()
-    listen = parse_listen("listen", raw["listen"]) if "listen" in raw else defaults.listen
-    s3_listen = defaults.s3_listen
-    if "listen" in s3:
-        s3_listen = None if s3["listen"] in (None, "", False) else parse_listen("s3.listen", s3["listen"])
-    try:
-        max_size = parse_size(s3["max_size"]) if "max_size" in s3 else defaults.max_size
-    except ValueError as e:
-        raise ConfigError(f"s3.max_size: {e}") from None
-    try:
-        scrub_interval = parse_duration(s3["scrub_interval"]) if "scrub_interval" in s3 else defaults.scrub_interval
-    except ValueError as e:
-        raise ConfigError(f"s3.scrub_interval: {e}") from None
-    try:
-        scrub_rate = parse_size(s3["scrub_rate"]) if "scrub_rate" in s3 else defaults.scrub_rate
-    except ValueError as e:
-        raise ConfigError(f"s3.scrub_rate: {e}") from None
-    if scrub_rate <= 0:
-        raise ConfigError("s3.scrub_rate: must be greater than zero (bytes per second, e.g. 50MB)")
-    stale_upload_expiry = defaults.stale_upload_expiry
-    if "stale_upload_expiry" in s3:
-        try:
-            stale_upload_expiry = parse_duration(s3["stale_upload_expiry"])
-        except ValueError as e:
-            raise ConfigError(f"s3.stale_upload_expiry: {e}") from None
-        if stale_upload_expiry < MIN_STALE_UPLOAD_EXPIRY:
-            raise ConfigError(f"s3.stale_upload_expiry: must be at least {MIN_STALE_UPLOAD_EXPIRY:g}s")
-    workers = raw.get("workers", 0)
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
-        raise ConfigError(f"workers: expected a whole number >= 0, got {workers!r}")
-    log_level = str(raw.get("log_level", "info")).lower()
-    if log_level not in {"debug", "info", "warning", "error"}:
-        raise ConfigError(f"log_level: expected debug, info, warning or error, got {log_level!r}")
-    region = str(raw.get("region", defaults.region))
-    if not re.fullmatch(r"[a-z0-9-]{1,32}", region):
-        raise ConfigError(f"region: invalid region name {region!r}")
-    data_dir = Path(os.path.expanduser(str(s3.get("data_dir", defaults.data_dir))))
+    # a bearer token just for /metrics (masked in any repr); None: admin credentials only (or public)
+    token: SecretStr | None = None
+    public: bool = False  # /metrics open to anyone who reaches the listener
+    dir: Path | None = None  # None: $RUNTIME_DIRECTORY/metrics, else a temporary dir
+    # buckets labelled one by one in a scrape; past it only the totals (a series per bucket costs Prometheus)
+    max_bucket_series: int = 500
 
-    check_bind_address("listen", listen, allow_public)
-    if s3_listen is not None:
-        check_bind_address("s3.listen", s3_listen, allow_public)
-        if (s3_listen.host, s3_listen.port) == (listen.host, listen.port) and listen.port != 0:
-            raise ConfigError("s3.listen: must differ from listen")
-    limits = parse_limits(raw.get("limits"))
-    metadata = parse_metadata(s3)
-    blob_dir = parse_blob_dir(s3, data_dir, metadata)
-    node_id = parse_node_id(s3["node_id"]) if "node_id" in s3 else default_node_id((s3_listen or listen).port)
-    heartbeat_interval, node_timeout = parse_liveness(s3, defaults)
-    sse_key_file = parse_sse_key_file(s3, data_dir, blob_dir)
-    try:
-        rewrap = parse_duration(s3.get("sse_rewrap_interval", defaults.sse_rewrap_interval))
-    except ValueError as e:
-        raise ConfigError(f"s3.sse_rewrap_interval: {e} (0: never)") from None
-    max_retention_days = s3.get("max_retention_days", defaults.max_retention_days)
-    if isinstance(max_retention_days, bool) or not isinstance(max_retention_days, int) or max_retention_days < 1:
-        raise ConfigError("s3.max_retention_days: must be a whole number of days, at least 1")
-    lifecycle_interval = defaults.lifecycle_interval
-    if "lifecycle_interval" in s3:
-        try:
-            lifecycle_interval = parse_duration(s3["lifecycle_interval"])
-        except ValueError as e:
-            raise ConfigError(f"s3.lifecycle_interval: {e}") from None
-        if lifecycle_interval < 1:
-            raise ConfigError("s3.lifecycle_interval: must be at least 1s")
-    return Settings(
-        lifecycle_interval=lifecycle_interval,
-        sse_key_file=sse_key_file,
-        sse_rewrap_interval=float(rewrap),
-        max_retention_days=max_retention_days,
-        heartbeat_interval=heartbeat_interval,
-        node_timeout=node_timeout,
-        metadata=metadata,
-        blob_dir=blob_dir,
-        node_id=node_id,
-        limits=limits,
-        listen=listen,
-        s3_listen=s3_listen,
-        data_dir=data_dir,
-        max_size=max_size,
-        region=region,
-        workers=workers,
-        allow_public=allow_public,
-        log_level=log_level,
-        scrub_interval=scrub_interval,
-        scrub_rate=scrub_rate,
-        stale_upload_expiry=stale_upload_expiry,
+    @field_validator("token", mode="before")
+    @classmethod
+    def _token(cls, value: Any) -> Any:
+        """No message quotes the token."""
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is None:
+            return None
+        if not isinstance(value, str) or len(value.strip()) < MIN_METRICS_TOKEN:
+            raise ValueError(f"expected a string of at least {MIN_METRICS_TOKEN} characters")
+        return value.strip()
+
+    @field_validator("public", mode="before")
+    @classmethod
+    def _public(cls, value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ValueError(f"expected true or false, got {value!r}")
+
+    @field_validator("dir", mode="before")
+    @classmethod
+    def _dir(cls, value: Any) -> Path | None:
+        return _optional_path(value)
+
+    @field_validator("max_bucket_series", mode="before")
+    @classmethod
+    def _max_bucket_series(cls, value: Any) -> int:
+        series = _whole_number(value)
+        if series is None or series < 0:
+            raise ValueError(f"expected a whole number >= 0, got {value!r}")
+        return series
+
+
+ENV_PREFIX = "TUNNELMESH_"
+# the metadata URI from the environment, so its password need not sit in the YAML file: the name it had
+# before the settings mirrored the YAML tree ($TUNNELMESH_S3__METADATA), kept so no deployment breaks
+METADATA_ENV = "TUNNELMESH_S3_METADATA"
+ENV_ALIASES: dict[str, tuple[str, ...]] = {METADATA_ENV: ("s3", "metadata")}
+# the command-line flags that set a key, as error messages name them
+FLAGS: dict[tuple[str, ...], str] = {
+    ("listen",): "--listen",
+    ("s3", "data_dir"): "--data-dir",
+    ("allow_public",): "--allow-public",
+}
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+# the parsed coordinator.yaml for the Settings being built (load() sets it): the file's source reads it
+_yaml_tree: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("tunnelmesh_yaml", default=None)
+
+
+class _YamlTree(PydanticBaseSettingsSource):
+    """coordinator.yaml, read and checked for YAML errors by load() (its messages name the file)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ hands over the whole tree
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_yaml_tree.get() or {})
+
+
+class _Environment(EnvSettingsSource):
+    """TUNNELMESH_<PATH> with `__` between levels, plus the older names of ENV_ALIASES (the new name wins)."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        for alias, path in ENV_ALIASES.items():
+            value = self.env_vars.get(alias if self.case_sensitive else alias.lower())
+            if value and _dig(data, path) is None:
+                node = data
+                for part in path[:-1]:
+                    node = node.setdefault(part, {})
+                node[path[-1]] = value
+        return data
+
+
+def _dig(tree: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = tree
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+class Settings(BaseSettings):
+    """Every setting, in the shape of coordinator.yaml. Sources, strongest first: flags (keyword arguments),
+    TUNNELMESH_* variables, coordinator.yaml, the defaults. The flat names callers use (`max_size`,
+    `s3_listen`, ...) are read-only properties over the tree."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True, case_sensitive=False
     )
+
+    listen: ListenAddress = Listen("127.0.0.1", 8080)
+    workers: int = 0  # 0: one per core
+    log_level: str = "info"
+    log_format: str = "text"  # text (key=value) or json, one object per line
+    region: str = "us-east-1"
+    allow_public: bool = False  # bind wildcard and public addresses (--allow-public)
+    limits: Limits = Field(default_factory=Limits)
+    s3: S3 = Field(default_factory=S3)
+    metrics: Metrics = Field(default_factory=Metrics)
+    tls: Tls | None = None  # HTTPS on listen
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _Environment(settings_cls), _YamlTree(settings_cls)
+
+    @field_validator("limits", "s3", "metrics", mode="before")
+    @classmethod
+    def _empty_section(cls, value: Any) -> Any:
+        return {} if value is None else value  # `s3:` with nothing under it
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: Any) -> int:
+        workers = _whole_number(value)
+        if workers is None or workers < 0:
+            raise ValueError(f"expected a whole number >= 0, got {value!r}")
+        return workers
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: Any) -> str:
+        level = str(value).strip().lower()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"expected debug, info, warning or error, got {level!r}")
+        return level
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: Any) -> str:
+        fmt = str(value).strip().lower()
+        if fmt not in LOG_FORMATS:
+            raise ValueError(f"expected text or json, got {value!r}")
+        return fmt
+
+    @field_validator("region", mode="before")
+    @classmethod
+    def _region(cls, value: Any) -> str:
+        region = str(value)
+        if not re.fullmatch(r"[a-z0-9-]{1,32}", region):
+            raise ValueError(f"invalid region name {region!r}")
+        return region
+
+    @model_validator(mode="after")
+    def _listeners(self) -> Settings:
+        listens: list[tuple[tuple[str, ...], Listen]] = [(("listen",), self.listen)]
+        if self.s3.listen is not None:
+            listens.append((("s3", "listen"), self.s3.listen))
+        for key, listen in listens:
+            refusal = None if self.allow_public else bind_refusal(listen)
+            if refusal:
+                raise Invalid(key, refusal)
+        s3_listen = self.s3.listen
+        same = s3_listen is not None and (s3_listen.host, s3_listen.port) == (self.listen.host, self.listen.port)
+        if same and self.listen.port != 0:
+            raise Invalid(("s3", "listen"), "must differ from listen")
+        return self
+
+    # ---- the flat names every caller uses -------------------------------------------------------
+
+    @property
+    def s3_listen(self) -> Listen | None:
+        return self.s3.listen
+
+    @property
+    def data_dir(self) -> Path:
+        return self.s3.data_dir
+
+    @property
+    def max_size(self) -> int:
+        return self.s3.max_size
+
+    @property
+    def scrub_interval(self) -> float:
+        return self.s3.scrub_interval
+
+    @property
+    def scrub_rate(self) -> int:
+        return self.s3.scrub_rate
+
+    @property
+    def stale_upload_expiry(self) -> float:
+        return self.s3.stale_upload_expiry
+
+    @property
+    def metadata(self) -> MetaConfig:
+        uri = self.s3.metadata.get_secret_value() if self.s3.metadata is not None else None
+        return MetaConfig(uri, self.s3.metadata_pool, self.s3.metadata_timeout)
+
+    @property
+    def blob_dir(self) -> Path | None:
+        """The blob dir shared with other coordinators, or None for <data_dir>/blobs."""
+        return self.s3.shared_blob_dir
+
+    @property
+    def node_id(self) -> str:
+        return self.s3.node_id or default_node_id((self.s3.listen or self.listen).port)
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return self.s3.heartbeat_interval
+
+    @property
+    def node_timeout(self) -> float:
+        return self.s3.node_timeout
+
+    @property
+    def max_retention_days(self) -> int:
+        return self.s3.max_retention_days
+
+    @property
+    def lifecycle_interval(self) -> float:
+        return self.s3.lifecycle_interval
+
+    @property
+    def sse_key_file(self) -> Path | None:
+        return self.s3.sse_key_file
+
+    @property
+    def sse_rewrap_interval(self) -> float:
+        return self.s3.sse_rewrap_interval
+
+    @property
+    def s3_tls(self) -> Tls | None:
+        return self.s3.tls
+
+    @property
+    def metrics_token(self) -> str | None:
+        return self.metrics.token.get_secret_value() if self.metrics.token is not None else None
+
+    @property
+    def metrics_public(self) -> bool:
+        return self.metrics.public
+
+    @property
+    def metrics_dir(self) -> Path | None:
+        return self.metrics.dir
+
+    @property
+    def metrics_max_bucket_series(self) -> int:
+        return self.metrics.max_bucket_series
+
+    @property
+    def node(self) -> str:
+        """This coordinator's node id: it claims writer tags under it, and names its temporaries with it."""
+        return self.node_id
+
+    @property
+    def files(self) -> DataDir:
+        """Where this coordinator's files and blobs are (store/datadir.py)."""
+        return DataDir(self.data_dir, self.blob_dir, self.node)
+
+
+# each mapping of the tree, by its path: the keys an "unknown key" message lists
+SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
+    (): Settings,
+    ("limits",): Limits,
+    ("s3",): S3,
+    ("metrics",): Metrics,
+    ("tls",): Tls,
+    ("s3", "tls"): Tls,
+}
+
+
+def env_name(path: tuple[str, ...]) -> str:
+    """The variable that sets a key: s3.max_size -> TUNNELMESH_S3__MAX_SIZE."""
+    return ENV_PREFIX + "__".join(path).upper()
+
+
+def _named(path: tuple[str, ...], flags: Mapping[str, Any], environ: Mapping[str, str]) -> str:
+    """Where the value at `path` came from, as the operator wrote it: the flag, the variable or the key."""
+    if _dig(flags, path) is not None:
+        return FLAGS.get(path, ".".join(path))
+    env = {k.upper(): v for k, v in environ.items()}
+    candidates = [env_name(path)] + [alias for alias, p in ENV_ALIASES.items() if p == path]
+    candidates += [env_name(path[:i]) for i in range(len(path) - 1, 0, -1)]  # a section given as JSON
+    for name in candidates:
+        if env.get(name):
+            return f"${name}"
+    return ".".join(path)
+
+
+def _one_line(error: ValidationError, flags: Mapping[str, Any]) -> ConfigError:
+    """pydantic's first error as today's one line: `<key or $VARIABLE>: <what is wrong>`, never the value
+    of a secret (pydantic's own text is used only for errors that do not quote their input)."""
+    first = error.errors(include_url=False)[0]
+    path = tuple(str(p) for p in first["loc"])
+    cause = (first.get("ctx") or {}).get("error")
+    kind = first["type"]
+    if isinstance(cause, Invalid):
+        path, message = path + cause.key, str(cause)
+    elif kind == "value_error" and cause is not None:
+        message = str(cause)
+    elif kind == "extra_forbidden":
+        known = ", ".join(sorted(SECTIONS.get(path[:-1], Settings).model_fields))
+        message = f"unknown key (known: {known})"
+    elif kind in ("model_type", "model_attributes_type", "dict_type"):
+        message = "expected a mapping"
+    elif kind == "missing":
+        message = "required" + (" (TLS needs cert and key)" if path[-2:-1] == ("tls",) else "")
+    else:
+        message = first["msg"]
+    return ConfigError(f"{_named(path, flags, os.environ)}: {message.splitlines()[0] if message else kind}")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def load(
+    path: Path | None,
+    *,
+    allow_public: bool = False,
+    data_dir: Path | None = None,
+    listen: str | None = None,
+) -> Settings:
+    """coordinator.yaml (None: none) under the TUNNELMESH_* variables under the flags given here; a flag
+    left out (None, False) sets nothing, so the variable or the file still does."""
+    raw = _read_yaml(path) if path is not None else {}
+    flags: dict[str, Any] = {}
+    if allow_public:
+        flags["allow_public"] = True
+    if listen is not None:
+        flags["listen"] = listen
+    if data_dir is not None:
+        flags["s3"] = {"data_dir": data_dir}
+    token = _yaml_tree.set(raw)
+    try:
+        settings = Settings(**flags)
+    except ValidationError as e:
+        raise _one_line(e, flags) from None
+    except SettingsError as e:
+        # a section set as one variable that is not JSON: pydantic-settings names the field, not the variable
+        m = re.search(r'field "([^"]+)"', str(e))
+        raise ConfigError(f"${env_name((m.group(1),)) if m else ENV_PREFIX + '*'}: not valid JSON") from None
+    finally:
+        _yaml_tree.reset(token)
+    if settings.s3.node_id is None:
+        # fixed now: the host name must not change a running coordinator's node id
+        s3 = settings.s3.model_copy(update={"node_id": settings.node_id})
+        settings = settings.model_copy(update={"s3": s3})
+    return settings

@@ -31,6 +31,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tunnelmesh import tls
 from tunnelmesh.config import ConfigError, Listen, Settings
 from tunnelmesh.obs.notify import sd_notify
 from tunnelmesh.store import blobs as blobs_mod
@@ -330,10 +332,20 @@ def version() -> str:
         return __version__
 
 
-def answers_healthz(listen: Listen) -> bool:
-    """Whether a worker answers `GET /healthz` on the main listener (a wildcard address asked on loopback)."""
+def answers_healthz(listen: Listen, https: bool) -> bool:
+    """Whether a worker answers `GET /healthz` on the main listener (a wildcard address asked on loopback).
+
+    Over TLS the certificate is not checked: this asks our own workers whether they serve, and the
+    supervisor has already checked the certificate and key pair (tls.check)."""
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(listen.host, listen.host)
-    conn = http.client.HTTPConnection(host, listen.port, timeout=1.0)
+    conn: http.client.HTTPConnection
+    if https:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection(host, listen.port, timeout=1.0, context=ctx)
+    else:
+        conn = http.client.HTTPConnection(host, listen.port, timeout=1.0)
     try:
         conn.request("GET", "/healthz")
         return conn.getresponse().status == 200
@@ -347,6 +359,7 @@ def run(settings: Settings) -> int:
     """Start the coordinator and block until it is stopped. Returns the exit code."""
     # everything the coordinator creates (database, WAL, blobs, state files) is its own alone
     os.umask(0o077)
+    tls.check(settings)  # before any worker: a bad pair is one line here, not a dead worker per respawn
     check_data_dir(settings.data_dir)
     lock = lock_data_dir(settings.data_dir)
     try:
@@ -428,9 +441,9 @@ def _run_locked(settings: Settings) -> int:
     first_tags = claim_writer_tags(settings.data_dir, settings.node, count, settings.metadata)
     workers = {spawn_worker(tag) for tag in first_tags}
     log.info("admin credential: access key %r, secret from %s", ADMIN_ACCESS_KEY, source)
-    log.info("S3 API at http://%s/s3 (admin API under /api/)", settings.listen)
+    log.info("S3 API at %s://%s/s3 (admin API under /api/)", tls.scheme(settings.tls), settings.listen)
     if settings.s3_listen is not None:
-        log.info("S3 API at http://%s", settings.s3_listen)
+        log.info("S3 API at %s://%s", tls.scheme(settings.s3_tls), settings.s3_listen)
     log.info("%d workers; data in %s, max_size %d bytes", count, settings.data_dir.resolve(), settings.max_size)
     log.info("metadata: %s", settings.metadata.describe(settings.data_dir))  # its password redacted
     # after a crash an orphan sweep runs beside the workers; until it has finished, no stop is
@@ -479,7 +492,7 @@ def _run_locked(settings: Settings) -> int:
             pid, status = 0, 0
         if pid == 0:
             if not ready:
-                if answers_healthz(settings.listen):
+                if answers_healthz(settings.listen, settings.tls is not None):
                     ready = True
                     log.info("ready: /healthz answers on %s", settings.listen)
                     sd_notify("READY=1\nSTATUS=serving")

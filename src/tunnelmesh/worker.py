@@ -12,14 +12,15 @@ import asyncio
 import logging
 import resource
 import signal
+from typing import Any
 
-from granian.constants import HTTPModes, Interfaces
+from granian.constants import HTTPModes, Interfaces, SSLProtocols
 from granian.http import HTTP1Settings
 from granian.log import LogLevels
 from granian.server.embed import Server
 
 from tunnelmesh.asgi import build
-from tunnelmesh.config import Limits, Listen, Settings
+from tunnelmesh.config import Limits, Listen, Settings, Tls
 from tunnelmesh.store import expiry, heartbeat, lifecycle, rewrap
 
 log = logging.getLogger("tunnelmesh.worker")
@@ -33,7 +34,18 @@ UNSURE = 5
 SPARE_FILES = 256
 
 
-def _server(app: object, listen: Listen, limits: Limits, max_connections: int) -> Server:
+def _tls_options(tls: Tls | None) -> dict[str, Any]:
+    """granian's HTTPS options for one listener (none: plain HTTP). The supervisor has checked the pair."""
+    if tls is None:
+        return {}
+    return {
+        "ssl_cert": tls.cert,
+        "ssl_key": tls.key,
+        "ssl_protocol_min": SSLProtocols.tls12 if tls.min_version == "1.2" else SSLProtocols.tls13,
+    }
+
+
+def _server(app: object, listen: Listen, limits: Limits, max_connections: int, tls: Tls | None = None) -> Server:
     return Server(
         app,
         address=listen.host,
@@ -41,7 +53,7 @@ def _server(app: object, listen: Listen, limits: Limits, max_connections: int) -
         interface=Interfaces.ASGINL,
         # HTTP/1 only: in auto mode the server first waits, without any deadline, for the bytes that
         # tell HTTP/1 from HTTP/2, so a connection that never sends one is never closed. S3 clients
-        # speak HTTP/1.1 here (there is no TLS to negotiate HTTP/2 with).
+        # speak HTTP/1.1 here (with TLS too: no ALPN offers HTTP/2).
         http=HTTPModes.http1,
         websockets=False,
         backlog=1024,
@@ -55,6 +67,7 @@ def _server(app: object, listen: Listen, limits: Limits, max_connections: int) -
             header_read_timeout=max(1, round(limits.head_timeout * 1000)),
             max_buffer_size=limits.max_header_size,
         ),
+        **_tls_options(tls),
     )
 
 
@@ -121,11 +134,11 @@ def serve(settings: Settings, admin_token: str, started_at: float) -> int:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     _die_with_parent()
     apps = build(settings, admin_token)
-    listens = [(apps.main, settings.listen)]
+    listens = [(apps.main, settings.listen, settings.tls)]
     if settings.s3_listen is not None:
-        listens.append((apps.root, settings.s3_listen))
+        listens.append((apps.root, settings.s3_listen, settings.s3_tls))
     connections = _connection_limit(settings.limits, len(listens))
-    servers = [_server(app, listen, settings.limits, connections) for app, listen in listens]
+    servers = [_server(app, listen, settings.limits, connections, tls) for app, listen, tls in listens]
     listen = str(settings.s3_listen or settings.listen)
     # on metadata several coordinators share, the per-mesh duties go by lease (one node at a time)
     lease_node = settings.node if settings.metadata.uri is not None else None

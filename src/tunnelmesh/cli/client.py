@@ -73,7 +73,8 @@ def resolve(endpoint: str | None, token: str | None, config_path: Path | None) -
         host = settings.listen.host
         if host in ("0.0.0.0", "::"):
             host = "127.0.0.1"
-        endpoint = endpoint or f"http://{'[' + host + ']' if ':' in host else host}:{settings.listen.port}"
+        scheme = "https" if settings.tls is not None else "http"
+        endpoint = endpoint or f"{scheme}://{'[' + host + ']' if ':' in host else host}:{settings.listen.port}"
         if not token:
             token = os.environ.get(ADMIN_TOKEN_ENV)
         if not token:

@@ -36,14 +36,22 @@ def cli() -> None:
     help="coordinator.yaml (all keys optional; embedded defaults otherwise)",
 )
 @click.option("--allow-public", is_flag=True, help="allow binding a wildcard or public address")
-def coordinator(config_path: Path | None, allow_public: bool) -> None:
-    """Run the coordinator and its S3 API."""
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="the data dir (wins over s3.data_dir and $TUNNELMESH_S3__DATA_DIR)",
+)
+@click.option("--listen", default=None, help="HOST:PORT of the main listener (wins over listen and $TUNNELMESH_LISTEN)")
+def coordinator(config_path: Path | None, allow_public: bool, data_dir: Path | None, listen: str | None) -> None:
+    """Run the coordinator and its S3 API. Every setting is a key of coordinator.yaml or a TUNNELMESH_*
+    variable named by its path (s3.max_size: TUNNELMESH_S3__MAX_SIZE); a variable wins over the file."""
     from tunnelmesh import config, server
     from tunnelmesh.store.errors import Unavailable
     from tunnelmesh.store.migrations import SchemaError
 
     try:
-        settings = config.load(config_path, allow_public=allow_public)
+        settings = config.load(config_path, allow_public=allow_public, data_dir=data_dir, listen=listen)
         server.configure_logging(settings.log_level)
         code = server.run(settings)
     except ConfigError as e:
