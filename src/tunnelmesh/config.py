@@ -132,6 +132,7 @@ class Settings:
     workers: int = 0  # 0: one per core
     allow_public: bool = False
     log_level: str = "info"
+    log_format: str = "text"  # text (key=value) or json (one object per line): obs/logfmt.py
     limits: Limits = field(default_factory=Limits)
     scrub_interval: float = 7 * 86400.0  # seconds between background integrity scrubs; 0: never
     scrub_rate: int = 50 * 10**6  # bytes per second the background scrub reads, at most
@@ -274,7 +275,7 @@ def check_bind_address(key: str, listen: Listen, allow_public: bool) -> None:
 
 
 MAX_TIMEOUT = 86400.0  # a day; any limit longer than that is a mistake, not a setting
-_TOP_KEYS = {"listen", "s3", "workers", "log_level", "region", "limits"}
+_TOP_KEYS = {"listen", "s3", "workers", "log_level", "log_format", "region", "limits"}
 _LIMIT_KEYS = {f for f in Limits.__dataclass_fields__}
 
 
@@ -418,6 +419,9 @@ def load(path: Path | None, *, allow_public: bool = False) -> Settings:
     log_level = str(raw.get("log_level", "info")).lower()
     if log_level not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"log_level: expected debug, info, warning or error, got {log_level!r}")
+    log_format = raw.get("log_format", defaults.log_format)
+    if log_format not in ("text", "json"):
+        raise ConfigError(f"log_format: expected text or json, got {log_format!r}")
     region = str(raw.get("region", defaults.region))
     if not re.fullmatch(r"[a-z0-9-]{1,32}", region):
         raise ConfigError(f"region: invalid region name {region!r}")
@@ -468,6 +472,7 @@ def load(path: Path | None, *, allow_public: bool = False) -> Settings:
         workers=workers,
         allow_public=allow_public,
         log_level=log_level,
+        log_format=log_format,
         scrub_interval=scrub_interval,
         scrub_rate=scrub_rate,
         stale_upload_expiry=stale_upload_expiry,

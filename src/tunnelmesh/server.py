@@ -30,13 +30,13 @@ import os
 import secrets
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tunnelmesh.config import ConfigError, Settings
+from tunnelmesh.obs.logfmt import configure_logging as configure_logging  # the CLI calls it from here
 from tunnelmesh.store import blobs as blobs_mod
 from tunnelmesh.store import heartbeat, scrub_schedule
 from tunnelmesh.store.blobs import BlobStore
@@ -59,17 +59,6 @@ log = logging.getLogger("tunnelmesh")
 ADMIN_ACCESS_KEY = "admin"
 ADMIN_TOKEN_ENV = "TUNNELMESH_ADMIN_TOKEN"
 MIN_ADMIN_TOKEN = 16
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    # the form parser warns about each malformed form before raising; the request's own log line
-    # (400 MalformedPOSTRequest) says it once, and anyone may send such forms to flood the log
-    logging.getLogger("python_multipart").setLevel(logging.ERROR)
 
 
 def check_data_dir(data_dir: Path) -> None:
