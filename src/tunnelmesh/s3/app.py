@@ -44,7 +44,7 @@ SEND_PIECE = 256 * 1024
 SANDBOX_HEADERS = ((b"content-security-policy", b"sandbox"), (b"x-content-type-options", b"nosniff"))
 
 # the user agent as logged, at most: enough to tell clients apart, not a way to fill the log
-UA_CHARS = 200
+UA_CHARS = 512
 
 # the scope key under which the HTTP edge hands a form upload the coroutine that moves it from the
 # pool of unauthenticated forms to an ordinary request slot (see asgi.py)
