@@ -20,6 +20,8 @@ FORMATS = ("text", "json")
 
 # printable ASCII less space, `"` and `\`: what a bare (unquoted) value may be made of
 _BARE = re.compile(r"[!#-\[\]-~]+")
+# the same plus space: quoted as it is (a user agent, a key with spaces), with nothing to escape
+_PLAIN = re.compile(r"[ !#-\[\]-~]*")
 _SHORT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
@@ -34,18 +36,33 @@ def _escape_char(ch: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
+# what a quoted value escapes without a look at the character's Unicode class: C0 controls, DEL, C1 controls
+_QUOTE_TABLE = {i: _escape_char(chr(i)) for i in [*range(0x20), 0x22, 0x5C, *range(0x7F, 0xA0)]}
+
+
 def escape(value: object) -> str:
     """A field value as `key=value` text shows it: bare when it is a plain token (`200`, `PutObject`,
     `12.5`, `a/b.txt`), otherwise in double quotes with `\\`, `"`, control and other unprintable characters
     (line and paragraph separators, bidi overrides) escaped. The empty string is `""`, None is `-`."""
-    if value is None:
-        return "-"
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    # every request line goes through here, field by field: exact type checks and C-speed string calls only
+    kind = type(value)
+    if kind is str:
+        text = value
+    elif kind is int or kind is float:
         return str(value)
-    text = str(value)
+    elif value is None:
+        return "-"
+    else:
+        text = str(value)
+    assert isinstance(text, str)
     if _BARE.fullmatch(text):
         return text
-    return '"' + "".join([_escape_char(ch) for ch in text]) + '"'
+    if _PLAIN.fullmatch(text):
+        return f'"{text}"'
+    quoted = text.translate(_QUOTE_TABLE)
+    if not quoted.isprintable():  # a non-ASCII unprintable (U+2028, a bidi override) is left: the slow way
+        quoted = "".join([_escape_char(ch) for ch in text])
+    return f'"{quoted}"'
 
 
 def render_fields(fields: dict[str, Any]) -> str:
