@@ -419,7 +419,7 @@ def load(path: Path | None, *, allow_public: bool = False) -> Settings:
     log_level = str(raw.get("log_level", "info")).lower()
     if log_level not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"log_level: expected debug, info, warning or error, got {log_level!r}")
-    log_format = raw.get("log_format", defaults.log_format)
+    log_format = str(raw.get("log_format", defaults.log_format)).lower()
     if log_format not in ("text", "json"):
         raise ConfigError(f"log_format: expected text or json, got {log_format!r}")
     region = str(raw.get("region", defaults.region))

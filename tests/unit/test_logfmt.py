@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 
 import pytest
 
+from tunnelmesh.config import ConfigError, load
 from tunnelmesh.obs.logfmt import JsonFormatter, TextFormatter, escape, formatter
 
 ESCAPES = [
@@ -103,3 +105,14 @@ def test_json_plain_message_and_traceback() -> None:
 def test_unknown_format_refused() -> None:
     with pytest.raises(ValueError, match="xml"):
         formatter("xml")
+
+
+def test_log_format_setting(tmp_path: Path) -> None:
+    path = tmp_path / "coordinator.yaml"
+    assert load(None).log_format == "text"
+    path.write_text("log_format: JSON\n")
+    assert load(path).log_format == "json"
+    path.write_text("log_format: xml\n")
+    with pytest.raises(ConfigError) as e:
+        load(path)
+    assert str(e.value) == "log_format: expected text or json, got 'xml'"
