@@ -32,7 +32,6 @@ import secrets
 import signal
 import socket
 import ssl
-import sys
 import time
 from collections.abc import Callable
 from importlib import metadata
@@ -41,6 +40,7 @@ from typing import Any
 
 from tunnelmesh import tls
 from tunnelmesh.config import ConfigError, Listen, Settings
+from tunnelmesh.obs.logfmt import configure_logging as configure_logging  # the CLI calls it from here
 from tunnelmesh.obs.notify import sd_notify
 from tunnelmesh.store import blobs as blobs_mod
 from tunnelmesh.store import heartbeat, scrub_schedule
@@ -66,17 +66,6 @@ ADMIN_TOKEN_ENV = "TUNNELMESH_ADMIN_TOKEN"
 MIN_ADMIN_TOKEN = 16
 # how long the first workers may take to answer /healthz before the start counts as failed
 READY_TIMEOUT = 30.0
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    # the form parser warns about each malformed form before raising; the request's own log line
-    # (400 MalformedPOSTRequest) says it once, and anyone may send such forms to flood the log
-    logging.getLogger("python_multipart").setLevel(logging.ERROR)
 
 
 def check_data_dir(data_dir: Path) -> None:

@@ -58,6 +58,8 @@ def _server(app: object, listen: Listen, limits: Limits, max_connections: int, t
         websockets=False,
         backlog=1024,
         log_level=LogLevels.error,
+        # granian's own (rare) lines go through our handler and format (log_format: json stays one object a line)
+        log_dictconfig={"version": 1, "disable_existing_loggers": False, "loggers": {"_granian": {"propagate": True}}},
         # granian holds one of these permits per open connection (idle ones too), not per request;
         # requests in flight are bounded by limits.max_requests in the application
         backpressure=max_connections,

@@ -59,7 +59,7 @@ from tunnelmesh.coordinator.network import NetworkConfig
 from tunnelmesh.coordinator.peers import PeerRegistry
 from tunnelmesh.coordinator.shares import Shares
 from tunnelmesh.coordinator.state import SystemState
-from tunnelmesh.s3.app import close_after
+from tunnelmesh.s3.app import UA_CHARS, CountedReceive, auth_kind, close_after, who
 from tunnelmesh.s3.auth import authenticate, require_whole_request_signed
 from tunnelmesh.s3.authz import Authorizer
 from tunnelmesh.s3.errors import S3Error
@@ -111,7 +111,8 @@ class AdminApi:
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         started = time.perf_counter()
-        req = from_scope(scope, receive, "")
+        counted = CountedReceive(receive)
+        req = from_scope(scope, counted, "")
         status, body, ctype = 500, b"", "application/json"
         try:
             path = parse_target(req)
@@ -143,14 +144,25 @@ class AdminApi:
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-        log.info(
-            "id=%s peer=%s admin=%s status=%d ms=%.1f",
-            req.request_id,
-            req.principal.peer_id if req.principal else "-",
-            req.operation,
-            status,
-            (time.perf_counter() - started) * 1000,
-        )
+        if log.isEnabledFor(logging.INFO):
+            # the S3 line's fields where they apply (`admin` the handler, `path` the target without its query);
+            # never a header but the user agent, nor a body (tokens travel in both)
+            fields = {
+                "id": req.request_id,
+                "peer": who(req),
+                "admin": req.operation,
+                "status": status,
+                "method": req.method,
+                "path": req.raw_path,
+                "bytes_in": counted.n,
+                "bytes_out": len(body),
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+                "client": req.client or None,
+                "ua": req.headers.get("user-agent", "")[:UA_CHARS] or None,
+                "authz": req.authz,
+                "auth": auth_kind(req),
+            }
+            log.info("access", extra={"access": fields})
 
     def _route(self, method: str, path: str) -> tuple[Handler, str, dict[str, str]]:
         for m, pattern, handler, rule in ROUTES:

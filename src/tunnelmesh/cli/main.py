@@ -52,7 +52,7 @@ def coordinator(config_path: Path | None, allow_public: bool, data_dir: Path | N
 
     try:
         settings = config.load(config_path, allow_public=allow_public, data_dir=data_dir, listen=listen)
-        server.configure_logging(settings.log_level)
+        server.configure_logging(settings.log_level, settings.log_format)
         code = server.run(settings)
     except ConfigError as e:
         click.echo(f"tunnelmesh: configuration error: {e}", err=True)

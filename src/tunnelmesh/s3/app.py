@@ -37,6 +37,15 @@ _NO_BODY_STATUS = {204, 304}
 SEND_PIECE = 256 * 1024
 
 
+# On every S3 response, whatever its content type (a response-content-type=text/html override included):
+# an HTML object opened in a browser runs no script and gets an opaque origin, so it cannot act as the
+# console's origin (the same host and port); nosniff keeps a text/plain object from running as a script
+# pulled in by some other page. Built once: this is every request's path (docs/operations.md 1.1).
+SANDBOX_HEADERS = ((b"content-security-policy", b"sandbox"), (b"x-content-type-options", b"nosniff"))
+
+# the user agent as logged, at most: enough to tell clients apart, not a way to fill the log
+UA_CHARS = 512
+
 # the scope key under which the HTTP edge hands a form upload the coroutine that moves it from the
 # pool of unauthenticated forms to an ordinary request slot (see asgi.py)
 ADMIT = "tunnelmesh.admit"
@@ -49,7 +58,8 @@ class S3Api:
 
     async def handle(self, scope: dict[str, Any], receive: Receive, send: Send, prefix: str) -> None:
         started = time.perf_counter()
-        req = from_scope(scope, receive, prefix, scope.get(ADMIT))
+        counted = CountedReceive(receive)
+        req = from_scope(scope, counted, prefix, scope.get(ADMIT))
         try:
             resp = await self._dispatch(req)
         except S3Error as err:
@@ -61,16 +71,25 @@ class S3Api:
             resp = self.error_response(S3Error("InternalError"), req)
         add_cors_headers(req, resp)
         sent = await self._send(scope, send, req, resp)
-        log.info(
-            "id=%s peer=%s op=%s status=%d bytes=%d ms=%.1f authz=%s",
-            req.request_id,
-            _who(req),
-            req.operation,
-            resp.status,
-            sent,
-            (time.perf_counter() - started) * 1000,
-            req.authz,
-        )
+        if log.isEnabledFor(logging.INFO):
+            # never the query (a presign's signature and credential), nor any header but the user agent
+            fields = {
+                "id": req.request_id,
+                "peer": who(req),
+                "op": req.operation,
+                "status": resp.status,
+                "method": req.method,
+                "bucket": req.bucket or None,
+                "key": req.key or None,
+                "bytes_in": counted.n,
+                "bytes_out": sent,
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+                "client": req.client or None,
+                "ua": req.headers.get("user-agent", "")[:UA_CHARS] or None,
+                "authz": req.authz,
+                "auth": auth_kind(req),
+            }
+            log.info("access", extra={"access": fields})
 
     async def _dispatch(self, req: Request) -> Response:
         req.bucket, req.key = split_path(parse_target(req))
@@ -120,6 +139,7 @@ class S3Api:
 
     async def _send(self, scope: dict[str, Any], send: Send, req: Request, resp: Response) -> int:
         headers = [(k.encode("latin-1"), v.encode("latin-1", "replace")) for k, v in resp.headers]
+        headers.extend(SANDBOX_HEADERS)
         headers.append((b"x-amz-request-id", req.request_id.encode()))
         headers.append((b"x-amz-id-2", req.request_id.encode()))
         if close_after(req):
@@ -180,7 +200,7 @@ def add_cors_headers(req: Request, resp: Response) -> None:
     resp.headers.extend(actual(req.cors, origin, method))
 
 
-def _who(req: Request) -> str:
+def who(req: Request) -> str:
     """The signer as the log names it: a peer id, a peer's key (`peer/key`), `anonymous`, or `-` (none yet)."""
     p = req.principal
     if p is None:
@@ -188,6 +208,33 @@ def _who(req: Request) -> str:
     if p.anonymous:
         return "anonymous"
     return p.peer_id if p.key_id is None else f"{p.peer_id}/{p.key_id}"
+
+
+_AUTH_KINDS = {"REST-HEADER": "header", "REST-QUERY-STRING": "presign", "POST": "form"}
+
+
+def auth_kind(req: Request) -> str:
+    """How the request authenticated, as the log names it: header (SigV4/V2 header, Basic, Bearer),
+    presign (query), form (browser POST), anonymous, or `-` (refused before any credential was read)."""
+    if req.principal is not None and req.principal.anonymous:
+        return "anonymous"
+    return _AUTH_KINDS.get(req.auth_type, "-")
+
+
+class CountedReceive:
+    """An ASGI `receive` that counts the body bytes it hands on: the log's bytes_in, what really arrived
+    (a refused request's unread body counts nothing)."""
+
+    __slots__ = ("_receive", "n")
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.n = 0
+
+    async def __call__(self) -> dict[str, Any]:
+        message = await self._receive()
+        self.n += len(message.get("body", b""))
+        return message
 
 
 def close_after(req: Request) -> bool:

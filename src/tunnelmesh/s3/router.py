@@ -422,6 +422,63 @@ SUBRESOURCES = frozenset(
 )
 
 
+# S3's operations this server does not serve, by (method, level, query markers) like ROUTES, first match wins:
+# what a 501 names in the request log (docs/operations.md 1.10); anything else S3 has no name for either.
+# A row with an `id` marker comes before the bare one: with an id S3 reads one configuration, without it lists.
+UNSERVED: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+    ("GET", BUCKET, ("accelerate",), "GetBucketAccelerateConfiguration"),
+    ("PUT", BUCKET, ("accelerate",), "PutBucketAccelerateConfiguration"),
+    ("GET", BUCKET, ("analytics", "id"), "GetBucketAnalyticsConfiguration"),
+    ("GET", BUCKET, ("analytics",), "ListBucketAnalyticsConfigurations"),
+    ("PUT", BUCKET, ("analytics",), "PutBucketAnalyticsConfiguration"),
+    ("DELETE", BUCKET, ("analytics",), "DeleteBucketAnalyticsConfiguration"),
+    ("GET", BUCKET, ("intelligent-tiering", "id"), "GetBucketIntelligentTieringConfiguration"),
+    ("GET", BUCKET, ("intelligent-tiering",), "ListBucketIntelligentTieringConfigurations"),
+    ("PUT", BUCKET, ("intelligent-tiering",), "PutBucketIntelligentTieringConfiguration"),
+    ("DELETE", BUCKET, ("intelligent-tiering",), "DeleteBucketIntelligentTieringConfiguration"),
+    ("GET", BUCKET, ("inventory", "id"), "GetBucketInventoryConfiguration"),
+    ("GET", BUCKET, ("inventory",), "ListBucketInventoryConfigurations"),
+    ("PUT", BUCKET, ("inventory",), "PutBucketInventoryConfiguration"),
+    ("DELETE", BUCKET, ("inventory",), "DeleteBucketInventoryConfiguration"),
+    ("GET", BUCKET, ("metrics", "id"), "GetBucketMetricsConfiguration"),
+    ("GET", BUCKET, ("metrics",), "ListBucketMetricsConfigurations"),
+    ("PUT", BUCKET, ("metrics",), "PutBucketMetricsConfiguration"),
+    ("DELETE", BUCKET, ("metrics",), "DeleteBucketMetricsConfiguration"),
+    ("GET", BUCKET, ("logging",), "GetBucketLogging"),
+    ("PUT", BUCKET, ("logging",), "PutBucketLogging"),
+    ("GET", BUCKET, ("notification",), "GetBucketNotificationConfiguration"),
+    ("PUT", BUCKET, ("notification",), "PutBucketNotificationConfiguration"),
+    ("GET", BUCKET, ("ownershipControls",), "GetBucketOwnershipControls"),
+    ("PUT", BUCKET, ("ownershipControls",), "PutBucketOwnershipControls"),
+    ("DELETE", BUCKET, ("ownershipControls",), "DeleteBucketOwnershipControls"),
+    ("GET", BUCKET, ("replication",), "GetBucketReplication"),
+    ("PUT", BUCKET, ("replication",), "PutBucketReplication"),
+    ("DELETE", BUCKET, ("replication",), "DeleteBucketReplication"),
+    ("GET", BUCKET, ("requestPayment",), "GetBucketRequestPayment"),
+    ("PUT", BUCKET, ("requestPayment",), "PutBucketRequestPayment"),
+    ("GET", BUCKET, ("website",), "GetBucketWebsite"),
+    ("PUT", BUCKET, ("website",), "PutBucketWebsite"),
+    ("DELETE", BUCKET, ("website",), "DeleteBucketWebsite"),
+    ("GET", BUCKET, ("metadataConfiguration",), "GetBucketMetadataConfiguration"),
+    ("POST", BUCKET, ("metadataConfiguration",), "CreateBucketMetadataConfiguration"),
+    ("DELETE", BUCKET, ("metadataConfiguration",), "DeleteBucketMetadataConfiguration"),
+    ("GET", BUCKET, ("session",), "CreateSession"),
+    ("PUT", OBJECT, ("acl",), "PutObjectAcl"),
+    ("POST", OBJECT, ("restore",), "RestoreObject"),
+    ("POST", OBJECT, ("select",), "SelectObjectContent"),
+    ("GET", OBJECT, ("torrent",), "GetObjectTorrent"),
+    ("PUT", OBJECT, ("renameObject",), "RenameObject"),
+)
+
+
+def unserved(method: str, level: str, present: set[str]) -> str:
+    """The S3 name of an operation we do not serve, or `unknown` when S3 has none either."""
+    for m, lvl, markers, name in UNSERVED:
+        if m == method and lvl == level and all(marker in present for marker in markers):
+            return name
+    return "unknown"
+
+
 def route(req: Request) -> Route:
     level = OBJECT if req.key else BUCKET if req.bucket else SERVICE
     present = {name for name, _, _, _ in req.query_items}
@@ -436,6 +493,7 @@ def route(req: Request) -> Route:
         if (present & SUBRESOURCES) - set(r.markers):
             break
         return r
+    req.operation = unserved(req.method, level, present)
     if req.method not in ("GET", "HEAD", "PUT", "POST", "DELETE"):
         raise S3Error("MethodNotAllowed", Method=req.method, ResourceType=level.upper())
     raise S3Error(
