@@ -149,7 +149,9 @@ async def objects(console: Console, req: Req) -> Reply:
         "previous": url(f"/b/{bucket}/", prefix=prefix, page=back[-1], back=back[:-1]) if back else "",
         "first": url(f"/b/{bucket}/", prefix=prefix) if page else "",
     }
-    versioning = (await _s3(console, req, "GET", bucket, query=[("versioning", "")])).xml()
+    # a read-only signer may list but not read the versioning state: the page then shows no toggle
+    state = await console.calls.s3(_principal(req), "GET", bucket, query=[("versioning", "")], client=req.client)
+    versioning = (_text(state.xml(), "Status") or "Off") if state.ok else None
     return console.templates.page(
         req,
         "objects.html",
@@ -159,7 +161,7 @@ async def objects(console: Console, req: Req) -> Reply:
         folders=folders,
         items=items,
         pager=pager,
-        versioning=_text(versioning, "Status") or "Off",
+        versioning=versioning,
         notice=NOTICES.get(req.arg("done")),
     )
 
@@ -181,18 +183,24 @@ async def details(console: Console, req: Req) -> Reply:
     head = await _s3(console, req, "HEAD", bucket, key, query=query, headers=[("x-amz-checksum-mode", "ENABLED")])
     meta = [(k[len("x-amz-meta-") :], v) for k, v in head.headers if k.startswith("x-amz-meta-")]
     checksums = [(k[len("x-amz-checksum-") :].upper(), v) for k, v in head.headers if k.startswith("x-amz-checksum-")]
-    listing = await _s3(console, req, "GET", bucket, query=[("versions", ""), ("prefix", key), ("max-keys", "100")])
-    versions = [
-        {
-            "id": _text(v, "VersionId"),
-            "size": int(_text(v, "Size") or 0),
-            "modified": _text(v, "LastModified"),
-            "latest": _text(v, "IsLatest") == "true",
-            "marker": v.tag == "DeleteMarker",
-        }
-        for v in listing.xml()
-        if v.tag in ("Version", "DeleteMarker") and _text(v, "Key") == key
-    ]
+    # the versions, if the signer may list them (s3:ListBucketVersions); None: not shown
+    query = [("versions", ""), ("prefix", key), ("max-keys", "100")]
+    listing = await console.calls.s3(_principal(req), "GET", bucket, query=query, client=req.client)
+    versions = (
+        [
+            {
+                "id": _text(v, "VersionId"),
+                "size": int(_text(v, "Size") or 0),
+                "modified": _text(v, "LastModified"),
+                "latest": _text(v, "IsLatest") == "true",
+                "marker": v.tag == "DeleteMarker",
+            }
+            for v in listing.xml()
+            if v.tag in ("Version", "DeleteMarker") and _text(v, "Key") == key
+        ]
+        if listing.ok
+        else None
+    )
     return console.templates.page(
         req,
         "object.html",
