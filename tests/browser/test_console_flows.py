@@ -150,4 +150,8 @@ def test_buckets_and_objects(page: Any, console_coord: Coordinator, shots: Path)
     page.screenshot(path=str(shots / "bucket-delete.png"), full_page=True)
     page.click("#confirm-delete")
     assert page.locator("#notice").inner_text() == "Bucket deleted."
+    # a refusal is the S3 API's own, shown as such
+    response = page.goto(f"/console/b/{bucket}/")
+    assert response.status == 404 and "NoSuchBucket" in page.locator("#error").inner_text()
+    page.screenshot(path=str(shots / "error.png"), full_page=True)
     assert not bucket_exists(s3, bucket)

@@ -134,10 +134,12 @@ async def objects(console: Console, req: Req) -> Reply:
         query.append(("continuation-token", page))
     root = (await _s3(console, req, "GET", bucket, query=query)).xml()
     folders = [_text(cp, "Prefix") for cp in root.iter("CommonPrefixes")]
+    # names are shown relative to the folder the prefix is in ("k-04" filters within the bucket's top)
+    folder = prefix[: prefix.rfind("/") + 1]
     items = [
         {
             "key": _text(c, "Key"),
-            "name": _text(c, "Key")[len(prefix) :],
+            "name": _text(c, "Key")[len(folder) :],
             "size": int(_text(c, "Size") or 0),
             "modified": _text(c, "LastModified"),
         }
@@ -157,6 +159,7 @@ async def objects(console: Console, req: Req) -> Reply:
         "objects.html",
         bucket=bucket,
         prefix=prefix,
+        folder=folder,
         crumbs=_crumbs(prefix),
         folders=folders,
         items=items,
