@@ -185,7 +185,12 @@ async def details(console: Console, req: Req) -> Reply:
     query = [("versionId", version)] if version else []
     head = await _s3(console, req, "HEAD", bucket, key, query=query, headers=[("x-amz-checksum-mode", "ENABLED")])
     meta = [(k[len("x-amz-meta-") :], v) for k, v in head.headers if k.startswith("x-amz-meta-")]
-    checksums = [(k[len("x-amz-checksum-") :].upper(), v) for k, v in head.headers if k.startswith("x-amz-checksum-")]
+    # x-amz-checksum-type (FULL_OBJECT or COMPOSITE) says how the others were computed
+    checksums = [
+        ("type" if k == "x-amz-checksum-type" else k[len("x-amz-checksum-") :].upper(), v)
+        for k, v in head.headers
+        if k.startswith("x-amz-checksum-")
+    ]
     # the versions, if the signer may list them (s3:ListBucketVersions); None: not shown
     query = [("versions", ""), ("prefix", key), ("max-keys", "100")]
     listing = await console.calls.s3(_principal(req), "GET", bucket, query=query, client=req.client)
