@@ -9,6 +9,9 @@ from typing import Any
 
 from tunnelmesh.admin.api import AdminApi
 from tunnelmesh.config import Settings
+from tunnelmesh.console.app import Console
+from tunnelmesh.console.s3call import Calls
+from tunnelmesh.console.sessions import Sessions
 from tunnelmesh.coordinator.peers import PeerRegistry
 from tunnelmesh.coordinator.state import SystemState
 from tunnelmesh.obs import endpoints as obs_endpoints
@@ -27,6 +30,7 @@ from tunnelmesh.store.sse import KeyRing
 
 S3_PREFIX = b"/s3"
 API_PREFIX = b"/api/"
+CONSOLE_PREFIX = b"/console"
 
 App = Any
 log = logging.getLogger("tunnelmesh.http")
@@ -81,6 +85,7 @@ def build(settings: Settings, admin_token: str) -> Apps:
     # keys (a JSON body of at most 1 MiB, under the client guard's deadlines); open connections stay
     # bounded by max_connections.
     in_flight = asyncio.Semaphore(limits.max_requests)
+    console = Console(peers, Sessions(state), Calls(api, admin), settings.region)
     # A browser form upload is authenticated only once its fields (up to 20 KiB of body) have
     # arrived, so anyone may start one: until then it waits in this small pool of its own, and only
     # a form whose signature held moves to a slot of `in_flight` (`admit`). Clients that never send
@@ -127,6 +132,15 @@ def build(settings: Settings, admin_token: str) -> Apps:
 
     readiness = Readiness(store)
 
+    async def console_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        guard = _ClientGuard(receive, send, limits.body_timeout, limits.min_body_rate)
+        try:
+            await console.handle(scope, guard.receive, guard.send)
+        except ClientTimeout:
+            _log_cut_off(scope)
+        finally:
+            guard.close()
+
     async def main(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
@@ -140,6 +154,10 @@ def build(settings: Settings, admin_token: str) -> Apps:
             await obs_endpoints.healthz(scope, send)
         elif raw == obs_endpoints.READYZ:
             await obs_endpoints.readyz(scope, send, readiness)
+        elif raw == CONSOLE_PREFIX or raw.startswith(CONSOLE_PREFIX + b"/"):
+            # one slot for the page; its in-process S3 and admin calls take none
+            async with in_flight:
+                await console_app(scope, receive, send)
         else:
             async with in_flight:
                 await _not_found(send)

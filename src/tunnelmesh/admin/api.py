@@ -190,7 +190,8 @@ class AdminApi:
 
     def _actor(self, req: Request) -> Actor:
         assert req.principal is not None
-        return Actor(req.principal.peer_id, req.principal.is_admin, "admin-api", None, req.request_id, req.client)
+        via = "console" if req.auth_type == "console" else "admin-api"
+        return Actor(req.principal.peer_id, req.principal.is_admin, via, None, req.request_id, req.client)
 
     # ---- peers ---------------------------------------------------------------------------
 

@@ -48,7 +48,7 @@ class Actor:
 
     peer: str
     admin: bool
-    via: str  # "s3" | "admin-api"
+    via: str  # "s3" | "admin-api" | "console"
     key: str | None = None  # the scoped access key used, if one was
     request_id: str = ""
     source_ip: str = ""

@@ -89,7 +89,8 @@ def actor(req: Request) -> Actor:
     """Who an S3 request's change is audited as."""
     assert req.principal is not None
     p = req.principal
-    return Actor("anonymous" if p.anonymous else p.peer_id, p.is_admin, "s3", p.key_id, req.request_id, req.client)
+    via = "console" if req.auth_type == "console" else "s3"
+    return Actor("anonymous" if p.anonymous else p.peer_id, p.is_admin, via, p.key_id, req.request_id, req.client)
 
 
 def public_acl_asked(req: Request) -> bool:

@@ -56,6 +56,10 @@ class Principal:
 
 ANONYMOUS = Principal("", is_admin=False, anonymous=True)
 
+# the scope key under which the console's in-process calls carry their signed-in Principal: a server never
+# puts client data in a scope key, so no HTTP request can carry one
+CONSOLE_PRINCIPAL = "tunnelmesh.console_principal"
+
 
 def parse_query(raw: str) -> list[tuple[str, str, str, str]]:
     """(name, value, raw name, raw value) for each parameter; `+` stays a plus (S3 semantics)."""
@@ -124,6 +128,8 @@ class Request:
     form_auth: Callable[[Mapping[str, str]], Awaitable[Policy]] | None = None
     # a form upload awaits this once its signature held, to leave the pool of unauthenticated forms
     admit: Callable[[], Awaitable[None]] | None = None
+    # the signed-in principal of an in-process console call (console/s3call.py), from its CONSOLE_PRINCIPAL
+    console: Principal | None = None
 
     @property
     def writer(self) -> str:
@@ -162,6 +168,7 @@ def from_scope(
         receive=receive,
         prefix=prefix,
         admit=admit,
+        console=scope.get(CONSOLE_PRINCIPAL),
         client=(scope.get("client") or ("",))[0] or "",
     )
 

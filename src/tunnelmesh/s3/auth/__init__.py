@@ -72,6 +72,13 @@ async def authenticate(req: Request, creds: Credentials, region: str, anonymous:
     or us-east-1. A browser form upload (POST Object) is signed in its form: `req.form_auth` then
     verifies it once the operation has read the fields, and until then there is no principal.
     """
+    if req.console is not None:
+        # an in-process call of the console (console/s3call.py) as the principal its session reloaded
+        req.auth_type = "console"
+        req.principal = req.console
+        req.content_length = _declared_length(req)
+        req.body = raw_body(req)
+        return
     if post_policy.is_form_upload(req):
         req.auth_type = "POST"
         req.content_length = _declared_length(req)

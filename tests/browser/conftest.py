@@ -1,0 +1,107 @@
+"""The browser harness: Playwright's sync API driving Debian's chromium, never a browser of Playwright's own.
+
+No chromium: as root, it is installed here (apt-get), so the README's test command sets up everything on a
+fresh Debian machine; otherwise the run fails saying what to install. A browser test never skips: a skip
+is turned into a failure, so CI cannot go green without having driven a browser.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Coordinator, start_coordinator
+
+# Playwright must never fetch a browser: it drives the system's chromium
+os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
+
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+INSTALL = "apt-get install -y --no-install-recommends chromium"
+
+
+def _find_chromium() -> str | None:
+    found = shutil.which("chromium")
+    if found:
+        return found
+    return "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None
+
+
+def chromium_path() -> str:
+    found = _find_chromium()
+    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update"], check=True, env=env)
+        subprocess.run(INSTALL.split(), check=True, env=env)
+        found = _find_chromium()
+    if found is None:
+        pytest.fail(f"no chromium for the browser tests: run `{INSTALL}` as root (Debian), then the tests again")
+    return found
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"a browser test must run, never skip: {report.longrepr}"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    executable = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def console_coord(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coordinator]:
+    c = start_coordinator(tmp_path_factory.mktemp("console-browser"), workers=1)
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def page(browser: Any, console_coord: Coordinator) -> Iterator[Any]:
+    """A fresh browser context (no cookies) on the console; any CSP violation or script error fails the test."""
+    context = browser.new_context(base_url=f"http://127.0.0.1:{console_coord.port}", accept_downloads=True)
+    p = context.new_page()
+    problems: list[str] = []
+    p.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    p.on("pageerror", lambda e: problems.append(str(e)))
+    p.problems = problems
+    yield p
+    context.close()
+    assert not [m for m in problems if "Content Security Policy" in m or "Refused to" in m], problems
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: $TUNNELMESH_SHOTS (for the note) or the test's own tmp dir."""
+    where = Path(os.environ.get("TUNNELMESH_SHOTS") or tmp_path)
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
+def sign_in(page: Any, token: str) -> None:
+    page.goto("/console/")
+    page.fill("#token", token)
+    page.click("#sign-in")
+    page.wait_for_selector("#logout")
