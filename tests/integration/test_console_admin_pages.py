@@ -128,6 +128,7 @@ def test_quota_set_and_clear(coord: Coordinator) -> None:
     assert _api(coord, "GET", f"/api/buckets/{bucket}/usage")["quota"] == 3 * 1024**3 // 2
     page = console.get("/admin/quotas").text
     assert re.search(rf'<tr data-bucket="{bucket}">.*?<meter class="bar"[^>]*max="{3 * 1024**3 // 2}"', page, re.S)
+    assert 'data-bucket="_tunnelmesh"' not in page  # the coordinator's own bucket has no quota
     for bad in ({"amount": "-1", "unit": "GiB"}, {"amount": "x", "unit": "GiB"}, {"amount": "1", "unit": "PiB"}):
         assert console.act(f"/admin/quotas/{bucket}", bad, page="/admin/quotas").status_code == 400, bad
     r = console.act(f"/admin/quotas/{bucket}", {"clear": "yes"}, page="/admin/quotas")

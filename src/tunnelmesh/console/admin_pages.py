@@ -19,6 +19,7 @@ from tunnelmesh.console.web import Refused, Reply, Req, Route, redirect, route, 
 from tunnelmesh.coordinator.keys import derive_secret
 from tunnelmesh.coordinator.network import BUCKET_ACCESS, FIELDS, PUBLIC_ACCESS_BLOCK
 from tunnelmesh.s3.request import Principal
+from tunnelmesh.store.engine import SYSTEM_BUCKET
 
 if TYPE_CHECKING:
     from tunnelmesh.console.app import Console
@@ -44,6 +45,13 @@ NOTICES = {
 def _principal(req: Req) -> Principal:
     assert req.ident is not None
     return req.ident.principal
+
+
+async def _buckets(console: Console, req: Req) -> list[dict[str, Any]]:
+    """The buckets as GET /api/buckets gives them, less the coordinator's own (no quota, no share, no key
+    scope: the storage page shows its size)."""
+    rows = (await _admin(console, req, "GET", "/api/buckets")).json()["buckets"]
+    return sorted((b for b in rows if b.get("name") != SYSTEM_BUCKET), key=lambda b: str(b.get("name")))
 
 
 async def _admin(console: Console, req: Req, method: str, path: str, doc: Any = None) -> Answer:
@@ -134,10 +142,8 @@ async def keys(console: Console, req: Req) -> Reply:
     rows = (await _admin(console, req, "GET", "/api/keys")).json()
     listed = (await _admin(console, req, "GET", "/api/peers")).json()["peers"]
     live = sorted((p for p in listed if p.get("revoked") is None), key=lambda p: p.get("name", ""))
-    buckets = (await _admin(console, req, "GET", "/api/buckets")).json()["buckets"]
-    return _page(
-        console, req, "admin_keys.html", keys=rows, peers=live, buckets=[b["name"] for b in buckets], roles=ROLES
-    )
+    buckets = [b["name"] for b in await _buckets(console, req)]
+    return _page(console, req, "admin_keys.html", keys=rows, peers=live, buckets=buckets, roles=ROLES)
 
 
 async def create_key(console: Console, req: Req) -> Reply:
@@ -200,11 +206,10 @@ async def revoke_key(console: Console, req: Req) -> Reply:
 
 
 async def quotas(console: Console, req: Req) -> Reply:
-    rows = (await _admin(console, req, "GET", "/api/buckets")).json()["buckets"]
+    rows = await _buckets(console, req)
     for b in rows:
         b["total"] = int(b["used"]) + int(b.get("multipart_used") or 0)  # what the quota counts
         b["amount"], b["unit"] = _in_units(b.get("quota"))
-    rows.sort(key=lambda b: b["name"])
     return _page(console, req, "admin_quotas.html", buckets=rows, units=list(UNITS))
 
 
@@ -290,8 +295,8 @@ async def set_network(console: Console, req: Req) -> Reply:
 async def shares(console: Console, req: Req) -> Reply:
     rows = (await _admin(console, req, "GET", "/api/shares")).json()["shares"]
     rows.sort(key=lambda s: str(s.get("name")))
-    buckets = (await _admin(console, req, "GET", "/api/buckets")).json()["buckets"]
-    return _page(console, req, "admin_shares.html", shares=rows, buckets=sorted(b["name"] for b in buckets))
+    buckets = [b["name"] for b in await _buckets(console, req)]
+    return _page(console, req, "admin_shares.html", shares=rows, buckets=buckets)
 
 
 async def add_share(console: Console, req: Req) -> Reply:
