@@ -5,7 +5,10 @@ are shown once: never again on a reload, on any other page, or in the coordinato
 
 from __future__ import annotations
 
+import io
+import json
 import re
+import tarfile
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -101,6 +104,39 @@ def test_reveal_belongs_to_the_session_that_added(coord: Coordinator) -> None:
     other = signed_in(coord.port, token=coord.token)
     assert 'id="secret"' not in other.get(location).text
     assert 'id="shown-once"' in console.get(location).text
+
+
+def _system_records(coord: Coordinator) -> dict[str, bytes]:
+    """Every record of `_tunnelmesh` by key, from a backup archive of it."""
+    r = requests.get(
+        f"http://127.0.0.1:{coord.port}/api/system/backup",
+        headers={"Authorization": f"Bearer {coord.token}"},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text[:500]
+    with tarfile.open(fileobj=io.BytesIO(r.content), mode="r:gz") as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+    manifest = json.loads(members["manifest.json"])
+    return {e["key"]: members[e["member"]] for e in manifest["objects"]}
+
+
+def test_a_pending_reveal_holds_no_secret(coord: Coordinator) -> None:
+    """The one-shot record that lets the answer page show a token holds ids and digests, never the token."""
+    console = signed_in(coord.port, token=coord.token)
+    r = console.act("/admin/peers", {"name": "unseen"}, page="/admin/peers")
+    peer_id = r.headers["location"].split("/")[4]
+    listed = next(p for p in _api(coord, "GET", "/api/peers")["peers"] if p["id"] == peer_id)
+    assert "token" not in listed  # the listing never has it; the reveal page takes it from the peer's record
+    records = _system_records(coord)
+    reveals = {k: v for k, v in records.items() if k.startswith("console-reveals/")}
+    assert len(reveals) == 1
+    (doc,) = [json.loads(v) for v in reveals.values()]
+    assert set(doc) == {"kind", "id", "session", "expires"} and doc["id"] == peer_id
+    peer_record = json.loads(records[f"peers/{peer_id}.json"])
+    assert peer_record["token"].encode() not in next(iter(reveals.values()))
+    # viewing it spends it
+    assert 'id="secret"' in console.get(r.headers["location"][len("/console") :]).text
+    assert not [k for k in _system_records(coord) if k.startswith("console-reveals/")]
 
 
 def test_revoke_peer_needs_confirmation_and_ends_the_token(coord: Coordinator) -> None:

@@ -44,6 +44,7 @@ class Reveals:
     async def create(self, sid: str, kind: str, ident: str) -> str:
         """A nonce that lets session `sid` see the secret of peer or key `ident` once."""
         assert kind in KINDS
+        await self._sweep()
         nonce = secrets.token_urlsafe(32)
         doc = {"kind": kind, "id": ident, "session": _digest(sid), "expires": time.time() + self.lifetime}
         await self.state.put(PREFIX + _digest(nonce), doc)
@@ -72,3 +73,18 @@ class Reveals:
         except (KeyError, TypeError, ValueError):
             return None
         return Reveal(kind, ident) if ok else None
+
+    async def _sweep(self) -> None:
+        """Delete the reveals never viewed (a redirect not followed): they hold no secret, but need not stay.
+        There are rarely more than one or two: one is made per peer or key added."""
+        now, gone = time.time(), []
+        for key in await self.state.keys(PREFIX):
+            try:
+                doc = await self.state.get(key)
+                if isinstance(doc, dict) and float(doc.get("expires", 0)) > now:
+                    continue
+            except (CorruptRecord, TypeError, ValueError):
+                pass
+            gone.append(key)
+        if gone:
+            await self.state.delete(gone)
