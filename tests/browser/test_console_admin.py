@@ -63,7 +63,7 @@ def test_admin_adds_a_peer_copies_its_token_once_and_revokes_it(
     sign_in(admin, console_coord.token)
     assert admin.locator("a.admin-nav").all_inner_texts() == ["Peers", "Keys", "Quotas", "Storage", "Network", "Shares"]
     admin.click("a.admin-nav:text('Peers')")
-    admin.screenshot(path=str(shots / "admin-peers.png"), full_page=True)
+    admin.wait_for_selector("#add-peer")
 
     name = f"laptop-{uuid.uuid4().hex[:6]}"
     peer_id, token = _add_peer(admin, name)
@@ -99,6 +99,7 @@ def test_admin_adds_a_peer_copies_its_token_once_and_revokes_it(
     admin.wait_for_selector("#notice")
     assert admin.locator(f"tr[data-peer='{peer_id}'].revoked").count() == 1
     assert admin.locator(f"tr[data-peer='{peer_id}'] a.revoke").count() == 0
+    admin.screenshot(path=str(shots / "admin-peers.png"), full_page=True)
 
     # its session is over, and the token no longer signs in
     peer.goto("/console/")
