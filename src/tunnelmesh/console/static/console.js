@@ -127,7 +127,7 @@ class Upload {
   setState(state, text) {
     this.row.dataset.state = state;
     this.status.textContent = text;
-    if (state !== "queued" && state !== "uploading") this.cancelButton.hidden = true;
+    if (state !== "queued" && state !== "uploading") this.cancelButton.remove();
     this.announce();
   }
 
@@ -195,9 +195,11 @@ class Upload {
       });
       xhr.addEventListener("loadend", () => {
         this.requests.delete(xhr);
-        this.inFlight.delete(part);
+        const ok = !this.stopped && xhr.status >= 200 && xhr.status < 300;
+        // a stored part stays counted until it moves to `done`: the progress never goes backwards but on a retry
+        if (!ok) this.inFlight.delete(part);
         if (this.stopped) reject(new Cancelled());
-        else if (xhr.status >= 200 && xhr.status < 300) resolve(xhr.getResponseHeader("ETag") || "");
+        else if (ok) resolve(xhr.getResponseHeader("ETag") || "");
         else {
           const error = new Error(xhr.status ? s3Error(xhr) : "the connection failed");
           // a network failure, a timeout, a server error or an expired URL is worth another try
@@ -212,6 +214,7 @@ class Upload {
   async run() {
     if (this.cancelled) return;
     this.setState("uploading", "starting…");
+    const began = performance.now();
     const size = this.file.size;
     try {
       this.started = this.call("", { size, type: this.file.type || "" });
@@ -222,6 +225,7 @@ class Upload {
       if (!plan.upload_id) {
         await this.put(plan.urls["1"], this.file, 1);
         this.done.set(1, size);
+        this.inFlight.delete(1);
         this.row.dataset.parts = "1";
       } else {
         const etags = await this.sendParts(plan);
@@ -229,8 +233,11 @@ class Upload {
         await this.call("/complete", { upload_id: this.uploadId, parts });
       }
       this.progress();
-      this.setState("done", `100 % · ${humanSize(size)}`);
+      const seconds = (performance.now() - began) / 1000;
+      const rate = seconds > 0 ? ` · ${humanSize(Math.round(size / seconds))}/s` : "";
+      this.setState("done", `100 % · ${humanSize(size)} in ${seconds.toFixed(1)} s${rate}`);
       this.link();
+      refreshLink();
     } catch (e) {
       if (this.cancelled || e instanceof Cancelled) return;
       this.setState("failed", `failed: ${e.message}`);
@@ -276,6 +283,7 @@ class Upload {
           }
         }
         this.done.set(n, blob.size);
+        this.inFlight.delete(n);
         this.row.dataset.parts = String(this.done.size);
         this.progress();
       }
@@ -287,6 +295,16 @@ class Upload {
     if (this.cancelled || failed.length) throw failed.find((e) => !(e instanceof Cancelled)) || new Cancelled();
     return etags;
   }
+}
+
+// once something is uploaded, the listing (rendered by the server) is one click from showing it
+function refreshLink() {
+  if (document.getElementById("uploads-refresh")) return;
+  const a = document.createElement("a");
+  a.id = "uploads-refresh";
+  a.href = window.location.href;
+  a.textContent = "Refresh the list to show the uploaded files";
+  document.getElementById("upload").append(a);
 }
 
 // the objects page: a file picker and drops anywhere on the page, queued one file after another
