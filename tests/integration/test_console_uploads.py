@@ -145,6 +145,11 @@ def test_abort_removes_the_upload_and_its_parts(coord: Coordinator, admin_bucket
     r = call(console, "/abort", {"bucket": admin_bucket, "key": "gone", "upload_id": plan["upload_id"]})
     assert r.status_code == 200, r.text
     assert pending(coord, admin_bucket) == []
+    # a second abort (a cancel racing a failure) finds nothing left to clean: fine; a missing bucket is not
+    r = call(console, "/abort", {"bucket": admin_bucket, "key": "gone", "upload_id": plan["upload_id"]})
+    assert r.status_code == 200, r.text
+    r = call(console, "/abort", {"bucket": "no-such-bucket-here", "key": "gone", "upload_id": plan["upload_id"]})
+    assert (r.status_code, r.json()["error"]) == (404, "NoSuchBucket")
     # the URLs of the aborted upload now fail as S3 says
     r = put(console, plan["urls"]["2"], os.urandom(16 * MiB))
     assert r.status_code == 404 and b"NoSuchUpload" in r.content

@@ -18,11 +18,12 @@ import json
 import math
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tunnelmesh.console.s3call import S3_PREFIX, Answer
-from tunnelmesh.console.web import Reply, Req, Route, route
+from tunnelmesh.console.web import Handler, Reply, Req, Route, route
 from tunnelmesh.s3.auth.presign import encode_path, presign_v4
 from tunnelmesh.s3.ops.common import MAX_PART_SIZE
 
@@ -89,15 +90,18 @@ def _upload_id(doc: dict[str, Any]) -> str:
     return value
 
 
+def _field(answer: Answer, name: str) -> str:
+    """A field of the S3 API's XML error ("" when the body is not XML)."""
+    try:
+        return answer.xml().findtext(name) or ""
+    except ET.ParseError:
+        return ""
+
+
 def _refusal(answer: Answer) -> Reply:
     """The S3 API's own refusal, status and code, as JSON (a 5xx stays a 5xx: the console did not fail)."""
-    code, message = "", ""
-    try:
-        root = answer.xml()
-        code, message = root.findtext("Code") or "", root.findtext("Message") or ""
-    except ET.ParseError:
-        pass
-    return _json(answer.status, {"error": code or f"HTTP{answer.status}", "message": message})
+    code = _field(answer, "Code") or f"HTTP{answer.status}"
+    return _json(answer.status, {"error": code, "message": _field(answer, "Message")})
 
 
 def _url(console: Console, req: Req, method: str, t: Target, query: list[tuple[str, str]]) -> str:
@@ -124,11 +128,15 @@ async def _call(console: Console, req: Req, method: str, t: Target, **kw: Any) -
     return await console.calls.s3(req.ident.principal, method, t.bucket, t.key, client=req.client, **kw)
 
 
-def _guarded(handler: Any) -> Any:
+JsonHandler = Callable[["Console", Req, dict[str, Any]], Awaitable[Reply]]
+
+
+def _guarded(handler: JsonHandler) -> Handler:
+    """The handler of a JSON request: the body parsed, a request that makes no sense a 400 in JSON."""
+
     async def run(console: Console, req: Req) -> Reply:
         try:
-            reply: Reply = await handler(console, req, _doc(req))
-            return reply
+            return await handler(console, req, _doc(req))
         except Invalid as e:
             return _json(400, {"error": "InvalidRequest", "message": str(e)})
 
@@ -192,7 +200,9 @@ async def complete(console: Console, req: Req, doc: dict[str, Any]) -> Reply:
 async def abort(console: Console, req: Req, doc: dict[str, Any]) -> Reply:
     t = _target(doc)
     answer = await _call(console, req, "DELETE", t, query=[("uploadId", _upload_id(doc))])
-    if not answer.ok and answer.status != 404:  # gone already (completed or aborted): nothing left to clean
+    if (
+        not answer.ok and _field(answer, "Code") != "NoSuchUpload"
+    ):  # already gone (completed or aborted): nothing to clean
         return _refusal(answer)
     return _json(200, {"aborted": True})
 
