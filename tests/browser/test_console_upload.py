@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from conftest import Coordinator, md5_etag
+from conftest import Coordinator, md5_etag, wait_until
 from support.peers import add_peer
 
 from .conftest import sign_in
@@ -179,3 +179,43 @@ def test_refused_upload_says_why(page: Any, console_coord: Coordinator, tmp_path
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     page.problems.clear()  # the refused PUT is logged by the browser as a failed resource: expected here
+
+
+def test_a_failed_part_is_retried_twice(page: Any, console_coord: Coordinator, tmp_path: Path) -> None:
+    """Part 2 answered 500 by the browser's routing: the first time, it is sent again (with a fresh URL) and the
+    upload completes; three times in a row, the upload fails and is aborted."""
+    s3, bucket = _new_bucket(console_coord)
+    data = os.urandom(32 * MiB + 1)
+    source = tmp_path / "flaky.bin"
+    source.write_bytes(data)
+    attempts: dict[str, int] = {}
+    failures = {"n": 1}
+
+    def flaky(route: Any) -> None:
+        number = parse_qs(urlsplit(route.request.url).query).get("partNumber", [""])[0]
+        attempts[number] = attempts.get(number, 0) + 1
+        if number == "2" and attempts[number] <= failures["n"]:
+            route.fulfill(status=500, body="<Error><Code>InternalError</Code><Message>injected</Message></Error>")
+        else:
+            route.continue_()
+
+    sign_in(page, console_coord.token)
+    page.goto(f"/console/b/{bucket}/")
+    page.route(re.compile(r"/s3/"), flaky)
+    urls_before = console_coord.log().count("'/api/uploads/urls' status=200")
+    page.set_input_files("#upload-files", str(source))
+    _wait_state(page, "flaky.bin", "done")
+    assert attempts == {"1": 1, "2": 2, "3": 1}
+    assert console_coord.log().count("'/api/uploads/urls' status=200") == urls_before + 1  # the fresh URL
+    assert s3.get_object(Bucket=bucket, Key="flaky.bin")["Body"].read() == data
+
+    attempts.clear()
+    failures["n"] = 3
+    source.rename(tmp_path / "broken.bin")
+    page.set_input_files("#upload-files", str(tmp_path / "broken.bin"))
+    _wait_state(page, "broken.bin", "failed")
+    assert attempts["2"] == 3
+    assert "InternalError" in _row(page, "broken.bin").locator(".status").inner_text()
+    wait_until("the failed upload aborted", lambda: s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == [])
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["flaky.bin"]
+    page.problems.clear()  # the injected 500s are logged by the browser as failed resources: expected here
