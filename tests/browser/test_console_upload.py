@@ -79,6 +79,8 @@ def test_picker_upload_in_parts_with_progress(
     assert len({n for n in loaded if 0 < n < len(data)}) > 1, "no progress was reported on the way"
     # two parts of 16 MiB and 4 MiB went to /s3 as UploadPart (the coordinator's access log), then Complete
     assert row.get_attribute("data-parts") == "2"
+    # each access line is written just after its response is sent: wait for both, then there are exactly 2
+    wait_until("2 UploadPart lines", lambda: _access_lines(console_coord, "UploadPart") - parts_before >= 2)
     assert _access_lines(console_coord, "UploadPart") - parts_before == 2
     got = s3.get_object(Bucket=bucket, Key="in/twenty.bin")
     assert got["Body"].read() == data
@@ -120,7 +122,6 @@ def test_cancel_midway_leaves_no_upload(page: Any, console_coord: Coordinator, t
     row = _row(page, "cancel-me.bin")
     assert row.get_attribute("data-state") == "uploading"
     assert 0 < float(row.locator("progress").evaluate("b => b.value")) < 40 * MiB
-    page.wait_for_function("() => document.querySelectorAll('#uploads li').length === 1")
     page.screenshot(path=str(shots / "upload-in-progress.png"), full_page=True)
 
     row.locator("button.cancel").click()
@@ -202,11 +203,13 @@ def test_a_failed_part_is_retried_twice(page: Any, console_coord: Coordinator, t
     sign_in(page, console_coord.token)
     page.goto(f"/console/b/{bucket}/")
     page.route(re.compile(r"/s3/"), flaky)
-    urls_before = console_coord.log().count("'/api/uploads/urls' status=200")
+    urls_before = console_coord.log().count("'/api/uploads/urls' status=200")  # other tests' uploads
     page.set_input_files("#upload-files", str(source))
     _wait_state(page, "flaky.bin", "done")
     assert attempts == {"1": 1, "2": 2, "3": 1}
-    assert console_coord.log().count("'/api/uploads/urls' status=200") == urls_before + 1  # the fresh URL
+    fresh = "'/api/uploads/urls' status=200"  # the retry's fresh URL, asked of the console
+    wait_until("the console's log line", lambda: console_coord.log().count(fresh) > urls_before)
+    assert console_coord.log().count(fresh) == urls_before + 1
     assert s3.get_object(Bucket=bucket, Key="flaky.bin")["Body"].read() == data
 
     attempts.clear()
