@@ -11,7 +11,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from tunnelmesh.console import admin_pages, auth, csrf, pages
+from tunnelmesh.console import admin_pages, auth, csrf, pages, uploads
 from tunnelmesh.console.s3call import Calls
 from tunnelmesh.console.sessions import Sessions
 from tunnelmesh.console.web import PREFIX, Refused, Reply, Req, Route, Static, Templates, redirect, route
@@ -256,4 +256,4 @@ SIGN_IN = [
     route("GET", "/logout", logged_out, signed_in=False),
 ]
 # every page module's routes: add a module's ROUTES here (the first pattern that matches a path wins)
-PAGES: list[Route] = [*pages.ROUTES, *admin_pages.ROUTES]
+PAGES: list[Route] = [*pages.ROUTES, *uploads.ROUTES, *admin_pages.ROUTES]
