@@ -60,7 +60,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         report.longrepr = f"a browser test must run, never skip: {report.longrepr}"
 
 
-@pytest.fixture(scope="session")
+# package, not session: while Playwright's sync API is open it runs an event loop in this thread, and every
+# later test that calls asyncio.run (tests/component, after tests/browser) would fail
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     executable = chromium_path()
     from playwright.sync_api import sync_playwright
