@@ -30,7 +30,8 @@ def test_the_unit_parses_and_names_what_the_coordinator_needs() -> None:
     assert service["NotifyAccess"] == "main"
     # the drain is the supervisor's: its workers must not be signalled before it
     assert service["KillMode"] == "mixed"
-    assert service["ExecStart"].split()[1:] == ["coordinator"]
+    # the data dir named, inside the state dir systemd makes for the service user
+    assert service["ExecStart"].split()[1:] == ["coordinator", "--data-dir", "/var/lib/tunnelmesh/data"]
     assert service["ExecStart"].split()[0].endswith("/tunnelmesh")
     assert service["StateDirectory"] == "tunnelmesh"
     assert service["RuntimeDirectory"] == "tunnelmesh"
