@@ -139,6 +139,18 @@ def test_boto3_over_https_on_both_listeners(tls_coordinator: Coordinator, pki: d
     c.wait_for_log(rf"S3 API at https://127\.0\.0\.1:{c.s3_port}\n")
 
 
+def test_a_form_uploads_location_names_https(tls_coordinator: Coordinator, pki: dict[str, Path]) -> None:
+    """A browser form upload answers with the object's URL: over TLS an http:// one would send the
+    browser following it to a port that speaks no plain HTTP."""
+    c = tls_coordinator
+    main = _client(c, f"https://127.0.0.1:{c.port}/s3", pki["ca"])
+    main.create_bucket(Bucket="forms")
+    post = main.generate_presigned_post("forms", "uploaded.txt")
+    r = requests.post(post["url"], data=post["fields"], files={"file": b"hi"}, verify=str(pki["ca"]), timeout=30)
+    assert r.status_code == 204, r.text
+    assert r.headers["location"] == f"https://127.0.0.1:{c.port}/s3/forms/uploaded.txt"
+
+
 @pytest.mark.parametrize("listener", ["main", "s3"])
 def test_plain_http_gets_no_answer_and_an_unknown_ca_is_refused(
     tls_coordinator: Coordinator, pki: dict[str, Path], listener: str

@@ -95,6 +95,8 @@ class Request:
     operation: str = "-"
     # the client's address (the mesh address of the peer: aws:SourceIp in a policy)
     client: str = ""
+    # the listener's: "https" where it has TLS (a form upload's Location names it)
+    scheme: str = "http"
     # the access decision's reason, for the request log line (never sent to the client)
     authz: str = "-"
     # how the request was authenticated, for the s3:authType and s3:signatureversion condition keys:
@@ -170,6 +172,7 @@ def from_scope(
         admit=admit,
         console=scope.get(CONSOLE_PRINCIPAL),
         client=(scope.get("client") or ("",))[0] or "",
+        scheme=scope.get("scheme") or "http",
     )
 
 

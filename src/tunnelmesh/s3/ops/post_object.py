@@ -201,7 +201,7 @@ async def _prepend(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[byt
 def _success(req: Request, key: str, etag: str, version_id: str | None, fields: dict[str, str]) -> Response:
     location = f"{req.prefix}/{quote(req.bucket)}/{quote(key, safe='/~')}"
     if req.header("host"):
-        location = f"http://{req.header('host')}{location}"
+        location = f"{req.scheme}://{req.header('host')}{location}"
     quoted_etag = f'"{etag}"'
     headers = [("etag", quoted_etag), *version_header(version_id)]
     redirect = fields.get("success_action_redirect") or fields.get("redirect")
