@@ -226,20 +226,20 @@ def open_source(path: str) -> Iterator[Source]:
         yield Source(f, st.st_size if stat.S_ISREG(st.st_mode) else None, path)
 
 
-def read_full(f: IO[bytes], n: int, what: str) -> bytes:
-    """Up to `n` bytes, fewer only at the end of the stream (a pipe or a terminal returns short reads)."""
-    chunks: list[bytes] = []
+def read_into(f: Any, buf: bytearray, what: str) -> int:
+    """Fill `buf` from `f` (a buffered binary file); fewer bytes only at the end of the stream (a pipe or
+    a terminal returns short reads). The one buffer is reused for every part: memory stays one part."""
+    view = memoryview(buf)
     got = 0
-    while got < n:
+    while got < len(buf):
         try:
-            chunk = f.read(n - got)
+            n = f.readinto(view[got:])
         except OSError as e:
             raise CliError(f"reading {what}: {e.strerror}") from None
-        if not chunk:
+        if not n:
             break
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
+        got += n
+    return got
 
 
 class CountingReader:
@@ -260,6 +260,22 @@ class CountingReader:
             left -= len(chunk)
             self.task.advance(len(chunk))
             yield chunk
+
+
+class PartBody:
+    """A part held in memory as a request body, sent in chunks so that progress moves while it goes."""
+
+    def __init__(self, data: memoryview, task: Task) -> None:
+        self.data, self.task = data, task
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __iter__(self) -> Iterator[memoryview]:
+        for i in range(0, len(self.data), CHUNK):
+            chunk = self.data[i : i + CHUNK]
+            yield chunk
+            self.task.advance(len(chunk))
 
 
 def walk(root: Path, skipped: list[str]) -> Iterator[tuple[Path, str]]:
@@ -328,22 +344,25 @@ def upload(c: Coordinator, b: str, k: str, src: Source, meter: Meter) -> int:
             raise s3_error(r)
         return src.size
     task = meter.task(k, None)
-    first = read_full(src.f, PART_SIZE, src.name)
-    if len(first) < PART_SIZE:
+    buf = bytearray(PART_SIZE)
+    n = read_into(src.f, buf, src.name)
+    if n < PART_SIZE:
         # the stream ended within one part (an empty stream only if it really was empty: a read error raised)
-        r = c.request("PUT", url, data=first, headers={"content-md5": _md5(first)})
+        data = bytes(buf[:n])
+        r = c.request("PUT", url, data=data, headers={"content-md5": _md5(data)})
         if r.status_code != 200:
             raise s3_error(r)
-        task.advance(len(first))
-        return len(first)
-    return _multipart(c, url, first, src, task)
+        task.advance(n)
+        return n
+    return _multipart(c, url, buf, src, task)
 
 
-def _md5(data: bytes) -> str:
+def _md5(data: bytes | memoryview) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
-def _multipart(c: Coordinator, url: str, first: bytes, src: Source, task: Task) -> int:
+def _multipart(c: Coordinator, url: str, buf: bytearray, src: Source, task: Task) -> int:
+    """A multipart upload of the stream, `buf` (full) its first part; aborted on any failure."""
     r = c.request("POST", url, params={"uploads": ""})
     if r.status_code != 200:
         raise s3_error(r)
@@ -353,25 +372,24 @@ def _multipart(c: Coordinator, url: str, first: bytes, src: Source, task: Task) 
     parts: list[tuple[int, str]] = []
     total = 0
     try:
-        data = first
-        while data:
+        n = len(buf)
+        while n:
             number = len(parts) + 1
             if number > MAX_PARTS:
                 raise CliError(f"the stream is longer than {MAX_PARTS} parts of {PART_SIZE} bytes")
+            data = memoryview(buf)[:n]
             r = c.request(
                 "PUT",
                 url,
                 params={"partNumber": str(number), "uploadId": upload_id},
-                data=data,
+                data=PartBody(data, task),
                 headers={"content-md5": _md5(data)},  # the coordinator refuses a part that changed on the way
             )
             if r.status_code != 200:
                 raise s3_error(r)
             parts.append((number, r.headers["etag"]))
-            total += len(data)
-            task.advance(len(data))
-            data = b""  # dropped before the next part is read: one part in memory at a time
-            data = read_full(src.f, PART_SIZE, src.name)
+            total += n
+            n = read_into(src.f, buf, src.name)
         doc = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>{escape(e)}</ETag></Part>" for n, e in parts)
         r = c.request(
             "POST",
