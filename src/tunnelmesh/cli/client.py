@@ -106,7 +106,7 @@ def resolve(endpoint: str | None, token: str | None, config_path: Path | None) -
         if not token:
             path = DataDir(settings.data_dir).admin_token
             try:
-                token = path.read_text().strip()  # the coordinator writes it with a final newline
+                token = path.read_text().strip()  # a file written by hand (or by an older release) may end in a newline
             except OSError:
                 raise CliError(f"no admin token: set {ADMIN_TOKEN_ENV} or make {path} readable") from None
     if not endpoint:
