@@ -830,7 +830,7 @@ def _put_tree(c: Coordinator, target: str, source: str) -> None:
         for path, rel in walk(root, skipped):
             with open_source(str(path)) as src:
                 n = upload(c, b, prefix + rel, src, meter)
-            click.echo(f"uploaded {path} to {b}/{prefix + rel} ({n} bytes)")
+            meter.echo(f"uploaded {path} to {b}/{prefix + rel} ({n} bytes)")
             files, total = files + 1, total + n
     for path_name in skipped:
         click.echo(f"tunnelmesh: skipped {path_name}: not a regular file", err=True)
@@ -876,7 +876,7 @@ def _get_tree(c: Coordinator, source: str, dest: str) -> None:
                 refused.append(e.message)
                 continue
             n = download(c, b, key, str(target), meter, follow=False)
-            click.echo(f"downloaded {b}/{key} to {target} ({n} bytes)")
+            meter.echo(f"downloaded {b}/{key} to {target} ({n} bytes)")
             files, total = files + 1, total + n
     for message in refused:
         click.echo(f"tunnelmesh: {message}", err=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 from xml.sax.saxutils import escape
 
+import click
 from defusedxml import ElementTree
 
 from tunnelmesh.cli.client import NS, CliError, Coordinator, object_url, s3_error
@@ -88,6 +89,14 @@ class Meter:
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+    def echo(self, line: str) -> None:
+        """A report line on stdout that does not tear the bars: on a terminal shared with them, printed
+        above them by rich."""
+        if self._progress is not None and sys.stdout.isatty():
+            self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            click.echo(line)
 
     def task(self, label: str, total: int | None) -> Task:
         if self._progress is None:
