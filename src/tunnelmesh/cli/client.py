@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote, urlsplit
 
 import click
+from defusedxml import ElementTree
 
 from tunnelmesh import config
 from tunnelmesh.server import ADMIN_TOKEN_ENV
@@ -22,10 +23,18 @@ class CliError(click.ClickException):
         click.echo(f"tunnelmesh: {self.message}", err=True)
 
 
+# with no connection flags, the CLI looks for the coordinator's config where the coordinator runs
+LOCAL_CONFIG = Path("coordinator.yaml")
+NO_COORDINATOR = "pass --endpoint and --token, set TUNNELMESH_ENDPOINT/TUNNELMESH_TOKEN, or --config"
+NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+
 @dataclass
 class Coordinator:
     endpoint: str  # e.g. http://127.0.0.1:8080
     token: str
+    # one connection pool for the whole command: a recursive copy of many files reuses its connections
+    _session: Any = field(default=None, repr=False, compare=False)
 
     @property
     def s3(self) -> str:
@@ -38,9 +47,11 @@ class Coordinator:
         # imported here: the coordinator process never needs an HTTP client (and saves its memory)
         import requests
 
+        if self._session is None:
+            self._session = requests.Session()
         try:
             timeout = kw.pop("timeout", 60)
-            r = requests.request(
+            r = self._session.request(
                 method, url, headers={**self._headers(), **kw.pop("headers", {})}, timeout=timeout, **kw
             )
         except requests.ConnectionError:
@@ -63,8 +74,24 @@ class Coordinator:
         return r.content
 
 
+def object_url(c: Coordinator, b: str, k: str = "") -> str:
+    return f"{c.s3}/{quote(b, safe='')}" + (f"/{quote(k, safe='/')}" if k else "")
+
+
+def s3_error(r: Any) -> CliError:
+    """The S3 error of a response in one line (Code: Message), or its status when it has no XML body."""
+    try:
+        doc = ElementTree.fromstring(r.content)
+        return CliError(f"{doc.findtext('Code')}: {doc.findtext('Message')}")
+    except Exception:
+        return CliError(f"HTTP {r.status_code}")
+
+
 def resolve(endpoint: str | None, token: str | None, config_path: Path | None) -> Coordinator:
-    """--endpoint/--token (or their environment variables), else --config on the coordinator host."""
+    """--endpoint/--token (or their environment variables), else --config on the coordinator host, else
+    ./coordinator.yaml when the CLI runs in the coordinator's directory."""
+    if config_path is None and not endpoint and LOCAL_CONFIG.is_file():
+        config_path = LOCAL_CONFIG
     if config_path is not None:
         try:
             settings = config.load(config_path, allow_public=True)
@@ -80,32 +107,17 @@ def resolve(endpoint: str | None, token: str | None, config_path: Path | None) -
         if not token:
             path = DataDir(settings.data_dir).admin_token
             try:
-                token = path.read_text().strip()
+                token = path.read_text().strip()  # a file written by hand (or by an older release) may end in a newline
             except OSError:
                 raise CliError(f"no admin token: set {ADMIN_TOKEN_ENV} or make {path} readable") from None
     if not endpoint:
-        raise CliError("no coordinator: pass --endpoint (or set TUNNELMESH_ENDPOINT), or --config")
+        raise CliError(NO_COORDINATOR)
     if not endpoint.startswith(("http://", "https://")):
         raise CliError(f"the endpoint must be a URL such as http://10.0.0.1:8080, not {endpoint!r}")
+    parts = urlsplit(endpoint)
+    if parts.path.rstrip("/").endswith("/s3"):
+        base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')[: -len('/s3')]}"
+        raise CliError(f"{endpoint} is the S3 endpoint: pass the coordinator's base URL ({base}), not its S3 endpoint")
     if not token:
         raise CliError("no admin token: pass --token (or set TUNNELMESH_TOKEN)")
     return Coordinator(endpoint, token)
-
-
-class ProgressReader:
-    """A file wrapper that reports bytes read to a click progress bar."""
-
-    def __init__(self, f: IO[bytes], bar: Any) -> None:
-        self.f, self.bar = f, bar
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.f.read(n)
-        self.bar.update(len(data))
-        return data
-
-    def __len__(self) -> int:
-        return os.fstat(self.f.fileno()).st_size
-
-    def __iter__(self) -> Iterator[bytes]:
-        while chunk := self.read(1024 * 1024):
-            yield chunk

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import importlib.metadata
 import json
 import os
 import re
@@ -11,20 +11,53 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import click
 from defusedxml import ElementTree
 
 from tunnelmesh import __version__
-from tunnelmesh.cli.client import CliError, Coordinator, ProgressReader, resolve
+from tunnelmesh.cli.client import CliError, Coordinator, object_url, resolve, s3_error
+from tunnelmesh.cli.transfer import (
+    STDIO,
+    Meter,
+    download,
+    inside,
+    open_source,
+    safe_relative,
+    same_as,
+    upload,
+    walk,
+)
 from tunnelmesh.config import ConfigError, parse_size
 
 
+def _version() -> str:
+    """The installed distribution's version (what pip shows), else the source tree's."""
+    try:
+        return importlib.metadata.version("tunnelmesh")
+    except importlib.metadata.PackageNotFoundError:
+        return __version__
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"tunnelmesh {_version()}")
+        ctx.exit()
+
+
 @click.group()
-@click.version_option(__version__, prog_name="tunnelmesh")
+@click.option(
+    "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version, help="Show the version."
+)
 def cli() -> None:
     """tunnelmesh: mesh-network coordinator and its S3 object store."""
+
+
+@cli.command("version")
+def version() -> None:
+    """Show the version."""
+    click.echo(f"tunnelmesh {_version()}")
 
 
 @cli.command()
@@ -764,76 +797,191 @@ def _split(target: str) -> tuple[str, str]:
     return b, k
 
 
-def _s3_error(r: Any) -> CliError:
-    try:
-        doc = ElementTree.fromstring(r.content)
-        return CliError(f"{doc.findtext('Code')}: {doc.findtext('Message')}")
-    except Exception:
-        return CliError(f"HTTP {r.status_code}")
-
-
+_s3_error = s3_error
+_url = object_url
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
-def _url(c: Coordinator, b: str, k: str = "") -> str:
-    return f"{c.s3}/{quote(b, safe='')}" + (f"/{quote(k, safe='/')}" if k else "")
+def _bucket_prefix(target: str) -> tuple[str, str]:
+    """BUCKET[/PREFIX] of a recursive copy; the prefix as a folder (`photos` means `photos/`)."""
+    b, _, prefix = target.partition("/")
+    if not b:
+        raise CliError(f"expected BUCKET or BUCKET/PREFIX, got {target!r}")
+    return b, prefix if not prefix or prefix.endswith("/") else prefix + "/"
 
 
 @object_.command("put")
 @click.argument("target")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("source")
+@click.option("-r", "--recursive", is_flag=True, help="upload every file under directory SOURCE below BUCKET/PREFIX")
 @connection
-def object_put(c: Coordinator, target: str, file: Path) -> None:
-    """Upload FILE to BUCKET/KEY."""
+def object_put(c: Coordinator, target: str, source: str, recursive: bool) -> None:
+    """Upload SOURCE to BUCKET/KEY. SOURCE `-` (or /dev/stdin, a pipe) is read to its end and sent in parts
+    of 16 MiB. With -r: every file under directory SOURCE, to BUCKET/PREFIX/<its relative path>."""
+    if recursive:
+        _put_tree(c, target, source)
+        return
     b, k = _split(target)
-    size = file.stat().st_size
-    with (
-        file.open("rb") as f,
-        click.progressbar(length=size, label=k, file=sys.stderr, hidden=not sys.stderr.isatty()) as bar,
-    ):
-        r = c.request(
-            "PUT", _url(c, b, k), data=ProgressReader(f, bar) if size else b"", headers={"content-length": str(size)}
-        )
-    if r.status_code != 200:
-        raise _s3_error(r)
-    click.echo(f"uploaded {file} to {b}/{k} ({size} bytes)")
+    with Meter() as meter, open_source(source) as src:
+        n = upload(c, b, k, src, meter)
+    click.echo(f"uploaded {source} to {b}/{k} ({n} bytes)")
+
+
+def _put_tree(c: Coordinator, target: str, source: str) -> None:
+    b, prefix = _bucket_prefix(target)
+    root = Path(source)
+    if not root.is_dir():
+        raise CliError(f"{source} is not a directory")
+    skipped: list[str] = []
+    files = total = 0
+    with Meter() as meter:
+        for path, rel in walk(root, skipped):
+            with open_source(str(path)) as src:
+                n = upload(c, b, prefix + rel, src, meter)
+            meter.echo(f"uploaded {path} to {b}/{prefix + rel} ({n} bytes)")
+            files, total = files + 1, total + n
+    for path_name in skipped:
+        click.echo(f"tunnelmesh: skipped {path_name}: not a regular file", err=True)
+    click.echo(f"uploaded {files} files ({total} bytes) from {source} to {b}/{prefix}")
 
 
 @object_.command("get")
-@click.argument("target")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("source")
+@click.argument("dest")
+@click.option("-r", "--recursive", is_flag=True, help="download every object under BUCKET/PREFIX into directory DEST")
 @connection
-def object_get(c: Coordinator, target: str, file: Path) -> None:
-    """Download BUCKET/KEY to FILE."""
-    b, k = _split(target)
-    r = c.request("GET", _url(c, b, k), stream=True)
-    if r.status_code != 200:
-        raise _s3_error(r)
-    size = int(r.headers.get("content-length", 0))
-    tmp = file.with_name(f".{file.name}.part")
+def object_get(c: Coordinator, source: str, dest: str, recursive: bool) -> None:
+    """Download BUCKET/KEY to DEST: `-` for stdout; a regular file is replaced whole once the download is
+    complete; a symlink, a device or a FIFO (/dev/stdout) is written in place. With -r: every object under
+    BUCKET/PREFIX into directory DEST (a key that would leave DEST is refused)."""
+    if recursive:
+        _get_tree(c, source, dest)
+        return
+    b, k = _split(source)
+    with Meter() as meter:
+        n = download(c, b, k, dest, meter)
+    if dest != STDIO and not same_as(dest, sys.stdout):
+        click.echo(f"downloaded {b}/{k} to {dest} ({n} bytes)")
+
+
+def _get_tree(c: Coordinator, source: str, dest: str) -> None:
+    b, prefix = _bucket_prefix(source)
+    root = Path(dest)
     try:
-        with (
-            tmp.open("wb") as f,
-            click.progressbar(length=size, label=k, file=sys.stderr, hidden=not sys.stderr.isatty()) as bar,
-        ):
-            for chunk in r.iter_content(1024 * 1024):
-                f.write(chunk)
-                bar.update(len(chunk))
-        os.replace(tmp, file)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    click.echo(f"downloaded {b}/{k} to {file} ({size} bytes)")
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CliError(f"{dest}: {e.strerror}") from None
+    refused: list[str] = []
+    files = total = 0
+    with Meter() as meter:
+        for o in list(_objects(c, b, prefix)):
+            key = o["key"]
+            if key.endswith("/") and o["size"] == 0:
+                continue  # a folder marker (the console and other tools make them): nothing to write
+            try:
+                target = inside(root, safe_relative(key, prefix))
+            except CliError as e:
+                refused.append(e.message)
+                continue
+            n = download(c, b, key, str(target), meter, follow=False)
+            meter.echo(f"downloaded {b}/{key} to {target} ({n} bytes)")
+            files, total = files + 1, total + n
+    for message in refused:
+        click.echo(f"tunnelmesh: {message}", err=True)
+    click.echo(f"downloaded {files} objects ({total} bytes) from {b}/{prefix} into {dest}")
+    if refused:
+        sys.exit(1)
 
 
-@object_.command("list")
-@click.argument("bucket_name")
-@click.option("--prefix", default="")
+@object_.command("cat")
+@click.argument("target")
+@connection
+def object_cat(c: Coordinator, target: str) -> None:
+    """Write BUCKET/KEY to stdout."""
+    b, k = _split(target)
+    with Meter() as meter:
+        download(c, b, k, STDIO, meter)
+
+
+_HEAD_ERRORS = {404: "NoSuchKey: no such bucket or key", 403: "AccessDenied: Access Denied"}
+
+
+@object_.command("stat")
+@click.argument("target")
 @click.option("--json", "as_json", is_flag=True)
 @connection
-def object_list(c: Coordinator, bucket_name: str, prefix: str, as_json: bool) -> None:
-    """List the objects of BUCKET_NAME."""
-    objects: list[dict[str, Any]] = []
+def object_stat(c: Coordinator, target: str, as_json: bool) -> None:
+    """Show the size, ETag, type, modification time, version and user metadata of BUCKET/KEY."""
+    b, k = _split(target)
+    r = c.request("HEAD", _url(c, b, k))
+    if r.status_code != 200:
+        # a HEAD answer has no body to carry the S3 error
+        raise CliError(_HEAD_ERRORS.get(r.status_code, f"HTTP {r.status_code}") + f" ({b}/{k})")
+    h = r.headers
+    d = {
+        "bucket": b,
+        "key": k,
+        "size": int(h.get("content-length", 0)),
+        "etag": h.get("etag"),
+        "last_modified": h.get("last-modified"),
+        "content_type": h.get("content-type"),
+        "version_id": h.get("x-amz-version-id"),
+        "storage_class": h.get("x-amz-storage-class", "STANDARD"),
+        "metadata": {n[len("x-amz-meta-") :]: v for n, v in h.items() if n.lower().startswith("x-amz-meta-")},
+    }
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+        return
+    for name, value in d.items():
+        if name == "metadata":
+            for m, v in sorted(value.items()):
+                click.echo(f"{'meta.' + m + ':':<15}{v}")
+        elif value is not None:
+            click.echo(f"{name + ':':<15}{value}")
+
+
+def _access_key(c: Coordinator) -> str:
+    """The access key id that goes with the CLI's token: its peer id (`admin` for the admin token), as
+    ListBuckets names its caller in <Owner><ID>."""
+    r = c.request("GET", f"{c.s3}/", params={"max-buckets": "1"})
+    if r.status_code != 200:
+        raise _s3_error(r)
+    owner = ElementTree.fromstring(r.content).findtext(f"{_NS}Owner/{_NS}ID")
+    if not owner:
+        raise CliError("the coordinator did not name the token's peer (no Owner in ListBuckets)")
+    return owner
+
+
+@object_.command("presign")
+@click.argument("target")
+@click.option("--expires", default="1h", show_default=True, help="how long the URL works: 90s, 15m, 12h, 7d (at most)")
+@click.option("--put", "for_put", is_flag=True, help="a URL to upload with (HTTP PUT) rather than to download")
+@connection
+def object_presign(c: Coordinator, target: str, expires: str, for_put: bool) -> None:
+    """Print a presigned URL for BUCKET/KEY: anyone holding it can GET (or with --put, PUT) that object
+    until it expires or the token that signed it is revoked. Made here, signed with the CLI's token."""
+    from tunnelmesh.s3.auth.presign import encode_path, presign_v4
+    from tunnelmesh.s3.auth.sigv4 import DEFAULT_REGION
+
+    b, k = _split(target)
+    seconds = _seconds(expires)
+    parts = urlsplit(c.s3)
+    host = parts.netloc
+    if parts.port is not None and parts.port == {"http": 80, "https": 443}.get(parts.scheme):
+        host = host.rsplit(":", 1)[0]  # clients send Host without the scheme's default port, and it is signed
+    path = encode_path(f"{parts.path}/{b}/{k}")
+    try:
+        # every coordinator accepts us-east-1 beside its own region, so the URL needs no lookup of it
+        query = presign_v4(
+            "PUT" if for_put else "GET", host, path, [], _access_key(c), c.token, DEFAULT_REGION, seconds
+        )
+    except ValueError as e:
+        raise CliError(f"--expires: {e}") from None
+    click.echo(f"{parts.scheme}://{parts.netloc}{path}?{query}")
+
+
+def _objects(c: Coordinator, bucket_name: str, prefix: str) -> Iterator[dict[str, Any]]:
+    """Every object of the bucket under `prefix`, in key order (ListObjectsV2, page by page)."""
     token = None
     while True:
         params = {"list-type": "2", "prefix": prefix}
@@ -844,16 +992,24 @@ def object_list(c: Coordinator, bucket_name: str, prefix: str, as_json: bool) ->
             raise _s3_error(r)
         doc = ElementTree.fromstring(r.content)
         for el in doc.iter(f"{_NS}Contents"):
-            objects.append(
-                {
-                    "key": el.findtext(f"{_NS}Key"),
-                    "size": int(el.findtext(f"{_NS}Size") or 0),
-                    "last_modified": el.findtext(f"{_NS}LastModified"),
-                }
-            )
+            yield {
+                "key": el.findtext(f"{_NS}Key"),
+                "size": int(el.findtext(f"{_NS}Size") or 0),
+                "last_modified": el.findtext(f"{_NS}LastModified"),
+            }
         token = doc.findtext(f"{_NS}NextContinuationToken")
         if doc.findtext(f"{_NS}IsTruncated") != "true" or not token:
-            break
+            return
+
+
+@object_.command("list")
+@click.argument("bucket_name")
+@click.option("--prefix", default="")
+@click.option("--json", "as_json", is_flag=True)
+@connection
+def object_list(c: Coordinator, bucket_name: str, prefix: str, as_json: bool) -> None:
+    """List the objects of BUCKET_NAME."""
+    objects = list(_objects(c, bucket_name, prefix))
     emit(
         {"objects": objects},
         as_json,
