@@ -91,6 +91,11 @@ def build(settings: Settings, admin_token: str) -> Apps:
     # a form whose signature held moves to a slot of `in_flight` (`admit`). Clients that never send
     # their fields can fill this pool, never the one every other S3 request needs.
     forms_unauthenticated = asyncio.Semaphore(max(2, limits.max_requests // 16))
+    # The console likewise: anyone may load its sign-in page or send a sign-in form (a refused one waits out
+    # its delay), so a console request that no session holds for waits in a small pool of its own; a signed-in
+    # one takes a slot of `in_flight`. Which one is decided from the headers (the session cookie), before any
+    # body is read: idle or failing sign-ins fill their pool, never S3's, nor the signed-in users'.
+    console_unauthenticated = asyncio.Semaphore(max(2, limits.max_requests // 16))
 
     async def serve(scope: dict[str, Any], receive: Any, send: Any, prefix: str) -> None:
         guard = _ClientGuard(receive, send, limits.body_timeout, limits.min_body_rate)
@@ -133,13 +138,22 @@ def build(settings: Settings, admin_token: str) -> Apps:
     readiness = Readiness(store)
 
     async def console_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        held: list[asyncio.Semaphore] = []
+
+        async def admit(signed_in: bool) -> None:
+            slot = in_flight if signed_in else console_unauthenticated
+            await slot.acquire()
+            held.append(slot)
+
         guard = _ClientGuard(receive, send, limits.body_timeout, limits.min_body_rate)
         try:
-            await console.handle(scope, guard.receive, guard.send)
+            await console.handle(scope, guard.receive, guard.send, admit)
         except ClientTimeout:
             _log_cut_off(scope)
         finally:
             guard.close()
+            for slot in held:
+                slot.release()
 
     async def main(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -155,9 +169,8 @@ def build(settings: Settings, admin_token: str) -> Apps:
         elif raw == obs_endpoints.READYZ:
             await obs_endpoints.readyz(scope, send, readiness)
         elif raw == CONSOLE_PREFIX or raw.startswith(CONSOLE_PREFIX + b"/"):
-            # one slot for the page; its in-process S3 and admin calls take none
-            async with in_flight:
-                await console_app(scope, receive, send)
+            # one slot for the page (console.handle takes it); its in-process S3 and admin calls take none
+            await console_app(scope, receive, send)
         else:
             async with in_flight:
                 await _not_found(send)

@@ -165,3 +165,18 @@ def test_no_secret_in_any_page_log_line_or_session_record(coord: Coordinator) ->
         assert secret not in log
         assert all(secret not in b for b in bodies)
         assert all(secret not in o["Key"] for o in records)
+
+
+def test_signing_in_again_ends_the_session_the_browser_had(coord: Coordinator) -> None:
+    c = signed_in(coord.port, coord.token)
+    first = c.http.cookies["tm_console"]
+    again = c.sign_in(coord.token)
+    assert again.status_code == 303
+    assert c.http.cookies["tm_console"] != first
+    assert _fresh_get(coord.port, f"tm_console={first}").status_code == 303  # back to the sign-in page
+
+
+def test_a_sign_in_form_is_small(coord: Coordinator) -> None:
+    """Before any session holds, a body is read only up to the size of an id and a secret."""
+    r = ConsoleClient(coord.port).post("/login", {"token": "x" * 5000})
+    assert r.status_code == 413

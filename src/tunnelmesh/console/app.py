@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -23,6 +24,10 @@ log = logging.getLogger("tunnelmesh.console")
 
 # a form or small JSON document; object bodies never come here (they go straight to /s3, presigned)
 MAX_BODY = 1024 * 1024
+# what anyone may send before a session holds: the sign-in form (an id, a token or a secret)
+MAX_SIGN_IN_BODY = 4096
+# expired sessions nobody came back to are removed this often (each is also removed when met)
+SWEEP_INTERVAL = 3600.0
 COOKIE = "tm_console"
 FAILED_SIGN_IN_DELAY = 0.5
 CSP = (
@@ -49,9 +54,13 @@ class Console:
         self.static = Static()
         self.templates = Templates(self.static)
         self.routes: list[Route] = [*SIGN_IN, *PAGES]
-        self._swept = False
+        self._swept_at = float("-inf")
 
-    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def handle(
+        self, scope: dict[str, Any], receive: Any, send: Any, admit: Callable[[bool], Awaitable[None]]
+    ) -> None:
+        """`admit(signed_in)` takes the request's slot (asgi.py): an S3 one for a signed-in page, one of a
+        small pool of its own for anyone else's; awaited once the session is known, before any body is read."""
         started = time.perf_counter()
         request_id = new_request_id()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -66,7 +75,7 @@ class Console:
         )
         try:
             req.path = unquote(raw[len(PREFIX) :], errors="strict")
-            reply = await self._answer(req, receive)
+            reply = await self._answer(req, receive, admit)
         except Refused as e:
             reply = self.templates.page(req, "error.html", e.status, message=e.message)
         except UnicodeDecodeError:
@@ -87,13 +96,14 @@ class Console:
             (time.perf_counter() - started) * 1000,
         )
 
-    async def _answer(self, req: Req, receive: Any) -> Reply:
+    async def _answer(self, req: Req, receive: Any, admit: Callable[[bool], Awaitable[None]]) -> Reply:
         if req.path == "":
             return redirect(PREFIX + "/")
         if req.path.startswith("/static/"):
             return self._static(req)
-        if not self._swept:
-            self._swept = True  # once per worker: expired records of sessions nobody came back to
+        now = time.monotonic()
+        if now - self._swept_at >= SWEEP_INTERVAL:
+            self._swept_at = now
             asyncio.get_running_loop().create_task(self._sweep())
         found = self._route(req)
         safe = req.method in csrf.SAFE_METHODS
@@ -102,12 +112,8 @@ class Console:
             if refusal is not None:
                 log.info("console %s %r refused: %s", req.method, req.path, refusal)
                 raise Refused(403, "Refused: this request did not come from the console's own page.")
-            req.body = await _read_body(receive)
-            if req.headers.get("content-type", "").split(";")[0].strip() == "application/x-www-form-urlencoded":
-                try:
-                    req.form = parse_qs(req.body.decode(), keep_blank_values=True, strict_parsing=False)
-                except UnicodeDecodeError:
-                    raise Refused(400, "The form is not valid UTF-8.") from None
+        # the session before the body: a request nobody is known for is answered from its headers alone, so
+        # a client that never sends the body it announced holds nothing but its place in the small pool
         req.sid = _cookie(req.headers.get("cookie", ""), cookie_name(req))
         if req.sid:
             req.session = await self.sessions.load(req.sid)
@@ -121,6 +127,14 @@ class Console:
             if req.sid:
                 reply.headers.append(("set-cookie", clear_cookie(req)))
             return reply
+        await admit(req.ident is not None)
+        if not safe:
+            req.body = await _read_body(receive, MAX_BODY if req.ident is not None else MAX_SIGN_IN_BODY)
+            if req.headers.get("content-type", "").split(";")[0].strip() == "application/x-www-form-urlencoded":
+                try:
+                    req.form = parse_qs(req.body.decode(), keep_blank_values=True, strict_parsing=False)
+                except UnicodeDecodeError:
+                    raise Refused(400, "The form is not valid UTF-8.") from None
         if not safe and found.signed_in:
             sent = req.headers.get("x-csrf-token") or req.field("csrf")
             if not csrf.token_ok(req.csrf, sent):
@@ -183,7 +197,7 @@ def _cookie(header: str, name: str) -> str | None:
     return None
 
 
-async def _read_body(receive: Any) -> bytes:
+async def _read_body(receive: Any, limit: int) -> bytes:
     chunks, size = [], 0
     while True:
         try:
@@ -192,7 +206,7 @@ async def _read_body(receive: Any) -> bytes:
             raise Refused(e.status, "The request body did not arrive in time.") from None
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY:
+        if size > limit:
             raise Refused(413, "The request body is too large.")
         chunks.append(chunk)
         if not message.get("more_body"):
@@ -230,6 +244,8 @@ async def login(console: Console, req: Req) -> Reply:
         await asyncio.sleep(FAILED_SIGN_IN_DELAY)  # a guess costs time, on top of the token's 192 bits
         return console.templates.page(req, "login.html", 401, refused=True)
     p = ident.principal
+    if req.sid:  # a sign-in over a live session replaces it: one browser, one session
+        await console.sessions.end(req.sid)
     sid, session = await console.sessions.create(p.peer_id, p.key_id, ident.secret)
     log.info("console sign-in by %s%s from %s", p.peer_id, f" (key {p.key_id})" if p.key_id else "", req.client)
     reply = redirect(PREFIX + "/")
