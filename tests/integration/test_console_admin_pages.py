@@ -248,6 +248,22 @@ def test_access_key_created_secret_shown_once_then_revoked(coord: Coordinator) -
     assert _api(coord, "GET", f"/api/keys?peer={peer['peer_id']}")[0]["revoked"] is not None
 
 
+@pytest.mark.parametrize("days", ["inf", "1e308", "nan", "seven"])
+def test_a_key_lifetime_that_is_no_number_of_days_is_a_400(coord: Coordinator, days: str) -> None:
+    bucket = _bucket(coord)
+    peer = _api(coord, "POST", "/api/peers", {"name": f"odd-{len(days)}"})
+    console = signed_in(coord.port, token=coord.token)
+    form = {"peer": peer["peer_id"], "name": "k", "bucket": bucket, "role": "read", "prefix": "", "days": days}
+    r = console.act("/admin/keys", form, page="/admin/keys")
+    assert r.status_code == 400 and "number of days" in r.text, (r.status_code, r.text[:300])
+    assert _api(coord, "GET", f"/api/keys?peer={peer['peer_id']}") == []
+
+
+def test_console_calls_are_logged_as_such(coord: Coordinator) -> None:
+    assert signed_in(coord.port, token=coord.token).get("/").status_code == 200
+    coord.wait_for_log(r"op=ListBuckets status=200 .*auth=console")
+
+
 def _post_cases(bucket: str, target: str) -> list[tuple[str, dict[str, str]]]:
     """Every admin POST with a form that an admin's session would have carried out."""
     return [

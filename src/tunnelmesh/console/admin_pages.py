@@ -155,7 +155,7 @@ async def create_key(console: Console, req: Req) -> Reply:
     if days:
         try:
             doc["expires_in"] = int(float(days) * 86400)
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: inf, 1e308
             raise Refused(400, "The lifetime is a number of days.") from None
     key = (await _admin(console, req, "POST", "/api/keys", doc)).json()
     assert req.sid is not None

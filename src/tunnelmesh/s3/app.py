@@ -210,12 +210,13 @@ def who(req: Request) -> str:
     return p.peer_id if p.key_id is None else f"{p.peer_id}/{p.key_id}"
 
 
-_AUTH_KINDS = {"REST-HEADER": "header", "REST-QUERY-STRING": "presign", "POST": "form"}
+_AUTH_KINDS = {"REST-HEADER": "header", "REST-QUERY-STRING": "presign", "POST": "form", "console": "console"}
 
 
 def auth_kind(req: Request) -> str:
     """How the request authenticated, as the log names it: header (SigV4/V2 header, Basic, Bearer),
-    presign (query), form (browser POST), anonymous, or `-` (refused before any credential was read)."""
+    presign (query), form (browser POST), console (its in-process calls), anonymous, or `-` (refused before any
+    credential was read)."""
     if req.principal is not None and req.principal.anonymous:
         return "anonymous"
     return _AUTH_KINDS.get(req.auth_type, "-")
