@@ -259,6 +259,21 @@ def test_a_key_lifetime_that_is_no_number_of_days_is_a_400(coord: Coordinator, d
     assert _api(coord, "GET", f"/api/keys?peer={peer['peer_id']}") == []
 
 
+def test_a_share_link_made_with_a_key_ends_with_the_key(coord: Coordinator) -> None:
+    """A link signed with an access key works only while the key does: its lifetime and the page say so."""
+    bucket = _bucket(coord)
+    coord.client().put_object(Bucket=bucket, Key="shared.txt", Body=b"s")
+    peer = _api(coord, "POST", "/api/peers", {"name": "sharer"})
+    key = _api(coord, "POST", "/api/keys", {"peer": peer["peer_id"], "name": "short", "expires_in": 3600})
+    _api(coord, "POST", f"/api/buckets/{bucket}/grants", {"peer": peer["peer_id"], "role": "read"})
+    console = signed_in(coord.port, access_key=key["id"], secret=key["secret"])
+    r = console.act(f"/b/{bucket}/share", {"key": "shared.txt", "expires": "604800"}, page=f"/b/{bucket}/")
+    assert r.status_code == 200, r.text[:500]
+    expires = int(re.search(r"X-Amz-Expires=(\d+)", r.text).group(1))
+    assert 3500 < expires <= 3600
+    assert "until the access key you signed in with expires" in r.text
+
+
 def test_console_calls_are_logged_as_such(coord: Coordinator) -> None:
     assert signed_in(coord.port, token=coord.token).get("/").status_code == 200
     coord.wait_for_log(r"op=ListBuckets status=200 .*auth=console")

@@ -263,13 +263,25 @@ async def share(console: Console, req: Req) -> Reply:
         expires = 0
     if expires not in dict(SHARE_EXPIRIES):
         raise Refused(400, "Choose one of the offered lifetimes.")
+    lifetime = dict(SHARE_EXPIRIES)[expires]
+    # a link signed with a key works only while the key does: the page says the earlier of the two ends
+    assert req.ident is not None
+    signer = req.ident.principal.key_id
+    left = (await _key_seconds_left(console, signer)) if signer else None
+    if left is not None and left < expires:
+        if left < 60:
+            raise Refused(400, "The access key you signed in with expires within a minute: no link would last.")
+        expires, lifetime = int(left), "until the access key you signed in with expires"
     # the object must be there and readable by the signer, or the link would only ever fail
     await _s3(console, req, "HEAD", bucket, key, query=_version_query(version))
     link = req.origin + _presigned(console, req, bucket, key, _version_query(version), expires)
     until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(time.time() + expires))
-    return console.templates.page(
-        req, "share.html", bucket=bucket, key=key, link=link, lifetime=dict(SHARE_EXPIRIES)[expires], until=until
-    )
+    return console.templates.page(req, "share.html", bucket=bucket, key=key, link=link, lifetime=lifetime, until=until)
+
+
+async def _key_seconds_left(console: Console, key_id: str) -> float | None:
+    key = await console.peers.key(key_id)
+    return None if key is None else key.seconds_left(time.time())
 
 
 async def delete_objects(console: Console, req: Req) -> Reply:

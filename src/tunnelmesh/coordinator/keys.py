@@ -78,6 +78,10 @@ class AccessKey:
     def expired(self, now: float) -> bool:
         return self.expires is not None and _parse_iso(self.expires) <= now
 
+    def seconds_left(self, now: float) -> float | None:
+        """How long the key still works (None: no expiry)."""
+        return None if self.expires is None else _parse_iso(self.expires) - now
+
     def record(self) -> dict[str, Any]:
         d = asdict(self)
         d["scope"] = None if self.scope is None else [asdict(s) for s in self.scope]
