@@ -305,7 +305,12 @@ async def _not_found(send: Any) -> None:
         {
             "type": "http.response.start",
             "status": 404,
-            "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"text/plain"),
+                (b"content-length", str(len(body)).encode()),
+                (b"content-security-policy", b"sandbox"),
+                (b"x-content-type-options", b"nosniff"),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})

@@ -112,3 +112,15 @@ def test_not_implemented_is_sandboxed(coordinator: Coordinator, objects, endpoin
     r = requests.get(f"{endpoint}/{b}?logging", auth=("admin", coordinator.token), timeout=30)
     assert r.status_code == 501 and b"NotImplemented" in r.content
     assert_sandboxed(r.headers, "GetBucketLogging")
+
+
+def test_the_admin_api_and_the_main_listeners_404_are_sandboxed(coordinator: Coordinator) -> None:
+    base = f"http://127.0.0.1:{coordinator.port}"
+    cases = [
+        ("admin answer", requests.get(f"{base}/api/peers", auth=("admin", coordinator.token), timeout=30), 200),
+        ("admin refusal", requests.get(f"{base}/api/peers", timeout=30), 403),
+        ("404 outside the APIs", requests.get(f"{base}/elsewhere", timeout=30), 404),
+    ]
+    for name, r, status in cases:
+        assert r.status_code == status, (name, r.status_code, r.text[:300])
+        assert_sandboxed(r.headers, name)

@@ -139,6 +139,9 @@ class AdminApi:
             (b"content-type", ctype.encode()),
             (b"content-length", str(len(body)).encode()),
             (b"x-request-id", req.request_id.encode()),
+            # as on every S3 response: no browser runs a JSON answer (or a backup archive) as a page or script
+            (b"content-security-policy", b"sandbox"),
+            (b"x-content-type-options", b"nosniff"),
         ]
         if close_after(req):
             headers.append((b"connection", b"close"))
