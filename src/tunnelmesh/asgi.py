@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,13 +12,16 @@ from tunnelmesh.admin.api import AdminApi
 from tunnelmesh.config import Settings
 from tunnelmesh.coordinator.peers import PeerRegistry
 from tunnelmesh.coordinator.state import SystemState
+from tunnelmesh.obs import metrics
+from tunnelmesh.obs.scrape import PATH as METRICS_PATH
+from tunnelmesh.obs.scrape import MetricsEndpoint
 from tunnelmesh.s3.app import ADMIT, S3Api
 from tunnelmesh.s3.auth.credentials import Identity
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import Context
 from tunnelmesh.s3.request import Principal
 from tunnelmesh.server import ADMIN_ACCESS_KEY
-from tunnelmesh.store import expiry
+from tunnelmesh.store import expiry, writer
 from tunnelmesh.store.backends import open_meta
 from tunnelmesh.store.blobs import BlobStore
 from tunnelmesh.store.engine import Store
@@ -84,15 +88,33 @@ def build(settings: Settings, admin_token: str) -> Apps:
     # a form whose signature held moves to a slot of `in_flight` (`admit`). Clients that never send
     # their fields can fill this pool, never the one every other S3 request needs.
     forms_unauthenticated = asyncio.Semaphore(max(2, limits.max_requests // 16))
+    writer.observe_group = metrics.commit_batch
+    scrape = MetricsEndpoint(
+        store,
+        peers,
+        settings.region,
+        settings.metrics_token,
+        settings.metrics_public,
+        settings.metrics_max_bucket_series,
+    )
+    in_flight_gauge = metrics.IN_FLIGHT
 
     async def serve(scope: dict[str, Any], receive: Any, send: Any, prefix: str) -> None:
         guard = _ClientGuard(receive, send, limits.body_timeout, limits.min_body_rate)
+        started = time.perf_counter()
+        in_flight_gauge.inc()
         try:
-            await api.handle(scope, guard.receive, guard.send, prefix)
+            done = await api.handle(scope, guard.receive, guard.send, prefix)
         except ClientTimeout:
             _log_cut_off(scope)
+            return
         finally:
+            in_flight_gauge.dec()
             guard.close()
+        # here, not in S3Api: the guard alone sees the body bytes that arrived, the edge alone the outcome
+        metrics.s3_request(done.req.operation, done.status, time.perf_counter() - started, guard.received, done.sent)
+        if done.error is not None and (reason := metrics.failed_auth(done.req, done.error)) is not None:
+            metrics.auth_failure(reason)
 
     async def s3(scope: dict[str, Any], receive: Any, send: Any, prefix: str) -> None:
         if not _may_be_form_upload(scope):
@@ -117,11 +139,16 @@ def build(settings: Settings, admin_token: str) -> Apps:
     async def admin_api(scope: dict[str, Any], receive: Any, send: Any) -> None:
         guard = _ClientGuard(receive, send, limits.body_timeout, limits.min_body_rate)
         try:
-            await admin.handle(scope, guard.receive, guard.send)
+            done = await admin.handle(scope, guard.receive, guard.send)
         except ClientTimeout:
             _log_cut_off(scope)
+            return
         finally:
             guard.close()
+        # the handler's name: a route is refused as "-" until it is found and authorized
+        metrics.admin_request(done.req.operation, done.status)
+        if done.error is not None and (reason := metrics.failed_auth(done.req, done.error)) is not None:
+            metrics.auth_failure(reason)
 
     async def main(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -131,6 +158,8 @@ def build(settings: Settings, admin_token: str) -> Apps:
             await s3(scope, receive, send, S3_PREFIX.decode())
         elif raw.startswith(API_PREFIX):
             await admin_api(scope, receive, send)
+        elif raw == METRICS_PATH:  # the main listener only: on s3.listen it is a bucket's name
+            await scrape(scope, receive, send)
         else:
             async with in_flight:
                 await _not_found(send)
@@ -178,6 +207,7 @@ class _ClientGuard:
         "_moved",
         "_timer",
         "_fired",
+        "received",
     )
 
     def __init__(self, receive: Any, send: Any, stall: float, min_rate: float) -> None:
@@ -192,6 +222,7 @@ class _ClientGuard:
         self._moved = 0  # body bytes received and sent
         self._timer: asyncio.TimerHandle | None = None
         self._fired = False
+        self.received = 0  # request body bytes (the metrics' received bytes)
 
     def _due(self, since: float) -> float:
         """When the wait that began at `since` runs out (the budget can only grow from one wait to the
@@ -227,7 +258,9 @@ class _ClientGuard:
             raise
         finally:
             self._end()
-        self._moved += len(message.get("body", b""))
+        n = len(message.get("body", b""))
+        self._moved += n
+        self.received += n
         return message
 
     async def send(self, message: dict[str, Any]) -> None:

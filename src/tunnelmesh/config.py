@@ -155,6 +155,13 @@ class Settings:
     sse_key_file: Path | None = None
     # how often the sse-rewrap duty looks for data keys an older master key wraps (store/rewrap.py); 0: never
     sse_rewrap_interval: float = 3600.0
+    # /metrics (obs/scrape.py): its own bearer token, or open to anyone on the listener, and the dir the
+    # workers' prometheus-client files live in (None: $RUNTIME_DIRECTORY/metrics, else a temporary dir)
+    metrics_token: str | None = None
+    metrics_public: bool = False
+    metrics_dir: Path | None = None
+    # buckets labelled one by one in a scrape; past it only the totals (a series per bucket costs Prometheus)
+    metrics_max_bucket_series: int = 500
 
     @property
     def node(self) -> str:
@@ -274,7 +281,7 @@ def check_bind_address(key: str, listen: Listen, allow_public: bool) -> None:
 
 
 MAX_TIMEOUT = 86400.0  # a day; any limit longer than that is a mistake, not a setting
-_TOP_KEYS = {"listen", "s3", "workers", "log_level", "region", "limits"}
+_TOP_KEYS = {"listen", "s3", "workers", "log_level", "region", "limits", "metrics"}
 _LIMIT_KEYS = {f for f in Limits.__dataclass_fields__}
 
 
@@ -359,6 +366,44 @@ def parse_metadata(s3: dict[str, Any]) -> MetaConfig:
         if not math.isfinite(timeout) or not 0 < timeout <= MAX_TIMEOUT:
             raise ConfigError(f"s3.metadata_timeout: expected seconds above 0 and up to {MAX_TIMEOUT:.0f}")
     return MetaConfig(uri, pool, timeout)
+
+
+_METRICS_KEYS = {"token", "public", "dir", "max_bucket_series"}
+# the metrics token from the environment, so it need not sit in the YAML file (the pydantic-settings name)
+METRICS_TOKEN_ENV = "TUNNELMESH_METRICS__TOKEN"
+MIN_METRICS_TOKEN = 16
+
+
+def parse_metrics(raw: Any) -> dict[str, Any]:
+    """The `metrics` block as Settings' metrics_* fields. No message quotes the token."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("metrics: expected a mapping")
+    for k in raw:
+        if k not in _METRICS_KEYS:
+            raise ConfigError(f"metrics.{k}: unknown key (known: {', '.join(sorted(_METRICS_KEYS))})")
+    key = "metrics.token"
+    token: Any = raw.get("token")
+    if os.environ.get(METRICS_TOKEN_ENV):
+        key, token = f"${METRICS_TOKEN_ENV}", os.environ[METRICS_TOKEN_ENV]
+    if token is not None:
+        if not isinstance(token, str) or len(token.strip()) < MIN_METRICS_TOKEN:
+            raise ConfigError(f"{key}: expected a string of at least {MIN_METRICS_TOKEN} characters")
+        token = token.strip()
+    public = raw.get("public", False)
+    if not isinstance(public, bool):
+        raise ConfigError(f"metrics.public: expected true or false, got {public!r}")
+    directory = None if raw.get("dir") in (None, "") else Path(os.path.expanduser(str(raw["dir"])))
+    series = raw.get("max_bucket_series", Settings.metrics_max_bucket_series)
+    if isinstance(series, bool) or not isinstance(series, int) or series < 0:
+        raise ConfigError(f"metrics.max_bucket_series: expected a whole number >= 0, got {series!r}")
+    return {
+        "metrics_token": token,
+        "metrics_public": public,
+        "metrics_dir": directory,
+        "metrics_max_bucket_series": series,
+    }
 
 
 MIN_STALE_UPLOAD_EXPIRY = 1.0  # the expiry checks at a tenth of it; shorter would only spin
@@ -449,7 +494,9 @@ def load(path: Path | None, *, allow_public: bool = False) -> Settings:
             raise ConfigError(f"s3.lifecycle_interval: {e}") from None
         if lifecycle_interval < 1:
             raise ConfigError("s3.lifecycle_interval: must be at least 1s")
+    metrics = parse_metrics(raw.get("metrics"))
     return Settings(
+        **metrics,
         lifecycle_interval=lifecycle_interval,
         sse_key_file=sse_key_file,
         sse_rewrap_interval=float(rewrap),

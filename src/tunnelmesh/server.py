@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from tunnelmesh.config import ConfigError, Settings
+from tunnelmesh.obs import multiproc
 from tunnelmesh.store import blobs as blobs_mod
 from tunnelmesh.store import heartbeat, scrub_schedule
 from tunnelmesh.store.blobs import BlobStore
@@ -322,7 +323,9 @@ def run(settings: Settings) -> int:
     check_data_dir(settings.data_dir)
     lock = lock_data_dir(settings.data_dir)
     try:
-        return _run_locked(settings)
+        # before any process imports prometheus_client: the workers forked below inherit the variable
+        with multiproc.prepared(settings):
+            return _run_locked(settings)
     finally:
         os.close(lock)
 
@@ -482,6 +485,7 @@ def _run_locked(settings: Settings) -> int:
                 died = True
             continue
         workers.discard(pid)
+        multiproc.mark_dead(pid)
         rc = os.waitstatus_to_exitcode(status)
         # any worker that exits while the others serve may have sealed blobs it never committed:
         # they bear its tag, which a sweep looks for; one killed during a stop leaves them to the

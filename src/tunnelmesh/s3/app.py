@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from typing import Any
+from typing import Any, NamedTuple
 
 from tunnelmesh.access.cors import actual, bad_preflight, parse_request_headers, preflight
 from tunnelmesh.s3 import xml
@@ -42,17 +42,29 @@ SEND_PIECE = 256 * 1024
 ADMIT = "tunnelmesh.admit"
 
 
+class Outcome(NamedTuple):
+    """How a request ended, for the metrics (asgi.py): its operation is `req.operation`; `error` is the
+    S3 error it was answered with (the auth-failure reason comes from it)."""
+
+    req: Request
+    status: int
+    sent: int
+    error: S3Error | None
+
+
 class S3Api:
     def __init__(self, ctx: Context, credentials: Credentials) -> None:
         self.ctx = ctx
         self.credentials = credentials
 
-    async def handle(self, scope: dict[str, Any], receive: Receive, send: Send, prefix: str) -> None:
+    async def handle(self, scope: dict[str, Any], receive: Receive, send: Send, prefix: str) -> Outcome:
         started = time.perf_counter()
         req = from_scope(scope, receive, prefix, scope.get(ADMIT))
+        error: S3Error | None = None
         try:
             resp = await self._dispatch(req)
         except S3Error as err:
+            error = err
             resp = self.error_response(err, req)
         except StoreError as err:
             resp = self.error_response(s3_error(err), req)
@@ -71,6 +83,7 @@ class S3Api:
             (time.perf_counter() - started) * 1000,
             req.authz,
         )
+        return Outcome(req, resp.status, sent, error)
 
     async def _dispatch(self, req: Request) -> Response:
         req.bucket, req.key = split_path(parse_target(req))
