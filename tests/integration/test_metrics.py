@@ -242,3 +242,22 @@ def test_bucket_gauges_equal_the_storage_api(coord: Coordinator) -> None:
     admin = "tunnelmesh_admin_requests_total"
     assert value(found, admin, route="storage_status", status="200") >= 1
     assert value(found, admin, route="set_quota", status="200") >= 1
+
+
+def test_a_previous_runs_files_are_wiped_and_the_dir_is_not_shared(tmp_path: Path) -> None:
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    stale = shared / "counter_999999.db"  # left by a crashed run: its counts must not be summed into ours
+    stale.write_bytes(b"\0" * 64)
+    yaml = f"metrics:\n  public: true\n  dir: {shared}\n"
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    first = start_coordinator(tmp_path / "one", extra_yaml=yaml)
+    try:
+        assert not stale.exists()
+        with pytest.raises(RuntimeError) as refused:
+            start_coordinator(tmp_path / "two", extra_yaml=yaml)
+        assert f"metrics.dir: {shared} is in use by another coordinator" in str(refused.value)
+        assert get(first.port, "/metrics")[0] == 200
+    finally:
+        first.stop()
