@@ -97,22 +97,25 @@ def build(settings: Settings, admin_token: str) -> Apps:
         settings.metrics_public,
         settings.metrics_max_bucket_series,
     )
-    in_flight_gauge = metrics.IN_FLIGHT
+    tally = metrics.TALLY
 
     async def serve(scope: dict[str, Any], receive: Any, send: Any, prefix: str) -> None:
         guard = _ClientGuard(receive, send, limits.body_timeout, limits.min_body_rate)
         started = time.perf_counter()
-        in_flight_gauge.inc()
+        tally.begin()
         try:
             done = await api.handle(scope, guard.receive, guard.send, prefix)
         except ClientTimeout:
+            tally.cut_off()
             _log_cut_off(scope)
             return
+        except BaseException:  # cancelled (the server stopping): no longer in flight either
+            tally.cut_off()
+            raise
         finally:
-            in_flight_gauge.dec()
             guard.close()
         # here, not in S3Api: the guard alone sees the body bytes that arrived, the edge alone the outcome
-        metrics.s3_request(done.req.operation, done.status, time.perf_counter() - started, guard.received, done.sent)
+        tally.end(done.req.operation, done.status, time.perf_counter() - started, guard.received, done.sent)
         if done.error is not None and (reason := metrics.failed_auth(done.req, done.error)) is not None:
             metrics.auth_failure(reason)
 

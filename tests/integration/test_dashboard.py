@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,15 +49,26 @@ def scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         conn.request("GET", "/api/storage", headers={"Authorization": f"Bearer {c.token}"})
         assert conn.getresponse().status == 200
         conn.close()
-        conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=60)
-        conn.request("GET", "/metrics")
-        resp = conn.getresponse()
-        body = resp.read().decode()
-        conn.close()
-        assert resp.status == 200
+        # each worker writes its request counts within a second (obs/metrics.py RequestTally)
+        deadline = time.monotonic() + 30
+        while 'tunnelmesh_s3_requests_total{operation="GetObject"' not in (body := _get(c.port, "/metrics")):
+            assert time.monotonic() < deadline, body
+            time.sleep(0.1)
         yield body
     finally:
         c.stop()
+
+
+def _get(port: int, path: str) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read().decode()
+        assert resp.status == 200, body
+        return body
+    finally:
+        conn.close()
 
 
 def test_every_dashboard_metric_is_exported(scrape: str) -> None:

@@ -14,7 +14,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -60,6 +60,16 @@ def samples(text: str) -> Samples:
 
 def scrape(c: Coordinator) -> Samples:
     return samples(scrape_text(c))
+
+
+def scrape_until(c: Coordinator, what: str, cond: Callable[[Samples], bool], timeout: float = 30.0) -> Samples:
+    """The first scrape where `cond` holds: a worker writes its request counts to its metric files within
+    a second (obs/metrics.py RequestTally), so the other worker's may lag the one answering."""
+    deadline = time.monotonic() + timeout
+    while not cond(found := scrape(c)):
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.1)
+    return found
 
 
 def value(found: Samples, name: str, **labels: str) -> float:
@@ -138,8 +148,9 @@ def test_counts_sum_over_workers_and_survive_a_killed_worker(coord: Coordinator)
         prefixes.add(put(coord, bucket, f"k{n}", b"abc"))
         n += 1
         assert n < 400, f"every request went to one worker: {prefixes}"
-    after = scrape(coord)
-    assert requests_total(after, "PutObject") - requests_total(before, "PutObject") == n
+    base = requests_total(before, "PutObject")
+    after = scrape_until(coord, f"{n} PutObjects counted", lambda f: requests_total(f, "PutObject") - base >= n)
+    assert requests_total(after, "PutObject") - base == n  # each once, whichever worker served it
     received = "tunnelmesh_s3_received_bytes_total"
     assert value(after, received, operation="PutObject") - value(before, received, operation="PutObject") == 3 * n
     # each PUT is one write in some group commit (the groups' sizes add up to the writes, whatever the grouping)
@@ -149,6 +160,7 @@ def test_counts_sum_over_workers_and_survive_a_killed_worker(coord: Coordinator)
     metrics_dir = coord.config_path.parent / "metrics"
     victim = children(coord.proc.pid)[0]
     assert (metrics_dir / f"counter_{victim}.db").exists()
+    assert (metrics_dir / f"gauge_livesum_{victim}.db").exists()
     os.kill(victim, signal.SIGKILL)
     coord.wait_for_log(r"a worker exited with code -9; starting a new one")
     assert (metrics_dir / f"counter_{victim}.db").exists()  # its counts are kept
@@ -165,8 +177,9 @@ def test_counts_sum_over_workers_and_survive_a_killed_worker(coord: Coordinator)
         new_prefixes.add(put(coord, bucket, f"after{m}", b"abcd"))
         m += 1
         assert time.monotonic() < deadline, "the respawned worker served nothing"
-    final = scrape(coord)
-    assert requests_total(final, "PutObject") == requests_total(after, "PutObject") + m
+    total = requests_total(after, "PutObject") + m
+    final = scrape_until(coord, "the new worker's counts", lambda f: requests_total(f, "PutObject") >= total)
+    assert requests_total(final, "PutObject") == total
 
 
 def test_no_label_names_a_key_or_peer(coord: Coordinator) -> None:
@@ -179,6 +192,7 @@ def test_no_label_names_a_key_or_peer(coord: Coordinator) -> None:
         peer.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     with pytest.raises(ClientError):
         peer.s3.get_object(Bucket=bucket, Key="missing-" + uuid.uuid4().hex)
+    scrape_until(coord, "the workload counted", lambda f: requests_total(f, "GetObject", "404") >= 1)
     text = scrape_text(coord)
     values = {v for family in text_string_to_metric_families(text) for s in family.samples for v in s.labels.values()}
     forbidden = {peer.id, peer.token, *keys, f"{bucket}/{keys[0]}"}
