@@ -2,7 +2,8 @@
 
 Each worker writes its counters and histograms to files in $PROMETHEUS_MULTIPROC_DIR (obs/multiproc.py
 prepares it in the supervisor); the worker answering a scrape sums every worker's files and adds the
-scrape-time store gauges (obs/collector.py).
+scrape-time store gauges (obs/collector.py). The S3 request counts, the hot path, are tallied in memory and
+written within a second (RequestTally); the rare events (auth failures, admin requests, commits) directly.
 
 Labels are bounded sets only: an operation name from the router, an HTTP status, an admin handler's name,
 a fixed failure reason. Never a key, bucket, peer, client or request id (buckets appear only at scrape
