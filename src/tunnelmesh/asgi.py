@@ -115,9 +115,9 @@ def build(settings: Settings, admin_token: str) -> Apps:
         finally:
             guard.close()
         # here, not in S3Api: the guard alone sees the body bytes that arrived, the edge alone the outcome
-        tally.end(done.req.operation, done.status, time.perf_counter() - started, guard.received, done.sent)
-        if done.error is not None and (reason := metrics.failed_auth(done.req, done.error)) is not None:
-            metrics.auth_failure(reason)
+        tally.end(done.operation, done.status, time.perf_counter() - started, guard.received, done.sent)
+        if done.auth_failure is not None:
+            metrics.auth_failure(done.auth_failure)
 
     async def s3(scope: dict[str, Any], receive: Any, send: Any, prefix: str) -> None:
         if not _may_be_form_upload(scope):
@@ -149,9 +149,9 @@ def build(settings: Settings, admin_token: str) -> Apps:
         finally:
             guard.close()
         # the handler's name: a route is refused as "-" until it is found and authorized
-        metrics.admin_request(done.req.operation, done.status)
-        if done.error is not None and (reason := metrics.failed_auth(done.req, done.error)) is not None:
-            metrics.auth_failure(reason)
+        metrics.admin_request(done.operation, done.status)
+        if done.auth_failure is not None:
+            metrics.auth_failure(done.auth_failure)
 
     async def main(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

@@ -59,6 +59,7 @@ from tunnelmesh.coordinator.network import NetworkConfig
 from tunnelmesh.coordinator.peers import PeerRegistry
 from tunnelmesh.coordinator.shares import Shares
 from tunnelmesh.coordinator.state import SystemState
+from tunnelmesh.obs.auth_reasons import refused_credential
 from tunnelmesh.s3.app import Outcome, close_after
 from tunnelmesh.s3.auth import authenticate, require_whole_request_signed
 from tunnelmesh.s3.authz import Authorizer
@@ -113,7 +114,7 @@ class AdminApi:
         started = time.perf_counter()
         req = from_scope(scope, receive, "")
         status, body, ctype = 500, b"", "application/json"
-        error: S3Error | None = None
+        refused: str | None = None
         try:
             path = parse_target(req)
             require_whole_request_signed(req)
@@ -129,7 +130,7 @@ class AdminApi:
             else:
                 body = (json.dumps(result, indent=2) + "\n").encode()
         except (S3Error, StoreError, CoordinatorError) as e:
-            error = e if isinstance(e, S3Error) else None
+            refused = refused_credential(req, e) if isinstance(e, S3Error) else None
             status, code, message = admin_error(e)
             body = (json.dumps({"error": code, "message": message}) + "\n").encode()
         except Exception:
@@ -153,7 +154,7 @@ class AdminApi:
             status,
             (time.perf_counter() - started) * 1000,
         )
-        return Outcome(req, status, len(body), error)
+        return Outcome(req.operation, status, len(body), refused)
 
     def _route(self, method: str, path: str) -> tuple[Handler, str, dict[str, str]]:
         for m, pattern, handler, rule in ROUTES:

@@ -26,12 +26,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from tunnelmesh.obs.auth_reasons import AUTH_REASONS
 from tunnelmesh.obs.collector import StoreCollector, StoreSnapshot
-from tunnelmesh.s3.errors import S3Error
-from tunnelmesh.s3.request import Request
 from tunnelmesh.store.engine import Store
 
-AUTH_REASONS = ("signature", "unknown_key", "expired", "bearer", "console_signin", "metrics_token")
 # 5 ms to 30 s: a metadata read to a large upload on a slow link
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # the group writer commits at most store.writer.MAX_GROUP (128) writes at once
@@ -158,24 +156,6 @@ def admin_request(route: str, status: int) -> None:
 
 def auth_failure(reason: str) -> None:
     _auth_children[reason].inc()
-
-
-def failed_auth(req: Request, err: S3Error | None) -> str | None:
-    """The reason a request's credential was refused, or None if it was not (or not for a credential: a
-    malformed header, an anonymous refusal or an authorization denial are not failed sign-ins)."""
-    if err is None:
-        return None
-    if err.code == "SignatureDoesNotMatch":
-        return "signature"
-    if err.code == "InvalidAccessKeyId":
-        return "unknown_key"
-    if err.code == "AccessDenied":
-        if "Expires" in err.fields:
-            return "expired"
-        scheme = req.header("authorization").split(" ", 1)[0].lower()
-        if req.principal is None and scheme in ("bearer", "basic"):  # the peer token itself, refused
-            return "bearer"
-    return None
 
 
 def commit_batch(size: int) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tunnelmesh.obs import metrics
+from tunnelmesh.obs.auth_reasons import refused_credential
 from tunnelmesh.s3.auth import authenticate
 from tunnelmesh.s3.auth.credentials import Credentials
 from tunnelmesh.s3.errors import S3Error
@@ -72,7 +73,7 @@ class MetricsEndpoint:
             await authenticate(req, self.credentials, self.region)
         except S3Error as err:
             # a bearer here is most likely a scraper's metrics token gone stale
-            reason = "metrics_token" if bearer else metrics.failed_auth(req, err)
+            reason = "metrics_token" if bearer else refused_credential(req, err)
             if reason is not None:
                 metrics.auth_failure(reason)
             return 401, b"/metrics: the credential was refused\n"

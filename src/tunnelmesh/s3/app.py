@@ -11,6 +11,7 @@ import traceback
 from typing import Any, NamedTuple
 
 from tunnelmesh.access.cors import actual, bad_preflight, parse_request_headers, preflight
+from tunnelmesh.obs.auth_reasons import refused_credential
 from tunnelmesh.s3 import xml
 from tunnelmesh.s3.auth import authenticate
 from tunnelmesh.s3.auth.credentials import Credentials
@@ -43,13 +44,13 @@ ADMIT = "tunnelmesh.admit"
 
 
 class Outcome(NamedTuple):
-    """How a request ended, for the metrics (asgi.py): its operation is `req.operation`; `error` is the
-    S3 error it was answered with (the auth-failure reason comes from it)."""
+    """How a request ended, for the metrics (asgi.py). Plain values only: holding the request or the
+    error past the handler would keep the server's body channel alive (obs/auth_reasons.py)."""
 
-    req: Request
+    operation: str
     status: int
     sent: int
-    error: S3Error | None
+    auth_failure: str | None  # obs/auth_reasons.py
 
 
 class S3Api:
@@ -60,11 +61,11 @@ class S3Api:
     async def handle(self, scope: dict[str, Any], receive: Receive, send: Send, prefix: str) -> Outcome:
         started = time.perf_counter()
         req = from_scope(scope, receive, prefix, scope.get(ADMIT))
-        error: S3Error | None = None
+        refused: str | None = None
         try:
             resp = await self._dispatch(req)
         except S3Error as err:
-            error = err
+            refused = refused_credential(req, err)
             resp = self.error_response(err, req)
         except StoreError as err:
             resp = self.error_response(s3_error(err), req)
@@ -83,7 +84,7 @@ class S3Api:
             (time.perf_counter() - started) * 1000,
             req.authz,
         )
-        return Outcome(req, resp.status, sent, error)
+        return Outcome(req.operation, resp.status, sent, refused)
 
     async def _dispatch(self, req: Request) -> Response:
         req.bucket, req.key = split_path(parse_target(req))
