@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,14 +16,17 @@ from tunnelmesh.console.sessions import Sessions
 from tunnelmesh.coordinator.peers import PeerRegistry
 from tunnelmesh.coordinator.state import SystemState
 from tunnelmesh.obs import endpoints as obs_endpoints
+from tunnelmesh.obs import metrics
 from tunnelmesh.obs.health import Readiness
+from tunnelmesh.obs.scrape import PATH as METRICS_PATH
+from tunnelmesh.obs.scrape import MetricsEndpoint
 from tunnelmesh.s3.app import ADMIT, S3Api
 from tunnelmesh.s3.auth.credentials import Identity
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import Context
 from tunnelmesh.s3.request import Principal
 from tunnelmesh.server import ADMIN_ACCESS_KEY
-from tunnelmesh.store import expiry
+from tunnelmesh.store import expiry, writer
 from tunnelmesh.store.backends import open_meta
 from tunnelmesh.store.blobs import BlobStore
 from tunnelmesh.store.engine import Store
@@ -96,15 +100,35 @@ def build(settings: Settings, admin_token: str) -> Apps:
     # one takes a slot of `in_flight`. Which one is decided from the headers (the session cookie), before any
     # body is read: idle or failing sign-ins fill their pool, never S3's, nor the signed-in users'.
     console_unauthenticated = asyncio.Semaphore(max(2, limits.max_requests // 16))
+    writer.observe_group = metrics.commit_batch
+    scrape = MetricsEndpoint(
+        store,
+        peers,
+        settings.region,
+        settings.metrics_token,
+        settings.metrics_public,
+        settings.metrics_max_bucket_series,
+    )
+    tally = metrics.TALLY
 
     async def serve(scope: dict[str, Any], receive: Any, send: Any, prefix: str) -> None:
         guard = _ClientGuard(receive, send, limits.body_timeout, limits.min_body_rate)
+        started = time.perf_counter()
+        tally.begin()
         try:
-            await api.handle(scope, guard.receive, guard.send, prefix)
+            done = await api.handle(scope, guard.receive, guard.send, prefix)
         except ClientTimeout:
+            tally.cut_off()
             _log_cut_off(scope)
+            return
+        except BaseException:  # cancelled (the server stopping): no longer in flight either
+            tally.cut_off()
+            raise
         finally:
             guard.close()
+        tally.end(done.operation, done.status, time.perf_counter() - started, done.received, done.sent)
+        if done.auth_failure is not None:
+            metrics.auth_failure(done.auth_failure)
 
     async def s3(scope: dict[str, Any], receive: Any, send: Any, prefix: str) -> None:
         if not _may_be_form_upload(scope):
@@ -129,11 +153,16 @@ def build(settings: Settings, admin_token: str) -> Apps:
     async def admin_api(scope: dict[str, Any], receive: Any, send: Any) -> None:
         guard = _ClientGuard(receive, send, limits.body_timeout, limits.min_body_rate)
         try:
-            await admin.handle(scope, guard.receive, guard.send)
+            done = await admin.handle(scope, guard.receive, guard.send)
         except ClientTimeout:
             _log_cut_off(scope)
+            return
         finally:
             guard.close()
+        # the handler's name: a route is refused as "-" until it is found and authorized
+        metrics.admin_request(done.operation, done.status)
+        if done.auth_failure is not None:
+            metrics.auth_failure(done.auth_failure)
 
     readiness = Readiness(store)
 
@@ -171,6 +200,8 @@ def build(settings: Settings, admin_token: str) -> Apps:
         elif raw == CONSOLE_PREFIX or raw.startswith(CONSOLE_PREFIX + b"/"):
             # one slot for the page (console.handle takes it); its in-process S3 and admin calls take none
             await console_app(scope, receive, send)
+        elif raw == METRICS_PATH:  # the main listener only: on s3.listen it is a bucket's name
+            await scrape(scope, receive, send)
         else:
             async with in_flight:
                 await _not_found(send)
@@ -267,7 +298,8 @@ class _ClientGuard:
             raise
         finally:
             self._end()
-        self._moved += len(message.get("body", b""))
+        n = len(message.get("body", b""))
+        self._moved += n
         return message
 
     async def send(self, message: dict[str, Any]) -> None:

@@ -40,6 +40,7 @@ from typing import Any
 
 from tunnelmesh import tls
 from tunnelmesh.config import ConfigError, Listen, Settings
+from tunnelmesh.obs import multiproc
 from tunnelmesh.obs.logfmt import configure_logging as configure_logging  # the CLI calls it from here
 from tunnelmesh.obs.notify import sd_notify
 from tunnelmesh.store import blobs as blobs_mod
@@ -352,7 +353,9 @@ def run(settings: Settings) -> int:
     check_data_dir(settings.data_dir)
     lock = lock_data_dir(settings.data_dir)
     try:
-        return _run_locked(settings)
+        # before any process imports prometheus_client: the workers forked below inherit the variable
+        with multiproc.prepared(settings):
+            return _run_locked(settings)
     finally:
         os.close(lock)
 
@@ -527,6 +530,7 @@ def _run_locked(settings: Settings) -> int:
                 died = True
             continue
         workers.discard(pid)
+        multiproc.mark_dead(pid)
         rc = os.waitstatus_to_exitcode(status)
         # any worker that exits while the others serve may have sealed blobs it never committed:
         # they bear its tag, which a sweep looks for; one killed during a stop leaves them to the

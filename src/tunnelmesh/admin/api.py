@@ -59,7 +59,8 @@ from tunnelmesh.coordinator.network import NetworkConfig
 from tunnelmesh.coordinator.peers import PeerRegistry
 from tunnelmesh.coordinator.shares import Shares
 from tunnelmesh.coordinator.state import SystemState
-from tunnelmesh.s3.app import UA_CHARS, CountedReceive, auth_kind, close_after, who
+from tunnelmesh.obs.auth_reasons import refused_credential
+from tunnelmesh.s3.app import UA_CHARS, CountedReceive, Outcome, auth_kind, close_after, who
 from tunnelmesh.s3.auth import authenticate, require_whole_request_signed
 from tunnelmesh.s3.authz import Authorizer
 from tunnelmesh.s3.errors import S3Error
@@ -109,11 +110,12 @@ class AdminApi:
         self.shares = Shares(state)
         self.region = region
 
-    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> Outcome:
         started = time.perf_counter()
         counted = CountedReceive(receive)
         req = from_scope(scope, counted, "")
         status, body, ctype = 500, b"", "application/json"
+        refused: str | None = None
         try:
             path = parse_target(req)
             require_whole_request_signed(req)
@@ -129,6 +131,7 @@ class AdminApi:
             else:
                 body = (json.dumps(result, indent=2) + "\n").encode()
         except (S3Error, StoreError, CoordinatorError) as e:
+            refused = refused_credential(req, e) if isinstance(e, S3Error) else None
             status, code, message = admin_error(e)
             body = (json.dumps({"error": code, "message": message}) + "\n").encode()
         except Exception:
@@ -166,6 +169,7 @@ class AdminApi:
                 "auth": auth_kind(req),
             }
             log.info("access", extra={"access": fields})
+        return Outcome(req.operation, status, counted.n, len(body), refused)
 
     def _route(self, method: str, path: str) -> tuple[Handler, str, dict[str, str]]:
         for m, pattern, handler, rule in ROUTES:

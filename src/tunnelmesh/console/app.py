@@ -17,6 +17,7 @@ from tunnelmesh.console.s3call import Calls
 from tunnelmesh.console.sessions import Sessions
 from tunnelmesh.console.web import PREFIX, Refused, Reply, Req, Route, Static, Templates, redirect, route
 from tunnelmesh.coordinator.peers import PeerRegistry
+from tunnelmesh.obs import metrics
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.request import new_request_id
 
@@ -241,6 +242,7 @@ async def login(console: Console, req: Req) -> Reply:
     ident = await auth.sign_in(console.peers, token, key, req.field("secret"))
     if ident is None:
         log.info("console sign-in refused from %s", req.client)
+        metrics.auth_failure("console_signin")
         await asyncio.sleep(FAILED_SIGN_IN_DELAY)  # a guess costs time, on top of the token's 192 bits
         return console.templates.page(req, "login.html", 401, refused=True)
     p = ident.principal

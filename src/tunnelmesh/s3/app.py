@@ -8,9 +8,10 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from typing import Any
+from typing import Any, NamedTuple
 
 from tunnelmesh.access.cors import actual, bad_preflight, parse_request_headers, preflight
+from tunnelmesh.obs.auth_reasons import refused_credential
 from tunnelmesh.s3 import xml
 from tunnelmesh.s3.auth import authenticate
 from tunnelmesh.s3.auth.credentials import Credentials
@@ -51,18 +52,31 @@ UA_CHARS = 512
 ADMIT = "tunnelmesh.admit"
 
 
+class Outcome(NamedTuple):
+    """How a request ended, for the metrics (asgi.py). Plain values only: holding the request or the
+    error past the handler would keep the server's body channel alive (obs/auth_reasons.py)."""
+
+    operation: str
+    status: int
+    received: int  # request body bytes
+    sent: int  # response body bytes
+    auth_failure: str | None  # obs/auth_reasons.py
+
+
 class S3Api:
     def __init__(self, ctx: Context, credentials: Credentials) -> None:
         self.ctx = ctx
         self.credentials = credentials
 
-    async def handle(self, scope: dict[str, Any], receive: Receive, send: Send, prefix: str) -> None:
+    async def handle(self, scope: dict[str, Any], receive: Receive, send: Send, prefix: str) -> Outcome:
         started = time.perf_counter()
         counted = CountedReceive(receive)
         req = from_scope(scope, counted, prefix, scope.get(ADMIT))
+        refused: str | None = None
         try:
             resp = await self._dispatch(req)
         except S3Error as err:
+            refused = refused_credential(req, err)
             resp = self.error_response(err, req)
         except StoreError as err:
             resp = self.error_response(s3_error(err), req)
@@ -90,6 +104,7 @@ class S3Api:
                 "auth": auth_kind(req),
             }
             log.info("access", extra={"access": fields})
+        return Outcome(req.operation, resp.status, counted.n, sent, refused)
 
     async def _dispatch(self, req: Request) -> Response:
         req.bucket, req.key = split_path(parse_target(req))

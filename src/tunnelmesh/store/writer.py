@@ -32,6 +32,10 @@ log = logging.getLogger("tunnelmesh.store")
 T = TypeVar("T")
 MAX_GROUP = 128
 
+# called with each group's size after its commit (the worker's metrics, obs/metrics.py); a hook rather than an
+# import, so that the store (which the supervisor and its short children use too) never loads prometheus_client
+observe_group: Callable[[int], None] | None = None
+
 Settle = Callable[[bool, Any], None]
 _Item = tuple[Callable[[Any], Any], asyncio.Future[Any], asyncio.AbstractEventLoop, Settle | None]
 
@@ -93,6 +97,8 @@ class GroupWriter:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
             _hand_back(group, outcomes)
+            if observe_group is not None:
+                observe_group(len(group))
         os.close(lock)
         conn.close()
 

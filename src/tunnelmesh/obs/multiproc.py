@@ -1,0 +1,69 @@
+"""The directory prometheus-client's multiprocess mode keeps the workers' metric files in.
+
+Kept apart from obs/metrics.py because the supervisor must prepare it and set PROMETHEUS_MULTIPROC_DIR
+before anything imports prometheus_client (which picks its value class at import): this module does not
+import it, and tests/unit/test_obs_imports.py keeps tunnelmesh.server free of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from tunnelmesh.config import ConfigError, Settings
+
+ENV = "PROMETHEUS_MULTIPROC_DIR"
+LOCK = ".lock"
+
+
+def default_dir() -> Path | None:
+    """`$RUNTIME_DIRECTORY/metrics` under systemd (RuntimeDirectory=), else None (a temporary dir)."""
+    runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    return Path(runtime) / "metrics" if runtime else None
+
+
+@contextlib.contextmanager
+def prepared(settings: Settings) -> Iterator[Path]:
+    """The metrics dir for this coordinator's life: created, flocked, emptied of a previous run's files and
+    named in the environment (so every worker forked from here inherits it); a temporary one is removed at
+    the end. Two coordinators must not share one: the sums would mix their workers."""
+    chosen = settings.metrics_dir or default_dir()
+    temporary = chosen is None
+    try:
+        path = Path(tempfile.mkdtemp(prefix="tunnelmesh-metrics-")) if chosen is None else chosen
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:
+        raise ConfigError(f"metrics.dir: cannot use {chosen}: {e.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"metrics.dir: {path} is in use by another coordinator") from None
+        # a previous run's files (a crash leaves them): its counters would be summed into ours
+        for old in path.glob("*.db"):
+            old.unlink()
+        os.environ[ENV] = str(path)
+        try:
+            yield path
+        finally:
+            os.environ.pop(ENV, None)
+    finally:
+        os.close(fd)
+        if temporary:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def mark_dead(pid: int) -> None:
+    """A reaped worker's live gauges (requests in flight) stop counting; its counters and histograms stay, so
+    totals never go backwards. Imported here, in the supervisor, only once the environment names the dir."""
+    if ENV not in os.environ:
+        return
+    from prometheus_client.multiprocess import mark_process_dead
+
+    mark_process_dead(pid)
