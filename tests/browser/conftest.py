@@ -8,14 +8,13 @@ is turned into a failure, so CI cannot go green without having driven a browser.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Coordinator, start_coordinator
+from support.debian import debian_program
 
 # Playwright must never fetch a browser: it drives the system's chromium
 os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
@@ -29,26 +28,10 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-INSTALL = "apt-get install -y --no-install-recommends chromium"
-
-
-def _find_chromium() -> str | None:
-    found = shutil.which("chromium")
-    if found:
-        return found
-    return "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None
 
 
 def chromium_path() -> str:
-    found = _find_chromium()
-    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        subprocess.run(["apt-get", "update"], check=True, env=env)
-        subprocess.run(INSTALL.split(), check=True, env=env)
-        found = _find_chromium()
-    if found is None:
-        pytest.fail(f"no chromium for the browser tests: run `{INSTALL}` as root (Debian), then the tests again")
-    return found
+    return debian_program("chromium", "chromium")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
-import shutil
 import subprocess
 import time
 import uuid
@@ -18,6 +16,7 @@ from typing import Any
 import pytest
 from conftest import Coordinator, start_coordinator
 from prometheus_client.parser import text_string_to_metric_families
+from support.debian import debian_program
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "tunnelmesh.json"
 NAME = re.compile(r"\btunnelmesh_[a-z0-9_]+")
@@ -83,10 +82,6 @@ def test_every_dashboard_metric_is_exported(scrape: str) -> None:
 
 
 def test_promtool_accepts_the_scrape(scrape: str) -> None:
-    promtool = shutil.which("promtool") or ("/usr/bin/promtool" if os.path.exists("/usr/bin/promtool") else None)
-    if promtool is None:
-        if os.environ.get("CI"):
-            pytest.fail("no promtool: apt-get install prometheus")
-        pytest.skip("no promtool here (apt-get install prometheus); CI fails instead")
+    promtool = debian_program("promtool", "prometheus")
     r = subprocess.run([promtool, "check", "metrics"], input=scrape, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(), (r.stdout, r.stderr)
