@@ -60,7 +60,7 @@ from tunnelmesh.coordinator.peers import PeerRegistry
 from tunnelmesh.coordinator.shares import Shares
 from tunnelmesh.coordinator.state import SystemState
 from tunnelmesh.obs.auth_reasons import refused_credential
-from tunnelmesh.s3.app import UA_CHARS, CountedReceive, Outcome, auth_kind, close_after, who
+from tunnelmesh.s3.app import CountedReceive, Outcome, close_after, log_access
 from tunnelmesh.s3.auth import authenticate, require_whole_request_signed
 from tunnelmesh.s3.authz import Authorizer
 from tunnelmesh.s3.errors import S3Error
@@ -151,24 +151,7 @@ class AdminApi:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         if log.isEnabledFor(logging.INFO):
-            # the S3 line's fields where they apply (`admin` the handler, `path` the target without its query);
-            # never a header but the user agent, nor a body (tokens travel in both)
-            fields = {
-                "id": req.request_id,
-                "peer": who(req),
-                "admin": req.operation,
-                "status": status,
-                "method": req.method,
-                "path": req.raw_path,
-                "bytes_in": counted.n,
-                "bytes_out": len(body),
-                "ms": round((time.perf_counter() - started) * 1000, 1),
-                "client": req.client or None,
-                "ua": req.headers.get("user-agent", "")[:UA_CHARS] or None,
-                "authz": req.authz,
-                "auth": auth_kind(req),
-            }
-            log.info("access", extra={"access": fields})
+            log_access(log, req, "admin", status, {"path": req.raw_path}, counted.n, len(body), started)
         return Outcome(req.operation, status, counted.n, len(body), refused)
 
     def _route(self, method: str, path: str) -> tuple[Handler, str, dict[str, str]]:

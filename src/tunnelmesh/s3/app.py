@@ -86,24 +86,8 @@ class S3Api:
         add_cors_headers(req, resp)
         sent = await self._send(scope, send, req, resp)
         if log.isEnabledFor(logging.INFO):
-            # never the query (a presign's signature and credential), nor any header but the user agent
-            fields = {
-                "id": req.request_id,
-                "peer": who(req),
-                "op": req.operation,
-                "status": resp.status,
-                "method": req.method,
-                "bucket": req.bucket or None,
-                "key": req.key or None,
-                "bytes_in": counted.n,
-                "bytes_out": sent,
-                "ms": round((time.perf_counter() - started) * 1000, 1),
-                "client": req.client or None,
-                "ua": req.headers.get("user-agent", "")[:UA_CHARS] or None,
-                "authz": req.authz,
-                "auth": auth_kind(req),
-            }
-            log.info("access", extra={"access": fields})
+            target = {"bucket": req.bucket or None, "key": req.key or None}
+            log_access(log, req, "op", resp.status, target, counted.n, sent, started)
         return Outcome(req.operation, resp.status, counted.n, sent, refused)
 
     async def _dispatch(self, req: Request) -> Response:
@@ -213,6 +197,37 @@ def add_cors_headers(req: Request, resp: Response) -> None:
         return
     method = req.headers.get("access-control-request-method") or req.method
     resp.headers.extend(actual(req.cors, origin, method))
+
+
+def log_access(
+    logger: logging.Logger,
+    req: Request,
+    name: str,
+    status: int,
+    target: dict[str, str | None],
+    received: int,
+    sent: int,
+    started: float,
+) -> None:
+    """The access line of an S3 or admin request: its operation under `name` (`op`, `admin`), then its
+    `target` (bucket and key, or path). Never the query (a presign's signature and credential), nor any
+    header but the user agent, nor a body (tokens travel in all three)."""
+    fields = {
+        "id": req.request_id,
+        "peer": who(req),
+        name: req.operation,
+        "status": status,
+        "method": req.method,
+        **target,
+        "bytes_in": received,
+        "bytes_out": sent,
+        "ms": round((time.perf_counter() - started) * 1000, 1),
+        "client": req.client or None,
+        "ua": req.headers.get("user-agent", "")[:UA_CHARS] or None,
+        "authz": req.authz,
+        "auth": auth_kind(req),
+    }
+    logger.info("access", extra={"access": fields})
 
 
 def who(req: Request) -> str:
