@@ -279,3 +279,31 @@ def test_a_previous_runs_files_are_wiped_and_the_dir_is_not_shared(tmp_path: Pat
         assert get(first.port, "/metrics")[0] == 200
     finally:
         first.stop()
+
+
+@pytest.mark.parametrize("kind", ["writable by others", "symlink"])
+def test_a_metrics_dir_others_could_plant_files_in_is_refused(tmp_path: Path, kind: str) -> None:
+    """Workers write by predictable names (opened following symlinks) and a start deletes every *.db there."""
+    real = tmp_path / "real"
+    real.mkdir()
+    if kind == "symlink":
+        named = tmp_path / "link"
+        named.symlink_to(real)
+    else:
+        real.chmod(0o777)
+        named = real
+    with pytest.raises(RuntimeError) as refused:
+        start_coordinator(tmp_path, extra_yaml=f"metrics:\n  dir: {named}\n")
+    assert "metrics.dir: " in str(refused.value)
+
+
+def test_a_damaged_metric_file_is_a_clear_500(tmp_path: Path) -> None:
+    shared = tmp_path / "metrics"
+    c = start_coordinator(tmp_path, extra_yaml=f"metrics:\n  public: true\n  dir: {shared}\n")
+    try:
+        (shared / "counter_999999.db").write_bytes(b"\x10\x00\x00\x00" + b"\xff" * 60)
+        status, _, body = get(c.port, "/metrics")
+        assert (status, body) == (500, b"metrics unavailable: see the coordinator's log\n")
+        c.wait_for_log("metrics: the scrape failed")
+    finally:
+        c.stop()

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,8 +37,9 @@ def prepared(settings: Settings) -> Iterator[Path]:
     temporary = chosen is None
     try:
         path = Path(tempfile.mkdtemp(prefix="tunnelmesh-metrics-")) if chosen is None else chosen
-        path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _check_ours(path)
+        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except OSError as e:
         raise ConfigError(f"metrics.dir: cannot use {chosen}: {e.strerror}") from None
     try:
@@ -57,6 +59,20 @@ def prepared(settings: Settings) -> Iterator[Path]:
         os.close(fd)
         if temporary:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _check_ours(path: Path) -> None:
+    """The workers write their files here by predictable names (`counter_<pid>.db`, opened following
+    symlinks) and a scrape parses whatever `*.db` it finds, and a start deletes them: so the directory must
+    be this user's own, writable by nobody else, and not a symlink to somewhere else."""
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"metrics.dir: {path} is not a directory (a symlink is refused: name the directory itself)")
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise ConfigError(
+            f"metrics.dir: {path} must be a directory of this user's own (uid {os.geteuid()}), "
+            "writable by no one else (chmod 700)"
+        )
 
 
 def mark_dead(pid: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -20,6 +21,8 @@ from tunnelmesh.s3.auth.credentials import Credentials
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.request import from_scope
 from tunnelmesh.store.engine import Store
+
+log = logging.getLogger("tunnelmesh.metrics")
 
 PATH = b"/metrics"
 
@@ -53,8 +56,13 @@ class MetricsEndpoint:
             extra = [(b"www-authenticate", b'Bearer realm="tunnelmesh metrics"')] if status == 401 else []
             await _plain(send, status, text, extra)
             return
-        async with self._one_at_a_time:
-            body = await metrics.render(self.store, self.max_bucket_series)
+        try:
+            async with self._one_at_a_time:
+                body = await metrics.render(self.store, self.max_bucket_series)
+        except Exception:  # a damaged metric file, or the metadata gone: one line and a clear 500, never a crash
+            log.exception("metrics: the scrape failed")
+            await _plain(send, 500, b"metrics unavailable: see the coordinator's log\n", [])
+            return
         await _plain(send, 200, b"" if scope["method"] == "HEAD" else body, [], CONTENT_TYPE_LATEST.encode())
 
     async def _refusal(self, scope: dict[str, Any], receive: Any) -> tuple[int, bytes] | None:
