@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,26 +20,24 @@ ENV = "PROMETHEUS_MULTIPROC_DIR"
 LOCK = ".lock"
 
 
-def default_dir() -> Path | None:
-    """`$RUNTIME_DIRECTORY/metrics` under systemd (RuntimeDirectory=), else None (a temporary dir)."""
+def default_dir(settings: Settings) -> Path:
+    """`$RUNTIME_DIRECTORY/metrics` under systemd (RuntimeDirectory=, a tmpfs), else `<data_dir>/metrics`."""
     runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
-    return Path(runtime) / "metrics" if runtime else None
+    return Path(runtime) / "metrics" if runtime else settings.files.metrics
 
 
 @contextlib.contextmanager
 def prepared(settings: Settings) -> Iterator[Path]:
     """The metrics dir for this coordinator's life: created, flocked, emptied of a previous run's files and
-    named in the environment (so every worker forked from here inherits it); a temporary one is removed at
-    the end. Two coordinators must not share one: the sums would mix their workers."""
-    chosen = settings.metrics_dir or default_dir()
-    temporary = chosen is None
+    named in the environment (so every worker forked from here inherits it). Two coordinators must not
+    share one: the sums would mix their workers."""
+    path = settings.metrics_dir or default_dir(settings)
     try:
-        path = Path(tempfile.mkdtemp(prefix="tunnelmesh-metrics-")) if chosen is None else chosen
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         _check_ours(path)
         fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except OSError as e:
-        raise ConfigError(f"metrics.dir: cannot use {chosen}: {e.strerror}") from None
+        raise ConfigError(f"metrics.dir: cannot use {path}: {e.strerror}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -57,8 +53,6 @@ def prepared(settings: Settings) -> Iterator[Path]:
             os.environ.pop(ENV, None)
     finally:
         os.close(fd)
-        if temporary:
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def _check_ours(path: Path) -> None:

@@ -95,6 +95,12 @@ class DataDir:
         return self.root / "quarantine"
 
     @property
+    def metrics(self) -> Path:
+        """The workers' metric files (obs/multiproc.py), when neither metrics.dir nor systemd's runtime dir
+        names another place: emptied at each start, so a crash leaves nothing that grows."""
+        return self.root / "metrics"
+
+    @property
     def write_probe(self) -> Path:
         """Created and removed at start-up to prove the data dir is writable."""
         return self.root / ".write-test"
