@@ -528,6 +528,9 @@ def test_a_coordinator_yaml_nobody_passed_never_gets_a_token_it_should_not(attac
     token.chmod(0o644)
     refused("readable by group or others")
     token.chmod(0o600)
+    data.chmod(0o777)
+    refused("its data dir", "writable by group or others")
+    data.chmod(0o700)
     if os.geteuid() == 0:  # as root the test can give the file to another user
         os.chown(cfg, 65534, 65534)
         refused("not owned by you")

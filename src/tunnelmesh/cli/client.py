@@ -161,10 +161,15 @@ def _from_local_config() -> Coordinator:
     if not _local_address(settings.listen.host):
         raise CliError(f"not using ./coordinator.yaml: its listen address is not on this host; {LOCAL_REFUSED}")
     path = DataDir(settings.data_dir).admin_token
-    refusal = _private(path, "the admin token", secret=True)
+    refusal = _private(settings.data_dir, "its data dir") or _private(path, "the admin token", secret=True)
     if refusal:
         raise CliError(f"not using ./coordinator.yaml: {refusal}; {LOCAL_REFUSED}")
-    token = path.read_text().strip()  # a file written by hand may end in a newline
+    try:
+        # O_NOFOLLOW: the file checked above, not a symlink put in its place since
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW)) as f:
+            token = f.read().strip()  # a file written by hand may end in a newline
+    except OSError as e:
+        raise CliError(f"not using ./coordinator.yaml: {path}: {e.strerror}; {LOCAL_REFUSED}") from None
     if not token:
         raise CliError(f"not using ./coordinator.yaml: {path} is empty; {LOCAL_REFUSED}")
     click.echo(f"using ./coordinator.yaml: {endpoint}", err=True)
