@@ -8,13 +8,20 @@ inside its directory whatever the keys say.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import http.server
 import importlib.metadata
 import json
 import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
+import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -242,6 +249,121 @@ def test_key_paths_refused_on_download() -> None:
             safe_relative(key, "p/")
 
 
+def test_recursive_get_creates_no_directory_through_a_symlink(coordinator, s3, bucket, tmp_path) -> None:
+    s3.put_object(Bucket=bucket, Key="p/ln/newdir/deeper/x.txt", Body=b"x")
+    s3.put_object(Bucket=bucket, Key="p/ok.txt", Body=b"ok")
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (dst / "ln").symlink_to(outside)
+    res = tm(coordinator, "object", "get", "-r", f"{bucket}/p/", str(dst))
+    assert res.returncode == 1
+    assert "ln/newdir/deeper/x.txt" in res.stderr.decode()
+    assert list(outside.iterdir()) == []  # refused before anything was made through the link
+    assert (dst / "ok.txt").read_bytes() == b"ok"
+
+
+def on_a_terminal(cmd: list[str], cwd: Path | None = None) -> tuple[int, bytes, str]:
+    """`cmd` with its stderr on a pseudo-terminal (so the CLI draws its rich progress bars there), stdout
+    a pipe: its exit code, its stdout, and what reached the terminal."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=base_env(), cwd=cwd
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every holder of the terminal's other end has closed it
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    out, _ = proc.communicate(timeout=120)
+    reader.join(timeout=30)
+    os.close(master)
+    return proc.returncode, out, b"".join(chunks).decode(errors="replace")
+
+
+def test_keys_that_look_like_rich_markup_download_on_a_terminal(coordinator, s3, bucket, tmp_path) -> None:
+    key = "p/m[/]x"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"markup")
+    s3.put_object(Bucket=bucket, Key="p/[bold]b[/bold]", Body=b"bold")
+    code, _, term = on_a_terminal(coordinator.cli_command("object", "get", f"{bucket}/{key}", str(tmp_path / "one")))
+    assert code == 0, term
+    assert (tmp_path / "one").read_bytes() == b"markup"
+    code, out, term = on_a_terminal(coordinator.cli_command("object", "get", "-r", f"{bucket}/p/", str(tmp_path / "t")))
+    assert code == 0, term
+    assert (tmp_path / "t" / "m[").is_dir() and (tmp_path / "t" / "m[" / "]x").read_bytes() == b"markup"
+    assert (tmp_path / "t" / "[bold]b[").is_dir()
+    assert "[bold]b[/bold]" in out.decode() + term  # printed as the name it is, not as markup
+    assert "Traceback" not in term and "unexpected error" not in term
+
+
+def test_recursive_get_downloads_every_key_it_can_and_names_the_rest(coordinator, s3, bucket, tmp_path) -> None:
+    long_ok = "a" * 250  # a legal file name, too long for a temporary name of `.{name}.{8 hex}.part`
+    too_long = "b" * 256  # longer than any file name may be: refused, the rest still downloaded
+    control = "ctl\x01\x1b[2J\x9bname"  # control characters, C1 included: legal in a Linux file name
+    keys = {f"q/{long_ok}": b"long", f"q/{too_long}": b"never", f"q/{control}": b"control", "q/ok.txt": b"ok"}
+    for key, body in keys.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    dst = tmp_path / "dst"
+    res = tm(coordinator, "object", "get", "-r", f"{bucket}/q/", str(dst))
+    assert res.returncode == 1
+    assert (dst / long_ok).read_bytes() == b"long"
+    assert (dst / control).read_bytes() == b"control"
+    assert (dst / "ok.txt").read_bytes() == b"ok"
+    assert sorted(p.name for p in dst.iterdir()) == sorted([long_ok, control, "ok.txt"])  # no .part left
+    err = res.stderr.decode()
+    assert too_long in err and "File name too long" in err, err
+    # what reaches a terminal: the control characters shown escaped, never as themselves
+    out = res.stdout.decode()
+    assert "ctl\\x01\\x1b[2J\\x9bname" in out, out
+    for text in (out, err):
+        assert not any(ord(ch) < 0x20 and ch != "\n" or 0x7F <= ord(ch) <= 0x9F for ch in text), repr(text)
+
+
+def test_keys_and_metadata_with_control_characters_are_escaped_for_humans(coordinator, s3, bucket) -> None:
+    key = "k\x1b]0;pwned\x07\x9b31m\x85end"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"c")
+
+    def clean(text: str) -> None:
+        assert not any(ord(ch) < 0x20 and ch != "\n" or 0x7F <= ord(ch) <= 0x9F for ch in text), repr(text)
+
+    listed = ok(tm(coordinator, "object", "list", bucket)).decode()
+    clean(listed)
+    assert "k\\x1b]0;pwned\\x07\\x9b31m\\x85end" in listed
+    # --json keeps the key exactly (JSON escapes it)
+    assert [o["key"] for o in json.loads(ok(tm(coordinator, "object", "list", bucket, "--json")))["objects"]] == [key]
+    for args in (("object", "versions", bucket), ("object", "stat", f"{bucket}/{key}")):
+        text = ok(tm(coordinator, *args)).decode()
+        clean(text)
+        assert "\\x9b31m" in text, text
+    res = tm(coordinator, "object", "stat", f"{bucket}/{key}x")
+    clean(res.stderr.decode())
+    assert res.returncode != 0 and "\\x9b31m" in res.stderr.decode()
+    # metadata: a header value's bytes 0x9b 0x1b reach the CLI as those code points
+    host = f"127.0.0.1:{coordinator.port}"
+    r = requests.put(
+        f"http://{host}/s3/{bucket}/meta",
+        data=b"m",
+        headers={"authorization": f"Bearer {coordinator.token}", "x-amz-meta-note": "a\x9b2Jb"},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    stat_text = ok(tm(coordinator, "object", "stat", f"{bucket}/meta")).decode()
+    clean(stat_text)
+    assert "a\\x9b2Jb" in stat_text, stat_text
+
+
 # ---- presign -----------------------------------------------------------------------------------------
 
 
@@ -321,7 +443,9 @@ def test_no_flags_in_the_coordinators_directory_works_and_elsewhere_says_what_to
             return subprocess.run([tunnelmesh_exe(), *args], capture_output=True, timeout=60, env=base_env(), cwd=cwd)
 
         name = f"x-{uuid.uuid4().hex[:16]}"
-        ok(bare("bucket", "create", name))
+        created = bare("bucket", "create", name)
+        ok(created)
+        assert f"using ./coordinator.yaml: http://127.0.0.1:{port}" in created.stderr.decode()
         (home / "f.txt").write_bytes(b"no flags")
         ok(bare("object", "put", f"{name}/f.txt", "f.txt"))
         assert ok(bare("object", "cat", f"{name}/f.txt")) == b"no flags"
@@ -333,3 +457,88 @@ def test_no_flags_in_the_coordinators_directory_works_and_elsewhere_says_what_to
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+@pytest.fixture
+def attacker() -> Iterator[tuple[int, list[str]]]:
+    """An HTTP server standing for a host that someone else controls: it records every Authorization
+    header it is sent."""
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _any(self) -> None:
+            seen.append(self.headers.get("authorization", ""))
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    port = free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield port, seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_coordinator_yaml_nobody_passed_never_gets_a_token_it_should_not(attacker, tmp_path) -> None:
+    """./coordinator.yaml is found, not chosen: it is used only when it and its directory are the user's
+    own and writable by nobody else, its listen address is on this host, and the token sent is the one in
+    its own data dir (private); otherwise one line says why and what to pass, and nothing is sent."""
+    port, seen = attacker
+    here = tmp_path / "here"
+    here.mkdir(mode=0o755)
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    cfg = here / "coordinator.yaml"
+
+    def plant(listen: str = f"127.0.0.1:{port}") -> None:
+        cfg.write_text(f"listen: {listen}\nworkers: 1\ns3:\n  data_dir: {data}\n  listen: 127.0.0.1:{free_port()}\n")
+        cfg.chmod(0o644)
+
+    def refused(*needles: str, **env: str) -> None:
+        res = subprocess.run(
+            [tunnelmesh_exe(), "peer", "list"], capture_output=True, timeout=120, env=base_env(**env), cwd=here
+        )
+        one_line_error(res, *needles)
+        assert seen == [], f"a token was sent to {port}: {res.stderr!r}"
+
+    plant()
+    # a token of the user's own, from the environment, never goes to an endpoint read from the file
+    refused("not sending the token", "pass --endpoint", TUNNELMESH_TOKEN="operator-token-0123456789")
+    # nor does the admin token of the environment: only the file's own data dir's admin.token
+    refused("admin token", "pass --config ./coordinator.yaml", TUNNELMESH_ADMIN_TOKEN="admin-token-0123456789")
+    token = data / "admin.token"
+    token.write_text("the-data-dirs-own-admin-token")
+    token.chmod(0o600)
+    # a directory others may write to (a shared one, /tmp): anyone could have left the file there
+    here.chmod(0o777)
+    refused("its directory", "writable by group or others", "pass --config ./coordinator.yaml")
+    here.chmod(0o755)
+    cfg.chmod(0o666)
+    refused("writable by group or others")
+    cfg.chmod(0o644)
+    token.chmod(0o644)
+    refused("readable by group or others")
+    token.chmod(0o600)
+    data.chmod(0o777)
+    refused("its data dir", "writable by group or others")
+    data.chmod(0o700)
+    if os.geteuid() == 0:  # as root the test can give the file to another user
+        os.chown(cfg, 65534, 65534)
+        refused("not owned by you")
+        os.chown(cfg, 0, 0)
+    plant(listen=f"192.0.2.1:{port}")  # TEST-NET-1: an address of no host here
+    refused("not on this host")
+    # all in order: used, and said so
+    plant()
+    res = subprocess.run([tunnelmesh_exe(), "peer", "list"], capture_output=True, timeout=120, env=base_env(), cwd=here)
+    assert f"using ./coordinator.yaml: http://127.0.0.1:{port}" in res.stderr.decode()
+    assert seen == ["Bearer the-data-dirs-own-admin-token"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -15,17 +17,27 @@ from tunnelmesh import config
 from tunnelmesh.server import ADMIN_TOKEN_ENV
 from tunnelmesh.store.datadir import DataDir
 
+# C0 controls, DEL and the C1 controls: a key or a metadata value holding them (ESC, or U+009B, the
+# one-character CSI) would drive the terminal it is printed on
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def shown(text: str) -> str:
+    """`text` as printed for a human: every control character as \\xNN, the rest as it is."""
+    return text.translate(_CONTROLS)
+
 
 class CliError(click.ClickException):
     """One line on stderr, a non-zero exit code, never a traceback."""
 
     def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"tunnelmesh: {self.message}", err=True)
+        click.echo(f"tunnelmesh: {shown(self.message)}", err=True)
 
 
 # with no connection flags, the CLI looks for the coordinator's config where the coordinator runs
 LOCAL_CONFIG = Path("coordinator.yaml")
 NO_COORDINATOR = "pass --endpoint and --token, set TUNNELMESH_ENDPOINT/TUNNELMESH_TOKEN, or --config"
+LOCAL_REFUSED = "pass --config ./coordinator.yaml if you trust it, or --endpoint and --token"
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
@@ -87,21 +99,96 @@ def s3_error(r: Any) -> CliError:
         return CliError(f"HTTP {r.status_code}")
 
 
+def _private(path: Path, what: str, secret: bool = False) -> str | None:
+    """Why `path` (lstat: a symlink is refused) may not be trusted as the current user's own, or None: it
+    must be ours and writable by nobody else; a secret must also be unreadable by others."""
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        return f"{what} {path}: {e.strerror}"
+    if stat.S_ISLNK(st.st_mode):
+        return f"{what} {path} is a symlink"
+    if st.st_uid != os.geteuid():
+        return f"{what} {path} is not owned by you (uid {st.st_uid})"
+    if st.st_mode & 0o022:
+        return f"{what} {path} is writable by group or others"
+    if secret and st.st_mode & 0o077:
+        return f"{what} {path} is readable by group or others"
+    return None
+
+
+def _local_address(host: str) -> bool:
+    """Whether `host` is an address of this machine: a coordinator can only listen there, so an endpoint
+    elsewhere in a coordinator.yaml nobody passed is not this host's coordinator."""
+    try:
+        infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except (socket.gaierror, UnicodeError):
+        return False
+    for family, kind, proto, _name, addr in infos:
+        with socket.socket(family, kind, proto) as s:
+            try:
+                s.bind(addr)
+            except OSError:
+                return False
+    return bool(infos)
+
+
+def _endpoint_of(settings: config.Settings) -> str:
+    host = settings.listen.host
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    scheme = "https" if settings.tls is not None else "http"
+    return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{settings.listen.port}"
+
+
+def _load(config_path: Path) -> config.Settings:
+    try:
+        return config.load(config_path, allow_public=True)
+    except config.ConfigError as e:
+        raise CliError(f"configuration error: {e}") from None
+
+
+def _from_local_config() -> Coordinator:
+    """./coordinator.yaml, found rather than passed: anyone able to leave a file in a directory could
+    name an endpoint in it, so it is used only when it and its directory are the user's own and writable
+    by nobody else, its endpoint is an address of this host, and the token sent there is the one in its
+    own data dir (never one from a flag or the environment)."""
+    refusal = _private(Path.cwd(), "its directory") or _private(LOCAL_CONFIG, "the file")
+    if refusal:
+        raise CliError(f"not using ./coordinator.yaml: {refusal}; {LOCAL_REFUSED}")
+    settings = _load(LOCAL_CONFIG)
+    endpoint = _endpoint_of(settings)
+    if not _local_address(settings.listen.host):
+        raise CliError(f"not using ./coordinator.yaml: its listen address is not on this host; {LOCAL_REFUSED}")
+    path = DataDir(settings.data_dir).admin_token
+    refusal = _private(settings.data_dir, "its data dir") or _private(path, "the admin token", secret=True)
+    if refusal:
+        raise CliError(f"not using ./coordinator.yaml: {refusal}; {LOCAL_REFUSED}")
+    try:
+        # O_NOFOLLOW: the file checked above, not a symlink put in its place since
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW)) as f:
+            token = f.read().strip()  # a file written by hand may end in a newline
+    except OSError as e:
+        raise CliError(f"not using ./coordinator.yaml: {path}: {e.strerror}; {LOCAL_REFUSED}") from None
+    if not token:
+        raise CliError(f"not using ./coordinator.yaml: {path} is empty; {LOCAL_REFUSED}")
+    click.echo(f"using ./coordinator.yaml: {endpoint}", err=True)
+    return Coordinator(endpoint, token)
+
+
 def resolve(endpoint: str | None, token: str | None, config_path: Path | None) -> Coordinator:
     """--endpoint/--token (or their environment variables), else --config on the coordinator host, else
-    ./coordinator.yaml when the CLI runs in the coordinator's directory."""
+    ./coordinator.yaml when the CLI runs in the coordinator's directory (see _from_local_config)."""
     if config_path is None and not endpoint and LOCAL_CONFIG.is_file():
-        config_path = LOCAL_CONFIG
+        if token:
+            raise CliError(
+                "not sending the token of --token/TUNNELMESH_TOKEN to the endpoint of ./coordinator.yaml: "
+                "pass --endpoint too (or --config ./coordinator.yaml)"
+            )
+        return _from_local_config()
     if config_path is not None:
-        try:
-            settings = config.load(config_path, allow_public=True)
-        except config.ConfigError as e:
-            raise CliError(f"configuration error: {e}") from None
-        host = settings.listen.host
-        if host in ("0.0.0.0", "::"):
-            host = "127.0.0.1"
-        scheme = "https" if settings.tls is not None else "http"
-        endpoint = endpoint or f"{scheme}://{'[' + host + ']' if ':' in host else host}:{settings.listen.port}"
+        settings = _load(config_path)
+        endpoint = endpoint or _endpoint_of(settings)
         if not token:
             token = os.environ.get(ADMIN_TOKEN_ENV)
         if not token:

@@ -11,13 +11,13 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote_plus, urlsplit
 
 import click
 from defusedxml import ElementTree
 
 from tunnelmesh import __version__
-from tunnelmesh.cli.client import CliError, Coordinator, object_url, resolve, s3_error
+from tunnelmesh.cli.client import CliError, Coordinator, object_url, resolve, s3_error, shown
 from tunnelmesh.cli.transfer import (
     STDIO,
     Meter,
@@ -132,7 +132,7 @@ def emit(data: Any, as_json: bool, table: Callable[[Any], list[list[str]]], head
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    rows = table(data)
+    rows = [[shown(v) for v in r] for r in table(data)]  # keys and names may hold control characters
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     for r in rows:
@@ -300,7 +300,7 @@ def bucket_grant(
     grant = g["grant"]
     where = f" under {grant['prefix']}" if grant["prefix"] else ""
     state = "granted" if g["created"] else "already granted"
-    click.echo(f"{state} {grant['role']} on {name}{where} to {_to(grant['to'])} ({grant['id']})")
+    click.echo(shown(f"{state} {grant['role']} on {name}{where} to {_to(grant['to'])} ({grant['id']})"))
 
 
 @bucket.command("ungrant")
@@ -319,7 +319,7 @@ def bucket_ungrant(
     removed = c.api("DELETE", f"buckets/{quote(name, safe='')}/grants", doc)["removed"]
     for g in removed:
         where = f" under {g['prefix']}" if g["prefix"] else ""
-        click.echo(f"removed {g['role']} on {name}{where} from {_to(g['to'])} ({g['id']})")
+        click.echo(shown(f"removed {g['role']} on {name}{where} from {_to(g['to'])} ({g['id']})"))
 
 
 @bucket.command("access")
@@ -824,7 +824,7 @@ def object_put(c: Coordinator, target: str, source: str, recursive: bool) -> Non
     b, k = _split(target)
     with Meter() as meter, open_source(source) as src:
         n = upload(c, b, k, src, meter)
-    click.echo(f"uploaded {source} to {b}/{k} ({n} bytes)")
+    click.echo(shown(f"uploaded {source} to {b}/{k} ({n} bytes)"))
 
 
 def _put_tree(c: Coordinator, target: str, source: str) -> None:
@@ -841,8 +841,8 @@ def _put_tree(c: Coordinator, target: str, source: str) -> None:
             meter.echo(f"uploaded {path} to {b}/{prefix + rel} ({n} bytes)")
             files, total = files + 1, total + n
     for path_name in skipped:
-        click.echo(f"tunnelmesh: skipped {path_name}: not a regular file", err=True)
-    click.echo(f"uploaded {files} files ({total} bytes) from {source} to {b}/{prefix}")
+        click.echo(shown(f"tunnelmesh: skipped {path_name}: not a regular file"), err=True)
+    click.echo(shown(f"uploaded {files} files ({total} bytes) from {source} to {b}/{prefix}"))
 
 
 @object_.command("get")
@@ -861,7 +861,7 @@ def object_get(c: Coordinator, source: str, dest: str, recursive: bool) -> None:
     with Meter() as meter:
         n = download(c, b, k, dest, meter)
     if dest != STDIO and not same_as(dest, sys.stdout):
-        click.echo(f"downloaded {b}/{k} to {dest} ({n} bytes)")
+        click.echo(shown(f"downloaded {b}/{k} to {dest} ({n} bytes)"))
 
 
 def _get_tree(c: Coordinator, source: str, dest: str) -> None:
@@ -880,16 +880,18 @@ def _get_tree(c: Coordinator, source: str, dest: str) -> None:
                 continue  # a folder marker (the console and other tools make them): nothing to write
             try:
                 target = inside(root, safe_relative(key, prefix))
+                n = download(c, b, key, str(target), meter, follow=False)
             except CliError as e:
-                refused.append(e.message)
+                # one object that cannot be written (a name too long here, a broken transfer) costs only itself
+                refused.append(e.message if key in e.message else f"{b}/{key}: {e.message}")
                 continue
-            n = download(c, b, key, str(target), meter, follow=False)
             meter.echo(f"downloaded {b}/{key} to {target} ({n} bytes)")
             files, total = files + 1, total + n
     for message in refused:
-        click.echo(f"tunnelmesh: {message}", err=True)
-    click.echo(f"downloaded {files} objects ({total} bytes) from {b}/{prefix} into {dest}")
+        click.echo(f"tunnelmesh: {shown(message)}", err=True)
+    click.echo(shown(f"downloaded {files} objects ({total} bytes) from {b}/{prefix} into {dest}"))
     if refused:
+        click.echo(f"tunnelmesh: {len(refused)} object{'s' if len(refused) > 1 else ''} not downloaded", err=True)
         sys.exit(1)
 
 
@@ -935,9 +937,9 @@ def object_stat(c: Coordinator, target: str, as_json: bool) -> None:
     for name, value in d.items():
         if name == "metadata":
             for m, v in sorted(value.items()):
-                click.echo(f"{'meta.' + m + ':':<15}{v}")
+                click.echo(shown(f"{'meta.' + m + ':':<15}{v}"))
         elif value is not None:
-            click.echo(f"{name + ':':<15}{value}")
+            click.echo(shown(f"{name + ':':<15}{value}"))
 
 
 def _access_key(c: Coordinator) -> str:
@@ -984,7 +986,8 @@ def _objects(c: Coordinator, bucket_name: str, prefix: str) -> Iterator[dict[str
     """Every object of the bucket under `prefix`, in key order (ListObjectsV2, page by page)."""
     token = None
     while True:
-        params = {"list-type": "2", "prefix": prefix}
+        # encoding-type=url: a key holding control characters cannot be written plainly in XML 1.0
+        params = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
         if token:
             params["continuation-token"] = token
         r = c.request("GET", _url(c, bucket_name), params=params)
@@ -993,7 +996,7 @@ def _objects(c: Coordinator, bucket_name: str, prefix: str) -> Iterator[dict[str
         doc = ElementTree.fromstring(r.content)
         for el in doc.iter(f"{_NS}Contents"):
             yield {
-                "key": el.findtext(f"{_NS}Key"),
+                "key": unquote_plus(el.findtext(f"{_NS}Key") or ""),
                 "size": int(el.findtext(f"{_NS}Size") or 0),
                 "last_modified": el.findtext(f"{_NS}LastModified"),
             }
@@ -1021,7 +1024,7 @@ def object_list(c: Coordinator, bucket_name: str, prefix: str, as_json: bool) ->
 def _versions(c: Coordinator, bucket_name: str, prefix: str) -> Iterator[dict[str, Any]]:
     """Every version and delete marker of the bucket under `prefix`, by key, newest first (ListObjectVersions,
     page by page)."""
-    params = {"versions": "", "prefix": prefix}
+    params = {"versions": "", "prefix": prefix, "encoding-type": "url"}
     while True:
         r = c.request("GET", _url(c, bucket_name), params=params)
         if r.status_code != 200:
@@ -1030,7 +1033,7 @@ def _versions(c: Coordinator, bucket_name: str, prefix: str) -> Iterator[dict[st
         for el in doc:
             if el.tag in (f"{_NS}Version", f"{_NS}DeleteMarker"):
                 yield {
-                    "key": el.findtext(f"{_NS}Key"),
+                    "key": unquote_plus(el.findtext(f"{_NS}Key") or ""),
                     "version_id": el.findtext(f"{_NS}VersionId"),
                     "latest": el.findtext(f"{_NS}IsLatest") == "true",
                     "delete_marker": el.tag == f"{_NS}DeleteMarker",
@@ -1042,7 +1045,8 @@ def _versions(c: Coordinator, bucket_name: str, prefix: str) -> Iterator[dict[st
         params = {
             "versions": "",
             "prefix": prefix,
-            "key-marker": doc.findtext(f"{_NS}NextKeyMarker") or "",
+            "encoding-type": "url",
+            "key-marker": unquote_plus(doc.findtext(f"{_NS}NextKeyMarker") or ""),
             "version-id-marker": doc.findtext(f"{_NS}NextVersionIdMarker") or "",
         }
 
@@ -1087,7 +1091,7 @@ def object_restore(c: Coordinator, target: str, version_id: str | None) -> None:
         if r.status_code != 200:
             raise _s3_error(r)
         new = r.headers.get("x-amz-version-id", "null")
-        click.echo(f"restored {b}/{k} from version {version_id} (now current as version {new})")
+        click.echo(shown(f"restored {b}/{k} from version {version_id} (now current as version {new})"))
         return
     markers: list[str] = []
     found = False
@@ -1104,7 +1108,7 @@ def object_restore(c: Coordinator, target: str, version_id: str | None) -> None:
         r = c.request("DELETE", _url(c, b, k), params={"versionId": m})
         if r.status_code not in (200, 204):
             raise _s3_error(r)
-    click.echo(f"restored {b}/{k} (removed {len(markers)} delete marker{'s' if len(markers) > 1 else ''})")
+    click.echo(shown(f"restored {b}/{k} (removed {len(markers)} delete marker{'s' if len(markers) > 1 else ''})"))
 
 
 @object_.command("delete")
@@ -1116,7 +1120,7 @@ def object_delete(c: Coordinator, target: str) -> None:
     r = c.request("DELETE", _url(c, b, k))
     if r.status_code not in (200, 204):
         raise _s3_error(r)
-    click.echo(f"deleted {b}/{k}")
+    click.echo(shown(f"deleted {b}/{k}"))
 
 
 # ---- network and shares ---------------------------------------------------------------------

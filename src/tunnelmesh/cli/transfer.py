@@ -26,7 +26,7 @@ from xml.sax.saxutils import escape
 import click
 from defusedxml import ElementTree
 
-from tunnelmesh.cli.client import NS, CliError, Coordinator, object_url, s3_error
+from tunnelmesh.cli.client import NS, CliError, Coordinator, object_url, s3_error, shown
 
 STDIO = "-"
 PART_SIZE = 16 * 1024 * 1024  # parts of a stream of unknown length; one part is all that is ever held in memory
@@ -75,7 +75,8 @@ class Meter:
             )
 
             self._progress = Progress(
-                TextColumn("{task.description}"),
+                # markup off: a key such as `p/m[/]x` is a name, not rich markup (which raised on it)
+                TextColumn("{task.description}", markup=False),
                 BarColumn(),
                 DownloadColumn(),
                 TransferSpeedColumn(),
@@ -93,6 +94,7 @@ class Meter:
     def echo(self, line: str) -> None:
         """A report line on stdout that does not tear the bars: on a terminal shared with them, printed
         above them by rich."""
+        line = shown(line)
         if self._progress is not None and sys.stdout.isatty():
             self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
         else:
@@ -101,7 +103,7 @@ class Meter:
     def task(self, label: str, total: int | None) -> Task:
         if self._progress is None:
             return _Silent()
-        return _RichTask(self._progress, self._progress.add_task(label, total=total))
+        return _RichTask(self._progress, self._progress.add_task(shown(label), total=total))
 
 
 # ---- downloads -------------------------------------------------------------------------------------
@@ -153,7 +155,8 @@ def open_target(path: str, follow: bool = True) -> Iterator[IO[bytes]]:
             yield f
         return
     target = Path(path)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+    # short, whatever the target's name: `.{name}...` would pass NAME_MAX for a name near 255 bytes
+    tmp = target.with_name(f".tm-{secrets.token_hex(4)}.part")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as e:
@@ -163,9 +166,12 @@ def open_target(path: str, follow: bool = True) -> Iterator[IO[bytes]]:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))  # an overwritten file keeps its mode, as with cp
-        os.replace(tmp, target)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))  # an overwritten file keeps its mode, as with cp
+            os.replace(tmp, target)
+        except OSError as e:  # a name too long for this file system, a directory that went away
+            raise CliError(f"{path}: {e.strerror}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -188,17 +194,33 @@ def safe_relative(key: str, prefix: str) -> str:
 
 
 def inside(root: Path, rel: str) -> Path:
-    """`root/rel`, its directories created, after checking that they resolve inside `root` (a symlink
-    already in the tree must not carry a download elsewhere)."""
-    dest = root / rel
-    real_root = root.resolve()
+    """`root/rel`, its directories created one at a time below `root`, each checked (lstat) before
+    anything is made inside it: a symlink or a non-directory already in the tree refuses the key before
+    any directory is created through it (mkdir -p would create them wherever the link points)."""
+    *dirs, name = rel.split("/")
+    d = root
+    for part in dirs:
+        d = d / part
+        try:
+            os.mkdir(d)
+            continue
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise CliError(f"{d}: {e.strerror}") from None
+        mode = os.lstat(d).st_mode
+        if stat.S_ISLNK(mode):
+            raise CliError(f"refusing {rel!r}: {d} is a symlink, which could lead outside {root}")
+        if not stat.S_ISDIR(mode):
+            raise CliError(f"refusing {rel!r}: {d} exists and is not a directory")
+    dest = d / name
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise CliError(f"{dest.parent}: {e.strerror}") from None
-    if not dest.parent.resolve().is_relative_to(real_root):
-        raise CliError(f"refusing {rel!r}: {dest.parent} leads outside {root}")
-    if dest.is_symlink() or (dest.exists() and not dest.is_file()):
+        mode = os.lstat(dest).st_mode
+    except FileNotFoundError:
+        return dest
+    except OSError as e:  # a name too long for this file system
+        raise CliError(f"{dest}: {e.strerror}") from None
+    if not stat.S_ISREG(mode):
         raise CliError(f"refusing {rel!r}: {dest} exists and is not a regular file")
     return dest
 
