@@ -89,7 +89,13 @@ def build(settings: Settings, admin_token: str) -> Apps:
     # keys (a JSON body of at most 1 MiB, under the client guard's deadlines); open connections stay
     # bounded by max_connections.
     in_flight = asyncio.Semaphore(limits.max_requests)
-    console = Console(peers, Sessions(state), Calls(api, admin), settings.region)
+    console = Console(
+        peers,
+        Sessions(state),
+        Calls(api, admin),
+        settings.region,
+        on_refused_sign_in=lambda: metrics.auth_failure("console_signin"),
+    )
     # A browser form upload is authenticated only once its fields (up to 20 KiB of body) have
     # arrived, so anyone may start one: until then it waits in this small pool of its own, and only
     # a form whose signature held moves to a slot of `in_flight` (`admit`). Clients that never send

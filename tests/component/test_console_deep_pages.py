@@ -5,18 +5,27 @@ and page 400 each read the same one page of rows from the metadata backend (coun
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import html
+import os
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tunnelmesh.asgi import Apps, build
-from tunnelmesh.config import load
-from tunnelmesh.store.engine import ensure_system_bucket
-from tunnelmesh.store.records import ObjectRecord, WriteConditions
+# the in-process app counts its requests into prometheus-client's multiprocess files, as a worker does
+# (obs/metrics.py refuses to load without the dir the supervisor prepares): a dir of this module's own
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="tm-deep-pages-metrics-"))
+atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], True)
+
+from tunnelmesh.asgi import Apps, build  # noqa: E402
+from tunnelmesh.config import load  # noqa: E402
+from tunnelmesh.store.engine import ensure_system_bucket  # noqa: E402
+from tunnelmesh.store.records import ObjectRecord, WriteConditions  # noqa: E402
 
 KEYS = 100_000
 PAGE = 200

@@ -17,7 +17,6 @@ from tunnelmesh.console.s3call import Calls
 from tunnelmesh.console.sessions import Sessions
 from tunnelmesh.console.web import PREFIX, Refused, Reply, Req, Route, Static, Templates, redirect, route
 from tunnelmesh.coordinator.peers import PeerRegistry
-from tunnelmesh.obs import metrics
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.request import new_request_id
 
@@ -47,8 +46,17 @@ SECURITY_HEADERS = [
 
 
 class Console:
-    def __init__(self, peers: PeerRegistry, sessions: Sessions, calls: Calls, region: str) -> None:
+    def __init__(
+        self,
+        peers: PeerRegistry,
+        sessions: Sessions,
+        calls: Calls,
+        region: str,
+        on_refused_sign_in: Callable[[], None] = lambda: None,
+    ) -> None:
         self.peers = peers
+        # counted by the caller (asgi.py: the auth-failure metric), so the console imports no metrics
+        self.on_refused_sign_in = on_refused_sign_in
         self.sessions = sessions
         self.calls = calls
         self.region = region
@@ -242,7 +250,7 @@ async def login(console: Console, req: Req) -> Reply:
     ident = await auth.sign_in(console.peers, token, key, req.field("secret"))
     if ident is None:
         log.info("console sign-in refused from %s", req.client)
-        metrics.auth_failure("console_signin")
+        console.on_refused_sign_in()
         await asyncio.sleep(FAILED_SIGN_IN_DELAY)  # a guess costs time, on top of the token's 192 bits
         return console.templates.page(req, "login.html", 401, refused=True)
     p = ident.principal
