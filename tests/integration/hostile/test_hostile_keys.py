@@ -33,9 +33,9 @@ from .helpers import (
 ALLOWED_STORE_FILE = re.compile(
     r"^(blobs/[0-9a-f]{2}/[0-9a-f]{32}|tmp/\d+/[0-9a-f]{32}|meta\.sqlite3(-wal|-shm|-journal|\.writer-lock)?"
     r"|\.clean-shutdown|\.upload-expiry-lock|\.lifecycle-lock|\.sse-rewrap-lock|admin\.token|coordinator\.lock"
-    r"|scrub-state\.json|metadata-backend)$"
+    r"|scrub-state\.json|metadata-backend|metrics/(\.lock|[a-z_]+_\d+\.db))$"
 )
-ALLOWED_STORE_DIR = re.compile(r"^(blobs|tmp|blobs/[0-9a-f]{2}|tmp/\d+)$")
+ALLOWED_STORE_DIR = re.compile(r"^(blobs|tmp|metrics|blobs/[0-9a-f]{2}|tmp/\d+)$")
 
 
 def store_layout_problems(data_dir: Path) -> list[str]:
