@@ -76,7 +76,9 @@ def test_picker_upload_in_parts_with_progress(
     loaded = [e["loaded"] for e in seen if e["key"] == "in/twenty.bin"]
     assert loaded and loaded[-1] == len(data) and seen[-1]["state"] == "done"
     assert loaded == sorted(loaded), "the progress went backwards"
-    assert len({n for n in loaded if 0 < n < len(data)}) > 1, "no progress was reported on the way"
+    # on the way: at least the first part's end (how many progress events the browser fires within a part
+    # depends on how fast the loopback takes it, so no more is asserted)
+    assert {n for n in loaded if 0 < n < len(data)}, "no progress was reported on the way"
     # two parts of 16 MiB and 4 MiB went to /s3 as UploadPart (the coordinator's access log), then Complete
     assert row.get_attribute("data-parts") == "2"
     # each access line is written just after its response is sent: wait for both, then there are exactly 2
