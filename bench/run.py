@@ -1,12 +1,20 @@
-"""Benchmark: tunnelmesh, moto's server and the raw limits, side by side, in one run, on one disk.
+"""Benchmark: tunnelmesh, moto's server and the client's own ceiling, side by side, in one run, on one disk.
 
-    python bench/run.py [--seconds 5] [--large-count 6] [--million] [--write-readme]
-                        [--src DIR] [--json FILE] [--skip-moto] [--skip-limits] [--access-policy N]
+    python bench/run.py [--runs 3] [--seconds 5] [--large-count 6] [--million] [--list-keys N,N,...]
+                        [--postgres] [--only GROUP,...] [--quick] [--write-readme] [--json FILE]
+                        [--src DIR] [--skip-moto] [--skip-limits] [--skip-wrk] [--access-policy N]
 
-Each S3 server is started on a free loopback port and driven by the same load generator
-(SigV4-signed requests, payload hashes verified by the server). The limits are measured in the
-same run: nginx serving the same files from the same disk for GET/HEAD, and the disk's own
-write rate with fsync for PUT. Every figure is printed as a ratio to moto and to the limit.
+Each target is started afresh on free loopback ports for every run, and the targets take turns run by
+run (tunnelmesh, [tunnelmesh on PostgreSQL,] moto, ceiling; then the other way round), so whatever else
+the machine does falls on all alike. Every workload is run --runs times per target: min / median / max.
+
+Two clients drive every target: bench/loadgen.py (Python, SigV4-signed, payload hashes verified by the
+server) and, for 4 KiB PUT and GET, wrk (C, HTTP Basic auth; bench/wrkclient.py). The ceiling of each
+client is nginx answering THE SAME requests (signed alike; nginx ignores the headers): static files for
+GET and HEAD, the exact 1000-key page tunnelmesh returned for ListObjectsV2, and a location that reads
+and discards the body for PUT. Beside every row: the client's own CPU share (a client near 100% of a
+core measures itself), and the peak PSS and RSS of the server's whole process tree. The bare HTTP
+stack (bench/null_server.py) and the disk's write + fsync rate are measured in every run too.
 With --access-policy N, only tunnelmesh's 4 KiB workloads run, as a non-owner peer under a bucket
 policy of N statements (bench/access_policy.py).
 """
@@ -23,26 +31,31 @@ import os
 import platform
 import random
 import secrets
+import shlex
 import shutil
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from access_policy import prepare
 from loadgen import Result, Signer, run_load
+from wrkclient import WrkResult, basic, run_wrk, thread_run_delay, wrk_binary
 
 SMALL = 4096
 LARGE = 64 * 1024 * 1024
 PART = 16 * 1024 * 1024
 GIB = 1024**3
+NGINX_SMALL = 1000  # 4 KiB files nginx serves for GET and HEAD
 EMPTY = hashlib.sha256(b"").hexdigest()
 
 
@@ -112,16 +125,31 @@ def tree_stats(pid: int) -> tuple[int, float]:
     return rss, cpu
 
 
+def tree_memory(pid: int) -> tuple[int, int]:
+    """(PSS, RSS) bytes of a process and all its descendants. Forked workers share the pages they had at
+    the fork: summed RSS counts those once per process, summed PSS divides each among its sharers."""
+    pss = rss = 0
+    for p in tree(pid):
+        with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{p}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1]) * 1024
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1]) * 1024
+    return pss, rss
+
+
 class Monitor:
-    """Peak RSS and CPU seconds of a process tree while a workload runs."""
+    """Peak PSS and RSS and CPU seconds of a process tree while a workload runs."""
 
     def __init__(self, pid: int) -> None:
-        self.pid, self.peak, self.cpu, self._stop = pid, 0, 0.0, threading.Event()
+        self.pid, self.peak, self.peak_pss, self.cpu, self._stop = pid, 0, 0, 0.0, threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, tree_stats(self.pid)[0])
+            pss, rss = tree_memory(self.pid)
+            self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
             self._stop.wait(0.05)
 
     def __enter__(self) -> Monitor:
@@ -144,6 +172,7 @@ class Server:
     signer: Signer | None
     data_dir: Path | None = None
     restart: Callable[..., float] | None = None
+    meta: str | None = None  # the PostgreSQL URI of its metadata, where not SQLite
 
     def headers(self, method: str, path: str, payload_hash: str, query: str = "") -> list[tuple[str, str]]:
         if self.signer is None:
@@ -226,23 +255,31 @@ def start_moto(tmp: Path) -> Server:
     return Server("moto", proc, f"http://127.0.0.1:{port}", "", Signer("testing", "testing"))
 
 
-def start_nginx(tmp: Path, root: Path) -> Server | None:
+def start_nginx(tmp: Path, root: Path, pages: dict[int, Path]) -> Server | None:
+    """nginx answering the benchmark's own requests with nothing behind them: the files under `root` for
+    GET and HEAD, each list page in `pages` (keys in the bucket -> file) for its bucket's ListObjectsV2, and
+    200 for any PUT once the body is read and discarded (keep-alive goes on: the next request parses)."""
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if nginx is None:
         return None
     port = free_port()
     conf = tmp / "nginx.conf"
+    lists = "".join(
+        f"    location = /list-{n} {{ default_type application/xml; alias {path}; }}\n" for n, path in pages.items()
+    )
     conf.write_text(
         f"daemon off; worker_processes auto; pid {tmp}/nginx.pid; error_log {tmp}/nginx.err;\n"
         "events { worker_connections 1024; }\n"
         f"http {{ access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;\n"
         f"  client_body_temp_path {tmp}/ngx-body; proxy_temp_path {tmp}/ngx-proxy;\n"
         f"  fastcgi_temp_path {tmp}/ngx-fcgi; uwsgi_temp_path {tmp}/ngx-uwsgi; scgi_temp_path {tmp}/ngx-scgi;\n"
-        f"  server {{ listen 127.0.0.1:{port}; root {root}; }} }}\n"
+        f"  server {{ listen 127.0.0.1:{port}; root {root}; client_max_body_size 100m;\n{lists}"
+        "    location / { if ($request_method = PUT) { return 200; } } } }\n"
     )
     proc = subprocess.Popen([nginx, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
-    return Server("nginx", proc, f"http://127.0.0.1:{port}", "", None)
+    # signed exactly as for tunnelmesh: the client does the same work per request
+    return Server("nginx", proc, f"http://127.0.0.1:{port}", "", Signer("admin", "ceiling"))
 
 
 def start_null(tmp: Path, store: bool = False) -> Server:
@@ -287,18 +324,71 @@ def disk_fsync_rate(tmp: Path, size: int = LARGE, rounds: int = 4) -> float:
     return sorted(best)[len(best) // 2]
 
 
+TM, PG, MOTO, CEIL = "tunnelmesh", "tunnelmesh-pg", "moto", "ceiling"
+NULL, BARE = "bare HTTP stack", "bare stack + hashing + fsync"
+SATURATED = 0.9  # a client at this share of one core or more measures itself more than the server
+GROUPS = ("small", "wrk", "large", "multipart", "list", "delete", "versioned", "gib")
+HTTP_LIST_MAX = 10_000  # buckets up to this many keys are filled over HTTP (every server); larger ones in bulk
+UNITS = {"ops": "ops/s", "MB": "MB/s", "pages": "pages/s"}
+
+
+@dataclass
+class Sample:
+    """One run of one workload against one target."""
+
+    value: float  # ops/s, MB/s or pages/s
+    ops: int
+    seconds: float
+    bytes: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    client_cpu: float  # CPU seconds of the load generator itself (its event loop's thread, or the wrk process)
+    server_cpu: float | None = None  # CPU seconds of the server's whole process tree
+    peak_pss: int | None = None
+    peak_rss: int | None = None
+    client_wait: float = 0.0  # seconds the client was runnable but waiting for a core (other processes had them)
+
+    @property
+    def client_share(self) -> float:
+        """The client's CPU seconds per wall second: 1.0 is one core, busy all the time."""
+        return self.client_cpu / self.seconds if self.seconds else 0.0
+
+    @property
+    def client_busy(self) -> float:
+        """CPU plus run-queue wait per wall second: near 1.0 (per client thread) the client never waited
+        for an answer, so it set the pace, even where the machine's other load kept its CPU share down."""
+        return (self.client_cpu + self.client_wait) / self.seconds if self.seconds else 0.0
+
+
 @dataclass
 class Row:
     name: str
-    unit: str  # "ops" or "MB"
-    results: dict[str, Result] = field(default_factory=dict)
-    rss: dict[str, int] = field(default_factory=dict)
-    cpu: dict[str, float] = field(default_factory=dict)
-    limit: float | None = None  # the raw limit in the same unit
+    unit: str  # "ops", "MB" or "pages"
+    client: str = "python"  # or "wrk"
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
+
+    def values(self, target: str, attr: str = "value") -> list[float]:
+        return [v for x in self.samples.get(target, []) if (v := getattr(x, attr)) is not None]
+
+    def med(self, target: str, attr: str = "value") -> float | None:
+        vals = self.values(target, attr)
+        return statistics.median(vals) if vals else None
+
+    def peak(self, target: str, attr: str) -> int:
+        return int(max(self.values(target, attr), default=0))
+
+    def median_sample(self, target: str) -> Sample:
+        runs = sorted(self.samples[target], key=lambda x: x.value)
+        return runs[(len(runs) - 1) // 2]
 
 
 def value(r: Result, unit: str) -> float:
-    return r.ops_per_s if unit == "ops" else r.mb_per_s
+    return r.mb_per_s if unit == "MB" else r.ops_per_s
+
+
+def target_of(s: Server) -> str:
+    return CEIL if s.name == "nginx" else s.name
 
 
 class Bench:
@@ -306,6 +396,8 @@ class Bench:
         self.args, self.tmp = args, tmp
         self.rows: dict[str, Row] = {}
         self.extra: dict[str, dict[str, str]] = {}
+        self.lines: dict[str, list[float]] = {}  # per-run figures of the extra lines: their medians are reported
+        self.pages: dict[int, Path] = {}  # keys in the bucket -> a 1000-key page tunnelmesh returned
         self.access = ""  # --access-policy: who signs the workloads and what lets it in, for the report
         self.large_file = tmp / "large.bin"
         self.part_file = tmp / "part.bin"
@@ -319,19 +411,50 @@ class Bench:
         self.small = os.urandom(SMALL)
         self.small_hash = hashlib.sha256(self.small).hexdigest()
 
-    def record(self, name: str, unit: str, server: str, result: Result, mon: Monitor | None) -> None:
-        row = self.rows.setdefault(name, Row(name, unit))
-        row.results[server] = result
-        if mon is not None:
-            row.rss[server], row.cpu[server] = mon.peak, mon.cpu
+    def want(self, group: str) -> bool:
+        only = getattr(self.args, "only", None)
+        return not only or group in only
+
+    def record(self, name: str, unit: str, target: str, sample: Sample, client: str = "python") -> None:
+        key = name if client == "python" else f"{client}: {name}"
+        self.rows.setdefault(key, Row(name, unit, client)).samples.setdefault(target, []).append(sample)
+
+    def record_result(
+        self, name: str, unit: str, target: str, r: Result, client: tuple[float, float], mon: Monitor | None
+    ) -> None:
+        self.record(
+            name,
+            unit,
+            target,
+            Sample(
+                value(r, unit),
+                r.ops,
+                r.seconds,
+                r.bytes,
+                r.errors,
+                r.pct(50),
+                r.pct(99),
+                client[0],
+                mon.cpu if mon else None,
+                mon.peak_pss if mon else None,
+                mon.peak if mon else None,
+                client[1],
+            ),
+        )
 
     async def load(self, s: Server, name: str, unit: str, conc: int, make, total=None, duration=None) -> Result:
-        mon = Monitor(s.proc.pid)
-        with mon:
+        # the server's memory is sampled from another thread: thread_time() counts the event loop's thread
+        # alone, which is the whole of the load generator
+        mon = None if s.name == "nginx" else Monitor(s.proc.pid)
+        with mon or contextlib.nullcontext():
+            c0, w0 = time.thread_time(), thread_run_delay()
             r = await run_load(s.base, conc, make, total=total, duration=duration)
+            client = time.thread_time() - c0, thread_run_delay() - w0
         if r.errors:
             print(f"  {s.name} {name}: {r.errors} errors", file=sys.stderr)
-        self.record(name, unit, s.name, r, mon)
+            if s.name == "nginx":
+                raise RuntimeError(f"nginx answered {r.errors} errors on {name}: the ceiling would be wrong")
+        self.record_result(name, unit, target_of(s), r, client, mon)
         return r
 
     def req(
@@ -350,41 +473,33 @@ class Bench:
         return method, target, s.headers(method, path, payload_hash, query) + (extra or []), body, body_file, payload
 
     async def s3_server(self, s: Server) -> None:
+        """Every workload on one S3 server, or (nginx) the ceiling of each that has one."""
         a = self.args
         b = f"{s.prefix}/bench"
         if a.access_policy is not None:
             await self.access_policy(s, b)
             return
-        await run_load(s.base, 1, lambda i: self.req(s, "PUT", b), total=1)
-        await self.small_objects(s, b)
-        fd = os.open(self.large_file, os.O_RDONLY)
-        try:
-            await self.load(
-                s,
-                "64 MiB PUT c2",
-                "MB",
-                2,
-                lambda i: self.req(s, "PUT", f"{b}/large/{i}", self.large_hash, body_file=(fd, LARGE), payload=LARGE),
-                total=a.large_count,
-            )
-        finally:
-            os.close(fd)
-        await self.load(
-            s,
-            "64 MiB GET c2",
-            "MB",
-            2,
-            lambda i: self.req(s, "GET", f"{b}/large/{i % a.large_count}"),
-            total=a.large_count,
-        )
-        await self.multipart(s, b)
-        await self.listing(s, b)
-        await self.delete_objects(s, b)
-        await self.versioned(s)
-        if s.name == "tunnelmesh":
+        nginx = s.name == "nginx"
+        if not nginx:
+            await run_load(s.base, 1, lambda i: self.req(s, "PUT", b), total=1)
+        if self.want("small"):
+            await self.small_objects(s, b)
+        if self.want("wrk") and not a.skip_wrk:
+            self.wrk_small(s, b)
+        if self.want("large"):
+            await self.large(s, b)
+        if self.want("list"):
+            await self.listing(s)
+        if nginx:
+            return
+        if self.want("multipart"):
+            await self.multipart(s, b)
+        if self.want("delete"):
+            await self.delete_objects(s, b)
+        if self.want("versioned"):
+            await self.versioned(s)
+        if s.name in (TM, PG) and self.want("gib"):
             await self.gib_transfers(s, b)
-            if a.million:
-                await self.million(s)
 
     async def access_policy(self, s: Server, b: str) -> None:
         """--access-policy N: only the 4 KiB workloads, signed by a peer that neither owns the bucket nor is an
@@ -406,11 +521,76 @@ class Bench:
             return self.req(s, "PUT", f"{b}/small/{i}", self.small_hash, body=self.small, payload=SMALL)
 
         await self.load(s, "4 KiB PUT c16", "ops", 16, small_put, duration=a.seconds)
+        if s.name == "nginx":
+            count = NGINX_SMALL  # the files it serves (the same 4 KiB, from the page cache alike)
         await self.load(
             s, "4 KiB GET c16", "ops", 16, lambda i: self.req(s, "GET", f"{b}/small/{i % count}"), duration=a.seconds
         )
         await self.load(
             s, "4 KiB HEAD c16", "ops", 16, lambda i: self.req(s, "HEAD", f"{b}/small/{i % count}"), duration=a.seconds
+        )
+
+    def wrk_small(self, s: Server, b: str) -> None:
+        """4 KiB PUT of distinct keys, then GET of the keys put, with wrk at concurrency 16. No HEAD: wrk
+        waits for the body a HEAD answer announces and never gets (github.com/wg/wrk/issues/198)."""
+        a = self.args
+        auth = basic(s.signer.access_key, s.signer.secret) if s.signer else basic("bench", "bench")
+        kw = {"auth": auth, "threads": a.wrk_threads, "connections": 16, "seconds": a.seconds}
+        prefix = f"{b}/wrk/"
+        put = self.wrk(s, "4 KiB PUT c16", "put.lua", [prefix, str(a.wrk_threads)], kw)
+        # thread t of T put keys t + nT for n = 1 .. its 2xx count (n = 0 went to wrk's check of the script);
+        # up to 16 requests, one per connection, were still in flight at the end: not counted as put
+        first, count = a.wrk_threads, max(1, a.wrk_threads * min(put.ok_per_thread) - 16 - a.wrk_threads)
+        if s.name == "nginx":
+            prefix, first, count = f"{b}/small/", 0, NGINX_SMALL
+        self.wrk(s, "4 KiB GET c16", "read.lua", ["GET", prefix, str(first), str(count)], kw)
+
+    def wrk(self, s: Server, name: str, script: str, args: list[str], kw: dict) -> WrkResult:
+        mon = None if s.name == "nginx" else Monitor(s.proc.pid)
+        with mon or contextlib.nullcontext():
+            r = run_wrk(s.base, script, args, **kw)
+        if r.errors:
+            print(f"  {s.name} wrk {name}: {r.errors} errors ({r.status_errors} answers >= 400)", file=sys.stderr)
+            if s.name == "nginx":
+                raise RuntimeError(f"nginx answered {r.errors} errors on wrk {name}: the ceiling would be wrong")
+        sample = Sample(
+            r.ops_per_s,
+            r.ops,
+            r.seconds,
+            r.bytes,
+            r.errors,
+            r.p50_ms,
+            r.p99_ms,
+            r.client_cpu,
+            mon.cpu if mon else None,
+            mon.peak_pss if mon else None,
+            mon.peak if mon else None,
+            r.client_wait,
+        )
+        self.record(name, "ops", target_of(s), sample, client="wrk")
+        return r
+
+    async def large(self, s: Server, b: str) -> None:
+        a = self.args
+        fd = os.open(self.large_file, os.O_RDONLY)
+        try:
+            await self.load(
+                s,
+                "64 MiB PUT c2",
+                "MB",
+                2,
+                lambda i: self.req(s, "PUT", f"{b}/large/{i}", self.large_hash, body_file=(fd, LARGE), payload=LARGE),
+                total=a.large_count,
+            )
+        finally:
+            os.close(fd)
+        await self.load(
+            s,
+            "64 MiB GET c2",
+            "MB",
+            2,
+            lambda i: self.req(s, "GET", f"{b}/large/{i % a.large_count}"),
+            total=a.large_count,
         )
 
     async def multipart(self, s: Server, b: str) -> None:
@@ -428,7 +608,7 @@ class Bench:
         try:
             mon = Monitor(s.proc.pid)
             with mon:
-                t0 = time.perf_counter()
+                t0, c0, w0 = time.perf_counter(), time.thread_time(), thread_run_delay()
                 r = await run_load(
                     s.base,
                     4,
@@ -454,21 +634,103 @@ class Bench:
                 )
                 r.seconds = time.perf_counter() - t0
                 r.errors += done.errors
+                client = time.thread_time() - c0, thread_run_delay() - w0
         finally:
             os.close(fd)
-        self.record("1 GiB multipart PUT, 16 MiB parts c4", "MB", s.name, r, mon)
+        self.record_result("1 GiB multipart PUT, 16 MiB parts c4", "MB", s.name, r, client, mon)
 
-    async def listing(self, s: Server, b: str) -> None:
-        n = 10_000
-        await run_load(s.base, 16, lambda i: self.req(s, "PUT", f"{b}/list/{i:07d}", EMPTY, body=b""), total=n)
-        rnd = random.Random(1)
+    async def listing(self, s: Server) -> None:
+        """Pages of 1000 keys (with a delimiter, from a random start) in a bucket of each --list-keys size.
+        Buckets up to HTTP_LIST_MAX keys are filled over HTTP, larger ones by rows written straight into
+        tunnelmesh's metadata (then it restarts; the start-up times are reported). nginx serves, for each
+        size, the exact page tunnelmesh returned, to the same signed request."""
+        for n in self.args.list_keys:
+            bucket = f"{s.prefix}/list-{n}"
+            bulk = n > HTTP_LIST_MAX
+            if s.name == "nginx":
+                if n not in self.pages:
+                    continue
+            elif bulk and s.name not in (TM, PG):
+                continue
+            else:
+                await run_load(s.base, 1, lambda i, b=bucket: self.req(s, "PUT", b), total=1)
+                if bulk:
+                    self.bulk_load(s, f"list-{n}", n)
+                else:
+                    await run_load(
+                        s.base,
+                        16,
+                        lambda i, b=bucket: self.req(s, "PUT", f"{b}/k/{i:08d}", EMPTY, body=b""),
+                        total=n,
+                    )
+            rnd = random.Random(n)
 
-        def page(i: int):
-            start = f"list/{rnd.randrange(n - 1000):07d}"
-            query = f"delimiter=%2F&list-type=2&max-keys=1000&prefix=list%2F&start-after={start.replace('/', '%2F')}"
-            return self.req(s, "GET", b, EMPTY, query)
+            def query(i: int, n: int = n, rnd: random.Random = rnd) -> str:
+                start = f"k%2F{rnd.randrange(max(1, n - 1000)):08d}"
+                return f"delimiter=%2F&list-type=2&max-keys=1000&prefix=k%2F&start-after={start}"
 
-        await self.load(s, "ListObjectsV2 page of 1000, 10k keys", "ops", 1, page, total=30)
+            if s.name == TM and n not in self.pages:
+                self.pages[n] = self.capture_page(s, bucket, query(0))
+            await self.load(
+                s,
+                f"ListObjectsV2 page of 1000, {n:,} keys",
+                "pages",
+                1,
+                lambda i, b=bucket: self.req(s, "GET", b, EMPTY, query(i)),
+                total=self.args.list_pages,
+            )
+
+    def capture_page(self, s: Server, bucket: str, query: str) -> Path:
+        """One page as tunnelmesh answers it, for nginx to serve as the ListObjectsV2 ceiling."""
+        import urllib.request
+
+        req = urllib.request.Request(
+            s.base + bucket + "?" + query, headers=dict(s.headers("GET", bucket, EMPTY, query))
+        )
+        body = urllib.request.urlopen(req).read()
+        if body.count(b"<Contents>") != 1000:
+            raise RuntimeError(f"{bucket}: a page of {body.count(b'<Contents>')} keys, not 1000")
+        path = self.tmp / "pages" / f"{bucket.rsplit('/', 1)[1]}.xml"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(body)
+        return path
+
+    def bulk_load(self, s: Server, bucket: str, n: int) -> None:
+        """n empty objects k/00000000 ... in `bucket`, as rows written straight into the metadata, then a
+        clean restart and a restart after SIGKILL (both timed): the coordinator sees the rows as its own."""
+        assert s.data_dir is not None and s.restart is not None
+        now = time.time()
+        rows = ((bucket, f"k/{i:08d}", now) for i in range(n))
+        t0 = time.perf_counter()
+        if s.meta is None:
+            db = sqlite3.connect(s.data_dir / "meta.sqlite3", timeout=60)
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "INSERT OR REPLACE INTO objects(bucket, key, size, etag, mtime, headers, checksums, segments, owner, "
+                "data) VALUES (?, ?, 0, 'd41d8cd98f00b204e9800998ecf8427e', ?, '{}', '{}', '[]', 'admin', x'')",
+                rows,
+            )
+            db.execute("UPDATE buckets SET objects = objects + ? WHERE name = ?", (n, bucket))
+            db.execute("COMMIT")
+            db.close()
+        else:
+            import psycopg
+
+            with psycopg.connect(s.meta) as conn:
+                with conn.cursor().copy(
+                    "COPY objects(bucket, key, size, etag, mtime, headers, checksums, segments, owner, data) FROM STDIN"
+                ) as copy:
+                    for b, k, t in rows:
+                        copy.write_row((b, k, 0, "d41d8cd98f00b204e9800998ecf8427e", t, "{}", "{}", "[]", "admin", b""))
+                conn.execute("UPDATE buckets SET objects = objects + %s WHERE name = %s", (n, bucket))
+        loaded = time.perf_counter() - t0
+        clean = s.restart()
+        crashed = s.restart(crash=True)
+        backend = "PostgreSQL" if s.meta else "SQLite"
+        self.extra.setdefault(f"start-up with {n:,} objects on {backend} (until both listeners accept)", {})[
+            f"run {len(self.lines.get(f'startup {n} {backend}', [])) + 1}:"
+        ] = f"{clean:.2f} s after a clean stop, {crashed:.2f} s after SIGKILL ({n:,} rows loaded in {loaded:.0f} s)"
+        self.lines.setdefault(f"startup {n} {backend}", []).append(clean)
 
     async def delete_objects(self, s: Server, b: str) -> None:
         n = 3000
@@ -556,149 +818,197 @@ class Bench:
             os.close(fd)
             big.unlink()
 
-    async def million(self, s: Server) -> None:
-        """List-page cost and start-up time with 1,000,000 objects (rows written straight to SQLite)."""
-        assert s.data_dir is not None and s.restart is not None
-        db = sqlite3.connect(s.data_dir / "meta.sqlite3", timeout=60)
-        now = time.time()
-        db.execute("BEGIN IMMEDIATE")
-        db.executemany(
-            "INSERT OR REPLACE INTO objects(bucket, key, size, etag, mtime, headers, checksums, segments, owner, data) "
-            "VALUES ('bench', ?, 0, 'd41d8cd98f00b204e9800998ecf8427e', ?, '{}', '{}', '[]', 'admin', x'')",
-            ((f"million/{i:07d}", now) for i in range(1_000_000)),
-        )
-        db.execute("UPDATE buckets SET objects = objects + 1000000 WHERE name = 'bench'")
-        db.execute("COMMIT")
-        db.close()
-        clean = s.restart()
-        crashed = s.restart(crash=True)
-        self.extra["start-up with 1,000,000 objects (until both listeners accept)"] = {
-            "tunnelmesh": f"{clean:.2f} s after a clean stop, {crashed:.2f} s after SIGKILL"
-        }
-        rnd = random.Random(2)
-
-        def page(i: int):
-            start = f"million%2F{rnd.randrange(999_000):07d}"
-            query = f"delimiter=%2F&list-type=2&max-keys=1000&prefix=million%2F&start-after={start}"
-            return self.req(s, "GET", f"{s.prefix}/bench", EMPTY, query)
-
-        await self.load(s, "ListObjectsV2 page of 1000, 1M keys", "ops", 1, page, total=30)
-
-    async def limits(self, nginx: Server | None) -> None:
-        rate = disk_fsync_rate(self.tmp)
-        for name in ("64 MiB PUT c2", "1 GiB multipart PUT, 16 MiB parts c4"):
-            self.rows.setdefault(name, Row(name, "MB")).limit = rate
-        self.extra["disk write + fsync, 64 MiB"] = {"limit": f"{rate:.0f} MB/s"}
-        hashing = hashing_rate(self.large_file.read_bytes())
-        cores = os.cpu_count() or 1
-        self.extra["MD5 + SHA-256 of a signed PUT, one core"] = {
-            "limit": f"{hashing:.0f} MB/s; {cores} cores at most {cores * hashing:.0f} MB/s, "
-            f"{cores * hashing / rate:.0%} of the disk, before any I/O"
-        }
-        if nginx is None:
-            return
-        await run_load(nginx.base, 1, lambda i: ("GET", "/small/0", [], None, None, 0), total=1)
-        for name, path, conc, kw in (
-            ("4 KiB GET c16", lambda i: f"/small/{i % 1000}", 16, {"duration": self.args.seconds}),
-            ("4 KiB HEAD c16", lambda i: f"/small/{i % 1000}", 16, {"duration": self.args.seconds}),
-            ("64 MiB GET c2", lambda i: f"/large/{i % self.args.large_count}", 2, {"total": self.args.large_count}),
-        ):
-            method = "HEAD" if "HEAD" in name else "GET"
-            r = await run_load(nginx.base, conc, lambda i, p=path, m=method: (m, p(i), [], None, None, 0), **kw)
-            if r.errors:
-                raise RuntimeError(f"nginx answered {r.errors} errors on {name}: the limit would be wrong")
-            row = self.rows[name]
-            row.limit = value(r, row.unit)
-
     async def bare_stack(self, null: Server, hashing: Server) -> None:
-        """The same HTTP stack with nothing behind it (the small-PUT limit), and with only the work
-        a signed, durable PUT cannot skip (the ceiling for large PUTs)."""
-        r = await run_load(
-            null.base,
-            16,
-            lambda i: ("PUT", f"/n/{i}", null.headers("PUT", f"/n/{i}", self.small_hash), self.small, None, SMALL),
-            duration=self.args.seconds,
-        )
-        self.rows["4 KiB PUT c16"].limit = r.ops_per_s
-        self.extra["4 KiB PUT limit"] = {
-            "": "the same HTTP stack with nothing behind it: granian and an ASGI app that reads the body "
-            "and answers 200 (bench/null_server.py)"
-        }
-        fd = os.open(self.large_file, os.O_RDONLY)
-        try:
-            r = await run_load(
-                hashing.base,
-                2,
-                lambda i: ("PUT", f"/n/{i}", [], None, (fd, LARGE), LARGE),
-                total=self.args.large_count,
+        """The same HTTP stack with nothing behind it, and with only the work a signed, durable PUT cannot
+        skip (MD5, SHA-256, write, fsync): extra lines beside the nginx ceilings."""
+        if self.want("small"):
+            await self.load(
+                null,
+                "4 KiB PUT c16",
+                "ops",
+                16,
+                lambda i: ("PUT", f"/n/{i}", null.headers("PUT", f"/n/{i}", self.small_hash), self.small, None, SMALL),
+                duration=self.args.seconds,
             )
-        finally:
-            os.close(fd)
-        tm = self.rows["64 MiB PUT c2"].results["tunnelmesh"].mb_per_s
-        self.extra["64 MiB PUT c2 on the bare stack"] = {
-            "ceiling": f"{r.mb_per_s:.0f} MB/s (granian, MD5 + SHA-256, write + fsync, nothing else; "
-            f"tunnelmesh reaches {tm / r.mb_per_s:.0%} of it)"
-        }
+        if self.want("large"):
+            fd = os.open(self.large_file, os.O_RDONLY)
+            try:
+                await self.load(
+                    hashing,
+                    "64 MiB PUT c2",
+                    "MB",
+                    2,
+                    lambda i: (
+                        "PUT",
+                        f"/n/{i}",
+                        hashing.headers("PUT", f"/n/{i}", self.large_hash),
+                        None,
+                        (fd, LARGE),
+                        LARGE,
+                    ),
+                    total=self.args.large_count,
+                )
+            finally:
+                os.close(fd)
+            self.lines.setdefault("disk", []).append(disk_fsync_rate(self.tmp))
+            self.lines.setdefault("hashing", []).append(hashing_rate(self.large_file.read_bytes()))
 
-    def report(self) -> str:
+    def report(self, minutes: float) -> str:
         a = self.args
         lines = [
             f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()}, "
-            f"{os.cpu_count()} cores, Python {platform.python_version()}; "
-            f"`python bench/run.py --seconds {a.seconds:g} --large-count {a.large_count}"
-            f"{' --million' if a.million else ''}"
-            f"{f' --access-policy {a.access_policy}' if a.access_policy is not None else ''}`."
-            + (f" {self.access[0].upper()}{self.access[1:]}." if self.access else ""),
-            "",
-            "| workload | tunnelmesh | p50 / p99 ms | moto | tm / moto | limit | tm / limit | tm peak RSS | tm CPU s |",
-            "|---|---|---|---|---|---|---|---|---|",
+            f"{os.cpu_count()} cores, Python {platform.python_version()}, {minutes:.0f} min; "
+            f"`python bench/run.py{' ' if sys.argv[1:] else ''}{shlex.join(sys.argv[1:])}`: {a.runs} run(s) per "
+            "target, the targets taking turns run by run. Cells: min / median / max over the runs; ratios and "
+            "the other cells are of medians." + (f" {self.access[0].upper()}{self.access[1:]}." if self.access else ""),
         ]
-        for row in self.rows.values():
-            tm, moto = row.results.get("tunnelmesh"), row.results.get("moto")
-            if tm is None:
-                continue
-            unit = "ops/s" if row.unit == "ops" else "MB/s"
-            v = value(tm, row.unit)
-            mv = value(moto, row.unit) if moto else None
-            cells = [
-                row.name,
-                f"{v:,.0f} {unit}" + (f" ({tm.errors} errors)" if tm.errors else ""),
-                f"{tm.pct(50):.1f} / {tm.pct(99):.1f}",
-                f"{mv:,.0f} {unit}" if mv is not None else "n/a",
-                f"{v / mv:.2f}x" if mv else "n/a",
-                f"{row.limit:,.0f} {unit}" if row.limit else "n/a",
-                f"{v / row.limit:.0%}" if row.limit else "n/a",
-                f"{row.rss.get('tunnelmesh', 0) / 2**20:.0f} MiB",
-                f"{row.cpu.get('tunnelmesh', 0):.1f}",
-            ]
-            lines.append("| " + " | ".join(cells) + " |")
+        pg = any(PG in r.samples for r in self.rows.values())
+        for client, title in (
+            ("python", "Python client (bench/loadgen.py: asyncio, SigV4, payload hash verified)"),
+            (
+                "wrk",
+                f"wrk client (C; HTTP Basic auth; `-t {a.wrk_threads} -c 16`; no HEAD: wrk cannot read a HEAD "
+                "answer, github.com/wg/wrk/issues/198)",
+            ),
+        ):
+            rows = [r for r in self.rows.values() if r.client == client and TM in r.samples]
+            if rows:
+                lines += ["", f"**{title}**", "", *self.table(rows, pg)]
         lines.append("")
+        for row in self.rows.values():
+            for target, what in (
+                (NULL, "granian, one process per core, an ASGI app that reads the body and answers 200"),
+                (BARE, "granian; MD5 + SHA-256, write + fsync, nothing else"),
+            ):
+                med = row.med(target)
+                if med is None:
+                    continue
+                tm = row.med(TM)
+                lines.append(
+                    f"- {row.name} on the {target} (bench/null_server.py: {what}): "
+                    f"{self.spread(row, target)} {UNITS[row.unit]}, client {row.med(target, 'client_share'):.0%} "
+                    "of a core" + (f"; tunnelmesh reaches {tm / med:.0%} of it" if tm else "")
+                )
+        for key, label in (("disk", "disk write + fsync of 64 MiB"), ("hashing", "MD5 + SHA-256 on one core")):
+            if self.lines.get(key):
+                vals = self.lines[key]
+                lines.append(
+                    f"- {label}: {statistics.median(vals):,.0f} MB/s ({min(vals):,.0f}–{max(vals):,.0f}) over the runs"
+                )
         for name, vals in self.extra.items():
-            lines.append(f"- {name}: " + ", ".join(f"{k} {v}".strip() for k, v in vals.items()))
-        moto_rss = max((r.rss.get("moto", 0) for r in self.rows.values()), default=0)
-        tm_rss = max((r.rss.get("tunnelmesh", 0) for r in self.rows.values()), default=0)
+            lines.append(f"- {name}: " + "; ".join(f"{k} {v}".strip() for k, v in vals.items()))
+        peaks = []
+        for target, label in ((TM, "tunnelmesh"), (PG, "tunnelmesh on PostgreSQL"), (MOTO, "moto")):
+            pss = max((r.peak(target, "peak_pss") for r in self.rows.values()), default=0)
+            rss = max((r.peak(target, "peak_rss") for r in self.rows.values()), default=0)
+            if rss:
+                peaks.append(f"{label} {pss / 2**20:.0f} / {rss / 2**20:.0f} MiB")
+        if peaks:
+            lines.append(
+                "- peak PSS / RSS over the whole run (whole process tree; summed RSS counts the workers' shared "
+                "pages once per process, PSS shares them out"
+                + ("; PostgreSQL's own processes not included" if pg else "")
+                + "): "
+                + ", ".join(peaks)
+            )
         lines.append(
-            f"- peak RSS over the whole run (whole process tree): tunnelmesh {tm_rss / 2**20:.0f} MiB, "
-            f"moto {moto_rss / 2**20:.0f} MiB"
+            "- client CPU / busy: the load generator's own CPU seconds per wall second (the Python client's "
+            "event-loop thread; wrk's process, all threads), and the same plus the time it waited for a core "
+            f"(run-queue delay, /proc/.../schedstat); **!** marks busy at {SATURATED:.0%} of a core per client "
+            "thread or more: that client hardly ever waited for an answer, so the figure measures the client"
         )
         return "\n".join(lines)
 
+    @staticmethod
+    def spread(row: Row, target: str) -> str:
+        vals = row.values(target)
+        if not vals:
+            return "n/a"
+        if len(vals) == 1:
+            return num(vals[0])
+        return f"{num(min(vals))} / **{num(statistics.median(vals))}** / {num(max(vals))}"
 
-def measure_limits(bench: Bench, tmp: Path) -> None:
+    def main_cell(self, row: Row, target: str) -> str:
+        errors = sum(row.values(target, "errors"))
+        cell = f"{self.spread(row, target)} {UNITS[row.unit]}"
+        med = row.med(target)
+        if row.unit == "pages" and med:
+            cell += f" ({1000 / med:.1f} ms/page)"
+        return cell + (f" ({errors:.0f} errors)" if errors else "")
+
+    @staticmethod
+    def lat(row: Row, target: str) -> str:
+        p50, p99 = row.med(target, "p50_ms"), row.med(target, "p99_ms")
+        return f"{p50:.1f} / {p99:.1f}" if p50 is not None and p99 is not None else "n/a"
+
+    def table(self, rows: list[Row], pg: bool) -> list[str]:
+        cols = ["workload", "tunnelmesh min / med / max", "p50 / p99 ms"]
+        if pg:
+            cols += ["tm on PostgreSQL min / med / max", "PG p50 / p99 ms"]
+        cols += ["moto", "nginx ceiling", "tm / ceiling", "tm / moto"]
+        if pg:
+            cols += ["PG / ceiling"]
+        cols += ["client CPU / busy, % of a core", "tm PSS / RSS peak MiB" + (" (PG)" if pg else "")]
+        out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for row in rows:
+            unit = UNITS[row.unit]
+            tm, moto, ceil = row.med(TM), row.med(MOTO), row.med(CEIL)
+
+            def ratio(x: float | None, y: float | None, fmt: str) -> str:
+                return format(x / y, fmt) if x and y else "n/a"
+
+            cells = [row.name, self.main_cell(row, TM), self.lat(row, TM)]
+            if pg:
+                cells += [self.main_cell(row, PG) if PG in row.samples else "n/a", self.lat(row, PG)]
+            cells += [
+                f"{num(moto)} {unit}" if moto else "n/a",
+                f"{num(ceil)} {unit}" if ceil else "n/a",
+                ratio(tm, ceil, ".0%"),
+                ratio(tm, moto, ".2f") + ("x" if tm and moto else ""),
+            ]
+            if pg:
+                cells.append(ratio(row.med(PG), ceil, ".0%"))
+            shares = []
+            for target, label in ((TM, "tm"), (PG, "pg"), (MOTO, "moto"), (CEIL, "nginx")):
+                share, busy = row.med(target, "client_share"), row.med(target, "client_busy")
+                if share is not None and busy is not None:
+                    bound = busy >= SATURATED * (self.args.wrk_threads if row.client == "wrk" else 1)
+                    shares.append(f"{label} {share:.0%}/{busy:.0%}" + (" **!**" if bound else ""))
+            cells.append(", ".join(shares))
+            mem = [
+                f"{row.peak(t, 'peak_pss') / 2**20:.0f} / {row.peak(t, 'peak_rss') / 2**20:.0f}"
+                for t in (TM, PG)
+                if row.peak(t, "peak_rss")
+            ]
+            cells.append(mem[0] + (f" ({mem[1]})" if len(mem) > 1 else "") if mem else "n/a")
+            out.append("| " + " | ".join(cells) + " |")
+        return out
+
+
+def num(v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:,.0f}" if abs(v) >= 10 else f"{v:.1f}"
+
+
+def measure_ceilings(bench: Bench, tmp: Path) -> None:
+    """One run of the ceilings: nginx answering the same requests, the bare HTTP stack, the disk."""
     root = tmp / "www"
-    (root / "small").mkdir(parents=True)
-    (root / "large").mkdir()
-    for i in range(1000):
-        (root / "small" / str(i)).write_bytes(bench.small)
-    for i in range(bench.args.large_count):
-        os.link(bench.large_file, root / "large" / str(i))
-    nginx = start_nginx(tmp, root)
-    try:
-        asyncio.run(bench.limits(nginx))
-    finally:
-        if nginx:
+    if not root.exists():
+        (root / "bench" / "small").mkdir(parents=True)
+        (root / "bench" / "large").mkdir()
+        for i in range(NGINX_SMALL):
+            (root / "bench" / "small" / str(i)).write_bytes(bench.small)
+        for i in range(bench.args.large_count):
+            os.link(bench.large_file, root / "bench" / "large" / str(i))
+    nginx = start_nginx(tmp, root, bench.pages)
+    if nginx is not None:
+        try:
+            asyncio.run(bench.s3_server(nginx))
+        finally:
             nginx.stop()
     null, hashing = start_null(tmp), start_null(tmp, store=True)
+    null.name, hashing.name = NULL, BARE
     try:
         asyncio.run(bench.bare_stack(null, hashing))
     finally:
@@ -741,34 +1051,81 @@ def write_between(readme: Path, start: str, end: str, text: str) -> None:
 
 
 def dump(bench: Bench, path: Path, source: str) -> None:
-    """Every figure of the run, machine-readable (bench/compare.py reads it)."""
+    """Every figure of the run, machine-readable. Per row and target: the median run's figures under the
+    keys bench/compare.py reads (value, ops, bytes, cpu_s, peak_rss, ...), and every run under "runs"."""
     rows = []
     for row in bench.rows.values():
-        servers = {
-            name: {
-                "ops": r.ops,
-                "seconds": r.seconds,
-                "bytes": r.bytes,
-                "errors": r.errors,
-                "value": value(r, row.unit),
-                "p50_ms": r.pct(50),
-                "p99_ms": r.pct(99),
-                "cpu_s": row.cpu.get(name),
-                "peak_rss": row.rss.get(name),
+        servers = {}
+        for target in row.samples:
+            m = row.median_sample(target)
+            servers[target] = {
+                "ops": m.ops,
+                "seconds": m.seconds,
+                "bytes": m.bytes,
+                "errors": sum(row.values(target, "errors")),
+                "value": row.med(target),
+                "min": min(row.values(target)),
+                "max": max(row.values(target)),
+                "p50_ms": row.med(target, "p50_ms"),
+                "p99_ms": row.med(target, "p99_ms"),
+                "cpu_s": m.server_cpu,
+                "client_share": row.med(target, "client_share"),
+                "peak_rss": row.peak(target, "peak_rss") or None,
+                "peak_pss": row.peak(target, "peak_pss") or None,
+                "client_busy": row.med(target, "client_busy"),
+                "runs": [
+                    asdict(x) | {"client_share": x.client_share, "client_busy": x.client_busy}
+                    for x in row.samples[target]
+                ],
             }
-            for name, r in row.results.items()
-        }
-        rows.append({"name": row.name, "unit": row.unit, "limit": row.limit, "servers": servers})
-    path.write_text(json.dumps({"args": vars(bench.args), "tunnelmesh": source, "rows": rows}, indent=1, default=str))
+        rows.append(
+            {"name": row.name, "unit": row.unit, "client": row.client, "limit": row.med(CEIL), "servers": servers}
+        )
+    path.write_text(
+        json.dumps(
+            {"args": vars(bench.args), "tunnelmesh": source, "rows": rows, "lines": bench.lines, "extra": bench.extra},
+            indent=1,
+            default=str,
+        )
+    )
+
+
+def start_target(target: str, tmp: Path, run: int, pg: Any) -> Server:
+    """A fresh server of `target` for one run (its own data dir, or its own PostgreSQL database)."""
+    if target == TM:
+        s = start_tunnelmesh(tmp, f"tm-run{run}")
+    elif target == PG:
+        uri = pg.database(f"tm_run{run}")
+        s = start_tunnelmesh(tmp, f"pg-run{run}", env={"TUNNELMESH_S3_METADATA": uri})
+        s.meta = uri
+    else:
+        s = start_moto(tmp)
+    s.name = target
+    return s
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3, help="runs of every workload per target (min / median / max)")
     ap.add_argument("--seconds", type=float, default=5.0, help="duration of each small-object workload")
     ap.add_argument("--large-count", type=int, default=6, help="64 MiB objects per large workload")
-    ap.add_argument("--million", action="store_true", help="also list and restart with 1,000,000 objects")
+    ap.add_argument("--quick", action="store_true", help="--seconds 2 --large-count 3 (unless given)")
+    ap.add_argument("--million", action="store_true", help="also list a bucket of 1,000,000 keys")
+    ap.add_argument(
+        "--list-keys",
+        type=lambda v: [int(x) for x in v.split(",") if x],
+        help="the bucket sizes to list (default 10000, and 1000000 with --million); sizes above "
+        f"{HTTP_LIST_MAX:,} are loaded in bulk into tunnelmesh's metadata (no moto), e.g. 10000,1000000,10000000",
+    )
+    ap.add_argument("--list-pages", type=int, default=30, help="pages listed per bucket size and run")
+    ap.add_argument(
+        "--postgres", action="store_true", help="also tunnelmesh with its metadata on PostgreSQL (pgserver)"
+    )
+    ap.add_argument("--only", type=lambda v: set(v.split(",")), help=f"only these workload groups: {','.join(GROUPS)}")
+    ap.add_argument("--wrk-threads", type=int, default=1, help="wrk's threads (-t); its connections stay 16")
     ap.add_argument("--skip-moto", action="store_true")
-    ap.add_argument("--skip-limits", action="store_true", help="no nginx, disk or bare-stack limits")
+    ap.add_argument("--skip-limits", action="store_true", help="no nginx ceilings, bare-stack or disk limits")
+    ap.add_argument("--skip-wrk", action="store_true", help="no wrk client")
     ap.add_argument(
         "--access-policy",
         type=int,
@@ -780,25 +1137,58 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write every figure to this file")
     ap.add_argument("--write-readme", action="store_true", help="replace the results in bench/README.md and README.md")
     args = ap.parse_args()
+    if args.quick:
+        given = set(sys.argv)
+        args.seconds = args.seconds if "--seconds" in given else 2.0
+        args.large_count = args.large_count if "--large-count" in given else 3
+    if args.list_keys is None:
+        args.list_keys = [10_000] + ([1_000_000] if args.million else [])
+    if args.only and not args.only <= set(GROUPS):
+        ap.error(
+            f"--only: unknown groups {', '.join(sorted(args.only - set(GROUPS)))}; choose from {', '.join(GROUPS)}"
+        )
+    if any(n < 1001 for n in args.list_keys):
+        ap.error("--list-keys: each bucket needs more than 1000 keys for a full page from a random start")
+    if args.runs < 1:
+        ap.error("--runs must be 1 or more")
     if args.access_policy is not None:
         if args.access_policy < 0:
             ap.error("--access-policy N: N must be 0 or more")
         args.skip_moto = args.skip_limits = True  # moto has no peers; the limits need the large workloads
+    if not args.skip_wrk and wrk_binary() is None:
+        print("wrk is not installed: no wrk table (apt-get install wrk)", file=sys.stderr)
+        args.skip_wrk = True
     args.src, source = use_source(args.src)
-    with tempfile.TemporaryDirectory(dir=Path(__file__).parent.parent) as d:
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(dir=Path(__file__).parent.parent) as d, contextlib.ExitStack() as stack:
         tmp = Path(d)
         os.chmod(tmp, 0o755)  # nginx's workers run as an unprivileged user and must read the files
         bench = Bench(args, tmp)
-        starters = [start_tunnelmesh] + ([] if args.skip_moto else [start_moto])
-        for start in starters:
-            server = start(tmp)
-            try:
-                asyncio.run(bench.s3_server(server))
-            finally:
-                server.stop()
-        if not args.skip_limits:
-            measure_limits(bench, tmp)
-        text = bench.report()
+        pg = None
+        if args.postgres:
+            from scale_out import Postgres  # imported here: it imports this module
+
+            pg = Postgres(tmp)
+            stack.callback(pg.close)
+        targets = (
+            [TM] + ([PG] if pg else []) + ([] if args.skip_moto else [MOTO]) + ([] if args.skip_limits else [CEIL])
+        )
+        for run in range(args.runs):
+            # the other way round every other run; tunnelmesh goes before the ceiling in the first, which
+            # serves the list pages tunnelmesh returned
+            for target in targets if run % 2 == 0 else targets[::-1]:
+                print(f"run {run + 1}/{args.runs}: {target} ...", file=sys.stderr)
+                if target == CEIL:
+                    measure_ceilings(bench, tmp)
+                    continue
+                server = start_target(target, tmp, run, pg)
+                try:
+                    asyncio.run(bench.s3_server(server))
+                finally:
+                    server.stop()
+                    if server.data_dir is not None:
+                        shutil.rmtree(server.data_dir, ignore_errors=True)  # GiBs per run
+        text = bench.report((time.monotonic() - started) / 60)
     if args.json is not None:
         dump(bench, args.json, source)
     print(text)
