@@ -671,6 +671,8 @@ class Bench:
 
             if s.name == TM and n not in self.pages:
                 self.pages[n] = self.capture_page(s, bucket, query(0))
+            # unmeasured pages first: after a bulk load the server has just restarted with a cold cache
+            await run_load(s.base, 1, lambda i, b=bucket: self.req(s, "GET", b, EMPTY, query(i)), total=5)
             await self.load(
                 s,
                 f"ListObjectsV2 page of 1000, {n:,} keys",
@@ -700,14 +702,15 @@ class Bench:
         clean restart and a restart after SIGKILL (both timed): the coordinator sees the rows as its own."""
         assert s.data_dir is not None and s.restart is not None
         now = time.time()
-        rows = ((bucket, f"k/{i:08d}", now) for i in range(n))
+        seq0 = int(now * 1e6)  # as the coordinator numbers writes: increasing microseconds
+        rows = ((bucket, f"k/{i:08d}", now, seq0 + i) for i in range(n))
         t0 = time.perf_counter()
         if s.meta is None:
             db = sqlite3.connect(s.data_dir / "meta.sqlite3", timeout=60)
             db.execute("BEGIN IMMEDIATE")
             db.executemany(
                 "INSERT OR REPLACE INTO objects(bucket, key, size, etag, mtime, headers, checksums, segments, owner, "
-                "data) VALUES (?, ?, 0, 'd41d8cd98f00b204e9800998ecf8427e', ?, '{}', '{}', '[]', 'admin', x'')",
+                "data, seq) VALUES (?, ?, 0, 'd41d8cd98f00b204e9800998ecf8427e', ?, '{}', '{}', '[]', 'admin', x'', ?)",
                 rows,
             )
             db.execute("UPDATE buckets SET objects = objects + ? WHERE name = ?", (n, bucket))
@@ -718,10 +721,13 @@ class Bench:
 
             with psycopg.connect(s.meta) as conn:
                 with conn.cursor().copy(
-                    "COPY objects(bucket, key, size, etag, mtime, headers, checksums, segments, owner, data) FROM STDIN"
+                    "COPY objects(bucket, key, size, etag, mtime, headers, checksums, segments, owner, data, seq) "
+                    "FROM STDIN"
                 ) as copy:
-                    for b, k, t in rows:
-                        copy.write_row((b, k, 0, "d41d8cd98f00b204e9800998ecf8427e", t, "{}", "{}", "[]", "admin", b""))
+                    for b, k, t, seq in rows:
+                        copy.write_row(
+                            (b, k, 0, "d41d8cd98f00b204e9800998ecf8427e", t, "{}", "{}", "[]", "admin", b"", seq)
+                        )
                 conn.execute("UPDATE buckets SET objects = objects + %s WHERE name = %s", (n, bucket))
         loaded = time.perf_counter() - t0
         clean = s.restart()
