@@ -785,7 +785,7 @@ class Bench:
         await self.load(
             s,
             "versioned: ListObjectsV2 page of 1000",
-            "ops",
+            "pages",
             1,
             lambda i: self.req(s, "GET", b, EMPTY, "list-type=2&max-keys=1000&prefix=v%2F"),
             total=30,
@@ -793,7 +793,7 @@ class Bench:
         await self.load(
             s,
             "versioned: ListObjectVersions page of 1000",
-            "ops",
+            "pages",
             1,
             lambda i: self.req(s, "GET", b, EMPTY, "max-keys=1000&prefix=v%2F&versions="),
             total=30,
@@ -1060,7 +1060,7 @@ def dump(bench: Bench, path: Path, source: str) -> None:
     """Every figure of the run, machine-readable. Per row and target: the median run's figures under the
     keys bench/compare.py reads (value, ops, bytes, cpu_s, peak_rss, ...), and every run under "runs"."""
     rows = []
-    for row in bench.rows.values():
+    for key, row in bench.rows.items():
         servers = {}
         for target in row.samples:
             m = row.median_sample(target)
@@ -1085,7 +1085,9 @@ def dump(bench: Bench, path: Path, source: str) -> None:
                 ],
             }
         rows.append(
-            {"name": row.name, "unit": row.unit, "client": row.client, "limit": row.med(CEIL), "servers": servers}
+            # name: unique per client ("wrk: 4 KiB GET c16"), as bench/compare.py keys its rows by it
+            {"name": key, "workload": row.name, "unit": row.unit, "client": row.client, "limit": row.med(CEIL)}
+            | {"servers": servers}
         )
     path.write_text(
         json.dumps(
