@@ -893,8 +893,9 @@ class Bench:
                 tm = row.med(TM)
                 lines.append(
                     f"- {row.name} on the {target} (bench/null_server.py: {what}): "
-                    f"{self.spread(row, target)} {UNITS[row.unit]}, client {row.med(target, 'client_share'):.0%} "
-                    "of a core" + (f"; tunnelmesh reaches {tm / med:.0%} of it" if tm else "")
+                    f"{self.spread(row, target)} {UNITS[row.unit]}, client CPU / busy "
+                    f"{row.med(target, 'client_share'):.0%} / {row.med(target, 'client_busy'):.0%} of a core"
+                    + (f"; tunnelmesh reaches {tm / med:.0%} of it" if tm else "")
                 )
         for key, label in (("disk", "disk write + fsync of 64 MiB"), ("hashing", "MD5 + SHA-256 on one core")):
             if self.lines.get(key):
