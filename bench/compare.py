@@ -174,7 +174,7 @@ def main() -> None:
                 out = keep / f"{label}-{i}.json"
                 t0, (busy0, ours0) = time.monotonic(), cpu_now()
                 cmd = [sys.executable, str(BENCH / "run.py"), "--src", str(src), "--json", str(out)]
-                cmd += ["--skip-moto", "--skip-limits", "--seconds", f"{args.seconds:g}"]
+                cmd += ["--skip-moto", "--skip-limits", "--skip-wrk", "--runs", "1", "--seconds", f"{args.seconds:g}"]
                 cmd += ["--large-count", str(args.large_count), *rest, *side_args[label]]
                 # cwd: an empty directory, so that `python -m tunnelmesh` cannot pick up a tunnelmesh/ from it
                 if subprocess.run(cmd, cwd=d, stdout=subprocess.DEVNULL).returncode:
