@@ -231,7 +231,7 @@ def _fork(job: Callable[[], int], what: str) -> int:
     return pid
 
 
-def preload_worker_code() -> None:
+def preload_worker_code(sse: bool = False) -> None:
     """Import what a worker runs here, once, before the first fork, and take every object so far out of
     the collector's reach (docs: gc.freeze).
 
@@ -240,8 +240,12 @@ def preload_worker_code() -> None:
     supervisor copy-on-write. Frozen, they stay shared through a worker's full collections, which would
     otherwise write to every object's header and copy every page. Only after multiproc.prepared: the
     metrics module needs PROMETHEUS_MULTIPROC_DIR when it is imported. Importing starts no thread, so
-    forking stays safe."""
+    forking stays safe. `sse`: SSE-S3 is configured, so the workers will need cryptography (imported on
+    first use otherwise, store/sse.py)."""
     from tunnelmesh import worker  # noqa: F401
+
+    if sse:
+        from cryptography.hazmat.primitives.ciphers import aead  # noqa: F401
 
     gc.collect()
     gc.freeze()
@@ -447,7 +451,7 @@ def _run_locked(settings: Settings) -> int:
         tags[pid] = tag
         return pid
 
-    preload_worker_code()
+    preload_worker_code(sse=settings.sse_key_file is not None)
     first_tags = claim_writer_tags(settings.data_dir, settings.node, count, settings.metadata)
     workers = {spawn_worker(tag) for tag in first_tags}
     log.info("admin credential: access key %r, secret from %s", ADMIN_ACCESS_KEY, source)
