@@ -11,11 +11,11 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from jinja2 import Environment, PackageLoader, select_autoescape
+
 from tunnelmesh.s3.auth.credentials import Identity
 
 if TYPE_CHECKING:
-    from jinja2 import Environment
-
     from tunnelmesh.console.sessions import Session
 
 PREFIX = "/console"
@@ -114,29 +114,16 @@ class Static:
 
 
 class Templates:
-    """Jinja2 is imported, and its environment built, at the first page: a coordinator whose console nobody
-    opens never holds it (issue 17: memory)."""
-
     def __init__(self, static: Static) -> None:
-        self.static = static
-        self._env: Environment | None = None
-
-    @property
-    def env(self) -> Environment:
-        if self._env is None:
-            from jinja2 import Environment, PackageLoader, select_autoescape
-
-            env = Environment(
-                loader=PackageLoader("tunnelmesh.console", "templates"),
-                autoescape=select_autoescape(["html"]),
-                trim_blocks=True,
-                lstrip_blocks=True,
-            )
-            env.globals["static"] = self.static.url
-            env.globals["url"] = url
-            env.filters["size"] = human_size
-            self._env = env
-        return self._env
+        self.env = Environment(
+            loader=PackageLoader("tunnelmesh.console", "templates"),
+            autoescape=select_autoescape(["html"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.globals["static"] = static.url
+        self.env.globals["url"] = url
+        self.env.filters["size"] = human_size
 
     def page(self, req: Req, name: str, status: int = 200, **ctx: Any) -> Reply:
         principal = req.ident.principal if req.ident else None
