@@ -244,6 +244,8 @@ def preload_worker_code(sse: bool = False) -> None:
     (measured: a lazy Jinja2 saved 2.5 MiB idle, and cost 3 MiB more once both workers had served a console
     page). `sse`: SSE-S3 is configured, so the workers will need cryptography (imported on
     first use otherwise, store/sse.py)."""
+    import ctypes  # noqa: F401  (worker._die_with_parent imports it at start)
+
     from tunnelmesh import worker  # noqa: F401
 
     if sse:
