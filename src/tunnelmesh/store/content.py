@@ -15,13 +15,15 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING
 
 from tunnelmesh.store import sse
 from tunnelmesh.store.blobs import Blobs
 from tunnelmesh.store.errors import DamagedObject
 from tunnelmesh.store.records import ObjectRecord
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 log = logging.getLogger("tunnelmesh.store")
 
@@ -169,14 +171,14 @@ def _trim(s: BlobSlice, i: int, plain: bytes) -> bytes:
 
 def _decrypt_slice(s: BlobSlice, sealed: Sealed) -> bytes:
     span = sse.chunk_span(s.offset, s.length, sealed.plain_size)
-    aes = AESGCM(sealed.key)
+    aes = sse.aesgcm(sealed.key)
     return _trim(s, span.first_chunk, _decrypt_run(s, sealed, aes, span.first_chunk, span.last_chunk + 1))
 
 
 async def _read_sealed(s: BlobSlice, sealed: Sealed) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     span = sse.chunk_span(s.offset, s.length, sealed.plain_size)
-    aes = AESGCM(sealed.key)
+    aes = sse.aesgcm(sealed.key)
     i = span.first_chunk
     while i <= span.last_chunk:
         j = min(i + SEALED_BATCH, span.last_chunk + 1)

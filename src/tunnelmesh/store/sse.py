@@ -28,11 +28,10 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 CHUNK = 64 * 1024
 TAG = 16
@@ -77,7 +76,18 @@ def _nonce(i: int) -> bytes:
     return b"\0\0\0\0" + i.to_bytes(8, "big")
 
 
+def aesgcm(key: bytes) -> AESGCM:
+    """cryptography is imported at the first encrypted object, not at start: a coordinator without SSE never
+    holds it (issue 17: memory; with s3.sse_key_file set, the supervisor loads it before forking, shared)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
+
+
 def _derive(dek: bytes, info: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(dek)
 
 
@@ -97,7 +107,7 @@ class Encryptor:
     __slots__ = ("_aes", "_buf", "_i")
 
     def __init__(self, key: bytes) -> None:
-        self._aes = AESGCM(key)
+        self._aes = aesgcm(key)
         self._buf = bytearray()
         self._i = 0
 
@@ -151,6 +161,8 @@ class Sealer:
 
 
 def decrypt_chunk(aes: AESGCM, i: int, data: bytes, last: bool) -> bytes:
+    from cryptography.exceptions import InvalidTag
+
     try:
         return aes.decrypt(_nonce(i), data, _LAST if last else b"")
     except InvalidTag:
@@ -167,7 +179,7 @@ def decrypt_blob(dek: bytes, blob_id: str, stored: bytes, size: int) -> bytes:
     """A whole blob's plaintext of `size` bytes; Tampered if it was altered, cut or reordered."""
     if len(stored) != stored_size(size):
         raise Tampered(f"the blob is {len(stored)} bytes, expected {stored_size(size)}")
-    aes = AESGCM(blob_key(dek, blob_id))
+    aes = aesgcm(blob_key(dek, blob_id))
     n = chunk_count(size)
     step = CHUNK + TAG
     return b"".join(decrypt_chunk(aes, i, stored[i * step : (i + 1) * step], i == n - 1) for i in range(n))
@@ -175,11 +187,11 @@ def decrypt_blob(dek: bytes, blob_id: str, stored: bytes, size: int) -> bytes:
 
 def encrypt_inline(dek: bytes, data: bytes) -> bytes:
     """An object kept in its metadata row: one chunk (it is at most content.INLINE_MAX, below CHUNK)."""
-    return AESGCM(_derive(dek, _INLINE_INFO)).encrypt(_nonce(0), data, _LAST)
+    return aesgcm(_derive(dek, _INLINE_INFO)).encrypt(_nonce(0), data, _LAST)
 
 
 def decrypt_inline(dek: bytes, stored: bytes) -> bytes:
-    return decrypt_chunk(AESGCM(_derive(dek, _INLINE_INFO)), 0, stored, True)
+    return decrypt_chunk(aesgcm(_derive(dek, _INLINE_INFO)), 0, stored, True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +256,7 @@ class KeyRing:
 
     def wrap(self, dek: bytes, bucket: str, key: str) -> str:
         nonce = os.urandom(12)
-        sealed = AESGCM(self.keys[self.active]).encrypt(nonce, dek, _aad(bucket, key))
+        sealed = aesgcm(self.keys[self.active]).encrypt(nonce, dek, _aad(bucket, key))
         return json.dumps({"v": FORMAT, "kid": self.active, "nonce": _b64(nonce), "dek": _b64(sealed)})
 
     def unwrap(self, sealed: str, bucket: str, key: str) -> bytes:
@@ -259,8 +271,10 @@ class KeyRing:
         master = self.keys.get(kid)
         if master is None:
             raise UnknownKey(kid)
+        from cryptography.exceptions import InvalidTag
+
         try:
-            return AESGCM(master).decrypt(_unb64(nonce, "nonce", 12), _unb64(wrapped, "dek"), _aad(bucket, key))
+            return aesgcm(master).decrypt(_unb64(nonce, "nonce", 12), _unb64(wrapped, "dek"), _aad(bucket, key))
         except (InvalidTag, KeyFileError):
             raise Tampered("the wrapped key fails authentication") from None
 
