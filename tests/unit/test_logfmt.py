@@ -116,3 +116,21 @@ def test_log_format_setting(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         load(path)
     assert str(e.value) == "log_format: expected text or json, got 'xml'"
+
+
+@pytest.mark.parametrize("created", [1700000000.0, 1700000000.9995, 1700000001.0004, 1700000059.25, 1700003600.5])
+def test_text_time_is_loggings_own(created: float) -> None:
+    """The date part is formatted once a second and reused: each line still shows what logging.Formatter shows."""
+    ours, plain = TextFormatter(), logging.Formatter("%(asctime)s")
+    for t in (created, created + 0.0001, created - 1, created):  # back and forth over a second boundary
+        record = _record("x")
+        record.created, record.msecs = t, int((t - int(t)) * 1000) + 0.0
+        assert ours.formatTime(record) == plain.formatTime(record)
+        assert ours.format(record).startswith(plain.formatTime(record) + " INFO tunnelmesh.s3 x")
+
+
+def test_text_fields_as_escape_shows_each() -> None:
+    """An access line's fields, inline fast path or not, are exactly escape() of each value."""
+    fields = {f"f{i}": value for i, (value, _) in enumerate(ESCAPES)} | {"flag": True, "big": 10**20, "neg": -0.5}
+    line = TextFormatter().format(_record("access", fields))
+    assert line.split(" INFO tunnelmesh.s3 ", 1)[1] == " ".join(f"{k}={escape(v)}" for k, v in fields.items())

@@ -240,3 +240,24 @@ def test_the_routes_that_decide_object_tag_asks_exist_and_ask_object_actions() -
     by_name = {r.name: r for r in ROUTES}
     assert DEFERS.issubset(by_name)
     assert all(by_name[n].level == OBJECT and by_name[n].action for n in DEFERS)
+
+
+def test_a_plain_request_routes_alike_first_and_again_between_others() -> None:
+    """The route of a request without parameters is remembered (router._PLAIN): asked again, interleaved with
+    requests that have sub-resources or a copy source, each still gets its own operation, and an unrouted method
+    is refused every time."""
+    asks = [
+        ("GET", "/b/k", {}, "GetObject"),
+        ("GET", "/b/k?tagging", {}, "GetObjectTagging"),
+        ("PUT", "/b/k", {}, "PutObject"),
+        ("PUT", "/b/k", COPY, "CopyObject"),
+        ("HEAD", "/b/k", {}, "HeadObject"),
+        ("GET", "/b", {}, "ListObjects"),
+        ("GET", "/", {}, "ListBuckets"),
+    ]
+    for _ in range(2):
+        for method, target, headers, name in asks:
+            assert route(request(method, target, headers)).name == name, (method, target, headers)
+        for method, target in (("POST", "/b/k"), ("PATCH", "/b/k")):
+            with pytest.raises(S3Error):
+                route(request(method, target))

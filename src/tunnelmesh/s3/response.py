@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
+from functools import lru_cache
 
 from tunnelmesh.store.content import BlobSlice, close_slices
 
@@ -24,7 +25,9 @@ def xml_response(body: bytes, status: int = 200) -> Response:
     return Response(status, [("content-type", "application/xml")], body)
 
 
+@lru_cache(maxsize=4096)
 def http_date(t: float) -> str:
+    # an object's mtime, read again at every GET/HEAD of it: formatting it took about 5 us of a 4 KiB GET
     return formatdate(t, usegmt=True)
 
 

@@ -479,10 +479,19 @@ def unserved(method: str, level: str, present: set[str]) -> str:
     return "unknown"
 
 
+# the route of a request with no query parameters, by (method, level, copy source): most requests (a plain GET,
+# HEAD or PUT of an object) are one lookup instead of a scan of ROUTES
+_PLAIN: dict[tuple[str, str, bool], Route] = {}
+
+
 def route(req: Request) -> Route:
     level = OBJECT if req.key else BUCKET if req.bucket else SERVICE
-    present = {name for name, _, _, _ in req.query_items}
     has_copy = "x-amz-copy-source" in req.headers
+    if not req.query_items:
+        found = _PLAIN.get((req.method, level, has_copy))
+        if found is not None:
+            return found
+    present = {name for name, _, _, _ in req.query_items}
     for r in ROUTES:
         if r.method != req.method or r.level != level:
             continue
@@ -492,6 +501,8 @@ def route(req: Request) -> Route:
             continue
         if (present & SUBRESOURCES) - set(r.markers):
             break
+        if not present:
+            _PLAIN[(req.method, level, has_copy)] = r  # methods here are routed ones: a bounded set
         return r
     req.operation = unserved(req.method, level, present)
     if req.method not in ("GET", "HEAD", "PUT", "POST", "DELETE"):

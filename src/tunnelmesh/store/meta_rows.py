@@ -5,6 +5,7 @@ shape (and `storage migrate` can copy rows as they are)."""
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 from tunnelmesh.store.metadata import Keep
@@ -80,6 +81,21 @@ def _lock(mode: str | None, until: float | None, hold: int | None) -> Lock | Non
     return Lock(mode, until, bool(hold)) if mode is not None or until is not None or hold else None
 
 
+@lru_cache(maxsize=256)
+def _parsed_map(text: str) -> dict[str, str]:
+    return dict(json.loads(text))
+
+
+def _str_map(text: str) -> dict[str, str]:
+    """A headers or checksums column: objects share a few shapes (one content-type, no checksums), and json.loads
+    cost about 2 us a column on every GET/HEAD; each read gets its own copy (the values are strings)."""
+    return {} if text == "{}" else dict(_parsed_map(text))
+
+
+def _segments(text: str) -> list[Segment]:
+    return [Segment(*seg) for seg in json.loads(text)] if text != "[]" else []  # inline objects have none
+
+
 def _record(bucket: str, key: str, seq: int | None, marker: bool, body: Row, attrs: Row) -> ObjectRecord:
     """A record from _BODY_COLS and _ATTR_COLS."""
     return ObjectRecord(
@@ -88,9 +104,9 @@ def _record(bucket: str, key: str, seq: int | None, marker: bool, body: Row, att
         size=body[0],
         etag=body[1],
         mtime=body[2],
-        headers=json.loads(body[3]),
-        checksums=json.loads(body[4]),
-        segments=[Segment(*seg) for seg in json.loads(body[5])],
+        headers=_str_map(body[3]),
+        checksums=_str_map(body[4]),
+        segments=_segments(body[5]),
         owner=body[6],
         data=body[7],
         version_id=body[8],

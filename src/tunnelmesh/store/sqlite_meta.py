@@ -18,6 +18,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -88,6 +89,17 @@ _INSERT_BUCKET = f"INSERT INTO buckets({BUCKET_COLS}) VALUES ({marks(BUCKET_COLS
 _PEERS_USED = "SELECT COALESCE(SUM(used + mpu_used), 0) FROM buckets WHERE name != ?"
 
 
+@lru_cache(maxsize=8)
+def _freshness_sql(n: int) -> str:
+    """n system-bucket ETags and one bucket row in one result: an ETag row has NULL bucket columns, the bucket
+    row NULL key and etag (keys are never NULL)."""
+    nulls = ", ".join(["NULL"] * len(BUCKET_COLS.split(",")))
+    return (
+        f"SELECT key, etag, {nulls} FROM objects WHERE bucket=? AND key IN ({','.join('?' * n)}) "
+        f"UNION ALL SELECT NULL, NULL, {BUCKET_COLS} FROM buckets WHERE name=?"
+    )
+
+
 class SqliteTx:
     """MetaReads and MetaTx over one connection: the statements, nothing else. Not shared between threads."""
 
@@ -116,9 +128,19 @@ class SqliteTx:
         return [row_to_bucket(r) for r in self.c.execute(f"SELECT {BUCKET_COLS} FROM buckets ORDER BY name")]
 
     def freshness(self, keys: Sequence[str], bucket: str | None) -> tuple[dict[str, str], Bucket | None]:
-        # two primary-key lookups run inline (microseconds each), each statement skipped when nothing is asked
-        # of it; not in one snapshot, whose BEGIN/COMMIT would cost more than both (see MetaBackend.read)
-        etags: dict[str, str] = {}
+        # primary-key lookups run inline (microseconds each); not in an explicit snapshot, whose BEGIN/COMMIT would
+        # cost more than the lookups (see MetaBackend.read)
+        if keys and bucket is not None:
+            # both in one statement (the usual case: every request on a bucket): each statement outside a
+            # transaction takes and drops its own WAL read lock, which cost about as much as a lookup
+            etags, row = {}, None
+            for r in self.c.execute(_freshness_sql(len(keys)), (SYSTEM_BUCKET, *keys, bucket)):
+                if r[0] is None:
+                    row = row_to_bucket(r[2:])
+                else:
+                    etags[r[0]] = r[1]
+            return etags, row
+        etags = {}
         if keys:
             sql = f"SELECT key, etag FROM objects WHERE bucket=? AND key IN ({','.join('?' * len(keys))})"
             etags = dict(self.c.execute(sql, (SYSTEM_BUCKET, *keys)).fetchall())
