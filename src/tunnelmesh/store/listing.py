@@ -151,8 +151,8 @@ def _following(entries: Iterator[VersionEntry], key: str, nseq: int) -> Iterator
 
 
 def _as_latest(e: VersionEntry) -> VersionEntry:
-    # built field by field: dataclasses.replace took 60% of a 1000-version page's CPU
-    return VersionEntry(e.key, e.version_id, e.seq, e.marker, e.size, e.etag, e.mtime, e.owner, True)
+    # built field by field: dataclasses.replace took 60% of a 1000-version page's CPU (and _replace is no faster)
+    return VersionEntry(e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7], True)
 
 
 def _latest(entries: Iterator[VersionEntry]) -> Iterator[VersionEntry]:
