@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import example, given, settings
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from meta_backends import BACKENDS
 from meta_rules import Rules
 
-from tunnelmesh.store import commits
+from tunnelmesh.store import commits, listing
 from tunnelmesh.store.metadata import MetaTx
 from tunnelmesh.store.records import ObjectRecord, WriteConditions, WriteResult
 
@@ -172,3 +173,41 @@ def test_past_a_common_prefix_of_the_last_code_point_nothing_is_left(m: Rules) -
     assert ([o.key for o in page.objects], page.prefixes, page.truncated) == (["a"], [top], False)
     after = m.list_objects(bucket, "", top, top, True, 10)
     assert (after.objects, after.prefixes, after.truncated) == ([], [], False)
+
+
+class CountingScans:
+    """A backend's reads, passed through, counting the ordered object scans (queries) a listing makes."""
+
+    def __init__(self, reads: Any) -> None:
+        self._reads = reads
+        self.scans = 0
+
+    def scan_objects(self, *args: Any) -> Any:
+        self.scans += 1
+        return self._reads.scan_objects(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reads, name)
+
+
+def test_folders_of_a_few_keys_are_passed_over_in_the_open_scan(m: Rules) -> None:
+    """Common prefixes of up to LOOKAHEAD + 1 keys cost a delimiter listing no query each (a seek past each took
+    one query per common prefix); larger ones are still sought past; pages stay the reference's."""
+    small = [1, 2, 5, 3, 1, 4, 2, 5, 3, 1] * 5  # keys per folder: 50 folders, none larger than LOOKAHEAD + 1
+    assert max(small) == listing.LOOKAHEAD + 1
+    names = {f"f{i:02d}/{j}" for i, n in enumerate(small) for j in range(n)} | {f"f{i:02d}" for i in range(0, 50, 7)}
+    bucket = fill(m, names)
+    expected = reference(names, "", "/", None, False)
+    for max_keys in (1, 2, 3, 7, 1000):
+        assert page_through(m, bucket, "", "/", None, False, max_keys, len(names) + 2) == expected
+
+    def scans(r: Any, b: str, delimiter: str = "/") -> tuple[int, int]:
+        counting = CountingScans(r)
+        page = listing.list_objects(counting, b, "", delimiter, None, False, 1000)
+        return counting.scans, len(page.prefixes)
+
+    assert m.read(lambda r: scans(r, bucket)) == (1, 50)
+    # folders larger than the lookahead are sought past (after the first, at their first key), as before: the
+    # first scan, then one seek past each folder
+    big = fill(m, {f"g{i:02d}/{j}" for i in range(20) for j in range(listing.LOOKAHEAD + 3)})
+    assert m.read(lambda r: scans(r, big)) == (21, 20)

@@ -902,7 +902,8 @@ class Store:
         max_keys: int,
     ) -> Listing:
         return await self.meta.read(
-            lambda r: listing.list_objects(r, bucket, prefix, delimiter, after, after_is_prefix, max_keys)
+            lambda r: listing.list_objects(r, bucket, prefix, delimiter, after, after_is_prefix, max_keys),
+            snapshot=bool(delimiter),
         )
 
     async def list_versions(

@@ -84,7 +84,7 @@ def _ref(r: ObjectRecord) -> ObjectRef:
 
 def _listed(r: ObjectRecord) -> Listed:
     """What a listing carries (the protocol's scan_objects)."""
-    return Listed(r.bucket, r.key, r.size, r.etag, r.mtime, r.owner)
+    return Listed(r.key, r.size, r.etag, r.mtime, r.owner)
 
 
 def _entry(r: ObjectRecord) -> VersionEntry:

@@ -5,7 +5,8 @@ shape (and `storage migrate` can copy rows as they are)."""
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from collections.abc import Callable, Iterable, Iterator
+from functools import lru_cache, partial
 from typing import Any
 
 from tunnelmesh.store.metadata import Keep
@@ -44,8 +45,9 @@ VERSION_COLS = f"bucket, key, nseq, marker, since, {_BODY_COLS}, {_ATTR_COLS}"
 SQLITE_SEQ = "COALESCE(seq, CAST(mtime * 1000000 AS INTEGER))"
 PG_SEQ = "COALESCE(seq, trunc(mtime * 1000000)::bigint)"
 # what a listing needs; no JSON to parse and no inline bytes to copy (nor a version's columns: ListObjects
-# shows none, and two more columns cost a page of 1000 keys 13% more CPU, measured with bench/compare.py)
-LIST_COLS = "bucket, key, size, etag, mtime, owner"
+# shows none, and two more columns cost a page of 1000 keys 13% more CPU, measured with bench/compare.py; nor
+# the bucket, which the caller named)
+LIST_COLS = "key, size, etag, mtime, owner"
 VLIST_COLS = "key, version_id, -nseq, marker, size, etag, mtime, owner"
 # scan_current's: an `objects` row in VLIST_COLS' shape (never a marker), its seq as each engine reads it
 SQLITE_CLIST_COLS = f"key, version_id, {SQLITE_SEQ}, 0, size, etag, mtime, owner"
@@ -141,9 +143,13 @@ def row_to_ref(r: Row) -> ObjectRef:
     return ObjectRef(r[0], r[1], r[2], _blobs(r[3]), r[4], r[5] or seq_at(r[2]), r[6], r[7], bool(r[8]), marker)
 
 
-def row_to_listed(r: Row) -> Listed:
-    """A row of LIST_COLS."""
-    return Listed(*r)
+# a row of LIST_COLS as a Listed, made in C (tuple.__new__ copies the row; no Python frame per row)
+_as_listed: Callable[[Row], Listed] = partial(tuple.__new__, Listed)
+
+
+def listed_rows(rows: Iterable[Row]) -> Iterator[Listed]:
+    """Rows of LIST_COLS as Listed, lazily."""
+    return map(_as_listed, rows)
 
 
 def row_to_version_entry(r: Row) -> VersionEntry:

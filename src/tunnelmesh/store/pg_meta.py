@@ -74,11 +74,11 @@ from tunnelmesh.store.meta_rows import (
     attr_values,
     attrs_update,
     bucket_row,
+    listed_rows,
     marks,
     object_row,
     retire_select,
     row_to_bucket,
-    row_to_listed,
     row_to_object,
     row_to_part,
     row_to_ref,
@@ -259,7 +259,7 @@ class PgTx:
         sql += " ORDER BY key LIMIT %s"
         args.append(limit)
         # the rows arrive at once (LIMIT bounds them); the records are built as the caller iterates
-        return (row_to_listed(r) for r in self.c.execute(sql, args))
+        return listed_rows(self.c.execute(sql, args))
 
     def upload(self, upload_id: str) -> Upload | None:
         r = self._one(f"SELECT {UPLOAD_COLS} FROM uploads WHERE upload_id = %s{self._lock}", (upload_id,))

@@ -41,11 +41,11 @@ from tunnelmesh.store.meta_rows import (
     attr_values,
     attrs_update,
     bucket_row,
+    listed_rows,
     marks,
     object_row,
     retire_select,
     row_to_bucket,
-    row_to_listed,
     row_to_object,
     row_to_part,
     row_to_ref,
@@ -167,7 +167,7 @@ class SqliteTx:
         sql += " ORDER BY key LIMIT ?"
         args.append(limit)
         # the cursor is read lazily: a listing that jumps past a common prefix never reads the rest
-        return (row_to_listed(r) for r in self.c.execute(sql, args))
+        return listed_rows(self.c.execute(sql, args))
 
     def upload(self, upload_id: str) -> Upload | None:
         r = self.c.execute(f"SELECT {UPLOAD_COLS} FROM uploads WHERE upload_id=?", (upload_id,)).fetchone()

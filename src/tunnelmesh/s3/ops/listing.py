@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from urllib.parse import quote_plus
 
 from tunnelmesh.s3 import xml
@@ -13,10 +14,20 @@ from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.ops.common import Context
 from tunnelmesh.s3.request import Request
 from tunnelmesh.s3.response import Response, xml_response
-from tunnelmesh.store.records import Listed, Listing, VersionEntry, VersionListing, version_seq
+from tunnelmesh.store.records import Listing, VersionEntry, VersionListing, version_seq
 
 # how a listing writes keys and prefixes: as they are, or URL-encoded (encoding-type=url)
 Encode = Callable[[str], str]
+# what quote_plus(s, safe="/") leaves as it is: a page of such keys (one match over them all) is not quoted
+_URL_PLAIN = re.compile(r"[A-Za-z0-9_.\-~/]*")
+
+
+def _url(s: str) -> str:
+    return quote_plus(s, safe="/")
+
+
+def _as_is(s: str) -> str:
+    return s
 
 
 def max_keys_param(req: Request, name: str = "max-keys", cap: int = 1000) -> int:
@@ -45,7 +56,7 @@ def max_keys_param(req: Request, name: str = "max-keys", cap: int = 1000) -> int
 def encoder(req: Request) -> tuple[str | None, Encode]:
     et = req.query.get("encoding-type")
     if et is None:
-        return None, (lambda s: s)
+        return None, _as_is
     if et.lower() != "url":
         raise S3Error(
             "InvalidArgument",
@@ -53,21 +64,48 @@ def encoder(req: Request) -> tuple[str | None, Encode]:
             ArgumentName="encoding-type",
             ArgumentValue=et,
         )
-    return "url", (lambda s: quote_plus(s, safe="/"))
+    return "url", _url
 
 
-def _contents(o: Listed, enc: Encode, owner: bool) -> str:
-    own = f"<Owner><ID>{xml.e(o.owner)}</ID><DisplayName>{xml.e(o.owner)}</DisplayName></Owner>" if owner else ""
-    return (
-        f"<Contents><Key>{xml.e(enc(o.key))}</Key><LastModified>{xml.iso8601(o.mtime)}</LastModified>"
-        f"<ETag>&quot;{o.etag}&quot;</ETag><Size>{o.size}</Size>{own}<StorageClass>STANDARD</StorageClass></Contents>"
-    )
+def texts(values: list[str], enc: Encode) -> list[str]:
+    """Each value encoded as `enc` says and escaped for XML, as xml.e(enc(value)) but at a page's pace: nothing
+    done to a page that needs nothing done (the common case), else only to the values that need it."""
+    if enc is _url:
+        if not _URL_PLAIN.fullmatch("".join(values)):
+            plain = _URL_PLAIN.fullmatch
+            values = [v if plain(v) else _url(v) for v in values]
+        return values  # URL-encoded: ASCII letters, digits and "%+-._~/" only, nothing to escape
+    return xml.texts([enc(v) for v in values] if enc is not _as_is else values)
+
+
+def _owners(owners: Iterable[str]) -> dict[str, str]:
+    """The <Owner> element of each owner: a page's objects have few owners between them."""
+    return {o: _owner(o) for o in set(owners)}
 
 
 def _body(page: Listing, enc: Encode, owner: bool) -> list[str]:
-    parts = [_contents(o, enc, owner) for o in page.objects]
-    parts.extend(f"<CommonPrefixes><Prefix>{xml.e(enc(p))}</Prefix></CommonPrefixes>" for p in page.prefixes)
+    objects = page.objects
+    keys = texts([o.key for o in objects], enc)
+    iso = xml.iso8601
+    if owner:
+        own = _owners(o.owner for o in objects)
+        parts = [
+            f"<Contents><Key>{k}</Key><LastModified>{iso(mtime)}</LastModified><ETag>&quot;{etag}&quot;</ETag>"
+            f"<Size>{size}</Size>{own[who]}<StorageClass>STANDARD</StorageClass></Contents>"
+            for k, (_, size, etag, mtime, who) in zip(keys, objects, strict=True)
+        ]
+    else:
+        parts = [
+            f"<Contents><Key>{k}</Key><LastModified>{iso(mtime)}</LastModified><ETag>&quot;{etag}&quot;</ETag>"
+            f"<Size>{size}</Size><StorageClass>STANDARD</StorageClass></Contents>"
+            for k, (_, size, etag, mtime, _) in zip(keys, objects, strict=True)
+        ]
+    parts.extend(_prefixes(page.prefixes, enc))
     return parts
+
+
+def _prefixes(prefixes: list[str], enc: Encode) -> list[str]:
+    return [f"<CommonPrefixes><Prefix>{p}</Prefix></CommonPrefixes>" for p in texts(prefixes, enc)]
 
 
 async def _page(ctx: Context, call: Call, after: str | None, after_is_prefix: bool, max_keys: int) -> Listing:
@@ -159,17 +197,24 @@ def _owner(owner: str) -> str:
     return f"<Owner><ID>{xml.e(owner)}</ID><DisplayName>{xml.e(owner)}</DisplayName></Owner>"
 
 
-def _version(v: VersionEntry, enc: Encode) -> str:
-    head = (
-        f"<Key>{xml.e(enc(v.key))}</Key><VersionId>{xml.e(v.version_id or 'null')}</VersionId>"
-        f"<IsLatest>{'true' if v.is_latest else 'false'}</IsLatest><LastModified>{xml.iso8601(v.mtime)}</LastModified>"
-    )
-    if v.marker:
-        return f"<DeleteMarker>{head}{_owner(v.owner)}</DeleteMarker>"
-    return (
-        f"<Version>{head}<ETag>&quot;{v.etag}&quot;</ETag><Size>{v.size}</Size>{_owner(v.owner)}"
-        "<StorageClass>STANDARD</StorageClass></Version>"
-    )
+def _versions(entries: list[VersionEntry], enc: Encode) -> list[str]:
+    keys = texts([v.key for v in entries], enc)
+    own = _owners(v.owner for v in entries)
+    iso = xml.iso8601
+    out = []
+    for k, v in zip(keys, entries, strict=True):
+        head = (  # a version id is ours: hex digits, nothing to escape
+            f"<Key>{k}</Key><VersionId>{v.version_id or 'null'}</VersionId>"
+            f"<IsLatest>{'true' if v.is_latest else 'false'}</IsLatest><LastModified>{iso(v.mtime)}</LastModified>"
+        )
+        if v.marker:
+            out.append(f"<DeleteMarker>{head}{own[v.owner]}</DeleteMarker>")
+        else:
+            out.append(
+                f"<Version>{head}<ETag>&quot;{v.etag}&quot;</ETag><Size>{v.size}</Size>{own[v.owner]}"
+                "<StorageClass>STANDARD</StorageClass></Version>"
+            )
+    return out
 
 
 async def list_object_versions(ctx: Context, call: Call) -> Response:
@@ -220,6 +265,5 @@ async def list_object_versions(ctx: Context, call: Call) -> Response:
         head.append(xml.element("NextKeyMarker", enc(page.next_key)))
         if page.next_version is not None:
             head.append(xml.element("NextVersionIdMarker", page.next_version))
-    body = [_version(v, enc) for v in page.entries]
-    body.extend(f"<CommonPrefixes><Prefix>{xml.e(enc(p))}</Prefix></CommonPrefixes>" for p in page.prefixes)
+    body = _versions(page.entries, enc) + _prefixes(page.prefixes, enc)
     return xml_response(xml.document("ListVersionsResult", head + body))
