@@ -9,18 +9,27 @@ With a directory, it also does the work no signed, durable PUT can skip: MD5 (th
 SHA-256 (the signed payload) of the body, written to a file and fsynced. That is the ceiling
 for large PUTs on this stack.
 
+With NULL_SERVER_OVERLAP=1 the store mode works as the coordinator does (tunnelmesh/lanes.py): the body
+coalesced into 1 MiB batches, MD5, SHA-256 and the write each on a thread of their own while the next batch
+is received (at most one batch in flight per lane), writeback started every 8 MiB, the final fsync kept.
+NULL_SERVER_READ_BUFFER sets granian's read buffer (the most one body message carries; granian's default
+when unset). Naive and overlapped ceilings side by side tell how much of a server's gain is the technique.
+
     python bench/null_server.py PORT [DIR]
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import hashlib
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from granian.constants import Interfaces
+from granian.http import HTTP1Settings
 from granian.log import LogLevels
 from granian.server.embed import Server
 
@@ -58,21 +67,103 @@ def hashing_app(directory: str) -> Any:
     return app
 
 
+BATCH = 1024 * 1024
+WRITE_BEHIND = 8 * 1024 * 1024
+
+
+def _start_writeback() -> Any:
+    try:
+        call = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return lambda fd, offset, length: None
+    call.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    return lambda fd, offset, length: call(fd, offset, length, 2)  # SYNC_FILE_RANGE_WRITE
+
+
+def overlapped_app(directory: str) -> Any:
+    pool = None
+    writeback = _start_writeback()
+
+    async def batches(receive: Any) -> Any:
+        held: list[bytes] = []
+        size = 0
+        while True:
+            msg = await receive()
+            body = msg.get("body", b"")
+            if body:
+                held.append(body)
+                size += len(body)
+            if not msg.get("more_body"):
+                if held:
+                    yield b"".join(held)
+                return
+            if size >= BATCH:
+                yield b"".join(held)
+                held, size = [], 0
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        nonlocal pool
+        if scope["type"] != "http":
+            return
+        if pool is None:  # made in the forked child
+            pool = ThreadPoolExecutor(max_workers=8)
+        md5, sha256 = hashlib.md5(), hashlib.sha256()
+        path = os.path.join(directory, f"{os.getpid()}-{id(scope)}")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        written = [0, 0]  # bytes written, bytes whose writeback was started
+
+        def write(data: bytes) -> None:
+            os.write(fd, data)
+            written[0] += len(data)
+            if written[0] - written[1] >= WRITE_BEHIND:
+                writeback(fd, written[1], written[0] - written[1])
+                written[1] = written[0]
+
+        lanes: list[Any] = [None, None, None]
+        try:
+            async for batch in batches(receive):
+                for i, fn in enumerate((md5.update, sha256.update, write)):
+                    if lanes[i] is not None:
+                        await asyncio.wrap_future(lanes[i])
+                    lanes[i] = pool.submit(fn, batch)
+            for lane in lanes:
+                if lane is not None:
+                    await asyncio.wrap_future(lane)
+            await asyncio.wrap_future(pool.submit(os.fsync, fd))
+        finally:
+            os.close(fd)
+            os.unlink(path)
+        await _ok(send)
+
+    return app
+
+
 async def _ok(send: Any) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
     await send({"type": "http.response.body", "body": b""})
 
 
 def serve(port: int, asgi: Any) -> None:
+    buffer = os.environ.get("NULL_SERVER_READ_BUFFER")
+    settings = {"http1_settings": HTTP1Settings(max_buffer_size=int(buffer))} if buffer else {}
     server = Server(
-        asgi, address="127.0.0.1", port=port, interface=Interfaces.ASGINL, websockets=False, log_level=LogLevels.error
+        asgi,
+        address="127.0.0.1",
+        port=port,
+        interface=Interfaces.ASGINL,
+        websockets=False,
+        log_level=LogLevels.error,
+        **settings,
     )
     asyncio.run(server.serve())
 
 
 def main() -> None:
     port = int(sys.argv[1])
-    asgi = hashing_app(sys.argv[2]) if len(sys.argv) > 2 else app
+    if len(sys.argv) > 2:
+        asgi = overlapped_app(sys.argv[2]) if os.environ.get("NULL_SERVER_OVERLAP") == "1" else hashing_app(sys.argv[2])
+    else:
+        asgi = app
     children = []
     for _ in range(os.cpu_count() or 1):
         pid = os.fork()

@@ -282,18 +282,26 @@ def start_nginx(tmp: Path, root: Path, pages: dict[int, Path]) -> Server | None:
     return Server("nginx", proc, f"http://127.0.0.1:{port}", "", Signer("admin", "ceiling"))
 
 
-def start_null(tmp: Path, store: bool = False) -> Server:
+def start_null(tmp: Path, store: bool = False, overlap: bool = False) -> Server:
     """The framework floor (bench/null_server.py): the coordinator's HTTP stack with nothing behind
-    it, or (store=True) with only the hashing and the write + fsync that a signed PUT needs."""
+    it, or (store=True) with only the hashing and the write + fsync that a signed PUT needs: naively on
+    the event loop, or (overlap=True) on threads as the coordinator does. Both read through the
+    coordinator's read buffer, so the two differ only in the technique."""
     port = free_port()
     args = [str(port)]
     if store:
         (tmp / "null-store").mkdir(exist_ok=True)
         args.append(str(tmp / "null-store"))
+    env = {
+        **os.environ,
+        "NULL_SERVER_READ_BUFFER": str(NULL_READ_BUFFER),
+        "NULL_SERVER_OVERLAP": "1" if overlap else "",
+    }
     proc = subprocess.Popen(
         [sys.executable, str(Path(__file__).parent / "null_server.py"), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
     wait_port(port)
     return Server("null", proc, f"http://127.0.0.1:{port}", "", Signer("null", "null"))
@@ -326,6 +334,8 @@ def disk_fsync_rate(tmp: Path, size: int = LARGE, rounds: int = 4) -> float:
 
 TM, PG, MOTO, CEIL = "tunnelmesh", "tunnelmesh-pg", "moto", "ceiling"
 NULL, BARE = "bare HTTP stack", "bare stack + hashing + fsync"
+BARE_OVERLAP = "bare stack + hashing + fsync, overlapped"
+NULL_READ_BUFFER = 1 << 20  # the coordinator's (tunnelmesh/worker.py READ_BUFFER)
 SATURATED = 0.9  # a client at this share of one core or more measures itself more than the server
 GROUPS = ("small", "wrk", "large", "multipart", "list", "delete", "versioned", "gib")
 HTTP_LIST_MAX = 10_000  # buckets up to this many keys are filled over HTTP (every server); larger ones in bulk
@@ -825,7 +835,7 @@ class Bench:
             os.close(fd)
             big.unlink()
 
-    async def bare_stack(self, null: Server, hashing: Server) -> None:
+    async def bare_stack(self, null: Server, hashing: Server, overlapped: Server) -> None:
         """The same HTTP stack with nothing behind it, and with only the work a signed, durable PUT cannot
         skip (MD5, SHA-256, write, fsync): extra lines beside the nginx ceilings."""
         if self.want("small"):
@@ -840,21 +850,22 @@ class Bench:
         if self.want("large"):
             fd = os.open(self.large_file, os.O_RDONLY)
             try:
-                await self.load(
-                    hashing,
-                    "64 MiB PUT c2",
-                    "MB",
-                    2,
-                    lambda i: (
-                        "PUT",
-                        f"/n/{i}",
-                        hashing.headers("PUT", f"/n/{i}", self.large_hash),
-                        None,
-                        (fd, LARGE),
-                        LARGE,
-                    ),
-                    total=self.args.large_count,
-                )
+                for server in (hashing, overlapped):
+                    await self.load(
+                        server,
+                        "64 MiB PUT c2",
+                        "MB",
+                        2,
+                        lambda i, s=server: (
+                            "PUT",
+                            f"/n/{i}",
+                            s.headers("PUT", f"/n/{i}", self.large_hash),
+                            None,
+                            (fd, LARGE),
+                            LARGE,
+                        ),
+                        total=self.args.large_count,
+                    )
             finally:
                 os.close(fd)
             self.lines.setdefault("disk", []).append(disk_fsync_rate(self.tmp))
@@ -885,7 +896,12 @@ class Bench:
         for row in self.rows.values():
             for target, what in (
                 (NULL, "granian, one process per core, an ASGI app that reads the body and answers 200"),
-                (BARE, "granian; MD5 + SHA-256, write + fsync, nothing else"),
+                (BARE, "granian; MD5 + SHA-256, write + fsync, nothing else, each message on the event loop"),
+                (
+                    BARE_OVERLAP,
+                    "the same work as the coordinator does it: 1 MiB batches, MD5, SHA-256 and the write each on "
+                    "a thread while the next batch arrives, writeback every 8 MiB",
+                ),
             ):
                 med = row.med(target)
                 if med is None:
@@ -1015,13 +1031,14 @@ def measure_ceilings(bench: Bench, tmp: Path) -> None:
             asyncio.run(bench.s3_server(nginx))
         finally:
             nginx.stop()
-    null, hashing = start_null(tmp), start_null(tmp, store=True)
-    null.name, hashing.name = NULL, BARE
+    null, hashing, overlapped = start_null(tmp), start_null(tmp, store=True), start_null(tmp, store=True, overlap=True)
+    null.name, hashing.name, overlapped.name = NULL, BARE, BARE_OVERLAP
     try:
-        asyncio.run(bench.bare_stack(null, hashing))
+        asyncio.run(bench.bare_stack(null, hashing, overlapped))
     finally:
         null.stop()
         hashing.stop()
+        overlapped.stop()
 
 
 def tunnelmesh_source() -> str:

@@ -190,8 +190,13 @@ def build(settings: Settings, admin_token: str) -> Apps:
             for slot in held:
                 slot.release()
 
+    head_limit = limits.max_header_size
+
     async def main(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
+            return
+        if _head_size(scope) > head_limit:
+            await _head_too_large(send)
             return
         raw = scope.get("raw_path") or scope["path"].encode()
         if raw == S3_PREFIX or raw.startswith(S3_PREFIX + b"/"):
@@ -215,9 +220,28 @@ def build(settings: Settings, admin_token: str) -> Apps:
     async def root(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
+        if _head_size(scope) > head_limit:
+            await _head_too_large(send)
+            return
         await s3(scope, receive, send, "")
 
     return Apps(main, root, store)
+
+
+def _head_size(scope: dict[str, Any]) -> int:
+    """The request head's size as sent (near enough): its target and each header line. The HTTP server's read
+    buffer is larger than limits.max_header_size (worker.py: it also caps body chunks), so the limit is here."""
+    size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+    for name, value in scope["headers"]:
+        size += len(name) + len(value) + 4  # ": " and CRLF
+    return size
+
+
+async def _head_too_large(send: Any) -> None:
+    """What the HTTP server answers a head over its buffer: 431, and the connection ends (its body is unread)."""
+    headers = [(b"content-length", b"0"), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": 431, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 class ClientTimeout(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import socket
 
 import pytest
@@ -40,6 +41,40 @@ def test_oversized_headers_are_refused_and_the_server_keeps_serving(limited: Coo
     r = requests.get(f"{limited.endpoint}/limited", auth=auth, headers={"x-amz-meta-big": "v" * 32 * 1024})
     assert r.status_code == 431
     assert requests.get(f"{limited.endpoint}/limited", auth=auth).status_code == 200
+
+
+@pytest.mark.parametrize("listener", ["main", "s3"])
+@pytest.mark.parametrize("where", ["header", "query"])
+def test_a_head_over_max_header_size_is_refused_on_both_listeners_and_stores_nothing(
+    limited: Coordinator, listener: str, where: str
+) -> None:
+    """The HTTP server's read buffer is larger than the head's limit (it also sizes body chunks): the limit is
+    the application's, answered as the HTTP layer would (431, and the connection closes)."""
+    port, prefix = (limited.port, "/s3") if listener == "main" else (limited.s3_port, "")
+    big = "v" * 20 * 1024  # over 16KiB, far under the read buffer
+    target = f"{prefix}/limited/head-{where}-{listener}" + (f"?x-junk={big}" if where == "query" else "")
+    extra = f"x-amz-meta-big: {big}\r\n" if where == "header" else ""
+    cred = base64.b64encode(f"admin:{limited.token}".encode()).decode()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(
+            f"PUT {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {cred}\r\n{extra}"
+            "Content-Length: 5\r\n\r\nhello".encode()
+        )
+        reply = b""
+        while chunk := sock.recv(65536):  # the server closes the connection after its answer
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 431 "), reply[:300]
+    auth = ("admin", limited.token)
+    assert requests.head(f"{limited.endpoint}/limited/head-{where}-{listener}", auth=auth).status_code == 404
+    assert requests.get(f"http://127.0.0.1:{port}{prefix}/limited", auth=auth).status_code == 200
+
+
+def test_a_head_just_under_max_header_size_is_served(limited: Coordinator) -> None:
+    auth = ("admin", limited.token)
+    r = requests.put(
+        f"{limited.endpoint}/limited/near-limit", auth=auth, data=b"x", headers={"x-junk": "v" * 14 * 1024}
+    )
+    assert r.status_code == 200, r.text
 
 
 def _stalled_put(c: Coordinator) -> socket.socket:

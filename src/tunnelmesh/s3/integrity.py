@@ -12,6 +12,7 @@ import hashlib
 import hmac
 from collections.abc import AsyncIterable, AsyncIterator
 
+from tunnelmesh.lanes import Lane
 from tunnelmesh.s3 import checksums
 from tunnelmesh.s3.errors import S3Error
 from tunnelmesh.s3.request import Request
@@ -73,15 +74,19 @@ class UploadDigest:
         self.checksums: dict[str, str] = {}
 
     async def wrap(self, body: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-        md5 = self._md5
-        hasher = self._hasher
+        # each hash on its own thread while the next batch is received (tunnelmesh/lanes.py)
+        md5 = Lane(self._md5.update)
+        hasher = Lane(self._hasher.update) if self._hasher is not None else None
         size = 0
         async for chunk in body:
-            md5.update(chunk)
+            await md5.feed(chunk)
             if hasher is not None:
-                hasher.update(chunk)
+                await hasher.feed(chunk)
             size += len(chunk)
             yield chunk
+        await md5.drain()
+        if hasher is not None:
+            await hasher.drain()
         self.size = size
         self._finish(body)
 

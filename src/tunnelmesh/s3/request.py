@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from tunnelmesh.access.policy import Statement
+from tunnelmesh.lanes import BATCH
 from tunnelmesh.s3.errors import S3Error
 
 if TYPE_CHECKING:
@@ -198,18 +199,30 @@ def split_path(path: str) -> tuple[str, str]:
 
 
 async def raw_body(req: Request) -> AsyncIterator[bytes]:
-    """The HTTP body (already de-chunked by the server) as a stream of chunks."""
+    """The HTTP body (already de-chunked by the server) as a stream of batches of about `lanes.BATCH` bytes
+    (the last one shorter): the layers that hash and write it hand whole batches to their threads
+    (tunnelmesh/lanes.py), where a hand-off per server message would cost more than it saves."""
     receive = req.receive
+    held: list[bytes] = []
+    size = 0
     while True:
         msg = await receive()
         if msg["type"] == "http.disconnect":
             raise S3Error("IncompleteBody", "The client closed the connection before sending the whole body.")
         chunk = msg.get("body", b"")
         if chunk:
-            yield chunk
+            held.append(chunk)
+            size += len(chunk)
         if not msg.get("more_body", False):
             req.body_done = True
+            if held:
+                yield b"".join(held)
             return
+        if size >= BATCH:
+            batch = b"".join(held)  # one piece: itself, no copy
+            held.clear()
+            size = 0
+            yield batch
 
 
 async def read_small_body(req: Request, limit: int = 2 * 1024 * 1024) -> bytes:

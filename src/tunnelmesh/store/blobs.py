@@ -21,10 +21,12 @@ are spread over all 256 directories like everyone's, and ids from before the tag
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import secrets
-from collections.abc import Collection, Iterator
+import sys
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -72,10 +74,35 @@ def new_blob_id() -> str:
     return secrets.token_hex((32 - TAG_HEX) // 2) + _writer_tag
 
 
+def _sync_file_range() -> Callable[[int, int, int], None] | None:
+    """Linux's sync_file_range(2) with SYNC_FILE_RANGE_WRITE: start writing a range back without waiting
+    for it; None where the C library has no such call."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    call.restype = ctypes.c_int
+
+    def start_writeback(fd: int, offset: int, length: int) -> None:
+        # advisory: a failure here is the seal's fsync's to report
+        call(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+    return start_writeback
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+_start_writeback = _sync_file_range() if sys.platform == "linux" else None
+# how much of a blob may sit dirty in the page cache before its writeback is started: the seal's fsync
+# then waits for the last few MiB, not for the whole blob
+WRITE_BEHIND = 8 * 1024 * 1024
+
+
 class BlobWriter:
     """A blob being written. Not visible to anyone until the metadata commit names it."""
 
-    __slots__ = ("_store", "blob_id", "_tmp", "_fd", "size", "plain_size", "md5")
+    __slots__ = ("_store", "blob_id", "_tmp", "_fd", "size", "_flushed", "plain_size", "md5")
 
     def __init__(self, store: BlobStore) -> None:
         self._store = store
@@ -83,6 +110,7 @@ class BlobWriter:
         self._tmp = store.tmp_dir / self.blob_id
         self._fd: int | None = os.open(self._tmp, _WRITE_FLAGS, 0o600)
         self.size = 0  # the bytes written (stored)
+        self._flushed = 0  # the bytes whose writeback has been started
         # of an encrypted blob (Store.ingest): its plaintext's size, and the hex MD5 of its stored bytes
         self.plain_size = 0
         self.md5 = ""
@@ -97,6 +125,9 @@ class BlobWriter:
                 self.size += n
         except OSError as e:
             raise _disk_error(e) from e
+        if _start_writeback is not None and self.size - self._flushed >= WRITE_BEHIND:
+            _start_writeback(self._fd, self._flushed, self.size - self._flushed)
+            self._flushed = self.size
 
     def seal(self) -> str:
         """fsync and move into place (blocking: call from a worker thread). Returns the blob id."""

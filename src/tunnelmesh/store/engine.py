@@ -49,6 +49,7 @@ from contextvars import Token
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from tunnelmesh.lanes import Lane
 from tunnelmesh.store import commits, content, listing, scrub_schedule, sse
 from tunnelmesh.store import scrub as scrub_mod
 from tunnelmesh.store.backends import SQLITE, MetaConfig, NodeIdTaken, check_backend, open_meta, run_on
@@ -626,22 +627,22 @@ class Store:
         w = self.blobs.writer()
         sealer = sse.Sealer(sse.blob_key(dek, w.blob_id), w.write) if dek is not None else None
         sealing: Future[str] | None = None
+        # written (and encrypted) on a thread while the next batch is received (tunnelmesh/lanes.py)
+        lane = Lane(w.write if sealer is None else sealer.write)
         try:
             async for chunk in body:
                 if w.plain_size + len(chunk) > cap:
                     raise NoRoom(bucket, room) if room is not None and room < limit else ObjectTooLarge(limit)
                 w.plain_size += len(chunk)
-                if sealer is None:
-                    w.write(chunk)
-                else:
-                    sealer.write(chunk)
+                await lane.feed(chunk)
+            await lane.drain()
             if sealer is not None:
                 w.md5 = sealer.finish()
             sealing = self._io.submit(w.seal)
             await asyncio.wrap_future(sealing)
         except BaseException:
             if sealing is None:
-                w.abort()
+                lane.when_idle(w.abort)  # never closes the file under a thread still writing to it
             else:
                 # cancelled while a thread seals: it goes on and renames the blob into place, so the
                 # blob goes once the seal is over (aborting now would close the fd under the thread)

@@ -9,6 +9,7 @@ import hmac
 import re
 from collections.abc import AsyncIterable, AsyncIterator
 
+from tunnelmesh.lanes import Lane
 from tunnelmesh.s3.auth import post_policy, sigv2, sigv4
 from tunnelmesh.s3.auth.chunked import ChunkedBody, ChunkSigning
 from tunnelmesh.s3.auth.credentials import Credentials, require_identity
@@ -24,9 +25,11 @@ _SHA256_HEX = re.compile("[0-9a-f]{64}")
 
 async def _verify_sha256(body: AsyncIterator[bytes], expected: str) -> AsyncIterator[bytes]:
     h = hashlib.sha256()
+    lane = Lane(h.update)  # hashed on a thread while the next batch is received (tunnelmesh/lanes.py)
     async for chunk in body:
-        h.update(chunk)
+        await lane.feed(chunk)
         yield chunk
+    await lane.drain()
     if not hmac.compare_digest(h.hexdigest(), expected):
         raise S3Error("XAmzContentSHA256Mismatch")
 

@@ -109,7 +109,9 @@ class ChunkedBody:
                 if not self._buf:
                     await self._fill()
                 take = min(remaining, len(self._buf))
-                piece = bytes(self._buf[:take])
+                # one copy, not a slice's and then a bytes'; the view is released before the buffer shrinks
+                with memoryview(self._buf) as view:
+                    piece = bytes(view[:take])
                 del self._buf[:take]
                 remaining -= take
                 if h is not None:
