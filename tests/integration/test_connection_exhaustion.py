@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import os
 import resource
 import select
 import selectors
@@ -207,9 +208,10 @@ def test_requests_in_flight_beyond_max_requests_wait_for_a_free_slot(tmp_path: P
         c.stop()
 
 
-def _worker_connection_limit(soft: int, hard: int) -> tuple[int, int]:
+def _worker_connection_limit(soft: int, hard: int, metrics_dir: Path) -> tuple[int, int]:
     """What a worker process started under these open-file limits allows per listener (two listeners,
-    default limits), and its soft limit afterwards."""
+    default limits), and its soft limit afterwards. (A worker's code imports the metrics, which need
+    their multiprocess directory, as the supervisor gives it.)"""
     code = (
         "import resource\n"
         "from tunnelmesh.config import Limits\n"
@@ -223,15 +225,16 @@ def _worker_connection_limit(soft: int, hard: int) -> tuple[int, int]:
         text=True,
         timeout=60,
         check=True,
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
     ).stdout.split()
     return int(out[0]), int(out[1])
 
 
-def test_a_worker_raises_a_low_soft_file_limit_and_fits_its_connections_under_a_low_hard_one() -> None:
+def test_a_worker_raises_a_low_soft_file_limit_and_fits_its_connections_under_a_low_hard_one(tmp_path: Path) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 2 * 4096 + 256:
         pytest.skip(f"the hard open-file limit {hard} is below what the default limits need")
-    connections, soft = _worker_connection_limit(1024, hard)
+    connections, soft = _worker_connection_limit(1024, hard, tmp_path)
     assert connections == 4096 and soft >= 2 * 4096 + 256
     # beyond the hard limit the server could not accept at all, so the worker takes fewer connections
-    assert _worker_connection_limit(1024, 1256) == ((1256 - 256) // 2, 1256)
+    assert _worker_connection_limit(1024, 1256, tmp_path) == ((1256 - 256) // 2, 1256)
