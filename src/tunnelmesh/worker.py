@@ -31,9 +31,11 @@ UNSURE = 5
 
 
 # the HTTP server's read buffer per connection, the most one body message carries (it grows to this only while
-# a body streams in). Measured on 64 MiB PUTs, server CPU per GiB: 64 KiB 4.3 s, 408 KiB (granian's default)
-# 3.4 s, 1 MiB 3.2 s, 4 MiB 3.9 s (the buffer no longer fits the cache)
-READ_BUFFER = 1024 * 1024
+# a body or a large head streams in). Measured on 64 MiB PUTs, server CPU per GiB: 64 KiB 4.3 s, 408 KiB
+# (granian's default) 3.4 s, 1 MiB 3.2 s, 4 MiB 3.9 s (the buffer no longer fits the cache). Not 1 MiB: a client
+# can make every connection it holds (limits.max_connections per listener) fill its buffer with a head that never
+# ends, until limits.head_timeout; the last 6% of CPU per GiB is not worth 2.5 times that memory.
+READ_BUFFER = 408 * 1024
 
 # files a worker needs besides its connections: the store's database and blobs, the log, the loop
 SPARE_FILES = 256
