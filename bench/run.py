@@ -335,7 +335,7 @@ def disk_fsync_rate(tmp: Path, size: int = LARGE, rounds: int = 4) -> float:
 TM, PG, MOTO, CEIL = "tunnelmesh", "tunnelmesh-pg", "moto", "ceiling"
 NULL, BARE = "bare HTTP stack", "bare stack + hashing + fsync"
 BARE_OVERLAP = "bare stack + hashing + fsync, overlapped"
-NULL_READ_BUFFER = 408 * 1024  # the coordinator's (tunnelmesh/worker.py READ_BUFFER)
+NULL_READ_BUFFER = 408 * 1024  # the coordinator's default (limits.read_buffer_size)
 SATURATED = 0.9  # a client at this share of one core or more measures itself more than the server
 GROUPS = ("small", "wrk", "large", "multipart", "list", "delete", "versioned", "gib")
 HTTP_LIST_MAX = 10_000  # buckets up to this many keys are filled over HTTP (every server); larger ones in bulk

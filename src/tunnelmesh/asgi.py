@@ -231,7 +231,8 @@ def build(settings: Settings, admin_token: str) -> Apps:
 def _head_size(scope: dict[str, Any]) -> int:
     """The request head's size as sent (near enough): its target and each header line. The HTTP server's read
     buffer is larger than limits.max_header_size (worker.py: it also caps body chunks), so the limit is here."""
-    size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+    # the request line: method, target, version, spaces and CRLF
+    size = len(scope["method"]) + len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + 12
     for name, value in scope["headers"]:
         size += len(name) + len(value) + 4  # ": " and CRLF
     return size

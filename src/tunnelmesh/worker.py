@@ -30,13 +30,6 @@ BIND_FAILED = 3
 UNSURE = 5
 
 
-# the HTTP server's read buffer per connection, the most one body message carries (it grows to this only while
-# a body or a large head streams in). Measured on 64 MiB PUTs, server CPU per GiB: 64 KiB 4.3 s, 408 KiB
-# (granian's default) 3.4 s, 1 MiB 3.2 s, 4 MiB 3.9 s (the buffer no longer fits the cache). Not 1 MiB: a client
-# can make every connection it holds (limits.max_connections per listener) fill its buffer with a head that never
-# ends, until limits.head_timeout; the last 6% of CPU per GiB is not worth 2.5 times that memory.
-READ_BUFFER = 408 * 1024
-
 # files a worker needs besides its connections: the store's database and blobs, the log, the loop
 SPARE_FILES = 256
 
@@ -76,7 +69,7 @@ def _server(app: object, listen: Listen, limits: Limits, max_connections: int, t
             header_read_timeout=max(1, round(limits.head_timeout * 1000)),
             # the read buffer caps each body message too: at 64 KiB a 64 MiB upload is a thousand awaits. The
             # head's own limit (limits.max_header_size) is applied by the application (asgi.py)
-            max_buffer_size=max(READ_BUFFER, limits.max_header_size),
+            max_buffer_size=max(limits.read_buffer_size, limits.max_header_size),
         ),
         **_tls_options(tls),
     )

@@ -44,7 +44,7 @@ def test_oversized_headers_are_refused_and_the_server_keeps_serving(limited: Coo
 
 
 @pytest.mark.parametrize("listener", ["main", "s3"])
-@pytest.mark.parametrize("where", ["header", "query"])
+@pytest.mark.parametrize("where", ["header", "query", "method"])
 def test_a_head_over_max_header_size_is_refused_on_both_listeners_and_stores_nothing(
     limited: Coordinator, listener: str, where: str
 ) -> None:
@@ -54,10 +54,11 @@ def test_a_head_over_max_header_size_is_refused_on_both_listeners_and_stores_not
     big = "v" * 20 * 1024  # over 16KiB, far under the read buffer
     target = f"{prefix}/limited/head-{where}-{listener}" + (f"?x-junk={big}" if where == "query" else "")
     extra = f"x-amz-meta-big: {big}\r\n" if where == "header" else ""
+    method = "P" * len(big) if where == "method" else "PUT"  # a method is a token of any length
     cred = base64.b64encode(f"admin:{limited.token}".encode()).decode()
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(
-            f"PUT {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {cred}\r\n{extra}"
+            f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {cred}\r\n{extra}"
             "Content-Length: 5\r\n\r\nhello".encode()
         )
         reply = b""

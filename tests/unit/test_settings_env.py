@@ -32,6 +32,7 @@ CASES: dict[tuple[str, ...], tuple[str, Any]] = {
     ("allow_public",): ("true", True),
     ("limits", "max_object_size"): ("1GiB", 2**30),
     ("limits", "max_header_size"): ("32KiB", 32 * 1024),
+    ("limits", "read_buffer_size"): ("1MiB", 2**20),
     ("limits", "idle_timeout"): ("5s", 5.0),
     ("limits", "header_timeout"): ("2s", 2.0),
     ("limits", "body_timeout"): ("2m", 120.0),
