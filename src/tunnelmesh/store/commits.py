@@ -112,7 +112,11 @@ EXPECTED_BUCKET: ContextVar[tuple[str, float] | None] = ContextVar("expected_buc
 
 
 def _locked_bucket(tx: MetaTx, name: str) -> Bucket:
-    b = tx.lock_bucket(name)
+    return _expected(tx.lock_bucket(name), name)
+
+
+def _expected(b: Bucket | None, name: str) -> Bucket:
+    """The bucket a write locked, if it is the one the request was authorized against (EXPECTED_BUCKET)."""
     if b is None:
         raise NoSuchBucket(name)
     expected = EXPECTED_BUCKET.get()
@@ -225,8 +229,8 @@ def put_object(
     """Make `rec` the key's current version; answers its version id (None for a null version: in a bucket
     never versioned or suspended, where S3 answers none). `rand`: the random part of a new version id
     (docs/data-protection.md 1.2)."""
-    bucket = _locked_bucket(tx, rec.bucket)
-    old = tx.object_ref(rec.bucket, rec.key)
+    b, old = tx.lock_bucket_and_ref(rec.bucket, rec.key)
+    bucket = _expected(b, rec.bucket)
     check_write_conditions(cond, rec.bucket, rec.key, old.etag if old else None)
     if bucket.versioning is not None:
         return _put_version(tx, bucket, rec, old, rand, max_size)

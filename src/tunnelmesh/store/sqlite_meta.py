@@ -85,6 +85,14 @@ _INSERT_OBJECT = f"INSERT OR REPLACE INTO objects({OBJ_COLS}) VALUES ({marks(OBJ
 _INSERT_VERSION = f"INSERT INTO versions({VERSION_COLS}) VALUES ({marks(VERSION_COLS)})"
 _INSERT_BUCKET = f"INSERT INTO buckets({BUCKET_COLS}) VALUES ({marks(BUCKET_COLS)})"
 
+# a PUT's first read (lock_bucket_and_ref): the bucket's row and the key's current one, if any, in one statement
+_NB = BUCKET_COLS.count(",") + 1
+_BUCKET_AND_REF = (
+    f"SELECT {', '.join('b.' + c.strip() for c in BUCKET_COLS.split(','))}, "
+    f"{', '.join('o.' + c.strip() for c in REF_COLS.split(','))} "
+    "FROM buckets b LEFT JOIN objects o ON o.bucket = b.name AND o.key = ? WHERE b.name = ?"
+)
+
 # what max_size limits: every bucket but the coordinator's own
 _PEERS_USED = "SELECT COALESCE(SUM(used + mpu_used), 0) FROM buckets WHERE name != ?"
 
@@ -380,6 +388,12 @@ class SqliteTx:
 
     def lock_bucket(self, name: str) -> Bucket | None:
         return self.bucket(name)  # the transaction is BEGIN IMMEDIATE: no other writer runs
+
+    def lock_bucket_and_ref(self, name: str, key: str) -> tuple[Bucket | None, ObjectRef | None]:
+        r = self.c.execute(_BUCKET_AND_REF, (key, name)).fetchone()
+        if r is None:
+            return None, None
+        return row_to_bucket(r[:_NB]), row_to_ref(r[_NB:]) if r[_NB] is not None else None  # size is NOT NULL
 
     def lock_store(self) -> int:
         return self.store_used()
