@@ -216,6 +216,30 @@ def test_store_used_counts_every_bucket_but_the_system_one(backend: MetaBackend)
     run(scenario())
 
 
+def test_lock_bucket_and_ref_reads_the_bucket_and_the_keys_current_row_at_once(backend: MetaBackend) -> None:
+    async def scenario() -> None:
+        big = obj("b", "k", size=10, blobs=("blob-1",), version_id="v1", seq=7, lock=Lock("GOVERNANCE", 9.5, True))
+        await setup(backend, "b", "c", objects=(big, obj("b", "s", size=3), obj("c", "n")))
+
+        def fn(tx: MetaTx) -> list[tuple[Bucket | None, ObjectRef | None]]:
+            tx.add_usage("b", used=13, objects=2)
+            return [
+                tx.lock_bucket_and_ref("b", "k"),
+                tx.lock_bucket_and_ref("b", "s"),
+                tx.lock_bucket_and_ref("b", "n"),  # a key of another bucket only
+                tx.lock_bucket_and_ref("gone", "k"),
+            ]
+
+        got = await write(backend, fn)
+        b = bkt("b", used=13, objects=2)
+        assert got[0] == (b, was(big))
+        assert got[1] == (b, was(obj("b", "s", size=3)))
+        assert got[2] == (b, None)
+        assert got[3] == (None, None)
+
+    run(scenario())
+
+
 # ---- freshness: the one read of every S3 request (docs/access-control.md section 3) -------------------
 
 GROUPS, CONFIG, RECORD = "access/groups.json", "network/config.json", "access/buckets/b.json"

@@ -11,7 +11,7 @@ from meta_rules import Rules
 from test_commits import _object_from, _upload
 
 from tunnelmesh.store.records import Hint, Part, Segment, WriteConditions, WriteResult
-from tunnelmesh.store.sqlite_meta import SqliteMeta
+from tunnelmesh.store.sqlite_meta import SqliteMeta, SqliteTx
 
 
 @pytest.fixture
@@ -74,3 +74,25 @@ def test_a_lifecycle_pass_reads_only_what_is_due(m: Rules, raw: sqlite3.Connecti
     assert "INDEX lifecycle_due_at (at<?)" in plan and "SCAN" not in plan, plan
     due = m.read(lambda r: r.due_hints(200.0, 100))
     assert [h.key for h in due] == ["due0", "due1", "due2"]
+
+
+def test_the_store_total_a_put_reads_with_its_bucket_is_never_answered_to_another_write(
+    m: Rules, raw: sqlite3.Connection
+) -> None:
+    """lock_bucket_and_ref reads store_used in the same statement, for the lock_store that follows: a value kept
+    from one write must not answer the next write's lock_store after another process grew the store."""
+    m.create_bucket("b", "p", "r", 1.0)
+    m.create_bucket("c", "p", "r", 1.0)
+    write = m.loop.run_until_complete
+    write(m.backend.write(lambda tx: tx.lock_bucket_and_ref("b", "k")))  # read, never used by a lock_store
+    raw.execute("UPDATE buckets SET used = used + 100 WHERE name = 'c'")  # another node's write meanwhile
+    assert write(m.backend.write(lambda tx: tx.lock_store())) == 100
+
+    def same_write(tx: SqliteTx) -> tuple[int, int, int]:
+        tx.lock_bucket_and_ref("b", "k")
+        first = tx.lock_store()
+        tx.lock_bucket_and_ref("b", "k")
+        tx.add_usage("b", used=7)  # the write's own change after the read
+        return first, tx.lock_store(), tx.store_used()
+
+    assert write(m.backend.write(same_write)) == (100, 107, 107)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import secrets
 import time
 from contextvars import ContextVar
 
@@ -112,7 +113,11 @@ EXPECTED_BUCKET: ContextVar[tuple[str, float] | None] = ContextVar("expected_buc
 
 
 def _locked_bucket(tx: MetaTx, name: str) -> Bucket:
-    b = tx.lock_bucket(name)
+    return _expected(tx.lock_bucket(name), name)
+
+
+def _expected(b: Bucket | None, name: str) -> Bucket:
+    """The bucket a write locked, if it is the one the request was authorized against (EXPECTED_BUCKET)."""
     if b is None:
         raise NoSuchBucket(name)
     expected = EXPECTED_BUCKET.get()
@@ -220,13 +225,13 @@ def set_quota(tx: MetaTx, name: str, quota: int | None) -> WriteResult[None]:
 
 
 def put_object(
-    tx: MetaTx, rec: ObjectRecord, cond: WriteConditions, max_size: int, rand: int = 0
+    tx: MetaTx, rec: ObjectRecord, cond: WriteConditions, max_size: int, rand: int | None = 0
 ) -> WriteResult[str | None]:
     """Make `rec` the key's current version; answers its version id (None for a null version: in a bucket
     never versioned or suspended, where S3 answers none). `rand`: the random part of a new version id
-    (docs/data-protection.md 1.2)."""
-    bucket = _locked_bucket(tx, rec.bucket)
-    old = tx.object_ref(rec.bucket, rec.key)
+    (docs/data-protection.md 1.2); None: drawn here, only when a version id is made."""
+    b, old = tx.lock_bucket_and_ref(rec.bucket, rec.key)
+    bucket = _expected(b, rec.bucket)
     check_write_conditions(cond, rec.bucket, rec.key, old.etag if old else None)
     if bucket.versioning is not None:
         return _put_version(tx, bucket, rec, old, rand, max_size)
@@ -293,14 +298,23 @@ class _Usage:
 
 
 def _put_version(
-    tx: MetaTx, bucket: Bucket, rec: ObjectRecord, old: ObjectRef | None, rand: int, max_size: int, mpu_bytes: int = 0
+    tx: MetaTx,
+    bucket: Bucket,
+    rec: ObjectRecord,
+    old: ObjectRef | None,
+    rand: int | None,
+    max_size: int,
+    mpu_bytes: int = 0,
 ) -> WriteResult[str | None]:
     """`rec` becomes the current version in a versioned bucket: under Enabled a new version, the current one
     kept as noncurrent; under Suspended the null version, which replaces the key's null version wherever it
     is (its bytes freed) and keeps a non-null current one as noncurrent. `mpu_bytes`: the upload's part
     bytes a Complete turns into this version (they were counted already)."""
     seq = _next_seq(tx, rec.bucket, rec.key, old, rec.mtime)
-    vid = new_version_id(seq, rand) if bucket.versioning == "Enabled" else None
+    if bucket.versioning == "Enabled":
+        vid: str | None = new_version_id(seq, rand if rand is not None else secrets.randbits(32))
+    else:
+        vid = None
     rec = dataclasses.replace(rec, seq=seq, version_id=vid, lock=_new_lock(bucket, rec))
     u = _Usage(used=rec.size, objects=1)
     if old is not None and old.version_id is None and vid is None:

@@ -848,8 +848,9 @@ class Store:
     async def put_object(self, rec: ObjectRecord, cond: WriteConditions) -> str | None:
         """Returns the new version's id; None for a null version (a bucket never versioned, or suspended)."""
         new_blobs = [s.blob for s in rec.segments]
-        rand = secrets.randbits(32)
-        return await self._commit(lambda tx: commits.put_object(tx, rec, cond, self.max_size, rand), new_blobs)
+        # the random part of a version id is drawn by the commit, only in a versioned bucket: on the event loop,
+        # os.urandom let go of the GIL, which the writer thread took, on every PUT (py-spy: a third of this method)
+        return await self._commit(lambda tx: commits.put_object(tx, rec, cond, self.max_size, None), new_blobs)
 
     async def set_object_tags(
         self, bucket: str, key: str, version_id: str | None, tags: dict[str, str] | None

@@ -411,6 +411,10 @@ class _Tx(_Reads):
     def lock_bucket(self, name: str) -> Bucket | None:
         return self.bucket(name)
 
+    def lock_bucket_and_ref(self, name: str, key: str) -> tuple[Bucket | None, ObjectRef | None]:
+        b = self.lock_bucket(name)
+        return b, self.object_ref(name, key) if b is not None else None
+
     def lock_store(self) -> int:
         return self.store_used()
 

@@ -61,6 +61,8 @@ VREF_COLS = "size, etag, mtime, segments, version_id, -nseq, lock_mode, lock_unt
 
 
 def segments_to_json(segments: list[Segment]) -> str:
+    if not segments:
+        return "[]"  # an inline object's (most are): json.dumps costs a microsecond even for nothing
     # [blob, size, md5] plus the part checksums only when there are some: rows of other objects keep
     # their size, and rows written before checksums were kept (three fields) read back alike
     return json.dumps(
@@ -191,13 +193,18 @@ def bucket_row(b: Bucket) -> Row:
     )
 
 
+def _map_to_json(m: dict[str, str]) -> str:
+    # most objects have no checksums, and many no headers: json.dumps costs a microsecond even for nothing
+    return json.dumps(m) if m else "{}"
+
+
 def _body(rec: ObjectRecord) -> Row:
     return (
         rec.size,
         rec.etag,
         rec.mtime,
-        json.dumps(rec.headers),
-        json.dumps(rec.checksums),
+        _map_to_json(rec.headers),
+        _map_to_json(rec.checksums),
         segments_to_json(rec.segments),
         rec.owner,
         rec.data,

@@ -242,6 +242,12 @@ class MetaTx(MetaReads, Protocol):
         ends. Every write that changes a bucket's counters calls it first."""
         ...
 
+    def lock_bucket_and_ref(self, name: str, key: str) -> tuple[Bucket | None, ObjectRef | None]:
+        """`lock_bucket(name)` and then `object_ref(name, key)` (None when there is no such bucket): what a PUT reads
+        first, in one statement where the backend can (SQLite: each statement a PUT's commit runs costs it
+        a few microseconds and the event loop a hand-over of the GIL)."""
+        ...
+
     def lock_store(self) -> int:
         """`store_used()`, and no other transaction can grow it until this one ends: quota admission
         against max_size is exact only under it."""

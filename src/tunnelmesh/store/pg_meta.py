@@ -475,6 +475,11 @@ class PgTx:
         r = self._one(f"SELECT {BUCKET_COLS} FROM buckets WHERE name = %s FOR UPDATE", (name,))
         return row_to_bucket(r) if r else None
 
+    def lock_bucket_and_ref(self, name: str, key: str) -> tuple[Bucket | None, ObjectRef | None]:
+        # two statements: the object row is locked too (FOR UPDATE), which the nullable side of a join cannot be
+        b = self.lock_bucket(name)
+        return b, self.object_ref(name, key) if b is not None else None
+
     def lock_store(self) -> int:
         self.c.execute("SELECT id FROM store_lock WHERE id = 1 FOR UPDATE")
         # a statement of its own, after the lock: READ COMMITTED shows it every admission committed before

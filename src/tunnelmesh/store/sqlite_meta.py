@@ -88,6 +88,16 @@ _INSERT_BUCKET = f"INSERT INTO buckets({BUCKET_COLS}) VALUES ({marks(BUCKET_COLS
 # what max_size limits: every bucket but the coordinator's own
 _PEERS_USED = "SELECT COALESCE(SUM(used + mpu_used), 0) FROM buckets WHERE name != ?"
 
+# a PUT's first read (lock_bucket_and_ref): the bucket's row, the key's current one if any, and store_used (which
+# lock_store answers next, unless the counters change first), in one statement
+_NB = BUCKET_COLS.count(",") + 1
+_NR = REF_COLS.count(",") + 1
+_BUCKET_AND_REF = (
+    f"SELECT {', '.join('b.' + c.strip() for c in BUCKET_COLS.split(','))}, "
+    f"{', '.join('o.' + c.strip() for c in REF_COLS.split(','))}, ({_PEERS_USED}) "
+    "FROM buckets b LEFT JOIN objects o ON o.bucket = b.name AND o.key = ? WHERE b.name = ?"
+)
+
 
 @lru_cache(maxsize=8)
 def _freshness_sql(n: int) -> str:
@@ -105,6 +115,10 @@ class SqliteTx:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.c = conn
+        # store_used as lock_bucket_and_ref read it, for the lock_store that follows; dropped by every change
+        # of the buckets table. A write transaction's SqliteTx serves one write function (GroupWriter makes
+        # one for each), so the value never outlives the write's transaction, nor a rollback of it.
+        self._used: int | None = None
 
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[None]:
@@ -381,26 +395,42 @@ class SqliteTx:
     def lock_bucket(self, name: str) -> Bucket | None:
         return self.bucket(name)  # the transaction is BEGIN IMMEDIATE: no other writer runs
 
+    def lock_bucket_and_ref(self, name: str, key: str) -> tuple[Bucket | None, ObjectRef | None]:
+        r = self.c.execute(_BUCKET_AND_REF, (SYSTEM_BUCKET, key, name)).fetchone()
+        if r is None:
+            self._used = None
+            return None, None
+        self._used = r[_NB + _NR]
+        return row_to_bucket(r[:_NB]), row_to_ref(r[_NB : _NB + _NR]) if r[_NB] is not None else None  # size NOT NULL
+
     def lock_store(self) -> int:
+        if self._used is not None:
+            used, self._used = self._used, None
+            return used
         return self.store_used()
 
     def insert_bucket(self, bucket: Bucket) -> None:
+        self._used = None
         self.c.execute(_INSERT_BUCKET, bucket_row(bucket))
 
     def delete_bucket(self, name: str) -> None:
+        self._used = None
         self.c.execute("DELETE FROM buckets WHERE name=?", (name,))
 
     def set_quota(self, name: str, quota: int | None) -> None:
+        self._used = None
         self.c.execute("UPDATE buckets SET quota=? WHERE name=?", (quota, name))
 
     def set_bucket_attr(self, name: str, column: str, value: str | int | None) -> None:
         if column not in BUCKET_ATTRS:
             raise ValueError(f"not a bucket attribute: {column!r}")
+        self._used = None
         self.c.execute(f"UPDATE buckets SET {column}=? WHERE name=?", (value, name))
 
     def add_usage(
         self, name: str, used: int = 0, objects: int = 0, mpu_used: int = 0, nc_used: int = 0, nc_objects: int = 0
     ) -> None:
+        self._used = None
         self.c.execute(
             "UPDATE buckets SET used = used + ?, objects = objects + ?, mpu_used = mpu_used + ?, "
             "nc_used = nc_used + ?, nc_objects = nc_objects + ? WHERE name=?",
