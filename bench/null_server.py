@@ -10,7 +10,7 @@ SHA-256 (the signed payload) of the body, written to a file and fsynced. That is
 for large PUTs on this stack.
 
 With NULL_SERVER_OVERLAP=1 the store mode works as the coordinator does (tunnelmesh/lanes.py): the body
-coalesced into 1 MiB batches, MD5, SHA-256 and the write each on a thread of their own while the next batch
+coalesced into 512 KiB batches, MD5, SHA-256 and the write each on a thread of their own while the next batch
 is received (at most one batch in flight per lane), writeback started every 8 MiB, the final fsync kept.
 NULL_SERVER_READ_BUFFER sets granian's read buffer (the most one body message carries; granian's default
 when unset). Naive and overlapped ceilings side by side tell how much of a server's gain is the technique.
@@ -67,7 +67,7 @@ def hashing_app(directory: str) -> Any:
     return app
 
 
-BATCH = 1024 * 1024
+BATCH = 512 * 1024  # tunnelmesh/lanes.py BATCH
 WRITE_BEHIND = 8 * 1024 * 1024
 
 

@@ -899,7 +899,7 @@ class Bench:
                 (BARE, "granian; MD5 + SHA-256, write + fsync, nothing else, each message on the event loop"),
                 (
                     BARE_OVERLAP,
-                    "the same work as the coordinator does it: 1 MiB batches, MD5, SHA-256 and the write each on "
+                    "the same work as the coordinator does it: 512 KiB batches, MD5, SHA-256 and the write each on "
                     "a thread while the next batch arrives, writeback every 8 MiB",
                 ),
             ):

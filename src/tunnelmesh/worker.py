@@ -31,10 +31,6 @@ BIND_FAILED = 3
 UNSURE = 5
 
 
-# a listing page or a burst of small requests allocates thousands of short-lived containers: collecting the
-# youngest generation every 700 of them (Python's default) cost about 4% of a listing page's CPU
-GC_YOUNG_THRESHOLD = 10_000
-
 # files a worker needs besides its connections: the store's database and blobs, the log, the loop
 SPARE_FILES = 256
 
@@ -146,7 +142,6 @@ def serve(settings: Settings, admin_token: str, started_at: float) -> int:
     # what the worker built lives as long as it does: no collection needs to look at it again
     gc.collect()
     gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD)
     listens = [(apps.main, settings.listen, settings.tls)]
     if settings.s3_listen is not None:
         listens.append((apps.root, settings.s3_listen, settings.s3_tls))
