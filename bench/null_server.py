@@ -33,13 +33,21 @@ from granian.http import HTTP1Settings
 from granian.log import LogLevels
 from granian.server.embed import Server
 
+SMALL = os.urandom(4096)
+
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Reads any body and answers 200: empty to a PUT, a 4 KiB object to a GET (announced, not sent, to a HEAD)."""
     if scope["type"] != "http":
         return
     while (await receive()).get("more_body"):
         pass
-    await _ok(send)
+    if scope["method"] not in ("GET", "HEAD"):
+        await _ok(send)
+        return
+    headers = [(b"content-length", b"4096"), (b"content-type", b"application/octet-stream")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": SMALL if scope["method"] == "GET" else b""})
 
 
 def hashing_app(directory: str) -> Any:

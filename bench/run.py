@@ -847,6 +847,18 @@ class Bench:
                 lambda i: ("PUT", f"/n/{i}", null.headers("PUT", f"/n/{i}", self.small_hash), self.small, None, SMALL),
                 duration=self.args.seconds,
             )
+            # a 4 KiB object from memory: what any server on this stack pays before its own work on a read
+            for method in ("GET", "HEAD"):
+                await self.load(
+                    null,
+                    f"4 KiB {method} c16",
+                    "ops",
+                    16,
+                    lambda i, m=method: (m, f"/n/{i % 1000}", null.headers(m, f"/n/{i % 1000}", EMPTY), None, None, 0),
+                    duration=self.args.seconds,
+                )
+        if self.want("wrk") and not self.args.skip_wrk:
+            self.wrk_small(null, "/n")
         if self.want("large"):
             fd = os.open(self.large_file, os.O_RDONLY)
             try:
@@ -895,7 +907,11 @@ class Bench:
         lines.append("")
         for row in self.rows.values():
             for target, what in (
-                (NULL, "granian, one process per core, an ASGI app that reads the body and answers 200"),
+                (
+                    NULL,
+                    "granian, one process per core, an ASGI app that reads the body and answers 200, with a 4 KiB "
+                    "body from memory to a GET",
+                ),
                 (BARE, "granian; MD5 + SHA-256, write + fsync, nothing else, each message on the event loop"),
                 (
                     BARE_OVERLAP,
@@ -908,7 +924,7 @@ class Bench:
                     continue
                 tm = row.med(TM)
                 lines.append(
-                    f"- {row.name} on the {target} (bench/null_server.py: {what}): "
+                    f"- {'wrk: ' if row.client == 'wrk' else ''}{row.name} on the {target} (bench/null_server.py: {what}): "
                     f"{self.spread(row, target)} {UNITS[row.unit]}, client CPU / busy "
                     f"{row.med(target, 'client_share'):.0%} / {row.med(target, 'client_busy'):.0%} of a core"
                     + (f"; tunnelmesh reaches {tm / med:.0%} of it" if tm else "")
