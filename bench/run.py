@@ -923,8 +923,9 @@ class Bench:
                 if med is None:
                     continue
                 tm = row.med(TM)
+                client = "wrk: " if row.client == "wrk" else ""
                 lines.append(
-                    f"- {'wrk: ' if row.client == 'wrk' else ''}{row.name} on the {target} (bench/null_server.py: {what}): "
+                    f"- {client}{row.name} on the {target} (bench/null_server.py: {what}): "
                     f"{self.spread(row, target)} {UNITS[row.unit]}, client CPU / busy "
                     f"{row.med(target, 'client_share'):.0%} / {row.med(target, 'client_busy'):.0%} of a core"
                     + (f"; tunnelmesh reaches {tm / med:.0%} of it" if tm else "")
