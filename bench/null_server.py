@@ -34,10 +34,12 @@ from granian.log import LogLevels
 from granian.server.embed import Server
 
 SMALL = os.urandom(4096)
+_bodies: dict[int, bytes] = {4096: SMALL}
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Reads any body and answers 200: empty to a PUT, a 4 KiB object to a GET (announced, not sent, to a HEAD)."""
+    """Reads any body and answers 200: empty to a PUT; to a GET a body from memory, 4 KiB or as many bytes as
+    `?bytes=N` asks (a listing page's size), announced but not sent to a HEAD."""
     if scope["type"] != "http":
         return
     while (await receive()).get("more_body"):
@@ -45,9 +47,14 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["method"] not in ("GET", "HEAD"):
         await _ok(send)
         return
-    headers = [(b"content-length", b"4096"), (b"content-type", b"application/octet-stream")]
+    query = scope.get("query_string", b"")
+    size = int(query[6:]) if query.startswith(b"bytes=") else 4096
+    body = _bodies.get(size)
+    if body is None:
+        body = _bodies[size] = b"x" * size
+    headers = [(b"content-length", str(size).encode()), (b"content-type", b"application/octet-stream")]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": SMALL if scope["method"] == "GET" else b""})
+    await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
 
 
 def hashing_app(directory: str) -> Any:

@@ -859,6 +859,18 @@ class Bench:
                 )
         if self.want("wrk") and not self.args.skip_wrk:
             self.wrk_small(null, "/n")
+        if self.want("list"):
+            # a body of the page's size from memory, to the same kind of signed GET: the stack's own cost of a page
+            for n, page in self.pages.items():
+                q = f"bytes={page.stat().st_size}"
+                await self.load(
+                    null,
+                    f"ListObjectsV2 page of 1000, {n:,} keys",
+                    "pages",
+                    1,
+                    lambda i, q=q: ("GET", f"/n/list?{q}", null.headers("GET", "/n/list", EMPTY, q), None, None, 0),
+                    total=self.args.list_pages,
+                )
         if self.want("large"):
             fd = os.open(self.large_file, os.O_RDONLY)
             try:
@@ -909,8 +921,8 @@ class Bench:
             for target, what in (
                 (
                     NULL,
-                    "granian, one process per core, an ASGI app that reads the body and answers 200, with a 4 KiB "
-                    "body from memory to a GET",
+                    "granian, one process per core, an ASGI app that reads the body and answers 200, to a GET "
+                    "with a body from memory: 4 KiB, or a listing page's size",
                 ),
                 (BARE, "granian; MD5 + SHA-256, write + fsync, nothing else, each message on the event loop"),
                 (
