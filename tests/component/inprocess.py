@@ -15,6 +15,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from tunnelmesh.console.s3call import exchange
 from tunnelmesh.s3.app import S3Api
 from tunnelmesh.store.engine import Store
 
@@ -67,21 +68,5 @@ class InProcessS3:
         return self.loop.run_until_complete(self._exchange(scope, body))
 
     async def _exchange(self, scope: dict[str, Any], body: bytes) -> Reply:
-        sent = False
-        out: list[dict[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            out.append(message)
-
-        await self.api.handle(scope, receive, send, "")
-        start = next(m for m in out if m["type"] == "http.response.start")
-        headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
-        data = b"".join(m.get("body", b"") for m in out if m["type"] == "http.response.body")
-        return Reply(start["status"], headers, data)
+        answer = await exchange(lambda receive, send: self.api.handle(scope, receive, send, ""), body)
+        return Reply(answer.status, dict(answer.headers), answer.body)

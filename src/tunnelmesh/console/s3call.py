@@ -79,7 +79,7 @@ class Calls:
     ) -> Answer:
         path = S3_PREFIX + "/" + encode_path(bucket + ("/" + key if key else ""))
         scope = _scope(principal, method, path, _query(query), headers, body, client)
-        return await _run(lambda receive, send: self.api.handle(scope, receive, send, S3_PREFIX), body)
+        return await exchange(lambda receive, send: self.api.handle(scope, receive, send, S3_PREFIX), body)
 
     async def admin(self, principal: Principal, method: str, path: str, doc: Any = None, client: str = "") -> Answer:
         """`path` under /api/ (encoded), `doc` the JSON body if any."""
@@ -87,7 +87,7 @@ class Calls:
         target, _, q = path.partition("?")
         headers = [("content-type", "application/json")] if body else []
         scope = _scope(principal, method, target, q, headers, body, client)
-        return await _run(lambda receive, send: self.admin_api.handle(scope, receive, send), body)
+        return await exchange(lambda receive, send: self.admin_api.handle(scope, receive, send), body)
 
 
 def _scope(
@@ -114,7 +114,8 @@ def _scope(
     }
 
 
-async def _run(call: Any, body: bytes) -> Answer:
+async def exchange(call: Any, body: bytes) -> Answer:
+    """One request through an ASGI callable `call(receive, send)`, its whole `body` sent at once, in process."""
     sent = False
     out = Answer(0, [], b"")
     chunks: list[bytes] = []
