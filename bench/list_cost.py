@@ -4,6 +4,10 @@
                                                              # of 10; few/ N in folders of 3; big/ N in folders
                                                              # of 1000 (bench/bulk_keys.py, coordinator stopped)
     python bench/list_cost.py compare DIR --before SRC --after SRC [--pages 100] [--rounds 2] [--only TEXT]
+    python bench/list_cost.py floor DIR                      # SQLite alone reading a page's rows, in-process
+
+`floor` is the least a page can cost in this process model: the time Python's sqlite3 takes to read 1000 rows
+of flat/ (the key alone, then the columns a listing shows), without a Python step per row, no HTTP and no XML.
 
 Each round starts a coordinator (`workers: 1`) from each tree (ABBA order), and per scenario fetches `--pages`
 pages of 1000 keys one after another, then prints the median CPU milliseconds per page of the coordinator's
@@ -20,6 +24,7 @@ import os
 import random
 import re
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -157,9 +162,28 @@ def run(src: str, d: Path, pages: int, only: str | None) -> dict[str, tuple[floa
     return out
 
 
+def floor(d: Path, pages: int) -> None:
+    n = json.loads((d / "info.json").read_text())["n"]
+    db = sqlite3.connect(f"file:{d / 'data' / 'meta.sqlite3'}?mode=ro", uri=True)
+    rnd = random.Random(7)
+    starts = [f"flat/{rnd.randrange(max(1, n - 1000)):08d}" for _ in range(pages)]
+    for cols in ("key", "key, size, etag, mtime, owner"):
+        sql = f"SELECT {cols} FROM objects WHERE bucket = 'bench' AND key > ? AND key < 'flat0' ORDER BY key LIMIT 1001"
+        times = []
+        for _ in range(5):
+            t0 = time.thread_time()
+            for start in starts:
+                db.execute(sql, (start,)).fetchall()
+            times.append((time.thread_time() - t0) / pages * 1000)
+        print(
+            f"read 1000 rows of ({cols}): {statistics.median(times):.3f} ms CPU per page"
+            f" [{min(times):.3f}-{max(times):.3f}]"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("cmd", choices=["prepare", "compare"])
+    ap.add_argument("cmd", choices=["prepare", "compare", "floor"])
     ap.add_argument("dir", type=Path)
     ap.add_argument("n", type=int, nargs="?", default=10_000)
     ap.add_argument("--before", default="/work/main/src")
@@ -172,6 +196,9 @@ def main() -> None:
         t0 = time.time()
         prepare(a.dir, a.n, a.after)
         print(f"loaded 4 x {a.n} keys in {time.time() - t0:.0f} s")
+        return
+    if a.cmd == "floor":
+        floor(a.dir, a.pages)
         return
     cpu: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
     digest: dict[str, dict[str, str]] = {"before": {}, "after": {}}

@@ -211,3 +211,25 @@ def test_folders_of_a_few_keys_are_passed_over_in_the_open_scan(m: Rules) -> Non
     # first scan, then one seek past each folder
     big = fill(m, {f"g{i:02d}/{j}" for i in range(20) for j in range(listing.LOOKAHEAD + 3)})
     assert m.read(lambda r: scans(r, big)) == (21, 20)
+
+
+def test_a_folder_anywhere_in_a_delimited_page_is_rolled_up_in_one_scan(m: Rules) -> None:
+    """A delimited page reads its first batch in growing chunks and stays a plain page while no key has the
+    delimiter: a folder at any place in the batch (first key, a chunk's edge, the page's last key, past the page
+    in the lookahead) still comes out as the reference's common prefix, in the one scan."""
+    names = {f"k/{i:04d}" for i in range(1200)} | {"k/0500/x", "k/0500/y"}
+    bucket = fill(m, names)
+
+    def listed(r: Any, after: str, max_keys: int) -> tuple[int, list[Entry], bool]:
+        counting = CountingScans(r)
+        page = listing.list_objects(counting, bucket, "k/", "/", after, False, max_keys)
+        entries = sorted([(o.key, False) for o in page.objects] + [(p, True) for p in page.prefixes])
+        return counting.scans, entries, page.truncated
+
+    for max_keys in (3, 1000):
+        # the folder as the page's first entry, at each chunk edge, as its last entry and just past it
+        for place in {0, 1, 4, 5, 6, 14, 15, 16, 34, 35, 36, max_keys - 1, max_keys, max_keys + 4, max_keys + 5}:
+            after = f"k/{500 - place:04d}"
+            expected = reference(names, "k/", "/", after, False)
+            scans, entries, truncated = m.read(lambda r, a=after, n=max_keys: listed(r, a, n))
+            assert (scans, entries, truncated) == (1, expected[:max_keys], len(expected) > max_keys), (max_keys, place)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
-from itertools import islice
-from operator import attrgetter
+from itertools import chain, islice
+from operator import attrgetter, itemgetter
 
 from tunnelmesh.store.metadata import MetaReads
 from tunnelmesh.store.records import Listed, Listing, VersionEntry, VersionListing, version_seq
@@ -56,11 +56,47 @@ def list_objects(
     end = prefix_successor(prefix) if prefix else None
     if not delimiter:
         # one range scan, one more row than the page to know whether it is truncated
-        rows = list(r.scan_objects(bucket, pos, inclusive, end, max_keys + 1))
-        truncated = len(rows) > max_keys
-        del rows[max_keys:]
-        return Listing(rows, [], truncated, rows[-1].key if rows else None, False)
-    return _delimited(r, bucket, prefix, delimiter, after, pos, inclusive, end, max_keys)
+        return _plain(list(r.scan_objects(bucket, pos, inclusive, end, max_keys + 1)), max_keys)
+    # the delimited walk's first batch, read in growing chunks: while no key has the delimiter past the prefix
+    # (a folder of files, the usual case) the page is the batch's first rows, without the walk's Python step
+    # per key; at the first key that has one the walk takes over, from the batch's first row, in the same scan
+    batch = r.scan_objects(bucket, pos, inclusive, end, max_keys + 1 + LOOKAHEAD)
+    rows: list[Listed] = []
+    chunk_size = LOOKAHEAD + 1
+    while True:
+        chunk = list(islice(batch, chunk_size))
+        rows += chunk
+        if _has_folder(chunk, prefix, delimiter):
+            # handed over in a list the walk empties, so that only the walk's loop holds the scan: it drops the
+            # cursor when it seeks past a folder (an open one keeps its statement busy, and every later query
+            # would be prepared anew)
+            first: list[Iterator[Listed]] = [chain(rows, batch)]
+            del batch
+            return _delimited(r, bucket, prefix, delimiter, after, pos, inclusive, end, max_keys, first)
+        if len(chunk) < chunk_size:
+            return _plain(rows, max_keys)
+        chunk_size *= 2
+
+
+def _plain(rows: list[Listed], max_keys: int) -> Listing:
+    """A page of objects only from rows in key order: the first `max_keys`, truncated if there are more."""
+    truncated = len(rows) > max_keys
+    del rows[max_keys:]
+    return Listing(rows, [], truncated, rows[-1].key if rows else None, False)
+
+
+_key = itemgetter(0)
+
+
+def _has_folder(rows: list[Listed], prefix: str, delimiter: str) -> bool:
+    """Whether any row's key holds `delimiter` after `prefix` (which every key starts with), in a few passes
+    of C over the keys joined by NUL, which no key holds (s3/ops/common.py refuse_nul)."""
+    if "\x00" in delimiter:
+        return True  # the S3 layer refuses one; the walk then decides, whatever it is
+    joined = "\x00" + "\x00".join(map(_key, rows))
+    if prefix:  # each key's prefix follows a NUL: dropped, so that no match starts inside one
+        joined = joined.replace("\x00" + prefix, "\x00")
+    return delimiter in joined
 
 
 def _delimited(
@@ -73,7 +109,9 @@ def _delimited(
     inclusive: bool,
     end: str | None,
     max_keys: int,
+    first: list[Iterator[Listed]],
 ) -> Listing:
+    """The walk from (pos, inclusive); `first` holds its first batch's scan, begun already."""
     objects: list[Listed] = []
     prefixes: list[str] = []
     last: str | None = None
@@ -92,7 +130,7 @@ def _delimited(
         jumped = False
         seen = 0
         last_row_key: str | None = None
-        for rec in r.scan_objects(bucket, pos, inclusive, end, want):
+        for rec in first.pop() if first else r.scan_objects(bucket, pos, inclusive, end, want):
             seen += 1
             last_row_key = key = rec[0]
             if skip is not None:
