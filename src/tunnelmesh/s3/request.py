@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from tunnelmesh import lanes
 from tunnelmesh.access.policy import Statement
-from tunnelmesh.lanes import BATCH
+from tunnelmesh.lanes import BATCH, OFFLOAD_MIN
 from tunnelmesh.s3.errors import S3Error
 
 if TYPE_CHECKING:
@@ -199,30 +200,52 @@ def split_path(path: str) -> tuple[str, str]:
 
 
 async def raw_body(req: Request) -> AsyncIterator[bytes]:
-    """The HTTP body (already de-chunked by the server) as a stream of batches of about `lanes.BATCH` bytes
-    (the last one shorter): the layers that hash and write it hand whole batches to their threads
-    (tunnelmesh/lanes.py), where a hand-off per server message would cost more than it saves."""
+    """The HTTP body (already de-chunked by the server) as a stream of pieces the layers that hash and write it
+    hand to their threads (tunnelmesh/lanes.py), where a hand-off per small server message would cost more than
+    it saves: a message of at least `lanes.OFFLOAD_MIN` bytes is passed on as it is (after what was held);
+    smaller ones are joined into batches of about `lanes.BATCH` bytes (the last one shorter)."""
     receive = req.receive
     held: list[bytes] = []
     size = 0
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            raise S3Error("IncompleteBody", "The client closed the connection before sending the whole body.")
-        chunk = msg.get("body", b"")
-        if chunk:
-            held.append(chunk)
-            size += len(chunk)
-        if not msg.get("more_body", False):
-            req.body_done = True
-            if held:
-                yield b"".join(held)
-            return
-        if size >= BATCH:
-            batch = b"".join(held)  # one piece: itself, no copy
-            held.clear()
-            size = 0
-            yield batch
+    passed = 0
+    large = False
+    try:
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise S3Error("IncompleteBody", "The client closed the connection before sending the whole body.")
+            chunk = msg.get("body", b"")
+            more = msg.get("more_body", False)
+            if not more:
+                req.body_done = True
+            passed += len(chunk)
+            if len(chunk) >= OFFLOAD_MIN:
+                # granian's messages of a large body are its read buffer's size (408 KiB): joining two of them
+                # held both, their copy and the batch before it (about 2.4 MiB per upload) for no hand-offs
+                # worth saving; passed on as they are, an upload holds about two messages
+                if not large:
+                    large = True
+                    lanes.body_begins()
+                if held:
+                    yield b"".join(held)
+                    held.clear()
+                    size = 0
+                yield chunk
+            elif chunk:
+                held.append(chunk)
+                size += len(chunk)
+                if size >= BATCH:
+                    batch = b"".join(held)  # one piece: itself, no copy
+                    held.clear()
+                    size = 0
+                    yield batch
+            if not more:
+                if held:
+                    yield b"".join(held)
+                return
+    finally:
+        if large:
+            lanes.body_ends(passed)
 
 
 async def read_small_body(req: Request, limit: int = 2 * 1024 * 1024) -> bytes:
