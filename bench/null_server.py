@@ -9,9 +9,10 @@ With a directory, it also does the work no signed, durable PUT can skip: MD5 (th
 SHA-256 (the signed payload) of the body, written to a file and fsynced. That is the ceiling
 for large PUTs on this stack.
 
-With NULL_SERVER_OVERLAP=1 the store mode works as the coordinator does (tunnelmesh/lanes.py): the body
-coalesced into 512 KiB batches, MD5, SHA-256 and the write each on a thread of their own while the next batch
-is received (at most one batch in flight per lane), writeback started every 8 MiB, the final fsync kept.
+With NULL_SERVER_OVERLAP=1 the store mode works as the coordinator does (tunnelmesh/lanes.py): a body
+message of 256 KiB or more passed on as it is, smaller ones joined into 512 KiB batches, MD5, SHA-256 and
+the write each on a thread of their own while the next piece is received (at most one piece in flight per
+lane), writeback started every 8 MiB, the final fsync kept.
 NULL_SERVER_READ_BUFFER sets granian's read buffer (the most one body message carries; granian's default
 when unset). Naive and overlapped ceilings side by side tell how much of a server's gain is the technique.
 
@@ -83,6 +84,7 @@ def hashing_app(directory: str) -> Any:
 
 
 BATCH = 512 * 1024  # tunnelmesh/lanes.py BATCH
+OFFLOAD_MIN = 256 * 1024  # tunnelmesh/lanes.py OFFLOAD_MIN
 WRITE_BEHIND = 8 * 1024 * 1024
 
 
@@ -105,7 +107,12 @@ def overlapped_app(directory: str) -> Any:
         while True:
             msg = await receive()
             body = msg.get("body", b"")
-            if body:
+            if len(body) >= OFFLOAD_MIN:  # passed on as it is, after what was held (s3/request.py raw_body)
+                if held:
+                    yield b"".join(held)
+                    held, size = [], 0
+                yield body
+            elif body:
                 held.append(body)
                 size += len(body)
             if not msg.get("more_body"):
