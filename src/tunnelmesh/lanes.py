@@ -18,6 +18,7 @@ is asked to give back the pages the freed pieces leave in its heaps (`body_begin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 from collections.abc import Callable
@@ -87,7 +88,8 @@ class _Trimmer:
             self.trims += 1
             if self.trim is not None:
                 # on a lane thread: it takes each arena's lock in turn, and madvise costs a system call per range
-                _executor().submit(self.trim, 0)
+                with contextlib.suppress(RuntimeError):  # the pool is shutting down with the process
+                    _executor().submit(self.trim, 0)
 
 
 _trimmer = _Trimmer()
