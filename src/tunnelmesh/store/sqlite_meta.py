@@ -680,13 +680,24 @@ def check_fence(conn: sqlite3.Connection, db: Path) -> None:
         raise StoreMoved(db, fence)
 
 
+# The reader's page cache, per worker. SQLite's default (2,000 KiB) filled up within seconds of 4 KiB GETs and
+# stayed (2.3 MiB of the worker's heap, measured with sqlite3_memory_used); a random key's leaf page misses
+# either cache in a large bucket, the interior pages every lookup walks fit in this one, and a page it misses
+# is a read from the OS page cache: 4 KiB GET and HEAD and 1000-key listings cost no more CPU per request
+# (bench/compare.py, two alternated pairs). The writer keeps the default: a group commit's dirty pages must
+# fit in its cache, or they spill into the WAL before the commit.
+READER_CACHE_KIB = 512
+
+
 class SqliteMeta:
     """The MetaBackend on `<data dir>/meta.sqlite3`."""
 
     release = LATEST  # what its beat stamps (MetaBackend.release)
 
     def __init__(self, db: Path, lock: Path | None = None) -> None:
-        self._reader = SqliteTx(connect(db))
+        reader = connect(db)
+        reader.execute(f"PRAGMA cache_size=-{READER_CACHE_KIB}")
+        self._reader = SqliteTx(reader)
         self._writer = GroupWriter(db, lock, SqliteTx)
 
     @classmethod
