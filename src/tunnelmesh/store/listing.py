@@ -64,7 +64,9 @@ def list_objects(
     rows: list[Listed] = []
     chunk_size = LOOKAHEAD + 1
     while True:
-        chunk = list(islice(batch, chunk_size))
+        # no more rows than a page of objects needs (one more than max_keys: whether it is truncated)
+        want = min(chunk_size, max_keys + 1 - len(rows))
+        chunk = list(islice(batch, want))
         rows += chunk
         if _has_folder(chunk, prefix, delimiter):
             # handed over in a list the walk empties, so that only the walk's loop holds the scan: it drops the
@@ -73,7 +75,7 @@ def list_objects(
             first: list[Iterator[Listed]] = [chain(rows, batch)]
             del batch
             return _delimited(r, bucket, prefix, delimiter, after, pos, inclusive, end, max_keys, first)
-        if len(chunk) < chunk_size:
+        if len(chunk) < want or len(rows) > max_keys:
             return _plain(rows, max_keys)
         chunk_size *= 2
 
