@@ -20,7 +20,7 @@ from meta_rules import Rules
 
 from tunnelmesh.store import commits, listing
 from tunnelmesh.store.metadata import MetaTx
-from tunnelmesh.store.records import ObjectRecord, WriteConditions, WriteResult
+from tunnelmesh.store.records import Listed, ObjectRecord, WriteConditions, WriteResult
 
 # "/" and " " and "+" sort before letters, "é" is two UTF-8 bytes and "😀" four (outside the BMP)
 ALPHABET = ["/", "a", "b", "+", " ", "é", "😀"]
@@ -233,3 +233,35 @@ def test_a_folder_anywhere_in_a_delimited_page_is_rolled_up_in_one_scan(m: Rules
             expected = reference(names, "k/", "/", after, False)
             scans, entries, truncated = m.read(lambda r, a=after, n=max_keys: listed(r, a, n))
             assert (scans, entries, truncated) == (1, expected[:max_keys], len(expected) > max_keys), (max_keys, place)
+
+
+def test_only_a_delimiter_past_the_prefix_makes_a_folder() -> None:
+    """The check that lets a delimited page of objects skip the walk: it must say no to such a page (or the
+    walk does all the work again), and yes to any key that holds the delimiter after the prefix."""
+
+    def rows(*keys: str) -> list[Listed]:
+        return [Listed(k, 0, "e", 1.0, "p") for k in keys]
+
+    assert not listing._has_folder(rows(), "a/", "/")
+    assert not listing._has_folder(rows("a/1", "a/2", "a/3"), "a/", "/")
+    assert not listing._has_folder(rows("a/b/1", "a/b/2"), "a/b/", "/")  # in the prefix only
+    assert not listing._has_folder(rows("ab", "ac"), "a", "a")  # the prefix's own "a" is not past it
+    assert listing._has_folder(rows("a/1", "a/2/x"), "a/", "/")
+    assert listing._has_folder(rows("ab", "aa"), "a", "a")
+    assert listing._has_folder(rows("x1", "x/"), "", "/")
+    assert listing._has_folder(rows("k//1"), "k/", "//") is False
+    assert listing._has_folder(rows("k///1"), "k/", "//")
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])  # PostgreSQL's text cannot hold a NUL
+def test_a_key_holding_a_nul_is_left_to_the_walk(backend: str, tmp_path: Path) -> None:
+    """The plain-page check joins keys with NUL, which the S3 layer lets no key hold; a key that holds one anyway
+    (written by another tool into SQLite) still lists as the walk lists it."""
+    m = Rules(BACKENDS[backend](tmp_path))
+    try:
+        # joined and stripped of the prefix after each NUL, its "/" would be gone
+        bucket = fill(m, {"x/a\x00x/", "x/b"})
+        page = m.list_objects(bucket, "x/", "/", None, False, 10)
+        assert ([o.key for o in page.objects], page.prefixes) == (["x/b"], ["x/a\x00x/"])
+    finally:
+        m.close()

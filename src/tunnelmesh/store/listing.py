@@ -96,6 +96,8 @@ def _has_folder(rows: list[Listed], prefix: str, delimiter: str) -> bool:
     if "\x00" in delimiter:
         return True  # the S3 layer refuses one; the walk then decides, whatever it is
     joined = "\x00" + "\x00".join(map(_key, rows))
+    if joined.count("\x00") > max(len(rows), 1):  # one before each key
+        return True  # a key with a NUL (the S3 layer lets none in): the walk decides
     if prefix:  # each key's prefix follows a NUL: dropped, so that no match starts inside one
         joined = joined.replace("\x00" + prefix, "\x00")
     return delimiter in joined
