@@ -55,6 +55,9 @@ os.register_at_fork(after_in_child=_forget_pool)
 # chunks where trimming the top of the heap cannot reach them (2-3.5 MiB per worker after two 1 GiB uploads,
 # measured). malloc_trim(0) releases every whole free page of every arena.
 TRIM_AFTER = 32 * 1024 * 1024
+# ...and trimmed even with bodies in flight once this much has passed: overlapping uploads (or one dripping
+# slowly) could otherwise keep a worker from ever trimming, under the very load that scatters its heap
+TRIM_ANYWAY = 8 * TRIM_AFTER
 
 
 def _find_trim() -> Callable[[int], int] | None:
@@ -83,7 +86,7 @@ class _Trimmer:
     def ends(self, size: int) -> None:
         self.active -= 1
         self.since += size
-        if self.active == 0 and self.since >= TRIM_AFTER:
+        if self.since >= (TRIM_AFTER if self.active == 0 else TRIM_ANYWAY):
             self.since = 0
             self.trims += 1
             if self.trim is not None:

@@ -92,3 +92,34 @@ def test_freed_body_memory_is_given_back_once_no_large_body_is_in_flight() -> No
     assert after_both == 1
     # the bytes counted toward the next trim started again from nothing
     assert pieces([message] * count) and lanes.trims() == start + 1
+
+
+def test_a_body_in_flight_does_not_keep_freed_memory_forever() -> None:
+    """A body held open (a dripping upload, or uploads that always overlap) defers the trim, but once
+    lanes.TRIM_ANYWAY bytes of other bodies have passed the worker trims all the same."""
+    message = os.urandom(READ_BUFFER)
+    count = lanes.TRIM_AFTER // READ_BUFFER + 1  # each body alone passes more than TRIM_AFTER
+
+    async def held_open() -> list[int]:
+        stalled = raw_body(request([message] * 3))
+        await anext(stalled)  # in flight from here on
+        start = lanes.trims()
+        seen = []
+        for _ in range(lanes.TRIM_ANYWAY // (count * READ_BUFFER) + 1):
+            async for _ in raw_body(request([message] * count)):
+                pass
+            seen.append(lanes.trims() - start)
+        await stalled.aclose()
+        return seen
+
+    seen = asyncio.run(held_open())
+    assert seen[0] == 0, "trimmed at TRIM_AFTER while a body was in flight"
+    assert seen[-1] == 1
+
+
+def test_a_large_body_of_small_messages_counts_too() -> None:
+    """Joined batches go to the lanes' threads as large messages do: such a body counts toward the trim."""
+    before = lanes.trims()
+    small = os.urandom(16 * 1024)
+    pieces([small] * (lanes.TRIM_AFTER // len(small) + 1))
+    assert lanes.trims() == before + 1

@@ -219,13 +219,14 @@ async def raw_body(req: Request) -> AsyncIterator[bytes]:
             if not more:
                 req.body_done = True
             passed += len(chunk)
+            if not large and len(chunk) + size >= OFFLOAD_MIN:
+                # pieces the lanes' threads take, passed on as they are or joined: counted for the trim
+                large = True
+                lanes.body_begins()
             if len(chunk) >= OFFLOAD_MIN:
                 # granian's messages of a large body are its read buffer's size (408 KiB): joining two of them
                 # held both, their copy and the batch before it (about 2.4 MiB per upload) for no hand-offs
                 # worth saving; passed on as they are, an upload holds about two messages
-                if not large:
-                    large = True
-                    lanes.body_begins()
                 if held:
                     yield b"".join(held)
                     held.clear()
