@@ -11,8 +11,9 @@ Pieces come from `s3/request.py raw_body`, which passes a large HTTP server mess
 small ones into batches of about `BATCH` bytes; a hand-off to a thread costs tens of microseconds, so a piece
 under `OFFLOAD_MIN` is consumed inline (small bodies never touch a thread).
 
-Once no large body is in flight in this process, and enough body bytes have passed since the last time, glibc
-is asked to give back the pages the freed pieces leave in its heaps (`body_begins` / `body_ends`).
+Once enough body bytes have passed since the last time (`TRIM_AFTER` when no large body is left in flight in
+this process, `TRIM_ANYWAY` otherwise), glibc is asked to give back the pages the freed pieces leave in its
+heaps (`body_begins` / `body_ends`).
 """
 
 from __future__ import annotations
