@@ -930,8 +930,9 @@ class Bench:
                 (BARE, "granian; MD5 + SHA-256, write + fsync, nothing else, each message on the event loop"),
                 (
                     BARE_OVERLAP,
-                    "the same work as the coordinator does it: 512 KiB batches, MD5, SHA-256 and the write each on "
-                    "a thread while the next batch arrives, writeback every 8 MiB",
+                    "the same work as the coordinator does it: messages of 256 KiB or more passed on as they are, "
+                    "smaller ones joined into 512 KiB batches, MD5, SHA-256 and the write each on a thread while the "
+                    "next piece arrives, writeback every 8 MiB",
                 ),
             ):
                 med = row.med(target)
